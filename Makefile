@@ -1,0 +1,42 @@
+# Two commands on a fresh machine with only Python 3.11 and make:
+#   make run   - start a node with an embedded SQLite database and demo Parties
+#   make test  - lint, type-check and run the whole test suite
+PYTHON ?= python3
+UV_VERSION := 0.13.8
+TOOLS := .tools
+UV := $(TOOLS)/bin/uv
+VENV := .venv
+RUN := $(UV) run --frozen --no-sync
+
+.PHONY: run test lint typecheck pytest sync bench clean
+
+$(UV):
+	$(PYTHON) -m venv $(TOOLS)
+	$(TOOLS)/bin/pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
+
+$(VENV)/.synced: $(UV) uv.lock pyproject.toml
+	$(UV) sync --frozen --quiet
+	touch $@
+
+sync: $(VENV)/.synced
+
+run: sync
+	$(RUN) epix serve --demo
+
+lint: sync
+	$(RUN) ruff check epix tests
+	$(RUN) ruff format --check epix tests
+
+typecheck: sync
+	$(RUN) mypy
+
+pytest: sync
+	$(RUN) pytest -n auto $(PYTEST_ARGS)
+
+test: lint typecheck pytest
+
+bench: sync
+	$(RUN) epix bench all
+
+clean:
+	rm -rf $(TOOLS) $(VENV) .pytest_cache .mypy_cache .ruff_cache

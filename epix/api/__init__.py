@@ -1,0 +1,1 @@
+"""HTTP faces: FastAPI app, problem+json, dependencies and routers (thin: no domain logic)."""

@@ -1,0 +1,29 @@
+"""The FastAPI application factory: one node, one database, versioned routes under /v1."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+
+from epix.api.limits import BodySizeLimit
+from epix.api.problems import install_problem_handlers
+from epix.api.routers import health
+from epix.db import Database
+from epix.settings import Settings, get_settings
+
+
+def create_app(settings: Settings | None = None, database: Database | None = None) -> FastAPI:
+    settings = settings or get_settings()
+    database = database or Database(settings.effective_database_url)
+    app = FastAPI(
+        title="EPIX",
+        summary="Electronic permit information exchange for CITES permits and certificates.",
+        version="1.0",
+        docs_url="/docs",
+        openapi_url="/openapi.json",
+    )
+    app.state.settings = settings
+    app.state.database = database
+    install_problem_handlers(app)
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    app.include_router(health.router)
+    return app

@@ -1,0 +1,37 @@
+"""Request dependencies: settings and database from app state.
+
+Routes open ``database.unit_of_work()`` themselves so that the commit happens before the
+response (a receipt is only sent after bytes, hash and audit event are committed).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from epix.audit.context import RequestContext
+from epix.db import Database
+from epix.settings import Settings
+
+
+def get_settings_dep(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+def get_database(request: Request) -> Database:
+    database: Database = request.app.state.database
+    return database
+
+
+def get_request_context(request: Request) -> RequestContext:
+    client = request.client.host if request.client else None
+    return RequestContext.from_raw(
+        request.method, request.url.path, client, dict(request.headers.items())
+    )
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
+DatabaseDep = Annotated[Database, Depends(get_database)]
+RequestContextDep = Annotated[RequestContext, Depends(get_request_context)]

@@ -1,0 +1,1 @@
+"""People, roles, API keys and web sessions."""

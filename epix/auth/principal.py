@@ -1,0 +1,28 @@
+"""Who is acting: the authenticated person (or system acting for a named person)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+
+class Role(StrEnum):
+    MANAGEMENT_AUTHORITY = "management_authority"
+    CUSTOMS = "customs"
+    SECRETARIAT = "secretariat"
+    NODE_ADMIN = "node_admin"
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """Every action is attributable to a person (CITES audit requirement)."""
+
+    user_id: int
+    username: str
+    party: str
+    authority: str | None
+    roles: frozenset[Role]
+    api_key_id: int | None = None
+
+    def has(self, role: Role) -> bool:
+        return role in self.roles

@@ -1,0 +1,1 @@
+"""The ``epix`` command line: one module per command group, registered in ``main``."""

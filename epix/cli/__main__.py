@@ -1,0 +1,5 @@
+"""``python -m epix.cli`` runs the same command line as ``epix``."""
+
+from epix.cli.main import cli
+
+cli()

@@ -1,0 +1,24 @@
+"""``epix``: the command line of an EPIX node. ``epix --help`` lists every command."""
+
+from __future__ import annotations
+
+import click
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="epix")
+def cli() -> None:
+    """EPIX: electronic permit information exchange for CITES.
+
+    Configuration comes only from EPIX_* environment variables (see README).
+    """
+
+
+def _register() -> None:
+    """Attach every command group; each lives in its own module under epix.cli."""
+    from epix.cli import errors_cmd
+
+    cli.add_command(errors_cmd.errors)
+
+
+_register()

@@ -1,0 +1,234 @@
+"""The one error table, and the finding/exception types every layer reports with.
+
+Every refusal or warning EPIX produces carries a code from ``ERROR_TABLE``. Codes are stable:
+clients match on them, so a code is never renamed or reused; add a new one instead.
+``docs/errors.md`` is rendered from this table (``epix errors --markdown``) and a test keeps
+the two in step; another test fails if any code is raised that the table lacks.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+
+class Severity(StrEnum):
+    ERROR = "error"
+    WARNING = "warning"
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorCode:
+    code: str
+    severity: Severity
+    http_status: int
+    meaning: str
+
+
+E, W = Severity.ERROR, Severity.WARNING
+
+
+def _c(code: str, severity: Severity, http_status: int, meaning: str) -> ErrorCode:
+    return ErrorCode(code, severity, http_status, meaning)
+
+
+_TABLE: tuple[ErrorCode, ...] = (
+    # --- parse (epix.xml) ---
+    _c("EPIX-XML-001", E, 400, "The document is not well-formed XML."),
+    _c("EPIX-XML-002", E, 400, "The document has a DOCTYPE; DTDs and entities are refused."),
+    _c("EPIX-XML-003", E, 400, "The document nests elements deeper than the node allows."),
+    _c("EPIX-XML-004", E, 413, "The document is larger than the node accepts."),
+    _c("EPIX-XML-005", E, 400, "The document has an unexpected root element or namespace."),
+    _c("EPIX-XML-006", E, 400, "The document is empty."),
+    _c("EPIX-XML-007", E, 400, "The document has a processing instruction that is not allowed."),
+    # --- schema (schemas/) ---
+    _c("EPIX-SCHEMA-001", E, 422, "The document does not conform to the EPIX schema."),
+    # --- code lists ---
+    _c("EPIX-CODE-001", E, 422, "Unknown document type code (box 1)."),
+    _c("EPIX-CODE-002", E, 422, "Unknown purpose code (box 5a)."),
+    _c("EPIX-CODE-003", E, 422, "Unknown source code (box 10)."),
+    _c("EPIX-CODE-004", E, 422, "Unknown appendix (box 10)."),
+    _c("EPIX-CODE-005", E, 422, "Unknown unit of quantity (box 11)."),
+    _c("EPIX-CODE-006", E, 422, "Unknown term (description of specimens) code (box 7/8)."),
+    _c("EPIX-CODE-007", E, 422, "Unknown country code (ISO 3166-1 alpha-2)."),
+    _c("EPIX-CODE-101", W, 200, "Historic code: still understood, but no longer current."),
+    _c("EPIX-CODE-102", W, 200, "Implausible term and unit combination."),
+    _c("EPIX-CODE-103", W, 200, "Implausible term and purpose combination."),
+    # --- business rules (Convention) ---
+    _c("EPIX-RULE-001", E, 422, "A mandatory box is missing or empty."),
+    _c("EPIX-RULE-002", E, 422, "Exporter and importer are in the same country."),
+    _c("EPIX-RULE-003", E, 422, "Export permit or re-export certificate valid more than 6 months."),
+    _c("EPIX-RULE-004", E, 422, "Import permit valid more than 12 months."),
+    _c("EPIX-RULE-005", E, 422, "Validity ends before it starts, or starts before the issue date."),
+    _c("EPIX-RULE-006", E, 422, "Re-export without country of origin or origin permit (box 12)."),
+    _c("EPIX-RULE-007", E, 422, "Re-export whose country of origin is the re-exporting Party."),
+    _c("EPIX-RULE-008", W, 200, "Re-export of a specimen re-exported before lacks box 12a."),
+    _c("EPIX-RULE-009", E, 422, "Source D requires Appendix I and a registered operation."),
+    _c("EPIX-RULE-010", E, 422, "Source O (pre-Convention) requires an acquisition date."),
+    _c("EPIX-RULE-011", E, 422, "Appendix I import needs an import permit reference."),
+    _c("EPIX-RULE-012", E, 422, "Appendix I wild specimens for commercial purpose (T)."),
+    _c("EPIX-RULE-013", E, 422, "Quantity must be a positive number."),
+    _c("EPIX-RULE-014", E, 422, "Permit number is longer than 35 characters."),
+    # --- compliance screening (warnings, never silent) ---
+    _c("EPIX-COMP-001", W, 200, "Trade exceeds or is outside a published export quota."),
+    _c("EPIX-COMP-002", W, 200, "A zero export quota applies to this taxon and exporter."),
+    _c("EPIX-COMP-003", W, 200, "The exporter holds a reservation for this taxon."),
+    _c("EPIX-COMP-004", W, 200, "Box 11a quota figures are inconsistent."),
+    # --- signatures (EPIX-DSIG-1) ---
+    _c("EPIX-SIG-001", E, 422, "The document is not signed."),
+    _c("EPIX-SIG-002", E, 422, "The document has more than one signature."),
+    _c("EPIX-SIG-003", E, 422, "The signature is not the last direct child of the root."),
+    _c("EPIX-SIG-004", E, 422, 'The signature must have exactly one Reference with URI="".'),
+    _c("EPIX-SIG-005", E, 422, "A transform other than enveloped-signature then exclusive C14N."),
+    _c("EPIX-SIG-006", E, 422, "Canonicalization algorithm not allowed (exclusive C14N only)."),
+    _c("EPIX-SIG-007", E, 422, "Digest algorithm not allowed (SHA-256/384/512 only)."),
+    _c("EPIX-SIG-008", E, 422, "Signature algorithm not allowed (RSA or ECDSA with SHA-2)."),
+    _c("EPIX-SIG-009", E, 422, "Key too weak (RSA < 2048 bits or a curve other than P-256/P-384)."),
+    _c("EPIX-SIG-010", E, 422, "KeyInfo must carry the signer's X.509 certificate."),
+    _c(
+        "EPIX-SIG-011",
+        E,
+        422,
+        "The signature value or digest does not match: the document changed.",
+    ),
+    _c(
+        "EPIX-SIG-012", E, 422, "The signing certificate is not registered for this Party and role."
+    ),
+    _c("EPIX-SIG-013", E, 422, "The signing certificate was revoked before the signing time."),
+    _c("EPIX-SIG-014", E, 422, "The signing certificate was not valid at the signing time."),
+    _c("EPIX-SIG-015", E, 422, "The signer belongs to another Party than the one claimed."),
+    _c("EPIX-SIG-016", E, 422, "The signature could not be verified."),
+    _c("EPIX-SIG-017", E, 422, "The signature uses a prefix or layout outside EPIX-DSIG-1."),
+    # --- key registry ---
+    _c("EPIX-REG-001", E, 404, "Unknown Party."),
+    _c("EPIX-REG-002", E, 404, "Unknown authority."),
+    _c("EPIX-REG-003", E, 409, "That certificate is already registered."),
+    _c("EPIX-REG-004", E, 422, "The certificate is not acceptable (unparseable, weak or expired)."),
+    _c("EPIX-REG-005", E, 404, "Unknown certificate."),
+    _c("EPIX-REG-006", E, 409, "The certificate is already revoked."),
+    _c("EPIX-REG-007", E, 422, "The registry document's Secretariat signature does not verify."),
+    _c("EPIX-REG-008", E, 409, "The registry document is older than the copy already held."),
+    _c("EPIX-REG-009", E, 503, "No registry is loaded yet."),
+    _c("EPIX-REG-010", E, 409, "That Party or authority already exists."),
+    _c("EPIX-REG-011", W, 200, "Registry source unreachable: serving the last good copy."),
+    # --- authentication and authorisation ---
+    _c("EPIX-AUTH-001", E, 401, "Authentication required."),
+    _c("EPIX-AUTH-002", E, 401, "The API key or password is not valid."),
+    _c("EPIX-AUTH-003", E, 401, "The API key has expired or was revoked."),
+    _c("EPIX-AUTH-004", E, 403, "Your role does not allow this action."),
+    _c("EPIX-AUTH-005", E, 403, "You may act only for your own Party."),
+    _c("EPIX-AUTH-006", E, 403, "The user account is disabled."),
+    _c("EPIX-AUTH-007", E, 409, "A user with that name already exists."),
+    _c("EPIX-AUTH-008", E, 404, "Unknown user or API key."),
+    _c("EPIX-AUTH-009", E, 401, "Invalid or expired web session; log in again."),
+    # --- request / transport ---
+    _c("EPIX-REQ-001", E, 400, "The request body is not valid JSON."),
+    _c("EPIX-REQ-002", E, 415, "Unsupported content type."),
+    _c("EPIX-REQ-003", E, 413, "The request body is larger than the node accepts."),
+    _c("EPIX-REQ-004", E, 422, "A request field is missing or invalid."),
+    _c("EPIX-REQ-005", E, 404, "Not found."),
+    _c("EPIX-REQ-006", E, 405, "Method not allowed."),
+    _c("EPIX-REQ-007", E, 500, "Internal error; the node operator has the details."),
+    _c("EPIX-REQ-008", E, 400, "Invalid cursor."),
+    # --- exchange: envelope, submission, inbox ---
+    _c("EPIX-MSG-001", E, 409, "This message id was already used with different bytes."),
+    _c("EPIX-MSG-002", E, 422, "The envelope's sender is not the Party that issued the permit."),
+    _c("EPIX-MSG-003", E, 422, "Unknown destination Party."),
+    _c("EPIX-MSG-004", E, 422, "The envelope's document type does not match the document."),
+    _c("EPIX-MSG-005", E, 409, "The message is not leased to you, or its lease expired."),
+    _c("EPIX-MSG-006", E, 422, "Sender and destination are the same Party."),
+    _c("EPIX-MSG-007", E, 409, "A different permit with this number was already submitted."),
+    # --- quantities and endorsements ---
+    _c("EPIX-QTY-001", E, 422, "Quantity exceeds what remains on the permit line."),
+    _c("EPIX-QTY-002", E, 422, "Unit does not match the permit line."),
+    _c("EPIX-QTY-003", E, 422, "Unknown permit line."),
+    _c("EPIX-QTY-004", E, 422, "Quantity must be a positive number."),
+    _c("EPIX-QTY-005", E, 404, "Unknown or expired reservation."),
+    _c("EPIX-QTY-006", E, 422, "Port is not a UN/LOCODE."),
+    # --- permit state ---
+    _c("EPIX-STATE-001", E, 409, "The permit has expired."),
+    _c("EPIX-STATE-002", E, 409, "The permit is not yet valid."),
+    _c("EPIX-STATE-003", E, 409, "The permit was cancelled."),
+    _c("EPIX-STATE-004", E, 409, "The permit was replaced."),
+    _c("EPIX-STATE-005", E, 409, "The permit was already used for a consignment (Art. VI.5)."),
+    _c("EPIX-STATE-006", E, 403, "The permit belongs to another Party."),
+    _c("EPIX-STATE-007", E, 404, "No such permit (or you may not see it)."),
+    _c("EPIX-STATE-008", E, 409, "That status change is not allowed from the permit's state."),
+    # --- delivery, peers, webhooks ---
+    _c("EPIX-DLV-001", E, 502, "The peer node could not be reached."),
+    _c("EPIX-DLV-002", E, 502, "The peer's receipt did not verify."),
+    _c("EPIX-DLV-003", E, 410, "Delivery gave up after the maximum age."),
+    _c("EPIX-DLV-004", E, 422, "Webhook URL must be http(s) and must not point at this node."),
+    _c("EPIX-DLV-005", E, 409, "The outbox lease was lost; another worker owns the row."),
+    _c("EPIX-DLV-006", E, 502, "The peer refused the message."),
+    # --- audit ---
+    _c("EPIX-AUDIT-001", E, 500, "The audit chain is broken at this event."),
+    _c("EPIX-AUDIT-002", E, 500, "An audit checkpoint signature does not verify."),
+)
+
+ERROR_TABLE: dict[str, ErrorCode] = {entry.code: entry for entry in _TABLE}
+assert len(ERROR_TABLE) == len(_TABLE), "duplicate code in the error table"
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    """One reported problem: a stable code, a human message and where it was found."""
+
+    code: str
+    message: str
+    location: str | None = None
+    line: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.code not in ERROR_TABLE:
+            raise KeyError(f"{self.code} is not in the EPIX error table")
+
+    @property
+    def severity(self) -> Severity:
+        return ERROR_TABLE[self.code].severity
+
+    @property
+    def http_status(self) -> int:
+        return ERROR_TABLE[self.code].http_status
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "code": self.code,
+            "severity": self.severity.value,
+            "message": self.message,
+            "location": self.location,
+            "line": self.line,
+        }
+
+
+@dataclass(slots=True)
+class EpixError(Exception):
+    """A refusal: one or more findings, at least one of them an error.
+
+    The HTTP layer turns it into problem+json; the CLI prints it; nothing shows a traceback.
+    """
+
+    findings: list[Finding] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        Exception.__init__(self, "; ".join(f"{f.code}: {f.message}" for f in self.findings))
+
+    @classmethod
+    def of(
+        cls, code: str, message: str, location: str | None = None, line: int | None = None
+    ) -> EpixError:
+        return cls([Finding(code, message, location, line)])
+
+    @property
+    def http_status(self) -> int:
+        statuses = [f.http_status for f in self.findings if f.severity is Severity.ERROR]
+        return max(statuses) if statuses else 400
+
+
+def render_markdown() -> str:
+    """The error table as Markdown, for ``docs/errors.md``."""
+    lines = ["| code | severity | HTTP | meaning |", "|---|---|---|---|"]
+    lines += [
+        f"| `{e.code}` | {e.severity.value} | {e.http_status} | {e.meaning} |" for e in _TABLE
+    ]
+    return "# EPIX error codes\n\n" + "\n".join(lines) + "\n"

@@ -1,0 +1,75 @@
+"""The one settings object: every knob comes from an ``EPIX_*`` environment variable."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class NodeMode(StrEnum):
+    """A hub keeps many Parties' inboxes; a Party node forwards to peers over HTTPS."""
+
+    HUB = "hub"
+    PARTY = "party"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="EPIX_", extra="ignore")
+
+    data_dir: Path = Field(
+        default=Path("data"),
+        description="Where the embedded database, generated demo keys and node keys live.",
+    )
+    database_url: str | None = Field(
+        default=None,
+        description="SQLAlchemy URL; defaults to SQLite (WAL) in the data directory. "
+        "Use postgresql+psycopg://... for production.",
+    )
+    node_party: str = Field(default="XA", description="ISO 3166 alpha-2 code of this node's Party.")
+    node_mode: NodeMode = Field(default=NodeMode.HUB)
+    node_base_url: str = Field(
+        default="http://127.0.0.1:8000", description="Public base URL of this node."
+    )
+    secret_key: str | None = Field(
+        default=None,
+        description="Key for web session cookies; generated into the data directory if unset.",
+    )
+
+    # Bounded resources (guarantee 7).
+    max_body_bytes: int = Field(default=5 * 1024 * 1024, description="Largest accepted request.")
+    max_xml_depth: int = Field(default=64, description="Deepest accepted XML element nesting.")
+
+    # Inbox and delivery.
+    inbox_page_max: int = Field(default=500)
+    inbox_lease_seconds: int = Field(default=60)
+    outbox_lease_seconds: int = Field(default=30)
+    outbox_give_up_seconds: int = Field(default=72 * 3600)
+    outbox_base_delay_seconds: float = Field(default=1.0)
+    outbox_max_delay_seconds: float = Field(default=600.0)
+    run_worker_in_process: bool = Field(
+        default=True, description="Run the outbox worker as a thread inside `epix serve`."
+    )
+
+    # Registry follower: fetch the Secretariat-signed registry document from this URL.
+    registry_source_url: str | None = Field(default=None)
+    registry_refresh_seconds: int = Field(default=300)
+
+    audit_checkpoint_every: int = Field(
+        default=1000, description="Sign an audit checkpoint after this many events."
+    )
+    retention_years: int = Field(default=5)
+
+    @property
+    def effective_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'epix.sqlite3').resolve()}"
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()
