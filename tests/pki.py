@@ -1,0 +1,80 @@
+"""Test-only PKI: keys and certificates made fresh in memory for each test session.
+
+TEST KEYS ONLY. Nothing here is, or may ever become, a real authority key; nothing is committed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.x509.oid import NameOID
+
+PrivateKey = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
+
+
+@dataclass(frozen=True)
+class Identity:
+    """A private key and its self-signed leaf certificate, as PEM bytes."""
+
+    key_pem: bytes
+    cert_pem: bytes
+    certificate: x509.Certificate
+
+    @property
+    def fingerprint(self) -> str:
+        return self.certificate.fingerprint(hashes.SHA256()).hex()
+
+
+def make_key(kind: str = "rsa", size: int = 2048) -> PrivateKey:
+    if kind == "rsa":
+        return rsa.generate_private_key(public_exponent=65537, key_size=size)
+    curves = {256: ec.SECP256R1(), 384: ec.SECP384R1(), 521: ec.SECP521R1(), 192: ec.SECP192R1()}
+    return ec.generate_private_key(curves[size])
+
+
+def make_identity(
+    common_name: str = "XA Management Authority (TEST)",
+    *,
+    party: str = "XA",
+    kind: str = "rsa",
+    size: int = 2048,
+    not_before: datetime | None = None,
+    not_after: datetime | None = None,
+    hash_algorithm: hashes.HashAlgorithm | None = None,
+) -> Identity:
+    key = make_key(kind, size)
+    now = datetime.now(UTC)
+    start = not_before or now - timedelta(days=1)
+    end = not_after or now + timedelta(days=365)
+    name = x509.Name(
+        [
+            x509.NameAttribute(NameOID.COUNTRY_NAME, party),
+            x509.NameAttribute(NameOID.ORGANIZATION_NAME, f"{party} CITES test authority"),
+            x509.NameAttribute(NameOID.COMMON_NAME, common_name),
+        ]
+    )
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(start)
+        .not_valid_after(end)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .sign(key, hash_algorithm or hashes.SHA256())
+    )
+    key_pem = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    return Identity(
+        key_pem=key_pem,
+        cert_pem=certificate.public_bytes(serialization.Encoding.PEM),
+        certificate=certificate,
+    )
