@@ -5,6 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
+# The Secretariat is not a Party; its users and its inbox use this pseudo-Party code.
+SECRETARIAT_PARTY = "CITES"
+
 
 class Role(StrEnum):
     MANAGEMENT_AUTHORITY = "management_authority"

@@ -16,9 +16,10 @@ def cli() -> None:
 
 def _register() -> None:
     """Attach every command group; each lives in its own module under epix.cli."""
-    from epix.cli import errors_cmd
+    from epix.cli import bench, errors_cmd
 
     cli.add_command(errors_cmd.errors)
+    cli.add_command(bench.bench)
 
 
 _register()
