@@ -1,0 +1,22 @@
+# EPIX node image. Configuration is only through EPIX_* environment variables (see README).
+FROM python:3.11-slim-bookworm AS build
+ENV UV_LINK_MODE=copy UV_COMPILE_BYTECODE=1 UV_PYTHON_DOWNLOADS=never
+RUN pip install --no-cache-dir uv==0.13.8
+WORKDIR /app
+COPY pyproject.toml uv.lock README.md ./
+RUN uv sync --frozen --no-dev --no-install-project
+COPY epix ./epix
+COPY schemas ./schemas
+COPY keys ./keys
+RUN uv sync --frozen --no-dev
+
+FROM python:3.11-slim-bookworm
+RUN useradd --system --uid 10001 --home /app epix && mkdir -p /data && chown epix /data
+WORKDIR /app
+COPY --from=build --chown=epix /app /app
+ENV PATH=/app/.venv/bin:$PATH EPIX_DATA_DIR=/data PYTHONUNBUFFERED=1
+USER epix
+VOLUME ["/data"]
+EXPOSE 8000
+HEALTHCHECK --interval=30s --timeout=5s CMD python -c "import urllib.request,sys; sys.exit(0 if urllib.request.urlopen('http://127.0.0.1:8000/healthz').status == 200 else 1)"
+CMD ["epix", "serve", "--host", "0.0.0.0", "--port", "8000"]
