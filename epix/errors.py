@@ -161,6 +161,10 @@ _TABLE: tuple[ErrorCode, ...] = (
     _c("EPIX-DLV-004", E, 422, "Webhook URL must be http(s) and must not point at this node."),
     _c("EPIX-DLV-005", E, 409, "The outbox lease was lost; another worker owns the row."),
     _c("EPIX-DLV-006", E, 502, "The peer refused the message."),
+    _c("EPIX-DLV-007", E, 422, "Unknown webhook event name."),
+    _c("EPIX-DLV-008", E, 409, "Only a failed delivery can be resent."),
+    _c("EPIX-DLV-009", E, 404, "Unknown outbox row or webhook subscription."),
+    _c("EPIX-DLV-010", E, 502, "The peer has no node endpoint in the registry."),
     # --- audit ---
     _c("EPIX-AUDIT-001", E, 500, "The audit chain is broken at this event."),
     _c("EPIX-AUDIT-002", E, 500, "An audit checkpoint signature does not verify."),

@@ -53,6 +53,28 @@ class Settings(BaseSettings):
     run_worker_in_process: bool = Field(
         default=True, description="Run the outbox worker as a thread inside `epix serve`."
     )
+    outbox_batch_size: int = Field(default=50, description="Rows one worker claims at a time.")
+    outbox_concurrency: int = Field(default=4, description="Deliveries one worker runs at once.")
+    outbox_poll_seconds: float = Field(
+        default=1.0, description="How long an idle worker waits before looking for due rows."
+    )
+    outbox_http_timeout_seconds: float = Field(
+        default=10.0, description="Per-request timeout; keep it well below the lease."
+    )
+    outbox_circuit_failures: int = Field(
+        default=5, description="Consecutive failures that open a peer's circuit breaker."
+    )
+    outbox_circuit_cooldown_seconds: float = Field(
+        default=30.0, description="How long an open circuit waits before one probe delivery."
+    )
+    peer_api_keys: dict[str, str] = Field(
+        default_factory=dict,
+        description='API keys peers issued to this node, as JSON {"XB": "key"} '
+        "(EPIX_PEER_API_KEYS).",
+    )
+    webhook_replay_window_seconds: int = Field(
+        default=300, description="How old a webhook signature timestamp receivers accept."
+    )
 
     # Registry follower: fetch the Secretariat-signed registry document from this URL.
     registry_source_url: str | None = Field(default=None)
