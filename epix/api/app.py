@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from epix.api.limits import BodySizeLimit
+from epix.api.metrics import Metrics, MetricsMiddleware, metrics_endpoint
 from epix.api.problems import install_problem_handlers
 from epix.api.routers import health
 from epix.db import Database
@@ -25,5 +26,8 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
     app.state.database = database
     install_problem_handlers(app)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    app.state.metrics = Metrics()
+    app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)
+    app.add_route("/metrics", metrics_endpoint, include_in_schema=False)
     app.include_router(health.router)
     return app

@@ -1,0 +1,46 @@
+"""The HTTP shell: health, readiness, metrics, problem+json for unknown routes and big bodies."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from epix.api.app import create_app
+from epix.db import Database
+from epix.settings import Settings
+
+
+@pytest.fixture
+def client(sqlite_database: Database, tmp_path: Path) -> TestClient:
+    settings = Settings(data_dir=tmp_path, max_body_bytes=1024)
+    app = create_app(settings, sqlite_database)
+
+    return TestClient(app, raise_server_exceptions=False)
+
+
+def test_health_and_readiness(client: TestClient) -> None:
+    assert client.get("/healthz").json() == {"status": "ok"}
+    ready = client.get("/readyz")
+    assert ready.status_code == 200
+    assert ready.json()["checks"]["database"] == "ok"
+
+
+def test_unknown_route_is_problem_json(client: TestClient) -> None:
+    response = client.get("/v1/no-such-thing")
+    assert response.status_code == 404
+    assert response.headers["content-type"] == "application/problem+json"
+    assert response.json()["errors"][0]["code"] == "EPIX-REQ-005"
+
+
+def test_oversized_body_refused_with_413(client: TestClient) -> None:
+    response = client.post("/healthz", content=b"x" * 5000)
+    assert response.status_code == 413
+    assert response.json()["code"] == "EPIX-REQ-003"
+
+
+def test_metrics_count_requests_by_route(client: TestClient) -> None:
+    client.get("/healthz")
+    text = client.get("/metrics").text
+    assert 'epix_http_requests_total{method="GET",route="/healthz",status="200"}' in text
