@@ -1,0 +1,250 @@
+"""The audit trail: append-only, hash-chained events written in the caller's transaction.
+
+Each event's ``hash`` is SHA-256 over its canonical content, which includes the previous event's
+hash, so changing, deleting or reordering any row breaks the chain at that row. Writers serialise
+on the chain head: SQLite already runs every transaction as ``BEGIN IMMEDIATE``; on PostgreSQL a
+transaction-scoped advisory lock is taken before the head is read, so concurrent writers never
+fork the chain. The lock is held until the caller commits: record the event late in the
+transaction.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+
+from sqlalchemy import select, text
+from sqlalchemy.orm import Session
+
+from epix.audit.context import HEADER_ALLOWLIST, RequestContext
+from epix.audit.models import AuditChainHead, AuditCheckpoint, AuditEvent
+from epix.auth.principal import Principal
+from epix.db.base import utcnow
+from epix.settings import Settings, get_settings
+
+GENESIS_HASH = "0" * 64
+HEAD_ROW_ID = 1
+# Arbitrary constant naming the audit chain's PostgreSQL advisory lock.
+_PG_LOCK_KEY = 0x45504958_41554454 & 0x7FFFFFFFFFFFFFFF
+# Header names that carry credentials; never recorded even if someone widens the allowlist.
+_CREDENTIAL_HEADERS = frozenset({"authorization", "x-api-key", "cookie", "proxy-authorization"})
+
+
+@dataclass(frozen=True, slots=True)
+class AuditPolicy:
+    """How often to checkpoint and how long to keep records (from settings)."""
+
+    checkpoint_every: int = 1000
+    retention_years: int = 5
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> AuditPolicy:
+        return cls(settings.audit_checkpoint_every, settings.retention_years)
+
+
+_policy: AuditPolicy | None = None
+
+
+def configure_audit(policy: AuditPolicy) -> None:
+    """Set the process-wide policy (the app factory and the CLI call this with their settings)."""
+    global _policy
+    _policy = policy
+
+
+def current_policy() -> AuditPolicy:
+    return _policy if _policy is not None else AuditPolicy.from_settings(get_settings())
+
+
+def format_time(moment: datetime) -> str:
+    """UTC with millisecond precision: the audit trail's one time format."""
+    moment = moment.astimezone(UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+def _canonical_json(value: object) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+
+
+def canonical_content(event: AuditEvent) -> bytes:
+    """The bytes an event's hash covers: every column except the hash itself."""
+    document = {
+        "sequence": event.sequence,
+        "occurred_at": format_time(event.occurred_at),
+        "action": event.action,
+        "outcome": event.outcome,
+        "actor_user_id": event.actor_user_id,
+        "actor_username": event.actor_username,
+        "actor_party": event.actor_party,
+        "actor_authority": event.actor_authority,
+        "actor_api_key_id": event.actor_api_key_id,
+        "party": event.party,
+        "message_id": event.message_id,
+        "permit_number": event.permit_number,
+        "method": event.method,
+        "path": event.path,
+        "headers": event.headers,
+        "remote_addr": event.remote_addr,
+        "payload_sha256": event.payload_sha256,
+        "detail": event.detail,
+        "purge_after": event.purge_after.isoformat(),
+        "prev_hash": event.prev_hash,
+    }
+    return _canonical_json(document).encode("utf-8")
+
+
+def compute_hash(event: AuditEvent) -> str:
+    return hashlib.sha256(canonical_content(event)).hexdigest()
+
+
+def add_years(day: date, years: int) -> date:
+    """The same calendar day ``years`` later (29 February becomes 28 February)."""
+    try:
+        return day.replace(year=day.year + years)
+    except ValueError:
+        return day.replace(year=day.year + years, day=28)
+
+
+def earliest_purge_date(
+    occurred_on: date,
+    *,
+    retention_years: int,
+    permit_valid_until: date | None = None,
+    trade_year: int | None = None,
+) -> date:
+    """The first day a record may be purged: the latest of the retention periods that apply.
+
+    Kept ``retention_years`` after the permit's expiry and after the end of the annual-report
+    year covering the trade. When the trade year is unknown, the permit can still be used up to
+    its expiry, so the expiry year is assumed (the later possibility); with neither, the event's
+    own year. Never earlier than ``retention_years`` after the event itself.
+    """
+    candidates = [add_years(occurred_on, retention_years)]
+    if permit_valid_until is not None:
+        candidates.append(add_years(permit_valid_until, retention_years))
+    if trade_year is None:
+        trade_year = permit_valid_until.year if permit_valid_until else occurred_on.year
+    candidates.append(date(trade_year + 1 + retention_years, 1, 1))
+    return max(candidates)
+
+
+def _lock_head(session: Session) -> AuditChainHead:
+    """The chain head, locked for this transaction (created on first use)."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _PG_LOCK_KEY})
+    head = session.scalars(
+        select(AuditChainHead)
+        .where(AuditChainHead.id == HEAD_ROW_ID)
+        .execution_options(populate_existing=True)
+    ).one_or_none()
+    if head is None:
+        head = AuditChainHead(id=HEAD_ROW_ID, sequence=0, hash=GENESIS_HASH)
+        session.add(head)
+    return head
+
+
+def _safe_headers(request: RequestContext | None) -> str:
+    if request is None:
+        return "{}"
+    kept = {
+        name.lower(): value
+        for name, value in request.headers.items()
+        if name.lower() in HEADER_ALLOWLIST and name.lower() not in _CREDENTIAL_HEADERS
+    }
+    return _canonical_json(kept)
+
+
+def record_event(
+    session: Session,
+    *,
+    action: str,
+    outcome: str,
+    actor: Principal | None = None,
+    party: str | None = None,
+    message_id: str | None = None,
+    permit_number: str | None = None,
+    request: RequestContext | None = None,
+    payload: bytes | None = None,
+    payload_sha256: str | None = None,
+    detail: dict[str, object] | None = None,
+    permit_valid_until: date | None = None,
+    trade_year: int | None = None,
+) -> AuditEvent:
+    """Append one event to the chain in the caller's transaction (the caller commits).
+
+    ``outcome`` is ``"ok"`` or the EPIX code that decided the request. Pass ``payload`` (hashed
+    here) or its ``payload_sha256``; the payload itself is never stored in the audit trail.
+    ``permit_valid_until`` and ``trade_year`` set how long the record must be kept.
+    """
+    if payload is not None:
+        payload_sha256 = hashlib.sha256(payload).hexdigest()
+    policy = current_policy()
+    head = _lock_head(session)
+    occurred_at = utcnow()
+    event = AuditEvent(
+        sequence=head.sequence + 1,
+        occurred_at=occurred_at,
+        action=action,
+        outcome=outcome,
+        actor_user_id=actor.user_id if actor else None,
+        actor_username=actor.username if actor else None,
+        actor_party=actor.party if actor else None,
+        actor_authority=actor.authority if actor else None,
+        actor_api_key_id=actor.api_key_id if actor else None,
+        party=party,
+        message_id=message_id,
+        permit_number=permit_number,
+        method=request.method if request else None,
+        path=request.path if request else None,
+        headers=_safe_headers(request),
+        remote_addr=request.remote_addr if request else None,
+        payload_sha256=payload_sha256,
+        detail=_canonical_json(detail or {}),
+        purge_after=earliest_purge_date(
+            occurred_at.date(),
+            retention_years=policy.retention_years,
+            permit_valid_until=permit_valid_until,
+            trade_year=trade_year,
+        ),
+        prev_hash=head.hash,
+    )
+    event.hash = compute_hash(event)
+    session.add(event)
+    head.sequence = event.sequence
+    head.hash = event.hash
+    if policy.checkpoint_every > 0 and event.sequence % policy.checkpoint_every == 0:
+        session.add(
+            AuditCheckpoint(sequence=event.sequence, head_hash=event.hash, created_at=occurred_at)
+        )
+    session.flush()
+    return event
+
+
+def event_as_dict(event: AuditEvent) -> dict[str, object]:
+    """An event as plain JSON values, for export to investigators."""
+    return {
+        "sequence": event.sequence,
+        "occurred_at": format_time(event.occurred_at),
+        "action": event.action,
+        "outcome": event.outcome,
+        "actor": {
+            "user_id": event.actor_user_id,
+            "username": event.actor_username,
+            "party": event.actor_party,
+            "authority": event.actor_authority,
+            "api_key_id": event.actor_api_key_id,
+        },
+        "party": event.party,
+        "message_id": event.message_id,
+        "permit_number": event.permit_number,
+        "method": event.method,
+        "path": event.path,
+        "headers": json.loads(event.headers),
+        "remote_addr": event.remote_addr,
+        "payload_sha256": event.payload_sha256,
+        "detail": json.loads(event.detail),
+        "purge_after": event.purge_after.isoformat(),
+        "prev_hash": event.prev_hash,
+        "hash": event.hash,
+    }
