@@ -1,0 +1,1 @@
+"""The Secretariat's key registry: Parties, authorities, certificates, and its signed publication."""

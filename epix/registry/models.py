@@ -1,0 +1,104 @@
+"""Registry tables: Parties, their authorities, authority certificates and the version counter.
+
+Certificates are never deleted: a revocation is recorded on the row, so the registry can still
+answer "who could sign for Party P, role R, at time T" for archived documents.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import ForeignKey, Index, Integer, LargeBinary, String, Text, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from epix.db.base import Base
+
+
+class RegistryParty(Base):
+    """A Party (ISO 3166 alpha-2) and the endpoint of its node, if it runs one."""
+
+    __tablename__ = "registry_parties"
+
+    code: Mapped[str] = mapped_column(String(8), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    endpoint_url: Mapped[str | None] = mapped_column(String(2000))
+    added_at: Mapped[datetime]
+
+    authorities: Mapped[list[RegistryAuthority]] = relationship(
+        back_populates="party", order_by="RegistryAuthority.id"
+    )
+
+
+class RegistryAuthority(Base):
+    """A management authority, customs, scientific authority or node of one Party."""
+
+    __tablename__ = "registry_authorities"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    party_code: Mapped[str] = mapped_column(ForeignKey("registry_parties.code"))
+    kind: Mapped[str] = mapped_column(String(32))
+    name: Mapped[str] = mapped_column(String(200))
+    contact: Mapped[str | None] = mapped_column(String(500))
+    added_at: Mapped[datetime]
+
+    party: Mapped[RegistryParty] = relationship(back_populates="authorities")
+    certificates: Mapped[list[RegistryCertificate]] = relationship(
+        back_populates="authority", order_by="RegistryCertificate.id"
+    )
+
+    __table_args__ = (
+        UniqueConstraint("party_code", "kind", "name", name="uq_registry_authorities_party_kind_name"),
+    )
+
+
+class RegistryCertificate(Base):
+    """One signing certificate of an authority; several may be valid at once (rollover)."""
+
+    __tablename__ = "registry_certificates"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    authority_id: Mapped[int] = mapped_column(ForeignKey("registry_authorities.id"))
+    fingerprint: Mapped[str] = mapped_column(String(64), unique=True)
+    pem: Mapped[str] = mapped_column(Text)
+    subject: Mapped[str] = mapped_column(String(500))
+    not_before: Mapped[datetime]
+    not_after: Mapped[datetime]
+    # Space-separated signing roles, e.g. "management_authority".
+    roles: Mapped[str] = mapped_column(String(200))
+    added_by: Mapped[str] = mapped_column(String(150))
+    added_at: Mapped[datetime]
+    revoked_at: Mapped[datetime | None]
+    revocation_reason: Mapped[str | None] = mapped_column(String(500))
+    revoked_by: Mapped[str | None] = mapped_column(String(150))
+
+    authority: Mapped[RegistryAuthority] = relationship(back_populates="certificates")
+
+    __table_args__ = (Index("ix_registry_certificates_authority_id", "authority_id"),)
+
+
+class RegistryState(Base):
+    """The single row holding the registry version; every change increments it."""
+
+    __tablename__ = "registry_state"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    version: Mapped[int] = mapped_column(Integer)
+    updated_at: Mapped[datetime]
+
+
+class RegistryDocument(Base):
+    """A Secretariat-signed registry document this node published or imported (last good copy).
+
+    The exact signed bytes are kept: a follower serves them unchanged, and they are evidence of
+    what the registry said at each version.
+    """
+
+    __tablename__ = "registry_documents"
+
+    version: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    issued_at: Mapped[datetime]
+    content: Mapped[bytes] = mapped_column(LargeBinary)
+    sha256: Mapped[str] = mapped_column(String(64))
+    source_url: Mapped[str | None] = mapped_column(String(2000))
+    source_etag: Mapped[str | None] = mapped_column(String(200))
+    stored_at: Mapped[datetime]
