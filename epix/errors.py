@@ -99,6 +99,7 @@ _TABLE: tuple[ErrorCode, ...] = (
     _c("EPIX-SIG-015", E, 422, "The signer belongs to another Party than the one claimed."),
     _c("EPIX-SIG-016", E, 422, "The signature could not be verified."),
     _c("EPIX-SIG-017", E, 422, "The signature uses a prefix or layout outside EPIX-DSIG-1."),
+    _c("EPIX-SIG-018", E, 422, "The document has XML comments, which signatures do not cover."),
     # --- key registry ---
     _c("EPIX-REG-001", E, 404, "Unknown Party."),
     _c("EPIX-REG-002", E, 404, "Unknown authority."),
