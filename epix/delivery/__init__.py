@@ -1,0 +1,1 @@
+"""Delivery: the outbox, the worker that empties it, peers and webhooks."""

@@ -1,0 +1,88 @@
+"""Outbox rows and webhook subscriptions.
+
+An outbox row is written in the same transaction as the change that caused it, so a message
+leaves the node if and only if that change committed. A row is claimed with a lease: the
+owner id and a fencing version that grows with every claim let a worker whose lease expired
+find out, at its late write, that another worker owns the row now.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import JSON, Index, Integer, LargeBinary, String, Text
+from sqlalchemy.orm import Mapped, mapped_column
+
+from epix.db.base import Base, utcnow
+
+
+class OutboxKind(StrEnum):
+    ENDORSEMENT = "endorsement"
+    STATUS_CHANGE = "status_change"
+    RECEIPT = "receipt"
+    WEBHOOK = "webhook"
+    NOTIFICATION = "notification"
+
+
+class OutboxState(StrEnum):
+    """``pending`` rows are due or waiting (a leased row is still pending); the rest are final."""
+
+    PENDING = "pending"
+    DELIVERED = "delivered"
+    FAILED = "failed"
+
+
+class OutboxMessage(Base):
+    __tablename__ = "delivery_outbox"
+    __table_args__ = (Index("ix_delivery_outbox_due", "state", "next_attempt_at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    # kind + destination + message id (+ subscription): enqueueing the same thing twice is a no-op.
+    dedupe_key: Mapped[str] = mapped_column(String(400), unique=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    message_id: Mapped[str] = mapped_column(String(200), index=True)
+    sender_party: Mapped[str] = mapped_column(String(8), index=True)
+    destination_party: Mapped[str] = mapped_column(String(8))
+    target_url: Mapped[str | None] = mapped_column(String(2000))
+    subscription_id: Mapped[int | None] = mapped_column(Integer)
+    # What the circuit breaker counts failures by: a peer Party or a webhook host.
+    peer_key: Mapped[str] = mapped_column(String(300))
+    content_type: Mapped[str] = mapped_column(String(200))
+    headers: Mapped[dict[str, Any]] = mapped_column(JSON)
+    payload: Mapped[bytes] = mapped_column(LargeBinary)
+
+    state: Mapped[str] = mapped_column(String(16), default=OutboxState.PENDING)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    next_attempt_at: Mapped[datetime] = mapped_column(default=utcnow)
+    give_up_at: Mapped[datetime]
+
+    lease_owner: Mapped[str | None] = mapped_column(String(64))
+    lease_version: Mapped[int] = mapped_column(Integer, default=0)
+    lease_expires_at: Mapped[datetime | None]
+
+    last_error_code: Mapped[str | None] = mapped_column(String(32))
+    last_error: Mapped[str | None] = mapped_column(Text)
+    response_status: Mapped[int | None] = mapped_column(Integer)
+    # The peer's node-signed receipt, verified before the row was marked delivered.
+    receipt: Mapped[bytes | None] = mapped_column(LargeBinary)
+    delivered_at: Mapped[datetime | None]
+    failed_at: Mapped[datetime | None]
+    resent_count: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class WebhookSubscription(Base):
+    __tablename__ = "delivery_webhook_subscriptions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    party: Mapped[str] = mapped_column(String(8), index=True)
+    url: Mapped[str] = mapped_column(String(2000))
+    events: Mapped[list[str]] = mapped_column(JSON)
+    # The HMAC key must be usable at every delivery, so it is stored, not hashed.
+    secret: Mapped[str] = mapped_column(String(200))
+    active: Mapped[bool] = mapped_column(default=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    created_by: Mapped[str] = mapped_column(String(200))
+    disabled_at: Mapped[datetime | None]

@@ -1,0 +1,324 @@
+"""The outbox: enqueue in the caller's transaction; claim with leases; finish under a fence.
+
+Every function takes a ``Session`` and never commits. The worker owns the transactions:
+one to claim, none while talking to a peer, one to record the outcome. The outcome is written
+only if the row still carries the claimer's owner id and fencing version, so a worker that
+froze past its lease cannot overwrite the work of the worker that re-claimed the row
+(EPIX-DLV-005).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+from urllib.parse import urlsplit
+
+from sqlalchemy import func, or_, select, update
+from sqlalchemy.orm import Session
+
+from epix.db.base import utcnow
+from epix.delivery.models import OutboxKind, OutboxMessage, OutboxState
+from epix.errors import EpixError
+
+DEFAULT_GIVE_UP_SECONDS = 72 * 3600
+
+
+def peer_key_for(destination_party: str, target_url: str | None) -> str:
+    """What a peer's circuit breaker is keyed on: the webhook host, or the destination Party."""
+    if target_url:
+        parts = urlsplit(target_url)
+        return f"url:{parts.scheme}://{parts.netloc}".lower()
+    return f"party:{destination_party}"
+
+
+def enqueue(
+    session: Session,
+    *,
+    kind: OutboxKind | str,
+    destination_party: str,
+    payload: bytes,
+    message_id: str,
+    content_type: str = "application/xml",
+    headers: Mapping[str, str] | None = None,
+    target_url: str | None = None,
+    sender_party: str | None = None,
+    subscription_id: int | None = None,
+    give_up_seconds: int = DEFAULT_GIVE_UP_SECONDS,
+    now: datetime | None = None,
+) -> OutboxMessage:
+    """Add one message to the outbox, inside the caller's transaction.
+
+    ``headers`` are sent as they are (for peer messages the X-EPIX-* envelope headers);
+    X-EPIX-Message-Id, X-EPIX-To and, if ``sender_party`` is given, X-EPIX-From are filled in
+    when absent. Enqueueing the same kind, destination, message id (and subscription) again
+    returns the existing row, so a retried caller never sends twice.
+    """
+    kind = OutboxKind(kind)
+    if kind is OutboxKind.WEBHOOK and (target_url is None or subscription_id is None):
+        raise ValueError("a webhook row needs its subscription and target URL")
+    all_headers = {"X-EPIX-Message-Id": message_id, "X-EPIX-To": destination_party}
+    if sender_party:
+        all_headers["X-EPIX-From"] = sender_party
+    all_headers.update(headers or {})
+    sender = sender_party or all_headers.get("X-EPIX-From", "")
+    dedupe_key = f"{kind.value}:{destination_party}:{subscription_id or ''}:{message_id}"
+    existing = session.scalar(select(OutboxMessage).where(OutboxMessage.dedupe_key == dedupe_key))
+    if existing is not None:
+        return existing
+    created = now or utcnow()
+    row = OutboxMessage(
+        dedupe_key=dedupe_key,
+        kind=kind.value,
+        message_id=message_id,
+        sender_party=sender,
+        destination_party=destination_party,
+        target_url=target_url,
+        subscription_id=subscription_id,
+        peer_key=peer_key_for(destination_party, target_url),
+        content_type=content_type,
+        headers=all_headers,
+        payload=payload,
+        state=OutboxState.PENDING.value,
+        attempts=0,
+        created_at=created,
+        next_attempt_at=created,
+        give_up_at=created + timedelta(seconds=give_up_seconds),
+        lease_version=0,
+        resent_count=0,
+    )
+    session.add(row)
+    session.flush()
+    return row
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """A leased row as the worker saw it when claiming: everything needed to deliver it."""
+
+    id: int
+    owner: str
+    version: int
+    kind: str
+    message_id: str
+    sender_party: str
+    destination_party: str
+    target_url: str | None
+    subscription_id: int | None
+    peer_key: str
+    content_type: str
+    headers: dict[str, Any]
+    payload: bytes
+    attempts: int
+    give_up_at: datetime
+
+
+def claim_due(
+    session: Session,
+    *,
+    owner: str,
+    lease_seconds: float,
+    limit: int,
+    now: datetime | None = None,
+    skip_peers: Collection[str] = (),
+) -> list[Claim]:
+    """Lease up to ``limit`` due rows to ``owner``; each claim counts as an attempt.
+
+    On PostgreSQL the rows are locked with SKIP LOCKED so concurrent claimers take disjoint
+    rows; on SQLite the transaction is BEGIN IMMEDIATE, which serialises claimers. A row whose
+    lease expired (its worker crashed or froze) is due again.
+    """
+    now = now or utcnow()
+    query = (
+        select(OutboxMessage)
+        .where(
+            OutboxMessage.state == OutboxState.PENDING.value,
+            OutboxMessage.next_attempt_at <= now,
+            or_(OutboxMessage.lease_expires_at.is_(None), OutboxMessage.lease_expires_at <= now),
+        )
+        .order_by(OutboxMessage.next_attempt_at, OutboxMessage.id)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+    if skip_peers:
+        query = query.where(OutboxMessage.peer_key.not_in(list(skip_peers)))
+    claims = []
+    expires = now + timedelta(seconds=lease_seconds)
+    for row in session.scalars(query):
+        row.lease_owner = owner
+        row.lease_version += 1
+        row.lease_expires_at = expires
+        row.attempts += 1
+        claims.append(
+            Claim(
+                id=row.id,
+                owner=owner,
+                version=row.lease_version,
+                kind=row.kind,
+                message_id=row.message_id,
+                sender_party=row.sender_party,
+                destination_party=row.destination_party,
+                target_url=row.target_url,
+                subscription_id=row.subscription_id,
+                peer_key=row.peer_key,
+                content_type=row.content_type,
+                headers=dict(row.headers),
+                payload=row.payload,
+                attempts=row.attempts,
+                give_up_at=row.give_up_at,
+            )
+        )
+    session.flush()
+    return claims
+
+
+def _fenced_update(session: Session, claim: Claim, values: dict[str, Any]) -> None:
+    """Write ``values`` only if ``claim`` still holds the row's lease, else EPIX-DLV-005."""
+    result = session.execute(
+        update(OutboxMessage)
+        .where(
+            OutboxMessage.id == claim.id,
+            OutboxMessage.state == OutboxState.PENDING.value,
+            OutboxMessage.lease_owner == claim.owner,
+            OutboxMessage.lease_version == claim.version,
+        )
+        .values(**values)
+        .execution_options(synchronize_session=False)
+    )
+    if getattr(result, "rowcount", 0) != 1:
+        raise EpixError.of(
+            "EPIX-DLV-005",
+            f"Outbox row {claim.id} is no longer leased to this worker (lease {claim.version}); "
+            "another worker re-claimed it, so this late outcome is discarded.",
+            f"outbox/{claim.id}",
+        )
+
+
+def mark_delivered(
+    session: Session,
+    claim: Claim,
+    *,
+    receipt: bytes | None = None,
+    response_status: int | None = None,
+    now: datetime | None = None,
+) -> None:
+    """Record success; refused with EPIX-DLV-005 if the lease was lost."""
+    _fenced_update(
+        session,
+        claim,
+        {
+            "state": OutboxState.DELIVERED.value,
+            "delivered_at": now or utcnow(),
+            "receipt": receipt,
+            "response_status": response_status,
+            "lease_owner": None,
+            "lease_expires_at": None,
+            "last_error_code": None,
+            "last_error": None,
+        },
+    )
+
+
+def mark_attempt_failed(
+    session: Session,
+    claim: Claim,
+    *,
+    code: str,
+    reason: str,
+    retry_at: datetime | None,
+    response_status: int | None = None,
+    now: datetime | None = None,
+) -> bool:
+    """Record a failed attempt: retry at ``retry_at``, or fail for good.
+
+    The row becomes ``failed`` when ``retry_at`` is None (a permanent refusal) or falls after
+    the row's give-up time. Returns True when the row is now ``failed``.
+    """
+    now = now or utcnow()
+    give_up = retry_at is None or retry_at >= claim.give_up_at
+    values: dict[str, Any] = {
+        "last_error_code": code,
+        "last_error": reason,
+        "response_status": response_status,
+        "lease_owner": None,
+        "lease_expires_at": None,
+    }
+    if give_up:
+        values.update(state=OutboxState.FAILED.value, failed_at=now)
+    else:
+        values.update(next_attempt_at=retry_at)
+    _fenced_update(session, claim, values)
+    return give_up
+
+
+def release(session: Session, claim: Claim, *, not_before: datetime) -> None:
+    """Hand a claimed row back untried (its peer's circuit is open); the claim is not counted."""
+    _fenced_update(
+        session,
+        claim,
+        {
+            "next_attempt_at": not_before,
+            "lease_owner": None,
+            "lease_expires_at": None,
+            "attempts": OutboxMessage.attempts - 1,
+        },
+    )
+
+
+def get(session: Session, row_id: int) -> OutboxMessage:
+    row = session.get(OutboxMessage, row_id)
+    if row is None:
+        raise EpixError.of("EPIX-DLV-009", f"No outbox row {row_id}.", f"outbox/{row_id}")
+    return row
+
+
+def list_rows(
+    session: Session,
+    *,
+    state: OutboxState | None = None,
+    sender_party: str | None = None,
+    limit: int = 100,
+    after_id: int | None = None,
+) -> Sequence[OutboxMessage]:
+    """Rows newest first, optionally for one sender or state (the sender sees its failures)."""
+    query = select(OutboxMessage).order_by(OutboxMessage.id.desc()).limit(limit)
+    if state is not None:
+        query = query.where(OutboxMessage.state == state.value)
+    if sender_party is not None:
+        query = query.where(OutboxMessage.sender_party == sender_party)
+    if after_id is not None:
+        query = query.where(OutboxMessage.id < after_id)
+    return session.scalars(query).all()
+
+
+def count_by_state(session: Session) -> dict[str, int]:
+    rows = session.execute(
+        select(OutboxMessage.state, func.count()).group_by(OutboxMessage.state)
+    ).all()
+    return {str(state): int(count) for state, count in rows}
+
+
+def resend(
+    session: Session,
+    row_id: int,
+    *,
+    give_up_seconds: int = DEFAULT_GIVE_UP_SECONDS,
+    now: datetime | None = None,
+) -> OutboxMessage:
+    """Put a failed row back in the queue with a fresh give-up age (an admin's decision)."""
+    now = now or utcnow()
+    row = get(session, row_id)
+    if row.state != OutboxState.FAILED.value:
+        raise EpixError.of(
+            "EPIX-DLV-008",
+            f"Outbox row {row_id} is {row.state}; only a failed delivery can be resent.",
+            f"outbox/{row_id}/state",
+        )
+    row.state = OutboxState.PENDING.value
+    row.next_attempt_at = now
+    row.give_up_at = now + timedelta(seconds=give_up_seconds)
+    row.failed_at = None
+    row.resent_count += 1
+    session.flush()
+    return row

@@ -1,0 +1,257 @@
+"""Webhook subscriptions, event fan-out into the outbox, and the HMAC signature scheme.
+
+A Party's system subscribes a URL to some events and receives a secret once. Every delivery
+carries ``X-EPIX-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256(secret, "<t>." + body)>``,
+computed when the request is sent (so retries carry a fresh timestamp), plus
+``X-EPIX-Event`` and ``X-EPIX-Delivery`` (stable across retries, for de-duplication).
+Receivers check it with ``verify_webhook_signature``; polling the inbox remains the fallback.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import ipaddress
+import json
+import secrets
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+from urllib.parse import urlsplit
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from epix.db.base import utcnow
+from epix.delivery.models import OutboxKind, OutboxMessage, WebhookSubscription
+from epix.delivery.outbox import DEFAULT_GIVE_UP_SECONDS, enqueue
+from epix.errors import EpixError
+
+SIGNATURE_HEADER = "X-EPIX-Signature"
+EVENT_HEADER = "X-EPIX-Event"
+DELIVERY_HEADER = "X-EPIX-Delivery"
+
+# Events a Party's system may subscribe to; the service that causes each one publishes it.
+WEBHOOK_EVENTS = frozenset(
+    {
+        "message.received",  # a message landed in the Party's inbox
+        "endorsement.received",  # an endorsement of one of the Party's permits arrived
+        "status.changed",  # a permit the Party pulled or looked up was cancelled or replaced
+        "delivery.failed",  # one of the Party's outgoing messages gave up (resendable)
+    }
+)
+_LOOPBACK_NAMES = frozenset({"localhost", "localhost.localdomain", "ip6-localhost"})
+
+
+def _origin(url: str) -> tuple[str, str, int] | None:
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return None
+    try:
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+    except ValueError:
+        return None
+    return parts.scheme, parts.hostname.lower().rstrip("."), port
+
+
+def _is_loopback(host: str) -> bool:
+    if host in _LOOPBACK_NAMES:
+        return True
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return address.is_loopback or address.is_unspecified
+
+
+def check_webhook_url(url: str, *, node_base_url: str) -> str:
+    """Refuse (EPIX-DLV-004) a URL that is not http(s) or that points at this node itself.
+
+    "This node" is its public base URL, or a loopback/unspecified address on the node's port:
+    a subscription must never make the node call itself in a loop.
+    """
+    origin = _origin(url.strip())
+    if origin is None or len(url) > 2000:
+        raise EpixError.of(
+            "EPIX-DLV-004",
+            "The webhook URL must be an absolute http:// or https:// URL with a host.",
+            "url",
+        )
+    node = _origin(node_base_url)
+    _scheme, host, port = origin
+    if node is not None:
+        _node_scheme, node_host, node_port = node
+        same_host = host == node_host or (_is_loopback(host) and _is_loopback(node_host))
+        if port == node_port and (same_host or _is_loopback(host)):
+            raise EpixError.of("EPIX-DLV-004", "The webhook URL points at this node itself.", "url")
+    return url.strip()
+
+
+def _check_events(events: Iterable[str]) -> list[str]:
+    chosen = sorted(set(events))
+    unknown = [event for event in chosen if event not in WEBHOOK_EVENTS]
+    if unknown or not chosen:
+        raise EpixError.of(
+            "EPIX-DLV-007",
+            f"Unknown webhook event(s) {unknown}; choose from {sorted(WEBHOOK_EVENTS)}."
+            if unknown
+            else f"Name at least one event from {sorted(WEBHOOK_EVENTS)}.",
+            "events",
+        )
+    return chosen
+
+
+@dataclass(frozen=True, slots=True)
+class CreatedSubscription:
+    """The new subscription and its secret, which is shown this once only."""
+
+    subscription: WebhookSubscription
+    secret: str
+
+
+def create_subscription(
+    session: Session,
+    *,
+    party: str,
+    url: str,
+    events: Iterable[str],
+    created_by: str,
+    node_base_url: str,
+) -> CreatedSubscription:
+    clean_url = check_webhook_url(url, node_base_url=node_base_url)
+    secret = "whsec_" + secrets.token_urlsafe(32)
+    subscription = WebhookSubscription(
+        party=party,
+        url=clean_url,
+        events=_check_events(events),
+        secret=secret,
+        active=True,
+        created_at=utcnow(),
+        created_by=created_by,
+    )
+    session.add(subscription)
+    session.flush()
+    return CreatedSubscription(subscription, secret)
+
+
+def list_subscriptions(session: Session, *, party: str | None) -> Sequence[WebhookSubscription]:
+    query = select(WebhookSubscription).where(WebhookSubscription.active.is_(True))
+    if party is not None:
+        query = query.where(WebhookSubscription.party == party)
+    return session.scalars(query.order_by(WebhookSubscription.id)).all()
+
+
+def get_subscription(
+    session: Session, subscription_id: int, *, party: str | None
+) -> WebhookSubscription:
+    """An active subscription; one of another Party is reported as unknown (no probing)."""
+    subscription = session.get(WebhookSubscription, subscription_id)
+    if (
+        subscription is None
+        or not subscription.active
+        or (party is not None and subscription.party != party)
+    ):
+        raise EpixError.of(
+            "EPIX-DLV-009", f"No webhook subscription {subscription_id}.", "subscription_id"
+        )
+    return subscription
+
+
+def disable_subscription(
+    session: Session, subscription_id: int, *, party: str | None
+) -> WebhookSubscription:
+    """Stop future events; rows already in the outbox are still delivered."""
+    subscription = get_subscription(session, subscription_id, party=party)
+    subscription.active = False
+    subscription.disabled_at = utcnow()
+    session.flush()
+    return subscription
+
+
+def publish_event(
+    session: Session,
+    *,
+    party: str,
+    event: str,
+    event_id: str,
+    data: Mapping[str, Any],
+    give_up_seconds: int = DEFAULT_GIVE_UP_SECONDS,
+) -> list[OutboxMessage]:
+    """Queue ``event`` for every active subscription of ``party`` to it (caller's transaction).
+
+    ``event_id`` must be stable for the same occurrence (e.g. the message id), so publishing
+    twice queues once and receivers can de-duplicate on ``X-EPIX-Delivery``.
+    """
+    if event not in WEBHOOK_EVENTS:
+        raise ValueError(f"unknown webhook event {event!r}")
+    occurred_at = utcnow()
+    rows = []
+    for subscription in list_subscriptions(session, party=party):
+        if event not in subscription.events:
+            continue
+        delivery_id = f"{event}:{event_id}"
+        body = json.dumps(
+            {
+                "event": event,
+                "id": delivery_id,
+                "party": party,
+                "occurred_at": occurred_at.isoformat().replace("+00:00", "Z"),
+                "data": dict(data),
+            },
+            sort_keys=True,
+            separators=(",", ":"),
+        ).encode()
+        rows.append(
+            enqueue(
+                session,
+                kind=OutboxKind.WEBHOOK,
+                destination_party=party,
+                payload=body,
+                message_id=delivery_id,
+                content_type="application/json",
+                headers={EVENT_HEADER: event, DELIVERY_HEADER: delivery_id},
+                target_url=subscription.url,
+                sender_party=party,
+                subscription_id=subscription.id,
+                give_up_seconds=give_up_seconds,
+            )
+        )
+    return rows
+
+
+def _mac(secret: str, timestamp: int, body: bytes) -> str:
+    message = str(timestamp).encode() + b"." + body
+    return hmac.new(secret.encode(), message, hashlib.sha256).hexdigest()
+
+
+def sign_webhook(secret: str, body: bytes, now: datetime) -> str:
+    """The ``X-EPIX-Signature`` value for ``body`` sent at ``now``."""
+    timestamp = int(now.timestamp())
+    return f"t={timestamp},v1={_mac(secret, timestamp, body)}"
+
+
+def verify_webhook_signature(
+    secret: str, header: str | None, body: bytes, now: datetime, window: int = 300
+) -> bool:
+    """For receivers: True only if ``header`` signs ``body`` with ``secret`` within ``window``.
+
+    Accepts several ``v1=`` values (a sender rotating secrets); compares in constant time; a
+    timestamp older or newer than ``window`` seconds is refused, which stops replays.
+    """
+    if not header:
+        return False
+    timestamp: int | None = None
+    candidates: list[str] = []
+    for part in header.split(","):
+        name, _, value = part.strip().partition("=")
+        if name == "t" and value.isdigit():
+            timestamp = int(value)
+        elif name == "v1" and value:
+            candidates.append(value)
+    if timestamp is None or not candidates:
+        return False
+    if abs(int(now.timestamp()) - timestamp) > window:
+        return False
+    expected = _mac(secret, timestamp, body)
+    return any(hmac.compare_digest(expected, candidate) for candidate in candidates)
