@@ -146,6 +146,9 @@ _TABLE: tuple[ErrorCode, ...] = (
     _c("EPIX-QTY-004", E, 422, "Quantity must be a positive number."),
     _c("EPIX-QTY-005", E, 404, "Unknown or expired reservation."),
     _c("EPIX-QTY-006", E, 422, "Port is not a UN/LOCODE."),
+    _c("EPIX-QTY-007", E, 422, "A permit line appears more than once in the request."),
+    _c("EPIX-QTY-008", E, 409, "The reservation was already confirmed or released."),
+    _c("EPIX-QTY-009", E, 422, "The endorsement date is in the future."),
     # --- permit state ---
     _c("EPIX-STATE-001", E, 409, "The permit has expired."),
     _c("EPIX-STATE-002", E, 409, "The permit is not yet valid."),
