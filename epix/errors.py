@@ -112,6 +112,8 @@ _TABLE: tuple[ErrorCode, ...] = (
     _c("EPIX-REG-009", E, 503, "No registry is loaded yet."),
     _c("EPIX-REG-010", E, 409, "That Party or authority already exists."),
     _c("EPIX-REG-011", W, 200, "Registry source unreachable: serving the last good copy."),
+    _c("EPIX-REG-012", E, 422, "A node endpoint must be an absolute http(s) URL."),
+    _c("EPIX-REG-013", E, 422, "Unknown authority kind, or a role that kind may not sign for."),
     # --- authentication and authorisation ---
     _c("EPIX-AUTH-001", E, 401, "Authentication required."),
     _c("EPIX-AUTH-002", E, 401, "The API key or password is not valid."),
