@@ -79,6 +79,19 @@ class Settings(BaseSettings):
     # Registry follower: fetch the Secretariat-signed registry document from this URL.
     registry_source_url: str | None = Field(default=None)
     registry_refresh_seconds: int = Field(default=300)
+    registry_anchor_path: Path | None = Field(
+        default=None,
+        description="The pinned Secretariat certificate (PEM): the only key a registry document "
+        "is accepted from.",
+    )
+    registry_signing_key_path: Path | None = Field(
+        default=None,
+        description="Secretariat node only: private key (PEM) that signs the published registry.",
+    )
+    registry_signing_cert_path: Path | None = Field(
+        default=None,
+        description="Secretariat node only: certificate (PEM) matching registry_signing_key_path.",
+    )
 
     audit_checkpoint_every: int = Field(
         default=1000, description="Sign an audit checkpoint after this many events."
