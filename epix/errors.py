@@ -69,6 +69,10 @@ _TABLE: tuple[ErrorCode, ...] = (
     _c("EPIX-RULE-012", E, 422, "Appendix I wild specimens for commercial purpose (T)."),
     _c("EPIX-RULE-013", E, 422, "Quantity must be a positive number."),
     _c("EPIX-RULE-014", E, 422, "Permit number is longer than 35 characters."),
+    _c("EPIX-RULE-015", W, 200, "The origin permit (box 12) is referenced without its number."),
+    _c("EPIX-RULE-016", W, 200, "Source D without a registered operation number (box 12b)."),
+    _c("EPIX-RULE-017", E, 422, "Box 5a must carry exactly one purpose code."),
+    _c("EPIX-RULE-018", E, 422, "Two permit lines share the same line identifier."),
     # --- compliance screening (warnings, never silent) ---
     _c("EPIX-COMP-001", W, 200, "Trade exceeds or is outside a published export quota."),
     _c("EPIX-COMP-002", W, 200, "A zero export quota applies to this taxon and exporter."),
