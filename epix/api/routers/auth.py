@@ -1,0 +1,303 @@
+"""Log in and out of the web pages, who am I, and user administration for node admins."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Request
+from pydantic import BaseModel, Field
+
+from epix.api.deps import DatabaseDep, RequestContextDep
+from epix.api.security import (
+    SESSION_USER,
+    CurrentPrincipal,
+    end_web_session,
+    get_current_principal,
+    require_roles,
+    start_web_session,
+    web_session,
+)
+from epix.audit.service import record_event
+from epix.auth import service
+from epix.auth.models import ApiKey, User
+from epix.auth.principal import Principal, Role
+from epix.errors import EpixError
+
+router = APIRouter(prefix="/v1", tags=["auth"])
+NodeAdmin = Annotated[Principal, Depends(require_roles(Role.NODE_ADMIN))]
+UserReader = Annotated[Principal, Depends(require_roles(Role.NODE_ADMIN, Role.SECRETARIAT))]
+
+
+class LoginRequest(BaseModel):
+    username: str = Field(min_length=1, max_length=150)
+    password: str = Field(min_length=1, max_length=1024)
+
+
+class PrincipalOut(BaseModel):
+    user_id: int
+    username: str
+    party: str
+    authority: str | None
+    roles: list[str]
+    via_api_key: bool
+
+    @classmethod
+    def of(cls, principal: Principal) -> PrincipalOut:
+        return cls(
+            user_id=principal.user_id,
+            username=principal.username,
+            party=principal.party,
+            authority=principal.authority,
+            roles=sorted(role.value for role in principal.roles),
+            via_api_key=principal.api_key_id is not None,
+        )
+
+
+class UserOut(BaseModel):
+    id: int
+    username: str
+    full_name: str | None
+    party: str
+    authority: str
+    roles: list[str]
+    has_password: bool
+    created_at: datetime
+    disabled_at: datetime | None
+    removed_at: datetime | None
+
+    @classmethod
+    def of(cls, user: User) -> UserOut:
+        return cls(
+            id=user.id,
+            username=user.username,
+            full_name=user.full_name,
+            party=user.party,
+            authority=user.authority,
+            roles=sorted(role.value for role in service.parse_roles(user.roles)),
+            has_password=user.password_hash is not None,
+            created_at=user.created_at,
+            disabled_at=user.disabled_at,
+            removed_at=user.removed_at,
+        )
+
+
+class UserCreate(BaseModel):
+    username: str = Field(min_length=1, max_length=150)
+    full_name: str | None = Field(default=None, max_length=200)
+    party: str = Field(min_length=2, max_length=8)
+    authority: str = Field(min_length=1, max_length=200)
+    roles: list[Role] = Field(min_length=1)
+    password: str | None = Field(default=None, max_length=1024)
+
+
+class ReasonIn(BaseModel):
+    reason: str | None = Field(default=None, max_length=1000)
+
+
+class ApiKeyCreate(BaseModel):
+    label: str | None = Field(default=None, max_length=200)
+    expires_days: int | None = Field(default=None, ge=1, le=3650)
+
+
+class ApiKeyOut(BaseModel):
+    id: int
+    prefix: str
+    label: str | None
+    created_at: datetime
+    expires_at: datetime | None
+    revoked_at: datetime | None
+
+    @classmethod
+    def of(cls, key: ApiKey) -> ApiKeyOut:
+        return cls(
+            id=key.id,
+            prefix=key.prefix,
+            label=key.label,
+            created_at=key.created_at,
+            expires_at=key.expires_at,
+            revoked_at=key.revoked_at,
+        )
+
+
+class IssuedApiKey(ApiKeyOut):
+    key: str = Field(description="The API key. Shown this once; only its hash is stored.")
+
+
+@router.post("/auth/login", response_model=PrincipalOut)
+def login(
+    body: LoginRequest, request: Request, database: DatabaseDep, context: RequestContextDep
+) -> PrincipalOut:
+    """Check a password and start a web session (cookie). Failures are audited too."""
+    if web_session(request) is None:
+        raise EpixError.of("EPIX-REQ-005", "This node has no web sessions.", "/v1/auth/login")
+    try:
+        with database.unit_of_work() as session:
+            user = service.authenticate_password(session, body.username, body.password)
+            principal = service.principal_of(user)
+            record_event(
+                session,
+                action="login",
+                outcome="ok",
+                actor=principal,
+                party=principal.party,
+                request=context,
+            )
+            epoch = user.auth_epoch
+    except EpixError as refusal:
+        with database.unit_of_work() as session:
+            record_event(
+                session,
+                action="login",
+                outcome=refusal.findings[0].code,
+                request=context,
+                detail={"username": body.username},
+            )
+        raise
+    start_web_session(request, principal, epoch)
+    return PrincipalOut.of(principal)
+
+
+@router.post("/auth/logout", status_code=204)
+def logout(request: Request, database: DatabaseDep, context: RequestContextDep) -> None:
+    """End the web session (audited when someone was logged in)."""
+    web = web_session(request)
+    if not web or web.get(SESSION_USER) is None:
+        return
+    try:
+        principal = get_current_principal(request, database)
+    except EpixError:
+        principal = None  # the session had already ended: nothing to record
+    end_web_session(request)
+    if principal is not None:
+        with database.unit_of_work() as session:
+            record_event(
+                session,
+                action="logout",
+                outcome="ok",
+                actor=principal,
+                party=principal.party,
+                request=context,
+            )
+
+
+@router.get("/auth/whoami", response_model=PrincipalOut)
+def whoami(principal: CurrentPrincipal) -> PrincipalOut:
+    """The authenticated caller: person, Party, authority and roles."""
+    return PrincipalOut.of(principal)
+
+
+@router.get("/users", response_model=list[UserOut])
+def list_users(
+    principal: UserReader, database: DatabaseDep, party: str | None = None
+) -> list[UserOut]:
+    """Users of the node (node admins and the Secretariat), optionally of one Party."""
+    with database.unit_of_work() as session:
+        return [UserOut.of(user) for user in service.list_users(session, party=party)]
+
+
+@router.post("/users", response_model=UserOut, status_code=201)
+def create_user(
+    body: UserCreate, principal: NodeAdmin, database: DatabaseDep, context: RequestContextDep
+) -> UserOut:
+    with database.unit_of_work() as session:
+        user = service.create_user(
+            session,
+            username=body.username,
+            full_name=body.full_name,
+            party=body.party,
+            authority=body.authority,
+            roles=body.roles,
+            password=body.password,
+            actor=principal,
+            request=context,
+        )
+        return UserOut.of(user)
+
+
+@router.post("/users/{username}/disable", response_model=UserOut)
+def disable_user(
+    username: str,
+    body: ReasonIn,
+    principal: NodeAdmin,
+    database: DatabaseDep,
+    context: RequestContextDep,
+) -> UserOut:
+    """Disable a user; the Secretariat is notified."""
+    with database.unit_of_work() as session:
+        user = service.get_user(session, username)
+        service.disable_user(session, user, reason=body.reason, actor=principal, request=context)
+        return UserOut.of(user)
+
+
+@router.post("/users/{username}/enable", response_model=UserOut)
+def enable_user(
+    username: str, principal: NodeAdmin, database: DatabaseDep, context: RequestContextDep
+) -> UserOut:
+    with database.unit_of_work() as session:
+        user = service.get_user(session, username)
+        service.enable_user(session, user, actor=principal, request=context)
+        return UserOut.of(user)
+
+
+@router.delete("/users/{username}", response_model=UserOut)
+def remove_user(
+    username: str, principal: NodeAdmin, database: DatabaseDep, context: RequestContextDep
+) -> UserOut:
+    """Remove a user for good (kept for the audit trail); the Secretariat is notified."""
+    with database.unit_of_work() as session:
+        user = service.get_user(session, username)
+        service.remove_user(session, user, actor=principal, request=context)
+        return UserOut.of(user)
+
+
+@router.get("/users/{username}/api-keys", response_model=list[ApiKeyOut])
+def list_api_keys(
+    username: str, principal: CurrentPrincipal, database: DatabaseDep
+) -> list[ApiKeyOut]:
+    """A user's keys (never the keys themselves): for node admins and the user."""
+    with database.unit_of_work() as session:
+        user = service.get_user(session, username)
+        _ensure_self_or_admin(principal, user)
+        return [ApiKeyOut.of(key) for key in service.list_api_keys(session, user)]
+
+
+@router.post("/users/{username}/api-keys", response_model=IssuedApiKey, status_code=201)
+def issue_api_key(
+    username: str,
+    body: ApiKeyCreate,
+    principal: NodeAdmin,
+    database: DatabaseDep,
+    context: RequestContextDep,
+) -> IssuedApiKey:
+    """Issue an API key to a named user; the key is in this answer only."""
+    with database.unit_of_work() as session:
+        user = service.get_user(session, username)
+        key, raw_key = service.issue_api_key(
+            session,
+            user,
+            label=body.label,
+            expires_at=service.expiry_in_days(body.expires_days),
+            actor=principal,
+            request=context,
+        )
+        return IssuedApiKey(**ApiKeyOut.of(key).model_dump(), key=raw_key)
+
+
+@router.post("/api-keys/{key_id}/revoke", response_model=ApiKeyOut)
+def revoke_api_key(
+    key_id: int, principal: CurrentPrincipal, database: DatabaseDep, context: RequestContextDep
+) -> ApiKeyOut:
+    """Revoke a key: node admins any key, users their own."""
+    with database.unit_of_work() as session:
+        key = session.get(ApiKey, key_id)
+        if key is None or (key.user_id != principal.user_id and not principal.has(Role.NODE_ADMIN)):
+            raise EpixError.of("EPIX-AUTH-008", f"There is no API key {key_id}.", "key_id")
+        return ApiKeyOut.of(
+            service.revoke_api_key(session, key_id, actor=principal, request=context)
+        )
+
+
+def _ensure_self_or_admin(principal: Principal, user: User) -> None:
+    if principal.user_id != user.id and not principal.has(Role.NODE_ADMIN):
+        raise EpixError.of("EPIX-AUTH-004", "Only node admins see other users' keys.", "username")

@@ -1,0 +1,115 @@
+"""Who is calling: API keys for systems, signed session cookies for people on the web pages.
+
+``CurrentPrincipal`` authenticates; ``require_roles(...)`` also authorises. The principal is
+kept on ``request.state.principal`` for logging and audit. Credentials are never logged.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Annotated
+from urllib.parse import urlsplit
+
+from fastapi import Depends, Request
+
+from epix.api.deps import DatabaseDep
+from epix.auth.principal import Principal, Role
+from epix.auth.scoping import ensure_role
+from epix.auth.service import authenticate_api_key, authenticate_session
+from epix.errors import EpixError
+
+SESSION_USER = "uid"
+SESSION_EPOCH = "epoch"
+_SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+def presented_api_key(request: Request) -> str | None:
+    """The API key from ``Authorization: Bearer`` or ``X-API-Key``, if any was sent."""
+    authorization = request.headers.get("authorization")
+    if authorization is not None:
+        scheme, _, value = authorization.partition(" ")
+        if scheme.lower() != "bearer" or not value.strip():
+            raise EpixError.of(
+                "EPIX-AUTH-001",
+                "Send the API key as 'Authorization: Bearer <key>' or 'X-API-Key: <key>'.",
+                "Authorization",
+            )
+        return value.strip()
+    api_key = request.headers.get("x-api-key")
+    return api_key.strip() if api_key is not None else None
+
+
+def web_session(request: Request) -> dict[str, object] | None:
+    if "session" not in request.scope:
+        return None
+    session: dict[str, object] = request.session
+    return session
+
+
+def _check_same_origin(request: Request) -> None:
+    """Cookie-authenticated writes must come from our own pages (cross-site request forgery)."""
+    if request.method in _SAFE_METHODS:
+        return
+    origin = request.headers.get("origin")
+    if origin is not None and urlsplit(origin).netloc != request.headers.get("host", ""):
+        raise EpixError.of(
+            "EPIX-AUTH-009", "Cross-site request refused; use the node's own pages.", "Origin"
+        )
+
+
+def start_web_session(request: Request, principal: Principal, epoch: int) -> None:
+    """Log a person in on this browser (after their password was checked)."""
+    session = web_session(request)
+    if session is None:
+        raise RuntimeError("SessionMiddleware is not installed")
+    session.clear()
+    session[SESSION_USER] = principal.user_id
+    session[SESSION_EPOCH] = epoch
+
+
+def end_web_session(request: Request) -> None:
+    session = web_session(request)
+    if session is not None:
+        session.clear()
+
+
+def get_current_principal(request: Request, database: DatabaseDep) -> Principal:
+    """The authenticated caller, or a refusal (EPIX-AUTH-001/002/003/006/009)."""
+    raw_key = presented_api_key(request)
+    principal: Principal | None = None
+    if raw_key is not None:
+        with database.unit_of_work() as session:
+            principal = authenticate_api_key(session, raw_key)
+    else:
+        web = web_session(request)
+        user_id = web.get(SESSION_USER) if web else None
+        epoch = web.get(SESSION_EPOCH) if web else None
+        if web is not None and isinstance(user_id, int) and isinstance(epoch, int):
+            _check_same_origin(request)
+            try:
+                with database.unit_of_work() as session:
+                    principal = authenticate_session(session, user_id, epoch)
+            except EpixError:
+                web.clear()
+                raise
+    if principal is None:
+        raise EpixError.of(
+            "EPIX-AUTH-001",
+            "Authenticate with an API key (Authorization: Bearer <key>) or log in.",
+            "Authorization",
+        )
+    request.state.principal = principal
+    return principal
+
+
+CurrentPrincipal = Annotated[Principal, Depends(get_current_principal)]
+
+
+def require_roles(*roles: Role) -> Callable[[Principal], Principal]:
+    """A dependency admitting callers holding at least one of ``roles`` (else EPIX-AUTH-004)."""
+
+    def dependency(principal: CurrentPrincipal) -> Principal:
+        ensure_role(principal, *roles)
+        return principal
+
+    return dependency

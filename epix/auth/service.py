@@ -1,0 +1,394 @@
+"""Users, passwords and API keys; every change is audited in the caller's transaction.
+
+API keys are 256-bit random secrets, so a fast hash (SHA-256) is the right way to store them:
+there is nothing to brute-force. The key carries a random public prefix used to find the row,
+then the full key's hash is compared in constant time. Passwords are low-entropy and get Argon2.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+import secrets
+from collections.abc import Iterable, Sequence
+from datetime import datetime, timedelta
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from epix.audit.context import RequestContext
+from epix.audit.service import record_event
+from epix.auth.models import ApiKey, User
+from epix.auth.notify import notify_secretariat
+from epix.auth.principal import SECRETARIAT_PARTY, Principal, Role
+from epix.db.base import utcnow
+from epix.errors import EpixError
+
+KEY_SCHEME = "epix"
+_PARTY_RE = re.compile(r"^[A-Z]{2}$")
+_USERNAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,149}$")
+_KEY_RE = re.compile(r"^epix_([0-9a-f]{16})_([A-Za-z0-9_-]{20,100})$")
+_hasher = PasswordHasher()
+# Verified against when the user does not exist, so both failures take the same time.
+_DUMMY_HASH = _hasher.hash(secrets.token_urlsafe(16))
+MIN_PASSWORD_LENGTH = 12
+
+
+def _key_hash(raw_key: str) -> str:
+    return hashlib.sha256(raw_key.encode("utf-8")).hexdigest()
+
+
+def parse_roles(value: str) -> frozenset[Role]:
+    return frozenset(Role(part) for part in value.split(",") if part)
+
+
+def principal_of(user: User, api_key_id: int | None = None) -> Principal:
+    return Principal(
+        user_id=user.id,
+        username=user.username,
+        party=user.party,
+        authority=user.authority,
+        roles=parse_roles(user.roles),
+        api_key_id=api_key_id,
+    )
+
+
+def _ensure_active(user: User) -> None:
+    if user.disabled_at is not None or user.removed_at is not None:
+        raise EpixError.of("EPIX-AUTH-006", f"The account {user.username!r} is disabled.", "user")
+
+
+def get_user(session: Session, username: str) -> User:
+    user = session.scalars(select(User).where(User.username == username)).one_or_none()
+    if user is None:
+        raise EpixError.of("EPIX-AUTH-008", f"There is no user {username!r}.", "username")
+    return user
+
+
+def list_users(session: Session, *, party: str | None = None) -> Sequence[User]:
+    query = select(User).order_by(User.party, User.username)
+    if party is not None:
+        query = query.where(User.party == party)
+    return session.scalars(query).all()
+
+
+def list_api_keys(session: Session, user: User) -> Sequence[ApiKey]:
+    return session.scalars(
+        select(ApiKey).where(ApiKey.user_id == user.id).order_by(ApiKey.id)
+    ).all()
+
+
+def _validate_new_user(username: str, party: str, roles: frozenset[Role]) -> None:
+    if not _USERNAME_RE.match(username):
+        raise EpixError.of(
+            "EPIX-REQ-004",
+            "A username is 1–150 letters, digits or . _ @ -, starting with a letter or digit.",
+            "username",
+        )
+    if party != SECRETARIAT_PARTY and not _PARTY_RE.match(party):
+        raise EpixError.of(
+            "EPIX-REQ-004",
+            f"Party must be an ISO 3166 alpha-2 code or {SECRETARIAT_PARTY!r}; got {party!r}.",
+            "party",
+        )
+    if not roles:
+        raise EpixError.of("EPIX-REQ-004", "A user needs at least one role.", "roles")
+    if Role.SECRETARIAT in roles and party != SECRETARIAT_PARTY:
+        raise EpixError.of(
+            "EPIX-REQ-004",
+            f"Only users of {SECRETARIAT_PARTY!r} can have the secretariat role.",
+            "roles",
+        )
+
+
+def _validate_password(password: str) -> None:
+    if len(password) < MIN_PASSWORD_LENGTH:
+        raise EpixError.of(
+            "EPIX-REQ-004",
+            f"A password needs at least {MIN_PASSWORD_LENGTH} characters.",
+            "password",
+        )
+
+
+def create_user(
+    session: Session,
+    *,
+    username: str,
+    party: str,
+    authority: str,
+    roles: Iterable[Role],
+    password: str | None = None,
+    full_name: str | None = None,
+    actor: Principal | None = None,
+    request: RequestContext | None = None,
+) -> User:
+    """Create a person of one Party and authority; audited as ``user_created``."""
+    role_set = frozenset(roles)
+    party = party.upper()
+    _validate_new_user(username, party, role_set)
+    if not authority.strip():
+        raise EpixError.of("EPIX-REQ-004", "The authority name is required.", "authority")
+    if session.scalars(select(User.id).where(User.username == username)).first() is not None:
+        raise EpixError.of("EPIX-AUTH-007", f"A user {username!r} already exists.", "username")
+    if password is not None:
+        _validate_password(password)
+    user = User(
+        username=username,
+        full_name=full_name,
+        party=party,
+        authority=authority.strip(),
+        roles=",".join(sorted(role.value for role in role_set)),
+        password_hash=_hasher.hash(password) if password is not None else None,
+        created_at=utcnow(),
+        auth_epoch=0,
+    )
+    session.add(user)
+    session.flush()
+    record_event(
+        session,
+        action="user_created",
+        outcome="ok",
+        actor=actor,
+        party=party,
+        request=request,
+        detail={"user": username, "authority": user.authority, "roles": user.roles.split(",")},
+    )
+    return user
+
+
+def set_password(
+    session: Session,
+    user: User,
+    password: str,
+    *,
+    actor: Principal | None = None,
+    request: RequestContext | None = None,
+) -> None:
+    """Replace the password; existing web sessions of that user end."""
+    _validate_password(password)
+    user.password_hash = _hasher.hash(password)
+    user.auth_epoch += 1
+    record_event(
+        session,
+        action="user_password_set",
+        outcome="ok",
+        actor=actor,
+        party=user.party,
+        request=request,
+        detail={"user": user.username},
+    )
+
+
+def authenticate_password(session: Session, username: str, password: str) -> User:
+    """The user whose password this is; unknown user and wrong password fail alike (AUTH-002)."""
+    user = session.scalars(select(User).where(User.username == username)).one_or_none()
+    stored = user.password_hash if user is not None and user.password_hash else _DUMMY_HASH
+    try:
+        _hasher.verify(stored, password)
+        matched = user is not None and user.password_hash is not None
+    except (VerificationError, InvalidHashError):
+        matched = False
+    if not matched or user is None:
+        raise EpixError.of("EPIX-AUTH-002", "Unknown user or wrong password.", "credentials")
+    _ensure_active(user)
+    if _hasher.check_needs_rehash(stored):
+        user.password_hash = _hasher.hash(password)
+    return user
+
+
+def authenticate_session(session: Session, user_id: int, epoch: int) -> Principal:
+    """The person behind a web session, if that session is still valid."""
+    user = session.get(User, user_id)
+    if user is None or user.auth_epoch != epoch:
+        raise EpixError.of("EPIX-AUTH-009", "The web session is no longer valid.", "session")
+    _ensure_active(user)
+    return principal_of(user)
+
+
+def issue_api_key(
+    session: Session,
+    user: User,
+    *,
+    expires_at: datetime | None = None,
+    label: str | None = None,
+    actor: Principal | None = None,
+    request: RequestContext | None = None,
+) -> tuple[ApiKey, str]:
+    """A new key for ``user``; the raw key is returned here once and never stored."""
+    _ensure_active(user)
+    if expires_at is not None and expires_at <= utcnow():
+        raise EpixError.of("EPIX-REQ-004", "The expiry must be in the future.", "expires_at")
+    prefix = secrets.token_hex(8)
+    raw_key = f"{KEY_SCHEME}_{prefix}_{secrets.token_urlsafe(32)}"
+    key = ApiKey(
+        user_id=user.id,
+        prefix=prefix,
+        key_hash=_key_hash(raw_key),
+        label=label,
+        created_at=utcnow(),
+        expires_at=expires_at,
+    )
+    session.add(key)
+    session.flush()
+    record_event(
+        session,
+        action="api_key_issued",
+        outcome="ok",
+        actor=actor,
+        party=user.party,
+        request=request,
+        detail={
+            "user": user.username,
+            "key_id": key.id,
+            "prefix": prefix,
+            "expires_at": expires_at.isoformat() if expires_at else None,
+        },
+    )
+    return key, raw_key
+
+
+def expiry_in_days(days: int | None) -> datetime | None:
+    return utcnow() + timedelta(days=days) if days is not None else None
+
+
+def revoke_api_key(
+    session: Session,
+    key_id: int,
+    *,
+    actor: Principal | None = None,
+    request: RequestContext | None = None,
+) -> ApiKey:
+    key = session.get(ApiKey, key_id)
+    if key is None:
+        raise EpixError.of("EPIX-AUTH-008", f"There is no API key {key_id}.", "key_id")
+    if key.revoked_at is None:
+        key.revoked_at = utcnow()
+        owner = session.get(User, key.user_id)
+        record_event(
+            session,
+            action="api_key_revoked",
+            outcome="ok",
+            actor=actor,
+            party=owner.party if owner else None,
+            request=request,
+            detail={"user": owner.username if owner else None, "key_id": key.id},
+        )
+    return key
+
+
+def authenticate_api_key(session: Session, raw_key: str) -> Principal:
+    """The person a presented API key was issued to, or a refusal with an AUTH code."""
+    match = _KEY_RE.match(raw_key.strip())
+    key = None
+    if match is not None:
+        key = session.scalars(select(ApiKey).where(ApiKey.prefix == match.group(1))).one_or_none()
+    if key is None or not hmac.compare_digest(key.key_hash, _key_hash(raw_key.strip())):
+        raise EpixError.of("EPIX-AUTH-002", "The API key is not valid.", "Authorization")
+    if key.revoked_at is not None:
+        raise EpixError.of("EPIX-AUTH-003", "The API key was revoked.", "Authorization")
+    if key.expires_at is not None and key.expires_at <= utcnow():
+        raise EpixError.of("EPIX-AUTH-003", "The API key has expired.", "Authorization")
+    user = session.get(User, key.user_id)
+    if user is None:
+        raise EpixError.of("EPIX-AUTH-002", "The API key is not valid.", "Authorization")
+    _ensure_active(user)
+    return principal_of(user, api_key_id=key.id)
+
+
+def _notify_user_change(
+    session: Session, user: User, kind: str, reason: str | None
+) -> dict[str, object]:
+    subject = f"User {user.username} of {user.party} ({user.authority}) was {kind.split('_')[1]}"
+    body: dict[str, object] = {
+        "user": user.username,
+        "full_name": user.full_name,
+        "party": user.party,
+        "authority": user.authority,
+        "roles": user.roles.split(","),
+        "reason": reason,
+    }
+    delivered = notify_secretariat(session, kind=kind, subject=subject, body=body)
+    return {"kind": kind, "subject": subject, "body": body, "delivered": delivered}
+
+
+def disable_user(
+    session: Session,
+    user: User,
+    *,
+    reason: str | None = None,
+    actor: Principal | None = None,
+    request: RequestContext | None = None,
+) -> None:
+    """Disable a user: keys and sessions stop working and the Secretariat is told."""
+    if user.disabled_at is not None:
+        return
+    user.disabled_at = utcnow()
+    user.auth_epoch += 1
+    notification = _notify_user_change(session, user, "user_disabled", reason)
+    record_event(
+        session,
+        action="user_disabled",
+        outcome="ok",
+        actor=actor,
+        party=user.party,
+        request=request,
+        detail={"user": user.username, "reason": reason, "secretariat_notification": notification},
+    )
+
+
+def enable_user(
+    session: Session,
+    user: User,
+    *,
+    actor: Principal | None = None,
+    request: RequestContext | None = None,
+) -> None:
+    if user.removed_at is not None:
+        raise EpixError.of(
+            "EPIX-AUTH-006", f"The user {user.username!r} was removed for good.", "username"
+        )
+    if user.disabled_at is None:
+        return
+    user.disabled_at = None
+    record_event(
+        session,
+        action="user_enabled",
+        outcome="ok",
+        actor=actor,
+        party=user.party,
+        request=request,
+        detail={"user": user.username},
+    )
+
+
+def remove_user(
+    session: Session,
+    user: User,
+    *,
+    reason: str | None = None,
+    actor: Principal | None = None,
+    request: RequestContext | None = None,
+) -> None:
+    """Remove a user for good (the row stays, so the audit trail can still name them)."""
+    if user.removed_at is not None:
+        return
+    now = utcnow()
+    user.removed_at = now
+    user.disabled_at = user.disabled_at or now
+    user.auth_epoch += 1
+    for key in list_api_keys(session, user):
+        if key.revoked_at is None:
+            key.revoked_at = now
+    notification = _notify_user_change(session, user, "user_removed", reason)
+    record_event(
+        session,
+        action="user_removed",
+        outcome="ok",
+        actor=actor,
+        party=user.party,
+        request=request,
+        detail={"user": user.username, "reason": reason, "secretariat_notification": notification},
+    )

@@ -1,0 +1,149 @@
+"""API keys over HTTP: valid, wrong, expired, revoked, and a disabled user's key."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import httpx
+import pytest
+from sqlalchemy import update
+
+from epix.auth import service
+from epix.auth.models import ApiKey
+from epix.auth.principal import Role
+from epix.db import Database
+from epix.db.base import utcnow
+
+from .conftest import MakeUser
+
+pytestmark = pytest.mark.anyio
+
+
+def _issue(database: Database, username: str) -> tuple[int, str]:
+    with database.unit_of_work() as session:
+        key, raw = service.issue_api_key(session, service.get_user(session, username))
+        return key.id, raw
+
+
+async def test_valid_key_in_bearer_or_x_api_key_identifies_the_person(
+    client: httpx.AsyncClient, sqlite_database: Database, make_user: MakeUser
+) -> None:
+    make_user("ma-officer", party="XA")
+    _, raw = _issue(sqlite_database, "ma-officer")
+    for headers in ({"Authorization": f"Bearer {raw}"}, {"X-API-Key": raw}):
+        response = await client.get("/v1/auth/whoami", headers=headers)
+        assert response.status_code == 200
+        body = response.json()
+        assert (body["username"], body["party"], body["via_api_key"]) == ("ma-officer", "XA", True)
+        assert body["roles"] == ["management_authority"]
+
+
+async def test_no_credentials_is_auth_001(client: httpx.AsyncClient) -> None:
+    response = await client.get("/v1/auth/whoami")
+    assert response.status_code == 401
+    assert response.headers["content-type"] == "application/problem+json"
+    assert response.json()["code"] == "EPIX-AUTH-001"
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        "Bearer epix_0123456789abcdef_notthekeynotthekeynotthekey",
+        "Bearer garbage",
+        "Bearer " + "x" * 5000,
+    ],
+)
+async def test_wrong_key_is_auth_002(
+    client: httpx.AsyncClient, sqlite_database: Database, make_user: MakeUser, header: str
+) -> None:
+    make_user()
+    _issue(sqlite_database, "ma-officer")
+    response = await client.get("/v1/auth/whoami", headers={"Authorization": header})
+    assert response.status_code == 401
+    assert response.json()["code"] == "EPIX-AUTH-002"
+
+
+async def test_right_prefix_wrong_secret_is_auth_002(
+    client: httpx.AsyncClient, sqlite_database: Database, make_user: MakeUser
+) -> None:
+    make_user()
+    _, raw = _issue(sqlite_database, "ma-officer")
+    forged = raw[:-4] + ("AAAA" if not raw.endswith("AAAA") else "BBBB")
+    response = await client.get("/v1/auth/whoami", headers={"X-API-Key": forged})
+    assert response.json()["code"] == "EPIX-AUTH-002"
+
+
+async def test_other_authorization_scheme_is_auth_001(client: httpx.AsyncClient) -> None:
+    response = await client.get("/v1/auth/whoami", headers={"Authorization": "Basic dXNlcjpwdw=="})
+    assert response.status_code == 401
+    assert response.json()["code"] == "EPIX-AUTH-001"
+
+
+async def test_expired_key_is_auth_003(
+    client: httpx.AsyncClient, sqlite_database: Database, make_user: MakeUser
+) -> None:
+    make_user()
+    key_id, raw = _issue(sqlite_database, "ma-officer")
+    with sqlite_database.unit_of_work() as session:
+        session.execute(
+            update(ApiKey).where(ApiKey.id == key_id).values(expires_at=utcnow() - timedelta(1))
+        )
+    response = await client.get("/v1/auth/whoami", headers={"X-API-Key": raw})
+    assert response.status_code == 401
+    assert response.json()["code"] == "EPIX-AUTH-003"
+
+
+async def test_revoked_key_is_auth_003(
+    client: httpx.AsyncClient, sqlite_database: Database, make_user: MakeUser
+) -> None:
+    make_user()
+    key_id, raw = _issue(sqlite_database, "ma-officer")
+    assert (await client.get("/v1/auth/whoami", headers={"X-API-Key": raw})).status_code == 200
+    revoked = await client.post(f"/v1/api-keys/{key_id}/revoke", headers={"X-API-Key": raw})
+    assert revoked.status_code == 200
+    assert revoked.json()["revoked_at"] is not None
+    response = await client.get("/v1/auth/whoami", headers={"X-API-Key": raw})
+    assert response.json()["code"] == "EPIX-AUTH-003"
+
+
+async def test_disabled_users_key_is_auth_006(
+    client: httpx.AsyncClient, sqlite_database: Database, make_user: MakeUser
+) -> None:
+    make_user()
+    _, raw = _issue(sqlite_database, "ma-officer")
+    with sqlite_database.unit_of_work() as session:
+        service.disable_user(session, service.get_user(session, "ma-officer"), reason="left")
+    response = await client.get("/v1/auth/whoami", headers={"X-API-Key": raw})
+    assert response.status_code == 403
+    assert response.json()["code"] == "EPIX-AUTH-006"
+
+
+async def test_only_the_hash_of_a_key_is_stored(
+    sqlite_database: Database, make_user: MakeUser
+) -> None:
+    make_user()
+    _, raw = _issue(sqlite_database, "ma-officer")
+    with sqlite_database.engine.connect() as connection:
+        dump = "\n".join(connection.connection.iterdump())  # type: ignore[attr-defined]
+    assert raw not in dump
+    assert raw.split("_")[1] in dump  # the public prefix is how the key is found
+
+
+async def test_admin_issues_key_over_http_shown_once(
+    client: httpx.AsyncClient, sqlite_database: Database, make_user: MakeUser
+) -> None:
+    make_user("admin", party="XA", roles=(Role.NODE_ADMIN,))
+    make_user("customs-1", party="XB", roles=(Role.CUSTOMS,))
+    _, admin_key = _issue(sqlite_database, "admin")
+    issued = await client.post(
+        "/v1/users/customs-1/api-keys",
+        json={"label": "border system", "expires_days": 30},
+        headers={"X-API-Key": admin_key},
+    )
+    assert issued.status_code == 201
+    raw = issued.json()["key"]
+    whoami = await client.get("/v1/auth/whoami", headers={"X-API-Key": raw})
+    assert whoami.json()["username"] == "customs-1"
+    listed = await client.get("/v1/users/customs-1/api-keys", headers={"X-API-Key": admin_key})
+    assert [key["label"] for key in listed.json()] == ["border system"]
+    assert "key" not in listed.json()[0]
