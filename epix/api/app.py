@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from fastapi import FastAPI
+from starlette.middleware.sessions import SessionMiddleware
 
 from epix.api.limits import BodySizeLimit
 from epix.api.metrics import Metrics, MetricsMiddleware, metrics_endpoint
 from epix.api.problems import install_problem_handlers
-from epix.api.routers import health
+from epix.api.routers import auth, health
+from epix.audit.service import AuditPolicy, configure_audit
+from epix.auth.session_secret import session_secret
 from epix.db import Database
 from epix.settings import Settings, get_settings
 
@@ -30,4 +33,14 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
     app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)
     app.add_route("/metrics", metrics_endpoint, include_in_schema=False)
     app.include_router(health.router)
+    configure_audit(AuditPolicy.from_settings(settings))
+    app.add_middleware(
+        SessionMiddleware,
+        secret_key=session_secret(settings),
+        session_cookie="epix_session",
+        max_age=8 * 3600,
+        same_site="lax",
+        https_only=settings.node_base_url.startswith("https://"),
+    )
+    app.include_router(auth.router)
     return app
