@@ -43,6 +43,14 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(default=5 * 1024 * 1024, description="Largest accepted request.")
     max_xml_depth: int = Field(default=64, description="Deepest accepted XML element nesting.")
 
+    # Endorsements: how long customs reservations hold quantities before they lapse.
+    endorsement_reservation_ttl_seconds: int = Field(
+        default=24 * 3600, gt=0, description="Default lifetime of a quantity reservation."
+    )
+    endorsement_reservation_max_ttl_seconds: int = Field(
+        default=7 * 24 * 3600, gt=0, description="Longest lifetime a reservation may ask for."
+    )
+
     # Inbox and delivery.
     inbox_page_max: int = Field(default=500)
     inbox_lease_seconds: int = Field(default=60)
