@@ -1,0 +1,236 @@
+"""Customs at the border: reserve quantities, confirm or release, endorse, read the ledger.
+
+Routes are plain ``def`` (signing runs in the thread pool) and open their own unit of work, so
+the endorsement, its outbox row and its audit event are committed before the answer is sent.
+"""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Depends, Response
+from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, StrictStr
+
+from epix.api.deps import DatabaseDep, RequestContextDep, SettingsDep
+from epix.api.security import require_roles
+from epix.auth.principal import Principal, Role
+from epix.db.base import utcnow
+from epix.endorsements import service
+from epix.endorsements.document import Side
+from epix.endorsements.ledger import ledger
+from epix.errors import EpixError
+from epix.exchange.node_identity import node_identity
+from epix.settings import Settings
+from epix.signatures import sign_document
+
+router = APIRouter(prefix="/v1/permits", tags=["endorsements"])
+Customs = Annotated[Principal, Depends(require_roles(Role.CUSTOMS))]
+LedgerReader = Annotated[Principal, Depends(require_roles(Role.CUSTOMS, Role.MANAGEMENT_AUTHORITY))]
+PERMIT_PATH = "/{party}/{number:path}"
+
+
+class LineIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    line_id: str = Field(min_length=1, max_length=64)
+    # Checked by the ledger (EPIX-QTY-004), so "abc" or -1 get the quantity code, not a
+    # generic validation error.
+    quantity: StrictStr | StrictInt | StrictFloat
+    unit: str = Field(min_length=1, max_length=16)
+
+    def as_input(self) -> service.LineInput:
+        return service.LineInput(self.line_id, self.quantity, self.unit)
+
+
+class ReservationIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    side: Literal["export", "import"]
+    declaration_reference: str = Field(min_length=1, max_length=200)
+    lines: list[LineIn] = Field(min_length=1, max_length=1000)
+    ttl_seconds: int | None = Field(default=None, gt=0)
+
+
+class BorderIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    port: str = Field(max_length=32, description="UN/LOCODE, e.g. NLRTM or 'NL RTM'.")
+    date: date
+    officer: str = Field(min_length=1, max_length=200)
+    transport_document: str = Field(
+        min_length=1, max_length=200, description="Bill of lading or air waybill (box 15)."
+    )
+
+    def details(self) -> service.BorderDetails:
+        return service.BorderDetails(self.port, self.date, self.officer, self.transport_document)
+
+
+class ConfirmIn(BorderIn):
+    lines: list[LineIn] | None = Field(
+        default=None,
+        min_length=1,
+        max_length=1000,
+        description="Actual quantities; the reserved ones when left out.",
+    )
+
+
+class EndorsementIn(BorderIn):
+    side: Literal["export", "import"]
+    declaration_reference: str | None = Field(default=None, min_length=1, max_length=200)
+    lines: list[LineIn] = Field(min_length=1, max_length=1000)
+
+
+def _node_signer(settings: Settings) -> service.Signer:
+    """The node signs for the customs officer it authenticated (EPIX-DSIG-1)."""
+    identity = node_identity(settings.data_dir, settings.node_party)
+
+    def sign(xml: bytes) -> bytes:
+        return sign_document(xml, identity.key_pem, identity.cert_pem)
+
+    return sign
+
+
+def _ttl(settings: Settings, requested: int | None) -> timedelta:
+    seconds = requested or settings.endorsement_reservation_ttl_seconds
+    if seconds > settings.endorsement_reservation_max_ttl_seconds:
+        raise EpixError.of(
+            "EPIX-REQ-004",
+            f"A reservation may last at most {settings.endorsement_reservation_max_ttl_seconds}"
+            " seconds.",
+            "ttl_seconds",
+        )
+    return timedelta(seconds=seconds)
+
+
+@router.get(PERMIT_PATH + "/ledger")
+def get_ledger(
+    party: str, number: str, actor: LedgerReader, database: DatabaseDep
+) -> dict[str, object]:
+    """Per line: permitted, reserved, used and what remains (per side and overall)."""
+    with database.unit_of_work() as session:
+        permit = service.find_permit(session, party.upper(), number)
+        service.check_may_see(permit, actor)
+        at = utcnow()
+        return {
+            "permit": {
+                "issuing_party": permit.issuing_party,
+                "number": permit.number,
+                "status": permit.status,
+                "sha256": permit.signed_sha256,
+            },
+            "at": at.isoformat(),
+            "lines": [balance.as_dict() for balance in ledger(session, permit, at)],
+        }
+
+
+@router.post(PERMIT_PATH + "/reservations", status_code=201)
+def create_reservation(
+    party: str,
+    number: str,
+    body: ReservationIn,
+    actor: Customs,
+    database: DatabaseDep,
+    settings: SettingsDep,
+    context: RequestContextDep,
+    response: Response,
+) -> dict[str, object]:
+    """Hold quantities for a customs declaration (like CSW-CERTEX) until confirm or release."""
+    ttl = _ttl(settings, body.ttl_seconds)
+    with database.unit_of_work() as session:
+        reservation = service.reserve(
+            session,
+            issuing_party=party.upper(),
+            number=number,
+            side=Side(body.side),
+            declaration_reference=body.declaration_reference,
+            lines=[line.as_input() for line in body.lines],
+            ttl=ttl,
+            actor=actor,
+            request=context,
+        )
+        result = service.describe_reservation(session, reservation, reservation.created_at)
+    response.headers["Location"] = (
+        f"/v1/permits/{party.upper()}/{number}/reservations/{reservation.reservation_id}"
+    )
+    return result
+
+
+@router.post(PERMIT_PATH + "/reservations/{reservation_id}/release")
+def release_reservation(
+    party: str,
+    number: str,
+    reservation_id: str,
+    actor: Customs,
+    database: DatabaseDep,
+    context: RequestContextDep,
+) -> dict[str, object]:
+    """Give the held quantities back."""
+    with database.unit_of_work() as session:
+        reservation = service.release(
+            session,
+            issuing_party=party.upper(),
+            number=number,
+            reservation_id=reservation_id,
+            actor=actor,
+            request=context,
+        )
+        return service.describe_reservation(session, reservation, utcnow())
+
+
+@router.post(PERMIT_PATH + "/reservations/{reservation_id}/confirm", status_code=201)
+def confirm_reservation(
+    party: str,
+    number: str,
+    reservation_id: str,
+    body: ConfirmIn,
+    actor: Customs,
+    database: DatabaseDep,
+    settings: SettingsDep,
+    context: RequestContextDep,
+) -> dict[str, object]:
+    """Turn the reservation into the signed endorsement and send it to the issuing Party."""
+    signer = _node_signer(settings)
+    with database.unit_of_work() as session:
+        result = service.confirm(
+            session,
+            issuing_party=party.upper(),
+            number=number,
+            reservation_id=reservation_id,
+            details=body.details(),
+            lines=[line.as_input() for line in body.lines] if body.lines else None,
+            signer=signer,
+            signed_by="node",
+            actor=actor,
+            request=context,
+        )
+        return service.describe_endorsement(session, result.endorsement)
+
+
+@router.post(PERMIT_PATH + "/endorsements", status_code=201)
+def create_endorsement(
+    party: str,
+    number: str,
+    body: EndorsementIn,
+    actor: Customs,
+    database: DatabaseDep,
+    settings: SettingsDep,
+    context: RequestContextDep,
+) -> dict[str, object]:
+    """Endorse the consignment (export, box 14) or record the import inspection (Art. VI.6)."""
+    signer = _node_signer(settings)
+    with database.unit_of_work() as session:
+        result = service.endorse(
+            session,
+            issuing_party=party.upper(),
+            number=number,
+            side=Side(body.side),
+            details=body.details(),
+            lines=[line.as_input() for line in body.lines],
+            declaration_reference=body.declaration_reference,
+            signer=signer,
+            signed_by="node",
+            actor=actor,
+            request=context,
+        )
+        return service.describe_endorsement(session, result.endorsement)

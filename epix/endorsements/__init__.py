@@ -1,0 +1,1 @@
+"""Endorsements: the signed border record, the quantity ledger and customs reservations."""

@@ -1,0 +1,81 @@
+"""Input checks for what customs type at the border: quantities and UN/LOCODE ports."""
+
+from __future__ import annotations
+
+import re
+from decimal import Decimal, InvalidOperation
+
+import pycountry
+
+from epix.errors import EpixError
+
+# UN/LOCODE: ISO 3166-1 alpha-2 country, then three of A-Z and 2-9 (0 and 1 are never used, so
+# they cannot be confused with O and I). The written form often has a space: "NL RTM".
+_LOCODE = re.compile(r"([A-Z]{2}) ?([A-Z2-9]{3})")
+# Quantities are stored with six decimals and eighteen digits in all.
+MAX_FRACTION_DIGITS = 6
+MAX_INTEGER_DIGITS = 12
+
+
+def _is_country(alpha_2: str) -> bool:
+    # XA-XZ are ISO 3166 user-assigned codes: the test Parties of the reference instance.
+    if "XA" <= alpha_2 <= "XZ":
+        return True
+    return pycountry.countries.get(alpha_2=alpha_2) is not None
+
+
+def normalise_port(raw: object, location: str = "port") -> str:
+    """The UN/LOCODE in its five-character form, or ``EPIX-QTY-006``."""
+    text = raw.strip().upper() if isinstance(raw, str) else None
+    match = _LOCODE.fullmatch(text) if text else None
+    if text is None or match is None:
+        raise EpixError.of(
+            "EPIX-QTY-006",
+            f"{raw!r} is not a UN/LOCODE (country code and three letters or digits, e.g. NLRTM).",
+            location,
+        )
+    if not _is_country(match.group(1)):
+        raise EpixError.of(
+            "EPIX-QTY-006",
+            f"{raw!r} is not a UN/LOCODE: {match.group(1)} is not an ISO 3166 country code.",
+            location,
+        )
+    return match.group(1) + match.group(2)
+
+
+def parse_quantity(raw: object, location: str = "quantity") -> Decimal:
+    """A positive, finite quantity with at most six decimals, or ``EPIX-QTY-004``.
+
+    Accepts a JSON number or a decimal string; booleans, NaN, infinities, exponents that
+    overflow the stored precision, zero and negatives are refused.
+    """
+    value: Decimal | None = None
+    if isinstance(raw, bool):
+        value = None
+    elif isinstance(raw, int | Decimal):
+        value = Decimal(raw)
+    elif isinstance(raw, float):
+        value = Decimal(repr(raw))
+    elif isinstance(raw, str) and raw.strip():
+        try:
+            value = Decimal(raw.strip())
+        except InvalidOperation:
+            value = None
+    if value is None or not value.is_finite():
+        raise EpixError.of(
+            "EPIX-QTY-004", f"{raw!r} is not a number; give the quantity as a number.", location
+        )
+    if value <= 0:
+        raise EpixError.of(
+            "EPIX-QTY-004", f"The quantity must be greater than zero, not {value}.", location
+        )
+    exponent = value.normalize().as_tuple().exponent
+    if isinstance(exponent, int) and exponent < -MAX_FRACTION_DIGITS:
+        raise EpixError.of(
+            "EPIX-QTY-004",
+            f"{value} has more than {MAX_FRACTION_DIGITS} decimal places.",
+            location,
+        )
+    if value >= Decimal(10) ** MAX_INTEGER_DIGITS:
+        raise EpixError.of("EPIX-QTY-004", f"{value} is too large for a quantity.", location)
+    return value

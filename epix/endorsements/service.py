@@ -1,0 +1,674 @@
+"""Reserve, confirm, release and endorse: every ledger change under a lock on the permit row.
+
+Each write path locks the permit (``SELECT ... FOR UPDATE`` on PostgreSQL; on SQLite every
+transaction is ``BEGIN IMMEDIATE`` already), reads the ledger, checks, then writes the change,
+the outbox row that carries the endorsement to the issuing Party and the audit event, all in
+the caller's transaction. Two concurrent endorsements of one permit therefore run one after
+the other, and the second sees the first.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from decimal import Decimal
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from epix.audit.context import RequestContext
+from epix.audit.service import record_event
+from epix.auth.principal import Principal
+from epix.delivery.models import OutboxKind
+from epix.delivery.outbox import enqueue
+from epix.endorsements.checks import normalise_port, parse_quantity
+from epix.endorsements.document import (
+    EndorsedLine,
+    EndorsementDocument,
+    Side,
+    write_endorsement,
+)
+from epix.endorsements.ledger import PermitState, is_expired, line_unit, load_state
+from epix.endorsements.models import (
+    Endorsement,
+    EndorsementLine,
+    Reservation,
+    ReservationLine,
+    ReservationStatus,
+)
+from epix.errors import EpixError, Finding
+from epix.exchange.models import Permit, PermitLine
+
+# Signs an endorsement document with EPIX-DSIG-1 (the authority's key, or the node's key on
+# its behalf) and returns the signed bytes.
+Signer = Callable[[bytes], bytes]
+ENDORSEMENT_CONTENT_TYPE = "application/xml"
+
+
+@dataclass(frozen=True, slots=True)
+class LineInput:
+    """One line as customs typed it; quantity and unit are checked here, not by the caller."""
+
+    line_id: str
+    quantity: object
+    unit: str
+
+
+@dataclass(frozen=True, slots=True)
+class BorderDetails:
+    """Where, when and by whom the consignment was seen (box 14 and box 15)."""
+
+    port: object
+    endorsed_on: date
+    officer: str
+    transport_document: str
+
+
+@dataclass(frozen=True, slots=True)
+class SignedEndorsement:
+    endorsement: Endorsement
+    document: bytes
+
+
+def exporter_party(permit: Permit) -> str:
+    """The Party whose customs give the export endorsement.
+
+    An import permit (type I) is issued by the importing Party and sent to the exporting one;
+    every other document is issued by the exporting (or re-exporting) Party.
+    """
+    return permit.recipient_party if permit.document_type == "I" else permit.issuing_party
+
+
+def importer_party(permit: Permit) -> str:
+    """The Party whose customs inspect the consignment on import (Art. VI.6)."""
+    return permit.issuing_party if permit.document_type == "I" else permit.recipient_party
+
+
+def lock_permit(session: Session, issuing_party: str, number: str) -> Permit:
+    """The permit row, locked until the transaction ends, or ``EPIX-STATE-007``."""
+    permit = session.scalar(
+        select(Permit)
+        .where(Permit.issuing_party == issuing_party, Permit.number == number)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
+    if permit is None:
+        raise EpixError.of(
+            "EPIX-STATE-007",
+            f"No permit {number!r} issued by {issuing_party} is known to this node.",
+            "permit",
+        )
+    return permit
+
+
+def find_permit(session: Session, issuing_party: str, number: str) -> Permit:
+    """The permit, unlocked (for reading the ledger), or ``EPIX-STATE-007``."""
+    permit = session.scalar(
+        select(Permit).where(Permit.issuing_party == issuing_party, Permit.number == number)
+    )
+    if permit is None:
+        raise EpixError.of(
+            "EPIX-STATE-007",
+            f"No permit {number!r} issued by {issuing_party} is known to this node.",
+            "permit",
+        )
+    return permit
+
+
+def check_may_see(permit: Permit, actor: Principal) -> None:
+    """Only the two Parties of a permit (issuer, exporter, importer) read its ledger."""
+    parties = {permit.issuing_party, exporter_party(permit), importer_party(permit)}
+    if actor.party not in parties:
+        raise EpixError.of(
+            "EPIX-STATE-007",
+            f"No permit {permit.number!r} issued by {permit.issuing_party} is visible to you.",
+            "permit",
+        )
+
+
+def check_usable(state: PermitState, side: Side, actor: Principal) -> None:
+    """Refuse the wrong Party and every permit state that cannot take this side's step."""
+    permit = state.permit
+    entitled = exporter_party(permit) if side is Side.EXPORT else importer_party(permit)
+    if actor.party != entitled:
+        role = "exporting" if side is Side.EXPORT else "importing"
+        raise EpixError.of(
+            "EPIX-STATE-006",
+            f"Only customs of the {role} Party ({entitled}) may record the {side.value} side "
+            f"of permit {permit.number}; you act for {actor.party}.",
+            "side",
+        )
+    if permit.status == "cancelled":
+        raise EpixError.of(
+            "EPIX-STATE-003", f"Permit {permit.number} was cancelled by its issuer.", "permit"
+        )
+    if permit.status == "replaced":
+        raise EpixError.of(
+            "EPIX-STATE-004",
+            f"Permit {permit.number} was replaced; the replacement must be presented.",
+            "permit",
+        )
+    used_by = state.endorsements.get(side)
+    if permit.status == "used" or used_by is not None:
+        raise EpixError.of(
+            "EPIX-STATE-005",
+            f"Permit {permit.number} was already "
+            + (f"{side.value}-endorsed ({used_by.endorsement_id})" if used_by else "used")
+            + "; a permit covers one consignment (Art. VI.5).",
+            "permit",
+        )
+    if permit.valid_from is not None and permit.valid_from > state.at:
+        raise EpixError.of(
+            "EPIX-STATE-002",
+            f"Permit {permit.number} is valid only from {permit.valid_from.isoformat()}.",
+            "permit",
+        )
+    if is_expired(permit, state.at):
+        assert permit.valid_until is not None
+        raise EpixError.of(
+            "EPIX-STATE-001",
+            f"Permit {permit.number} expired on {permit.valid_until.isoformat()}.",
+            "permit",
+        )
+
+
+def check_lines(
+    state: PermitState,
+    side: Side,
+    lines: Sequence[LineInput],
+    exclude: Reservation | None = None,
+) -> list[tuple[PermitLine, Decimal, str]]:
+    """Each requested line against the permit: known, once, same unit, within what remains.
+
+    Every problem is reported at once, each at ``lines/<index>/<field>``.
+    """
+    if not lines:
+        raise EpixError.of("EPIX-REQ-004", "Give at least one line with its quantity.", "lines")
+    by_id = {line.line_id: line for line in state.permit.lines}
+    findings: list[Finding] = []
+    checked: list[tuple[PermitLine, Decimal, str]] = []
+    seen: set[str] = set()
+    for index, item in enumerate(lines):
+        where = f"lines/{index}"
+        line = by_id.get(item.line_id)
+        if line is None:
+            known = ", ".join(sorted(by_id)) or "none"
+            findings.append(
+                Finding(
+                    "EPIX-QTY-003",
+                    f"Permit {state.permit.number} has no line {item.line_id!r} (lines: {known}).",
+                    f"{where}/line_id",
+                )
+            )
+            continue
+        if item.line_id in seen:
+            findings.append(
+                Finding("EPIX-QTY-007", f"Line {item.line_id!r} is given twice.", where)
+            )
+            continue
+        seen.add(item.line_id)
+        try:
+            quantity = parse_quantity(item.quantity, f"{where}/quantity")
+        except EpixError as exc:
+            findings.extend(exc.findings)
+            continue
+        unit = item.unit.strip().upper()
+        if unit != line_unit(line):
+            findings.append(
+                Finding(
+                    "EPIX-QTY-002",
+                    f"Line {item.line_id} is in {line_unit(line)}, not {item.unit!r}.",
+                    f"{where}/unit",
+                )
+            )
+            continue
+        remaining = state.remaining(side, line, exclude)
+        if quantity > remaining:
+            findings.append(
+                Finding(
+                    "EPIX-QTY-001",
+                    f"Line {item.line_id}: {quantity} {unit} asked, {remaining} {unit} remain "
+                    f"for the {side.value} side (permitted {line.permitted_quantity}).",
+                    f"{where}/quantity",
+                )
+            )
+            continue
+        checked.append((line, quantity, unit))
+    if findings:
+        raise EpixError(findings)
+    return checked
+
+
+def _check_text(value: str, name: str, limit: int = 200) -> str:
+    text = value.strip()
+    if not text or len(text) > limit:
+        raise EpixError.of("EPIX-REQ-004", f"{name} must be 1 to {limit} characters.", name)
+    return text
+
+
+def _expire_due(session: Session, state: PermitState, actor: Principal) -> None:
+    """Mark reservations whose time ran out as expired (they already no longer count)."""
+    due = session.scalars(
+        select(Reservation).where(
+            Reservation.permit_id == state.permit.id,
+            Reservation.status == ReservationStatus.ACTIVE.value,
+            Reservation.expires_at <= state.at,
+        )
+    ).all()
+    for reservation in due:
+        reservation.status = ReservationStatus.EXPIRED.value
+        reservation.closed_at = reservation.expires_at
+        record_event(
+            session,
+            action="reservation.expired",
+            outcome="ok",
+            party=state.permit.issuing_party,
+            message_id=reservation.reservation_id,
+            permit_number=state.permit.number,
+            detail={
+                "declaration_reference": reservation.declaration_reference,
+                "expired_at": reservation.expires_at.isoformat(),
+                "noticed_by": actor.username,
+            },
+        )
+
+
+def _locked_state(
+    session: Session, issuing_party: str, number: str, actor: Principal
+) -> PermitState:
+    permit = lock_permit(session, issuing_party, number)
+    state = load_state(session, permit)
+    _expire_due(session, state, actor)
+    return state
+
+
+def reserve(
+    session: Session,
+    *,
+    issuing_party: str,
+    number: str,
+    side: Side,
+    declaration_reference: str,
+    lines: Sequence[LineInput],
+    ttl: timedelta,
+    actor: Principal,
+    request: RequestContext | None = None,
+) -> Reservation:
+    """Hold quantities for a customs declaration until confirmed, released or ``ttl`` passes."""
+    declaration_reference = _check_text(declaration_reference, "declaration_reference")
+    state = _locked_state(session, issuing_party, number, actor)
+    check_usable(state, side, actor)
+    checked = check_lines(state, side, lines)
+    reservation = Reservation(
+        reservation_id=str(uuid.uuid4()),
+        permit_id=state.permit.id,
+        side=side.value,
+        party=actor.party,
+        declaration_reference=declaration_reference,
+        status=ReservationStatus.ACTIVE.value,
+        expires_at=state.at + ttl,
+        created_at=state.at,
+        created_by=actor.username,
+        lines=[
+            ReservationLine(permit_line_id=line.id, quantity=quantity, unit=unit)
+            for line, quantity, unit in checked
+        ],
+    )
+    session.add(reservation)
+    session.flush()
+    record_event(
+        session,
+        action="reservation.created",
+        outcome="ok",
+        actor=actor,
+        party=state.permit.issuing_party,
+        message_id=reservation.reservation_id,
+        permit_number=state.permit.number,
+        request=request,
+        detail={
+            "side": side.value,
+            "declaration_reference": declaration_reference,
+            "expires_at": reservation.expires_at.isoformat(),
+            "lines": {line.line_id: str(quantity) for line, quantity, _ in checked},
+        },
+    )
+    return reservation
+
+
+def _open_reservation(
+    state: PermitState, session: Session, reservation_id: str, actor: Principal
+) -> Reservation:
+    reservation = session.scalar(
+        select(Reservation)
+        .where(
+            Reservation.reservation_id == reservation_id,
+            Reservation.permit_id == state.permit.id,
+        )
+        .execution_options(populate_existing=True)
+    )
+    if reservation is None or reservation.party != actor.party:
+        raise EpixError.of(
+            "EPIX-QTY-005",
+            f"No reservation {reservation_id} on permit {state.permit.number} for your Party.",
+            "reservation_id",
+        )
+    status = reservation.status_at(state.at)
+    if status is ReservationStatus.EXPIRED:
+        raise EpixError.of(
+            "EPIX-QTY-005",
+            f"Reservation {reservation_id} expired at {reservation.expires_at.isoformat()}.",
+            "reservation_id",
+        )
+    if status is not ReservationStatus.ACTIVE:
+        raise EpixError.of(
+            "EPIX-QTY-008",
+            f"Reservation {reservation_id} was already {status.value}.",
+            "reservation_id",
+        )
+    return reservation
+
+
+def release(
+    session: Session,
+    *,
+    issuing_party: str,
+    number: str,
+    reservation_id: str,
+    actor: Principal,
+    request: RequestContext | None = None,
+) -> Reservation:
+    """Give the held quantities back."""
+    state = _locked_state(session, issuing_party, number, actor)
+    reservation = _open_reservation(state, session, reservation_id, actor)
+    reservation.status = ReservationStatus.RELEASED.value
+    reservation.closed_at = state.at
+    reservation.closed_by = actor.username
+    record_event(
+        session,
+        action="reservation.released",
+        outcome="ok",
+        actor=actor,
+        party=state.permit.issuing_party,
+        message_id=reservation.reservation_id,
+        permit_number=state.permit.number,
+        request=request,
+        detail={"declaration_reference": reservation.declaration_reference},
+    )
+    return reservation
+
+
+def confirm(
+    session: Session,
+    *,
+    issuing_party: str,
+    number: str,
+    reservation_id: str,
+    details: BorderDetails,
+    lines: Sequence[LineInput] | None,
+    signer: Signer,
+    signed_by: str,
+    actor: Principal,
+    request: RequestContext | None = None,
+) -> SignedEndorsement:
+    """Turn a reservation into the endorsement; ``lines`` default to the reserved quantities.
+
+    The actual quantities may differ from the reserved ones but are checked against what
+    remains with this reservation's own hold given back.
+    """
+    state = _locked_state(session, issuing_party, number, actor)
+    reservation = _open_reservation(state, session, reservation_id, actor)
+    side = Side(reservation.side)
+    if lines is None:
+        by_pk = {line.id: line for line in state.permit.lines}
+        lines = [
+            LineInput(by_pk[item.permit_line_id].line_id, item.quantity, item.unit)
+            for item in reservation.lines
+        ]
+    result = _endorse_locked(
+        session,
+        state,
+        side=side,
+        details=details,
+        lines=lines,
+        declaration_reference=reservation.declaration_reference,
+        reservation=reservation,
+        signer=signer,
+        signed_by=signed_by,
+        actor=actor,
+        request=request,
+    )
+    return result
+
+
+def endorse(
+    session: Session,
+    *,
+    issuing_party: str,
+    number: str,
+    side: Side,
+    details: BorderDetails,
+    lines: Sequence[LineInput],
+    declaration_reference: str | None,
+    signer: Signer,
+    signed_by: str,
+    actor: Principal,
+    request: RequestContext | None = None,
+) -> SignedEndorsement:
+    """Record the consignment at the border directly, without a prior reservation."""
+    if declaration_reference is not None:
+        declaration_reference = _check_text(declaration_reference, "declaration_reference")
+    state = _locked_state(session, issuing_party, number, actor)
+    return _endorse_locked(
+        session,
+        state,
+        side=side,
+        details=details,
+        lines=lines,
+        declaration_reference=declaration_reference,
+        reservation=None,
+        signer=signer,
+        signed_by=signed_by,
+        actor=actor,
+        request=request,
+    )
+
+
+def _endorse_locked(
+    session: Session,
+    state: PermitState,
+    *,
+    side: Side,
+    details: BorderDetails,
+    lines: Sequence[LineInput],
+    declaration_reference: str | None,
+    reservation: Reservation | None,
+    signer: Signer,
+    signed_by: str,
+    actor: Principal,
+    request: RequestContext | None,
+) -> SignedEndorsement:
+    permit = state.permit
+    check_usable(state, side, actor)
+    port = normalise_port(details.port)
+    officer = _check_text(details.officer, "officer")
+    transport_document = _check_text(details.transport_document, "transport_document")
+    if details.endorsed_on > state.at.date() + timedelta(days=1):
+        # One day of slack: the officer's local date may be ahead of UTC.
+        raise EpixError.of(
+            "EPIX-QTY-009",
+            f"The endorsement date {details.endorsed_on.isoformat()} is in the future.",
+            "date",
+        )
+    checked = check_lines(state, side, lines, exclude=reservation)
+    document = EndorsementDocument(
+        endorsement_id=str(uuid.uuid4()),
+        side=side,
+        issuing_party=permit.issuing_party,
+        permit_number=permit.number,
+        permit_sha256=permit.signed_sha256,
+        endorsing_party=actor.party,
+        authority=actor.authority or f"{actor.party} customs",
+        officer=officer,
+        port=port,
+        endorsed_on=details.endorsed_on,
+        transport_document=transport_document,
+        declaration_reference=declaration_reference,
+        issued_at=state.at,
+        lines=tuple(EndorsedLine(line.line_id, quantity, unit) for line, quantity, unit in checked),
+    )
+    signed = signer(write_endorsement(document))
+    endorsement = Endorsement(
+        endorsement_id=document.endorsement_id,
+        permit_id=permit.id,
+        side=side.value,
+        endorsing_party=actor.party,
+        authority=document.authority,
+        officer=officer,
+        port=port,
+        endorsed_on=details.endorsed_on,
+        transport_document=transport_document,
+        declaration_reference=declaration_reference,
+        reservation_id=reservation.id if reservation else None,
+        document=signed,
+        document_sha256=hashlib.sha256(signed).hexdigest(),
+        signed_by=signed_by,
+        created_at=state.at,
+        created_by=actor.username,
+        lines=[
+            EndorsementLine(permit_line_id=line.id, quantity=quantity, unit=unit)
+            for line, quantity, unit in checked
+        ],
+    )
+    session.add(endorsement)
+    _close_side_reservations(state, side, reservation, actor)
+    previous_status = permit.status
+    permit.status = "used" if side is Side.IMPORT else "endorsed"
+    permit.status_changed_at = state.at
+    permit.status_reason = (
+        f"{side.value} endorsement {document.endorsement_id} by {actor.party} at {port}"
+    )
+    session.flush()
+    enqueue(
+        session,
+        kind=OutboxKind.ENDORSEMENT,
+        destination_party=permit.issuing_party,
+        payload=signed,
+        message_id=document.endorsement_id,
+        content_type=ENDORSEMENT_CONTENT_TYPE,
+        headers={"X-EPIX-Document-Type": "endorsement"},
+        sender_party=actor.party,
+    )
+    record_event(
+        session,
+        action="endorsement.recorded",
+        outcome="ok",
+        actor=actor,
+        party=permit.issuing_party,
+        message_id=document.endorsement_id,
+        permit_number=permit.number,
+        request=request,
+        payload=signed,
+        permit_valid_until=permit.valid_until.date() if permit.valid_until else None,
+        detail={
+            "side": side.value,
+            "port": port,
+            "officer": officer,
+            "transport_document": transport_document,
+            "reservation_id": reservation.reservation_id if reservation else None,
+            "permit_sha256": permit.signed_sha256,
+            "status": {"from": previous_status, "to": permit.status},
+            "signed_by": signed_by,
+            "lines": {line.line_id: str(quantity) for line, quantity, _ in checked},
+        },
+    )
+    return SignedEndorsement(endorsement=endorsement, document=signed)
+
+
+def _close_side_reservations(
+    state: PermitState, side: Side, confirmed: Reservation | None, actor: Principal
+) -> None:
+    """The confirmed hold becomes the endorsement; other holds on this side lapse with it.
+
+    Once a side has endorsed, it is closed (one consignment per permit), so any other hold
+    on it could never be confirmed; it is released rather than left to expire.
+    """
+    for reservation in state.active_reservations:
+        if reservation.side != side.value:
+            continue
+        closing = reservation is confirmed
+        reservation.status = (
+            ReservationStatus.CONFIRMED.value if closing else ReservationStatus.RELEASED.value
+        )
+        reservation.closed_at = state.at
+        reservation.closed_by = actor.username
+
+
+def _permit_of(session: Session, permit_id: int) -> Permit:
+    permit = session.get(Permit, permit_id)
+    if permit is None:  # permit rows are never deleted
+        raise LookupError(f"permit row {permit_id} is gone")
+    return permit
+
+
+def describe_reservation(
+    session: Session, reservation: Reservation, at: datetime
+) -> dict[str, object]:
+    """A reservation as JSON values, with its status as seen at ``at``."""
+    permit = _permit_of(session, reservation.permit_id)
+    by_pk = {line.id: line.line_id for line in permit.lines}
+    return {
+        "reservation_id": reservation.reservation_id,
+        "permit": {"issuing_party": permit.issuing_party, "number": permit.number},
+        "side": reservation.side,
+        "party": reservation.party,
+        "declaration_reference": reservation.declaration_reference,
+        "status": reservation.status_at(at).value,
+        "expires_at": reservation.expires_at.isoformat(),
+        "created_at": reservation.created_at.isoformat(),
+        "created_by": reservation.created_by,
+        "lines": [
+            {
+                "line_id": by_pk[item.permit_line_id],
+                "quantity": format(item.quantity.normalize(), "f"),
+                "unit": item.unit,
+            }
+            for item in reservation.lines
+        ],
+    }
+
+
+def describe_endorsement(session: Session, endorsement: Endorsement) -> dict[str, object]:
+    """An endorsement as JSON values (the signed document itself is served separately)."""
+    permit = _permit_of(session, endorsement.permit_id)
+    by_pk = {line.id: line.line_id for line in permit.lines}
+    return {
+        "endorsement_id": endorsement.endorsement_id,
+        "permit": {
+            "issuing_party": permit.issuing_party,
+            "number": permit.number,
+            "sha256": permit.signed_sha256,
+            "status": permit.status,
+        },
+        "side": endorsement.side,
+        "endorsing_party": endorsement.endorsing_party,
+        "authority": endorsement.authority,
+        "officer": endorsement.officer,
+        "port": endorsement.port,
+        "date": endorsement.endorsed_on.isoformat(),
+        "transport_document": endorsement.transport_document,
+        "declaration_reference": endorsement.declaration_reference,
+        "document_sha256": endorsement.document_sha256,
+        "signed_by": endorsement.signed_by,
+        "created_at": endorsement.created_at.isoformat(),
+        "lines": [
+            {
+                "line_id": by_pk[item.permit_line_id],
+                "quantity": format(item.quantity.normalize(), "f"),
+                "unit": item.unit,
+            }
+            for item in endorsement.lines
+        ],
+    }
