@@ -19,11 +19,19 @@ from epix.db.base import Base, utcnow
 
 
 class OutboxKind(StrEnum):
+    """What a row carries; the exchange's document types ``permit`` and ``status`` map here."""
+
+    PERMIT = "permit"
     ENDORSEMENT = "endorsement"
     STATUS_CHANGE = "status_change"
     RECEIPT = "receipt"
     WEBHOOK = "webhook"
     NOTIFICATION = "notification"
+
+    @classmethod
+    def of(cls, value: str) -> OutboxKind:
+        """The kind for a value or an exchange document type (``status`` is a status change)."""
+        return cls.STATUS_CHANGE if value == "status" else cls(value)
 
 
 class OutboxState(StrEnum):

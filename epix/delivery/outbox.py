@@ -55,7 +55,7 @@ def enqueue(
     when absent. Enqueueing the same kind, destination, message id (and subscription) again
     returns the existing row, so a retried caller never sends twice.
     """
-    kind = OutboxKind(kind)
+    kind = OutboxKind.of(kind)
     if kind is OutboxKind.WEBHOOK and (target_url is None or subscription_id is None):
         raise ValueError("a webhook row needs its subscription and target URL")
     all_headers = {"X-EPIX-Message-Id": message_id, "X-EPIX-To": destination_party}
@@ -112,6 +112,7 @@ class Claim:
     payload: bytes
     attempts: int
     give_up_at: datetime
+    lease_expires_at: datetime
 
 
 def claim_due(
@@ -167,6 +168,7 @@ def claim_due(
                 payload=row.payload,
                 attempts=row.attempts,
                 give_up_at=row.give_up_at,
+                lease_expires_at=expires,
             )
         )
     session.flush()

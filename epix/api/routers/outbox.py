@@ -1,0 +1,124 @@
+"""The outbox as its users see it: senders see their deliveries (and why one failed); node
+admins see all and may resend a failed one."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query
+from pydantic import BaseModel
+
+from epix.api.deps import DatabaseDep, RequestContextDep, SettingsDep
+from epix.api.security import CurrentPrincipal, require_roles
+from epix.audit.service import record_event
+from epix.auth.principal import Principal, Role
+from epix.delivery import outbox
+from epix.delivery.models import OutboxMessage, OutboxState
+from epix.errors import EpixError
+
+router = APIRouter(prefix="/v1/outbox", tags=["outbox"])
+NodeAdmin = Annotated[Principal, Depends(require_roles(Role.NODE_ADMIN))]
+
+
+class OutboxRowOut(BaseModel):
+    id: int
+    kind: str
+    message_id: str
+    sender_party: str
+    destination_party: str
+    target_url: str | None
+    state: str
+    attempts: int
+    created_at: datetime
+    next_attempt_at: datetime
+    give_up_at: datetime
+    delivered_at: datetime | None
+    failed_at: datetime | None
+    last_error_code: str | None
+    last_error: str | None
+    response_status: int | None
+    has_receipt: bool
+    resent_count: int
+
+    @classmethod
+    def of(cls, row: OutboxMessage) -> OutboxRowOut:
+        return cls(
+            id=row.id,
+            kind=row.kind,
+            message_id=row.message_id,
+            sender_party=row.sender_party,
+            destination_party=row.destination_party,
+            target_url=row.target_url,
+            state=row.state,
+            attempts=row.attempts,
+            created_at=row.created_at,
+            next_attempt_at=row.next_attempt_at,
+            give_up_at=row.give_up_at,
+            delivered_at=row.delivered_at,
+            failed_at=row.failed_at,
+            last_error_code=row.last_error_code,
+            last_error=row.last_error,
+            response_status=row.response_status,
+            has_receipt=row.receipt is not None,
+            resent_count=row.resent_count,
+        )
+
+
+def _visible_party(principal: Principal) -> str | None:
+    """Node admins see every row; everyone else only what their own Party sent."""
+    return None if principal.has(Role.NODE_ADMIN) else principal.party
+
+
+@router.get("", response_model=list[OutboxRowOut])
+def list_outbox(
+    principal: CurrentPrincipal,
+    database: DatabaseDep,
+    state: Annotated[OutboxState | None, Query()] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+    before: Annotated[int | None, Query(ge=1, description="Rows with a smaller id.")] = None,
+) -> list[OutboxRowOut]:
+    """Deliveries newest first; ``state=failed`` lists what gave up and why."""
+    with database.unit_of_work() as session:
+        rows = outbox.list_rows(
+            session,
+            state=state,
+            sender_party=_visible_party(principal),
+            limit=limit,
+            after_id=before,
+        )
+        return [OutboxRowOut.of(row) for row in rows]
+
+
+@router.get("/{row_id}", response_model=OutboxRowOut)
+def get_outbox_row(row_id: int, principal: CurrentPrincipal, database: DatabaseDep) -> OutboxRowOut:
+    with database.unit_of_work() as session:
+        row = outbox.get(session, row_id)
+        party = _visible_party(principal)
+        if party is not None and row.sender_party != party:
+            raise EpixError.of("EPIX-DLV-009", f"No outbox row {row_id}.", f"outbox/{row_id}")
+        return OutboxRowOut.of(row)
+
+
+@router.post("/{row_id}/resend", response_model=OutboxRowOut)
+def resend(
+    row_id: int,
+    principal: NodeAdmin,
+    database: DatabaseDep,
+    settings: SettingsDep,
+    request: RequestContextDep,
+) -> OutboxRowOut:
+    """Queue a failed delivery again, with a fresh give-up age (node admins only)."""
+    with database.unit_of_work() as session:
+        row = outbox.resend(session, row_id, give_up_seconds=settings.outbox_give_up_seconds)
+        record_event(
+            session,
+            action="outbox.resent",
+            outcome="ok",
+            actor=principal,
+            party=row.sender_party or None,
+            message_id=row.message_id,
+            request=request,
+            detail={"outbox_id": row.id, "to": row.destination_party, "kind": row.kind},
+        )
+        return OutboxRowOut.of(row)

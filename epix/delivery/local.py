@@ -1,0 +1,32 @@
+"""Delivery into an inbox on this node (a hub, or this node's own Party)."""
+
+from __future__ import annotations
+
+from sqlalchemy.orm import Session
+
+from epix.delivery.outbox import Claim
+from epix.exchange.inbox import deliver_to_inbox, put_notification
+from epix.exchange.service import find_message
+
+
+class ExchangeInbox:
+    """Hands a claimed row to the exchange's inbox in the worker's completing transaction.
+
+    A message the exchange already stored (same sender and message id) is linked into the
+    inbox; anything produced on this node without a stored message (an endorsement, a status
+    change, a notification) becomes an inbox entry carrying the exact payload bytes.
+    """
+
+    def deliver(self, session: Session, claim: Claim) -> None:
+        message = find_message(session, claim.sender_party, claim.message_id)
+        if message is not None:
+            deliver_to_inbox(session, party=claim.destination_party, message=message)
+            return
+        put_notification(
+            session,
+            party=claim.destination_party,
+            kind=claim.kind,
+            subject=f"{claim.kind} {claim.message_id} from {claim.sender_party or 'this node'}",
+            payload=claim.payload,
+            content_type=claim.content_type,
+        )

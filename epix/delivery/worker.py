@@ -1,0 +1,481 @@
+"""The outbox worker: claim due rows with a lease, deliver them, record the outcome under a fence.
+
+A worker never holds a database transaction while it talks to a peer: it claims a batch (one
+short transaction), sends each message over HTTP (none), then records the outcome (one short
+transaction that writes only if the lease is still its own). Delivery into a local inbox is
+the exception: the inbox insert and the "delivered" mark share one transaction, so the effect
+happens exactly once. For peers the effect is exactly once because the peer is idempotent on
+the message id and answers a retry with its original receipt.
+
+It runs as a thread inside the node (``start_worker_thread``) or as ``epix worker``; any
+number of workers may share one database.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import random
+import socket
+import threading
+import uuid
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from enum import StrEnum
+from typing import Protocol
+
+import httpx
+from sqlalchemy.orm import Session
+
+from epix.audit.service import record_event
+from epix.db import Database
+from epix.db.base import utcnow
+from epix.delivery import outbox, peers
+from epix.delivery.backoff import CircuitBreaker, backoff_delay
+from epix.delivery.local import ExchangeInbox
+from epix.delivery.models import OutboxKind, WebhookSubscription
+from epix.delivery.outbox import Claim
+from epix.delivery.webhooks import SIGNATURE_HEADER, publish_event, sign_webhook
+from epix.errors import EpixError
+from epix.settings import Settings
+
+log = logging.getLogger("epix.delivery")
+
+_TRANSIENT_STATUSES = frozenset({408, 425, 429})
+
+
+class LocalInbox(Protocol):
+    """Puts a claimed message into a Party's inbox on this node, in the caller's transaction."""
+
+    def deliver(self, session: Session, claim: Claim) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookRoute:
+    url: str
+    secret: str
+
+
+@dataclass(frozen=True, slots=True)
+class Closed:
+    """The webhook subscription was disabled after the row was queued: nothing to deliver."""
+
+    reason: str
+
+
+Route = peers.Route | WebhookRoute | Closed
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    claim: Claim
+    route: Route
+
+
+class Result(StrEnum):
+    DELIVERED = "delivered"
+    RETRY = "retry"
+    FAILED = "failed"
+    DEFERRED = "deferred"  # handed back untried (circuit open, or too little lease left)
+    LEASE_LOST = "lease_lost"  # another worker owns the row now; this outcome was discarded
+
+
+@dataclass(frozen=True, slots=True)
+class _Answer:
+    """What a peer or webhook receiver said, or why it could not be asked."""
+
+    status: int | None = None
+    body: bytes = b""
+    retry_after: float | None = None
+    error: str | None = None
+
+    @property
+    def reachable(self) -> bool:
+        """The far end is up and deciding (a refusal is an answer, not an outage)."""
+        return self.status is not None and not (
+            self.status >= 500 or self.status in _TRANSIENT_STATUSES
+        )
+
+
+def new_owner_id() -> str:
+    """Host, process and a random part: unique per worker, readable in the outbox table."""
+    return f"{socket.gethostname()[:30]}:{os.getpid()}:{uuid.uuid4().hex[:16]}"
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    value = response.headers.get("retry-after", "")
+    return float(value) if value.isdigit() else None
+
+
+def _peer_codes(body: bytes) -> str:
+    """The EPIX codes of a peer's problem+json answer, for the failure reason."""
+    try:
+        document = json.loads(body)
+    except ValueError:
+        return ""
+    if not isinstance(document, dict):
+        return ""
+    errors = document.get("errors")
+    codes = (
+        [e.get("code") for e in errors if isinstance(e, dict)] if isinstance(errors, list) else []
+    )
+    detail = document.get("detail")
+    text = " ".join(str(code) for code in codes if code)
+    return f"{text}: {detail}" if detail else text
+
+
+class Worker:
+    """Claims and delivers outbox rows; share one per process, run it from one loop."""
+
+    def __init__(
+        self,
+        database: Database,
+        settings: Settings,
+        *,
+        local_inbox: LocalInbox,
+        verifier: peers.ReceiptVerifier,
+        directory: peers.PeerDirectory | None = None,
+        client: httpx.Client | None = None,
+        owner: str | None = None,
+        clock: Callable[[], datetime] = utcnow,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.database = database
+        self.settings = settings
+        self.local_inbox = local_inbox
+        self.verifier = verifier
+        self.directory = directory or peers.RegistryDirectory()
+        self._own_client = client is None
+        self.client = client or httpx.Client(
+            timeout=settings.outbox_http_timeout_seconds,
+            follow_redirects=False,
+            headers={"User-Agent": f"EPIX-node/{settings.node_party}"},
+        )
+        self.owner = owner or new_owner_id()
+        self.clock = clock
+        self.rng = rng or random.Random()  # noqa: S311 - retry jitter, not a secret
+        self.breaker = CircuitBreaker(
+            settings.outbox_circuit_failures, settings.outbox_circuit_cooldown_seconds
+        )
+        self._pool = ThreadPoolExecutor(
+            max_workers=max(1, settings.outbox_concurrency), thread_name_prefix="epix-deliver"
+        )
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True)
+        if self._own_client:
+            self.client.close()
+
+    # --- the loop ---------------------------------------------------------------------------
+
+    def run_once(self) -> int:
+        """Claim one batch and deliver it; returns how many rows were claimed."""
+        jobs = self.claim()
+        for result in self._pool.map(self.process, jobs):
+            log.debug("outbox row finished: %s", result)
+        return len(jobs)
+
+    def run(self, stop: threading.Event) -> None:
+        """Deliver until ``stop`` is set; an idle or failing loop waits ``outbox_poll_seconds``."""
+        log.info("outbox worker %s started", self.owner)
+        while not stop.is_set():
+            try:
+                claimed = self.run_once()
+            except Exception:
+                log.exception("outbox worker iteration failed; retrying after a pause")
+                claimed = 0
+            if claimed == 0:
+                stop.wait(self.settings.outbox_poll_seconds)
+        log.info("outbox worker %s stopped", self.owner)
+
+    # --- claiming -----------------------------------------------------------------------------
+
+    def claim(self, limit: int | None = None) -> list[Job]:
+        """Lease due rows (skipping peers whose circuit is open) and decide each one's route."""
+        now = self.clock()
+        with self.database.unit_of_work() as session:
+            claims = outbox.claim_due(
+                session,
+                owner=self.owner,
+                lease_seconds=self.settings.outbox_lease_seconds,
+                limit=limit or self.settings.outbox_batch_size,
+                now=now,
+                skip_peers=self.breaker.open_peers(now),
+            )
+            return [Job(claim, self._route(session, claim)) for claim in claims]
+
+    def _route(self, session: Session, claim: Claim) -> Route:
+        if claim.kind == OutboxKind.WEBHOOK.value:
+            subscription = (
+                session.get(WebhookSubscription, claim.subscription_id)
+                if claim.subscription_id is not None
+                else None
+            )
+            if subscription is None or not subscription.active or claim.target_url is None:
+                return Closed(f"Webhook subscription {claim.subscription_id} was disabled.")
+            return WebhookRoute(claim.target_url, subscription.secret)
+        return peers.route_for(
+            session,
+            destination_party=claim.destination_party,
+            settings=self.settings,
+            directory=self.directory,
+        )
+
+    # --- delivering ---------------------------------------------------------------------------
+
+    def process(self, job: Job) -> Result:
+        """Deliver one claimed row and record the outcome; never raises for a delivery problem."""
+        claim, route = job.claim, job.route
+        try:
+            if isinstance(route, peers.LocalRoute):
+                return self._deliver_local(claim)
+            if isinstance(route, peers.Unroutable):
+                return self._failed(claim, "EPIX-DLV-010", route.reason, permanent=False)
+            if isinstance(route, Closed):
+                return self._failed(claim, "EPIX-DLV-009", route.reason, permanent=True)
+            return self._deliver_http(claim, route)
+        except EpixError as error:
+            if any(f.code == "EPIX-DLV-005" for f in error.findings):
+                log.warning("%s", error)
+                return Result.LEASE_LOST
+            raise
+
+    def _deliver_http(self, claim: Claim, route: peers.PeerRoute | WebhookRoute) -> Result:
+        now = self.clock()
+        not_before = self.breaker.allow(claim.peer_key, now)
+        too_late = now + timedelta(seconds=self.settings.outbox_http_timeout_seconds)
+        if not_before is None and too_late >= claim.lease_expires_at:
+            self.breaker.release_probe(claim.peer_key)
+            not_before = now
+        if not_before is not None:
+            with self.database.unit_of_work() as session:
+                outbox.release(session, claim, not_before=not_before)
+            return Result.DEFERRED
+        answer = self._send(claim, route)
+        if answer.reachable:
+            self.breaker.record_success(claim.peer_key)
+        else:
+            self.breaker.record_failure(claim.peer_key, self.clock())
+        if answer.status is None:
+            return self._failed(claim, "EPIX-DLV-001", answer.error or "no answer", permanent=False)
+        if not 200 <= answer.status < 300:
+            if answer.reachable:
+                reason = f"HTTP {answer.status} {_peer_codes(answer.body)}".strip()
+                return self._failed(
+                    claim, "EPIX-DLV-006", reason, permanent=True, status=answer.status
+                )
+            return self._failed(
+                claim,
+                "EPIX-DLV-001",
+                f"The far end answered HTTP {answer.status}.",
+                permanent=False,
+                status=answer.status,
+                retry_after=answer.retry_after,
+            )
+        if isinstance(route, WebhookRoute):
+            return self._delivered(claim, route_name="webhook", url=route.url, status=answer.status)
+        return self._delivered_with_receipt(claim, route, answer)
+
+    def _send(self, claim: Claim, route: peers.PeerRoute | WebhookRoute) -> _Answer:
+        headers = {str(k): str(v) for k, v in claim.headers.items()}
+        headers["Content-Type"] = claim.content_type
+        if isinstance(route, WebhookRoute):
+            headers[SIGNATURE_HEADER] = sign_webhook(route.secret, claim.payload, self.clock())
+        elif route.api_key:
+            headers["Authorization"] = f"Bearer {route.api_key}"
+        try:
+            response = self.client.post(route.url, content=claim.payload, headers=headers)
+        except httpx.HTTPError as exc:
+            return _Answer(error=f"{type(exc).__name__}: {exc}".rstrip(": "))
+        return _Answer(response.status_code, response.content, _retry_after(response))
+
+    def _delivered_with_receipt(
+        self, claim: Claim, route: peers.PeerRoute, answer: _Answer
+    ) -> Result:
+        with self.database.unit_of_work() as session:
+            findings = self.verifier.verify(
+                session,
+                peer_party=claim.destination_party,
+                message_id=claim.message_id,
+                receipt=answer.body,
+            )
+        if findings:
+            reason = "; ".join(f"{f.code}: {f.message}" for f in findings)
+            return self._failed(
+                claim, "EPIX-DLV-002", reason, permanent=False, status=answer.status
+            )
+        return self._delivered(
+            claim, route_name="peer", url=route.url, status=answer.status, receipt=answer.body
+        )
+
+    def _deliver_local(self, claim: Claim) -> Result:
+        try:
+            with self.database.unit_of_work() as session:
+                outbox.mark_delivered(session, claim, now=self.clock())
+                self.local_inbox.deliver(session, claim)
+                self._audit_delivered(session, claim, route_name="inbox", url=None)
+        except EpixError as error:
+            if any(f.code == "EPIX-DLV-005" for f in error.findings):
+                raise
+            reason = "; ".join(f"{f.code}: {f.message}" for f in error.findings)
+            return self._failed(claim, "EPIX-DLV-006", reason, permanent=True)
+        except Exception as exc:
+            log.exception("local delivery of outbox row %s failed", claim.id)
+            return self._failed(claim, "EPIX-DLV-001", f"{type(exc).__name__}", permanent=False)
+        return Result.DELIVERED
+
+    # --- recording outcomes -------------------------------------------------------------------
+
+    def _delivered(
+        self,
+        claim: Claim,
+        *,
+        route_name: str,
+        url: str,
+        status: int | None,
+        receipt: bytes | None = None,
+    ) -> Result:
+        with self.database.unit_of_work() as session:
+            outbox.mark_delivered(
+                session, claim, receipt=receipt, response_status=status, now=self.clock()
+            )
+            self._audit_delivered(session, claim, route_name=route_name, url=url)
+        return Result.DELIVERED
+
+    def _audit_delivered(
+        self, session: Session, claim: Claim, *, route_name: str, url: str | None
+    ) -> None:
+        webhook = claim.kind == OutboxKind.WEBHOOK.value
+        record_event(
+            session,
+            action="webhook.delivered" if webhook else "message.transmitted",
+            outcome="ok",
+            party=claim.sender_party or None,
+            message_id=claim.message_id,
+            payload=claim.payload,
+            detail={
+                "outbox_id": claim.id,
+                "kind": claim.kind,
+                "to": claim.destination_party,
+                "route": route_name,
+                "url": url,
+                "attempts": claim.attempts,
+            },
+        )
+
+    def _failed(
+        self,
+        claim: Claim,
+        code: str,
+        reason: str,
+        *,
+        permanent: bool,
+        status: int | None = None,
+        retry_after: float | None = None,
+    ) -> Result:
+        now = self.clock()
+        retry_at: datetime | None = None
+        if not permanent:
+            delay = backoff_delay(
+                claim.attempts,
+                base=self.settings.outbox_base_delay_seconds,
+                maximum=self.settings.outbox_max_delay_seconds,
+                rng=self.rng,
+            )
+            retry_at = now + timedelta(seconds=max(delay, retry_after or 0.0))
+        with self.database.unit_of_work() as session:
+            gave_up = outbox.mark_attempt_failed(
+                session,
+                claim,
+                code=code,
+                reason=reason[:4000],
+                retry_at=retry_at,
+                response_status=status,
+                now=now,
+            )
+            if gave_up:
+                self._record_give_up(session, claim, code, reason)
+        if gave_up:
+            log.warning("outbox row %s failed for good: %s %s", claim.id, code, reason)
+            return Result.FAILED
+        return Result.RETRY
+
+    def _record_give_up(self, session: Session, claim: Claim, code: str, reason: str) -> None:
+        """Make a final failure visible: audit it and tell the sender's subscribed systems."""
+        webhook = claim.kind == OutboxKind.WEBHOOK.value
+        record_event(
+            session,
+            action="webhook.failed" if webhook else "message.delivery_failed",
+            outcome=code,
+            party=claim.sender_party or None,
+            message_id=claim.message_id,
+            payload=claim.payload,
+            detail={
+                "outbox_id": claim.id,
+                "kind": claim.kind,
+                "to": claim.destination_party,
+                "reason": reason[:1000],
+                "attempts": claim.attempts,
+            },
+        )
+        if not webhook and claim.sender_party:
+            publish_event(
+                session,
+                party=claim.sender_party,
+                event="delivery.failed",
+                event_id=f"{claim.id}.{claim.version}",
+                data={
+                    "outbox_id": claim.id,
+                    "message_id": claim.message_id,
+                    "to": claim.destination_party,
+                    "kind": claim.kind,
+                    "code": code,
+                    "reason": reason[:1000],
+                },
+                give_up_seconds=self.settings.outbox_give_up_seconds,
+            )
+
+
+@dataclass
+class WorkerHandle:
+    """A worker running on a background thread; ``stop()`` ends it cleanly."""
+
+    worker: Worker
+    thread: threading.Thread
+    stop_event: threading.Event
+
+    def stop(self, timeout: float = 30.0) -> None:
+        self.stop_event.set()
+        self.thread.join(timeout)
+        self.worker.close()
+
+    @property
+    def running(self) -> bool:
+        return self.thread.is_alive()
+
+
+def start_worker_thread(
+    database: Database, settings: Settings, *, worker: Worker | None = None
+) -> WorkerHandle:
+    """Run the outbox worker inside this process (``settings.run_worker_in_process``)."""
+    worker = worker or default_worker(database, settings)
+    stop_event = threading.Event()
+    thread = threading.Thread(
+        target=worker.run, args=(stop_event,), name="epix-outbox-worker", daemon=True
+    )
+    thread.start()
+    return WorkerHandle(worker, thread, stop_event)
+
+
+def default_worker(database: Database, settings: Settings) -> Worker:
+    """A worker wired to the exchange's inboxes and the registry's node endpoints and keys."""
+    return Worker(
+        database,
+        settings,
+        local_inbox=ExchangeInbox(),
+        verifier=peers.RegistryReceiptVerifier(),
+        directory=peers.RegistryDirectory(),
+    )
