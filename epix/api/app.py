@@ -9,7 +9,11 @@ from epix.api.limits import BodySizeLimit
 from epix.api.metrics import Metrics, MetricsMiddleware, metrics_endpoint
 from epix.api.problems import install_problem_handlers
 from epix.api.routers import auth, health
+from epix.api.routers import inbox as inbox_router
+from epix.api.routers import messages, permits
 from epix.api.routers import endorsements as endorsements_routes
+from epix.api.routers import outbox as outbox_routes
+from epix.api.routers import webhooks as webhook_routes
 from epix.audit.service import AuditPolicy, configure_audit
 from epix.auth.session_secret import session_secret
 from epix.db import Database
@@ -44,5 +48,10 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
         https_only=settings.node_base_url.startswith("https://"),
     )
     app.include_router(auth.router)
+    app.include_router(messages.router)
+    app.include_router(inbox_router.router)
+    app.include_router(permits.router)
     app.include_router(endorsements_routes.router)
+    app.include_router(webhook_routes.router)
+    app.include_router(outbox_routes.router)
     return app
