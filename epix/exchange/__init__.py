@@ -1,0 +1,1 @@
+"""The exchange service: submit pipeline, receipts, inboxes, lookup, tracking, status changes."""

@@ -1,0 +1,149 @@
+"""Submit a signed permit and track it: ``POST /v1/messages``, ``GET /v1/messages/{id}``.
+
+Two ways to send the same thing: the exact signed document as the body (``application/xml``)
+with the envelope in ``X-EPIX-*`` headers, or an EPIX envelope document
+(``application/vnd.epix.envelope+xml``) carrying the signed bytes in base64. Either way the
+node stores the signed document's bytes exactly and answers with a receipt signed by the node.
+"""
+
+from __future__ import annotations
+
+import base64
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import Response
+
+from epix.api.deps import DatabaseDep, RequestContextDep, SettingsDep
+from epix.api.problems import problem_response
+from epix.api.security import CurrentPrincipal, require_roles
+from epix.auth.principal import Principal, Role
+from epix.errors import EpixError
+from epix.exchange.envelope import envelope_from_headers, open_envelope
+from epix.exchange.node_identity import node_identity
+from epix.exchange.service import submit
+from epix.exchange.tracking import track
+
+router = APIRouter(prefix="/v1", tags=["messages"])
+XML_TYPES = frozenset({"application/xml", "text/xml"})
+ENVELOPE_TYPE = "application/vnd.epix.envelope+xml"
+RECEIPT_TYPE = "application/vnd.epix.receipt+xml"
+Submitter = Annotated[Principal, Depends(require_roles(Role.MANAGEMENT_AUTHORITY))]
+
+
+async def raw_body(request: Request) -> bytes:
+    """The body exactly as sent (read here so the route itself can run in the thread pool)."""
+    return await request.body()
+
+
+RawBody = Annotated[bytes, Depends(raw_body)]
+
+_SUBMIT_DOC: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": "Replay of an already accepted message id with the same bytes: the "
+        "original signed receipt.",
+        "content": {RECEIPT_TYPE: {}},
+    },
+    201: {
+        "description": "Accepted (status accepted or accepted_with_warnings): the signed "
+        "receipt ({urn:epix:receipt:1}Receipt, EPIX-DSIG-1) is the body; headers "
+        "X-EPIX-Receipt-Status and X-EPIX-Document-SHA256 repeat its key facts.",
+        "content": {RECEIPT_TYPE: {}},
+    },
+    "4XX": {
+        "description": "Refused: problem+json with an errors list. When the pipeline ran, the "
+        "body also has `receipt` (base64 of the signed rejected receipt) and `receipt_status`.",
+        "content": {"application/problem+json": {}},
+    },
+}
+
+
+@router.post(
+    "/messages",
+    status_code=201,
+    responses=_SUBMIT_DOC,
+    response_class=Response,
+    openapi_extra={
+        "parameters": [
+            {"name": name, "in": "header", "required": required, "schema": {"type": "string"}}
+            for name, required in (
+                ("X-EPIX-Message-Id", True),
+                ("X-EPIX-From", True),
+                ("X-EPIX-To", True),
+                ("X-EPIX-Document-Type", False),
+                ("X-EPIX-Conversation-Id", False),
+                ("X-EPIX-Security-Token", False),
+            )
+        ],
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/xml": {"schema": {"type": "string", "format": "binary"}},
+                ENVELOPE_TYPE: {"schema": {"type": "string", "format": "binary"}},
+            },
+        },
+    },
+)
+def submit_message(
+    request: Request,
+    body: RawBody,
+    principal: Submitter,
+    settings: SettingsDep,
+    database: DatabaseDep,
+    context: RequestContextDep,
+) -> Response:
+    """Submit a signed permit for a destination Party; the answer is a signed receipt."""
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if content_type in XML_TYPES:
+        envelope = envelope_from_headers(dict(request.headers.items()))
+        document = body
+    elif content_type == ENVELOPE_TYPE:
+        envelope, document = open_envelope(
+            body, max_bytes=settings.max_body_bytes, max_depth=settings.max_xml_depth
+        )
+    else:
+        raise EpixError.of(
+            "EPIX-REQ-002",
+            f"Send the signed document as application/xml (envelope in X-EPIX-* headers) or "
+            f"an envelope as {ENVELOPE_TYPE}; got {content_type or 'no content type'}.",
+            "Content-Type",
+        )
+    result = submit(
+        database,
+        envelope=envelope,
+        body=document,
+        principal=principal,
+        settings=settings,
+        identity=node_identity(settings.data_dir, settings.node_party),
+        request=context,
+    )
+    headers = {
+        "X-EPIX-Receipt-Status": result.status,
+        "X-EPIX-Document-SHA256": result.sha256,
+        "X-EPIX-Message-Id": envelope.message_id,
+    }
+    if not result.accepted:
+        return problem_response(
+            list(result.findings),
+            result.http_status,
+            headers=headers,
+            extra={
+                "receipt_status": result.status,
+                "receipt": base64.b64encode(result.receipt).decode("ascii"),
+                "sha256": result.sha256,
+            },
+        )
+    headers["Location"] = f"/v1/messages/{envelope.message_id}"
+    return Response(
+        result.receipt, status_code=result.http_status, media_type=RECEIPT_TYPE, headers=headers
+    )
+
+
+@router.get("/messages/{message_id}")
+def get_message(
+    message_id: str, principal: CurrentPrincipal, database: DatabaseDep
+) -> dict[str, Any]:
+    """Tracking for the sender: delivery state (pending, delivered, acknowledged, failed)
+    and the node's receipts."""
+    with database.unit_of_work() as session:
+        return track(session, message_id=message_id, principal=principal)

@@ -1,0 +1,167 @@
+"""Permit lookup by issuing Party and number, the signed XML, and status changes."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import Response
+from pydantic import BaseModel, Field
+
+from epix.api.deps import DatabaseDep, RequestContextDep, SettingsDep
+from epix.api.security import CurrentPrincipal, require_roles
+from epix.auth.principal import Principal, Role
+from epix.errors import EpixError
+from epix.exchange.lookup import lookup_permit, permit_bytes
+from epix.exchange.node_identity import node_identity
+from epix.exchange.status import CANCELLED, REPLACED, change_status
+
+router = APIRouter(prefix="/v1/permits", tags=["permits"])
+Issuer = Annotated[Principal, Depends(require_roles(Role.MANAGEMENT_AUTHORITY))]
+Token = Annotated[
+    str | None,
+    Query(max_length=128, description="The issuer's per-permit security token, if it set one."),
+]
+
+
+class CancelRequest(BaseModel):
+    reason: str | None = Field(default=None, max_length=2000)
+
+
+class ReplaceRequest(BaseModel):
+    replaced_by: str = Field(min_length=1, max_length=64, description="The new permit's number.")
+    reason: str | None = Field(default=None, max_length=2000)
+
+
+def _status_answer(change: Any) -> dict[str, Any]:
+    return {
+        "issuing_party": change.permit.issuing_party,
+        "number": change.permit.number,
+        "status": change.status,
+        "notified": list(change.notified),
+        "status_document": change.document.decode("utf-8"),
+    }
+
+
+@router.get(
+    "/{party}/{number:path}/xml",
+    response_class=Response,
+    responses={
+        200: {"description": "The signed permit, byte-exact.", "content": {"application/xml": {}}}
+    },
+)
+def permit_xml(
+    party: str,
+    number: str,
+    principal: CurrentPrincipal,
+    database: DatabaseDep,
+    context: RequestContextDep,
+    token: Token = None,
+) -> Response:
+    """The exact signed bytes the node received (their SHA-256 is in the header)."""
+    refusal: EpixError | None = None
+    with database.unit_of_work() as session:
+        try:
+            permit, data = permit_bytes(
+                session,
+                party=party.upper(),
+                number=number,
+                token=token,
+                principal=principal,
+                request=context,
+            )
+        except EpixError as exc:
+            refusal = exc  # the audit event of the refusal is committed first
+    if refusal is not None:
+        raise refusal
+    return Response(
+        data,
+        media_type="application/xml",
+        headers={"X-EPIX-Document-SHA256": permit.signed_sha256},
+    )
+
+
+@router.post("/{party}/{number:path}/cancel")
+def cancel_permit(
+    party: str,
+    number: str,
+    payload: CancelRequest,
+    principal: Issuer,
+    database: DatabaseDep,
+    settings: SettingsDep,
+    context: RequestContextDep,
+) -> dict[str, Any]:
+    """The issuing MA cancels a permit; every Party that received or looked it up is told."""
+    with database.unit_of_work() as session:
+        change = change_status(
+            session,
+            party=party.upper(),
+            number=number,
+            status=CANCELLED,
+            principal=principal,
+            settings=settings,
+            identity=node_identity(settings.data_dir, settings.node_party),
+            reason=payload.reason,
+            request=context,
+        )
+        return _status_answer(change)
+
+
+@router.post("/{party}/{number:path}/replace")
+def replace_permit(
+    party: str,
+    number: str,
+    payload: ReplaceRequest,
+    principal: Issuer,
+    database: DatabaseDep,
+    settings: SettingsDep,
+    context: RequestContextDep,
+) -> dict[str, Any]:
+    """The issuing MA replaces a permit by another it already submitted."""
+    with database.unit_of_work() as session:
+        change = change_status(
+            session,
+            party=party.upper(),
+            number=number,
+            status=REPLACED,
+            principal=principal,
+            settings=settings,
+            identity=node_identity(settings.data_dir, settings.node_party),
+            reason=payload.reason,
+            replacement_number=payload.replaced_by,
+            request=context,
+        )
+        return _status_answer(change)
+
+
+@router.get("/{party}/{number:path}")
+def get_permit(
+    party: str,
+    number: str,
+    request: Request,
+    principal: CurrentPrincipal,
+    database: DatabaseDep,
+    context: RequestContextDep,
+    token: Token = None,
+) -> dict[str, Any]:
+    """Everything customs need: permit, signature verdict and signer, status, validity,
+    per-line permitted and remaining quantities, compliance flags, receipts and history.
+    A permit that does not exist and one you may not see give the same EPIX-STATE-007."""
+    refusal: EpixError | None = None
+    view: dict[str, Any] = {}
+    with database.unit_of_work() as session:
+        try:
+            view = lookup_permit(
+                session,
+                party=party.upper(),
+                number=number,
+                token=token,
+                principal=principal,
+                request=context,
+                base_path=request.url.path,
+            )
+        except EpixError as exc:
+            refusal = exc  # the audit event of the refusal is committed first
+    if refusal is not None:
+        raise refusal
+    return view

@@ -1,0 +1,169 @@
+"""Party inboxes: pull with a cursor under a lease, fetch byte-exact, acknowledge.
+
+An entry's id is its cursor sequence. A pull returns the oldest unacknowledged entries after the
+cursor that nobody holds a live lease on, and leases them to the caller in the same
+transaction: on PostgreSQL the candidate rows are claimed with ``FOR UPDATE SKIP LOCKED``, on
+SQLite the whole transaction is ``BEGIN IMMEDIATE``. Either way two concurrent pullers never get
+the same entry (guarantee 5); an entry whose lease ran out unacknowledged is pulled again.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import Select, or_, select
+from sqlalchemy.orm import Session
+
+from epix.db.base import utcnow
+from epix.errors import EpixError
+from epix.exchange.models import InboxEntry, Message
+
+KIND_MESSAGE = "message"
+
+
+@dataclass(frozen=True, slots=True)
+class InboxPage:
+    """One leased window of an inbox; ``next_cursor`` continues after its last entry."""
+
+    entries: list[InboxEntry]
+    lease_id: str
+    lease_expires_at: datetime
+    next_cursor: int | None
+
+
+def deliver_to_inbox(session: Session, *, party: str, message: Message) -> InboxEntry:
+    """Put a stored message into a Party's inbox on this node (idempotent per message)."""
+    existing = session.scalar(
+        select(InboxEntry).where(
+            InboxEntry.recipient_party == party, InboxEntry.message_pk == message.id
+        )
+    )
+    if existing is not None:
+        return existing
+    entry = InboxEntry(
+        recipient_party=party,
+        kind=KIND_MESSAGE,
+        message=message,
+        subject=f"{message.document_type} {message.message_id} from {message.sender_party}",
+        content_type="application/xml",
+        created_at=utcnow(),
+        pull_count=0,
+    )
+    session.add(entry)
+    session.flush()
+    return entry
+
+
+def put_notification(
+    session: Session, *, party: str, kind: str, subject: str, payload: bytes, content_type: str
+) -> InboxEntry:
+    """Put a notification (status document, user change, ...) into a Party's inbox."""
+    entry = InboxEntry(
+        recipient_party=party,
+        kind=kind,
+        subject=subject[:300],
+        payload=payload,
+        content_type=content_type,
+        created_at=utcnow(),
+        pull_count=0,
+    )
+    session.add(entry)
+    session.flush()
+    return entry
+
+
+def _claimable(party: str, cursor: int | None, now: datetime) -> Select[int]:
+    query = (
+        select(InboxEntry.id)
+        .where(
+            InboxEntry.recipient_party == party,
+            InboxEntry.acknowledged_at.is_(None),
+            or_(InboxEntry.lease_expires_at.is_(None), InboxEntry.lease_expires_at <= now),
+        )
+        .order_by(InboxEntry.id)
+    )
+    if cursor is not None:
+        query = query.where(InboxEntry.id > cursor)
+    return query
+
+
+def pull(
+    session: Session,
+    *,
+    party: str,
+    cursor: int | None,
+    limit: int,
+    lease_seconds: int,
+    skip_locked: bool,
+) -> InboxPage:
+    """Lease up to ``limit`` entries after ``cursor`` (exclusive) to one caller."""
+    now = utcnow()
+    query = _claimable(party, cursor, now).limit(limit)
+    if skip_locked:
+        query = query.with_for_update(skip_locked=True)
+    ids = list(session.scalars(query))
+    lease_id = uuid.uuid4().hex
+    expires = now + timedelta(seconds=lease_seconds)
+    entries: list[InboxEntry] = []
+    if ids:
+        entries = list(
+            session.scalars(
+                select(InboxEntry).where(InboxEntry.id.in_(ids)).order_by(InboxEntry.id)
+            )
+        )
+    for entry in entries:
+        entry.lease_owner = lease_id
+        entry.lease_expires_at = expires
+        entry.pull_count += 1
+        if entry.message is not None and entry.message.delivery_state == "pending":
+            entry.message.delivery_state = "delivered"
+    session.flush()
+    next_cursor = entries[-1].id if entries else cursor
+    return InboxPage(entries, lease_id, expires, next_cursor)
+
+
+def get_entry(session: Session, *, party: str, entry_id: int) -> InboxEntry:
+    """One entry of the caller's own inbox; another Party's entry looks like a missing one."""
+    entry = session.get(InboxEntry, entry_id)
+    if entry is None or entry.recipient_party != party:
+        raise EpixError.of("EPIX-REQ-005", f"No inbox entry {entry_id}.", f"/v1/inbox/{entry_id}")
+    return entry
+
+
+def entry_bytes(entry: InboxEntry) -> bytes:
+    """The entry's content, byte-exact: the stored message body or the notification."""
+    if entry.message is not None:
+        return entry.message.body
+    return entry.payload or b""
+
+
+def acknowledge(
+    session: Session, *, party: str, entry_id: int, username: str, lease_id: str | None = None
+) -> InboxEntry:
+    """Mark an entry done. Acknowledging twice is harmless; under someone else's live lease it
+    is refused (EPIX-MSG-005) when the caller names its own lease."""
+    entry = get_entry(session, party=party, entry_id=entry_id)
+    if entry.acknowledged_at is not None:
+        return entry
+    now = utcnow()
+    if (
+        lease_id is not None
+        and entry.lease_owner != lease_id
+        and entry.lease_expires_at is not None
+        and entry.lease_expires_at > now
+    ):
+        raise EpixError.of(
+            "EPIX-MSG-005",
+            f"Inbox entry {entry_id} is leased to another puller until "
+            f"{entry.lease_expires_at.isoformat()}.",
+            f"/v1/inbox/{entry_id}",
+        )
+    entry.acknowledged_at = now
+    entry.acknowledged_by = username
+    entry.lease_expires_at = None
+    if entry.message is not None:
+        entry.message.delivery_state = "acknowledged"
+    session.flush()
+    return entry

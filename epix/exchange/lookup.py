@@ -1,0 +1,269 @@
+"""Permit lookup at the border: one answer with everything customs need to decide.
+
+The permit (parsed from the signed bytes), the signature verdict as the registry stood when the
+node received it, status and validity, per-line permitted and remaining quantities from the
+endorsement ledger, compliance flags and the history. A permit that does not exist and one the
+caller may not see give the same answer (EPIX-STATE-007), so numbers cannot be probed. Each
+lookup is audited and makes the caller's Party a watcher, told of later status changes.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+from dataclasses import asdict
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from epix.audit.context import RequestContext
+from epix.audit.models import AuditEvent
+from epix.audit.service import record_event
+from epix.auth.principal import SECRETARIAT_PARTY, Principal, Role
+from epix.db.base import utcnow
+from epix.endorsements.ledger import ledger
+from epix.errors import EpixError
+from epix.exchange.models import Message, Permit, PermitWatcher, Receipt
+from epix.exchange.service import sha256_hex
+from epix.permits.reader import read_permit
+from epix.registry.roles import MANAGEMENT_AUTHORITY
+from epix.registry.trust import RegistryTrustStore
+from epix.signatures.verify import verify_document
+from epix.xml import parse_xml
+
+ACTION_LOOKUP = "permit.lookup"
+_HISTORY_ACTIONS = ("message.submit", "permit.cancel", "permit.replace", "endorsement.record")
+
+
+def _not_found(party: str, number: str) -> EpixError:
+    return EpixError.of(
+        "EPIX-STATE-007",
+        f"No permit {number!r} issued by {party} is known here, or you may not see it.",
+        f"/v1/permits/{party}/{number}",
+    )
+
+
+def effective_status(permit: Permit, at: datetime | None = None) -> str:
+    """The stored status, or ``expired`` once the validity has ended on an open permit."""
+    at = at or utcnow()
+    if permit.status in ("issued", "endorsed") and permit.valid_until and permit.valid_until < at:
+        return "expired"
+    return permit.status
+
+
+def may_look_up(permit: Permit, principal: Principal, token: str | None) -> bool:
+    """The two Parties of the permit and the Secretariat always; anyone else with a role that
+    checks permits, and the issuer's security token where the issuer set one."""
+    if principal.party in (permit.issuing_party, permit.recipient_party):
+        return True
+    if principal.party == SECRETARIAT_PARTY and principal.has(Role.SECRETARIAT):
+        return True
+    if not principal.roles & {Role.CUSTOMS, Role.MANAGEMENT_AUTHORITY}:
+        return False
+    if permit.security_token_sha256 is None:
+        return True
+    return token is not None and hmac.compare_digest(
+        sha256_hex(token.encode()), permit.security_token_sha256
+    )
+
+
+def find_visible_permit(
+    session: Session, *, party: str, number: str, principal: Principal, token: str | None
+) -> Permit:
+    """The permit if the caller may see it, else the same EPIX-STATE-007 as a missing one."""
+    permit = session.scalar(
+        select(Permit).where(Permit.issuing_party == party, Permit.number == number)
+    )
+    if permit is None or not may_look_up(permit, principal, token):
+        raise _not_found(party, number)
+    return permit
+
+
+def _watch(session: Session, permit: Permit, party: str, reason: str) -> None:
+    exists = session.scalar(
+        select(PermitWatcher.id).where(
+            PermitWatcher.permit_id == permit.id, PermitWatcher.party == party
+        )
+    )
+    if exists is None and party != permit.issuing_party:
+        session.add(PermitWatcher(permit_id=permit.id, party=party, reason=reason, since=utcnow()))
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, Decimal):
+        return format(value.normalize(), "f")
+    if isinstance(value, dict):
+        return {key: _jsonable(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(item) for item in value]
+    return value
+
+
+def permit_view(session: Session, permit: Permit, base_path: str) -> dict[str, Any]:
+    """The full lookup answer as JSON values."""
+    message = session.get(Message, permit.message_pk)
+    assert message is not None  # a permit row always points at its stored message
+    trust = RegistryTrustStore(session, as_of=message.received_at)
+    verdict = verify_document(
+        parse_xml(message.body),
+        party=permit.issuing_party,
+        role=MANAGEMENT_AUTHORITY,
+        trust=trust,
+        at=message.received_at,
+    )
+    parsed: dict[str, Any] | None = None
+    if verdict.valid and verdict.signed_element is not None:
+        parsed = _jsonable(asdict(read_permit(verdict.signed_element)))
+    receipts = session.scalars(
+        select(Receipt).where(Receipt.message_pk == message.id).order_by(Receipt.id)
+    ).all()
+    history = session.scalars(
+        select(AuditEvent)
+        .where(
+            AuditEvent.permit_number == permit.number,
+            AuditEvent.action.in_(_HISTORY_ACTIONS),
+        )
+        .order_by(AuditEvent.sequence)
+    ).all()
+    replaced_by = session.get(Permit, permit.replaced_by_id) if permit.replaced_by_id else None
+    return {
+        "issuing_party": permit.issuing_party,
+        "number": permit.number,
+        "document_type": permit.document_type,
+        "recipient_party": permit.recipient_party,
+        "status": effective_status(permit),
+        "status_reason": permit.status_reason,
+        "status_changed_at": _jsonable(permit.status_changed_at),
+        "replaced_by": (
+            {"issuing_party": replaced_by.issuing_party, "number": replaced_by.number}
+            if replaced_by
+            else None
+        ),
+        "valid_from": _jsonable(permit.valid_from),
+        "valid_until": _jsonable(permit.valid_until),
+        "sha256": permit.signed_sha256,
+        "xml_url": f"{base_path}/xml",
+        "message_id": message.message_id,
+        "received_at": _jsonable(message.received_at),
+        "signature": verdict.as_dict(),
+        "lines": [balance.as_dict() for balance in ledger(session, permit)],
+        "compliance": json.loads(permit.compliance_codes),
+        "permit": parsed,
+        "receipts": [
+            {
+                "status": receipt.status,
+                "codes": receipt.codes.split(),
+                "issued_at": _jsonable(receipt.issued_at),
+            }
+            for receipt in receipts
+        ],
+        "history": [
+            {
+                "sequence": event.sequence,
+                "at": _jsonable(event.occurred_at),
+                "action": event.action,
+                "outcome": event.outcome,
+                "party": event.party,
+                "by": event.actor_username,
+            }
+            for event in history
+        ],
+    }
+
+
+def lookup_permit(
+    session: Session,
+    *,
+    party: str,
+    number: str,
+    token: str | None,
+    principal: Principal,
+    request: RequestContext | None,
+    base_path: str,
+) -> dict[str, Any]:
+    """Look a permit up, audit it (refusals too) and subscribe the caller's Party."""
+    try:
+        permit = find_visible_permit(
+            session, party=party, number=number, principal=principal, token=token
+        )
+    except EpixError as exc:
+        record_event(
+            session,
+            action=ACTION_LOOKUP,
+            outcome=exc.findings[0].code,
+            actor=principal,
+            party=party,
+            permit_number=number,
+            request=request,
+        )
+        raise
+    view = permit_view(session, permit, base_path)
+    _watch(session, permit, principal.party, "lookup")
+    record_event(
+        session,
+        action=ACTION_LOOKUP,
+        outcome="ok",
+        actor=principal,
+        party=party,
+        permit_number=number,
+        request=request,
+        payload_sha256=permit.signed_sha256,
+        detail={"status": view["status"], "signature_valid": view["signature"]["valid"]},
+        permit_valid_until=permit.valid_until.date() if permit.valid_until else None,
+    )
+    return view
+
+
+def permit_bytes(
+    session: Session,
+    *,
+    party: str,
+    number: str,
+    token: str | None,
+    principal: Principal,
+    request: RequestContext | None,
+) -> tuple[Permit, bytes]:
+    """The byte-exact signed permit (audited as a lookup)."""
+    try:
+        permit = find_visible_permit(
+            session, party=party, number=number, principal=principal, token=token
+        )
+    except EpixError as exc:
+        record_event(
+            session,
+            action=ACTION_LOOKUP,
+            outcome=exc.findings[0].code,
+            actor=principal,
+            party=party,
+            permit_number=number,
+            request=request,
+            detail={"format": "xml"},
+        )
+        raise
+    message = session.get(Message, permit.message_pk)
+    assert message is not None
+    _watch(session, permit, principal.party, "lookup")
+    record_event(
+        session,
+        action=ACTION_LOOKUP,
+        outcome="ok",
+        actor=principal,
+        party=party,
+        permit_number=number,
+        request=request,
+        payload_sha256=message.sha256,
+        detail={"format": "xml"},
+    )
+    return permit, message.body
+
+
+def watch_message(session: Session, message: Message, party: str) -> None:
+    """A Party that fetched a permit message from its inbox is told of its status changes."""
+    permit = session.scalar(select(Permit).where(Permit.message_pk == message.id))
+    if permit is not None:
+        _watch(session, permit, party, "pulled")

@@ -1,0 +1,589 @@
+"""The submit pipeline: one function from received bytes to a signed receipt.
+
+Order (design brief): size cap → hardened parse → schema → code lists and rules → signature
+against the registry → compliance screening → ONE transaction storing bytes, hash, permit,
+audit event and delivery rows → signed receipt. It stops at the first fatal finding.
+
+CPU work (parse, schema, signature, receipt signing) runs outside any database transaction: on
+SQLite every transaction holds the write lock, so the pipeline uses one short read and one
+short write. That is why ``submit`` takes the ``Database`` rather than a session. The receipt
+is handed back only after the write committed (guarantee 1).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from decimal import Decimal
+
+from lxml import etree
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy.orm import Session
+
+from epix.audit.context import RequestContext
+from epix.audit.service import record_event
+from epix.auth.principal import Principal
+from epix.compliance import screen_permit
+from epix.db import Database
+from epix.db.base import utcnow
+from epix.delivery import outbox
+from epix.errors import EpixError, Finding, Severity
+from epix.exchange.envelope import Envelope
+from epix.exchange.inbox import deliver_to_inbox
+from epix.exchange.models import Message, Permit, PermitLine, PermitWatcher, Receipt
+from epix.exchange.node_identity import NodeIdentity
+from epix.exchange.receipts import REJECTED, ReceiptFacts, outcome_status, sign_receipt
+from epix.permits import model as permit_model
+from epix.permits.reader import extract_permit_element, read_permit
+from epix.permits.validation import check_codes_and_rules, check_schema
+from epix.registry import repository as registry
+from epix.registry.roles import MANAGEMENT_AUTHORITY
+from epix.registry.trust import RegistryTrustStore
+from epix.settings import NodeMode, Settings
+from epix.signatures.trust import StaticTrustStore, TrustedCertificate, TrustStore
+from epix.signatures.verify import Verdict, verify_document
+from epix.xml import parse_xml
+from epix.xml.namespaces import CITES_PERMIT
+
+log = logging.getLogger("epix.exchange")
+ACTION_SUBMIT = "message.submit"
+PERMIT_TAG = f"{{{CITES_PERMIT}}}CITESEPermit"
+
+
+@dataclass(frozen=True, slots=True)
+class SubmissionResult:
+    """What the node answers: the signed receipt, its status and codes."""
+
+    status: str
+    receipt: bytes
+    sha256: str
+    received_at: datetime
+    message_id: str | None
+    findings: tuple[Finding, ...] = ()
+    replayed: bool = False
+    http_status: int = 201
+
+    @property
+    def accepted(self) -> bool:
+        return self.status != REJECTED
+
+
+@dataclass(slots=True)
+class _Checked:
+    """A permit that passed every fatal step, with what the store needs."""
+
+    permit: permit_model.Permit
+    verdict: Verdict
+    findings: list[Finding] = field(default_factory=list)
+
+
+class StorageUnavailable(EpixError):
+    """The final transaction failed: nothing was stored and no receipt was issued."""
+
+
+def sha256_hex(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _fatal(findings: Sequence[Finding]) -> bool:
+    return any(f.severity is Severity.ERROR for f in findings)
+
+
+def _as_utc(moment: datetime | None) -> datetime | None:
+    if moment is None:
+        return None
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+def check_envelope(envelope: Envelope, principal: Principal) -> None:
+    """The sender must be the caller's own Party and differ from the destination."""
+    if envelope.sender != principal.party:
+        raise EpixError.of(
+            "EPIX-AUTH-005",
+            f"You act for {principal.party}; you may not send as {envelope.sender}.",
+            "X-EPIX-From",
+        )
+    if envelope.sender == envelope.recipient:
+        raise EpixError.of(
+            "EPIX-MSG-006", "Sender and destination are the same Party.", "X-EPIX-To"
+        )
+    if envelope.document_type != "permit":
+        raise EpixError.of(
+            "EPIX-MSG-004",
+            f"This endpoint accepts permits; document type {envelope.document_type!r} is "
+            "delivered node-to-node by the outbox.",
+            "X-EPIX-Document-Type",
+        )
+
+
+def check_document(
+    body: bytes, envelope: Envelope, settings: Settings
+) -> tuple[etree._Element, permit_model.Permit, list[Finding]]:
+    """Size cap, hardened parse, schema, code lists and rules: no database, no keys."""
+    root = parse_xml(body, max_bytes=settings.max_body_bytes, max_depth=settings.max_xml_depth)
+    if root.tag != PERMIT_TAG:
+        element = extract_permit_element(root)  # names what was found instead (EPIX-XML-005)
+        if element is not root:
+            raise EpixError.of(
+                "EPIX-MSG-004",
+                "Submit the signed CITESEPermit itself, not a wrapper around it.",
+                "/",
+            )
+    findings = list(check_schema(root))
+    if _fatal(findings):
+        raise EpixError(findings)
+    permit = read_permit(root)
+    findings += check_codes_and_rules(permit, root)
+    if _fatal(findings):
+        raise EpixError(findings)
+    if permit.issuing_country != envelope.sender:
+        raise EpixError.of(
+            "EPIX-MSG-002",
+            f"The permit was issued by {permit.issuing_country or 'an unnamed Party'}, "
+            f"but the envelope says it comes from {envelope.sender}.",
+            "X-EPIX-From",
+        )
+    return root, permit, findings
+
+
+def _snapshot_trust(session: Session, party: str) -> TrustStore:
+    """The registry's certificates for ``party`` as MA, copied so verification needs no lock."""
+    registry_store = RegistryTrustStore(session)
+    return _DeferredTrust(list(registry_store.candidates(party, MANAGEMENT_AUTHORITY)), party)
+
+
+class _DeferredTrust:
+    """Candidates copied from the registry; ``owner_of`` (only needed to name a signer bound
+    to another Party) is answered by a ``StaticTrustStore`` filled on demand by the caller."""
+
+    def __init__(self, candidates: list[TrustedCertificate], party: str) -> None:
+        self._store = StaticTrustStore(candidates)
+        self.party = party
+        self.unknown_fingerprints: list[str] = []
+
+    def candidates(self, party: str, role: str) -> Sequence[TrustedCertificate]:
+        return self._store.candidates(party, role)
+
+    def owner_of(self, fingerprint: str) -> TrustedCertificate | None:
+        owner = self._store.owner_of(fingerprint)
+        if owner is None:
+            self.unknown_fingerprints.append(fingerprint)
+        return owner
+
+
+def find_message(session: Session, sender: str, message_id: str) -> Message | None:
+    return session.scalar(
+        select(Message).where(Message.sender_party == sender, Message.message_id == message_id)
+    )
+
+
+def _stored_receipt(session: Session, message: Message) -> bytes:
+    receipt = session.scalar(select(Receipt).where(Receipt.message_pk == message.id))
+    if receipt is None:  # every stored message has its receipt, written in the same transaction
+        raise RuntimeError(f"message {message.id} has no receipt")
+    return receipt.body
+
+
+def _replay(session: Session, existing: Message, sha256: str) -> SubmissionResult:
+    """Same id and bytes: the original receipt. Same id, other bytes: EPIX-MSG-001."""
+    if existing.sha256 != sha256:
+        raise EpixError.of(
+            "EPIX-MSG-001",
+            f"Message id {existing.message_id} was already used by {existing.sender_party} "
+            f"for other bytes (SHA-256 {existing.sha256}).",
+            "X-EPIX-Message-Id",
+        )
+    return SubmissionResult(
+        status=existing.status,
+        receipt=_stored_receipt(session, existing),
+        sha256=existing.sha256,
+        received_at=existing.received_at,
+        message_id=existing.message_id,
+        findings=(),
+        replayed=True,
+        http_status=200,
+    )
+
+
+def _read_phase(
+    database: Database, envelope: Envelope, sha256: str
+) -> SubmissionResult | TrustStore:
+    """One short read: a replay answers at once; else the destination must be known and the
+    sender's registered MA certificates are copied for the lock-free verification."""
+    with database.unit_of_work() as session:
+        existing = find_message(session, envelope.sender, envelope.message_id)
+        if existing is not None:
+            return _replay(session, existing, sha256)
+        if registry.get_party(session, envelope.recipient) is None:
+            raise EpixError.of(
+                "EPIX-MSG-003",
+                f"{envelope.recipient} is not a Party in the registry.",
+                "X-EPIX-To",
+            )
+        return _snapshot_trust(session, envelope.sender)
+
+
+def _verify(
+    database: Database, root: etree._Element, envelope: Envelope, trust: TrustStore
+) -> Verdict:
+    verdict = verify_document(root, party=envelope.sender, role=MANAGEMENT_AUTHORITY, trust=trust)
+    if not verdict.valid and isinstance(trust, _DeferredTrust) and trust.unknown_fingerprints:
+        # The signer is not registered for this Party: ask the whole registry who owns it,
+        # so the refusal can say "bound to another Party" (EPIX-SIG-015) rather than unknown.
+        with database.unit_of_work() as session:
+            full = RegistryTrustStore(session)
+            owners = [full.owner_of(fp) for fp in trust.unknown_fingerprints]
+            known = StaticTrustStore(
+                [*trust.candidates(envelope.sender, MANAGEMENT_AUTHORITY)]
+                + [owner for owner in owners if owner is not None]
+            )
+        if any(owners):
+            verdict = verify_document(
+                root, party=envelope.sender, role=MANAGEMENT_AUTHORITY, trust=known
+            )
+    return verdict
+
+
+def submit(
+    database: Database,
+    *,
+    envelope: Envelope,
+    body: bytes,
+    principal: Principal,
+    settings: Settings,
+    identity: NodeIdentity,
+    request: RequestContext | None = None,
+) -> SubmissionResult:
+    """Run the pipeline for one submission and return the signed receipt.
+
+    Refusals are returned as a result with status ``rejected`` (and audited), never stored.
+    Raises ``StorageUnavailable`` when the final transaction fails (no receipt then).
+    """
+    received_at = utcnow()
+    sha256 = sha256_hex(body)
+    permit_number: str | None = None
+    try:
+        check_envelope(envelope, principal)
+        root, permit, findings = check_document(body, envelope, settings)
+        permit_number = permit.number
+        trust_or_replay = _read_phase(database, envelope, sha256)
+        if isinstance(trust_or_replay, SubmissionResult):
+            return trust_or_replay
+        verdict = _verify(database, root, envelope, trust_or_replay)
+        verdict.raise_if_invalid()
+        assert verdict.signed_element is not None  # a valid verdict names what was signed
+        # Business data is read only from what the verifier says was signed.
+        signed_permit = read_permit(verdict.signed_element)
+        findings += screen_permit(signed_permit)
+        checked = _Checked(signed_permit, verdict, findings)
+    except EpixError as exc:
+        return _reject(
+            database,
+            exc,
+            envelope,
+            principal,
+            settings,
+            identity,
+            request,
+            sha256,
+            received_at,
+            permit_number,
+        )
+    status = outcome_status(checked.findings)
+    facts = ReceiptFacts(
+        sha256=sha256,
+        received_at=received_at,
+        status=status,
+        node_party=settings.node_party,
+        findings=tuple(checked.findings),
+        message_id=envelope.message_id,
+        sender=envelope.sender,
+        recipient=envelope.recipient,
+    )
+    receipt = sign_receipt(facts, identity)
+    try:
+        with database.unit_of_work() as session:
+            store_submission(
+                session,
+                envelope=envelope,
+                body=body,
+                sha256=sha256,
+                received_at=received_at,
+                status=status,
+                checked=checked,
+                receipt=receipt,
+                principal=principal,
+                settings=settings,
+                request=request,
+            )
+    except IntegrityError:
+        # A concurrent submission won the race for this message id or permit number.
+        return _after_conflict(
+            database,
+            envelope,
+            principal,
+            settings,
+            identity,
+            request,
+            sha256,
+            received_at,
+            checked.permit,
+        )
+    except SQLAlchemyError as exc:
+        log.exception("storing message %s failed", envelope.message_id)
+        raise StorageUnavailable(
+            [
+                Finding(
+                    "EPIX-MSG-008",
+                    f"The node could not store the message ({type(exc).__name__}); nothing "
+                    "was accepted. Retry with the same message id.",
+                    "/",
+                )
+            ]
+        ) from None
+    return SubmissionResult(
+        status=status,
+        receipt=receipt,
+        sha256=sha256,
+        received_at=received_at,
+        message_id=envelope.message_id,
+        findings=tuple(checked.findings),
+    )
+
+
+def _after_conflict(
+    database: Database,
+    envelope: Envelope,
+    principal: Principal,
+    settings: Settings,
+    identity: NodeIdentity,
+    request: RequestContext | None,
+    sha256: str,
+    received_at: datetime,
+    permit: permit_model.Permit,
+) -> SubmissionResult:
+    try:
+        with database.unit_of_work() as session:
+            existing = find_message(session, envelope.sender, envelope.message_id)
+            if existing is not None:
+                return _replay(session, existing, sha256)
+            _check_permit_unique(session, permit, sha256)
+    except EpixError as exc:
+        return _reject(
+            database,
+            exc,
+            envelope,
+            principal,
+            settings,
+            identity,
+            request,
+            sha256,
+            received_at,
+            permit.number,
+        )
+    raise StorageUnavailable(
+        [Finding("EPIX-MSG-008", "A concurrent write conflicted; retry with the same id.", "/")]
+    )
+
+
+def _reject(
+    database: Database,
+    error: EpixError,
+    envelope: Envelope,
+    principal: Principal,
+    settings: Settings,
+    identity: NodeIdentity,
+    request: RequestContext | None,
+    sha256: str,
+    received_at: datetime,
+    permit_number: str | None,
+) -> SubmissionResult:
+    """A signed ``rejected`` receipt and an audit event; the message itself is not stored."""
+    findings = tuple(error.findings)
+    facts = ReceiptFacts(
+        sha256=sha256,
+        received_at=received_at,
+        status=REJECTED,
+        node_party=settings.node_party,
+        findings=findings,
+        message_id=envelope.message_id,
+        sender=envelope.sender,
+        recipient=envelope.recipient,
+    )
+    receipt = sign_receipt(facts, identity)
+    first = next(f for f in findings if f.severity is Severity.ERROR)
+    with database.unit_of_work() as session:
+        record_event(
+            session,
+            action=ACTION_SUBMIT,
+            outcome=first.code,
+            actor=principal,
+            party=envelope.sender,
+            message_id=envelope.message_id,
+            permit_number=permit_number,
+            request=request,
+            payload_sha256=sha256,
+            detail={
+                "status": REJECTED,
+                "to": envelope.recipient,
+                "codes": [f.code for f in findings],
+            },
+        )
+    return SubmissionResult(
+        status=REJECTED,
+        receipt=receipt,
+        sha256=sha256,
+        received_at=received_at,
+        message_id=envelope.message_id,
+        findings=findings,
+        http_status=error.http_status,
+    )
+
+
+def _check_permit_unique(session: Session, permit: permit_model.Permit, sha256: str) -> None:
+    existing = session.scalar(
+        select(Permit).where(
+            Permit.issuing_party == (permit.issuing_country or ""),
+            Permit.number == (permit.number or ""),
+        )
+    )
+    if existing is None:
+        return
+    if existing.signed_sha256 == sha256:
+        detail = "was already submitted with these bytes under another message id"
+    else:
+        detail = "was already submitted with other bytes; cancel or replace it instead"
+    raise EpixError.of(
+        "EPIX-MSG-007",
+        f"Permit {permit.number} of {permit.issuing_country} {detail}.",
+        "/CITESEPermit/HeaderExchangedDocument/ID",
+    )
+
+
+def is_hosted(party: str, settings: Settings) -> bool:
+    """Whether ``party``'s inbox lives on this node (every Party on a hub)."""
+    return settings.node_mode is NodeMode.HUB or party == settings.node_party
+
+
+def _date(moment: datetime | None) -> date | None:
+    return moment.date() if moment is not None else None
+
+
+def store_submission(
+    session: Session,
+    *,
+    envelope: Envelope,
+    body: bytes,
+    sha256: str,
+    received_at: datetime,
+    status: str,
+    checked: _Checked,
+    receipt: bytes,
+    principal: Principal,
+    settings: Settings,
+    request: RequestContext | None,
+) -> Message:
+    """The one transaction: message bytes + hash, receipt, permit and lines, inbox or outbox
+    row, and the audit event (recorded last: it holds the audit chain lock until commit)."""
+    permit = checked.permit
+    _check_permit_unique(session, permit, sha256)
+    message = Message(
+        sender_party=envelope.sender,
+        message_id=envelope.message_id,
+        recipient_party=envelope.recipient,
+        document_type=envelope.document_type,
+        conversation_id=envelope.conversation_id,
+        sha256=sha256,
+        body=body,
+        received_at=received_at,
+        status=status,
+        delivery_state="pending",
+        submitted_by=principal.username,
+    )
+    session.add(message)
+    session.flush()
+    codes = " ".join(f.code for f in checked.findings)
+    session.add(
+        Receipt(
+            message_pk=message.id, status=status, codes=codes, issued_at=received_at, body=receipt
+        )
+    )
+    certificate = checked.verdict.certificate
+    token = envelope.security_token
+    row = Permit(
+        issuing_party=permit.issuing_country or envelope.sender,
+        number=permit.number or "",
+        document_type=permit.document_type or "",
+        recipient_party=envelope.recipient,
+        message_pk=message.id,
+        signed_sha256=sha256,
+        security_token_sha256=sha256_hex(token.encode()) if token else None,
+        status="issued",
+        valid_from=_as_utc(permit.valid_from),
+        valid_until=_as_utc(permit.valid_until),
+        signer_fingerprint=certificate.fingerprint if certificate else None,
+        signer_subject=certificate.certificate.subject.rfc4514_string() if certificate else None,
+        compliance_codes=json.dumps(
+            [f.as_dict() for f in checked.findings if f.code.startswith("EPIX-COMP-")]
+        ),
+        created_at=received_at,
+    )
+    row.lines = [
+        PermitLine(
+            line_id=line.line_id,
+            permitted_quantity=line.quantity if line.quantity is not None else Decimal(0),
+            unit=line.unit,
+            appendix=line.appendix,
+            taxon=line.scientific_name,
+        )
+        for line in permit.lines
+    ]
+    session.add(row)
+    session.flush()
+    session.add(
+        PermitWatcher(
+            permit_id=row.id, party=envelope.recipient, reason="recipient", since=received_at
+        )
+    )
+    route_message(session, message, settings)
+    record_event(
+        session,
+        action=ACTION_SUBMIT,
+        outcome="ok",
+        actor=principal,
+        party=envelope.sender,
+        message_id=envelope.message_id,
+        permit_number=permit.number,
+        request=request,
+        payload_sha256=sha256,
+        detail={
+            "status": status,
+            "to": envelope.recipient,
+            "document_type": envelope.document_type,
+            "codes": [f.code for f in checked.findings],
+            "signer": certificate.fingerprint if certificate else None,
+        },
+        permit_valid_until=_date(permit.valid_until),
+    )
+    return message
+
+
+def route_message(session: Session, message: Message, settings: Settings) -> None:
+    """Hosted destination: straight into its inbox. A peer's: an outbox row for the worker."""
+    if is_hosted(message.recipient_party, settings):
+        deliver_to_inbox(session, party=message.recipient_party, message=message)
+        return
+    outbox.enqueue(
+        session,
+        kind=message.document_type,
+        destination_party=message.recipient_party,
+        payload=message.body,
+        message_id=message.message_id,
+        sender_party=message.sender_party,
+        headers={"X-EPIX-Document-Type": message.document_type},
+    )

@@ -1,0 +1,201 @@
+"""Status changes by the issuing Management Authority: cancel and replace.
+
+The signed permit bytes are never touched; the permit row's status moves and a status document
+({urn:epix:status:1}, signed by the node) goes to every Party that received, pulled or looked
+the permit up — into its inbox here, or through the outbox to its own node.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+
+from lxml import etree
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from epix.audit.context import RequestContext
+from epix.audit.service import record_event
+from epix.auth.principal import Principal, Role
+from epix.auth.scoping import ensure_own_party, ensure_role
+from epix.db.base import utcnow
+from epix.delivery import outbox
+from epix.delivery.models import OutboxKind
+from epix.errors import EpixError
+from epix.exchange.models import Permit, PermitWatcher
+from epix.exchange.node_identity import NodeIdentity
+from epix.exchange.notifications import notify
+from epix.exchange.service import is_hosted
+from epix.settings import Settings
+from epix.signatures.sign import sign_document
+from epix.xml.namespaces import EPIX_STATUS
+
+CANCELLED = "cancelled"
+REPLACED = "replaced"
+# States from which the issuer may still withdraw a permit; a used one has done its work.
+_CHANGEABLE = frozenset({"issued", "endorsed"})
+
+
+@dataclass(frozen=True, slots=True)
+class StatusChange:
+    """The outcome: the permit's new status and who was told."""
+
+    permit: Permit
+    status: str
+    document: bytes
+    notified: tuple[str, ...]
+
+
+def _lock(session: Session, party: str, number: str) -> Permit:
+    permit = session.scalar(
+        select(Permit)
+        .where(Permit.issuing_party == party, Permit.number == number)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
+    if permit is None:
+        raise EpixError.of(
+            "EPIX-STATE-007",
+            f"No permit {number!r} issued by {party} is known here, or you may not see it.",
+            f"/v1/permits/{party}/{number}",
+        )
+    return permit
+
+
+def status_xml(
+    permit: Permit,
+    status: str,
+    principal: Principal,
+    reason: str | None,
+    replacement: Permit | None,
+) -> bytes:
+    """The unsigned status document."""
+    root = etree.Element(f"{{{EPIX_STATUS}}}StatusChange", nsmap={None: EPIX_STATUS})  # type: ignore[dict-item]  # lxml: None = default ns
+    root.set("version", "1")
+
+    def add(parent: etree._Element, name: str, value: str | None) -> etree._Element:
+        element = etree.SubElement(parent, f"{{{EPIX_STATUS}}}{name}")
+        element.text = value
+        return element
+
+    def reference(name: str, target: Permit) -> None:
+        element = etree.SubElement(root, f"{{{EPIX_STATUS}}}{name}")
+        add(element, "IssuingParty", target.issuing_party)
+        add(element, "PermitNumber", target.number)
+        add(element, "DocumentSHA256", target.signed_sha256)
+
+    reference("Permit", permit)
+    add(root, "Status", status)
+    if replacement is not None:
+        reference("ReplacedBy", replacement)
+    if reason:
+        add(root, "Reason", reason)
+    add(root, "ChangedAt", utcnow().isoformat(timespec="milliseconds"))
+    changed_by = add(root, "ChangedBy", None)
+    add(changed_by, "Username", principal.username)
+    if principal.authority:
+        add(changed_by, "Authority", principal.authority)
+    return etree.tostring(root, xml_declaration=True, encoding="UTF-8")
+
+
+def watchers(session: Session, permit: Permit) -> list[str]:
+    """Every Party to tell: the destination and whoever pulled or looked the permit up."""
+    parties = set(
+        session.scalars(select(PermitWatcher.party).where(PermitWatcher.permit_id == permit.id))
+    )
+    parties.add(permit.recipient_party)
+    parties.discard(permit.issuing_party)
+    return sorted(parties)
+
+
+def change_status(
+    session: Session,
+    *,
+    party: str,
+    number: str,
+    status: str,
+    principal: Principal,
+    settings: Settings,
+    identity: NodeIdentity,
+    reason: str | None = None,
+    replacement_number: str | None = None,
+    request: RequestContext | None = None,
+) -> StatusChange:
+    """Cancel or replace a permit of the caller's own Party, tell its watchers, audit it."""
+    ensure_role(principal, Role.MANAGEMENT_AUTHORITY)
+    ensure_own_party(principal, party, "party")
+    permit = _lock(session, party, number)
+    replacement: Permit | None = None
+    if status == REPLACED:
+        if not replacement_number or replacement_number == number:
+            raise EpixError.of(
+                "EPIX-REQ-004",
+                "Name the replacing permit's number (a different, already submitted permit).",
+                "replaced_by",
+            )
+        replacement = session.scalar(
+            select(Permit).where(Permit.issuing_party == party, Permit.number == replacement_number)
+        )
+        if replacement is None:
+            raise EpixError.of(
+                "EPIX-STATE-007",
+                f"No permit {replacement_number!r} issued by {party} is known here; submit "
+                "the replacing permit first.",
+                "replaced_by",
+            )
+    if permit.status not in _CHANGEABLE:
+        raise EpixError.of(
+            "EPIX-STATE-008",
+            f"Permit {number} is {permit.status}; it cannot be {status} now.",
+            "status",
+        )
+    now = utcnow()
+    permit.status = status
+    permit.status_reason = reason
+    permit.status_changed_at = now
+    permit.replaced_by_id = replacement.id if replacement else None
+    document = sign_document(
+        status_xml(permit, status, principal, reason, replacement),
+        identity.key_pem,
+        identity.cert_pem,
+    )
+    told = watchers(session, permit)
+    message_id = f"status-{uuid.uuid4().hex}"
+    for target in told:
+        if is_hosted(target, settings):
+            notify(
+                session,
+                party=target,
+                kind="status",
+                subject=f"Permit {number} of {party} {status}",
+                body=document,
+            )
+        else:
+            outbox.enqueue(
+                session,
+                kind=OutboxKind.STATUS_CHANGE,
+                destination_party=target,
+                payload=document,
+                message_id=message_id,
+                sender_party=settings.node_party,
+                headers={"X-EPIX-Document-Type": "status"},
+            )
+    session.flush()
+    record_event(
+        session,
+        action=f"permit.{'cancel' if status == CANCELLED else 'replace'}",
+        outcome="ok",
+        actor=principal,
+        party=party,
+        permit_number=number,
+        request=request,
+        payload=document,
+        detail={
+            "status": status,
+            "reason": reason,
+            "replaced_by": replacement_number,
+            "notified": told,
+        },
+        permit_valid_until=permit.valid_until.date() if permit.valid_until else None,
+    )
+    return StatusChange(permit, status, document, tuple(told))
