@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 
@@ -129,7 +130,7 @@ def earliest_purge_date(
     return max(candidates)
 
 
-def _lock_head(session: Session) -> AuditChainHead:
+def lock_chain_head(session: Session) -> AuditChainHead:
     """The chain head, locked for this transaction (created on first use)."""
     if session.get_bind().dialect.name == "postgresql":
         session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _PG_LOCK_KEY})
@@ -180,7 +181,7 @@ def record_event(
     if payload is not None:
         payload_sha256 = hashlib.sha256(payload).hexdigest()
     policy = current_policy()
-    head = _lock_head(session)
+    head = lock_chain_head(session)
     occurred_at = utcnow()
     event = AuditEvent(
         sequence=head.sequence + 1,
@@ -248,3 +249,21 @@ def event_as_dict(event: AuditEvent) -> dict[str, object]:
         "prev_hash": event.prev_hash,
         "hash": event.hash,
     }
+
+
+def iter_events(
+    session: Session, *, start: datetime | None = None, end: datetime | None = None
+) -> Iterator[AuditEvent]:
+    """Events with ``start <= occurred_at < end`` in sequence order, fetched in batches."""
+    after = -1
+    while True:
+        query = select(AuditEvent).where(AuditEvent.sequence > after)
+        if start is not None:
+            query = query.where(AuditEvent.occurred_at >= start)
+        if end is not None:
+            query = query.where(AuditEvent.occurred_at < end)
+        batch = session.scalars(query.order_by(AuditEvent.sequence).limit(500)).all()
+        if not batch:
+            return
+        yield from batch
+        after = batch[-1].sequence

@@ -1,0 +1,168 @@
+"""Verify the audit chain and name the first broken event (guarantee 8: tamper-evident log)."""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterator, Sequence
+from dataclasses import dataclass, field
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from epix.audit.checkpoints import signature_valid, trusted
+from epix.audit.models import AuditChainHead, AuditCheckpoint, AuditEvent
+from epix.audit.service import GENESIS_HASH, HEAD_ROW_ID, compute_hash
+from epix.errors import Finding
+
+BATCH = 1000
+
+
+@dataclass(slots=True)
+class ChainReport:
+    """What verification found; ``broken_at`` is the first event that fails, if any."""
+
+    events_checked: int = 0
+    first_sequence: int | None = None
+    last_sequence: int | None = None
+    checkpoints_verified: int = 0
+    checkpoints_pending: int = 0
+    broken_at: int | None = None
+    findings: list[Finding] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.findings
+
+    def _break(self, sequence: int, message: str) -> None:
+        self.broken_at = sequence
+        self.findings.append(
+            Finding("EPIX-AUDIT-001", message, f"audit_events[sequence={sequence}]")
+        )
+
+    def _bad_checkpoint(self, sequence: int, message: str) -> None:
+        self.findings.append(
+            Finding("EPIX-AUDIT-002", message, f"audit_checkpoints[sequence={sequence}]")
+        )
+
+
+def _events(session: Session) -> Iterator[AuditEvent]:
+    """Every event in sequence order, fetched in batches (the log can be large)."""
+    after = -1
+    while True:
+        batch = session.scalars(
+            select(AuditEvent)
+            .where(AuditEvent.sequence > after)
+            .order_by(AuditEvent.sequence)
+            .limit(BATCH)
+        ).all()
+        if not batch:
+            return
+        yield from batch
+        after = batch[-1].sequence
+
+
+def verify_chain(
+    session: Session, *, trusted_fingerprints: Sequence[str] | None = None
+) -> ChainReport:
+    """Recompute every hash and link; check the head and the signed checkpoints.
+
+    ``trusted_fingerprints`` are the SHA-256 fingerprints of the node certificates allowed to
+    sign checkpoints; without them a checkpoint only has to verify with its own certificate.
+    """
+    report = ChainReport()
+    checkpoints = {
+        checkpoint.sequence: checkpoint
+        for checkpoint in session.scalars(select(AuditCheckpoint)).all()
+    }
+    head = session.get(AuditChainHead, HEAD_ROW_ID)
+    head_sequence, head_hash = (head.sequence, head.hash) if head else (0, GENESIS_HASH)
+    expected_sequence: int | None = None
+    expected_prev = GENESIS_HASH
+    for event in _events(session):
+        if expected_sequence is None:
+            report.first_sequence = event.sequence
+            expected_sequence = event.sequence
+            if event.sequence != 1:
+                anchor = checkpoints.get(event.sequence - 1)
+                if anchor is None or not trusted(anchor, trusted_fingerprints):
+                    report._break(
+                        event.sequence,
+                        f"Events before {event.sequence} are missing and no trusted signed "
+                        "checkpoint anchors the chain there.",
+                    )
+                    return report
+                expected_prev = anchor.head_hash
+        if event.sequence != expected_sequence:
+            report._break(
+                expected_sequence,
+                f"Event {expected_sequence} is missing (the next event is {event.sequence}).",
+            )
+            return report
+        if compute_hash(event) != event.hash:
+            report._break(event.sequence, f"Event {event.sequence} was altered or moved.")
+            return report
+        if event.prev_hash != expected_prev:
+            report._break(
+                event.sequence,
+                f"Event {event.sequence} does not follow event {event.sequence - 1}.",
+            )
+            return report
+        checkpoint = checkpoints.get(event.sequence)
+        if checkpoint is not None and checkpoint.head_hash != event.hash:
+            report._break(
+                event.sequence,
+                f"Event {event.sequence} differs from the checkpoint taken at it.",
+            )
+            return report
+        report.events_checked += 1
+        report.last_sequence = event.sequence
+        expected_prev = event.hash
+        expected_sequence += 1
+    last = report.last_sequence
+    if last is None:
+        # Nothing left (empty, or everything purged): the head must be anchored by a checkpoint.
+        anchor = checkpoints.get(head_sequence)
+        if head_sequence != 0 and (
+            anchor is None
+            or anchor.head_hash != head_hash
+            or not trusted(anchor, trusted_fingerprints)
+        ):
+            report._break(head_sequence, f"Events up to {head_sequence} are missing.")
+            return report
+    elif head_sequence != last or head_hash != expected_prev:
+        if head_sequence > last:
+            report._break(last + 1, f"Events {last + 1}..{head_sequence} are missing.")
+        else:
+            report._break(last, f"The chain head does not name event {last}.")
+        return report
+    _check_checkpoints(report, checkpoints.values(), head_sequence, trusted_fingerprints)
+    return report
+
+
+def _check_checkpoints(
+    report: ChainReport,
+    checkpoints: Collection[AuditCheckpoint],
+    head_sequence: int,
+    trusted_fingerprints: Sequence[str] | None,
+) -> None:
+    """Every checkpoint must name a surviving head position and carry the node's signature."""
+    for checkpoint in sorted(checkpoints, key=lambda c: c.sequence):
+        if checkpoint.sequence > head_sequence:
+            report._break(
+                checkpoint.sequence,
+                f"A checkpoint names event {checkpoint.sequence}, which is missing.",
+            )
+            return
+        if checkpoint.signature is None:
+            report.checkpoints_pending += 1
+        elif not signature_valid(checkpoint):
+            report._bad_checkpoint(
+                checkpoint.sequence,
+                f"The signature of checkpoint {checkpoint.sequence} does not verify.",
+            )
+        elif not trusted(checkpoint, trusted_fingerprints):
+            report._bad_checkpoint(
+                checkpoint.sequence,
+                f"Checkpoint {checkpoint.sequence} is signed by a key that is not the node's.",
+            )
+        else:
+            report.checkpoints_verified += 1
