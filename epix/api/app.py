@@ -11,8 +11,6 @@ from epix.api.problems import install_problem_handlers
 from epix.api.routers import auth, health
 from epix.api.routers import inbox as inbox_router
 from epix.api.routers import messages, permits
-from epix.api.routers import inbox as inbox_router
-from epix.api.routers import messages, permits
 from epix.api.routers import endorsements as endorsements_routes
 from epix.api.routers import outbox as outbox_routes
 from epix.api.routers import webhooks as webhook_routes
@@ -50,9 +48,6 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
         https_only=settings.node_base_url.startswith("https://"),
     )
     app.include_router(auth.router)
-    app.include_router(messages.router)
-    app.include_router(inbox_router.router)
-    app.include_router(permits.router)
     app.include_router(messages.router)
     app.include_router(inbox_router.router)
     app.include_router(permits.router)
