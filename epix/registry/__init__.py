@@ -1,1 +1,1 @@
-"""The Secretariat's key registry: Parties, authorities, certificates, and its signed publication."""
+"""The Secretariat's key registry: Parties, authorities, certificates, signed publication."""

@@ -47,7 +47,9 @@ class RegistryAuthority(Base):
     )
 
     __table_args__ = (
-        UniqueConstraint("party_code", "kind", "name", name="uq_registry_authorities_party_kind_name"),
+        UniqueConstraint(
+            "party_code", "kind", "name", name="uq_registry_authorities_party_kind_name"
+        ),
     )
 
 

@@ -1,0 +1,357 @@
+"""The published registry: a versioned XML document signed by the Secretariat (EPIX-DSIG-1).
+
+``render_document`` writes a snapshot as XML, ``publish`` signs the current registry and keeps
+the exact bytes, ``read_registry`` verifies a document against the pinned Secretariat
+certificate ONLY (never a certificate found in the document) and reads its data from what the
+signature covers, and ``import_registry`` makes the node's tables follow a newer document.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from lxml import etree
+from sqlalchemy.orm import Session
+
+from epix.audit.context import RequestContext
+from epix.audit.service import record_event
+from epix.auth.principal import SECRETARIAT_PARTY, Principal
+from epix.db.base import utcnow
+from epix.errors import EpixError, Finding
+from epix.registry import repository
+from epix.registry.models import RegistryDocument
+from epix.registry.roles import SECRETARIAT
+from epix.registry.snapshot import AuthorityEntry, CertificateEntry, PartyEntry, RegistrySnapshot
+from epix.signatures import StaticTrustStore, TrustedCertificate, sign_document, verify_document
+from epix.signatures.trust import fingerprint_of
+from epix.xml import load_schema, parse_xml
+from epix.xml.namespaces import EPIX_REGISTRY
+
+SCHEMA = "epix/registry.xsd"
+# A registry of every Party with a few certificates each is well under this.
+MAX_DOCUMENT_BYTES = 32 * 1024 * 1024
+_NS = f"{{{EPIX_REGISTRY}}}"
+
+
+def format_time(moment: datetime) -> str:
+    """UTC with milliseconds and a Z, the only time format the document uses."""
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _parse_time(value: str) -> datetime:
+    return datetime.fromisoformat(value).astimezone(UTC)
+
+
+def etag_of(sha256: str) -> str:
+    """The strong HTTP entity tag of a document: its SHA-256, quoted."""
+    return f'"{sha256}"'
+
+
+def _sub(parent: etree._Element, name: str, text: str | None = None) -> etree._Element:
+    element = etree.SubElement(parent, _NS + name)
+    if text is not None:
+        element.text = text
+    return element
+
+
+def render_document(snapshot: RegistrySnapshot) -> bytes:
+    """The unsigned registry document for ``snapshot``."""
+    # A parsed template gives the default namespace without a None-keyed nsmap.
+    root = etree.fromstring(f'<Registry xmlns="{EPIX_REGISTRY}"/>'.encode())
+    root.set("version", str(snapshot.version))
+    root.set("issuedAt", format_time(snapshot.issued_at))
+    for party in snapshot.parties:
+        party_element = _sub(root, "Party")
+        party_element.set("code", party.code)
+        party_element.set("addedAt", format_time(party.added_at))
+        _sub(party_element, "Name", party.name)
+        if party.endpoint_url:
+            _sub(party_element, "Endpoint", party.endpoint_url)
+        for authority in party.authorities:
+            authority_element = _sub(party_element, "Authority")
+            authority_element.set("id", str(authority.id))
+            authority_element.set("kind", authority.kind)
+            authority_element.set("addedAt", format_time(authority.added_at))
+            _sub(authority_element, "Name", authority.name)
+            if authority.contact:
+                _sub(authority_element, "Contact", authority.contact)
+            for entry in authority.certificates:
+                _render_certificate(authority_element, entry)
+    return etree.tostring(root, xml_declaration=True, encoding="UTF-8")
+
+
+def _render_certificate(parent: etree._Element, entry: CertificateEntry) -> None:
+    element = _sub(parent, "Certificate")
+    element.set("fingerprint", entry.fingerprint)
+    element.set("notBefore", format_time(entry.not_before))
+    element.set("notAfter", format_time(entry.not_after))
+    element.set("roles", " ".join(entry.roles))
+    element.set("addedBy", entry.added_by)
+    element.set("addedAt", format_time(entry.added_at))
+    _sub(element, "Subject", entry.subject)
+    der = x509.load_pem_x509_certificate(entry.pem).public_bytes(serialization.Encoding.DER)
+    _sub(element, "Data", base64.b64encode(der).decode("ascii"))
+    if entry.revoked_at is not None:
+        revocation = _sub(element, "Revocation")
+        revocation.set("at", format_time(entry.revoked_at))
+        revocation.set("by", entry.revoked_by or "")
+        _sub(revocation, "Reason", entry.revocation_reason or "revoked")
+
+
+@dataclass(frozen=True, slots=True)
+class VerifiedRegistry:
+    """A registry document whose Secretariat signature verified, and what it says."""
+
+    snapshot: RegistrySnapshot
+    content: bytes
+    sha256: str
+    signer: TrustedCertificate
+
+
+def anchor_store(anchor_pem: bytes) -> StaticTrustStore:
+    """The trust store of exactly one certificate: the pinned Secretariat anchor."""
+    try:
+        trusted = TrustedCertificate.from_certificate(
+            anchor_pem,
+            party=SECRETARIAT_PARTY,
+            role=SECRETARIAT,
+            authority_name="CITES Secretariat",
+        )
+    except ValueError:
+        raise EpixError.of(
+            "EPIX-REG-007",
+            "The pinned Secretariat certificate is not a PEM X.509 certificate.",
+            "anchor",
+        ) from None
+    return StaticTrustStore([trusted])
+
+
+def read_registry(content: bytes, anchor_pem: bytes) -> VerifiedRegistry:
+    """Verify a registry document against the pinned Secretariat certificate and read it.
+
+    Refusals: EPIX-XML-* (not safe XML), EPIX-XML-005 (not a registry), EPIX-REG-007 with the
+    signature's own codes (unsigned, forged, tampered, or signed by anyone but the anchor),
+    EPIX-SCHEMA-001 (signed but malformed).
+    """
+    root = parse_xml(content, max_bytes=MAX_DOCUMENT_BYTES)
+    if root.tag != _NS + "Registry":
+        raise EpixError.of(
+            "EPIX-XML-005", f"Expected a {{{EPIX_REGISTRY}}}Registry document, got {root.tag}.", "/"
+        )
+    verdict = verify_document(
+        root, party=SECRETARIAT_PARTY, role=SECRETARIAT, trust=anchor_store(anchor_pem)
+    )
+    if not verdict.valid or verdict.signed_element is None or verdict.certificate is None:
+        raise EpixError(
+            [
+                Finding(
+                    "EPIX-REG-007",
+                    "The registry document is not validly signed by the pinned Secretariat "
+                    "certificate.",
+                    "/Registry/Signature",
+                ),
+                *verdict.findings,
+            ]
+        )
+    signed = verdict.signed_element
+    schema = load_schema(SCHEMA)
+    if not schema.validate(signed):
+        errors: Any = schema.error_log  # the stubs do not declare it iterable
+        raise EpixError(
+            [
+                Finding("EPIX-SCHEMA-001", error.message, location=error.path, line=error.line)
+                for error in errors
+            ]
+        )
+    snapshot = _read_snapshot(signed)
+    return VerifiedRegistry(
+        snapshot=snapshot,
+        content=content,
+        sha256=hashlib.sha256(content).hexdigest(),
+        signer=verdict.certificate,
+    )
+
+
+def _child_text(element: etree._Element, name: str) -> str | None:
+    child = element.find(_NS + name)
+    return child.text if child is not None and child.text is not None else None
+
+
+def _read_snapshot(root: etree._Element) -> RegistrySnapshot:
+    parties = []
+    for party in root.iterfind(_NS + "Party"):
+        authorities = []
+        for authority in party.iterfind(_NS + "Authority"):
+            certificates = tuple(
+                _read_certificate(element) for element in authority.iterfind(_NS + "Certificate")
+            )
+            authorities.append(
+                AuthorityEntry(
+                    id=int(authority.get("id", "0")),
+                    kind=authority.get("kind", ""),
+                    name=_child_text(authority, "Name") or "",
+                    contact=_child_text(authority, "Contact"),
+                    added_at=_parse_time(authority.get("addedAt", "")),
+                    certificates=certificates,
+                )
+            )
+        parties.append(
+            PartyEntry(
+                code=party.get("code", ""),
+                name=_child_text(party, "Name") or "",
+                endpoint_url=_child_text(party, "Endpoint"),
+                added_at=_parse_time(party.get("addedAt", "")),
+                authorities=tuple(authorities),
+            )
+        )
+    return RegistrySnapshot(
+        version=int(root.get("version", "0")),
+        issued_at=_parse_time(root.get("issuedAt", "")),
+        parties=tuple(parties),
+    )
+
+
+def _read_certificate(element: etree._Element) -> CertificateEntry:
+    location = f"/Registry//Certificate[@fingerprint='{element.get('fingerprint')}']"
+    try:
+        certificate = x509.load_der_x509_certificate(
+            base64.b64decode(_child_text(element, "Data") or "", validate=False)
+        )
+    except (ValueError, binascii.Error):
+        raise EpixError.of(
+            "EPIX-SCHEMA-001", "A registered certificate is not a DER certificate.", location
+        ) from None
+    if fingerprint_of(certificate) != element.get("fingerprint"):
+        raise EpixError.of(
+            "EPIX-SCHEMA-001", "A certificate's fingerprint does not match its data.", location
+        )
+    revocation = element.find(_NS + "Revocation")
+    return CertificateEntry(
+        fingerprint=fingerprint_of(certificate),
+        pem=certificate.public_bytes(serialization.Encoding.PEM),
+        subject=_child_text(element, "Subject") or "",
+        not_before=_parse_time(element.get("notBefore", "")),
+        not_after=_parse_time(element.get("notAfter", "")),
+        roles=tuple((element.get("roles") or "").split()),
+        added_by=element.get("addedBy", ""),
+        added_at=_parse_time(element.get("addedAt", "")),
+        revoked_at=_parse_time(revocation.get("at", "")) if revocation is not None else None,
+        revocation_reason=_child_text(revocation, "Reason") if revocation is not None else None,
+        revoked_by=revocation.get("by") if revocation is not None else None,
+    )
+
+
+def publish(
+    session: Session,
+    key_pem: bytes,
+    cert_pem: bytes,
+    *,
+    actor: Principal | None = None,
+    request: RequestContext | None = None,
+) -> RegistryDocument:
+    """Sign the current registry version with the Secretariat key, unless already published.
+
+    Holding the version lock makes concurrent publishers of one version produce one document.
+    """
+    state = repository.lock_state(session)
+    latest = repository.latest_document(session)
+    if latest is not None and latest.version >= state.version:
+        return latest
+    snapshot = repository.load_snapshot(session, utcnow())
+    content = sign_document(render_document(snapshot), key_pem, cert_pem)
+    document = RegistryDocument(
+        version=snapshot.version,
+        issued_at=snapshot.issued_at,
+        content=content,
+        sha256=hashlib.sha256(content).hexdigest(),
+        source_url=None,
+        source_etag=None,
+        stored_at=utcnow(),
+    )
+    session.add(document)
+    session.flush()
+    record_event(
+        session,
+        action="registry.publish",
+        outcome="ok",
+        actor=actor,
+        party=SECRETARIAT_PARTY,
+        request=request,
+        payload=content,
+        detail={"registry_version": snapshot.version},
+    )
+    return document
+
+
+@dataclass(frozen=True, slots=True)
+class ImportOutcome:
+    version: int
+    changed: bool
+    sha256: str
+
+
+def import_registry(
+    session: Session,
+    verified: VerifiedRegistry,
+    *,
+    source_url: str | None = None,
+    etag: str | None = None,
+    actor: Principal | None = None,
+    request: RequestContext | None = None,
+) -> ImportOutcome:
+    """Make the tables say what a verified document says, if it is newer than what is held.
+
+    The same version with the same bytes is a no-op; an older version, or the same version
+    with different bytes, is refused with EPIX-REG-008 (a rollback or a forked registry).
+    """
+    state = repository.lock_state(session)
+    incoming = verified.snapshot.version
+    latest = repository.latest_document(session)
+    if incoming == state.version and latest is not None and latest.sha256 == verified.sha256:
+        if etag and latest.source_etag != etag:
+            latest.source_etag = etag
+        return ImportOutcome(version=incoming, changed=False, sha256=verified.sha256)
+    if incoming <= state.version and not (incoming == 0 == state.version and latest is None):
+        raise EpixError.of(
+            "EPIX-REG-008",
+            f"The registry document has version {incoming}; this node already holds version "
+            f"{state.version}" + (" with other content." if incoming == state.version else "."),
+            "/Registry/@version",
+        )
+    repository.replace_all(session, verified.snapshot)
+    state.version = incoming
+    state.updated_at = utcnow()
+    session.add(
+        RegistryDocument(
+            version=incoming,
+            issued_at=verified.snapshot.issued_at,
+            content=verified.content,
+            sha256=verified.sha256,
+            source_url=source_url,
+            source_etag=etag,
+            stored_at=utcnow(),
+        )
+    )
+    session.flush()
+    record_event(
+        session,
+        action="registry.import",
+        outcome="ok",
+        actor=actor,
+        party=SECRETARIAT_PARTY,
+        request=request,
+        payload=verified.content,
+        detail={
+            "registry_version": incoming,
+            "source_url": source_url,
+            "signer": verified.signer.fingerprint,
+        },
+    )
+    return ImportOutcome(version=incoming, changed=True, sha256=verified.sha256)

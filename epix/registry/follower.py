@@ -1,0 +1,140 @@
+"""A node that follows the Secretariat's published registry.
+
+It fetches the document over HTTP(S) with a conditional GET, accepts it only when it verifies
+against the pinned Secretariat certificate and is newer than what the node holds, and keeps
+working from the last good copy (stored in the database) while the source is unreachable.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass
+
+import httpx
+
+from epix.db import Database
+from epix.errors import EpixError, Finding
+from epix.registry import repository
+from epix.registry.document import MAX_DOCUMENT_BYTES, import_registry, read_registry
+from epix.settings import Settings
+
+log = logging.getLogger("epix.registry.follower")
+
+
+@dataclass(frozen=True, slots=True)
+class RefreshResult:
+    """What one refresh did: the version now held, whether it changed, and any warning."""
+
+    version: int
+    changed: bool
+    warnings: tuple[Finding, ...] = ()
+
+
+class _Unreachable(Exception):
+    """The source could not be asked, or did not answer with a document."""
+
+
+class RegistryFollower:
+    def __init__(
+        self,
+        database: Database,
+        *,
+        source_url: str,
+        anchor_pem: bytes,
+        client: httpx.Client | None = None,
+        timeout: float = 10.0,
+    ) -> None:
+        self.database = database
+        self.source_url = source_url
+        self.anchor_pem = anchor_pem
+        self.client = client or httpx.Client(timeout=timeout, follow_redirects=False)
+
+    @classmethod
+    def from_settings(cls, database: Database, settings: Settings) -> RegistryFollower:
+        if not settings.registry_source_url or settings.registry_anchor_path is None:
+            raise EpixError.of(
+                "EPIX-REG-009",
+                "Following a registry needs EPIX_REGISTRY_SOURCE_URL and "
+                "EPIX_REGISTRY_ANCHOR_PATH (the pinned Secretariat certificate).",
+                "settings",
+            )
+        return cls(
+            database,
+            source_url=settings.registry_source_url,
+            anchor_pem=settings.registry_anchor_path.read_bytes(),
+        )
+
+    def refresh(self) -> RefreshResult:
+        """Fetch, verify and import the source's document if it is newer.
+
+        Raises ``EpixError`` when the source serves something unacceptable (EPIX-REG-007
+        forged or unsigned, EPIX-REG-008 a rollback, EPIX-XML-*/EPIX-SCHEMA-001 malformed):
+        the held copy stays in force. An unreachable source is a warning (EPIX-REG-011) while
+        a copy is held, and EPIX-REG-009 when none is.
+        """
+        with self.database.unit_of_work() as session:
+            latest = repository.latest_document(session)
+            held_version = repository.current_version(session)
+            etag = latest.source_etag if latest and latest.source_url == self.source_url else None
+            held = latest is not None
+        try:
+            fetched = self._fetch(etag)
+        except _Unreachable as exc:
+            if not held:
+                raise EpixError.of(
+                    "EPIX-REG-009",
+                    f"The registry source {self.source_url} is unreachable ({exc}) and no "
+                    "copy is held yet.",
+                    self.source_url,
+                ) from None
+            warning = Finding(
+                "EPIX-REG-011",
+                f"The registry source {self.source_url} is unreachable ({exc}); serving the "
+                f"last good copy, version {held_version}.",
+                self.source_url,
+            )
+            log.warning(warning.message)
+            return RefreshResult(version=held_version, changed=False, warnings=(warning,))
+        if fetched is None:
+            return RefreshResult(version=held_version, changed=False)
+        content, new_etag = fetched
+        verified = read_registry(content, self.anchor_pem)
+        with self.database.unit_of_work() as session:
+            outcome = import_registry(session, verified, source_url=self.source_url, etag=new_etag)
+        if outcome.changed:
+            log.info("registry updated to version %d from %s", outcome.version, self.source_url)
+        return RefreshResult(version=outcome.version, changed=outcome.changed)
+
+    def _fetch(self, etag: str | None) -> tuple[bytes, str | None] | None:
+        """The document and its ETag, or None when the source says it has not changed."""
+        headers = {"Accept": "application/xml"}
+        if etag:
+            headers["If-None-Match"] = etag
+        try:
+            with self.client.stream("GET", self.source_url, headers=headers) as response:
+                if response.status_code == 304:
+                    return None
+                if response.status_code != 200:
+                    raise _Unreachable(f"HTTP {response.status_code}")
+                body = bytearray()
+                for chunk in response.iter_bytes():
+                    body += chunk
+                    if len(body) > MAX_DOCUMENT_BYTES:
+                        raise EpixError.of(
+                            "EPIX-XML-004",
+                            f"The registry document exceeds {MAX_DOCUMENT_BYTES} bytes.",
+                            self.source_url,
+                        )
+                return bytes(body), response.headers.get("ETag")
+        except httpx.HTTPError as exc:
+            raise _Unreachable(type(exc).__name__) from None
+
+    def follow(self, interval_seconds: float, stop: threading.Event) -> None:
+        """Refresh every ``interval_seconds`` until ``stop`` is set; refusals are logged."""
+        while not stop.is_set():
+            try:
+                self.refresh()
+            except EpixError as exc:
+                log.error("registry refresh refused: %s", exc)
+            stop.wait(interval_seconds)

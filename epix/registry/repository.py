@@ -1,0 +1,199 @@
+"""Queries over the registry tables; no rules, no audit (those live in ``service``)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+
+from sqlalchemy import delete, select, text
+from sqlalchemy.orm import Session, selectinload
+
+from epix.registry.models import (
+    RegistryAuthority,
+    RegistryCertificate,
+    RegistryDocument,
+    RegistryParty,
+    RegistryState,
+)
+from epix.registry.snapshot import AuthorityEntry, CertificateEntry, PartyEntry, RegistrySnapshot
+
+STATE_ID = 1
+
+
+def lock_state(session: Session) -> RegistryState:
+    """The version row, locked for update: every change takes it first, so changes serialise."""
+    state = session.scalars(
+        select(RegistryState).where(RegistryState.id == STATE_ID).with_for_update()
+    ).one()
+    return state
+
+
+def current_version(session: Session) -> int:
+    version = session.scalar(select(RegistryState.version).where(RegistryState.id == STATE_ID))
+    return int(version or 0)
+
+
+def get_party(session: Session, code: str) -> RegistryParty | None:
+    return session.get(RegistryParty, code.upper())
+
+
+def get_authority(session: Session, authority_id: int) -> RegistryAuthority | None:
+    return session.get(RegistryAuthority, authority_id)
+
+
+def find_authority(session: Session, party: str, kind: str, name: str) -> RegistryAuthority | None:
+    return session.scalars(
+        select(RegistryAuthority).where(
+            RegistryAuthority.party_code == party.upper(),
+            RegistryAuthority.kind == kind,
+            RegistryAuthority.name == name,
+        )
+    ).one_or_none()
+
+
+def get_certificate(session: Session, fingerprint: str) -> RegistryCertificate | None:
+    return session.scalars(
+        select(RegistryCertificate)
+        .where(RegistryCertificate.fingerprint == fingerprint.lower())
+        .options(selectinload(RegistryCertificate.authority))
+    ).one_or_none()
+
+
+def list_parties(session: Session) -> Sequence[RegistryParty]:
+    """Every Party with its authorities and their certificates, loaded in three queries."""
+    return session.scalars(
+        select(RegistryParty)
+        .order_by(RegistryParty.code)
+        .options(
+            selectinload(RegistryParty.authorities).selectinload(RegistryAuthority.certificates)
+        )
+    ).all()
+
+
+def certificates_of_party(
+    session: Session, party: str
+) -> Sequence[tuple[RegistryCertificate, RegistryAuthority]]:
+    rows = session.execute(
+        select(RegistryCertificate, RegistryAuthority)
+        .join(RegistryAuthority, RegistryCertificate.authority_id == RegistryAuthority.id)
+        .where(RegistryAuthority.party_code == party.upper())
+        .order_by(RegistryCertificate.id)
+    ).all()
+    return [(row[0], row[1]) for row in rows]
+
+
+def unrevoked_certificates(
+    session: Session,
+) -> Sequence[tuple[RegistryCertificate, RegistryAuthority]]:
+    rows = session.execute(
+        select(RegistryCertificate, RegistryAuthority)
+        .join(RegistryAuthority, RegistryCertificate.authority_id == RegistryAuthority.id)
+        .where(RegistryCertificate.revoked_at.is_(None))
+        .order_by(RegistryCertificate.not_after, RegistryCertificate.id)
+    ).all()
+    return [(row[0], row[1]) for row in rows]
+
+
+def entry_of(certificate: RegistryCertificate) -> CertificateEntry:
+    return CertificateEntry(
+        fingerprint=certificate.fingerprint,
+        pem=certificate.pem.encode("ascii"),
+        subject=certificate.subject,
+        not_before=certificate.not_before,
+        not_after=certificate.not_after,
+        roles=tuple(certificate.roles.split()),
+        added_by=certificate.added_by,
+        added_at=certificate.added_at,
+        revoked_at=certificate.revoked_at,
+        revocation_reason=certificate.revocation_reason,
+        revoked_by=certificate.revoked_by,
+    )
+
+
+def load_snapshot(session: Session, issued_at: datetime) -> RegistrySnapshot:
+    """The whole registry as it is in the tables now, stamped with ``issued_at``."""
+    parties = tuple(
+        PartyEntry(
+            code=party.code,
+            name=party.name,
+            endpoint_url=party.endpoint_url,
+            added_at=party.added_at,
+            authorities=tuple(
+                AuthorityEntry(
+                    id=authority.id,
+                    kind=authority.kind,
+                    name=authority.name,
+                    contact=authority.contact,
+                    added_at=authority.added_at,
+                    certificates=tuple(entry_of(c) for c in authority.certificates),
+                )
+                for authority in party.authorities
+            ),
+        )
+        for party in list_parties(session)
+    )
+    return RegistrySnapshot(version=current_version(session), issued_at=issued_at, parties=parties)
+
+
+def replace_all(session: Session, snapshot: RegistrySnapshot) -> None:
+    """Make the tables say exactly what ``snapshot`` says (a follower importing a document)."""
+    session.execute(delete(RegistryCertificate))
+    session.execute(delete(RegistryAuthority))
+    session.execute(delete(RegistryParty))
+    session.flush()
+    for party in snapshot.parties:
+        session.add(
+            RegistryParty(
+                code=party.code,
+                name=party.name,
+                endpoint_url=party.endpoint_url,
+                added_at=party.added_at,
+            )
+        )
+    session.flush()
+    for party in snapshot.parties:
+        for authority in party.authorities:
+            session.add(
+                RegistryAuthority(
+                    id=authority.id,
+                    party_code=party.code,
+                    kind=authority.kind,
+                    name=authority.name,
+                    contact=authority.contact,
+                    added_at=authority.added_at,
+                )
+            )
+    session.flush()
+    for _party, authority, entry in snapshot.certificates():
+        session.add(
+            RegistryCertificate(
+                authority_id=authority.id,
+                fingerprint=entry.fingerprint,
+                pem=entry.pem.decode("ascii"),
+                subject=entry.subject,
+                not_before=entry.not_before,
+                not_after=entry.not_after,
+                roles=" ".join(entry.roles),
+                added_by=entry.added_by,
+                added_at=entry.added_at,
+                revoked_at=entry.revoked_at,
+                revocation_reason=entry.revocation_reason,
+                revoked_by=entry.revoked_by,
+            )
+        )
+    session.flush()
+    if session.get_bind().dialect.name == "postgresql":
+        # Ids came from the document; move the sequence past them for later local inserts.
+        session.execute(
+            text(
+                "SELECT setval(pg_get_serial_sequence('registry_authorities', 'id'), "
+                "COALESCE((SELECT MAX(id) FROM registry_authorities), 0) + 1, false)"
+            )
+        )
+    session.expire_all()
+
+
+def latest_document(session: Session) -> RegistryDocument | None:
+    return session.scalars(
+        select(RegistryDocument).order_by(RegistryDocument.version.desc()).limit(1)
+    ).one_or_none()

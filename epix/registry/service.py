@@ -1,0 +1,422 @@
+"""Registry changes (Secretariat only, each audited and versioned) and registry questions.
+
+Every change takes the version row's lock first, so concurrent changes serialise and every
+change gets its own version number; the caller commits (services never do).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from urllib.parse import urlsplit
+
+import pycountry
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from sqlalchemy.orm import Session
+
+from epix.audit.context import RequestContext
+from epix.audit.service import record_event
+from epix.auth.principal import Principal, Role
+from epix.db.base import utcnow
+from epix.errors import EpixError
+from epix.registry import repository
+from epix.registry.models import RegistryAuthority, RegistryCertificate, RegistryParty
+from epix.registry.roles import check_roles, normalise_kind
+from epix.signatures.profile import key_problem
+from epix.signatures.trust import as_utc, fingerprint_of
+
+EXPIRY_THRESHOLDS_DAYS: tuple[int, ...] = (7, 30, 60)
+# ISO 3166-1 user-assigned codes, usable as test Parties (the reference permit uses XA, XB, XC).
+_USER_ASSIGNED = (
+    {"AA", "ZZ"}
+    | {f"Q{c}" for c in "MNOPQRSTUVWXYZ"}
+    | {f"X{c}" for c in "ABCDEFGHIJKLMNOPQRSTUVWXYZ"}
+)
+
+
+def party_code(code: str, location: str = "party") -> str:
+    """An ISO 3166-1 alpha-2 code (or a user-assigned one), upper-cased; EPIX-CODE-007 if not."""
+    canonical = code.strip().upper()
+    if len(canonical) == 2 and (
+        canonical in _USER_ASSIGNED or pycountry.countries.get(alpha_2=canonical) is not None
+    ):
+        return canonical
+    raise EpixError.of("EPIX-CODE-007", f"{code!r} is not an ISO 3166-1 alpha-2 code.", location)
+
+
+def _text(value: str | None, location: str, limit: int, *, required: bool = True) -> str | None:
+    cleaned = (value or "").strip()
+    if not cleaned:
+        if required:
+            raise EpixError.of("EPIX-REQ-004", f"{location} must not be empty.", location)
+        return None
+    if len(cleaned) > limit:
+        raise EpixError.of(
+            "EPIX-REQ-004", f"{location} is longer than {limit} characters.", location
+        )
+    return cleaned
+
+
+def endpoint_url(url: str, location: str = "endpoint_url") -> str:
+    """An absolute http(s) URL with a host and no fragment or credentials."""
+    cleaned = url.strip()
+    try:
+        parts = urlsplit(cleaned)
+        valid = (
+            parts.scheme in ("http", "https")
+            and bool(parts.hostname)
+            and not parts.fragment
+            and parts.username is None
+            and len(cleaned) <= 2000
+        )
+    except ValueError:
+        valid = False
+    if not valid:
+        raise EpixError.of(
+            "EPIX-REG-012", f"{url!r} is not an absolute http(s) URL without credentials.", location
+        )
+    return cleaned.rstrip("/")
+
+
+def _require_secretariat(actor: Principal) -> None:
+    if not actor.has(Role.SECRETARIAT):
+        raise EpixError.of(
+            "EPIX-AUTH-004", "Only the Secretariat may change the key registry.", "registry"
+        )
+
+
+def _changed(
+    session: Session,
+    *,
+    action: str,
+    actor: Principal,
+    party: str,
+    request: RequestContext | None,
+    detail: dict[str, object],
+    version: int,
+) -> None:
+    record_event(
+        session,
+        action=action,
+        outcome="ok",
+        actor=actor,
+        party=party,
+        request=request,
+        detail={**detail, "registry_version": version},
+    )
+
+
+def _bump(session: Session) -> int:
+    state = repository.lock_state(session)
+    state.version += 1
+    state.updated_at = utcnow()
+    return state.version
+
+
+def add_party(
+    session: Session,
+    *,
+    code: str,
+    name: str,
+    endpoint: str | None = None,
+    actor: Principal,
+    request: RequestContext | None = None,
+) -> RegistryParty:
+    _require_secretariat(actor)
+    code = party_code(code, "code")
+    clean_name = _text(name, "name", 200)
+    assert clean_name is not None
+    url = endpoint_url(endpoint) if endpoint else None
+    repository.lock_state(session)
+    if repository.get_party(session, code) is not None:
+        raise EpixError.of("EPIX-REG-010", f"Party {code} is already registered.", "code")
+    party = RegistryParty(code=code, name=clean_name, endpoint_url=url, added_at=utcnow())
+    session.add(party)
+    version = _bump(session)
+    session.flush()
+    _changed(
+        session,
+        action="registry.party.add",
+        actor=actor,
+        party=code,
+        request=request,
+        detail={"party": code, "name": clean_name, "endpoint_url": url},
+        version=version,
+    )
+    return party
+
+
+def add_authority(
+    session: Session,
+    *,
+    party: str,
+    kind: str,
+    name: str,
+    contact: str | None = None,
+    actor: Principal,
+    request: RequestContext | None = None,
+) -> RegistryAuthority:
+    _require_secretariat(actor)
+    code = party_code(party)
+    canonical_kind = normalise_kind(kind)
+    clean_name = _text(name, "name", 200)
+    assert clean_name is not None
+    clean_contact = _text(contact, "contact", 500, required=False)
+    repository.lock_state(session)
+    if repository.get_party(session, code) is None:
+        raise EpixError.of("EPIX-REG-001", f"Party {code} is not in the registry.", "party")
+    if repository.find_authority(session, code, canonical_kind, clean_name) is not None:
+        raise EpixError.of(
+            "EPIX-REG-010", f"{code} already has a {canonical_kind} named {clean_name!r}.", "name"
+        )
+    authority = RegistryAuthority(
+        party_code=code,
+        kind=canonical_kind,
+        name=clean_name,
+        contact=clean_contact,
+        added_at=utcnow(),
+    )
+    session.add(authority)
+    version = _bump(session)
+    session.flush()
+    _changed(
+        session,
+        action="registry.authority.add",
+        actor=actor,
+        party=code,
+        request=request,
+        detail={"authority_id": authority.id, "kind": canonical_kind, "name": clean_name},
+        version=version,
+    )
+    return authority
+
+
+def acceptable_certificate(
+    pem: bytes, now: datetime, location: str = "certificate"
+) -> x509.Certificate:
+    """Parse a certificate the registry may hold: RSA >= 2048 or ECDSA P-256/384, not expired."""
+    try:
+        certificate = x509.load_pem_x509_certificate(pem)
+        public_key = certificate.public_key()
+    except (ValueError, TypeError):
+        raise EpixError.of(
+            "EPIX-REG-004", "Not a PEM-encoded X.509 certificate.", location
+        ) from None
+    problem = key_problem(public_key)
+    if problem:
+        raise EpixError.of("EPIX-REG-004", problem, location)
+    if certificate.not_valid_after_utc <= now:
+        raise EpixError.of(
+            "EPIX-REG-004",
+            f"The certificate expired on {certificate.not_valid_after_utc.isoformat()}.",
+            location,
+        )
+    return certificate
+
+
+def add_certificate(
+    session: Session,
+    *,
+    authority_id: int,
+    pem: bytes,
+    roles: Sequence[str] | None = None,
+    actor: Principal,
+    request: RequestContext | None = None,
+) -> RegistryCertificate:
+    """Register one more certificate for an authority (an earlier one stays valid: rollover)."""
+    _require_secretariat(actor)
+    now = utcnow()
+    certificate = acceptable_certificate(pem, now)
+    repository.lock_state(session)
+    authority = repository.get_authority(session, authority_id)
+    if authority is None:
+        raise EpixError.of(
+            "EPIX-REG-002", f"Authority {authority_id} is not in the registry.", "authority_id"
+        )
+    chosen_roles = check_roles(authority.kind, tuple(roles) if roles else None)
+    fingerprint = fingerprint_of(certificate)
+    if repository.get_certificate(session, fingerprint) is not None:
+        raise EpixError.of(
+            "EPIX-REG-003", f"Certificate {fingerprint} is already registered.", "certificate"
+        )
+    row = RegistryCertificate(
+        authority_id=authority.id,
+        fingerprint=fingerprint,
+        pem=certificate.public_bytes(serialization.Encoding.PEM).decode("ascii"),
+        subject=certificate.subject.rfc4514_string()[:500],
+        not_before=certificate.not_valid_before_utc,
+        not_after=certificate.not_valid_after_utc,
+        roles=" ".join(chosen_roles),
+        added_by=actor.username,
+        added_at=now,
+    )
+    session.add(row)
+    version = _bump(session)
+    session.flush()
+    _changed(
+        session,
+        action="registry.certificate.add",
+        actor=actor,
+        party=authority.party_code,
+        request=request,
+        detail={
+            "authority_id": authority.id,
+            "fingerprint": fingerprint,
+            "roles": list(chosen_roles),
+            "not_before": row.not_before.isoformat(),
+            "not_after": row.not_after.isoformat(),
+        },
+        version=version,
+    )
+    return row
+
+
+def revoke_certificate(
+    session: Session,
+    *,
+    fingerprint: str,
+    reason: str,
+    at: datetime | None = None,
+    actor: Principal,
+    request: RequestContext | None = None,
+) -> RegistryCertificate:
+    """Revoke from ``at`` (default now; earlier for a key compromised before it was reported).
+
+    Documents signed before ``at`` keep verifying; documents signed at or after it are refused.
+    """
+    _require_secretariat(actor)
+    clean_reason = _text(reason, "reason", 500)
+    repository.lock_state(session)
+    row = repository.get_certificate(session, fingerprint.strip())
+    if row is None:
+        raise EpixError.of(
+            "EPIX-REG-005", f"Certificate {fingerprint} is not in the registry.", "fingerprint"
+        )
+    if row.revoked_at is not None:
+        raise EpixError.of(
+            "EPIX-REG-006",
+            f"Certificate {row.fingerprint} was already revoked at {row.revoked_at.isoformat()}.",
+            "fingerprint",
+        )
+    row.revoked_at = as_utc(at) if at else utcnow()
+    row.revocation_reason = clean_reason
+    row.revoked_by = actor.username
+    version = _bump(session)
+    session.flush()
+    _changed(
+        session,
+        action="registry.certificate.revoke",
+        actor=actor,
+        party=row.authority.party_code,
+        request=request,
+        detail={
+            "fingerprint": row.fingerprint,
+            "revoked_at": row.revoked_at.isoformat(),
+            "reason": clean_reason,
+        },
+        version=version,
+    )
+    return row
+
+
+def set_endpoint(
+    session: Session,
+    *,
+    party: str,
+    url: str | None,
+    actor: Principal,
+    request: RequestContext | None = None,
+) -> RegistryParty:
+    """Publish (or with None withdraw) the URL where the Party's node receives messages."""
+    _require_secretariat(actor)
+    code = party_code(party)
+    clean_url = endpoint_url(url) if url else None
+    repository.lock_state(session)
+    row = repository.get_party(session, code)
+    if row is None:
+        raise EpixError.of("EPIX-REG-001", f"Party {code} is not in the registry.", "party")
+    row.endpoint_url = clean_url
+    version = _bump(session)
+    session.flush()
+    _changed(
+        session,
+        action="registry.endpoint.set",
+        actor=actor,
+        party=code,
+        request=request,
+        detail={"party": code, "endpoint_url": clean_url},
+        version=version,
+    )
+    return row
+
+
+def endpoint_for(session: Session, party: str) -> str | None:
+    """Where to deliver to ``party``'s node, or None if it publishes none (hub mode)."""
+    row = repository.get_party(session, party)
+    return row.endpoint_url if row else None
+
+
+@dataclass(frozen=True, slots=True)
+class ExpiringCertificate:
+    """A certificate that stops being valid soon, and whether a successor is registered."""
+
+    fingerprint: str
+    party: str
+    authority_id: int
+    authority_name: str
+    kind: str
+    not_after: datetime
+    days_left: int
+    threshold_days: int
+    has_successor: bool
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "fingerprint": self.fingerprint,
+            "party": self.party,
+            "authority_id": self.authority_id,
+            "authority_name": self.authority_name,
+            "kind": self.kind,
+            "not_after": self.not_after.isoformat(),
+            "days_left": self.days_left,
+            "threshold_days": self.threshold_days,
+            "has_successor": self.has_successor,
+        }
+
+
+def expiring_certificates(
+    session: Session, *, now: datetime | None = None, within_days: int = 60
+) -> list[ExpiringCertificate]:
+    """Unrevoked certificates ending within ``within_days``, bucketed at 7, 30 and 60 days."""
+    moment = as_utc(now) if now else utcnow()
+    horizon = moment + timedelta(days=within_days)
+    rows = repository.unrevoked_certificates(session)
+    latest_end: dict[int, datetime] = {}
+    for certificate, _authority in rows:
+        end = latest_end.get(certificate.authority_id)
+        if end is None or certificate.not_after > end:
+            latest_end[certificate.authority_id] = certificate.not_after
+    found = []
+    for certificate, authority in rows:
+        if not moment < certificate.not_after <= horizon:
+            continue
+        days_left = (certificate.not_after - moment).days
+        threshold = next(
+            (t for t in EXPIRY_THRESHOLDS_DAYS if days_left < t), max(within_days, days_left)
+        )
+        found.append(
+            ExpiringCertificate(
+                fingerprint=certificate.fingerprint,
+                party=authority.party_code,
+                authority_id=authority.id,
+                authority_name=authority.name,
+                kind=authority.kind,
+                not_after=certificate.not_after,
+                days_left=days_left,
+                threshold_days=threshold,
+                has_successor=latest_end[authority.id] > certificate.not_after,
+            )
+        )
+    return found
