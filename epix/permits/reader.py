@@ -15,6 +15,7 @@ from decimal import Decimal, InvalidOperation
 from lxml import etree
 
 from epix.errors import EpixError
+from epix.permits.locations import source_line
 from epix.permits.model import (
     DOC_IMPORT_PERMIT,
     DOC_LAST_REEXPORT,
@@ -61,7 +62,7 @@ def envelope_payload(envelope: etree._Element) -> bytes:
             "EPIX-XML-005",
             "The EPIX envelope has no Payload.",
             location="/Envelope/Payload",
-            line=envelope.sourceline,
+            line=source_line(envelope),
         )
     try:
         return binascii.a2b_base64("".join((payload.text or "").split()).encode("ascii"))
@@ -70,7 +71,7 @@ def envelope_payload(envelope: etree._Element) -> bytes:
             "EPIX-XML-005",
             "The EPIX envelope's Payload is not valid base64.",
             location="/Envelope/Payload",
-            line=payload.sourceline,
+            line=source_line(payload),
         ) from None
 
 
@@ -111,7 +112,7 @@ def _wrong_root(element: etree._Element, what: str) -> EpixError:
         "EPIX-XML-005",
         f"{what}: found {found}; expected CITESEPermit in namespace '{CITES_PERMIT}'.",
         location="/" + _local_name(tag),
-        line=element.sourceline,
+        line=source_line(element),
     )
 
 
@@ -142,7 +143,7 @@ def _bad_value(element: etree._Element, what: str, value: str) -> EpixError:
         "EPIX-SCHEMA-001",
         f"{_local_name(str(element.tag))}: '{value}' is not a valid {what}.",
         location=_path_of(element),
-        line=element.sourceline,
+        line=source_line(element),
     )
 
 
@@ -193,7 +194,7 @@ def _path_of(element: etree._Element) -> str:
         if parent is None or name == "CITESEPermit":
             steps.append(name)
             break
-        same = [child for child in parent.iterchildren(node.tag)]
+        same = list(parent.iterchildren(node.tag))
         steps.append(f"{name}[{same.index(node) + 1}]" if len(same) > 1 else name)
         node = parent
     return "/" + "/".join(reversed(steps))
@@ -252,7 +253,9 @@ def _endorsement(element: etree._Element | None) -> Endorsement | None:
         port_name=_child_text(location, "Name"),
         authority=_child_text(certifier, "Name"),
         officer=_child_text(
-            None if certifier is None else certifier.find(_R + "SpecifiedAuthoritativeSignatoryPerson"),
+            None
+            if certifier is None
+            else certifier.find(_R + "SpecifiedAuthoritativeSignatoryPerson"),
             "Name",
         ),
     )
@@ -283,7 +286,10 @@ def _line(item: etree._Element, index: int) -> PermitLine:
         if ref is None:
             continue
         kind = ref.type_code
-        if kind in (DOC_ORIGIN_PERMIT, DOC_LAST_REEXPORT, DOC_IMPORT_PERMIT) and kind not in by_kind:
+        if (
+            kind in (DOC_ORIGIN_PERMIT, DOC_LAST_REEXPORT, DOC_IMPORT_PERMIT)
+            and kind not in by_kind
+        ):
             by_kind[kind] = ref
         else:
             others.append(ref)
@@ -333,7 +339,11 @@ def read_permit(element: etree._Element) -> Permit:
     signatory = None if header is None else header.find(_R + "FirstSignatoryDocumentAuthentication")
     place = None if header is None else header.find(_R + "IssueLogisticsLocation")
     copy_text = _child_text(header, "CopyIndicator")
-    items = () if consignment is None else consignment.iterchildren(_R + "IncludedSupplyChainConsignmentItem")
+    items = (
+        ()
+        if consignment is None
+        else consignment.iterchildren(_R + "IncludedSupplyChainConsignmentItem")
+    )
     references = (
         ()
         if header is None
@@ -362,10 +372,16 @@ def read_permit(element: etree._Element) -> Permit:
         issuing_authority=_party(
             None if signatory is None else signatory.find(_R + "ProviderTradeParty")
         ),
-        exporter=_party(None if consignment is None else consignment.find(_R + "ConsignorTradeParty")),
-        importer=_party(None if consignment is None else consignment.find(_R + "ConsigneeTradeParty")),
+        exporter=_party(
+            None if consignment is None else consignment.find(_R + "ConsignorTradeParty")
+        ),
+        importer=_party(
+            None if consignment is None else consignment.find(_R + "ConsigneeTradeParty")
+        ),
         transport_document=_document(
-            None if consignment is None else consignment.find(_R + "TransportContractReferencedDocument")
+            None
+            if consignment is None
+            else consignment.find(_R + "TransportContractReferencedDocument")
         ),
         endorsement=_endorsement(
             None if consignment is None else consignment.find(_R + "ExaminationTransportEvent")

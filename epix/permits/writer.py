@@ -169,7 +169,11 @@ def build_permit_element(permit: Permit) -> etree._Element:
     """The permit as an lxml element tree (for callers that embed or sign it in place)."""
     root = etree.Element(_P + "CITESEPermit", nsmap=NSMAP)
     context = etree.SubElement(root, _P + "SpecifiedExchangedDocumentContext")
-    _text(_el(context, "BusinessProcessSpecifiedDocumentContextParameter"), "Value", "CITES Permitting")
+    _text(
+        _el(context, "BusinessProcessSpecifiedDocumentContextParameter"),
+        "Value",
+        "CITES Permitting",
+    )
 
     header = etree.SubElement(root, _P + "HeaderExchangedDocument")
     _text(header, "ID", permit.number)

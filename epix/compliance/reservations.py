@@ -1,0 +1,51 @@
+"""Parties' reservations (Art. XXIII): a Party with a reservation is treated as a non-Party for
+that taxon, so Appendix I commercial trade involving it is not refused (rule EPIX-RULE-012)."""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass
+from datetime import date, datetime
+from functools import cache
+from pathlib import Path
+
+from epix.compliance._dates import in_force, names_taxon, parse_sapi_date
+
+DATA = Path(__file__).resolve().parent / "data" / "reservations.csv"
+
+
+@dataclass(frozen=True, slots=True)
+class Reservation:
+    party: str
+    taxon: str
+    rank: str
+    start: date | None
+    end: date | None
+
+
+@cache
+def reservations() -> tuple[Reservation, ...]:
+    """All reservations, read once per process."""
+    with DATA.open(encoding="utf-8", newline="") as handle:
+        return tuple(
+            Reservation(
+                party=row["iso_code2"].strip(),
+                taxon=" ".join(row["taxon_name"].split()),
+                rank=row["rank"],
+                start=parse_sapi_date(row["start_date"]),
+                end=parse_sapi_date(row["end_date"]),
+            )
+            for row in csv.DictReader(handle)
+            if row["taxon_name"].strip() and row["iso_code2"].strip()
+        )
+
+
+def has_reservation(party: str, taxon: str, at: datetime | date) -> bool:
+    """True when ``party`` held a reservation covering ``taxon`` on the date ``at``."""
+    day = at.date() if isinstance(at, datetime) else at
+    return any(
+        entry.party == party
+        and in_force(entry.start, entry.end, day)
+        and names_taxon(entry.taxon, entry.rank, taxon)
+        for entry in reservations()
+    )

@@ -1,0 +1,173 @@
+"""CITES code lists as data: loaded once from ``epix/permits/data``, checked per permit.
+
+An unknown code is an error (EPIX-CODE-001..007); a historic code (still understood but no
+longer current) and an implausible term-unit or term-purpose pair are warnings
+(EPIX-CODE-101..103). Countries are ISO 3166-1 alpha-2 from pycountry plus the user-assigned
+XA-XZ, which EPIX accepts as test Parties (the Toolkit sample uses XA, XB, XC).
+"""
+
+from __future__ import annotations
+
+import csv
+import string
+from collections import defaultdict
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+
+import pycountry
+
+from epix.errors import Finding
+from epix.permits import locations as loc
+from epix.permits.model import Permit
+
+DATA_DIR = Path(__file__).resolve().parent / "data"
+TEST_PARTIES = frozenset(f"X{letter}" for letter in string.ascii_uppercase)
+
+# The 2018 SAPI pair lists predate the 2021 unit revision: they write "number of specimens" as
+# an empty unit and use the old CITES codes. Map each current/historic unit onto their vocabulary.
+_UNIT_IN_PAIRS = {"NAR": "", "PCS": "", "KGM": "KIL", "MTK": "SQM", "MTQ": "CUM", "CMQ": "CCM"}
+
+
+@dataclass(frozen=True, slots=True)
+class CodeLists:
+    current: dict[str, frozenset[str]]
+    historic: dict[str, frozenset[str]]
+    term_units: dict[str, frozenset[str]]
+    term_purposes: dict[str, frozenset[str]]
+
+    def status(self, kind: str, code: str) -> str | None:
+        """'current', 'historic' or None (unknown) for a code of list ``kind``."""
+        if code in self.current.get(kind, frozenset()):
+            return "current"
+        if code in self.historic.get(kind, frozenset()):
+            return "historic"
+        return None
+
+
+def _pairs(filename: str) -> dict[str, frozenset[str]]:
+    pairs: defaultdict[str, set[str]] = defaultdict(set)
+    with (DATA_DIR / filename).open(encoding="utf-8", newline="") as handle:
+        reader = csv.reader(handle)
+        next(reader)
+        for row in reader:
+            if row and row[0].strip():
+                pairs[row[0].strip()].add(row[1].strip() if len(row) > 1 else "")
+    return {term: frozenset(values) for term, values in pairs.items()}
+
+
+@cache
+def code_lists() -> CodeLists:
+    """The code lists, read once per process."""
+    current: defaultdict[str, set[str]] = defaultdict(set)
+    historic: defaultdict[str, set[str]] = defaultdict(set)
+    with (DATA_DIR / "cites_code_lists.csv").open(encoding="utf-8", newline="") as handle:
+        for row in csv.DictReader(handle):
+            target = historic if row["status"] == "historic" else current
+            target[row["list"]].add(row["code"])
+    return CodeLists(
+        current={kind: frozenset(codes) for kind, codes in current.items()},
+        historic={kind: frozenset(codes) for kind, codes in historic.items()},
+        term_units=_pairs("term_unit_pairs_utf8.csv"),
+        term_purposes=_pairs("term_purpose_pairs_utf8.csv"),
+    )
+
+
+@cache
+def _countries() -> frozenset[str]:
+    return frozenset(country.alpha_2 for country in pycountry.countries) | TEST_PARTIES
+
+
+def is_country(code: str) -> bool:
+    """True for an ISO 3166-1 alpha-2 code or a user-assigned test Party (XA-XZ)."""
+    return code in _countries()
+
+
+_UNKNOWN = {
+    "document_type": ("EPIX-CODE-001", "document type"),
+    "purpose": ("EPIX-CODE-002", "purpose code"),
+    "source": ("EPIX-CODE-003", "source code"),
+    "appendix": ("EPIX-CODE-004", "appendix"),
+    "unit": ("EPIX-CODE-005", "unit of quantity"),
+    "term": ("EPIX-CODE-006", "term code"),
+}
+
+
+def _check(kind: str, code: str | None, location: str, findings: list[Finding]) -> bool:
+    """Append a finding for an unknown or historic code; True when the code is known."""
+    if code is None:
+        return False
+    status = code_lists().status(kind, code)
+    error_code, label = _UNKNOWN[kind]
+    if status is None:
+        findings.append(Finding(error_code, f"Unknown {label} '{code}'.", location))
+        return False
+    if status == "historic":
+        findings.append(
+            Finding(
+                "EPIX-CODE-101", f"The {label} '{code}' is historic, no longer current.", location
+            )
+        )
+    return True
+
+
+def _country(code: str | None, what: str, location: str, findings: list[Finding]) -> None:
+    if code is not None and not is_country(code):
+        findings.append(
+            Finding(
+                "EPIX-CODE-007", f"{what}: '{code}' is not an ISO 3166-1 alpha-2 code.", location
+            )
+        )
+
+
+def check_codes(permit: Permit) -> list[Finding]:
+    """Every coded box of the permit against the code lists and ISO 3166."""
+    lists = code_lists()
+    findings: list[Finding] = []
+    _check("document_type", permit.document_type, loc.DOCUMENT_TYPE, findings)
+    purpose_known = _check("purpose", permit.purpose, loc.PURPOSE, findings)
+    _country(permit.importer.country, "Importer (box 3)", loc.IMPORTER_COUNTRY, findings)
+    _country(permit.exporter.country, "Exporter (box 4)", loc.EXPORTER_COUNTRY, findings)
+    _country(
+        permit.issuing_authority.country,
+        "Management Authority (box 6)",
+        loc.AUTHORITY_COUNTRY,
+        findings,
+    )
+    for index, line in enumerate(permit.lines, start=1):
+        _check("appendix", line.appendix, loc.line(index, loc.APPENDIX), findings)
+        _check("source", line.source, loc.line(index, loc.SOURCE), findings)
+        term_known = _check("term", line.term, loc.line(index, loc.TERM), findings)
+        unit_known = _check("unit", line.unit, loc.line(index, loc.UNIT), findings)
+        _country(
+            line.origin_country, "Country of origin (box 12)", loc.line(index, loc.ORIGIN), findings
+        )
+        _country(
+            line.reexport_country,
+            "Country of last re-export (box 12a)",
+            loc.line(index, loc.LAST_REEXPORT_COUNTRY),
+            findings,
+        )
+        if not term_known or line.term is None:
+            continue
+        units = lists.term_units.get(line.term)
+        unit = None if line.unit is None else _UNIT_IN_PAIRS.get(line.unit, line.unit)
+        if unit_known and units is not None and unit is not None and unit not in units:
+            findings.append(
+                Finding(
+                    "EPIX-CODE-102",
+                    f"Line {line.line_id}: unit '{line.unit}' is unusual for term '{line.term}'.",
+                    loc.line(index, loc.UNIT),
+                )
+            )
+        purposes = lists.term_purposes.get(line.term)
+        if purpose_known and purposes is not None and permit.purpose not in purposes:
+            findings.append(
+                Finding(
+                    "EPIX-CODE-103",
+                    f"Line {line.line_id}: purpose '{permit.purpose}' is unusual for term "
+                    f"'{line.term}'.",
+                    loc.line(index, loc.TERM),
+                )
+            )
+    return findings

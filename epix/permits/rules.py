@@ -1,0 +1,308 @@
+"""The Convention's business rules for a permit, each with its own EPIX-RULE code.
+
+Severity is a judgement per rule (see ``epix/errors.py``): what makes a permit unusable under the
+Convention is an error; what is suspicious but common in real, template-generated permits (such
+as an origin permit referenced by date but without its number, as in the Toolkit v2 sample) is a
+warning, so the real instance validates.
+
+Reservations (Art. XXIII) live in the compliance data; the caller passes a lookup in, which keeps
+this module free of that data and easy to test.
+"""
+
+from __future__ import annotations
+
+import calendar
+from collections import Counter
+from collections.abc import Callable
+from datetime import UTC, date, datetime
+
+from lxml import etree
+
+from epix.errors import Finding
+from epix.permits import locations as loc
+from epix.permits.model import DOC_IMPORT_PERMIT, Permit, PermitLine
+from epix.xml.namespaces import CITES_PERMIT, CITES_RAM
+
+ReservationCheck = Callable[[str, str, datetime], bool]
+"""``(party, scientific_name, at) -> True`` when that Party holds a reservation for the taxon."""
+
+MAX_NUMBER_LENGTH = 35
+EXPORT_MONTHS = 6  # Art. VI.2
+IMPORT_MONTHS = 12  # Res. Conf. 12.3
+WILD_SOURCES = frozenset("WXFR")
+# Art. VII.2, 4 and 5: pre-Convention, captive-bred/artificially propagated and registered
+# operations trade without an import permit being required first.
+NO_IMPORT_PERMIT_SOURCES = frozenset("ACDO")
+
+
+def add_months(day: date, months: int) -> date:
+    """``day`` plus calendar months, clamped to the month's last day (31 Aug + 6 = 28/29 Feb)."""
+    month_index = day.month - 1 + months
+    year, month = day.year + month_index // 12, month_index % 12 + 1
+    return date(year, month, min(day.day, calendar.monthrange(year, month)[1]))
+
+
+def _mandatory(permit: Permit) -> list[Finding]:
+    missing: list[tuple[str, str]] = []
+    header_boxes = (
+        (permit.document_type, "Box 1: document type", loc.DOCUMENT_TYPE),
+        (permit.number, "Box 1: permit number", loc.NUMBER),
+        (permit.valid_until, "Box 2: valid until", loc.VALID_UNTIL),
+        (permit.importer.name, "Box 3: importer name", f"{loc.IMPORTER}/Name"),
+        (permit.importer.country, "Box 3: importer country", loc.IMPORTER_COUNTRY),
+        (permit.exporter.name, "Box 4: exporter name", f"{loc.EXPORTER}/Name"),
+        (permit.exporter.country, "Box 4: exporter country", loc.EXPORTER_COUNTRY),
+        (permit.purpose, "Box 5a: purpose of the transaction", loc.PURPOSE),
+        (permit.issuing_authority.name, "Box 6: issuing Management Authority", loc.AUTHORITY_NAME),
+        (permit.issued_at, "Box 13: date of issue", loc.ISSUED),
+    )
+    missing += [(what, where) for value, what, where in header_boxes if value is None]
+    if not permit.lines:
+        missing.append(("Boxes 7-12: at least one specimen line", loc.ITEMS))
+    for index, line in enumerate(permit.lines, start=1):
+        line_boxes = (
+            (line.scientific_name, "box 7: scientific name", loc.SCIENTIFIC_NAME),
+            (line.term, "box 8: term code", loc.TERM),
+            (line.appendix, "box 10: appendix", loc.APPENDIX),
+            (line.source, "box 10: source", loc.SOURCE),
+            (line.quantity, "box 11: quantity", loc.QUANTITY),
+            (line.unit, "box 11: unit", loc.UNIT),
+        )
+        missing += [
+            (f"Line {line.line_id}, {what}", loc.line(index, where))
+            for value, what, where in line_boxes
+            if value is None
+        ]
+    return [Finding("EPIX-RULE-001", f"{what} is missing.", where) for what, where in missing]
+
+
+def _parties(permit: Permit) -> list[Finding]:
+    exporter, importer = permit.exporter.country, permit.importer.country
+    if exporter is not None and exporter == importer:
+        return [
+            Finding(
+                "EPIX-RULE-002",
+                f"Exporter (box 4) and importer (box 3) are both in '{exporter}'.",
+                loc.IMPORTER_COUNTRY,
+            )
+        ]
+    return []
+
+
+def _validity(permit: Permit) -> list[Finding]:
+    findings: list[Finding] = []
+    start, end, issued = permit.valid_from, permit.valid_until, permit.issued_at
+    if start is not None and end is not None and end < start:
+        findings.append(
+            Finding(
+                "EPIX-RULE-005",
+                f"Validity ends ({end.isoformat()}) before it starts ({start.isoformat()}).",
+                loc.VALID_UNTIL,
+            )
+        )
+    if start is not None and issued is not None and start.date() < issued.date():
+        findings.append(
+            Finding(
+                "EPIX-RULE-005",
+                f"Validity starts ({start.date()}) before the date of issue ({issued.date()}).",
+                loc.VALID_FROM,
+            )
+        )
+    granted = issued or start
+    if granted is None or end is None:
+        return findings
+    limits = {"E": ("EPIX-RULE-003", EXPORT_MONTHS), "R": ("EPIX-RULE-003", EXPORT_MONTHS)}
+    limits["I"] = ("EPIX-RULE-004", IMPORT_MONTHS)
+    limit = limits.get(permit.document_type or "")
+    if limit is not None:
+        code, months = limit
+        latest = add_months(granted.date(), months)
+        if end.date() > latest:
+            findings.append(
+                Finding(
+                    code,
+                    f"Valid until {end.date()}, more than {months} months after "
+                    f"{granted.date()} (latest {latest}).",
+                    loc.VALID_UNTIL,
+                )
+            )
+    return findings
+
+
+def _reexport(permit: Permit, index: int, line: PermitLine) -> list[Finding]:
+    findings: list[Finding] = []
+    where = loc.line(index)
+    if line.origin_country is None:
+        findings.append(
+            Finding(
+                "EPIX-RULE-006",
+                f"Line {line.line_id}: a re-export needs the country of origin (box 12).",
+                loc.line(index, loc.ORIGIN),
+            )
+        )
+    elif line.origin_country == permit.issuing_country:
+        findings.append(
+            Finding(
+                "EPIX-RULE-007",
+                f"Line {line.line_id}: the country of origin '{line.origin_country}' is the "
+                "re-exporting Party; that is an export, not a re-export.",
+                loc.line(index, loc.ORIGIN),
+            )
+        )
+    if line.origin_permit is None:
+        findings.append(
+            Finding(
+                "EPIX-RULE-006",
+                f"Line {line.line_id}: a re-export needs the origin permit (box 12).",
+                f"{where}/{loc.DOCUMENTS}",
+            )
+        )
+    elif line.origin_permit.id is None:
+        findings.append(
+            Finding(
+                "EPIX-RULE-015",
+                f"Line {line.line_id}: the origin permit (box 12) has no number.",
+                f"{where}/{loc.DOCUMENTS}",
+            )
+        )
+    has_country = line.reexport_country is not None
+    has_certificate = line.last_reexport is not None and line.last_reexport.id is not None
+    if has_country != has_certificate:
+        lacking = "certificate number" if has_country else "country"
+        findings.append(
+            Finding(
+                "EPIX-RULE-008",
+                f"Line {line.line_id}: box 12a names a last re-export without its {lacking}.",
+                loc.line(index, loc.LAST_REEXPORT_COUNTRY),
+            )
+        )
+    return findings
+
+
+def _import_permit_referenced(permit: Permit, line: PermitLine) -> bool:
+    if line.import_permit is not None and line.import_permit.id is not None:
+        return True
+    return any(ref.type_code == DOC_IMPORT_PERMIT and ref.id for ref in permit.references)
+
+
+def _line_rules(
+    permit: Permit, index: int, line: PermitLine, has_reservation: ReservationCheck | None
+) -> list[Finding]:
+    findings: list[Finding] = []
+    label = f"Line {line.line_id}"
+    if permit.document_type == "R":
+        findings += _reexport(permit, index, line)
+    if line.source == "D":
+        if line.appendix not in (None, "I"):
+            findings.append(
+                Finding(
+                    "EPIX-RULE-009",
+                    f"{label}: source D is only for Appendix I specimens (found {line.appendix}).",
+                    loc.line(index, loc.SOURCE),
+                )
+            )
+        if line.registered_operation is None:
+            findings.append(
+                Finding(
+                    "EPIX-RULE-016",
+                    f"{label}: source D without the registered operation number (box 12b).",
+                    loc.line(index, loc.OPERATION),
+                )
+            )
+    if line.source == "O" and line.acquisition_date is None:
+        findings.append(
+            Finding(
+                "EPIX-RULE-010",
+                f"{label}: a pre-Convention specimen (source O) needs its acquisition date.",
+                loc.line(index, loc.ACQUISITION),
+            )
+        )
+    exporting = permit.document_type in ("E", "R")
+    appendix_one = line.appendix == "I"
+    if (
+        exporting
+        and appendix_one
+        and line.source not in NO_IMPORT_PERMIT_SOURCES
+        and not _import_permit_referenced(permit, line)
+    ):
+        findings.append(
+            Finding(
+                "EPIX-RULE-011",
+                f"{label}: an Appendix I specimen (source {line.source}) needs the import permit "
+                f"reference (document type {DOC_IMPORT_PERMIT}).",
+                f"{loc.line(index)}/{loc.DOCUMENTS}",
+            )
+        )
+    wild_commercial = appendix_one and line.source in WILD_SOURCES and permit.purpose == "T"
+    if wild_commercial and not _reserved(permit, line, has_reservation):
+        findings.append(
+            Finding(
+                "EPIX-RULE-012",
+                f"{label}: Appendix I specimens of source {line.source} may not be traded "
+                "for commercial purposes (T) unless a reservation applies.",
+                loc.line(index, loc.SOURCE),
+            )
+        )
+    if line.quantity is not None and line.quantity <= 0:
+        findings.append(
+            Finding(
+                "EPIX-RULE-013",
+                f"{label}: the quantity {line.quantity} is not positive.",
+                loc.line(index, loc.QUANTITY),
+            )
+        )
+    return findings
+
+
+def _reserved(permit: Permit, line: PermitLine, has_reservation: ReservationCheck | None) -> bool:
+    if has_reservation is None or line.scientific_name is None:
+        return False
+    at = permit.issued_at or permit.valid_from or datetime.now(UTC)
+    parties = {permit.exporter.country, permit.importer.country} - {None}
+    return any(has_reservation(party, line.scientific_name, at) for party in parties if party)
+
+
+def check_rules(
+    permit: Permit, *, has_reservation: ReservationCheck | None = None
+) -> list[Finding]:
+    """Every business rule of the design brief, applied to the permit's boxes."""
+    findings = _mandatory(permit) + _parties(permit) + _validity(permit)
+    if permit.number is not None and len(permit.number) > MAX_NUMBER_LENGTH:
+        findings.append(
+            Finding(
+                "EPIX-RULE-014",
+                f"The permit number has {len(permit.number)} characters; at most "
+                f"{MAX_NUMBER_LENGTH} are allowed.",
+                loc.NUMBER,
+            )
+        )
+    for line_id, count in Counter(line.line_id for line in permit.lines).items():
+        if count > 1:
+            findings.append(
+                Finding(
+                    "EPIX-RULE-018", f"{count} lines carry the identifier '{line_id}'.", loc.ITEMS
+                )
+            )
+    for index, line in enumerate(permit.lines, start=1):
+        findings += _line_rules(permit, index, line, has_reservation)
+    return findings
+
+
+_PURPOSE_CODES = etree.XPath(
+    "count(p:HeaderExchangedDocument/r:PurposeCode[normalize-space()])",
+    namespaces={"p": CITES_PERMIT, "r": CITES_RAM},
+)
+
+
+def check_element_rules(element: etree._Element) -> list[Finding]:
+    """Rules the model cannot see because it keeps one value per box (box 5a's repetitions)."""
+    count = _PURPOSE_CODES(element)
+    if isinstance(count, float) and count > 1:
+        return [
+            Finding(
+                "EPIX-RULE-017",
+                f"Box 5a carries {int(count)} purpose codes; a permit has exactly one purpose.",
+                loc.PURPOSE,
+            )
+        ]
+    return []

@@ -1,0 +1,129 @@
+"""Validate a permit's bytes: hardened parse, schema, then code lists and business rules.
+
+The exchange pipeline calls the steps one by one (parse, ``check_schema``,
+``check_codes_and_rules``, then signature and compliance) and stops at the first step that
+reports an error; ``validate_permit_bytes`` runs the permit-only steps the same way for the CLI
+and the benchmark. lxml's compiled schema is the hot path; only when it says "invalid" is the
+slower xmlschema asked for path-precise, readable messages.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from functools import cache
+from typing import Any
+
+import xmlschema
+from lxml import etree
+
+from epix.compliance.reservations import has_reservation as published_reservation
+from epix.errors import EpixError, Finding, Severity
+from epix.permits import locations as loc
+from epix.permits.codes import check_codes
+from epix.permits.model import Permit
+from epix.permits.reader import extract_permit_element, read_permit
+from epix.permits.rules import ReservationCheck, check_element_rules, check_rules
+from epix.xml import SCHEMA_DIR, load_schema, parse_xml
+from epix.xml.parse import DEFAULT_MAX_BYTES, DEFAULT_MAX_DEPTH
+
+PERMIT_SCHEMA = "cites/CITESEPermit_2p0.xsd"
+MAX_SCHEMA_FINDINGS = 20
+
+
+@dataclass(frozen=True, slots=True)
+class ValidationReport:
+    """What validation found; ``permit``/``element`` are set as far as the steps got."""
+
+    findings: tuple[Finding, ...]
+    permit: Permit | None = None
+    element: etree._Element | None = None
+
+    @property
+    def valid(self) -> bool:
+        return not has_errors(self.findings)
+
+    @property
+    def errors(self) -> tuple[Finding, ...]:
+        return tuple(f for f in self.findings if f.severity is Severity.ERROR)
+
+    @property
+    def warnings(self) -> tuple[Finding, ...]:
+        return tuple(f for f in self.findings if f.severity is Severity.WARNING)
+
+
+def has_errors(findings: tuple[Finding, ...] | list[Finding]) -> bool:
+    return any(finding.severity is Severity.ERROR for finding in findings)
+
+
+@cache
+def _readable_schema() -> Any:
+    """The same XSDs in xmlschema, built only when a document already failed lxml's check."""
+    return xmlschema.XMLSchema(str(SCHEMA_DIR / PERMIT_SCHEMA))
+
+
+def check_schema(element: etree._Element) -> list[Finding]:
+    """EPIX-SCHEMA-001 findings (XPath + line) when the permit does not conform to our XSDs."""
+    schema = load_schema(PERMIT_SCHEMA)
+    if schema.validate(element):
+        return []
+    findings: list[Finding] = []
+    for error in _readable_schema().iter_errors(element):
+        if len(findings) >= MAX_SCHEMA_FINDINGS:
+            break
+        findings.append(
+            Finding(
+                "EPIX-SCHEMA-001",
+                str(error.reason or error.message),
+                location=error.path,
+                line=getattr(error, "sourceline", None),
+            )
+        )
+    if not findings:  # the two validators disagree: keep lxml's word, it is the hot path
+        log: Any = schema.error_log
+        findings = [
+            Finding("EPIX-SCHEMA-001", entry.message, location=entry.path, line=entry.line)
+            for entry in list(log)[:MAX_SCHEMA_FINDINGS]
+        ]
+    return findings
+
+
+def _with_line(element: etree._Element, finding: Finding) -> Finding:
+    if finding.line is not None or finding.location is None:
+        return finding
+    return dataclasses.replace(finding, line=loc.line_of(element, finding.location))
+
+
+def check_codes_and_rules(
+    permit: Permit,
+    element: etree._Element,
+    *,
+    has_reservation: ReservationCheck | None = published_reservation,
+) -> list[Finding]:
+    """Code lists (EPIX-CODE-*) and business rules (EPIX-RULE-*), each finding with its line."""
+    findings = check_codes(permit) + check_element_rules(element)
+    findings += check_rules(permit, has_reservation=has_reservation)
+    return [_with_line(element, finding) for finding in findings]
+
+
+def validate_permit_bytes(
+    data: bytes,
+    *,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+    max_depth: int = DEFAULT_MAX_DEPTH,
+) -> ValidationReport:
+    """Parse, schema, codes and rules, stopping at the first step that reports an error."""
+    try:
+        root = parse_xml(data, max_bytes=max_bytes, max_depth=max_depth)
+        element = extract_permit_element(root, max_bytes=max_bytes, max_depth=max_depth)
+    except EpixError as error:
+        return ValidationReport(tuple(error.findings))
+    schema_findings = check_schema(element)
+    if schema_findings:
+        return ValidationReport(tuple(schema_findings), element=element)
+    try:
+        permit = read_permit(element)
+    except EpixError as error:
+        return ValidationReport(tuple(error.findings), element=element)
+    findings = check_codes_and_rules(permit, element)
+    return ValidationReport(tuple(findings), permit=permit, element=element)
