@@ -1,0 +1,203 @@
+"""The outbox table: transactional enqueue, disjoint lease claims, fencing, give-up and resend."""
+
+from __future__ import annotations
+
+import threading
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import func, select
+
+from epix.db import Database
+from epix.db.base import utcnow
+from epix.delivery import outbox
+from epix.delivery.models import OutboxMessage, OutboxState
+from epix.errors import EpixError
+
+
+def _enqueue(database: Database, count: int, **extra: object) -> None:
+    with database.unit_of_work() as session:
+        for i in range(count):
+            outbox.enqueue(
+                session,
+                kind="endorsement",
+                destination_party="XB",
+                payload=f"<doc n='{i}'/>".encode(),
+                message_id=f"msg-{i}",
+                sender_party="XA",
+                **extra,  # type: ignore[arg-type]
+            )
+
+
+def _count(database: Database) -> int:
+    with database.unit_of_work() as session:
+        return int(session.scalar(select(func.count()).select_from(OutboxMessage)) or 0)
+
+
+def test_row_commits_with_the_callers_transaction_or_not_at_all(database: Database) -> None:
+    with pytest.raises(RuntimeError), database.unit_of_work() as session:
+        outbox.enqueue(
+            session, kind="endorsement", destination_party="XB", payload=b"<a/>", message_id="m1"
+        )
+        raise RuntimeError("the change that caused it failed")
+    assert _count(database) == 0
+    _enqueue(database, 1)
+    assert _count(database) == 1
+
+
+def test_enqueueing_the_same_message_twice_keeps_one_row(database: Database) -> None:
+    _enqueue(database, 3)
+    _enqueue(database, 3)
+    assert _count(database) == 3
+    with database.unit_of_work() as session:
+        row = session.scalars(
+            select(OutboxMessage).where(OutboxMessage.message_id == "msg-0")
+        ).one()
+        assert row.headers["X-EPIX-Message-Id"] == "msg-0"
+        assert row.headers["X-EPIX-From"] == "XA"
+        assert row.headers["X-EPIX-To"] == "XB"
+        assert row.peer_key == "party:XB"
+
+
+def test_exchange_document_types_map_to_kinds_and_unknown_kinds_are_refused(
+    sqlite_database: Database,
+) -> None:
+    with sqlite_database.unit_of_work() as session:
+        row = outbox.enqueue(
+            session, kind="status", destination_party="XB", payload=b"<s/>", message_id="s1"
+        )
+        assert row.kind == "status_change"
+        with pytest.raises(ValueError):
+            outbox.enqueue(
+                session, kind="telegram", destination_party="XB", payload=b"x", message_id="t1"
+            )
+
+
+def test_concurrent_claimers_never_get_the_same_row(database: Database) -> None:
+    _enqueue(database, 60)
+    claimed: dict[str, list[int]] = {"a": [], "b": [], "c": []}
+    start = threading.Barrier(len(claimed))
+
+    def claimer(owner: str) -> None:
+        start.wait()
+        while True:
+            with database.unit_of_work() as session:
+                claims = outbox.claim_due(session, owner=owner, lease_seconds=60, limit=7)
+            if not claims:
+                return
+            claimed[owner] += [claim.id for claim in claims]
+
+    threads = [threading.Thread(target=claimer, args=(owner,)) for owner in claimed]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    every = [row_id for ids in claimed.values() for row_id in ids]
+    assert len(every) == 60
+    assert len(set(every)) == 60
+
+
+def test_a_row_whose_lease_expired_is_claimed_again_and_the_late_write_is_refused(
+    database: Database,
+) -> None:
+    _enqueue(database, 1)
+    now = utcnow()
+    with database.unit_of_work() as session:
+        (frozen,) = outbox.claim_due(session, owner="frozen", lease_seconds=5, limit=10, now=now)
+    with database.unit_of_work() as session:
+        assert outbox.claim_due(session, owner="other", lease_seconds=5, limit=10, now=now) == []
+    later = now + timedelta(seconds=6)
+    with database.unit_of_work() as session:
+        (fresh,) = outbox.claim_due(session, owner="other", lease_seconds=5, limit=10, now=later)
+    assert fresh.id == frozen.id
+    assert fresh.version == frozen.version + 1
+    assert fresh.attempts == 2
+
+    with database.unit_of_work() as session:
+        outbox.mark_delivered(session, fresh, receipt=b"<r/>", now=later)
+    with pytest.raises(EpixError) as refused, database.unit_of_work() as session:
+        outbox.mark_delivered(session, frozen, receipt=b"<late/>")
+    assert refused.value.findings[0].code == "EPIX-DLV-005"
+    with database.unit_of_work() as session:
+        row = outbox.get(session, fresh.id)
+        assert row.state == OutboxState.DELIVERED
+        assert row.receipt == b"<r/>"
+
+
+def test_same_owner_cannot_complete_with_a_stale_lease_version(sqlite_database: Database) -> None:
+    """The fencing token, not the owner name, decides: a re-claim by the same worker wins."""
+    _enqueue(sqlite_database, 1)
+    now = utcnow()
+    with sqlite_database.unit_of_work() as session:
+        (first,) = outbox.claim_due(session, owner="w", lease_seconds=1, limit=1, now=now)
+    with sqlite_database.unit_of_work() as session:
+        (second,) = outbox.claim_due(
+            session, owner="w", lease_seconds=1, limit=1, now=now + timedelta(seconds=2)
+        )
+    with pytest.raises(EpixError), sqlite_database.unit_of_work() as session:
+        outbox.mark_attempt_failed(session, first, code="EPIX-DLV-001", reason="late", retry_at=now)
+    with sqlite_database.unit_of_work() as session:
+        outbox.mark_delivered(session, second)
+
+
+def test_failure_after_the_give_up_age_fails_the_row_and_an_admin_can_resend(
+    database: Database,
+) -> None:
+    _enqueue(database, 1, give_up_seconds=60)
+    now = utcnow()
+    with database.unit_of_work() as session:
+        (claim,) = outbox.claim_due(session, owner="w", lease_seconds=5, limit=1, now=now)
+    with database.unit_of_work() as session:
+        gave_up = outbox.mark_attempt_failed(
+            session,
+            claim,
+            code="EPIX-DLV-001",
+            reason="connection refused",
+            retry_at=now + timedelta(seconds=30),
+        )
+    assert not gave_up
+    later = now + timedelta(seconds=31)
+    with database.unit_of_work() as session:
+        (claim,) = outbox.claim_due(session, owner="w", lease_seconds=5, limit=1, now=later)
+    with database.unit_of_work() as session:
+        gave_up = outbox.mark_attempt_failed(
+            session,
+            claim,
+            code="EPIX-DLV-001",
+            reason="connection refused",
+            retry_at=later + timedelta(seconds=40),
+        )
+    assert gave_up
+    with database.unit_of_work() as session:
+        failed = outbox.list_rows(session, state=OutboxState.FAILED, sender_party="XA")
+        assert [row.last_error for row in failed] == ["connection refused"]
+        assert outbox.claim_due(session, owner="w", lease_seconds=5, limit=1, now=later) == []
+
+    with database.unit_of_work() as session:
+        row = outbox.resend(session, claim.id, give_up_seconds=60)
+        assert row.state == OutboxState.PENDING
+        assert row.resent_count == 1
+    with pytest.raises(EpixError) as again, database.unit_of_work() as session:
+        outbox.resend(session, claim.id)
+    assert again.value.findings[0].code == "EPIX-DLV-008"
+    with database.unit_of_work() as session:
+        assert len(outbox.claim_due(session, owner="w", lease_seconds=5, limit=1)) == 1
+
+
+def test_resending_an_unknown_row_is_refused(sqlite_database: Database) -> None:
+    with pytest.raises(EpixError) as refused, sqlite_database.unit_of_work() as session:
+        outbox.resend(session, 4242)
+    assert refused.value.findings[0].code == "EPIX-DLV-009"
+
+
+def test_claims_skip_peers_whose_circuit_is_open(sqlite_database: Database) -> None:
+    _enqueue(sqlite_database, 2)
+    with sqlite_database.unit_of_work() as session:
+        outbox.enqueue(
+            session, kind="endorsement", destination_party="XC", payload=b"<c/>", message_id="c"
+        )
+    with sqlite_database.unit_of_work() as session:
+        claims = outbox.claim_due(
+            session, owner="w", lease_seconds=5, limit=10, skip_peers={"party:XB"}
+        )
+    assert [claim.destination_party for claim in claims] == ["XC"]
