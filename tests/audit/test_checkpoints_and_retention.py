@@ -1,0 +1,222 @@
+"""Signed checkpoints verify and forgeries show; purges never remove younger records."""
+
+from __future__ import annotations
+
+import base64
+from datetime import date, timedelta
+
+import pytest
+from sqlalchemy import func, select, update
+
+from epix.audit.checkpoints import (
+    CheckpointSigner,
+    certificate_fingerprint,
+    create_checkpoint,
+    sign_pending_checkpoints,
+)
+from epix.audit.models import AuditChainHead, AuditCheckpoint, AuditEvent
+from epix.audit.retention import plan_purge, purge
+from epix.audit.service import (
+    GENESIS_HASH,
+    HEAD_ROW_ID,
+    AuditPolicy,
+    compute_hash,
+    configure_audit,
+    earliest_purge_date,
+    record_event,
+)
+from epix.audit.verify import verify_chain
+from epix.db import Database
+from epix.db.base import utcnow
+from epix.errors import EpixError
+from tests.pki import make_identity
+
+from .conftest import fill
+
+
+def test_every_nth_event_leaves_a_checkpoint_that_the_node_signs(
+    database: Database, node_signer: CheckpointSigner, policy: None
+) -> None:
+    configure_audit(AuditPolicy(checkpoint_every=5, retention_years=5))
+    fill(database, 12)
+    with database.unit_of_work() as session:
+        pending = session.scalars(select(AuditCheckpoint.sequence)).all()
+        assert sorted(pending) == [5, 10]
+        assert verify_chain(session).checkpoints_pending == 2
+        assert sign_pending_checkpoints(session, node_signer) == 2
+    fingerprint = certificate_fingerprint(node_signer.cert_pem)
+    with database.unit_of_work() as session:
+        report = verify_chain(session, trusted_fingerprints=[fingerprint])
+    assert report.ok and report.checkpoints_verified == 2 and report.checkpoints_pending == 0
+
+
+def test_on_demand_checkpoint_covers_the_head(
+    database: Database, node_signer: CheckpointSigner, no_auto_checkpoints: None
+) -> None:
+    fill(database, 3)
+    with database.unit_of_work() as session:
+        checkpoint = create_checkpoint(session, node_signer)
+        head = session.get(AuditEvent, 3)
+        assert head is not None
+        assert (checkpoint.sequence, checkpoint.head_hash) == (3, head.hash)
+    with database.unit_of_work() as session:
+        assert verify_chain(session).ok
+
+
+def test_forged_checkpoint_hash_is_detected(
+    database: Database, node_signer: CheckpointSigner, no_auto_checkpoints: None
+) -> None:
+    fill(database, 3)
+    with database.unit_of_work() as session:
+        create_checkpoint(session, node_signer)
+    with database.unit_of_work() as session:
+        session.execute(
+            update(AuditCheckpoint).where(AuditCheckpoint.sequence == 3).values(head_hash="f" * 64)
+        )
+    with database.unit_of_work() as session:
+        report = verify_chain(session)
+    assert not report.ok
+    assert report.broken_at == 3
+
+
+def test_checkpoint_signed_by_another_key_is_detected(
+    database: Database, node_signer: CheckpointSigner, no_auto_checkpoints: None
+) -> None:
+    fill(database, 3)
+    intruder = make_identity("not the node", kind="ec", size=256)
+    with database.unit_of_work() as session:
+        create_checkpoint(session, CheckpointSigner(intruder.key_pem, intruder.cert_pem))
+    trusted = [certificate_fingerprint(node_signer.cert_pem)]
+    with database.unit_of_work() as session:
+        report = verify_chain(session, trusted_fingerprints=trusted)
+    assert [f.code for f in report.findings] == ["EPIX-AUDIT-002"]
+
+
+def test_tampered_checkpoint_signature_is_detected(
+    database: Database, node_signer: CheckpointSigner, no_auto_checkpoints: None
+) -> None:
+    fill(database, 3)
+    with database.unit_of_work() as session:
+        create_checkpoint(session, node_signer)
+    with database.unit_of_work() as session:
+        session.execute(
+            update(AuditCheckpoint)
+            .where(AuditCheckpoint.sequence == 3)
+            .values(signature=base64.b64encode(b"\x00" * 64).decode())
+        )
+    with database.unit_of_work() as session:
+        report = verify_chain(session)
+    assert [f.code for f in report.findings] == ["EPIX-AUDIT-002"]
+
+
+def test_purge_date_is_the_latest_of_the_retention_periods() -> None:
+    # Expiry 2024-06-30, trade unknown: the trade can be in 2024, annual report 2024.
+    assert earliest_purge_date(
+        date(2024, 1, 10), retention_years=5, permit_valid_until=date(2024, 6, 30)
+    ) == date(2030, 1, 1)
+    # Trade reported for 2026 (a later year than the expiry suggests) wins.
+    assert earliest_purge_date(
+        date(2024, 1, 10), retention_years=5, permit_valid_until=date(2024, 6, 30), trade_year=2026
+    ) == date(2032, 1, 1)
+    # Never earlier than N years after the event itself.
+    assert earliest_purge_date(date(2024, 3, 1), retention_years=5, trade_year=2010) == date(
+        2029, 3, 1
+    )
+    assert earliest_purge_date(date(2024, 2, 29), retention_years=5, trade_year=2010) == date(
+        2029, 2, 28
+    )
+
+
+def _age(database: Database, sequences: range, purge_after: date) -> None:
+    with database.unit_of_work() as session:
+        session.execute(
+            update(AuditEvent)
+            .where(AuditEvent.sequence.in_(list(sequences)))
+            .values(purge_after=purge_after)
+        )
+
+
+def test_purge_removes_only_due_prefix_and_chain_still_verifies(
+    database: Database, node_signer: CheckpointSigner, no_auto_checkpoints: None
+) -> None:
+    """Events 1-4 are due, 5 is young, 6-8 are due: only 1-4 may go."""
+    fill(database, 8)
+    with database.unit_of_work() as session:
+        session.execute(update(AuditEvent).values(purge_after=date(2000, 1, 1)))
+    with database.unit_of_work() as session:
+        assert not verify_chain(session).ok  # the test's edit is itself detected
+    _rechain(database)
+    with database.unit_of_work() as session:
+        session.execute(
+            update(AuditEvent).where(AuditEvent.sequence == 5).values(purge_after=date(2999, 1, 1))
+        )
+    _rechain(database)
+    today = utcnow().date()
+    with database.unit_of_work() as session:
+        assert plan_purge(session, before=today).count == 4
+        dry = purge(session, before=today, signer=node_signer, dry_run=True)
+        assert dry.through_sequence == 4
+        assert session.scalar(select(func.count()).select_from(AuditEvent)) == 8
+    with database.unit_of_work() as session:
+        done = purge(session, before=today, signer=node_signer)
+    assert (done.through_sequence, done.count) == (4, 4)
+    with database.unit_of_work() as session:
+        remaining = session.scalars(select(AuditEvent).order_by(AuditEvent.sequence)).all()
+        assert [event.sequence for event in remaining] == [5, 6, 7, 8, 9]
+        assert remaining[0].purge_after > today
+        assert remaining[-1].action == "audit_purge"
+        trusted = [certificate_fingerprint(node_signer.cert_pem)]
+        report = verify_chain(session, trusted_fingerprints=trusted)
+    assert report.ok, report.findings
+    assert report.first_sequence == 5
+
+
+def test_purge_of_young_records_removes_nothing(
+    database: Database, node_signer: CheckpointSigner, no_auto_checkpoints: None
+) -> None:
+    fill(database, 5)
+    with database.unit_of_work() as session:
+        plan = purge(session, before=utcnow().date(), signer=node_signer)
+        assert plan.count == 0
+        assert session.scalar(select(func.count()).select_from(AuditEvent)) == 5
+
+
+def test_purge_refuses_a_future_date(database: Database, node_signer: CheckpointSigner) -> None:
+    with database.unit_of_work() as session, pytest.raises(EpixError) as refusal:
+        purge(session, before=utcnow().date() + timedelta(days=1), signer=node_signer)
+    assert refusal.value.findings[0].code == "EPIX-REQ-004"
+
+
+def test_unanchored_gap_at_the_start_is_named(
+    database: Database, no_auto_checkpoints: None
+) -> None:
+    fill(database, 5)
+    with database.unit_of_work() as session:
+        session.execute(AuditEvent.__table__.delete().where(AuditEvent.sequence <= 2))
+    with database.unit_of_work() as session:
+        report = verify_chain(session)
+    assert report.broken_at == 3
+
+
+def _rechain(database: Database) -> None:
+    """Recompute the hashes after a test edits purge dates (what a forger would have to do)."""
+    with database.unit_of_work() as session:
+        previous = GENESIS_HASH
+        for event in session.scalars(select(AuditEvent).order_by(AuditEvent.sequence)):
+            event.prev_hash = previous
+            event.hash = compute_hash(event)
+            previous = event.hash
+        head = session.get(AuditChainHead, HEAD_ROW_ID)
+        assert head is not None
+        head.hash = previous
+
+
+def test_record_event_keeps_permit_records_long_enough(database: Database) -> None:
+    with database.unit_of_work() as session:
+        event = record_event(
+            session,
+            action="submit",
+            outcome="ok",
+            permit_valid_until=date(2031, 5, 1),
+        )
+    assert event.purge_after == date(2037, 1, 1)
