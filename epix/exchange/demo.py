@@ -1,0 +1,128 @@
+"""Demo bootstrap: two test Parties (XA, XB) and the Secretariat, ready to exchange permits.
+
+On first start of ``epix serve --demo`` the node gets, in its own database and data directory:
+the Secretariat user, Parties XA and XB with a Management Authority and a customs authority
+each, their keys (generated into ``<data_dir>/demo/keys``, never committed) registered in the
+registry, the node's own key registered as the ``node`` authority, one user and API key per
+role, and ``<data_dir>/demo/demo.json`` (0600) holding those API keys so a restart prints them
+again. XA, XB are ISO 3166 user-assigned codes: they can never be a real Party.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from sqlalchemy.orm import Session
+
+from epix.auth import service as auth
+from epix.auth.principal import SECRETARIAT_PARTY, Principal, Role
+from epix.db import Database
+from epix.exchange.node_identity import NODE_ROLE, node_identity
+from epix.registry import repository
+from epix.registry import service as registry
+from epix.registry.roles import CUSTOMS, MANAGEMENT_AUTHORITY
+from epix.settings import Settings
+from epix.signatures.keys import ensure_identity, identity_paths
+
+DEMO_PARTIES = ("XA", "XB")
+
+
+@dataclass(frozen=True, slots=True)
+class DemoUser:
+    username: str
+    party: str
+    role: str
+    api_key: str
+
+
+@dataclass(frozen=True, slots=True)
+class DemoSetup:
+    """What the demo needs to act: users with their API keys, and where the MA keys live."""
+
+    users: tuple[DemoUser, ...]
+    keys_dir: str
+
+    def api_key(self, party: str, role: str) -> str:
+        return next(u.api_key for u in self.users if u.party == party and u.role == role)
+
+    def signing_identity(self, party: str, role: str = MANAGEMENT_AUTHORITY) -> tuple[bytes, bytes]:
+        """Key and certificate PEM of a demo authority (for signing demo permits)."""
+        key_path, cert_path = identity_paths(Path(self.keys_dir), f"{party}-{role}")
+        return key_path.read_bytes(), cert_path.read_bytes()
+
+
+def demo_dir(settings: Settings) -> Path:
+    return settings.data_dir / "demo"
+
+
+def load_demo(settings: Settings) -> DemoSetup | None:
+    """The demo set up on an earlier start, if any."""
+    path = demo_dir(settings) / "demo.json"
+    if not path.exists():
+        return None
+    data = json.loads(path.read_text())
+    return DemoSetup(tuple(DemoUser(**user) for user in data["users"]), data["keys_dir"])
+
+
+def _user(session: Session, username: str, party: str, authority: str, role: Role) -> DemoUser:
+    user = auth.create_user(
+        session, username=username, party=party, authority=authority, roles=[role]
+    )
+    _, raw_key = auth.issue_api_key(session, user, label="demo")
+    return DemoUser(username, party, role.value, raw_key)
+
+
+def _register(
+    session: Session, actor: Principal, party: str, kind: str, name: str, cert_pem: bytes
+) -> None:
+    authority = registry.add_authority(session, party=party, kind=kind, name=name, actor=actor)
+    registry.add_certificate(session, authority_id=authority.id, pem=cert_pem, actor=actor)
+
+
+def bootstrap_demo(database: Database, settings: Settings) -> DemoSetup:
+    """Create the demo Parties, keys, users and API keys once; later calls just load them."""
+    existing = load_demo(settings)
+    if existing is not None:
+        return existing
+    keys_dir = (demo_dir(settings) / "keys").resolve()
+    users: list[DemoUser] = []
+    with database.unit_of_work() as session:
+        secretariat = auth.create_user(
+            session,
+            username="cites-secretariat",
+            party=SECRETARIAT_PARTY,
+            authority="CITES Secretariat",
+            roles=[Role.SECRETARIAT],
+        )
+        _, raw = auth.issue_api_key(session, secretariat, label="demo")
+        users.append(DemoUser(secretariat.username, SECRETARIAT_PARTY, Role.SECRETARIAT, raw))
+        actor = auth.principal_of(secretariat)
+        parties = set(DEMO_PARTIES) | {settings.node_party}
+        for party in sorted(parties):
+            if repository.get_party(session, party) is None:
+                registry.add_party(session, code=party, name=f"Demo Party {party}", actor=actor)
+        for party in DEMO_PARTIES:
+            for kind, label, role in (
+                (MANAGEMENT_AUTHORITY, "Management Authority", Role.MANAGEMENT_AUTHORITY),
+                (CUSTOMS, "Customs", Role.CUSTOMS),
+            ):
+                name = f"{party} {label} (DEMO)"
+                _, cert_pem = ensure_identity(
+                    keys_dir, f"{party}-{kind}", party=party, role=kind, common_name=name
+                )
+                _register(session, actor, party, kind, name, cert_pem)
+                users.append(_user(session, f"{party.lower()}-{kind}", party, name, role))
+        node = node_identity(settings.data_dir, settings.node_party)
+        _register(session, actor, node.party, NODE_ROLE, f"EPIX node {node.party}", node.cert_pem)
+        users.append(
+            _user(session, "node-admin", settings.node_party, "Node operator", Role.NODE_ADMIN)
+        )
+    setup = DemoSetup(tuple(users), str(keys_dir))
+    path = demo_dir(settings) / "demo.json"
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(descriptor, "w") as handle:
+        json.dump({"users": [asdict(u) for u in setup.users], "keys_dir": setup.keys_dir}, handle)
+    return setup
