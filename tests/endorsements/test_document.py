@@ -1,0 +1,112 @@
+"""The endorsement document: schema-valid, signed EPIX-DSIG-1, and it names the exact permit."""
+
+from __future__ import annotations
+
+from datetime import date
+
+from sqlalchemy import select
+
+from epix.db import Database
+from epix.delivery.models import OutboxMessage
+from epix.endorsements import service
+from epix.endorsements.document import Side, check_schema, read_endorsement
+from epix.endorsements.service import Signer
+from epix.exchange.models import Message
+from epix.signatures import StaticTrustStore, TrustedCertificate, verify_document
+from epix.xml import parse_xml
+from tests.endorsements.conftest import MakePermit, border, customs, lines
+from tests.pki import Identity, make_identity
+
+
+def test_endorsement_validates_signs_and_references_the_permit_bytes(
+    db: Database, make_permit: MakePermit, signer: Signer, customs_identity: Identity
+) -> None:
+    permit = make_permit()
+    with db.unit_of_work() as session:
+        result = service.endorse(
+            session,
+            issuing_party="XA",
+            number=permit.number,
+            side=Side.IMPORT,
+            details=border("nl rtm", on=date(2026, 1, 2)),
+            lines=lines(("1", "7", "PCS"), ("2", "1.25", "KGM")),
+            declaration_reference="MRN 26NL0000000000001",
+            signer=signer,
+            signed_by="authority",
+            actor=customs("XB"),
+        )
+    root = parse_xml(result.document)
+    assert check_schema(root) == []
+
+    trust = StaticTrustStore(
+        [TrustedCertificate.from_certificate(customs_identity.cert_pem, party="XB", role="customs")]
+    )
+    verdict = verify_document(result.document, party="XB", role="customs", trust=trust)
+    assert verdict.valid, verdict.findings
+    assert verdict.signed_element is not None
+    document = read_endorsement(verdict.signed_element)
+    assert document.permit_sha256 == permit.sha256
+    assert (document.issuing_party, document.permit_number) == ("XA", permit.number)
+    assert document.side is Side.IMPORT
+    assert document.port == "NLRTM"
+    assert document.endorsed_on == date(2026, 1, 2)
+    assert document.declaration_reference == "MRN 26NL0000000000001"
+    assert [(line.line_id, str(line.quantity), line.unit) for line in document.lines] == [
+        ("1", "7", "PCS"),
+        ("2", "1.25", "KGM"),
+    ]
+
+    # Another key is not trusted for XB customs: the same bytes do not verify against it.
+    stranger = make_identity("XB impostor", party="XB")
+    other_trust = StaticTrustStore(
+        [TrustedCertificate.from_certificate(stranger.cert_pem, party="XB", role="customs")]
+    )
+    assert not verify_document(result.document, party="XB", role="customs", trust=other_trust).valid
+
+
+def test_signed_permit_bytes_are_never_touched(
+    db: Database, make_permit: MakePermit, signer: Signer
+) -> None:
+    permit = make_permit()
+    with db.unit_of_work() as session:
+        before = session.scalars(select(Message.body)).one()
+        service.endorse(
+            session,
+            issuing_party="XA",
+            number=permit.number,
+            side=Side.EXPORT,
+            details=border("XAABC"),
+            lines=lines(("1", "3", "PCS")),
+            declaration_reference=None,
+            signer=signer,
+            signed_by="authority",
+            actor=customs("XA"),
+        )
+    with db.unit_of_work() as session:
+        assert session.scalars(select(Message.body)).one() == before
+        outbox = session.scalars(select(OutboxMessage)).one()
+    assert outbox.payload != before
+
+
+def test_schema_refuses_a_document_without_lines(
+    db: Database, make_permit: MakePermit, signer: Signer
+) -> None:
+    permit = make_permit()
+    with db.unit_of_work() as session:
+        result = service.endorse(
+            session,
+            issuing_party="XA",
+            number=permit.number,
+            side=Side.IMPORT,
+            details=border(),
+            lines=lines(("1", "1", "PCS")),
+            declaration_reference=None,
+            signer=signer,
+            signed_by="authority",
+            actor=customs("XB"),
+        )
+    root = parse_xml(result.document)
+    for line in root.findall("{urn:epix:endorsement:1}Line"):
+        root.remove(line)
+    findings = check_schema(root)
+    assert [finding.code for finding in findings] == ["EPIX-SCHEMA-001"]
