@@ -1,0 +1,61 @@
+"""``epix serve``: run the node (uvicorn) on the configured database, migrating it first."""
+
+from __future__ import annotations
+
+import click
+import uvicorn
+
+from epix.db import Database
+from epix.delivery.worker import start_worker_thread
+from epix.exchange.demo import DemoSetup, bootstrap_demo
+from epix.settings import get_settings
+
+
+def print_demo(setup: DemoSetup, url: str) -> None:
+    """The URL and the demo API keys (kept in the data directory, so every start shows them)."""
+    click.echo(f"\nEPIX demo node: {url}  (API docs: {url}/docs)")
+    click.echo("Demo API keys (TEST ONLY; send as 'Authorization: Bearer <key>'):")
+    for user in setup.users:
+        click.echo(f"  {user.party:6} {user.role:22} {user.username:28} {user.api_key}")
+    click.echo(f"Demo signing keys: {setup.keys_dir}")
+    click.echo(f"Try it: epix demo --url {url}\n")
+
+
+@click.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", default=8000, show_default=True, type=int, help="Port to listen on.")
+@click.option(
+    "--workers",
+    default=1,
+    show_default=True,
+    type=click.IntRange(1, 64),
+    help="Web worker processes (use PostgreSQL for more than one).",
+)
+@click.option(
+    "--demo",
+    is_flag=True,
+    help="Create demo Parties XA and XB, keys and users on "
+    "first start, and print the demo API keys.",
+)
+def serve(host: str, port: int, workers: int, demo: bool) -> None:
+    """Start the node: apply migrations, then serve the API with uvicorn."""
+    settings = get_settings()
+    database = Database(settings.effective_database_url)
+    database.migrate()
+    url = f"http://{host}:{port}"
+    if demo:
+        print_demo(bootstrap_demo(database, settings), url)
+    handle = start_worker_thread(database, settings) if settings.run_worker_in_process else None
+    try:
+        uvicorn.run(
+            "epix.api.app:create_app",
+            factory=True,
+            host=host,
+            port=port,
+            workers=workers,
+            log_level="info",
+        )
+    finally:
+        if handle is not None:
+            handle.stop()
+        database.dispose()
