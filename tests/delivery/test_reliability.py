@@ -1,0 +1,251 @@
+"""Delivery to real HTTP peers on 127.0.0.1: outages, lost answers, frozen workers, refusals.
+
+The peer commits each message id once and answers every copy with its original node-signed
+receipt; the sender verifies that receipt against its registry before a row counts as delivered.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+
+from epix.audit.models import AuditEvent
+from epix.db import Database
+from epix.db.base import utcnow
+from epix.delivery import outbox
+from epix.delivery.models import OutboxMessage, OutboxState
+from epix.delivery.worker import Result, Worker, default_worker
+from epix.settings import Settings
+from tests.delivery.helpers import (
+    PEER_PARTY,
+    Peer,
+    PeerState,
+    drain,
+    peer_identity,
+    register_peer,
+    sender_settings,
+    states,
+)
+from tests.pki import Identity
+
+
+def _enqueue(database: Database, count: int, prefix: str = "end") -> list[str]:
+    ids = [f"{prefix}-{i:04d}" for i in range(count)]
+    with database.unit_of_work() as session:
+        for message_id in ids:
+            outbox.enqueue(
+                session,
+                kind="endorsement",
+                destination_party=PEER_PARTY,
+                payload=f"<Endorsement id='{message_id}'/>".encode(),
+                message_id=message_id,
+                sender_party="XA",
+                headers={"X-EPIX-Document-Type": "endorsement"},
+            )
+    return ids
+
+
+def _rows(database: Database) -> list[OutboxMessage]:
+    with database.unit_of_work() as session:
+        return list(session.scalars(select(OutboxMessage).order_by(OutboxMessage.id)))
+
+
+def _audit_count(database: Database, action: str) -> int:
+    with database.unit_of_work() as session:
+        query = select(func.count()).select_from(AuditEvent).where(AuditEvent.action == action)
+        return int(session.scalar(query) or 0)
+
+
+@pytest.fixture
+def identity() -> Identity:
+    return peer_identity()
+
+
+@pytest.fixture
+def peer(sqlite_database: Database, identity: Identity) -> Iterator[Peer]:
+    """XB's node (not started yet), published in XA's registry with its node key."""
+    node = Peer(PeerState(identity=identity))
+    register_peer(sqlite_database, endpoint=node.url, identity=identity)
+    yield node
+    node.stop()
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return sender_settings(tmp_path)
+
+
+def test_peer_down_for_a_while_then_back_gets_everything_once_with_bounded_retries(
+    sqlite_database: Database, peer: Peer, settings: Settings
+) -> None:
+    ids = _enqueue(sqlite_database, 30)
+    worker = default_worker(sqlite_database, settings)
+    try:
+        down_until = utcnow() + timedelta(seconds=1.0)
+        while utcnow() < down_until:
+            if worker.run_once() == 0:
+                time.sleep(0.01)
+        attempts_while_down = sum(row.attempts for row in _rows(sqlite_database))
+        # Without the circuit breaker 30 rows retried every 0-0.2 s make hundreds of attempts;
+        # with it: the first concurrent wave, then one probe per cool-down.
+        bound = settings.outbox_concurrency + int(1.0 / 0.25) + 2
+        assert 0 < attempts_while_down <= bound
+        assert states(sqlite_database) == {"pending": 30}
+
+        peer.start()
+        drain(worker.run_once, sqlite_database)
+    finally:
+        worker.close()
+    rows = _rows(sqlite_database)
+    assert {row.state for row in rows} == {OutboxState.DELIVERED}
+    assert peer.state.effects == 30
+    assert sorted(peer.state.requests) == ids
+    assert set(peer.state.requests.values()) == {1}
+    assert all(row.receipt == peer.state.receipts[row.message_id] for row in rows)
+    assert _audit_count(sqlite_database, "message.transmitted") == 30
+
+
+def test_a_lost_answer_is_retried_and_completed_by_the_original_receipt(
+    sqlite_database: Database, peer: Peer, settings: Settings
+) -> None:
+    peer.state.lose_first_answer = True
+    peer.start()
+    ids = _enqueue(sqlite_database, 5)
+    worker = default_worker(sqlite_database, settings)
+    try:
+        drain(worker.run_once, sqlite_database)
+    finally:
+        worker.close()
+    assert peer.state.effects == 5  # committed once each
+    assert [peer.state.requests[i] for i in ids] == [2] * 5  # the answer was lost once each
+    for row in _rows(sqlite_database):
+        assert row.state == OutboxState.DELIVERED
+        assert row.attempts == 2
+        assert row.receipt == peer.state.receipts[row.message_id]
+    assert _audit_count(sqlite_database, "message.transmitted") == 5
+
+
+def test_a_receipt_from_an_unregistered_key_does_not_complete_the_delivery(
+    sqlite_database: Database, peer: Peer, settings: Settings
+) -> None:
+    peer.state.identity = peer_identity()  # a key the registry does not know
+    peer.start()
+    _enqueue(sqlite_database, 1)
+    worker = default_worker(sqlite_database, settings)
+    try:
+        worker.run_once()
+    finally:
+        worker.close()
+    (row,) = _rows(sqlite_database)
+    assert row.state == OutboxState.PENDING
+    assert row.last_error_code == "EPIX-DLV-002"
+    assert row.receipt is None
+
+
+def test_a_peer_refusal_fails_the_row_at_once_with_the_peers_reason(
+    sqlite_database: Database, peer: Peer, settings: Settings
+) -> None:
+    peer.state.status = 409
+    peer.start()
+    _enqueue(sqlite_database, 1)
+    worker = default_worker(sqlite_database, settings)
+    try:
+        worker.run_once()
+    finally:
+        worker.close()
+    (row,) = _rows(sqlite_database)
+    assert row.state == OutboxState.FAILED
+    assert row.attempts == 1
+    assert row.last_error_code == "EPIX-DLV-006"
+    assert row.last_error is not None and "EPIX-MSG-001" in row.last_error
+    assert row.response_status == 409
+    assert _audit_count(sqlite_database, "message.delivery_failed") == 1
+
+
+def test_rows_give_up_after_the_maximum_age_and_are_resendable(
+    sqlite_database: Database, peer: Peer, tmp_path: Path
+) -> None:
+    settings = sender_settings(tmp_path, outbox_give_up_seconds=1)
+    with sqlite_database.unit_of_work() as session:
+        outbox.enqueue(
+            session,
+            kind="endorsement",
+            destination_party=PEER_PARTY,
+            payload=b"<e/>",
+            message_id="late-1",
+            sender_party="XA",
+            give_up_seconds=settings.outbox_give_up_seconds,
+        )
+    worker = default_worker(sqlite_database, settings)
+    try:
+        drain(worker.run_once, sqlite_database, timeout=10)
+        (row,) = _rows(sqlite_database)
+        assert row.state == OutboxState.FAILED
+        assert row.last_error_code == "EPIX-DLV-001"
+        with sqlite_database.unit_of_work() as session:
+            outbox.resend(session, row.id, give_up_seconds=60)
+        peer.start()
+        worker.breaker.record_success(row.peer_key)
+        drain(worker.run_once, sqlite_database, timeout=10)
+    finally:
+        worker.close()
+    (row,) = _rows(sqlite_database)
+    assert row.state == OutboxState.DELIVERED
+    assert row.resent_count == 1
+    assert peer.state.effects == 1
+
+
+def test_a_party_without_a_registered_endpoint_is_retried_not_lost(
+    sqlite_database: Database, settings: Settings
+) -> None:
+    with sqlite_database.unit_of_work() as session:
+        outbox.enqueue(
+            session, kind="endorsement", destination_party="XC", payload=b"<e/>", message_id="x"
+        )
+    worker = default_worker(sqlite_database, settings)
+    try:
+        worker.run_once()
+    finally:
+        worker.close()
+    (row,) = _rows(sqlite_database)
+    assert row.state == OutboxState.PENDING
+    assert row.last_error_code == "EPIX-DLV-010"
+
+
+def test_a_frozen_workers_row_is_delivered_by_another_and_its_late_write_refused(
+    database: Database, identity: Identity, tmp_path: Path
+) -> None:
+    peer = Peer(PeerState(identity=identity)).start()
+    try:
+        register_peer(database, endpoint=peer.url, identity=identity)
+        settings = sender_settings(tmp_path)
+        _enqueue(database, 1)
+        frozen = default_worker(database, settings)
+        skew = timedelta(seconds=settings.outbox_lease_seconds + 1)
+        other = Worker(
+            database,
+            settings,
+            local_inbox=frozen.local_inbox,
+            verifier=frozen.verifier,
+            clock=lambda: utcnow() + skew,  # the lease of the frozen worker has run out
+        )
+        try:
+            (job,) = frozen.claim()
+            assert other.run_once() == 1
+            assert frozen.process(job) is Result.LEASE_LOST
+        finally:
+            frozen.close()
+            other.close()
+        (row,) = _rows(database)
+        assert row.state == OutboxState.DELIVERED
+        assert row.lease_version == 2
+        assert row.receipt == peer.state.receipts[row.message_id]
+        assert peer.state.effects == 1
+        assert _audit_count(database, "message.transmitted") == 1
+    finally:
+        peer.stop()
