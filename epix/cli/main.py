@@ -16,7 +16,7 @@ def cli() -> None:
 
 def _register() -> None:
     """Attach every command group; each lives in its own module under epix.cli."""
-    from epix.cli import bench, errors_cmd
+    from epix.cli import bench, errors_cmd, keys
     from epix.cli import demo as demo_cmd
     from epix.cli import serve as serve_cmd
     from epix.cli import validate as validate_cmd
@@ -24,6 +24,8 @@ def _register() -> None:
 
     cli.add_command(errors_cmd.errors)
     cli.add_command(bench.bench)
+    cli.add_command(keys.keys)
+    cli.add_command(keys.sign)
     cli.add_command(serve_cmd.serve)
     cli.add_command(demo_cmd.demo)
     cli.add_command(validate_cmd.validate)

@@ -17,6 +17,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
 
 from epix.signatures.profile import key_problem
+from epix.signatures.trust import normalise_role
 
 SigningKey = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
 KEY_KINDS = ("ec", "rsa")
@@ -46,6 +47,7 @@ def generate_identity(
         raise ValueError(f"Unknown key kind {kind!r}; use one of {', '.join(KEY_KINDS)}.")
     if valid_days < 1:
         raise ValueError("A certificate must be valid for at least one day.")
+    role = normalise_role(role)
     attributes = []
     if len(party) == 2 and party.isalpha():
         attributes.append(x509.NameAttribute(NameOID.COUNTRY_NAME, party.upper()))

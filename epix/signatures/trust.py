@@ -22,6 +22,12 @@ def fingerprint_of(certificate: x509.Certificate) -> str:
     return certificate.fingerprint(hashes.SHA256()).hex()
 
 
+def normalise_role(role: str) -> str:
+    """Roles are compared as the registry spells them: ``management-authority`` becomes
+    ``management_authority``."""
+    return role.strip().lower().replace("-", "_")
+
+
 def as_utc(moment: datetime) -> datetime:
     """The same instant in UTC; a naive datetime is taken to be UTC already."""
     if moment.tzinfo is None:
@@ -68,8 +74,8 @@ class TrustedCertificate:
         return cls(
             certificate=certificate,
             fingerprint=fingerprint_of(certificate),
-            party=party,
-            role=role,
+            party=party.upper(),
+            role=normalise_role(role),
             authority_id=authority_id,
             authority_name=authority_name,
             not_before=as_utc(not_before or certificate.not_valid_before_utc),
@@ -132,7 +138,7 @@ class StaticTrustStore:
         self._certificates.append(certificate)
 
     def candidates(self, party: str, role: str) -> Sequence[TrustedCertificate]:
-        party = party.upper()
+        party, role = party.upper(), normalise_role(role)
         return [c for c in self._certificates if c.party.upper() == party and c.role == role]
 
     def owner_of(self, fingerprint: str) -> TrustedCertificate | None:

@@ -40,7 +40,13 @@ from epix.signatures.profile import (
     key_problem,
     method_matches_key,
 )
-from epix.signatures.trust import TrustedCertificate, TrustStore, as_utc, fingerprint_of
+from epix.signatures.trust import (
+    TrustedCertificate,
+    TrustStore,
+    as_utc,
+    fingerprint_of,
+    normalise_role,
+)
 from epix.xml import parse_xml
 from epix.xml.namespaces import DSIG
 
@@ -272,22 +278,24 @@ def _check_signature_layout(signature: etree._Element, facts: _Facts) -> str:
             )
     children = list(signature)
     tags = tuple(child.tag for child in children)
-    if _OBJECT in tags:
-        raise _refuse(facts, "EPIX-SIG-017", "ds:Object is not allowed in EPIX-DSIG-1.", signature)
-    if _KEY_INFO not in tags:
-        raise _refuse(
-            facts, "EPIX-SIG-010", "The signature has no KeyInfo with a certificate.", signature
-        )
-    if tags != _SIGNATURE_CHILDREN:
+    if tags[:2] != _SIGNATURE_CHILDREN[:2] or _OBJECT in tags:
         raise _refuse(
             facts,
             "EPIX-SIG-017",
-            "ds:Signature must hold SignedInfo, SignatureValue and KeyInfo, in that order.",
+            "ds:Signature must hold SignedInfo, SignatureValue and KeyInfo, in that order "
+            "(no ds:Object).",
             signature,
         )
-    signed_info, _, key_info = children
-    _check_signed_info(signed_info, facts)
-    return _check_key_info(key_info, facts)
+    # Algorithms first: an HMAC or SHA-1 signature is refused as such, whatever its KeyInfo.
+    _check_signed_info(children[0], facts)
+    if tags[2:] != _SIGNATURE_CHILDREN[2:]:
+        raise _refuse(
+            facts,
+            "EPIX-SIG-010",
+            "The signature must end with one KeyInfo carrying the signer's certificate.",
+            signature,
+        )
+    return _check_key_info(children[2], facts)
 
 
 def _check_signed_info(signed_info: etree._Element, facts: _Facts) -> None:
@@ -437,6 +445,7 @@ def _trusted_certificate(
     """The registry's entry for the document's certificate, bound to ``party`` and ``role``."""
     fingerprint = facts.document_fingerprint or ""
     where = signature[2][0]
+    role = normalise_role(role)
     trusted = next((c for c in trust.candidates(party, role) if c.fingerprint == fingerprint), None)
     if trusted is None:
         owner = trust.owner_of(fingerprint)
