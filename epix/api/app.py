@@ -13,6 +13,7 @@ from epix.api.routers import inbox as inbox_router
 from epix.api.routers import messages, permits
 from epix.api.routers import endorsements as endorsements_routes
 from epix.api.routers import outbox as outbox_routes
+from epix.api.routers import registry as registry_routes
 from epix.api.routers import webhooks as webhook_routes
 from epix.audit.service import AuditPolicy, configure_audit
 from epix.auth.session_secret import session_secret
@@ -54,4 +55,5 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
     app.include_router(endorsements_routes.router)
     app.include_router(webhook_routes.router)
     app.include_router(outbox_routes.router)
+    app.include_router(registry_routes.router)
     return app
