@@ -1,0 +1,288 @@
+"""The key registry over HTTP: the Secretariat-signed document, read views, Secretariat changes.
+
+``GET /v1/registry`` is public (followers fetch it) and supports ``If-None-Match``; the JSON
+views say the same as the document. Changes need the Secretariat role and are audited by the
+registry service in the same transaction.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query, Request, Response
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+
+from epix.api.deps import DatabaseDep, RequestContextDep, SettingsDep
+from epix.api.security import require_roles
+from epix.auth.principal import Principal, Role
+from epix.errors import EpixError
+from epix.registry import repository, service
+from epix.registry.document import etag_of, publish
+from epix.registry.models import (
+    RegistryAuthority,
+    RegistryCertificate,
+    RegistryDocument,
+    RegistryParty,
+)
+from epix.settings import Settings
+
+router = APIRouter(prefix="/v1/registry", tags=["registry"])
+Secretariat = Annotated[Principal, Depends(require_roles(Role.SECRETARIAT))]
+REGISTRY_MEDIA_TYPE = "application/xml"
+
+
+def certificate_json(row: RegistryCertificate) -> dict[str, object]:
+    return {
+        "fingerprint": row.fingerprint,
+        "authority_id": row.authority_id,
+        "subject": row.subject,
+        "not_before": row.not_before.isoformat(),
+        "not_after": row.not_after.isoformat(),
+        "roles": row.roles.split(),
+        "added_by": row.added_by,
+        "added_at": row.added_at.isoformat(),
+        "revoked_at": row.revoked_at.isoformat() if row.revoked_at else None,
+        "revocation_reason": row.revocation_reason,
+        "revoked_by": row.revoked_by,
+        "pem": row.pem,
+    }
+
+
+def authority_json(row: RegistryAuthority) -> dict[str, object]:
+    return {
+        "id": row.id,
+        "party": row.party_code,
+        "kind": row.kind,
+        "name": row.name,
+        "contact": row.contact,
+        "added_at": row.added_at.isoformat(),
+        "certificates": [certificate_json(c) for c in row.certificates],
+    }
+
+
+def party_json(row: RegistryParty) -> dict[str, object]:
+    return {
+        "code": row.code,
+        "name": row.name,
+        "endpoint_url": row.endpoint_url,
+        "added_at": row.added_at.isoformat(),
+        "authorities": [authority_json(a) for a in row.authorities],
+    }
+
+
+def _signing_identity(settings: Settings) -> tuple[bytes, bytes] | None:
+    if settings.registry_signing_key_path and settings.registry_signing_cert_path:
+        return (
+            settings.registry_signing_key_path.read_bytes(),
+            settings.registry_signing_cert_path.read_bytes(),
+        )
+    return None
+
+
+@router.get("", response_class=Response)
+def registry_document(
+    request: Request, database: DatabaseDep, settings: SettingsDep, context: RequestContextDep
+) -> Response:
+    """The Secretariat-signed registry document, newest version (ETag; 304 on If-None-Match).
+
+    On the Secretariat's node (signing key configured) a changed registry is signed here the
+    first time it is asked for; a follower serves the last good copy it verified.
+    """
+    identity = _signing_identity(settings)
+    document: RegistryDocument | None
+    with database.unit_of_work() as session:
+        if identity is not None:
+            document = publish(session, *identity, request=context)
+        else:
+            document = repository.latest_document(session)
+        if document is None:
+            raise EpixError.of("EPIX-REG-009", "This node holds no registry document yet.", "/")
+        content, sha256, version = document.content, document.sha256, document.version
+    etag = etag_of(sha256)
+    headers = {
+        "ETag": etag,
+        "Cache-Control": "no-cache",
+        "X-EPIX-Registry-Version": str(version),
+    }
+    matches = {tag.strip() for tag in request.headers.get("if-none-match", "").split(",")}
+    if etag in matches or "*" in matches:
+        return Response(status_code=304, headers=headers)
+    return Response(content=content, media_type=REGISTRY_MEDIA_TYPE, headers=headers)
+
+
+@router.get("/parties")
+def list_parties(database: DatabaseDep) -> dict[str, object]:
+    with database.unit_of_work() as session:
+        return {
+            "version": repository.current_version(session),
+            "parties": [party_json(p) for p in repository.list_parties(session)],
+        }
+
+
+@router.get("/parties/{code}")
+def get_party(code: str, database: DatabaseDep) -> dict[str, object]:
+    with database.unit_of_work() as session:
+        row = repository.get_party(session, code)
+        if row is None:
+            raise EpixError.of("EPIX-REG-001", f"Party {code} is not in the registry.", "code")
+        return party_json(row)
+
+
+@router.get("/certificates/expiring")
+def expiring(
+    database: DatabaseDep, within_days: Annotated[int, Query(ge=1, le=3660)] = 60
+) -> dict[str, object]:
+    """Unrevoked certificates ending within ``within_days``, with their 7/30/60-day bucket."""
+    with database.unit_of_work() as session:
+        found = service.expiring_certificates(session, within_days=within_days)
+    return {"within_days": within_days, "certificates": [e.as_dict() for e in found]}
+
+
+@router.get("/certificates/{fingerprint}")
+def get_certificate(fingerprint: str, database: DatabaseDep) -> dict[str, object]:
+    with database.unit_of_work() as session:
+        row = repository.get_certificate(session, fingerprint)
+        if row is None:
+            raise EpixError.of(
+                "EPIX-REG-005", f"Certificate {fingerprint} is not in the registry.", "fingerprint"
+            )
+        return {**certificate_json(row), "party": row.authority.party_code}
+
+
+class PartyIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    code: str = Field(min_length=2, max_length=2)
+    name: str = Field(min_length=1, max_length=200)
+    endpoint_url: str | None = Field(default=None, max_length=2000)
+
+
+class AuthorityIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    kind: str = Field(description="management_authority, customs, scientific_authority or node")
+    name: str = Field(min_length=1, max_length=200)
+    contact: str | None = Field(default=None, max_length=500)
+
+
+class CertificateIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    pem: str = Field(min_length=1, max_length=64 * 1024)
+    roles: list[str] | None = Field(default=None, max_length=8)
+
+
+class EndpointIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    url: str = Field(min_length=1, max_length=2000)
+
+
+class RevocationIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    reason: str = Field(min_length=1, max_length=500)
+    at: AwareDatetime | None = Field(
+        default=None, description="When the revocation takes effect (default now)."
+    )
+
+
+@router.post("/parties", status_code=201)
+def add_party(
+    body: PartyIn, actor: Secretariat, database: DatabaseDep, context: RequestContextDep
+) -> dict[str, object]:
+    with database.unit_of_work() as session:
+        row = service.add_party(
+            session,
+            code=body.code,
+            name=body.name,
+            endpoint=body.endpoint_url,
+            actor=actor,
+            request=context,
+        )
+        session.refresh(row)
+        return party_json(row)
+
+
+@router.post("/parties/{code}/authorities", status_code=201)
+def add_authority(
+    code: str,
+    body: AuthorityIn,
+    actor: Secretariat,
+    database: DatabaseDep,
+    context: RequestContextDep,
+) -> dict[str, object]:
+    with database.unit_of_work() as session:
+        row = service.add_authority(
+            session,
+            party=code,
+            kind=body.kind,
+            name=body.name,
+            contact=body.contact,
+            actor=actor,
+            request=context,
+        )
+        session.refresh(row)
+        return authority_json(row)
+
+
+@router.post("/authorities/{authority_id}/certificates", status_code=201)
+def add_certificate(
+    authority_id: int,
+    body: CertificateIn,
+    actor: Secretariat,
+    database: DatabaseDep,
+    context: RequestContextDep,
+) -> dict[str, object]:
+    with database.unit_of_work() as session:
+        row = service.add_certificate(
+            session,
+            authority_id=authority_id,
+            pem=body.pem.encode("utf-8"),
+            roles=body.roles,
+            actor=actor,
+            request=context,
+        )
+        return certificate_json(row)
+
+
+@router.put("/parties/{code}/endpoint")
+def set_endpoint(
+    code: str,
+    body: EndpointIn,
+    actor: Secretariat,
+    database: DatabaseDep,
+    context: RequestContextDep,
+) -> dict[str, object]:
+    with database.unit_of_work() as session:
+        row = service.set_endpoint(session, party=code, url=body.url, actor=actor, request=context)
+        return {"code": row.code, "endpoint_url": row.endpoint_url}
+
+
+@router.delete("/parties/{code}/endpoint")
+def withdraw_endpoint(
+    code: str, actor: Secretariat, database: DatabaseDep, context: RequestContextDep
+) -> dict[str, object]:
+    with database.unit_of_work() as session:
+        row = service.set_endpoint(session, party=code, url=None, actor=actor, request=context)
+        return {"code": row.code, "endpoint_url": row.endpoint_url}
+
+
+@router.post("/certificates/{fingerprint}/revocation")
+def revoke(
+    fingerprint: str,
+    body: RevocationIn,
+    actor: Secretariat,
+    database: DatabaseDep,
+    context: RequestContextDep,
+) -> dict[str, object]:
+    with database.unit_of_work() as session:
+        row = service.revoke_certificate(
+            session,
+            fingerprint=fingerprint,
+            reason=body.reason,
+            at=body.at,
+            actor=actor,
+            request=context,
+        )
+        return certificate_json(row)
