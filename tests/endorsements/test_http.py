@@ -1,0 +1,243 @@
+"""The endorsement API: customs only, every bad input a problem+json with its code."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from epix.api.app import create_app
+from epix.auth import service as auth_service
+from epix.auth.principal import Role
+from epix.db import Database, utcnow
+from epix.settings import Settings
+from tests.endorsements.conftest import MakePermit, StoredPermit
+
+Headers = dict[str, str]
+
+
+@pytest.fixture
+def client(db: Database, tmp_path: Path) -> TestClient:
+    settings = Settings(data_dir=tmp_path / "data", node_party="XB")
+    return TestClient(create_app(settings, db), raise_server_exceptions=False)
+
+
+@pytest.fixture
+def key_for(db: Database) -> Callable[..., Headers]:
+    def make(party: str, role: Role = Role.CUSTOMS) -> Headers:
+        with db.unit_of_work() as session:
+            user = auth_service.create_user(
+                session,
+                username=f"{role.value}-{party.lower()}",
+                party=party,
+                authority=f"{party} {role.value}",
+                roles=(role,),
+            )
+            _, raw = auth_service.issue_api_key(session, user)
+        return {"Authorization": f"Bearer {raw}"}
+
+    return make
+
+
+def url(permit: StoredPermit, suffix: str) -> str:
+    return f"/v1/permits/{permit.issuing_party}/{permit.number}/{suffix}"
+
+
+def endorsement_body(**changes: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "side": "import",
+        "port": "XBABC",
+        "date": utcnow().date().isoformat(),
+        "officer": "Officer Jane Roe",
+        "transport_document": "AWB 176-12345675",
+        "lines": [{"line_id": "1", "quantity": "10", "unit": "PCS"}],
+    }
+    body.update(changes)
+    return body
+
+
+def problem_codes(response: Any, status: int) -> list[str]:
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"] == "application/problem+json"
+    return [error["code"] for error in response.json()["errors"]]
+
+
+def test_reserve_confirm_and_read_the_ledger(
+    client: TestClient, key_for: Callable[..., Headers], make_permit: MakePermit
+) -> None:
+    permit = make_permit()  # XA/E/..., slash in the number
+    headers = key_for("XB")
+    reserved = client.post(
+        url(permit, "reservations"),
+        headers=headers,
+        json={
+            "side": "import",
+            "declaration_reference": "MRN-26XB-1",
+            "lines": [{"line_id": "1", "quantity": 6, "unit": "PCS"}],
+        },
+    )
+    assert reserved.status_code == 201, reserved.text
+    reservation_id = reserved.json()["reservation_id"]
+    assert reserved.headers["location"].endswith(reservation_id)
+    assert reserved.json()["status"] == "active"
+
+    ledger = client.get(url(permit, "ledger"), headers=headers).json()
+    assert ledger["lines"][0] | {"remaining_by_side": None} == {
+        "line_id": "1",
+        "unit": "PCS",
+        "permitted": "10",
+        "reserved": "6",
+        "used": "0",
+        "remaining": "4",
+        "remaining_by_side": None,
+    }
+
+    confirm_body = endorsement_body(port="XB ABC")
+    del confirm_body["side"], confirm_body["lines"]
+    confirmed = client.post(
+        url(permit, f"reservations/{reservation_id}/confirm"), headers=headers, json=confirm_body
+    )
+    assert confirmed.status_code == 201, confirmed.text
+    endorsement = confirmed.json()
+    assert endorsement["permit"]["status"] == "used"
+    assert endorsement["port"] == "XBABC"
+    assert endorsement["signed_by"] == "node"
+    assert endorsement["lines"] == [{"line_id": "1", "quantity": "6", "unit": "PCS"}]
+
+    ledger = client.get(url(permit, "ledger"), headers=headers).json()
+    assert (ledger["lines"][0]["used"], ledger["lines"][0]["remaining"]) == ("6", "0")
+    # The issuing MA reads its permit's ledger too; a third Party does not see it.
+    assert client.get(
+        url(permit, "ledger"), headers=key_for("XA", Role.MANAGEMENT_AUTHORITY)
+    ).is_success
+    assert problem_codes(client.get(url(permit, "ledger"), headers=key_for("XC")), 404) == [
+        "EPIX-STATE-007"
+    ]
+
+
+def test_release_over_http(
+    client: TestClient, key_for: Callable[..., Headers], make_permit: MakePermit
+) -> None:
+    permit = make_permit()
+    headers = key_for("XB")
+    reservation = client.post(
+        url(permit, "reservations"),
+        headers=headers,
+        json={
+            "side": "import",
+            "declaration_reference": "MRN-1",
+            "lines": [{"line_id": "1", "quantity": "10", "unit": "PCS"}],
+        },
+    ).json()
+    path = url(permit, f"reservations/{reservation['reservation_id']}/release")
+    released = client.post(path, headers=headers)
+    assert released.status_code == 200 and released.json()["status"] == "released"
+    assert problem_codes(client.post(path, headers=headers), 409) == ["EPIX-QTY-008"]
+
+
+def test_direct_endorsement_by_customs(
+    client: TestClient, key_for: Callable[..., Headers], make_permit: MakePermit
+) -> None:
+    permit = make_permit()
+    response = client.post(
+        url(permit, "endorsements"), headers=key_for("XB"), json=endorsement_body()
+    )
+    assert response.status_code == 201, response.text
+    assert response.json()["side"] == "import"
+
+
+@pytest.mark.parametrize(
+    ("changes", "status", "code"),
+    [
+        ({"side": "export"}, 403, "EPIX-STATE-006"),  # XB is not the exporter
+        ({"lines": [{"line_id": "1", "quantity": -2, "unit": "PCS"}]}, 422, "EPIX-QTY-004"),
+        ({"lines": [{"line_id": "1", "quantity": "ten", "unit": "PCS"}]}, 422, "EPIX-QTY-004"),
+        ({"lines": [{"line_id": "1", "quantity": "5", "unit": "KGM"}]}, 422, "EPIX-QTY-002"),
+        ({"lines": [{"line_id": "1", "quantity": "11", "unit": "PCS"}]}, 422, "EPIX-QTY-001"),
+        ({"lines": [{"line_id": "7", "quantity": "1", "unit": "PCS"}]}, 422, "EPIX-QTY-003"),
+        ({"port": "Rotterdam harbour"}, 422, "EPIX-QTY-006"),
+        ({"port": "QQABC"}, 422, "EPIX-QTY-006"),
+        ({"side": "sideways"}, 422, "EPIX-REQ-004"),
+        ({"date": "yesterday"}, 422, "EPIX-REQ-004"),
+        ({"lines": []}, 422, "EPIX-REQ-004"),
+    ],
+)
+def test_bad_endorsement_input_is_refused_with_a_code(
+    client: TestClient,
+    key_for: Callable[..., Headers],
+    make_permit: MakePermit,
+    changes: dict[str, Any],
+    status: int,
+    code: str,
+) -> None:
+    permit = make_permit()
+    response = client.post(
+        url(permit, "endorsements"), headers=key_for("XB"), json=endorsement_body(**changes)
+    )
+    assert problem_codes(response, status) == [code]
+    assert response.json()["errors"][0]["location"]
+
+
+def test_someone_elses_permit_is_refused(
+    client: TestClient, key_for: Callable[..., Headers], make_permit: MakePermit
+) -> None:
+    permit = make_permit(issuing_party="XA", recipient_party="XC")
+    response = client.post(
+        url(permit, "endorsements"), headers=key_for("XB"), json=endorsement_body()
+    )
+    assert problem_codes(response, 403) == ["EPIX-STATE-006"]
+
+
+def test_cancelled_permit_is_refused_over_http(
+    client: TestClient, key_for: Callable[..., Headers], make_permit: MakePermit
+) -> None:
+    permit = make_permit(status="cancelled")
+    response = client.post(
+        url(permit, "endorsements"), headers=key_for("XB"), json=endorsement_body()
+    )
+    assert problem_codes(response, 409) == ["EPIX-STATE-003"]
+
+
+def test_only_customs_may_endorse(
+    client: TestClient, key_for: Callable[..., Headers], make_permit: MakePermit
+) -> None:
+    permit = make_permit()
+    path = url(permit, "endorsements")
+    assert problem_codes(client.post(path, json=endorsement_body()), 401) == ["EPIX-AUTH-001"]
+    ma = key_for("XB", Role.MANAGEMENT_AUTHORITY)
+    assert problem_codes(client.post(path, headers=ma, json=endorsement_body()), 403) == [
+        "EPIX-AUTH-004"
+    ]
+
+
+def test_unknown_permit_and_reservation(
+    client: TestClient, key_for: Callable[..., Headers], make_permit: MakePermit
+) -> None:
+    headers = key_for("XB")
+    response = client.post(
+        "/v1/permits/XA/NOPE/endorsements", headers=headers, json=endorsement_body()
+    )
+    assert problem_codes(response, 404) == ["EPIX-STATE-007"]
+    permit = make_permit()
+    response = client.post(url(permit, "reservations/not-a-reservation/release"), headers=headers)
+    assert problem_codes(response, 404) == ["EPIX-QTY-005"]
+
+
+def test_reservation_lifetime_is_capped(
+    client: TestClient, key_for: Callable[..., Headers], make_permit: MakePermit
+) -> None:
+    permit = make_permit()
+    response = client.post(
+        url(permit, "reservations"),
+        headers=key_for("XB"),
+        json={
+            "side": "import",
+            "declaration_reference": "MRN-1",
+            "lines": [{"line_id": "1", "quantity": "1", "unit": "PCS"}],
+            "ttl_seconds": 365 * 24 * 3600,
+        },
+    )
+    assert problem_codes(response, 422) == ["EPIX-REQ-004"]
