@@ -51,8 +51,9 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
     app.include_router(auth.router)
     app.include_router(messages.router)
     app.include_router(inbox_router.router)
-    app.include_router(permits.router)
+    # Before permits: its GET /v1/permits/{party}/{number:path} would swallow .../ledger.
     app.include_router(endorsements_routes.router)
+    app.include_router(permits.router)
     app.include_router(webhook_routes.router)
     app.include_router(outbox_routes.router)
     app.include_router(registry_routes.router)
