@@ -1,0 +1,298 @@
+"""Webhooks: URL checks (EPIX-DLV-004), HMAC signatures with a replay window, fan-out, delivery
+to a real receiver that verifies every signature, and the subscription API."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import select
+
+from epix.api.app import create_app
+from epix.auth import service as auth_service
+from epix.auth.principal import Role
+from epix.db import Database
+from epix.delivery import outbox, webhooks
+from epix.delivery.models import OutboxMessage, OutboxState
+from epix.delivery.webhooks import (
+    check_webhook_url,
+    publish_event,
+    sign_webhook,
+    verify_webhook_signature,
+)
+from epix.delivery.worker import default_worker
+from epix.errors import EpixError
+from tests.delivery.helpers import (
+    PEER_PARTY,
+    Peer,
+    PeerState,
+    drain,
+    peer_identity,
+    register_peer,
+    sender_settings,
+)
+
+NODE = "https://epix.xa.example.org"
+NOW = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "ftp://systems.xa.example.org/hook",
+        "javascript:alert(1)",
+        "file:///etc/passwd",
+        "https:///no-host",
+        "not a url",
+        "https://epix.xa.example.org/v1/messages",  # the node itself
+        "https://EPIX.xa.example.org:443/hook",
+        "http://127.0.0.1:443/hook",  # loopback on the node's port
+        "http://localhost:443/hook",
+        "http://[::1]:443/hook",
+        "https://systems.xa.example.org:99999/hook",
+    ],
+)
+def test_webhook_url_that_is_not_http_or_points_at_the_node_is_refused(url: str) -> None:
+    with pytest.raises(EpixError) as refused:
+        check_webhook_url(url, node_base_url=NODE)
+    (finding,) = refused.value.findings
+    assert finding.code == "EPIX-DLV-004"
+    assert finding.location == "url"
+
+
+def test_webhook_urls_of_other_systems_are_accepted() -> None:
+    for url in ("https://systems.xa.example.org/hook", "http://127.0.0.1:8081/epix"):
+        assert check_webhook_url(url, node_base_url=NODE) == url
+
+
+def test_signature_verifies_only_for_the_same_secret_body_and_window() -> None:
+    body = b'{"event":"message.received"}'
+    header = sign_webhook("whsec_one", body, NOW)
+    assert header.startswith(f"t={int(NOW.timestamp())},v1=")
+    assert verify_webhook_signature("whsec_one", header, body, NOW + timedelta(seconds=299), 300)
+    assert not verify_webhook_signature("whsec_two", header, body, NOW, 300)
+    assert not verify_webhook_signature("whsec_one", header, body + b" ", NOW, 300)
+    assert not verify_webhook_signature("whsec_one", header, body, NOW + timedelta(seconds=301))
+    assert not verify_webhook_signature("whsec_one", header, body, NOW - timedelta(seconds=301))
+    assert not verify_webhook_signature("whsec_one", None, body, NOW)
+    assert not verify_webhook_signature("whsec_one", "v1=abc", body, NOW)
+    forged = header.replace(f"t={int(NOW.timestamp())}", f"t={int(NOW.timestamp()) + 60}")
+    assert not verify_webhook_signature("whsec_one", forged, body, NOW)
+
+
+def test_events_reach_only_subscriptions_of_that_party_and_event(sqlite_database: Database) -> None:
+    with sqlite_database.unit_of_work() as session:
+        mine = webhooks.create_subscription(
+            session,
+            party="XA",
+            url="https://a.example.org/h",
+            events=["message.received"],
+            created_by="ma-xa",
+            node_base_url=NODE,
+        )
+        webhooks.create_subscription(
+            session,
+            party="XA",
+            url="https://b.example.org/h",
+            events=["status.changed"],
+            created_by="ma-xa",
+            node_base_url=NODE,
+        )
+        webhooks.create_subscription(
+            session,
+            party="XB",
+            url="https://c.example.org/h",
+            events=["message.received"],
+            created_by="ma-xb",
+            node_base_url=NODE,
+        )
+        rows = publish_event(
+            session, party="XA", event="message.received", event_id="m-1", data={"id": "m-1"}
+        )
+        again = publish_event(
+            session, party="XA", event="message.received", event_id="m-1", data={"id": "m-1"}
+        )
+        assert [row.target_url for row in rows] == ["https://a.example.org/h"]
+        assert [row.id for row in again] == [rows[0].id]
+        assert rows[0].subscription_id == mine.subscription.id
+        assert rows[0].headers["X-EPIX-Event"] == "message.received"
+        with pytest.raises(EpixError) as unknown:
+            webhooks.create_subscription(
+                session,
+                party="XA",
+                url="https://a.example.org/h",
+                events=["permit.stolen"],
+                created_by="ma-xa",
+                node_base_url=NODE,
+            )
+        assert unknown.value.findings[0].code == "EPIX-DLV-007"
+
+
+@pytest.fixture
+def receiver() -> Iterator[Peer]:
+    peer = Peer(PeerState())
+    yield peer
+    peer.stop()
+
+
+def test_webhooks_are_delivered_signed_and_a_disabled_subscription_stops_delivery(
+    sqlite_database: Database, receiver: Peer, tmp_path: Path
+) -> None:
+    settings = sender_settings(tmp_path)
+    with sqlite_database.unit_of_work() as session:
+        live = webhooks.create_subscription(
+            session,
+            party="XA",
+            url=receiver.url + "/hook",
+            events=["message.received"],
+            created_by="ma-xa",
+            node_base_url=settings.node_base_url,
+        )
+        for i in range(3):
+            publish_event(
+                session, party="XA", event="message.received", event_id=f"m-{i}", data={"i": i}
+            )
+    receiver.state.webhook_secret = live.secret
+    receiver.start()
+    worker = default_worker(sqlite_database, settings)
+    try:
+        drain(worker.run_once, sqlite_database)
+        with sqlite_database.unit_of_work() as session:
+            publish_event(session, party="XA", event="message.received", event_id="m-9", data={})
+            webhooks.disable_subscription(session, live.subscription.id, party="XA")
+        drain(worker.run_once, sqlite_database)
+    finally:
+        worker.close()
+    assert receiver.state.bad_signatures == 0
+    assert sorted(receiver.state.receipts) == [f"message.received:m-{i}" for i in range(3)]
+    with sqlite_database.unit_of_work() as session:
+        query = select(OutboxMessage).where(OutboxMessage.message_id == "message.received:m-9")
+        dropped = session.scalars(query).one()
+        assert dropped.state == OutboxState.FAILED
+        assert dropped.last_error_code == "EPIX-DLV-009"
+
+
+def test_a_failed_message_tells_the_senders_subscribed_system(
+    sqlite_database: Database, receiver: Peer, tmp_path: Path
+) -> None:
+    settings = sender_settings(tmp_path)
+    refusing = Peer(PeerState(identity=peer_identity(), status=422)).start()
+    try:
+        register_peer(sqlite_database, endpoint=refusing.url, identity=peer_identity())
+        with sqlite_database.unit_of_work() as session:
+            created = webhooks.create_subscription(
+                session,
+                party="XA",
+                url=receiver.url,
+                events=["delivery.failed"],
+                created_by="ma-xa",
+                node_base_url=settings.node_base_url,
+            )
+            outbox.enqueue(
+                session,
+                kind="endorsement",
+                destination_party=PEER_PARTY,
+                payload=b"<e/>",
+                message_id="e-1",
+                sender_party="XA",
+            )
+        receiver.state.webhook_secret = created.secret
+        receiver.start()
+        worker = default_worker(sqlite_database, settings)
+        try:
+            drain(worker.run_once, sqlite_database)
+        finally:
+            worker.close()
+    finally:
+        refusing.stop()
+    (delivery_id,) = receiver.state.receipts
+    assert delivery_id.startswith("delivery.failed:")
+
+
+def _client(database: Database, tmp_path: Path, party: str, *roles: Role) -> TestClient:
+    settings = sender_settings(tmp_path, node_base_url="http://testserver")
+    with database.unit_of_work() as session:
+        user = auth_service.create_user(
+            session,
+            username=f"{party.lower()}-{'-'.join(sorted(r.value for r in roles))}",
+            party=party,
+            authority=f"{party} authority",
+            roles=roles,
+        )
+        _key, raw = auth_service.issue_api_key(session, user)
+    client = TestClient(create_app(settings, database))
+    client.headers["Authorization"] = f"Bearer {raw}"
+    return client
+
+
+def test_subscription_api_shows_the_secret_once_and_refuses_bad_urls(
+    sqlite_database: Database, tmp_path: Path
+) -> None:
+    ma = _client(sqlite_database, tmp_path, "XA", Role.MANAGEMENT_AUTHORITY)
+    other = _client(sqlite_database, tmp_path, "XB", Role.MANAGEMENT_AUTHORITY)
+
+    created = ma.post(
+        "/v1/webhooks", json={"url": "https://ma.example.org/h", "events": ["status.changed"]}
+    )
+    assert created.status_code == 201
+    body = created.json()
+    assert body["secret"].startswith("whsec_")
+    assert body["party"] == "XA"
+
+    listed = ma.get("/v1/webhooks").json()
+    assert [item["id"] for item in listed] == [body["id"]]
+    assert "secret" not in listed[0]
+    assert other.get("/v1/webhooks").json() == []
+
+    for url in ("ftp://ma.example.org/h", "http://testserver/v1/messages"):
+        refused = ma.post("/v1/webhooks", json={"url": url, "events": ["status.changed"]})
+        assert refused.status_code == 422
+        assert refused.headers["content-type"] == "application/problem+json"
+        assert refused.json()["errors"][0]["code"] == "EPIX-DLV-004"
+    unknown = ma.post("/v1/webhooks", json={"url": "https://x.org/h", "events": ["nope"]})
+    assert unknown.json()["errors"][0]["code"] == "EPIX-DLV-007"
+
+    assert other.delete(f"/v1/webhooks/{body['id']}").status_code == 404
+    assert ma.delete(f"/v1/webhooks/{body['id']}").status_code == 204
+    assert ma.get("/v1/webhooks").json() == []
+    assert ma.post("/v1/webhooks", json={"url": 5}).status_code == 422
+
+
+def test_senders_see_their_failed_deliveries_and_only_node_admins_resend(
+    sqlite_database: Database, tmp_path: Path
+) -> None:
+    with sqlite_database.unit_of_work() as session:
+        for party in ("XA", "XC"):
+            row = outbox.enqueue(
+                session,
+                kind="endorsement",
+                destination_party="XB",
+                payload=b"<e/>",
+                message_id=f"e-{party}",
+                sender_party=party,
+            )
+            row.state = OutboxState.FAILED.value
+            row.last_error_code = "EPIX-DLV-003"
+            row.last_error = "gave up"
+    ma = _client(sqlite_database, tmp_path, "XA", Role.MANAGEMENT_AUTHORITY)
+    admin = _client(sqlite_database, tmp_path, "XA", Role.NODE_ADMIN)
+
+    mine = ma.get("/v1/outbox", params={"state": "failed"}).json()
+    assert [(r["message_id"], r["last_error"]) for r in mine] == [("e-XA", "gave up")]
+    assert len(admin.get("/v1/outbox", params={"state": "failed"}).json()) == 2
+    other_id = admin.get("/v1/outbox").json()[0]["id"]
+    assert ma.get(f"/v1/outbox/{other_id}").json()["errors"][0]["code"] == "EPIX-DLV-009"
+
+    refused = ma.post(f"/v1/outbox/{mine[0]['id']}/resend")
+    assert refused.status_code == 403
+    assert refused.json()["errors"][0]["code"] == "EPIX-AUTH-004"
+    resent = admin.post(f"/v1/outbox/{mine[0]['id']}/resend")
+    assert resent.status_code == 200
+    assert resent.json()["state"] == "pending"
+    twice = admin.post(f"/v1/outbox/{mine[0]['id']}/resend")
+    assert twice.status_code == 409
+    assert twice.json()["errors"][0]["code"] == "EPIX-DLV-008"
+    assert admin.get("/v1/outbox", params={"state": "stuck"}).status_code == 422
