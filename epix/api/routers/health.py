@@ -6,7 +6,8 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 from sqlalchemy import text
 
-from epix.api.deps import DatabaseDep
+from epix.api.deps import DatabaseDep, SettingsDep
+from epix.registry import repository as registry
 
 router = APIRouter(tags=["health"])
 
@@ -18,8 +19,8 @@ def healthz() -> dict[str, str]:
 
 
 @router.get("/readyz")
-def readyz(database: DatabaseDep) -> JSONResponse:
-    """The database answers (the registry check is added by the registry package)."""
+def readyz(database: DatabaseDep, settings: SettingsDep) -> JSONResponse:
+    """The database answers and, on a registry follower, a verified registry copy is held."""
     checks: dict[str, str] = {}
     try:
         with database.engine.connect() as connection:
@@ -27,5 +28,9 @@ def readyz(database: DatabaseDep) -> JSONResponse:
         checks["database"] = "ok"
     except Exception as exc:  # any database failure means not ready, never a 500
         checks["database"] = f"unavailable: {type(exc).__name__}"
+    if settings.registry_source_url and checks["database"] == "ok":
+        with database.unit_of_work() as session:
+            held = registry.latest_document(session) is not None
+        checks["registry"] = "ok" if held else "EPIX-REG-009: no registry document held yet"
     ready = all(value == "ok" for value in checks.values())
     return JSONResponse({"ready": ready, "checks": checks}, status_code=200 if ready else 503)
