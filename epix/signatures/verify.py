@@ -206,6 +206,13 @@ def _verify(
     facts: _Facts,
 ) -> tuple[etree._Element, bytes]:
     root = parse_xml(xml) if isinstance(xml, bytes) else xml
+    if not isinstance(xml, bytes):
+        docinfo: Any = root.getroottree().docinfo
+        if docinfo.doctype or docinfo.internalDTD is not None:
+            # The tree came from some other parser, entities possibly expanded: refuse it.
+            raise _refuse(
+                facts, "EPIX-XML-002", "DOCTYPE and ENTITY declarations are not accepted.", root
+            )
     signature = _locate_signature(root, facts)
     certificate_text = _check_signature_layout(signature, facts)
     certificate = _document_certificate(certificate_text, signature, facts)

@@ -311,6 +311,16 @@ def test_doctype_in_a_signed_document_is_refused(
     assert codes(with_dtd, trust) == ["EPIX-XML-002"]
 
 
+def test_element_from_a_parser_that_kept_the_doctype_is_refused(
+    signed_permit: bytes, trust: StaticTrustStore
+) -> None:
+    body = signed_permit.split(b"?>", 1)[1]
+    permissive = etree.XMLParser(resolve_entities=False)
+    root = etree.fromstring(b"<!DOCTYPE rsm:CITESEPermit>" + body, permissive)
+
+    assert codes(root, trust) == ["EPIX-XML-002"]
+
+
 def test_unexpected_failure_in_the_trust_store_is_a_refusal(signed_permit: bytes) -> None:
     class BrokenStore(StaticTrustStore):
         def candidates(self, party: str, role: str) -> list:  # type: ignore[override]
