@@ -310,8 +310,8 @@ def _notify_user_change(
         "roles": user.roles.split(","),
         "reason": reason,
     }
-    delivered = notify_secretariat(session, kind=kind, subject=subject, body=body)
-    return {"kind": kind, "subject": subject, "body": body, "delivered": delivered}
+    notify_secretariat(session, kind=kind, subject=subject, body=body)
+    return {"kind": kind, "subject": subject}
 
 
 def disable_user(

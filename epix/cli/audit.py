@@ -1,0 +1,134 @@
+"""``epix audit``: verify the chain, sign checkpoints, export for investigators, purge."""
+
+from __future__ import annotations
+
+import json
+import sys
+from datetime import UTC, date, datetime
+from pathlib import Path
+
+import click
+
+from epix.audit.checkpoints import (
+    CheckpointSigner,
+    certificate_fingerprint,
+    create_checkpoint,
+    sign_pending_checkpoints,
+)
+from epix.audit.retention import purge as purge_events
+from epix.audit.service import event_as_dict, iter_events
+from epix.audit.verify import verify_chain
+from epix.cli.users import cli_session
+from epix.db.base import utcnow
+from epix.exchange.node_identity import node_identity
+from epix.settings import get_settings
+
+_DATE_FORMATS = ["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%dT%H:%M:%S.%f"]
+
+
+def _node_signer() -> CheckpointSigner:
+    """The node key from the data directory (it also signs receipts)."""
+    settings = get_settings()
+    identity = node_identity(settings.data_dir, settings.node_party)
+    return CheckpointSigner(identity.key_pem, identity.cert_pem)
+
+
+def _utc(moment: datetime | None) -> datetime | None:
+    if moment is None:
+        return None
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+@click.group()
+def audit() -> None:
+    """The audit trail: append-only, hash-chained, with node-signed checkpoints."""
+
+
+@audit.command()
+@click.option(
+    "--trust-cert",
+    "trust_certs",
+    multiple=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Certificate (PEM) allowed to sign checkpoints; default: this node's certificate.",
+)
+def verify(trust_certs: tuple[Path, ...]) -> None:
+    """Check every event and checkpoint; exit 1 naming the first broken event."""
+    if trust_certs:
+        fingerprints = [certificate_fingerprint(path.read_bytes()) for path in trust_certs]
+    else:
+        fingerprints = [certificate_fingerprint(_node_signer().cert_pem)]
+    with cli_session() as session:
+        report = verify_chain(session, trusted_fingerprints=fingerprints)
+    for finding in report.findings:
+        click.echo(f"{finding.code}: {finding.message} ({finding.location})", err=True)
+    if not report.ok:
+        if report.broken_at is not None:
+            click.echo(f"first broken event: {report.broken_at}", err=True)
+        sys.exit(1)
+    span = (
+        f"events {report.first_sequence}..{report.last_sequence}"
+        if report.first_sequence is not None
+        else "no events"
+    )
+    click.echo(
+        f"audit chain intact: {span} ({report.events_checked} checked), "
+        f"{report.checkpoints_verified} signed checkpoints, "
+        f"{report.checkpoints_pending} awaiting signature"
+    )
+
+
+@audit.command()
+def checkpoint() -> None:
+    """Sign pending checkpoints and one at the current head, with the node key."""
+    signer = _node_signer()
+    with cli_session() as session:
+        signed = sign_pending_checkpoints(session, signer)
+        made = create_checkpoint(session, signer)
+        click.echo(
+            f"checkpoint at event {made.sequence}: {made.head_hash} "
+            f"({signed} pending checkpoints signed)"
+        )
+
+
+@audit.command()
+@click.option("--from", "start", type=click.DateTime(_DATE_FORMATS), default=None)
+@click.option("--to", "end", type=click.DateTime(_DATE_FORMATS), default=None)
+@click.option(
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Default: stdout.",
+)
+def export(start: datetime | None, end: datetime | None, output: Path | None) -> None:
+    """Events with FROM <= time < TO (UTC) as JSON lines, in sequence order."""
+    stream = output.open("w", encoding="utf-8") if output else sys.stdout
+    try:
+        with cli_session() as session:
+            for event in iter_events(session, start=_utc(start), end=_utc(end)):
+                stream.write(json.dumps(event_as_dict(event), ensure_ascii=False) + "\n")
+    finally:
+        if output:
+            stream.close()
+
+
+@audit.command()
+@click.option(
+    "--before",
+    type=click.DateTime(["%Y-%m-%d"]),
+    default=None,
+    help="Purge records due on or before this date (default today; never a future date).",
+)
+@click.option("--dry-run", is_flag=True, help="Only say what would be purged.")
+def purge(before: datetime | None, dry_run: bool) -> None:
+    """Remove records past their earliest purge date, keeping the chain verifiable."""
+    cutoff: date = before.date() if before else utcnow().date()
+    signer = _node_signer()
+    with cli_session() as session:
+        plan = purge_events(session, before=cutoff, signer=signer, dry_run=dry_run)
+    if plan.count == 0:
+        click.echo("nothing is due for purging")
+    elif dry_run:
+        click.echo(f"would purge {plan.count} events (1..{plan.through_sequence})")
+    else:
+        click.echo(f"purged {plan.count} events (through {plan.through_sequence})")

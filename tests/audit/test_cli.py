@@ -1,0 +1,116 @@
+"""``epix audit`` and ``epix users`` from the command line, on both backends."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from sqlalchemy import delete, update
+
+from epix.audit.models import AuditEvent
+from epix.cli.main import cli
+from epix.db import Database
+from epix.settings import get_settings
+
+from .conftest import fill
+
+
+@pytest.fixture
+def runner(
+    database: Database, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[CliRunner]:
+    monkeypatch.setenv("EPIX_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("EPIX_DATABASE_URL", database.url)
+    get_settings.cache_clear()
+    yield CliRunner()
+    get_settings.cache_clear()
+
+
+def test_verify_exits_0_on_intact_chain_and_1_naming_altered_event(
+    runner: CliRunner, database: Database
+) -> None:
+    fill(database, 6)
+    intact = runner.invoke(cli, ["audit", "verify"])
+    assert intact.exit_code == 0, intact.output
+    assert "intact" in intact.output
+    with database.unit_of_work() as session:
+        session.execute(update(AuditEvent).where(AuditEvent.sequence == 4).values(party="XC"))
+    broken = runner.invoke(cli, ["audit", "verify"])
+    assert broken.exit_code == 1
+    assert "first broken event: 4" in broken.output
+
+
+def test_verify_names_a_deleted_event(runner: CliRunner, database: Database) -> None:
+    fill(database, 6)
+    with database.unit_of_work() as session:
+        session.execute(delete(AuditEvent).where(AuditEvent.sequence == 2))
+    result = runner.invoke(cli, ["audit", "verify"])
+    assert result.exit_code == 1
+    assert "first broken event: 2" in result.output
+
+
+def test_checkpoint_export_and_purge_dry_run(runner: CliRunner, database: Database) -> None:
+    fill(database, 3)
+    made = runner.invoke(cli, ["audit", "checkpoint"])
+    assert made.exit_code == 0, made.output
+    assert "checkpoint at event 3" in made.output
+    assert runner.invoke(cli, ["audit", "verify"]).exit_code == 0
+    exported = runner.invoke(cli, ["audit", "export", "--from", "2000-01-01", "--to", "2999-01-01"])
+    lines = [json.loads(line) for line in exported.output.splitlines()]
+    assert [line["sequence"] for line in lines] == [1, 2, 3, 4]
+    assert lines[-1]["action"] == "audit_checkpoint"
+    none = runner.invoke(cli, ["audit", "export", "--to", "2000-01-01"])
+    assert none.output == ""
+    dry = runner.invoke(cli, ["audit", "purge", "--dry-run"])
+    assert dry.exit_code == 0
+    assert "nothing is due" in dry.output
+    future = runner.invoke(cli, ["audit", "purge", "--before", "2999-01-01"])
+    assert future.exit_code == 1
+    assert "EPIX-REQ-004" in future.output
+
+
+def test_users_lifecycle_from_the_command_line(runner: CliRunner, database: Database) -> None:
+    created = runner.invoke(
+        cli,
+        [
+            "users",
+            "create",
+            "border-1",
+            "--party",
+            "xb",
+            "--authority",
+            "XB Customs",
+            "--role",
+            "customs",
+            "--role",
+            "management_authority",
+            "--password-stdin",
+        ],
+        input="a long enough password\n",
+    )
+    assert created.exit_code == 0, created.output
+    listed = runner.invoke(cli, ["users", "list", "--party", "XB"])
+    assert "border-1\tXB\tXB Customs\tcustoms,management_authority\tactive" in listed.output
+    issued = runner.invoke(cli, ["users", "issue-key", "border-1", "--expires-days", "30"])
+    assert issued.exit_code == 0
+    raw_key = issued.stdout.strip().splitlines()[-1]
+    assert raw_key.startswith("epix_")
+    keys = runner.invoke(cli, ["users", "keys", "border-1"])
+    assert raw_key not in keys.output and "revoked=no" in keys.output
+    key_id = keys.output.split("\t")[0]
+    assert runner.invoke(cli, ["users", "revoke-key", key_id]).exit_code == 0
+    assert "revoked=no" not in runner.invoke(cli, ["users", "keys", "border-1"]).output
+    assert runner.invoke(cli, ["users", "disable", "border-1", "--reason", "test"]).exit_code == 0
+    assert "\tdisabled" in runner.invoke(cli, ["users", "list"]).output
+    assert runner.invoke(cli, ["users", "enable", "border-1"]).exit_code == 0
+    duplicate = runner.invoke(
+        cli,
+        ["users", "create", "border-1", "--party", "XB", "--authority", "X", "--role", "customs"],
+    )
+    assert duplicate.exit_code == 1
+    assert "EPIX-AUTH-007" in duplicate.output
+    verified = runner.invoke(cli, ["audit", "verify"])
+    assert verified.exit_code == 0, verified.output
