@@ -215,8 +215,8 @@ def _verify(
             )
     signature = _locate_signature(root, facts)
     certificate_text = _check_signature_layout(signature, facts)
-    certificate = _document_certificate(certificate_text, signature, facts)
-    trusted = _trusted_certificate(certificate, party, role, trust, when, signature, facts)
+    fingerprint = _document_certificate(certificate_text, signature, facts)
+    trusted = _trusted_certificate(fingerprint, party, role, trust, when, signature, facts)
     return _check_cryptography(root, trusted, when, signature, facts)
 
 
@@ -414,8 +414,9 @@ def _load_certificate(der: bytes) -> tuple[x509.Certificate, str]:
     return certificate, fingerprint_of(certificate)
 
 
-def _document_certificate(text: str, signature: etree._Element, facts: _Facts) -> x509.Certificate:
-    """The leaf certificate in KeyInfo: parsed, strong enough, matching the signature method."""
+def _document_certificate(text: str, signature: etree._Element, facts: _Facts) -> str:
+    """The fingerprint of the leaf certificate in KeyInfo, once it is parsed, strong enough and
+    of the signature method's family. The certificate itself is never trusted."""
     certificate_element = signature[2][0]
     try:
         der = base64.b64decode("".join(text.split()), validate=True)
@@ -437,11 +438,11 @@ def _document_certificate(text: str, signature: etree._Element, facts: _Facts) -
             f"{describe_key(key)} key of the certificate.",
             signature[0][1],
         )
-    return certificate
+    return fingerprint
 
 
 def _trusted_certificate(
-    certificate: x509.Certificate,
+    fingerprint: str,
     party: str,
     role: str,
     trust: TrustStore,
@@ -450,7 +451,6 @@ def _trusted_certificate(
     facts: _Facts,
 ) -> TrustedCertificate:
     """The registry's entry for the document's certificate, bound to ``party`` and ``role``."""
-    fingerprint = facts.document_fingerprint or ""
     where = signature[2][0]
     role = normalise_role(role)
     trusted = next((c for c in trust.candidates(party, role) if c.fingerprint == fingerprint), None)
