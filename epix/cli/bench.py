@@ -25,6 +25,42 @@ def _rate(work: Callable[[], object], seconds: float) -> float:
             return count / (now - started)
 
 
+@bench.command("validate")
+@click.option("--seconds", default=3.0, show_default=True, help="Total measuring time.")
+@click.option("--lines", default=6, show_default=True, help="Permit lines (6 is about 10 KB).")
+def validate_bench(seconds: float, lines: int) -> None:
+    """Permits/s for parse + schema + codes + rules vs bare lxml parse + XMLSchema."""
+    from lxml import etree
+
+    from epix.permits.samples import demo_permit
+    from epix.permits.validation import PERMIT_SCHEMA, validate_permit_bytes
+    from epix.permits.writer import write_permit
+    from epix.xml import load_schema
+
+    data = write_permit(demo_permit(lines=lines))
+    schema = load_schema(PERMIT_SCHEMA)
+    parser = etree.XMLParser(resolve_entities=False, no_network=True)
+    if not validate_permit_bytes(data).valid:
+        raise click.ClickException("the benchmark permit does not validate")
+
+    def baseline() -> None:
+        schema.validate(etree.fromstring(data, parser))
+
+    def full() -> None:
+        validate_permit_bytes(data)
+
+    rounds = 6
+    base_rate = full_rate = 0.0
+    for _ in range(rounds):  # interleaved, so drift on a shared machine hits both alike
+        base_rate += _rate(baseline, seconds / (2 * rounds)) / rounds
+        full_rate += _rate(full, seconds / (2 * rounds)) / rounds
+    ratio = full_rate / base_rate
+    click.echo(f"permit size: {len(data)} bytes, {lines} lines")
+    click.echo(f"baseline (lxml parse + XMLSchema): {base_rate:,.0f} permits/s")
+    click.echo(f"epix (parse + schema + model + codes + rules): {full_rate:,.0f} permits/s")
+    click.echo(f"ratio: {ratio:.2f} (target >= 0.50)")
+
+
 @bench.command("verify")
 @click.option("--seconds", default=3.0, show_default=True, help="Total measuring time.")
 @click.option("--lines", default=6, show_default=True, help="Permit lines (6 is about 10 KB).")

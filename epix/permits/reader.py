@@ -65,7 +65,9 @@ def envelope_payload(envelope: etree._Element) -> bytes:
             line=source_line(envelope),
         )
     try:
-        return binascii.a2b_base64("".join((payload.text or "").split()).encode("ascii"))
+        return binascii.a2b_base64(
+            "".join((payload.text or "").split()).encode("ascii"), strict_mode=True
+        )
     except (binascii.Error, UnicodeEncodeError):
         raise EpixError.of(
             "EPIX-XML-005",
@@ -119,23 +121,66 @@ def _wrong_root(element: etree._Element, what: str) -> EpixError:
 # --- value helpers -------------------------------------------------------------------------
 
 
+class _Kids:
+    """An element's children grouped by tag, read in one pass.
+
+    lxml's ``find`` runs ElementPath in Python; a permit has ~150 elements and is read on the
+    hot path, so each aggregate is scanned once and its children looked up in a dict.
+    """
+
+    __slots__ = ("_by_tag",)
+
+    def __init__(self, element: etree._Element | None) -> None:
+        by_tag: dict[str, list[etree._Element]] = {}
+        if element is not None:
+            # Elements only: comments and processing instructions are skipped in C.
+            for child in element.iterchildren(etree.Element):
+                found = by_tag.get(child.tag)
+                if found is None:
+                    by_tag[child.tag] = [child]
+                else:
+                    found.append(child)
+        self._by_tag = by_tag
+
+    def all(self, name: str, namespace: str = _R) -> list[etree._Element]:
+        return self._by_tag.get(namespace + name, [])
+
+    def first(self, name: str, namespace: str = _R) -> etree._Element | None:
+        found = self._by_tag.get(namespace + name)
+        return found[0] if found else None
+
+    def sub(self, name: str, namespace: str = _R) -> _Kids:
+        found = self._by_tag.get(namespace + name)
+        return _Kids(found[0] if found else None)
+
+    def text(self, name: str) -> str | None:
+        found = self._by_tag.get(_R + name)
+        if not found:
+            return None
+        value = found[0].text
+        if value is None:
+            return None
+        value = value.strip()
+        return value or None
+
+    def texts(self, name: str) -> tuple[str, ...]:
+        return tuple(value for child in self.all(name) if (value := _text(child)))
+
+    def datetime(self, name: str) -> datetime | None:
+        return _datetime(self.first(name))
+
+    def quantity(self, name: str) -> tuple[Decimal | None, str | None]:
+        return _quantity(self.first(name))
+
+
 def _text(element: etree._Element | None) -> str | None:
     if element is None:
         return None
-    value = (element.text or "").strip()
-    return value or None
-
-
-def _child_text(parent: etree._Element | None, name: str) -> str | None:
-    if parent is None:
+    value = element.text
+    if value is None:
         return None
-    return _text(parent.find(_R + name))
-
-
-def _texts(parent: etree._Element | None, name: str) -> tuple[str, ...]:
-    if parent is None:
-        return ()
-    return tuple(value for child in parent.iterchildren(_R + name) if (value := _text(child)))
+    value = value.strip()
+    return value or None
 
 
 def _bad_value(element: etree._Element, what: str, value: str) -> EpixError:
@@ -161,10 +206,6 @@ def _datetime(element: etree._Element | None) -> datetime | None:
         return parse_datetime(value)
     except ValueError:
         raise _bad_value(element, "date and time", value) from None
-
-
-def _child_datetime(parent: etree._Element | None, name: str) -> datetime | None:
-    return None if parent is None else _datetime(parent.find(_R + name))
 
 
 def _quantity(element: etree._Element | None) -> tuple[Decimal | None, str | None]:
@@ -206,125 +247,123 @@ def _path_of(element: etree._Element) -> str:
 def _document(element: etree._Element | None) -> DocumentRef | None:
     if element is None:
         return None
-    period = element.find(_R + "EffectiveSpecifiedPeriod")
+    kids = _Kids(element)
+    period = kids.sub("EffectiveSpecifiedPeriod")
     ref = DocumentRef(
-        id=_child_text(element, "ID"),
-        type_code=_child_text(element, "TypeCode"),
-        issued_at=_child_datetime(element, "IssueDateTime"),
-        name=_child_text(element, "Name"),
-        valid_from=_child_datetime(period, "StartDateTime"),
-        valid_until=_child_datetime(period, "EndDateTime"),
+        id=kids.text("ID"),
+        type_code=kids.text("TypeCode"),
+        issued_at=kids.datetime("IssueDateTime"),
+        name=kids.text("Name"),
+        valid_from=period.datetime("StartDateTime"),
+        valid_until=period.datetime("EndDateTime"),
     )
-    return None if ref == DocumentRef() else ref
+    return None if ref == _NO_DOCUMENT else ref
+
+
+_NO_DOCUMENT = DocumentRef()
 
 
 def _party(element: etree._Element | None) -> TradeParty:
     if element is None:
         return TradeParty()
-    address = element.find(_R + "PostalTradeAddress")
+    kids = _Kids(element)
+    address = kids.sub("PostalTradeAddress")
     return TradeParty(
-        name=_child_text(element, "Name"),
-        id=_child_text(element, "ID"),
+        name=kids.text("Name"),
+        id=kids.text("ID"),
         address=Address(
-            street=_child_text(address, "StreetName"),
-            city=_child_text(address, "CityName"),
-            postcode=_child_text(address, "PostcodeCode"),
-            po_box=_child_text(address, "PostOfficeBox"),
-            subdivision=_child_text(address, "CountrySubDivisionName"),
-            country=_child_text(address, "CountryID"),
-            country_name=_child_text(address, "CountryName"),
+            street=address.text("StreetName"),
+            city=address.text("CityName"),
+            postcode=address.text("PostcodeCode"),
+            po_box=address.text("PostOfficeBox"),
+            subdivision=address.text("CountrySubDivisionName"),
+            country=address.text("CountryID"),
+            country_name=address.text("CountryName"),
         ),
-        representative=_child_text(element.find(_R + "SpecifiedRepresentativePerson"), "Name"),
-        signatory=_child_text(element.find(_R + "SpecifiedAuthoritativeSignatoryPerson"), "Name"),
+        representative=kids.sub("SpecifiedRepresentativePerson").text("Name"),
+        signatory=kids.sub("SpecifiedAuthoritativeSignatoryPerson").text("Name"),
     )
+
+
+_NO_ENDORSEMENT = Endorsement()
 
 
 def _endorsement(element: etree._Element | None) -> Endorsement | None:
     if element is None:
         return None
-    quantity, unit = _quantity(element.find(_R + "UnitQuantity"))
-    location = element.find(_R + "OccurrenceLogisticsLocation")
-    certifier = element.find(_R + "CertifyingTradeParty")
+    kids = _Kids(element)
+    quantity, unit = kids.quantity("UnitQuantity")
+    location = kids.sub("OccurrenceLogisticsLocation")
+    certifier = kids.sub("CertifyingTradeParty")
     endorsement = Endorsement(
-        occurred_at=_child_datetime(element, "ActualOccurrenceDateTime"),
+        occurred_at=kids.datetime("ActualOccurrenceDateTime"),
         quantity=quantity,
         unit=unit,
-        port=_child_text(location, "ID"),
-        port_name=_child_text(location, "Name"),
-        authority=_child_text(certifier, "Name"),
-        officer=_child_text(
-            None
-            if certifier is None
-            else certifier.find(_R + "SpecifiedAuthoritativeSignatoryPerson"),
-            "Name",
-        ),
+        port=location.text("ID"),
+        port_name=location.text("Name"),
+        authority=certifier.text("Name"),
+        officer=certifier.sub("SpecifiedAuthoritativeSignatoryPerson").text("Name"),
     )
-    return None if endorsement == Endorsement() else endorsement
+    return None if endorsement == _NO_ENDORSEMENT else endorsement
+
+
+_LINE_DOCUMENTS = (DOC_ORIGIN_PERMIT, DOC_LAST_REEXPORT, DOC_IMPORT_PERMIT)
 
 
 def _line(item: etree._Element, index: int) -> PermitLine:
-    trade = item.find(_R + "IncludedSupplyChainTradeLineItem")
-    product = None if trade is None else trade.find(_R + "SpecifiedTradeProduct")
-    quantity, unit = _quantity(item.find(f"{_R}TransportLogisticsPackage/{_R}ItemQuantity"))
-    origin = item.find(_R + "OriginTradeCountry")
-    last = item.find(_R + "ExportTradeCountry")
-    procedure = item.find(_R + "ApplicableCrossBorderRegulatoryProcedure")
-    used, quota_unit = _quantity(
-        None if procedure is None else procedure.find(_R + "UsedToDateQuotaQuantity")
-    )
-    annual, annual_unit = _quantity(
-        None if procedure is None else procedure.find(_R + "AnnualQuotaQuantity")
-    )
-    operation = None
-    if procedure is not None:
-        operation = _child_text(procedure.find(_R + "PreviousReferencedDocument"), "ID")
+    kids = _Kids(item)
+    trade = kids.sub("IncludedSupplyChainTradeLineItem")
+    product = trade.sub("SpecifiedTradeProduct")
+    quantity, unit = kids.sub("TransportLogisticsPackage").quantity("ItemQuantity")
+    origin = kids.sub("OriginTradeCountry")
+    last = kids.sub("ExportTradeCountry")
+    procedure = kids.sub("ApplicableCrossBorderRegulatoryProcedure")
+    used, quota_unit = procedure.quantity("UsedToDateQuotaQuantity")
+    annual, annual_unit = procedure.quantity("AnnualQuotaQuantity")
 
     by_kind: dict[str, DocumentRef] = {}
     others: list[DocumentRef] = []
-    for element in item.iterchildren(_R + "AssociatedReferencedDocument"):
+    for element in kids.all("AssociatedReferencedDocument"):
         ref = _document(element)
         if ref is None:
             continue
         kind = ref.type_code
-        if (
-            kind in (DOC_ORIGIN_PERMIT, DOC_LAST_REEXPORT, DOC_IMPORT_PERMIT)
-            and kind not in by_kind
-        ):
+        if kind in _LINE_DOCUMENTS and kind not in by_kind:
             by_kind[kind] = ref
         else:
             others.append(ref)
 
     marks = tuple(
         mark
-        for marks_element in item.iterchildren(_R + "PhysicalLogisticsShippingMarks")
-        for mark in _texts(marks_element, "Marking")
+        for marks_element in kids.all("PhysicalLogisticsShippingMarks")
+        for mark in _Kids(marks_element).texts("Marking")
     )
     return PermitLine(
-        line_id=_child_text(item, "ID") or str(index),
-        scientific_name=_child_text(product, "ScientificName"),
-        common_name=_child_text(product, "CommonName"),
-        description=_child_text(product, "Description"),
-        term=_child_text(product, "TypeCode"),
+        line_id=kids.text("ID") or str(index),
+        scientific_name=product.text("ScientificName"),
+        common_name=product.text("CommonName"),
+        description=product.text("Description"),
+        term=product.text("TypeCode"),
         marks=marks,
-        appendix=_child_text(trade, "TypeCode"),
-        source=_child_text(trade, "TypeExtensionCode"),
+        appendix=trade.text("TypeCode"),
+        source=trade.text("TypeExtensionCode"),
         quantity=quantity,
         unit=unit,
         quota_used=used,
         annual_quota=annual,
         quota_unit=quota_unit or annual_unit,
-        origin_country=_child_text(origin, "ID"),
-        origin_country_name=_child_text(origin, "Name"),
+        origin_country=origin.text("ID"),
+        origin_country_name=origin.text("Name"),
         origin_permit=by_kind.get(DOC_ORIGIN_PERMIT),
-        reexport_country=_child_text(last, "ID"),
-        reexport_country_name=_child_text(last, "Name"),
+        reexport_country=last.text("ID"),
+        reexport_country_name=last.text("Name"),
         last_reexport=by_kind.get(DOC_LAST_REEXPORT),
         import_permit=by_kind.get(DOC_IMPORT_PERMIT),
         other_documents=tuple(others),
-        registered_operation=operation,
-        acquisition_date=_child_datetime(procedure, "AcquisitionDateTime"),
-        procedure_categories=_texts(procedure, "CategoryCode"),
-        endorsement=_endorsement(item.find(_R + "ExaminationTransportEvent")),
+        registered_operation=procedure.sub("PreviousReferencedDocument").text("ID"),
+        acquisition_date=procedure.datetime("AcquisitionDateTime"),
+        procedure_categories=procedure.texts("CategoryCode"),
+        endorsement=_endorsement(kids.first("ExaminationTransportEvent")),
     )
 
 
@@ -333,58 +372,39 @@ def read_permit(element: etree._Element) -> Permit:
 
     Raises ``EpixError`` (EPIX-SCHEMA-001) only for values the schema would also refuse.
     """
-    header = element.find(_P + "HeaderExchangedDocument")
-    consignment = element.find(_P + "SpecifiedSupplyChainConsignment")
-    period = None if header is None else header.find(_R + "EffectiveSpecifiedPeriod")
-    signatory = None if header is None else header.find(_R + "FirstSignatoryDocumentAuthentication")
-    place = None if header is None else header.find(_R + "IssueLogisticsLocation")
-    copy_text = _child_text(header, "CopyIndicator")
-    items = (
-        ()
-        if consignment is None
-        else consignment.iterchildren(_R + "IncludedSupplyChainConsignmentItem")
+    root = _Kids(element)
+    header = root.sub("HeaderExchangedDocument", _P)
+    consignment = root.sub("SpecifiedSupplyChainConsignment", _P)
+    period = header.sub("EffectiveSpecifiedPeriod")
+    signatory = header.sub("FirstSignatoryDocumentAuthentication")
+    place = header.sub("IssueLogisticsLocation")
+    copy_text = header.text("CopyIndicator")
+    references = tuple(
+        ref
+        for child in header.all("ReferenceReferencedDocument")
+        if (ref := _document(child)) is not None
     )
-    references = (
-        ()
-        if header is None
-        else tuple(
-            ref
-            for child in header.iterchildren(_R + "ReferenceReferencedDocument")
-            if (ref := _document(child)) is not None
-        )
-    )
+    items = consignment.all("IncludedSupplyChainConsignmentItem")
     return Permit(
-        document_type=_child_text(header, "TypeCode"),
-        number=_child_text(header, "ID"),
-        document_name=_child_text(header, "Name"),
-        issued_at=_child_datetime(header, "IssueDateTime"),
+        document_type=header.text("TypeCode"),
+        number=header.text("ID"),
+        document_name=header.text("Name"),
+        issued_at=header.datetime("IssueDateTime"),
         copy=None if copy_text is None else copy_text in ("true", "1"),
-        purpose_text=_child_text(header, "Purpose"),
-        purpose=_child_text(header, "PurposeCode"),
-        special_conditions=_texts(header, "Information"),
+        purpose_text=header.text("Purpose"),
+        purpose=header.text("PurposeCode"),
+        special_conditions=header.texts("Information"),
         references=references,
-        valid_from=_child_datetime(period, "StartDateTime"),
-        valid_until=_child_datetime(period, "EndDateTime"),
-        place_of_issue_id=_child_text(place, "ID"),
-        place_of_issue=_child_text(place, "Name"),
-        security_stamp=_child_text(signatory, "ID"),
-        signed_at=_child_datetime(signatory, "ActualDateTime"),
-        issuing_authority=_party(
-            None if signatory is None else signatory.find(_R + "ProviderTradeParty")
-        ),
-        exporter=_party(
-            None if consignment is None else consignment.find(_R + "ConsignorTradeParty")
-        ),
-        importer=_party(
-            None if consignment is None else consignment.find(_R + "ConsigneeTradeParty")
-        ),
-        transport_document=_document(
-            None
-            if consignment is None
-            else consignment.find(_R + "TransportContractReferencedDocument")
-        ),
-        endorsement=_endorsement(
-            None if consignment is None else consignment.find(_R + "ExaminationTransportEvent")
-        ),
+        valid_from=period.datetime("StartDateTime"),
+        valid_until=period.datetime("EndDateTime"),
+        place_of_issue_id=place.text("ID"),
+        place_of_issue=place.text("Name"),
+        security_stamp=signatory.text("ID"),
+        signed_at=signatory.datetime("ActualDateTime"),
+        issuing_authority=_party(signatory.first("ProviderTradeParty")),
+        exporter=_party(consignment.first("ConsignorTradeParty")),
+        importer=_party(consignment.first("ConsigneeTradeParty")),
+        transport_document=_document(consignment.first("TransportContractReferencedDocument")),
+        endorsement=_endorsement(consignment.first("ExaminationTransportEvent")),
         lines=tuple(_line(item, index) for index, item in enumerate(items, start=1)),
     )

@@ -10,6 +10,7 @@ slower xmlschema asked for path-precise, readable messages.
 from __future__ import annotations
 
 import dataclasses
+import re
 from dataclasses import dataclass
 from functools import cache
 from typing import Any
@@ -28,6 +29,7 @@ from epix.xml import SCHEMA_DIR, load_schema, parse_xml
 from epix.xml.parse import DEFAULT_MAX_BYTES, DEFAULT_MAX_DEPTH
 
 PERMIT_SCHEMA = "cites/CITESEPermit_2p0.xsd"
+_PREFIX = re.compile(r"(?<=/)[^/:\[\]]+:")
 MAX_SCHEMA_FINDINGS = 20
 
 
@@ -75,14 +77,19 @@ def check_schema(element: etree._Element) -> list[Finding]:
             Finding(
                 "EPIX-SCHEMA-001",
                 str(error.reason or error.message),
-                location=error.path,
+                location=_PREFIX.sub("", error.path) if error.path else None,
                 line=getattr(error, "sourceline", None),
             )
         )
     if not findings:  # the two validators disagree: keep lxml's word, it is the hot path
         log: Any = schema.error_log
         findings = [
-            Finding("EPIX-SCHEMA-001", entry.message, location=entry.path, line=entry.line)
+            Finding(
+                "EPIX-SCHEMA-001",
+                entry.message,
+                location=_PREFIX.sub("", entry.path) if entry.path else None,
+                line=entry.line,
+            )
             for entry in list(log)[:MAX_SCHEMA_FINDINGS]
         ]
     return findings
