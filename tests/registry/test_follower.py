@@ -1,0 +1,169 @@
+"""A follower node against a real HTTP source on 127.0.0.1: verify, monotonic, last good copy."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+from lxml import etree
+
+from epix.db import Database
+from epix.errors import EpixError
+from epix.registry import repository, service
+from epix.registry.document import publish
+from epix.registry.follower import RegistryFollower
+from epix.registry.trust import RegistryTrustStore
+from epix.signatures import sign_document
+from epix.xml.namespaces import DSIG
+from tests.pki import Identity
+from tests.registry.conftest import SECRETARIAT, ec_identity, populate
+
+
+class Source:
+    """What the fake Secretariat serves, and what it was asked."""
+
+    def __init__(self) -> None:
+        self.body = b""
+        self.etag = '"v0"'
+        self.requests: list[str | None] = []
+
+
+@pytest.fixture
+def source() -> Iterator[tuple[Source, str, ThreadingHTTPServer]]:
+    state = Source()
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            state.requests.append(self.headers.get("If-None-Match"))
+            if self.headers.get("If-None-Match") == state.etag:
+                self.send_response(304)
+                self.send_header("ETag", state.etag)
+                self.end_headers()
+                return
+            self.send_response(200)
+            self.send_header("Content-Type", "application/xml")
+            self.send_header("ETag", state.etag)
+            self.send_header("Content-Length", str(len(state.body)))
+            self.end_headers()
+            self.wfile.write(state.body)
+
+        def log_message(self, format: str, *args: object) -> None:
+            return
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{server.server_address[1]}/v1/registry"
+    try:
+        yield state, url, server
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+
+
+@pytest.fixture
+def secretariat_database(tmp_path: Path) -> Database:
+    database = Database(f"sqlite:///{tmp_path / 'secretariat.sqlite3'}")
+    database.migrate()
+    return database
+
+
+def published(database: Database, secretariat: Identity) -> bytes:
+    with database.unit_of_work() as session:
+        return publish(session, secretariat.key_pem, secretariat.cert_pem).content
+
+
+def test_follower_imports_verifies_uses_etag_and_survives_the_source_going_down(
+    database: Database,
+    secretariat_database: Database,
+    secretariat_identity: Identity,
+    source: tuple[Source, str, ThreadingHTTPServer],
+) -> None:
+    state, url, server = source
+    with secretariat_database.unit_of_work() as session:
+        populated = populate(session)
+    state.body, state.etag = published(secretariat_database, secretariat_identity), '"v7"'
+    follower = RegistryFollower(database, source_url=url, anchor_pem=secretariat_identity.cert_pem)
+
+    first = follower.refresh()
+    assert (first.version, first.changed, first.warnings) == (7, True, ())
+    unchanged = follower.refresh()
+    assert (unchanged.version, unchanged.changed) == (7, False)
+    assert state.requests == [None, '"v7"']  # the second fetch was conditional, answered 304
+
+    with secretariat_database.unit_of_work() as session:
+        service.revoke_certificate(
+            session,
+            fingerprint=populated.xa_ma_identity.fingerprint,
+            reason="key compromise",
+            actor=SECRETARIAT,
+        )
+    state.body, state.etag = published(secretariat_database, secretariat_identity), '"v8"'
+    assert follower.refresh().version == 8
+    with database.unit_of_work() as session:
+        (entry,) = RegistryTrustStore(session).candidates("XA", "management_authority")
+        assert entry.revocation_reason == "key compromise"
+
+    server.shutdown()
+    server.server_close()
+    down = follower.refresh()
+    assert (down.version, down.changed) == (8, False)
+    assert [w.code for w in down.warnings] == ["EPIX-REG-011"]
+    with database.unit_of_work() as session:
+        assert repository.latest_document(session).version == 8  # type: ignore[union-attr]
+        assert RegistryTrustStore(session).candidates("XB", "management_authority")
+
+
+def test_follower_refuses_forged_and_older_documents_and_keeps_its_copy(
+    sqlite_database: Database,
+    secretariat_database: Database,
+    secretariat_identity: Identity,
+    source: tuple[Source, str, ThreadingHTTPServer],
+) -> None:
+    state, url, _server = source
+    with secretariat_database.unit_of_work() as session:
+        populate(session)
+    old = published(secretariat_database, secretariat_identity)
+    with secretariat_database.unit_of_work() as session:
+        service.set_endpoint(session, party="XA", url="https://xa.example", actor=SECRETARIAT)
+    new = published(secretariat_database, secretariat_identity)
+    follower = RegistryFollower(
+        sqlite_database, source_url=url, anchor_pem=secretariat_identity.cert_pem
+    )
+    state.body, state.etag = new, '"new"'
+    assert follower.refresh().version == 8
+
+    root = etree.fromstring(new)
+    root.remove(root.find(f"{{{DSIG}}}Signature"))
+    root.set("version", "9")
+    attacker = ec_identity("Impostor", party="CH")
+    forged = sign_document(etree.tostring(root), attacker.key_pem, attacker.cert_pem)
+    for body, etag, code in [
+        (forged, '"forged"', "EPIX-REG-007"),
+        (new.replace(b'version="8"', b'version="9"'), '"bumped"', "EPIX-REG-007"),
+        (old, '"old"', "EPIX-REG-008"),
+    ]:
+        state.body, state.etag = body, etag
+        with pytest.raises(EpixError) as exc:
+            follower.refresh()
+        assert exc.value.findings[0].code == code
+    with sqlite_database.unit_of_work() as session:
+        assert repository.current_version(session) == 8
+        assert service.endpoint_for(session, "XA") == "https://xa.example"
+
+
+def test_follower_without_a_copy_reports_no_registry_when_the_source_is_down(
+    sqlite_database: Database, secretariat_identity: Identity
+) -> None:
+    follower = RegistryFollower(
+        sqlite_database,
+        source_url="http://127.0.0.1:9/v1/registry",
+        anchor_pem=secretariat_identity.cert_pem,
+    )
+    with pytest.raises(EpixError) as exc:
+        follower.refresh()
+    assert [f.code for f in exc.value.findings] == ["EPIX-REG-009"]
