@@ -1,0 +1,280 @@
+"""Submitting over HTTP: signed receipts, idempotency, fail-closed checks, bounded input."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+from datetime import UTC, datetime, timedelta
+
+import httpx
+import pytest
+from lxml import etree
+from sqlalchemy import func, select
+from sqlalchemy.exc import OperationalError
+
+from epix.audit.models import AuditEvent
+from epix.audit.verify import verify_chain
+from epix.auth import service as auth
+from epix.exchange.envelope import Envelope, build_envelope
+from epix.exchange.models import InboxEntry, Message, Permit, Receipt
+from epix.exchange.node_identity import node_identity
+from epix.permits.samples import demo_permit
+from epix.permits.writer import write_permit
+from epix.signatures.sign import sign_document
+from epix.signatures.trust import StaticTrustStore
+from epix.signatures.verify import verify_document
+from tests.exchange.conftest import Node, headers
+from tests.pki import make_identity
+from tests.signatures.forge import forge, load_key
+
+pytestmark = pytest.mark.anyio
+MA = "management_authority"
+RSA_SHA1 = "http://www.w3.org/2000/09/xmldsig#rsa-sha1"
+
+
+def stored(node: Node) -> tuple[int, int, int]:
+    with node.database.unit_of_work() as session:
+        return (
+            session.scalar(select(func.count()).select_from(Message)) or 0,
+            session.scalar(select(func.count()).select_from(Permit)) or 0,
+            session.scalar(select(func.count()).select_from(InboxEntry)) or 0,
+        )
+
+
+def codes(response: httpx.Response) -> list[str]:
+    return [error["code"] for error in response.json()["errors"]]
+
+
+def verify_receipt(node: Node, receipt: bytes) -> etree._Element:
+    identity = node_identity(node.settings.data_dir, node.settings.node_party)
+    verdict = verify_document(
+        receipt, party="XA", role="node", trust=StaticTrustStore([identity.trusted()])
+    )
+    assert verdict.valid, verdict.findings
+    assert verdict.signed_element is not None
+    return verdict.signed_element
+
+
+def receipt_field(root: etree._Element, name: str) -> str | None:
+    return root.findtext(f"{{urn:epix:receipt:1}}{name}")
+
+
+async def test_accepted_submission_stores_exact_bytes_and_returns_a_signed_receipt(
+    client: httpx.AsyncClient, node: Node
+) -> None:
+    body = node.signed_permit()
+    response = await client.post(
+        "/v1/messages", content=body, headers=headers(node.key("XA", MA), message_id="m-1")
+    )
+    assert response.status_code == 201
+    receipt = verify_receipt(node, response.content)
+    sha = hashlib.sha256(body).hexdigest()
+    assert receipt_field(receipt, "MessageId") == "m-1"
+    assert receipt_field(receipt, "DocumentSHA256") == sha
+    assert receipt_field(receipt, "Status") in ("accepted", "accepted_with_warnings")
+    with node.database.unit_of_work() as session:
+        message = session.scalars(select(Message)).one()
+        assert message.body == body and message.sha256 == sha
+        assert session.scalars(select(Receipt)).one().body == response.content
+
+
+async def test_envelope_document_carries_the_same_bytes(
+    client: httpx.AsyncClient, node: Node
+) -> None:
+    body = node.signed_permit()
+    envelope = build_envelope(
+        Envelope("env-1", "XA", "XB", "permit", "conv-1", datetime.now(UTC)), body
+    )
+    response = await client.post(
+        "/v1/messages",
+        content=envelope,
+        headers={
+            "Authorization": f"Bearer {node.key('XA', MA)}",
+            "Content-Type": "application/vnd.epix.envelope+xml",
+        },
+    )
+    assert response.status_code == 201
+    with node.database.unit_of_work() as session:
+        message = session.scalars(select(Message)).one()
+        assert message.body == body and message.conversation_id == "conv-1"
+
+
+async def test_same_id_same_bytes_returns_the_original_receipt_and_other_bytes_are_refused(
+    client: httpx.AsyncClient, node: Node
+) -> None:
+    body = node.signed_permit(number="XA-IDEM-1")
+    sent = headers(node.key("XA", MA), message_id="idem-1")
+    first = await client.post("/v1/messages", content=body, headers=sent)
+    again = await client.post("/v1/messages", content=body, headers=sent)
+    assert (first.status_code, again.status_code) == (201, 200)
+    assert again.content == first.content
+    other = await client.post("/v1/messages", content=node.signed_permit(), headers=sent)
+    assert other.status_code == 409 and codes(other) == ["EPIX-MSG-001"]
+    rejected = verify_receipt(node, base64.b64decode(other.json()["receipt"]))
+    assert receipt_field(rejected, "Status") == "rejected"
+    assert stored(node)[0] == 1
+
+
+async def test_a_different_permit_with_a_used_number_is_refused(
+    client: httpx.AsyncClient, node: Node
+) -> None:
+    key = node.key("XA", MA)
+    first = await client.post(
+        "/v1/messages", content=node.signed_permit(number="XA-DUP"), headers=headers(key)
+    )
+    assert first.status_code == 201
+    second = await client.post(
+        "/v1/messages",
+        content=node.signed_permit(number="XA-DUP", lines=1),
+        headers=headers(key),
+    )
+    assert second.status_code == 409 and codes(second) == ["EPIX-MSG-007"]
+    assert stored(node)[:2] == (1, 1)
+
+
+async def test_no_receipt_when_the_commit_fails(
+    client: httpx.AsyncClient, node: Node, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Guarantee 1: a receipt only after bytes, hash and audit event are committed."""
+    from epix.exchange import service
+
+    real = service.store_submission
+
+    def failing(session: object, **kwargs: object) -> Message:
+        real(session, **kwargs)  # type: ignore[arg-type]
+        raise OperationalError("COMMIT", {}, Exception("disk I/O error"))
+
+    monkeypatch.setattr(service, "store_submission", failing)
+    response = await client.post(
+        "/v1/messages", content=node.signed_permit(), headers=headers(node.key("XA", MA))
+    )
+    assert response.status_code == 503
+    assert codes(response) == ["EPIX-MSG-008"] and "receipt" not in response.json()
+    assert stored(node) == (0, 0, 0)
+    with node.database.unit_of_work() as session:
+        ok = session.scalars(select(AuditEvent).where(AuditEvent.action == "message.submit")).all()
+        assert ok == []
+
+
+def _attacks(node: Node) -> dict[str, bytes]:
+    xa_key, xa_cert = node.demo.signing_identity("XA")
+    unsigned = write_permit(demo_permit(number="XA-ATTACK"))
+    signed = sign_document(unsigned, xa_key, xa_cert)
+    stranger = make_identity("Unregistered MA", party="XA")
+    xb_key, xb_cert = node.demo.signing_identity("XB")
+    rsa = make_identity("XA MA RSA", party="XA")
+    # Wrapping: the signed permit moved under a new root that carries other business data.
+    wrapped_root = etree.Element("{urn:example:wrap}Wrapper")
+    wrapped_root.append(etree.fromstring(signed))
+    wrapped_root.append(etree.fromstring(unsigned.replace(b"XA-ATTACK", b"XA-FORGED")))
+    tampered = signed.replace(b"XA-ATTACK", b"XA-ATTACX")
+    return {
+        "unsigned": unsigned,
+        "unknown signer": sign_document(unsigned, stranger.key_pem, stranger.cert_pem),
+        "signer of another Party": sign_document(unsigned, xb_key, xb_cert),
+        "wrapped": etree.tostring(wrapped_root),
+        "tampered": tampered,
+        "DTD": b'<?xml version="1.0"?><!DOCTYPE x [<!ENTITY e "boom">]>'
+        + signed.split(b"?>", 1)[1],
+        "SHA-1": forge(unsigned, load_key(rsa.key_pem), rsa.certificate, method=RSA_SHA1),
+    }
+
+
+@pytest.mark.parametrize(
+    "attack",
+    [
+        "unsigned",
+        "unknown signer",
+        "signer of another Party",
+        "wrapped",
+        "tampered",
+        "DTD",
+        "SHA-1",
+    ],
+)
+async def test_forged_or_unsigned_permits_are_refused_before_storage(
+    client: httpx.AsyncClient, node: Node, attack: str
+) -> None:
+    """Guarantee 6: fail-closed, nothing stored, a code and a signed rejected receipt."""
+    body = _attacks(node)[attack]
+    response = await client.post("/v1/messages", content=body, headers=headers(node.key("XA", MA)))
+    assert 400 <= response.status_code < 500, response.text
+    assert response.headers["content-type"] == "application/problem+json"
+    found = codes(response)
+    assert found and all(c.split("-")[1] in ("SIG", "XML", "MSG", "SCHEMA") for c in found)
+    if attack != "DTD":
+        assert response.json()["receipt_status"] == "rejected"
+    assert stored(node) == (0, 0, 0)
+
+
+async def test_oversized_body_gets_413_and_deep_nesting_is_refused(
+    client: httpx.AsyncClient, node: Node
+) -> None:
+    """Guarantee 7."""
+    big = b"<a>" + b"x" * (node.settings.max_body_bytes + 10) + b"</a>"
+    response = await client.post("/v1/messages", content=big, headers=headers(node.key("XA", MA)))
+    assert response.status_code == 413 and codes(response) == ["EPIX-REQ-003"]
+    deep = b"<a>" * 100 + b"</a>" * 100
+    response = await client.post("/v1/messages", content=deep, headers=headers(node.key("XA", MA)))
+    assert response.status_code == 400 and codes(response) == ["EPIX-XML-003"]
+    assert stored(node) == (0, 0, 0)
+
+
+async def test_bad_requests_are_problems_with_codes(client: httpx.AsyncClient, node: Node) -> None:
+    key = node.key("XA", MA)
+    body = node.signed_permit()
+    cases: list[tuple[dict[str, str], bytes, int, str]] = [
+        (headers(key, content_type="application/json"), b"{}", 415, "EPIX-REQ-002"),
+        (headers(key, recipient="QQ"), body, 422, "EPIX-MSG-003"),
+        (headers(key, sender="XB"), body, 403, "EPIX-AUTH-005"),
+        (headers(node.key("XB", "customs")), body, 403, "EPIX-AUTH-004"),
+        (headers("epix_0000_not-a-key"), body, 401, "EPIX-AUTH-002"),
+        (headers(key, message_id="bad id with spaces"), body, 422, "EPIX-REQ-004"),
+        (
+            headers(key),
+            b"<CITESEPermit xmlns='urn:un:unece:uncefact:data:standard:"
+            b"CITESEPermit:2'><Nonsense/></CITESEPermit>",
+            422,
+            "EPIX-SCHEMA-001",
+        ),
+        (headers(key), b"<not-xml", 400, "EPIX-XML-001"),
+    ]
+    for sent, content, status, code in cases:
+        response = await client.post("/v1/messages", content=content, headers=sent)
+        assert response.status_code == status, (code, response.text)
+        assert response.headers["content-type"] == "application/problem+json"
+        assert code in codes(response)
+    assert stored(node) == (0, 0, 0)
+
+
+async def test_expired_api_key_is_refused(client: httpx.AsyncClient, node: Node) -> None:
+    with node.database.unit_of_work() as session:
+        user = auth.get_user(session, "xa-management_authority")
+        _, raw = auth.issue_api_key(
+            session, user, expires_at=datetime.now(UTC) + timedelta(milliseconds=50)
+        )
+    await asyncio.sleep(0.1)
+    response = await client.post("/v1/messages", content=node.signed_permit(), headers=headers(raw))
+    assert response.status_code == 401 and codes(response) == ["EPIX-AUTH-003"]
+
+
+async def test_every_submission_is_in_an_intact_audit_chain(
+    client: httpx.AsyncClient, node: Node
+) -> None:
+    """Guarantee 8 as far as the exchange goes: accepted and refused submissions are audited."""
+    key = node.key("XA", MA)
+    await client.post("/v1/messages", content=node.signed_permit(), headers=headers(key))
+    await client.post("/v1/messages", content=b"<x/>", headers=headers(key))
+    with node.database.unit_of_work() as session:
+        outcomes = session.scalars(
+            select(AuditEvent.outcome).where(AuditEvent.action == "message.submit")
+        ).all()
+        assert outcomes == ["ok", "EPIX-XML-005"]
+        assert verify_chain(session).ok
+        event = session.scalars(
+            select(AuditEvent).where(
+                AuditEvent.action == "message.submit", AuditEvent.outcome == "ok"
+            )
+        ).one()
+        assert "authorization" not in event.headers.lower()
