@@ -12,6 +12,8 @@ from tests.conftest import need_command
 from tests.pki import Identity, make_identity
 from tests.signatures.conftest import PARTY, ROLE, permit_document, register
 
+pytestmark = pytest.mark.xmlsec1
+
 METHODS = {
     "rsa": "http://www.w3.org/2001/04/xmldsig-more#rsa-sha256",
     "ec": "http://www.w3.org/2001/04/xmldsig-more#ecdsa-sha256",
