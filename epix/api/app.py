@@ -8,17 +8,18 @@ from starlette.middleware.sessions import SessionMiddleware
 from epix.api.limits import BodySizeLimit
 from epix.api.metrics import Metrics, MetricsMiddleware, metrics_endpoint
 from epix.api.problems import install_problem_handlers
-from epix.api.routers import auth, health
-from epix.api.routers import inbox as inbox_router
-from epix.api.routers import messages, permits
+from epix.api.routers import auth, health, messages, permits
 from epix.api.routers import endorsements as endorsements_routes
+from epix.api.routers import inbox as inbox_router
 from epix.api.routers import outbox as outbox_routes
 from epix.api.routers import registry as registry_routes
 from epix.api.routers import webhooks as webhook_routes
 from epix.audit.service import AuditPolicy, configure_audit
+from epix.audit.signing import node_checkpoint_signer
 from epix.auth.session_secret import session_secret
 from epix.db import Database
 from epix.settings import Settings, get_settings
+from epix.web.pages import mount_web
 
 
 def create_app(settings: Settings | None = None, database: Database | None = None) -> FastAPI:
@@ -39,7 +40,9 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
     app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)
     app.add_route("/metrics", metrics_endpoint, include_in_schema=False)
     app.include_router(health.router)
-    configure_audit(AuditPolicy.from_settings(settings))
+    configure_audit(
+        AuditPolicy.from_settings(settings, signer=lambda: node_checkpoint_signer(settings))
+    )
     app.add_middleware(
         SessionMiddleware,
         secret_key=session_secret(settings),
@@ -57,4 +60,5 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
     app.include_router(webhook_routes.router)
     app.include_router(outbox_routes.router)
     app.include_router(registry_routes.router)
+    mount_web(app)
     return app

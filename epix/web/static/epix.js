@@ -1,0 +1,209 @@
+// EPIX web pages: thin views over the /v1 API. Data is only ever inserted as text, never HTML.
+"use strict";
+
+const $ = (id) => document.getElementById(id);
+
+function text(element, value) {
+  element.textContent = value === null || value === undefined || value === "" ? "—" : String(value);
+}
+
+function showProblem(problem) {
+  const box = $("problem");
+  box.replaceChildren();
+  const title = document.createElement("strong");
+  title.textContent = problem.detail || problem.title || "The request was refused.";
+  box.append(title);
+  const list = document.createElement("ul");
+  for (const error of problem.errors || []) {
+    const item = document.createElement("li");
+    item.textContent = `${error.code}: ${error.message}` + (error.location ? ` (at ${error.location})` : "");
+    item.dataset.code = error.code;
+    list.append(item);
+  }
+  box.append(list);
+  box.hidden = false;
+}
+
+function clearProblem() {
+  $("problem").hidden = true;
+  $("problem").replaceChildren();
+}
+
+async function api(method, path, body) {
+  const options = { method, headers: { Accept: "application/json" }, credentials: "same-origin" };
+  if (body !== undefined) {
+    options.headers["Content-Type"] = "application/json";
+    options.body = JSON.stringify(body);
+  }
+  const response = await fetch(path, options);
+  const data = await response.json().catch(() => ({ detail: `HTTP ${response.status}` }));
+  if (response.status === 401 && !location.pathname.endsWith("/login")) {
+    location.assign(`/web/login?next=${encodeURIComponent(location.pathname + location.search)}`);
+    throw new Error("not logged in");
+  }
+  if (!response.ok) {
+    showProblem(data);
+    throw new Error(data.code || `HTTP ${response.status}`);
+  }
+  return data;
+}
+
+async function showWho() {
+  try {
+    const who = await fetch("/v1/auth/whoami", { credentials: "same-origin" });
+    if (!who.ok) return;
+    const me = await who.json();
+    text($("who"), `${me.username} · ${me.party} · ${me.roles.join(", ")}`);
+  } catch (_) { /* not logged in: the header stays empty */ }
+}
+
+function initLogin() {
+  $("login-form").addEventListener("submit", async (event) => {
+    event.preventDefault();
+    clearProblem();
+    await api("POST", "/v1/auth/login", { username: $("username").value, password: $("password").value });
+    const next = new URLSearchParams(location.search).get("next");
+    location.assign(next && next.startsWith("/web/") ? next : "/web/lookup");
+  });
+}
+
+function partyText(party) {
+  if (!party) return null;
+  const country = party.address && party.address.country ? ` (${party.address.country})` : "";
+  return (party.name || "") + country;
+}
+
+function renderPermit(view) {
+  const signature = view.signature;
+  const verdict = $("verdict");
+  verdict.className = "verdict " + (signature.valid ? "good" : "bad");
+  text(verdict, signature.valid ? "Signature valid" : "Signature NOT valid");
+  const status = $("status");
+  status.className = "status status-" + view.status;
+  text(status, view.status.toUpperCase());
+  text($("fact-number"), `${view.issuing_party} ${view.number}`);
+  text($("fact-type"), view.document_type);
+  text($("fact-validity"), `${view.valid_from || "?"} → ${view.valid_until || "?"}`);
+  const signer = signature.signer;
+  text($("fact-signer"), signer ? `${signer.authority_name} (${signer.party}), key ${signer.fingerprint.slice(0, 16)}…` : null);
+  const permit = view.permit || {};
+  text($("fact-exporter"), partyText(permit.exporter));
+  text($("fact-importer"), partyText(permit.importer));
+  text($("fact-sha"), view.sha256);
+  $("qr").src = `/web/qr.svg?party=${encodeURIComponent(view.issuing_party)}&number=${encodeURIComponent(view.number)}`;
+
+  const species = new Map((permit.lines || []).map((line) => [line.line_id, line]));
+  const body = $("lines").querySelector("tbody");
+  body.replaceChildren();
+  const endorseLines = $("endorse-lines");
+  endorseLines.replaceChildren();
+  for (const line of view.lines) {
+    const detail = species.get(line.line_id) || {};
+    const row = document.createElement("tr");
+    row.dataset.line = line.line_id;
+    for (const value of [line.line_id, detail.scientific_name, detail.appendix, detail.source,
+      line.permitted, line.reserved, line.used, line.remaining, line.unit]) {
+      const cell = document.createElement("td");
+      text(cell, value);
+      row.append(cell);
+    }
+    body.append(row);
+    const label = document.createElement("label");
+    label.textContent = `Actual quantity, line ${line.line_id} (${line.unit}) `;
+    const input = document.createElement("input");
+    input.name = "qty-" + line.line_id;
+    input.dataset.line = line.line_id;
+    input.dataset.unit = line.unit;
+    input.inputMode = "decimal";
+    input.value = line.remaining;
+    label.append(input);
+    endorseLines.append(label);
+  }
+  const flags = $("flags");
+  flags.replaceChildren();
+  for (const flag of view.compliance.length ? view.compliance : [null]) {
+    const item = document.createElement("li");
+    text(item, flag === null ? "No compliance flags." : (flag.code ? `${flag.code}: ${flag.message}` : flag));
+    flags.append(item);
+  }
+  const history = $("history");
+  history.replaceChildren();
+  for (const event of view.history) {
+    const item = document.createElement("li");
+    text(item, `${event.at} ${event.action} ${event.outcome} (${event.party || ""}${event.by ? ", " + event.by : ""})`);
+    history.append(item);
+  }
+  $("result").hidden = false;
+}
+
+async function lookUp() {
+  clearProblem();
+  $("result").hidden = true;
+  const party = $("party").value.trim().toUpperCase();
+  const number = $("number").value.trim();
+  const token = $("token").value.trim();
+  const query = token ? `?token=${encodeURIComponent(token)}` : "";
+  const view = await api("GET", `/v1/permits/${encodeURIComponent(party)}/${encodeURIComponent(number)}${query}`);
+  renderPermit(view);
+}
+
+function initLookup() {
+  const params = new URLSearchParams(location.search);
+  if (params.get("party")) $("party").value = params.get("party");
+  if (params.get("number")) $("number").value = params.get("number");
+  $("date").valueAsDate = new Date();
+  $("lookup-form").addEventListener("submit", (event) => { event.preventDefault(); lookUp().catch(() => {}); });
+  $("endorse-form").addEventListener("submit", async (event) => {
+    event.preventDefault();
+    clearProblem();
+    const lines = [...$("endorse-lines").querySelectorAll("input")]
+      .filter((input) => input.value.trim() !== "")
+      .map((input) => ({ line_id: input.dataset.line, quantity: input.value.trim(), unit: input.dataset.unit }));
+    const party = $("party").value.trim().toUpperCase();
+    const number = $("number").value.trim();
+    try {
+      const result = await api("POST", `/v1/permits/${encodeURIComponent(party)}/${encodeURIComponent(number)}/endorsements`, {
+        side: $("side").value, port: $("port").value.trim(), date: $("date").value,
+        officer: $("officer").value.trim(), transport_document: $("transport").value.trim(), lines,
+      });
+      const done = $("endorse-result");
+      text(done, `Endorsed: ${result.sha256 || result.id || "recorded"}`);
+      done.hidden = false;
+      await lookUp();
+    } catch (_) { /* the problem box shows why */ }
+  });
+  if (params.get("party") && params.get("number")) lookUp().catch(() => {});
+}
+
+async function initRegistry() {
+  const data = await api("GET", "/v1/registry/parties");
+  const body = $("parties").querySelector("tbody");
+  for (const party of data.parties) {
+    const row = document.createElement("tr");
+    row.dataset.party = party.code;
+    const certificates = party.authorities.reduce((count, authority) => count + (authority.certificates || []).length, 0);
+    for (const value of [party.code, party.name, party.authorities.map((a) => a.name).join("; "), certificates, party.endpoint_url]) {
+      const cell = document.createElement("td");
+      text(cell, value);
+      row.append(cell);
+    }
+    body.append(row);
+  }
+  const expiring = await api("GET", "/v1/registry/certificates/expiring?within_days=60");
+  const list = $("expiring");
+  for (const certificate of expiring.certificates.length ? expiring.certificates : [null]) {
+    const item = document.createElement("li");
+    text(item, certificate === null ? "None." :
+      `${certificate.party} ${certificate.authority_name}: ${certificate.days_left} days left (${certificate.not_after})`);
+    list.append(item);
+  }
+}
+
+document.addEventListener("DOMContentLoaded", () => {
+  showWho();
+  const page = document.querySelector("[data-page]");
+  const name = page ? page.dataset.page : "";
+  if (name === "login") initLogin();
+  if (name === "lookup") initLookup();
+  if (name === "registry") initRegistry().catch(() => {});
+});

@@ -1,0 +1,119 @@
+"""A real node on loopback (uvicorn in a thread) with a customs officer and one permit on file."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+import uvicorn
+from selenium import webdriver
+from selenium.webdriver.chrome.service import Service
+
+from epix.api.app import create_app
+from epix.auth import service as auth
+from epix.auth.principal import Role
+from epix.db import Database
+from epix.exchange.demo import bootstrap_demo
+from epix.permits.samples import demo_permit
+from epix.permits.writer import write_permit
+from epix.settings import Settings
+from epix.signatures.sign import sign_document
+from tests.conftest import need, need_command
+
+OFFICER = "officer-xb"
+OFFICER_PASSWORD = "correct horse battery staple"
+
+
+@dataclass
+class LiveNode:
+    url: str
+    permit_number: str
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture
+def live_node(tmp_path: Path, sqlite_database: Database) -> Iterator[LiveNode]:
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}"
+    settings = Settings(data_dir=tmp_path / "data", node_base_url=url, run_worker_in_process=False)
+    demo = bootstrap_demo(sqlite_database, settings)
+    with sqlite_database.unit_of_work() as session:
+        auth.create_user(
+            session,
+            username=OFFICER,
+            party="XB",
+            authority="XB Customs (DEMO)",
+            roles=[Role.CUSTOMS],
+            password=OFFICER_PASSWORD,
+        )
+    app = create_app(settings, sqlite_database)
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.05)
+    number = f"XA-{uuid.uuid4().hex[:10].upper()}"
+    key_pem, cert_pem = demo.signing_identity("XA")
+    signed = sign_document(write_permit(demo_permit(number=number)), key_pem, cert_pem)
+    response = httpx.post(
+        f"{url}/v1/messages",
+        content=signed,
+        headers={
+            "Authorization": f"Bearer {demo.api_key('XA', 'management_authority')}",
+            "Content-Type": "application/xml",
+            "X-EPIX-Message-Id": f"msg-{uuid.uuid4().hex}",
+            "X-EPIX-From": "XA",
+            "X-EPIX-To": "XB",
+            "X-EPIX-Document-Type": "permit",
+        },
+    )
+    assert response.status_code in (200, 201), response.text
+    try:
+        yield LiveNode(url, number)
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
+@pytest.fixture
+def browser() -> Iterator[webdriver.Chrome]:
+    need_command("chromium")
+    driver_path = need_command("chromedriver")
+    options = webdriver.ChromeOptions()
+    options.binary_location = need_command("chromium")
+    for flag in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--no-first-run",
+        "--disable-quic",
+        "--window-size=1280,1600",
+    ):
+        options.add_argument(flag)
+    try:
+        driver = webdriver.Chrome(service=Service(driver_path), options=options)
+    except Exception as exc:  # a broken browser install is a missing real part
+        need(False, f"a working Chromium ({exc})")
+        raise
+    driver.implicitly_wait(0)
+    try:
+        yield driver
+    finally:
+        driver.quit()

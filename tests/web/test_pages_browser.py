@@ -1,0 +1,104 @@
+"""The web pages in a real browser (Debian chromium): log in, check a permit, endorse it."""
+
+from __future__ import annotations
+
+from datetime import date
+
+import pytest
+from selenium.webdriver.chrome.webdriver import WebDriver
+from selenium.webdriver.common.by import By
+from selenium.webdriver.support import expected_conditions as ec
+from selenium.webdriver.support.ui import Select, WebDriverWait
+
+from tests.web.conftest import OFFICER, OFFICER_PASSWORD, LiveNode
+
+pytestmark = pytest.mark.browser
+
+
+def wait(browser: WebDriver) -> WebDriverWait[WebDriver]:
+    return WebDriverWait(browser, 15)
+
+
+def log_in(browser: WebDriver, node: LiveNode, password: str = OFFICER_PASSWORD) -> None:
+    browser.get(f"{node.url}/web/login")
+    browser.find_element(By.ID, "username").send_keys(OFFICER)
+    browser.find_element(By.ID, "password").send_keys(password)
+    browser.find_element(By.ID, "login-button").click()
+
+
+def test_wrong_password_shows_the_error_code(browser: WebDriver, live_node: LiveNode) -> None:
+    log_in(browser, live_node, password="not the password")
+    problem = wait(browser).until(ec.visibility_of_element_located((By.ID, "problem")))
+    assert "EPIX-AUTH-002" in problem.text
+    assert browser.current_url.endswith("/web/login")
+
+
+def test_lookup_without_login_goes_to_the_login_page(
+    browser: WebDriver, live_node: LiveNode
+) -> None:
+    browser.get(f"{live_node.url}/web/lookup?party=XA&number={live_node.permit_number}")
+    wait(browser).until(ec.url_contains("/web/login"))
+
+
+def test_officer_checks_and_endorses_a_permit(browser: WebDriver, live_node: LiveNode) -> None:
+    log_in(browser, live_node)
+    wait(browser).until(ec.url_contains("/web/lookup"))
+    wait(browser).until(ec.text_to_be_present_in_element((By.ID, "who"), OFFICER))
+    browser.find_element(By.ID, "party").send_keys("XA")
+    browser.find_element(By.ID, "number").send_keys(live_node.permit_number)
+    browser.find_element(By.ID, "lookup-button").click()
+
+    wait(browser).until(ec.visibility_of_element_located((By.ID, "result")))
+    assert browser.find_element(By.ID, "verdict").text == "Signature valid"
+    assert browser.find_element(By.ID, "status").text == "ISSUED"
+    assert live_node.permit_number in browser.find_element(By.ID, "fact-number").text
+    rows = browser.find_elements(By.CSS_SELECTOR, "#lines tbody tr")
+    assert len(rows) >= 1
+    qr = browser.find_element(By.ID, "qr")
+    assert browser.execute_script("return arguments[0].naturalWidth", qr) > 0
+
+    Select(browser.find_element(By.ID, "side")).select_by_value("import")
+    browser.find_element(By.ID, "port").send_keys("NLRTM")
+    browser.find_element(By.ID, "officer").send_keys("Officer J. Jansen")
+    browser.find_element(By.ID, "transport").send_keys("AWB 074-12345675")
+    date_input = browser.find_element(By.ID, "date")
+    browser.execute_script(
+        "arguments[0].value = arguments[1]", date_input, date.today().isoformat()
+    )
+    browser.find_element(By.ID, "endorse-button").click()
+
+    wait(browser).until(ec.visibility_of_element_located((By.ID, "endorse-result")))
+    wait(browser).until(ec.text_to_be_present_in_element((By.ID, "status"), "USED"))
+    used = rows_used(browser)
+    assert all(value != "0" for value in used)
+
+
+def rows_used(browser: WebDriver) -> list[str]:
+    return [
+        row.find_elements(By.TAG_NAME, "td")[6].text
+        for row in browser.find_elements(By.CSS_SELECTOR, "#lines tbody tr")
+    ]
+
+
+def test_unknown_permit_shows_problem(browser: WebDriver, live_node: LiveNode) -> None:
+    log_in(browser, live_node)
+    wait(browser).until(ec.url_contains("/web/lookup"))
+    browser.find_element(By.ID, "party").send_keys("XA")
+    browser.find_element(By.ID, "number").send_keys("NO-SUCH-PERMIT")
+    browser.find_element(By.ID, "lookup-button").click()
+    problem = wait(browser).until(ec.visibility_of_element_located((By.ID, "problem")))
+    assert "EPIX-STATE-007" in problem.text
+
+
+def test_registry_page_lists_the_parties(browser: WebDriver, live_node: LiveNode) -> None:
+    log_in(browser, live_node)
+    wait(browser).until(ec.url_contains("/web/lookup"))
+    browser.get(f"{live_node.url}/web/registry")
+    wait(browser).until(
+        ec.presence_of_element_located((By.CSS_SELECTOR, "#parties tr[data-party='XB']"))
+    )
+    codes = {
+        row.get_attribute("data-party")
+        for row in browser.find_elements(By.CSS_SELECTOR, "#parties tbody tr")
+    }
+    assert {"XA", "XB"} <= codes
