@@ -1,0 +1,381 @@
+"""``epix registry``: the Secretariat's key registry from the command line.
+
+Changes are made as a Secretariat principal and audited: ``--as USER`` names a Secretariat user
+of this node; without it the change is recorded as the local operator (OS user name), who has
+the node's database in hand anyway. ``export`` signs the registry with the Secretariat key;
+``import`` accepts a document only if it verifies against the pinned Secretariat certificate.
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+import threading
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import click
+import httpx
+from sqlalchemy.orm import Session
+
+from epix.auth import service as auth_service
+from epix.auth.principal import SECRETARIAT_PARTY, Principal, Role
+from epix.cli.users import cli_context, cli_session
+from epix.db import Database
+from epix.errors import EpixError
+from epix.registry import repository, service
+from epix.registry.document import import_registry, publish, read_registry
+from epix.registry.follower import RegistryFollower
+from epix.registry.roles import AUTHORITY_KINDS
+from epix.settings import get_settings
+
+
+class UtcTime(click.ParamType[datetime, Any]):
+    """An ISO 8601 time; without an offset it is taken as UTC."""
+
+    name = "time"
+
+    def convert(
+        self, value: Any, param: click.Parameter | None, ctx: click.Context | None
+    ) -> datetime:
+        if isinstance(value, datetime):
+            return value
+        try:
+            moment = datetime.fromisoformat(str(value))
+        except ValueError:
+            self.fail(f"{value!r} is not an ISO 8601 time, e.g. 2026-05-01T12:00:00Z", param, ctx)
+        return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+UTC_TIME = UtcTime()
+
+
+def acting_principal(session: Session, username: str | None) -> Principal:
+    """The Secretariat user named by ``--as``, or the local operator."""
+    if username is not None:
+        return auth_service.principal_of(auth_service.get_user(session, username))
+    return Principal(
+        user_id=0,
+        username=f"cli:{getpass.getuser()}"[:150],
+        party=SECRETARIAT_PARTY,
+        authority="node operator (command line)",
+        roles=frozenset({Role.SECRETARIAT}),
+    )
+
+
+def read_source(source: str) -> bytes:
+    """A registry document from a file path or an http(s) URL."""
+    if source.startswith(("http://", "https://")):
+        try:
+            response = httpx.get(source, timeout=30.0)
+        except httpx.HTTPError as exc:
+            raise EpixError.of(
+                "EPIX-REG-009", f"Could not fetch {source}: {type(exc).__name__}.", source
+            ) from None
+        if response.status_code != 200:
+            raise EpixError.of(
+                "EPIX-REG-009", f"{source} answered HTTP {response.status_code}.", source
+            )
+        return response.content
+    try:
+        return Path(source).read_bytes()
+    except OSError as exc:
+        raise click.ClickException(f"Cannot read {source}: {exc.strerror}") from None
+
+
+def anchor_pem(anchor: Path | None) -> bytes:
+    """The pinned Secretariat certificate: ``--anchor`` or EPIX_REGISTRY_ANCHOR_PATH."""
+    path = anchor or get_settings().registry_anchor_path
+    if path is None:
+        raise click.UsageError(
+            "Pass --anchor SECRETARIAT_CERT or set EPIX_REGISTRY_ANCHOR_PATH: a registry "
+            "document is only trusted when it verifies against the pinned Secretariat certificate."
+        )
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise click.ClickException(f"Cannot read {path}: {exc.strerror}") from None
+
+
+as_option = click.option(
+    "--as", "as_user", default=None, help="Secretariat user to record as acting (audit)."
+)
+
+
+@click.group()
+def registry() -> None:
+    """The key registry: Parties, authorities, certificates, endpoints; export and import."""
+
+
+@registry.command("add-party")
+@click.argument("code")
+@click.argument("name")
+@click.option("--endpoint", default=None, help="Base URL of the Party's node, if it runs one.")
+@as_option
+def add_party(code: str, name: str, endpoint: str | None, as_user: str | None) -> None:
+    """Add Party CODE (ISO 3166 alpha-2) called NAME."""
+    with cli_session() as session:
+        actor = acting_principal(session, as_user)
+        row = service.add_party(
+            session,
+            code=code,
+            name=name,
+            endpoint=endpoint,
+            actor=actor,
+            request=cli_context("registry add-party"),
+        )
+        click.echo(f"added Party {row.code} ({row.name})")
+
+
+@registry.command("add-authority")
+@click.option("--party", required=True)
+@click.option(
+    "--kind",
+    required=True,
+    type=click.Choice([*AUTHORITY_KINDS, *(k.replace("_", "-") for k in AUTHORITY_KINDS)]),
+)
+@click.option("--contact", default=None)
+@click.argument("name")
+@as_option
+def add_authority(
+    party: str, kind: str, contact: str | None, name: str, as_user: str | None
+) -> None:
+    """Add an authority NAME of a Party; prints its id (for add-certificate)."""
+    with cli_session() as session:
+        actor = acting_principal(session, as_user)
+        row = service.add_authority(
+            session,
+            party=party,
+            kind=kind,
+            name=name,
+            contact=contact,
+            actor=actor,
+            request=cli_context("registry add-authority"),
+        )
+        click.echo(f"added authority {row.id}: {row.party_code} {row.kind} {row.name!r}")
+
+
+@registry.command("add-certificate")
+@click.option("--authority", "authority_id", required=True, type=int, help="Authority id.")
+@click.option(
+    "--role",
+    "roles",
+    multiple=True,
+    type=click.Choice(AUTHORITY_KINDS),
+    help="Restrict the roles (default: all its authority's kind signs).",
+)
+@click.argument("certificate", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@as_option
+def add_certificate(
+    authority_id: int, roles: tuple[str, ...], certificate: Path, as_user: str | None
+) -> None:
+    """Register the PEM CERTIFICATE for an authority (earlier ones stay valid: rollover)."""
+    pem = certificate.read_bytes()
+    with cli_session() as session:
+        actor = acting_principal(session, as_user)
+        row = service.add_certificate(
+            session,
+            authority_id=authority_id,
+            pem=pem,
+            roles=roles or None,
+            actor=actor,
+            request=cli_context("registry add-certificate"),
+        )
+        click.echo(
+            f"registered {row.fingerprint} for {row.roles} until {row.not_after.isoformat()}"
+        )
+
+
+@registry.command("revoke")
+@click.argument("fingerprint")
+@click.option("--reason", required=True)
+@click.option("--at", "at", type=UTC_TIME, default=None, help="Effective time (default now).")
+@as_option
+def revoke(fingerprint: str, reason: str, at: datetime | None, as_user: str | None) -> None:
+    """Revoke a certificate; documents signed before the revocation time stay valid."""
+    with cli_session() as session:
+        actor = acting_principal(session, as_user)
+        row = service.revoke_certificate(
+            session,
+            fingerprint=fingerprint,
+            reason=reason,
+            at=at,
+            actor=actor,
+            request=cli_context("registry revoke"),
+        )
+        assert row.revoked_at is not None
+        click.echo(f"revoked {row.fingerprint} from {row.revoked_at.isoformat()}")
+
+
+@registry.command("set-endpoint")
+@click.argument("party")
+@click.argument("url", required=False)
+@click.option("--clear", is_flag=True, help="Withdraw the endpoint (the Party uses a hub).")
+@as_option
+def set_endpoint(party: str, url: str | None, clear: bool, as_user: str | None) -> None:
+    """Publish URL as PARTY's node endpoint (or --clear it)."""
+    if bool(url) == clear:
+        raise click.UsageError("Give either a URL or --clear.")
+    with cli_session() as session:
+        actor = acting_principal(session, as_user)
+        row = service.set_endpoint(
+            session,
+            party=party,
+            url=None if clear else url,
+            actor=actor,
+            request=cli_context("registry set-endpoint"),
+        )
+        click.echo(f"{row.code}: {row.endpoint_url or 'no endpoint'}")
+
+
+@registry.command("list")
+@click.option("--json", "as_json", is_flag=True)
+def list_registry(as_json: bool) -> None:
+    """Every Party, authority and certificate, with validity and revocation."""
+    with cli_session() as session:
+        snapshot = repository.load_snapshot(session, datetime.now(UTC))
+        if as_json:
+            click.echo(json.dumps(_snapshot_json(snapshot.version, snapshot.parties), indent=2))
+            return
+        click.echo(f"registry version {snapshot.version}")
+        for party in snapshot.parties:
+            click.echo(f"{party.code}  {party.name}  {party.endpoint_url or '(no endpoint)'}")
+            for authority in party.authorities:
+                click.echo(f"  [{authority.id}] {authority.kind}: {authority.name}")
+                for entry in authority.certificates:
+                    status = (
+                        f"revoked {entry.revoked_at.isoformat()} ({entry.revocation_reason})"
+                        if entry.revoked_at
+                        else "active"
+                    )
+                    click.echo(
+                        f"      {entry.fingerprint}  {entry.not_before.date()}.."
+                        f"{entry.not_after.date()}  {' '.join(entry.roles)}  {status}"
+                    )
+
+
+def _snapshot_json(version: int, parties: Any) -> dict[str, object]:
+    return {
+        "version": version,
+        "parties": [
+            {
+                "code": p.code,
+                "name": p.name,
+                "endpoint_url": p.endpoint_url,
+                "authorities": [
+                    {
+                        "id": a.id,
+                        "kind": a.kind,
+                        "name": a.name,
+                        "contact": a.contact,
+                        "certificates": [
+                            {
+                                "fingerprint": c.fingerprint,
+                                "subject": c.subject,
+                                "not_before": c.not_before.isoformat(),
+                                "not_after": c.not_after.isoformat(),
+                                "roles": list(c.roles),
+                                "revoked_at": c.revoked_at.isoformat() if c.revoked_at else None,
+                                "revocation_reason": c.revocation_reason,
+                            }
+                            for c in a.certificates
+                        ],
+                    }
+                    for a in p.authorities
+                ],
+            }
+            for p in parties
+        ],
+    }
+
+
+@registry.command("expiring")
+@click.option("--within-days", type=click.IntRange(1, 3660), default=60, show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+def expiring(within_days: int, as_json: bool) -> None:
+    """Unrevoked certificates ending soon (7/30/60-day buckets) and whether a successor exists."""
+    with cli_session() as session:
+        found = service.expiring_certificates(session, within_days=within_days)
+    if as_json:
+        click.echo(json.dumps([e.as_dict() for e in found], indent=2))
+        return
+    for e in found:
+        successor = "successor registered" if e.has_successor else "NO SUCCESSOR"
+        click.echo(
+            f"<{e.threshold_days}d  {e.party} {e.kind} {e.authority_name!r}  {e.fingerprint}  "
+            f"ends {e.not_after.isoformat()} ({e.days_left} days; {successor})"
+        )
+
+
+@registry.command("export")
+@click.option("--key", "key_path", required=True, type=click.Path(exists=True, path_type=Path))
+@click.option("--cert", "cert_path", required=True, type=click.Path(exists=True, path_type=Path))
+@click.option("--out", "out", type=click.Path(dir_okay=False, path_type=Path), default=None)
+@as_option
+def export(key_path: Path, cert_path: Path, out: Path | None, as_user: str | None) -> None:
+    """Sign the current registry with the Secretariat key and write it (stdout without --out)."""
+    key_pem, cert_pem = key_path.read_bytes(), cert_path.read_bytes()
+    with cli_session() as session:
+        actor = acting_principal(session, as_user)
+        document = publish(
+            session, key_pem, cert_pem, actor=actor, request=cli_context("registry export")
+        )
+        content, version = document.content, document.version
+    if out is None:
+        click.echo(content.decode("utf-8"), nl=False)
+    else:
+        out.write_bytes(content)
+        click.echo(f"registry version {version} written to {out}", err=True)
+
+
+@registry.command("import")
+@click.argument("source")
+@click.option(
+    "--anchor",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="Pinned Secretariat certificate (default EPIX_REGISTRY_ANCHOR_PATH).",
+)
+@as_option
+def import_(source: str, anchor: Path | None, as_user: str | None) -> None:
+    """Verify the registry document at SOURCE (file or URL) and make this node follow it."""
+    pinned = anchor_pem(anchor)
+    with cli_session() as session:
+        verified = read_registry(read_source(source), pinned)
+        actor = acting_principal(session, as_user) if as_user else None
+        outcome = import_registry(
+            session,
+            verified,
+            source_url=source if "://" in source else None,
+            actor=actor,
+            request=cli_context("registry import"),
+        )
+    state = "imported" if outcome.changed else "already held"
+    click.echo(f"registry version {outcome.version} {state} (sha256 {outcome.sha256})")
+
+
+@registry.command("follow")
+@click.option("--once", is_flag=True, help="Refresh once and exit.")
+def follow(once: bool) -> None:
+    """Follow EPIX_REGISTRY_SOURCE_URL, verified against EPIX_REGISTRY_ANCHOR_PATH."""
+    settings = get_settings()
+    database = Database(settings.effective_database_url)
+    try:
+        database.migrate()
+        follower = RegistryFollower.from_settings(database, settings)
+        if once:
+            result = follower.refresh()
+            for warning in result.warnings:
+                click.echo(f"{warning.code}: {warning.message}", err=True)
+            click.echo(
+                f"registry version {result.version}" + (" (updated)" if result.changed else "")
+            )
+            return
+        follower.follow(settings.registry_refresh_seconds, threading.Event())
+    except EpixError as refusal:
+        for finding in refusal.findings:
+            click.echo(f"{finding.code}: {finding.message}", err=True)
+        raise SystemExit(1) from None
+    finally:
+        database.dispose()
