@@ -21,6 +21,8 @@ def _register() -> None:
     from epix.cli import users as users_cmd
     from epix.cli import validate as validate_cmd
     from epix.cli import worker as worker_cmd
+    from epix.cli.registry import registry as registry_group
+    from epix.cli.verify import verify as verify_command
 
     cli.add_command(errors_cmd.errors)
     cli.add_command(users_cmd.users)
@@ -29,6 +31,8 @@ def _register() -> None:
     cli.add_command(validate_cmd.validate)
     cli.add_command(worker_cmd.worker)
     cli.add_command(worker_cmd.outbox_group)
+    cli.add_command(registry_group)
+    cli.add_command(verify_command)
 
 
 _register()
