@@ -29,6 +29,7 @@ from epix.endorsements.document import (
     EndorsedLine,
     EndorsementDocument,
     Side,
+    read_endorsement,
     write_endorsement,
 )
 from epix.endorsements.ledger import PermitState, is_expired, line_unit, load_state
@@ -39,8 +40,12 @@ from epix.endorsements.models import (
     ReservationLine,
     ReservationStatus,
 )
-from epix.errors import EpixError, Finding
+from epix.errors import EpixError, Finding, Severity
 from epix.exchange.models import Permit, PermitLine
+from epix.registry.roles import CUSTOMS as CUSTOMS_ROLE
+from epix.signatures import TrustStore, verify_document
+from epix.xml import parse_xml
+from epix.xml.parse import DEFAULT_MAX_BYTES, DEFAULT_MAX_DEPTH
 
 # Signs an endorsement document with EPIX-DSIG-1 (the authority's key, or the node's key on
 # its behalf) and returns the signed bytes.
@@ -263,7 +268,7 @@ def _expire_due(session: Session, state: PermitState, actor: Principal) -> None:
         reservation.closed_at = reservation.expires_at
         record_event(
             session,
-            action="reservation.expired",
+            action="reservation.expire",
             outcome="ok",
             party=state.permit.issuing_party,
             message_id=reservation.reservation_id,
@@ -321,7 +326,7 @@ def reserve(
     session.flush()
     record_event(
         session,
-        action="reservation.created",
+        action="reservation.create",
         outcome="ok",
         actor=actor,
         party=state.permit.issuing_party,
@@ -388,7 +393,7 @@ def release(
     reservation.closed_by = actor.username
     record_event(
         session,
-        action="reservation.released",
+        action="reservation.release",
         outcome="ok",
         actor=actor,
         party=state.permit.issuing_party,
@@ -476,6 +481,21 @@ def endorse(
     )
 
 
+def _check_border(state: PermitState, details: BorderDetails) -> BorderDetails:
+    """Port, officer, transport document and date, normalised; refusals name the field."""
+    port = normalise_port(details.port)
+    officer = _check_text(details.officer, "officer")
+    transport_document = _check_text(details.transport_document, "transport_document")
+    if details.endorsed_on > state.at.date() + timedelta(days=1):
+        # One day of slack: the officer's local date may be ahead of UTC.
+        raise EpixError.of(
+            "EPIX-QTY-009",
+            f"The endorsement date {details.endorsed_on.isoformat()} is in the future.",
+            "date",
+        )
+    return BorderDetails(port, details.endorsed_on, officer, transport_document)
+
+
 def _endorse_locked(
     session: Session,
     state: PermitState,
@@ -492,16 +512,7 @@ def _endorse_locked(
 ) -> SignedEndorsement:
     permit = state.permit
     check_usable(state, side, actor)
-    port = normalise_port(details.port)
-    officer = _check_text(details.officer, "officer")
-    transport_document = _check_text(details.transport_document, "transport_document")
-    if details.endorsed_on > state.at.date() + timedelta(days=1):
-        # One day of slack: the officer's local date may be ahead of UTC.
-        raise EpixError.of(
-            "EPIX-QTY-009",
-            f"The endorsement date {details.endorsed_on.isoformat()} is in the future.",
-            "date",
-        )
+    border = _check_border(state, details)
     checked = check_lines(state, side, lines, exclude=reservation)
     document = EndorsementDocument(
         endorsement_id=str(uuid.uuid4()),
@@ -511,26 +522,58 @@ def _endorse_locked(
         permit_sha256=permit.signed_sha256,
         endorsing_party=actor.party,
         authority=actor.authority or f"{actor.party} customs",
-        officer=officer,
-        port=port,
-        endorsed_on=details.endorsed_on,
-        transport_document=transport_document,
+        officer=str(border.officer),
+        port=str(border.port),
+        endorsed_on=border.endorsed_on,
+        transport_document=border.transport_document,
         declaration_reference=declaration_reference,
         issued_at=state.at,
         lines=tuple(EndorsedLine(line.line_id, quantity, unit) for line, quantity, unit in checked),
     )
-    signed = signer(write_endorsement(document))
+    return _store(
+        session,
+        state,
+        document,
+        signer(write_endorsement(document)),
+        checked=checked,
+        reservation=reservation,
+        signed_by=signed_by,
+        actor=actor,
+        request=request,
+    )
+
+
+def _store(
+    session: Session,
+    state: PermitState,
+    document: EndorsementDocument,
+    signed: bytes,
+    *,
+    checked: list[tuple[PermitLine, Decimal, str]],
+    reservation: Reservation | None,
+    signed_by: str,
+    actor: Principal,
+    request: RequestContext | None,
+) -> SignedEndorsement:
+    """Write the endorsement, move the permit's status, queue it for the issuer, audit it."""
+    permit = state.permit
+    side = document.side
+    port, officer, transport_document = (
+        document.port,
+        document.officer,
+        document.transport_document,
+    )
     endorsement = Endorsement(
         endorsement_id=document.endorsement_id,
         permit_id=permit.id,
         side=side.value,
-        endorsing_party=actor.party,
+        endorsing_party=document.endorsing_party,
         authority=document.authority,
         officer=officer,
         port=port,
-        endorsed_on=details.endorsed_on,
+        endorsed_on=document.endorsed_on,
         transport_document=transport_document,
-        declaration_reference=declaration_reference,
+        declaration_reference=document.declaration_reference,
         reservation_id=reservation.id if reservation else None,
         document=signed,
         document_sha256=hashlib.sha256(signed).hexdigest(),
@@ -563,7 +606,7 @@ def _endorse_locked(
     )
     record_event(
         session,
-        action="endorsement.recorded",
+        action="endorsement.record",
         outcome="ok",
         actor=actor,
         party=permit.issuing_party,
@@ -585,6 +628,103 @@ def _endorse_locked(
         },
     )
     return SignedEndorsement(endorsement=endorsement, document=signed)
+
+
+def record_signed(
+    session: Session,
+    *,
+    issuing_party: str,
+    number: str,
+    data: bytes,
+    trust: TrustStore,
+    actor: Principal,
+    request: RequestContext | None = None,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+    max_depth: int = DEFAULT_MAX_DEPTH,
+) -> SignedEndorsement:
+    """Accept an endorsement the customs authority signed with its own registered key.
+
+    The document is parsed, schema-checked and verified against the registry as the claimed
+    endorsing Party's ``customs`` role before anything in it is trusted; its content then goes
+    through the same checks as a node-signed endorsement and its bytes are stored and
+    forwarded unchanged. A declaration reference naming one of the Party's active reservations
+    on that side confirms it. Sending the same document again returns the stored endorsement.
+    """
+    root = parse_xml(data, max_bytes=max_bytes, max_depth=max_depth)
+    claimed = read_endorsement(root)
+    if claimed.endorsing_party != actor.party:
+        raise EpixError.of(
+            "EPIX-AUTH-005",
+            f"The endorsement is by {claimed.endorsing_party}; you act for {actor.party}.",
+            "EndorsingParty",
+        )
+    verdict = verify_document(data, party=claimed.endorsing_party, role=CUSTOMS_ROLE, trust=trust)
+    if not verdict.valid or verdict.signed_element is None:
+        raise EpixError([f for f in verdict.findings if f.severity is Severity.ERROR])
+    document = read_endorsement(verdict.signed_element)
+    if (document.issuing_party, document.permit_number) != (issuing_party, number):
+        raise EpixError.of(
+            "EPIX-REQ-004",
+            f"The document endorses {document.issuing_party} {document.permit_number}, "
+            f"not {issuing_party} {number}.",
+            "Permit",
+        )
+    state = _locked_state(session, issuing_party, number, actor)
+    digest = hashlib.sha256(data).hexdigest()
+    existing = session.scalar(
+        select(Endorsement).where(Endorsement.endorsement_id == document.endorsement_id)
+    )
+    if existing is not None:
+        if existing.document_sha256 == digest:
+            return SignedEndorsement(existing, existing.document)
+        raise EpixError.of(
+            "EPIX-MSG-001",
+            f"Endorsement {document.endorsement_id} was already recorded with other bytes.",
+            "ID",
+        )
+    if document.permit_sha256 != state.permit.signed_sha256:
+        raise EpixError.of(
+            "EPIX-STATE-009",
+            f"The endorsement names permit bytes {document.permit_sha256}; this node holds "
+            f"{state.permit.signed_sha256} for {number}.",
+            "Permit/SHA256",
+        )
+    check_usable(state, document.side, actor)
+    border = _check_border(
+        state,
+        BorderDetails(
+            document.port, document.endorsed_on, document.officer, document.transport_document
+        ),
+    )
+    if border.port != document.port:
+        raise EpixError.of("EPIX-QTY-006", f"{document.port!r} is not a UN/LOCODE.", "Port")
+    reservation = next(
+        (
+            held
+            for held in state.active_reservations
+            if held.side == document.side.value
+            and held.party == actor.party
+            and held.declaration_reference == document.declaration_reference
+        ),
+        None,
+    )
+    checked = check_lines(
+        state,
+        document.side,
+        [LineInput(line.line_id, line.quantity, line.unit) for line in document.lines],
+        exclude=reservation,
+    )
+    return _store(
+        session,
+        state,
+        document,
+        data,
+        checked=checked,
+        reservation=reservation,
+        signed_by="authority",
+        actor=actor,
+        request=request,
+    )
 
 
 def _close_side_reservations(

@@ -50,7 +50,7 @@ def test_endorsement_is_queued_for_the_issuing_party_with_an_audit_event(
     with database.unit_of_work() as session:
         row = session.scalars(select(OutboxMessage)).one()
         event = session.scalars(
-            select(AuditEvent).where(AuditEvent.action == "endorsement.recorded")
+            select(AuditEvent).where(AuditEvent.action == "endorsement.record")
         ).one()
         stored = session.get(Permit, permit.id)
     assert row.kind == "endorsement"

@@ -186,7 +186,7 @@ def test_expired_reservation_no_longer_counts_and_cannot_be_confirmed(
         stored = session.get(Reservation, held.id)
         assert stored is not None and stored.status == ReservationStatus.EXPIRED
         expired_events = session.scalars(
-            select(AuditEvent).where(AuditEvent.action == "reservation.expired")
+            select(AuditEvent).where(AuditEvent.action == "reservation.expire")
         ).all()
     assert [event.message_id for event in expired_events] == [held.reservation_id]
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import date, timedelta
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, Response
+from fastapi import APIRouter, Depends, Request, Response
 from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, StrictStr
 
 from epix.api.deps import DatabaseDep, RequestContextDep, SettingsDep
@@ -21,6 +21,7 @@ from epix.endorsements.document import Side
 from epix.endorsements.ledger import ledger
 from epix.errors import EpixError
 from epix.exchange.node_identity import node_identity
+from epix.registry.trust import RegistryTrustStore
 from epix.settings import Settings
 from epix.signatures import sign_document
 
@@ -28,6 +29,15 @@ router = APIRouter(prefix="/v1/permits", tags=["endorsements"])
 Customs = Annotated[Principal, Depends(require_roles(Role.CUSTOMS))]
 LedgerReader = Annotated[Principal, Depends(require_roles(Role.CUSTOMS, Role.MANAGEMENT_AUTHORITY))]
 PERMIT_PATH = "/{party}/{number:path}"
+XML_TYPES = frozenset({"application/xml", "text/xml"})
+
+
+async def raw_body(request: Request) -> bytes:
+    """The body exactly as sent (read here so the route itself runs in the thread pool)."""
+    return await request.body()
+
+
+RawBody = Annotated[bytes, Depends(raw_body)]
 
 
 class LineIn(BaseModel):
@@ -232,5 +242,50 @@ def create_endorsement(
             signed_by="node",
             actor=actor,
             request=context,
+        )
+        return service.describe_endorsement(session, result.endorsement)
+
+
+@router.post(
+    PERMIT_PATH + "/endorsements/signed",
+    status_code=201,
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {"application/xml": {"schema": {"type": "string"}}},
+            "description": "An Endorsement ({urn:epix:endorsement:1}) signed EPIX-DSIG-1 with "
+            "a customs certificate registered for the caller's Party.",
+        }
+    },
+)
+def submit_signed_endorsement(
+    party: str,
+    number: str,
+    body: RawBody,
+    request: Request,
+    actor: Customs,
+    database: DatabaseDep,
+    settings: SettingsDep,
+    context: RequestContextDep,
+) -> dict[str, object]:
+    """Record an endorsement signed with the customs authority's own key; forwarded as sent."""
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if content_type not in XML_TYPES:
+        raise EpixError.of(
+            "EPIX-REQ-002",
+            f"Send the signed endorsement as application/xml, not {content_type or 'nothing'}.",
+            "Content-Type",
+        )
+    with database.unit_of_work() as session:
+        result = service.record_signed(
+            session,
+            issuing_party=party.upper(),
+            number=number,
+            data=body,
+            trust=RegistryTrustStore(session),
+            actor=actor,
+            request=context,
+            max_bytes=settings.max_body_bytes,
+            max_depth=settings.max_xml_depth,
         )
         return service.describe_endorsement(session, result.endorsement)
