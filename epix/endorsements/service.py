@@ -746,6 +746,15 @@ def _close_side_reservations(
         reservation.closed_by = actor.username
 
 
+def endorsements_of(session: Session, permit: Permit) -> list[Endorsement]:
+    """The permit's endorsements, oldest first."""
+    return list(
+        session.scalars(
+            select(Endorsement).where(Endorsement.permit_id == permit.id).order_by(Endorsement.id)
+        )
+    )
+
+
 def _permit_of(session: Session, permit_id: int) -> Permit:
     permit = session.get(Permit, permit_id)
     if permit is None:  # permit rows are never deleted

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -142,11 +143,22 @@ def test_direct_endorsement_by_customs(
     client: TestClient, key_for: Callable[..., Headers], make_permit: MakePermit
 ) -> None:
     permit = make_permit()
-    response = client.post(
-        url(permit, "endorsements"), headers=key_for("XB"), json=endorsement_body()
-    )
+    headers = key_for("XB")
+    response = client.post(url(permit, "endorsements"), headers=headers, json=endorsement_body())
     assert response.status_code == 201, response.text
-    assert response.json()["side"] == "import"
+    endorsement = response.json()
+    assert endorsement["side"] == "import"
+
+    listed = client.get(url(permit, "endorsements"), headers=headers).json()
+    assert [item["endorsement_id"] for item in listed] == [endorsement["endorsement_id"]]
+    document = client.get(
+        url(permit, f"endorsements/{endorsement['endorsement_id']}/xml"), headers=headers
+    )
+    assert document.headers["content-type"] == "application/xml"
+    assert hashlib.sha256(document.content).hexdigest() == endorsement["document_sha256"]
+    assert b"<ds:Signature" in document.content
+    missing = client.get(url(permit, "endorsements/nope/xml"), headers=headers)
+    assert problem_codes(missing, 404) == ["EPIX-REQ-005"]
 
 
 @pytest.mark.parametrize(

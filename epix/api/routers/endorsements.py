@@ -289,3 +289,48 @@ def submit_signed_endorsement(
             max_depth=settings.max_xml_depth,
         )
         return service.describe_endorsement(session, result.endorsement)
+
+
+@router.get(PERMIT_PATH + "/endorsements")
+def list_endorsements(
+    party: str, number: str, actor: LedgerReader, database: DatabaseDep
+) -> list[dict[str, object]]:
+    """The permit's endorsements (export and import), for its Parties."""
+    with database.unit_of_work() as session:
+        permit = service.find_permit(session, party.upper(), number)
+        service.check_may_see(permit, actor)
+        return [
+            service.describe_endorsement(session, endorsement)
+            for endorsement in service.endorsements_of(session, permit)
+        ]
+
+
+@router.get(
+    PERMIT_PATH + "/endorsements/{endorsement_id}/xml",
+    response_class=Response,
+    responses={200: {"description": "The signed endorsement.", "content": {"application/xml": {}}}},
+)
+def endorsement_xml(
+    party: str, number: str, endorsement_id: str, actor: LedgerReader, database: DatabaseDep
+) -> Response:
+    """The signed endorsement document, byte-exact as it was forwarded."""
+    with database.unit_of_work() as session:
+        permit = service.find_permit(session, party.upper(), number)
+        service.check_may_see(permit, actor)
+        endorsement = next(
+            (
+                e
+                for e in service.endorsements_of(session, permit)
+                if e.endorsement_id == endorsement_id
+            ),
+            None,
+        )
+        if endorsement is None:
+            raise EpixError.of(
+                "EPIX-REQ-005", f"No endorsement {endorsement_id} on this permit.", "endorsement_id"
+            )
+        return Response(
+            endorsement.document,
+            media_type="application/xml",
+            headers={"X-EPIX-Document-SHA256": endorsement.document_sha256},
+        )
