@@ -3,6 +3,7 @@ to a real receiver that verifies every signature, and the subscription API."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -23,7 +24,7 @@ from epix.delivery.webhooks import (
     sign_webhook,
     verify_webhook_signature,
 )
-from epix.delivery.worker import default_worker
+from epix.delivery.worker import default_worker, start_worker_thread
 from epix.errors import EpixError
 from tests.delivery.helpers import (
     PEER_PARTY,
@@ -296,3 +297,30 @@ def test_senders_see_their_failed_deliveries_and_only_node_admins_resend(
     assert twice.status_code == 409
     assert twice.json()["errors"][0]["code"] == "EPIX-DLV-008"
     assert admin.get("/v1/outbox", params={"state": "stuck"}).status_code == 422
+
+
+def test_in_process_worker_thread_delivers_and_stops_cleanly(
+    sqlite_database: Database, receiver: Peer, tmp_path: Path
+) -> None:
+    settings = sender_settings(tmp_path)
+    with sqlite_database.unit_of_work() as session:
+        created = webhooks.create_subscription(
+            session,
+            party="XA",
+            url=receiver.url,
+            events=["status.changed"],
+            created_by="ma-xa",
+            node_base_url=settings.node_base_url,
+        )
+        publish_event(session, party="XA", event="status.changed", event_id="p-1", data={})
+    receiver.state.webhook_secret = created.secret
+    receiver.start()
+    handle = start_worker_thread(sqlite_database, settings)
+    try:
+        deadline = time.monotonic() + 20
+        while not receiver.state.receipts and time.monotonic() < deadline:
+            time.sleep(0.02)
+    finally:
+        handle.stop(timeout=10)
+    assert not handle.running
+    assert list(receiver.state.receipts) == ["status.changed:p-1"]
