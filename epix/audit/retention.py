@@ -13,9 +13,10 @@ from datetime import date
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
-from epix.audit.checkpoints import CheckpointSigner, checkpoint_at
+from epix.audit.checkpoints import checkpoint_at
 from epix.audit.models import AuditEvent
 from epix.audit.service import lock_chain_head, record_event
+from epix.audit.signing import CheckpointSigner
 from epix.db.base import utcnow
 from epix.errors import EpixError
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 
@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session
 
 from epix.audit.context import HEADER_ALLOWLIST, RequestContext
 from epix.audit.models import AuditChainHead, AuditCheckpoint, AuditEvent
+from epix.audit.signing import CheckpointSigner, sign_checkpoint
 from epix.auth.principal import Principal
 from epix.db.base import utcnow
 from epix.settings import Settings, get_settings
@@ -35,14 +36,21 @@ _CREDENTIAL_HEADERS = frozenset({"authorization", "x-api-key", "cookie", "proxy-
 
 @dataclass(frozen=True, slots=True)
 class AuditPolicy:
-    """How often to checkpoint and how long to keep records (from settings)."""
+    """How often to checkpoint, how long to keep records, and who signs checkpoints.
+
+    ``signer`` is called (lazily, when a checkpoint is due) for the node key; without one,
+    checkpoints are written unsigned and ``epix audit checkpoint`` signs them later.
+    """
 
     checkpoint_every: int = 1000
     retention_years: int = 5
+    signer: Callable[[], CheckpointSigner] | None = None
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> AuditPolicy:
-        return cls(settings.audit_checkpoint_every, settings.retention_years)
+    def from_settings(
+        cls, settings: Settings, signer: Callable[[], CheckpointSigner] | None = None
+    ) -> AuditPolicy:
+        return cls(settings.audit_checkpoint_every, settings.retention_years, signer)
 
 
 _policy: AuditPolicy | None = None
@@ -215,9 +223,12 @@ def record_event(
     head.sequence = event.sequence
     head.hash = event.hash
     if policy.checkpoint_every > 0 and event.sequence % policy.checkpoint_every == 0:
-        session.add(
-            AuditCheckpoint(sequence=event.sequence, head_hash=event.hash, created_at=occurred_at)
+        checkpoint = AuditCheckpoint(
+            sequence=event.sequence, head_hash=event.hash, created_at=occurred_at
         )
+        if policy.signer is not None:
+            sign_checkpoint(checkpoint, policy.signer())
+        session.add(checkpoint)
     session.flush()
     return event
 

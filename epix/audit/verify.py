@@ -8,9 +8,9 @@ from dataclasses import dataclass, field
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from epix.audit.checkpoints import signature_valid, trusted
 from epix.audit.models import AuditChainHead, AuditCheckpoint, AuditEvent
 from epix.audit.service import GENESIS_HASH, HEAD_ROW_ID, compute_hash
+from epix.audit.signing import signature_valid, trusted
 from epix.errors import Finding
 
 BATCH = 1000

@@ -9,28 +9,20 @@ from pathlib import Path
 
 import click
 
-from epix.audit.checkpoints import (
-    CheckpointSigner,
-    certificate_fingerprint,
-    create_checkpoint,
-    sign_pending_checkpoints,
-)
+from epix.audit.checkpoints import create_checkpoint, sign_pending_checkpoints
 from epix.audit.retention import purge as purge_events
 from epix.audit.service import event_as_dict, iter_events
+from epix.audit.signing import CheckpointSigner, certificate_fingerprint, node_checkpoint_signer
 from epix.audit.verify import verify_chain
 from epix.cli.users import cli_session
 from epix.db.base import utcnow
-from epix.exchange.node_identity import node_identity
 from epix.settings import get_settings
 
 _DATE_FORMATS = ["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%dT%H:%M:%S.%f"]
 
 
 def _node_signer() -> CheckpointSigner:
-    """The node key from the data directory (it also signs receipts)."""
-    settings = get_settings()
-    identity = node_identity(settings.data_dir, settings.node_party)
-    return CheckpointSigner(identity.key_pem, identity.cert_pem)
+    return node_checkpoint_signer(get_settings())
 
 
 def _utc(moment: datetime | None) -> datetime | None:

@@ -6,8 +6,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from epix.audit.checkpoints import CheckpointSigner
 from epix.audit.service import AuditPolicy, configure_audit, current_policy, record_event
+from epix.audit.signing import CheckpointSigner
 from epix.db import Database
 from tests.pki import make_identity
 

@@ -8,12 +8,7 @@ from datetime import date, timedelta
 import pytest
 from sqlalchemy import func, select, update
 
-from epix.audit.checkpoints import (
-    CheckpointSigner,
-    certificate_fingerprint,
-    create_checkpoint,
-    sign_pending_checkpoints,
-)
+from epix.audit.checkpoints import create_checkpoint, sign_pending_checkpoints
 from epix.audit.models import AuditChainHead, AuditCheckpoint, AuditEvent
 from epix.audit.retention import plan_purge, purge
 from epix.audit.service import (
@@ -25,6 +20,7 @@ from epix.audit.service import (
     earliest_purge_date,
     record_event,
 )
+from epix.audit.signing import CheckpointSigner, certificate_fingerprint
 from epix.audit.verify import verify_chain
 from epix.db import Database
 from epix.db.base import utcnow
@@ -220,3 +216,16 @@ def test_record_event_keeps_permit_records_long_enough(database: Database) -> No
             permit_valid_until=date(2031, 5, 1),
         )
     assert event.purge_after == date(2037, 1, 1)
+
+
+def test_checkpoints_are_signed_as_they_are_written_when_the_node_key_is_configured(
+    database: Database, node_signer: CheckpointSigner, policy: None
+) -> None:
+    configure_audit(AuditPolicy(checkpoint_every=4, retention_years=5, signer=lambda: node_signer))
+    fill(database, 9)
+    with database.unit_of_work() as session:
+        report = verify_chain(
+            session, trusted_fingerprints=[certificate_fingerprint(node_signer.cert_pem)]
+        )
+    assert report.ok
+    assert (report.checkpoints_verified, report.checkpoints_pending) == (2, 0)
