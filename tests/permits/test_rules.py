@@ -1,0 +1,233 @@
+"""Every business rule of the design brief: a failing and a passing case each."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+
+import pytest
+
+from epix.permits.model import Address, DocumentRef, Permit, TradeParty
+from epix.permits.rules import add_months, check_rules
+from epix.permits.validation import validate_permit_bytes
+from epix.permits.writer import write_permit
+from tests.permits.helpers import ISSUED, base, change, change_line, codes, validate
+
+VALID = base()
+ISSUED_AT = datetime(2024, 3, 1, 9, 30, tzinfo=UTC)
+
+
+def reexport(**line_changes: object) -> Permit:
+    """A valid re-export certificate from XA of a specimen that came from XC."""
+    permit = change_line(
+        change(base(lines=1), document_type="R"),
+        origin_country="XC",
+        origin_permit=DocumentRef(id="XC-2020-1", type_code="861"),
+    )
+    return change_line(permit, **line_changes)
+
+
+def party(country: str) -> TradeParty:
+    return TradeParty(name="Trader", address=Address(country=country))
+
+
+def test_demo_permit_breaks_no_rule() -> None:
+    report = validate(VALID)
+    assert report.valid and report.findings == ()
+
+
+# --- RULE-001 mandatory boxes --------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"number": None},
+        {"document_type": None},
+        {"valid_until": None},
+        {"purpose": None},
+        {"issued_at": None},
+        {"importer": TradeParty()},
+        {"exporter": TradeParty(name="No address")},
+        {"issuing_authority": TradeParty()},
+        {"lines": ()},
+    ],
+)
+def test_missing_mandatory_box_is_refused(changes: dict[str, object]) -> None:
+    report = validate(change(VALID, **changes))
+    assert not report.valid
+    assert "EPIX-RULE-001" in {f.code for f in report.findings}
+    assert all(f.location and f.line for f in report.findings if f.code == "EPIX-RULE-001")
+
+
+@pytest.mark.parametrize(
+    "field", ["scientific_name", "term", "appendix", "source", "quantity", "unit"]
+)
+def test_missing_mandatory_line_box_is_refused(field: str) -> None:
+    report = validate(change_line(VALID, 1, **{field: None}))
+    missing = [f for f in report.findings if f.code == "EPIX-RULE-001"]
+    assert missing and "Line 2" in missing[0].message
+    assert "IncludedSupplyChainConsignmentItem[2]" in (missing[0].location or "")
+
+
+# --- RULE-002 exporter = importer ----------------------------------------------------------
+
+
+def test_exporter_and_importer_in_the_same_country_is_refused() -> None:
+    assert "EPIX-RULE-002" in codes(change(VALID, importer=party("XA")))
+    assert "EPIX-RULE-002" not in codes(change(VALID, importer=party("XB")))
+
+
+# --- RULE-003/004/005 validity -------------------------------------------------------------
+
+
+def test_export_permit_valid_over_six_months_is_refused() -> None:
+    six_months = datetime.combine(add_months(ISSUED, 6), datetime.min.time(), UTC)
+    assert "EPIX-RULE-003" not in codes(change(VALID, valid_until=six_months))
+    assert "EPIX-RULE-003" in codes(change(VALID, valid_until=six_months + timedelta(days=1)))
+
+
+def test_reexport_certificate_valid_over_six_months_is_refused() -> None:
+    long = change(reexport(), valid_until=ISSUED_AT + timedelta(days=200))
+    assert "EPIX-RULE-003" in codes(long)
+
+
+def test_import_permit_may_last_twelve_months_but_not_more() -> None:
+    permit = change(VALID, document_type="I", valid_until=ISSUED_AT + timedelta(days=300))
+    assert "EPIX-RULE-004" not in codes(permit)
+    assert "EPIX-RULE-003" not in codes(permit)
+    assert "EPIX-RULE-004" in codes(change(permit, valid_until=ISSUED_AT + timedelta(days=400)))
+
+
+def test_validity_ending_before_it_starts_or_starting_before_issue_is_refused() -> None:
+    assert "EPIX-RULE-005" in codes(change(VALID, valid_until=ISSUED_AT - timedelta(hours=1)))
+    assert "EPIX-RULE-005" in codes(change(VALID, valid_from=ISSUED_AT - timedelta(days=2)))
+    assert "EPIX-RULE-005" not in codes(VALID)
+
+
+def test_add_months_clamps_to_the_end_of_the_month() -> None:
+    assert add_months(date(2023, 8, 31), 6) == date(2024, 2, 29)
+    assert add_months(date(2024, 12, 15), 12) == date(2025, 12, 15)
+
+
+# --- RULE-006/007/008/015 re-export --------------------------------------------------------
+
+
+def test_valid_reexport_passes() -> None:
+    assert validate(reexport()).findings == ()
+
+
+def test_reexport_without_origin_country_or_permit_is_refused() -> None:
+    assert "EPIX-RULE-006" in codes(reexport(origin_country=None))
+    assert "EPIX-RULE-006" in codes(reexport(origin_permit=None))
+
+
+def test_reexport_whose_origin_is_the_reexporting_party_is_refused() -> None:
+    report = validate(reexport(origin_country="XA"))
+    assert not report.valid
+    assert "EPIX-RULE-007" in {f.code for f in report.findings}
+
+
+def test_origin_permit_without_number_is_a_warning() -> None:
+    report = validate(reexport(origin_permit=DocumentRef(type_code="861", issued_at=ISSUED_AT)))
+    assert report.valid
+    assert {f.code for f in report.findings} == {"EPIX-RULE-015"}
+
+
+def test_half_filled_box_12a_is_a_warning() -> None:
+    assert "EPIX-RULE-008" in codes(reexport(reexport_country="XD"))
+    complete = reexport(reexport_country="XD", last_reexport=DocumentRef(id="XD1", type_code="811"))
+    assert "EPIX-RULE-008" not in codes(complete)
+
+
+# --- RULE-009/016 source D, RULE-010 source O ----------------------------------------------
+
+
+def test_source_d_outside_appendix_one_is_refused() -> None:
+    permit = change_line(VALID, appendix="II", source="D", registered_operation="A-XA-501")
+    assert "EPIX-RULE-009" in codes(permit)
+
+
+def test_source_d_in_appendix_one_with_registered_operation_passes() -> None:
+    permit = change_line(VALID, appendix="I", source="D", registered_operation="A-XA-501")
+    assert validate(permit).findings == ()
+
+
+def test_source_d_without_registered_operation_is_a_warning() -> None:
+    report = validate(change_line(VALID, appendix="I", source="D"))
+    assert report.valid and {f.code for f in report.findings} == {"EPIX-RULE-016"}
+
+
+def test_pre_convention_specimen_needs_acquisition_date() -> None:
+    assert "EPIX-RULE-010" in codes(change_line(VALID, source="O"))
+    dated = change_line(VALID, source="O", acquisition_date=datetime(1970, 1, 1, tzinfo=UTC))
+    assert "EPIX-RULE-010" not in codes(dated)
+
+
+# --- RULE-011 Appendix I import permit, RULE-012 Appendix I wild commercial ----------------
+
+
+def test_appendix_one_export_needs_import_permit_reference() -> None:
+    permit = change(change_line(base(lines=1), appendix="I", source="W"), purpose="S")
+    assert "EPIX-RULE-011" in codes(permit)
+    on_line = change_line(permit, import_permit=DocumentRef(id="XB-IMP-1", type_code="911"))
+    assert "EPIX-RULE-011" not in codes(on_line)
+    in_header = change(permit, references=(DocumentRef(id="XB-IMP-1", type_code="911"),))
+    assert validate(in_header).findings == ()
+
+
+def test_appendix_one_wild_for_commercial_purpose_is_refused() -> None:
+    permit = change_line(
+        VALID, appendix="I", source="W", import_permit=DocumentRef(id="XB-1", type_code="911")
+    )
+    assert "EPIX-RULE-012" in codes(permit)
+    assert "EPIX-RULE-012" not in codes(change(permit, purpose="S"))
+
+
+def test_appendix_one_wild_commercial_is_allowed_when_a_reservation_applies() -> None:
+    permit = change_line(VALID, appendix="I", source="W", scientific_name="Reserved species")
+
+    def reservation(party: str, taxon: str, at: datetime) -> bool:
+        return party == "XB" and taxon == "Reserved species"
+
+    assert "EPIX-RULE-012" not in {f.code for f in check_rules(permit, has_reservation=reservation)}
+    assert "EPIX-RULE-012" in {f.code for f in check_rules(permit, has_reservation=None)}
+
+
+def test_published_reservation_lifts_the_appendix_one_refusal() -> None:
+    # Norway has held a reservation on the minke whale (App. I) since 1986.
+    permit = change_line(
+        change(VALID, exporter=party("NO"), importer=party("XB")),
+        appendix="I",
+        source="W",
+        scientific_name="Balaenoptera acutorostrata",
+        import_permit=DocumentRef(id="XB-1", type_code="911"),
+    )
+    assert "EPIX-RULE-012" not in codes(permit)
+
+
+# --- RULE-013, 014, 017, 018 ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("quantity", [Decimal(0), Decimal(-3)])
+def test_quantity_must_be_positive(quantity: Decimal) -> None:
+    assert "EPIX-RULE-013" in codes(change_line(VALID, quantity=quantity))
+
+
+def test_permit_number_over_35_characters_is_refused() -> None:
+    assert "EPIX-RULE-014" in codes(change(VALID, number="X" * 36))
+    assert "EPIX-RULE-014" not in codes(change(VALID, number="X" * 35))
+
+
+def test_two_purpose_codes_are_refused() -> None:
+    data = write_permit(VALID).replace(
+        b"<ram:PurposeCode>T</ram:PurposeCode>",
+        b"<ram:PurposeCode>T</ram:PurposeCode><ram:PurposeCode>S</ram:PurposeCode>",
+    )
+    report = validate_permit_bytes(data)
+    assert [f.code for f in report.findings] == ["EPIX-RULE-017"]
+    assert report.findings[0].line is not None
+
+
+def test_duplicate_line_identifiers_are_refused() -> None:
+    assert "EPIX-RULE-018" in codes(change_line(VALID, 1, line_id="1"))
