@@ -1,0 +1,163 @@
+"""Lookup at the border and status changes told to everyone who saw the permit."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+from lxml import etree
+from sqlalchemy import select
+
+from epix.audit.models import AuditEvent
+from epix.auth import service as users
+from epix.auth.principal import Role
+from tests.exchange.conftest import Node, headers
+
+pytestmark = pytest.mark.anyio
+MA = "management_authority"
+
+
+def auth(node: Node, party: str, role: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {node.key(party, role)}"}
+
+
+async def submit(
+    client: httpx.AsyncClient, node: Node, number: str, token: str | None = None
+) -> bytes:
+    body = node.signed_permit(number=number)
+    sent = headers(node.key("XA", MA))
+    if token:
+        sent["X-EPIX-Security-Token"] = token
+    response = await client.post("/v1/messages", content=body, headers=sent)
+    assert response.status_code == 201, response.text
+    return body
+
+
+async def test_lookup_gives_permit_verdict_status_and_quantities(
+    client: httpx.AsyncClient, node: Node
+) -> None:
+    body = await submit(client, node, "XA-LOOK-1")
+    response = await client.get("/v1/permits/XA/XA-LOOK-1", headers=auth(node, "XB", "customs"))
+    assert response.status_code == 200
+    view = response.json()
+    assert view["status"] == "issued" and view["signature"]["valid"] is True
+    assert view["signature"]["signer"]["party"] == "XA"
+    assert view["permit"]["number"] == "XA-LOOK-1"
+    assert [line["permitted"] for line in view["lines"]] == [
+        line["remaining"] for line in view["lines"]
+    ]
+    assert view["receipts"][0]["status"] in ("accepted", "accepted_with_warnings")
+    assert [event["action"] for event in view["history"]] == ["message.submit"]
+    xml = await client.get(view["xml_url"], headers=auth(node, "XB", "customs"))
+    assert xml.content == body
+    with node.database.unit_of_work() as session:
+        actions = session.scalars(
+            select(AuditEvent.action).where(AuditEvent.action == "permit.lookup")
+        ).all()
+        assert len(actions) == 2
+
+
+async def test_missing_and_forbidden_permits_look_the_same(
+    client: httpx.AsyncClient, node: Node
+) -> None:
+    await submit(client, node, "XA-SECRET", token="s3cret-token")
+    with node.database.unit_of_work() as session:
+        user = users.create_user(
+            session,
+            username="xc-customs",
+            party="XC",
+            authority="XC Customs",
+            roles=[Role.CUSTOMS],
+        )
+        _, third_party_key = users.issue_api_key(session, user)
+    third_party = {"Authorization": f"Bearer {third_party_key}"}
+    missing = await client.get("/v1/permits/XA/XA-NOPE", headers=third_party)
+    forbidden = await client.get("/v1/permits/XA/XA-SECRET", headers=third_party)
+    wrong_token = await client.get(
+        "/v1/permits/XA/XA-SECRET", params={"token": "guessing-it"}, headers=third_party
+    )
+    for refusal in (missing, forbidden, wrong_token):
+        assert refusal.status_code == 404 and refusal.json()["code"] == "EPIX-STATE-007"
+    with_token = await client.get(
+        "/v1/permits/XA/XA-SECRET", params={"token": "s3cret-token"}, headers=third_party
+    )
+    assert with_token.status_code == 200
+    destination = await client.get("/v1/permits/XA/XA-SECRET", headers=auth(node, "XB", "customs"))
+    assert destination.status_code == 200
+
+
+async def test_cancel_tells_the_destination_and_everyone_who_looked(
+    client: httpx.AsyncClient, node: Node
+) -> None:
+    await submit(client, node, "XA-CANCEL")
+    await client.get("/v1/permits/XA/XA-CANCEL", headers=auth(node, "XB", "customs"))
+    cancelled = await client.post(
+        "/v1/permits/XA/XA-CANCEL/cancel",
+        json={"reason": "issued in error"},
+        headers=auth(node, "XA", MA),
+    )
+    assert cancelled.status_code == 200, cancelled.text
+    assert cancelled.json()["notified"] == ["XB"]
+    page = (await client.get("/v1/inbox", headers=auth(node, "XB", "customs"))).json()
+    kinds = [entry["kind"] for entry in page["entries"]]
+    assert kinds == ["message", "status"]
+    document = await client.get(page["entries"][1]["url"], headers=auth(node, "XB", "customs"))
+    root = etree.fromstring(document.content)
+    assert root.findtext("{urn:epix:status:1}Status") == "cancelled"
+    view = (
+        await client.get("/v1/permits/XA/XA-CANCEL", headers=auth(node, "XB", "customs"))
+    ).json()
+    assert view["status"] == "cancelled"
+    assert all(line["remaining"] == "0" for line in view["lines"])
+    again = await client.post(
+        "/v1/permits/XA/XA-CANCEL/cancel", json={}, headers=auth(node, "XA", MA)
+    )
+    assert again.status_code == 409 and again.json()["code"] == "EPIX-STATE-008"
+
+
+async def test_replace_points_to_the_new_permit(client: httpx.AsyncClient, node: Node) -> None:
+    await submit(client, node, "XA-OLD")
+    await submit(client, node, "XA-NEW")
+    replaced = await client.post(
+        "/v1/permits/XA/XA-OLD/replace",
+        json={"replaced_by": "XA-NEW", "reason": "typo in box 3"},
+        headers=auth(node, "XA", MA),
+    )
+    assert replaced.status_code == 200, replaced.text
+    view = (await client.get("/v1/permits/XA/XA-OLD", headers=auth(node, "XB", "customs"))).json()
+    assert view["status"] == "replaced"
+    assert view["replaced_by"] == {"issuing_party": "XA", "number": "XA-NEW"}
+
+
+async def test_status_changes_refuse_bad_input(client: httpx.AsyncClient, node: Node) -> None:
+    await submit(client, node, "XA-GUARD")
+    ma = auth(node, "XA", MA)
+    cases = [
+        (
+            "/v1/permits/XA/XA-GUARD/cancel",
+            {"Content-Type": "application/json"},
+            b"{not json",
+            400,
+            "EPIX-REQ-001",
+        ),
+        (
+            "/v1/permits/XA/XA-GUARD/replace",
+            {},
+            b'{"replaced_by": "XA-NONE"}',
+            404,
+            "EPIX-STATE-007",
+        ),
+    ]
+    for path, extra, content, status, code in cases:
+        response = await client.post(
+            path, content=content, headers={**ma, "Content-Type": "application/json", **extra}
+        )
+        assert response.status_code == status, response.text
+        assert response.json()["code"] == code
+    by_customs = await client.post(
+        "/v1/permits/XA/XA-GUARD/cancel", json={}, headers=auth(node, "XB", "customs")
+    )
+    assert by_customs.status_code == 403 and by_customs.json()["code"] == "EPIX-AUTH-004"
+    other_party = await client.post(
+        "/v1/permits/XA/XA-GUARD/cancel", json={}, headers=auth(node, "XB", MA)
+    )
+    assert other_party.status_code == 403 and other_party.json()["code"] == "EPIX-AUTH-005"
