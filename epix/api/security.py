@@ -17,6 +17,7 @@ from epix.auth.principal import Principal, Role
 from epix.auth.scoping import ensure_role
 from epix.auth.service import authenticate_api_key, authenticate_session
 from epix.errors import EpixError
+from epix.settings import Settings
 
 SESSION_USER = "uid"
 SESSION_EPOCH = "epoch"
@@ -51,7 +52,11 @@ def _check_same_origin(request: Request) -> None:
     if request.method in _SAFE_METHODS:
         return
     origin = request.headers.get("origin")
-    if origin is not None and urlsplit(origin).netloc != request.headers.get("host", ""):
+    if origin is None:
+        return
+    settings: Settings = request.app.state.settings
+    ours = {request.headers.get("host", ""), urlsplit(settings.node_base_url).netloc}
+    if urlsplit(origin).netloc not in ours:
         raise EpixError.of(
             "EPIX-AUTH-009", "Cross-site request refused; use the node's own pages.", "Origin"
         )

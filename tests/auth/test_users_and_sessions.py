@@ -84,6 +84,25 @@ async def test_cross_site_write_with_session_cookie_is_refused(
     assert response.json()["code"] == "EPIX-AUTH-009"
 
 
+async def test_same_origin_write_with_session_cookie_is_allowed(
+    client: httpx.AsyncClient, make_user: MakeUser
+) -> None:
+    make_user("admin", roles=(Role.NODE_ADMIN,))
+    await _login(client, "admin")
+    response = await client.post(
+        "/v1/users",
+        json={
+            "username": "new-officer",
+            "party": "xb",
+            "authority": "XB Customs",
+            "roles": ["customs"],
+        },
+        headers={"Origin": "http://testserver"},
+    )
+    assert response.status_code == 201
+    assert (response.json()["party"], response.json()["roles"]) == ("XB", ["customs"])
+
+
 async def test_login_and_logout_are_audited_without_credentials(
     client: httpx.AsyncClient,
     sqlite_database: Database,
