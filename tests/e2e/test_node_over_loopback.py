@@ -1,0 +1,67 @@
+"""A real node: ``epix serve --demo`` under uvicorn on 127.0.0.1, driven by ``epix demo``."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.conftest import REPO_ROOT
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@pytest.mark.slow
+def test_demo_exchange_against_a_real_uvicorn_node(tmp_path: Path) -> None:
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}"
+    env = {
+        **os.environ,
+        "EPIX_DATA_DIR": str(tmp_path / "data"),
+        "EPIX_NODE_BASE_URL": url,
+    }
+    env.pop("EPIX_DATABASE_URL", None)  # the embedded SQLite database in the data directory
+    server = subprocess.Popen(
+        [sys.executable, "-m", "epix.cli", "serve", "--demo", "--port", str(port)],
+        cwd=REPO_ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                time.sleep(0.2)
+        else:
+            pytest.fail("the node did not start")
+        demo = subprocess.run(
+            [sys.executable, "-m", "epix.cli", "demo", "--url", url],
+            cwd=REPO_ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert demo.returncode == 0, demo.stdout + demo.stderr
+        assert "byte-exact: True" in demo.stdout
+        assert "signature valid: True" in demo.stdout
+        assert "state: acknowledged" in demo.stdout
+    finally:
+        server.terminate()
+        output = server.communicate(timeout=30)[0].decode()
+    assert "Demo API keys" in output
