@@ -7,6 +7,8 @@ from collections.abc import Callable
 
 import click
 
+from epix.cli.bench_node import node as node_benchmark
+
 
 @click.group()
 def bench() -> None:
@@ -115,3 +117,6 @@ def verify_bench(seconds: float, lines: int, kind: str) -> None:
         f"epix (parse + profile + registry binding + signxml): {full_rate:,.0f} verifications/s"
     )
     click.echo(f"ratio: {ratio:.2f} (target >= 0.80)")
+
+
+bench.add_command(node_benchmark)
