@@ -170,7 +170,12 @@ def read_registry(content: bytes, anchor_pem: bytes) -> VerifiedRegistry:
                 for error in errors
             ]
         )
-    snapshot = _read_snapshot(signed)
+    try:
+        snapshot = _read_snapshot(signed)
+    except ValueError as exc:  # e.g. a time the schema allows but Python cannot represent
+        raise EpixError.of(
+            "EPIX-SCHEMA-001", f"The registry document has an unreadable value: {exc}", "/Registry"
+        ) from None
     return VerifiedRegistry(
         snapshot=snapshot,
         content=content,

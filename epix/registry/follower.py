@@ -138,3 +138,23 @@ class RegistryFollower:
             except EpixError as exc:
                 log.error("registry refresh refused: %s", exc)
             stop.wait(interval_seconds)
+
+
+def start_following(
+    database: Database, settings: Settings, stop: threading.Event
+) -> threading.Thread | None:
+    """Follow the configured registry source in a daemon thread (None when not a follower).
+
+    For ``epix serve``: the first refresh runs at once, then every registry_refresh_seconds.
+    """
+    if not settings.registry_source_url:
+        return None
+    follower = RegistryFollower.from_settings(database, settings)
+    thread = threading.Thread(
+        target=follower.follow,
+        args=(settings.registry_refresh_seconds, stop),
+        name="epix-registry-follower",
+        daemon=True,
+    )
+    thread.start()
+    return thread

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -14,8 +15,9 @@ from epix.db import Database
 from epix.errors import EpixError
 from epix.registry import repository, service
 from epix.registry.document import publish
-from epix.registry.follower import RegistryFollower
+from epix.registry.follower import RegistryFollower, start_following
 from epix.registry.trust import RegistryTrustStore
+from epix.settings import Settings
 from epix.signatures import sign_document
 from epix.xml.namespaces import DSIG
 from tests.pki import Identity
@@ -167,3 +169,34 @@ def test_follower_without_a_copy_reports_no_registry_when_the_source_is_down(
     with pytest.raises(EpixError) as exc:
         follower.refresh()
     assert [f.code for f in exc.value.findings] == ["EPIX-REG-009"]
+
+
+def test_start_following_refreshes_in_the_background_until_stopped(
+    sqlite_database: Database,
+    secretariat_database: Database,
+    secretariat_identity: Identity,
+    source: tuple[Source, str, ThreadingHTTPServer],
+    tmp_path: Path,
+) -> None:
+    state, url, _server = source
+    state.body = published(secretariat_database, secretariat_identity)
+    anchor = tmp_path / "anchor.pem"
+    anchor.write_bytes(secretariat_identity.cert_pem)
+    assert start_following(sqlite_database, Settings(data_dir=tmp_path), threading.Event()) is None
+    settings = Settings(
+        data_dir=tmp_path,
+        registry_source_url=url,
+        registry_anchor_path=anchor,
+        registry_refresh_seconds=3600,
+    )
+    stop = threading.Event()
+    thread = start_following(sqlite_database, settings, stop)
+    assert thread is not None
+    deadline = time.monotonic() + 10
+    while not state.requests and time.monotonic() < deadline:
+        time.sleep(0.02)
+    stop.set()
+    thread.join(timeout=10)
+    assert not thread.is_alive()
+    with sqlite_database.unit_of_work() as session:
+        assert repository.latest_document(session) is not None

@@ -71,12 +71,18 @@ def party_json(row: RegistryParty) -> dict[str, object]:
 
 
 def _signing_identity(settings: Settings) -> tuple[bytes, bytes] | None:
-    if settings.registry_signing_key_path and settings.registry_signing_cert_path:
-        return (
-            settings.registry_signing_key_path.read_bytes(),
-            settings.registry_signing_cert_path.read_bytes(),
-        )
-    return None
+    """The Secretariat's key and certificate when this node publishes the registry."""
+    key_path, cert_path = settings.registry_signing_key_path, settings.registry_signing_cert_path
+    if not (key_path and cert_path):
+        return None
+    try:
+        return key_path.read_bytes(), cert_path.read_bytes()
+    except OSError as exc:
+        raise EpixError.of(
+            "EPIX-REG-009",
+            f"The registry signing key or certificate cannot be read ({exc.strerror}).",
+            "settings.registry_signing_key_path",
+        ) from None
 
 
 @router.get("", response_class=Response)
