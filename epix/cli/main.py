@@ -17,7 +17,9 @@ def cli() -> None:
 def _register() -> None:
     """Attach every command group; each lives in its own module under epix.cli."""
     from epix.cli import audit as audit_cmd
-    from epix.cli import bench, errors_cmd
+    from epix.cli import bench, errors_cmd, keys
+    from epix.cli import demo as demo_cmd
+    from epix.cli import serve as serve_cmd
     from epix.cli import users as users_cmd
     from epix.cli import validate as validate_cmd
     from epix.cli import worker as worker_cmd
@@ -28,6 +30,10 @@ def _register() -> None:
     cli.add_command(users_cmd.users)
     cli.add_command(audit_cmd.audit)
     cli.add_command(bench.bench)
+    cli.add_command(keys.keys)
+    cli.add_command(keys.sign)
+    cli.add_command(serve_cmd.serve)
+    cli.add_command(demo_cmd.demo)
     cli.add_command(validate_cmd.validate)
     cli.add_command(worker_cmd.worker)
     cli.add_command(worker_cmd.outbox_group)
