@@ -17,6 +17,9 @@ def print_demo(setup: DemoSetup, url: str) -> None:
     click.echo("Demo API keys (TEST ONLY; send as 'Authorization: Bearer <key>'):")
     for user in setup.users:
         click.echo(f"  {user.party:6} {user.role:22} {user.username:28} {user.api_key}")
+    click.echo(f"Web pages: {url}/web/  (log in with a demo user name and password, TEST ONLY):")
+    for user in setup.users:
+        click.echo(f"  {user.username:28} {user.password}")
     click.echo(f"Demo signing keys: {setup.keys_dir}")
     click.echo(f"Try it: epix demo --url {url}\n")
 

@@ -3,15 +3,16 @@
 On first start of ``epix serve --demo`` the node gets, in its own database and data directory:
 the Secretariat user, Parties XA and XB with a Management Authority and a customs authority
 each, their keys (generated into ``<data_dir>/demo/keys``, never committed) registered in the
-registry, the node's own key registered as the ``node`` authority, one user and API key per
-role, and ``<data_dir>/demo/demo.json`` (0600) holding those API keys so a restart prints them
-again. XA, XB are ISO 3166 user-assigned codes: they can never be a real Party.
+registry, the node's own key registered as the ``node`` authority, one user per role with an
+API key and a web password, and ``<data_dir>/demo/demo.json`` (0600) holding those credentials so
+a restart prints them again. XA, XB are ISO 3166 user-assigned codes: never a real Party.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import secrets
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -36,6 +37,7 @@ class DemoUser:
     party: str
     role: str
     api_key: str
+    password: str  # for the web pages; TEST ONLY, printed at every demo start
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,11 +70,17 @@ def load_demo(settings: Settings) -> DemoSetup | None:
 
 
 def _user(session: Session, username: str, party: str, authority: str, role: Role) -> DemoUser:
+    password = secrets.token_urlsafe(12)
     user = auth.create_user(
-        session, username=username, party=party, authority=authority, roles=[role]
+        session,
+        username=username,
+        party=party,
+        authority=authority,
+        roles=[role],
+        password=password,
     )
     _, raw_key = auth.issue_api_key(session, user, label="demo")
-    return DemoUser(username, party, role.value, raw_key)
+    return DemoUser(username, party, role.value, raw_key, password)
 
 
 def _register(
@@ -90,16 +98,16 @@ def bootstrap_demo(database: Database, settings: Settings) -> DemoSetup:
     keys_dir = (demo_dir(settings) / "keys").resolve()
     users: list[DemoUser] = []
     with database.unit_of_work() as session:
-        secretariat = auth.create_user(
-            session,
-            username="cites-secretariat",
-            party=SECRETARIAT_PARTY,
-            authority="CITES Secretariat",
-            roles=[Role.SECRETARIAT],
+        users.append(
+            _user(
+                session,
+                "cites-secretariat",
+                SECRETARIAT_PARTY,
+                "CITES Secretariat",
+                Role.SECRETARIAT,
+            )
         )
-        _, raw = auth.issue_api_key(session, secretariat, label="demo")
-        users.append(DemoUser(secretariat.username, SECRETARIAT_PARTY, Role.SECRETARIAT, raw))
-        actor = auth.principal_of(secretariat)
+        actor = auth.principal_of(auth.get_user(session, "cites-secretariat"))
         parties = set(DEMO_PARTIES) | {settings.node_party}
         for party in sorted(parties):
             if repository.get_party(session, party) is None:
