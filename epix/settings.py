@@ -30,7 +30,10 @@ class Settings(BaseSettings):
         "Use postgresql+psycopg://... for production.",
     )
     node_party: str = Field(default="XA", description="ISO 3166 alpha-2 code of this node's Party.")
-    node_mode: NodeMode = Field(default=NodeMode.HUB)
+    node_mode: NodeMode = Field(
+        default=NodeMode.HUB,
+        description="hub: every Party's inbox on this node; party: forward to peer nodes.",
+    )
     node_base_url: str = Field(
         default="http://127.0.0.1:8000", description="Public base URL of this node."
     )
@@ -52,12 +55,22 @@ class Settings(BaseSettings):
     )
 
     # Inbox and delivery.
-    inbox_page_max: int = Field(default=500)
-    inbox_lease_seconds: int = Field(default=60)
-    outbox_lease_seconds: int = Field(default=30)
-    outbox_give_up_seconds: int = Field(default=72 * 3600)
-    outbox_base_delay_seconds: float = Field(default=1.0)
-    outbox_max_delay_seconds: float = Field(default=600.0)
+    inbox_page_max: int = Field(default=500, description="Largest inbox page one pull returns.")
+    inbox_lease_seconds: int = Field(
+        default=60, description="How long a pulled message stays leased before it reappears."
+    )
+    outbox_lease_seconds: int = Field(
+        default=30, description="How long a worker owns a claimed outbox row."
+    )
+    outbox_give_up_seconds: int = Field(
+        default=72 * 3600, description="Age after which a delivery is marked failed."
+    )
+    outbox_base_delay_seconds: float = Field(
+        default=1.0, description="First retry delay; doubles per attempt, with full jitter."
+    )
+    outbox_max_delay_seconds: float = Field(
+        default=600.0, description="Longest delay between two delivery attempts."
+    )
     run_worker_in_process: bool = Field(
         default=True, description="Run the outbox worker as a thread inside `epix serve`."
     )
@@ -85,8 +98,12 @@ class Settings(BaseSettings):
     )
 
     # Registry follower: fetch the Secretariat-signed registry document from this URL.
-    registry_source_url: str | None = Field(default=None)
-    registry_refresh_seconds: int = Field(default=300)
+    registry_source_url: str | None = Field(
+        default=None, description="Follower nodes: URL of the Secretariat's signed registry."
+    )
+    registry_refresh_seconds: int = Field(
+        default=300, description="How often a follower fetches the registry."
+    )
     registry_anchor_path: Path | None = Field(
         default=None,
         description="The pinned Secretariat certificate (PEM): the only key a registry document "
@@ -104,7 +121,9 @@ class Settings(BaseSettings):
     audit_checkpoint_every: int = Field(
         default=1000, description="Sign an audit checkpoint after this many events."
     )
-    retention_years: int = Field(default=5)
+    retention_years: int = Field(
+        default=5, description="Audit records are kept at least this long after they expire."
+    )
 
     @property
     def effective_database_url(self) -> str:
