@@ -36,7 +36,9 @@ pytest: sync
 test: lint typecheck pytest
 
 bench: sync
-	$(RUN) epix bench all
+	$(RUN) epix bench validate
+	$(RUN) epix bench verify
+	$(RUN) epix bench node
 
 clean:
 	rm -rf $(TOOLS) $(VENV) .pytest_cache .mypy_cache .ruff_cache
