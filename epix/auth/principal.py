@@ -14,6 +14,9 @@ class Role(StrEnum):
     CUSTOMS = "customs"
     SECRETARIAT = "secretariat"
     NODE_ADMIN = "node_admin"
+    # Another Party's node, forwarding that Party's signed documents (permits, endorsements,
+    # status changes) to this node; its API key is in that node's EPIX_PEER_API_KEYS.
+    PEER_NODE = "peer_node"
 
 
 @dataclass(frozen=True, slots=True)
