@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from decimal import Decimal
@@ -50,6 +50,9 @@ from epix.xml.parse import DEFAULT_MAX_BYTES, DEFAULT_MAX_DEPTH
 # Signs an endorsement document with EPIX-DSIG-1 (the authority's key, or the node's key on
 # its behalf) and returns the signed bytes.
 Signer = Callable[[bytes], bytes]
+# Tells a permit's watchers (but the Parties named) of its new status: the exchange's
+# ``StatusAnnouncer``, the same mechanism that announces cancellations.
+Announce = Callable[[Session, Permit, Principal, Collection[str]], Sequence[str]]
 ENDORSEMENT_CONTENT_TYPE = "application/xml"
 
 
@@ -417,6 +420,7 @@ def confirm(
     signed_by: str,
     actor: Principal,
     request: RequestContext | None = None,
+    announce: Announce | None = None,
 ) -> SignedEndorsement:
     """Turn a reservation into the endorsement; ``lines`` default to the reserved quantities.
 
@@ -444,6 +448,7 @@ def confirm(
         signed_by=signed_by,
         actor=actor,
         request=request,
+        announce=announce,
     )
     return result
 
@@ -461,6 +466,7 @@ def endorse(
     signed_by: str,
     actor: Principal,
     request: RequestContext | None = None,
+    announce: Announce | None = None,
 ) -> SignedEndorsement:
     """Record the consignment at the border directly, without a prior reservation."""
     if declaration_reference is not None:
@@ -478,6 +484,7 @@ def endorse(
         signed_by=signed_by,
         actor=actor,
         request=request,
+        announce=announce,
     )
 
 
@@ -509,6 +516,7 @@ def _endorse_locked(
     signed_by: str,
     actor: Principal,
     request: RequestContext | None,
+    announce: Announce | None,
 ) -> SignedEndorsement:
     permit = state.permit
     check_usable(state, side, actor)
@@ -540,6 +548,7 @@ def _endorse_locked(
         signed_by=signed_by,
         actor=actor,
         request=request,
+        announce=announce,
     )
 
 
@@ -554,8 +563,11 @@ def _store(
     signed_by: str,
     actor: Principal,
     request: RequestContext | None,
+    announce: Announce | None,
+    forward: bool = True,
 ) -> SignedEndorsement:
-    """Write the endorsement, move the permit's status, queue it for the issuer, audit it."""
+    """Write the endorsement, move the permit's status, queue it for the issuer (unless it
+    came from the issuer's peer already), tell the watchers, audit it."""
     permit = state.permit
     side = document.side
     port, officer, transport_document = (
@@ -594,16 +606,21 @@ def _store(
         f"{side.value} endorsement {document.endorsement_id} by {actor.party} at {port}"
     )
     session.flush()
-    enqueue(
-        session,
-        kind=OutboxKind.ENDORSEMENT,
-        destination_party=permit.issuing_party,
-        payload=signed,
-        message_id=document.endorsement_id,
-        content_type=ENDORSEMENT_CONTENT_TYPE,
-        headers={"X-EPIX-Document-Type": "endorsement"},
-        sender_party=actor.party,
-    )
+    if forward:
+        enqueue(
+            session,
+            kind=OutboxKind.ENDORSEMENT,
+            destination_party=permit.issuing_party,
+            payload=signed,
+            message_id=document.endorsement_id,
+            content_type=ENDORSEMENT_CONTENT_TYPE,
+            headers={"X-EPIX-Document-Type": "endorsement"},
+            sender_party=actor.party,
+        )
+    told: list[str] = []
+    if announce is not None and permit.status != previous_status:
+        # The issuer gets the endorsement itself, the endorsing Party knows: tell the rest.
+        told = list(announce(session, permit, actor, {actor.party}))
     record_event(
         session,
         action="endorsement.record",
@@ -625,6 +642,8 @@ def _store(
             "status": {"from": previous_status, "to": permit.status},
             "signed_by": signed_by,
             "lines": {line.line_id: str(quantity) for line, quantity, _ in checked},
+            "forwarded": forward,
+            "notified": told,
         },
     )
     return SignedEndorsement(endorsement=endorsement, document=signed)
@@ -641,6 +660,7 @@ def record_signed(
     request: RequestContext | None = None,
     max_bytes: int = DEFAULT_MAX_BYTES,
     max_depth: int = DEFAULT_MAX_DEPTH,
+    announce: Announce | None = None,
 ) -> SignedEndorsement:
     """Accept an endorsement the customs authority signed with its own registered key.
 
@@ -669,7 +689,61 @@ def record_signed(
             f"not {issuing_party} {number}.",
             "Permit",
         )
-    state = _locked_state(session, issuing_party, number, actor)
+    return _record_document(
+        session,
+        document,
+        data,
+        signed_by="authority",
+        actor=actor,
+        request=request,
+        announce=announce,
+        forward=True,
+    )
+
+
+def record_received(
+    session: Session,
+    *,
+    document: EndorsementDocument,
+    data: bytes,
+    signed_by: str,
+    actor: Principal,
+    request: RequestContext | None = None,
+    announce: Announce | None = None,
+) -> SignedEndorsement:
+    """Enter an endorsement that arrived from the endorsing Party's node into this node's copy
+    of the ledger (the issuer's view of its permit), with the same checks as a local one.
+
+    ``document`` must come from a verified signature over ``data``. It is not forwarded again:
+    it came from the node that forwards it. Raises ``EpixError`` when the permit is unknown
+    here or the ledger refuses; the caller keeps the message either way.
+    """
+    return _record_document(
+        session,
+        document,
+        data,
+        signed_by=signed_by,
+        actor=actor,
+        request=request,
+        announce=announce,
+        forward=False,
+    )
+
+
+def _record_document(
+    session: Session,
+    document: EndorsementDocument,
+    data: bytes,
+    *,
+    signed_by: str,
+    actor: Principal,
+    request: RequestContext | None,
+    announce: Announce | None,
+    forward: bool,
+) -> SignedEndorsement:
+    """A signed endorsement document through the ledger checks; the same bytes twice is one."""
+    number = document.permit_number
+    state = _locked_state(session, document.issuing_party, number, actor)
     digest = hashlib.sha256(data).hexdigest()
     existing = session.scalar(
         select(Endorsement).where(Endorsement.endorsement_id == document.endorsement_id)
@@ -721,9 +795,11 @@ def record_signed(
         data,
         checked=checked,
         reservation=reservation,
-        signed_by="authority",
+        signed_by=signed_by,
         actor=actor,
         request=request,
+        announce=announce,
+        forward=forward,
     )
 
 

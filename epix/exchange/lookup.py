@@ -35,7 +35,14 @@ from epix.signatures.verify import verify_document
 from epix.xml import parse_xml
 
 ACTION_LOOKUP = "permit.lookup"
-_HISTORY_ACTIONS = ("message.submit", "permit.cancel", "permit.replace", "endorsement.record")
+_HISTORY_ACTIONS = (
+    "message.submit",
+    "permit.cancel",
+    "permit.replace",
+    "endorsement.record",
+    "endorsement.receive",
+    "status.receive",
+)
 
 
 def _not_found(party: str, number: str) -> EpixError:

@@ -32,6 +32,7 @@ from epix.compliance import screen_permit
 from epix.db import Database
 from epix.db.base import utcnow
 from epix.delivery import outbox
+from epix.delivery.webhooks import publish_event
 from epix.errors import EpixError, Finding, Severity
 from epix.exchange.envelope import Envelope
 from epix.exchange.inbox import deliver_to_inbox
@@ -53,6 +54,8 @@ from epix.xml.namespaces import CITES_PERMIT
 log = logging.getLogger("epix.exchange")
 ACTION_SUBMIT = "message.submit"
 PERMIT_TAG = f"{{{CITES_PERMIT}}}CITESEPermit"
+# The webhook event a Party's system gets when a document of this type lands in its inbox.
+RECEIVED_EVENTS = {"endorsement": "endorsement.received", "status": "status.changed"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -189,7 +192,7 @@ def _stored_receipt(session: Session, message: Message) -> bytes:
     return receipt.body
 
 
-def _replay(session: Session, existing: Message, sha256: str) -> SubmissionResult:
+def replay(session: Session, existing: Message, sha256: str) -> SubmissionResult:
     """Same id and bytes: the original receipt. Same id, other bytes: EPIX-MSG-001."""
     if existing.sha256 != sha256:
         raise EpixError.of(
@@ -218,7 +221,7 @@ def _read_phase(
     with database.unit_of_work() as session:
         existing = find_message(session, envelope.sender, envelope.message_id)
         if existing is not None:
-            return _replay(session, existing, sha256)
+            return replay(session, existing, sha256)
         if registry.get_party(session, envelope.recipient) is None:
             raise EpixError.of(
                 "EPIX-MSG-003",
@@ -282,7 +285,7 @@ def submit(
         findings += screen_permit(signed_permit)
         checked = _Checked(signed_permit, verdict, findings)
     except EpixError as exc:
-        return _reject(
+        return reject(
             database,
             exc,
             envelope,
@@ -371,10 +374,10 @@ def _after_conflict(
         with database.unit_of_work() as session:
             existing = find_message(session, envelope.sender, envelope.message_id)
             if existing is not None:
-                return _replay(session, existing, sha256)
+                return replay(session, existing, sha256)
             _check_permit_unique(session, permit, sha256)
     except EpixError as exc:
-        return _reject(
+        return reject(
             database,
             exc,
             envelope,
@@ -391,7 +394,7 @@ def _after_conflict(
     )
 
 
-def _reject(
+def reject(
     database: Database,
     error: EpixError,
     envelope: Envelope,
@@ -402,6 +405,7 @@ def _reject(
     sha256: str,
     received_at: datetime,
     permit_number: str | None,
+    action: str = ACTION_SUBMIT,
 ) -> SubmissionResult:
     """A signed ``rejected`` receipt and an audit event; the message itself is not stored."""
     findings = tuple(error.findings)
@@ -420,7 +424,7 @@ def _reject(
     with database.unit_of_work() as session:
         record_event(
             session,
-            action=ACTION_SUBMIT,
+            action=action,
             outcome=first.code,
             actor=principal,
             party=envelope.sender,
@@ -574,9 +578,24 @@ def store_submission(
 
 
 def route_message(session: Session, message: Message, settings: Settings) -> None:
-    """Hosted destination: straight into its inbox. A peer's: an outbox row for the worker."""
+    """Hosted destination: straight into its inbox (and its subscribed webhooks). A peer's:
+    an outbox row for the worker."""
     if is_hosted(message.recipient_party, settings):
-        deliver_to_inbox(session, party=message.recipient_party, message=message)
+        entry = deliver_to_inbox(session, party=message.recipient_party, message=message)
+        publish_event(
+            session,
+            party=message.recipient_party,
+            event=RECEIVED_EVENTS.get(message.document_type, "message.received"),
+            event_id=f"{message.sender_party}:{message.message_id}",
+            data={
+                "message_id": message.message_id,
+                "from": message.sender_party,
+                "document_type": message.document_type,
+                "sha256": message.sha256,
+                "inbox_entry": entry.id,
+            },
+            give_up_seconds=settings.outbox_give_up_seconds,
+        )
         return
     outbox.enqueue(
         session,

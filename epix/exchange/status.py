@@ -1,4 +1,5 @@
-"""Status changes by the issuing Management Authority: cancel and replace.
+"""Status changes: cancel and replace by the issuing Management Authority, and the endorsed or
+used status a border endorsement gives a permit.
 
 The signed permit bytes are never touched; the permit row's status moves and a status document
 ({urn:epix:status:1}, signed by the node) goes to every Party that received, pulled or looked
@@ -8,6 +9,7 @@ the permit up — into its inbox here, or through the outbox to its own node.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Collection
 from dataclasses import dataclass
 
 from lxml import etree
@@ -21,9 +23,10 @@ from epix.auth.scoping import ensure_own_party, ensure_role
 from epix.db.base import utcnow
 from epix.delivery import outbox
 from epix.delivery.models import OutboxKind
+from epix.delivery.webhooks import publish_event
 from epix.errors import EpixError
 from epix.exchange.models import Permit, PermitWatcher
-from epix.exchange.node_identity import NodeIdentity
+from epix.exchange.node_identity import NodeIdentity, node_identity
 from epix.exchange.notifications import notify
 from epix.exchange.service import is_hosted
 from epix.settings import Settings
@@ -108,6 +111,82 @@ def watchers(session: Session, permit: Permit) -> list[str]:
     return sorted(parties)
 
 
+def announce(
+    session: Session,
+    *,
+    permit: Permit,
+    document: bytes,
+    settings: Settings,
+    exclude: Collection[str] = (),
+) -> list[str]:
+    """Send a signed status document to every watcher of ``permit`` but ``exclude``.
+
+    A watcher hosted here gets it in its inbox (and a ``status.changed`` webhook); any other
+    gets it through the outbox at its own node. Returns the Parties told.
+    """
+    told = [party for party in watchers(session, permit) if party not in exclude]
+    message_id = f"status-{uuid.uuid4().hex}"
+    for target in told:
+        if is_hosted(target, settings):
+            notify(
+                session,
+                party=target,
+                kind="status",
+                subject=f"Permit {permit.number} of {permit.issuing_party} {permit.status}",
+                body=document,
+            )
+            publish_event(
+                session,
+                party=target,
+                event="status.changed",
+                event_id=message_id,
+                data={
+                    "issuing_party": permit.issuing_party,
+                    "number": permit.number,
+                    "status": permit.status,
+                    "reason": permit.status_reason,
+                },
+                give_up_seconds=settings.outbox_give_up_seconds,
+            )
+        else:
+            outbox.enqueue(
+                session,
+                kind=OutboxKind.STATUS_CHANGE,
+                destination_party=target,
+                payload=document,
+                message_id=message_id,
+                sender_party=settings.node_party,
+                headers={"X-EPIX-Document-Type": "status"},
+            )
+    return told
+
+
+@dataclass(frozen=True, slots=True)
+class StatusAnnouncer:
+    """Tells a permit's watchers that it moved to a status nobody here chose by hand (endorsed
+    or used at a border): the same node-signed status document as a cancellation."""
+
+    settings: Settings
+    identity: NodeIdentity
+
+    def __call__(
+        self, session: Session, permit: Permit, actor: Principal, exclude: Collection[str]
+    ) -> list[str]:
+        document = sign_document(
+            status_xml(permit, permit.status, actor, permit.status_reason, None),
+            self.identity.key_pem,
+            self.identity.cert_pem,
+        )
+        return announce(
+            session, permit=permit, document=document, settings=self.settings, exclude=exclude
+        )
+
+
+def status_announcer(settings: Settings) -> StatusAnnouncer:
+    """The announcer of this node, signing with its node key."""
+    return StatusAnnouncer(settings, node_identity(settings.data_dir, settings.node_party))
+
+
 def change_status(
     session: Session,
     *,
@@ -159,27 +238,7 @@ def change_status(
         identity.key_pem,
         identity.cert_pem,
     )
-    told = watchers(session, permit)
-    message_id = f"status-{uuid.uuid4().hex}"
-    for target in told:
-        if is_hosted(target, settings):
-            notify(
-                session,
-                party=target,
-                kind="status",
-                subject=f"Permit {number} of {party} {status}",
-                body=document,
-            )
-        else:
-            outbox.enqueue(
-                session,
-                kind=OutboxKind.STATUS_CHANGE,
-                destination_party=target,
-                payload=document,
-                message_id=message_id,
-                sender_party=settings.node_party,
-                headers={"X-EPIX-Document-Type": "status"},
-            )
+    told = announce(session, permit=permit, document=document, settings=settings)
     session.flush()
     record_event(
         session,
@@ -199,3 +258,57 @@ def change_status(
         permit_valid_until=permit.valid_until.date() if permit.valid_until else None,
     )
     return StatusChange(permit, status, document, tuple(told))
+
+
+# What a status document received from another node may do to this node's copy of a permit.
+_RECEIVED_FROM: dict[str, frozenset[str]] = {
+    CANCELLED: _CHANGEABLE,
+    REPLACED: _CHANGEABLE,
+    "endorsed": frozenset({"issued"}),
+    "used": _CHANGEABLE,
+}
+
+
+def apply_received(
+    session: Session,
+    *,
+    sender: str,
+    issuing_party: str,
+    number: str,
+    sha256: str,
+    status: str,
+    reason: str | None,
+    replaced_by: tuple[str, str] | None,
+) -> dict[str, object]:
+    """Move this node's copy of a permit as a verified status document from ``sender`` says.
+
+    Only the permit with exactly the named signed bytes moves, only forward, and an
+    endorsed/used status only from one of the permit's two Parties. Returns what happened,
+    for the audit event; a document that changes nothing here is still kept and delivered.
+    """
+    permit = session.scalar(
+        select(Permit)
+        .where(Permit.issuing_party == issuing_party, Permit.number == number)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
+    if permit is None:
+        return {"permit": "not known here"}
+    if permit.signed_sha256 != sha256:
+        return {"permit": "other bytes here", "code": "EPIX-STATE-009"}
+    if sender not in (permit.issuing_party, permit.recipient_party):
+        return {"permit": "sender is not one of its Parties", "code": "EPIX-STATE-006"}
+    if permit.status not in _RECEIVED_FROM.get(status, frozenset()):
+        return {"permit": f"stays {permit.status}", "code": "EPIX-STATE-008"}
+    previous = permit.status
+    permit.status = status
+    permit.status_reason = reason
+    permit.status_changed_at = utcnow()
+    if replaced_by is not None:
+        permit.replaced_by_id = session.scalar(
+            select(Permit.id).where(
+                Permit.issuing_party == replaced_by[0], Permit.number == replaced_by[1]
+            )
+        )
+    session.flush()
+    return {"permit": "changed", "from": previous, "to": status}

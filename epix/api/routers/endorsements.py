@@ -21,6 +21,7 @@ from epix.endorsements.document import Side
 from epix.endorsements.ledger import ledger
 from epix.errors import EpixError
 from epix.exchange.node_identity import node_identity
+from epix.exchange.status import status_announcer
 from epix.registry.trust import RegistryTrustStore
 from epix.settings import Settings
 from epix.signatures import sign_document
@@ -213,6 +214,7 @@ def confirm_reservation(
             signed_by="node",
             actor=actor,
             request=context,
+            announce=status_announcer(settings),
         )
         return service.describe_endorsement(session, result.endorsement)
 
@@ -242,6 +244,7 @@ def create_endorsement(
             signed_by="node",
             actor=actor,
             request=context,
+            announce=status_announcer(settings),
         )
         return service.describe_endorsement(session, result.endorsement)
 
@@ -287,6 +290,7 @@ def submit_signed_endorsement(
             request=context,
             max_bytes=settings.max_body_bytes,
             max_depth=settings.max_xml_depth,
+            announce=status_announcer(settings),
         )
         return service.describe_endorsement(session, result.endorsement)
 

@@ -1,5 +1,8 @@
 """Submit a signed permit and track it: ``POST /v1/messages``, ``GET /v1/messages/{id}``.
 
+The same route takes signed endorsements and status changes from another Party's node (its
+``peer_node`` API key here) or authority (``X-EPIX-Document-Type: endorsement`` / ``status``).
+
 Two ways to send the same thing: the exact signed document as the body (``application/xml``)
 with the envelope in ``X-EPIX-*`` headers, or an EPIX envelope document
 (``application/vnd.epix.envelope+xml``) carrying the signed bytes in base64. Either way the
@@ -18,8 +21,10 @@ from epix.api.deps import DatabaseDep, RequestContextDep, SettingsDep
 from epix.api.problems import problem_response
 from epix.api.security import CurrentPrincipal, require_roles
 from epix.auth.principal import Principal, Role
+from epix.auth.scoping import ensure_role
 from epix.errors import EpixError
 from epix.exchange.envelope import envelope_from_headers, open_envelope
+from epix.exchange.incoming import SENDER_ROLES, receive
 from epix.exchange.node_identity import node_identity
 from epix.exchange.service import submit
 from epix.exchange.tracking import track
@@ -28,7 +33,12 @@ router = APIRouter(prefix="/v1", tags=["messages"])
 XML_TYPES = frozenset({"application/xml", "text/xml"})
 ENVELOPE_TYPE = "application/vnd.epix.envelope+xml"
 RECEIPT_TYPE = "application/vnd.epix.receipt+xml"
-Submitter = Annotated[Principal, Depends(require_roles(Role.MANAGEMENT_AUTHORITY))]
+Submitter = Annotated[
+    Principal,
+    Depends(require_roles(Role.MANAGEMENT_AUTHORITY, Role.CUSTOMS, Role.PEER_NODE)),
+]
+# Who may send each document type: the authority that signs it, or its Party's node.
+PERMIT_SENDERS = (Role.MANAGEMENT_AUTHORITY, Role.PEER_NODE)
 
 
 async def raw_body(request: Request) -> bytes:
@@ -92,7 +102,8 @@ def submit_message(
     database: DatabaseDep,
     context: RequestContextDep,
 ) -> Response:
-    """Submit a signed permit for a destination Party; the answer is a signed receipt."""
+    """Submit a signed permit for a destination Party, or hand over a signed endorsement or
+    status change from another Party's node; the answer is a signed receipt."""
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if content_type in XML_TYPES:
         envelope = envelope_from_headers(dict(request.headers.items()))
@@ -108,7 +119,9 @@ def submit_message(
             f"an envelope as {ENVELOPE_TYPE}; got {content_type or 'no content type'}.",
             "Content-Type",
         )
-    result = submit(
+    ensure_role(principal, *SENDER_ROLES.get(envelope.document_type, PERMIT_SENDERS))
+    pipeline = submit if envelope.document_type == "permit" else receive
+    result = pipeline(
         database,
         envelope=envelope,
         body=document,

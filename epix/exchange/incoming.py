@@ -1,0 +1,460 @@
+"""Endorsements and status changes arriving from another Party's node (or its customs system).
+
+``POST /v1/messages`` takes them beside permits, through a pipeline of the same shape: sender
+checks → size cap and hardened parse → schema → signature against the registry (endorsements:
+the endorsing Party's ``customs`` or ``node`` key; status changes: the sending Party's
+``management_authority`` or ``node`` key) → one transaction storing the exact bytes, their
+SHA-256, the receipt, the inbox entry (or the onward outbox row), the effect on this node's copy
+of the permit and the audit event → a signed receipt. The same (sender, message id) with the
+same bytes returns the original receipt; with other bytes it is refused.
+
+Only documents of a Party that is not hosted here come this way: a hosted Party's endorsement
+or cancellation is made through this node's own endorsement and status routes, where the ledger
+lives. The effect on the permit (if this node knows it) goes through the same checks as a local
+endorsement; when those refuse, the signed document is still kept and delivered, and the audit
+event says why the ledger did not take it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from lxml import etree
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy.orm import Session
+
+from epix.audit.context import RequestContext
+from epix.audit.service import record_event
+from epix.auth.principal import Principal, Role
+from epix.auth.scoping import ensure_role
+from epix.db import Database
+from epix.db.base import utcnow
+from epix.endorsements import service as endorsements
+from epix.endorsements.document import EndorsementDocument, check_schema, read_endorsement
+from epix.errors import EpixError, Finding, Severity
+from epix.exchange.envelope import Envelope
+from epix.exchange.models import Message, Receipt
+from epix.exchange.node_identity import NODE_ROLE, NodeIdentity
+from epix.exchange.receipts import ReceiptFacts, outcome_status, sign_receipt
+from epix.exchange.service import (
+    StorageUnavailable,
+    SubmissionResult,
+    find_message,
+    is_hosted,
+    reject,
+    replay,
+    route_message,
+    sha256_hex,
+)
+from epix.exchange.status import StatusAnnouncer, apply_received
+from epix.registry import repository as registry
+from epix.registry.roles import CUSTOMS, MANAGEMENT_AUTHORITY
+from epix.registry.trust import RegistryTrustStore
+from epix.settings import Settings
+from epix.signatures.trust import StaticTrustStore, TrustedCertificate
+from epix.signatures.verify import Verdict, verify_document
+from epix.xml import load_schema, parse_xml
+from epix.xml.namespaces import EPIX_ENDORSEMENT, EPIX_STATUS
+
+ENDORSEMENT = "endorsement"
+STATUS = "status"
+ACTIONS = {ENDORSEMENT: "endorsement.receive", STATUS: "status.receive"}
+# Who may hand such a document to this node: the Party's node, or the authority itself.
+SENDER_ROLES: dict[str, tuple[Role, ...]] = {
+    ENDORSEMENT: (Role.PEER_NODE, Role.CUSTOMS),
+    STATUS: (Role.PEER_NODE, Role.MANAGEMENT_AUTHORITY),
+}
+# Which registered keys of the sending Party may have signed it.
+SIGNING_ROLES: dict[str, tuple[str, ...]] = {
+    ENDORSEMENT: (CUSTOMS, NODE_ROLE),
+    STATUS: (MANAGEMENT_AUTHORITY, NODE_ROLE),
+}
+_ROOTS = {
+    ENDORSEMENT: f"{{{EPIX_ENDORSEMENT}}}Endorsement",
+    STATUS: f"{{{EPIX_STATUS}}}StatusChange",
+}
+STATUS_SCHEMA = "epix/status.xsd"
+_ISSUER_ONLY = frozenset({"cancelled", "replaced"})
+
+
+@dataclass(frozen=True, slots=True)
+class PermitReference:
+    issuing_party: str
+    number: str
+    sha256: str
+
+
+@dataclass(frozen=True, slots=True)
+class StatusDocument:
+    """The business content of a verified status change."""
+
+    permit: PermitReference
+    status: str
+    reason: str | None
+    replaced_by: PermitReference | None
+
+
+@dataclass(frozen=True, slots=True)
+class Verified:
+    """A document whose signature verified, read only from what was signed."""
+
+    verdict: Verdict
+    signer: TrustedCertificate
+    endorsement: EndorsementDocument | None = None
+    status: StatusDocument | None = None
+
+    @property
+    def permit(self) -> PermitReference:
+        if self.endorsement is not None:
+            e = self.endorsement
+            return PermitReference(e.issuing_party, e.permit_number, e.permit_sha256)
+        assert self.status is not None
+        return self.status.permit
+
+
+class _EitherRole:
+    """Registry certificates of a Party under any of several roles, answered as one role."""
+
+    def __init__(self, store: StaticTrustStore, roles: Sequence[str]) -> None:
+        self._store = store
+        self._roles = tuple(roles)
+
+    def candidates(self, party: str, role: str) -> Sequence[TrustedCertificate]:
+        return [c for each in self._roles for c in self._store.candidates(party, each)]
+
+    def owner_of(self, fingerprint: str) -> TrustedCertificate | None:
+        return self._store.owner_of(fingerprint)
+
+
+def check_sender(envelope: Envelope, principal: Principal, settings: Settings) -> None:
+    """The caller sends for its own Party, to another one, and that Party is not hosted here."""
+    ensure_role(principal, *SENDER_ROLES[envelope.document_type])
+    if envelope.sender != principal.party:
+        raise EpixError.of(
+            "EPIX-AUTH-005",
+            f"You act for {principal.party}; you may not send as {envelope.sender}.",
+            "X-EPIX-From",
+        )
+    if envelope.sender == envelope.recipient:
+        raise EpixError.of(
+            "EPIX-MSG-006", "Sender and destination are the same Party.", "X-EPIX-To"
+        )
+    if is_hosted(envelope.sender, settings):
+        route = (
+            "/v1/permits/{party}/{number}/endorsements"
+            if envelope.document_type == ENDORSEMENT
+            else "/v1/permits/{party}/{number}/cancel or /replace"
+        )
+        raise EpixError.of(
+            "EPIX-MSG-004",
+            f"{envelope.sender} is hosted on this node, where its ledger lives: record the "
+            f"{envelope.document_type} through {route}, not as a message.",
+            "X-EPIX-From",
+        )
+
+
+def check_document(body: bytes, envelope: Envelope, settings: Settings) -> etree._Element:
+    """Size cap, hardened parse, the expected root and its schema: no database, no keys."""
+    root = parse_xml(body, max_bytes=settings.max_body_bytes, max_depth=settings.max_xml_depth)
+    expected = _ROOTS[envelope.document_type]
+    if root.tag != expected:
+        raise EpixError.of(
+            "EPIX-MSG-004",
+            f"Document type {envelope.document_type!r} needs a {expected} document, "
+            f"got {root.tag}.",
+            "/",
+        )
+    if envelope.document_type == ENDORSEMENT:
+        findings = check_schema(root)
+    else:
+        schema = load_schema(STATUS_SCHEMA)
+        findings = (
+            []
+            if schema.validate(root)
+            else [
+                Finding("EPIX-SCHEMA-001", error.message, error.path or None, error.line or None)
+                for error in schema.error_log  # type: ignore[attr-defined]  # stubs lack __iter__
+            ][:20]
+        )
+    if findings:
+        raise EpixError(findings)
+    return root
+
+
+def _reference(element: etree._Element | None) -> PermitReference | None:
+    if element is None:
+        return None
+
+    def text(name: str) -> str:
+        return (element.findtext(f"{{{EPIX_STATUS}}}{name}") or "").strip()
+
+    return PermitReference(text("IssuingParty"), text("PermitNumber"), text("DocumentSHA256"))
+
+
+def read_status(root: etree._Element) -> StatusDocument:
+    """The content of a schema-valid status change."""
+    permit = _reference(root.find(f"{{{EPIX_STATUS}}}Permit"))
+    assert permit is not None  # the schema requires it
+    reason = root.findtext(f"{{{EPIX_STATUS}}}Reason")
+    return StatusDocument(
+        permit=permit,
+        status=(root.findtext(f"{{{EPIX_STATUS}}}Status") or "").strip(),
+        reason=reason.strip() if reason else None,
+        replaced_by=_reference(root.find(f"{{{EPIX_STATUS}}}ReplacedBy")),
+    )
+
+
+def _trust(database: Database, envelope: Envelope, sha256: str) -> SubmissionResult | _EitherRole:
+    """One short read: a replay answers at once; else the destination must be known and the
+    sender's certificates for the document's signing roles are copied for verification."""
+    with database.unit_of_work() as session:
+        existing = find_message(session, envelope.sender, envelope.message_id)
+        if existing is not None:
+            return replay(session, existing, sha256)
+        if registry.get_party(session, envelope.recipient) is None:
+            raise EpixError.of(
+                "EPIX-MSG-003", f"{envelope.recipient} is not a Party in the registry.", "X-EPIX-To"
+            )
+        store = RegistryTrustStore(session)
+        roles = SIGNING_ROLES[envelope.document_type]
+        copied = [c for role in roles for c in store.candidates(envelope.sender, role)]
+        return _EitherRole(StaticTrustStore(copied), roles)
+
+
+def verify(root: etree._Element, envelope: Envelope, trust: _EitherRole) -> Verified:
+    """Verify against the registry, then check the signed content names the envelope's
+    Parties (EPIX-MSG-009): an endorsement is by its sender and goes to the permit's issuer;
+    a cancellation or replacement comes from the issuer itself."""
+    roles = SIGNING_ROLES[envelope.document_type]
+    verdict = verify_document(root, party=envelope.sender, role=roles[0], trust=trust)
+    verdict.raise_if_invalid()
+    assert verdict.signed_element is not None and verdict.certificate is not None
+    signed = verdict.signed_element
+    if envelope.document_type == ENDORSEMENT:
+        document = read_endorsement(signed)
+        if document.endorsing_party != envelope.sender:
+            raise EpixError.of(
+                "EPIX-MSG-009",
+                f"The endorsement is by {document.endorsing_party}, but the envelope says it "
+                f"comes from {envelope.sender}.",
+                "/Endorsement/EndorsingParty",
+            )
+        if document.issuing_party != envelope.recipient:
+            raise EpixError.of(
+                "EPIX-MSG-009",
+                f"An endorsement goes to the Party that issued the permit "
+                f"({document.issuing_party}), not to {envelope.recipient}.",
+                "X-EPIX-To",
+            )
+        return Verified(verdict, verdict.certificate, endorsement=document)
+    status = read_status(signed)
+    if status.status in _ISSUER_ONLY and status.permit.issuing_party != envelope.sender:
+        raise EpixError.of(
+            "EPIX-MSG-009",
+            f"Only the issuing Party ({status.permit.issuing_party}) may say its permit was "
+            f"{status.status}; the envelope says {envelope.sender}.",
+            "/StatusChange/Permit/IssuingParty",
+        )
+    return Verified(verdict, verdict.certificate, status=status)
+
+
+def receive(
+    database: Database,
+    *,
+    envelope: Envelope,
+    body: bytes,
+    principal: Principal,
+    settings: Settings,
+    identity: NodeIdentity,
+    request: RequestContext | None = None,
+) -> SubmissionResult:
+    """Run the pipeline for one endorsement or status document and return the signed receipt
+    (a refusal is a ``rejected`` one, audited and not stored)."""
+    received_at = utcnow()
+    sha256 = sha256_hex(body)
+    action = ACTIONS[envelope.document_type]
+    try:
+        check_sender(envelope, principal, settings)
+        root = check_document(body, envelope, settings)
+        trust = _trust(database, envelope, sha256)
+        if isinstance(trust, SubmissionResult):
+            return trust
+        verified = verify(root, envelope, trust)
+    except EpixError as exc:
+        return reject(
+            database,
+            exc,
+            envelope,
+            principal,
+            settings,
+            identity,
+            request,
+            sha256,
+            received_at,
+            None,
+            action=action,
+        )
+    findings = tuple(f for f in verified.verdict.findings if f.severity is not Severity.ERROR)
+    status = outcome_status(findings)
+    receipt = sign_receipt(
+        ReceiptFacts(
+            sha256=sha256,
+            received_at=received_at,
+            status=status,
+            node_party=settings.node_party,
+            findings=findings,
+            message_id=envelope.message_id,
+            sender=envelope.sender,
+            recipient=envelope.recipient,
+        ),
+        identity,
+    )
+    try:
+        with database.unit_of_work() as session:
+            _store(
+                session,
+                envelope=envelope,
+                body=body,
+                sha256=sha256,
+                received_at=received_at,
+                status=status,
+                verified=verified,
+                receipt=receipt,
+                principal=principal,
+                settings=settings,
+                identity=identity,
+                request=request,
+            )
+    except IntegrityError:
+        # A concurrent copy of the same message won: answer with its receipt.
+        with database.unit_of_work() as session:
+            existing = find_message(session, envelope.sender, envelope.message_id)
+            if existing is not None:
+                return replay(session, existing, sha256)
+        raise StorageUnavailable(
+            [Finding("EPIX-MSG-008", "A concurrent write conflicted; retry with the same id.", "/")]
+        ) from None
+    except SQLAlchemyError as exc:
+        raise StorageUnavailable(
+            [
+                Finding(
+                    "EPIX-MSG-008",
+                    f"The node could not store the message ({type(exc).__name__}); nothing "
+                    "was accepted. Retry with the same message id.",
+                    "/",
+                )
+            ]
+        ) from None
+    return SubmissionResult(
+        status=status,
+        receipt=receipt,
+        sha256=sha256,
+        received_at=received_at,
+        message_id=envelope.message_id,
+        findings=findings,
+    )
+
+
+def _store(
+    session: Session,
+    *,
+    envelope: Envelope,
+    body: bytes,
+    sha256: str,
+    received_at: datetime,
+    status: str,
+    verified: Verified,
+    receipt: bytes,
+    principal: Principal,
+    settings: Settings,
+    identity: NodeIdentity,
+    request: RequestContext | None,
+) -> Message:
+    """The one transaction: bytes, receipt, inbox entry or onward row, effect, audit event."""
+    message = Message(
+        sender_party=envelope.sender,
+        message_id=envelope.message_id,
+        recipient_party=envelope.recipient,
+        document_type=envelope.document_type,
+        conversation_id=envelope.conversation_id,
+        sha256=sha256,
+        body=body,
+        received_at=received_at,
+        status=status,
+        delivery_state="pending",
+        submitted_by=principal.username,
+    )
+    session.add(message)
+    session.flush()
+    session.add(
+        Receipt(message_pk=message.id, status=status, codes="", issued_at=received_at, body=receipt)
+    )
+    route_message(session, message, settings)
+    effect = _apply(session, verified, body, principal, settings, identity, request)
+    permit = verified.permit
+    record_event(
+        session,
+        action=ACTIONS[envelope.document_type],
+        outcome="ok",
+        actor=principal,
+        party=envelope.sender,
+        message_id=envelope.message_id,
+        permit_number=permit.number,
+        request=request,
+        payload_sha256=sha256,
+        detail={
+            "to": envelope.recipient,
+            "document_type": envelope.document_type,
+            "issuing_party": permit.issuing_party,
+            "permit_sha256": permit.sha256,
+            "signer": verified.signer.fingerprint,
+            "signer_role": verified.signer.role,
+            "effect": effect,
+        },
+    )
+    return message
+
+
+def _apply(
+    session: Session,
+    verified: Verified,
+    body: bytes,
+    principal: Principal,
+    settings: Settings,
+    identity: NodeIdentity,
+    request: RequestContext | None,
+) -> dict[str, Any]:
+    """What the document does to this node's copy of the permit (nothing if it has none)."""
+    if verified.status is not None:
+        change = verified.status
+        return apply_received(
+            session,
+            sender=principal.party,
+            issuing_party=change.permit.issuing_party,
+            number=change.permit.number,
+            sha256=change.permit.sha256,
+            status=change.status,
+            reason=change.reason,
+            replaced_by=(
+                (change.replaced_by.issuing_party, change.replaced_by.number)
+                if change.replaced_by
+                else None
+            ),
+        )
+    assert verified.endorsement is not None
+    try:
+        recorded = endorsements.record_received(
+            session,
+            document=verified.endorsement,
+            data=body,
+            signed_by="authority" if verified.signer.role == CUSTOMS else "node",
+            actor=principal,
+            request=request,
+            announce=StatusAnnouncer(settings, identity),
+        )
+    except EpixError as exc:
+        return {"ledger": "not recorded", "codes": [f.code for f in exc.findings]}
+    return {"ledger": "recorded", "endorsement_id": recorded.endorsement.endorsement_id}
