@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import threading
+
 import click
 import uvicorn
 
 from epix.db import Database
 from epix.delivery.worker import start_worker_thread
+from epix.errors import EpixError
 from epix.exchange.demo import DemoSetup, bootstrap_demo
+from epix.registry.follower import start_following
 from epix.settings import get_settings
 
 
@@ -41,13 +45,22 @@ def print_demo(setup: DemoSetup, url: str) -> None:
     "first start, and print the demo API keys.",
 )
 def serve(host: str, port: int, workers: int, demo: bool) -> None:
-    """Start the node: apply migrations, then serve the API with uvicorn."""
+    """Start the node: apply migrations, then serve the API with uvicorn.
+
+    With EPIX_REGISTRY_SOURCE_URL set, the node also follows that published registry
+    (verified against EPIX_REGISTRY_ANCHOR_PATH) until it stops.
+    """
     settings = get_settings()
     database = Database(settings.effective_database_url)
     database.migrate()
     url = f"http://{host}:{port}"
     if demo:
         print_demo(bootstrap_demo(database, settings), url)
+    stop_following = threading.Event()
+    try:
+        follower = start_following(database, settings, stop_following)
+    except EpixError as exc:
+        raise click.ClickException(str(exc)) from None
     handle = start_worker_thread(database, settings) if settings.run_worker_in_process else None
     try:
         uvicorn.run(
@@ -59,6 +72,9 @@ def serve(host: str, port: int, workers: int, demo: bool) -> None:
             log_level="info",
         )
     finally:
+        stop_following.set()
         if handle is not None:
             handle.stop()
+        if follower is not None:
+            follower.join(30)
         database.dispose()
