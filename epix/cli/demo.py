@@ -1,5 +1,7 @@
 """``epix demo``: a scripted exchange against a running demo node, printing every step.
 
+``epix demo --two-nodes`` instead starts two Party nodes itself (see ``epix.cli.two_nodes``).
+
 XA's Management Authority signs a permit and submits it for XB; XB's customs pull it from their
 inbox, check the bytes, acknowledge and look the permit up; XA tracks its message.
 """
@@ -7,13 +9,17 @@ inbox, check the bytes, acknowledge and look the permit up; XA tracks its messag
 from __future__ import annotations
 
 import hashlib
+import tempfile
 import uuid
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import click
 import httpx
 
+from epix.cli import two_nodes as two_nodes_module
+from epix.errors import EpixError
 from epix.exchange.demo import load_demo
 from epix.permits.samples import demo_permit
 from epix.permits.writer import write_permit
@@ -111,8 +117,17 @@ def run_demo(
 
 @click.command()
 @click.option("--url", default=None, help="Base URL of the node (default: EPIX_NODE_BASE_URL).")
-def demo(url: str | None) -> None:
+@click.option(
+    "--two-nodes",
+    is_flag=True,
+    help="Start two Party nodes (XA, XB) on free loopback ports with temporary data "
+    "directories and run permit out, endorsement back between them.",
+)
+def demo(url: str | None, two_nodes: bool) -> None:
     """Run a scripted exchange (sign → submit → pull → lookup) against a running demo node."""
+    if two_nodes:
+        run_two_nodes()
+        return
     settings = get_settings()
     setup = load_demo(settings)
     if setup is None:
@@ -127,3 +142,24 @@ def demo(url: str | None) -> None:
             setup.signing_identity("XA"),
         )
     click.secho("Done: the permit went from XA to XB byte-exact, signed and checked.", fg="green")
+
+
+def run_two_nodes() -> None:
+    """Two real nodes exchange a permit and its endorsement; every step and both audit trails
+    are printed. Keys, databases and logs live in a temporary directory removed afterwards."""
+    with tempfile.TemporaryDirectory(prefix="epix-two-nodes-") as base:
+        click.echo(f"Setting up nodes XA and XB under {base} (keys generated: TEST ONLY)")
+        nodes = two_nodes_module.prepare(Path(base))
+        click.echo(f"    node A (XA, publishes the registry): {nodes.a.url}")
+        click.echo(f"    node B (XB, follows it):             {nodes.b.url}")
+        try:
+            with two_nodes_module.running(nodes):
+                outcome = two_nodes_module.run_scenario(nodes, click.echo)
+        except (RuntimeError, TimeoutError, EpixError) as exc:
+            raise click.ClickException(f"{exc} (node logs: {base}/node-*/serve.log)") from None
+        two_nodes_module.print_trails(nodes, outcome, click.echo)
+    click.secho(
+        "Done: the permit went XA → XB node to node, and XB's signed endorsement came back "
+        "to XA's inbox once.",
+        fg="green",
+    )
