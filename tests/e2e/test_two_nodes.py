@@ -1,0 +1,156 @@
+"""Two real Party nodes (``epix serve`` on loopback, separate databases, registry shared by
+publication): XA's permit goes to XB's node, XB's endorsement comes back to XA's inbox once."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from sqlalchemy import create_engine, func, select, text
+from sqlalchemy.engine import make_url
+
+from epix.cli.two_nodes import Node, TrailEvent, audit_trail, prepare, run_scenario, running
+from epix.db import Database
+from epix.delivery.models import OutboxMessage
+from epix.endorsements.models import Endorsement
+from epix.exchange.models import InboxEntry, Message
+from epix.exchange.node_identity import NODE_ROLE, node_identity
+from epix.registry.models import RegistryDocument
+from epix.registry.trust import RegistryTrustStore
+from epix.signatures.verify import verify_document
+from tests.conftest import POSTGRES_URL, need
+
+
+@pytest.fixture
+def postgres_pair() -> Iterator[tuple[str, str]]:
+    """Two fresh, empty PostgreSQL databases (the nodes migrate them)."""
+    need(POSTGRES_URL is not None, "PostgreSQL (EPIX_TEST_POSTGRES_URL)")
+    assert POSTGRES_URL is not None
+    names = [f"epix_test_{uuid.uuid4().hex[:12]}" for _ in range(2)]
+    admin = create_engine(POSTGRES_URL, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as connection:
+            for name in names:
+                connection.execute(text(f'CREATE DATABASE "{name}"'))
+        urls = [
+            make_url(POSTGRES_URL).set(database=name).render_as_string(hide_password=False)
+            for name in names
+        ]
+        yield urls[0], urls[1]
+    finally:
+        with admin.connect() as connection:
+            for name in names:
+                connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+def _actions(trail: list[TrailEvent], message_id: str) -> list[str]:
+    return [event.action for event in trail if event.message_id == message_id]
+
+
+def _first(trail: list[TrailEvent], action: str, message_id: str) -> TrailEvent:
+    return next(e for e in trail if e.action == action and e.message_id == message_id)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "backend", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+)
+def test_permit_goes_node_to_node_and_the_endorsement_comes_back_once(
+    tmp_path: Path, backend: str, request: pytest.FixtureRequest
+) -> None:
+    urls: tuple[str | None, str | None] = (
+        request.getfixturevalue("postgres_pair") if backend == "postgres" else (None, None)
+    )
+    nodes = prepare(tmp_path, database_urls=urls)
+    steps: list[str] = []
+    with running(nodes):
+        outcome = run_scenario(nodes, steps.append)
+        # The peer's retry of a delivered endorsement (its answer lost, say) gets the original
+        # receipt and has no second effect.
+        db_b = Database(nodes.b.database_url)
+        with db_b.unit_of_work() as session:
+            row_b = session.scalars(
+                select(OutboxMessage).where(OutboxMessage.message_id == outcome.endorsement_id)
+            ).one()
+            endorsed_at_b = session.scalars(select(Endorsement)).one()
+            followed = session.scalars(select(RegistryDocument)).all()
+        db_b.dispose()
+        peer_key_at_a = json.loads(nodes.b.env["EPIX_PEER_API_KEYS"])["XA"]
+        retry = httpx.post(
+            f"{nodes.a.url}/v1/messages",
+            content=row_b.payload,
+            headers={str(k): str(v) for k, v in row_b.headers.items()}
+            | {
+                "Content-Type": row_b.content_type,
+                "Authorization": f"Bearer {peer_key_at_a}",
+            },
+            timeout=30,
+        )
+
+    assert retry.status_code == 200 and retry.content == row_b.receipt
+    assert any("signature valid: True" in step for step in steps)
+
+    # Node B followed the registry node A published, pinned to the Secretariat certificate.
+    assert followed and all(doc.source_url == f"{nodes.a.url}/v1/registry" for doc in followed)
+
+    # The endorsement B's customs made is byte-exact in XA's inbox at A, exactly once.
+    assert outcome.endorsement == endorsed_at_b.document
+    db_a = Database(nodes.a.database_url)
+    with db_a.unit_of_work() as session:
+        entries = session.scalar(
+            select(func.count())
+            .select_from(InboxEntry)
+            .join(Message, InboxEntry.message_pk == Message.id)
+            .where(Message.message_id == outcome.endorsement_id, InboxEntry.recipient_party == "XA")
+        )
+        # XB's signature verifies against A's registry (role node of XB).
+        verdict = verify_document(
+            outcome.endorsement, party="XB", role=NODE_ROLE, trust=RegistryTrustStore(session)
+        )
+        row_a = session.scalars(
+            select(OutboxMessage).where(OutboxMessage.message_id == outcome.message_id)
+        ).one()
+    db_a.dispose()
+    assert entries == 1
+    assert verdict.valid and verdict.certificate is not None
+    xb_node = node_identity(nodes.b.data_dir, "XB").trusted().fingerprint
+    assert verdict.certificate.fingerprint == outcome.signer_fingerprint == xb_node
+
+    # Both forwards completed with the peer's signed receipt stored.
+    assert row_a.state == "delivered" and row_a.receipt and b"<Status>accepted" in row_a.receipt
+    assert row_b.state == "delivered" and row_b.receipt
+
+    # The issuer's copy of its permit shows the import inspection: used, with the history.
+    assert outcome.issuer_view["status"] == "used"
+    assert "endorsement.receive" in [e["action"] for e in outcome.issuer_view["history"]]
+    assert all(line["remaining"] == "0" for line in outcome.issuer_view["lines"])
+
+    _assert_trails(nodes.a, nodes.b, outcome.message_id, outcome.endorsement_id, outcome.number)
+
+
+def _assert_trails(a: Node, b: Node, message_id: str, endorsement_id: str, number: str) -> None:
+    ids = {message_id, endorsement_id}
+    trail_a = audit_trail(a, message_ids=ids, number=number)
+    trail_b = audit_trail(b, message_ids=ids, number=number)
+    assert _actions(trail_a, message_id)[:2] == ["message.submit", "message.transmitted"]
+    assert _actions(trail_b, message_id)[0] == "message.submit"
+    assert _actions(trail_b, endorsement_id)[:2] == ["endorsement.record", "message.transmitted"]
+    assert "endorsement.receive" in _actions(trail_a, endorsement_id)
+
+    submitted = _first(trail_a, "message.submit", message_id)
+    received_b = _first(trail_b, "message.submit", message_id)
+    sent_a = _first(trail_a, "message.transmitted", message_id)
+    endorsed = _first(trail_b, "endorsement.record", endorsement_id)
+    sent_b = _first(trail_b, "message.transmitted", endorsement_id)
+    received_a = _first(trail_a, "endorsement.receive", endorsement_id)
+    # Who acted on each side, and the clocks of one machine agreeing with the order of events.
+    assert (submitted.actor, received_b.actor, endorsed.actor) == ("xa-ma", "node-xa", "xb-customs")
+    assert received_a.actor == "node-xb" and received_a.detail["effect"]["ledger"] == "recorded"
+    assert sent_a.detail["route"] == sent_b.detail["route"] == "peer"
+    assert submitted.at <= received_b.at <= sent_a.at <= endorsed.at
+    assert endorsed.at <= received_a.at <= sent_b.at
