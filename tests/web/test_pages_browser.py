@@ -57,7 +57,8 @@ def test_officer_checks_and_endorses_a_permit(browser: WebDriver, live_node: Liv
     qr = browser.find_element(By.ID, "qr")
     assert browser.execute_script("return arguments[0].naturalWidth", qr) > 0
 
-    Select(browser.find_element(By.ID, "side")).select_by_value("import")
+    side = Select(browser.find_element(By.ID, "side"))
+    assert side.first_selected_option.get_attribute("value") == "import"  # XB is the importer
     browser.find_element(By.ID, "port").send_keys("NLRTM")
     browser.find_element(By.ID, "officer").send_keys("Officer J. Jansen")
     browser.find_element(By.ID, "transport").send_keys("AWB 074-12345675")

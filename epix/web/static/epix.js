@@ -48,11 +48,13 @@ async function api(method, path, body) {
   return data;
 }
 
+let me = null;
+
 async function showWho() {
   try {
     const who = await fetch("/v1/auth/whoami", { credentials: "same-origin" });
     if (!who.ok) return;
-    const me = await who.json();
+    me = await who.json();
     text($("who"), `${me.username} · ${me.party} · ${me.roles.join(", ")}`);
   } catch (_) { /* not logged in: the header stays empty */ }
 }
@@ -133,6 +135,8 @@ function renderPermit(view) {
     text(item, `${event.at} ${event.action} ${event.outcome} (${event.party || ""}${event.by ? ", " + event.by : ""})`);
     history.append(item);
   }
+  // Customs of the destination Party inspect on import; the exporting Party's customs endorse.
+  if (me && me.party === view.recipient_party) $("side").value = "import";
   $("result").hidden = false;
 }
 
