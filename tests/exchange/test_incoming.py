@@ -1,0 +1,350 @@
+"""Endorsements and status changes handed in on POST /v1/messages by another Party's node."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import Decimal
+from pathlib import Path
+
+import httpx
+import pytest
+from sqlalchemy import func, select
+
+from epix.auth import service as auth
+from epix.auth.principal import Principal, Role
+from epix.db import Database
+from epix.delivery.models import OutboxMessage
+from epix.delivery.webhooks import create_subscription
+from epix.endorsements.document import (
+    EndorsedLine,
+    EndorsementDocument,
+    Side,
+    write_endorsement,
+)
+from epix.exchange.models import InboxEntry, Message, Permit
+from epix.exchange.status import status_xml
+from epix.registry import repository
+from epix.registry import service as registry
+from epix.registry.roles import CUSTOMS, MANAGEMENT_AUTHORITY, NODE
+from epix.settings import NodeMode
+from epix.signatures.sign import sign_document
+from epix.xml.namespaces import EPIX_STATUS
+from tests.exchange.conftest import Node, headers, make_node
+from tests.pki import Identity, make_identity
+
+pytestmark = pytest.mark.anyio
+
+
+@dataclass
+class Peer:
+    """Another Party's node as this node knows it: its registered node key and its API key."""
+
+    party: str
+    identity: Identity
+    api_key: str
+
+
+def _add_peer(node: Node, party: str) -> Peer:
+    identity = make_identity(f"EPIX node of {party} (TEST)", party=party, kind="ec", size=256)
+    with node.database.unit_of_work() as session:
+        actor = auth.principal_of(auth.get_user(session, "cites-secretariat"))
+        if repository.get_party(session, party) is None:
+            registry.add_party(session, code=party, name=f"Party {party}", actor=actor)
+        authority = registry.add_authority(
+            session, party=party, kind=NODE, name=f"EPIX node {party}", actor=actor
+        )
+        registry.add_certificate(
+            session, authority_id=authority.id, pem=identity.cert_pem, actor=actor
+        )
+        user = auth.create_user(
+            session,
+            username=f"node-{party.lower()}",
+            party=party,
+            authority=f"EPIX node of {party}",
+            roles=[Role.PEER_NODE],
+        )
+        _, key = auth.issue_api_key(session, user)
+    return Peer(party, identity, key)
+
+
+def _client(node: Node) -> httpx.AsyncClient:
+    return httpx.AsyncClient(transport=httpx.ASGITransport(app=node.app), base_url="http://t")
+
+
+@pytest.fixture
+def issuer(tmp_path: Path, sqlite_database: Database) -> Node:
+    """XA's own node (party mode): it issues permits and gets XB's endorsements back."""
+    return make_node(tmp_path, sqlite_database, node_mode=NodeMode.PARTY, node_party="XA")
+
+
+@pytest.fixture
+async def issuer_client(issuer: Node) -> AsyncIterator[httpx.AsyncClient]:
+    async with _client(issuer) as client:
+        yield client
+
+
+async def _submit_permit(node: Node, client: httpx.AsyncClient, key: str) -> Permit:
+    body = node.signed_permit(lines=2)
+    response = await client.post("/v1/messages", content=body, headers=headers(key))
+    assert response.status_code == 201, response.text
+    with node.database.unit_of_work() as session:
+        message = session.scalars(select(Message).where(Message.body == body)).one()
+        permit = session.scalars(select(Permit).where(Permit.message_pk == message.id)).one()
+        session.expunge(permit)
+        return permit
+
+
+def _endorsement(
+    permit: Permit, peer: Peer, *, endorsing_party: str | None = None, quantity: str = "1"
+) -> bytes:
+    line = permit.lines[0]
+    document = EndorsementDocument(
+        endorsement_id=str(uuid.uuid4()),
+        side=Side.IMPORT,
+        issuing_party=permit.issuing_party,
+        permit_number=permit.number,
+        permit_sha256=permit.signed_sha256,
+        endorsing_party=endorsing_party or peer.party,
+        authority=f"{peer.party} customs",
+        officer="Officer Test",
+        port="NLRTM",
+        endorsed_on=datetime.now(UTC).date(),
+        transport_document="AWB 1",
+        declaration_reference=None,
+        issued_at=datetime.now(UTC),
+        lines=(EndorsedLine(line.line_id, Decimal(quantity), line.unit or "NAR"),),
+    )
+    return sign_document(write_endorsement(document), peer.identity.key_pem, peer.identity.cert_pem)
+
+
+def _peer_headers(peer: Peer, kind: str, to: str, message_id: str | None = None) -> dict[str, str]:
+    return headers(peer.api_key, sender=peer.party, recipient=to, message_id=message_id) | {
+        "X-EPIX-Document-Type": kind
+    }
+
+
+def _codes(response: httpx.Response) -> list[str]:
+    return [error["code"] for error in response.json()["errors"]]
+
+
+async def test_a_peers_endorsement_reaches_the_issuers_inbox_once_and_its_ledger(
+    issuer: Node, issuer_client: httpx.AsyncClient
+) -> None:
+    peer = _add_peer(issuer, "XB")
+    with issuer.database.unit_of_work() as session:
+        create_subscription(
+            session,
+            party="XA",
+            url="https://xa.example/hooks",
+            events=["endorsement.received"],
+            created_by="xa-ma",
+            node_base_url=issuer.settings.node_base_url,
+        )
+    permit = await _submit_permit(issuer, issuer_client, issuer.key("XA", MANAGEMENT_AUTHORITY))
+    body = _endorsement(permit, peer)
+    sent = _peer_headers(peer, "endorsement", "XA")
+
+    first = await issuer_client.post("/v1/messages", content=body, headers=sent)
+    again = await issuer_client.post("/v1/messages", content=body, headers=sent)
+
+    assert first.status_code == 201, first.text
+    assert again.status_code == 200 and again.content == first.content
+    with issuer.database.unit_of_work() as session:
+        entries = session.scalar(
+            select(func.count())
+            .select_from(InboxEntry)
+            .join(Message, InboxEntry.message_pk == Message.id)
+            .where(Message.document_type == "endorsement", InboxEntry.recipient_party == "XA")
+        )
+        stored = session.scalars(select(Message).where(Message.document_type == "endorsement"))
+        hooks = session.scalars(select(OutboxMessage).where(OutboxMessage.kind == "webhook"))
+        assert [m.body for m in stored] == [body]
+        assert [h.headers["X-EPIX-Event"] for h in hooks] == ["endorsement.received"]
+    assert entries == 1
+    view = (
+        await issuer_client.get(
+            f"/v1/permits/XA/{permit.number}",
+            headers={"Authorization": f"Bearer {issuer.key('XA', MANAGEMENT_AUTHORITY)}"},
+        )
+    ).json()
+    assert view["status"] == "used"
+    assert "endorsement.receive" in [event["action"] for event in view["history"]]
+
+
+async def test_the_same_message_id_with_other_bytes_is_refused(
+    issuer: Node, issuer_client: httpx.AsyncClient
+) -> None:
+    peer = _add_peer(issuer, "XB")
+    permit = await _submit_permit(issuer, issuer_client, issuer.key("XA", MANAGEMENT_AUTHORITY))
+    sent = _peer_headers(peer, "endorsement", "XA", message_id="end-1")
+    first = await issuer_client.post(
+        "/v1/messages", content=_endorsement(permit, peer), headers=sent
+    )
+    other = await issuer_client.post(
+        "/v1/messages", content=_endorsement(permit, peer), headers=sent
+    )
+    assert first.status_code == 201
+    assert other.status_code == 409 and _codes(other) == ["EPIX-MSG-001"]
+
+
+async def test_an_endorsement_the_registry_does_not_vouch_for_is_refused_before_storage(
+    issuer: Node, issuer_client: httpx.AsyncClient
+) -> None:
+    peer = _add_peer(issuer, "XB")
+    permit = await _submit_permit(issuer, issuer_client, issuer.key("XA", MANAGEMENT_AUTHORITY))
+    stranger = Peer(
+        "XB", make_identity("Not registered", party="XB", kind="ec", size=256), peer.api_key
+    )
+    response = await issuer_client.post(
+        "/v1/messages",
+        content=_endorsement(permit, stranger),
+        headers=_peer_headers(peer, "endorsement", "XA"),
+    )
+    assert response.status_code == 422 and _codes(response) == ["EPIX-SIG-012"]
+    assert "receipt" in response.json()
+    with issuer.database.unit_of_work() as session:
+        assert (
+            session.scalar(
+                select(func.count()).select_from(Message).where(Message.document_type != "permit")
+            )
+            == 0
+        )
+
+
+async def test_an_endorsement_by_another_party_than_the_sender_is_refused(
+    issuer: Node, issuer_client: httpx.AsyncClient
+) -> None:
+    peer = _add_peer(issuer, "XB")
+    permit = await _submit_permit(issuer, issuer_client, issuer.key("XA", MANAGEMENT_AUTHORITY))
+    response = await issuer_client.post(
+        "/v1/messages",
+        content=_endorsement(permit, peer, endorsing_party="XC"),
+        headers=_peer_headers(peer, "endorsement", "XA"),
+    )
+    assert response.status_code == 422 and _codes(response) == ["EPIX-MSG-009"]
+
+
+async def test_a_permit_is_not_an_endorsement(
+    issuer: Node, issuer_client: httpx.AsyncClient
+) -> None:
+    peer = _add_peer(issuer, "XB")
+    response = await issuer_client.post(
+        "/v1/messages",
+        content=issuer.signed_permit(),
+        headers=_peer_headers(peer, "endorsement", "XA"),
+    )
+    assert response.status_code == 422 and _codes(response) == ["EPIX-MSG-004"]
+
+
+async def test_a_hosted_partys_customs_must_endorse_through_the_ledger_route(
+    issuer: Node, issuer_client: httpx.AsyncClient
+) -> None:
+    response = await issuer_client.post(
+        "/v1/messages",
+        content=b"<x/>",
+        headers=headers(issuer.key("XA", CUSTOMS), recipient="XB")
+        | {"X-EPIX-Document-Type": "endorsement"},
+    )
+    assert response.status_code == 422 and _codes(response) == ["EPIX-MSG-004"]
+    assert "/endorsements" in response.json()["errors"][0]["message"]
+
+
+async def test_customs_may_not_submit_a_permit(
+    issuer: Node, issuer_client: httpx.AsyncClient
+) -> None:
+    response = await issuer_client.post(
+        "/v1/messages", content=issuer.signed_permit(), headers=headers(issuer.key("XA", CUSTOMS))
+    )
+    assert response.status_code == 403 and _codes(response) == ["EPIX-AUTH-004"]
+
+
+def _status(permit: Permit, signer: tuple[bytes, bytes], status: str = "cancelled") -> bytes:
+    actor = Principal(1, "xa-ma", "XA", "XA MA", frozenset({Role.MANAGEMENT_AUTHORITY}))
+    return sign_document(status_xml(permit, status, actor, "issued in error", None), *signer)
+
+
+async def test_a_cancellation_from_the_issuers_node_cancels_the_copy_here(
+    tmp_path: Path, sqlite_database: Database
+) -> None:
+    node = make_node(tmp_path, sqlite_database, node_mode=NodeMode.PARTY, node_party="XB")
+    issuer_node = _add_peer(node, "XA")
+    async with _client(node) as client:
+        permit = await _submit_permit(node, client, issuer_node.api_key)
+        signer = node.demo.signing_identity("XA")
+        cancelled = await client.post(
+            "/v1/messages",
+            content=_status(permit, signer),
+            headers=_peer_headers(issuer_node, "status", "XB"),
+        )
+        view = (
+            await client.get(
+                f"/v1/permits/XA/{permit.number}",
+                headers={"Authorization": f"Bearer {node.key('XB', CUSTOMS)}"},
+            )
+        ).json()
+    assert cancelled.status_code == 201, cancelled.text
+    assert view["status"] == "cancelled" and view["status_reason"] == "issued in error"
+    assert "status.receive" in [event["action"] for event in view["history"]]
+
+
+async def test_only_the_issuer_may_cancel_its_permit(
+    tmp_path: Path, sqlite_database: Database
+) -> None:
+    node = make_node(tmp_path, sqlite_database, node_mode=NodeMode.PARTY, node_party="XB")
+    issuer_node = _add_peer(node, "XA")
+    other = _add_peer(node, "XC")
+    async with _client(node) as client:
+        permit = await _submit_permit(node, client, issuer_node.api_key)
+        response = await client.post(
+            "/v1/messages",
+            content=_status(permit, (other.identity.key_pem, other.identity.cert_pem)),
+            headers=_peer_headers(other, "status", "XB"),
+        )
+    assert response.status_code == 422 and _codes(response) == ["EPIX-MSG-009"]
+
+
+async def test_an_export_endorsement_tells_the_importer_the_permit_is_endorsed(
+    tmp_path: Path, sqlite_database: Database
+) -> None:
+    hub = make_node(tmp_path, sqlite_database)
+    with hub.database.unit_of_work() as session:
+        create_subscription(
+            session,
+            party="XB",
+            url="https://xb.example/hooks",
+            events=["status.changed"],
+            created_by="xb-ma",
+            node_base_url=hub.settings.node_base_url,
+        )
+    async with _client(hub) as client:
+        permit = await _submit_permit(hub, client, hub.key("XA", MANAGEMENT_AUTHORITY))
+        line = permit.lines[0]
+        endorsed = await client.post(
+            f"/v1/permits/XA/{permit.number}/endorsements",
+            headers={"Authorization": f"Bearer {hub.key('XA', CUSTOMS)}"},
+            json={
+                "side": "export",
+                "port": "NLRTM",
+                "date": datetime.now(UTC).date().isoformat(),
+                "officer": "Officer A",
+                "transport_document": "AWB 2",
+                "lines": [{"line_id": line.line_id, "quantity": "1", "unit": line.unit or "NAR"}],
+            },
+        )
+    assert endorsed.status_code == 201, endorsed.text
+    with hub.database.unit_of_work() as session:
+        notes = session.scalars(
+            select(InboxEntry).where(
+                InboxEntry.recipient_party == "XB", InboxEntry.kind == "status"
+            )
+        ).all()
+        hooks = session.scalars(select(OutboxMessage).where(OutboxMessage.kind == "webhook")).all()
+        assert len(notes) == 1 and notes[0].payload is not None
+        assert b"<Status>endorsed</Status>" in notes[0].payload
+        assert EPIX_STATUS.encode() in notes[0].payload
+        assert [h.headers["X-EPIX-Event"] for h in hooks if h.destination_party == "XB"] == [
+            "status.changed"
+        ]
