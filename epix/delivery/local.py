@@ -31,12 +31,12 @@ class ExchangeInbox:
         if message is not None:
             entry = deliver_to_inbox(session, party=claim.destination_party, message=message)
         else:
+            origin = claim.sender_party or "this node"
             entry = put_notification(
                 session,
                 party=claim.destination_party,
                 kind=claim.kind,
-                subject=f"{claim.kind} {claim.message_id} from "
-                f"{claim.sender_party or 'this node'}",
+                subject=f"{claim.kind} {claim.message_id} from {origin}",
                 payload=claim.payload,
                 content_type=claim.content_type,
             )
