@@ -10,7 +10,8 @@ record the same specimens, so the two sides are counted separately rather than a
 - a side that has endorsed is closed; a cancelled, replaced, used or expired permit has
   nothing left.
 
-Callers that change the ledger hold the permit row lock (``lock_permit``) while they read it.
+Callers that change the ledger hold the permit row lock (``exchange.repository.lock_permit``)
+while they read it.
 """
 
 from __future__ import annotations

@@ -42,6 +42,7 @@ from epix.endorsements.models import (
 )
 from epix.errors import EpixError, Finding, Severity
 from epix.exchange.models import Permit, PermitLine
+from epix.exchange.repository import lock_permit
 from epix.registry.roles import CUSTOMS as CUSTOMS_ROLE
 from epix.signatures import TrustStore, verify_document
 from epix.xml import parse_xml
@@ -93,23 +94,6 @@ def exporter_party(permit: Permit) -> str:
 def importer_party(permit: Permit) -> str:
     """The Party whose customs inspect the consignment on import (Art. VI.6)."""
     return permit.issuing_party if permit.document_type == "I" else permit.recipient_party
-
-
-def lock_permit(session: Session, issuing_party: str, number: str) -> Permit:
-    """The permit row, locked until the transaction ends, or ``EPIX-STATE-007``."""
-    permit = session.scalar(
-        select(Permit)
-        .where(Permit.issuing_party == issuing_party, Permit.number == number)
-        .with_for_update()
-        .execution_options(populate_existing=True)
-    )
-    if permit is None:
-        raise EpixError.of(
-            "EPIX-STATE-007",
-            f"No permit {number!r} issued by {issuing_party} is known to this node.",
-            "permit",
-        )
-    return permit
 
 
 def find_permit(session: Session, issuing_party: str, number: str) -> Permit:

@@ -28,6 +28,7 @@ from epix.errors import EpixError
 from epix.exchange.models import Permit, PermitWatcher
 from epix.exchange.node_identity import NodeIdentity, node_identity
 from epix.exchange.notifications import notify
+from epix.exchange.repository import lock_permit
 from epix.exchange.service import is_hosted
 from epix.settings import Settings
 from epix.signatures.sign import sign_document
@@ -47,22 +48,6 @@ class StatusChange:
     status: str
     document: bytes
     notified: tuple[str, ...]
-
-
-def _lock(session: Session, party: str, number: str) -> Permit:
-    permit = session.scalar(
-        select(Permit)
-        .where(Permit.issuing_party == party, Permit.number == number)
-        .with_for_update()
-        .execution_options(populate_existing=True)
-    )
-    if permit is None:
-        raise EpixError.of(
-            "EPIX-STATE-007",
-            f"No permit {number!r} issued by {party} is known here, or you may not see it.",
-            f"/v1/permits/{party}/{number}",
-        )
-    return permit
 
 
 def status_xml(
@@ -203,7 +188,7 @@ def change_status(
     """Cancel or replace a permit of the caller's own Party, tell its watchers, audit it."""
     ensure_role(principal, Role.MANAGEMENT_AUTHORITY)
     ensure_own_party(principal, party, "party")
-    permit = _lock(session, party, number)
+    permit = lock_permit(session, party, number)
     replacement: Permit | None = None
     if status == REPLACED:
         if not replacement_number or replacement_number == number:

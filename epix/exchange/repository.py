@@ -1,0 +1,27 @@
+"""Row access to stored permits that several services share."""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from epix.errors import EpixError
+from epix.exchange.models import Permit
+
+
+def lock_permit(session: Session, issuing_party: str, number: str) -> Permit:
+    """The permit row, locked until the transaction ends (status changes and the quantity
+    ledger serialise on it), or ``EPIX-STATE-007``."""
+    permit = session.scalar(
+        select(Permit)
+        .where(Permit.issuing_party == issuing_party, Permit.number == number)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
+    if permit is None:
+        raise EpixError.of(
+            "EPIX-STATE-007",
+            f"No permit {number!r} issued by {issuing_party} is known here, or you may not see it.",
+            f"/v1/permits/{issuing_party}/{number}",
+        )
+    return permit
