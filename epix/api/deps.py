@@ -32,6 +32,13 @@ def get_request_context(request: Request) -> RequestContext:
     )
 
 
+async def raw_body(request: Request) -> bytes:
+    """The body exactly as sent: read in this async dependency so that the route itself can be
+    a plain ``def`` and parse, validate and verify in the thread pool."""
+    return await request.body()
+
+
 SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
 DatabaseDep = Annotated[Database, Depends(get_database)]
 RequestContextDep = Annotated[RequestContext, Depends(get_request_context)]
+RawBody = Annotated[bytes, Depends(raw_body)]

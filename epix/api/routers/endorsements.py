@@ -12,7 +12,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Depends, Request, Response
 from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, StrictStr
 
-from epix.api.deps import DatabaseDep, RequestContextDep, SettingsDep
+from epix.api.deps import DatabaseDep, RawBody, RequestContextDep, SettingsDep
 from epix.api.security import require_roles
 from epix.auth.principal import Principal, Role
 from epix.db.base import utcnow
@@ -31,14 +31,6 @@ Customs = Annotated[Principal, Depends(require_roles(Role.CUSTOMS))]
 LedgerReader = Annotated[Principal, Depends(require_roles(Role.CUSTOMS, Role.MANAGEMENT_AUTHORITY))]
 PERMIT_PATH = "/{party}/{number:path}"
 XML_TYPES = frozenset({"application/xml", "text/xml"})
-
-
-async def raw_body(request: Request) -> bytes:
-    """The body exactly as sent (read here so the route itself runs in the thread pool)."""
-    return await request.body()
-
-
-RawBody = Annotated[bytes, Depends(raw_body)]
 
 
 class LineIn(BaseModel):

@@ -17,7 +17,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 
-from epix.api.deps import DatabaseDep, RequestContextDep, SettingsDep
+from epix.api.deps import DatabaseDep, RawBody, RequestContextDep, SettingsDep
 from epix.api.problems import problem_response
 from epix.api.security import CurrentPrincipal, require_roles
 from epix.auth.principal import Principal, Role
@@ -40,13 +40,6 @@ Submitter = Annotated[
 # Who may send each document type: the authority that signs it, or its Party's node.
 PERMIT_SENDERS = (Role.MANAGEMENT_AUTHORITY, Role.PEER_NODE)
 
-
-async def raw_body(request: Request) -> bytes:
-    """The body exactly as sent (read here so the route itself can run in the thread pool)."""
-    return await request.body()
-
-
-RawBody = Annotated[bytes, Depends(raw_body)]
 
 _SUBMIT_DOC: dict[int | str, dict[str, Any]] = {
     200: {
