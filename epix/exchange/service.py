@@ -21,7 +21,7 @@ from datetime import UTC, date, datetime
 from decimal import Decimal
 
 from lxml import etree
-from sqlalchemy import select
+from sqlalchemy import insert, select
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
@@ -511,12 +511,6 @@ def store_submission(
     )
     session.add(message)
     session.flush()
-    codes = " ".join(f.code for f in checked.findings)
-    session.add(
-        Receipt(
-            message_pk=message.id, status=status, codes=codes, issued_at=received_at, body=receipt
-        )
-    )
     certificate = checked.verdict.certificate
     token = envelope.security_token
     row = Permit(
@@ -537,22 +531,47 @@ def store_submission(
         ),
         created_at=received_at,
     )
-    row.lines = [
-        PermitLine(
-            line_id=line.line_id,
-            permitted_quantity=line.quantity if line.quantity is not None else Decimal(0),
-            unit=line.unit,
-            appendix=line.appendix,
-            taxon=line.scientific_name,
-        )
-        for line in permit.lines
-    ]
     session.add(row)
     session.flush()
-    session.add(
-        PermitWatcher(
-            permit_id=row.id, party=envelope.recipient, reason="recipient", since=received_at
-        )
+    # Rows nothing reads back in this transaction go in as plain INSERTs (one statement per
+    # table, no identity map, no RETURNING): the ORM's per-object flush was a third of it.
+    codes = " ".join(f.code for f in checked.findings)
+    session.execute(
+        insert(Receipt),
+        [
+            {
+                "message_pk": message.id,
+                "status": status,
+                "codes": codes,
+                "issued_at": received_at,
+                "body": receipt,
+            }
+        ],
+    )
+    session.execute(
+        insert(PermitLine),
+        [
+            {
+                "permit_id": row.id,
+                "line_id": line.line_id,
+                "permitted_quantity": line.quantity if line.quantity is not None else Decimal(0),
+                "unit": line.unit,
+                "appendix": line.appendix,
+                "taxon": line.scientific_name,
+            }
+            for line in permit.lines
+        ],
+    )
+    session.execute(
+        insert(PermitWatcher),
+        [
+            {
+                "permit_id": row.id,
+                "party": envelope.recipient,
+                "reason": "recipient",
+                "since": received_at,
+            }
+        ],
     )
     route_message(session, message, settings)
     record_event(
