@@ -15,7 +15,15 @@ from epix.errors import ERROR_TABLE, EpixError, Finding
 
 log = logging.getLogger("epix.api")
 PROBLEM_JSON = "application/problem+json"
-_HTTP_CODES = {404: "EPIX-REQ-005", 405: "EPIX-REQ-006", 413: "EPIX-REQ-003", 415: "EPIX-REQ-002"}
+_HTTP_CODES = {
+    400: "EPIX-REQ-001",
+    404: "EPIX-REQ-005",
+    405: "EPIX-REQ-006",
+    413: "EPIX-REQ-003",
+    415: "EPIX-REQ-002",
+}
+# FastAPI answers 400 with this detail when a body cannot be decoded at all (e.g. not UTF-8).
+_UNREADABLE_BODY = "The request body could not be read; send UTF-8 encoded JSON."
 
 
 def problem_response(
@@ -52,23 +60,30 @@ def install_problem_handlers(app: FastAPI) -> None:
     async def _validation(_request: Request, exc: RequestValidationError) -> JSONResponse:
         findings = []
         for error in exc.errors():
-            code = "EPIX-REQ-001" if error.get("type") == "json_invalid" else "EPIX-REQ-004"
-            findings.append(
-                Finding(code, str(error.get("msg", "invalid")), _validation_location(error["loc"]))
-            )
+            location = _validation_location(error["loc"]) or "request"
+            if error.get("type") == "json_invalid":
+                reason = (error.get("ctx") or {}).get("error", "it cannot be decoded")
+                message = f"The request body is not valid JSON: {reason}."
+                findings.append(Finding("EPIX-REQ-001", message, location))
+            else:
+                findings.append(Finding("EPIX-REQ-004", str(error.get("msg", "invalid")), location))
         if not findings:
-            findings = [Finding("EPIX-REQ-004", "The request is not valid.")]
+            findings = [Finding("EPIX-REQ-004", "The request is not valid.", "request")]
         status = 400 if findings[0].code == "EPIX-REQ-001" else 422
         return problem_response(findings, status)
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         code = _HTTP_CODES.get(exc.status_code, "EPIX-REQ-004")
         detail = exc.detail if isinstance(exc.detail, str) else ERROR_TABLE[code].meaning
-        return problem_response([Finding(code, detail)], exc.status_code, headers=exc.headers)
+        location = request.url.path
+        if exc.status_code == 400:
+            detail, location = _UNREADABLE_BODY, "body"
+        finding = Finding(code, detail, location)
+        return problem_response([finding], exc.status_code, headers=exc.headers)
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled error on %s %s", request.method, request.url.path)
-        finding = Finding("EPIX-REQ-007", ERROR_TABLE["EPIX-REQ-007"].meaning)
+        finding = Finding("EPIX-REQ-007", ERROR_TABLE["EPIX-REQ-007"].meaning, request.url.path)
         return problem_response([finding], 500)
