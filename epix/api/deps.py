@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Path, Request
 
 from epix.audit.context import RequestContext
 from epix.db import Database
@@ -37,6 +37,11 @@ async def raw_body(request: Request) -> bytes:
     a plain ``def`` and parse, validate and verify in the thread pool."""
     return await request.body()
 
+
+# Row ids are INTEGER columns: 32-bit on PostgreSQL. A larger id in a URL is refused as a request
+# error (EPIX-REQ-004) instead of overflowing the database driver (a 500).
+ROW_ID_MAX = 2**31 - 1
+RowId = Annotated[int, Path(ge=1, le=ROW_ID_MAX)]
 
 SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
 DatabaseDep = Annotated[Database, Depends(get_database)]

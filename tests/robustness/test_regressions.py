@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from starlette.testclient import TestClient
 
+from epix.api.app import create_app
+from epix.auth import service as auth
+from epix.auth.principal import Role
+from epix.db import Database
+from epix.settings import Settings
 from tests.robustness.conftest import Node, assert_problem
 
 
@@ -48,3 +55,48 @@ def test_unknown_route_and_wrong_method_point_at_the_path(client: TestClient) ->
     wrong = client.delete("/v1/inbox")
     assert wrong.status_code == 405
     assert _error(wrong)["location"] == "/v1/inbox"
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/v1/inbox/2147483648",
+        "/v1/outbox/211159136301858521088",
+        "/v1/outbox?before=2147483648",
+        "/v1/webhooks/99999999999999999999",
+        "/v1/api-keys/99999999999999999999/revoke",
+        "/v1/registry/authorities/2147483648/certificates",
+        "/v1/inbox?cursor=99999999999",
+        "/v1/inbox?cursor=%C2%B2",
+    ],
+)
+def test_ids_beyond_the_database_integer_range_are_request_errors(
+    client: TestClient, node: Node, path: str
+) -> None:
+    method = "GET" if "revoke" not in path and "certificates" not in path else "POST"
+    if path.startswith("/v1/webhooks"):
+        method = "DELETE"
+    key = node.key("CITES", "secretariat") if "registry" in path else node.key("XB", "customs")
+    response = client.request(method, path, headers={"Authorization": f"Bearer {key}"}, json={})
+    assert 400 <= response.status_code < 500
+    assert _error(response)["code"] in {"EPIX-REQ-004", "EPIX-REQ-008"}
+
+
+def test_ids_at_the_edge_of_the_integer_range_answer_404_or_422_on_both_backends(
+    database: Database, tmp_path: Path
+) -> None:
+    """PostgreSQL INTEGER is 32-bit: 2**31 used to reach the driver and fail there (a 500)."""
+    with database.unit_of_work() as session:
+        user = auth.create_user(
+            session, username="ops", party="XB", authority="XB ops", roles=[Role.NODE_ADMIN]
+        )
+        _, key = auth.issue_api_key(session, user)
+    app = create_app(Settings(data_dir=tmp_path, run_worker_in_process=False), database)
+    client = TestClient(app, base_url="http://testserver")
+    headers = {"Authorization": f"Bearer {key}"}
+    largest = client.get("/v1/outbox/2147483647", headers=headers)
+    assert largest.status_code == 404
+    assert _error(largest)["code"] == "EPIX-DLV-009"
+    beyond = client.get("/v1/outbox/2147483648", headers=headers)
+    assert beyond.status_code == 422
+    assert _error(beyond)["location"] == "path/row_id"

@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, Field
 
-from epix.api.deps import DatabaseDep, RequestContextDep
+from epix.api.deps import DatabaseDep, RequestContextDep, RowId
 from epix.api.security import (
     SESSION_USER,
     CurrentPrincipal,
@@ -286,7 +286,7 @@ def issue_api_key(
 
 @router.post("/api-keys/{key_id}/revoke", response_model=ApiKeyOut)
 def revoke_api_key(
-    key_id: int, principal: CurrentPrincipal, database: DatabaseDep, context: RequestContextDep
+    key_id: RowId, principal: CurrentPrincipal, database: DatabaseDep, context: RequestContextDep
 ) -> ApiKeyOut:
     """Revoke a key: node admins any key, users their own."""
     with database.unit_of_work() as session:

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query
 from fastapi.responses import Response
 
-from epix.api.deps import DatabaseDep, RequestContextDep, SettingsDep
+from epix.api.deps import ROW_ID_MAX, DatabaseDep, RequestContextDep, RowId, SettingsDep
 from epix.api.security import CurrentPrincipal
 from epix.audit.service import record_event
 from epix.errors import EpixError
@@ -21,7 +21,7 @@ router = APIRouter(prefix="/v1", tags=["inbox"])
 def _cursor(raw: str | None) -> int | None:
     if raw is None or raw == "":
         return None
-    if not raw.isdigit() or len(raw) > 18:
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 10 or int(raw) > ROW_ID_MAX:
         raise EpixError.of(
             "EPIX-REQ-008", "The cursor is the next_cursor of an earlier page.", "cursor"
         )
@@ -100,7 +100,7 @@ def pull_inbox(
     },
 )
 def fetch_entry(
-    entry_id: int, principal: CurrentPrincipal, database: DatabaseDep, context: RequestContextDep
+    entry_id: RowId, principal: CurrentPrincipal, database: DatabaseDep, context: RequestContextDep
 ) -> Response:
     """One entry of the caller's inbox, byte-exact (the signed document as received)."""
     with database.unit_of_work() as session:
@@ -132,7 +132,7 @@ def fetch_entry(
 
 @router.post("/inbox/{entry_id}/ack")
 def acknowledge_entry(
-    entry_id: int,
+    entry_id: RowId,
     principal: CurrentPrincipal,
     database: DatabaseDep,
     context: RequestContextDep,

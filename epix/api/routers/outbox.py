@@ -9,7 +9,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel
 
-from epix.api.deps import DatabaseDep, RequestContextDep, SettingsDep
+from epix.api.deps import ROW_ID_MAX, DatabaseDep, RequestContextDep, RowId, SettingsDep
 from epix.api.security import CurrentPrincipal, require_roles
 from epix.audit.service import record_event
 from epix.auth.principal import Principal, Role
@@ -76,7 +76,9 @@ def list_outbox(
     database: DatabaseDep,
     state: Annotated[OutboxState | None, Query()] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
-    before: Annotated[int | None, Query(ge=1, description="Rows with a smaller id.")] = None,
+    before: Annotated[
+        int | None, Query(ge=1, le=ROW_ID_MAX, description="Rows with a smaller id.")
+    ] = None,
 ) -> list[OutboxRowOut]:
     """Deliveries newest first; ``state=failed`` lists what gave up and why."""
     with database.unit_of_work() as session:
@@ -91,7 +93,9 @@ def list_outbox(
 
 
 @router.get("/{row_id}", response_model=OutboxRowOut)
-def get_outbox_row(row_id: int, principal: CurrentPrincipal, database: DatabaseDep) -> OutboxRowOut:
+def get_outbox_row(
+    row_id: RowId, principal: CurrentPrincipal, database: DatabaseDep
+) -> OutboxRowOut:
     with database.unit_of_work() as session:
         row = outbox.get(session, row_id)
         party = _visible_party(principal)
@@ -102,7 +106,7 @@ def get_outbox_row(row_id: int, principal: CurrentPrincipal, database: DatabaseD
 
 @router.post("/{row_id}/resend", response_model=OutboxRowOut)
 def resend(
-    row_id: int,
+    row_id: RowId,
     principal: NodeAdmin,
     database: DatabaseDep,
     settings: SettingsDep,

@@ -12,7 +12,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query, Request, Response
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
-from epix.api.deps import DatabaseDep, RequestContextDep, SettingsDep
+from epix.api.deps import DatabaseDep, RequestContextDep, RowId, SettingsDep
 from epix.api.security import require_roles
 from epix.auth.principal import Principal, Role
 from epix.errors import EpixError
@@ -234,7 +234,7 @@ def add_authority(
 
 @router.post("/authorities/{authority_id}/certificates", status_code=201)
 def add_certificate(
-    authority_id: int,
+    authority_id: RowId,
     body: CertificateIn,
     actor: Secretariat,
     database: DatabaseDep,

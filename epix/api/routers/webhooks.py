@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Response
 from pydantic import BaseModel, Field
 
-from epix.api.deps import DatabaseDep, RequestContextDep, SettingsDep
+from epix.api.deps import DatabaseDep, RequestContextDep, RowId, SettingsDep
 from epix.api.security import require_roles
 from epix.audit.service import record_event
 from epix.auth.principal import Principal, Role
@@ -96,7 +96,7 @@ def list_subscriptions(principal: Subscriber, database: DatabaseDep) -> list[Sub
 
 @router.delete("/{subscription_id}", status_code=204)
 def unsubscribe(
-    subscription_id: int,
+    subscription_id: RowId,
     principal: Subscriber,
     database: DatabaseDep,
     request: RequestContextDep,
