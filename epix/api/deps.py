@@ -14,18 +14,21 @@ from epix.audit.context import RequestContext
 from epix.db import Database
 from epix.settings import Settings
 
+# The three below only read the request, so they are ``async def``: FastAPI runs a plain ``def``
+# dependency in its thread pool, and each such hop cost more than the work it wrapped.
 
-def get_settings_dep(request: Request) -> Settings:
+
+async def get_settings_dep(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
 
 
-def get_database(request: Request) -> Database:
+async def get_database(request: Request) -> Database:
     database: Database = request.app.state.database
     return database
 
 
-def get_request_context(request: Request) -> RequestContext:
+async def get_request_context(request: Request) -> RequestContext:
     client = request.client.host if request.client else None
     return RequestContext.from_raw(
         request.method, request.url.path, client, dict(request.headers.items())

@@ -6,7 +6,7 @@ kept on ``request.state.principal`` for logging and audit. Credentials are never
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Annotated
 from urllib.parse import urlsplit
 
@@ -110,10 +110,13 @@ def get_current_principal(request: Request, database: DatabaseDep) -> Principal:
 CurrentPrincipal = Annotated[Principal, Depends(get_current_principal)]
 
 
-def require_roles(*roles: Role) -> Callable[[Principal], Principal]:
-    """A dependency admitting callers holding at least one of ``roles`` (else EPIX-AUTH-004)."""
+def require_roles(*roles: Role) -> Callable[[Principal], Awaitable[Principal]]:
+    """A dependency admitting callers holding at least one of ``roles`` (else EPIX-AUTH-004).
 
-    def dependency(principal: CurrentPrincipal) -> Principal:
+    ``async def`` because it only compares roles: a plain ``def`` would cost a thread-pool hop.
+    """
+
+    async def dependency(principal: CurrentPrincipal) -> Principal:
         ensure_role(principal, *roles)
         return principal
 
