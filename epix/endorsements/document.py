@@ -7,6 +7,7 @@ anyone holding both can check which exact permit was endorsed.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from decimal import Decimal
@@ -125,6 +126,34 @@ def _text(root: etree._Element, path: str) -> str:
     return found.text.strip()
 
 
+# xs:date may carry a timezone ("2026-01-02Z", "2026-01-02+01:00"); the border date is the
+# calendar day, so the suffix is dropped before Python reads it.
+_DATE_ZONE = re.compile(r"(Z|[+-]\d{2}:\d{2})$")
+
+
+def _moment(root: etree._Element, path: str) -> datetime:
+    """xs:dateTime values Python cannot represent (year 10000, 24:00:00) are refused, not
+    crashed on: the schema accepts them, ``datetime`` does not."""
+    value = _text(root, path)
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        raise EpixError.of(
+            "EPIX-SCHEMA-001", f"'{value}' is not a supported date and time.", location=path
+        ) from None
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+def _day(root: etree._Element, path: str) -> date:
+    value = _text(root, path)
+    try:
+        return date.fromisoformat(_DATE_ZONE.sub("", value))
+    except ValueError:
+        raise EpixError.of(
+            "EPIX-SCHEMA-001", f"'{value}' is not a supported date.", location=path
+        ) from None
+
+
 def _read_line(element: etree._Element) -> EndorsedLine:
     quantity = element.find("e:ActualQuantity", _NS)
     if quantity is None or quantity.text is None:
@@ -143,9 +172,7 @@ def read_endorsement(root: etree._Element) -> EndorsementDocument:
         raise EpixError(findings)
     declaration = root.find("e:DeclarationReference", _NS)
     lines = tuple(_read_line(line) for line in root.iterfind("e:Line", _NS))
-    issued_at = datetime.fromisoformat(_text(root, "e:IssuedAt"))
-    if issued_at.tzinfo is None:
-        issued_at = issued_at.replace(tzinfo=UTC)
+    issued_at = _moment(root, "e:IssuedAt")
     return EndorsementDocument(
         endorsement_id=_text(root, "e:ID"),
         side=Side(_text(root, "e:Side")),
@@ -156,7 +183,7 @@ def read_endorsement(root: etree._Element) -> EndorsementDocument:
         authority=_text(root, "e:Authority"),
         officer=_text(root, "e:Officer"),
         port=_text(root, "e:Port"),
-        endorsed_on=date.fromisoformat(_text(root, "e:Date")),
+        endorsed_on=_day(root, "e:Date"),
         transport_document=_text(root, "e:TransportDocumentID"),
         declaration_reference=(
             declaration.text.strip() if declaration is not None and declaration.text else None

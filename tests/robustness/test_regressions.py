@@ -5,14 +5,18 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from lxml import etree
 from starlette.testclient import TestClient
 
 from epix.api.app import create_app
 from epix.auth import service as auth
 from epix.auth.principal import Role
 from epix.db import Database
+from epix.endorsements.document import read_endorsement, write_endorsement
+from epix.errors import EpixError
 from epix.settings import Settings
 from tests.robustness.conftest import Node, assert_problem
+from tests.robustness.documents import endorsement_document
 
 
 @pytest.fixture
@@ -100,3 +104,51 @@ def test_ids_at_the_edge_of_the_integer_range_answer_404_or_422_on_both_backends
     beyond = client.get("/v1/outbox/2147483648", headers=headers)
     assert beyond.status_code == 422
     assert _error(beyond)["location"] == "path/row_id"
+
+
+def _endorsement_with(path: str, value: str) -> bytes:
+    root = etree.fromstring(write_endorsement(endorsement_document()))
+    element = root.find(path, {"e": "urn:epix:endorsement:1"})
+    assert element is not None
+    element.text = value
+    return etree.tostring(root)
+
+
+@pytest.mark.parametrize(
+    ("path", "value"),
+    [
+        ("e:Date", "10000-01-01"),
+        ("e:Date", "-0001-01-01"),
+        ("e:IssuedAt", "10000-01-01T00:00:00Z"),
+        ("e:IssuedAt", "2026-01-02T24:00:00Z"),
+    ],
+)
+def test_schema_valid_dates_python_cannot_hold_are_refused_with_their_element(
+    path: str, value: str
+) -> None:
+    with pytest.raises(EpixError) as refused:
+        read_endorsement(etree.fromstring(_endorsement_with(path, value)))
+    finding = refused.value.findings[0]
+    assert (finding.code, finding.location) == ("EPIX-SCHEMA-001", path)
+    assert value in finding.message
+
+
+def test_an_endorsement_date_with_a_timezone_is_read_as_that_day() -> None:
+    document = read_endorsement(etree.fromstring(_endorsement_with("e:Date", "2026-01-02+01:00")))
+    assert document.endorsed_on.isoformat() == "2026-01-02"
+
+
+def test_a_signed_endorsement_upload_with_an_impossible_date_is_a_422(
+    client: TestClient, node: Node
+) -> None:
+    """The upload route reads the claimed document before verifying it: this was a 500."""
+    response = client.post(
+        "/v1/permits/XA/XA-FUZZ-0001/endorsements/signed",
+        content=_endorsement_with("e:Date", "10000-01-01"),
+        headers={
+            "Authorization": f"Bearer {node.key('XB', 'customs')}",
+            "Content-Type": "application/xml",
+        },
+    )
+    assert response.status_code == 422
+    assert _error(response)["code"] == "EPIX-SCHEMA-001"
