@@ -53,10 +53,12 @@ def parse_xml(
     """Parse untrusted bytes into an element tree, or raise ``EpixError`` with an XML code."""
     if len(data) > max_bytes:
         raise EpixError.of(
-            "EPIX-XML-004", f"The document is {len(data)} bytes; the limit is {max_bytes} bytes."
+            "EPIX-XML-004",
+            f"The document is {len(data)} bytes; the limit is {max_bytes} bytes.",
+            location="/",
         )
     if not data.strip():
-        raise EpixError.of("EPIX-XML-006", "The document is empty.")
+        raise EpixError.of("EPIX-XML-006", "The document is empty.", location="/")
     if _has_doctype_bytes(data):
         raise EpixError.of(
             "EPIX-XML-002", "DOCTYPE and ENTITY declarations are not accepted.", location="/"
@@ -66,10 +68,10 @@ def parse_xml(
     except etree.XMLSyntaxError as exc:
         line = exc.lineno if exc.lineno else None
         raise EpixError.of(
-            "EPIX-XML-001", f"Not well-formed XML: {exc.msg}", location=None, line=line
+            "EPIX-XML-001", f"Not well-formed XML: {exc.msg}", location="/", line=line
         ) from None
     except ValueError as exc:  # e.g. a str with an encoding declaration
-        raise EpixError.of("EPIX-XML-001", f"Not well-formed XML: {exc}") from None
+        raise EpixError.of("EPIX-XML-001", f"Not well-formed XML: {exc}", location="/") from None
     docinfo: Any = root.getroottree().docinfo
     if docinfo.doctype or docinfo.internalDTD is not None:
         # Encodings such as UTF-16 slip past the byte scan; the parsed tree does not.

@@ -15,6 +15,7 @@ from epix.db import Database
 from epix.endorsements.document import read_endorsement, write_endorsement
 from epix.errors import EpixError
 from epix.settings import Settings
+from epix.xml import parse_xml
 from tests.robustness.conftest import Node, assert_problem
 from tests.robustness.documents import endorsement_document
 
@@ -152,3 +153,14 @@ def test_a_signed_endorsement_upload_with_an_impossible_date_is_a_422(
     )
     assert response.status_code == 422
     assert _error(response)["code"] == "EPIX-SCHEMA-001"
+
+
+@pytest.mark.parametrize(
+    ("data", "code"),
+    [(b"not xml", "EPIX-XML-001"), (b"  \n", "EPIX-XML-006"), (b"<a/>" * 10, "EPIX-XML-004")],
+)
+def test_document_level_xml_refusals_point_at_the_root(data: bytes, code: str) -> None:
+    with pytest.raises(EpixError) as refused:
+        parse_xml(data, max_bytes=32)
+    finding = refused.value.findings[0]
+    assert (finding.code, finding.location) == (code, "/")
