@@ -283,6 +283,13 @@ def _check_signature_layout(signature: etree._Element, facts: _Facts) -> str:
             raise _refuse(
                 facts, "EPIX-SIG-017", "XML-DSig elements must use the ds: prefix.", element
             )
+        if tag in (_SIGNATURE_VALUE, _DIGEST_VALUE) and not _is_base64(element.text):
+            raise _refuse(
+                facts,
+                "EPIX-SIG-017",
+                f"ds:{etree.QName(element).localname} must hold base64 data.",
+                element,
+            )
     children = list(signature)
     tags = tuple(child.tag for child in children)
     if tags[:2] != _SIGNATURE_CHILDREN[:2] or _OBJECT in tags:
@@ -303,6 +310,14 @@ def _check_signature_layout(signature: etree._Element, facts: _Facts) -> str:
             signature,
         )
     return _check_key_info(children[2], facts)
+
+
+def _is_base64(text: str | None) -> bool:
+    try:
+        base64.b64decode("".join((text or "").split()).encode("ascii"), validate=True)
+    except (UnicodeEncodeError, binascii.Error):
+        return False
+    return True
 
 
 def _check_signed_info(signed_info: etree._Element, facts: _Facts) -> None:
@@ -529,6 +544,15 @@ def _check_cryptography(
             "EPIX-SIG-011",
             "The signature value does not verify with the registered certificate.",
             signature[1],
+        ) from None
+    except etree.DocumentInvalid as exc:
+        # signxml checks ds:Signature against the XML Signature schema (e.g. a SignatureValue
+        # that is not base64): name the flaw instead of the catch-all EPIX-SIG-016.
+        raise _refuse(
+            facts,
+            "EPIX-SIG-017",
+            f"The signature does not follow the XML Signature schema: {exc}",
+            signature,
         ) from None
     if isinstance(result, list) or result.signed_xml is None:
         raise _refuse(facts, "EPIX-SIG-016", "The signed content is not XML.", signature)

@@ -15,9 +15,10 @@ from epix.db import Database
 from epix.endorsements.document import read_endorsement, write_endorsement
 from epix.errors import EpixError
 from epix.settings import Settings
+from epix.signatures import verify_document
 from epix.xml import parse_xml
 from tests.robustness.conftest import Node, assert_problem
-from tests.robustness.documents import endorsement_document
+from tests.robustness.documents import endorsement_document, signed_permit, trust
 
 
 @pytest.fixture
@@ -164,3 +165,31 @@ def test_document_level_xml_refusals_point_at_the_root(data: bytes, code: str) -
         parse_xml(data, max_bytes=32)
     finding = refused.value.findings[0]
     assert (finding.code, finding.location) == (code, "/")
+
+
+def test_a_signature_outside_the_xmldsig_schema_is_named_not_a_generic_failure() -> None:
+    """signxml's schema check used to surface as EPIX-SIG-016 with a logged stack trace."""
+    root = etree.fromstring(signed_permit())
+    value = root.find(".//{http://www.w3.org/2000/09/xmldsig#}SignatureValue")
+    assert value is not None
+    value.set("schemeID", "x")
+    verdict = verify_document(
+        etree.tostring(root), party="XA", role="management_authority", trust=trust()
+    )
+    assert verdict.codes == ["EPIX-SIG-017"]
+    assert "schemeID" in verdict.findings[0].message
+    assert verdict.findings[0].location == "/rsm:CITESEPermit/ds:Signature"
+
+
+@pytest.mark.parametrize("tag", ["SignatureValue", "DigestValue"])
+def test_signature_and_digest_values_that_are_not_base64_are_named(tag: str) -> None:
+    """Non-ASCII text there used to fail inside signxml: the catch-all EPIX-SIG-016."""
+    root = etree.fromstring(signed_permit())
+    value = root.find(f".//{{http://www.w3.org/2000/09/xmldsig#}}{tag}")
+    assert value is not None
+    value.text = "é" * 8
+    verdict = verify_document(
+        etree.tostring(root), party="XA", role="management_authority", trust=trust()
+    )
+    assert verdict.codes == ["EPIX-SIG-017"]
+    assert f"ds:{tag} must hold base64" in verdict.findings[0].message
