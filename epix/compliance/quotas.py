@@ -9,7 +9,7 @@ from decimal import Decimal, InvalidOperation
 from functools import cache
 from pathlib import Path
 
-from epix.compliance._dates import in_force, names_taxon, parse_sapi_date
+from epix.permits.sapi_dates import in_force, names_taxon, parse_sapi_date
 
 DATA = Path(__file__).resolve().parent / "data" / "quotas.csv"
 ALL = "ALL"

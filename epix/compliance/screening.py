@@ -5,10 +5,10 @@ from __future__ import annotations
 from datetime import UTC, date, datetime
 
 from epix.compliance.quotas import Quota, quotas
-from epix.compliance.reservations import has_reservation
 from epix.errors import Finding
 from epix.permits import locations as loc
 from epix.permits.model import Permit, PermitLine
+from epix.permits.reservations import has_reservation
 
 # Units that count specimens: a quota without a unit is a number of specimens.
 COUNT_UNITS = frozenset({"NAR", "PCS"})

@@ -18,12 +18,12 @@ from typing import Any
 import xmlschema
 from lxml import etree
 
-from epix.compliance.reservations import has_reservation as published_reservation
 from epix.errors import EpixError, Finding, Severity
 from epix.permits import locations as loc
 from epix.permits.codes import check_codes
 from epix.permits.model import Permit
 from epix.permits.reader import extract_permit_element, read_permit
+from epix.permits.reservations import has_reservation as published_reservation
 from epix.permits.rules import ReservationCheck, check_element_rules, check_rules
 from epix.xml import SCHEMA_DIR, load_schema, parse_xml
 from epix.xml.parse import DEFAULT_MAX_BYTES, DEFAULT_MAX_DEPTH

@@ -9,7 +9,7 @@ from datetime import date, datetime
 from functools import cache
 from pathlib import Path
 
-from epix.compliance._dates import in_force, names_taxon, parse_sapi_date
+from epix.permits.sapi_dates import in_force, names_taxon, parse_sapi_date
 
 DATA = Path(__file__).resolve().parent / "data" / "reservations.csv"
 
