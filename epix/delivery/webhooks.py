@@ -45,10 +45,10 @@ _LOOPBACK_NAMES = frozenset({"localhost", "localhost.localdomain", "ip6-localhos
 
 
 def _origin(url: str) -> tuple[str, str, int] | None:
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        return None
-    try:
+    try:  # urlsplit raises for a malformed IPv6 host ("http://[::1"), .port for a bad port
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            return None
         port = parts.port or (443 if parts.scheme == "https" else 80)
     except ValueError:
         return None

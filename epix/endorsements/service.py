@@ -45,7 +45,7 @@ from epix.exchange.models import Permit, PermitLine
 from epix.exchange.repository import lock_permit
 from epix.registry.roles import CUSTOMS as CUSTOMS_ROLE
 from epix.signatures import TrustStore, verify_document
-from epix.xml import parse_xml
+from epix.xml import parse_xml, xml_text
 from epix.xml.parse import DEFAULT_MAX_BYTES, DEFAULT_MAX_DEPTH
 
 # Signs an endorsement document with EPIX-DSIG-1 (the authority's key, or the node's key on
@@ -238,7 +238,7 @@ def _check_text(value: str, name: str, limit: int = 200) -> str:
     text = value.strip()
     if not text or len(text) > limit:
         raise EpixError.of("EPIX-REQ-004", f"{name} must be 1 to {limit} characters.", name)
-    return text
+    return xml_text(text, name)  # it goes into the signed endorsement document
 
 
 def _expire_due(session: Session, state: PermitState, actor: Principal) -> None:

@@ -32,6 +32,7 @@ from epix.exchange.repository import lock_permit
 from epix.exchange.service import is_hosted
 from epix.settings import Settings
 from epix.signatures.sign import sign_document
+from epix.xml import xml_text
 from epix.xml.namespaces import EPIX_STATUS
 
 CANCELLED = "cancelled"
@@ -188,6 +189,8 @@ def change_status(
     """Cancel or replace a permit of the caller's own Party, tell its watchers, audit it."""
     ensure_role(principal, Role.MANAGEMENT_AUTHORITY)
     ensure_own_party(principal, party, "party")
+    if reason is not None:
+        xml_text(reason, "reason")  # it goes into the signed status document
     permit = lock_permit(session, party, number)
     replacement: Permit | None = None
     if status == REPLACED:

@@ -26,6 +26,7 @@ from epix.registry.models import RegistryAuthority, RegistryCertificate, Registr
 from epix.registry.roles import check_roles, normalise_kind
 from epix.signatures.profile import key_problem
 from epix.signatures.trust import as_utc, fingerprint_of
+from epix.xml import xml_text
 
 EXPIRY_THRESHOLDS_DAYS: tuple[int, ...] = (7, 30, 60)
 # ISO 3166-1 user-assigned codes, usable as test Parties (the reference permit uses XA, XB, XC).
@@ -56,7 +57,7 @@ def _text(value: str | None, location: str, limit: int, *, required: bool = True
         raise EpixError.of(
             "EPIX-REQ-004", f"{location} is longer than {limit} characters.", location
         )
-    return cleaned
+    return xml_text(cleaned, location)  # it goes into the signed registry document
 
 
 def endpoint_url(url: str, location: str = "endpoint_url") -> str:
@@ -70,6 +71,8 @@ def endpoint_url(url: str, location: str = "endpoint_url") -> str:
             and not parts.fragment
             and parts.username is None
             and len(cleaned) <= 2000
+            and cleaned.isascii()
+            and cleaned.isprintable()
         )
     except ValueError:
         valid = False
@@ -300,7 +303,12 @@ def revoke_certificate(
             f"Certificate {row.fingerprint} was already revoked at {row.revoked_at.isoformat()}.",
             "fingerprint",
         )
-    row.revoked_at = as_utc(at) if at else utcnow()
+    try:
+        row.revoked_at = as_utc(at) if at else utcnow()
+    except OverflowError:  # e.g. 9999-12-31T23:59:59-14:00 is past the last UTC year
+        raise EpixError.of(
+            "EPIX-REQ-004", f"The revocation time {at} is outside the years 1 to 9999.", "at"
+        ) from None
     row.revocation_reason = clean_reason
     row.revoked_by = actor.username
     version = _bump(session)

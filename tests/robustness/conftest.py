@@ -1,4 +1,5 @@
-"""A demo node built once per worker and copied per test, and the one check of a refusal.
+"""A demo node built once per worker (with one permit on file) and copied per test, and the
+one check of a refusal.
 
 Bootstrapping the demo generates keys (about a second); copying its SQLite file and data
 directory takes milliseconds, so every fuzzed operation starts from a pristine node even when
@@ -16,14 +17,22 @@ from typing import Any
 
 import pytest
 from fastapi import FastAPI
+from starlette.testclient import TestClient
 
 from epix.api.app import create_app
+from epix.auth import service as auth
 from epix.db import Database
 from epix.errors import ERROR_TABLE
 from epix.exchange.demo import DemoSetup, bootstrap_demo
+from epix.registry import repository
+from epix.registry import service as registry
+from epix.registry.roles import MANAGEMENT_AUTHORITY
 from epix.settings import Settings
+from epix.signatures.sign import sign_document
+from tests.robustness.documents import signed_permit, xa_certificate
 
 PROBLEM_JSON = "application/problem+json"
+PERMIT_NUMBER = "XA-FUZZ-0001"  # documents.signed_permit(), on file in every node copy
 
 
 @dataclass
@@ -35,6 +44,20 @@ class Node:
 
     def key(self, party: str, role: str) -> str:
         return self.demo.api_key(party, role)
+
+    def sign_as_xa(self, document: bytes) -> bytes:
+        key_pem, cert_pem = self.demo.signing_identity("XA")
+        return sign_document(document, key_pem, cert_pem)
+
+    def submission_headers(self, message_id: str) -> dict[str, str]:
+        return {
+            "Authorization": f"Bearer {self.key('XA', 'management_authority')}",
+            "Content-Type": "application/xml",
+            "X-EPIX-Message-Id": message_id,
+            "X-EPIX-From": "XA",
+            "X-EPIX-To": "XB",
+            "X-EPIX-Document-Type": "permit",
+        }
 
 
 def _settings(root: Path) -> Settings:
@@ -51,7 +74,26 @@ def node_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("robustness-template")
     database = Database(f"sqlite:///{root / 'epix.sqlite3'}")
     database.migrate()
-    bootstrap_demo(database, _settings(root))
+    settings = _settings(root)
+    node = Node(
+        settings, database, create_app(settings, database), bootstrap_demo(database, settings)
+    )
+    with database.unit_of_work() as session:
+        # The seed documents' signer becomes a second XA Management Authority certificate.
+        secretariat = auth.principal_of(auth.get_user(session, "cites-secretariat"))
+        authority = repository.find_authority(
+            session, "XA", MANAGEMENT_AUTHORITY, "XA Management Authority (DEMO)"
+        )
+        assert authority is not None
+        registry.add_certificate(
+            session, authority_id=authority.id, pem=xa_certificate(), actor=secretariat
+        )
+    response = TestClient(node.app).post(
+        "/v1/messages",
+        content=signed_permit(),
+        headers=node.submission_headers("msg-template-permit"),
+    )
+    assert response.status_code == 201, response.text
     database.dispose()
     return root
 

@@ -26,10 +26,25 @@ def _identities() -> tuple[tuple[bytes, bytes], tuple[bytes, bytes]]:
     return (ma.key_pem, ma.cert_pem), (customs.key_pem, customs.cert_pem)
 
 
+def xa_certificate() -> bytes:
+    """The XA Management Authority certificate the seeds are signed with (register it to make
+    a node trust them)."""
+    return _identities()[0][1]
+
+
+def sign_as_xa(document: bytes) -> bytes:
+    key_pem, cert_pem = _identities()[0]
+    return sign_document(document, key_pem, cert_pem)
+
+
+@cache
+def unsigned_permit() -> bytes:
+    return write_permit(demo_permit(number="XA-FUZZ-0002"))
+
+
 @cache
 def signed_permit() -> bytes:
-    key_pem, cert_pem = _identities()[0]
-    return sign_document(write_permit(demo_permit(number="XA-FUZZ-0001")), key_pem, cert_pem)
+    return sign_as_xa(write_permit(demo_permit(number="XA-FUZZ-0001")))
 
 
 @cache

@@ -24,6 +24,7 @@ from tests.robustness.documents import (
     signed_endorsement,
     signed_permit,
     trust,
+    unsigned_permit,
 )
 
 PROPERTY = settings(
@@ -36,6 +37,7 @@ PROPERTY = settings(
 # Seeds by name: strategies take the name, so their repr stays short.
 SEEDS = {
     "permit": signed_permit,
+    "unsigned-permit": unsigned_permit,
     "sample": sample,
     "endorsement": signed_endorsement,
     "envelope": envelope,

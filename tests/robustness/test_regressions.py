@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
 from lxml import etree
 from starlette.testclient import TestClient
 
@@ -17,8 +19,13 @@ from epix.errors import EpixError
 from epix.settings import Settings
 from epix.signatures import verify_document
 from epix.xml import parse_xml
-from tests.robustness.conftest import Node, assert_problem
-from tests.robustness.documents import endorsement_document, signed_permit, trust
+from tests.robustness.conftest import PERMIT_NUMBER, Node, assert_problem
+from tests.robustness.documents import (
+    endorsement_document,
+    signed_permit,
+    trust,
+    xa_certificate,
+)
 
 
 @pytest.fixture
@@ -193,3 +200,88 @@ def test_signature_and_digest_values_that_are_not_base64_are_named(tag: str) -> 
     )
     assert verdict.codes == ["EPIX-SIG-017"]
     assert f"ds:{tag} must hold base64" in verdict.findings[0].message
+
+
+def _post(client: TestClient, node: Node, path: str, who: tuple[str, str], body: object) -> object:
+    key = node.key(*who)
+    return client.post(path, json=body, headers={"Authorization": f"Bearer {key}"})
+
+
+SECRETARIAT = ("CITES", "secretariat")
+XA_MA = ("XA", "management_authority")
+XB_CUSTOMS = ("XB", "customs")
+
+
+@pytest.mark.parametrize(
+    ("path", "who", "body", "location"),
+    [
+        ("/v1/registry/parties", SECRETARIAT, {"code": "QQ", "name": "a\x00b"}, "name"),
+        (
+            "/v1/registry/parties/XA/authorities",
+            SECRETARIAT,
+            {"kind": "customs", "name": "Customs\x07"},
+            "name",
+        ),
+        (f"/v1/permits/XA/{PERMIT_NUMBER}/cancel", XA_MA, {"reason": "oops\x00"}, "reason"),
+        (
+            f"/v1/permits/XA/{PERMIT_NUMBER}/endorsements",
+            XB_CUSTOMS,
+            {
+                "side": "import",
+                "port": "NLRTM",
+                "date": "2026-01-02",
+                "officer": "Officer\x01",
+                "transport_document": "AWB 1",
+                "lines": [{"line_id": "1", "quantity": 1, "unit": "NAR"}],
+            },
+            "officer",
+        ),
+    ],
+)
+def test_text_an_xml_document_cannot_carry_is_refused_where_it_enters(
+    client: TestClient, node: Node, path: str, who: tuple[str, str], body: object, location: str
+) -> None:
+    """NUL and control characters used to be stored, or to crash while the signed status,
+    endorsement or registry document was written (a 500)."""
+    response = _post(client, node, path, who, body)
+    assert response.status_code == 422  # type: ignore[attr-defined]
+    error = _error(response)
+    assert (error["code"], error["location"]) == ("EPIX-REQ-004", location)
+    assert "control character" in str(error["message"])
+
+
+def test_a_revocation_time_beyond_the_last_utc_year_is_a_request_error(
+    client: TestClient, node: Node
+) -> None:
+    fingerprint = x509.load_pem_x509_certificate(xa_certificate()).fingerprint(hashes.SHA256())
+    response = _post(
+        client,
+        node,
+        f"/v1/registry/certificates/{fingerprint.hex()}/revocation",
+        SECRETARIAT,
+        {"reason": "key lost", "at": "9999-12-31T23:59:59-14:00"},
+    )
+    assert response.status_code == 422  # type: ignore[attr-defined]
+    error = _error(response)
+    assert (error["code"], error["location"]) == ("EPIX-REQ-004", "at")
+
+
+@pytest.mark.parametrize("url", ["http://[::1", "http://example.org:99999/hook"])
+def test_a_malformed_webhook_url_is_refused_with_the_webhook_code(
+    client: TestClient, node: Node, url: str
+) -> None:
+    response = _post(
+        client, node, "/v1/webhooks", XA_MA, {"url": url, "events": ["permit.received"]}
+    )
+    assert response.status_code == 422  # type: ignore[attr-defined]
+    assert _error(response)["code"] == "EPIX-DLV-004"
+
+
+def test_node_endpoints_must_be_printable_ascii(client: TestClient, node: Node) -> None:
+    response = client.put(
+        "/v1/registry/parties/XA/endpoint",
+        json={"url": "http://é\x00.example/"},
+        headers={"Authorization": f"Bearer {node.key(*SECRETARIAT)}"},
+    )
+    assert response.status_code == 422
+    assert _error(response)["code"] == "EPIX-REG-012"
