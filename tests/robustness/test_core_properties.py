@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import os
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -28,7 +29,7 @@ from tests.robustness.documents import (
 )
 
 PROPERTY = settings(
-    max_examples=int(__import__("os").environ.get("FUZZ_N", "500")),
+    max_examples=int(os.environ.get("EPIX_PROPERTY_EXAMPLES", "500")),  # raise for a deeper run
     derandomize=True,
     database=None,
     deadline=None,
