@@ -1,0 +1,252 @@
+"""Raw HTTP oddities against a real uvicorn on 127.0.0.1: what a client library would never
+send (chunked bodies over the cap, bytes that are not UTF-8 in headers and bodies, bogus
+authorization schemes, huge headers, traversal and unicode in permit numbers) gets a 4xx,
+never a 500; whatever the application itself answers is a coded problem+json."""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import pytest
+import uvicorn
+
+from tests.robustness.conftest import PERMIT_NUMBER, Node, assert_problem
+
+
+@dataclass
+class Live:
+    port: int
+    node: Node
+
+    def send(self, raw: bytes) -> tuple[int, dict[str, str], bytes]:
+        """Send raw bytes on a fresh connection; read one response (the server closes)."""
+        data = b""
+        with socket.create_connection(("127.0.0.1", self.port), timeout=10) as sock:
+            # A server refusing early (413) may close while the body is still being sent.
+            with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+                sock.sendall(raw)
+            with contextlib.suppress(ConnectionResetError):
+                while chunk := sock.recv(65536):
+                    data += chunk
+        assert data, "the server closed the connection without an answer"
+        head, _, body = data.partition(b"\r\n\r\n")
+        lines = head.decode("latin-1").split("\r\n")
+        status = int(lines[0].split()[1])
+        headers = {}
+        for line in lines[1:]:
+            name, _, value = line.partition(":")
+            headers[name.strip().lower()] = value.strip()
+        if headers.get("transfer-encoding") == "chunked":
+            body = _dechunk(body)
+        return status, headers, body
+
+    def request(
+        self, method: str, path: bytes, headers: list[bytes], body: bytes = b""
+    ) -> tuple[int, dict[str, str], bytes]:
+        lines = [method.encode() + b" " + path + b" HTTP/1.1", b"Host: 127.0.0.1"]
+        lines += [*headers, b"Connection: close"]
+        if body and not any(h.lower().startswith(b"transfer-encoding") for h in headers):
+            lines.append(b"Content-Length: " + str(len(body)).encode())
+        return self.send(b"\r\n".join(lines) + b"\r\n\r\n" + body)
+
+    def bearer(self, party: str, role: str) -> bytes:
+        return b"Authorization: Bearer " + self.node.key(party, role).encode()
+
+
+def _dechunk(body: bytes) -> bytes:
+    out = b""
+    while body:
+        size_line, _, rest = body.partition(b"\r\n")
+        size = int(size_line.split(b";")[0], 16)
+        if size == 0:
+            break
+        out += rest[:size]
+        body = rest[size + 2 :]
+    return out
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture
+def live(node: Node) -> Iterator[Live]:
+    port = _free_port()
+    config = uvicorn.Config(node.app, host="127.0.0.1", port=port, log_level="critical")
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert server.started
+    yield Live(port, node)
+    server.should_exit = True
+    thread.join(timeout=10)
+
+
+def _check(answer: tuple[int, dict[str, str], bytes]) -> int:
+    status, headers, body = answer
+    assert status < 500, (status, body[:300])
+    if status >= 400 and headers.get("content-type", "").startswith("application/"):
+        assert_problem(status, headers["content-type"], body)
+    return status
+
+
+def _submission(live: Live, extra: list[bytes]) -> list[bytes]:
+    return [
+        live.bearer("XA", "management_authority"),
+        b"X-EPIX-Message-Id: msg-raw-1",
+        b"X-EPIX-From: XA",
+        b"X-EPIX-To: XB",
+        *extra,
+    ]
+
+
+def test_a_chunked_body_over_the_cap_is_refused_with_413(live: Live) -> None:
+    chunk = b"<" * 16384
+    body = b"".join(b"%x\r\n%s\r\n" % (len(chunk), chunk) for _ in range(8)) + b"0\r\n\r\n"
+    headers = _submission(live, [b"Content-Type: application/xml", b"Transfer-Encoding: chunked"])
+    status, content_headers, problem = live.request("POST", b"/v1/messages", headers, body)
+    assert status == 413
+    assert_problem(status, content_headers["content-type"], problem)
+
+
+def test_a_declared_length_over_the_cap_is_refused_before_the_body(live: Live) -> None:
+    headers = _submission(live, [b"Content-Type: application/xml", b"Content-Length: 999999999"])
+    assert _check(live.request("POST", b"/v1/messages", headers)) == 413
+
+
+@pytest.mark.parametrize(
+    "content_type",
+    [None, b"text/plain", b"application/json", b"application/xml; charset=\xff", b"\xff\xfe"],
+)
+def test_wrong_or_missing_content_types_are_coded_refusals(
+    live: Live, content_type: bytes | None
+) -> None:
+    extra = [b"Content-Type: " + content_type] if content_type is not None else []
+    status = _check(live.request("POST", b"/v1/messages", _submission(live, extra), b"<a/>"))
+    assert 400 <= status < 500
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        b"X-EPIX-From: \xc4\xd6",
+        b"X-EPIX-Message-Id: \xff\xfe\xfd",
+        b"X-EPIX-Document-Type: p\xe9rmit",
+        b"X-EPIX-Security-Token: \x80\x81\x82\x83\x84\x85\x86\x87\x88",
+    ],
+)
+def test_header_values_that_are_not_utf8_are_refused_not_crashed_on(
+    live: Live, header: bytes
+) -> None:
+    headers = [
+        live.bearer("XA", "management_authority"),
+        b"Content-Type: application/xml",
+        b"X-EPIX-Message-Id: msg-raw-2",
+        b"X-EPIX-From: XA",
+        b"X-EPIX-To: XB",
+    ]
+    name = header.split(b":")[0]
+    headers = [h for h in headers if not h.startswith(name + b":")] + [header]
+    assert 400 <= _check(live.request("POST", b"/v1/messages", headers, b"<a/>")) < 500
+
+
+@pytest.mark.parametrize(
+    "authorization",
+    [
+        b"Authorization: Digest username=x",
+        b"Authorization: Bearer",
+        b"Authorization: Bearer \xff\xfe",
+        b"Authorization: Basic \x00",
+        b"Authorization: " + b"Bearer " + b"k" * 6000,
+        b"X-API-Key: \xe9\xe9",
+        b"Cookie: epix_session=\xff\xff; other=1",
+        b"Cookie: epix_session=" + b"A" * 4000,
+    ],
+)
+def test_bogus_credentials_are_401_problems(live: Live, authorization: bytes) -> None:
+    status = _check(live.request("GET", b"/v1/auth/whoami", [authorization]))
+    assert status in (400, 401)
+
+
+@pytest.mark.parametrize(
+    "header",
+    [b"X-Padding: " + b"a" * 200_000, b"X-EPIX-Message-Id: " + b"m" * 100_000],
+)
+def test_huge_headers_are_answered_without_a_server_error(live: Live, header: bytes) -> None:
+    """uvicorn (httptools) has no header cap of its own; the application must cope."""
+    assert _check(live.request("GET", b"/v1/inbox", [live.bearer("XB", "customs"), header])) < 500
+    submission = _submission(live, [b"Content-Type: application/xml"])
+    name = header.split(b":")[0]
+    submission = [h for h in submission if not h.startswith(name + b":")] + [header]
+    assert 400 <= _check(live.request("POST", b"/v1/messages", submission, b"<a/>")) < 500
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        b"/v1/permits/XA/../../../etc/passwd",
+        b"/v1/permits/XA/..%2F..%2Fetc%2Fpasswd",
+        b"/v1/permits/XA/%2e%2e/%2e%2e/schemas/README.md",
+        b"/v1/permits/XA/" + PERMIT_NUMBER.encode() + b"%00",
+        b"/v1/permits/XA/%ff%fe%fd",
+        b"/v1/permits/XA/\xff\xfe",
+        b"/v1/permits/XA/XA-%E2%80%AE0001",
+        b"/v1/permits/XA/%EF%BC%B8%EF%BC%A1-0001",
+        b"/v1/permits/%C3%84A/X",
+        b"/v1/permits/XA/" + b"9" * 8000,
+        b"/v1/permits/XA/" + PERMIT_NUMBER.encode() + b"/xml?token=%ff",
+        b"/v1/permits/XA/" + PERMIT_NUMBER.encode() + b"/ledger/../../../healthz",
+        b"/web/static/../../../../etc/passwd",
+        b"/web/static/%2e%2e/%2e%2e/settings.py",
+        b"/web/qr.svg?party=%ff&number=%00",
+        b"/web/lookup?party=XA&number=%ff",
+    ],
+)
+def test_traversal_and_unicode_in_paths_get_a_4xx_or_a_harmless_answer(
+    live: Live, path: bytes
+) -> None:
+    status, headers, body = live.request("GET", path, [live.bearer("XB", "customs")])
+    _check((status, headers, body))
+    assert b"root:" not in body and b"EPIX_" not in body
+
+
+def test_a_json_body_that_is_not_utf8_is_a_400(live: Live) -> None:
+    status = _check(
+        live.request(
+            "POST",
+            b"/v1/auth/login",
+            [b"Content-Type: application/json"],
+            b'{"username": "\xff", "password": "\xfe"}',
+        )
+    )
+    assert status == 400
+
+
+def test_a_form_body_that_is_not_utf8_is_not_a_500(live: Live) -> None:
+    status = _check(
+        live.request(
+            "POST",
+            b"/v1/auth/login",
+            [b"Content-Type: application/x-www-form-urlencoded"],
+            b"username=%ff%fe&password=\xff",
+        )
+    )
+    assert 400 <= status < 500
+
+
+def test_the_permit_on_file_is_still_readable_after_the_oddities(live: Live) -> None:
+    """Bad input loses nothing: the node still answers for what it holds."""
+    status, _, body = live.request(
+        "GET", b"/v1/permits/XA/" + PERMIT_NUMBER.encode(), [live.bearer("XB", "customs")]
+    )
+    assert status == 200, body[:300]
