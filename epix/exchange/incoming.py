@@ -334,20 +334,9 @@ def receive(
             existing = find_message(session, envelope.sender, envelope.message_id)
             if existing is not None:
                 return replay(session, existing, sha256)
-        raise StorageUnavailable(
-            [Finding("EPIX-MSG-008", "A concurrent write conflicted; retry with the same id.", "/")]
-        ) from None
+        raise StorageUnavailable.conflict() from None
     except SQLAlchemyError as exc:
-        raise StorageUnavailable(
-            [
-                Finding(
-                    "EPIX-MSG-008",
-                    f"The node could not store the message ({type(exc).__name__}); nothing "
-                    "was accepted. Retry with the same message id.",
-                    "/",
-                )
-            ]
-        ) from None
+        raise StorageUnavailable.failed(exc, envelope.message_id) from None
     return SubmissionResult(
         status=status,
         receipt=receipt,

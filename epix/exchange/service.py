@@ -88,6 +88,28 @@ class _Checked:
 class StorageUnavailable(EpixError):
     """The final transaction failed: nothing was stored and no receipt was issued."""
 
+    @classmethod
+    def failed(cls, exc: Exception, message_id: str) -> StorageUnavailable:
+        """The database refused the write; call inside the ``except`` block (it logs the cause)."""
+        log.exception("storing message %s failed", message_id)
+        return cls(
+            [
+                Finding(
+                    "EPIX-MSG-008",
+                    f"The node could not store the message ({type(exc).__name__}); nothing "
+                    "was accepted. Retry with the same message id.",
+                    "/",
+                )
+            ]
+        )
+
+    @classmethod
+    def conflict(cls) -> StorageUnavailable:
+        """A concurrent write of the same message lost the race and left nothing to replay."""
+        return cls(
+            [Finding("EPIX-MSG-008", "A concurrent write conflicted; retry with the same id.", "/")]
+        )
+
 
 def sha256_hex(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
@@ -338,17 +360,7 @@ def submit(
             checked.permit,
         )
     except SQLAlchemyError as exc:
-        log.exception("storing message %s failed", envelope.message_id)
-        raise StorageUnavailable(
-            [
-                Finding(
-                    "EPIX-MSG-008",
-                    f"The node could not store the message ({type(exc).__name__}); nothing "
-                    "was accepted. Retry with the same message id.",
-                    "/",
-                )
-            ]
-        ) from None
+        raise StorageUnavailable.failed(exc, envelope.message_id) from None
     return SubmissionResult(
         status=status,
         receipt=receipt,
@@ -389,9 +401,7 @@ def _after_conflict(
             received_at,
             permit.number,
         )
-    raise StorageUnavailable(
-        [Finding("EPIX-MSG-008", "A concurrent write conflicted; retry with the same id.", "/")]
-    )
+    raise StorageUnavailable.conflict()
 
 
 def reject(
