@@ -183,7 +183,7 @@ def permit_view(session: Session, permit: Permit, base_path: str) -> dict[str, A
     }
 
 
-def lookup_permit(
+def _find_audited(
     session: Session,
     *,
     party: str,
@@ -191,11 +191,11 @@ def lookup_permit(
     token: str | None,
     principal: Principal,
     request: RequestContext | None,
-    base_path: str,
-) -> dict[str, Any]:
-    """Look a permit up, audit it (refusals too) and subscribe the caller's Party."""
+    detail: dict[str, object] | None = None,
+) -> Permit:
+    """The permit the caller may see; a refused lookup is audited too (the caller commits it)."""
     try:
-        permit = find_visible_permit(
+        return find_visible_permit(
             session, party=party, number=number, principal=principal, token=token
         )
     except EpixError as exc:
@@ -207,8 +207,25 @@ def lookup_permit(
             party=party,
             permit_number=number,
             request=request,
+            detail=detail,
         )
         raise
+
+
+def lookup_permit(
+    session: Session,
+    *,
+    party: str,
+    number: str,
+    token: str | None,
+    principal: Principal,
+    request: RequestContext | None,
+    base_path: str,
+) -> dict[str, Any]:
+    """Look a permit up, audit it (refusals too) and subscribe the caller's Party."""
+    permit = _find_audited(
+        session, party=party, number=number, token=token, principal=principal, request=request
+    )
     view = permit_view(session, permit, base_path)
     _watch(session, permit, principal.party, "lookup")
     record_event(
@@ -236,22 +253,15 @@ def permit_bytes(
     request: RequestContext | None,
 ) -> tuple[Permit, bytes]:
     """The byte-exact signed permit (audited as a lookup)."""
-    try:
-        permit = find_visible_permit(
-            session, party=party, number=number, principal=principal, token=token
-        )
-    except EpixError as exc:
-        record_event(
-            session,
-            action=ACTION_LOOKUP,
-            outcome=exc.findings[0].code,
-            actor=principal,
-            party=party,
-            permit_number=number,
-            request=request,
-            detail={"format": "xml"},
-        )
-        raise
+    permit = _find_audited(
+        session,
+        party=party,
+        number=number,
+        token=token,
+        principal=principal,
+        request=request,
+        detail={"format": "xml"},
+    )
     message = session.get(Message, permit.message_pk)
     assert message is not None
     _watch(session, permit, principal.party, "lookup")

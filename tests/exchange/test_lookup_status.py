@@ -85,6 +85,21 @@ async def test_missing_and_forbidden_permits_look_the_same(
     assert destination.status_code == 200
 
 
+async def test_refused_lookups_are_audited_with_their_code(
+    client: httpx.AsyncClient, node: Node
+) -> None:
+    customs = auth(node, "XB", "customs")
+    assert (await client.get("/v1/permits/XA/XA-GHOST", headers=customs)).status_code == 404
+    assert (await client.get("/v1/permits/XA/XA-GHOST/xml", headers=customs)).status_code == 404
+    with node.database.unit_of_work() as session:
+        refusals = session.execute(
+            select(AuditEvent.outcome, AuditEvent.permit_number, AuditEvent.party).where(
+                AuditEvent.action == "permit.lookup"
+            )
+        ).all()
+    assert sorted(refusals) == [("EPIX-STATE-007", "XA-GHOST", "XA")] * 2
+
+
 async def test_cancel_tells_the_destination_and_everyone_who_looked(
     client: httpx.AsyncClient, node: Node
 ) -> None:
