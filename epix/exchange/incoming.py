@@ -48,6 +48,7 @@ from epix.exchange.service import (
     replay,
     route_message,
     sha256_hex,
+    store_message,
 )
 from epix.exchange.status import StatusAnnouncer, apply_received
 from epix.registry import repository as registry
@@ -363,21 +364,15 @@ def _store(
     request: RequestContext | None,
 ) -> Message:
     """The one transaction: bytes, receipt, inbox entry or onward row, effect, audit event."""
-    message = Message(
-        sender_party=envelope.sender,
-        message_id=envelope.message_id,
-        recipient_party=envelope.recipient,
-        document_type=envelope.document_type,
-        conversation_id=envelope.conversation_id,
-        sha256=sha256,
+    message = store_message(
+        session,
+        envelope=envelope,
         body=body,
+        sha256=sha256,
         received_at=received_at,
         status=status,
-        delivery_state="pending",
-        submitted_by=principal.username,
+        principal=principal,
     )
-    session.add(message)
-    session.flush()
     session.add(
         Receipt(message_pk=message.id, status=status, codes="", issued_at=received_at, body=receipt)
     )

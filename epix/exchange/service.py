@@ -488,6 +488,35 @@ def _date(moment: datetime | None) -> date | None:
     return moment.date() if moment is not None else None
 
 
+def store_message(
+    session: Session,
+    *,
+    envelope: Envelope,
+    body: bytes,
+    sha256: str,
+    received_at: datetime,
+    status: str,
+    principal: Principal,
+) -> Message:
+    """The received bytes exactly as sent, with their hash and envelope (flushed for its id)."""
+    message = Message(
+        sender_party=envelope.sender,
+        message_id=envelope.message_id,
+        recipient_party=envelope.recipient,
+        document_type=envelope.document_type,
+        conversation_id=envelope.conversation_id,
+        sha256=sha256,
+        body=body,
+        received_at=received_at,
+        status=status,
+        delivery_state="pending",
+        submitted_by=principal.username,
+    )
+    session.add(message)
+    session.flush()
+    return message
+
+
 def store_submission(
     session: Session,
     *,
@@ -506,21 +535,15 @@ def store_submission(
     row, and the audit event (recorded last: it holds the audit chain lock until commit)."""
     permit = checked.permit
     _check_permit_unique(session, permit, sha256)
-    message = Message(
-        sender_party=envelope.sender,
-        message_id=envelope.message_id,
-        recipient_party=envelope.recipient,
-        document_type=envelope.document_type,
-        conversation_id=envelope.conversation_id,
-        sha256=sha256,
+    message = store_message(
+        session,
+        envelope=envelope,
         body=body,
+        sha256=sha256,
         received_at=received_at,
         status=status,
-        delivery_state="pending",
-        submitted_by=principal.username,
+        principal=principal,
     )
-    session.add(message)
-    session.flush()
     certificate = checked.verdict.certificate
     token = envelope.security_token
     row = Permit(
