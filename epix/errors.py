@@ -171,7 +171,7 @@ _TABLE: tuple[ErrorCode, ...] = (
     _c("EPIX-DLV-001", E, 502, "The peer node could not be reached."),
     _c("EPIX-DLV-002", E, 502, "The peer's receipt did not verify."),
     _c("EPIX-DLV-003", E, 410, "Delivery gave up after the maximum age."),
-    _c("EPIX-DLV-004", E, 422, "Webhook URL must be http(s) and must not point at this node."),
+    _c("EPIX-DLV-004", E, 422, "Webhook URL must be http(s), not this node nor an internal host."),
     _c("EPIX-DLV-005", E, 409, "The outbox lease was lost; another worker owns the row."),
     _c("EPIX-DLV-006", E, 502, "The peer refused the message."),
     _c("EPIX-DLV-007", E, 422, "Unknown webhook event name."),

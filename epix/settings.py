@@ -93,6 +93,11 @@ class Settings(BaseSettings):
         description='API keys peers issued to this node, as JSON {"XB": "key"} '
         "(EPIX_PEER_API_KEYS).",
     )
+    webhook_allow_private_addresses: bool = Field(
+        default=False,
+        description="Let webhooks call loopback, private, link-local or reserved addresses "
+        "(refused by default against SSRF; checked when subscribing and at every delivery).",
+    )
     webhook_replay_window_seconds: int = Field(
         default=300, description="How old a webhook signature timestamp receivers accept."
     )

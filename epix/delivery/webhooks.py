@@ -14,6 +14,7 @@ import hmac
 import ipaddress
 import json
 import secrets
+import socket
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -65,11 +66,59 @@ def _is_loopback(host: str) -> bool:
     return address.is_loopback or address.is_unspecified
 
 
-def check_webhook_url(url: str, *, node_base_url: str) -> str:
-    """Refuse (EPIX-DLV-004) a URL that is not http(s) or that points at this node itself.
+def _resolve(host: str, port: int) -> list[str]:
+    """Every address ``host`` resolves to now; none if it does not resolve (yet)."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except (OSError, UnicodeError):
+        return []
+    return sorted({str(info[4][0]) for info in infos})
+
+
+def _is_internal(address: str) -> bool:
+    """Loopback, private (RFC 1918/4193), link-local, multicast, unspecified or reserved."""
+    try:
+        ip = ipaddress.ip_address(address.split("%", 1)[0])
+    except ValueError:
+        return True  # not an address we can judge: treat it as unsafe
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return (
+        ip.is_loopback
+        or ip.is_private
+        or ip.is_link_local
+        or ip.is_multicast
+        or ip.is_unspecified
+        or ip.is_reserved
+        or not ip.is_global
+    )
+
+
+def internal_address_of(url: str) -> str | None:
+    """The internal address the URL's host is or resolves to, if any (the SSRF check).
+
+    Run when subscribing and again right before every delivery, so a name that was
+    re-pointed at an internal address after subscribing (DNS rebinding) is caught.
+    """
+    origin = _origin(url.strip())
+    if origin is None:
+        return None
+    _scheme, host, port = origin
+    if host in _LOOPBACK_NAMES:
+        return host
+    return next((address for address in _resolve(host, port) if _is_internal(address)), None)
+
+
+def check_webhook_url(
+    url: str, *, node_base_url: str, allow_private_addresses: bool = False
+) -> str:
+    """Refuse (EPIX-DLV-004) a URL that is not http(s), points at this node, or is internal.
 
     "This node" is its public base URL, or a loopback/unspecified address on the node's port:
-    a subscription must never make the node call itself in a loop.
+    a subscription must never make the node call itself in a loop. Unless the operator set
+    ``allow_private_addresses`` (EPIX_WEBHOOK_ALLOW_PRIVATE_ADDRESSES), a host that is or
+    resolves to an internal address is refused, so a subscriber cannot make the node probe
+    its own network (SSRF). A name that does not resolve yet is accepted; delivery re-checks.
     """
     origin = _origin(url.strip())
     if origin is None or len(url) > 2000:
@@ -85,6 +134,16 @@ def check_webhook_url(url: str, *, node_base_url: str) -> str:
         same_host = host == node_host or (_is_loopback(host) and _is_loopback(node_host))
         if port == node_port and (same_host or _is_loopback(host)):
             raise EpixError.of("EPIX-DLV-004", "The webhook URL points at this node itself.", "url")
+    if not allow_private_addresses:
+        internal = internal_address_of(url)
+        if internal is not None:
+            raise EpixError.of(
+                "EPIX-DLV-004",
+                f"The webhook host {host} is or resolves to the internal address {internal} "
+                "(loopback, private, link-local, multicast or reserved); the node operator "
+                "must set EPIX_WEBHOOK_ALLOW_PRIVATE_ADDRESSES to allow that.",
+                "url",
+            )
     return url.strip()
 
 
@@ -118,8 +177,11 @@ def create_subscription(
     events: Iterable[str],
     created_by: str,
     node_base_url: str,
+    allow_private_addresses: bool = False,
 ) -> CreatedSubscription:
-    clean_url = check_webhook_url(url, node_base_url=node_base_url)
+    clean_url = check_webhook_url(
+        url, node_base_url=node_base_url, allow_private_addresses=allow_private_addresses
+    )
     secret = "whsec_" + secrets.token_urlsafe(32)
     subscription = WebhookSubscription(
         party=party,

@@ -38,7 +38,12 @@ from epix.delivery.backoff import CircuitBreaker, backoff_delay
 from epix.delivery.local import ExchangeInbox
 from epix.delivery.models import OutboxKind, WebhookSubscription
 from epix.delivery.outbox import Claim
-from epix.delivery.webhooks import SIGNATURE_HEADER, publish_event, sign_webhook
+from epix.delivery.webhooks import (
+    SIGNATURE_HEADER,
+    internal_address_of,
+    publish_event,
+    sign_webhook,
+)
 from epix.errors import EpixError
 from epix.settings import Settings
 
@@ -236,6 +241,17 @@ class Worker:
                 return self._failed(claim, "EPIX-DLV-010", route.reason, permanent=False)
             if isinstance(route, Closed):
                 return self._failed(claim, "EPIX-DLV-009", route.reason, permanent=True)
+            if (
+                isinstance(route, WebhookRoute)
+                and not self.settings.webhook_allow_private_addresses
+            ):
+                internal = internal_address_of(route.url)
+                if internal is not None:  # re-pointed since subscribing (DNS rebinding)
+                    reason = (
+                        f"The webhook URL {route.url} now resolves to the internal address "
+                        f"{internal}; not delivered (EPIX_WEBHOOK_ALLOW_PRIVATE_ADDRESSES is off)."
+                    )
+                    return self._failed(claim, "EPIX-DLV-004", reason, permanent=True)
             return self._deliver_http(claim, route)
         except EpixError as error:
             if any(f.code == "EPIX-DLV-005" for f in error.findings):

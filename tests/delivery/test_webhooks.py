@@ -65,8 +65,77 @@ def test_webhook_url_that_is_not_http_or_points_at_the_node_is_refused(url: str)
 
 
 def test_webhook_urls_of_other_systems_are_accepted() -> None:
-    for url in ("https://systems.xa.example.org/hook", "http://127.0.0.1:8081/epix"):
+    for url in ("https://systems.xa.example.org/hook", "https://93.184.216.34/epix"):
         assert check_webhook_url(url, node_base_url=NODE) == url
+    allowed = check_webhook_url(
+        "http://127.0.0.1:8081/epix", node_base_url=NODE, allow_private_addresses=True
+    )
+    assert allowed == "http://127.0.0.1:8081/epix"
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://127.0.0.1:8081/epix",
+        "http://localhost:8081/epix",
+        "http://10.1.2.3/hook",
+        "http://172.16.0.9/hook",
+        "https://192.168.1.1/hook",
+        "http://169.254.169.254/latest/meta-data",  # cloud metadata (link-local)
+        "http://[fd00::1]/hook",  # RFC 4193
+        "http://[fe80::1]/hook",
+        "http://[::ffff:10.0.0.1]/hook",
+        "http://224.0.0.1/hook",
+        "http://0.0.0.0:8081/hook",
+        "http://240.0.0.1/hook",
+    ],
+)
+def test_webhook_url_at_an_internal_address_is_refused_unless_allowed(url: str) -> None:
+    with pytest.raises(EpixError) as refused:
+        check_webhook_url(url, node_base_url=NODE)
+    (finding,) = refused.value.findings
+    assert finding.code == "EPIX-DLV-004"
+    assert "internal address" in finding.message
+    assert "EPIX_WEBHOOK_ALLOW_PRIVATE_ADDRESSES" in finding.message
+    assert check_webhook_url(url, node_base_url=NODE, allow_private_addresses=True) == url
+
+
+def test_webhook_host_name_resolving_to_a_private_address_is_refused(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(webhooks, "_resolve", lambda host, port: ["93.184.216.34", "10.0.0.5"])
+    with pytest.raises(EpixError) as refused:
+        check_webhook_url("https://hooks.xa.example.org/h", node_base_url=NODE)
+    assert "10.0.0.5" in refused.value.findings[0].message
+
+
+def test_webhook_re_pointed_at_a_private_address_after_subscribing_is_not_delivered(
+    sqlite_database: Database, receiver: Peer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = sender_settings(tmp_path)
+    monkeypatch.setattr(webhooks, "_resolve", lambda host, port: ["93.184.216.34"])
+    with sqlite_database.unit_of_work() as session:
+        webhooks.create_subscription(
+            session,
+            party="XA",
+            url="http://hooks.xa.example.org:8081/h",
+            events=["status.changed"],
+            created_by="ma-xa",
+            node_base_url=settings.node_base_url,
+        )
+        publish_event(session, party="XA", event="status.changed", event_id="p-1", data={})
+    monkeypatch.setattr(webhooks, "_resolve", lambda host, port: ["127.0.0.1"])
+    worker = default_worker(sqlite_database, settings)
+    try:
+        drain(worker.run_once, sqlite_database)
+    finally:
+        worker.close()
+    with sqlite_database.unit_of_work() as session:
+        row = session.scalars(select(OutboxMessage)).one()
+        assert row.state == OutboxState.FAILED
+        assert row.last_error_code == "EPIX-DLV-004"
+        assert row.last_error is not None and "127.0.0.1" in row.last_error
+        assert row.attempts <= 1
 
 
 def test_signature_verifies_only_for_the_same_secret_body_and_window() -> None:
@@ -142,7 +211,7 @@ def receiver() -> Iterator[Peer]:
 def test_webhooks_are_delivered_signed_and_a_disabled_subscription_stops_delivery(
     sqlite_database: Database, receiver: Peer, tmp_path: Path
 ) -> None:
-    settings = sender_settings(tmp_path)
+    settings = sender_settings(tmp_path, webhook_allow_private_addresses=True)
     with sqlite_database.unit_of_work() as session:
         live = webhooks.create_subscription(
             session,
@@ -151,6 +220,7 @@ def test_webhooks_are_delivered_signed_and_a_disabled_subscription_stops_deliver
             events=["message.received"],
             created_by="ma-xa",
             node_base_url=settings.node_base_url,
+            allow_private_addresses=True,
         )
         for i in range(3):
             publish_event(
@@ -179,7 +249,7 @@ def test_webhooks_are_delivered_signed_and_a_disabled_subscription_stops_deliver
 def test_a_failed_message_tells_the_senders_subscribed_system(
     sqlite_database: Database, receiver: Peer, tmp_path: Path
 ) -> None:
-    settings = sender_settings(tmp_path)
+    settings = sender_settings(tmp_path, webhook_allow_private_addresses=True)
     refusing = Peer(PeerState(identity=peer_identity(), status=422)).start()
     try:
         register_peer(sqlite_database, endpoint=refusing.url, identity=peer_identity())
@@ -191,6 +261,7 @@ def test_a_failed_message_tells_the_senders_subscribed_system(
                 events=["delivery.failed"],
                 created_by="ma-xa",
                 node_base_url=settings.node_base_url,
+                allow_private_addresses=True,
             )
             outbox.enqueue(
                 session,
@@ -248,7 +319,7 @@ def test_subscription_api_shows_the_secret_once_and_refuses_bad_urls(
     assert "secret" not in listed[0]
     assert other.get("/v1/webhooks").json() == []
 
-    for url in ("ftp://ma.example.org/h", "http://testserver/v1/messages"):
+    for url in ("ftp://ma.example.org/h", "http://testserver/v1/messages", "http://10.0.0.1/h"):
         refused = ma.post("/v1/webhooks", json={"url": url, "events": ["status.changed"]})
         assert refused.status_code == 422
         assert refused.headers["content-type"] == "application/problem+json"
@@ -302,7 +373,7 @@ def test_senders_see_their_failed_deliveries_and_only_node_admins_resend(
 def test_in_process_worker_thread_delivers_and_stops_cleanly(
     sqlite_database: Database, receiver: Peer, tmp_path: Path
 ) -> None:
-    settings = sender_settings(tmp_path)
+    settings = sender_settings(tmp_path, webhook_allow_private_addresses=True)
     with sqlite_database.unit_of_work() as session:
         created = webhooks.create_subscription(
             session,
@@ -311,6 +382,7 @@ def test_in_process_worker_thread_delivers_and_stops_cleanly(
             events=["status.changed"],
             created_by="ma-xa",
             node_base_url=settings.node_base_url,
+            allow_private_addresses=True,
         )
         publish_event(session, party="XA", event="status.changed", event_id="p-1", data={})
     receiver.state.webhook_secret = created.secret
