@@ -11,6 +11,8 @@ from __future__ import annotations
 import getpass
 import json
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -103,6 +105,17 @@ as_option = click.option(
 )
 
 
+@contextmanager
+def change_session() -> Iterator[Session]:
+    """``cli_session`` for a change: a refused change still commits its audit event."""
+    with cli_session() as session:
+        try:
+            yield session
+        except EpixError:
+            session.commit()  # the service rolled the change back and audited the refusal
+            raise
+
+
 @click.group()
 def registry() -> None:
     """The key registry: Parties, authorities, certificates, endpoints; export and import."""
@@ -115,7 +128,7 @@ def registry() -> None:
 @as_option
 def add_party(code: str, name: str, endpoint: str | None, as_user: str | None) -> None:
     """Add Party CODE (ISO 3166 alpha-2) called NAME."""
-    with cli_session() as session:
+    with change_session() as session:
         actor = acting_principal(session, as_user)
         row = service.add_party(
             session,
@@ -142,7 +155,7 @@ def add_authority(
     party: str, kind: str, contact: str | None, name: str, as_user: str | None
 ) -> None:
     """Add an authority NAME of a Party; prints its id (for add-certificate)."""
-    with cli_session() as session:
+    with change_session() as session:
         actor = acting_principal(session, as_user)
         row = service.add_authority(
             session,
@@ -172,7 +185,7 @@ def add_certificate(
 ) -> None:
     """Register the PEM CERTIFICATE for an authority (earlier ones stay valid: rollover)."""
     pem = certificate.read_bytes()
-    with cli_session() as session:
+    with change_session() as session:
         actor = acting_principal(session, as_user)
         row = service.add_certificate(
             session,
@@ -194,7 +207,7 @@ def add_certificate(
 @as_option
 def revoke(fingerprint: str, reason: str, at: datetime | None, as_user: str | None) -> None:
     """Revoke a certificate; documents signed before the revocation time stay valid."""
-    with cli_session() as session:
+    with change_session() as session:
         actor = acting_principal(session, as_user)
         row = service.revoke_certificate(
             session,
@@ -217,7 +230,7 @@ def set_endpoint(party: str, url: str | None, clear: bool, as_user: str | None) 
     """Publish URL as PARTY's node endpoint (or --clear it)."""
     if bool(url) == clear:
         raise click.UsageError("Give either a URL or --clear.")
-    with cli_session() as session:
+    with change_session() as session:
         actor = acting_principal(session, as_user)
         row = service.set_endpoint(
             session,

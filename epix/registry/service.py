@@ -6,7 +6,8 @@ change gets its own version number; the caller commits (services never do).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from urllib.parse import urlsplit
@@ -111,6 +112,52 @@ def _changed(
     )
 
 
+def _party_or_none(code: str | None) -> str | None:
+    try:
+        return party_code(code) if code else None
+    except EpixError:
+        return None
+
+
+@contextmanager
+def _refusal_audited(
+    session: Session,
+    *,
+    action: str,
+    actor: Principal,
+    party: str | None,
+    request: RequestContext | None,
+    attempt: dict[str, object],
+) -> Iterator[None]:
+    """Run one change in a savepoint; a refusal undoes it and is audited with its code.
+
+    The refusal's audit event stays in the caller's transaction, so a caller that commits
+    before re-raising (the route and CLI do) keeps a record of every refused change attempt.
+    """
+    savepoint = session.begin_nested()
+    try:
+        yield
+    except EpixError as refusal:
+        savepoint.rollback()
+        record_event(
+            session,
+            action=action,
+            outcome=refusal.findings[0].code,
+            actor=actor,
+            party=_party_or_none(party),
+            request=request,
+            detail={
+                **{k: v[:200] if isinstance(v, str) else v for k, v in attempt.items()},
+                "refused": [
+                    {"code": f.code, "message": f.message[:500], "location": f.location}
+                    for f in refusal.findings
+                ],
+            },
+        )
+        raise
+    savepoint.commit()
+
+
 def _bump(session: Session) -> int:
     state = repository.lock_state(session)
     state.version += 1
@@ -127,28 +174,36 @@ def add_party(
     actor: Principal,
     request: RequestContext | None = None,
 ) -> RegistryParty:
-    _require_secretariat(actor)
-    code = party_code(code, "code")
-    clean_name = _text(name, "name", 200)
-    assert clean_name is not None
-    url = endpoint_url(endpoint) if endpoint else None
-    repository.lock_state(session)
-    if repository.get_party(session, code) is not None:
-        raise EpixError.of("EPIX-REG-010", f"Party {code} is already registered.", "code")
-    party = RegistryParty(code=code, name=clean_name, endpoint_url=url, added_at=utcnow())
-    session.add(party)
-    version = _bump(session)
-    session.flush()
-    _changed(
+    with _refusal_audited(
         session,
         action="registry.party.add",
         actor=actor,
         party=code,
         request=request,
-        detail={"party": code, "name": clean_name, "endpoint_url": url},
-        version=version,
-    )
-    return party
+        attempt={"party": code, "name": name, "endpoint_url": endpoint},
+    ):
+        _require_secretariat(actor)
+        code = party_code(code, "code")
+        clean_name = _text(name, "name", 200)
+        assert clean_name is not None
+        url = endpoint_url(endpoint) if endpoint else None
+        repository.lock_state(session)
+        if repository.get_party(session, code) is not None:
+            raise EpixError.of("EPIX-REG-010", f"Party {code} is already registered.", "code")
+        party = RegistryParty(code=code, name=clean_name, endpoint_url=url, added_at=utcnow())
+        session.add(party)
+        version = _bump(session)
+        session.flush()
+        _changed(
+            session,
+            action="registry.party.add",
+            actor=actor,
+            party=code,
+            request=request,
+            detail={"party": code, "name": clean_name, "endpoint_url": url},
+            version=version,
+        )
+        return party
 
 
 def add_authority(
@@ -161,39 +216,49 @@ def add_authority(
     actor: Principal,
     request: RequestContext | None = None,
 ) -> RegistryAuthority:
-    _require_secretariat(actor)
-    code = party_code(party)
-    canonical_kind = normalise_kind(kind)
-    clean_name = _text(name, "name", 200)
-    assert clean_name is not None
-    clean_contact = _text(contact, "contact", 500, required=False)
-    repository.lock_state(session)
-    if repository.get_party(session, code) is None:
-        raise EpixError.of("EPIX-REG-001", f"Party {code} is not in the registry.", "party")
-    if repository.find_authority(session, code, canonical_kind, clean_name) is not None:
-        raise EpixError.of(
-            "EPIX-REG-010", f"{code} already has a {canonical_kind} named {clean_name!r}.", "name"
-        )
-    authority = RegistryAuthority(
-        party_code=code,
-        kind=canonical_kind,
-        name=clean_name,
-        contact=clean_contact,
-        added_at=utcnow(),
-    )
-    session.add(authority)
-    version = _bump(session)
-    session.flush()
-    _changed(
+    with _refusal_audited(
         session,
         action="registry.authority.add",
         actor=actor,
-        party=code,
+        party=party,
         request=request,
-        detail={"authority_id": authority.id, "kind": canonical_kind, "name": clean_name},
-        version=version,
-    )
-    return authority
+        attempt={"party": party, "kind": kind, "name": name},
+    ):
+        _require_secretariat(actor)
+        code = party_code(party)
+        canonical_kind = normalise_kind(kind)
+        clean_name = _text(name, "name", 200)
+        assert clean_name is not None
+        clean_contact = _text(contact, "contact", 500, required=False)
+        repository.lock_state(session)
+        if repository.get_party(session, code) is None:
+            raise EpixError.of("EPIX-REG-001", f"Party {code} is not in the registry.", "party")
+        if repository.find_authority(session, code, canonical_kind, clean_name) is not None:
+            raise EpixError.of(
+                "EPIX-REG-010",
+                f"{code} already has a {canonical_kind} named {clean_name!r}.",
+                "name",
+            )
+        authority = RegistryAuthority(
+            party_code=code,
+            kind=canonical_kind,
+            name=clean_name,
+            contact=clean_contact,
+            added_at=utcnow(),
+        )
+        session.add(authority)
+        version = _bump(session)
+        session.flush()
+        _changed(
+            session,
+            action="registry.authority.add",
+            actor=actor,
+            party=code,
+            request=request,
+            detail={"authority_id": authority.id, "kind": canonical_kind, "name": clean_name},
+            version=version,
+        )
+        return authority
 
 
 def acceptable_certificate(
@@ -229,51 +294,59 @@ def add_certificate(
     request: RequestContext | None = None,
 ) -> RegistryCertificate:
     """Register one more certificate for an authority (an earlier one stays valid: rollover)."""
-    _require_secretariat(actor)
-    now = utcnow()
-    certificate = acceptable_certificate(pem, now)
-    repository.lock_state(session)
-    authority = repository.get_authority(session, authority_id)
-    if authority is None:
-        raise EpixError.of(
-            "EPIX-REG-002", f"Authority {authority_id} is not in the registry.", "authority_id"
-        )
-    chosen_roles = check_roles(authority.kind, tuple(roles) if roles else None)
-    fingerprint = fingerprint_of(certificate)
-    if repository.get_certificate(session, fingerprint) is not None:
-        raise EpixError.of(
-            "EPIX-REG-003", f"Certificate {fingerprint} is already registered.", "certificate"
-        )
-    row = RegistryCertificate(
-        authority_id=authority.id,
-        fingerprint=fingerprint,
-        pem=certificate.public_bytes(serialization.Encoding.PEM).decode("ascii"),
-        subject=certificate.subject.rfc4514_string()[:500],
-        not_before=certificate.not_valid_before_utc,
-        not_after=certificate.not_valid_after_utc,
-        roles=" ".join(chosen_roles),
-        added_by=actor.username,
-        added_at=now,
-    )
-    session.add(row)
-    version = _bump(session)
-    session.flush()
-    _changed(
+    with _refusal_audited(
         session,
         action="registry.certificate.add",
         actor=actor,
-        party=authority.party_code,
+        party=None,
         request=request,
-        detail={
-            "authority_id": authority.id,
-            "fingerprint": fingerprint,
-            "roles": list(chosen_roles),
-            "not_before": row.not_before.isoformat(),
-            "not_after": row.not_after.isoformat(),
-        },
-        version=version,
-    )
-    return row
+        attempt={"authority_id": authority_id},
+    ):
+        _require_secretariat(actor)
+        now = utcnow()
+        certificate = acceptable_certificate(pem, now)
+        repository.lock_state(session)
+        authority = repository.get_authority(session, authority_id)
+        if authority is None:
+            raise EpixError.of(
+                "EPIX-REG-002", f"Authority {authority_id} is not in the registry.", "authority_id"
+            )
+        chosen_roles = check_roles(authority.kind, tuple(roles) if roles else None)
+        fingerprint = fingerprint_of(certificate)
+        if repository.get_certificate(session, fingerprint) is not None:
+            raise EpixError.of(
+                "EPIX-REG-003", f"Certificate {fingerprint} is already registered.", "certificate"
+            )
+        row = RegistryCertificate(
+            authority_id=authority.id,
+            fingerprint=fingerprint,
+            pem=certificate.public_bytes(serialization.Encoding.PEM).decode("ascii"),
+            subject=certificate.subject.rfc4514_string()[:500],
+            not_before=certificate.not_valid_before_utc,
+            not_after=certificate.not_valid_after_utc,
+            roles=" ".join(chosen_roles),
+            added_by=actor.username,
+            added_at=now,
+        )
+        session.add(row)
+        version = _bump(session)
+        session.flush()
+        _changed(
+            session,
+            action="registry.certificate.add",
+            actor=actor,
+            party=authority.party_code,
+            request=request,
+            detail={
+                "authority_id": authority.id,
+                "fingerprint": fingerprint,
+                "roles": list(chosen_roles),
+                "not_before": row.not_before.isoformat(),
+                "not_after": row.not_after.isoformat(),
+            },
+            version=version,
+        )
+        return row
 
 
 def revoke_certificate(
@@ -289,44 +362,53 @@ def revoke_certificate(
 
     Documents signed before ``at`` keep verifying; documents signed at or after it are refused.
     """
-    _require_secretariat(actor)
-    clean_reason = _text(reason, "reason", 500)
-    repository.lock_state(session)
-    row = repository.get_certificate(session, fingerprint.strip())
-    if row is None:
-        raise EpixError.of(
-            "EPIX-REG-005", f"Certificate {fingerprint} is not in the registry.", "fingerprint"
-        )
-    if row.revoked_at is not None:
-        raise EpixError.of(
-            "EPIX-REG-006",
-            f"Certificate {row.fingerprint} was already revoked at {row.revoked_at.isoformat()}.",
-            "fingerprint",
-        )
-    try:
-        row.revoked_at = as_utc(at) if at else utcnow()
-    except OverflowError:  # e.g. 9999-12-31T23:59:59-14:00 is past the last UTC year
-        raise EpixError.of(
-            "EPIX-REQ-004", f"The revocation time {at} is outside the years 1 to 9999.", "at"
-        ) from None
-    row.revocation_reason = clean_reason
-    row.revoked_by = actor.username
-    version = _bump(session)
-    session.flush()
-    _changed(
+    with _refusal_audited(
         session,
         action="registry.certificate.revoke",
         actor=actor,
-        party=row.authority.party_code,
+        party=None,
         request=request,
-        detail={
-            "fingerprint": row.fingerprint,
-            "revoked_at": row.revoked_at.isoformat(),
-            "reason": clean_reason,
-        },
-        version=version,
-    )
-    return row
+        attempt={"fingerprint": fingerprint, "reason": reason},
+    ):
+        _require_secretariat(actor)
+        clean_reason = _text(reason, "reason", 500)
+        repository.lock_state(session)
+        row = repository.get_certificate(session, fingerprint.strip())
+        if row is None:
+            raise EpixError.of(
+                "EPIX-REG-005", f"Certificate {fingerprint} is not in the registry.", "fingerprint"
+            )
+        if row.revoked_at is not None:
+            raise EpixError.of(
+                "EPIX-REG-006",
+                f"Certificate {row.fingerprint} was already revoked at "
+                f"{row.revoked_at.isoformat()}.",
+                "fingerprint",
+            )
+        try:
+            row.revoked_at = as_utc(at) if at else utcnow()
+        except OverflowError:  # e.g. 9999-12-31T23:59:59-14:00 is past the last UTC year
+            raise EpixError.of(
+                "EPIX-REQ-004", f"The revocation time {at} is outside the years 1 to 9999.", "at"
+            ) from None
+        row.revocation_reason = clean_reason
+        row.revoked_by = actor.username
+        version = _bump(session)
+        session.flush()
+        _changed(
+            session,
+            action="registry.certificate.revoke",
+            actor=actor,
+            party=row.authority.party_code,
+            request=request,
+            detail={
+                "fingerprint": row.fingerprint,
+                "revoked_at": row.revoked_at.isoformat(),
+                "reason": clean_reason,
+            },
+            version=version,
+        )
+        return row
 
 
 def set_endpoint(
@@ -338,26 +420,34 @@ def set_endpoint(
     request: RequestContext | None = None,
 ) -> RegistryParty:
     """Publish (or with None withdraw) the URL where the Party's node receives messages."""
-    _require_secretariat(actor)
-    code = party_code(party)
-    clean_url = endpoint_url(url) if url else None
-    repository.lock_state(session)
-    row = repository.get_party(session, code)
-    if row is None:
-        raise EpixError.of("EPIX-REG-001", f"Party {code} is not in the registry.", "party")
-    row.endpoint_url = clean_url
-    version = _bump(session)
-    session.flush()
-    _changed(
+    with _refusal_audited(
         session,
         action="registry.endpoint.set",
         actor=actor,
-        party=code,
+        party=party,
         request=request,
-        detail={"party": code, "endpoint_url": clean_url},
-        version=version,
-    )
-    return row
+        attempt={"party": party, "endpoint_url": url},
+    ):
+        _require_secretariat(actor)
+        code = party_code(party)
+        clean_url = endpoint_url(url) if url else None
+        repository.lock_state(session)
+        row = repository.get_party(session, code)
+        if row is None:
+            raise EpixError.of("EPIX-REG-001", f"Party {code} is not in the registry.", "party")
+        row.endpoint_url = clean_url
+        version = _bump(session)
+        session.flush()
+        _changed(
+            session,
+            action="registry.endpoint.set",
+            actor=actor,
+            party=code,
+            request=request,
+            detail={"party": code, "endpoint_url": clean_url},
+            version=version,
+        )
+        return row
 
 
 def endpoint_for(session: Session, party: str) -> str | None:

@@ -9,7 +9,9 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from sqlalchemy import select
 
+from epix.audit.models import AuditEvent
 from epix.cli.main import cli
 from epix.db import Database
 from epix.registry import repository
@@ -104,6 +106,11 @@ def test_registry_commands_build_list_and_export_the_registry(
     assert b'version="6"' in Path(files["registry"]).read_bytes()
     refused = run(runner, "registry", "add-party", "XA", "Again", code=1)
     assert "EPIX-REG-010" in refused
+    with sqlite_database.unit_of_work() as session:
+        audited = session.scalars(
+            select(AuditEvent.outcome).where(AuditEvent.action == "registry.party.add")
+        ).all()
+    assert audited == ["ok", "ok", "EPIX-REG-010"]  # the refusal's event was committed
 
 
 def test_verify_exit_codes_and_json_with_a_registry_file(

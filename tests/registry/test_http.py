@@ -6,8 +6,10 @@ from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import select
 
 from epix.api.app import create_app
+from epix.audit.models import AuditEvent
 from epix.auth import service as auth_service
 from epix.auth.principal import SECRETARIAT_PARTY, Role
 from epix.db import Database
@@ -191,3 +193,32 @@ def test_a_follower_without_a_copy_is_not_ready_and_serves_no_document(
     )
     missing = client.get("/v1/registry")
     assert missing.status_code == 503 and missing.json()["code"] == "EPIX-REG-009"
+
+
+def refused_events(database: Database) -> list[tuple[str, str]]:
+    with database.unit_of_work() as session:
+        events = session.scalars(
+            select(AuditEvent).where(AuditEvent.outcome != "ok").order_by(AuditEvent.sequence)
+        ).all()
+        return [(event.action, event.outcome) for event in events]
+
+
+def test_refused_registry_changes_over_http_are_audited_with_their_code(
+    client: TestClient, database: Database
+) -> None:
+    customs = key_for(database, "XA", Role.CUSTOMS)
+    secretariat = key_for(database, SECRETARIAT_PARTY, Role.SECRETARIAT)
+    party = {"code": "XA", "name": "Exampleland"}
+    assert client.post("/v1/registry/parties", json=party, headers=customs).status_code == 403
+    assert client.post("/v1/registry/parties", json=party, headers=secretariat).status_code == 201
+    assert client.post("/v1/registry/parties", json=party, headers=secretariat).status_code == 409
+    weak = client.post(
+        "/v1/registry/authorities/42/certificates", json={"pem": "junk"}, headers=secretariat
+    )
+    assert weak.status_code == 422
+    assert refused_events(database) == [
+        ("registry.change", "EPIX-AUTH-004"),
+        ("registry.party.add", "EPIX-REG-010"),
+        ("registry.certificate.add", "EPIX-REG-004"),
+    ]
+    assert [p["code"] for p in client.get("/v1/registry/parties").json()["parties"]] == ["XA"]

@@ -236,3 +236,31 @@ def test_expiring_certificates_are_bucketed_at_7_30_and_60_days(database: Databa
         assert [e.fingerprint for e in service.expiring_certificates(session, within_days=7)] == [
             soon.fingerprint
         ]
+
+
+def test_a_refused_change_is_audited_with_its_code_and_leaves_no_change(
+    database: Database, populated: Populated
+) -> None:
+    with database.unit_of_work() as session:
+        with pytest.raises(EpixError) as duplicate:
+            service.add_party(session, code="xa", name="Again", actor=SECRETARIAT)
+        with pytest.raises(EpixError) as not_secretariat:
+            service.set_endpoint(session, party="XA", url="https://xa.example", actor=MA_USER)
+        with pytest.raises(EpixError) as unknown:
+            service.add_authority(session, party="XQ", kind="customs", name="n", actor=SECRETARIAT)
+        assert codes(duplicate) + codes(not_secretariat) + codes(unknown) == [
+            "EPIX-REG-010",
+            "EPIX-AUTH-004",
+            "EPIX-REG-001",
+        ]
+        assert repository.current_version(session) == 7
+        assert service.endpoint_for(session, "XA") is None
+        refused = session.scalars(
+            select(AuditEvent).where(AuditEvent.outcome != "ok").order_by(AuditEvent.sequence)
+        ).all()
+    assert [(e.action, e.outcome, e.party, e.actor_username) for e in refused] == [
+        ("registry.party.add", "EPIX-REG-010", "XA", SECRETARIAT.username),
+        ("registry.endpoint.set", "EPIX-AUTH-004", "XA", MA_USER.username),
+        ("registry.authority.add", "EPIX-REG-001", "XQ", SECRETARIAT.username),
+    ]
+    assert "already registered" in refused[0].detail

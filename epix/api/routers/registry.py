@@ -7,14 +7,20 @@ registry service in the same transaction.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request, Response
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from sqlalchemy.orm import Session
 
 from epix.api.deps import DatabaseDep, RequestContextDep, RowId, SettingsDep
-from epix.api.security import require_roles
+from epix.api.security import CurrentPrincipal
+from epix.audit.service import record_event
 from epix.auth.principal import Principal, Role
+from epix.auth.scoping import ensure_role
+from epix.db import Database
 from epix.errors import EpixError
 from epix.registry import repository, service
 from epix.registry.document import etag_of, publish
@@ -27,8 +33,31 @@ from epix.registry.models import (
 from epix.settings import Settings
 
 router = APIRouter(prefix="/v1/registry", tags=["registry"])
-Secretariat = Annotated[Principal, Depends(require_roles(Role.SECRETARIAT))]
 REGISTRY_MEDIA_TYPE = "application/xml"
+
+
+def _secretariat(
+    principal: CurrentPrincipal, database: DatabaseDep, context: RequestContextDep
+) -> Principal:
+    """Admit only the Secretariat; anyone else's change attempt is audited before the 403.
+
+    Refusing here (not in the service) keeps authorisation ahead of body validation.
+    """
+    if not principal.has(Role.SECRETARIAT):
+        with database.unit_of_work() as session:
+            record_event(
+                session,
+                action="registry.change",
+                outcome="EPIX-AUTH-004",
+                actor=principal,
+                request=context,
+                detail={"method": context.method, "path": context.path},
+            )
+    ensure_role(principal, Role.SECRETARIAT)
+    return principal
+
+
+Secretariat = Annotated[Principal, Depends(_secretariat)]
 
 
 def certificate_json(row: RegistryCertificate) -> dict[str, object]:
@@ -193,11 +222,22 @@ class RevocationIn(BaseModel):
     )
 
 
+@contextmanager
+def _change(database: Database) -> Iterator[Session]:
+    """One unit of work for a change; a refused change still commits its audit event."""
+    with database.unit_of_work() as session:
+        try:
+            yield session
+        except EpixError:
+            session.commit()  # the service rolled the change back and audited the refusal
+            raise
+
+
 @router.post("/parties", status_code=201)
 def add_party(
     body: PartyIn, actor: Secretariat, database: DatabaseDep, context: RequestContextDep
 ) -> dict[str, object]:
-    with database.unit_of_work() as session:
+    with _change(database) as session:
         row = service.add_party(
             session,
             code=body.code,
@@ -218,7 +258,7 @@ def add_authority(
     database: DatabaseDep,
     context: RequestContextDep,
 ) -> dict[str, object]:
-    with database.unit_of_work() as session:
+    with _change(database) as session:
         row = service.add_authority(
             session,
             party=code,
@@ -240,7 +280,7 @@ def add_certificate(
     database: DatabaseDep,
     context: RequestContextDep,
 ) -> dict[str, object]:
-    with database.unit_of_work() as session:
+    with _change(database) as session:
         row = service.add_certificate(
             session,
             authority_id=authority_id,
@@ -260,7 +300,7 @@ def set_endpoint(
     database: DatabaseDep,
     context: RequestContextDep,
 ) -> dict[str, object]:
-    with database.unit_of_work() as session:
+    with _change(database) as session:
         row = service.set_endpoint(session, party=code, url=body.url, actor=actor, request=context)
         return {"code": row.code, "endpoint_url": row.endpoint_url}
 
@@ -269,7 +309,7 @@ def set_endpoint(
 def withdraw_endpoint(
     code: str, actor: Secretariat, database: DatabaseDep, context: RequestContextDep
 ) -> dict[str, object]:
-    with database.unit_of_work() as session:
+    with _change(database) as session:
         row = service.set_endpoint(session, party=code, url=None, actor=actor, request=context)
         return {"code": row.code, "endpoint_url": row.endpoint_url}
 
@@ -282,7 +322,7 @@ def revoke(
     database: DatabaseDep,
     context: RequestContextDep,
 ) -> dict[str, object]:
-    with database.unit_of_work() as session:
+    with _change(database) as session:
         row = service.revoke_certificate(
             session,
             fingerprint=fingerprint,
