@@ -62,13 +62,14 @@ def _text(value: str | None, location: str, limit: int, *, required: bool = True
 
 
 def endpoint_url(url: str, location: str = "endpoint_url") -> str:
-    """An absolute http(s) URL with a host and no fragment or credentials."""
+    """An absolute http(s) URL with a host, a port in 1-65535, no fragment or credentials."""
     cleaned = url.strip()
     try:
         parts = urlsplit(cleaned)
         valid = (
             parts.scheme in ("http", "https")
             and bool(parts.hostname)
+            and parts.port != 0  # .port itself raises ValueError beyond 65535
             and not parts.fragment
             and parts.username is None
             and len(cleaned) <= 2000
@@ -79,7 +80,9 @@ def endpoint_url(url: str, location: str = "endpoint_url") -> str:
         valid = False
     if not valid:
         raise EpixError.of(
-            "EPIX-REG-012", f"{url!r} is not an absolute http(s) URL without credentials.", location
+            "EPIX-REG-012",
+            f"{url!r} is not an absolute http(s) URL with a valid port and no credentials.",
+            location,
         )
     return cleaned.rstrip("/")
 

@@ -264,3 +264,29 @@ def test_a_refused_change_is_audited_with_its_code_and_leaves_no_change(
         ("registry.authority.add", "EPIX-REG-001", "XQ", SECRETARIAT.username),
     ]
     assert "already registered" in refused[0].detail
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://xa.example:65536/epix",
+        "https://xa.example:99999",
+        "http://xa.example:0/",
+        "https://xa.example:-1/",
+        "https://xa.example:port/",
+        "gopher://xa.example/",
+        "file:///etc/passwd",
+        "xa.example:8443",
+    ],
+)
+def test_a_node_endpoint_with_a_bad_port_or_scheme_is_refused(url: str) -> None:
+    with pytest.raises(EpixError) as exc:
+        service.endpoint_url(url)
+    assert codes(exc) == ["EPIX-REG-012"]
+    assert exc.value.findings[0].location == "endpoint_url"
+
+
+def test_a_node_endpoint_with_an_explicit_valid_port_is_kept() -> None:
+    assert (
+        service.endpoint_url(" https://xa.example:65535/epix/ ") == "https://xa.example:65535/epix"
+    )
