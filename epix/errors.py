@@ -157,6 +157,7 @@ _TABLE: tuple[ErrorCode, ...] = (
     _c("EPIX-QTY-007", E, 422, "A permit line appears more than once in the request."),
     _c("EPIX-QTY-008", E, 409, "The reservation was already confirmed or released."),
     _c("EPIX-QTY-009", E, 422, "The endorsement date is in the future."),
+    _c("EPIX-QTY-010", E, 422, "The endorsement date is before the permit is valid."),
     # --- permit state ---
     _c("EPIX-STATE-001", E, 409, "The permit has expired."),
     _c("EPIX-STATE-002", E, 409, "The permit is not yet valid."),

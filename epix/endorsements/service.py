@@ -473,7 +473,10 @@ def endorse(
 
 
 def _check_border(state: PermitState, details: BorderDetails) -> BorderDetails:
-    """Port, officer, transport document and date, normalised; refusals name the field."""
+    """Port, officer, transport document and date, normalised; refusals name the field.
+
+    The date may be neither in the future nor before the permit's validity starts.
+    """
     port = normalise_port(details.port)
     officer = _check_text(details.officer, "officer")
     transport_document = _check_text(details.transport_document, "transport_document")
@@ -482,6 +485,15 @@ def _check_border(state: PermitState, details: BorderDetails) -> BorderDetails:
         raise EpixError.of(
             "EPIX-QTY-009",
             f"The endorsement date {details.endorsed_on.isoformat()} is in the future.",
+            "date",
+        )
+    starts = state.permit.valid_from
+    if starts is not None and details.endorsed_on < starts.date() - timedelta(days=1):
+        # The same day of slack the other way: the officer's local date may be behind UTC.
+        raise EpixError.of(
+            "EPIX-QTY-010",
+            f"The endorsement date {details.endorsed_on.isoformat()} is before permit "
+            f"{state.permit.number} is valid (from {starts.date().isoformat()}).",
             "date",
         )
     return BorderDetails(port, details.endorsed_on, officer, transport_document)

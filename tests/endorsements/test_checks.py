@@ -264,3 +264,15 @@ def test_remaining_is_zero_on_a_cancelled_permit(db: Database, make_permit: Make
         row = session.scalar(select(Permit).where(Permit.id == permit.id))
         assert row is not None
         assert set(remaining_quantities(session, row).values()) == {Decimal(0)}
+
+
+def test_endorsement_dated_before_the_permit_is_valid_is_refused(
+    db: Database, make_permit: MakePermit, signer: Signer
+) -> None:
+    now = utcnow()
+    permit = make_permit(valid_from=now - timedelta(days=10), valid_until=now + timedelta(days=60))
+    before = (now - timedelta(days=12)).date()
+    error = refused("EPIX-QTY-010", lambda: endorse(db, permit, signer, details=border(on=before)))
+    assert error.findings[0].location == "date"
+    on_the_first_day = (now - timedelta(days=10)).date()
+    endorse(db, permit, signer, details=border(on=on_the_first_day))

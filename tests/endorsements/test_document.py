@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import UTC, date, datetime
 
 from sqlalchemy import select
 
@@ -21,7 +21,7 @@ from tests.pki import Identity, make_identity
 def test_endorsement_validates_signs_and_references_the_permit_bytes(
     db: Database, make_permit: MakePermit, signer: Signer, customs_identity: Identity
 ) -> None:
-    permit = make_permit()
+    permit = make_permit(valid_from=datetime(2026, 1, 1, tzinfo=UTC))  # endorsed on Jan 2
     with db.unit_of_work() as session:
         result = service.endorse(
             session,
