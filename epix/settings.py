@@ -39,7 +39,8 @@ class Settings(BaseSettings):
     )
     secret_key: str | None = Field(
         default=None,
-        description="Key for web session cookies; generated into the data directory if unset.",
+        description="Key for web session cookies and (via HKDF) for sealing webhook secrets; "
+        "generated into the data directory if unset.",
     )
 
     # Bounded resources (guarantee 7).

@@ -88,7 +88,8 @@ class WebhookSubscription(Base):
     party: Mapped[str] = mapped_column(String(8), index=True)
     url: Mapped[str] = mapped_column(String(2000))
     events: Mapped[list[str]] = mapped_column(JSON)
-    # The HMAC key must be usable at every delivery, so it is stored, not hashed.
+    # The HMAC key must be usable at every delivery, so it is stored sealed (AES-GCM, see
+    # webhooks.seal_secret), not hashed; rows from before sealing hold plain text until used.
     secret: Mapped[str] = mapped_column(String(200))
     active: Mapped[bool] = mapped_column(default=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -5,10 +5,14 @@ carries ``X-EPIX-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256(secret, "<t>." 
 computed when the request is sent (so retries carry a fresh timestamp), plus
 ``X-EPIX-Event`` and ``X-EPIX-Delivery`` (stable across retries, for de-duplication).
 Receivers check it with ``verify_webhook_signature``; polling the inbox remains the fallback.
+
+The secret must be usable at every delivery, so it cannot be hashed; it is stored sealed with
+AES-256-GCM under a key derived (HKDF) from the node's session secret and opened only to sign.
 """
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
 import ipaddress
@@ -21,13 +25,19 @@ from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit
 
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from epix.auth.session_secret import session_secret
 from epix.db.base import utcnow
 from epix.delivery.models import OutboxKind, OutboxMessage, WebhookSubscription
 from epix.delivery.outbox import DEFAULT_GIVE_UP_SECONDS, enqueue
 from epix.errors import EpixError
+from epix.settings import Settings
 
 SIGNATURE_HEADER = "X-EPIX-Signature"
 EVENT_HEADER = "X-EPIX-Event"
@@ -42,6 +52,48 @@ WEBHOOK_EVENTS = frozenset(
         "delivery.failed",  # one of the Party's outgoing messages gave up (resendable)
     }
 )
+_SEALED_PREFIX = "v1:"
+_NONCE_BYTES = 12
+
+
+class UnreadableSecret(Exception):
+    """A stored webhook secret does not open under this node's key (its secret changed?)."""
+
+
+def webhook_key(settings: Settings) -> bytes:
+    """The AES-256 key sealing webhook secrets at rest, derived from the session secret.
+
+    Reuses the node's one secret (EPIX_SECRET_KEY or the data directory's session-secret)
+    instead of a second key store; HKDF with its own ``info`` keeps the two uses apart.
+    """
+    hkdf = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=b"epix webhook secrets v1")
+    return hkdf.derive(session_secret(settings).encode("utf-8"))
+
+
+def seal_secret(key: bytes, secret: str, *, party: str) -> str:
+    """``secret`` encrypted for storage; bound to its Party so rows cannot swap secrets."""
+    nonce = secrets.token_bytes(_NONCE_BYTES)
+    sealed = AESGCM(key).encrypt(nonce, secret.encode("utf-8"), party.encode("ascii"))
+    return _SEALED_PREFIX + base64.urlsafe_b64encode(nonce + sealed).decode("ascii")
+
+
+def is_sealed(stored: str) -> bool:
+    """False for a secret written before sealing existed (plain text)."""
+    return stored.startswith(_SEALED_PREFIX)
+
+
+def open_secret(key: bytes, stored: str, *, party: str) -> str:
+    """The secret as sealed by ``seal_secret`` (a legacy plain-text value is returned as is)."""
+    if not is_sealed(stored):
+        return stored
+    try:
+        raw = base64.urlsafe_b64decode(stored[len(_SEALED_PREFIX) :])
+        nonce, sealed = raw[:_NONCE_BYTES], raw[_NONCE_BYTES:]
+        return AESGCM(key).decrypt(nonce, sealed, party.encode("ascii")).decode("utf-8")
+    except (InvalidTag, ValueError) as exc:
+        raise UnreadableSecret(str(exc) or type(exc).__name__) from None
+
+
 _LOOPBACK_NAMES = frozenset({"localhost", "localhost.localdomain", "ip6-localhost"})
 
 
@@ -177,8 +229,10 @@ def create_subscription(
     events: Iterable[str],
     created_by: str,
     node_base_url: str,
+    secret_key: bytes,
     allow_private_addresses: bool = False,
 ) -> CreatedSubscription:
+    """Store a subscription with a new secret, sealed with ``secret_key`` (``webhook_key``)."""
     clean_url = check_webhook_url(
         url, node_base_url=node_base_url, allow_private_addresses=allow_private_addresses
     )
@@ -187,7 +241,7 @@ def create_subscription(
         party=party,
         url=clean_url,
         events=_check_events(events),
-        secret=secret,
+        secret=seal_secret(secret_key, secret, party=party),
         active=True,
         created_at=utcnow(),
         created_by=created_by,

@@ -40,9 +40,14 @@ from epix.delivery.models import OutboxKind, WebhookSubscription
 from epix.delivery.outbox import Claim
 from epix.delivery.webhooks import (
     SIGNATURE_HEADER,
+    UnreadableSecret,
     internal_address_of,
+    is_sealed,
+    open_secret,
     publish_event,
+    seal_secret,
     sign_webhook,
+    webhook_key,
 )
 from epix.errors import EpixError
 from epix.settings import Settings
@@ -66,9 +71,11 @@ class WebhookRoute:
 
 @dataclass(frozen=True, slots=True)
 class Closed:
-    """The webhook subscription was disabled after the row was queued: nothing to deliver."""
+    """The webhook subscription was disabled after the row was queued, or its secret no longer
+    opens: nothing to deliver."""
 
     reason: str
+    code: str = "EPIX-DLV-009"
 
 
 Route = peers.Route | WebhookRoute | Closed
@@ -153,6 +160,7 @@ class Worker:
         self.local_inbox = local_inbox
         self.verifier = verifier
         self.directory = directory or peers.RegistryDirectory()
+        self.webhook_key = webhook_key(settings)
         self._own_client = client is None
         self.client = client or httpx.Client(
             timeout=settings.outbox_http_timeout_seconds,
@@ -221,7 +229,22 @@ class Worker:
             )
             if subscription is None or not subscription.active or claim.target_url is None:
                 return Closed(f"Webhook subscription {claim.subscription_id} was disabled.")
-            return WebhookRoute(claim.target_url, subscription.secret)
+            try:
+                secret = open_secret(
+                    self.webhook_key, subscription.secret, party=subscription.party
+                )
+            except UnreadableSecret:
+                return Closed(
+                    f"The secret of webhook subscription {subscription.id} does not decrypt "
+                    "with this node's key (was EPIX_SECRET_KEY or the data directory's "
+                    "session-secret changed?); subscribe again.",
+                    code="EPIX-DLV-004",
+                )
+            if not is_sealed(subscription.secret):  # stored before sealing: seal it now
+                subscription.secret = seal_secret(
+                    self.webhook_key, secret, party=subscription.party
+                )
+            return WebhookRoute(claim.target_url, secret)
         return peers.route_for(
             session,
             destination_party=claim.destination_party,
@@ -240,7 +263,7 @@ class Worker:
             if isinstance(route, peers.Unroutable):
                 return self._failed(claim, "EPIX-DLV-010", route.reason, permanent=False)
             if isinstance(route, Closed):
-                return self._failed(claim, "EPIX-DLV-009", route.reason, permanent=True)
+                return self._failed(claim, route.code, route.reason, permanent=True)
             if (
                 isinstance(route, WebhookRoute)
                 and not self.settings.webhook_allow_private_addresses

@@ -17,12 +17,13 @@ from epix.auth import service as auth_service
 from epix.auth.principal import Role
 from epix.db import Database
 from epix.delivery import outbox, webhooks
-from epix.delivery.models import OutboxMessage, OutboxState
+from epix.delivery.models import OutboxMessage, OutboxState, WebhookSubscription
 from epix.delivery.webhooks import (
     check_webhook_url,
     publish_event,
     sign_webhook,
     verify_webhook_signature,
+    webhook_key,
 )
 from epix.delivery.worker import default_worker, start_worker_thread
 from epix.errors import EpixError
@@ -38,6 +39,7 @@ from tests.delivery.helpers import (
 
 NODE = "https://epix.xa.example.org"
 NOW = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
+KEY = bytes(range(32))  # a fixed sealing key for subscriptions that are never delivered
 
 
 @pytest.mark.parametrize(
@@ -122,6 +124,7 @@ def test_webhook_re_pointed_at_a_private_address_after_subscribing_is_not_delive
             events=["status.changed"],
             created_by="ma-xa",
             node_base_url=settings.node_base_url,
+            secret_key=webhook_key(settings),
         )
         publish_event(session, party="XA", event="status.changed", event_id="p-1", data={})
     monkeypatch.setattr(webhooks, "_resolve", lambda host, port: ["127.0.0.1"])
@@ -162,6 +165,7 @@ def test_events_reach_only_subscriptions_of_that_party_and_event(sqlite_database
             events=["message.received"],
             created_by="ma-xa",
             node_base_url=NODE,
+            secret_key=KEY,
         )
         webhooks.create_subscription(
             session,
@@ -170,6 +174,7 @@ def test_events_reach_only_subscriptions_of_that_party_and_event(sqlite_database
             events=["status.changed"],
             created_by="ma-xa",
             node_base_url=NODE,
+            secret_key=KEY,
         )
         webhooks.create_subscription(
             session,
@@ -178,6 +183,7 @@ def test_events_reach_only_subscriptions_of_that_party_and_event(sqlite_database
             events=["message.received"],
             created_by="ma-xb",
             node_base_url=NODE,
+            secret_key=KEY,
         )
         rows = publish_event(
             session, party="XA", event="message.received", event_id="m-1", data={"id": "m-1"}
@@ -197,6 +203,7 @@ def test_events_reach_only_subscriptions_of_that_party_and_event(sqlite_database
                 events=["permit.stolen"],
                 created_by="ma-xa",
                 node_base_url=NODE,
+                secret_key=KEY,
             )
         assert unknown.value.findings[0].code == "EPIX-DLV-007"
 
@@ -220,6 +227,7 @@ def test_webhooks_are_delivered_signed_and_a_disabled_subscription_stops_deliver
             events=["message.received"],
             created_by="ma-xa",
             node_base_url=settings.node_base_url,
+            secret_key=webhook_key(settings),
             allow_private_addresses=True,
         )
         for i in range(3):
@@ -261,6 +269,7 @@ def test_a_failed_message_tells_the_senders_subscribed_system(
                 events=["delivery.failed"],
                 created_by="ma-xa",
                 node_base_url=settings.node_base_url,
+                secret_key=webhook_key(settings),
                 allow_private_addresses=True,
             )
             outbox.enqueue(
@@ -382,6 +391,7 @@ def test_in_process_worker_thread_delivers_and_stops_cleanly(
             events=["status.changed"],
             created_by="ma-xa",
             node_base_url=settings.node_base_url,
+            secret_key=webhook_key(settings),
             allow_private_addresses=True,
         )
         publish_event(session, party="XA", event="status.changed", event_id="p-1", data={})
@@ -396,3 +406,94 @@ def test_in_process_worker_thread_delivers_and_stops_cleanly(
         handle.stop(timeout=10)
     assert not handle.running
     assert list(receiver.state.receipts) == ["status.changed:p-1"]
+
+
+def test_webhook_secrets_are_sealed_at_rest_and_open_only_with_the_nodes_key(
+    sqlite_database: Database, tmp_path: Path
+) -> None:
+    settings = sender_settings(tmp_path)
+    key = webhook_key(settings)
+    assert (
+        key
+        == webhook_key(sender_settings(tmp_path))
+        != webhook_key(sender_settings(tmp_path, secret_key="another node"))
+    )
+    with sqlite_database.unit_of_work() as session:
+        created = webhooks.create_subscription(
+            session,
+            party="XA",
+            url="https://a.example.org/h",
+            events=["status.changed"],
+            created_by="ma-xa",
+            node_base_url=NODE,
+            secret_key=key,
+        )
+        stored = created.subscription.secret
+    assert created.secret.startswith("whsec_")
+    assert created.secret not in stored and webhooks.is_sealed(stored)
+    assert webhooks.open_secret(key, stored, party="XA") == created.secret
+    with pytest.raises(webhooks.UnreadableSecret):
+        webhooks.open_secret(KEY, stored, party="XA")
+    with pytest.raises(webhooks.UnreadableSecret):  # bound to its Party: rows cannot swap
+        webhooks.open_secret(key, stored, party="XB")
+
+
+def test_a_plain_text_secret_from_before_sealing_still_signs_and_is_sealed_on_use(
+    sqlite_database: Database, receiver: Peer, tmp_path: Path
+) -> None:
+    settings = sender_settings(tmp_path, webhook_allow_private_addresses=True)
+    with sqlite_database.unit_of_work() as session:
+        created = webhooks.create_subscription(
+            session,
+            party="XA",
+            url=receiver.url,
+            events=["status.changed"],
+            created_by="ma-xa",
+            node_base_url=settings.node_base_url,
+            secret_key=webhook_key(settings),
+            allow_private_addresses=True,
+        )
+        created.subscription.secret = "whsec_legacy"  # as a row written before sealing
+        publish_event(session, party="XA", event="status.changed", event_id="p-1", data={})
+        subscription_id = created.subscription.id
+    receiver.state.webhook_secret = "whsec_legacy"
+    receiver.start()
+    worker = default_worker(sqlite_database, settings)
+    try:
+        drain(worker.run_once, sqlite_database)
+    finally:
+        worker.close()
+    assert receiver.state.bad_signatures == 0
+    assert list(receiver.state.receipts) == ["status.changed:p-1"]
+    with sqlite_database.unit_of_work() as session:
+        stored = session.get(WebhookSubscription, subscription_id)
+        assert stored is not None and webhooks.is_sealed(stored.secret)
+        key = webhook_key(settings)
+        assert webhooks.open_secret(key, stored.secret, party="XA") == "whsec_legacy"
+
+
+def test_a_secret_that_no_longer_opens_fails_the_delivery_with_a_reason(
+    sqlite_database: Database, tmp_path: Path
+) -> None:
+    settings = sender_settings(tmp_path, webhook_allow_private_addresses=True)
+    with sqlite_database.unit_of_work() as session:
+        webhooks.create_subscription(
+            session,
+            party="XA",
+            url="http://127.0.0.1:9/h",
+            events=["status.changed"],
+            created_by="ma-xa",
+            node_base_url="https://epix.xa.example.org",
+            secret_key=KEY,  # not this node's key: as if EPIX_SECRET_KEY had changed
+            allow_private_addresses=True,
+        )
+        publish_event(session, party="XA", event="status.changed", event_id="p-1", data={})
+    worker = default_worker(sqlite_database, settings)
+    try:
+        drain(worker.run_once, sqlite_database)
+    finally:
+        worker.close()
+    with sqlite_database.unit_of_work() as session:
+        row = session.scalars(select(OutboxMessage)).one()
+        assert (row.state, row.last_error_code) == (OutboxState.FAILED, "EPIX-DLV-004")
+        assert row.last_error is not None and "does not decrypt" in row.last_error

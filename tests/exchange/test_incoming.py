@@ -17,7 +17,7 @@ from epix.auth import service as auth
 from epix.auth.principal import Principal, Role
 from epix.db import Database
 from epix.delivery.models import OutboxMessage
-from epix.delivery.webhooks import create_subscription
+from epix.delivery.webhooks import create_subscription, webhook_key
 from epix.endorsements.document import (
     EndorsedLine,
     EndorsementDocument,
@@ -142,6 +142,7 @@ async def test_a_peers_endorsement_reaches_the_issuers_inbox_once_and_its_ledger
             events=["endorsement.received"],
             created_by="xa-ma",
             node_base_url=issuer.settings.node_base_url,
+            secret_key=webhook_key(issuer.settings),
         )
     permit = await _submit_permit(issuer, issuer_client, issuer.key("XA", MANAGEMENT_AUTHORITY))
     body = _endorsement(permit, peer)
@@ -318,6 +319,7 @@ async def test_an_export_endorsement_tells_the_importer_the_permit_is_endorsed(
             events=["status.changed"],
             created_by="xb-ma",
             node_base_url=hub.settings.node_base_url,
+            secret_key=webhook_key(hub.settings),
         )
     async with _client(hub) as client:
         permit = await _submit_permit(hub, client, hub.key("XA", MANAGEMENT_AUTHORITY))

@@ -72,6 +72,7 @@ def subscribe(
             events=body.events,
             created_by=principal.username,
             node_base_url=settings.node_base_url,
+            secret_key=webhooks.webhook_key(settings),
             allow_private_addresses=settings.webhook_allow_private_addresses,
         )
         row = created.subscription
