@@ -46,12 +46,12 @@ from epix.exchange.service import (
     is_hosted,
     reject,
     replay,
+    replay_or_check_destination,
     route_message,
     sha256_hex,
     store_message,
 )
 from epix.exchange.status import StatusAnnouncer, apply_received
-from epix.registry import repository as registry
 from epix.registry.roles import CUSTOMS, MANAGEMENT_AUTHORITY
 from epix.registry.trust import RegistryTrustStore
 from epix.settings import Settings
@@ -212,13 +212,9 @@ def _trust(database: Database, envelope: Envelope, sha256: str) -> SubmissionRes
     """One short read: a replay answers at once; else the destination must be known and the
     sender's certificates for the document's signing roles are copied for verification."""
     with database.unit_of_work() as session:
-        existing = find_message(session, envelope.sender, envelope.message_id)
-        if existing is not None:
-            return replay(session, existing, sha256)
-        if registry.get_party(session, envelope.recipient) is None:
-            raise EpixError.of(
-                "EPIX-MSG-003", f"{envelope.recipient} is not a Party in the registry.", "X-EPIX-To"
-            )
+        replayed = replay_or_check_destination(session, envelope, sha256)
+        if replayed is not None:
+            return replayed
         store = RegistryTrustStore(session)
         roles = SIGNING_ROLES[envelope.document_type]
         copied = [c for role in roles for c in store.candidates(envelope.sender, role)]

@@ -235,21 +235,30 @@ def replay(session: Session, existing: Message, sha256: str) -> SubmissionResult
     )
 
 
+def replay_or_check_destination(
+    session: Session, envelope: Envelope, sha256: str
+) -> SubmissionResult | None:
+    """The original receipt when this message id was seen before (other bytes are refused);
+    otherwise ``None`` once the destination is known to be a registered Party (EPIX-MSG-003)."""
+    existing = find_message(session, envelope.sender, envelope.message_id)
+    if existing is not None:
+        return replay(session, existing, sha256)
+    if registry.get_party(session, envelope.recipient) is None:
+        raise EpixError.of(
+            "EPIX-MSG-003", f"{envelope.recipient} is not a Party in the registry.", "X-EPIX-To"
+        )
+    return None
+
+
 def _read_phase(
     database: Database, envelope: Envelope, sha256: str
 ) -> SubmissionResult | TrustStore:
     """One short read: a replay answers at once; else the destination must be known and the
     sender's registered MA certificates are copied for the lock-free verification."""
     with database.unit_of_work() as session:
-        existing = find_message(session, envelope.sender, envelope.message_id)
-        if existing is not None:
-            return replay(session, existing, sha256)
-        if registry.get_party(session, envelope.recipient) is None:
-            raise EpixError.of(
-                "EPIX-MSG-003",
-                f"{envelope.recipient} is not a Party in the registry.",
-                "X-EPIX-To",
-            )
+        replayed = replay_or_check_destination(session, envelope, sha256)
+        if replayed is not None:
+            return replayed
         return _snapshot_trust(session, envelope.sender)
 
 
