@@ -31,6 +31,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.orm import Session, sessionmaker
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+_READ_ONLY = "epix_read_only"
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 
 # Every module that declares tables; imported before comparing metadata with migrations.
@@ -66,7 +67,9 @@ def _configure_sqlite(engine: Engine) -> None:
 
     @event.listens_for(engine, "begin")
     def _on_begin(connection: Any) -> None:
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+        # A read takes a WAL snapshot and no lock; everything else queues for the write lock.
+        read_only = connection.get_execution_options().get(_READ_ONLY, False)
+        connection.exec_driver_sql("BEGIN DEFERRED" if read_only else "BEGIN IMMEDIATE")
 
 
 class _FairTurn:
@@ -155,6 +158,23 @@ class Database:
         finally:
             if turn is not None:
                 turn.release()
+
+    @contextmanager
+    def read(self) -> Iterator[Session]:
+        """A session for reads only, never committed (rolled back when the block ends).
+
+        On SQLite it neither waits for the write turn nor takes the write lock: it reads a WAL
+        snapshot while writers go on. Hot-path reads (authentication, the submit pipeline's
+        replay and registry lookups) use it; anything that writes uses ``unit_of_work``.
+        """
+        session = self.sessions()
+        if self.is_sqlite:
+            session.connection(execution_options={_READ_ONLY: True})
+        try:
+            yield session
+        finally:
+            session.rollback()
+            session.close()
 
     def migrate(self) -> None:
         """Apply every migration branch up to its head (run on start and in tests)."""

@@ -108,3 +108,42 @@ def test_a_unit_of_work_gives_up_when_the_turn_never_comes(
         release.set()
         thread.join(10)
         database.dispose()
+
+
+def test_a_read_goes_on_while_a_writer_holds_the_lock(tmp_path: Path) -> None:
+    database = Database(f"sqlite:///{tmp_path / 'turns.sqlite3'}")
+    with database.unit_of_work() as session:
+        session.execute(text("CREATE TABLE notes (body TEXT)"))
+        session.execute(text("INSERT INTO notes VALUES ('committed')"))
+    holding, release = threading.Event(), threading.Event()
+
+    def writer() -> None:
+        with database.unit_of_work() as session:
+            session.execute(text("INSERT INTO notes VALUES ('in flight')"))
+            holding.set()
+            release.wait(10)
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    holding.wait(10)
+    try:
+        started = time.monotonic()
+        with database.read() as session:  # neither the turn nor the write lock is taken
+            bodies = session.execute(text("SELECT body FROM notes")).scalars().all()
+        assert time.monotonic() - started < 5
+        assert bodies == ["committed"]  # a snapshot: the writer's row is not visible yet
+    finally:
+        release.set()
+        thread.join(10)
+    database.dispose()
+
+
+def test_what_a_read_session_writes_is_never_committed(tmp_path: Path) -> None:
+    database = Database(f"sqlite:///{tmp_path / 'turns.sqlite3'}")
+    with database.unit_of_work() as session:
+        session.execute(text("CREATE TABLE notes (body TEXT)"))
+    with database.read() as session:
+        session.execute(text("INSERT INTO notes VALUES ('stray')"))
+    with database.read() as session:
+        assert session.execute(text("SELECT count(*) FROM notes")).scalar_one() == 0
+    database.dispose()
