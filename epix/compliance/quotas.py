@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal, InvalidOperation
@@ -87,3 +88,62 @@ def quotas() -> tuple[Quota, ...]:
     with DATA.open(encoding="utf-8", newline="") as handle:
         rows = (_quota(row) for row in csv.DictReader(handle) if row["taxon_name"].strip())
         return tuple(quota for quota in rows if quota is not None)
+
+
+class QuotaIndex:
+    """Quotas keyed by (Party, listed name), so a permit line looks at its few candidates only.
+
+    ``names_taxon`` matches a listing only when the listed name is a whole-word prefix of the
+    permit's normalised name (species: the name or a prefix of it; genus: the first word), so
+    every quota that can cover a name sits under one of its word prefixes, for the exporter or
+    for every Party (``None``). ``Quota.covers`` still decides; the index only narrows the scan.
+    """
+
+    __slots__ = ("_by_key",)
+
+    def __init__(self, table: Iterable[Quota]) -> None:
+        by_key: dict[tuple[str | None, str], list[tuple[int, Quota]]] = {}
+        for position, quota in enumerate(table):
+            by_key.setdefault((quota.party, quota.taxon), []).append((position, quota))
+        self._by_key = by_key
+
+    def covering(
+        self,
+        *,
+        exporter: str,
+        taxon: str,
+        term: str | None,
+        source: str | None,
+        purpose: str | None,
+        at: date,
+    ) -> list[Quota]:
+        """The quotas covering this trade, in table order (as a scan of the table finds them)."""
+        words = taxon.split()
+        prefixes = [" ".join(words[:end]) for end in range(1, len(words) + 1)] or [""]
+        candidates: list[tuple[int, Quota]] = []
+        for prefix in prefixes:
+            candidates += self._by_key.get((exporter, prefix), ())
+            candidates += self._by_key.get((None, prefix), ())
+        candidates.sort(key=_position)
+        return [
+            quota
+            for _, quota in candidates
+            if quota.covers(
+                exporter=exporter,
+                taxon=taxon,
+                term=term,
+                source=source,
+                purpose=purpose,
+                at=at,
+            )
+        ]
+
+
+def _position(candidate: tuple[int, Quota]) -> int:
+    return candidate[0]
+
+
+@cache
+def quota_index() -> QuotaIndex:
+    """The published quotas indexed, built on first use and kept with the table."""
+    return QuotaIndex(quotas())

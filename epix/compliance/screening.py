@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime
 
-from epix.compliance.quotas import Quota, quotas
+from epix.compliance.quotas import Quota, quota_index
 from epix.errors import Finding
 from epix.permits import locations as loc
 from epix.permits.model import Permit, PermitLine
@@ -92,16 +92,15 @@ def screen_permit(permit: Permit) -> list[Finding]:
         if exporter is None or line.scientific_name is None:
             continue
         if exporting:
-            for quota in quotas():
-                if quota.covers(
-                    exporter=exporter,
-                    taxon=line.scientific_name,
-                    term=line.term,
-                    source=line.source,
-                    purpose=permit.purpose,
-                    at=at,
-                ):
-                    findings += _quota_findings(index, line, quota, exporter)
+            for quota in quota_index().covering(
+                exporter=exporter,
+                taxon=line.scientific_name,
+                term=line.term,
+                source=line.source,
+                purpose=permit.purpose,
+                at=at,
+            ):
+                findings += _quota_findings(index, line, quota, exporter)
         if has_reservation(exporter, line.scientific_name, at):
             findings.append(
                 Finding(

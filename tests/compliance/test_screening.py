@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
+import itertools
 from datetime import date
 from decimal import Decimal
+from typing import Any
 
 from epix.compliance import has_reservation, screen_permit
+from epix.compliance.quotas import Quota, QuotaIndex, quota_index, quotas
 from epix.errors import ERROR_TABLE, Severity
 from epix.permits.model import Address, Permit, TradeParty
 from epix.permits.samples import demo_permit
@@ -14,8 +18,8 @@ from tests.permits.helpers import change, change_line
 ISSUED = date(2024, 3, 1)
 
 
-def exported_from(country: str, **line: object) -> Permit:
-    permit = demo_permit(issued=ISSUED, lines=1, exporter_country=country)
+def exported_from(country: str, *, issued: date = ISSUED, **line: object) -> Permit:
+    permit = demo_permit(issued=issued, lines=1, exporter_country=country)
     exporter = TradeParty(name="Exporter", address=Address(country=country))
     cleared = change_line(permit, quota_used=None, annual_quota=None, quota_unit=None)
     return change_line(change(cleared, exporter=exporter), **line)
@@ -73,3 +77,139 @@ def test_has_reservation_respects_party_taxon_and_dates() -> None:
     # Austria's reservation on Equus africanus ran 1983-07-29 to 1989-01-06.
     assert has_reservation("AT", "Equus africanus", date(1985, 1, 1))
     assert not has_reservation("AT", "Equus africanus", date(1990, 1, 1))
+
+
+def test_a_subspecies_meets_its_own_and_its_species_quotas() -> None:
+    # "Saiga borealis" and "Saiga borealis mongolica" are both zero quotas for every Party.
+    permit = exported_from("MN", scientific_name="Saiga  borealis mongolica", source="W")
+    assert codes(permit) == ["EPIX-COMP-002", "EPIX-COMP-002"]
+    assert codes(exported_from("MN", scientific_name="Saiga borealis", source="W")) == [
+        "EPIX-COMP-002"
+    ]
+    assert codes(exported_from("MN", scientific_name="Saiga borealisx", source="W")) == []
+    assert codes(exported_from("MN", scientific_name="saiga borealis", source="W")) == []
+
+
+def test_every_quota_in_force_for_the_same_exporter_and_taxon_is_checked() -> None:
+    # Ethiopia's leopard quota was 500 until 2023-02-23 and 20 from that day: both apply on it.
+    def leopards(count: int, issued: date) -> list[str]:
+        permit = exported_from(
+            "ET",
+            issued=issued,
+            scientific_name="Panthera pardus",
+            term="TRO",
+            unit="NAR",
+            quantity=Decimal(count),
+        )
+        return codes(change(permit, purpose="H"))
+
+    assert leopards(600, date(2023, 2, 23)) == ["EPIX-COMP-001", "EPIX-COMP-001"]
+    assert leopards(30, date(2023, 2, 23)) == ["EPIX-COMP-001"]
+    assert leopards(30, date(2022, 6, 1)) == []
+    assert leopards(30, date(2024, 6, 1)) == ["EPIX-COMP-001"]
+
+
+def test_party_quotas_by_year_and_source_sit_beside_the_quota_for_every_party() -> None:
+    # South Africa: 800 captive-bred lion skeletons in 2017 and in 2018; wild ones: zero, anywhere.
+    def lions(source: str, issued: date) -> list[str]:
+        line = {"scientific_name": "Panthera leo", "term": "SKE", "unit": "NAR"}
+        return codes(
+            exported_from("ZA", issued=issued, source=source, quantity=Decimal(900), **line)
+        )
+
+    assert lions("C", date(2017, 6, 1)) == ["EPIX-COMP-001"]
+    assert lions("C", date(2018, 6, 1)) == ["EPIX-COMP-001"]
+    assert lions("C", date(2019, 6, 1)) == []
+    assert lions("W", date(2018, 6, 1)) == ["EPIX-COMP-002"]
+
+
+_ANY_QUOTA = Quota(
+    kind="test",
+    taxon="",
+    rank="SPECIES",
+    party=None,
+    quota=Decimal(10),
+    unit=None,
+    terms=None,
+    sources=None,
+    purposes=None,
+    start=None,
+    end=None,
+    notes="",
+)
+
+
+def _quota(taxon: str, party: str | None, rank: str = "SPECIES", **changes: Any) -> Quota:
+    return dataclasses.replace(_ANY_QUOTA, taxon=taxon, party=party, rank=rank, **changes)
+
+
+def _scan(table: tuple[Quota, ...], **trade: Any) -> list[Quota]:
+    return [quota for quota in table if quota.covers(**trade)]
+
+
+def test_the_quota_index_finds_exactly_what_a_scan_of_the_table_finds() -> None:
+    table = (
+        _quota("Panthera pardus", "NA", terms=frozenset({"TRO"}), notes="first"),
+        _quota("Panthera", None, "GENUS"),
+        _quota("Panthera pardus", "NA", terms=frozenset({"SKI"}), end=date(2010, 1, 1)),
+        _quota("Panthera pardus orientalis", None, "SUBSPECIES"),
+        _quota("Panthera pardus", None, sources=frozenset({"W"})),
+        _quota("Panthera", "ZA"),  # a one-word species listing covers names starting with it
+        _quota("Panthera", "NA", " genus "),
+        _quota("Panthera pardus", None, "GENUS"),  # a genus is one word: never matches
+        _quota("Felidae", None, "FAMILY"),
+        _quota("panthera pardus", None),
+        _quota("Panthera pardus", "NA", start=date(2010, 1, 1), purposes=frozenset({"H"})),
+        _quota("", None),
+    )
+    index = QuotaIndex(table)
+    names = (
+        "Panthera pardus",
+        "Panthera pardus orientalis",
+        " Panthera  pardus\torientalis ",
+        "Panthera",
+        "Panthera leo",
+        "Pantherapardus",
+        "Panthera pardusx",
+        "panthera pardus",
+        "Felidae",
+        "",
+    )
+    found = 0
+    for exporter, taxon, term, source, purpose, at in itertools.product(
+        ("NA", "ZA", "XA", "na"),
+        names,
+        ("TRO", "SKI", None),
+        ("W", "C"),
+        ("H", "T"),
+        (date(2005, 1, 1), date(2020, 1, 1)),
+    ):
+        trade: dict[str, Any] = {"exporter": exporter, "taxon": taxon, "term": term}
+        trade |= {"source": source, "purpose": purpose, "at": at}
+        expected = _scan(table, **trade)
+        assert index.covering(**trade) == expected, trade
+        found += len(expected)
+    assert found > 500  # the cases above do match, often several quotas at once
+
+
+def test_the_published_quota_index_agrees_with_a_scan() -> None:
+    table = quotas()
+    for quota in table:
+        for taxon in (quota.taxon, f"{quota.taxon} ssp", quota.taxon.split()[0]):
+            trade: dict[str, Any] = {
+                "exporter": quota.party or "XA",
+                "taxon": taxon,
+                "term": min(quota.terms or {"TRO"}),
+                "source": min(quota.sources or {"W"}),
+                "purpose": min(quota.purposes or {"T"}),
+                "at": quota.start or ISSUED,
+            }
+            expected = _scan(table, **trade)
+            assert quota_index().covering(**trade) == expected, trade
+            assert taxon != quota.taxon or quota in expected
+
+
+def test_reservations_are_looked_up_by_exact_party() -> None:
+    assert has_reservation("NO", "Balaenoptera acutorostrata acutorostrata", date(2024, 1, 1))
+    assert not has_reservation("no", "Balaenoptera acutorostrata", date(2024, 1, 1))
+    assert not has_reservation("", "Balaenoptera acutorostrata", date(2024, 1, 1))
