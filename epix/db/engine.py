@@ -11,13 +11,18 @@ WAL checkpoint SQLite runs when its last connection closes), and the units of wo
 process take turns in arrival order (``_FairTurn``) before their ``BEGIN IMMEDIATE``: every
 transaction takes the write lock anyway, and SQLite's own busy handler polls with sleeps of up
 to 100 ms, which made the tail latency of concurrent submissions seconds long and let one busy
-thread starve the others. Other processes on the same file still queue through busy_timeout.
+thread starve the others. Between processes (``epix serve --workers N``) the turn holder then
+takes an exclusive ``flock`` on ``<database file>-writelock`` (``_FileWriteLock``), which blocks in
+the kernel and wakes on release; reads (``Database.read()``) take neither.
 """
 
 from __future__ import annotations
 
+import fcntl
 import importlib
+import os
 import threading
+import time
 from collections import deque
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -26,7 +31,7 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, make_url
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -113,16 +118,105 @@ class _FairTurn:
                 self._waiting.popleft().set()
 
 
+class _FileWriteLock:
+    """An exclusive ``flock`` on a file next to the database, shared by every process using it.
+
+    Without it, processes meet at ``BEGIN IMMEDIATE`` and SQLite's busy handler, which sleeps
+    1..100 ms between polls. ``flock`` blocks in the kernel and wakes when the holder releases.
+    Only the holder of the process's ``_FairTurn`` calls ``acquire``, so at most one thread of a
+    process competes here; a nested unit of work of the holder just counts depth.
+
+    ``flock`` has no timeout, so an uncontended lock is taken with ``LOCK_NB`` on the caller's
+    thread, and a contended one by a helper thread blocking in ``flock`` while the caller waits on
+    a condition with the timeout. A caller that times out leaves the helper's request queued and
+    marked abandoned: if it is granted, the helper unlocks at once, unless a later caller has
+    adopted the same request in the meantime (so one process never queues twice on its own file
+    description, where a second ``flock`` would be granted with the first). The file is opened per
+    process id, since a forked child shares the parent's open file description, and with it the
+    lock.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self._path = path
+        self._cond = threading.Condition()
+        self._pid = 0
+        self._fd = -1
+        self._depth = 0
+        self._pending = False  # the helper is, or is about to be, blocked in flock
+        self._abandoned = False  # ... for a caller that gave up waiting
+        self._error: OSError | None = None
+
+    def acquire(self, timeout: float) -> bool:
+        with self._cond:
+            if self._pid != os.getpid():
+                self._open()
+            if self._depth:
+                self._depth += 1
+                return True
+            if self._pending:
+                self._abandoned = False
+            else:
+                try:
+                    fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    self._pending, self._abandoned = True, False
+                    self._cond.notify_all()
+                else:
+                    self._depth = 1
+                    return True
+            if self._cond.wait_for(lambda: self._depth or self._error, timeout):
+                if self._error is not None:
+                    error, self._error = self._error, None
+                    raise error
+                return True
+            self._abandoned = True
+            return False
+
+    def release(self) -> None:
+        with self._cond:
+            self._depth -= 1
+            if not self._depth:
+                fcntl.flock(self._fd, fcntl.LOCK_UN)
+
+    def _open(self) -> None:
+        if self._fd >= 0:  # inherited over fork: closing this copy keeps the parent's lock
+            os.close(self._fd)
+        self._pid, self._depth, self._pending, self._abandoned = os.getpid(), 0, False, False
+        self._fd = os.open(self._path, os.O_RDONLY | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        threading.Thread(target=self._wait_in_kernel, args=(self._fd,), daemon=True).start()
+
+    def _wait_in_kernel(self, fd: int) -> None:
+        while True:
+            with self._cond:
+                self._cond.wait_for(lambda: self._pending)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+            except OSError as exc:
+                with self._cond:
+                    self._pending, self._error = False, exc
+                    self._cond.notify_all()
+                continue
+            with self._cond:
+                self._pending = False
+                if self._abandoned:
+                    fcntl.flock(fd, fcntl.LOCK_UN)
+                else:
+                    self._depth = 1
+                self._cond.notify_all()
+
+
 class Database:
     """One engine and its session factory; cheap to share across threads."""
 
     def __init__(self, url: str, *, echo: bool = False) -> None:
         self.url = url
         self.is_sqlite = url.startswith("sqlite")
+        self._write_lock: _FileWriteLock | None = None
         if self.is_sqlite:
-            path = url.split("///", 1)[-1]
+            path = make_url(url).database
             if path and path != ":memory:":
                 Path(path).parent.mkdir(parents=True, exist_ok=True)
+                self._write_lock = _FileWriteLock(Path(f"{path}-writelock"))
             self.engine = create_engine(
                 url,
                 echo=echo,
@@ -142,19 +236,26 @@ class Database:
     @contextmanager
     def unit_of_work(self) -> Iterator[Session]:
         """A session whose work is committed when the block ends without an exception."""
-        turn = self._turn
-        if turn is not None and not turn.acquire(SQLITE_BUSY_TIMEOUT_MS / 1000):
-            raise PoolTimeoutError("timed out waiting for the SQLite write lock")
+        turn, lock = self._turn, self._write_lock
+        deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT_MS / 1000
+        if turn is not None and not turn.acquire(deadline - time.monotonic()):
+            raise PoolTimeoutError("timed out waiting for the SQLite write turn")
         try:
-            session = self.sessions()
+            if lock is not None and not lock.acquire(max(0.0, deadline - time.monotonic())):
+                raise PoolTimeoutError("timed out waiting for the SQLite write lock")
             try:
-                yield session
-                session.commit()
-            except BaseException:
-                session.rollback()
-                raise
+                session = self.sessions()
+                try:
+                    yield session
+                    session.commit()
+                except BaseException:
+                    session.rollback()
+                    raise
+                finally:
+                    session.close()
             finally:
-                session.close()
+                if lock is not None:
+                    lock.release()
         finally:
             if turn is not None:
                 turn.release()

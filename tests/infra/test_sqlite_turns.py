@@ -1,17 +1,20 @@
-"""SQLite units of work of one process take turns in arrival order, re-entrantly."""
+"""SQLite units of work take turns in arrival order, re-entrantly, within a process and, through
+a ``flock`` next to the database file, between processes."""
 
 from __future__ import annotations
 
+import multiprocessing
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import event, text
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
 from epix.db import Database
-from epix.db.engine import _FairTurn
+from epix.db.engine import _FairTurn, _FileWriteLock
 
 
 def _wait_until_queued(turn: _FairTurn, count: int) -> None:
@@ -147,3 +150,110 @@ def test_what_a_read_session_writes_is_never_committed(tmp_path: Path) -> None:
     with database.read() as session:
         assert session.execute(text("SELECT count(*) FROM notes")).scalar_one() == 0
     database.dispose()
+
+
+def _without_busy_handler(url: str) -> Database:
+    """A Database whose connections fail at once on a locked file instead of polling, so that
+    only the cross-process write lock can make concurrent writers wait."""
+    database = Database(url)
+
+    @event.listens_for(database.engine, "connect")
+    def _no_busy_timeout(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.execute("PRAGMA busy_timeout=0")
+
+    return database
+
+
+def _increment(url: str, times: int, start: Any) -> None:
+    database = _without_busy_handler(url)
+    start.wait(60)  # both processes write at the same time
+    for _ in range(times):
+        with database.unit_of_work() as session:
+            value = session.execute(text("SELECT value FROM counter")).scalar_one()
+            session.execute(text("UPDATE counter SET value = :value"), {"value": value + 1})
+    database.dispose()
+
+
+def _write_after(url: str, trying: Any) -> None:
+    database = _without_busy_handler(url)
+    trying.set()
+    with database.unit_of_work() as session:
+        session.execute(text("INSERT INTO notes VALUES ('second')"))
+    database.dispose()
+
+
+def _counter_database(tmp_path: Path) -> tuple[str, Database]:
+    url = f"sqlite:///{tmp_path / 'shared.sqlite3'}"
+    database = Database(url)  # stays open, so no process re-initialises the WAL index
+    with database.unit_of_work() as session:
+        session.execute(text("CREATE TABLE counter (value INTEGER)"))
+        session.execute(text("INSERT INTO counter VALUES (0)"))
+        session.execute(text("CREATE TABLE notes (body TEXT)"))
+    return url, database
+
+
+def test_writers_in_two_processes_all_succeed(tmp_path: Path) -> None:
+    url, database = _counter_database(tmp_path)
+    spawn = multiprocessing.get_context("spawn")
+    start = spawn.Barrier(2)
+    workers = [spawn.Process(target=_increment, args=(url, 200, start)) for _ in range(2)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(120)
+    try:
+        assert [worker.exitcode for worker in workers] == [0, 0]
+        with database.read() as session:
+            assert session.execute(text("SELECT value FROM counter")).scalar_one() == 400
+    finally:
+        database.dispose()
+
+
+def test_a_second_process_waits_for_the_write_lock(tmp_path: Path) -> None:
+    url, database = _counter_database(tmp_path)
+    spawn = multiprocessing.get_context("spawn")
+    trying = spawn.Event()
+    second = spawn.Process(target=_write_after, args=(url, trying))
+    with database.unit_of_work() as session:
+        session.execute(text("INSERT INTO notes VALUES ('first')"))
+        second.start()
+        assert trying.wait(60)
+        time.sleep(0.3)  # the second process is now (most likely) queued behind this one
+    second.join(60)
+    try:
+        assert second.exitcode == 0
+        with database.read() as session:
+            notes = session.execute(text("SELECT body FROM notes ORDER BY rowid")).scalars()
+            assert list(notes) == ["first", "second"]
+    finally:
+        database.dispose()
+
+
+def test_a_lock_waiter_that_gave_up_leaves_the_lock_free(tmp_path: Path) -> None:
+    path = tmp_path / "db.sqlite3-writelock"
+    first, second = _FileWriteLock(path), _FileWriteLock(path)  # two open files: two owners
+    assert first.acquire(1)
+    assert not second.acquire(0.05)  # its queued flock is abandoned, not lost
+    first.release()
+    assert second.acquire(10)
+    assert not first.acquire(0.05)
+    second.release()
+    assert first.acquire(10)
+    first.release()
+
+
+def test_a_later_caller_takes_over_the_queued_request(tmp_path: Path) -> None:
+    path = tmp_path / "db.sqlite3-writelock"
+    first, second = _FileWriteLock(path), _FileWriteLock(path)
+    assert first.acquire(1) and first.acquire(1)  # re-entrant: one release keeps it
+    first.release()
+    assert not second.acquire(0.05)
+    acquired: list[bool] = []
+    waiter = threading.Thread(target=lambda: acquired.append(second.acquire(30)))
+    waiter.start()
+    first.release()
+    waiter.join(30)
+    assert acquired == [True]
+    assert not first.acquire(0.05)
+    second.release()
+
