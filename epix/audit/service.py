@@ -16,14 +16,14 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 
-from sqlalchemy import select, text
+from sqlalchemy import insert, select, text, update
 from sqlalchemy.orm import Session
 
 from epix.audit.context import HEADER_ALLOWLIST, RequestContext
 from epix.audit.models import AuditChainHead, AuditCheckpoint, AuditEvent
 from epix.audit.signing import CheckpointSigner, sign_checkpoint
 from epix.auth.principal import Principal
-from epix.db.base import utcnow
+from epix.db.base import table_of, utcnow
 from epix.settings import Settings, get_settings
 
 GENESIS_HASH = "0" * 64
@@ -138,19 +138,30 @@ def earliest_purge_date(
     return max(candidates)
 
 
-def lock_chain_head(session: Session) -> AuditChainHead:
-    """The chain head, locked for this transaction (created on first use)."""
+@dataclass(frozen=True, slots=True)
+class ChainHead:
+    """The last event's sequence and hash, as read under the chain lock."""
+
+    sequence: int
+    hash: str
+
+
+def lock_chain_head(session: Session) -> ChainHead:
+    """The chain head, locked for this transaction (created on first use).
+
+    Core statements: every audited request runs this, and the head row is never kept in a
+    session's identity map, so a Core update cannot leave a stale ORM copy behind.
+    """
     if session.get_bind().dialect.name == "postgresql":
         session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _PG_LOCK_KEY})
-    head = session.scalars(
-        select(AuditChainHead)
-        .where(AuditChainHead.id == HEAD_ROW_ID)
-        .execution_options(populate_existing=True)
+    heads = table_of(AuditChainHead)
+    row = session.execute(
+        select(heads.c.sequence, heads.c.hash).where(heads.c.id == HEAD_ROW_ID)
     ).one_or_none()
-    if head is None:
-        head = AuditChainHead(id=HEAD_ROW_ID, sequence=0, hash=GENESIS_HASH)
-        session.add(head)
-    return head
+    if row is None:
+        session.execute(insert(heads), {"id": HEAD_ROW_ID, "sequence": 0, "hash": GENESIS_HASH})
+        return ChainHead(0, GENESIS_HASH)
+    return ChainHead(row.sequence, row.hash)
 
 
 def _safe_headers(request: RequestContext | None) -> str:
@@ -185,6 +196,7 @@ def record_event(
     ``outcome`` is ``"ok"`` or the EPIX code that decided the request. Pass ``payload`` (hashed
     here) or its ``payload_sha256``; the payload itself is never stored in the audit trail.
     ``permit_valid_until`` and ``trade_year`` set how long the record must be kept.
+    Returns the event as written (a detached object: the row itself goes in as Core INSERT).
     """
     if payload is not None:
         payload_sha256 = hashlib.sha256(payload).hexdigest()
@@ -219,9 +231,16 @@ def record_event(
         prev_hash=head.hash,
     )
     event.hash = compute_hash(event)
-    session.add(event)
-    head.sequence = event.sequence
-    head.hash = event.hash
+    events = table_of(AuditEvent)
+    session.execute(
+        insert(events), {column.key: getattr(event, column.key) for column in events.columns}
+    )
+    heads = table_of(AuditChainHead)
+    session.execute(
+        update(heads)
+        .where(heads.c.id == HEAD_ROW_ID)
+        .values(sequence=event.sequence, hash=event.hash)
+    )
     if policy.checkpoint_every > 0 and event.sequence % policy.checkpoint_every == 0:
         checkpoint = AuditCheckpoint(
             sequence=event.sequence, head_hash=event.hash, created_at=occurred_at
@@ -229,7 +248,7 @@ def record_event(
         if policy.signer is not None:
             sign_checkpoint(checkpoint, policy.signer())
         session.add(checkpoint)
-    session.flush()
+        session.flush()
     return event
 
 

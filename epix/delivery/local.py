@@ -29,17 +29,17 @@ class ExchangeInbox:
     def deliver(self, session: Session, claim: Claim) -> None:
         message = find_message(session, claim.sender_party, claim.message_id)
         if message is not None:
-            entry = deliver_to_inbox(session, party=claim.destination_party, message=message)
+            entry_id = deliver_to_inbox(session, party=claim.destination_party, message=message)
         else:
             origin = claim.sender_party or "this node"
-            entry = put_notification(
+            entry_id = put_notification(
                 session,
                 party=claim.destination_party,
                 kind=claim.kind,
                 subject=f"{claim.kind} {claim.message_id} from {origin}",
                 payload=claim.payload,
                 content_type=claim.content_type,
-            )
+            ).id
         publish_event(
             session,
             party=claim.destination_party,
@@ -49,6 +49,6 @@ class ExchangeInbox:
                 "message_id": claim.message_id,
                 "from": claim.sender_party,
                 "document_type": claim.kind,
-                "inbox_entry": entry.id,
+                "inbox_entry": entry_id,
             },
         )

@@ -12,13 +12,14 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Protocol
 
-from sqlalchemy import Select, or_, select
+from sqlalchemy import Select, insert, or_, select
 from sqlalchemy.orm import Session
 
-from epix.db.base import utcnow
+from epix.db.base import table_of, utcnow
 from epix.errors import EpixError
-from epix.exchange.models import InboxEntry, Message
+from epix.exchange.models import InboxEntry
 
 KIND_MESSAGE = "message"
 
@@ -33,27 +34,43 @@ class InboxPage:
     next_cursor: int | None
 
 
-def deliver_to_inbox(session: Session, *, party: str, message: Message) -> InboxEntry:
-    """Put a stored message into a Party's inbox on this node (idempotent per message)."""
+class Deliverable(Protocol):
+    """What an inbox entry needs of a stored message (an ORM ``Message`` or a fresh row)."""
+
+    @property
+    def id(self) -> int: ...
+    @property
+    def document_type(self) -> str: ...
+    @property
+    def message_id(self) -> str: ...
+    @property
+    def sender_party(self) -> str: ...
+
+
+def deliver_to_inbox(session: Session, *, party: str, message: Deliverable) -> int:
+    """Put a stored message into a Party's inbox on this node (idempotent per message).
+
+    Returns the entry's id. Core statements: this runs in every submission's transaction.
+    """
+    table = table_of(InboxEntry)
     existing = session.scalar(
-        select(InboxEntry).where(
-            InboxEntry.recipient_party == party, InboxEntry.message_pk == message.id
-        )
+        select(table.c.id).where(table.c.recipient_party == party, table.c.message_pk == message.id)
     )
     if existing is not None:
-        return existing
-    entry = InboxEntry(
-        recipient_party=party,
-        kind=KIND_MESSAGE,
-        message=message,
-        subject=f"{message.document_type} {message.message_id} from {message.sender_party}",
-        content_type="application/xml",
-        created_at=utcnow(),
-        pull_count=0,
-    )
-    session.add(entry)
-    session.flush()
-    return entry
+        return int(existing)
+    entry_id = session.execute(
+        insert(table).returning(table.c.id),
+        {
+            "recipient_party": party,
+            "kind": KIND_MESSAGE,
+            "message_pk": message.id,
+            "subject": f"{message.document_type} {message.message_id} from {message.sender_party}",
+            "content_type": "application/xml",
+            "created_at": utcnow(),
+            "pull_count": 0,
+        },
+    ).scalar_one()
+    return int(entry_id)
 
 
 def put_notification(

@@ -36,11 +36,12 @@ from epix.endorsements import service as endorsements
 from epix.endorsements.document import EndorsementDocument, check_schema, read_endorsement
 from epix.errors import EpixError, Finding, Severity
 from epix.exchange.envelope import Envelope
-from epix.exchange.models import Message, Receipt
+from epix.exchange.models import Receipt
 from epix.exchange.node_identity import NODE_ROLE, NodeIdentity
 from epix.exchange.receipts import ReceiptFacts, outcome_status, sign_receipt
 from epix.exchange.service import (
     StorageUnavailable,
+    StoredMessage,
     SubmissionResult,
     find_message,
     is_hosted,
@@ -358,7 +359,7 @@ def _store(
     settings: Settings,
     identity: NodeIdentity,
     request: RequestContext | None,
-) -> Message:
+) -> StoredMessage:
     """The one transaction: bytes, receipt, inbox entry or onward row, effect, audit event."""
     message = store_message(
         session,
