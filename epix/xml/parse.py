@@ -40,8 +40,26 @@ def _too_deep(max_depth: int) -> etree.XPath:
 
 
 def _has_doctype_bytes(data: bytes) -> bool:
-    head = data.lstrip(b"\xef\xbb\xbf")
-    return b"<!DOCTYPE" in head or b"<!ENTITY" in head
+    """True when the prolog declares a DOCTYPE (entities can only be declared inside one).
+
+    A DOCTYPE may only stand before the root element, among the XML declaration, comments and
+    processing instructions, so the scan stops at the first other tag instead of reading the
+    whole document. Encodings that are not ASCII-compatible are left to the post-parse check.
+    """
+    position = 0
+    while (start := data.find(b"<", position)) >= 0:
+        if data.startswith((b"<!DOCTYPE", b"<!ENTITY"), start):
+            return True
+        if data.startswith(b"<?", start):
+            end = data.find(b"?>", start + 2)
+        elif data.startswith(b"<!--", start):
+            end = data.find(b"-->", start + 4)
+        else:  # the root element's start tag, or bytes the parser refuses anyway
+            return False
+        if end < 0:
+            return False
+        position = end + 2
+    return False
 
 
 def parse_xml(
@@ -57,7 +75,7 @@ def parse_xml(
             f"The document is {len(data)} bytes; the limit is {max_bytes} bytes.",
             location="/",
         )
-    if not data.strip():
+    if not data or data.isspace():  # no stripped copy of the whole document
         raise EpixError.of("EPIX-XML-006", "The document is empty.", location="/")
     if _has_doctype_bytes(data):
         raise EpixError.of(
