@@ -43,12 +43,12 @@ from epix.exchange.service import (
     StorageUnavailable,
     StoredMessage,
     SubmissionResult,
-    find_message,
     is_hosted,
     reject,
     replay,
     replay_or_check_destination,
     route_message,
+    seen_message,
     sha256_hex,
     store_message,
 )
@@ -212,7 +212,7 @@ def read_status(root: etree._Element) -> StatusDocument:
 def _trust(database: Database, envelope: Envelope, sha256: str) -> SubmissionResult | _EitherRole:
     """One short read: a replay answers at once; else the destination must be known and the
     sender's certificates for the document's signing roles are copied for verification."""
-    with database.unit_of_work() as session:
+    with database.read() as session:
         replayed = replay_or_check_destination(session, envelope, sha256)
         if replayed is not None:
             return replayed
@@ -329,7 +329,7 @@ def receive(
     except IntegrityError:
         # A concurrent copy of the same message won: answer with its receipt.
         with database.unit_of_work() as session:
-            existing = find_message(session, envelope.sender, envelope.message_id)
+            existing = seen_message(session, envelope.sender, envelope.message_id)
             if existing is not None:
                 return replay(session, existing, sha256)
         raise StorageUnavailable.conflict() from None

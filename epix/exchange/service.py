@@ -207,14 +207,36 @@ def find_message(session: Session, sender: str, message_id: str) -> Message | No
     )
 
 
-def _stored_receipt(session: Session, message: Message) -> bytes:
-    receipt = session.scalar(select(Receipt).where(Receipt.message_pk == message.id))
-    if receipt is None:  # every stored message has its receipt, written in the same transaction
-        raise RuntimeError(f"message {message.id} has no receipt")
-    return receipt.body
+@dataclass(frozen=True, slots=True)
+class SeenMessage:
+    """What answering a replayed message id needs of the stored message."""
+
+    id: int
+    message_id: str
+    sender_party: str
+    sha256: str
+    status: str
+    received_at: datetime
 
 
-def replay(session: Session, existing: Message, sha256: str) -> SubmissionResult:
+def seen_message(session: Session, sender: str, message_id: str) -> SeenMessage | None:
+    """The stored message with this id from ``sender``, without its bytes (one Core SELECT:
+    every submission asks it)."""
+    messages = table_of(Message)
+    row = session.execute(
+        select(
+            messages.c.id,
+            messages.c.message_id,
+            messages.c.sender_party,
+            messages.c.sha256,
+            messages.c.status,
+            messages.c.received_at,
+        ).where(messages.c.sender_party == sender, messages.c.message_id == message_id)
+    ).one_or_none()
+    return None if row is None else SeenMessage(*row)
+
+
+def replay(session: Session, existing: SeenMessage, sha256: str) -> SubmissionResult:
     """Same id and bytes: the original receipt. Same id, other bytes: EPIX-MSG-001."""
     if existing.sha256 != sha256:
         raise EpixError.of(
@@ -223,9 +245,13 @@ def replay(session: Session, existing: Message, sha256: str) -> SubmissionResult
             f"for other bytes (SHA-256 {existing.sha256}).",
             "X-EPIX-Message-Id",
         )
+    receipts = table_of(Receipt)
+    receipt = session.scalar(select(receipts.c.body).where(receipts.c.message_pk == existing.id))
+    if receipt is None:  # every stored message has its receipt, written in the same transaction
+        raise RuntimeError(f"message {existing.id} has no receipt")
     return SubmissionResult(
         status=existing.status,
-        receipt=_stored_receipt(session, existing),
+        receipt=receipt,
         sha256=existing.sha256,
         received_at=existing.received_at,
         message_id=existing.message_id,
@@ -240,10 +266,10 @@ def replay_or_check_destination(
 ) -> SubmissionResult | None:
     """The original receipt when this message id was seen before (other bytes are refused);
     otherwise ``None`` once the destination is known to be a registered Party (EPIX-MSG-003)."""
-    existing = find_message(session, envelope.sender, envelope.message_id)
+    existing = seen_message(session, envelope.sender, envelope.message_id)
     if existing is not None:
         return replay(session, existing, sha256)
-    if registry.get_party(session, envelope.recipient) is None:
+    if not registry.party_exists(session, envelope.recipient):
         raise EpixError.of(
             "EPIX-MSG-003", f"{envelope.recipient} is not a Party in the registry.", "X-EPIX-To"
         )
@@ -254,8 +280,9 @@ def _read_phase(
     database: Database, envelope: Envelope, sha256: str
 ) -> SubmissionResult | TrustStore:
     """One short read: a replay answers at once; else the destination must be known and the
-    sender's registered MA certificates are copied for the lock-free verification."""
-    with database.unit_of_work() as session:
+    sender's registered MA certificates are copied for the lock-free verification. A snapshot
+    read: a concurrent first use of the same id or permit is caught by the write's constraints."""
+    with database.read() as session:
         replayed = replay_or_check_destination(session, envelope, sha256)
         if replayed is not None:
             return replayed
@@ -269,7 +296,7 @@ def _verify(
     if not verdict.valid and isinstance(trust, _DeferredTrust) and trust.unknown_fingerprints:
         # The signer is not registered for this Party: ask the whole registry who owns it,
         # so the refusal can say "bound to another Party" (EPIX-SIG-015) rather than unknown.
-        with database.unit_of_work() as session:
+        with database.read() as session:
             full = RegistryTrustStore(session)
             owners = [full.owner_of(fp) for fp in trust.unknown_fingerprints]
             known = StaticTrustStore(
@@ -393,7 +420,7 @@ def _after_conflict(
 ) -> SubmissionResult:
     try:
         with database.unit_of_work() as session:
-            existing = find_message(session, envelope.sender, envelope.message_id)
+            existing = seen_message(session, envelope.sender, envelope.message_id)
             if existing is not None:
                 return replay(session, existing, sha256)
             _check_permit_unique(session, permit, sha256)

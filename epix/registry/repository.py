@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import delete, select, text
+from sqlalchemy import Row, delete, select, text
 from sqlalchemy.orm import Session, selectinload
 
+from epix.db.base import table_of
 from epix.registry.models import (
     RegistryAuthority,
     RegistryCertificate,
@@ -31,6 +34,12 @@ def lock_state(session: Session) -> RegistryState:
 def current_version(session: Session) -> int:
     version = session.scalar(select(RegistryState.version).where(RegistryState.id == STATE_ID))
     return int(version or 0)
+
+
+def party_exists(session: Session, code: str) -> bool:
+    """Whether ``code`` is a registered Party (one Core SELECT: the submit path asks it)."""
+    parties = table_of(RegistryParty)
+    return session.scalar(select(parties.c.code).where(parties.c.code == code.upper())) is not None
 
 
 def get_party(session: Session, code: str) -> RegistryParty | None:
@@ -70,16 +79,34 @@ def list_parties(session: Session) -> Sequence[RegistryParty]:
     ).all()
 
 
-def certificates_of_party(
-    session: Session, party: str
-) -> Sequence[tuple[RegistryCertificate, RegistryAuthority]]:
+@dataclass(frozen=True, slots=True)
+class PartyCertificate:
+    """A registered certificate with the authority it belongs to."""
+
+    entry: CertificateEntry
+    authority_id: int
+    authority_name: str
+    party: str
+
+
+def certificates_of_party(session: Session, party: str) -> list[PartyCertificate]:
+    """Every certificate registered for ``party``'s authorities (one Core SELECT: every
+    submission's signature check reads it)."""
+    certificates, authorities = table_of(RegistryCertificate), table_of(RegistryAuthority)
     rows = session.execute(
-        select(RegistryCertificate, RegistryAuthority)
-        .join(RegistryAuthority, RegistryCertificate.authority_id == RegistryAuthority.id)
-        .where(RegistryAuthority.party_code == party.upper())
-        .order_by(RegistryCertificate.id)
+        select(
+            certificates,
+            authorities.c.name.label("authority_name"),
+            authorities.c.party_code,
+        )
+        .join(authorities, certificates.c.authority_id == authorities.c.id)
+        .where(authorities.c.party_code == party.upper())
+        .order_by(certificates.c.id)
     ).all()
-    return [(row[0], row[1]) for row in rows]
+    return [
+        PartyCertificate(entry_of(row), row.authority_id, row.authority_name, row.party_code)
+        for row in rows
+    ]
 
 
 def unrevoked_certificates(
@@ -94,7 +121,8 @@ def unrevoked_certificates(
     return [(row[0], row[1]) for row in rows]
 
 
-def entry_of(certificate: RegistryCertificate) -> CertificateEntry:
+def entry_of(certificate: RegistryCertificate | Row[Any]) -> CertificateEntry:
+    """The snapshot entry of a certificate (an ORM object or a Core row of the same columns)."""
     return CertificateEntry(
         fingerprint=certificate.fingerprint,
         pem=certificate.pem.encode("ascii"),

@@ -29,14 +29,17 @@ class RegistryTrustStore:
 
     def candidates(self, party: str, role: str) -> Sequence[TrustedCertificate]:
         found: list[TrustedCertificate] = []
-        for certificate, authority in repository.certificates_of_party(self.session, party):
-            entry = repository.entry_of(certificate)
-            if role not in entry.roles:
+        for registered in repository.certificates_of_party(self.session, party):
+            if role not in registered.entry.roles:
                 continue
             found += [
                 trusted
                 for trusted in trusted_certificates(
-                    authority.party_code, authority.id, authority.name, entry, self.as_of
+                    registered.party,
+                    registered.authority_id,
+                    registered.authority_name,
+                    registered.entry,
+                    self.as_of,
                 )
                 if trusted.role == role
             ]
