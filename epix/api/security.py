@@ -83,7 +83,7 @@ def get_current_principal(request: Request, database: DatabaseDep) -> Principal:
     raw_key = presented_api_key(request)
     principal: Principal | None = None
     if raw_key is not None:
-        with database.unit_of_work() as session:
+        with database.read() as session:
             principal = authenticate_api_key(session, raw_key)
     else:
         web = web_session(request)
@@ -92,7 +92,7 @@ def get_current_principal(request: Request, database: DatabaseDep) -> Principal:
         if web is not None and isinstance(user_id, int) and isinstance(epoch, int):
             _check_same_origin(request)
             try:
-                with database.unit_of_work() as session:
+                with database.read() as session:
                     principal = authenticate_session(session, user_id, epoch)
             except EpixError:
                 web.clear()

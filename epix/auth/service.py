@@ -13,10 +13,11 @@ import re
 import secrets
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
+from typing import Protocol
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from epix.audit.context import RequestContext
@@ -24,7 +25,7 @@ from epix.audit.service import record_event
 from epix.auth.models import ApiKey, User
 from epix.auth.notify import notify_secretariat
 from epix.auth.principal import SECRETARIAT_PARTY, Principal, Role
-from epix.db.base import utcnow
+from epix.db.base import table_of, utcnow
 from epix.errors import EpixError
 
 KEY_SCHEME = "epix"
@@ -35,6 +36,52 @@ _hasher = PasswordHasher()
 # Verified against when the user does not exist, so both failures take the same time.
 _DUMMY_HASH = _hasher.hash(secrets.token_urlsafe(16))
 MIN_PASSWORD_LENGTH = 12
+_USERS = table_of(User)
+_API_KEYS = table_of(ApiKey)
+# What authentication reads of a person: enough to refuse a disabled one and to build a Principal.
+_PERSON = (
+    _USERS.c.id,
+    _USERS.c.username,
+    _USERS.c.party,
+    _USERS.c.authority,
+    _USERS.c.roles,
+    _USERS.c.disabled_at,
+    _USERS.c.removed_at,
+)
+
+
+class Person(Protocol):
+    """A ``User`` or a row of the columns in ``_PERSON``: what the checks below read."""
+
+    @property
+    def id(self) -> int: ...
+    @property
+    def username(self) -> str: ...
+    @property
+    def party(self) -> str: ...
+    @property
+    def authority(self) -> str: ...
+    @property
+    def roles(self) -> str: ...
+    @property
+    def disabled_at(self) -> datetime | None: ...
+    @property
+    def removed_at(self) -> datetime | None: ...
+
+
+# Built once: composing a statement per call cost more than running it.
+_KEY_AND_OWNER = (
+    select(
+        *_PERSON,
+        _API_KEYS.c.id.label("key_id"),
+        _API_KEYS.c.key_hash,
+        _API_KEYS.c.revoked_at,
+        _API_KEYS.c.expires_at,
+    )
+    .join_from(_API_KEYS, _USERS, _USERS.c.id == _API_KEYS.c.user_id)
+    .where(_API_KEYS.c.prefix == bindparam("prefix"))
+)
+_SESSION_USER = select(*_PERSON, _USERS.c.auth_epoch).where(_USERS.c.id == bindparam("user_id"))
 
 
 def _key_hash(raw_key: str) -> str:
@@ -45,7 +92,7 @@ def parse_roles(value: str) -> frozenset[Role]:
     return frozenset(Role(part) for part in value.split(",") if part)
 
 
-def principal_of(user: User, api_key_id: int | None = None) -> Principal:
+def principal_of(user: Person, api_key_id: int | None = None) -> Principal:
     return Principal(
         user_id=user.id,
         username=user.username,
@@ -56,7 +103,7 @@ def principal_of(user: User, api_key_id: int | None = None) -> Principal:
     )
 
 
-def _ensure_active(user: User) -> None:
+def _ensure_active(user: Person) -> None:
     if user.disabled_at is not None or user.removed_at is not None:
         raise EpixError.of("EPIX-AUTH-006", f"The account {user.username!r} is disabled.", "user")
 
@@ -200,8 +247,11 @@ def authenticate_password(session: Session, username: str, password: str) -> Use
 
 
 def authenticate_session(session: Session, user_id: int, epoch: int) -> Principal:
-    """The person behind a web session, if that session is still valid."""
-    user = session.get(User, user_id)
+    """The person behind a web session, if that session is still valid.
+
+    One Core SELECT of the needed columns; it writes nothing, so callers use ``Database.read()``.
+    """
+    user = session.execute(_SESSION_USER, {"user_id": user_id}).one_or_none()
     if user is None or user.auth_epoch != epoch:
         raise EpixError.of("EPIX-AUTH-009", "The web session is no longer valid.", "session")
     _ensure_active(user)
@@ -280,22 +330,24 @@ def revoke_api_key(
 
 
 def authenticate_api_key(session: Session, raw_key: str) -> Principal:
-    """The person a presented API key was issued to, or a refusal with an AUTH code."""
+    """The person a presented API key was issued to, or a refusal with an AUTH code.
+
+    One Core SELECT of the key joined with its owner (only the columns the checks and the
+    Principal need; a key without an owner is not valid); it writes nothing, so callers use
+    ``Database.read()``.
+    """
     match = _KEY_RE.match(raw_key.strip())
-    key = None
+    row = None
     if match is not None:
-        key = session.scalars(select(ApiKey).where(ApiKey.prefix == match.group(1))).one_or_none()
-    if key is None or not hmac.compare_digest(key.key_hash, _key_hash(raw_key.strip())):
+        row = session.execute(_KEY_AND_OWNER, {"prefix": match.group(1)}).one_or_none()
+    if row is None or not hmac.compare_digest(row.key_hash, _key_hash(raw_key.strip())):
         raise EpixError.of("EPIX-AUTH-002", "The API key is not valid.", "Authorization")
-    if key.revoked_at is not None:
+    if row.revoked_at is not None:
         raise EpixError.of("EPIX-AUTH-003", "The API key was revoked.", "Authorization")
-    if key.expires_at is not None and key.expires_at <= utcnow():
+    if row.expires_at is not None and row.expires_at <= utcnow():
         raise EpixError.of("EPIX-AUTH-003", "The API key has expired.", "Authorization")
-    user = session.get(User, key.user_id)
-    if user is None:
-        raise EpixError.of("EPIX-AUTH-002", "The API key is not valid.", "Authorization")
-    _ensure_active(user)
-    return principal_of(user, api_key_id=key.id)
+    _ensure_active(row)
+    return principal_of(row, api_key_id=row.key_id)
 
 
 def _notify_user_change(
