@@ -119,68 +119,129 @@ def _wrong_root(element: etree._Element, what: str) -> EpixError:
 
 
 # --- value helpers -------------------------------------------------------------------------
+#
+# A permit has ~150 elements and is read on the hot path. Reading an element's ``tag`` builds a
+# new "{namespace}name" string each time a proxy is created, and lxml's ``find`` runs ElementPath
+# in Python, so each aggregate's children are walked once into a dict keyed by Clark tag (the
+# tags below are built once, at import) and the fields are picked from it.
+
+_ACQUISITION = _R + "AcquisitionDateTime"
+_ACTUAL = _R + "ActualDateTime"
+_ADDRESS = _R + "PostalTradeAddress"
+_ANNUAL_QUOTA = _R + "AnnualQuotaQuantity"
+_APPENDIX_OR_TYPE = _R + "TypeCode"
+_CATEGORY = _R + "CategoryCode"
+_CERTIFIER = _R + "CertifyingTradeParty"
+_CITY = _R + "CityName"
+_CONSIGNEE = _R + "ConsigneeTradeParty"
+_CONSIGNMENT = _P + "SpecifiedSupplyChainConsignment"
+_CONSIGNOR = _R + "ConsignorTradeParty"
+_COPY = _R + "CopyIndicator"
+_COUNTRY = _R + "CountryID"
+_COUNTRY_NAME = _R + "CountryName"
+_DESCRIPTION = _R + "Description"
+_END = _R + "EndDateTime"
+_EVENT = _R + "ExaminationTransportEvent"
+_EXPORT_COUNTRY = _R + "ExportTradeCountry"
+_HEADER = _P + "HeaderExchangedDocument"
+_ID = _R + "ID"
+_INFORMATION = _R + "Information"
+_ISSUED = _R + "IssueDateTime"
+_ITEM = _R + "IncludedSupplyChainConsignmentItem"
+_ITEM_QUANTITY = _R + "ItemQuantity"
+_LINE_DOCUMENT = _R + "AssociatedReferencedDocument"
+_LOCATION = _R + "OccurrenceLogisticsLocation"
+_MARKING = _R + "Marking"
+_MARKS = _R + "PhysicalLogisticsShippingMarks"
+_NAME = _R + "Name"
+_OCCURRED = _R + "ActualOccurrenceDateTime"
+_ORIGIN_COUNTRY = _R + "OriginTradeCountry"
+_PACKAGE = _R + "TransportLogisticsPackage"
+_PERIOD = _R + "EffectiveSpecifiedPeriod"
+_PLACE = _R + "IssueLogisticsLocation"
+_PO_BOX = _R + "PostOfficeBox"
+_POSTCODE = _R + "PostcodeCode"
+_PREVIOUS_DOCUMENT = _R + "PreviousReferencedDocument"
+_PROCEDURE = _R + "ApplicableCrossBorderRegulatoryProcedure"
+_PRODUCT = _R + "SpecifiedTradeProduct"
+_PROVIDER = _R + "ProviderTradeParty"
+_PURPOSE = _R + "PurposeCode"
+_PURPOSE_TEXT = _R + "Purpose"
+_QUOTA_USED = _R + "UsedToDateQuotaQuantity"
+_REFERENCE = _R + "ReferenceReferencedDocument"
+_REPRESENTATIVE = _R + "SpecifiedRepresentativePerson"
+_SCIENTIFIC_NAME = _R + "ScientificName"
+_COMMON_NAME = _R + "CommonName"
+_SIGNATORY = _R + "FirstSignatoryDocumentAuthentication"
+_SIGNATORY_PERSON = _R + "SpecifiedAuthoritativeSignatoryPerson"
+_SOURCE = _R + "TypeExtensionCode"
+_START = _R + "StartDateTime"
+_STREET = _R + "StreetName"
+_SUBDIVISION = _R + "CountrySubDivisionName"
+_TRADE = _R + "IncludedSupplyChainTradeLineItem"
+_TRANSPORT_DOCUMENT = _R + "TransportContractReferencedDocument"
+_UNIT_QUANTITY = _R + "UnitQuantity"
+
+_Kids = dict[object, etree._Element]
+_NO_KIDS: _Kids = {}
+_Leaves = dict[object, str | None]
+_NO_LEAVES: _Leaves = {}
 
 
-class _Kids:
-    """An element's children grouped by tag, read in one pass.
+def _kids(element: etree._Element | None) -> _Kids:
+    """The element's first child of each tag (comments and PIs key on their tag factory)."""
+    if element is None:
+        return _NO_KIDS
+    kids: _Kids = {}
+    for child in element[::-1]:  # type: ignore[index]  # backwards: the first child wins
+        kids[child.tag] = child
+    return kids
 
-    lxml's ``find`` runs ElementPath in Python; a permit has ~150 elements and is read on the
-    hot path, so each aggregate is scanned once and its children looked up in a dict.
-    """
 
-    __slots__ = ("_by_tag",)
+def _leaves(element: etree._Element | None) -> _Leaves:
+    """Like ``_kids``, but each first child's text (as ``_text`` gives it) for leaf aggregates."""
+    if element is None:
+        return _NO_LEAVES
+    leaves: _Leaves = {}
+    for child in element[::-1]:  # type: ignore[index]
+        value = child.text
+        leaves[child.tag] = (value and value.strip()) or None
+    return leaves
 
-    def __init__(self, element: etree._Element | None) -> None:
-        by_tag: dict[str, list[etree._Element]] = {}
-        if element is not None:
-            # Elements only: comments and processing instructions are skipped in C.
-            for child in element.iterchildren(etree.Element):
-                found = by_tag.get(child.tag)
-                if found is None:
-                    by_tag[child.tag] = [child]
-                else:
-                    found.append(child)
-        self._by_tag = by_tag
 
-    def all(self, name: str, namespace: str = _R) -> list[etree._Element]:
-        return self._by_tag.get(namespace + name, [])
+def _every(element: etree._Element, kids: _Kids, tag: str) -> list[etree._Element]:
+    """Every child named ``tag`` in document order; ``kids`` is ``_kids(element)``."""
+    if tag not in kids:
+        return []
+    if len(element) == len(kids):  # no tag repeats: the one child is all there is
+        return [kids[tag]]
+    return [child for child in element if child.tag == tag]
 
-    def first(self, name: str, namespace: str = _R) -> etree._Element | None:
-        found = self._by_tag.get(namespace + name)
-        return found[0] if found else None
 
-    def sub(self, name: str, namespace: str = _R) -> _Kids:
-        found = self._by_tag.get(namespace + name)
-        return _Kids(found[0] if found else None)
-
-    def text(self, name: str) -> str | None:
-        found = self._by_tag.get(_R + name)
-        if not found:
-            return None
-        value = found[0].text
-        if value is None:
-            return None
-        value = value.strip()
-        return value or None
-
-    def texts(self, name: str) -> tuple[str, ...]:
-        return tuple(value for child in self.all(name) if (value := _text(child)))
-
-    def datetime(self, name: str) -> datetime | None:
-        return _datetime(self.first(name))
-
-    def quantity(self, name: str) -> tuple[Decimal | None, str | None]:
-        return _quantity(self.first(name))
+def _child(element: etree._Element | None, tag: str) -> etree._Element | None:
+    """The first child named ``tag``: cheaper than ``_kids`` when one child is wanted."""
+    if element is not None:
+        for child in element:
+            if child.tag == tag:
+                return child
+    return None
 
 
 def _text(element: etree._Element | None) -> str | None:
     if element is None:
         return None
     value = element.text
-    if value is None:
-        return None
-    value = value.strip()
-    return value or None
+    return (value and value.strip()) or None
+
+
+def _texts(parents: list[etree._Element], tag: str) -> tuple[str, ...]:
+    """The non-empty texts of every ``tag`` child of each parent, in document order."""
+    return tuple(
+        value
+        for parent in parents
+        for child in parent
+        if child.tag == tag and (value := (child.text or "").strip())
+    )
 
 
 def _bad_value(element: etree._Element, what: str, value: str) -> EpixError:
@@ -242,88 +303,87 @@ def _path_of(element: etree._Element) -> str:
 
 
 # --- aggregates ----------------------------------------------------------------------------
+#
+# Fields are read in the order the schema-error precedence needs (the first bad date or
+# quantity in reading order is the one reported), and dataclasses are built positionally.
 
 
 def _document(element: etree._Element | None) -> DocumentRef | None:
+    """A referenced document, or None when every one of its fields is empty."""
     if element is None:
         return None
-    kids = _Kids(element)
-    period = kids.sub("EffectiveSpecifiedPeriod")
-    ref = DocumentRef(
-        id=kids.text("ID"),
-        type_code=kids.text("TypeCode"),
-        issued_at=kids.datetime("IssueDateTime"),
-        name=kids.text("Name"),
-        valid_from=period.datetime("StartDateTime"),
-        valid_until=period.datetime("EndDateTime"),
-    )
-    return None if ref == _NO_DOCUMENT else ref
+    kids = _kids(element)
+    issued_at = _datetime(kids.get(_ISSUED))
+    period = _kids(kids.get(_PERIOD))
+    valid_from = _datetime(period.get(_START))
+    valid_until = _datetime(period.get(_END))
+    number = _text(kids.get(_ID))
+    type_code = _text(kids.get(_APPENDIX_OR_TYPE))
+    name = _text(kids.get(_NAME))
+    if number or type_code or issued_at or name or valid_from or valid_until:
+        return DocumentRef(number, type_code, issued_at, name, valid_from, valid_until)
+    return None
 
 
-_NO_DOCUMENT = DocumentRef()
+_NO_PARTY = TradeParty()
 
 
 def _party(element: etree._Element | None) -> TradeParty:
     if element is None:
-        return TradeParty()
-    kids = _Kids(element)
-    address = kids.sub("PostalTradeAddress")
+        return _NO_PARTY
+    kids = _kids(element)
+    address = _leaves(kids.get(_ADDRESS))
     return TradeParty(
-        name=kids.text("Name"),
-        id=kids.text("ID"),
-        address=Address(
-            street=address.text("StreetName"),
-            city=address.text("CityName"),
-            postcode=address.text("PostcodeCode"),
-            po_box=address.text("PostOfficeBox"),
-            subdivision=address.text("CountrySubDivisionName"),
-            country=address.text("CountryID"),
-            country_name=address.text("CountryName"),
+        _text(kids.get(_NAME)),
+        Address(
+            address.get(_STREET),
+            address.get(_CITY),
+            address.get(_POSTCODE),
+            address.get(_PO_BOX),
+            address.get(_SUBDIVISION),
+            address.get(_COUNTRY),
+            address.get(_COUNTRY_NAME),
         ),
-        representative=kids.sub("SpecifiedRepresentativePerson").text("Name"),
-        signatory=kids.sub("SpecifiedAuthoritativeSignatoryPerson").text("Name"),
+        _text(kids.get(_ID)),
+        _text(_child(kids.get(_REPRESENTATIVE), _NAME)),
+        _text(_child(kids.get(_SIGNATORY_PERSON), _NAME)),
     )
-
-
-_NO_ENDORSEMENT = Endorsement()
 
 
 def _endorsement(element: etree._Element | None) -> Endorsement | None:
+    """Box 14, or None when every one of its fields is empty."""
     if element is None:
         return None
-    kids = _Kids(element)
-    quantity, unit = kids.quantity("UnitQuantity")
-    location = kids.sub("OccurrenceLogisticsLocation")
-    certifier = kids.sub("CertifyingTradeParty")
-    endorsement = Endorsement(
-        occurred_at=kids.datetime("ActualOccurrenceDateTime"),
-        quantity=quantity,
-        unit=unit,
-        port=location.text("ID"),
-        port_name=location.text("Name"),
-        authority=certifier.text("Name"),
-        officer=certifier.sub("SpecifiedAuthoritativeSignatoryPerson").text("Name"),
-    )
-    return None if endorsement == _NO_ENDORSEMENT else endorsement
+    kids = _kids(element)
+    quantity, unit = _quantity(kids.get(_UNIT_QUANTITY))
+    occurred_at = _datetime(kids.get(_OCCURRED))
+    location = _leaves(kids.get(_LOCATION))
+    certifier = _kids(kids.get(_CERTIFIER))
+    port = location.get(_ID)
+    port_name = location.get(_NAME)
+    authority = _text(certifier.get(_NAME))
+    officer = _text(_child(certifier.get(_SIGNATORY_PERSON), _NAME))
+    if occurred_at or quantity is not None or unit or port or port_name or authority or officer:
+        return Endorsement(occurred_at, quantity, unit, port, port_name, authority, officer)
+    return None
 
 
 _LINE_DOCUMENTS = (DOC_ORIGIN_PERMIT, DOC_LAST_REEXPORT, DOC_IMPORT_PERMIT)
 
 
 def _line(item: etree._Element, index: int) -> PermitLine:
-    kids = _Kids(item)
-    trade = kids.sub("IncludedSupplyChainTradeLineItem")
-    product = trade.sub("SpecifiedTradeProduct")
-    quantity, unit = kids.sub("TransportLogisticsPackage").quantity("ItemQuantity")
-    origin = kids.sub("OriginTradeCountry")
-    last = kids.sub("ExportTradeCountry")
-    procedure = kids.sub("ApplicableCrossBorderRegulatoryProcedure")
-    used, quota_unit = procedure.quantity("UsedToDateQuotaQuantity")
-    annual, annual_unit = procedure.quantity("AnnualQuotaQuantity")
+    kids = _kids(item)
+    trade = _kids(kids.get(_TRADE))
+    product = _leaves(trade.get(_PRODUCT))
+    quantity, unit = _quantity(_child(kids.get(_PACKAGE), _ITEM_QUANTITY))
+    procedure_element = kids.get(_PROCEDURE)
+    procedure = _kids(procedure_element)
+    used, quota_unit = _quantity(procedure.get(_QUOTA_USED))
+    annual, annual_unit = _quantity(procedure.get(_ANNUAL_QUOTA))
 
-    by_kind: dict[str, DocumentRef] = {}
+    by_kind: dict[str | None, DocumentRef] = {}
     others: list[DocumentRef] = []
-    for element in kids.all("AssociatedReferencedDocument"):
+    for element in _every(item, kids, _LINE_DOCUMENT):
         ref = _document(element)
         if ref is None:
             continue
@@ -333,37 +393,34 @@ def _line(item: etree._Element, index: int) -> PermitLine:
         else:
             others.append(ref)
 
-    marks = tuple(
-        mark
-        for marks_element in kids.all("PhysicalLogisticsShippingMarks")
-        for mark in _Kids(marks_element).texts("Marking")
-    )
+    origin = _leaves(kids.get(_ORIGIN_COUNTRY))
+    last = _leaves(kids.get(_EXPORT_COUNTRY))
     return PermitLine(
-        line_id=kids.text("ID") or str(index),
-        scientific_name=product.text("ScientificName"),
-        common_name=product.text("CommonName"),
-        description=product.text("Description"),
-        term=product.text("TypeCode"),
-        marks=marks,
-        appendix=trade.text("TypeCode"),
-        source=trade.text("TypeExtensionCode"),
-        quantity=quantity,
-        unit=unit,
-        quota_used=used,
-        annual_quota=annual,
-        quota_unit=quota_unit or annual_unit,
-        origin_country=origin.text("ID"),
-        origin_country_name=origin.text("Name"),
-        origin_permit=by_kind.get(DOC_ORIGIN_PERMIT),
-        reexport_country=last.text("ID"),
-        reexport_country_name=last.text("Name"),
-        last_reexport=by_kind.get(DOC_LAST_REEXPORT),
-        import_permit=by_kind.get(DOC_IMPORT_PERMIT),
-        other_documents=tuple(others),
-        registered_operation=procedure.sub("PreviousReferencedDocument").text("ID"),
-        acquisition_date=procedure.datetime("AcquisitionDateTime"),
-        procedure_categories=procedure.texts("CategoryCode"),
-        endorsement=_endorsement(kids.first("ExaminationTransportEvent")),
+        _text(kids.get(_ID)) or str(index),
+        product.get(_SCIENTIFIC_NAME),
+        product.get(_COMMON_NAME),
+        product.get(_DESCRIPTION),
+        product.get(_APPENDIX_OR_TYPE),
+        _texts(_every(item, kids, _MARKS), _MARKING),
+        _text(trade.get(_APPENDIX_OR_TYPE)),
+        _text(trade.get(_SOURCE)),
+        quantity,
+        unit,
+        used,
+        annual,
+        quota_unit or annual_unit,
+        origin.get(_ID),
+        origin.get(_NAME),
+        by_kind.get(DOC_ORIGIN_PERMIT),
+        last.get(_ID),
+        last.get(_NAME),
+        by_kind.get(DOC_LAST_REEXPORT),
+        by_kind.get(DOC_IMPORT_PERMIT),
+        tuple(others),
+        _text(_child(procedure.get(_PREVIOUS_DOCUMENT), _ID)),
+        _datetime(procedure.get(_ACQUISITION)),
+        _texts([procedure_element], _CATEGORY) if procedure_element is not None else (),
+        _endorsement(kids.get(_EVENT)),
     )
 
 
@@ -372,39 +429,54 @@ def read_permit(element: etree._Element) -> Permit:
 
     Raises ``EpixError`` (EPIX-SCHEMA-001) only for values the schema would also refuse.
     """
-    root = _Kids(element)
-    header = root.sub("HeaderExchangedDocument", _P)
-    consignment = root.sub("SpecifiedSupplyChainConsignment", _P)
-    period = header.sub("EffectiveSpecifiedPeriod")
-    signatory = header.sub("FirstSignatoryDocumentAuthentication")
-    place = header.sub("IssueLogisticsLocation")
-    copy_text = header.text("CopyIndicator")
-    references = tuple(
-        ref
-        for child in header.all("ReferenceReferencedDocument")
-        if (ref := _document(child)) is not None
+    root = _kids(element)
+    header_element = root.get(_HEADER)
+    header = _kids(header_element)
+    consignment_element = root.get(_CONSIGNMENT)
+    consignment = _kids(consignment_element)
+    references = (
+        tuple(
+            ref
+            for child in _every(header_element, header, _REFERENCE)
+            if (ref := _document(child)) is not None
+        )
+        if header_element is not None
+        else ()
     )
-    items = consignment.all("IncludedSupplyChainConsignmentItem")
+    issued_at = _datetime(header.get(_ISSUED))
+    period = _kids(header.get(_PERIOD))
+    valid_from = _datetime(period.get(_START))
+    valid_until = _datetime(period.get(_END))
+    signatory = _kids(header.get(_SIGNATORY))
+    signed_at = _datetime(signatory.get(_ACTUAL))
+    transport_document = _document(consignment.get(_TRANSPORT_DOCUMENT))
+    endorsement = _endorsement(consignment.get(_EVENT))
+    items = (
+        _every(consignment_element, consignment, _ITEM) if consignment_element is not None else []
+    )
+    lines = tuple(_line(item, index) for index, item in enumerate(items, start=1))
+    place = _leaves(header.get(_PLACE))
+    copy_text = _text(header.get(_COPY))
     return Permit(
-        document_type=header.text("TypeCode"),
-        number=header.text("ID"),
-        document_name=header.text("Name"),
-        issued_at=header.datetime("IssueDateTime"),
-        copy=None if copy_text is None else copy_text in ("true", "1"),
-        purpose_text=header.text("Purpose"),
-        purpose=header.text("PurposeCode"),
-        special_conditions=header.texts("Information"),
-        references=references,
-        valid_from=period.datetime("StartDateTime"),
-        valid_until=period.datetime("EndDateTime"),
-        place_of_issue_id=place.text("ID"),
-        place_of_issue=place.text("Name"),
-        security_stamp=signatory.text("ID"),
-        signed_at=signatory.datetime("ActualDateTime"),
-        issuing_authority=_party(signatory.first("ProviderTradeParty")),
-        exporter=_party(consignment.first("ConsignorTradeParty")),
-        importer=_party(consignment.first("ConsigneeTradeParty")),
-        transport_document=_document(consignment.first("TransportContractReferencedDocument")),
-        endorsement=_endorsement(consignment.first("ExaminationTransportEvent")),
-        lines=tuple(_line(item, index) for index, item in enumerate(items, start=1)),
+        _text(header.get(_APPENDIX_OR_TYPE)),
+        _text(header.get(_ID)),
+        lines,
+        _text(header.get(_NAME)),
+        valid_from,
+        valid_until,
+        _party(consignment.get(_CONSIGNEE)),
+        _party(consignment.get(_CONSIGNOR)),
+        _texts([header_element], _INFORMATION) if header_element is not None else (),
+        _text(header.get(_PURPOSE)),
+        _text(header.get(_PURPOSE_TEXT)),
+        _text(signatory.get(_ID)),
+        _party(signatory.get(_PROVIDER)),
+        issued_at,
+        place.get(_NAME),
+        place.get(_ID),
+        signed_at,
+        None if copy_text is None else copy_text in ("true", "1"),
+        references,
+        endorsement,
+        transport_document,
     )
