@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 
-from sqlalchemy import insert, select, text, update
+from sqlalchemy import bindparam, insert, select, text, update
 from sqlalchemy.orm import Session
 
 from epix.audit.context import HEADER_ALLOWLIST, RequestContext
@@ -138,6 +138,17 @@ def earliest_purge_date(
     return max(candidates)
 
 
+# Every audited request runs these; built once.
+_HEADS, _EVENTS = table_of(AuditChainHead), table_of(AuditEvent)
+_READ_HEAD = select(_HEADS.c.sequence, _HEADS.c.hash).where(_HEADS.c.id == HEAD_ROW_ID)
+_MOVE_HEAD = (
+    update(_HEADS)
+    .where(_HEADS.c.id == HEAD_ROW_ID)
+    .values(sequence=bindparam("new_sequence"), hash=bindparam("new_hash"))
+)
+_INSERT_EVENT = insert(_EVENTS)
+
+
 @dataclass(frozen=True, slots=True)
 class ChainHead:
     """The last event's sequence and hash, as read under the chain lock."""
@@ -154,12 +165,9 @@ def lock_chain_head(session: Session) -> ChainHead:
     """
     if session.get_bind().dialect.name == "postgresql":
         session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _PG_LOCK_KEY})
-    heads = table_of(AuditChainHead)
-    row = session.execute(
-        select(heads.c.sequence, heads.c.hash).where(heads.c.id == HEAD_ROW_ID)
-    ).one_or_none()
+    row = session.execute(_READ_HEAD).one_or_none()
     if row is None:
-        session.execute(insert(heads), {"id": HEAD_ROW_ID, "sequence": 0, "hash": GENESIS_HASH})
+        session.execute(insert(_HEADS), {"id": HEAD_ROW_ID, "sequence": 0, "hash": GENESIS_HASH})
         return ChainHead(0, GENESIS_HASH)
     return ChainHead(row.sequence, row.hash)
 
@@ -231,16 +239,10 @@ def record_event(
         prev_hash=head.hash,
     )
     event.hash = compute_hash(event)
-    events = table_of(AuditEvent)
     session.execute(
-        insert(events), {column.key: getattr(event, column.key) for column in events.columns}
+        _INSERT_EVENT, {column.key: getattr(event, column.key) for column in _EVENTS.columns}
     )
-    heads = table_of(AuditChainHead)
-    session.execute(
-        update(heads)
-        .where(heads.c.id == HEAD_ROW_ID)
-        .values(sequence=event.sequence, hash=event.hash)
-    )
+    session.execute(_MOVE_HEAD, {"new_sequence": event.sequence, "new_hash": event.hash})
     if policy.checkpoint_every > 0 and event.sequence % policy.checkpoint_every == 0:
         checkpoint = AuditCheckpoint(
             sequence=event.sequence, head_hash=event.hash, created_at=occurred_at

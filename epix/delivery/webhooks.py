@@ -29,11 +29,11 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from epix.auth.session_secret import session_secret
-from epix.db.base import utcnow
+from epix.db.base import table_of, utcnow
 from epix.delivery.models import OutboxKind, OutboxMessage, WebhookSubscription
 from epix.delivery.outbox import DEFAULT_GIVE_UP_SECONDS, enqueue
 from epix.errors import EpixError
@@ -285,6 +285,15 @@ def disable_subscription(
     return subscription
 
 
+_SUBSCRIPTIONS = table_of(WebhookSubscription)
+# Every submission to a hosted Party asks this; built once, run as Core (no ORM objects).
+_ACTIVE_TARGETS = (
+    select(_SUBSCRIPTIONS.c.id, _SUBSCRIPTIONS.c.url, _SUBSCRIPTIONS.c.events)
+    .where(_SUBSCRIPTIONS.c.active.is_(True), _SUBSCRIPTIONS.c.party == bindparam("party"))
+    .order_by(_SUBSCRIPTIONS.c.id)
+)
+
+
 def publish_event(
     session: Session,
     *,
@@ -303,7 +312,7 @@ def publish_event(
         raise ValueError(f"unknown webhook event {event!r}")
     occurred_at = utcnow()
     rows = []
-    for subscription in list_subscriptions(session, party=party):
+    for subscription in session.execute(_ACTIVE_TARGETS, {"party": party}):
         if event not in subscription.events:
             continue
         delivery_id = f"{event}:{event_id}"

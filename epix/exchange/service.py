@@ -21,7 +21,7 @@ from datetime import UTC, date, datetime
 from decimal import Decimal
 
 from lxml import etree
-from sqlalchemy import insert, select
+from sqlalchemy import bindparam, insert, select
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
@@ -219,20 +219,30 @@ class SeenMessage:
     received_at: datetime
 
 
+# Statements every submission runs, built once (building one costs more than running it).
+_MESSAGES, _RECEIPTS, _PERMITS = table_of(Message), table_of(Receipt), table_of(Permit)
+_SEEN_MESSAGE = select(
+    _MESSAGES.c.id,
+    _MESSAGES.c.message_id,
+    _MESSAGES.c.sender_party,
+    _MESSAGES.c.sha256,
+    _MESSAGES.c.status,
+    _MESSAGES.c.received_at,
+).where(
+    _MESSAGES.c.sender_party == bindparam("sender"),
+    _MESSAGES.c.message_id == bindparam("message_id"),
+)
+_RECEIPT_BODY = select(_RECEIPTS.c.body).where(_RECEIPTS.c.message_pk == bindparam("message_pk"))
+_STORED_PERMIT_SHA256 = select(_PERMITS.c.signed_sha256).where(
+    _PERMITS.c.issuing_party == bindparam("party"), _PERMITS.c.number == bindparam("number")
+)
+_INSERT_MESSAGE = insert(_MESSAGES).returning(_MESSAGES.c.id)
+_INSERT_PERMIT = insert(_PERMITS).returning(_PERMITS.c.id)
+
+
 def seen_message(session: Session, sender: str, message_id: str) -> SeenMessage | None:
-    """The stored message with this id from ``sender``, without its bytes (one Core SELECT:
-    every submission asks it)."""
-    messages = table_of(Message)
-    row = session.execute(
-        select(
-            messages.c.id,
-            messages.c.message_id,
-            messages.c.sender_party,
-            messages.c.sha256,
-            messages.c.status,
-            messages.c.received_at,
-        ).where(messages.c.sender_party == sender, messages.c.message_id == message_id)
-    ).one_or_none()
+    """The stored message with this id from ``sender``, without its bytes."""
+    row = session.execute(_SEEN_MESSAGE, {"sender": sender, "message_id": message_id}).one_or_none()
     return None if row is None else SeenMessage(*row)
 
 
@@ -245,8 +255,7 @@ def replay(session: Session, existing: SeenMessage, sha256: str) -> SubmissionRe
             f"for other bytes (SHA-256 {existing.sha256}).",
             "X-EPIX-Message-Id",
         )
-    receipts = table_of(Receipt)
-    receipt = session.scalar(select(receipts.c.body).where(receipts.c.message_pk == existing.id))
+    receipt = session.scalar(_RECEIPT_BODY, {"message_pk": existing.id})
     if receipt is None:  # every stored message has its receipt, written in the same transaction
         raise RuntimeError(f"message {existing.id} has no receipt")
     return SubmissionResult(
@@ -496,12 +505,9 @@ def reject(
 
 
 def _check_permit_unique(session: Session, permit: permit_model.Permit, sha256: str) -> None:
-    permits = table_of(Permit)
     stored_sha256 = session.scalar(
-        select(permits.c.signed_sha256).where(
-            permits.c.issuing_party == (permit.issuing_country or ""),
-            permits.c.number == (permit.number or ""),
-        )
+        _STORED_PERMIT_SHA256,
+        {"party": permit.issuing_country or "", "number": permit.number or ""},
     )
     if stored_sha256 is None:
         return
@@ -549,9 +555,8 @@ def store_message(
     principal: Principal,
 ) -> StoredMessage:
     """The received bytes exactly as sent, with their hash and envelope (one INSERT)."""
-    messages = table_of(Message)
     message_pk = session.execute(
-        insert(messages).returning(messages.c.id),
+        _INSERT_MESSAGE,
         {
             "sender_party": envelope.sender,
             "message_id": envelope.message_id,
@@ -608,9 +613,8 @@ def store_submission(
     token = envelope.security_token
     # Core INSERTs throughout: nothing here is read back through the ORM in this transaction,
     # and an ORM flush costs several times the statement it emits (docs/performance.md).
-    permits = table_of(Permit)
     permit_pk = session.execute(
-        insert(permits).returning(permits.c.id),
+        _INSERT_PERMIT,
         {
             "issuing_party": permit.issuing_country or envelope.sender,
             "number": permit.number or "",

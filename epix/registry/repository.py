@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Row, delete, select, text
+from sqlalchemy import Row, bindparam, delete, select, text
 from sqlalchemy.orm import Session, selectinload
 
 from epix.db.base import table_of
@@ -21,6 +21,17 @@ from epix.registry.models import (
 from epix.registry.snapshot import AuthorityEntry, CertificateEntry, PartyEntry, RegistrySnapshot
 
 STATE_ID = 1
+
+# Core statements the submit path runs for every message, built once.
+_PARTIES = table_of(RegistryParty)
+_CERTIFICATES, _AUTHORITIES = table_of(RegistryCertificate), table_of(RegistryAuthority)
+_PARTY_CODE = select(_PARTIES.c.code).where(_PARTIES.c.code == bindparam("code"))
+_PARTY_CERTIFICATES = (
+    select(_CERTIFICATES, _AUTHORITIES.c.name.label("authority_name"), _AUTHORITIES.c.party_code)
+    .join(_AUTHORITIES, _CERTIFICATES.c.authority_id == _AUTHORITIES.c.id)
+    .where(_AUTHORITIES.c.party_code == bindparam("party"))
+    .order_by(_CERTIFICATES.c.id)
+)
 
 
 def lock_state(session: Session) -> RegistryState:
@@ -37,9 +48,8 @@ def current_version(session: Session) -> int:
 
 
 def party_exists(session: Session, code: str) -> bool:
-    """Whether ``code`` is a registered Party (one Core SELECT: the submit path asks it)."""
-    parties = table_of(RegistryParty)
-    return session.scalar(select(parties.c.code).where(parties.c.code == code.upper())) is not None
+    """Whether ``code`` is a registered Party (the submit path asks it)."""
+    return session.scalar(_PARTY_CODE, {"code": code.upper()}) is not None
 
 
 def get_party(session: Session, code: str) -> RegistryParty | None:
@@ -90,19 +100,9 @@ class PartyCertificate:
 
 
 def certificates_of_party(session: Session, party: str) -> list[PartyCertificate]:
-    """Every certificate registered for ``party``'s authorities (one Core SELECT: every
-    submission's signature check reads it)."""
-    certificates, authorities = table_of(RegistryCertificate), table_of(RegistryAuthority)
-    rows = session.execute(
-        select(
-            certificates,
-            authorities.c.name.label("authority_name"),
-            authorities.c.party_code,
-        )
-        .join(authorities, certificates.c.authority_id == authorities.c.id)
-        .where(authorities.c.party_code == party.upper())
-        .order_by(certificates.c.id)
-    ).all()
+    """Every certificate registered for ``party``'s authorities (every submission's signature
+    check reads it)."""
+    rows = session.execute(_PARTY_CERTIFICATES, {"party": party.upper()}).all()
     return [
         PartyCertificate(entry_of(row), row.authority_id, row.authority_name, row.party_code)
         for row in rows
