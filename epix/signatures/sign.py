@@ -1,32 +1,111 @@
-"""Signing under EPIX-DSIG-1: one enveloped ``ds:Signature``, last child of the root."""
+"""Signing under EPIX-DSIG-1: one enveloped ``ds:Signature``, last child of the root.
+
+The profile fixes every choice (one Reference with ``URI=""``, enveloped-signature then
+exclusive C14N, the digest and signature method, one ``X509Data`` certificate), so the signature
+is built directly with lxml and cryptography: exclusive C14N of the document, its digest, the
+SignedInfo canonicalized where it sits in the tree, and the key's signature over it. The output
+is what signxml's enveloped signer produced for the same input (tests compare them), without
+its per-call overhead; every node receipt is signed this way.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+import base64
+import hashlib
+from dataclasses import dataclass
+from functools import lru_cache
 
-from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
+from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 from lxml import etree
-from signxml.algorithms import SignatureConstructionMethod
-from signxml.signer import SignatureReference, XMLSigner
 
 from epix.errors import EpixError
-from epix.signatures.keys import check_identity, load_signing_key
-from epix.signatures.profile import DIGESTS, ECDSA_METHODS, EXC_C14N, RSA_METHODS, ds
+from epix.signatures.keys import SigningKey, check_identity, load_signing_key
+from epix.signatures.profile import DIGESTS, ECDSA_METHODS, ENVELOPED, EXC_C14N, RSA_METHODS, ds
 from epix.xml import parse_xml
+from epix.xml.namespaces import DSIG
 
 _XML_DECLARATION = b'<?xml version="1.0" encoding="UTF-8"?>\n'
+_HASHES: dict[str, type[hashes.HashAlgorithm]] = {
+    "sha256": hashes.SHA256,
+    "sha384": hashes.SHA384,
+    "sha512": hashes.SHA512,
+}
+_DS_NSMAP = {"ds": DSIG}
+# Clark names of the ds:Signature elements, in document order.
+_SIGNATURE = ds("Signature")
+_SIGNED_INFO = ds("SignedInfo")
+_CANONICALIZATION_METHOD = ds("CanonicalizationMethod")
+_SIGNATURE_METHOD = ds("SignatureMethod")
+_REFERENCE = ds("Reference")
+_TRANSFORMS = ds("Transforms")
+_TRANSFORM = ds("Transform")
+_DIGEST_METHOD = ds("DigestMethod")
+_DIGEST_VALUE = ds("DigestValue")
+_SIGNATURE_VALUE = ds("SignatureValue")
+_KEY_INFO = ds("KeyInfo")
+_X509_DATA = ds("X509Data")
+_X509_CERTIFICATE = ds("X509Certificate")
 
 
-class _WholeDocumentSigner(XMLSigner):
-    """signxml's enveloped signer, pinned to one Reference with ``URI=""``.
+@dataclass(frozen=True, slots=True)
+class _Signer:
+    """A checked identity: the key, its method table and the certificate as KeyInfo holds it."""
 
-    signxml would reference ``#<Id>`` when the root carries an Id attribute; the profile wants
-    the whole document, whatever the root's attributes.
+    key: SigningKey
+    methods: dict[str, str]
+    certificate_text: str
+
+
+@lru_cache(maxsize=16)
+def _signer(key_pem: bytes, cert_pem: bytes) -> _Signer:
+    """Check and load an identity once: a node signs every receipt with the same one.
+
+    Failures raise and are not cached, so a bad identity is refused on every call.
     """
+    certificate = check_identity(key_pem, cert_pem)
+    key = load_signing_key(key_pem)
+    table = RSA_METHODS if isinstance(key, rsa.RSAPrivateKey) else ECDSA_METHODS
+    body = base64.b64encode(certificate.public_bytes(serialization.Encoding.DER)).decode("ascii")
+    # The PEM body (64-column lines, trailing newline), as signxml copied it into X509Certificate.
+    lines = "".join(body[i : i + 64] + "\n" for i in range(0, len(body), 64))
+    return _Signer(key, {name: method.value for name, method in table.items()}, lines)
 
-    def _unpack(self, data: Any, references: Any) -> Any:
-        sig_root, doc_root, c14n_inputs, _ = super()._unpack(data, None)  # type: ignore[arg-type]
-        return sig_root, doc_root, c14n_inputs, [SignatureReference(URI="")]
+
+def _signature_value(key: SigningKey, data: bytes, digest: str) -> bytes:
+    """RSA PKCS#1 v1.5, or ECDSA as XML-DSig wants it: raw r || s, each of the curve's width."""
+    algorithm = _HASHES[digest]()
+    if isinstance(key, rsa.RSAPrivateKey):
+        return key.sign(data, padding.PKCS1v15(), algorithm)
+    r, s = decode_dss_signature(key.sign(data, ec.ECDSA(algorithm)))
+    width = (key.curve.key_size + 7) // 8
+    return r.to_bytes(width, "big") + s.to_bytes(width, "big")
+
+
+def _signature_element(
+    root: etree._Element, signer: _Signer, digest: str, digest_value: str
+) -> etree._Element:
+    """Append the ds:Signature signxml built, element for element, SignatureValue still empty.
+
+    It declares ``ds`` itself, so it keeps the profile's prefix even when the root binds the
+    XML-DSig namespace to another prefix (a parsed template appended here would take that one).
+    """
+    signature = etree.SubElement(root, _SIGNATURE, nsmap=_DS_NSMAP)
+    signed_info = etree.SubElement(signature, _SIGNED_INFO)
+    etree.SubElement(signed_info, _CANONICALIZATION_METHOD, Algorithm=EXC_C14N)
+    etree.SubElement(signed_info, _SIGNATURE_METHOD, Algorithm=signer.methods[digest])
+    reference = etree.SubElement(signed_info, _REFERENCE, URI="")
+    transforms = etree.SubElement(reference, _TRANSFORMS)
+    etree.SubElement(transforms, _TRANSFORM, Algorithm=ENVELOPED)
+    etree.SubElement(transforms, _TRANSFORM, Algorithm=EXC_C14N)
+    etree.SubElement(reference, _DIGEST_METHOD, Algorithm=DIGESTS[digest].value)
+    etree.SubElement(reference, _DIGEST_VALUE).text = digest_value
+    etree.SubElement(signature, _SIGNATURE_VALUE)
+    key_info = etree.SubElement(signature, _KEY_INFO)
+    x509_data = etree.SubElement(key_info, _X509_DATA)
+    etree.SubElement(x509_data, _X509_CERTIFICATE).text = signer.certificate_text
+    return signature
 
 
 def sign_document(xml: bytes, key_pem: bytes, cert_pem: bytes, *, digest: str = "sha256") -> bytes:
@@ -37,11 +116,9 @@ def sign_document(xml: bytes, key_pem: bytes, cert_pem: bytes, *, digest: str = 
     """
     if digest not in DIGESTS:
         raise ValueError(f"Unknown digest {digest!r}; use one of {', '.join(DIGESTS)}.")
-    check_identity(key_pem, cert_pem)
-    key = load_signing_key(key_pem)
-    methods = RSA_METHODS if isinstance(key, rsa.RSAPrivateKey) else ECDSA_METHODS
+    signer = _signer(key_pem, cert_pem)
     root = parse_xml(xml)
-    if root.tag == ds("Signature") or next(root.iter(ds("Signature")), None) is not None:
+    if root.tag == _SIGNATURE or next(root.iter(_SIGNATURE), None) is not None:
         raise EpixError.of(
             "EPIX-SIG-002",
             "The document is already signed; EPIX-DSIG-1 allows exactly one signature.",
@@ -56,11 +133,12 @@ def sign_document(xml: bytes, key_pem: bytes, cert_pem: bytes, *, digest: str = 
             location="/",
             line=comment.sourceline if isinstance(comment.sourceline, int) else None,
         )
-    signer = _WholeDocumentSigner(
-        method=SignatureConstructionMethod.enveloped,
-        signature_algorithm=methods[digest],
-        digest_algorithm=DIGESTS[digest],
-        c14n_algorithm=EXC_C14N,
-    )
-    signed = signer.sign(root, key=key, cert=cert_pem.decode("ascii"))
-    return _XML_DECLARATION + etree.tostring(signed, encoding="UTF-8", xml_declaration=False)
+    # Enveloped-signature then exclusive C14N of URI="": the root before the signature exists.
+    content = etree.tostring(root, method="c14n", exclusive=True, with_comments=False)
+    digest_value = base64.b64encode(hashlib.new(digest, content).digest()).decode("ascii")
+    signature = _signature_element(root, signer, digest, digest_value)
+    # SignedInfo is canonicalized where it stands, in the document's namespace context.
+    signed_info = etree.tostring(signature[0], method="c14n", exclusive=True, with_comments=False)
+    value = _signature_value(signer.key, signed_info, digest)
+    signature[1].text = base64.b64encode(value).decode("ascii")
+    return _XML_DECLARATION + etree.tostring(root, encoding="UTF-8", xml_declaration=False)
