@@ -36,14 +36,6 @@ class CodeLists:
     term_units: dict[str, frozenset[str]]
     term_purposes: dict[str, frozenset[str]]
 
-    def status(self, kind: str, code: str) -> str | None:
-        """'current', 'historic' or None (unknown) for a code of list ``kind``."""
-        if code in self.current.get(kind, frozenset()):
-            return "current"
-        if code in self.historic.get(kind, frozenset()):
-            return "historic"
-        return None
-
 
 def _pairs(filename: str) -> dict[str, frozenset[str]]:
     pairs: defaultdict[str, set[str]] = defaultdict(set)
@@ -93,29 +85,51 @@ _UNKNOWN = {
 }
 
 
-def _check(kind: str, code: str | None, location: str, findings: list[Finding]) -> bool:
-    """Append a finding for an unknown or historic code; True when the code is known."""
+_NONE: frozenset[str] = frozenset()
+
+
+def _check(
+    lists: CodeLists,
+    kind: str,
+    code: str | None,
+    findings: list[Finding],
+    where: str,
+    index: int = 0,
+) -> bool:
+    """Append a finding for an unknown or historic code; True when the code is known.
+
+    ``where`` is a path inside line ``index`` when ``index`` is set; the location string is
+    only built for a finding (a current code, the usual case, costs two lookups).
+    """
     if code is None:
         return False
-    status = code_lists().status(kind, code)
+    if code in lists.current.get(kind, _NONE):
+        return True
+    location = loc.line(index, where) if index else where
     error_code, label = _UNKNOWN[kind]
-    if status is None:
+    if code not in lists.historic.get(kind, _NONE):
         findings.append(Finding(error_code, f"Unknown {label} '{code}'.", location))
         return False
-    if status == "historic":
-        findings.append(
-            Finding(
-                "EPIX-CODE-101", f"The {label} '{code}' is historic, no longer current.", location
-            )
-        )
+    findings.append(
+        Finding("EPIX-CODE-101", f"The {label} '{code}' is historic, no longer current.", location)
+    )
     return True
 
 
-def _country(code: str | None, what: str, location: str, findings: list[Finding]) -> None:
-    if code is not None and not is_country(code):
+def _country(
+    countries: frozenset[str],
+    code: str | None,
+    what: str,
+    findings: list[Finding],
+    where: str,
+    index: int = 0,
+) -> None:
+    if code is not None and code not in countries:
         findings.append(
             Finding(
-                "EPIX-CODE-007", f"{what}: '{code}' is not an ISO 3166-1 alpha-2 code.", location
+                "EPIX-CODE-007",
+                f"{what}: '{code}' is not an ISO 3166-1 alpha-2 code.",
+                loc.line(index, where) if index else where,
             )
         )
 
@@ -123,30 +137,39 @@ def _country(code: str | None, what: str, location: str, findings: list[Finding]
 def check_codes(permit: Permit) -> list[Finding]:
     """Every coded box of the permit against the code lists and ISO 3166."""
     lists = code_lists()
+    countries = _countries()
     findings: list[Finding] = []
-    _check("document_type", permit.document_type, loc.DOCUMENT_TYPE, findings)
-    purpose_known = _check("purpose", permit.purpose, loc.PURPOSE, findings)
-    _country(permit.importer.country, "Importer (box 3)", loc.IMPORTER_COUNTRY, findings)
-    _country(permit.exporter.country, "Exporter (box 4)", loc.EXPORTER_COUNTRY, findings)
+    _check(lists, "document_type", permit.document_type, findings, loc.DOCUMENT_TYPE)
+    purpose_known = _check(lists, "purpose", permit.purpose, findings, loc.PURPOSE)
+    _country(countries, permit.importer.country, "Importer (box 3)", findings, loc.IMPORTER_COUNTRY)
+    _country(countries, permit.exporter.country, "Exporter (box 4)", findings, loc.EXPORTER_COUNTRY)
     _country(
+        countries,
         permit.issuing_authority.country,
         "Management Authority (box 6)",
-        loc.AUTHORITY_COUNTRY,
         findings,
+        loc.AUTHORITY_COUNTRY,
     )
     for index, line in enumerate(permit.lines, start=1):
-        _check("appendix", line.appendix, loc.line(index, loc.APPENDIX), findings)
-        _check("source", line.source, loc.line(index, loc.SOURCE), findings)
-        term_known = _check("term", line.term, loc.line(index, loc.TERM), findings)
-        unit_known = _check("unit", line.unit, loc.line(index, loc.UNIT), findings)
+        _check(lists, "appendix", line.appendix, findings, loc.APPENDIX, index)
+        _check(lists, "source", line.source, findings, loc.SOURCE, index)
+        term_known = _check(lists, "term", line.term, findings, loc.TERM, index)
+        unit_known = _check(lists, "unit", line.unit, findings, loc.UNIT, index)
         _country(
-            line.origin_country, "Country of origin (box 12)", loc.line(index, loc.ORIGIN), findings
+            countries,
+            line.origin_country,
+            "Country of origin (box 12)",
+            findings,
+            loc.ORIGIN,
+            index,
         )
         _country(
+            countries,
             line.reexport_country,
             "Country of last re-export (box 12a)",
-            loc.line(index, loc.LAST_REEXPORT_COUNTRY),
             findings,
+            loc.LAST_REEXPORT_COUNTRY,
+            index,
         )
         if not term_known or line.term is None:
             continue

@@ -42,35 +42,55 @@ def add_months(day: date, months: int) -> date:
     return date(year, month, min(day.day, calendar.monthrange(year, month)[1]))
 
 
+_HEADER_BOXES = (
+    ("Box 1: document type", loc.DOCUMENT_TYPE),
+    ("Box 1: permit number", loc.NUMBER),
+    ("Box 2: valid until", loc.VALID_UNTIL),
+    ("Box 3: importer name", f"{loc.IMPORTER}/Name"),
+    ("Box 3: importer country", loc.IMPORTER_COUNTRY),
+    ("Box 4: exporter name", f"{loc.EXPORTER}/Name"),
+    ("Box 4: exporter country", loc.EXPORTER_COUNTRY),
+    ("Box 5a: purpose of the transaction", loc.PURPOSE),
+    ("Box 6: issuing Management Authority", loc.AUTHORITY_NAME),
+    ("Box 13: date of issue", loc.ISSUED),
+)
+_LINE_BOXES = (
+    ("box 7: scientific name", loc.SCIENTIFIC_NAME),
+    ("box 8: term code", loc.TERM),
+    ("box 10: appendix", loc.APPENDIX),
+    ("box 10: source", loc.SOURCE),
+    ("box 11: quantity", loc.QUANTITY),
+    ("box 11: unit", loc.UNIT),
+)
+
+
 def _mandatory(permit: Permit) -> list[Finding]:
+    """EPIX-RULE-001 for every empty mandatory box; a complete permit builds no message."""
     missing: list[tuple[str, str]] = []
-    header_boxes = (
-        (permit.document_type, "Box 1: document type", loc.DOCUMENT_TYPE),
-        (permit.number, "Box 1: permit number", loc.NUMBER),
-        (permit.valid_until, "Box 2: valid until", loc.VALID_UNTIL),
-        (permit.importer.name, "Box 3: importer name", f"{loc.IMPORTER}/Name"),
-        (permit.importer.country, "Box 3: importer country", loc.IMPORTER_COUNTRY),
-        (permit.exporter.name, "Box 4: exporter name", f"{loc.EXPORTER}/Name"),
-        (permit.exporter.country, "Box 4: exporter country", loc.EXPORTER_COUNTRY),
-        (permit.purpose, "Box 5a: purpose of the transaction", loc.PURPOSE),
-        (permit.issuing_authority.name, "Box 6: issuing Management Authority", loc.AUTHORITY_NAME),
-        (permit.issued_at, "Box 13: date of issue", loc.ISSUED),
+    importer, exporter = permit.importer, permit.exporter
+    values = (
+        permit.document_type,
+        permit.number,
+        permit.valid_until,
+        importer.name,
+        importer.address.country,
+        exporter.name,
+        exporter.address.country,
+        permit.purpose,
+        permit.issuing_authority.name,
+        permit.issued_at,
     )
-    missing += [(what, where) for value, what, where in header_boxes if value is None]
+    if None in values:
+        missing += [box for value, box in zip(values, _HEADER_BOXES, strict=True) if value is None]
     if not permit.lines:
         missing.append(("Boxes 7-12: at least one specimen line", loc.ITEMS))
     for index, line in enumerate(permit.lines, start=1):
-        line_boxes = (
-            (line.scientific_name, "box 7: scientific name", loc.SCIENTIFIC_NAME),
-            (line.term, "box 8: term code", loc.TERM),
-            (line.appendix, "box 10: appendix", loc.APPENDIX),
-            (line.source, "box 10: source", loc.SOURCE),
-            (line.quantity, "box 11: quantity", loc.QUANTITY),
-            (line.unit, "box 11: unit", loc.UNIT),
-        )
+        boxes = (line.scientific_name, line.term, line.appendix, line.source, line.quantity)
+        if line.unit is not None and None not in boxes:
+            continue
         missing += [
             (f"Line {line.line_id}, {what}", loc.line(index, where))
-            for value, what, where in line_boxes
+            for value, (what, where) in zip((*boxes, line.unit), _LINE_BOXES, strict=True)
             if value is None
         ]
     return [Finding("EPIX-RULE-001", f"{what} is missing.", where) for what, where in missing]
@@ -87,6 +107,13 @@ def _parties(permit: Permit) -> list[Finding]:
             )
         ]
     return []
+
+
+_VALIDITY_LIMITS = {
+    "E": ("EPIX-RULE-003", EXPORT_MONTHS),
+    "R": ("EPIX-RULE-003", EXPORT_MONTHS),
+    "I": ("EPIX-RULE-004", IMPORT_MONTHS),
+}
 
 
 def _validity(permit: Permit) -> list[Finding]:
@@ -111,9 +138,7 @@ def _validity(permit: Permit) -> list[Finding]:
     granted = issued or start
     if granted is None or end is None:
         return findings
-    limits = {"E": ("EPIX-RULE-003", EXPORT_MONTHS), "R": ("EPIX-RULE-003", EXPORT_MONTHS)}
-    limits["I"] = ("EPIX-RULE-004", IMPORT_MONTHS)
-    limit = limits.get(permit.document_type or "")
+    limit = _VALIDITY_LIMITS.get(permit.document_type or "")
     if limit is not None:
         code, months = limit
         latest = add_months(granted.date(), months)
@@ -276,7 +301,9 @@ def check_rules(
                 loc.NUMBER,
             )
         )
-    for line_id, count in Counter(line.line_id for line in permit.lines).items():
+    line_ids = [line.line_id for line in permit.lines]
+    repeated = Counter(line_ids).items() if len(set(line_ids)) < len(line_ids) else ()
+    for line_id, count in repeated:
         if count > 1:
             findings.append(
                 Finding(
