@@ -64,3 +64,12 @@ def test_bench_validate_prints_rates_and_ratio() -> None:
     assert "permits/s" in result.output
     ratio = float(result.output.split("ratio: ")[1].split()[0])
     assert ratio > 0
+
+
+def test_bench_validate_signed_measures_a_signed_permit() -> None:
+    result = CliRunner().invoke(
+        cli, ["bench", "validate", "--seconds", "0.3", "--lines", "2", "--signed"]
+    )
+    assert result.exit_code == 0, result.output
+    assert "2 lines, signed" in result.output
+    assert float(result.output.split("ratio: ")[1].split()[0]) > 0
