@@ -597,9 +597,12 @@ def store_submission(
     request: RequestContext | None,
 ) -> StoredMessage:
     """The one transaction: message bytes + hash, receipt, permit and lines, inbox or outbox
-    row, and the audit event (recorded last: it holds the audit chain lock until commit)."""
+    row, and the audit event (recorded last: it holds the audit chain lock until commit).
+
+    A message id or permit number already taken fails a unique constraint here, and the caller
+    answers from a fresh read (``_after_conflict``): no check-then-insert on the hot path.
+    """
     permit = checked.permit
-    _check_permit_unique(session, permit, sha256)
     message = store_message(
         session,
         envelope=envelope,
