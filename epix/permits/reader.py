@@ -215,13 +215,13 @@ def _every(element: etree._Element, kids: _Kids, tag: str) -> list[etree._Elemen
         return []
     if len(element) == len(kids):  # no tag repeats: the one child is all there is
         return [kids[tag]]
-    return [child for child in element if child.tag == tag]
+    return [child for child in element[:] if child.tag == tag]  # type: ignore[index]
 
 
 def _child(element: etree._Element | None, tag: str) -> etree._Element | None:
     """The first child named ``tag``: cheaper than ``_kids`` when one child is wanted."""
     if element is not None:
-        for child in element:
+        for child in element[:]:  # type: ignore[index]  # a slice is built faster than an iterator
             if child.tag == tag:
                 return child
     return None
@@ -236,12 +236,12 @@ def _text(element: etree._Element | None) -> str | None:
 
 def _texts(parents: list[etree._Element], tag: str) -> tuple[str, ...]:
     """The non-empty texts of every ``tag`` child of each parent, in document order."""
-    return tuple(
-        value
-        for parent in parents
-        for child in parent
-        if child.tag == tag and (value := (child.text or "").strip())
-    )
+    values: list[str] = []
+    for parent in parents:
+        for child in parent[:]:  # type: ignore[index]
+            if child.tag == tag and (value := (child.text or "").strip()):
+                values.append(value)
+    return tuple(values)
 
 
 def _bad_value(element: etree._Element, what: str, value: str) -> EpixError:
