@@ -33,20 +33,22 @@ _HASHES: dict[str, type[hashes.HashAlgorithm]] = {
     "sha512": hashes.SHA512,
 }
 _DS_NSMAP = {"ds": DSIG}
-# Clark names of the ds:Signature elements, in document order.
 _SIGNATURE = ds("Signature")
-_SIGNED_INFO = ds("SignedInfo")
-_CANONICALIZATION_METHOD = ds("CanonicalizationMethod")
-_SIGNATURE_METHOD = ds("SignatureMethod")
-_REFERENCE = ds("Reference")
-_TRANSFORMS = ds("Transforms")
-_TRANSFORM = ds("Transform")
-_DIGEST_METHOD = ds("DigestMethod")
-_DIGEST_VALUE = ds("DigestValue")
-_SIGNATURE_VALUE = ds("SignatureValue")
-_KEY_INFO = ds("KeyInfo")
-_X509_DATA = ds("X509Data")
-_X509_CERTIFICATE = ds("X509Certificate")
+# The children of ds:Signature as signxml built them; the values are base64 or fixed URIs, so
+# nothing needs escaping. SignatureValue is filled in once SignedInfo is signed.
+_SIGNATURE_TEMPLATE = (
+    f'<ds:Signature xmlns:ds="{DSIG}"><ds:SignedInfo>'
+    f'<ds:CanonicalizationMethod Algorithm="{EXC_C14N}"/>'
+    '<ds:SignatureMethod Algorithm="{method}"/>'
+    '<ds:Reference URI=""><ds:Transforms>'
+    f'<ds:Transform Algorithm="{ENVELOPED}"/><ds:Transform Algorithm="{EXC_C14N}"/>'
+    "</ds:Transforms>"
+    '<ds:DigestMethod Algorithm="{digest}"/><ds:DigestValue>{digest_value}</ds:DigestValue>'
+    "</ds:Reference></ds:SignedInfo><ds:SignatureValue/>"
+    "<ds:KeyInfo><ds:X509Data><ds:X509Certificate>{certificate}</ds:X509Certificate>"
+    "</ds:X509Data></ds:KeyInfo></ds:Signature>"
+)
+_TEMPLATE_PARSER = etree.XMLParser(resolve_entities=False, no_network=True)
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,23 +90,18 @@ def _signature_element(
 ) -> etree._Element:
     """Append the ds:Signature signxml built, element for element, SignatureValue still empty.
 
-    It declares ``ds`` itself, so it keeps the profile's prefix even when the root binds the
-    XML-DSig namespace to another prefix (a parsed template appended here would take that one).
+    ds:Signature is created in place with its own ``ds`` declaration and the rest moved under
+    it: an appended ds:Signature would take the root's prefix when the root binds XML-DSig to
+    another one (lxml drops a declaration its new parent already makes).
     """
     signature = etree.SubElement(root, _SIGNATURE, nsmap=_DS_NSMAP)
-    signed_info = etree.SubElement(signature, _SIGNED_INFO)
-    etree.SubElement(signed_info, _CANONICALIZATION_METHOD, Algorithm=EXC_C14N)
-    etree.SubElement(signed_info, _SIGNATURE_METHOD, Algorithm=signer.methods[digest])
-    reference = etree.SubElement(signed_info, _REFERENCE, URI="")
-    transforms = etree.SubElement(reference, _TRANSFORMS)
-    etree.SubElement(transforms, _TRANSFORM, Algorithm=ENVELOPED)
-    etree.SubElement(transforms, _TRANSFORM, Algorithm=EXC_C14N)
-    etree.SubElement(reference, _DIGEST_METHOD, Algorithm=DIGESTS[digest].value)
-    etree.SubElement(reference, _DIGEST_VALUE).text = digest_value
-    etree.SubElement(signature, _SIGNATURE_VALUE)
-    key_info = etree.SubElement(signature, _KEY_INFO)
-    x509_data = etree.SubElement(key_info, _X509_DATA)
-    etree.SubElement(x509_data, _X509_CERTIFICATE).text = signer.certificate_text
+    template = _SIGNATURE_TEMPLATE.format(
+        method=signer.methods[digest],
+        digest=DIGESTS[digest].value,
+        digest_value=digest_value,
+        certificate=signer.certificate_text,
+    )
+    signature.extend(etree.fromstring(template, parser=_TEMPLATE_PARSER))
     return signature
 
 
