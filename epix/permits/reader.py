@@ -9,8 +9,11 @@ permit element in the ``CITESEPermit:2`` namespace.
 from __future__ import annotations
 
 import binascii
+import dataclasses
+from collections.abc import Callable
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
+from typing import Any, TypeVar
 
 from lxml import etree
 
@@ -302,10 +305,43 @@ def _path_of(element: etree._Element) -> str:
     return "/" + "/".join(reversed(steps))
 
 
+_T = TypeVar("_T")
+
+
+def _builder(cls: type[_T]) -> Callable[..., _T]:
+    """A positional constructor for the frozen, slotted dataclass ``cls``, ~4x faster.
+
+    A frozen dataclass's ``__init__`` stores each field through ``object.__setattr__`` (~70 ns a
+    field, 1.8 us for a ``PermitLine``). This twin has the same slots, so its ``__init__`` fills
+    them with plain attribute stores, and its ``__post_init__`` then makes the instance a
+    ``cls``: the same layout, frozen from then on, equal to and printed like ``cls(...)``.
+    """
+
+    def become(instance: Any) -> None:
+        instance.__class__ = cls
+
+    return dataclasses.make_dataclass(
+        f"_{cls.__name__}Builder",
+        list(cls.__slots__),  # type: ignore[attr-defined]
+        namespace={"__post_init__": become},
+        eq=False,
+        repr=False,
+        match_args=False,
+        slots=True,
+    )
+
+
 # --- aggregates ----------------------------------------------------------------------------
 #
 # Fields are read in the order the schema-error precedence needs (the first bad date or
 # quantity in reading order is the one reported), and dataclasses are built positionally.
+
+_Address = _builder(Address)
+_DocumentRef = _builder(DocumentRef)
+_Endorsement = _builder(Endorsement)
+_Permit = _builder(Permit)
+_PermitLine = _builder(PermitLine)
+_TradeParty = _builder(TradeParty)
 
 
 def _document(element: etree._Element | None) -> DocumentRef | None:
@@ -321,7 +357,7 @@ def _document(element: etree._Element | None) -> DocumentRef | None:
     type_code = _text(kids.get(_APPENDIX_OR_TYPE))
     name = _text(kids.get(_NAME))
     if number or type_code or issued_at or name or valid_from or valid_until:
-        return DocumentRef(number, type_code, issued_at, name, valid_from, valid_until)
+        return _DocumentRef(number, type_code, issued_at, name, valid_from, valid_until)
     return None
 
 
@@ -333,9 +369,9 @@ def _party(element: etree._Element | None) -> TradeParty:
         return _NO_PARTY
     kids = _kids(element)
     address = _leaves(kids.get(_ADDRESS))
-    return TradeParty(
+    return _TradeParty(
         _text(kids.get(_NAME)),
-        Address(
+        _Address(
             address.get(_STREET),
             address.get(_CITY),
             address.get(_POSTCODE),
@@ -364,7 +400,7 @@ def _endorsement(element: etree._Element | None) -> Endorsement | None:
     authority = _text(certifier.get(_NAME))
     officer = _text(_child(certifier.get(_SIGNATORY_PERSON), _NAME))
     if occurred_at or quantity is not None or unit or port or port_name or authority or officer:
-        return Endorsement(occurred_at, quantity, unit, port, port_name, authority, officer)
+        return _Endorsement(occurred_at, quantity, unit, port, port_name, authority, officer)
     return None
 
 
@@ -395,7 +431,7 @@ def _line(item: etree._Element, index: int) -> PermitLine:
 
     origin = _leaves(kids.get(_ORIGIN_COUNTRY))
     last = _leaves(kids.get(_EXPORT_COUNTRY))
-    return PermitLine(
+    return _PermitLine(
         _text(kids.get(_ID)) or str(index),
         product.get(_SCIENTIFIC_NAME),
         product.get(_COMMON_NAME),
@@ -457,7 +493,7 @@ def read_permit(element: etree._Element) -> Permit:
     lines = tuple(_line(item, index) for index, item in enumerate(items, start=1))
     place = _leaves(header.get(_PLACE))
     copy_text = _text(header.get(_COPY))
-    return Permit(
+    return _Permit(
         _text(header.get(_APPENDIX_OR_TYPE)),
         _text(header.get(_ID)),
         lines,

@@ -4,6 +4,7 @@ namespaces, empty aggregates and which bad value is reported first."""
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
@@ -144,6 +145,26 @@ def test_random_permits_round_trip(permit: Permit) -> None:
 def test_demo_permits_round_trip(lines: int, document_type: str) -> None:
     permit = demo_permit(lines=lines, document_type=document_type, issued=ISSUED)
     assert read_permit(parse_xml(write_permit(permit))) == permit
+
+
+def test_read_values_are_plain_frozen_model_instances() -> None:
+    """The reader builds dataclasses through slot-compatible twins; nothing of them may show."""
+    permit = demo_permit(lines=2, issued=ISSUED)
+    read = read_permit(parse_xml(write_permit(permit)))
+    values = [read, read.lines[0], read.exporter, read.exporter.address, read.transport_document]
+    originals = [
+        permit,
+        permit.lines[0],
+        permit.exporter,
+        permit.exporter.address,
+        permit.transport_document,
+    ]
+    for value, original in zip(values, originals, strict=True):
+        assert type(value) is type(original)
+        assert (repr(value), hash(value)) == (repr(original), hash(original))
+        assert copy.deepcopy(value) == value
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            value.__setattr__(dataclasses.fields(value)[0].name, None)
 
 
 # --- hand-made XML ---------------------------------------------------------------------------
