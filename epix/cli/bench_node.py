@@ -305,6 +305,7 @@ def node(
             f"{clients / run.rate * 1000:.0f} ms; p99 < 100 ms at {clients} clients needs "
             f"> {clients / 0.1:.0f} submissions/s"
         )
+        click.echo(f"ratio HTTP / in-process: {run.rate / baseline:.2f} (target >= 0.5)")
     else:
         click.echo(
             f"latency:             p50 {p50:.1f} ms, p99 {p99:.1f} ms from each intended start "
@@ -312,4 +313,3 @@ def node(
         )
         click.echo(f"paced:               offered {rate:.1f}/s, achieved {run.rate:.1f}/s")
     click.echo(f"load generator CPU per request: {run.cpu_per_request * 1000:.2f} ms")
-    click.echo(f"ratio HTTP / in-process: {run.rate / baseline:.2f} (target >= 0.5)")

@@ -36,7 +36,7 @@ def print_demo(setup: DemoSetup, url: str) -> None:
     default=1,
     show_default=True,
     type=click.IntRange(1, 64),
-    help="Web worker processes (use PostgreSQL for more than one).",
+    help="Web worker processes (on SQLite they queue for one write lock file).",
 )
 @click.option(
     "--demo",

@@ -142,6 +142,7 @@ class _FileWriteLock:
         self._pid = 0
         self._fd = -1
         self._depth = 0
+        self._helper = False
         self._pending = False  # the helper is, or is about to be, blocked in flock
         self._abandoned = False  # ... for a caller that gave up waiting
         self._error: OSError | None = None
@@ -159,7 +160,10 @@ class _FileWriteLock:
                 try:
                     fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 except BlockingIOError:
-                    self._pending, self._abandoned = True, False
+                    if not self._helper:
+                        self._helper = True
+                        threading.Thread(target=self._wait_in_kernel, daemon=True).start()
+                    self._pending, self._abandoned, self._error = True, False, None
                     self._cond.notify_all()
                 else:
                     self._depth = 1
@@ -182,10 +186,11 @@ class _FileWriteLock:
         if self._fd >= 0:  # inherited over fork: closing this copy keeps the parent's lock
             os.close(self._fd)
         self._pid, self._depth, self._pending, self._abandoned = os.getpid(), 0, False, False
+        self._helper = False  # started on the first contention
         self._fd = os.open(self._path, os.O_RDONLY | os.O_CREAT | os.O_CLOEXEC, 0o644)
-        threading.Thread(target=self._wait_in_kernel, args=(self._fd,), daemon=True).start()
 
-    def _wait_in_kernel(self, fd: int) -> None:
+    def _wait_in_kernel(self) -> None:
+        fd = self._fd
         while True:
             with self._cond:
                 self._cond.wait_for(lambda: self._pending)

@@ -256,4 +256,3 @@ def test_a_later_caller_takes_over_the_queued_request(tmp_path: Path) -> None:
     assert acquired == [True]
     assert not first.acquire(0.05)
     second.release()
-
