@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Protocol
 
-from sqlalchemy import Select, insert, or_, select
+from sqlalchemy import Select, bindparam, insert, or_, select
 from sqlalchemy.orm import Session
 
 from epix.db.base import table_of, utcnow
@@ -47,19 +47,25 @@ class Deliverable(Protocol):
     def sender_party(self) -> str: ...
 
 
+_ENTRIES = table_of(InboxEntry)
+# Every submission to a hosted Party runs these two; built once.
+_ENTRY_OF_MESSAGE = select(_ENTRIES.c.id).where(
+    _ENTRIES.c.recipient_party == bindparam("party"),
+    _ENTRIES.c.message_pk == bindparam("message_pk"),
+)
+_INSERT_ENTRY = insert(_ENTRIES).returning(_ENTRIES.c.id)
+
+
 def deliver_to_inbox(session: Session, *, party: str, message: Deliverable) -> int:
     """Put a stored message into a Party's inbox on this node (idempotent per message).
 
     Returns the entry's id. Core statements: this runs in every submission's transaction.
     """
-    table = table_of(InboxEntry)
-    existing = session.scalar(
-        select(table.c.id).where(table.c.recipient_party == party, table.c.message_pk == message.id)
-    )
+    existing = session.scalar(_ENTRY_OF_MESSAGE, {"party": party, "message_pk": message.id})
     if existing is not None:
         return int(existing)
     entry_id = session.execute(
-        insert(table).returning(table.c.id),
+        _INSERT_ENTRY,
         {
             "recipient_party": party,
             "kind": KIND_MESSAGE,

@@ -238,6 +238,9 @@ _STORED_PERMIT_SHA256 = select(_PERMITS.c.signed_sha256).where(
 )
 _INSERT_MESSAGE = insert(_MESSAGES).returning(_MESSAGES.c.id)
 _INSERT_PERMIT = insert(_PERMITS).returning(_PERMITS.c.id)
+_INSERT_RECEIPT = insert(_RECEIPTS)
+_INSERT_LINES = insert(table_of(PermitLine))
+_INSERT_WATCHER = insert(table_of(PermitWatcher))
 
 
 def seen_message(session: Session, sender: str, message_id: str) -> SeenMessage | None:
@@ -640,7 +643,7 @@ def store_submission(
         },
     ).scalar_one()
     session.execute(
-        insert(table_of(Receipt)),
+        _INSERT_RECEIPT,
         {
             "message_pk": message.id,
             "status": status,
@@ -650,7 +653,7 @@ def store_submission(
         },
     )
     session.execute(
-        insert(table_of(PermitLine)),
+        _INSERT_LINES,
         [
             {
                 "permit_id": permit_pk,
@@ -664,7 +667,7 @@ def store_submission(
         ],
     )
     session.execute(
-        insert(table_of(PermitWatcher)),
+        _INSERT_WATCHER,
         {
             "permit_id": permit_pk,
             "party": envelope.recipient,
