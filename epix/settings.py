@@ -46,6 +46,14 @@ class Settings(BaseSettings):
     # Bounded resources (guarantee 7).
     max_body_bytes: int = Field(default=5 * 1024 * 1024, description="Largest accepted request.")
     max_xml_depth: int = Field(default=64, description="Deepest accepted XML element nesting.")
+    pipeline_concurrency: int = Field(
+        default=1,
+        ge=1,
+        le=64,
+        description="Submissions a web process runs through parse, verify and store at once; "
+        "the rest wait in arrival order. Python runs one thread at a time, so more than one "
+        "per process only adds lock convoys; scale with --workers instead.",
+    )
 
     # Endorsements: how long customs reservations hold quantities before they lapse.
     endorsement_reservation_ttl_seconds: int = Field(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from anyio import CapacityLimiter
 from fastapi import FastAPI
 from starlette.middleware.sessions import SessionMiddleware
 
@@ -34,6 +35,8 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
     )
     app.state.settings = settings
     app.state.database = database
+    # How many submissions run their pipeline at once (routers/messages.py); FIFO beyond that.
+    app.state.pipeline_limiter = CapacityLimiter(settings.pipeline_concurrency)
     install_problem_handlers(app)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     app.state.metrics = Metrics()
