@@ -252,7 +252,8 @@ async def _submit_all(
     "--baseline-count",
     default=300,
     show_default=True,
-    help="In-process submissions for the baseline.",
+    type=click.IntRange(min=2),
+    help="In-process submissions for the baseline (half before, half after the HTTP run).",
 )
 @click.option("--clients", default=32, show_default=True, help="Concurrent HTTP connections.")
 @click.option(
@@ -281,14 +282,24 @@ def node(
         setup = bootstrap_demo(database, settings)
         click.echo(f"signing {baseline_count + count} permits of {lines} lines ...")
         permits = _signed_permits(setup, baseline_count + count, lines)
-        baseline = _in_process_rate(database, settings, permits[:baseline_count])
+        # Half the in-process baseline runs before the HTTP run and half after, so a machine
+        # that speeds up or slows down during the run moves both sides of the ratio alike.
+        half = baseline_count // 2
+        before = _in_process_rate(database, settings, permits[:half])
         database.dispose()
-        click.echo(f"in-process pipeline: {baseline:8.1f} submissions/s (1 thread)")
         with _node(data_dir, workers) as url:
             api_key = setup.api_key("XA", MANAGEMENT_AUTHORITY)
             warm_up = permits[baseline_count : baseline_count + 20 * workers]
             _drive(url, api_key, warm_up, 4 * workers)
             run = _drive(url, api_key, permits[baseline_count + len(warm_up) :], clients, rate)
+        database = Database(settings.effective_database_url)
+        after = _in_process_rate(database, settings, permits[half:baseline_count])
+        database.dispose()
+        baseline = (before + after) / 2
+        click.echo(
+            f"in-process pipeline: {baseline:8.1f} submissions/s (1 thread; "
+            f"{before:.1f} before and {after:.1f} after the HTTP run)"
+        )
     quantiles = statistics.quantiles(run.latencies, n=100)
     p50, p99 = quantiles[49] * 1000, quantiles[98] * 1000
     click.echo(
