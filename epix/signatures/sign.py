@@ -131,7 +131,16 @@ def sign_document(xml: bytes, key_pem: bytes, cert_pem: bytes, *, digest: str = 
             line=comment.sourceline if isinstance(comment.sourceline, int) else None,
         )
     # Enveloped-signature then exclusive C14N of URI="": the root before the signature exists.
-    content = etree.tostring(root, method="c14n", exclusive=True, with_comments=False)
+    try:
+        content = etree.tostring(root, method="c14n", exclusive=True, with_comments=False)
+    except etree.C14NError:
+        # libxml2 refuses to canonicalize e.g. a relative namespace URI (xmlns:x="relative").
+        raise EpixError.of(
+            "EPIX-XML-001",
+            "The document cannot be canonicalized (a relative namespace URI such as "
+            'xmlns="u"?), so it cannot be signed; use absolute namespace URIs.',
+            location="/",
+        ) from None
     digest_value = base64.b64encode(hashlib.new(digest, content).digest()).decode("ascii")
     signature = _signature_element(root, signer, digest, digest_value)
     # SignedInfo is canonicalized where it stands, in the document's namespace context.

@@ -22,7 +22,7 @@ from signxml.exceptions import InvalidDigest, InvalidSignature
 from signxml.signer import SignatureReference, XMLSigner
 from signxml.verifier import XMLVerifier
 
-from epix.errors import Finding
+from epix.errors import EpixError, Finding
 from epix.exchange.node_identity import NodeIdentity
 from epix.exchange.receipts import ReceiptFacts, receipt_xml, sign_receipt
 from epix.signatures import StaticTrustStore, sign_document, verify_document
@@ -222,3 +222,13 @@ def test_signed_receipt_verifies_as_the_node(ec_identity: Identity) -> None:
     assert not verify_document(
         signed.replace(b">rejected<", b">accepted<"), party=PARTY, role="node", trust=trust
     ).valid
+
+
+def test_a_document_libxml2_cannot_canonicalize_is_refused_with_a_code(
+    ec_identity: Identity,
+) -> None:
+    document = b'<?xml version="1.0"?>\n<root xmlns:zz="relative"><a>1</a></root>'
+    with pytest.raises(EpixError) as refused:
+        sign_document(document, ec_identity.key_pem, ec_identity.cert_pem)
+    assert [finding.code for finding in refused.value.findings] == ["EPIX-XML-001"]
+    assert "relative namespace" in refused.value.findings[0].message
