@@ -31,15 +31,15 @@ from epix.audit.service import record_event
 from epix.auth.principal import Principal, Role
 from epix.auth.scoping import ensure_role
 from epix.db import Database
-from epix.db.base import utcnow
 from epix.endorsements import service as endorsements
 from epix.endorsements.document import EndorsementDocument, check_schema, read_endorsement
 from epix.errors import EpixError, Finding, Severity
 from epix.exchange.envelope import Envelope
 from epix.exchange.models import Receipt
 from epix.exchange.node_identity import NODE_ROLE, NodeIdentity
-from epix.exchange.receipts import ReceiptFacts, outcome_status, sign_receipt
+from epix.exchange.receipts import outcome_status
 from epix.exchange.service import (
+    Arrival,
     StorageUnavailable,
     StoredMessage,
     SubmissionResult,
@@ -49,7 +49,6 @@ from epix.exchange.service import (
     replay_or_check_destination,
     route_message,
     seen_message,
-    sha256_hex,
     store_message,
 )
 from epix.exchange.status import StatusAnnouncer, apply_received
@@ -271,9 +270,8 @@ def receive(
 ) -> SubmissionResult:
     """Run the pipeline for one endorsement or status document and return the signed receipt
     (a refusal is a ``rejected`` one, audited and not stored)."""
-    received_at = utcnow()
-    sha256 = sha256_hex(body)
-    action = ACTIONS[envelope.document_type]
+    arrival = Arrival.of(database, envelope, body, principal, settings, identity, request)
+    sha256, received_at = arrival.sha256, arrival.received_at
     try:
         check_sender(envelope, principal, settings)
         root = check_document(body, envelope, settings)
@@ -282,34 +280,10 @@ def receive(
             return trust
         verified = verify(root, envelope, trust)
     except EpixError as exc:
-        return reject(
-            database,
-            exc,
-            envelope,
-            principal,
-            settings,
-            identity,
-            request,
-            sha256,
-            received_at,
-            None,
-            action=action,
-        )
+        return reject(arrival, exc, None, action=ACTIONS[envelope.document_type])
     findings = tuple(f for f in verified.verdict.findings if f.severity is not Severity.ERROR)
     status = outcome_status(findings)
-    receipt = sign_receipt(
-        ReceiptFacts(
-            sha256=sha256,
-            received_at=received_at,
-            status=status,
-            node_party=settings.node_party,
-            findings=findings,
-            message_id=envelope.message_id,
-            sender=envelope.sender,
-            recipient=envelope.recipient,
-        ),
-        identity,
-    )
+    receipt = arrival.receipt(status, findings)
     try:
         with database.unit_of_work() as session:
             _store(
@@ -335,14 +309,7 @@ def receive(
         raise StorageUnavailable.conflict() from None
     except SQLAlchemyError as exc:
         raise StorageUnavailable.failed(exc, envelope.message_id) from None
-    return SubmissionResult(
-        status=status,
-        receipt=receipt,
-        sha256=sha256,
-        received_at=received_at,
-        message_id=envelope.message_id,
-        findings=findings,
-    )
+    return arrival.answer(status, receipt, findings)
 
 
 def _store(

@@ -16,7 +16,7 @@ import hashlib
 import json
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime
 from decimal import Decimal
 
@@ -83,6 +83,66 @@ class _Checked:
     permit: permit_model.Permit
     verdict: Verdict
     findings: list[Finding] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class Arrival:
+    """One received document: who sent it, when, its hash, and the node that answers.
+
+    Every step from the first check to the receipt needs these; refusals and conflicts too.
+    """
+
+    database: Database
+    envelope: Envelope
+    principal: Principal
+    settings: Settings
+    identity: NodeIdentity
+    request: RequestContext | None
+    sha256: str
+    received_at: datetime
+
+    @classmethod
+    def of(
+        cls,
+        database: Database,
+        envelope: Envelope,
+        body: bytes,
+        principal: Principal,
+        settings: Settings,
+        identity: NodeIdentity,
+        request: RequestContext | None,
+    ) -> Arrival:
+        """Stamped now, with the SHA-256 of the bytes as received."""
+        return cls(
+            database, envelope, principal, settings, identity, request, sha256_hex(body), utcnow()
+        )
+
+    def receipt(self, status: str, findings: tuple[Finding, ...]) -> bytes:
+        """The node-signed receipt for this arrival."""
+        facts = ReceiptFacts(
+            sha256=self.sha256,
+            received_at=self.received_at,
+            status=status,
+            node_party=self.settings.node_party,
+            findings=findings,
+            message_id=self.envelope.message_id,
+            sender=self.envelope.sender,
+            recipient=self.envelope.recipient,
+        )
+        return sign_receipt(facts, self.identity)
+
+    def answer(
+        self, status: str, receipt: bytes, findings: tuple[Finding, ...]
+    ) -> SubmissionResult:
+        """The stored arrival's result (a fresh receipt, HTTP 201)."""
+        return SubmissionResult(
+            status=status,
+            receipt=receipt,
+            sha256=self.sha256,
+            received_at=self.received_at,
+            message_id=self.envelope.message_id,
+            findings=findings,
+        )
 
 
 class StorageUnavailable(EpixError):
@@ -337,14 +397,13 @@ def submit(
     Refusals are returned as a result with status ``rejected`` (and audited), never stored.
     Raises ``StorageUnavailable`` when the final transaction fails (no receipt then).
     """
-    received_at = utcnow()
-    sha256 = sha256_hex(body)
+    arrival = Arrival.of(database, envelope, body, principal, settings, identity, request)
     permit_number: str | None = None
     try:
         check_envelope(envelope, principal)
         root, permit, findings = check_document(body, envelope, settings)
         permit_number = permit.number
-        trust_or_replay = _read_phase(database, envelope, sha256)
+        trust_or_replay = _read_phase(database, envelope, arrival.sha256)
         if isinstance(trust_or_replay, SubmissionResult):
             return trust_or_replay
         verdict = _verify(database, root, envelope, trust_or_replay)
@@ -355,38 +414,17 @@ def submit(
         findings += screen_permit(signed_permit)
         checked = _Checked(signed_permit, verdict, findings)
     except EpixError as exc:
-        return reject(
-            database,
-            exc,
-            envelope,
-            principal,
-            settings,
-            identity,
-            request,
-            sha256,
-            received_at,
-            permit_number,
-        )
+        return reject(arrival, exc, permit_number)
     status = outcome_status(checked.findings)
-    facts = ReceiptFacts(
-        sha256=sha256,
-        received_at=received_at,
-        status=status,
-        node_party=settings.node_party,
-        findings=tuple(checked.findings),
-        message_id=envelope.message_id,
-        sender=envelope.sender,
-        recipient=envelope.recipient,
-    )
-    receipt = sign_receipt(facts, identity)
+    receipt = arrival.receipt(status, tuple(checked.findings))
     try:
         with database.unit_of_work() as session:
             store_submission(
                 session,
                 envelope=envelope,
                 body=body,
-                sha256=sha256,
-                received_at=received_at,
+                sha256=arrival.sha256,
+                received_at=arrival.received_at,
                 status=status,
                 checked=checked,
                 receipt=receipt,
@@ -396,115 +434,54 @@ def submit(
             )
     except IntegrityError:
         # A concurrent submission won the race for this message id or permit number.
-        return _after_conflict(
-            database,
-            envelope,
-            principal,
-            settings,
-            identity,
-            request,
-            sha256,
-            received_at,
-            checked.permit,
-        )
+        return _after_conflict(arrival, checked.permit)
     except SQLAlchemyError as exc:
         raise StorageUnavailable.failed(exc, envelope.message_id) from None
-    return SubmissionResult(
-        status=status,
-        receipt=receipt,
-        sha256=sha256,
-        received_at=received_at,
-        message_id=envelope.message_id,
-        findings=tuple(checked.findings),
-    )
+    return arrival.answer(status, receipt, tuple(checked.findings))
 
 
-def _after_conflict(
-    database: Database,
-    envelope: Envelope,
-    principal: Principal,
-    settings: Settings,
-    identity: NodeIdentity,
-    request: RequestContext | None,
-    sha256: str,
-    received_at: datetime,
-    permit: permit_model.Permit,
-) -> SubmissionResult:
+def _after_conflict(arrival: Arrival, permit: permit_model.Permit) -> SubmissionResult:
+    envelope = arrival.envelope
     try:
-        with database.unit_of_work() as session:
+        with arrival.database.unit_of_work() as session:
             existing = seen_message(session, envelope.sender, envelope.message_id)
             if existing is not None:
-                return replay(session, existing, sha256)
-            _check_permit_unique(session, permit, sha256)
+                return replay(session, existing, arrival.sha256)
+            _check_permit_unique(session, permit, arrival.sha256)
     except EpixError as exc:
-        return reject(
-            database,
-            exc,
-            envelope,
-            principal,
-            settings,
-            identity,
-            request,
-            sha256,
-            received_at,
-            permit.number,
-        )
+        return reject(arrival, exc, permit.number)
     raise StorageUnavailable.conflict()
 
 
 def reject(
-    database: Database,
+    arrival: Arrival,
     error: EpixError,
-    envelope: Envelope,
-    principal: Principal,
-    settings: Settings,
-    identity: NodeIdentity,
-    request: RequestContext | None,
-    sha256: str,
-    received_at: datetime,
     permit_number: str | None,
     action: str = ACTION_SUBMIT,
 ) -> SubmissionResult:
     """A signed ``rejected`` receipt and an audit event; the message itself is not stored."""
     findings = tuple(error.findings)
-    facts = ReceiptFacts(
-        sha256=sha256,
-        received_at=received_at,
-        status=REJECTED,
-        node_party=settings.node_party,
-        findings=findings,
-        message_id=envelope.message_id,
-        sender=envelope.sender,
-        recipient=envelope.recipient,
-    )
-    receipt = sign_receipt(facts, identity)
+    receipt = arrival.receipt(REJECTED, findings)
+    envelope = arrival.envelope
     first = next(f for f in findings if f.severity is Severity.ERROR)
-    with database.unit_of_work() as session:
+    with arrival.database.unit_of_work() as session:
         record_event(
             session,
             action=action,
             outcome=first.code,
-            actor=principal,
+            actor=arrival.principal,
             party=envelope.sender,
             message_id=envelope.message_id,
             permit_number=permit_number,
-            request=request,
-            payload_sha256=sha256,
+            request=arrival.request,
+            payload_sha256=arrival.sha256,
             detail={
                 "status": REJECTED,
                 "to": envelope.recipient,
                 "codes": [f.code for f in findings],
             },
         )
-    return SubmissionResult(
-        status=REJECTED,
-        receipt=receipt,
-        sha256=sha256,
-        received_at=received_at,
-        message_id=envelope.message_id,
-        findings=findings,
-        http_status=error.http_status,
-    )
+    return replace(arrival.answer(REJECTED, receipt, findings), http_status=error.http_status)
 
 
 def _check_permit_unique(session: Session, permit: permit_model.Permit, sha256: str) -> None:
