@@ -40,6 +40,7 @@ from epix.exchange.models import Message, Permit, PermitLine, PermitWatcher, Rec
 from epix.exchange.node_identity import NodeIdentity
 from epix.exchange.receipts import REJECTED, ReceiptFacts, outcome_status, sign_receipt
 from epix.permits import model as permit_model
+from epix.permits.legacy import is_legacy_v1
 from epix.permits.reader import extract_permit_element, read_permit
 from epix.permits.validation import check_codes_and_rules, check_schema
 from epix.registry import repository as registry
@@ -211,6 +212,13 @@ def check_document(
 ) -> tuple[etree._Element, permit_model.Permit, list[Finding]]:
     """Size cap, hardened parse, schema, code lists and rules: no database, no keys."""
     root = parse_xml(body, max_bytes=settings.max_body_bytes, max_depth=settings.max_xml_depth)
+    if is_legacy_v1(root):
+        # Readable (``epix validate``), but a v1 layout carries no EPIX-DSIG-1 signature.
+        raise EpixError.of(
+            "EPIX-MSG-004",
+            "This is a Toolkit v1 (CBFShip) document; submit the signed CITESEPermit v2.",
+            "/",
+        )
     if root.tag != PERMIT_TAG:
         element = extract_permit_element(root)  # names what was found instead (EPIX-XML-005)
         if element is not root:

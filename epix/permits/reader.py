@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 from lxml import etree
 
 from epix.errors import EpixError
+from epix.permits.legacy import LEGACY_ROOT_TAGS, translate_v1
 from epix.permits.locations import source_line
 from epix.permits.model import (
     DOC_IMPORT_PERMIT,
@@ -88,13 +89,17 @@ def extract_permit_element(
 ) -> etree._Element:
     """The ``CITESEPermit`` element in a bare document, an EPIX envelope or a SOAP body.
 
-    Raises ``EpixError`` (EPIX-XML-005) when no permit in the right namespace is there.
+    A Toolkit v1 ``CBFShip`` (bare or in a SOAP body) is translated to v2 in place
+    (``epix.permits.legacy``). Raises ``EpixError`` (EPIX-XML-005) when no permit in the right
+    namespace is there.
     """
     tag = root.tag
     if tag == PERMIT_TAG:
         return root
     if tag == "CITESEPermit":
         return _qualify(root)
+    if tag in LEGACY_ROOT_TAGS:
+        return translate_v1(root)
     if tag == ENVELOPE_TAG:
         inner = parse_xml(envelope_payload(root), max_bytes=max_bytes, max_depth=max_depth)
         if inner.tag == "CITESEPermit":
@@ -103,7 +108,9 @@ def extract_permit_element(
             raise _wrong_root(inner, "The envelope's payload is not a CITESEPermit")
         return inner
     if isinstance(tag, str) and tag.startswith("{") and tag[1:].split("}")[0] in SOAP_NAMESPACES:
-        for candidate in root.iter(PERMIT_TAG, "CITESEPermit"):
+        for candidate in root.iter(PERMIT_TAG, "CITESEPermit", *LEGACY_ROOT_TAGS):
+            if candidate.tag in LEGACY_ROOT_TAGS:
+                return translate_v1(candidate)
             return candidate if candidate.tag == PERMIT_TAG else _qualify(candidate)
         raise _wrong_root(root, "The SOAP message carries no CITESEPermit")
     raise _wrong_root(root, "The document is not a CITESEPermit")
