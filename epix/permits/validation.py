@@ -29,7 +29,8 @@ from epix.xml import SCHEMA_DIR, load_schema, parse_xml
 from epix.xml.parse import DEFAULT_MAX_BYTES, DEFAULT_MAX_DEPTH
 
 PERMIT_SCHEMA = "cites/CITESEPermit_2p0.xsd"
-_PREFIX = re.compile(r"(?<=/)[^/:\[\]]+:")
+_PREFIX = re.compile(r"(?<=/)[^/:\[\]{}]+:")
+_CLARK = re.compile(r"\{[^}]*\}")
 MAX_SCHEMA_FINDINGS = 20
 
 
@@ -64,6 +65,12 @@ def _readable_schema() -> Any:
     return xmlschema.XMLSchema(str(SCHEMA_DIR / PERMIT_SCHEMA))
 
 
+def _readable_path(path: str) -> str:
+    """An XPath of local names: prefixes and ``{namespace}`` (used where the document's tree
+    binds no prefix, e.g. a translated v1 permit) are dropped."""
+    return _PREFIX.sub("", _CLARK.sub("", path))
+
+
 def check_schema(element: etree._Element) -> list[Finding]:
     """EPIX-SCHEMA-001 findings (XPath + line) when the permit does not conform to our XSDs."""
     schema = load_schema(PERMIT_SCHEMA)
@@ -77,7 +84,7 @@ def check_schema(element: etree._Element) -> list[Finding]:
             Finding(
                 "EPIX-SCHEMA-001",
                 str(error.reason or error.message),
-                location=_PREFIX.sub("", error.path) if error.path else None,
+                location=_readable_path(error.path) if error.path else None,
                 line=getattr(error, "sourceline", None),
             )
         )
@@ -87,7 +94,7 @@ def check_schema(element: etree._Element) -> list[Finding]:
             Finding(
                 "EPIX-SCHEMA-001",
                 entry.message,
-                location=_PREFIX.sub("", entry.path) if entry.path else None,
+                location=_readable_path(entry.path) if entry.path else None,
                 line=entry.line,
             )
             for entry in list(log)[:MAX_SCHEMA_FINDINGS]

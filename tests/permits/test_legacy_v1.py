@@ -68,3 +68,17 @@ def test_a_v1_document_is_refused_for_submission_with_a_code() -> None:
     with pytest.raises(EpixError) as refused:
         check_document(data, Envelope("m-1", "XA", "XB", "permit"), Settings())
     assert [f.code for f in refused.value.findings] == ["EPIX-MSG-004"]
+
+
+def test_a_schema_error_in_a_v1_permit_has_a_readable_location_and_its_line() -> None:
+    data = V1_SAMPLE.read_bytes().replace(
+        b"<urn1:CityName>", b"<urn1:Bogus>x</urn1:Bogus><urn1:CityName>", 1
+    )
+    first = validate_permit_bytes(data).findings[0]
+    assert first.code == "EPIX-SCHEMA-001"
+    assert first.location == (
+        "/CITESEPermit/HeaderExchangedDocument/FirstSignatoryDocumentAuthentication"
+        "/ProviderTradeParty/PostalTradeAddress"
+    )
+    assert first.line is not None
+    assert b"<urn1:PostalTradeAddress>" in data.splitlines()[first.line - 1]
