@@ -16,7 +16,6 @@ from epix.api.routers import outbox as outbox_routes
 from epix.api.routers import registry as registry_routes
 from epix.api.routers import webhooks as webhook_routes
 from epix.audit.service import AuditPolicy, configure_audit
-from epix.audit.signing import node_checkpoint_signer
 from epix.auth.session_secret import session_secret
 from epix.db import Database
 from epix.settings import Settings, get_settings
@@ -43,9 +42,7 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
     app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)
     app.add_route("/metrics", metrics_endpoint, include_in_schema=False)
     app.include_router(health.router)
-    configure_audit(
-        AuditPolicy.from_settings(settings, signer=lambda: node_checkpoint_signer(settings))
-    )
+    configure_audit(AuditPolicy.for_node(settings))
     app.add_middleware(
         SessionMiddleware,
         secret_key=session_secret(settings),

@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 
 from epix.audit.context import HEADER_ALLOWLIST, RequestContext
 from epix.audit.models import AuditChainHead, AuditCheckpoint, AuditEvent
-from epix.audit.signing import CheckpointSigner, sign_checkpoint
+from epix.audit.signing import CheckpointSigner, node_checkpoint_signer, sign_checkpoint
 from epix.auth.principal import Principal
 from epix.db.base import table_of, utcnow
 from epix.settings import Settings, get_settings
@@ -51,6 +51,12 @@ class AuditPolicy:
         cls, settings: Settings, signer: Callable[[], CheckpointSigner] | None = None
     ) -> AuditPolicy:
         return cls(settings.audit_checkpoint_every, settings.retention_years, signer)
+
+    @classmethod
+    def for_node(cls, settings: Settings) -> AuditPolicy:
+        """A node process's policy (web, worker, CLI): checkpoints signed with the node key as
+        they fall due, not left for ``epix audit checkpoint``."""
+        return cls.from_settings(settings, signer=lambda: node_checkpoint_signer(settings))
 
 
 _policy: AuditPolicy | None = None

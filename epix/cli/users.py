@@ -33,7 +33,7 @@ def cli_context(command: str) -> RequestContext:
 def cli_session() -> Iterator[Session]:
     """A migrated database and one unit of work; refusals print their code and exit 1."""
     settings = get_settings()
-    configure_audit(AuditPolicy.from_settings(settings))
+    configure_audit(AuditPolicy.for_node(settings))
     database = Database(settings.effective_database_url)
     try:
         database.migrate()

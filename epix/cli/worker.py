@@ -21,7 +21,7 @@ from epix.settings import get_settings
 
 def _database() -> Database:
     settings = get_settings()
-    configure_audit(AuditPolicy.from_settings(settings))
+    configure_audit(AuditPolicy.for_node(settings))
     return Database(settings.effective_database_url)
 
 

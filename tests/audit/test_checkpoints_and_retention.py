@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 from datetime import date, timedelta
+from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select, update
@@ -22,9 +23,13 @@ from epix.audit.service import (
 )
 from epix.audit.signing import CheckpointSigner, certificate_fingerprint
 from epix.audit.verify import verify_chain
+from epix.cli.users import cli_session
+from epix.cli.worker import _database as worker_database
 from epix.db import Database
 from epix.db.base import utcnow
 from epix.errors import EpixError
+from epix.exchange.node_identity import node_identity
+from epix.settings import get_settings
 from tests.pki import make_identity
 
 from .conftest import fill
@@ -229,3 +234,29 @@ def test_checkpoints_are_signed_as_they_are_written_when_the_node_key_is_configu
         )
     assert report.ok
     assert (report.checkpoints_verified, report.checkpoints_pending) == (2, 0)
+
+
+@pytest.mark.parametrize("command", ["worker", "users"])
+def test_node_processes_sign_checkpoints_with_the_node_key(
+    database: Database, policy: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, command: str
+) -> None:
+    """``epix worker`` and ``epix users`` used to leave checkpoints unsigned."""
+    monkeypatch.setenv("EPIX_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("EPIX_AUDIT_CHECKPOINT_EVERY", "3")
+    get_settings.cache_clear()
+    try:
+        if command == "worker":
+            worker_database().dispose()
+        else:
+            with cli_session():
+                pass
+        fill(database, 3)
+    finally:
+        get_settings.cache_clear()
+    node = node_identity(tmp_path / "data", "XA")
+    with database.unit_of_work() as session:
+        report = verify_chain(
+            session, trusted_fingerprints=[certificate_fingerprint(node.cert_pem)]
+        )
+    assert report.ok
+    assert (report.checkpoints_verified, report.checkpoints_pending) == (1, 0)
