@@ -9,7 +9,7 @@ from starlette.middleware.sessions import SessionMiddleware
 from epix.api.limits import BodySizeLimit
 from epix.api.metrics import Metrics, MetricsMiddleware, metrics_endpoint
 from epix.api.problems import install_problem_handlers
-from epix.api.routers import auth, health, messages, permits
+from epix.api.routers import audit, auth, health, messages, permits
 from epix.api.routers import endorsements as endorsements_routes
 from epix.api.routers import inbox as inbox_router
 from epix.api.routers import outbox as outbox_routes
@@ -60,5 +60,6 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
     app.include_router(webhook_routes.router)
     app.include_router(outbox_routes.router)
     app.include_router(registry_routes.router)
+    app.include_router(audit.router)
     mount_web(app)
     return app

@@ -9,9 +9,11 @@ from __future__ import annotations
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from epix.audit.context import RequestContext
 from epix.audit.models import AuditCheckpoint
 from epix.audit.service import lock_chain_head, record_event
 from epix.audit.signing import CheckpointSigner, sign_checkpoint
+from epix.auth.principal import Principal
 from epix.db.base import utcnow
 from epix.errors import EpixError
 
@@ -42,8 +44,14 @@ def checkpoint_at(
     return checkpoint
 
 
-def create_checkpoint(session: Session, signer: CheckpointSigner) -> AuditCheckpoint:
-    """Sign a checkpoint at the current head now, and record that it was made."""
+def create_checkpoint(
+    session: Session,
+    signer: CheckpointSigner,
+    *,
+    actor: Principal | None = None,
+    request: RequestContext | None = None,
+) -> AuditCheckpoint:
+    """Sign a checkpoint at the current head now, and record that it was made (and by whom)."""
     head = lock_chain_head(session)
     if head.sequence == 0:
         raise EpixError.of(
@@ -54,6 +62,8 @@ def create_checkpoint(session: Session, signer: CheckpointSigner) -> AuditCheckp
         session,
         action="audit_checkpoint",
         outcome="ok",
+        actor=actor,
+        request=request,
         detail={"sequence": checkpoint.sequence, "head_hash": checkpoint.head_hash},
     )
     return checkpoint

@@ -1,0 +1,74 @@
+"""Node operators verify the audit chain and sign checkpoints over HTTP."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+from sqlalchemy import select, update
+
+from epix.audit.models import AuditEvent
+from epix.auth.principal import Role
+from epix.registry.roles import MANAGEMENT_AUTHORITY
+from tests.exchange.conftest import Node, headers
+
+pytestmark = pytest.mark.anyio
+
+
+def _bearer(key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"}
+
+
+async def test_a_node_admin_signs_a_checkpoint_and_verifies_the_chain(
+    node: Node, client: httpx.AsyncClient
+) -> None:
+    admin = node.key(node.settings.node_party, Role.NODE_ADMIN.value)
+    submitted = await client.post(
+        "/v1/messages",
+        content=node.signed_permit(),
+        headers=headers(node.key("XA", MANAGEMENT_AUTHORITY)),
+    )
+    assert submitted.status_code == 201
+
+    made = await client.post("/v1/audit/checkpoints", headers=_bearer(admin))
+    assert made.status_code == 201, made.text
+    checkpoint = made.json()
+    assert checkpoint["sequence"] > 1 and len(checkpoint["head_hash"]) == 64
+
+    verified = await client.get("/v1/audit/verify", headers=_bearer(admin))
+    report = verified.json()
+    assert verified.status_code == 200 and report["ok"] is True
+    assert report["checkpoints_verified"] >= 1 and report["checkpoints_pending"] == 0
+    # The checkpoint itself is an audited action, attributed to the operator.
+    with node.database.unit_of_work() as session:
+        made_by = session.scalars(
+            select(AuditEvent.actor_username).where(AuditEvent.action == "audit_checkpoint")
+        ).all()
+    assert made_by == ["node-admin"]
+
+
+async def test_verification_over_http_names_the_first_altered_event(
+    node: Node, client: httpx.AsyncClient
+) -> None:
+    admin = node.key(node.settings.node_party, Role.NODE_ADMIN.value)
+    with node.database.unit_of_work() as session:
+        session.execute(update(AuditEvent).where(AuditEvent.sequence == 2).values(outcome="x"))
+    report = (await client.get("/v1/audit/verify", headers=_bearer(admin))).json()
+    assert report["ok"] is False and report["broken_at"] == 2
+    assert report["findings"][0]["code"].startswith("EPIX-AUDIT-")
+
+
+async def test_only_node_admins_reach_the_audit_routes(
+    node: Node, client: httpx.AsyncClient
+) -> None:
+    authority = _bearer(node.key("XA", MANAGEMENT_AUTHORITY))
+    refused = [
+        await client.get("/v1/audit/verify", headers=authority),
+        await client.post("/v1/audit/checkpoints", headers=authority),
+        await client.get("/v1/audit/verify"),
+    ]
+    assert [r.status_code for r in refused] == [403, 403, 401]
+    assert [r.json()["errors"][0]["code"] for r in refused] == [
+        "EPIX-AUTH-004",
+        "EPIX-AUTH-004",
+        "EPIX-AUTH-001",
+    ]
