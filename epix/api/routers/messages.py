@@ -123,6 +123,7 @@ def _submit(
     database: Database,
     context: RequestContext,
 ) -> Response:
+    """From content type to the HTTP answer: envelope, role, pipeline, signed receipt."""
     if content_type in XML_TYPES:
         envelope = envelope_from_headers(request_headers)
         document = body
