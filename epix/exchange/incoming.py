@@ -43,6 +43,7 @@ from epix.exchange.service import (
     StorageUnavailable,
     StoredMessage,
     SubmissionResult,
+    check_parties,
     is_hosted,
     reject,
     replay,
@@ -133,16 +134,7 @@ class _EitherRole:
 def check_sender(envelope: Envelope, principal: Principal, settings: Settings) -> None:
     """The caller sends for its own Party, to another one, and that Party is not hosted here."""
     ensure_role(principal, *SENDER_ROLES[envelope.document_type])
-    if envelope.sender != principal.party:
-        raise EpixError.of(
-            "EPIX-AUTH-005",
-            f"You act for {principal.party}; you may not send as {envelope.sender}.",
-            "X-EPIX-From",
-        )
-    if envelope.sender == envelope.recipient:
-        raise EpixError.of(
-            "EPIX-MSG-006", "Sender and destination are the same Party.", "X-EPIX-To"
-        )
+    check_parties(envelope, principal)
     if is_hosted(envelope.sender, settings):
         route = (
             "/v1/permits/{party}/{number}/endorsements"

@@ -186,7 +186,7 @@ def _as_utc(moment: datetime | None) -> datetime | None:
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
-def check_envelope(envelope: Envelope, principal: Principal) -> None:
+def check_parties(envelope: Envelope, principal: Principal) -> None:
     """The sender must be the caller's own Party and differ from the destination."""
     if envelope.sender != principal.party:
         raise EpixError.of(
@@ -198,6 +198,11 @@ def check_envelope(envelope: Envelope, principal: Principal) -> None:
         raise EpixError.of(
             "EPIX-MSG-006", "Sender and destination are the same Party.", "X-EPIX-To"
         )
+
+
+def check_envelope(envelope: Envelope, principal: Principal) -> None:
+    """A permit, from the caller's own Party to another one."""
+    check_parties(envelope, principal)
     if envelope.document_type != "permit":
         raise EpixError.of(
             "EPIX-MSG-004",
