@@ -158,6 +158,12 @@ _TABLE: tuple[ErrorCode, ...] = (
     _c("EPIX-QTY-008", E, 409, "The reservation was already confirmed or released."),
     _c("EPIX-QTY-009", E, 422, "The endorsement date is in the future."),
     _c("EPIX-QTY-010", E, 422, "The endorsement date is before the permit is valid."),
+    _c(
+        "EPIX-QTY-011",
+        W,
+        200,
+        "The issuing Party's ledger did not record the endorsement; the signed document is kept.",
+    ),
     # --- permit state ---
     _c("EPIX-STATE-001", E, 409, "The permit has expired."),
     _c("EPIX-STATE-002", E, 409, "The permit is not yet valid."),

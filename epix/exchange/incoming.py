@@ -19,7 +19,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 from lxml import etree
@@ -41,7 +40,6 @@ from epix.exchange.receipts import outcome_status
 from epix.exchange.service import (
     Arrival,
     StorageUnavailable,
-    StoredMessage,
     SubmissionResult,
     check_parties,
     is_hosted,
@@ -263,7 +261,7 @@ def receive(
     """Run the pipeline for one endorsement or status document and return the signed receipt
     (a refusal is a ``rejected`` one, audited and not stored)."""
     arrival = Arrival.of(database, envelope, body, principal, settings, identity, request)
-    sha256, received_at = arrival.sha256, arrival.received_at
+    sha256 = arrival.sha256
     try:
         check_sender(envelope, principal, settings)
         root = check_document(body, envelope, settings)
@@ -274,24 +272,9 @@ def receive(
     except EpixError as exc:
         return reject(arrival, exc, None, action=ACTIONS[envelope.document_type])
     findings = tuple(f for f in verified.verdict.findings if f.severity is not Severity.ERROR)
-    status = outcome_status(findings)
-    receipt = arrival.receipt(status, findings)
     try:
         with database.unit_of_work() as session:
-            _store(
-                session,
-                envelope=envelope,
-                body=body,
-                sha256=sha256,
-                received_at=received_at,
-                status=status,
-                verified=verified,
-                receipt=receipt,
-                principal=principal,
-                settings=settings,
-                identity=identity,
-                request=request,
-            )
+            status, receipt, findings = _store(session, arrival, body, verified, findings)
     except IntegrityError:
         # A concurrent copy of the same message won: answer with its receipt.
         with database.unit_of_work() as session:
@@ -306,34 +289,47 @@ def receive(
 
 def _store(
     session: Session,
-    *,
-    envelope: Envelope,
+    arrival: Arrival,
     body: bytes,
-    sha256: str,
-    received_at: datetime,
-    status: str,
     verified: Verified,
-    receipt: bytes,
-    principal: Principal,
-    settings: Settings,
-    identity: NodeIdentity,
-    request: RequestContext | None,
-) -> StoredMessage:
-    """The one transaction: bytes, receipt, inbox entry or onward row, effect, audit event."""
+    findings: tuple[Finding, ...],
+) -> tuple[str, bytes, tuple[Finding, ...]]:
+    """The one transaction: the document's effect on this node's copy of the permit, then the
+    receipt (which says if the ledger refused it), bytes, inbox entry or onward row, audit event.
+    Returns the receipt's status, bytes and findings."""
+    envelope, principal, settings = arrival.envelope, arrival.principal, arrival.settings
+    effect = _apply(session, verified, body, principal, settings, arrival.identity, arrival.request)
+    if effect.get("ledger") == "not recorded":
+        findings += (
+            Finding(
+                "EPIX-QTY-011",
+                f"{verified.permit.issuing_party}'s ledger for permit {verified.permit.number} "
+                f"did not record this endorsement ({', '.join(effect['codes'])}): "
+                f"{effect['message']} The signed endorsement is kept as received.",
+                "/",
+            ),
+        )
+    status = outcome_status(findings)
+    receipt = arrival.receipt(status, findings)
     message = store_message(
         session,
         envelope=envelope,
         body=body,
-        sha256=sha256,
-        received_at=received_at,
+        sha256=arrival.sha256,
+        received_at=arrival.received_at,
         status=status,
         principal=principal,
     )
     session.add(
-        Receipt(message_pk=message.id, status=status, codes="", issued_at=received_at, body=receipt)
+        Receipt(
+            message_pk=message.id,
+            status=status,
+            codes=" ".join(f.code for f in findings),
+            issued_at=arrival.received_at,
+            body=receipt,
+        )
     )
     route_message(session, message, settings)
-    effect = _apply(session, verified, body, principal, settings, identity, request)
     permit = verified.permit
     record_event(
         session,
@@ -343,8 +339,8 @@ def _store(
         party=envelope.sender,
         message_id=envelope.message_id,
         permit_number=permit.number,
-        request=request,
-        payload_sha256=sha256,
+        request=arrival.request,
+        payload_sha256=arrival.sha256,
         detail={
             "to": envelope.recipient,
             "document_type": envelope.document_type,
@@ -353,9 +349,10 @@ def _store(
             "signer": verified.signer.fingerprint,
             "signer_role": verified.signer.role,
             "effect": effect,
+            "codes": [f.code for f in findings],
         },
     )
-    return message
+    return status, receipt, findings
 
 
 def _apply(
@@ -396,5 +393,9 @@ def _apply(
             announce=StatusAnnouncer(settings, identity),
         )
     except EpixError as exc:
-        return {"ledger": "not recorded", "codes": [f.code for f in exc.findings]}
+        return {
+            "ledger": "not recorded",
+            "codes": [f.code for f in exc.findings],
+            "message": exc.findings[0].message,
+        }
     return {"ledger": "recorded", "endorsement_id": recorded.endorsement.endorsement_id}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -11,8 +12,10 @@ from pathlib import Path
 
 import httpx
 import pytest
+from lxml import etree
 from sqlalchemy import func, select
 
+from epix.audit.models import AuditEvent
 from epix.auth import service as auth
 from epix.auth.principal import Principal, Role
 from epix.db import Database
@@ -31,7 +34,7 @@ from epix.registry import service as registry
 from epix.registry.roles import CUSTOMS, MANAGEMENT_AUTHORITY, NODE
 from epix.settings import NodeMode
 from epix.signatures.sign import sign_document
-from epix.xml.namespaces import EPIX_STATUS
+from epix.xml.namespaces import EPIX_RECEIPT, EPIX_STATUS
 from tests.exchange.conftest import Node, headers, make_node
 from tests.pki import Identity, make_identity
 
@@ -350,3 +353,38 @@ async def test_an_export_endorsement_tells_the_importer_the_permit_is_endorsed(
         assert [h.headers["X-EPIX-Event"] for h in hooks if h.destination_party == "XB"] == [
             "status.changed"
         ]
+
+
+async def test_an_endorsement_the_issuers_ledger_refuses_is_kept_and_the_receipt_says_so(
+    issuer: Node, issuer_client: httpx.AsyncClient
+) -> None:
+    peer = _add_peer(issuer, "XB")
+    permit = await _submit_permit(issuer, issuer_client, issuer.key("XA", MANAGEMENT_AUTHORITY))
+    body = _endorsement(permit, peer, quantity="1000000")  # far beyond the permitted quantity
+
+    answer = await issuer_client.post(
+        "/v1/messages", content=body, headers=_peer_headers(peer, "endorsement", "XA")
+    )
+
+    assert answer.status_code == 201, answer.text
+    assert answer.headers["X-EPIX-Receipt-Status"] == "accepted_with_warnings"
+    receipt = etree.fromstring(answer.content)
+    codes = [f.get("code") for f in receipt.iter(f"{{{EPIX_RECEIPT}}}Finding")]
+    assert codes == ["EPIX-QTY-011"]
+    message = receipt.findtext(f".//{{{EPIX_RECEIPT}}}Message") or ""
+    assert "EPIX-QTY-001" in message and permit.number in message
+    with issuer.database.unit_of_work() as session:
+        kept = session.scalars(select(Message.body).where(Message.document_type == "endorsement"))
+        assert list(kept) == [body]
+        event = session.scalars(
+            select(AuditEvent).where(AuditEvent.action == "endorsement.receive")
+        ).one()
+    detail = json.loads(event.detail)
+    assert detail["effect"]["ledger"] == "not recorded" and detail["codes"] == ["EPIX-QTY-011"]
+    view = (
+        await issuer_client.get(
+            f"/v1/permits/XA/{permit.number}",
+            headers={"Authorization": f"Bearer {issuer.key('XA', MANAGEMENT_AUTHORITY)}"},
+        )
+    ).json()
+    assert view["status"] == "issued"  # the ledger did not move
