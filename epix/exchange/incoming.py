@@ -311,15 +311,7 @@ def _store(
         )
     status = outcome_status(findings)
     receipt = arrival.receipt(status, findings)
-    message = store_message(
-        session,
-        envelope=envelope,
-        body=body,
-        sha256=arrival.sha256,
-        received_at=arrival.received_at,
-        status=status,
-        principal=principal,
-    )
+    message = store_message(session, arrival, body, status)
     session.add(
         Receipt(
             message_pk=message.id,

@@ -432,19 +432,7 @@ def submit(
     receipt = arrival.receipt(status, tuple(checked.findings))
     try:
         with database.unit_of_work() as session:
-            store_submission(
-                session,
-                envelope=envelope,
-                body=body,
-                sha256=arrival.sha256,
-                received_at=arrival.received_at,
-                status=status,
-                checked=checked,
-                receipt=receipt,
-                principal=principal,
-                settings=settings,
-                request=request,
-            )
+            store_submission(session, arrival, body, status, checked, receipt)
     except IntegrityError:
         # A concurrent submission won the race for this message id or permit number.
         return _after_conflict(arrival, checked.permit)
@@ -537,17 +525,9 @@ class StoredMessage:
     body: bytes
 
 
-def store_message(
-    session: Session,
-    *,
-    envelope: Envelope,
-    body: bytes,
-    sha256: str,
-    received_at: datetime,
-    status: str,
-    principal: Principal,
-) -> StoredMessage:
+def store_message(session: Session, arrival: Arrival, body: bytes, status: str) -> StoredMessage:
     """The received bytes exactly as sent, with their hash and envelope (one INSERT)."""
+    envelope, sha256 = arrival.envelope, arrival.sha256
     message_pk = session.execute(
         _INSERT_MESSAGE,
         {
@@ -558,10 +538,10 @@ def store_message(
             "conversation_id": envelope.conversation_id,
             "sha256": sha256,
             "body": body,
-            "received_at": received_at,
+            "received_at": arrival.received_at,
             "status": status,
             "delivery_state": "pending",
-            "submitted_by": principal.username,
+            "submitted_by": arrival.principal.username,
         },
     ).scalar_one()
     return StoredMessage(
@@ -577,17 +557,11 @@ def store_message(
 
 def store_submission(
     session: Session,
-    *,
-    envelope: Envelope,
+    arrival: Arrival,
     body: bytes,
-    sha256: str,
-    received_at: datetime,
     status: str,
     checked: _Checked,
     receipt: bytes,
-    principal: Principal,
-    settings: Settings,
-    request: RequestContext | None,
 ) -> StoredMessage:
     """The one transaction: message bytes + hash, receipt, permit and lines, inbox or outbox
     row, and the audit event (recorded last: it holds the audit chain lock until commit).
@@ -596,15 +570,8 @@ def store_submission(
     answers from a fresh read (``_after_conflict``): no check-then-insert on the hot path.
     """
     permit = checked.permit
-    message = store_message(
-        session,
-        envelope=envelope,
-        body=body,
-        sha256=sha256,
-        received_at=received_at,
-        status=status,
-        principal=principal,
-    )
+    envelope, sha256, received_at = arrival.envelope, arrival.sha256, arrival.received_at
+    message = store_message(session, arrival, body, status)
     certificate = checked.verdict.certificate
     token = envelope.security_token
     # Core INSERTs throughout: nothing here is read back through the ORM in this transaction,
@@ -665,16 +632,16 @@ def store_submission(
             "since": received_at,
         },
     )
-    route_message(session, message, settings)
+    route_message(session, message, arrival.settings)
     record_event(
         session,
         action=ACTION_SUBMIT,
         outcome="ok",
-        actor=principal,
+        actor=arrival.principal,
         party=envelope.sender,
         message_id=envelope.message_id,
         permit_number=permit.number,
-        request=request,
+        request=arrival.request,
         payload_sha256=sha256,
         detail={
             "status": status,
