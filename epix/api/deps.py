@@ -28,11 +28,14 @@ async def get_database(request: Request) -> Database:
     return database
 
 
-async def get_request_context(request: Request) -> RequestContext:
+def request_context(request: Request, headers: dict[str, str]) -> RequestContext:
+    """What the audit trail keeps of ``request``, given its headers as a dict."""
     client = request.client.host if request.client else None
-    return RequestContext.from_raw(
-        request.method, request.url.path, client, dict(request.headers.items())
-    )
+    return RequestContext.from_raw(request.method, request.url.path, client, headers)
+
+
+async def get_request_context(request: Request) -> RequestContext:
+    return request_context(request, dict(request.headers.items()))
 
 
 async def raw_body(request: Request) -> bytes:
