@@ -318,6 +318,7 @@ def check_rules(
 _PURPOSE_CODES = etree.XPath(
     "count(p:HeaderExchangedDocument/r:PurposeCode[normalize-space()])",
     namespaces={"p": CITES_PERMIT, "r": CITES_RAM},
+    regexp=False,  # no EXSLT regular expressions to register on every call (~0.2 us)
 )
 
 

@@ -36,7 +36,12 @@ MAX_SCHEMA_FINDINGS = 20
 
 @dataclass(frozen=True, slots=True)
 class ValidationReport:
-    """What validation found; ``permit``/``element`` are set as far as the steps got."""
+    """What validation found; ``permit``/``element`` are set as far as the steps got.
+
+    ``validate_permit_bytes`` parses without whitespace-only text between elements
+    (``parse_xml(keep_blank_text=False)``): ``element`` serves locations and reading, never a
+    signature check.
+    """
 
     findings: tuple[Finding, ...]
     permit: Permit | None = None
@@ -128,7 +133,7 @@ def validate_permit_bytes(
 ) -> ValidationReport:
     """Parse, schema, codes and rules, stopping at the first step that reports an error."""
     try:
-        root = parse_xml(data, max_bytes=max_bytes, max_depth=max_depth)
+        root = parse_xml(data, max_bytes=max_bytes, max_depth=max_depth, keep_blank_text=False)
         element = extract_permit_element(root, max_bytes=max_bytes, max_depth=max_depth)
     except EpixError as error:
         return ValidationReport(tuple(error.findings))
