@@ -24,6 +24,7 @@ from epix.audit.models import AuditChainHead, AuditCheckpoint, AuditEvent
 from epix.audit.signing import CheckpointSigner, node_checkpoint_signer, sign_checkpoint
 from epix.auth.principal import Principal
 from epix.db.base import table_of, utcnow
+from epix.db.prepared import Prepared
 from epix.settings import Settings, get_settings
 
 GENESIS_HASH = "0" * 64
@@ -144,15 +145,17 @@ def earliest_purge_date(
     return max(candidates)
 
 
-# Every audited request runs these; built once.
+# Every audited request runs these; compiled once and run on the DBAPI cursor (epix.db.prepared).
 _HEADS, _EVENTS = table_of(AuditChainHead), table_of(AuditEvent)
-_READ_HEAD = select(_HEADS.c.sequence, _HEADS.c.hash).where(_HEADS.c.id == HEAD_ROW_ID)
-_MOVE_HEAD = (
+_PG_LOCK = Prepared(text("SELECT pg_advisory_xact_lock(:key)"))
+_READ_HEAD = Prepared(select(_HEADS.c.sequence, _HEADS.c.hash).where(_HEADS.c.id == HEAD_ROW_ID))
+_INSERT_HEAD = Prepared(insert(_HEADS))
+_MOVE_HEAD = Prepared(
     update(_HEADS)
     .where(_HEADS.c.id == HEAD_ROW_ID)
     .values(sequence=bindparam("new_sequence"), hash=bindparam("new_hash"))
 )
-_INSERT_EVENT = insert(_EVENTS)
+_INSERT_EVENT = Prepared(insert(_EVENTS))
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,14 +169,14 @@ class ChainHead:
 def lock_chain_head(session: Session) -> ChainHead:
     """The chain head, locked for this transaction (created on first use).
 
-    Core statements: every audited request runs this, and the head row is never kept in a
-    session's identity map, so a Core update cannot leave a stale ORM copy behind.
+    Prepared Core statements: every audited request runs this, and the head row is never kept
+    in a session's identity map, so a Core update cannot leave a stale ORM copy behind.
     """
     if session.get_bind().dialect.name == "postgresql":
-        session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _PG_LOCK_KEY})
-    row = session.execute(_READ_HEAD).one_or_none()
+        _PG_LOCK.execute(session, {"key": _PG_LOCK_KEY})
+    row = _READ_HEAD.first(session)
     if row is None:
-        session.execute(insert(_HEADS), {"id": HEAD_ROW_ID, "sequence": 0, "hash": GENESIS_HASH})
+        _INSERT_HEAD.execute(session, {"id": HEAD_ROW_ID, "sequence": 0, "hash": GENESIS_HASH})
         return ChainHead(0, GENESIS_HASH)
     return ChainHead(row.sequence, row.hash)
 
@@ -245,10 +248,10 @@ def record_event(
         prev_hash=head.hash,
     )
     event.hash = compute_hash(event)
-    session.execute(
-        _INSERT_EVENT, {column.key: getattr(event, column.key) for column in _EVENTS.columns}
+    _INSERT_EVENT.execute(
+        session, {column.key: getattr(event, column.key) for column in _EVENTS.columns}
     )
-    session.execute(_MOVE_HEAD, {"new_sequence": event.sequence, "new_hash": event.hash})
+    _MOVE_HEAD.execute(session, {"new_sequence": event.sequence, "new_hash": event.hash})
     if policy.checkpoint_every > 0 and event.sequence % policy.checkpoint_every == 0:
         checkpoint = AuditCheckpoint(
             sequence=event.sequence, head_hash=event.hash, created_at=occurred_at

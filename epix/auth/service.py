@@ -26,6 +26,7 @@ from epix.auth.models import ApiKey, User
 from epix.auth.notify import notify_secretariat
 from epix.auth.principal import SECRETARIAT_PARTY, Principal, Role
 from epix.db.base import table_of, utcnow
+from epix.db.prepared import Prepared
 from epix.errors import EpixError
 
 KEY_SCHEME = "epix"
@@ -69,8 +70,9 @@ class Person(Protocol):
     def removed_at(self) -> datetime | None: ...
 
 
-# Built once: composing a statement per call cost more than running it.
-_KEY_AND_OWNER = (
+# Built once: composing a statement per call cost more than running it, and they run on the
+# DBAPI cursor (epix.db.prepared).
+_KEY_AND_OWNER = Prepared(
     select(
         *_PERSON,
         _API_KEYS.c.id.label("key_id"),
@@ -81,7 +83,9 @@ _KEY_AND_OWNER = (
     .join_from(_API_KEYS, _USERS, _USERS.c.id == _API_KEYS.c.user_id)
     .where(_API_KEYS.c.prefix == bindparam("prefix"))
 )
-_SESSION_USER = select(*_PERSON, _USERS.c.auth_epoch).where(_USERS.c.id == bindparam("user_id"))
+_SESSION_USER = Prepared(
+    select(*_PERSON, _USERS.c.auth_epoch).where(_USERS.c.id == bindparam("user_id"))
+)
 
 
 def _key_hash(raw_key: str) -> str:
@@ -251,7 +255,7 @@ def authenticate_session(session: Session, user_id: int, epoch: int) -> Principa
 
     One Core SELECT of the needed columns; it writes nothing, so callers use ``Database.read()``.
     """
-    user = session.execute(_SESSION_USER, {"user_id": user_id}).one_or_none()
+    user = _SESSION_USER.first(session, {"user_id": user_id})
     if user is None or user.auth_epoch != epoch:
         raise EpixError.of("EPIX-AUTH-009", "The web session is no longer valid.", "session")
     _ensure_active(user)
@@ -339,7 +343,7 @@ def authenticate_api_key(session: Session, raw_key: str) -> Principal:
     match = _KEY_RE.match(raw_key.strip())
     row = None
     if match is not None:
-        row = session.execute(_KEY_AND_OWNER, {"prefix": match.group(1)}).one_or_none()
+        row = _KEY_AND_OWNER.first(session, {"prefix": match.group(1)})
     if row is None or not hmac.compare_digest(row.key_hash, _key_hash(raw_key.strip())):
         raise EpixError.of("EPIX-AUTH-002", "The API key is not valid.", "Authorization")
     if row.revoked_at is not None:

@@ -18,6 +18,7 @@ from sqlalchemy import Select, bindparam, insert, or_, select
 from sqlalchemy.orm import Session
 
 from epix.db.base import table_of, utcnow
+from epix.db.prepared import Prepared
 from epix.errors import EpixError
 from epix.exchange.models import InboxEntry
 
@@ -48,24 +49,31 @@ class Deliverable(Protocol):
 
 
 _ENTRIES = table_of(InboxEntry)
-# Every submission to a hosted Party runs these two; built once.
-_ENTRY_OF_MESSAGE = select(_ENTRIES.c.id).where(
-    _ENTRIES.c.recipient_party == bindparam("party"),
-    _ENTRIES.c.message_pk == bindparam("message_pk"),
+# Every submission to a hosted Party runs these two (epix.db.prepared).
+_ENTRY_OF_MESSAGE = Prepared(
+    select(_ENTRIES.c.id).where(
+        _ENTRIES.c.recipient_party == bindparam("party"),
+        _ENTRIES.c.message_pk == bindparam("message_pk"),
+    )
 )
-_INSERT_ENTRY = insert(_ENTRIES).returning(_ENTRIES.c.id)
+_INSERT_ENTRY = Prepared(insert(_ENTRIES).returning(_ENTRIES.c.id))
 
 
-def deliver_to_inbox(session: Session, *, party: str, message: Deliverable) -> int:
+def deliver_to_inbox(
+    session: Session, *, party: str, message: Deliverable, new: bool = False
+) -> int:
     """Put a stored message into a Party's inbox on this node (idempotent per message).
 
-    Returns the entry's id. Core statements: this runs in every submission's transaction.
+    Returns the entry's id. ``new`` says the message was stored in this same transaction, so
+    no entry can exist yet and the look-up is skipped. Prepared statements: this runs in every
+    submission's transaction.
     """
-    existing = session.scalar(_ENTRY_OF_MESSAGE, {"party": party, "message_pk": message.id})
-    if existing is not None:
-        return int(existing)
-    entry_id = session.execute(
-        _INSERT_ENTRY,
+    if not new:
+        existing = _ENTRY_OF_MESSAGE.scalar(session, {"party": party, "message_pk": message.id})
+        if existing is not None:
+            return int(existing)
+    entry_id = _INSERT_ENTRY.scalar(
+        session,
         {
             "recipient_party": party,
             "kind": KIND_MESSAGE,
@@ -75,7 +83,7 @@ def deliver_to_inbox(session: Session, *, party: str, message: Deliverable) -> i
             "created_at": utcnow(),
             "pull_count": 0,
         },
-    ).scalar_one()
+    )
     return int(entry_id)
 
 

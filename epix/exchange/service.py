@@ -31,6 +31,7 @@ from epix.auth.principal import Principal
 from epix.compliance import screen_permit
 from epix.db import Database
 from epix.db.base import table_of, utcnow
+from epix.db.prepared import Prepared
 from epix.delivery import outbox
 from epix.delivery.webhooks import publish_event
 from epix.errors import EpixError, Finding, Severity
@@ -292,33 +293,40 @@ class SeenMessage:
     received_at: datetime
 
 
-# Statements every submission runs, built once (building one costs more than running it).
+# Statements every submission runs, compiled once and run on the DBAPI cursor (building one
+# costs more than running it, and Session.execute costs more again: epix.db.prepared).
 _MESSAGES, _RECEIPTS, _PERMITS = table_of(Message), table_of(Receipt), table_of(Permit)
-_SEEN_MESSAGE = select(
-    _MESSAGES.c.id,
-    _MESSAGES.c.message_id,
-    _MESSAGES.c.sender_party,
-    _MESSAGES.c.sha256,
-    _MESSAGES.c.status,
-    _MESSAGES.c.received_at,
-).where(
-    _MESSAGES.c.sender_party == bindparam("sender"),
-    _MESSAGES.c.message_id == bindparam("message_id"),
+_SEEN_MESSAGE = Prepared(
+    select(
+        _MESSAGES.c.id,
+        _MESSAGES.c.message_id,
+        _MESSAGES.c.sender_party,
+        _MESSAGES.c.sha256,
+        _MESSAGES.c.status,
+        _MESSAGES.c.received_at,
+    ).where(
+        _MESSAGES.c.sender_party == bindparam("sender"),
+        _MESSAGES.c.message_id == bindparam("message_id"),
+    )
 )
-_RECEIPT_BODY = select(_RECEIPTS.c.body).where(_RECEIPTS.c.message_pk == bindparam("message_pk"))
-_STORED_PERMIT_SHA256 = select(_PERMITS.c.signed_sha256).where(
-    _PERMITS.c.issuing_party == bindparam("party"), _PERMITS.c.number == bindparam("number")
+_RECEIPT_BODY = Prepared(
+    select(_RECEIPTS.c.body).where(_RECEIPTS.c.message_pk == bindparam("message_pk"))
 )
-_INSERT_MESSAGE = insert(_MESSAGES).returning(_MESSAGES.c.id)
-_INSERT_PERMIT = insert(_PERMITS).returning(_PERMITS.c.id)
-_INSERT_RECEIPT = insert(_RECEIPTS)
-_INSERT_LINES = insert(table_of(PermitLine))
-_INSERT_WATCHER = insert(table_of(PermitWatcher))
+_STORED_PERMIT_SHA256 = Prepared(
+    select(_PERMITS.c.signed_sha256).where(
+        _PERMITS.c.issuing_party == bindparam("party"), _PERMITS.c.number == bindparam("number")
+    )
+)
+_INSERT_MESSAGE = Prepared(insert(_MESSAGES).returning(_MESSAGES.c.id))
+_INSERT_PERMIT = Prepared(insert(_PERMITS).returning(_PERMITS.c.id))
+_INSERT_RECEIPT = Prepared(insert(_RECEIPTS))
+_INSERT_LINES = Prepared(insert(table_of(PermitLine)))
+_INSERT_WATCHER = Prepared(insert(table_of(PermitWatcher)))
 
 
 def seen_message(session: Session, sender: str, message_id: str) -> SeenMessage | None:
     """The stored message with this id from ``sender``, without its bytes."""
-    row = session.execute(_SEEN_MESSAGE, {"sender": sender, "message_id": message_id}).one_or_none()
+    row = _SEEN_MESSAGE.first(session, {"sender": sender, "message_id": message_id})
     return None if row is None else SeenMessage(*row)
 
 
@@ -331,7 +339,7 @@ def replay(session: Session, existing: SeenMessage, sha256: str) -> SubmissionRe
             f"for other bytes (SHA-256 {existing.sha256}).",
             "X-EPIX-Message-Id",
         )
-    receipt = session.scalar(_RECEIPT_BODY, {"message_pk": existing.id})
+    receipt = _RECEIPT_BODY.scalar(session, {"message_pk": existing.id})
     if receipt is None:  # every stored message has its receipt, written in the same transaction
         raise RuntimeError(f"message {existing.id} has no receipt")
     return SubmissionResult(
@@ -486,8 +494,8 @@ def reject(
 
 
 def _check_permit_unique(session: Session, permit: permit_model.Permit, sha256: str) -> None:
-    stored_sha256 = session.scalar(
-        _STORED_PERMIT_SHA256,
+    stored_sha256 = _STORED_PERMIT_SHA256.scalar(
+        session,
         {"party": permit.issuing_country or "", "number": permit.number or ""},
     )
     if stored_sha256 is None:
@@ -528,8 +536,8 @@ class StoredMessage:
 def store_message(session: Session, arrival: Arrival, body: bytes, status: str) -> StoredMessage:
     """The received bytes exactly as sent, with their hash and envelope (one INSERT)."""
     envelope, sha256 = arrival.envelope, arrival.sha256
-    message_pk = session.execute(
-        _INSERT_MESSAGE,
+    message_pk: int = _INSERT_MESSAGE.scalar(
+        session,
         {
             "sender_party": envelope.sender,
             "message_id": envelope.message_id,
@@ -543,7 +551,7 @@ def store_message(session: Session, arrival: Arrival, body: bytes, status: str) 
             "delivery_state": "pending",
             "submitted_by": arrival.principal.username,
         },
-    ).scalar_one()
+    )
     return StoredMessage(
         id=message_pk,
         sender_party=envelope.sender,
@@ -574,10 +582,10 @@ def store_submission(
     message = store_message(session, arrival, body, status)
     certificate = checked.verdict.certificate
     token = envelope.security_token
-    # Core INSERTs throughout: nothing here is read back through the ORM in this transaction,
-    # and an ORM flush costs several times the statement it emits (docs/performance.md).
-    permit_pk = session.execute(
-        _INSERT_PERMIT,
+    # Prepared Core INSERTs throughout: nothing here is read back through the ORM in this
+    # transaction, and an ORM flush costs several times the statement it emits.
+    permit_pk = _INSERT_PERMIT.scalar(
+        session,
         {
             "issuing_party": permit.issuing_country or envelope.sender,
             "number": permit.number or "",
@@ -598,9 +606,9 @@ def store_submission(
             ),
             "created_at": received_at,
         },
-    ).scalar_one()
-    session.execute(
-        _INSERT_RECEIPT,
+    )
+    _INSERT_RECEIPT.execute(
+        session,
         {
             "message_pk": message.id,
             "status": status,
@@ -609,8 +617,8 @@ def store_submission(
             "body": receipt,
         },
     )
-    session.execute(
-        _INSERT_LINES,
+    _INSERT_LINES.execute_many(
+        session,
         [
             {
                 "permit_id": permit_pk,
@@ -623,8 +631,8 @@ def store_submission(
             for line in permit.lines
         ],
     )
-    session.execute(
-        _INSERT_WATCHER,
+    _INSERT_WATCHER.execute(
+        session,
         {
             "permit_id": permit_pk,
             "party": envelope.recipient,
@@ -657,9 +665,12 @@ def store_submission(
 
 def route_message(session: Session, message: StoredMessage, settings: Settings) -> None:
     """Hosted destination: straight into its inbox (and its subscribed webhooks). A peer's:
-    an outbox row for the worker."""
+    an outbox row for the worker. ``message`` was stored by ``store_message`` in this same
+    transaction, so it has no inbox entry yet."""
     if is_hosted(message.recipient_party, settings):
-        entry_id = deliver_to_inbox(session, party=message.recipient_party, message=message)
+        entry_id = deliver_to_inbox(
+            session, party=message.recipient_party, message=message, new=True
+        )
         publish_event(
             session,
             party=message.recipient_party,

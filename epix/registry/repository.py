@@ -11,6 +11,7 @@ from sqlalchemy import Row, bindparam, delete, select, text
 from sqlalchemy.orm import Session, selectinload
 
 from epix.db.base import table_of
+from epix.db.prepared import Prepared
 from epix.registry.models import (
     RegistryAuthority,
     RegistryCertificate,
@@ -22,11 +23,11 @@ from epix.registry.snapshot import AuthorityEntry, CertificateEntry, PartyEntry,
 
 STATE_ID = 1
 
-# Core statements the submit path runs for every message, built once.
+# Core statements the submit path runs for every message, compiled once (epix.db.prepared).
 _PARTIES = table_of(RegistryParty)
 _CERTIFICATES, _AUTHORITIES = table_of(RegistryCertificate), table_of(RegistryAuthority)
-_PARTY_CODE = select(_PARTIES.c.code).where(_PARTIES.c.code == bindparam("code"))
-_PARTY_CERTIFICATES = (
+_PARTY_CODE = Prepared(select(_PARTIES.c.code).where(_PARTIES.c.code == bindparam("code")))
+_PARTY_CERTIFICATES = Prepared(
     select(_CERTIFICATES, _AUTHORITIES.c.name.label("authority_name"), _AUTHORITIES.c.party_code)
     .join(_AUTHORITIES, _CERTIFICATES.c.authority_id == _AUTHORITIES.c.id)
     .where(_AUTHORITIES.c.party_code == bindparam("party"))
@@ -49,7 +50,7 @@ def current_version(session: Session) -> int:
 
 def party_exists(session: Session, code: str) -> bool:
     """Whether ``code`` is a registered Party (the submit path asks it)."""
-    return session.scalar(_PARTY_CODE, {"code": code.upper()}) is not None
+    return _PARTY_CODE.scalar(session, {"code": code.upper()}) is not None
 
 
 def get_party(session: Session, code: str) -> RegistryParty | None:
@@ -102,7 +103,7 @@ class PartyCertificate:
 def certificates_of_party(session: Session, party: str) -> list[PartyCertificate]:
     """Every certificate registered for ``party``'s authorities (every submission's signature
     check reads it)."""
-    rows = session.execute(_PARTY_CERTIFICATES, {"party": party.upper()}).all()
+    rows = _PARTY_CERTIFICATES.all(session, {"party": party.upper()})
     return [
         PartyCertificate(entry_of(row), row.authority_id, row.authority_name, row.party_code)
         for row in rows
