@@ -135,7 +135,11 @@ def _country(
 
 
 def check_codes(permit: Permit) -> list[Finding]:
-    """Every coded box of the permit against the code lists and ISO 3166."""
+    """Every coded box of the permit against the code lists and ISO 3166.
+
+    A current code (the usual case) costs one set lookup inline; ``_check`` and ``_country``,
+    which build the findings, are only called for the others, in the same order.
+    """
     lists = code_lists()
     countries = _countries()
     findings: list[Finding] = []
@@ -150,46 +154,54 @@ def check_codes(permit: Permit) -> list[Finding]:
         findings,
         loc.AUTHORITY_COUNTRY,
     )
+    current = lists.current
+    appendices, sources = current.get("appendix", _NONE), current.get("source", _NONE)
+    terms, units = current.get("term", _NONE), current.get("unit", _NONE)
     for index, line in enumerate(permit.lines, start=1):
-        _check(lists, "appendix", line.appendix, findings, loc.APPENDIX, index)
-        _check(lists, "source", line.source, findings, loc.SOURCE, index)
-        term_known = _check(lists, "term", line.term, findings, loc.TERM, index)
-        unit_known = _check(lists, "unit", line.unit, findings, loc.UNIT, index)
-        _country(
-            countries,
-            line.origin_country,
-            "Country of origin (box 12)",
-            findings,
-            loc.ORIGIN,
-            index,
-        )
-        _country(
-            countries,
-            line.reexport_country,
-            "Country of last re-export (box 12a)",
-            findings,
-            loc.LAST_REEXPORT_COUNTRY,
-            index,
-        )
-        if not term_known or line.term is None:
+        appendix, source, term, unit = line.appendix, line.source, line.term, line.unit
+        if appendix is not None and appendix not in appendices:
+            _check(lists, "appendix", appendix, findings, loc.APPENDIX, index)
+        if source is not None and source not in sources:
+            _check(lists, "source", source, findings, loc.SOURCE, index)
+        term_known = term in terms or _check(lists, "term", term, findings, loc.TERM, index)
+        unit_known = unit in units or _check(lists, "unit", unit, findings, loc.UNIT, index)
+        if line.origin_country is not None and line.origin_country not in countries:
+            _country(
+                countries,
+                line.origin_country,
+                "Country of origin (box 12)",
+                findings,
+                loc.ORIGIN,
+                index,
+            )
+        if line.reexport_country is not None and line.reexport_country not in countries:
+            _country(
+                countries,
+                line.reexport_country,
+                "Country of last re-export (box 12a)",
+                findings,
+                loc.LAST_REEXPORT_COUNTRY,
+                index,
+            )
+        if not term_known or term is None:
             continue
-        units = lists.term_units.get(line.term)
-        unit = None if line.unit is None else _UNIT_IN_PAIRS.get(line.unit, line.unit)
-        if unit_known and units is not None and unit is not None and unit not in units:
+        pairs = lists.term_units.get(term)
+        paired = None if unit is None else _UNIT_IN_PAIRS.get(unit, unit)
+        if unit_known and pairs is not None and paired is not None and paired not in pairs:
             findings.append(
                 Finding(
                     "EPIX-CODE-102",
-                    f"Line {line.line_id}: unit '{line.unit}' is unusual for term '{line.term}'.",
+                    f"Line {line.line_id}: unit '{unit}' is unusual for term '{term}'.",
                     loc.line(index, loc.UNIT),
                 )
             )
-        purposes = lists.term_purposes.get(line.term)
+        purposes = lists.term_purposes.get(term)
         if purpose_known and purposes is not None and permit.purpose not in purposes:
             findings.append(
                 Finding(
                     "EPIX-CODE-103",
                     f"Line {line.line_id}: purpose '{permit.purpose}' is unusual for term "
-                    f"'{line.term}'.",
+                    f"'{term}'.",
                     loc.line(index, loc.TERM),
                 )
             )

@@ -39,6 +39,8 @@ def add_months(day: date, months: int) -> date:
     """``day`` plus calendar months, clamped to the month's last day (31 Aug + 6 = 28/29 Feb)."""
     month_index = day.month - 1 + months
     year, month = day.year + month_index // 12, month_index % 12 + 1
+    if day.day <= 28:  # every month has the day: no calendar lookup
+        return date(year, month, day.day)
     return date(year, month, min(day.day, calendar.monthrange(year, month)[1]))
 
 
@@ -85,9 +87,16 @@ def _mandatory(permit: Permit) -> list[Finding]:
     if not permit.lines:
         missing.append(("Boxes 7-12: at least one specimen line", loc.ITEMS))
     for index, line in enumerate(permit.lines, start=1):
-        boxes = (line.scientific_name, line.term, line.appendix, line.source, line.quantity)
-        if line.unit is not None and None not in boxes:
+        if (  # identity tests: ``None in boxes`` would call each value's ``__eq__``
+            line.scientific_name is not None
+            and line.term is not None
+            and line.appendix is not None
+            and line.source is not None
+            and line.quantity is not None
+            and line.unit is not None
+        ):
             continue
+        boxes = (line.scientific_name, line.term, line.appendix, line.source, line.quantity)
         missing += [
             (f"Line {line.line_id}, {what}", loc.line(index, where))
             for value, (what, where) in zip((*boxes, line.unit), _LINE_BOXES, strict=True)
@@ -214,7 +223,6 @@ def _line_rules(
     permit: Permit, index: int, line: PermitLine, has_reservation: ReservationCheck | None
 ) -> list[Finding]:
     findings: list[Finding] = []
-    label = f"Line {line.line_id}"
     if permit.document_type == "R":
         findings += _reexport(permit, index, line)
     if line.source == "D":
@@ -222,7 +230,8 @@ def _line_rules(
             findings.append(
                 Finding(
                     "EPIX-RULE-009",
-                    f"{label}: source D is only for Appendix I specimens (found {line.appendix}).",
+                    f"Line {line.line_id}: source D is only for Appendix I specimens "
+                    f"(found {line.appendix}).",
                     loc.line(index, loc.SOURCE),
                 )
             )
@@ -230,7 +239,8 @@ def _line_rules(
             findings.append(
                 Finding(
                     "EPIX-RULE-016",
-                    f"{label}: source D without the registered operation number (box 12b).",
+                    f"Line {line.line_id}: source D without the registered operation number "
+                    "(box 12b).",
                     loc.line(index, loc.OPERATION),
                 )
             )
@@ -238,7 +248,8 @@ def _line_rules(
         findings.append(
             Finding(
                 "EPIX-RULE-010",
-                f"{label}: a pre-Convention specimen (source O) needs its acquisition date.",
+                f"Line {line.line_id}: a pre-Convention specimen (source O) needs its "
+                "acquisition date.",
                 loc.line(index, loc.ACQUISITION),
             )
         )
@@ -253,8 +264,8 @@ def _line_rules(
         findings.append(
             Finding(
                 "EPIX-RULE-011",
-                f"{label}: an Appendix I specimen (source {line.source}) needs the import permit "
-                f"reference (document type {DOC_IMPORT_PERMIT}).",
+                f"Line {line.line_id}: an Appendix I specimen (source {line.source}) needs the "
+                f"import permit reference (document type {DOC_IMPORT_PERMIT}).",
                 f"{loc.line(index)}/{loc.DOCUMENTS}",
             )
         )
@@ -263,8 +274,8 @@ def _line_rules(
         findings.append(
             Finding(
                 "EPIX-RULE-012",
-                f"{label}: Appendix I specimens of source {line.source} may not be traded "
-                "for commercial purposes (T) unless a reservation applies.",
+                f"Line {line.line_id}: Appendix I specimens of source {line.source} may not be "
+                "traded for commercial purposes (T) unless a reservation applies.",
                 loc.line(index, loc.SOURCE),
             )
         )
@@ -272,7 +283,7 @@ def _line_rules(
         findings.append(
             Finding(
                 "EPIX-RULE-013",
-                f"{label}: the quantity {line.quantity} is not positive.",
+                f"Line {line.line_id}: the quantity {line.quantity} is not positive.",
                 loc.line(index, loc.QUANTITY),
             )
         )
