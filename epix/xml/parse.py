@@ -124,12 +124,14 @@ def parse_xml(
         )
     if not data or data.isspace():  # no stripped copy of the whole document
         raise EpixError.of("EPIX-XML-006", "The document is empty.", location="/")
-    if _has_doctype_bytes(data):
+    # A document parsed lean holds no "<!" at all, so no DOCTYPE: both DOCTYPE checks are
+    # for the others.
+    lean = not keep_blank_text and _only_elements_and_text(data)
+    if not lean and _has_doctype_bytes(data):
         raise EpixError.of(
             "EPIX-XML-002", "DOCTYPE and ENTITY declarations are not accepted.", location="/"
         )
     try:
-        lean = not keep_blank_text and _only_elements_and_text(data)
         root = etree.fromstring(data, parser=_LEAN_PARSER if lean else _PARSER)
     except etree.XMLSyntaxError as exc:
         line = exc.lineno if exc.lineno else None
@@ -138,8 +140,8 @@ def parse_xml(
         ) from None
     except ValueError as exc:  # e.g. a str with an encoding declaration
         raise EpixError.of("EPIX-XML-001", f"Not well-formed XML: {exc}", location="/") from None
-    docinfo: Any = root.getroottree().docinfo
-    if docinfo.doctype or docinfo.internalDTD is not None:
+    docinfo: Any = None if lean else root.getroottree().docinfo
+    if docinfo is not None and (docinfo.doctype or docinfo.internalDTD is not None):
         # Encodings such as UTF-16 slip past the byte scan; the parsed tree does not.
         raise EpixError.of(
             "EPIX-XML-002", "DOCTYPE and ENTITY declarations are not accepted.", location="/"

@@ -161,3 +161,21 @@ def test_lean_and_ordinary_trees_validate_and_read_alike(seed: int) -> None:
     for _ in range(25):
         data = spliced(rng, rng.choice(documents))
         assert outcomes(data, keep_blank_text=False) == outcomes(data, keep_blank_text=True)
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b'<!DOCTYPE r [<!ENTITY x "y">]><r>&x;</r>',
+        b'<?xml version="1.0"?>\n<!DOCTYPE r><r/>',
+        b"<r><!DOCTYPE r></r>",
+        '<!DOCTYPE r [<!ENTITY x "y">]><r>&x;</r>'.encode("utf-16"),
+    ],
+)
+def test_a_doctype_is_refused_in_lean_parses_too(data: bytes) -> None:
+    with pytest.raises(EpixError) as caught:
+        lean(data)
+    assert caught.value.findings[0].code in {"EPIX-XML-001", "EPIX-XML-002"}
+    with pytest.raises(EpixError) as ordinary:
+        parse_xml(data)
+    assert caught.value.findings == ordinary.value.findings
