@@ -31,13 +31,16 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, create_engine, event, make_url
+from sqlalchemy import Connection, Engine, create_engine, event, make_url, text
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.orm import Session, sessionmaker
+
+from epix.db.prepared import Prepared
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 _READ_ONLY = "epix_read_only"
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
+_BEGIN = {False: Prepared(text("BEGIN IMMEDIATE")), True: Prepared(text("BEGIN DEFERRED"))}
 
 # Every module that declares tables; imported before comparing metadata with migrations.
 MODEL_MODULES = (
@@ -71,10 +74,11 @@ def _configure_sqlite(engine: Engine) -> None:
         cursor.close()
 
     @event.listens_for(engine, "begin")
-    def _on_begin(connection: Any) -> None:
+    def _on_begin(connection: Connection) -> None:
         # A read takes a WAL snapshot and no lock; everything else queues for the write lock.
+        # Prepared: exec_driver_sql costs ~15 us of SQLAlchemy machinery for this one call.
         read_only = connection.get_execution_options().get(_READ_ONLY, False)
-        connection.exec_driver_sql("BEGIN DEFERRED" if read_only else "BEGIN IMMEDIATE")
+        _BEGIN[read_only].execute(connection)
 
 
 class _FairTurn:
@@ -240,7 +244,12 @@ class Database:
 
     @contextmanager
     def unit_of_work(self) -> Iterator[Session]:
-        """A session whose work is committed when the block ends without an exception."""
+        """A session whose work is committed when the block ends without an exception.
+
+        The session is bound to a connection checked out here rather than to the engine: the
+        session then begins, commits or rolls back on it as usual, and skips its own per-bind
+        checkout and bookkeeping (~15 us a transaction; ~30 us for ``read``).
+        """
         turn, lock = self._turn, self._write_lock
         deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT_MS / 1000
         if turn is not None and not turn.acquire(deadline - time.monotonic()):
@@ -249,15 +258,16 @@ class Database:
             if lock is not None and not lock.acquire(max(0.0, deadline - time.monotonic())):
                 raise PoolTimeoutError("timed out waiting for the SQLite write lock")
             try:
-                session = self.sessions()
-                try:
-                    yield session
-                    session.commit()
-                except BaseException:
-                    session.rollback()
-                    raise
-                finally:
-                    session.close()
+                with self.engine.connect() as connection:
+                    session = self.sessions(bind=connection)
+                    try:
+                        yield session
+                        session.commit()
+                    except BaseException:
+                        session.rollback()
+                        raise
+                    finally:
+                        session.close()
             finally:
                 if lock is not None:
                     lock.release()
@@ -273,14 +283,14 @@ class Database:
         snapshot while writers go on. Hot-path reads (authentication, the submit pipeline's
         replay and registry lookups) use it; anything that writes uses ``unit_of_work``.
         """
-        session = self.sessions()
-        if self.is_sqlite:
-            session.connection(execution_options={_READ_ONLY: True})
-        try:
-            yield session
-        finally:
-            session.rollback()
-            session.close()
+        with self.engine.connect() as connection:
+            if self.is_sqlite:
+                connection.execution_options(**{_READ_ONLY: True})
+            session = self.sessions(bind=connection)
+            try:
+                yield session
+            finally:
+                session.close()
 
     def migrate(self) -> None:
         """Apply every migration branch up to its head (run on start and in tests)."""

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import Insert
-from sqlalchemy.engine import Dialect
+from sqlalchemy.engine import Connection, Dialect
 from sqlalchemy.exc import DBAPIError, MultipleResultsFound
 from sqlalchemy.orm import Session
 from sqlalchemy.sql import ClauseElement
@@ -93,8 +93,11 @@ class Prepared:
             weakref.WeakKeyDictionary()
         )
 
-    def execute(self, session: Session, params: Mapping[str, Any] | None = None) -> None:
-        """Run the statement once; nothing is fetched."""
+    def execute(
+        self, session: Session | Connection, params: Mapping[str, Any] | None = None
+    ) -> None:
+        """Run the statement once; nothing is fetched. (A ``Connection`` serves too: the
+        engine's ``begin`` hook runs before any session has a connection to give.)"""
         self._cursor(session, params or {}, many=False)[2].close()
 
     def execute_many(self, session: Session, rows: Sequence[Mapping[str, Any]]) -> None:
@@ -122,9 +125,11 @@ class Prepared:
         row = self.first(session, params)
         return None if row is None else row[0]
 
-    def _cursor(self, session: Session, params: Any, *, many: bool) -> tuple[Dialect, _Plan, Any]:
+    def _cursor(
+        self, session: Session | Connection, params: Any, *, many: bool
+    ) -> tuple[Dialect, _Plan, Any]:
         """Execute on a new cursor of the session's connection and return it, unfetched."""
-        connection = session.connection()
+        connection = session.connection() if isinstance(session, Session) else session
         dialect = connection.dialect
         plan = self._plan(dialect, params[0] if many else params)
         parameters: Any = (
