@@ -13,7 +13,8 @@ statement it does not autoflush.
 What it does not do, it refuses when compiling: statements with Python-side column defaults
 (SQLAlchemy computes those per execution) and bind names the driver would need escaped.
 Driver errors are raised as SQLAlchemy's exceptions (``IntegrityError`` and so on); a lost
-connection is invalidated, as ``Session.execute`` would.
+connection is invalidated, as ``Session.execute`` would. The engine's ``echo`` log does not
+show these statements.
 """
 
 from __future__ import annotations
@@ -45,12 +46,13 @@ class _Plan:
     positional: bool
     make_row: Callable[[Iterable[Any]], tuple[Any, ...]] | None
     column_types: tuple[Any, ...]
-    result_processors: tuple[_Processor, ...] | None = field(default=None)
+    # (column index, processor) for the columns that have one; found on the first fetch.
+    result_processors: list[tuple[int, Callable[[Any], Any]]] | None = field(default=None)
 
     def parameters(self, params: Mapping[str, Any]) -> Sequence[Any] | dict[str, Any]:
         values = [params[name] if name in params else self.values[name] for name in self.names]
         converted = [
-            value if process is None or value is None else process(value)
+            value if process is None else process(value)
             for value, process in zip(values, self.processors, strict=True)
         ]
         if self.positional:
@@ -62,21 +64,22 @@ class _Plan:
         if self.result_processors is None:
             # The driver's type codes pick some processors (PostgreSQL numerics); they are the
             # same for every execution of one statement.
-            self.result_processors = tuple(
+            processors = [
                 type_.dialect_impl(dialect).result_processor(dialect, column[1])
                 for type_, column in zip(self.column_types, cursor.description, strict=True)
-            )
-        processors = self.result_processors
-        make = self.make_row
-        if not any(processors):
-            return [make(raw) for raw in cursor.fetchall()]
-        return [
-            make(
-                value if process is None else process(value)
-                for value, process in zip(raw, processors, strict=True)
-            )
-            for raw in cursor.fetchall()
-        ]
+            ]
+            self.result_processors = [
+                (index, process) for index, process in enumerate(processors) if process
+            ]
+        make, processed = self.make_row, self.result_processors
+        rows = []
+        for raw in cursor.fetchall():
+            if processed:
+                raw = list(raw)
+                for index, process in processed:
+                    raw[index] = process(raw[index])
+            rows.append(make(raw))
+        return rows
 
 
 class Prepared:
