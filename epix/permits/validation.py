@@ -141,8 +141,7 @@ def _check_permit_depth(element: etree._Element, max_depth: int, *, conforms: bo
     """
     if conforms and max_depth >= PERMIT_SCHEMA_DEPTH:
         for extra in element[3:]:  # type: ignore[index]
-            if isinstance(extra.tag, str):  # not a comment or processing instruction
-                check_depth(extra, max_depth, level=2)
+            check_depth(extra, max_depth, level=2)
     else:
         check_depth(element, max_depth)
 

@@ -80,9 +80,3 @@ def test_a_cap_below_the_schema_depth_walks_the_whole_permit() -> None:
     data = write_permit(dataclasses.replace(permit, lines=(endorsed,)))  # 7 levels deep
     assert codes(data, max_depth=7) == []
     assert codes(data, max_depth=6) == ["EPIX-XML-003"]
-
-
-def test_comments_after_the_fixed_children_are_no_elements_to_walk() -> None:
-    signature = b"<ds:Signature " + DSIG + b"/>"
-    data = write_permit(base()).replace(CLOSE, b"<!-- c --><?pi x?>" + signature + CLOSE)
-    assert codes(data) == []
