@@ -22,11 +22,11 @@ from epix.errors import EpixError, Finding, Severity
 from epix.permits import locations as loc
 from epix.permits.codes import check_codes
 from epix.permits.model import Permit
-from epix.permits.reader import PERMIT_TAG, extract_permit_element, read_permit
+from epix.permits.reader import extract_permit_element, read_permit
 from epix.permits.reservations import has_reservation as published_reservation
 from epix.permits.rules import ReservationCheck, check_element_rules, check_rules
 from epix.xml import SCHEMA_DIR, load_schema, parse_xml
-from epix.xml.parse import DEFAULT_MAX_BYTES, DEFAULT_MAX_DEPTH, check_depth
+from epix.xml.parse import DEFAULT_MAX_BYTES, DEFAULT_MAX_DEPTH
 
 PERMIT_SCHEMA = "cites/CITESEPermit_2p0.xsd"
 _PREFIX = re.compile(r"(?<=/)[^/:\[\]{}]+:")
@@ -125,50 +125,19 @@ def check_codes_and_rules(
     return [_with_line(element, finding) for finding in findings]
 
 
-# How deep a permit our XSDs accept can nest, apart from what follows its three fixed children
-# (the ds:Signature wildcard, processContents="skip"); tests derive it from the XSDs.
-PERMIT_SCHEMA_DEPTH = 7
-
-
-def _check_permit_depth(element: etree._Element, max_depth: int, *, conforms: bool) -> None:
-    """The depth cap for a bare permit, walking only what the schema does not bound.
-
-    A permit lxml found valid nests at most ``PERMIT_SCHEMA_DEPTH`` levels outside its
-    signature wildcard, so only the wildcard's content is walked (a full walk visits every
-    node: 2-5 us for 10 KB). Any other permit is walked whole before xmlschema (recursive
-    Python) or the reader touch it; lxml's validator is C, on a tree libxml2's parser has
-    already capped at 256 levels.
-    """
-    if conforms and max_depth >= PERMIT_SCHEMA_DEPTH:
-        for extra in element[3:]:  # type: ignore[index]
-            check_depth(extra, max_depth, level=2)
-    else:
-        check_depth(element, max_depth)
-
-
 def validate_permit_bytes(
     data: bytes,
     *,
     max_bytes: int = DEFAULT_MAX_BYTES,
     max_depth: int = DEFAULT_MAX_DEPTH,
 ) -> ValidationReport:
-    """Parse, schema, codes and rules, stopping at the first step that reports an error.
-
-    The errors are those of ``parse_xml`` and the steps one by one; only the depth cap of a
-    bare permit is applied after lxml's schema verdict (``_check_permit_depth``).
-    """
+    """Parse, schema, codes and rules, stopping at the first step that reports an error."""
     try:
-        root = parse_xml(data, max_bytes=max_bytes, max_depth=None, keep_blank_text=False)
-        bare = root.tag == PERMIT_TAG
-        if not bare:  # a wrapper's depth is not bounded by the permit schema
-            check_depth(root, max_depth)
+        root = parse_xml(data, max_bytes=max_bytes, max_depth=max_depth, keep_blank_text=False)
         element = extract_permit_element(root, max_bytes=max_bytes, max_depth=max_depth)
-        conforms = bool(load_schema(PERMIT_SCHEMA).validate(element))
-        if bare:
-            _check_permit_depth(element, max_depth, conforms=conforms)
     except EpixError as error:
         return ValidationReport(tuple(error.findings))
-    schema_findings = [] if conforms else check_schema(element)
+    schema_findings = check_schema(element)
     if schema_findings:
         return ValidationReport(tuple(schema_findings), element=element)
     try:
