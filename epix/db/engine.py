@@ -359,6 +359,7 @@ class Database:
         with self.engine.connect() as connection:
             if self.is_sqlite:
                 connection.execution_options(**{_READ_ONLY: True})
+            connection.begin()  # the session joins it; Prepared statements run on it directly
             session = self.sessions(bind=connection)
             try:
                 yield session

@@ -125,3 +125,16 @@ def test_statements_with_python_side_defaults_are_refused(items: Database) -> No
     outbox = OutboxMessage.__table__
     with items.unit_of_work() as session, pytest.raises(TypeError, match="Python-side"):
         Prepared(insert(outbox)).execute(session, {"kind": "permit"})
+
+
+def test_after_a_commit_inside_a_unit_of_work_it_runs_in_the_next_transaction(
+    items: Database,
+) -> None:
+    with pytest.raises(RuntimeError), items.unit_of_work() as session:
+        _INSERT.execute(session, _ROW)
+        session.commit()  # as a refused registry change does, to keep its audit event
+        _INSERT.execute(session, {"name": "after the commit"})
+        raise RuntimeError("roll back")
+    with items.read() as session:
+        assert [row.name for row in Prepared(_ALL).all(session)] == ["first"]
+        assert session.execute(select(_ITEMS.c.name)).scalars().all() == ["first"]
