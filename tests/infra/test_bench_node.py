@@ -3,8 +3,9 @@ connections, closed or paced, and a refused submission aborts the run with its a
 
 from __future__ import annotations
 
+import json
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -24,6 +25,8 @@ class _Node(ThreadingHTTPServer):
         self.message_ids: set[str] = set()
         self.connections = 0
         self.guard = threading.Lock()
+        # Which worker process answers the n-th connection (1-based): one process by default.
+        self.process_of: Callable[[int], str] = lambda _number: "1"
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -34,12 +37,14 @@ class _Handler(BaseHTTPRequestHandler):
         super().setup()
         with self.server.guard:
             self.server.connections += 1
+            self.number = self.server.connections
 
     def do_GET(self) -> None:
+        answer = json.dumps({"status": "ok", "process": self.server.process_of(self.number)})
         self.send_response(200)
-        self.send_header("Content-Length", "2")
+        self.send_header("Content-Length", str(len(answer)))
         self.end_headers()
-        self.wfile.write(b"ok")
+        self.wfile.write(answer.encode())
         self.close_connection = self.server.close_after_answer
 
     def do_POST(self) -> None:
@@ -105,3 +110,14 @@ def test_a_refused_submission_aborts_the_run_with_its_answer() -> None:
     with _node() as (url, _server), pytest.raises(click.ClickException) as refused:
         _drive(url, "key", [*PERMITS[:5], b"bad"], 2)
     assert refused.value.message == '1 submissions failed, e.g. 422 {"code": "EPIX-TEST-001"}'
+
+
+def test_connections_are_spread_evenly_over_the_node_processes() -> None:
+    # As the kernel does with connections opened in a row: the first ones all land on one
+    # process. Connections to a process that has its share are closed and opened again.
+    with _node() as (url, server):
+        server.process_of = lambda number: "A" if number <= 5 or number % 2 else "B"
+        run = _drive(url, "key", PERMITS, 4, workers=2)
+    assert run.split == [2, 2]
+    assert server.connections == 8  # A, A, three refused A, B, one refused A, B
+    assert sorted(server.bodies) == sorted(PERMITS)
