@@ -34,6 +34,7 @@ from sqlalchemy.orm import Session
 
 from epix.auth.session_secret import session_secret
 from epix.db.base import table_of, utcnow
+from epix.db.prepared import Prepared
 from epix.delivery.models import OutboxKind, OutboxMessage, WebhookSubscription
 from epix.delivery.outbox import DEFAULT_GIVE_UP_SECONDS, enqueue
 from epix.errors import EpixError
@@ -287,7 +288,7 @@ def disable_subscription(
 
 _SUBSCRIPTIONS = table_of(WebhookSubscription)
 # Every submission to a hosted Party asks this; built once, run as Core (no ORM objects).
-_ACTIVE_TARGETS = (
+_ACTIVE_TARGETS = Prepared(  # run once per accepted submission
     select(_SUBSCRIPTIONS.c.id, _SUBSCRIPTIONS.c.url, _SUBSCRIPTIONS.c.events)
     .where(_SUBSCRIPTIONS.c.active.is_(True), _SUBSCRIPTIONS.c.party == bindparam("party"))
     .order_by(_SUBSCRIPTIONS.c.id)
@@ -312,7 +313,7 @@ def publish_event(
         raise ValueError(f"unknown webhook event {event!r}")
     occurred_at = utcnow()
     rows = []
-    for subscription in session.execute(_ACTIVE_TARGETS, {"party": party}):
+    for subscription in _ACTIVE_TARGETS.all(session, {"party": party}):
         if event not in subscription.events:
             continue
         delivery_id = f"{event}:{event_id}"

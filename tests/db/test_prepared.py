@@ -1,4 +1,4 @@
-"""``Prepared`` statements store and read exactly what ``Session.execute`` does, in its transaction."""
+"""``Prepared`` statements store and read what ``Session.execute`` does, in its transaction."""
 
 from __future__ import annotations
 
