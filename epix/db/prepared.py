@@ -11,7 +11,8 @@ or rolled back with everything else the session does. Like ``Session.execute`` o
 statement it does not autoflush.
 
 What it does not do, it refuses when compiling: statements with Python-side column defaults
-(SQLAlchemy computes those per execution) and bind names the driver would need escaped.
+(SQLAlchemy computes those per execution), expanding ``IN`` parameters (rendered per execution)
+and bind names the driver would need escaped.
 Driver errors are raised as SQLAlchemy's exceptions (``IntegrityError`` and so on); a lost
 connection is invalidated, as ``Session.execute`` would. The engine's ``echo`` log does not
 show these statements.
@@ -178,6 +179,8 @@ class Prepared:
         assert isinstance(compiled, SQLCompiler)
         if compiled.insert_prefetch or compiled.update_prefetch:
             raise TypeError(f"{self.statement} has Python-side defaults; use Session.execute")
+        if compiled.post_compile_params:
+            raise TypeError(f"{self.statement} has expanding (IN) parameters; use Session.execute")
         if compiled.escaped_bind_names:
             raise TypeError(f"{self.statement} has bind names the driver needs escaped")
         names = tuple(compiled.positiontup or ()) if dialect.positional else tuple(compiled.binds)

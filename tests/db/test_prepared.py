@@ -127,6 +127,12 @@ def test_statements_with_python_side_defaults_are_refused(items: Database) -> No
         Prepared(insert(outbox)).execute(session, {"kind": "permit"})
 
 
+def test_statements_with_expanding_in_parameters_are_refused(items: Database) -> None:
+    names = select(_ITEMS.c.id).where(_ITEMS.c.name.in_(bindparam("names", expanding=True)))
+    with items.read() as session, pytest.raises(TypeError, match="expanding"):
+        Prepared(names).all(session, {"names": ["first", "second"]})
+
+
 def test_after_a_commit_inside_a_unit_of_work_it_runs_in_the_next_transaction(
     items: Database,
 ) -> None:
