@@ -284,8 +284,8 @@ def _quantity(element: etree._Element | None) -> tuple[Decimal | None, str | Non
         return None, None
     unit = (element.get("unitCode") or "").strip()
     unit_code = unit if unit and unit != "?" else None
-    value = element.text
-    if not value or not (value := value.strip()):  # ``_text``, inlined: 3 calls a line
+    value = _text(element)
+    if value is None:
         return None, unit_code
     try:
         quantity = Decimal(value)
@@ -412,16 +412,13 @@ def _endorsement(element: etree._Element | None) -> Endorsement | None:
 
 
 _LINE_DOCUMENTS = (DOC_ORIGIN_PERMIT, DOC_LAST_REEXPORT, DOC_IMPORT_PERMIT)
-_NONE2 = (None, None)
 
 
 def _line(item: etree._Element, index: int) -> PermitLine:
-    # Optional aggregates absent from a line cost a test here instead of a helper's call.
     kids = _kids(item)
     trade = _kids(kids.get(_TRADE))
     product = _leaves(trade.get(_PRODUCT))
-    package = kids.get(_PACKAGE)
-    quantity, unit = _quantity(_child(package, _ITEM_QUANTITY)) if package is not None else _NONE2
+    quantity, unit = _quantity(_child(kids.get(_PACKAGE), _ITEM_QUANTITY))
     procedure_element = kids.get(_PROCEDURE)
     procedure = _kids(procedure_element)
     used, quota_unit = _quantity(procedure.get(_QUOTA_USED))
@@ -429,7 +426,7 @@ def _line(item: etree._Element, index: int) -> PermitLine:
 
     by_kind: dict[str | None, DocumentRef] = {}
     others: list[DocumentRef] = []
-    for element in _every(item, kids, _LINE_DOCUMENT) if _LINE_DOCUMENT in kids else ():
+    for element in _every(item, kids, _LINE_DOCUMENT):
         ref = _document(element)
         if ref is None:
             continue
@@ -441,16 +438,13 @@ def _line(item: etree._Element, index: int) -> PermitLine:
 
     origin = _leaves(kids.get(_ORIGIN_COUNTRY))
     last = _leaves(kids.get(_EXPORT_COUNTRY))
-    previous = procedure.get(_PREVIOUS_DOCUMENT)
-    acquisition = procedure.get(_ACQUISITION)
-    event = kids.get(_EVENT)
     return _PermitLine(
         _text(kids.get(_ID)) or str(index),
         product.get(_SCIENTIFIC_NAME),
         product.get(_COMMON_NAME),
         product.get(_DESCRIPTION),
         product.get(_APPENDIX_OR_TYPE),
-        _texts(_every(item, kids, _MARKS), _MARKING) if _MARKS in kids else (),
+        _texts(_every(item, kids, _MARKS), _MARKING),
         _text(trade.get(_APPENDIX_OR_TYPE)),
         _text(trade.get(_SOURCE)),
         quantity,
@@ -466,12 +460,10 @@ def _line(item: etree._Element, index: int) -> PermitLine:
         by_kind.get(DOC_LAST_REEXPORT),
         by_kind.get(DOC_IMPORT_PERMIT),
         tuple(others),
-        _text(_child(previous, _ID)) if previous is not None else None,
-        _datetime(acquisition) if acquisition is not None else None,
-        _texts([procedure_element], _CATEGORY)
-        if procedure_element is not None and _CATEGORY in procedure
-        else (),
-        _endorsement(event) if event is not None else None,
+        _text(_child(procedure.get(_PREVIOUS_DOCUMENT), _ID)),
+        _datetime(procedure.get(_ACQUISITION)),
+        _texts([procedure_element], _CATEGORY) if procedure_element is not None else (),
+        _endorsement(kids.get(_EVENT)),
     )
 
 
