@@ -32,7 +32,7 @@ def readyz(database: DatabaseDep, settings: SettingsDep) -> JSONResponse:
     except Exception as exc:  # any database failure means not ready, never a 500
         checks["database"] = f"unavailable: {type(exc).__name__}"
     if settings.registry_source_url and checks["database"] == "ok":
-        with database.unit_of_work() as session:
+        with database.read() as session:  # a probe never waits for the write lock
             held = registry.latest_document(session) is not None
         checks["registry"] = "ok" if held else "EPIX-REG-009: no registry document held yet"
     ready = all(value == "ok" for value in checks.values())
