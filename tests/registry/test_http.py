@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import select
+from sqlalchemy import select, text
 
 from epix.api.app import create_app
 from epix.audit.models import AuditEvent
@@ -193,6 +193,23 @@ def test_a_follower_without_a_copy_is_not_ready_and_serves_no_document(
     )
     missing = client.get("/v1/registry")
     assert missing.status_code == 503 and missing.json()["code"] == "EPIX-REG-009"
+
+
+def test_a_follower_whose_registry_read_fails_is_not_ready_instead_of_a_500(
+    database: Database, tmp_path: Path
+) -> None:
+    settings = Settings(data_dir=tmp_path / "data", registry_source_url="http://127.0.0.1:9/")
+    client = TestClient(create_app(settings, database))  # a server exception fails the test
+    with database.engine.begin() as connection:
+        connection.execute(text("DROP TABLE registry_documents"))
+    ready = client.get("/readyz")
+    assert ready.status_code == 503
+    assert ready.json()["checks"] == {
+        "database": "ok",
+        "registry": "unavailable: ProgrammingError"
+        if database.engine.dialect.name == "postgresql"
+        else "unavailable: OperationalError",
+    }
 
 
 def refused_events(database: Database) -> list[tuple[str, str]]:

@@ -9,6 +9,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy import text
 
 from epix.api.deps import DatabaseDep, SettingsDep
+from epix.db import Database
 from epix.registry import repository as registry
 
 router = APIRouter(tags=["health"])
@@ -23,17 +24,31 @@ async def healthz() -> dict[str, str]:
 
 @router.get("/readyz")
 def readyz(database: DatabaseDep, settings: SettingsDep) -> JSONResponse:
-    """The database answers and, on a registry follower, a verified registry copy is held."""
-    checks: dict[str, str] = {}
+    """The database answers and, on a registry follower, a verified registry copy is held.
+
+    Every failure is an answer (503 with the check that failed), never a 500: a probe that
+    errors tells the load balancer nothing it can act on.
+    """
+    checks = {"database": _database_check(database)}
+    if settings.registry_source_url and checks["database"] == "ok":
+        checks["registry"] = _registry_check(database)
+    ready = all(value == "ok" for value in checks.values())
+    return JSONResponse({"ready": ready, "checks": checks}, status_code=200 if ready else 503)
+
+
+def _database_check(database: Database) -> str:
     try:
         with database.engine.connect() as connection:
             connection.execute(text("SELECT 1"))
-        checks["database"] = "ok"
-    except Exception as exc:  # any database failure means not ready, never a 500
-        checks["database"] = f"unavailable: {type(exc).__name__}"
-    if settings.registry_source_url and checks["database"] == "ok":
+    except Exception as exc:  # any database failure means not ready
+        return f"unavailable: {type(exc).__name__}"
+    return "ok"
+
+
+def _registry_check(database: Database) -> str:
+    try:
         with database.read() as session:  # a probe never waits for the write lock
             held = registry.latest_document(session) is not None
-        checks["registry"] = "ok" if held else "EPIX-REG-009: no registry document held yet"
-    ready = all(value == "ok" for value in checks.values())
-    return JSONResponse({"ready": ready, "checks": checks}, status_code=200 if ready else 503)
+    except Exception as exc:  # e.g. the database went away between the two checks
+        return f"unavailable: {type(exc).__name__}"
+    return "ok" if held else "EPIX-REG-009: no registry document held yet"
