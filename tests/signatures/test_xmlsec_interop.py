@@ -6,6 +6,9 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from lxml import etree
+from signxml.exceptions import InvalidDigest
+from signxml.verifier import XMLVerifier
 
 from epix.signatures import StaticTrustStore, sign_document, verify_document
 from tests.conftest import need_command
@@ -72,14 +75,8 @@ def test_epix_signed_document_verifies_in_xmlsec1(identity: Identity, tmp_path: 
     assert not xmlsec_verify(xmlsec1, tampered, identity, tmp_path)
 
 
-def test_xmlsec1_signed_document_verifies_in_epix(
-    kind: str, identity: Identity, tmp_path: Path
-) -> None:
-    xmlsec1 = need_command("xmlsec1")
-    template = permit_document().replace(
-        b"</rsm:CITESEPermit>",
-        TEMPLATE.format(method=METHODS[kind]).encode() + b"</rsm:CITESEPermit>",
-    )
+def xmlsec_sign(xmlsec1: str, template: bytes, identity: Identity, tmp_path: Path) -> bytes:
+    """xmlsec1 fills in the template's digest, signature value and certificate."""
     (tmp_path / "template.xml").write_bytes(template)
     (tmp_path / "key.pem").write_bytes(identity.key_pem)
     (tmp_path / "cert.pem").write_bytes(identity.cert_pem)
@@ -97,7 +94,18 @@ def test_xmlsec1_signed_document_verifies_in_epix(
         timeout=30,
         check=True,
     )
-    signed = (tmp_path / "signed.xml").read_bytes()
+    return (tmp_path / "signed.xml").read_bytes()
+
+
+def test_xmlsec1_signed_document_verifies_in_epix(
+    kind: str, identity: Identity, tmp_path: Path
+) -> None:
+    xmlsec1 = need_command("xmlsec1")
+    template = permit_document().replace(
+        b"</rsm:CITESEPermit>",
+        TEMPLATE.format(method=METHODS[kind]).encode() + b"</rsm:CITESEPermit>",
+    )
+    signed = xmlsec_sign(xmlsec1, template, identity, tmp_path)
 
     verdict = verify_document(
         signed, party=PARTY, role=ROLE, trust=StaticTrustStore([register(identity)])
@@ -105,3 +113,41 @@ def test_xmlsec1_signed_document_verifies_in_epix(
 
     assert verdict.valid, verdict.findings
     assert verdict.signature_algorithm == METHODS[kind]
+
+
+# Where the enveloped-signature transform has to be exact: text after the signature stays in
+# the signed content, a signature may be the root's only child, namespaces bound on the root
+# but unused are dropped by exclusive C14N.
+ENVELOPES = {
+    "tail after the signature": (
+        '<r:doc xmlns:r="urn:example:r" xmlns:unused="urn:example:u">\n  <r:qty>5</r:qty>\n'
+        "  {signature}\n  \n</r:doc>"
+    ),
+    "signature as the only child": '<doc xmlns="urn:example:d">5{signature}</doc>',
+    "whitespace-only root text": '<doc xmlns="urn:example:d">\n{signature}</doc>',
+}
+
+
+@pytest.mark.parametrize("envelope", sorted(ENVELOPES))
+def test_epix_signs_off_exactly_the_bytes_signxml_digests(
+    kind: str, identity: Identity, envelope: str, tmp_path: Path
+) -> None:
+    """The verifier's shortcut for the one EPIX-DSIG-1 reference (one copy of the tree, not
+    signxml's two serialise-and-parse rounds) must digest and return what signxml does."""
+    xmlsec1 = need_command("xmlsec1")
+    template = ENVELOPES[envelope].format(signature=TEMPLATE.format(method=METHODS[kind]))
+    signed = xmlsec_sign(xmlsec1, template.encode(), identity, tmp_path)
+    trust = StaticTrustStore([register(identity)])
+
+    verdict = verify_document(signed, party=PARTY, role=ROLE, trust=trust)
+    bare = XMLVerifier().verify(signed, x509_cert=identity.cert_pem.decode())
+
+    assert verdict.valid, verdict.findings
+    assert not isinstance(bare, list) and bare.signed_xml is not None
+    assert verdict.signed_bytes == bare.signed_data
+    assert verdict.signed_element is not None
+    assert etree.tostring(verdict.signed_element) == etree.tostring(bare.signed_xml)
+    changed = signed.replace(b"</ds:Signature>", b"</ds:Signature> ", 1)
+    assert not verify_document(changed, party=PARTY, role=ROLE, trust=trust).valid
+    with pytest.raises(InvalidDigest):
+        XMLVerifier().verify(changed, x509_cert=identity.cert_pem.decode())
