@@ -105,7 +105,8 @@ class Settings(BaseSettings):
     webhook_allow_private_addresses: bool = Field(
         default=False,
         description="Let webhooks call loopback, private, link-local or reserved addresses "
-        "(refused by default against SSRF; checked when subscribing and at every delivery).",
+        "(refused by default against SSRF; checked when subscribing and at every delivery on "
+        "the address connected to, so webhooks then bypass environment proxies).",
     )
     webhook_replay_window_seconds: int = Field(
         default=300, description="How old a webhook signature timestamp receivers accept."

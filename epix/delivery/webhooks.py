@@ -25,6 +25,8 @@ from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit
 
+import httpcore
+import httpx
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -148,11 +150,8 @@ def _is_internal(address: str) -> bool:
 
 
 def internal_address_of(url: str) -> str | None:
-    """The internal address the URL's host is or resolves to, if any (the SSRF check).
-
-    Run when subscribing and again right before every delivery, so a name that was
-    re-pointed at an internal address after subscribing (DNS rebinding) is caught.
-    """
+    """The internal address the URL's host is or resolves to, if any (the SSRF check when
+    subscribing; deliveries judge the address they connect to: ``PublicAddressTransport``)."""
     origin = _origin(url.strip())
     if origin is None:
         return None
@@ -160,6 +159,65 @@ def internal_address_of(url: str) -> str | None:
     if host in _LOOPBACK_NAMES:
         return host
     return next((address for address in _resolve(host, port) if _is_internal(address)), None)
+
+
+class InternalAddress(Exception):
+    """At connect time, a webhook host resolved to an address the SSRF rules refuse."""
+
+    def __init__(self, host: str, address: str) -> None:
+        super().__init__(
+            f"The webhook host {host} resolves to the internal address {address}; not "
+            "delivered (EPIX_WEBHOOK_ALLOW_PRIVATE_ADDRESSES is off)."
+        )
+        self.address = address
+
+
+class _PublicAddressBackend(httpcore.SyncBackend):
+    """Resolves the host itself and connects only to an address it has just judged public.
+
+    Judging the name first and letting the HTTP client resolve it again would leave a window in
+    which DNS can be re-pointed at an internal address (rebinding); here the address judged is
+    the address connected to. TLS still checks the certificate against the host name and sends
+    it as SNI, and the Host header keeps the name: httpcore takes both from the URL.
+    """
+
+    def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,
+        local_address: str | None = None,
+        socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
+    ) -> httpcore.NetworkStream:
+        addresses = [host] if host in _LOOPBACK_NAMES else _resolve(host, port)
+        internal = next((address for address in addresses if _is_internal(address)), None)
+        if internal is not None:
+            raise InternalAddress(host, internal)
+        failure: Exception = httpcore.ConnectError(f"The webhook host {host} does not resolve.")
+        for address in addresses:  # every one of them public: the first that answers
+            try:
+                return super().connect_tcp(address, port, timeout, local_address, socket_options)
+            except (httpcore.ConnectError, httpcore.ConnectTimeout) as exc:
+                failure = exc
+        raise failure
+
+
+class PublicAddressTransport(httpx.HTTPTransport):
+    """httpx's transport with every connection made by ``_PublicAddressBackend``.
+
+    No proxy: a proxy would resolve and connect on the node's behalf, out of the check's reach.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(trust_env=False)
+        limits = httpx.Limits(max_connections=100, max_keepalive_connections=20)
+        self._pool = httpcore.ConnectionPool(
+            ssl_context=httpx.create_ssl_context(),
+            max_connections=limits.max_connections,
+            max_keepalive_connections=limits.max_keepalive_connections,
+            keepalive_expiry=limits.keepalive_expiry,
+            network_backend=_PublicAddressBackend(),
+        )
 
 
 def check_webhook_url(

@@ -40,8 +40,9 @@ from epix.delivery.models import OutboxKind, WebhookSubscription
 from epix.delivery.outbox import Claim
 from epix.delivery.webhooks import (
     SIGNATURE_HEADER,
+    InternalAddress,
+    PublicAddressTransport,
     UnreadableSecret,
-    internal_address_of,
     is_sealed,
     open_secret,
     publish_event,
@@ -103,6 +104,7 @@ class _Answer:
     body: bytes = b""
     retry_after: float | None = None
     error: str | None = None
+    refused: str | None = None  # not asked: the host resolved to an internal address
 
     @property
     def reachable(self) -> bool:
@@ -150,7 +152,6 @@ class Worker:
         local_inbox: LocalInbox,
         verifier: peers.ReceiptVerifier,
         directory: peers.PeerDirectory | None = None,
-        client: httpx.Client | None = None,
         owner: str | None = None,
         clock: Callable[[], datetime] = utcnow,
         rng: random.Random | None = None,
@@ -161,11 +162,14 @@ class Worker:
         self.verifier = verifier
         self.directory = directory or peers.RegistryDirectory()
         self.webhook_key = webhook_key(settings)
-        self._own_client = client is None
-        self.client = client or httpx.Client(
-            timeout=settings.outbox_http_timeout_seconds,
-            follow_redirects=False,
-            headers={"User-Agent": f"EPIX-node/{settings.node_party}"},
+        self.client = self._http_client(None)
+        # Peers' endpoints come from the Secretariat's signed registry; webhook URLs from
+        # subscribers, so (unless the operator allows internal hosts) every webhook connection
+        # goes only to an address judged public at the moment of connecting.
+        self.webhook_client = (
+            self.client
+            if settings.webhook_allow_private_addresses
+            else self._http_client(PublicAddressTransport())
         )
         self.owner = owner or new_owner_id()
         self.clock = clock
@@ -177,10 +181,18 @@ class Worker:
             max_workers=max(1, settings.outbox_concurrency), thread_name_prefix="epix-deliver"
         )
 
+    def _http_client(self, transport: httpx.BaseTransport | None) -> httpx.Client:
+        return httpx.Client(
+            transport=transport,
+            timeout=self.settings.outbox_http_timeout_seconds,
+            follow_redirects=False,
+            headers={"User-Agent": f"EPIX-node/{self.settings.node_party}"},
+        )
+
     def close(self) -> None:
         self._pool.shutdown(wait=True)
-        if self._own_client:
-            self.client.close()
+        self.client.close()
+        self.webhook_client.close()
 
     # --- the loop ---------------------------------------------------------------------------
 
@@ -264,17 +276,6 @@ class Worker:
                 return self._failed(claim, "EPIX-DLV-010", route.reason, permanent=False)
             if isinstance(route, Closed):
                 return self._failed(claim, route.code, route.reason, permanent=True)
-            if (
-                isinstance(route, WebhookRoute)
-                and not self.settings.webhook_allow_private_addresses
-            ):
-                internal = internal_address_of(route.url)
-                if internal is not None:  # re-pointed since subscribing (DNS rebinding)
-                    reason = (
-                        f"The webhook URL {route.url} now resolves to the internal address "
-                        f"{internal}; not delivered (EPIX_WEBHOOK_ALLOW_PRIVATE_ADDRESSES is off)."
-                    )
-                    return self._failed(claim, "EPIX-DLV-004", reason, permanent=True)
             return self._deliver_http(claim, route)
         except EpixError as error:
             if any(f.code == "EPIX-DLV-005" for f in error.findings):
@@ -294,6 +295,9 @@ class Worker:
                 outbox.release(session, claim, not_before=not_before)
             return Result.DEFERRED
         answer = self._send(claim, route)
+        if answer.refused is not None:  # re-pointed since subscribing (DNS rebinding)
+            self.breaker.release_probe(claim.peer_key)
+            return self._failed(claim, "EPIX-DLV-004", answer.refused, permanent=True)
         if answer.reachable:
             self.breaker.record_success(claim.peer_key)
         else:
@@ -321,12 +325,16 @@ class Worker:
     def _send(self, claim: Claim, route: peers.PeerRoute | WebhookRoute) -> _Answer:
         headers = {str(k): str(v) for k, v in claim.headers.items()}
         headers["Content-Type"] = claim.content_type
+        client = self.client
         if isinstance(route, WebhookRoute):
             headers[SIGNATURE_HEADER] = sign_webhook(route.secret, claim.payload, self.clock())
+            client = self.webhook_client
         elif route.api_key:
             headers["Authorization"] = f"Bearer {route.api_key}"
         try:
-            response = self.client.post(route.url, content=claim.payload, headers=headers)
+            response = client.post(route.url, content=claim.payload, headers=headers)
+        except InternalAddress as exc:
+            return _Answer(refused=f"{exc} URL: {route.url}")
         except httpx.HTTPError as exc:
             return _Answer(error=f"{type(exc).__name__}: {exc}".rstrip(": "))
         return _Answer(response.status_code, response.content, _retry_after(response))

@@ -61,6 +61,7 @@ class PeerState:
     unauthorised: int = 0
     bad_signatures: int = 0
     delay_seconds: float = 0.0
+    hosts: list[str] = field(default_factory=list)  # the Host header of every request
 
     @property
     def effects(self) -> int:
@@ -94,6 +95,7 @@ class _Handler(BaseHTTPRequestHandler):
             time.sleep(state.delay_seconds)
         with state.lock:
             state.requests[message_id or ""] += 1
+            state.hosts.append(self.headers.get("Host", ""))
             if state.status is not None:
                 forced = state.status
             elif state.webhook_secret is not None:

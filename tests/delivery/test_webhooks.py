@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import httpx
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
@@ -139,6 +140,59 @@ def test_webhook_re_pointed_at_a_private_address_after_subscribing_is_not_delive
         assert row.last_error_code == "EPIX-DLV-004"
         assert row.last_error is not None and "127.0.0.1" in row.last_error
         assert row.attempts <= 1
+
+
+def test_a_webhook_connects_to_the_address_it_judged_and_keeps_its_host_name(
+    sqlite_database: Database, receiver: Peer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The address judged public is the address connected to, with no second lookup in
+    between that DNS could answer differently. The host is under .invalid, so only the node's
+    resolver knows it; the receiver can only listen on loopback, so loopback counts as public
+    here and nothing else does."""
+    settings = sender_settings(tmp_path)  # internal hosts not allowed: the pinned transport
+    host = "hooks.xa.invalid"
+    lookups: list[str] = []
+
+    def resolve(name: str, port: int) -> list[str]:
+        lookups.append(name)
+        return ["127.0.0.1"] if name == host else []
+
+    monkeypatch.setattr(webhooks, "_resolve", resolve)
+    monkeypatch.setattr(webhooks, "_is_internal", lambda address: address != "127.0.0.1")
+    with sqlite_database.unit_of_work() as session:
+        created = webhooks.create_subscription(
+            session,
+            party="XA",
+            url=f"http://{host}:{receiver.port}/h",
+            events=["status.changed"],
+            created_by="ma-xa",
+            node_base_url=settings.node_base_url,
+            secret_key=webhook_key(settings),
+        )
+        publish_event(session, party="XA", event="status.changed", event_id="p-1", data={})
+    receiver.state.webhook_secret = created.secret
+    receiver.start()
+    lookups.clear()  # the subscription's own check
+    worker = default_worker(sqlite_database, settings)
+    try:
+        drain(worker.run_once, sqlite_database)
+    finally:
+        worker.close()
+    assert list(receiver.state.receipts) == ["status.changed:p-1"]
+    assert receiver.state.hosts == [f"{host}:{receiver.port}"]
+    assert lookups == [host]  # one lookup, made by the connection itself
+
+
+def test_a_webhook_host_with_one_internal_address_among_public_ones_is_not_connected_to(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(webhooks, "_resolve", lambda host, port: ["93.184.216.34", "10.0.0.5"])
+    with httpx.Client(transport=webhooks.PublicAddressTransport()) as client:
+        with pytest.raises(webhooks.InternalAddress, match=r"10\.0\.0\.5"):
+            client.post("https://hooks.xa.example.org/h", content=b"{}")
+        monkeypatch.setattr(webhooks, "_resolve", lambda host, port: [])
+        with pytest.raises(httpx.ConnectError, match="does not resolve"):
+            client.post("https://hooks.xa.example.org/h", content=b"{}")
 
 
 def test_signature_verifies_only_for_the_same_secret_body_and_window() -> None:
