@@ -3,13 +3,20 @@ to a real receiver that verifies every signature, and the subscription API."""
 
 from __future__ import annotations
 
+import ssl
+import threading
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import httpx
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
@@ -193,6 +200,107 @@ def test_a_webhook_host_with_one_internal_address_among_public_ones_is_not_conne
         monkeypatch.setattr(webhooks, "_resolve", lambda host, port: [])
         with pytest.raises(httpx.ConnectError, match="does not resolve"):
             client.post("https://hooks.xa.example.org/h", content=b"{}")
+
+
+def _tls_files(tmp_path: Path, host: str) -> tuple[Path, Path, Path]:
+    """TEST KEYS ONLY: a throwaway CA and a server certificate for ``host`` it signed."""
+    now = datetime.now(UTC)
+
+    def name(common_name: str) -> x509.Name:
+        return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+
+    ca_key, server_key = (
+        ec.generate_private_key(ec.SECP256R1()),
+        ec.generate_private_key(ec.SECP256R1()),
+    )
+    ca = (
+        x509.CertificateBuilder()
+        .subject_name(name("EPIX webhook test CA"))
+        .issuer_name(name("EPIX webhook test CA"))
+        .public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(days=1))
+        .not_valid_after(now + timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .sign(ca_key, hashes.SHA256())
+    )
+    server = (
+        x509.CertificateBuilder()
+        .subject_name(name(host))
+        .issuer_name(ca.subject)
+        .public_key(server_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(days=1))
+        .not_valid_after(now + timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName(host)]), critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )
+    paths = (tmp_path / f"{host}-ca.pem", tmp_path / f"{host}.pem", tmp_path / f"{host}.key")
+    paths[0].write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    paths[1].write_bytes(server.public_bytes(serialization.Encoding.PEM))
+    paths[2].write_bytes(
+        server_key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return paths
+
+
+def _host_recorder(hosts: list[str]) -> type[BaseHTTPRequestHandler]:
+    """A handler that answers 204 and notes each request's Host header."""
+
+    class Recorder(BaseHTTPRequestHandler):
+        def log_message(self, format: str, *args: object) -> None:
+            """Quiet."""
+
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers.get("Content-Length", "0")))
+            hosts.append(self.headers.get("Host", ""))
+            self.send_response(204)
+            self.end_headers()
+
+    return Recorder
+
+
+@pytest.mark.parametrize("certified_name", ["hooks.xa.invalid", "other.xa.invalid"])
+def test_over_tls_the_webhook_host_name_is_sent_and_verified_not_the_pinned_address(
+    certified_name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SNI and the certificate check use the URL's name while the connection goes to the
+    address judged public: a certificate for the name passes, one for another name fails."""
+    ca_path, cert_path, key_path = _tls_files(tmp_path, certified_name)
+    server_context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server_context.load_cert_chain(cert_path, key_path)
+    names: list[str | None] = []
+    server_context.sni_callback = lambda sock, server_name, context: names.append(server_name)
+    hosts: list[str] = []
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _host_recorder(hosts))
+    server.socket = server_context.wrap_socket(server.socket, server_side=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    port = server.server_address[1]
+    host = "hooks.xa.invalid"
+    monkeypatch.setattr(webhooks, "_resolve", lambda name, port: ["127.0.0.1"])
+    monkeypatch.setattr(webhooks, "_is_internal", lambda address: address != "127.0.0.1")
+    monkeypatch.setattr(
+        webhooks.httpx,
+        "create_ssl_context",
+        lambda: ssl.create_default_context(cafile=str(ca_path)),
+    )
+    try:
+        with httpx.Client(transport=webhooks.PublicAddressTransport()) as client:
+            if certified_name == host:
+                response = client.post(f"https://{host}:{port}/h", content=b"{}")
+                assert response.status_code == 204
+                assert hosts == [f"{host}:{port}"]
+            else:
+                with pytest.raises(httpx.ConnectError, match="CERTIFICATE_VERIFY_FAILED"):
+                    client.post(f"https://{host}:{port}/h", content=b"{}")
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert names == [host]
 
 
 def test_signature_verifies_only_for_the_same_secret_body_and_window() -> None:
