@@ -130,8 +130,7 @@ class _ParsedTreeVerifier(XMLVerifier):
         if (
             reference.get("URI") != ""
             or transforms is None
-            or tuple(t.get("Algorithm") for t in transforms) != TRANSFORMS
-            or any(len(t) for t in transforms)
+            or not _profile_transforms(transforms)
             or digest_method is None
             or digest_value is None
         ):
@@ -428,12 +427,7 @@ def _check_signed_info(signed_info: etree._Element, facts: _Facts) -> None:
             reference,
         )
     transforms, digest_method, _ = ref_parts
-    algorithms = tuple(t.get("Algorithm") for t in transforms)
-    if (
-        algorithms != TRANSFORMS
-        or any(t.tag != _TRANSFORM for t in transforms)
-        or any(len(t) for t in transforms)
-    ):
+    if not _profile_transforms(transforms):
         raise _refuse(
             facts,
             "EPIX-SIG-005",
@@ -450,6 +444,13 @@ def _check_signed_info(signed_info: etree._Element, facts: _Facts) -> None:
             f"Digest algorithm {digest_uri!r} is not allowed; use SHA-256, SHA-384 or SHA-512.",
             digest_method,
         )
+
+
+def _profile_transforms(transforms: etree._Element) -> bool:
+    """Exactly enveloped-signature then exclusive C14N, neither with parameters."""
+    return tuple(t.get("Algorithm") for t in transforms) == TRANSFORMS and all(
+        t.tag == _TRANSFORM and not len(t) for t in transforms
+    )
 
 
 def _check_key_info(key_info: etree._Element, facts: _Facts) -> str:
