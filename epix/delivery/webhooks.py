@@ -169,7 +169,6 @@ class InternalAddress(Exception):
             f"The webhook host {host} resolves to the internal address {address}; not "
             "delivered (EPIX_WEBHOOK_ALLOW_PRIVATE_ADDRESSES is off)."
         )
-        self.address = address
 
 
 class _PublicAddressBackend(httpcore.SyncBackend):
