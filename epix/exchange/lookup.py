@@ -43,6 +43,8 @@ _HISTORY_ACTIONS = (
     "endorsement.receive",
     "status.receive",
 )
+# Audited under the sending Party, with the permit's issuer in the detail (exchange.incoming).
+_RECEIVED_ACTIONS = frozenset({"endorsement.receive", "status.receive"})
 
 
 def _not_found(party: str, number: str) -> EpixError:
@@ -111,6 +113,18 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
+def _issuer_of(event: AuditEvent) -> str | None:
+    """The issuing Party of the permit an event is about. Numbers are unique per issuer only,
+    so events of another Party's permit of the same number must not show in this one's history.
+    Documents received from a peer are audited under their sender (an endorsement's sender is
+    the endorsing Party) and name the issuer in their detail; every other event is audited under
+    the issuing Party."""
+    if event.action in _RECEIVED_ACTIONS:
+        issuer = json.loads(event.detail).get("issuing_party")
+        return issuer if isinstance(issuer, str) else None
+    return event.party
+
+
 def permit_view(session: Session, permit: Permit, base_path: str) -> dict[str, Any]:
     """The full lookup answer as JSON values."""
     message = session.get(Message, permit.message_pk)
@@ -129,14 +143,18 @@ def permit_view(session: Session, permit: Permit, base_path: str) -> dict[str, A
     receipts = session.scalars(
         select(Receipt).where(Receipt.message_pk == message.id).order_by(Receipt.id)
     ).all()
-    history = session.scalars(
-        select(AuditEvent)
-        .where(
-            AuditEvent.permit_number == permit.number,
-            AuditEvent.action.in_(_HISTORY_ACTIONS),
+    history = [
+        event
+        for event in session.scalars(
+            select(AuditEvent)
+            .where(
+                AuditEvent.permit_number == permit.number,
+                AuditEvent.action.in_(_HISTORY_ACTIONS),
+            )
+            .order_by(AuditEvent.sequence)
         )
-        .order_by(AuditEvent.sequence)
-    ).all()
+        if _issuer_of(event) == permit.issuing_party
+    ]
     replaced_by = session.get(Permit, permit.replaced_by_id) if permit.replaced_by_id else None
     return {
         "issuing_party": permit.issuing_party,

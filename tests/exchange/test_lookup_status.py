@@ -10,6 +10,9 @@ from sqlalchemy import select
 from epix.audit.models import AuditEvent
 from epix.auth import service as users
 from epix.auth.principal import Role
+from epix.permits.samples import demo_permit
+from epix.permits.writer import write_permit
+from epix.signatures.sign import sign_document
 from tests.exchange.conftest import Node, headers
 
 pytestmark = pytest.mark.anyio
@@ -176,3 +179,33 @@ async def test_status_changes_refuse_bad_input(client: httpx.AsyncClient, node: 
         "/v1/permits/XA/XA-GUARD/cancel", json={}, headers=auth(node, "XB", MA)
     )
     assert other_party.status_code == 403 and other_party.json()["code"] == "EPIX-AUTH-005"
+
+
+async def test_history_shows_only_this_issuers_permit_not_a_namesake(
+    client: httpx.AsyncClient, node: Node
+) -> None:
+    """Permit numbers are unique per issuing Party only: XB's permit of the same number (kept
+    from third Parties by a security token) must not show in the history of XA's."""
+    await submit(client, node, "SHARED-1")
+    key_pem, cert_pem = node.demo.signing_identity("XB")
+    namesake = sign_document(
+        write_permit(demo_permit(number="SHARED-1", exporter_country="XB", importer_country="XA")),
+        key_pem,
+        cert_pem,
+    )
+    sent = headers(node.key("XB", MA), sender="XB", recipient="XA")
+    sent["X-EPIX-Security-Token"] = "xb-only-token"
+    response = await client.post("/v1/messages", content=namesake, headers=sent)
+    assert response.status_code == 201, response.text
+    with node.database.unit_of_work() as session:
+        user = users.create_user(
+            session, username="xc-officer", party="XC", authority="XC Customs", roles=[Role.CUSTOMS]
+        )
+        _, third_party_key = users.issue_api_key(session, user)
+    third_party = {"Authorization": f"Bearer {third_party_key}"}
+    hidden = await client.get("/v1/permits/XB/SHARED-1", headers=third_party)
+    assert hidden.status_code == 404
+    view = (await client.get("/v1/permits/XA/SHARED-1", headers=third_party)).json()
+    assert [(event["action"], event["party"]) for event in view["history"]] == [
+        ("message.submit", "XA")
+    ]
