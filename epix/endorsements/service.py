@@ -41,8 +41,9 @@ from epix.endorsements.models import (
     ReservationStatus,
 )
 from epix.errors import EpixError, Finding, Severity
+from epix.exchange.lookup import may_look_up
 from epix.exchange.models import Permit, PermitLine
-from epix.exchange.repository import lock_permit
+from epix.exchange.repository import lock_permit, permit_not_found
 from epix.registry.roles import CUSTOMS as CUSTOMS_ROLE
 from epix.signatures import TrustStore, verify_document
 from epix.xml import parse_xml, xml_text
@@ -102,23 +103,16 @@ def find_permit(session: Session, issuing_party: str, number: str) -> Permit:
         select(Permit).where(Permit.issuing_party == issuing_party, Permit.number == number)
     )
     if permit is None:
-        raise EpixError.of(
-            "EPIX-STATE-007",
-            f"No permit {number!r} issued by {issuing_party} is known to this node.",
-            "permit",
-        )
+        raise permit_not_found(issuing_party, number)
     return permit
 
 
 def check_may_see(permit: Permit, actor: Principal) -> None:
-    """Only the two Parties of a permit (issuer, exporter, importer) read its ledger."""
+    """Only the two Parties of a permit (issuer, exporter, importer) read its ledger; anyone
+    else gets the very answer a missing permit gives."""
     parties = {permit.issuing_party, exporter_party(permit), importer_party(permit)}
     if actor.party not in parties:
-        raise EpixError.of(
-            "EPIX-STATE-007",
-            f"No permit {permit.number!r} issued by {permit.issuing_party} is visible to you.",
-            "permit",
-        )
+        raise permit_not_found(permit.issuing_party, permit.number)
 
 
 def check_usable(state: PermitState, side: Side, actor: Principal) -> None:
@@ -272,6 +266,10 @@ def _locked_state(
     session: Session, issuing_party: str, number: str, actor: Principal
 ) -> PermitState:
     permit = lock_permit(session, issuing_party, number)
+    if not may_look_up(permit, actor, None):
+        # A permit the caller cannot look up (another Party's, behind its issuer's security
+        # token) answers like a missing one, before any check could tell it exists.
+        raise permit_not_found(issuing_party, number)
     state = load_state(session, permit)
     _expire_due(session, state, actor)
     return state

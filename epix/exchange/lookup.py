@@ -27,6 +27,7 @@ from epix.db.base import utcnow
 from epix.endorsements.ledger import ledger
 from epix.errors import EpixError
 from epix.exchange.models import Message, Permit, PermitWatcher, Receipt
+from epix.exchange.repository import permit_not_found
 from epix.exchange.service import sha256_hex
 from epix.permits.reader import read_permit
 from epix.registry.roles import MANAGEMENT_AUTHORITY
@@ -45,14 +46,6 @@ _HISTORY_ACTIONS = (
 )
 # Audited under the sending Party, with the permit's issuer in the detail (exchange.incoming).
 _RECEIVED_ACTIONS = frozenset({"endorsement.receive", "status.receive"})
-
-
-def _not_found(party: str, number: str) -> EpixError:
-    return EpixError.of(
-        "EPIX-STATE-007",
-        f"No permit {number!r} issued by {party} is known here, or you may not see it.",
-        f"/v1/permits/{party}/{number}",
-    )
 
 
 def effective_status(permit: Permit, at: datetime | None = None) -> str:
@@ -87,7 +80,7 @@ def find_visible_permit(
         select(Permit).where(Permit.issuing_party == party, Permit.number == number)
     )
     if permit is None or not may_look_up(permit, principal, token):
-        raise _not_found(party, number)
+        raise permit_not_found(party, number)
     return permit
 
 

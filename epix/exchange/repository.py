@@ -19,9 +19,15 @@ def lock_permit(session: Session, issuing_party: str, number: str) -> Permit:
         .execution_options(populate_existing=True)
     )
     if permit is None:
-        raise EpixError.of(
-            "EPIX-STATE-007",
-            f"No permit {number!r} issued by {issuing_party} is known here, or you may not see it.",
-            f"/v1/permits/{issuing_party}/{number}",
-        )
+        raise permit_not_found(issuing_party, number)
     return permit
+
+
+def permit_not_found(issuing_party: str, number: str) -> EpixError:
+    """The one answer for a permit that does not exist and for one the caller may not see
+    (EPIX-STATE-007): word for word the same, so permit numbers cannot be probed."""
+    return EpixError.of(
+        "EPIX-STATE-007",
+        f"No permit {number!r} issued by {issuing_party} is known here, or you may not see it.",
+        f"/v1/permits/{issuing_party}/{number}",
+    )

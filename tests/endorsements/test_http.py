@@ -14,6 +14,7 @@ from epix.api.app import create_app
 from epix.auth import service as auth_service
 from epix.auth.principal import Role
 from epix.db import Database, utcnow
+from epix.exchange.models import Permit
 from epix.settings import Settings
 from tests.endorsements.conftest import MakePermit, StoredPermit
 
@@ -253,3 +254,44 @@ def test_reservation_lifetime_is_capped(
         },
     )
     assert problem_codes(response, 422) == ["EPIX-REQ-004"]
+
+
+def test_a_permit_the_caller_may_not_see_answers_like_a_missing_one(
+    client: TestClient, db: Database, key_for: Callable[..., Headers], make_permit: MakePermit
+) -> None:
+    """A third Party's customs cannot look up a permit its issuer protected with a security
+    token; the border routes must not tell it that the permit exists (or who may endorse it)."""
+    hidden = make_permit(issuing_party="XA", recipient_party="XC", number="XA/E/HIDDEN")
+    with db.unit_of_work() as session:
+        row = session.get(Permit, hidden.id)
+        assert row is not None
+        row.security_token_sha256 = hashlib.sha256(b"issuer-token").hexdigest()
+    third_party = key_for("XB")
+    reservation = {
+        "side": "import",
+        "declaration_reference": "DECL-1",
+        "lines": [{"line_id": "1", "quantity": "1", "unit": "PCS"}],
+    }
+    calls: list[tuple[str, str, dict[str, Any] | None]] = [
+        ("GET", "ledger", None),
+        ("GET", "endorsements", None),
+        ("GET", "endorsements/some-id/xml", None),
+        ("POST", "endorsements", endorsement_body()),
+        ("POST", "reservations", reservation),
+        ("POST", "reservations/some-id/release", None),
+        (
+            "POST",
+            "reservations/some-id/confirm",
+            {k: v for k, v in endorsement_body().items() if k not in ("side", "lines")},
+        ),
+    ]
+    for method, suffix, body in calls:
+        answers = [
+            client.request(
+                method, f"/v1/permits/XA/{number}/{suffix}", headers=third_party, json=body
+            )
+            for number in ("XA/E/HIDDEN", "XA/E/ABSENT")
+        ]
+        seen, missing = (answer.text.replace("ABSENT", "HIDDEN") for answer in answers)
+        assert [a.status_code for a in answers] == [404, 404], (suffix, seen)
+        assert seen == missing, suffix
