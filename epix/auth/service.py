@@ -262,6 +262,17 @@ def authenticate_session(session: Session, user_id: int, epoch: int) -> Principa
     return principal_of(user)
 
 
+def end_web_sessions(session: Session, user_id: int) -> None:
+    """Log a person out: every web session of theirs ends, copies of its cookie included.
+
+    A session cookie is signed data, not a server-side id, so clearing it in one browser
+    does not stop a copy; moving the user's epoch on does (as a password change does).
+    """
+    user = session.get(User, user_id)
+    if user is not None:
+        user.auth_epoch += 1
+
+
 def issue_api_key(
     session: Session,
     user: User,

@@ -70,6 +70,24 @@ async def test_disabling_a_user_ends_their_web_session(
     assert (await _login(client, "officer")).json()["code"] == "EPIX-AUTH-006"
 
 
+async def test_logging_out_ends_the_session_even_for_a_kept_copy_of_its_cookie(
+    client: httpx.AsyncClient, make_user: MakeUser
+) -> None:
+    """The cookie is signed data, not a server-side id: clearing it in the browser alone would
+    leave a copy taken before the logout (shared border-post PC, proxy log) valid for hours."""
+    make_user("officer")
+    assert (await _login(client, "officer")).status_code == 200
+    kept = client.cookies["epix_session"]
+    assert (await client.post("/v1/auth/logout")).status_code == 204
+    client.cookies.set("epix_session", kept)
+    response = await client.get("/v1/auth/whoami")
+    assert response.status_code == 401
+    assert response.json()["code"] == "EPIX-AUTH-009"
+    client.cookies.clear()
+    assert (await _login(client, "officer")).status_code == 200
+    assert (await client.get("/v1/auth/whoami")).status_code == 200
+
+
 async def test_cross_site_write_with_session_cookie_is_refused(
     client: httpx.AsyncClient, make_user: MakeUser
 ) -> None:

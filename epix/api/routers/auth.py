@@ -160,7 +160,8 @@ def login(
 
 @router.post("/auth/logout", status_code=204)
 def logout(request: Request, database: DatabaseDep, context: RequestContextDep) -> None:
-    """End the web session (audited when someone was logged in)."""
+    """End the web session, and with it every copy of its cookie (audited when someone was
+    logged in). The person's other web sessions end too: a cookie carries no id of its own."""
     web = web_session(request)
     if not web or web.get(SESSION_USER) is None:
         return
@@ -171,6 +172,8 @@ def logout(request: Request, database: DatabaseDep, context: RequestContextDep) 
     end_web_session(request)
     if principal is not None:
         with database.unit_of_work() as session:
+            if principal.api_key_id is None:  # the session's person, not a key sent along
+                service.end_web_sessions(session, principal.user_id)
             record_event(
                 session,
                 action="logout",
