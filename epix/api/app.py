@@ -6,6 +6,7 @@ from anyio import CapacityLimiter
 from fastapi import FastAPI
 from starlette.middleware.sessions import SessionMiddleware
 
+from epix.api.access_log import redact_access_log
 from epix.api.limits import BodySizeLimit
 from epix.api.metrics import Metrics, MetricsMiddleware, metrics_endpoint
 from epix.api.problems import install_problem_handlers
@@ -33,6 +34,7 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
         openapi_url="/openapi.json",
     )
     app.state.settings = settings
+    redact_access_log()  # a permit's security token comes as ?token=; uvicorn logs query strings
     app.state.database = database
     # How many submissions run their pipeline at once (routers/messages.py); FIFO beyond that.
     app.state.pipeline_limiter = CapacityLimiter(settings.pipeline_concurrency)

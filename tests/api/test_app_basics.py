@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
+from uvicorn.protocols.utils import get_path_with_query_string
 
 from epix.api.app import create_app
 from epix.db import Database
@@ -45,3 +47,31 @@ def test_metrics_count_requests_by_route(client: TestClient) -> None:
     client.get("/healthz")
     text = client.get("/metrics").text
     assert 'epix_http_requests_total{method="GET",route="/healthz",status="200"}' in text
+
+
+def test_the_access_log_never_holds_a_permits_security_token(
+    client: TestClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    """uvicorn writes each request line with its query string; the lookup's ?token= is the
+    issuer's per-permit secret and must not end up in the node's logs."""
+    access = logging.getLogger("uvicorn.access")
+    scope = {
+        "path": "/v1/permits/XA/XA-1",
+        "query_string": b"t%6Fken=TOP-SECRET&lang=en&token=AGAIN-SECRET",
+    }
+    access.addHandler(caplog.handler)
+    try:
+        with caplog.at_level(logging.INFO, logger="uvicorn.access"):
+            access.info(  # the very call uvicorn's HTTP protocols make
+                '%s - "%s %s HTTP/%s" %d',
+                "127.0.0.1:5000",
+                "GET",
+                get_path_with_query_string(scope),  # type: ignore[arg-type]
+                "1.1",
+                200,
+            )
+    finally:
+        access.removeHandler(caplog.handler)
+    line = caplog.records[-1].getMessage()
+    assert "SECRET" not in line
+    assert "/v1/permits/XA/XA-1?" in line and "lang=en" in line and "[redacted]" in line
