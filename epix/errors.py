@@ -174,6 +174,12 @@ _TABLE: tuple[ErrorCode, ...] = (
     _c("EPIX-STATE-007", E, 404, "No such permit (or you may not see it)."),
     _c("EPIX-STATE-008", E, 409, "That status change is not allowed from the permit's state."),
     _c("EPIX-STATE-009", E, 409, "The endorsement refers to other permit bytes (SHA-256 differs)."),
+    _c(
+        "EPIX-STATE-010",
+        E,
+        409,
+        "The replacing permit is not open (issued, unexpired) or goes to another Party.",
+    ),
     # --- delivery, peers, webhooks ---
     _c("EPIX-DLV-001", E, 502, "The peer node could not be reached."),
     _c("EPIX-DLV-002", E, 502, "The peer's receipt did not verify."),

@@ -173,6 +173,28 @@ def status_announcer(settings: Settings) -> StatusAnnouncer:
     return StatusAnnouncer(settings, node_identity(settings.data_dir, settings.node_party))
 
 
+def check_replacement(permit: Permit, replacement: Permit) -> None:
+    """The replacing permit must be usable where the replaced one was: still ``issued`` (not
+    cancelled, replaced, endorsed or used, so no chain can close on itself), not expired, and
+    for the same destination (its watchers are told to present it instead). EPIX-STATE-010."""
+    problem: str | None = None
+    if replacement.status != "issued":
+        problem = f"is {replacement.status}"
+    elif replacement.valid_until is not None and replacement.valid_until < utcnow():
+        problem = f"expired on {replacement.valid_until.isoformat()}"
+    elif replacement.recipient_party != permit.recipient_party:
+        problem = (
+            f"goes to {replacement.recipient_party}, not to {permit.recipient_party} like "
+            f"permit {permit.number}"
+        )
+    if problem is not None:
+        raise EpixError.of(
+            "EPIX-STATE-010",
+            f"Permit {replacement.number} {problem}; it cannot replace permit {permit.number}.",
+            "replaced_by",
+        )
+
+
 def change_status(
     session: Session,
     *,
@@ -210,6 +232,7 @@ def change_status(
                 "the replacing permit first.",
                 "replaced_by",
             )
+        check_replacement(permit, replacement)
     if permit.status not in _CHANGEABLE:
         raise EpixError.of(
             "EPIX-STATE-008",

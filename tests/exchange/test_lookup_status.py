@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import date, timedelta
+
 import httpx
 import pytest
 from lxml import etree
@@ -10,8 +12,10 @@ from sqlalchemy import select
 from epix.audit.models import AuditEvent
 from epix.auth import service as users
 from epix.auth.principal import Role
+from epix.exchange.models import Permit
 from epix.permits.samples import demo_permit
 from epix.permits.writer import write_permit
+from epix.registry import service as registry_service
 from epix.signatures.sign import sign_document
 from tests.exchange.conftest import Node, headers
 
@@ -209,3 +213,59 @@ async def test_history_shows_only_this_issuers_permit_not_a_namesake(
     assert [(event["action"], event["party"]) for event in view["history"]] == [
         ("message.submit", "XA")
     ]
+
+
+async def test_a_replacement_must_be_an_open_permit_for_the_same_destination(
+    client: httpx.AsyncClient, node: Node
+) -> None:
+    """Replacing by a cancelled or replaced permit (which would close a cycle A → B → A), an
+    expired one, or one addressed to another Party leaves nothing valid for the consignment."""
+    ma = auth(node, "XA", MA)
+    for number in ("XA-R-A", "XA-R-B", "XA-R-C", "XA-R-GONE"):
+        await submit(client, node, number)
+    assert (
+        await client.post("/v1/permits/XA/XA-R-GONE/cancel", json={}, headers=ma)
+    ).status_code == 200
+    replaced = await client.post(
+        "/v1/permits/XA/XA-R-A/replace", json={"replaced_by": "XA-R-B"}, headers=ma
+    )
+    assert replaced.status_code == 200, replaced.text
+    with node.database.unit_of_work() as session:
+        secretariat = users.principal_of(users.get_user(session, "cites-secretariat"))
+        registry_service.add_party(session, code="XC", name="Party XC", actor=secretariat)
+    key_pem, cert_pem = node.demo.signing_identity("XA")
+    for permit, recipient in (
+        (demo_permit(number="XA-R-XC", importer_country="XC"), "XC"),
+        (demo_permit(number="XA-R-OLD", issued=date.today() - timedelta(days=400)), "XB"),
+    ):
+        sent = await client.post(
+            "/v1/messages",
+            content=sign_document(write_permit(permit), key_pem, cert_pem),
+            headers=headers(node.key("XA", MA), recipient=recipient),
+        )
+        assert sent.status_code == 201, sent.text
+    for replaced, replacing in (
+        ("XA-R-B", "XA-R-A"),  # replaced by B: A → B → A would leave no valid permit
+        ("XA-R-C", "XA-R-GONE"),
+        ("XA-R-C", "XA-R-OLD"),
+        ("XA-R-C", "XA-R-XC"),
+    ):
+        refused = await client.post(
+            f"/v1/permits/XA/{replaced}/replace", json={"replaced_by": replacing}, headers=ma
+        )
+        assert refused.status_code == 409, (replacing, refused.text)
+        assert refused.json()["code"] == "EPIX-STATE-010", replacing
+    with node.database.unit_of_work() as session:
+        statuses = dict(
+            session.execute(
+                select(Permit.number, Permit.status).where(Permit.number.like("XA-R-%"))
+            ).all()
+        )
+    assert statuses == {
+        "XA-R-A": "replaced",
+        "XA-R-B": "issued",
+        "XA-R-C": "issued",
+        "XA-R-GONE": "cancelled",
+        "XA-R-OLD": "issued",
+        "XA-R-XC": "issued",
+    }
