@@ -164,6 +164,12 @@ _TABLE: tuple[ErrorCode, ...] = (
         200,
         "The issuing Party's ledger did not record the endorsement; the signed document is kept.",
     ),
+    _c(
+        "EPIX-QTY-012",
+        E,
+        422,
+        "A permitted quantity has more digits than the ledger holds (6 decimals, 9 before).",
+    ),
     # --- permit state ---
     _c("EPIX-STATE-001", E, 409, "The permit has expired."),
     _c("EPIX-STATE-002", E, 409, "The permit is not yet valid."),

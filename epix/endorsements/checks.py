@@ -12,9 +12,11 @@ from epix.errors import EpixError
 # UN/LOCODE: ISO 3166-1 alpha-2 country, then three of A-Z and 2-9 (0 and 1 are never used, so
 # they cannot be confused with O and I). The written form often has a space: "NL RTM".
 _LOCODE = re.compile(r"([A-Z]{2}) ?([A-Z2-9]{3})")
-# Quantities are stored with six decimals and eighteen digits in all.
+# Quantities are stored with six decimals (NUMERIC(20, 6)); SQLite keeps them as a double,
+# which holds 15 significant digits, so nine digits before the point keep every quantity exact
+# on both backends (and the ledger never rounds a permitted quantity up).
 MAX_FRACTION_DIGITS = 6
-MAX_INTEGER_DIGITS = 12
+MAX_INTEGER_DIGITS = 9
 
 
 def _is_country(alpha_2: str) -> bool:
@@ -69,13 +71,18 @@ def parse_quantity(raw: object, location: str = "quantity") -> Decimal:
         raise EpixError.of(
             "EPIX-QTY-004", f"The quantity must be greater than zero, not {value}.", location
         )
+    problem = precision_problem(value)
+    if problem is not None:
+        raise EpixError.of("EPIX-QTY-004", problem, location)
+    return value
+
+
+def precision_problem(value: Decimal) -> str | None:
+    """Why the ledger could not hold ``value`` exactly (more than six decimals, or nine
+    digits before the point), or ``None`` when it can."""
     exponent = value.normalize().as_tuple().exponent
     if isinstance(exponent, int) and exponent < -MAX_FRACTION_DIGITS:
-        raise EpixError.of(
-            "EPIX-QTY-004",
-            f"{value} has more than {MAX_FRACTION_DIGITS} decimal places.",
-            location,
-        )
-    if value >= Decimal(10) ** MAX_INTEGER_DIGITS:
-        raise EpixError.of("EPIX-QTY-004", f"{value} is too large for a quantity.", location)
-    return value
+        return f"{value} has more than {MAX_FRACTION_DIGITS} decimal places."
+    if abs(value) >= Decimal(10) ** MAX_INTEGER_DIGITS:
+        return f"{value} is too large for a quantity (at most {MAX_INTEGER_DIGITS} digits)."
+    return None

@@ -34,12 +34,14 @@ from epix.db.base import table_of, utcnow
 from epix.db.prepared import Prepared
 from epix.delivery import outbox
 from epix.delivery.webhooks import publish_event
+from epix.endorsements.checks import precision_problem
 from epix.errors import EpixError, Finding, Severity
 from epix.exchange.envelope import Envelope
 from epix.exchange.inbox import deliver_to_inbox
 from epix.exchange.models import Message, Permit, PermitLine, PermitWatcher, Receipt
 from epix.exchange.node_identity import NodeIdentity
 from epix.exchange.receipts import REJECTED, ReceiptFacts, outcome_status, sign_receipt
+from epix.permits import locations
 from epix.permits import model as permit_model
 from epix.permits.legacy import is_legacy_v1
 from epix.permits.reader import extract_permit_element, read_permit
@@ -240,6 +242,9 @@ def check_document(
     findings += check_codes_and_rules(permit, root)
     if _fatal(findings):
         raise EpixError(findings)
+    findings += _ledger_findings(permit, root)
+    if _fatal(findings):
+        raise EpixError(findings)
     if permit.issuing_country != envelope.sender:
         raise EpixError.of(
             "EPIX-MSG-002",
@@ -248,6 +253,25 @@ def check_document(
             "X-EPIX-From",
         )
     return root, permit, findings
+
+
+def _ledger_findings(permit: permit_model.Permit, root: etree._Element) -> list[Finding]:
+    """Box 11 quantities the endorsement ledger cannot hold exactly: stored rounded, they
+    would let customs record more than the signed permit allows (EPIX-QTY-012)."""
+    findings = []
+    for index, line in enumerate(permit.lines, start=1):
+        problem = precision_problem(line.quantity) if line.quantity is not None else None
+        if problem is not None:
+            where = locations.line(index, locations.QUANTITY)
+            findings.append(
+                Finding(
+                    "EPIX-QTY-012",
+                    f"Line {line.line_id}: {problem}",
+                    where,
+                    locations.line_of(root, where),
+                )
+            )
+    return findings
 
 
 def _snapshot_trust(session: Session, party: str) -> TrustStore:

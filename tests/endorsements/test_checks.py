@@ -108,7 +108,22 @@ def test_line_given_twice_is_refused(db: Database, make_permit: MakePermit, sign
 
 
 @pytest.mark.parametrize(
-    "quantity", ["-1", -3, 0, "0", "abc", "", "NaN", "Infinity", True, "1.0000001", "1e15", None]
+    "quantity",
+    [
+        "-1",
+        -3,
+        0,
+        "0",
+        "abc",
+        "",
+        "NaN",
+        "Infinity",
+        True,
+        "1.0000001",
+        "1e15",
+        "12345678901.000001",
+        None,
+    ],
 )
 def test_bad_quantities_are_refused(
     db: Database, make_permit: MakePermit, signer: Signer, quantity: object

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import dataclasses
 import hashlib
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 import httpx
@@ -279,3 +281,38 @@ async def test_every_submission_is_in_an_intact_audit_chain(
             )
         ).one()
         assert "authorization" not in event.headers.lower()
+
+
+async def test_permitted_quantities_the_ledger_cannot_hold_exactly_are_refused(
+    client: httpx.AsyncClient, node: Node
+) -> None:
+    """The ledger keeps six decimals (and SQLite keeps a double): a signed 1.0000005 KGM was
+    stored as 1.000001, so customs could endorse more than the permit allows, and a quantity
+    beyond the column failed the store on PostgreSQL with "retry" (503) for ever."""
+    key_pem, cert_pem = node.demo.signing_identity("XA")
+    before = stored(node)
+    for number, quantity in (
+        ("XA-QTY-FINE", "1.0000005"),
+        ("XA-QTY-BIG", "1000000000000000"),
+        ("XA-QTY-WIDE", "12345678901.000001"),
+    ):
+        permit = demo_permit(number=number, lines=1)
+        line = dataclasses.replace(permit.lines[0], quantity=Decimal(quantity))
+        body = sign_document(
+            write_permit(dataclasses.replace(permit, lines=(line,))), key_pem, cert_pem
+        )
+        response = await client.post(
+            "/v1/messages", content=body, headers=headers(node.key("XA", MA))
+        )
+        assert response.status_code == 422, (quantity, response.text)
+        assert codes(response) == ["EPIX-QTY-012"], quantity
+    assert stored(node) == before
+    exact = demo_permit(number="XA-QTY-EXACT", lines=1)
+    line = dataclasses.replace(exact.lines[0], quantity=Decimal("123456789.000001"))
+    body = sign_document(write_permit(dataclasses.replace(exact, lines=(line,))), key_pem, cert_pem)
+    response = await client.post("/v1/messages", content=body, headers=headers(node.key("XA", MA)))
+    assert response.status_code == 201, response.text
+    with node.database.unit_of_work() as session:
+        permit_row = session.scalar(select(Permit).where(Permit.number == "XA-QTY-EXACT"))
+        assert permit_row is not None
+        assert [row.permitted_quantity for row in permit_row.lines] == [Decimal("123456789.000001")]
