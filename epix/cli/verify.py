@@ -3,7 +3,9 @@
 With ``--registry FILE|URL`` the trust comes from a Secretariat-signed registry document,
 verified against the pinned Secretariat certificate (``--anchor`` or
 EPIX_REGISTRY_ANCHOR_PATH), so no database is needed; without it, from the node's registry
-tables. Exit status 0 means valid, 1 invalid (or no registry to check against).
+tables. ``--at`` judges the document by the registry as it stood at that signing time
+(certificates registered later are unknown). Exit status 0 means valid, 1 invalid (or no
+registry to check against).
 """
 
 from __future__ import annotations
@@ -75,7 +77,13 @@ def _report(
     default=None,
     help="Pinned Secretariat certificate for --registry (default EPIX_REGISTRY_ANCHOR_PATH).",
 )
-@click.option("--at", "at", type=UTC_TIME, default=None, help="Signing time (default now).")
+@click.option(
+    "--at",
+    "at",
+    type=UTC_TIME,
+    default=None,
+    help="Signing time (default now); the registry is taken as it stood then.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON verdict.")
 def verify(
     file: Path,
@@ -98,9 +106,9 @@ def verify(
             _report(False, refusal.findings, None, {"source": registry_source}, as_json)
             raise SystemExit(1) from None
         registry = {"source": registry_source, "version": verified.snapshot.version}
-        verdict = verify_document(
-            data, party=party, role=role, trust=SnapshotTrustStore(verified.snapshot), at=at
-        )
+        # An archived document is judged by the registry as it stood at its signing time.
+        trust = SnapshotTrustStore(verified.snapshot, as_of=at)
+        verdict = verify_document(data, party=party, role=role, trust=trust, at=at)
     else:
         settings = get_settings()
         database = Database(settings.effective_database_url)
@@ -108,7 +116,7 @@ def verify(
         try:
             with database.unit_of_work() as session:
                 verdict = verify_document(
-                    data, party=party, role=role, trust=RegistryTrustStore(session), at=at
+                    data, party=party, role=role, trust=RegistryTrustStore(session, at), at=at
                 )
         except SQLAlchemyError as exc:
             finding = Finding(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -241,3 +242,44 @@ def test_import_follows_an_exported_registry_and_refuses_an_older_one(
         assert repository.current_version(session) == 5
     follower.dispose()
     assert "valid" in run(runner, "verify", files["permit"], "--party", "XA")
+
+
+def test_verify_at_a_past_time_uses_the_registry_as_it_stood_then(
+    runner: CliRunner, files: dict[str, str]
+) -> None:
+    """``--at`` is the signing time of an archived document: a certificate registered only
+    later was not in the registry then, in the node database as in a registry document."""
+    build_registry(runner, files)
+    run(
+        runner,
+        "registry",
+        "export",
+        "--key",
+        files["key"],
+        "--cert",
+        files["cert"],
+        "--out",
+        files["registry"],
+    )
+    # The certificate itself is valid from a day ago; it was registered just now.
+    before_registration = (datetime.now(UTC) - timedelta(hours=1)).isoformat()
+    offline = ["--registry", files["registry"], "--anchor", files["cert"]]
+    for source in ([], offline):
+        verdict = json.loads(
+            run(
+                runner,
+                "verify",
+                files["permit"],
+                "--party",
+                "XA",
+                "--at",
+                before_registration,
+                "--json",
+                *source,
+                code=1,
+            )
+        )
+        assert [e["code"] for e in verdict["errors"]] == ["EPIX-SIG-012"], source
+        assert "valid: signed by" in run(
+            runner, "verify", files["permit"], "--party", "XA", *source
+        )
