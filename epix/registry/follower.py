@@ -131,12 +131,19 @@ class RegistryFollower:
             raise _Unreachable(type(exc).__name__) from None
 
     def follow(self, interval_seconds: float, stop: threading.Event) -> None:
-        """Refresh every ``interval_seconds`` until ``stop`` is set; refusals are logged."""
+        """Refresh every ``interval_seconds`` until ``stop`` is set; refusals are logged.
+
+        Any other failure of one refresh (the database briefly unavailable, say) is logged
+        too and the next refresh runs on time: the thread must never end before ``stop``, or
+        the node would silently stop learning of new certificates and revocations.
+        """
         while not stop.is_set():
             try:
                 self.refresh()
             except EpixError as exc:
                 log.error("registry refresh refused: %s", exc)
+            except Exception:
+                log.exception("registry refresh failed; retrying in %s s", interval_seconds)
             stop.wait(interval_seconds)
 
 

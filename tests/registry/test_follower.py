@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 from lxml import etree
+from sqlalchemy.exc import OperationalError
 
 from epix.db import Database
 from epix.errors import EpixError
@@ -200,3 +201,32 @@ def test_start_following_refreshes_in_the_background_until_stopped(
     assert not thread.is_alive()
     with sqlite_database.unit_of_work() as session:
         assert repository.latest_document(session) is not None
+
+
+def test_an_unexpected_failure_of_one_refresh_does_not_end_following(
+    sqlite_database: Database,
+    secretariat_identity: Identity,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A database that is briefly unavailable (or any other surprise) costs one refresh; the
+    follower thread keeps going, or the node would silently stop learning of revocations."""
+    follower = RegistryFollower(
+        sqlite_database,
+        source_url="http://127.0.0.1:9/v1/registry",
+        anchor_pem=secretariat_identity.cert_pem,
+    )
+    stop = threading.Event()
+    calls: list[int] = []
+
+    def refresh() -> None:
+        calls.append(len(calls))
+        if len(calls) == 1:
+            raise OperationalError("BEGIN IMMEDIATE", {}, Exception("database is locked"))
+        stop.set()
+
+    monkeypatch.setattr(follower, "refresh", refresh)
+    thread = threading.Thread(target=follower.follow, args=(0.01, stop), daemon=True)
+    thread.start()
+    thread.join(timeout=10)
+    assert not thread.is_alive()
+    assert calls == [0, 1]
