@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 
 from epix.audit.checkpoints import checkpoint_at
 from epix.audit.models import AuditEvent
-from epix.audit.service import lock_chain_head, record_event
+from epix.audit.service import PURGE_ACTION, lock_chain_head, record_event
 from epix.audit.signing import CheckpointSigner
 from epix.db.base import utcnow
 from epix.errors import EpixError
@@ -63,7 +63,7 @@ def purge(
     session.execute(delete(AuditEvent).where(AuditEvent.sequence <= plan.through_sequence))
     record_event(
         session,
-        action="audit_purge",
+        action=PURGE_ACTION,
         outcome="ok",
         detail={
             "through_sequence": plan.through_sequence,

@@ -28,6 +28,8 @@ from epix.db.prepared import Prepared
 from epix.settings import Settings, get_settings
 
 GENESIS_HASH = "0" * 64
+# The action of the event a purge records; verification accepts a cut chain only after one.
+PURGE_ACTION = "audit_purge"
 HEAD_ROW_ID = 1
 # Arbitrary constant naming the audit chain's PostgreSQL advisory lock.
 _PG_LOCK_KEY = 0x45504958_41554454 & 0x7FFFFFFFFFFFFFFF

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass, field
 
@@ -9,7 +10,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from epix.audit.models import AuditChainHead, AuditCheckpoint, AuditEvent
-from epix.audit.service import GENESIS_HASH, HEAD_ROW_ID, compute_hash
+from epix.audit.service import GENESIS_HASH, HEAD_ROW_ID, PURGE_ACTION, compute_hash
 from epix.audit.signing import signature_valid, trusted
 from epix.errors import Finding
 
@@ -60,6 +61,27 @@ def _events(session: Session) -> Iterator[AuditEvent]:
         after = batch[-1].sequence
 
 
+def _last_purge_through(session: Session) -> int | None:
+    """The last event the latest recorded purge removed (the chain must start right after it).
+
+    A purge records its event after deleting, so the latest one always survives; its hash is
+    checked with the rest of the chain.
+    """
+    detail = session.scalar(
+        select(AuditEvent.detail)
+        .where(AuditEvent.action == PURGE_ACTION)
+        .order_by(AuditEvent.sequence.desc())
+        .limit(1)
+    )
+    if detail is None:
+        return None
+    try:
+        through = json.loads(detail).get("through_sequence")
+    except (ValueError, AttributeError):
+        return None
+    return through if isinstance(through, int) else None
+
+
 def verify_chain(
     session: Session, *, trusted_fingerprints: Sequence[str] | None = None
 ) -> ChainReport:
@@ -88,6 +110,14 @@ def verify_chain(
                         event.sequence,
                         f"Events before {event.sequence} are missing and no trusted signed "
                         "checkpoint anchors the chain there.",
+                    )
+                    return report
+                if _last_purge_through(session) != event.sequence - 1:
+                    # Checkpoints are signed every N events; only a purge may cut there.
+                    report._break(
+                        event.sequence,
+                        f"Events before {event.sequence} are missing and no recorded purge "
+                        "removed them.",
                     )
                     return report
                 expected_prev = anchor.head_hash

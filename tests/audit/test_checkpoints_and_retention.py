@@ -260,3 +260,62 @@ def test_node_processes_sign_checkpoints_with_the_node_key(
         )
     assert report.ok
     assert (report.checkpoints_verified, report.checkpoints_pending) == (1, 0)
+
+
+def test_deleting_the_oldest_events_up_to_a_signed_checkpoint_is_named(
+    database: Database, node_signer: CheckpointSigner, policy: None
+) -> None:
+    """A signed checkpoint anchors the chain only where a recorded purge cut it: deleting the
+    oldest events up to any signed checkpoint (one is signed every N events) is not a purge."""
+    configure_audit(AuditPolicy(checkpoint_every=4, retention_years=5, signer=lambda: node_signer))
+    fill(database, 9)
+    trusted = [certificate_fingerprint(node_signer.cert_pem)]
+    with database.unit_of_work() as session:
+        session.execute(AuditEvent.__table__.delete().where(AuditEvent.sequence <= 4))
+    with database.unit_of_work() as session:
+        report = verify_chain(session, trusted_fingerprints=trusted)
+    assert report.broken_at == 5
+    assert [f.code for f in report.findings] == ["EPIX-AUDIT-001"]
+    assert "no recorded purge" in report.findings[0].message
+
+
+def test_successive_purges_keep_the_chain_verifiable(
+    database: Database, node_signer: CheckpointSigner, no_auto_checkpoints: None
+) -> None:
+    fill(database, 6)
+    trusted = [certificate_fingerprint(node_signer.cert_pem)]
+    today = utcnow().date()
+    for through in (2, 5):
+        with database.unit_of_work() as session:
+            session.execute(
+                update(AuditEvent)
+                .where(AuditEvent.sequence > through)
+                .values(purge_after=date(2999, 1, 1))
+            )
+            session.execute(
+                update(AuditEvent)
+                .where(AuditEvent.sequence <= through)
+                .values(purge_after=date(2000, 1, 1))
+            )
+        _rechain_surviving(database)
+        with database.unit_of_work() as session:
+            assert purge(session, before=today, signer=node_signer).through_sequence == through
+        with database.unit_of_work() as session:
+            report = verify_chain(session, trusted_fingerprints=trusted)
+        assert report.ok, report.findings
+        assert report.first_sequence == through + 1
+
+
+def _rechain_surviving(database: Database) -> None:
+    """``_rechain`` for a chain whose start was purged: it continues from the anchor."""
+    with database.unit_of_work() as session:
+        events = session.scalars(select(AuditEvent).order_by(AuditEvent.sequence)).all()
+        anchor = session.get(AuditCheckpoint, events[0].sequence - 1)
+        previous = anchor.head_hash if anchor is not None else GENESIS_HASH
+        for event in events:
+            event.prev_hash = previous
+            event.hash = compute_hash(event)
+            previous = event.hash
+        head = session.get(AuditChainHead, HEAD_ROW_ID)
+        assert head is not None
+        head.hash = previous
