@@ -2,10 +2,56 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import click
+from pydantic import ValidationError
+from pydantic_settings import SettingsError
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, DBAPIError, SQLAlchemyError
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def _database_problem(exc: SQLAlchemyError) -> str:
+    """What went wrong with the database, naming EPIX_DATABASE_URL without its password."""
+    from epix.settings import get_settings
+
+    url = get_settings().effective_database_url
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        return "EPIX_DATABASE_URL is not a SQLAlchemy URL (e.g. postgresql+psycopg://...)."
+    detail = str(exc.orig if isinstance(exc, DBAPIError) else exc).strip().splitlines()
+    summary = detail[0] if detail else type(exc).__name__
+    if parsed.password:
+        summary = summary.replace(str(parsed.password), "***")
+    shown = parsed.render_as_string(hide_password=True)
+    return f"The database {shown} cannot be used: {summary}"
+
+
+class _Cli(click.Group):
+    """Operational failures every command can meet (invalid EPIX_* settings, a database that
+    cannot be reached or opened, a file that cannot be read or written) end with a message
+    and exit status 1, never a traceback; settings values are not echoed (they may be keys)."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except ValidationError as exc:
+            problems = "; ".join(
+                "EPIX_" + "_".join(str(part) for part in error["loc"]).upper() + f": {error['msg']}"
+                for error in exc.errors()
+            )
+            raise click.ClickException(f"Invalid configuration: {problems}") from None
+        except SettingsError as exc:  # e.g. EPIX_PEER_API_KEYS that is not JSON
+            raise click.ClickException(f"Invalid configuration: {exc}") from None
+        except SQLAlchemyError as exc:
+            raise click.ClickException(_database_problem(exc)) from None
+        except OSError as exc:
+            where = f": {exc.filename}" if exc.filename else ""
+            raise click.ClickException(f"{exc.strerror or exc}{where}") from None
+
+
+@click.group(cls=_Cli, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="epix")
 def cli() -> None:
     """EPIX: electronic permit information exchange for CITES.

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
+import pytest
 from click.testing import CliRunner
 
 from epix.cli.main import cli
+from epix.settings import get_settings
 
 CONTRACT_COMMANDS = {
     "audit",
@@ -50,3 +54,50 @@ def test_every_command_has_help_text() -> None:
 
 def test_unknown_command_is_a_usage_error() -> None:
     assert CliRunner().invoke(cli, ["no-such-command"]).exit_code == 2
+
+
+BROKEN_SETTINGS = {
+    "unknown database driver": {"EPIX_DATABASE_URL": "nosuchdb://node/epix"},
+    "unparseable database URL": {"EPIX_DATABASE_URL": "not a URL s3cret"},
+    "unreachable PostgreSQL": {
+        "EPIX_DATABASE_URL": "postgresql+psycopg://epix:s3cret@127.0.0.1:1/epix"
+    },
+    "not an integer": {"EPIX_RETENTION_YEARS": "five"},
+    "not a mode": {"EPIX_NODE_MODE": "cluster"},
+    "not JSON": {"EPIX_PEER_API_KEYS": '{"XB": s3cret'},
+    "data directory cannot be made": {"EPIX_DATA_DIR": "/proc/epix-data"},
+}
+DATABASE_COMMANDS = [
+    ["audit", "verify"],
+    ["audit", "export"],
+    ["users", "list"],
+    ["registry", "list"],
+    ["outbox", "list"],
+    ["worker", "--once"],
+    ["verify", "PERMIT", "--party", "XA"],
+]
+
+
+@pytest.mark.parametrize("broken", list(BROKEN_SETTINGS), ids=list(BROKEN_SETTINGS))
+@pytest.mark.parametrize("command", DATABASE_COMMANDS, ids=[" ".join(c) for c in DATABASE_COMMANDS])
+def test_a_broken_configuration_is_a_message_never_a_traceback(
+    broken: str,
+    command: list[str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("EPIX_DATA_DIR", str(tmp_path / "data"))
+    for name, value in BROKEN_SETTINGS[broken].items():
+        monkeypatch.setenv(name, value)
+    permit = tmp_path / "permit.xml"
+    permit.write_bytes(b"<Permit/>")
+    get_settings.cache_clear()
+    try:
+        result = CliRunner().invoke(cli, [str(permit) if a == "PERMIT" else a for a in command])
+    finally:
+        get_settings.cache_clear()
+    assert isinstance(result.exception, SystemExit), result.exception
+    assert result.exit_code in (1, 2), result.output
+    assert "Traceback" not in result.output
+    assert "s3cret" not in result.output
+    assert result.output.strip()
