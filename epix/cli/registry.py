@@ -45,9 +45,11 @@ class UtcTime(click.ParamType[datetime, Any]):
             return value
         try:
             moment = datetime.fromisoformat(str(value))
+            return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
         except ValueError:
             self.fail(f"{value!r} is not an ISO 8601 time, e.g. 2026-05-01T12:00:00Z", param, ctx)
-        return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+        except OverflowError:  # e.g. 9999-12-31T23:59:59-14:00 is past the last UTC year
+            self.fail(f"{value!r} is outside the years 1 to 9999 in UTC.", param, ctx)
 
 
 UTC_TIME = UtcTime()
@@ -331,9 +333,12 @@ def export(key_path: Path, cert_path: Path, out: Path | None, as_user: str | Non
     key_pem, cert_pem = key_path.read_bytes(), cert_path.read_bytes()
     with cli_session() as session:
         actor = acting_principal(session, as_user)
-        document = publish(
-            session, key_pem, cert_pem, actor=actor, request=cli_context("registry export")
-        )
+        try:
+            document = publish(
+                session, key_pem, cert_pem, actor=actor, request=cli_context("registry export")
+            )
+        except ValueError as exc:  # an unreadable key, or one that is not the certificate's
+            raise click.ClickException(str(exc)) from None
         content, version = document.content, document.version
     if out is None:
         click.echo(content.decode("utf-8"), nl=False)

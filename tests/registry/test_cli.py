@@ -283,3 +283,25 @@ def test_verify_at_a_past_time_uses_the_registry_as_it_stood_then(
         assert "valid: signed by" in run(
             runner, "verify", files["permit"], "--party", "XA", *source
         )
+
+
+def test_bad_keys_and_times_are_messages_never_tracebacks(
+    runner: CliRunner, files: dict[str, str], tmp_path: Path
+) -> None:
+    build_registry(runner, files)
+    junk = write(tmp_path / "junk.pem", b"not a key\n")
+    other = ec_identity("not the Secretariat")
+    other_key = write(tmp_path / "other.key.pem", other.key_pem)
+    for key in (junk, other_key):
+        result = runner.invoke(
+            cli, ["registry", "export", "--key", key, "--cert", files["cert"], "--out", "r.xml"]
+        )
+        assert result.exit_code == 1 and isinstance(result.exception, SystemExit), result.output
+        assert "Error:" in result.output
+    for command in (
+        ["verify", files["permit"], "--party", "XA"],
+        ["registry", "revoke", files["fingerprint"], "--reason", "test"],
+    ):
+        result = runner.invoke(cli, [*command, "--at", "9999-12-31T23:59:59-14:00"])
+        assert result.exit_code == 2 and isinstance(result.exception, SystemExit), result.output
+        assert "--at" in result.output
