@@ -32,7 +32,8 @@ def worker(once: bool) -> None:
 
     Run any number of these against one database (PostgreSQL in production); rows are
     claimed with leases, so a killed worker's rows are taken over when its lease expires.
-    The database must already be migrated (``epix serve`` or ``epix db migrate`` does it).
+    The database must already be migrated (``epix serve`` does it, as does any ``epix users``,
+    ``epix registry`` or ``epix audit`` command).
     """
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     settings = get_settings()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import click
@@ -101,3 +102,11 @@ def test_a_broken_configuration_is_a_message_never_a_traceback(
     assert "Traceback" not in result.output
     assert "s3cret" not in result.output
     assert result.output.strip()
+
+
+def test_help_texts_only_name_commands_that_exist() -> None:
+    runner = CliRunner()
+    for path in walk(cli):
+        output = runner.invoke(cli, [*path, "--help"]).output
+        for named in re.findall(r"\bepix\s+([a-z][a-z-]*)", output):
+            assert named in cli.commands, (path, named)
