@@ -94,10 +94,15 @@ def checkpoint() -> None:
 )
 def export(start: datetime | None, end: datetime | None, output: Path | None) -> None:
     """Events with FROM <= time < TO (UTC) as JSON lines, in sequence order."""
+    start, end = _utc(start), _utc(end)
+    if start is not None and end is not None and end <= start:
+        raise click.BadParameter(
+            "must be later than --from (the period is FROM <= time < TO)", param_hint="--to"
+        )
     stream = output.open("w", encoding="utf-8") if output else sys.stdout
     try:
         with cli_session() as session:
-            for event in iter_events(session, start=_utc(start), end=_utc(end)):
+            for event in iter_events(session, start=start, end=end):
                 stream.write(json.dumps(event_as_dict(event), ensure_ascii=False) + "\n")
     finally:
         if output:

@@ -114,3 +114,22 @@ def test_users_lifecycle_from_the_command_line(runner: CliRunner, database: Data
     assert "EPIX-AUTH-007" in duplicate.output
     verified = runner.invoke(cli, ["audit", "verify"])
     assert verified.exit_code == 0, verified.output
+
+
+@pytest.mark.parametrize(
+    ("start", "end"),
+    [
+        ("2026-03-01", "2026-01-01"),
+        ("2026-01-01", "2026-01-01"),
+        ("2026-01-01T10:00:00", "2026-01-01"),
+    ],
+)
+def test_export_refuses_an_empty_or_reversed_period(
+    runner: CliRunner, database: Database, start: str, end: str
+) -> None:
+    """FROM <= time < TO: a TO not after FROM selects nothing, which must not pass for an
+    empty audit trail."""
+    fill(database, 2)
+    result = runner.invoke(cli, ["audit", "export", "--from", start, "--to", end])
+    assert result.exit_code == 2, result.output
+    assert "--to" in result.output
