@@ -7,7 +7,7 @@ from fastapi import FastAPI
 from starlette.middleware.sessions import SessionMiddleware
 
 from epix.api.access_log import redact_access_log
-from epix.api.limits import BodySizeLimit
+from epix.api.limits import BodySizeLimit, RefuseNulCharacters
 from epix.api.metrics import Metrics, MetricsMiddleware, metrics_endpoint
 from epix.api.problems import install_problem_handlers
 from epix.api.routers import audit, auth, health, messages, permits
@@ -40,6 +40,7 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
     app.state.pipeline_limiter = CapacityLimiter(settings.pipeline_concurrency)
     install_problem_handlers(app)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(RefuseNulCharacters)
     app.state.metrics = Metrics()
     app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)
     app.add_route("/metrics", metrics_endpoint, include_in_schema=False)

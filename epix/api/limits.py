@@ -1,4 +1,6 @@
-"""Body size cap enforced before the body is read (guarantee 7: 413, never an OOM)."""
+"""What a request must meet before it is routed: a body within the cap (guarantee 7: 413 before
+the body is read, never an OOM), and no NUL character in its path or query.
+"""
 
 from __future__ import annotations
 
@@ -6,30 +8,71 @@ import json
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from epix.errors import ERROR_TABLE
+
 
 class BodyTooLarge(Exception):
     pass
 
 
-def _problem_413(limit: int) -> bytes:
-    return json.dumps(
-        {
-            "type": "urn:epix:error:EPIX-REQ-003",
-            "title": "The request body is larger than the node accepts.",
-            "status": 413,
-            "detail": f"The request body exceeds {limit} bytes.",
-            "code": "EPIX-REQ-003",
-            "errors": [
-                {
-                    "code": "EPIX-REQ-003",
-                    "severity": "error",
-                    "message": f"The request body exceeds {limit} bytes.",
-                    "location": "body",
-                    "line": None,
-                }
-            ],
-        }
-    ).encode()
+def _problem(code: str, message: str, location: str) -> tuple[int, bytes]:
+    """The status and problem+json body of a refusal, as ``problems.problem_response`` has it."""
+    entry = ERROR_TABLE[code]
+    body = {
+        "type": f"urn:epix:error:{code}",
+        "title": entry.meaning,
+        "status": entry.http_status,
+        "detail": message,
+        "code": code,
+        "errors": [
+            {
+                "code": code,
+                "severity": "error",
+                "message": message,
+                "location": location,
+                "line": None,
+            }
+        ],
+    }
+    return entry.http_status, json.dumps(body).encode()
+
+
+async def _send_problem(send: Send, status: int, body: bytes, *, close: bool = False) -> None:
+    headers = [
+        (b"content-type", b"application/problem+json"),
+        (b"content-length", str(len(body)).encode()),
+    ]
+    if close:
+        headers.append((b"connection", b"close"))
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+class RefuseNulCharacters:
+    """A NUL character in the path or query is refused up front (EPIX-REQ-009).
+
+    No identifier, code or name of EPIX holds one, PostgreSQL cannot store one in a text column,
+    and the audit trail records the path of every request it audits.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            query: bytes = scope.get("query_string", b"")
+            where = "path" if "\x00" in scope["path"] else None
+            if where is None and (b"%00" in query or b"\x00" in query):
+                where = "query"
+            if where is not None:
+                status, body = _problem(
+                    "EPIX-REQ-009",
+                    f"The request's {where} holds a NUL character (%00); no EPIX value has one.",
+                    where,
+                )
+                await _send_problem(send, status, body)
+                return
+        await self.app(scope, receive, send)
 
 
 class BodySizeLimit:
@@ -40,19 +83,10 @@ class BodySizeLimit:
         self.max_bytes = max_bytes
 
     async def _refuse(self, send: Send) -> None:
-        body = _problem_413(self.max_bytes)
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 413,
-                "headers": [
-                    (b"content-type", b"application/problem+json"),
-                    (b"content-length", str(len(body)).encode()),
-                    (b"connection", b"close"),
-                ],
-            }
+        status, body = _problem(
+            "EPIX-REQ-003", f"The request body exceeds {self.max_bytes} bytes.", "body"
         )
-        await send({"type": "http.response.body", "body": body})
+        await _send_problem(send, status, body, close=True)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":

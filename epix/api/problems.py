@@ -9,6 +9,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DataError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from epix.errors import ERROR_TABLE, EpixError, Finding
@@ -81,6 +82,24 @@ def install_problem_handlers(app: FastAPI) -> None:
             detail, location = _UNREADABLE_BODY, "body"
         finding = Finding(code, detail, location)
         return problem_response([finding], exc.status_code, headers=exc.headers)
+
+    @app.exception_handler(DataError)
+    async def _unstorable(request: Request, exc: DataError) -> JSONResponse:
+        # The database refused a value of the request (a NUL character in a JSON string, a
+        # number out of a column's range): the request's fault, and its transaction rolled back.
+        # Only the driver's own message is logged: SQLAlchemy's names the statement's values.
+        cause = (str(exc.orig).strip().splitlines() or [type(exc.orig).__name__])[0]
+        log.warning(
+            "refused a value the database cannot store on %s %s: %s",
+            request.method,
+            request.url.path,
+            cause,
+        )
+        if "NUL" in cause:  # psycopg: "PostgreSQL text fields cannot contain NUL (0x00) bytes"
+            message = "A value in the request holds a NUL character, which the node does not store."
+        else:
+            message = f"A value in the request cannot be stored: {cause}"
+        return problem_response([Finding("EPIX-REQ-009", message, request.url.path)], 400)
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
