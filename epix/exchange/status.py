@@ -39,6 +39,9 @@ CANCELLED = "cancelled"
 REPLACED = "replaced"
 # States from which the issuer may still withdraw a permit; a used one has done its work.
 _CHANGEABLE = frozenset({"issued", "endorsed"})
+# A replacement starts with its full quantities, so only a permit nothing was exported on yet
+# may be replaced: an export-endorsed one replaced would let the consignment leave twice.
+_REPLACEABLE = frozenset({"issued"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -237,6 +240,13 @@ def change_status(
         raise EpixError.of(
             "EPIX-STATE-008",
             f"Permit {number} is {permit.status}; it cannot be {status} now.",
+            "status",
+        )
+    if status == REPLACED and permit.status not in _REPLACEABLE:
+        raise EpixError.of(
+            "EPIX-STATE-008",
+            f"Permit {number} is {permit.status}: its export is already recorded, and a "
+            "replacement would allow its full quantities again. Cancel it instead.",
             "status",
         )
     now = utcnow()

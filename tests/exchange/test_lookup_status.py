@@ -269,3 +269,36 @@ async def test_a_replacement_must_be_an_open_permit_for_the_same_destination(
         "XA-R-OLD": "issued",
         "XA-R-XC": "issued",
     }
+
+
+async def test_an_export_endorsed_permit_can_be_cancelled_but_not_replaced(
+    client: httpx.AsyncClient, node: Node
+) -> None:
+    """A replacement starts with its full quantities: replacing a permit whose export is
+    recorded would let the same consignment leave twice."""
+    await submit(client, node, "XA-SHIPPED")
+    await submit(client, node, "XA-SHIPPED-2")
+    view = await client.get("/v1/permits/XA/XA-SHIPPED", headers=auth(node, "XA", "customs"))
+    line = view.json()["lines"][0]
+    endorsed = await client.post(
+        "/v1/permits/XA/XA-SHIPPED/endorsements",
+        json={
+            "side": "export",
+            "port": "XAABC",
+            "date": date.today().isoformat(),
+            "officer": "Officer Jane Roe",
+            "transport_document": "AWB 176-12345675",
+            "lines": [{"line_id": line["line_id"], "quantity": "1", "unit": line["unit"]}],
+        },
+        headers=auth(node, "XA", "customs"),
+    )
+    assert endorsed.status_code == 201, endorsed.text
+    ma = auth(node, "XA", MA)
+    refused = await client.post(
+        "/v1/permits/XA/XA-SHIPPED/replace", json={"replaced_by": "XA-SHIPPED-2"}, headers=ma
+    )
+    assert refused.status_code == 409, refused.text
+    assert refused.json()["code"] == "EPIX-STATE-008"
+    assert "Cancel it instead" in refused.json()["detail"]
+    cancelled = await client.post("/v1/permits/XA/XA-SHIPPED/cancel", json={}, headers=ma)
+    assert cancelled.status_code == 200, cancelled.text
