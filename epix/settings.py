@@ -137,7 +137,9 @@ class Settings(BaseSettings):
         default=1000, description="Sign an audit checkpoint after this many events."
     )
     retention_years: int = Field(
-        default=5, description="Audit records are kept at least this long after they expire."
+        default=5,
+        ge=5,  # the design brief's minimum: a purge must never reach a younger record
+        description="Audit records are kept at least this long after they expire (at least 5).",
     )
 
     @property

@@ -64,6 +64,7 @@ BROKEN_SETTINGS = {
         "EPIX_DATABASE_URL": "postgresql+psycopg://epix:s3cret@127.0.0.1:1/epix"
     },
     "not an integer": {"EPIX_RETENTION_YEARS": "five"},
+    "under the five-year retention": {"EPIX_RETENTION_YEARS": "-1"},
     "not a mode": {"EPIX_NODE_MODE": "cluster"},
     "not JSON": {"EPIX_PEER_API_KEYS": '{"XB": s3cret'},
     "data directory cannot be made": {"EPIX_DATA_DIR": "/proc/epix-data"},
