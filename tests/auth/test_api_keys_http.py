@@ -147,3 +147,22 @@ async def test_admin_issues_key_over_http_shown_once(
     listed = await client.get("/v1/users/customs-1/api-keys", headers={"X-API-Key": admin_key})
     assert [key["label"] for key in listed.json()] == ["border system"]
     assert "key" not in listed.json()[0]
+
+
+async def test_another_users_keys_and_a_missing_users_keys_look_the_same(
+    client: httpx.AsyncClient, sqlite_database: Database, make_user: MakeUser
+) -> None:
+    """Anyone but a node admin is refused alike, so user names cannot be probed."""
+    make_user("ma-officer", party="XA")
+    make_user("other-officer", party="XA")
+    _, raw = _issue(sqlite_database, "ma-officer")
+    caller = {"Authorization": f"Bearer {raw}"}
+    own = await client.get("/v1/users/ma-officer/api-keys", headers=caller)
+    assert own.status_code == 200 and len(own.json()) == 1
+    answers = [
+        await client.get(f"/v1/users/{name}/api-keys", headers=caller)
+        for name in ("other-officer", "nobody-here")
+    ]
+    assert [a.status_code for a in answers] == [403, 403]
+    assert answers[0].json() == answers[1].json()
+    assert answers[0].json()["code"] == "EPIX-AUTH-004"

@@ -259,9 +259,11 @@ def list_api_keys(
     username: str, principal: CurrentPrincipal, database: DatabaseDep
 ) -> list[ApiKeyOut]:
     """A user's keys (never the keys themselves): for node admins and the user."""
+    if principal.username != username and not principal.has(Role.NODE_ADMIN):
+        # Refused before the lookup, so the answer does not tell whether such a user exists.
+        raise EpixError.of("EPIX-AUTH-004", "Only node admins see other users' keys.", "username")
     with database.unit_of_work() as session:
         user = service.get_user(session, username)
-        _ensure_self_or_admin(principal, user)
         return [ApiKeyOut.of(key) for key in service.list_api_keys(session, user)]
 
 
@@ -299,8 +301,3 @@ def revoke_api_key(
         return ApiKeyOut.of(
             service.revoke_api_key(session, key_id, actor=principal, request=context)
         )
-
-
-def _ensure_self_or_admin(principal: Principal, user: User) -> None:
-    if principal.user_id != user.id and not principal.has(Role.NODE_ADMIN):
-        raise EpixError.of("EPIX-AUTH-004", "Only node admins see other users' keys.", "username")
