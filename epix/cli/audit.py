@@ -8,6 +8,7 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 
 import click
+from sqlalchemy.engine import make_url
 
 from epix.audit.checkpoints import create_checkpoint, sign_pending_checkpoints
 from epix.audit.retention import purge as purge_events
@@ -16,6 +17,7 @@ from epix.audit.signing import CheckpointSigner, certificate_fingerprint, node_c
 from epix.audit.verify import verify_chain
 from epix.cli.users import cli_session
 from epix.db.base import utcnow
+from epix.db.engine import is_set_up
 from epix.settings import get_settings
 
 _DATE_FORMATS = ["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%dT%H:%M:%S.%f"]
@@ -23,6 +25,18 @@ _DATE_FORMATS = ["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%dT%H:%M:%S.%f"]
 
 def _node_signer() -> CheckpointSigner:
     return node_checkpoint_signer(get_settings())
+
+
+def _require_trail() -> None:
+    """The audit commands work on a node's existing trail: a mistyped EPIX_DATA_DIR must not
+    create an empty database (and a node key) and then call its trail intact."""
+    url = get_settings().effective_database_url
+    if not is_set_up(url):
+        shown = make_url(url).render_as_string(hide_password=True)
+        raise click.ClickException(
+            f"There is no EPIX database at {shown}; point EPIX_DATA_DIR or EPIX_DATABASE_URL "
+            "at the node's."
+        )
 
 
 def _utc(moment: datetime | None) -> datetime | None:
@@ -46,6 +60,7 @@ def audit() -> None:
 )
 def verify(trust_certs: tuple[Path, ...]) -> None:
     """Check every event and checkpoint; exit 1 naming the first broken event."""
+    _require_trail()
     if trust_certs:
         fingerprints = [certificate_fingerprint(path.read_bytes()) for path in trust_certs]
     else:
@@ -73,6 +88,7 @@ def verify(trust_certs: tuple[Path, ...]) -> None:
 @audit.command()
 def checkpoint() -> None:
     """Sign pending checkpoints and one at the current head, with the node key."""
+    _require_trail()
     signer = _node_signer()
     with cli_session() as session:
         signed = sign_pending_checkpoints(session, signer)
@@ -99,6 +115,7 @@ def export(start: datetime | None, end: datetime | None, output: Path | None) ->
         raise click.BadParameter(
             "must be later than --from (the period is FROM <= time < TO)", param_hint="--to"
         )
+    _require_trail()
     stream = output.open("w", encoding="utf-8") if output else sys.stdout
     try:
         with cli_session() as session:
@@ -120,6 +137,7 @@ def export(start: datetime | None, end: datetime | None, output: Path | None) ->
 def purge(before: datetime | None, dry_run: bool) -> None:
     """Remove records past their earliest purge date, keeping the chain verifiable."""
     cutoff: date = before.date() if before else utcnow().date()
+    _require_trail()
     signer = _node_signer()
     with cli_session() as session:
         plan = purge_events(session, before=cutoff, signer=signer, dry_run=dry_run)

@@ -34,9 +34,10 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Connection, Engine, create_engine, event, make_url, text
+from sqlalchemy import Connection, Engine, create_engine, event, inspect, make_url, text
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.pool import NullPool
 
 from epix.db.prepared import Prepared
 
@@ -280,6 +281,21 @@ class _FileWriteLock:
                 else:
                     self._depth = 1
                 self._cond.notify_all()
+
+
+def is_set_up(url: str) -> bool:
+    """Whether ``url`` names a database EPIX has migrated, found out without creating one (a
+    SQLite file that does not exist stays so)."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        path = parsed.database
+        if not path or path == ":memory:" or not Path(path).is_file():
+            return False
+    engine = create_engine(parsed, poolclass=NullPool)
+    try:
+        return inspect(engine).has_table("alembic_version")
+    finally:
+        engine.dispose()
 
 
 class Database:

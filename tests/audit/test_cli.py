@@ -133,3 +133,22 @@ def test_export_refuses_an_empty_or_reversed_period(
     result = runner.invoke(cli, ["audit", "export", "--from", start, "--to", end])
     assert result.exit_code == 2, result.output
     assert "--to" in result.output
+
+
+@pytest.mark.parametrize("command", [["verify"], ["checkpoint"], ["export"], ["purge"]])
+def test_audit_commands_refuse_a_database_that_does_not_exist(
+    command: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A mistyped data directory is named, not created and then reported intact."""
+    data_dir = tmp_path / "no-such-node"
+    monkeypatch.setenv("EPIX_DATA_DIR", str(data_dir))
+    monkeypatch.delenv("EPIX_DATABASE_URL", raising=False)
+    get_settings.cache_clear()
+    try:
+        result = CliRunner().invoke(cli, ["audit", *command])
+    finally:
+        get_settings.cache_clear()
+    assert result.exit_code == 1, result.output
+    assert "There is no EPIX database at sqlite:///" in result.output
+    assert "intact" not in result.output
+    assert not data_dir.exists()
