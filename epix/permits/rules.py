@@ -150,7 +150,10 @@ def _validity(permit: Permit) -> list[Finding]:
     limit = _VALIDITY_LIMITS.get(permit.document_type or "")
     if limit is not None:
         code, months = limit
-        latest = add_months(granted.date(), months)
+        try:
+            latest = add_months(granted.date(), months)
+        except ValueError:  # the limit lies past 9999-12-31, later than any date can be
+            return findings
         if end.date() > latest:
             findings.append(
                 Finding(

@@ -105,6 +105,16 @@ def test_validity_ending_before_it_starts_or_starting_before_issue_is_refused() 
     assert "EPIX-RULE-005" not in codes(VALID)
 
 
+@pytest.mark.parametrize("document_type", ["E", "R", "I"])
+def test_validity_limit_past_year_9999_is_no_traceback(document_type: str) -> None:
+    """Issued in the last months of 9999: the limit lies past ``date.max``, so the permit
+    cannot exceed it; validation reports findings, never a ValueError."""
+    late = datetime(9999, 12, 31, tzinfo=UTC)
+    permit = change(VALID, document_type=document_type, issued_at=late, valid_until=late)
+    assert not {"EPIX-RULE-003", "EPIX-RULE-004"} & {f.code for f in check_rules(permit)}
+    assert not {"EPIX-RULE-003", "EPIX-RULE-004"} & codes(permit)
+
+
 def test_add_months_clamps_to_the_end_of_the_month() -> None:
     assert add_months(date(2023, 8, 31), 6) == date(2024, 2, 29)
     assert add_months(date(2024, 12, 15), 12) == date(2025, 12, 15)
