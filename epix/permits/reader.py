@@ -264,7 +264,14 @@ def _bad_value(element: etree._Element, what: str, value: str) -> EpixError:
 
 
 def parse_datetime(value: str) -> datetime:
-    """An xs:dateTime or xs:date as an aware datetime; without an offset, UTC is assumed."""
+    """An xs:dateTime or xs:date as an aware datetime; without an offset, UTC is assumed.
+
+    An xs:date (no ``T``) may carry a zone, ``2024-03-01Z`` or ``2024-03-01+02:00``: midnight
+    there. Given to ``fromisoformat`` whole, the first is refused and the second read as the
+    time of day 02:00.
+    """
+    if "T" not in value and len(value) > 10:
+        value = f"{value[:10]}T00:00:00{value[10:]}"
     moment = datetime.fromisoformat(value)
     return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 

@@ -324,6 +324,20 @@ def test_a_date_without_offset_is_utc_and_a_date_alone_is_midnight() -> None:
     assert _read(data).issued_at == datetime(2024, 3, 1, tzinfo=UTC)
 
 
+@pytest.mark.parametrize(
+    ("value", "offset"),
+    [(b"2024-03-01Z", 0), (b"2024-03-01+02:00", 120), (b"2024-03-01-05:30", -330)],
+)
+def test_a_date_with_a_time_zone_is_midnight_there(value: bytes, offset: int) -> None:
+    """xs:date allows a zone; Python's fromisoformat would refuse 'Z' and read '+02:00' as
+    the time of day 02:00."""
+    data = _edit(b"<ram:IssueDateTime>2024-03-01T09:30:00+00:00", b"<ram:IssueDateTime>" + value)
+    zone = timezone(timedelta(minutes=offset))
+    issued_at = _read(data).issued_at
+    assert issued_at == datetime(2024, 3, 1, tzinfo=zone)
+    assert issued_at is not None and issued_at.utcoffset() == timedelta(minutes=offset)
+
+
 def _error(data: bytes) -> tuple[str, str | None, int | None, str]:
     with pytest.raises(EpixError) as caught:
         _read(data)
