@@ -83,6 +83,7 @@ def _flatten_country(aggregate: etree._Element) -> None:
             element.set(name, value)
         element.text = source.text
         element.tail = source.tail
+        element.sourceline = source.sourceline  # findings point into the v1 document as sent
         flat.append(element)
     address.remove(aggregate)
     for offset, element in enumerate(flat):

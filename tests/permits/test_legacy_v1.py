@@ -82,3 +82,17 @@ def test_a_schema_error_in_a_v1_permit_has_a_readable_location_and_its_line() ->
     )
     assert first.line is not None
     assert b"<urn1:PostalTradeAddress>" in data.splitlines()[first.line - 1]
+
+
+def test_a_country_finding_in_a_v1_permit_points_at_the_line_of_the_v1_country_id() -> None:
+    """v1 countries sit in a CountryIdentificationTradeCountry aggregate that the translation
+    flattens into new elements; those keep the line of the v1 ID they were made from."""
+    original = b"<urn1:ID>XA</urn1:ID>"
+    data = V1_SAMPLE.read_bytes().replace(original, b"<urn1:ID>QQ</urn1:ID>", 1)
+    findings = [f for f in validate_permit_bytes(data).findings if f.code == "EPIX-CODE-007"]
+    assert [f.location for f in findings] == [
+        "/CITESEPermit/HeaderExchangedDocument/FirstSignatoryDocumentAuthentication"
+        "/ProviderTradeParty/PostalTradeAddress/CountryID"
+    ]
+    assert findings[0].line is not None
+    assert b"<urn1:ID>QQ</urn1:ID>" in data.splitlines()[findings[0].line - 1]
