@@ -263,26 +263,33 @@ def _bad_value(element: etree._Element, what: str, value: str) -> EpixError:
     )
 
 
-def parse_datetime(value: str) -> datetime:
+def parse_datetime(value: str, *, end_of_day: bool = False) -> datetime:
     """An xs:dateTime or xs:date as an aware datetime; without an offset, UTC is assumed.
 
-    An xs:date (no ``T``) may carry a zone, ``2024-03-01Z`` or ``2024-03-01+02:00``: midnight
-    there. Given to ``fromisoformat`` whole, the first is refused and the second read as the
-    time of day 02:00.
+    An xs:date (no ``T``) is the start of that day in its zone (``2024-03-01Z`` or
+    ``2024-03-01+02:00`` may carry one; ``fromisoformat`` would refuse the first and read the
+    second as the time of day 02:00), or with ``end_of_day`` its last second: a validity period
+    that ends on a date includes that day. A moment outside the years 1-9999 in UTC
+    (``9999-12-31T23:00-14:00``) raises ``OverflowError``: it could be neither stored nor
+    compared with "now".
     """
-    if "T" not in value and len(value) > 10:
-        value = f"{value[:10]}T00:00:00{value[10:]}"
+    if "T" not in value:
+        value = f"{value[:10]}T{'23:59:59' if end_of_day else '00:00:00'}{value[10:]}"
     moment = datetime.fromisoformat(value)
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+    if moment.tzinfo is None:
+        return moment.replace(tzinfo=UTC)
+    if moment.year in (1, 9999):  # only there can an offset carry it out of range
+        moment.astimezone(UTC)
+    return moment
 
 
-def _datetime(element: etree._Element | None) -> datetime | None:
+def _datetime(element: etree._Element | None, *, end_of_day: bool = False) -> datetime | None:
     value = _text(element)
     if value is None or element is None:
         return None
     try:
-        return parse_datetime(value)
-    except ValueError:
+        return parse_datetime(value, end_of_day=end_of_day)
+    except (ValueError, OverflowError):
         raise _bad_value(element, "date and time", value) from None
 
 
@@ -366,7 +373,7 @@ def _document(element: etree._Element | None) -> DocumentRef | None:
     issued_at = _datetime(kids.get(_ISSUED))
     period = _kids(kids.get(_PERIOD))
     valid_from = _datetime(period.get(_START))
-    valid_until = _datetime(period.get(_END))
+    valid_until = _datetime(period.get(_END), end_of_day=True)
     number = _text(kids.get(_ID))
     type_code = _text(kids.get(_APPENDIX_OR_TYPE))
     name = _text(kids.get(_NAME))
@@ -496,7 +503,7 @@ def read_permit(element: etree._Element) -> Permit:
     issued_at = _datetime(header.get(_ISSUED))
     period = _kids(header.get(_PERIOD))
     valid_from = _datetime(period.get(_START))
-    valid_until = _datetime(period.get(_END))
+    valid_until = _datetime(period.get(_END), end_of_day=True)
     signatory = _kids(header.get(_SIGNATORY))
     signed_at = _datetime(signatory.get(_ACTUAL))
     transport_document = _document(consignment.get(_TRANSPORT_DOCUMENT))

@@ -338,11 +338,42 @@ def test_a_date_with_a_time_zone_is_midnight_there(value: bytes, offset: int) ->
     assert issued_at is not None and issued_at.utcoffset() == timedelta(minutes=offset)
 
 
+@pytest.mark.parametrize(
+    ("value", "offset"), [(b"2024-08-31", 0), (b"2024-08-31Z", 0), (b"2024-08-31+02:00", 120)]
+)
+def test_a_validity_period_ending_on_a_date_includes_that_day(value: bytes, offset: int) -> None:
+    """Read as midnight, a permit 'valid until 31 August' would expire as that day begins."""
+    data = _edit(b"<ram:EndDateTime>2024-08-31T23:59:59+00:00", b"<ram:EndDateTime>" + value)
+    permit = _read(data)
+    zone = timezone(timedelta(minutes=offset))
+    assert permit.valid_until == datetime(2024, 8, 31, 23, 59, 59, tzinfo=zone)
+    start = _edit(b"<ram:IssueDateTime>2024-03-01T09:30:00+00:00", b"<ram:IssueDateTime>" + value)
+    assert _read(start).issued_at == datetime(2024, 8, 31, tzinfo=zone)
+
+
 def _error(data: bytes) -> tuple[str, str | None, int | None, str]:
     with pytest.raises(EpixError) as caught:
         _read(data)
     finding = caught.value.findings[0]
     return finding.code, finding.location, finding.line, finding.message
+
+
+@pytest.mark.parametrize("value", [b"9999-12-31T23:59:59-14:00", b"0001-01-01T00:00:00+14:00"])
+def test_a_moment_outside_the_years_1_to_9999_in_utc_is_a_bad_value(value: bytes) -> None:
+    """Read as given it would overflow wherever it is turned into UTC (storing the permit)."""
+    data = _edit(b"<ram:IssueDateTime>2024-03-01T09:30:00+00:00", b"<ram:IssueDateTime>" + value)
+    code, location, _line, message = _error(data)
+    assert code == "EPIX-SCHEMA-001"
+    assert location is not None and location.endswith("/IssueDateTime")
+    assert "is not a valid date and time" in message
+
+
+def test_the_last_moments_of_year_9999_in_utc_are_read() -> None:
+    data = _edit(
+        b"<ram:IssueDateTime>2024-03-01T09:30:00+00:00",
+        b"<ram:IssueDateTime>9999-12-31T23:59:59+14:00",
+    )
+    assert _read(data).issued_at == datetime(9999, 12, 31, 9, 59, 59, tzinfo=UTC)
 
 
 def test_the_first_bad_value_in_reading_order_is_reported() -> None:
