@@ -73,6 +73,7 @@ _TABLE: tuple[ErrorCode, ...] = (
     _c("EPIX-RULE-016", W, 200, "Source D without a registered operation number (box 12b)."),
     _c("EPIX-RULE-017", E, 422, "Box 5a must carry exactly one purpose code."),
     _c("EPIX-RULE-018", E, 422, "Two permit lines share the same line identifier."),
+    _c("EPIX-RULE-019", W, 200, "Appendix I source A or C for commercial purpose (T): use D."),
     # --- compliance screening (warnings, never silent) ---
     _c("EPIX-COMP-001", W, 200, "Trade exceeds or is outside a published export quota."),
     _c("EPIX-COMP-002", W, 200, "A zero export quota applies to this taxon and exporter."),

@@ -282,6 +282,18 @@ def _line_rules(
                 loc.line(index, loc.SOURCE),
             )
         )
+    bred_commercial = appendix_one and line.source in ("A", "C") and permit.purpose == "T"
+    if bred_commercial and not _reserved(permit, line, has_reservation):
+        findings.append(
+            Finding(
+                "EPIX-RULE-019",
+                f"Line {line.line_id}: Appendix I specimens bred in captivity or artificially "
+                f"propagated for commercial purposes (T) are traded as source D from registered "
+                f"operations (Art. VII.4); source {line.source} is for non-commercial trade "
+                "(Art. VII.5).",
+                loc.line(index, loc.SOURCE),
+            )
+        )
     if line.quantity is not None and line.quantity <= 0:
         findings.append(
             Finding(

@@ -216,6 +216,21 @@ def test_published_reservation_lifts_the_appendix_one_refusal() -> None:
     assert "EPIX-RULE-012" not in codes(permit)
 
 
+@pytest.mark.parametrize("source", ["A", "C"])
+def test_appendix_one_bred_or_propagated_for_commercial_purpose_is_a_warning(source: str) -> None:
+    """Art. VII.4: bred or propagated for commercial purposes, an Appendix I specimen is traded
+    as source D; A and C are the non-commercial sources of Art. VII.5 (Res. Conf. 12.3)."""
+    permit = change_line(VALID, appendix="I", source=source)
+    report = validate(permit)
+    assert [(f.code, f.severity) for f in report.findings] == [("EPIX-RULE-019", "warning")]
+    assert report.valid
+    assert "EPIX-RULE-019" not in codes(change(permit, purpose="S"))
+    assert "EPIX-RULE-019" not in codes(change_line(permit, appendix="II"))
+    assert "EPIX-RULE-019" not in codes(
+        change_line(permit, source="D", registered_operation="A-XA-501")
+    )
+
+
 # --- RULE-013, 014, 017, 018 ---------------------------------------------------------------
 
 
