@@ -120,8 +120,9 @@ def new_owner_id() -> str:
 
 
 def _retry_after(response: httpx.Response) -> float | None:
-    value = response.headers.get("retry-after", "")
-    return float(value) if value.isdigit() else None
+    """Retry-After in delay-seconds (ASCII digits only: ``str.isdigit`` also takes "²")."""
+    value = response.headers.get("retry-after", "").strip()
+    return float(value) if value.isascii() and value.isdigit() else None
 
 
 def _peer_codes(body: bytes) -> str:
@@ -432,7 +433,9 @@ class Worker:
                 maximum=self.settings.outbox_max_delay_seconds,
                 rng=self.rng,
             )
-            retry_at = now + timedelta(seconds=max(delay, retry_after or 0.0))
+            # The far end's Retry-After is honoured up to the longest delay between attempts.
+            wait = min(max(delay, retry_after or 0.0), self.settings.outbox_max_delay_seconds)
+            retry_at = now + timedelta(seconds=wait)
         with self.database.unit_of_work() as session:
             gave_up = outbox.mark_attempt_failed(
                 session,

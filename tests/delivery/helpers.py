@@ -61,6 +61,7 @@ class PeerState:
     unauthorised: int = 0
     bad_signatures: int = 0
     delay_seconds: float = 0.0
+    retry_after: str | None = None  # a Retry-After header sent with a forced status
     hosts: list[str] = field(default_factory=list)  # the Host header of every request
 
     @property
@@ -80,9 +81,17 @@ class _Handler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: object) -> None:
         """Quiet: the tests read the counters instead."""
 
-    def _answer(self, status: int, body: bytes, content_type: str = "application/xml") -> None:
+    def _answer(
+        self,
+        status: int,
+        body: bytes,
+        content_type: str = "application/xml",
+        retry_after: str | None = None,
+    ) -> None:
         self.send_response(status)
         self.send_header("Content-Type", content_type)
+        if retry_after is not None:
+            self.send_header("Retry-After", retry_after)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)
@@ -128,7 +137,7 @@ class _Handler(BaseHTTPRequestHandler):
                 state.answered_once.add(message_id)
         if forced:
             problem = b'{"errors":[{"code":"EPIX-MSG-001"}],"detail":"refused by the test peer"}'
-            self._answer(forced, problem, "application/problem+json")
+            self._answer(forced, problem, "application/problem+json", state.retry_after)
             return
         if lose:
             # Committed, but the answer never reaches the sender.

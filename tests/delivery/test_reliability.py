@@ -167,6 +167,33 @@ def test_a_peer_refusal_fails_the_row_at_once_with_the_peers_reason(
     assert _audit_count(sqlite_database, "message.delivery_failed") == 1
 
 
+@pytest.mark.parametrize("retry_after", ["\u00b2", "300000000000", "86400"])
+def test_a_retry_after_header_of_any_value_schedules_a_bounded_retry(
+    sqlite_database: Database, peer: Peer, settings: Settings, retry_after: str
+) -> None:
+    """Retry-After comes from the far end: a non-ASCII digit, a value past the calendar or
+    one longer than EPIX_OUTBOX_MAX_DELAY_SECONDS still records the attempt (no exception
+    leaving the row leased, to be re-sent at every lease expiry and never given up) and waits
+    no longer than the documented longest delay between two attempts."""
+    peer.state.status = 503
+    peer.state.retry_after = retry_after
+    peer.start()
+    _enqueue(sqlite_database, 1)
+    worker = default_worker(sqlite_database, settings)
+    try:
+        before = utcnow()
+        assert worker.run_once() == 1
+    finally:
+        worker.close()
+    (row,) = _rows(sqlite_database)
+    assert row.state == OutboxState.PENDING
+    assert row.lease_owner is None and row.lease_expires_at is None
+    assert row.last_error_code == "EPIX-DLV-001"
+    assert row.response_status == 503
+    longest = timedelta(seconds=settings.outbox_max_delay_seconds + 1)
+    assert before <= row.next_attempt_at <= before + longest
+
+
 def test_rows_give_up_after_the_maximum_age_and_are_resendable(
     sqlite_database: Database, peer: Peer, tmp_path: Path
 ) -> None:
