@@ -199,6 +199,7 @@ _TABLE: tuple[ErrorCode, ...] = (
     _c("EPIX-DLV-008", E, 409, "Only a failed delivery can be resent."),
     _c("EPIX-DLV-009", E, 404, "Unknown outbox row or webhook subscription."),
     _c("EPIX-DLV-010", E, 502, "The peer has no node endpoint in the registry."),
+    _c("EPIX-DLV-011", E, 502, "The far end's answer was too large or too slow; cut off."),
     # --- audit ---
     _c("EPIX-AUDIT-001", E, 500, "The audit chain is broken at this event."),
     _c("EPIX-AUDIT-002", E, 500, "An audit checkpoint signature does not verify."),

@@ -19,6 +19,7 @@ import os
 import random
 import socket
 import threading
+import time
 import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -104,6 +105,7 @@ class _Answer:
     body: bytes = b""
     retry_after: float | None = None
     error: str | None = None
+    error_code: str = "EPIX-DLV-001"  # with ``error``: unreachable, or (011) answer cut off
     refused: str | None = None  # not asked: the host resolved to an internal address
 
     @property
@@ -304,7 +306,9 @@ class Worker:
         else:
             self.breaker.record_failure(claim.peer_key, self.clock())
         if answer.status is None:
-            return self._failed(claim, "EPIX-DLV-001", answer.error or "no answer", permanent=False)
+            return self._failed(
+                claim, answer.error_code, answer.error or "no answer", permanent=False
+            )
         if not 200 <= answer.status < 300:
             if answer.reachable:
                 reason = f"HTTP {answer.status} {_peer_codes(answer.body)}".strip()
@@ -333,12 +337,45 @@ class Worker:
         elif route.api_key:
             headers["Authorization"] = f"Bearer {route.api_key}"
         try:
-            response = client.post(route.url, content=claim.payload, headers=headers)
+            with client.stream("POST", route.url, content=claim.payload, headers=headers) as answer:
+                return self._read_answer(answer)
         except InternalAddress as exc:
             return _Answer(refused=f"{exc} URL: {route.url}")
         except httpx.HTTPError as exc:
             return _Answer(error=f"{type(exc).__name__}: {exc}".rstrip(": "))
-        return _Answer(response.status_code, response.content, _retry_after(response))
+
+    def _read_answer(self, response: httpx.Response) -> _Answer:
+        """The answer's body, cut off past ``max_body_bytes`` or the HTTP timeout in total.
+
+        httpx's timeout bounds each read, not the answer: a far end sending a byte now and
+        then would hold this delivery (and its batch) past the lease, and an endless body
+        would be read into memory. A receipt is a few kilobytes.
+        """
+        timeout = self.settings.outbox_http_timeout_seconds
+        limit = self.settings.max_body_bytes
+        deadline = time.monotonic() + timeout
+        declared = response.headers.get("content-length", "")
+        body = bytearray()
+        too_large = declared.isascii() and declared.isdigit() and int(declared) > limit
+        if not too_large:
+            for chunk in response.iter_bytes():
+                body += chunk
+                if len(body) > limit:
+                    too_large = True
+                    break
+                if time.monotonic() > deadline:
+                    return _Answer(
+                        error=f"HTTP {response.status_code}: the answer took longer than "
+                        f"{timeout:g} s; cut off.",
+                        error_code="EPIX-DLV-011",
+                    )
+        if too_large:
+            return _Answer(
+                error=f"HTTP {response.status_code}: the answer is larger than {limit} bytes; "
+                "cut off.",
+                error_code="EPIX-DLV-011",
+            )
+        return _Answer(response.status_code, bytes(body), _retry_after(response))
 
     def _delivered_with_receipt(
         self, claim: Claim, route: peers.PeerRoute, answer: _Answer

@@ -62,6 +62,8 @@ class PeerState:
     bad_signatures: int = 0
     delay_seconds: float = 0.0
     retry_after: str | None = None  # a Retry-After header sent with a forced status
+    drip_seconds: float = 0.0  # answer 200 with a body sent one byte per this many seconds
+    flood_bytes: int = 0  # answer 200 with a body of this many bytes
     hosts: list[str] = field(default_factory=list)  # the Host header of every request
 
     @property
@@ -102,6 +104,11 @@ class _Handler(BaseHTTPRequestHandler):
         message_id = self.headers.get("X-EPIX-Delivery") or self.headers.get("X-EPIX-Message-Id")
         if state.delay_seconds:
             time.sleep(state.delay_seconds)
+        if state.drip_seconds or state.flood_bytes:
+            with state.lock:
+                state.requests[message_id or ""] += 1
+            self._misbehave(state)
+            return
         with state.lock:
             state.requests[message_id or ""] += 1
             state.hosts.append(self.headers.get("Host", ""))
@@ -144,6 +151,25 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True
             return
         self._answer(200, state.receipts[message_id or ""])
+
+    def _misbehave(self, state: PeerState) -> None:
+        """A far end that never finishes its answer in time, or whose answer has no end."""
+        size = state.flood_bytes or 1000
+        self.send_response(200)
+        self.send_header("Content-Type", "application/xml")
+        if state.drip_seconds:
+            self.send_header("Content-Length", str(size))
+        else:  # no length: the body ends when the connection closes, so only reading tells
+            self.close_connection = True
+        self.end_headers()
+        chunk = b"x" if state.drip_seconds else b"x" * (1 << 16)
+        try:
+            for _ in range(0, size, len(chunk)):
+                self.wfile.write(chunk)
+                self.wfile.flush()
+                time.sleep(state.drip_seconds)
+        except OSError:  # the sender hung up
+            self.close_connection = True
 
     def _receipt(self, message_id: str, body: bytes) -> bytes:
         identity = self.server.state.identity

@@ -194,6 +194,37 @@ def test_a_retry_after_header_of_any_value_schedules_a_bounded_retry(
     assert before <= row.next_attempt_at <= before + longest
 
 
+@pytest.mark.parametrize("misbehaviour", ["drip", "flood"])
+def test_an_answer_too_slow_or_too_large_is_cut_off_and_retried(
+    sqlite_database: Database, peer: Peer, tmp_path: Path, misbehaviour: str
+) -> None:
+    """The HTTP timeout bounds each read, not the answer: a far end dripping its body one
+    byte at a time held a delivery thread (and the whole batch) far past the lease, and an
+    endless body was read into memory. Both are cut off, counted as a failed attempt and
+    retried with backoff."""
+    settings = sender_settings(tmp_path, outbox_http_timeout_seconds=1.0, max_body_bytes=65536)
+    if misbehaviour == "drip":
+        peer.state.drip_seconds = 0.2  # 1000 bytes: 200 s
+    else:
+        peer.state.flood_bytes = 1 << 30  # 1 GiB
+    peer.start()
+    _enqueue(sqlite_database, 1)
+    worker = default_worker(sqlite_database, settings)
+    try:
+        started = time.monotonic()
+        assert worker.run_once() == 1
+        elapsed = time.monotonic() - started
+    finally:
+        worker.close()
+    assert elapsed < 2 * settings.outbox_http_timeout_seconds + 1.0
+    (row,) = _rows(sqlite_database)
+    assert row.state == OutboxState.PENDING
+    assert row.lease_owner is None
+    assert row.last_error_code == "EPIX-DLV-011"
+    assert row.last_error is not None
+    assert ("65536 bytes" if misbehaviour == "flood" else "1 s") in row.last_error
+
+
 def test_rows_give_up_after_the_maximum_age_and_are_resendable(
     sqlite_database: Database, peer: Peer, tmp_path: Path
 ) -> None:
