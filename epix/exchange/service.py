@@ -555,6 +555,7 @@ class StoredMessage:
     document_type: str
     sha256: str
     body: bytes
+    conversation_id: str | None = None
 
 
 def store_message(session: Session, arrival: Arrival, body: bytes, status: str) -> StoredMessage:
@@ -584,6 +585,7 @@ def store_message(session: Session, arrival: Arrival, body: bytes, status: str) 
         document_type=envelope.document_type,
         sha256=sha256,
         body=body,
+        conversation_id=envelope.conversation_id,
     )
 
 
@@ -710,6 +712,9 @@ def route_message(session: Session, message: StoredMessage, settings: Settings) 
             give_up_seconds=settings.outbox_give_up_seconds,
         )
         return
+    envelope_headers = {"X-EPIX-Document-Type": message.document_type}
+    if message.conversation_id:
+        envelope_headers["X-EPIX-Conversation-Id"] = message.conversation_id
     outbox.enqueue(
         session,
         kind=message.document_type,
@@ -717,5 +722,5 @@ def route_message(session: Session, message: StoredMessage, settings: Settings) 
         payload=message.body,
         message_id=message.message_id,
         sender_party=message.sender_party,
-        headers={"X-EPIX-Document-Type": message.document_type},
+        headers=envelope_headers,
     )

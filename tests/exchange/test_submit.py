@@ -8,6 +8,7 @@ import dataclasses
 import hashlib
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -19,15 +20,18 @@ from sqlalchemy.exc import OperationalError
 from epix.audit.models import AuditEvent
 from epix.audit.verify import verify_chain
 from epix.auth import service as auth
-from epix.exchange.envelope import Envelope, build_envelope
+from epix.db import Database
+from epix.delivery.models import OutboxMessage
+from epix.exchange.envelope import Envelope, build_envelope, envelope_from_headers
 from epix.exchange.models import InboxEntry, Message, Permit, Receipt
 from epix.exchange.node_identity import node_identity
 from epix.permits.samples import demo_permit
 from epix.permits.writer import write_permit
+from epix.settings import NodeMode
 from epix.signatures.sign import sign_document
 from epix.signatures.trust import StaticTrustStore
 from epix.signatures.verify import verify_document
-from tests.exchange.conftest import Node, headers
+from tests.exchange.conftest import Node, headers, make_node
 from tests.pki import make_identity
 from tests.signatures.forge import forge, load_key
 
@@ -101,6 +105,26 @@ async def test_envelope_document_carries_the_same_bytes(
     with node.database.unit_of_work() as session:
         message = session.scalars(select(Message)).one()
         assert message.body == body and message.conversation_id == "conv-1"
+
+
+async def test_a_message_forwarded_to_a_peer_keeps_its_conversation_id(
+    tmp_path: Path, sqlite_database: Database
+) -> None:
+    """On a Party node the envelope travels to the peer as X-EPIX-* headers; the
+    conversation id was stored here but left out of the forwarded envelope."""
+    node = make_node(tmp_path, sqlite_database, node_mode=NodeMode.PARTY, node_party="XA")
+    sent = headers(node.key("XA", MA), message_id="fwd-1")
+    sent["X-EPIX-Conversation-Id"] = "conv-fwd-1"
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=node.app), base_url="http://testserver"
+    ) as client:
+        response = await client.post("/v1/messages", content=node.signed_permit(), headers=sent)
+    assert response.status_code == 201
+    with node.database.unit_of_work() as session:
+        row = session.scalars(select(OutboxMessage).where(OutboxMessage.kind == "permit")).one()
+    assert row.destination_party == "XB"
+    assert row.headers["X-EPIX-Conversation-Id"] == "conv-fwd-1"
+    assert envelope_from_headers(row.headers).conversation_id == "conv-fwd-1"
 
 
 async def test_same_id_same_bytes_returns_the_original_receipt_and_other_bytes_are_refused(
