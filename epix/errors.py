@@ -117,7 +117,7 @@ _TABLE: tuple[ErrorCode, ...] = (
     _c("EPIX-REG-009", E, 503, "No registry is loaded yet."),
     _c("EPIX-REG-010", E, 409, "That Party or authority already exists."),
     _c("EPIX-REG-011", W, 200, "Registry source unreachable: serving the last good copy."),
-    _c("EPIX-REG-012", E, 422, "A node endpoint must be an absolute http(s) URL."),
+    _c("EPIX-REG-012", E, 422, "A node endpoint must be an absolute https URL (http: loopback)."),
     _c("EPIX-REG-013", E, 422, "Unknown authority kind, or a role that kind may not sign for."),
     # --- authentication and authorisation ---
     _c("EPIX-AUTH-001", E, 401, "Authentication required."),
@@ -200,6 +200,7 @@ _TABLE: tuple[ErrorCode, ...] = (
     _c("EPIX-DLV-009", E, 404, "Unknown outbox row or webhook subscription."),
     _c("EPIX-DLV-010", E, 502, "The peer has no node endpoint in the registry."),
     _c("EPIX-DLV-011", E, 502, "The far end's answer was too large or too slow; cut off."),
+    _c("EPIX-DLV-012", E, 502, "The peer's endpoint is plain http; nothing is sent in clear."),
     # --- audit ---
     _c("EPIX-AUDIT-001", E, 500, "The audit chain is broken at this event."),
     _c("EPIX-AUDIT-002", E, 500, "An audit checkpoint signature does not verify."),

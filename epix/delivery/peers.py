@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 from epix.errors import Finding
 from epix.exchange.node_identity import NODE_ROLE
 from epix.exchange.receipts import REJECTED
-from epix.registry.service import endpoint_for
+from epix.registry.service import endpoint_for, travels_in_clear
 from epix.registry.trust import RegistryTrustStore
 from epix.settings import NodeMode, Settings
 from epix.signatures import verify_document
@@ -46,9 +46,11 @@ class PeerRoute:
 
 @dataclass(frozen=True, slots=True)
 class Unroutable:
-    """No way to reach the Party now (no endpoint in the registry); retried until give-up."""
+    """No way to reach the Party now (no endpoint in the registry, or one that would carry the
+    message in clear); retried until give-up, so a corrected registry still delivers it."""
 
     reason: str
+    code: str = "EPIX-DLV-010"
 
 
 Route = LocalRoute | PeerRoute | Unroutable
@@ -102,6 +104,12 @@ def route_for(
         return Unroutable(f"The registry lists no node endpoint for Party {destination_party}.")
     if _origin(endpoint) == _origin(settings.node_base_url):
         return LocalRoute(destination_party)
+    if travels_in_clear(endpoint):  # e.g. from a registry published before this was refused
+        return Unroutable(
+            f"The registry's endpoint for Party {destination_party}, {endpoint}, is plain "
+            "http; the message and the API key would travel in clear.",
+            code="EPIX-DLV-012",
+        )
     return PeerRoute(messages_url(endpoint), settings.peer_api_keys.get(destination_party))
 
 

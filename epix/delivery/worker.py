@@ -276,7 +276,7 @@ class Worker:
             if isinstance(route, peers.LocalRoute):
                 return self._deliver_local(claim)
             if isinstance(route, peers.Unroutable):
-                return self._failed(claim, "EPIX-DLV-010", route.reason, permanent=False)
+                return self._failed(claim, route.code, route.reason, permanent=False)
             if isinstance(route, Closed):
                 return self._failed(claim, route.code, route.reason, permanent=True)
             return self._deliver_http(claim, route)

@@ -6,6 +6,7 @@ change gets its own version number; the caller commits (services never do).
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -61,8 +62,25 @@ def _text(value: str | None, location: str, limit: int, *, required: bool = True
     return xml_text(cleaned, location)  # it goes into the signed registry document
 
 
+def travels_in_clear(url: str) -> bool:
+    """True for a plain ``http://`` URL whose host is not this machine's loopback: what is sent
+    there (a permit, a peer's API key) can be read and changed on the way. Peers are reached
+    over https; http is for nodes on one machine (demos, tests)."""
+    parts = urlsplit(url)
+    if parts.scheme.lower() != "http":
+        return False
+    host = (parts.hostname or "").lower()
+    if host == "localhost" or host.endswith(".localhost"):
+        return False
+    try:
+        return not ipaddress.ip_address(host).is_loopback
+    except ValueError:  # a name
+        return True
+
+
 def endpoint_url(url: str, location: str = "endpoint_url") -> str:
-    """An absolute http(s) URL with a host, a port in 1-65535, no fragment or credentials."""
+    """An absolute https URL (http only on loopback) with a host, a port in 1-65535, no
+    fragment or credentials."""
     cleaned = url.strip()
     try:
         parts = urlsplit(cleaned)
@@ -82,6 +100,12 @@ def endpoint_url(url: str, location: str = "endpoint_url") -> str:
         raise EpixError.of(
             "EPIX-REG-012",
             f"{url!r} is not an absolute http(s) URL with a valid port and no credentials.",
+            location,
+        )
+    if travels_in_clear(cleaned):
+        raise EpixError.of(
+            "EPIX-REG-012",
+            f"{url!r} is plain http: peers are reached over https (http only on loopback).",
             location,
         )
     return cleaned.rstrip("/")

@@ -12,7 +12,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from epix.audit.models import AuditEvent
 from epix.db import Database
@@ -20,6 +20,7 @@ from epix.db.base import utcnow
 from epix.delivery import outbox
 from epix.delivery.models import OutboxMessage, OutboxState
 from epix.delivery.worker import Result, Worker, default_worker
+from epix.registry.models import RegistryParty
 from epix.settings import Settings
 from tests.delivery.helpers import (
     PEER_PARTY,
@@ -273,6 +274,37 @@ def test_a_party_without_a_registered_endpoint_is_retried_not_lost(
     (row,) = _rows(sqlite_database)
     assert row.state == OutboxState.PENDING
     assert row.last_error_code == "EPIX-DLV-010"
+
+
+def test_a_peer_endpoint_in_plain_http_is_never_sent_to_and_retried_not_lost(
+    sqlite_database: Database, settings: Settings, identity: Identity
+) -> None:
+    """A registry published before such endpoints were refused may still list one: nothing,
+    the API key least of all, goes out in clear (a connection attempt to this unresolvable
+    name would end as EPIX-DLV-001 instead)."""
+    register_peer(sqlite_database, endpoint="https://xb.invalid:8443", identity=identity)
+    with sqlite_database.unit_of_work() as session:
+        session.execute(
+            update(RegistryParty)
+            .where(RegistryParty.code == PEER_PARTY)
+            .values(endpoint_url="http://xb.invalid:8080")
+        )
+        outbox.enqueue(
+            session,
+            kind="permit",
+            destination_party=PEER_PARTY,
+            payload=b"<p/>",
+            message_id="in-clear",
+        )
+    worker = default_worker(sqlite_database, settings)
+    try:
+        worker.run_once()
+    finally:
+        worker.close()
+    (row,) = _rows(sqlite_database)
+    assert row.state == OutboxState.PENDING
+    assert row.last_error_code == "EPIX-DLV-012"
+    assert "plain http" in (row.last_error or "")
 
 
 def test_a_frozen_workers_row_is_delivered_by_another_and_its_late_write_refused(

@@ -290,3 +290,27 @@ def test_a_node_endpoint_with_an_explicit_valid_port_is_kept() -> None:
     assert (
         service.endpoint_url(" https://xa.example:65535/epix/ ") == "https://xa.example:65535/epix"
     )
+
+
+@pytest.mark.parametrize(
+    "url", ["http://xa.example/epix", "http://192.0.2.7:8000", "HTTP://xa.example"]
+)
+def test_a_node_endpoint_in_plain_http_beyond_loopback_is_refused(url: str) -> None:
+    """Permits and the peer's API key would travel in clear."""
+    with pytest.raises(EpixError) as exc:
+        service.endpoint_url(url)
+    assert codes(exc) == ["EPIX-REG-012"]
+    assert "plain http" in exc.value.findings[0].message
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://127.0.0.1:8001",
+        "http://127.9.9.9:8001",
+        "http://[::1]:8001",
+        "http://localhost:8001",
+    ],
+)
+def test_a_node_endpoint_in_plain_http_on_loopback_is_kept(url: str) -> None:
+    assert service.endpoint_url(url) == url
