@@ -44,8 +44,12 @@ class Settings(BaseSettings):
     )
 
     # Bounded resources (guarantee 7).
-    max_body_bytes: int = Field(default=5 * 1024 * 1024, description="Largest accepted request.")
-    max_xml_depth: int = Field(default=64, description="Deepest accepted XML element nesting.")
+    max_body_bytes: int = Field(
+        default=5 * 1024 * 1024, gt=0, description="Largest accepted request."
+    )
+    max_xml_depth: int = Field(
+        default=64, gt=0, description="Deepest accepted XML element nesting."
+    )
     pipeline_concurrency: int = Field(
         default=1,
         ge=1,
@@ -64,38 +68,44 @@ class Settings(BaseSettings):
     )
 
     # Inbox and delivery.
-    inbox_page_max: int = Field(default=500, description="Largest inbox page one pull returns.")
+    inbox_page_max: int = Field(
+        default=500, gt=0, description="Largest inbox page one pull returns."
+    )
     inbox_lease_seconds: int = Field(
-        default=60, description="How long a pulled message stays leased before it reappears."
+        default=60, gt=0, description="How long a pulled message stays leased before it reappears."
     )
     outbox_lease_seconds: int = Field(
-        default=30, description="How long a worker owns a claimed outbox row."
+        default=30, gt=0, description="How long a worker owns a claimed outbox row."
     )
     outbox_give_up_seconds: int = Field(
-        default=72 * 3600, description="Age after which a delivery is marked failed."
+        default=72 * 3600, gt=0, description="Age after which a delivery is marked failed."
     )
     outbox_base_delay_seconds: float = Field(
-        default=1.0, description="First retry delay; doubles per attempt, with full jitter."
+        default=1.0, gt=0, description="First retry delay; doubles per attempt, with full jitter."
     )
     outbox_max_delay_seconds: float = Field(
-        default=600.0, description="Longest delay between two delivery attempts."
+        default=600.0, gt=0, description="Longest delay between two delivery attempts."
     )
     run_worker_in_process: bool = Field(
         default=True, description="Run the outbox worker as a thread inside `epix serve`."
     )
-    outbox_batch_size: int = Field(default=50, description="Rows one worker claims at a time.")
-    outbox_concurrency: int = Field(default=4, description="Deliveries one worker runs at once.")
+    outbox_batch_size: int = Field(
+        default=50, gt=0, description="Rows one worker claims at a time."
+    )
+    outbox_concurrency: int = Field(
+        default=4, gt=0, description="Deliveries one worker runs at once."
+    )
     outbox_poll_seconds: float = Field(
-        default=1.0, description="How long an idle worker waits before looking for due rows."
+        default=1.0, gt=0, description="How long an idle worker waits before looking for due rows."
     )
     outbox_http_timeout_seconds: float = Field(
-        default=10.0, description="Per-request timeout; keep it well below the lease."
+        default=10.0, gt=0, description="Per-request timeout; keep it well below the lease."
     )
     outbox_circuit_failures: int = Field(
-        default=5, description="Consecutive failures that open a peer's circuit breaker."
+        default=5, gt=0, description="Consecutive failures that open a peer's circuit breaker."
     )
     outbox_circuit_cooldown_seconds: float = Field(
-        default=30.0, description="How long an open circuit waits before one probe delivery."
+        default=30.0, ge=0, description="How long an open circuit waits before one probe delivery."
     )
     peer_api_keys: dict[str, str] = Field(
         default_factory=dict,
@@ -109,7 +119,7 @@ class Settings(BaseSettings):
         "the address connected to, so webhooks then bypass environment proxies).",
     )
     webhook_replay_window_seconds: int = Field(
-        default=300, description="How old a webhook signature timestamp receivers accept."
+        default=300, gt=0, description="How old a webhook signature timestamp receivers accept."
     )
 
     # Registry follower: fetch the Secretariat-signed registry document from this URL.
@@ -117,7 +127,7 @@ class Settings(BaseSettings):
         default=None, description="Follower nodes: URL of the Secretariat's signed registry."
     )
     registry_refresh_seconds: int = Field(
-        default=300, description="How often a follower fetches the registry."
+        default=300, gt=0, description="How often a follower fetches the registry."
     )
     registry_anchor_path: Path | None = Field(
         default=None,
@@ -134,7 +144,7 @@ class Settings(BaseSettings):
     )
 
     audit_checkpoint_every: int = Field(
-        default=1000, description="Sign an audit checkpoint after this many events."
+        default=1000, ge=0, description="Sign an audit checkpoint after this many events."
     )
     retention_years: int = Field(
         default=5,
