@@ -74,6 +74,7 @@ _TABLE: tuple[ErrorCode, ...] = (
     _c("EPIX-RULE-017", E, 422, "Box 5a must carry exactly one purpose code."),
     _c("EPIX-RULE-018", E, 422, "Two permit lines share the same line identifier."),
     _c("EPIX-RULE-019", W, 200, "Appendix I source A or C for commercial purpose (T): use D."),
+    _c("EPIX-RULE-020", E, 422, "A line repeats its species, trade line or quantity package."),
     # --- compliance screening (warnings, never silent) ---
     _c("EPIX-COMP-001", W, 200, "Trade exceeds or is outside a published export quota."),
     _c("EPIX-COMP-002", W, 200, "A zero export quota applies to this taxon and exporter."),

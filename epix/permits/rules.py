@@ -341,22 +341,69 @@ def check_rules(
     return findings
 
 
+_NAMESPACES = {"p": CITES_PERMIT, "r": CITES_RAM}
 _PURPOSE_CODES = etree.XPath(
     "count(p:HeaderExchangedDocument/r:PurposeCode[normalize-space()])",
-    namespaces={"p": CITES_PERMIT, "r": CITES_RAM},
+    namespaces=_NAMESPACES,
     regexp=False,  # no EXSLT regular expressions to register on every call (~0.2 us)
 )
 
 
+# Aggregates the UN/CEFACT schema lets repeat inside a line, though each states a box once. The
+# model (so the border check and the ledger) reads the first, so a second would go unseen.
+_ONCE_PER_LINE = (
+    ("IncludedSupplyChainTradeLineItem", "trade line (boxes 7, 8 and 10)"),
+    ("TransportLogisticsPackage", "package with the quantity (box 11)"),
+    (loc.SCIENTIFIC_NAME, "scientific name (box 7)"),
+)
+
+
+def _second(path: str) -> str:
+    """XPath to a second occurrence of ``path``'s last step under one parent."""
+    return "/".join(f"r:{step}" for step in path.split("/")) + "[2]"
+
+
+_ITEMS = "p:SpecifiedSupplyChainConsignment/r:IncludedSupplyChainConsignmentItem"
+_ANY_REPEATED_IN_A_LINE = etree.XPath(
+    f"boolean({_ITEMS}[{' or '.join(_second(path) for path, _ in _ONCE_PER_LINE)}])",
+    namespaces=_NAMESPACES,
+    regexp=False,
+)
+_REPEATED = tuple(
+    (etree.XPath(f"boolean({_second(path)})", namespaces=_NAMESPACES, regexp=False), path, what)
+    for path, what in _ONCE_PER_LINE
+)
+
+
+def _repeated_in_lines(element: etree._Element) -> list[Finding]:
+    findings = []
+    for index, item in enumerate(element.iterfind(_ITEMS, _NAMESPACES), start=1):
+        for repeated, path, what in _REPEATED:
+            if repeated(item) is True:
+                findings.append(
+                    Finding(
+                        "EPIX-RULE-020",
+                        f"Line {index} repeats its {what}; a line states it once, and only the "
+                        "first would be read.",
+                        loc.line(index, path),
+                    )
+                )
+    return findings
+
+
 def check_element_rules(element: etree._Element) -> list[Finding]:
-    """Rules the model cannot see because it keeps one value per box (box 5a's repetitions)."""
+    """Rules the model cannot see because it keeps one value per box (box 5a's repetitions,
+    a line's repeated trade line, package or scientific name)."""
+    findings = []
     count = _PURPOSE_CODES(element)
     if isinstance(count, float) and count > 1:
-        return [
+        findings.append(
             Finding(
                 "EPIX-RULE-017",
                 f"Box 5a carries {int(count)} purpose codes; a permit has exactly one purpose.",
                 loc.PURPOSE,
             )
-        ]
-    return []
+        )
+    if _ANY_REPEATED_IN_A_LINE(element) is True:
+        findings += _repeated_in_lines(element)
+    return findings

@@ -244,6 +244,46 @@ def test_permit_number_over_35_characters_is_refused() -> None:
     assert "EPIX-RULE-014" not in codes(change(VALID, number="X" * 35))
 
 
+@pytest.mark.parametrize(
+    ("end_tag", "second", "where"),
+    [
+        (
+            b"</ram:TransportLogisticsPackage>",
+            b'<ram:TransportLogisticsPackage><ram:ItemQuantity unitCode="NAR">900'
+            b"</ram:ItemQuantity></ram:TransportLogisticsPackage>",
+            "TransportLogisticsPackage",
+        ),
+        (
+            b"</ram:ScientificName>",
+            b"<ram:ScientificName>Crocodylus siamensis</ram:ScientificName>",
+            "IncludedSupplyChainTradeLineItem/SpecifiedTradeProduct/ScientificName",
+        ),
+        (
+            b"</ram:IncludedSupplyChainTradeLineItem>",
+            b"<ram:IncludedSupplyChainTradeLineItem><ram:TypeCode>I</ram:TypeCode>"
+            b"</ram:IncludedSupplyChainTradeLineItem>",
+            "IncludedSupplyChainTradeLineItem",
+        ),
+    ],
+    ids=["package", "scientific name", "trade line"],
+)
+def test_a_line_that_states_a_box_twice_is_refused(
+    end_tag: bytes, second: bytes, where: str
+) -> None:
+    """The schema lets these repeat; the model reads the first, so a second quantity or
+    species would pass unseen by the border check and the ledger."""
+    data = write_permit(base(lines=2))
+    at = data.rindex(end_tag) + len(end_tag)  # in the second line
+    report = validate_permit_bytes(data[:at] + second + data[at:])
+    assert [f.code for f in report.findings] == ["EPIX-RULE-020"]
+    finding = report.findings[0]
+    assert finding.location == (
+        f"/CITESEPermit/SpecifiedSupplyChainConsignment/IncludedSupplyChainConsignmentItem[2]/{where}"
+    )
+    assert finding.line is not None and finding.message.startswith("Line 2 repeats its ")
+    assert validate_permit_bytes(data).findings == ()
+
+
 def test_two_purpose_codes_are_refused() -> None:
     data = write_permit(VALID).replace(
         b"<ram:PurposeCode>T</ram:PurposeCode>",
