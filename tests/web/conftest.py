@@ -20,7 +20,7 @@ from epix.api.app import create_app
 from epix.auth import service as auth
 from epix.auth.principal import Role
 from epix.db import Database
-from epix.exchange.demo import bootstrap_demo
+from epix.exchange.demo import DemoSetup, bootstrap_demo
 from epix.permits.samples import demo_permit
 from epix.permits.writer import write_permit
 from epix.settings import Settings
@@ -35,6 +35,32 @@ OFFICER_PASSWORD = "correct horse battery staple"
 class LiveNode:
     url: str
     permit_number: str
+    demo: DemoSetup
+
+    def submit_permit(self, number: str) -> None:
+        """XA's Management Authority signs permit ``number`` and submits it for XB."""
+        key_pem, cert_pem = self.demo.signing_identity("XA")
+        signed = sign_document(write_permit(demo_permit(number=number)), key_pem, cert_pem)
+        response = httpx.post(
+            f"{self.url}/v1/messages",
+            content=signed,
+            headers={
+                "Authorization": f"Bearer {self.demo.api_key('XA', 'management_authority')}",
+                "Content-Type": "application/xml",
+                "X-EPIX-Message-Id": f"msg-{uuid.uuid4().hex}",
+                "X-EPIX-From": "XA",
+                "X-EPIX-To": "XB",
+                "X-EPIX-Document-Type": "permit",
+            },
+        )
+        assert response.status_code in (200, 201), response.text
+
+    def as_issuer(self, method: str, path: str, body: dict[str, object]) -> httpx.Response:
+        """A call by XA's Management Authority (cancel, replace)."""
+        key = self.demo.api_key("XA", "management_authority")
+        return httpx.request(
+            method, f"{self.url}{path}", json=body, headers={"Authorization": f"Bearer {key}"}
+        )
 
 
 def _free_port() -> int:
@@ -65,24 +91,10 @@ def live_node(tmp_path: Path, sqlite_database: Database) -> Iterator[LiveNode]:
     deadline = time.monotonic() + 10
     while not server.started and time.monotonic() < deadline:
         time.sleep(0.05)
-    number = f"XA-{uuid.uuid4().hex[:10].upper()}"
-    key_pem, cert_pem = demo.signing_identity("XA")
-    signed = sign_document(write_permit(demo_permit(number=number)), key_pem, cert_pem)
-    response = httpx.post(
-        f"{url}/v1/messages",
-        content=signed,
-        headers={
-            "Authorization": f"Bearer {demo.api_key('XA', 'management_authority')}",
-            "Content-Type": "application/xml",
-            "X-EPIX-Message-Id": f"msg-{uuid.uuid4().hex}",
-            "X-EPIX-From": "XA",
-            "X-EPIX-To": "XB",
-            "X-EPIX-Document-Type": "permit",
-        },
-    )
-    assert response.status_code in (200, 201), response.text
+    node = LiveNode(url, f"XA-{uuid.uuid4().hex[:10].upper()}", demo)
     try:
-        yield LiveNode(url, number)
+        node.submit_permit(node.permit_number)
+        yield node
     finally:
         server.should_exit = True
         thread.join(timeout=10)
@@ -107,6 +119,7 @@ def browser() -> Iterator[webdriver.Chrome]:
         "--window-size=1280,1600",
     ):
         options.add_argument(flag)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})  # the console, for tests
     try:
         driver = webdriver.Chrome(service=Service(driver_path), options=options)
     except Exception as exc:  # a broken browser install is a missing real part

@@ -103,3 +103,31 @@ def test_registry_page_lists_the_parties(browser: WebDriver, live_node: LiveNode
         for row in browser.find_elements(By.CSS_SELECTOR, "#parties tbody tr")
     }
     assert {"XA", "XB"} <= codes
+
+
+def console_errors(browser: WebDriver) -> list[str]:
+    """Errors in the browser console, less the API refusals the page itself shows (a refused
+    fetch is always logged as a failed resource)."""
+    return [
+        entry["message"]
+        for entry in browser.get_log("browser")
+        if entry["level"] == "SEVERE"
+        and not (
+            "Failed to load resource" in entry["message"]
+            and entry["message"].startswith(f"{browser.current_url.split('/web/')[0]}/v1/")
+        )
+    ]
+
+
+def test_pages_leave_no_errors_in_the_console(browser: WebDriver, live_node: LiveNode) -> None:
+    log_in(browser, live_node, password="not the password")
+    wait(browser).until(ec.visibility_of_element_located((By.ID, "problem")))
+    log_in(browser, live_node)
+    wait(browser).until(ec.url_contains("/web/lookup"))
+    browser.get(f"{live_node.url}/web/lookup?party=XA&number={live_node.permit_number}")
+    wait(browser).until(ec.visibility_of_element_located((By.ID, "result")))
+    browser.get(f"{live_node.url}/web/registry")
+    wait(browser).until(
+        ec.presence_of_element_located((By.CSS_SELECTOR, "#parties tr[data-party='XB']"))
+    )
+    assert console_errors(browser) == []

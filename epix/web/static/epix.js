@@ -63,7 +63,11 @@ function initLogin() {
   $("login-form").addEventListener("submit", async (event) => {
     event.preventDefault();
     clearProblem();
-    await api("POST", "/v1/auth/login", { username: $("username").value, password: $("password").value });
+    try {
+      await api("POST", "/v1/auth/login", { username: $("username").value, password: $("password").value });
+    } catch (_) {
+      return; /* the problem box shows why */
+    }
     const next = new URLSearchParams(location.search).get("next");
     location.assign(next && next.startsWith("/web/") ? next : "/web/lookup");
   });
