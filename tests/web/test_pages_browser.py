@@ -131,3 +131,15 @@ def test_pages_leave_no_errors_in_the_console(browser: WebDriver, live_node: Liv
         ec.presence_of_element_located((By.CSS_SELECTOR, "#parties tr[data-party='XB']"))
     )
     assert console_errors(browser) == []
+
+
+def test_officer_logs_out(browser: WebDriver, live_node: LiveNode) -> None:
+    log_in(browser, live_node)
+    wait(browser).until(ec.text_to_be_present_in_element((By.ID, "who"), OFFICER))
+    logout = wait(browser).until(ec.element_to_be_clickable((By.ID, "logout-button")))
+    logout.click()
+    wait(browser).until(ec.url_contains("/web/login"))
+    assert browser.find_element(By.ID, "who").text == ""
+    assert not browser.find_element(By.ID, "logout-button").is_displayed()
+    browser.get(f"{live_node.url}/web/lookup?party=XA&number={live_node.permit_number}")
+    wait(browser).until(ec.url_contains("/web/login"))  # the session is gone

@@ -56,7 +56,16 @@ async function showWho() {
     if (!who.ok) return;
     me = await who.json();
     text($("who"), `${me.username} · ${me.party} · ${me.roles.join(", ")}`);
+    $("logout-button").hidden = false;
   } catch (_) { /* not logged in: the header stays empty */ }
+}
+
+async function logOut() {
+  try {
+    await fetch("/v1/auth/logout", { method: "POST", credentials: "same-origin" });
+  } finally {
+    location.assign("/web/login");
+  }
 }
 
 function initLogin() {
@@ -208,6 +217,7 @@ async function initRegistry() {
 }
 
 document.addEventListener("DOMContentLoaded", () => {
+  $("logout-button").addEventListener("click", () => { logOut().catch(() => {}); });
   showWho();
   const page = document.querySelector("[data-page]");
   const name = page ? page.dataset.page : "";
