@@ -143,3 +143,28 @@ def test_officer_logs_out(browser: WebDriver, live_node: LiveNode) -> None:
     assert not browser.find_element(By.ID, "logout-button").is_displayed()
     browser.get(f"{live_node.url}/web/lookup?party=XA&number={live_node.permit_number}")
     wait(browser).until(ec.url_contains("/web/login"))  # the session is gone
+
+
+def test_replaced_and_cancelled_permits_say_why(browser: WebDriver, live_node: LiveNode) -> None:
+    replacement = f"{live_node.permit_number}-R"
+    cancelled = f"{live_node.permit_number}-C"
+    live_node.submit_permit(replacement)
+    live_node.submit_permit(cancelled)
+    path = f"/v1/permits/XA/{live_node.permit_number}/replace"
+    assert live_node.as_issuer("POST", path, {"replaced_by": replacement}).status_code == 200
+    path = f"/v1/permits/XA/{cancelled}/cancel"
+    assert live_node.as_issuer("POST", path, {"reason": "issued in error"}).status_code == 200
+    log_in(browser, live_node)
+    wait(browser).until(ec.url_contains("/web/lookup"))
+
+    browser.get(f"{live_node.url}/web/lookup?party=XA&number={cancelled}")
+    wait(browser).until(ec.text_to_be_present_in_element((By.ID, "status"), "CANCELLED"))
+    assert "issued in error" in browser.find_element(By.ID, "status-detail").text
+
+    browser.get(f"{live_node.url}/web/lookup?party=XA&number={live_node.permit_number}")
+    wait(browser).until(ec.text_to_be_present_in_element((By.ID, "status"), "REPLACED"))
+    detail = browser.find_element(By.ID, "status-detail")
+    assert replacement in detail.text
+    detail.find_element(By.TAG_NAME, "a").click()  # check the permit that replaces it
+    wait(browser).until(ec.text_to_be_present_in_element((By.ID, "fact-number"), replacement))
+    assert browser.find_element(By.ID, "status").text == "ISSUED"

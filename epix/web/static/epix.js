@@ -88,6 +88,29 @@ function partyText(party) {
   return (party.name || "") + country;
 }
 
+function lookupLink(party, number) {
+  const link = document.createElement("a");
+  link.href = `/web/lookup?party=${encodeURIComponent(party)}&number=${encodeURIComponent(number)}`;
+  link.textContent = `${party} ${number}`;
+  return link;
+}
+
+// Why a permit may no longer be used: when it was cancelled or replaced, by what, and the reason.
+function renderStatusDetail(view) {
+  const detail = $("status-detail");
+  detail.replaceChildren();
+  if (view.status === "cancelled" || view.status === "replaced") {
+    const when = view.status_changed_at ? ` on ${view.status_changed_at}` : "";
+    detail.append(`${view.status === "cancelled" ? "Cancelled" : "Replaced"} by the issuer${when}`);
+    if (view.replaced_by) {
+      detail.append("; the permit that replaces it: ");
+      detail.append(lookupLink(view.replaced_by.issuing_party, view.replaced_by.number));
+    }
+    if (view.status_reason) detail.append(`. Reason: ${view.status_reason}`);
+  }
+  detail.hidden = detail.childNodes.length === 0;
+}
+
 function renderPermit(view) {
   const signature = view.signature;
   const verdict = $("verdict");
@@ -96,6 +119,7 @@ function renderPermit(view) {
   const status = $("status");
   status.className = "status status-" + view.status;
   text(status, view.status.toUpperCase());
+  renderStatusDetail(view);
   text($("fact-number"), `${view.issuing_party} ${view.number}`);
   text($("fact-type"), view.document_type);
   text($("fact-validity"), `${view.valid_from || "?"} → ${view.valid_until || "?"}`);
