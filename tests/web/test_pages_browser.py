@@ -168,3 +168,28 @@ def test_replaced_and_cancelled_permits_say_why(browser: WebDriver, live_node: L
     detail.find_element(By.TAG_NAME, "a").click()  # check the permit that replaces it
     wait(browser).until(ec.text_to_be_present_in_element((By.ID, "fact-number"), replacement))
     assert browser.find_element(By.ID, "status").text == "ISSUED"
+
+
+def test_refused_endorsement_shows_its_code_in_view_and_keeps_the_input(
+    browser: WebDriver, live_node: LiveNode
+) -> None:
+    browser.set_window_size(1280, 720)  # a laptop: the endorse form is below the fold
+    log_in(browser, live_node)
+    wait(browser).until(ec.url_contains("/web/lookup"))
+    browser.get(f"{live_node.url}/web/lookup?party=XA&number={live_node.permit_number}")
+    wait(browser).until(ec.visibility_of_element_located((By.ID, "result")))
+    browser.find_element(By.ID, "port").send_keys("ZZ")
+    browser.find_element(By.ID, "officer").send_keys("Officer J. Jansen")
+    browser.find_element(By.ID, "transport").send_keys("AWB 074-12345675")
+    button = browser.find_element(By.ID, "endorse-button")
+    browser.execute_script("arguments[0].scrollIntoView()", button)
+    button.click()
+
+    problem = wait(browser).until(ec.visibility_of_element_located((By.ID, "problem")))
+    assert "EPIX-QTY-006" in problem.text
+    top, bottom = browser.execute_script(
+        "const box = arguments[0].getBoundingClientRect(); return [box.top, box.bottom];", problem
+    )
+    assert top >= 0 and bottom <= browser.execute_script("return window.innerHeight")
+    assert browser.find_element(By.ID, "port").get_attribute("value") == "ZZ"
+    assert browser.find_element(By.ID, "officer").get_attribute("value") == "Officer J. Jansen"

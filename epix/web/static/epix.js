@@ -22,6 +22,7 @@ function showProblem(problem) {
   }
   box.append(list);
   box.hidden = false;
+  box.scrollIntoView({ block: "center" }); // a refused endorsement is far below it
 }
 
 function clearProblem() {
