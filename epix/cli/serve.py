@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import errno
+import socket
 import threading
 
 import click
@@ -28,9 +30,32 @@ def print_demo(setup: DemoSetup, url: str) -> None:
     click.echo(f"Try it: epix demo --url {url}\n")
 
 
+def ensure_can_listen(host: str, port: int) -> None:
+    """Refuse, with a message, an address uvicorn could not bind (a port in use, a host that is
+    not this machine's) before anything is migrated, printed or started; uvicorn would log it
+    after announcing startup and exit 3."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET  # as uvicorn decides
+    try:
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+            probe.bind((host, port))
+    except OSError as exc:
+        if exc.errno == errno.EADDRINUSE:
+            reason = "already in use. Stop what runs there or choose another --port"
+        else:
+            reason = f"{exc.strerror or exc}. Check --host"
+        raise click.ClickException(f"Cannot listen on {host}:{port}: {reason}.") from None
+
+
 @click.command()
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
-@click.option("--port", default=8000, show_default=True, type=int, help="Port to listen on.")
+@click.option(
+    "--port",
+    default=8000,
+    show_default=True,
+    type=click.IntRange(1, 65535),
+    help="Port to listen on.",
+)
 @click.option(
     "--workers",
     default=1,
@@ -50,6 +75,7 @@ def serve(host: str, port: int, workers: int, demo: bool) -> None:
     With EPIX_REGISTRY_SOURCE_URL set, the node also follows that published registry
     (verified against EPIX_REGISTRY_ANCHOR_PATH) until it stops.
     """
+    ensure_can_listen(host, port)
     settings = get_settings()
     database = Database(settings.effective_database_url)
     database.migrate()

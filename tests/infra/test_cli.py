@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import socket
 from pathlib import Path
 
 import click
@@ -112,3 +113,34 @@ def test_help_texts_only_name_commands_that_exist() -> None:
         output = runner.invoke(cli, [*path, "--help"]).output
         for named in re.findall(r"\bepix\s+([a-z][a-z-]*)", output):
             assert named in cli.commands, (path, named)
+
+
+def _never_serve(*args: object, **kwargs: object) -> None:
+    raise AssertionError("uvicorn was started")
+
+
+def test_serve_on_a_port_in_use_is_a_message_before_anything_starts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("EPIX_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setattr("epix.cli.serve.uvicorn.run", _never_serve)
+    get_settings.cache_clear()
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        try:
+            result = CliRunner().invoke(cli, ["serve", "--demo", "--port", str(port)])
+        finally:
+            get_settings.cache_clear()
+    assert result.exit_code == 1, result.output
+    assert f"127.0.0.1:{port}" in result.output
+    assert "already in use" in result.output
+    assert "Traceback" not in result.output
+    assert "Demo API keys" not in result.output  # nothing claims a node is running
+
+
+def test_serve_refuses_a_port_that_cannot_exist(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("epix.cli.serve.uvicorn.run", _never_serve)
+    result = CliRunner().invoke(cli, ["serve", "--port", "70000"])
+    assert result.exit_code == 2, result.output
