@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
+from epix.api.app import create_app
 from epix.settings import Settings
 from tests.conftest import REPO_ROOT
 
@@ -20,3 +24,11 @@ def test_readme_starts_with_the_two_commands() -> None:
     first_screen = (REPO_ROOT / "README.md").read_text().splitlines()[:8]
     assert any(line.startswith("make run") for line in first_screen)
     assert any(line.startswith("make test") for line in first_screen)
+
+
+def test_readme_counts_the_operations_the_fuzzer_covers() -> None:
+    schema = create_app(Settings(data_dir=Path("/nonexistent"))).openapi()
+    methods = {"get", "put", "post", "delete", "patch", "head", "options"}
+    count = sum(1 for item in schema["paths"].values() for method in item if method in methods)
+    readme = (REPO_ROOT / "README.md").read_text()
+    assert re.findall(r"over all (\d+) operations", readme) == [str(count)]
