@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from anyio import CapacityLimiter
 from fastapi import FastAPI
+from fastapi_offline import FastAPIOffline
 from starlette.middleware.sessions import SessionMiddleware
 
 from epix.api.access_log import redact_access_log
@@ -26,7 +27,9 @@ from epix.web.pages import mount_web
 def create_app(settings: Settings | None = None, database: Database | None = None) -> FastAPI:
     settings = settings or get_settings()
     database = database or Database(settings.effective_database_url)
-    app = FastAPI(
+    # The API reference (/docs, /redoc) from assets the node serves itself: it opens without
+    # internet, and no script from a CDN runs on the node's origin, where web sessions live.
+    app = FastAPIOffline(
         title="EPIX",
         summary="Electronic permit information exchange for CITES permits and certificates.",
         version="1.0",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -28,6 +29,20 @@ def test_health_and_readiness(client: TestClient) -> None:
     ready = client.get("/readyz")
     assert ready.status_code == 200
     assert ready.json()["checks"]["database"] == "ok"
+
+
+@pytest.mark.parametrize("page", ["/docs", "/redoc"])
+def test_the_api_reference_needs_nothing_from_the_internet(client: TestClient, page: str) -> None:
+    """Its scripts and styles come from the node: it opens offline, and no CDN's script runs
+    on the node's origin (where web sessions live)."""
+    html = client.get(page)
+    assert html.status_code == 200
+    assert not re.findall(r"(?:src|href)=['\"]?(?:https?:)?//", html.text), html.text
+    assets = re.findall(r"(?:src|href)=['\"]?(/[^'\" >]+)", html.text)
+    assert any(asset.endswith(".js") for asset in assets), assets
+    for asset in assets:
+        assert client.get(asset).status_code == 200, asset
+    assert client.get("/openapi.json").json()["info"]["title"] == "EPIX"
 
 
 def test_unknown_route_is_problem_json(client: TestClient) -> None:

@@ -193,3 +193,17 @@ def test_refused_endorsement_shows_its_code_in_view_and_keeps_the_input(
     assert top >= 0 and bottom <= browser.execute_script("return window.innerHeight")
     assert browser.find_element(By.ID, "port").get_attribute("value") == "ZZ"
     assert browser.find_element(By.ID, "officer").get_attribute("value") == "Officer J. Jansen"
+
+
+def test_the_api_reference_renders_from_the_nodes_own_assets(
+    browser: WebDriver, live_node: LiveNode
+) -> None:
+    """Swagger UI (served by the node, OpenAPI 3.1) lists the operations, console clean."""
+    browser.get(f"{live_node.url}/docs")
+    wait(browser).until(ec.presence_of_element_located((By.CSS_SELECTOR, ".opblock-summary-path")))
+    paths = {
+        element.get_attribute("data-path")
+        for element in browser.find_elements(By.CSS_SELECTOR, ".opblock-summary-path")
+    }
+    assert "/v1/messages" in paths
+    assert console_errors(browser) == []
