@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import os
 import socket
 import threading
 
@@ -28,6 +29,10 @@ def print_demo(setup: DemoSetup, url: str) -> None:
         click.echo(f"  {user.username:28} {user.password}")
     click.echo(f"Demo signing keys: {setup.keys_dir}")
     click.echo(f"Try it: epix demo --url {url}\n")
+
+
+# Listening on every address says nothing of the URL people reach the node at.
+_ANY_ADDRESS = frozenset({"0.0.0.0", "::", ""})  # noqa: S104  (compared, not bound)
 
 
 def ensure_can_listen(host: str, port: int) -> None:
@@ -76,10 +81,15 @@ def serve(host: str, port: int, workers: int, demo: bool) -> None:
     (verified against EPIX_REGISTRY_ANCHOR_PATH) until it stops.
     """
     ensure_can_listen(host, port)
+    url = f"http://{host}:{port}"
+    if "EPIX_NODE_BASE_URL" not in os.environ and host not in _ANY_ADDRESS:
+        # The node's own URL (QR codes, its own endpoint among the peers') is where it listens,
+        # unless the operator says otherwise; the web processes inherit it.
+        os.environ["EPIX_NODE_BASE_URL"] = url
+        get_settings.cache_clear()
     settings = get_settings()
     database = Database(settings.effective_database_url)
     database.migrate()
-    url = f"http://{host}:{port}"
     if demo:
         print_demo(bootstrap_demo(database, settings), url)
     stop_following = threading.Event()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import socket
 from pathlib import Path
@@ -138,6 +139,51 @@ def test_serve_on_a_port_in_use_is_a_message_before_anything_starts(
     assert "already in use" in result.output
     assert "Traceback" not in result.output
     assert "Demo API keys" not in result.output  # nothing claims a node is running
+
+
+@pytest.mark.parametrize(
+    ("given", "host", "expected"),
+    [
+        (None, "127.0.0.1", "http://127.0.0.1:{port}"),
+        ("https://epix.example.org", "127.0.0.1", "https://epix.example.org"),
+        (None, "0.0.0.0", "http://127.0.0.1:8000"),  # every address: the documented default
+    ],
+)
+def test_serve_gives_the_node_the_url_it_listens_at_unless_told_another(
+    given: str | None,
+    host: str,
+    expected: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """QR codes and the node's own endpoint follow --port when EPIX_NODE_BASE_URL is unset."""
+    seen: dict[str, str] = {}
+
+    def serve(*args: object, **kwargs: object) -> None:
+        seen["url"] = get_settings().node_base_url
+        seen["environment"] = os.environ.get("EPIX_NODE_BASE_URL", "")
+
+    monkeypatch.setenv("EPIX_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("EPIX_RUN_WORKER_IN_PROCESS", "false")
+    if given is None:
+        monkeypatch.delenv("EPIX_NODE_BASE_URL", raising=False)
+    else:
+        monkeypatch.setenv("EPIX_NODE_BASE_URL", given)
+    monkeypatch.setattr("epix.cli.serve.uvicorn.run", serve)
+    with socket.socket() as free:
+        free.bind(("127.0.0.1", 0))
+        port = free.getsockname()[1]
+    get_settings.cache_clear()
+    try:
+        result = CliRunner().invoke(cli, ["serve", "--host", host, "--port", str(port)])
+    finally:
+        get_settings.cache_clear()
+        if given is None:
+            os.environ.pop("EPIX_NODE_BASE_URL", None)  # serve set it for its web processes
+    assert result.exit_code == 0, result.output
+    assert seen["url"] == expected.format(port=port)
+    if given is None and host == "127.0.0.1":
+        assert seen["environment"] == seen["url"]
 
 
 def test_serve_refuses_a_port_that_cannot_exist(monkeypatch: pytest.MonkeyPatch) -> None:
