@@ -199,19 +199,6 @@ def test_unanchored_gap_at_the_start_is_named(
     assert report.broken_at == 3
 
 
-def _rechain(database: Database) -> None:
-    """Recompute the hashes after a test edits purge dates (what a forger would have to do)."""
-    with database.unit_of_work() as session:
-        previous = GENESIS_HASH
-        for event in session.scalars(select(AuditEvent).order_by(AuditEvent.sequence)):
-            event.prev_hash = previous
-            event.hash = compute_hash(event)
-            previous = event.hash
-        head = session.get(AuditChainHead, HEAD_ROW_ID)
-        assert head is not None
-        head.hash = previous
-
-
 def test_record_event_keeps_permit_records_long_enough(database: Database) -> None:
     with database.unit_of_work() as session:
         event = record_event(
@@ -297,7 +284,7 @@ def test_successive_purges_keep_the_chain_verifiable(
                 .where(AuditEvent.sequence <= through)
                 .values(purge_after=date(2000, 1, 1))
             )
-        _rechain_surviving(database)
+        _rechain(database)
         with database.unit_of_work() as session:
             assert purge(session, before=today, signer=node_signer).through_sequence == through
         with database.unit_of_work() as session:
@@ -306,8 +293,9 @@ def test_successive_purges_keep_the_chain_verifiable(
         assert report.first_sequence == through + 1
 
 
-def _rechain_surviving(database: Database) -> None:
-    """``_rechain`` for a chain whose start was purged: it continues from the anchor."""
+def _rechain(database: Database) -> None:
+    """Recompute the hashes after a test edits purge dates (what a forger would have to do),
+    from the genesis or, when the chain's start was purged, from its anchoring checkpoint."""
     with database.unit_of_work() as session:
         events = session.scalars(select(AuditEvent).order_by(AuditEvent.sequence)).all()
         anchor = session.get(AuditCheckpoint, events[0].sequence - 1)

@@ -56,6 +56,17 @@ def _rows(database: Database) -> list[OutboxMessage]:
         return list(session.scalars(select(OutboxMessage).order_by(OutboxMessage.id)))
 
 
+def _after_one_pass(database: Database, settings: Settings) -> OutboxMessage:
+    """The one outbox row after a single pass of a fresh worker."""
+    worker = default_worker(database, settings)
+    try:
+        worker.run_once()
+    finally:
+        worker.close()
+    (row,) = _rows(database)
+    return row
+
+
 def _audit_count(database: Database, action: str) -> int:
     with database.unit_of_work() as session:
         query = select(func.count()).select_from(AuditEvent).where(AuditEvent.action == action)
@@ -137,12 +148,7 @@ def test_a_receipt_from_an_unregistered_key_does_not_complete_the_delivery(
     peer.state.identity = peer_identity()  # a key the registry does not know
     peer.start()
     _enqueue(sqlite_database, 1)
-    worker = default_worker(sqlite_database, settings)
-    try:
-        worker.run_once()
-    finally:
-        worker.close()
-    (row,) = _rows(sqlite_database)
+    row = _after_one_pass(sqlite_database, settings)
     assert row.state == OutboxState.PENDING
     assert row.last_error_code == "EPIX-DLV-002"
     assert row.receipt is None
@@ -154,12 +160,7 @@ def test_a_peer_refusal_fails_the_row_at_once_with_the_peers_reason(
     peer.state.status = 409
     peer.start()
     _enqueue(sqlite_database, 1)
-    worker = default_worker(sqlite_database, settings)
-    try:
-        worker.run_once()
-    finally:
-        worker.close()
-    (row,) = _rows(sqlite_database)
+    row = _after_one_pass(sqlite_database, settings)
     assert row.state == OutboxState.FAILED
     assert row.attempts == 1
     assert row.last_error_code == "EPIX-DLV-006"
@@ -266,12 +267,7 @@ def test_a_party_without_a_registered_endpoint_is_retried_not_lost(
         outbox.enqueue(
             session, kind="endorsement", destination_party="XC", payload=b"<e/>", message_id="x"
         )
-    worker = default_worker(sqlite_database, settings)
-    try:
-        worker.run_once()
-    finally:
-        worker.close()
-    (row,) = _rows(sqlite_database)
+    row = _after_one_pass(sqlite_database, settings)
     assert row.state == OutboxState.PENDING
     assert row.last_error_code == "EPIX-DLV-010"
 
@@ -296,12 +292,7 @@ def test_a_peer_endpoint_in_plain_http_is_never_sent_to_and_retried_not_lost(
             payload=b"<p/>",
             message_id="in-clear",
         )
-    worker = default_worker(sqlite_database, settings)
-    try:
-        worker.run_once()
-    finally:
-        worker.close()
-    (row,) = _rows(sqlite_database)
+    row = _after_one_pass(sqlite_database, settings)
     assert row.state == OutboxState.PENDING
     assert row.last_error_code == "EPIX-DLV-012"
     assert "plain http" in (row.last_error or "")

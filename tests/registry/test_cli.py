@@ -59,6 +59,21 @@ def files(tmp_path: Path, secretariat_identity: Identity) -> dict[str, str]:
     }
 
 
+def export_registry(runner: CliRunner, files: dict[str, str], out: str | None = None) -> None:
+    """The Secretariat's signed registry document, to ``files["registry"]`` unless told."""
+    run(
+        runner,
+        "registry",
+        "export",
+        "--key",
+        files["key"],
+        "--cert",
+        files["cert"],
+        "--out",
+        out or files["registry"],
+    )
+
+
 def build_registry(runner: CliRunner, files: dict[str, str]) -> None:
     run(runner, "registry", "add-party", "XA", "Exampleland")
     run(runner, "registry", "add-party", "XB", "Otherland", "--endpoint", "https://xb.example")
@@ -93,17 +108,7 @@ def test_registry_commands_build_list_and_export_the_registry(
     assert files["fingerprint"] in run(runner, "registry", "expiring", "--within-days", "400")
     run(runner, "registry", "set-endpoint", "XA", "https://xa.example")
     run(runner, "registry", "set-endpoint", "XB", "--clear")
-    run(
-        runner,
-        "registry",
-        "export",
-        "--key",
-        files["key"],
-        "--cert",
-        files["cert"],
-        "--out",
-        files["registry"],
-    )
+    export_registry(runner, files)
     assert b'version="6"' in Path(files["registry"]).read_bytes()
     refused = run(runner, "registry", "add-party", "XA", "Again", code=1)
     assert "EPIX-REG-010" in refused
@@ -118,17 +123,7 @@ def test_verify_exit_codes_and_json_with_a_registry_file(
     runner: CliRunner, files: dict[str, str], tmp_path: Path
 ) -> None:
     build_registry(runner, files)
-    run(
-        runner,
-        "registry",
-        "export",
-        "--key",
-        files["key"],
-        "--cert",
-        files["cert"],
-        "--out",
-        files["registry"],
-    )
+    export_registry(runner, files)
     offline = ["--registry", files["registry"], "--anchor", files["cert"], "--json"]
 
     valid = json.loads(run(runner, "verify", files["permit"], "--party", "XA", *offline))
@@ -217,19 +212,9 @@ def test_import_follows_an_exported_registry_and_refuses_an_older_one(
 ) -> None:
     build_registry(runner, files)
     old = str(tmp_path / "old.xml")
-    run(runner, "registry", "export", "--key", files["key"], "--cert", files["cert"], "--out", old)
+    export_registry(runner, files, out=old)
     run(runner, "registry", "set-endpoint", "XA", "https://xa.example")
-    run(
-        runner,
-        "registry",
-        "export",
-        "--key",
-        files["key"],
-        "--cert",
-        files["cert"],
-        "--out",
-        files["registry"],
-    )
+    export_registry(runner, files)
 
     follower = Database(f"sqlite:///{tmp_path / 'follower.sqlite3'}")
     monkeypatch.setenv("EPIX_DATABASE_URL", follower.url)
@@ -250,17 +235,7 @@ def test_verify_at_a_past_time_uses_the_registry_as_it_stood_then(
     """``--at`` is the signing time of an archived document: a certificate registered only
     later was not in the registry then, in the node database as in a registry document."""
     build_registry(runner, files)
-    run(
-        runner,
-        "registry",
-        "export",
-        "--key",
-        files["key"],
-        "--cert",
-        files["cert"],
-        "--out",
-        files["registry"],
-    )
+    export_registry(runner, files)
     # The certificate itself is valid from a day ago; it was registered just now.
     before_registration = (datetime.now(UTC) - timedelta(hours=1)).isoformat()
     offline = ["--registry", files["registry"], "--anchor", files["cert"]]
