@@ -80,13 +80,23 @@ class PermitState:
     endorsements: dict[Side, Endorsement]
     active_reservations: list[Reservation]
 
-    def endorsed_quantity(self, side: Side, line: PermitLine) -> Decimal | None:
+    def endorsed_totals(self, side: Side) -> dict[int, Decimal] | None:
+        """Permit line row id → quantity ``side`` endorsed (None when it has not endorsed).
+
+        One pass over the endorsement's lines; callers look lines up in the result instead of
+        summing the endorsement again for each permit line (quadratic on large permits).
+        """
         endorsement = self.endorsements.get(side)
         if endorsement is None:
             return None
-        return sum(
-            (item.quantity for item in endorsement.lines if item.permit_line_id == line.id), ZERO
-        )
+        totals: dict[int, Decimal] = defaultdict(lambda: ZERO)
+        for item in endorsement.lines:
+            totals[item.permit_line_id] += item.quantity
+        return totals
+
+    def endorsed_quantity(self, side: Side, line: PermitLine) -> Decimal | None:
+        totals = self.endorsed_totals(side)
+        return None if totals is None else totals[line.id]
 
     def reserved(self, side: Side | None, exclude: Reservation | None = None) -> dict[int, Decimal]:
         totals: dict[int, Decimal] = defaultdict(lambda: ZERO)
@@ -97,31 +107,45 @@ class PermitState:
                 totals[item.permit_line_id] += item.quantity
         return totals
 
+    def remaining_by_line(
+        self, side: Side, exclude: Reservation | None = None
+    ) -> dict[int, Decimal]:
+        """Permit line row id → what ``side`` may still record on it (ignoring the permit's
+        status): each endorsement and reservation is summed once, not once per line."""
+        if side in self.endorsements:
+            return {line.id: ZERO for line in self.permit.lines}
+        exported = self.endorsed_totals(Side.EXPORT) if side is Side.IMPORT else None
+        reserved = self.reserved(side, exclude)
+        return {
+            line.id: max(
+                (line.permitted_quantity if exported is None else exported[line.id])
+                - reserved[line.id],
+                ZERO,
+            )
+            for line in self.permit.lines
+        }
+
     def remaining(
         self, side: Side, line: PermitLine, exclude: Reservation | None = None
     ) -> Decimal:
         """What ``side`` may still record on ``line`` (ignoring the permit's status)."""
-        if side in self.endorsements:
-            return ZERO
-        allowance = line.permitted_quantity
-        if side is Side.IMPORT:
-            exported = self.endorsed_quantity(Side.EXPORT, line)
-            if exported is not None:
-                allowance = exported
-        return max(allowance - self.reserved(side, exclude)[line.id], ZERO)
+        return self.remaining_by_line(side, exclude)[line.id]
 
     def balances(self) -> list[LineBalance]:
         closed = self.permit.status in CLOSED_STATUSES or is_expired(self.permit, self.at)
         reserved_all = self.reserved(None)
+        open_by_side = {side: self.remaining_by_line(side) for side in Side}
+        endorsed = {side: self.endorsed_totals(side) for side in Side}
+        imported_totals, exported_totals = endorsed[Side.IMPORT], endorsed[Side.EXPORT]
         result = []
         for line in self.permit.lines:
-            by_side = {side: ZERO if closed else self.remaining(side, line) for side in Side}
+            by_side = {side: ZERO if closed else open_by_side[side][line.id] for side in Side}
             if Side.EXPORT in self.endorsements:
                 remaining = by_side[Side.IMPORT]
             else:
                 remaining = min(by_side.values())
-            imported = self.endorsed_quantity(Side.IMPORT, line)
-            exported = self.endorsed_quantity(Side.EXPORT, line)
+            imported = None if imported_totals is None else imported_totals[line.id]
+            exported = None if exported_totals is None else exported_totals[line.id]
             used = imported if imported is not None else (exported or ZERO)
             result.append(
                 LineBalance(

@@ -177,6 +177,7 @@ def check_lines(
     findings: list[Finding] = []
     checked: list[tuple[PermitLine, Decimal, str]] = []
     seen: set[str] = set()
+    remaining_by_line = state.remaining_by_line(side, exclude)  # once, not once per line
     for index, item in enumerate(lines):
         where = f"lines/{index}"
         line = by_id.get(item.line_id)
@@ -211,7 +212,7 @@ def check_lines(
                 )
             )
             continue
-        remaining = state.remaining(side, line, exclude)
+        remaining = remaining_by_line[line.id]
         if quantity > remaining:
             findings.append(
                 Finding(
