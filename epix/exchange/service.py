@@ -259,6 +259,7 @@ def _ledger_findings(permit: permit_model.Permit, root: etree._Element) -> list[
     """Box 11 quantities the endorsement ledger cannot hold exactly: stored rounded, they
     would let customs record more than the signed permit allows (EPIX-QTY-012)."""
     findings = []
+    lines = locations.LineFinder(root)
     for index, line in enumerate(permit.lines, start=1):
         problem = precision_problem(line.quantity) if line.quantity is not None else None
         if problem is not None:
@@ -268,7 +269,7 @@ def _ledger_findings(permit: permit_model.Permit, root: etree._Element) -> list[
                     "EPIX-QTY-012",
                     f"Line {line.line_id}: {problem}",
                     where,
-                    locations.line_of(root, where),
+                    lines(where),
                 )
             )
     return findings

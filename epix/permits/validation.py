@@ -107,10 +107,10 @@ def check_schema(element: etree._Element) -> list[Finding]:
     return findings
 
 
-def _with_line(element: etree._Element, finding: Finding) -> Finding:
+def _with_line(lines: loc.LineFinder, finding: Finding) -> Finding:
     if finding.line is not None or finding.location is None:
         return finding
-    return dataclasses.replace(finding, line=loc.line_of(element, finding.location))
+    return dataclasses.replace(finding, line=lines(finding.location))
 
 
 def check_codes_and_rules(
@@ -122,7 +122,8 @@ def check_codes_and_rules(
     """Code lists (EPIX-CODE-*) and business rules (EPIX-RULE-*), each finding with its line."""
     findings = check_codes(permit) + check_element_rules(element)
     findings += check_rules(permit, has_reservation=has_reservation)
-    return [_with_line(element, finding) for finding in findings]
+    lines = loc.LineFinder(element)  # one for all findings: a permit may have one per line
+    return [_with_line(lines, finding) for finding in findings]
 
 
 def validate_permit_bytes(
