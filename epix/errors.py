@@ -140,6 +140,8 @@ _TABLE: tuple[ErrorCode, ...] = (
     _c("EPIX-REQ-007", E, 500, "Internal error; the node operator has the details."),
     _c("EPIX-REQ-008", E, 400, "Invalid cursor."),
     _c("EPIX-REQ-009", E, 400, "The request holds a value the node cannot store (e.g. NUL)."),
+    _c("EPIX-REQ-010", E, 431, "The request line and headers are larger than the node accepts."),
+    _c("EPIX-REQ-011", E, 408, "The request's headers or body did not arrive in time."),
     # --- exchange: envelope, submission, inbox ---
     _c("EPIX-MSG-001", E, 409, "This message id was already used with different bytes."),
     _c("EPIX-MSG-002", E, 422, "The envelope's sender is not the Party that issued the permit."),

@@ -10,6 +10,7 @@ import threading
 import click
 import uvicorn
 
+from epix.api.http_protocol import BoundedHttpToolsProtocol
 from epix.db import Database
 from epix.delivery.worker import start_worker_thread
 from epix.errors import EpixError
@@ -106,6 +107,7 @@ def serve(host: str, port: int, workers: int, demo: bool) -> None:
             port=port,
             workers=workers,
             log_level="info",
+            http=BoundedHttpToolsProtocol,  # head cap and read timeouts (guarantee 7)
         )
     finally:
         stop_following.set()

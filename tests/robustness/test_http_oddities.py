@@ -5,6 +5,7 @@ never a 500; whatever the application itself answers is a coded problem+json."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import socket
 import threading
@@ -15,6 +16,7 @@ from dataclasses import dataclass
 import pytest
 import uvicorn
 
+from epix.api.http_protocol import MAX_HEAD_BYTES, BoundedHttpToolsProtocol
 from tests.robustness.conftest import PERMIT_NUMBER, Node, assert_problem
 
 
@@ -76,10 +78,10 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-@pytest.fixture
-def live(node: Node) -> Iterator[Live]:
+@contextlib.contextmanager
+def _serving(node: Node, http: type[asyncio.Protocol]) -> Iterator[Live]:
     port = _free_port()
-    config = uvicorn.Config(node.app, host="127.0.0.1", port=port, log_level="critical")
+    config = uvicorn.Config(node.app, host="127.0.0.1", port=port, log_level="critical", http=http)
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
@@ -87,9 +89,30 @@ def live(node: Node) -> Iterator[Live]:
     while not server.started and time.monotonic() < deadline:
         time.sleep(0.02)
     assert server.started
-    yield Live(port, node)
-    server.should_exit = True
-    thread.join(timeout=10)
+    try:
+        yield Live(port, node)
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
+@pytest.fixture
+def live(node: Node) -> Iterator[Live]:
+    """The node behind uvicorn with the HTTP protocol ``epix serve`` runs."""
+    with _serving(node, BoundedHttpToolsProtocol) as served:
+        yield served
+
+
+class _Impatient(BoundedHttpToolsProtocol):
+    head_timeout = 0.3
+    body_idle_timeout = 0.3
+
+
+@pytest.fixture
+def impatient(node: Node) -> Iterator[Live]:
+    """The same, with read timeouts short enough for a test to run into."""
+    with _serving(node, _Impatient) as served:
+        yield served
 
 
 def _check(answer: tuple[int, dict[str, str], bytes]) -> int:
@@ -250,3 +273,65 @@ def test_the_permit_on_file_is_still_readable_after_the_oddities(live: Live) -> 
         "GET", b"/v1/permits/XA/" + PERMIT_NUMBER.encode(), [live.bearer("XB", "customs")]
     )
     assert status == 200, body[:300]
+
+
+def test_a_request_head_over_the_cap_is_refused_with_431_before_it_is_buffered(
+    live: Live,
+) -> None:
+    """uvicorn alone buffered any amount of header bytes: one connection sending a 200 MB
+    header line grew the node from 136 MB to 499 MB RSS."""
+    head = b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Big: "
+    sent = 0
+    data = b""
+    with socket.create_connection(("127.0.0.1", live.port), timeout=10) as sock:
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+            sock.sendall(head)
+            for _ in range(64):  # up to 64 MiB, refused long before
+                sock.sendall(b"a" * (1 << 20))
+                sent += 1
+        with contextlib.suppress(ConnectionResetError):
+            while chunk := sock.recv(65536):
+                data += chunk
+    assert sent < 64
+    head_part, _, body = data.partition(b"\r\n\r\n")
+    assert head_part.startswith(b"HTTP/1.1 431 ")
+    assert_problem(431, "application/problem+json", body)
+    assert b"EPIX-REQ-010" in body
+    # Many small headers count the same as one long one; a head within the cap is served.
+    status, _, _ = live.request(
+        "GET",
+        b"/healthz",
+        [b"X-Pad-%d: %s" % (i, b"p" * 100) for i in range(MAX_HEAD_BYTES // 120)],
+    )
+    assert status == 200
+    status, _, body = live.request(
+        "GET",
+        b"/healthz",
+        [b"X-Pad-%d: %s" % (i, b"p" * 100) for i in range(MAX_HEAD_BYTES // 100)],
+    )
+    assert status == 431 and b"EPIX-REQ-010" in body
+
+
+def test_a_connection_that_sends_nothing_or_half_a_head_is_answered_408_and_closed(
+    impatient: Live,
+) -> None:
+    """uvicorn alone kept a connection that never sent a byte, or sent a head one byte a
+    second, open for ever (1,000 idle connections were all still open after 45 s)."""
+    for raw in (b"", b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: "):
+        status, headers, body = impatient.send(raw)
+        assert status == 408
+        assert_problem(status, headers["content-type"], body)
+        assert b"EPIX-REQ-011" in body
+
+
+def test_a_body_that_stops_arriving_is_answered_408(
+    impatient: Live,
+) -> None:
+    headers = _submission(impatient, [b"Content-Type: application/xml", b"Content-Length: 1000"])
+    lines = [b"POST /v1/messages HTTP/1.1", b"Host: 127.0.0.1", *headers]
+    status, content_headers, body = impatient.send(b"\r\n".join(lines) + b"\r\n\r\n<Partial")
+    assert status == 408
+    assert_problem(status, content_headers["content-type"], body)
+    assert b"EPIX-REQ-011" in body
+    # A request on a healthy connection is still served normally.
+    assert impatient.request("GET", b"/healthz", [])[0] == 200
