@@ -18,7 +18,7 @@ import asyncio
 import httptools
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-from epix.api.limits import _problem
+from epix.api.limits import problem_body
 
 MAX_HEAD_BYTES = 64 * 1024
 HEAD_TIMEOUT_SECONDS = 30.0
@@ -124,7 +124,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         """A problem+json answer, then the connection is closed."""
         self._refused = True
         self._disarm()
-        status, body = _problem(code, message, "request")
+        status, body = problem_body(code, message, "request")
         reason = {408: b"Request Timeout", 431: b"Request Header Fields Too Large"}[status]
         head = b"HTTP/1.1 %d %s\r\n" % (status, reason)
         self.transport.write(

@@ -15,7 +15,7 @@ class BodyTooLarge(Exception):
     pass
 
 
-def _problem(code: str, message: str, location: str) -> tuple[int, bytes]:
+def problem_body(code: str, message: str, location: str) -> tuple[int, bytes]:
     """The status and problem+json body of a refusal, as ``problems.problem_response`` has it."""
     entry = ERROR_TABLE[code]
     body = {
@@ -65,7 +65,7 @@ class RefuseNulCharacters:
             if where is None and (b"%00" in query or b"\x00" in query):
                 where = "query"
             if where is not None:
-                status, body = _problem(
+                status, body = problem_body(
                     "EPIX-REQ-009",
                     f"The request's {where} holds a NUL character (%00); no EPIX value has one.",
                     where,
@@ -83,7 +83,7 @@ class BodySizeLimit:
         self.max_bytes = max_bytes
 
     async def _refuse(self, send: Send) -> None:
-        status, body = _problem(
+        status, body = problem_body(
             "EPIX-REQ-003", f"The request body exceeds {self.max_bytes} bytes.", "body"
         )
         await _send_problem(send, status, body, close=True)
