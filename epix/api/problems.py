@@ -8,9 +8,10 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from sqlalchemy.exc import DataError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 
 from epix.errors import ERROR_TABLE, EpixError, Finding
 
@@ -82,6 +83,13 @@ def install_problem_handlers(app: FastAPI) -> None:
             detail, location = _UNREADABLE_BODY, "body"
         finding = Finding(code, detail, location)
         return problem_response([finding], exc.status_code, headers=exc.headers)
+
+    @app.exception_handler(ClientDisconnect)
+    async def _gone(request: Request, _exc: ClientDisconnect) -> Response:
+        # The client hung up (or the server's read timeout cut it off) before its body was
+        # complete: nothing was processed and no one is left to answer, so no traceback.
+        log.info("client left during its request body: %s %s", request.method, request.url.path)
+        return Response(status_code=400)
 
     @app.exception_handler(DataError)
     async def _unstorable(request: Request, exc: DataError) -> JSONResponse:

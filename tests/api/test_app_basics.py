@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import re
@@ -90,3 +91,36 @@ def test_the_access_log_never_holds_a_permits_security_token(
     line = caplog.records[-1].getMessage()
     assert "SECRET" not in line
     assert "/v1/permits/XA/XA-1?" in line and "lang=en" in line and "[redacted]" in line
+
+
+def test_a_client_that_leaves_mid_body_is_no_error(
+    client: TestClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A disconnect (or the server's read timeout) during the body is the client's doing:
+    nothing runs, nothing is logged as an error, no exception leaves the application."""
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": "/v1/messages",
+        "raw_path": b"/v1/messages",
+        "query_string": b"",
+        "root_path": "",
+        "headers": [(b"content-type", b"application/xml"), (b"content-length", b"100")],
+        "client": ("127.0.0.1", 1),
+        "server": ("127.0.0.1", 80),
+    }
+    messages = [{"type": "http.request", "body": b"<a", "more_body": True}]
+
+    async def receive() -> dict[str, object]:
+        return messages.pop(0) if messages else {"type": "http.disconnect"}
+
+    async def send(message: dict[str, object]) -> None:
+        return None
+
+    with caplog.at_level(logging.INFO):
+        asyncio.run(client.app(scope, receive, send))  # type: ignore[call-arg,arg-type]
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING], caplog.text
+    assert "client left during its request body" in caplog.text
