@@ -132,16 +132,17 @@ _DATE_ZONE = re.compile(r"(Z|[+-]\d{2}:\d{2})$")
 
 
 def _moment(root: etree._Element, path: str) -> datetime:
-    """xs:dateTime values Python cannot represent (year 10000, 24:00:00) are refused, not
-    crashed on: the schema accepts them, ``datetime`` does not."""
+    """The moment in UTC. xs:dateTime values Python cannot represent (year 10000, 24:00:00,
+    or a year-1 time east of UTC and a year-9999 one west of it, which have no UTC moment)
+    are refused, not crashed on: the schema accepts them, ``datetime`` does not."""
     value = _text(root, path)
     try:
         moment = datetime.fromisoformat(value)
-    except ValueError:
+        return moment.astimezone(UTC) if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+    except (ValueError, OverflowError):
         raise EpixError.of(
             "EPIX-SCHEMA-001", f"'{value}' is not a supported date and time.", location=path
         ) from None
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
 def _day(root: etree._Element, path: str) -> date:
@@ -188,6 +189,6 @@ def read_endorsement(root: etree._Element) -> EndorsementDocument:
         declaration_reference=(
             declaration.text.strip() if declaration is not None and declaration.text else None
         ),
-        issued_at=issued_at.astimezone(UTC),
+        issued_at=issued_at,
         lines=lines,
     )

@@ -3,14 +3,25 @@
 from __future__ import annotations
 
 from datetime import UTC, date, datetime
+from decimal import Decimal
 
+import pytest
+from lxml import etree
 from sqlalchemy import select
 
-from epix.db import Database
+from epix.db import Database, utcnow
 from epix.delivery.models import OutboxMessage
 from epix.endorsements import service
-from epix.endorsements.document import Side, check_schema, read_endorsement
+from epix.endorsements.document import (
+    EndorsedLine,
+    EndorsementDocument,
+    Side,
+    check_schema,
+    read_endorsement,
+    write_endorsement,
+)
 from epix.endorsements.service import Signer
+from epix.errors import EpixError
 from epix.exchange.models import Message
 from epix.signatures import StaticTrustStore, TrustedCertificate, verify_document
 from epix.xml import parse_xml
@@ -110,3 +121,51 @@ def test_schema_refuses_a_document_without_lines(
         root.remove(line)
     findings = check_schema(root)
     assert [finding.code for finding in findings] == ["EPIX-SCHEMA-001"]
+
+
+@pytest.mark.parametrize("issued_at", ["0001-01-01T00:00:00+01:00", "9999-12-31T23:59:59-01:00"])
+def test_an_issue_time_outside_what_utc_can_hold_is_refused_not_crashed_on(
+    db: Database,
+    make_permit: MakePermit,
+    customs_identity: Identity,
+    issued_at: str,
+) -> None:
+    """Schema-valid, but a year-1 time east of UTC (or year 9999 west of it) has no UTC
+    moment: customs posting it to /endorsements/signed got a 500 (OverflowError)."""
+    permit = make_permit()
+    document = EndorsementDocument(
+        endorsement_id="XB-END-0001",
+        side=Side.IMPORT,
+        issuing_party="XA",
+        permit_number=permit.number,
+        permit_sha256=permit.sha256,
+        endorsing_party="XB",
+        authority="XB Customs",
+        officer="Officer Jane Roe",
+        port="XBABC",
+        endorsed_on=utcnow().date(),
+        transport_document="BL-1",
+        declaration_reference=None,
+        issued_at=utcnow(),
+        lines=(EndorsedLine("1", Decimal(1), "PCS"),),
+    )
+    root = parse_xml(write_endorsement(document))
+    issued = root.find("{urn:epix:endorsement:1}IssuedAt")
+    assert issued is not None
+    issued.text = issued_at
+    assert check_schema(root) == []
+    with pytest.raises(EpixError) as caught:
+        read_endorsement(root)
+    assert [f.code for f in caught.value.findings] == ["EPIX-SCHEMA-001"]
+    assert caught.value.findings[0].location == "e:IssuedAt"
+    data = etree.tostring(root)
+    with pytest.raises(EpixError) as refused, db.unit_of_work() as session:
+        service.record_signed(
+            session,
+            issuing_party="XA",
+            number=permit.number,
+            data=data,
+            trust=StaticTrustStore([]),
+            actor=customs("XB"),
+        )
+    assert [f.code for f in refused.value.findings] == ["EPIX-SCHEMA-001"]
