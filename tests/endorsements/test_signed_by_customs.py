@@ -24,6 +24,7 @@ from epix.endorsements.document import (
     write_endorsement,
 )
 from epix.errors import EpixError
+from epix.exchange.envelope import envelope_from_headers
 from epix.registry import service as registry
 from epix.settings import Settings
 from epix.signatures import StaticTrustStore, TrustedCertificate, sign_document
@@ -210,3 +211,49 @@ def test_signed_endorsement_over_http_verifies_against_the_registry(
     assert response.status_code == 201, response.text
     assert response.json()["signed_by"] == "authority"
     assert response.json()["permit"]["status"] == "used"
+
+
+@pytest.mark.parametrize(
+    "endorsement_id",
+    [
+        "XB/END/0001",  # a slash, as in permit numbers
+        "XB END 0001",
+        "XB-ENDÖ-1",
+        "E" * 65,  # the endorsement id column (and an envelope id) holds 64
+    ],
+)
+def test_an_endorsement_id_that_cannot_travel_as_a_message_id_is_refused(
+    db: Database,
+    make_permit: MakePermit,
+    customs_identity: Identity,
+    trust: StaticTrustStore,
+    endorsement_id: str,
+) -> None:
+    """The document's ID is the message id it is forwarded under (X-EPIX-Message-Id). One the
+    issuing node's envelope check refuses was accepted here and then failed delivery for good
+    (EPIX-REQ-004 at the peer, EPIX-DLV-006 here): the issuer never got the endorsement."""
+    permit = make_permit()
+    data = signed(document_for(permit, endorsement_id=endorsement_id), customs_identity)
+    refused_with("EPIX-SCHEMA-001", db, permit, data, trust)
+    with db.unit_of_work() as session:
+        assert session.scalars(select(OutboxMessage)).all() == []
+
+
+def test_an_accepted_endorsement_travels_under_a_valid_envelope(
+    db: Database, make_permit: MakePermit, customs_identity: Identity, trust: StaticTrustStore
+) -> None:
+    permit = make_permit()
+    record(
+        db,
+        permit,
+        signed(document_for(permit, endorsement_id="XB:END.0001_a-" + "9" * 50), customs_identity),
+        trust,
+    )
+    with db.unit_of_work() as session:
+        row = session.scalars(select(OutboxMessage)).one()
+    envelope = envelope_from_headers(row.headers)
+    assert (envelope.message_id, envelope.sender, envelope.recipient) == (
+        row.message_id,
+        "XB",
+        "XA",
+    )
