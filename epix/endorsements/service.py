@@ -115,9 +115,15 @@ def check_may_see(permit: Permit, actor: Principal) -> None:
         raise permit_not_found(permit.issuing_party, permit.number)
 
 
-def check_usable(state: PermitState, side: Side, actor: Principal) -> None:
-    """Refuse the wrong Party and every permit state that cannot take this side's step."""
+def check_usable(
+    state: PermitState, side: Side, actor: Principal, at: datetime | None = None
+) -> None:
+    """Refuse the wrong Party and every permit state that cannot take this side's step.
+
+    Validity is judged at ``at`` (default: now), the moment the endorsement was made.
+    """
     permit = state.permit
+    at = at or state.at
     entitled = exporter_party(permit) if side is Side.EXPORT else importer_party(permit)
     if actor.party != entitled:
         role = "exporting" if side is Side.EXPORT else "importing"
@@ -146,13 +152,13 @@ def check_usable(state: PermitState, side: Side, actor: Principal) -> None:
             + "; a permit covers one consignment (Art. VI.5).",
             "permit",
         )
-    if permit.valid_from is not None and permit.valid_from > state.at:
+    if permit.valid_from is not None and permit.valid_from > at:
         raise EpixError.of(
             "EPIX-STATE-002",
             f"Permit {permit.number} is valid only from {permit.valid_from.isoformat()}.",
             "permit",
         )
-    if is_expired(permit, state.at):
+    if is_expired(permit, at):
         assert permit.valid_until is not None
         raise EpixError.of(
             "EPIX-STATE-001",
@@ -758,7 +764,11 @@ def _record_document(
             f"{state.permit.signed_sha256} for {number}.",
             "Permit/SHA256",
         )
-    check_usable(state, document.side, actor)
+    # An endorsement from the endorsing Party's node was made when it was signed, which may
+    # be days before it arrives (delivery retries): its permit must have been valid then (not
+    # later than now, whatever the document says). One made here is made now.
+    made_at = state.at if forward else min(document.issued_at, state.at)
+    check_usable(state, document.side, actor, made_at)
     border = _check_border(
         state,
         BorderDetails(

@@ -6,10 +6,11 @@ import json
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
+import anyio
 import httpx
 import pytest
 from lxml import etree
@@ -388,3 +389,52 @@ async def test_an_endorsement_the_issuers_ledger_refuses_is_kept_and_the_receipt
         )
     ).json()
     assert view["status"] == "issued"  # the ledger did not move
+
+
+async def test_an_endorsement_made_in_time_is_recorded_though_the_permit_expired_in_transit(
+    issuer: Node, issuer_client: httpx.AsyncClient
+) -> None:
+    """Delivery retries for days: the endorsing node recorded the inspection while the permit
+    was valid; the issuer's ledger judged validity at arrival and refused it (EPIX-STATE-001),
+    so the two nodes disagreed on the permit's use for good."""
+    peer = _add_peer(issuer, "XB")
+    permit = await _submit_permit(issuer, issuer_client, issuer.key("XA", MANAGEMENT_AUTHORITY))
+    body = _endorsement(permit, peer)  # issued now, while the permit is valid
+    with issuer.database.unit_of_work() as session:
+        stored = session.get(Permit, permit.id)
+        assert stored is not None
+        stored.valid_until = datetime.now(UTC) + timedelta(milliseconds=1)
+    await anyio.sleep(0.01)  # the permit expires while the endorsement travels
+
+    answer = await issuer_client.post(
+        "/v1/messages", content=body, headers=_peer_headers(peer, "endorsement", "XA")
+    )
+
+    assert answer.status_code == 201, answer.text
+    assert answer.headers["X-EPIX-Receipt-Status"] == "accepted"
+    with issuer.database.unit_of_work() as session:
+        event = session.scalars(
+            select(AuditEvent).where(AuditEvent.action == "endorsement.receive")
+        ).one()
+        assert json.loads(event.detail)["effect"]["ledger"] == "recorded"
+        stored = session.get(Permit, permit.id)
+        assert stored is not None and stored.status == "used"
+
+
+async def test_an_endorsement_issued_after_the_permit_expired_is_still_refused(
+    issuer: Node, issuer_client: httpx.AsyncClient
+) -> None:
+    peer = _add_peer(issuer, "XB")
+    permit = await _submit_permit(issuer, issuer_client, issuer.key("XA", MANAGEMENT_AUTHORITY))
+    with issuer.database.unit_of_work() as session:
+        stored = session.get(Permit, permit.id)
+        assert stored is not None
+        stored.valid_until = datetime.now(UTC) - timedelta(hours=1)
+    answer = await issuer_client.post(
+        "/v1/messages",
+        content=_endorsement(permit, peer),
+        headers=_peer_headers(peer, "endorsement", "XA"),
+    )
+    assert answer.headers["X-EPIX-Receipt-Status"] == "accepted_with_warnings"
+    message = etree.fromstring(answer.content).findtext(f".//{{{EPIX_RECEIPT}}}Message") or ""
+    assert "EPIX-STATE-001" in message
