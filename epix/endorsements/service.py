@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import uuid
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from decimal import Decimal
@@ -167,6 +167,23 @@ def check_usable(
         )
 
 
+KNOWN_LINES_NAMED = 20
+
+
+def known_lines(line_ids: Iterable[str]) -> str:
+    """The permit's line ids for a message: at most ``KNOWN_LINES_NAMED``, then how many more.
+
+    A message per unknown line names them, so an unbounded list would cost (unknown lines) x
+    (permit lines) in memory: 10,000 unknown lines against a 1,000-line permit made 150 MB.
+    """
+    ordered = sorted(line_ids)
+    if not ordered:
+        return "none"
+    named = ", ".join(ordered[:KNOWN_LINES_NAMED])
+    more = len(ordered) - KNOWN_LINES_NAMED
+    return f"{named} and {more} more" if more > 0 else named
+
+
 def check_lines(
     state: PermitState,
     side: Side,
@@ -180,6 +197,7 @@ def check_lines(
     if not lines:
         raise EpixError.of("EPIX-REQ-004", "Give at least one line with its quantity.", "lines")
     by_id = {line.line_id: line for line in state.permit.lines}
+    known: str | None = None  # the permit's line ids, named once in every EPIX-QTY-003
     findings: list[Finding] = []
     checked: list[tuple[PermitLine, Decimal, str]] = []
     seen: set[str] = set()
@@ -188,7 +206,7 @@ def check_lines(
         where = f"lines/{index}"
         line = by_id.get(item.line_id)
         if line is None:
-            known = ", ".join(sorted(by_id)) or "none"
+            known = known if known is not None else known_lines(by_id)
             findings.append(
                 Finding(
                     "EPIX-QTY-003",

@@ -101,6 +101,21 @@ def test_unknown_line_is_refused(db: Database, make_permit: MakePermit, signer: 
     endorse(db, permit, signer, items=lines(("2", "1", "KGM")))
 
 
+def test_unknown_lines_name_a_bounded_list_of_the_permits_lines(
+    db: Database, make_permit: MakePermit, signer: Signer
+) -> None:
+    """Every unknown line gets a message naming the permit's lines: named in full, those
+    messages grew with (unknown lines) x (permit lines), 150 MB for 10,000 x 1,000."""
+    permit = make_permit(lines=tuple((f"{i:04d}", "10", "PCS") for i in range(500)))
+    unknown = lines(*[(f"x{i}", "1", "PCS") for i in range(50)])
+    error = refused("EPIX-QTY-003", lambda: endorse(db, permit, signer, items=unknown))
+    assert len(error.findings) == 50
+    first = error.findings[0].message
+    assert "0000, 0001" in first and "and 480 more" in first
+    assert "0020" not in first
+    assert all(len(finding.message) < 300 for finding in error.findings)
+
+
 def test_line_given_twice_is_refused(db: Database, make_permit: MakePermit, signer: Signer) -> None:
     permit = make_permit()
     twice = lines(("1", "4", "PCS"), ("1", "4", "PCS"))
