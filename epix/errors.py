@@ -41,6 +41,7 @@ _TABLE: tuple[ErrorCode, ...] = (
     _c("EPIX-XML-005", E, 400, "The document has an unexpected root element or namespace."),
     _c("EPIX-XML-006", E, 400, "The document is empty."),
     _c("EPIX-XML-007", E, 400, "The document has a processing instruction that is not allowed."),
+    _c("EPIX-XML-008", E, 413, "The document has more elements than the node accepts."),
     # --- schema (schemas/) ---
     _c("EPIX-SCHEMA-001", E, 422, "The document does not conform to the EPIX schema."),
     # --- code lists ---

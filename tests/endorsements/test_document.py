@@ -11,8 +11,10 @@ from sqlalchemy import select
 
 from epix.db import Database, utcnow
 from epix.delivery.models import OutboxMessage
+from epix.endorsements import document as document_module
 from epix.endorsements import service
 from epix.endorsements.document import (
+    MAX_LINES,
     EndorsedLine,
     EndorsementDocument,
     Side,
@@ -21,7 +23,7 @@ from epix.endorsements.document import (
     write_endorsement,
 )
 from epix.endorsements.service import Signer
-from epix.errors import EpixError
+from epix.errors import ERROR_TABLE, EpixError
 from epix.exchange.models import Message
 from epix.signatures import StaticTrustStore, TrustedCertificate, verify_document
 from epix.xml import parse_xml
@@ -169,3 +171,43 @@ def test_an_issue_time_outside_what_utc_can_hold_is_refused_not_crashed_on(
             actor=customs("XB"),
         )
     assert [f.code for f in refused.value.findings] == ["EPIX-SCHEMA-001"]
+
+
+def _document(line_count: int) -> EndorsementDocument:
+    return EndorsementDocument(
+        endorsement_id="end-1",
+        side=Side.EXPORT,
+        issuing_party="XA",
+        permit_number="XA/E/1",
+        permit_sha256="a" * 64,
+        endorsing_party="XB",
+        authority="XB Customs",
+        officer="Officer",
+        port="XBABC",
+        endorsed_on=date(2026, 1, 2),
+        transport_document="AWB 1",
+        declaration_reference="MRN 1",
+        issued_at=datetime(2026, 1, 2, tzinfo=UTC),
+        lines=tuple(EndorsedLine(str(i), Decimal(1), "PCS") for i in range(line_count)),
+    )
+
+
+def test_signed_endorsement_with_the_most_lines_passes_the_element_cap(signer: Signer) -> None:
+    root = parse_xml(signer(write_endorsement(_document(MAX_LINES))))
+    assert check_schema(root) == []
+
+
+def test_endorsement_with_too_many_elements_is_refused_before_the_schema(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """libxml2 costs O(preceding siblings) per schema error, so n invalid Lines were O(n^2):
+    50,000 (4 MB) took 8.7 s. Past the cap the schema is never run."""
+    too_many = 2 * MAX_LINES  # 6,000 elements and more
+    data = write_endorsement(_document(too_many)).replace(b">1</Actual", b">-1</Actual")
+    root = parse_xml(data)
+    schemas: list[str] = []
+    monkeypatch.setattr(document_module, "load_schema", lambda path: schemas.append(path))
+    findings = check_schema(root)
+    assert [finding.code for finding in findings] == ["EPIX-XML-008"]
+    assert schemas == []
+    assert ERROR_TABLE["EPIX-XML-008"].http_status == 413

@@ -17,7 +17,7 @@ from epix.api.security import require_roles
 from epix.auth.principal import Principal, Role
 from epix.db.base import utcnow
 from epix.endorsements import service
-from epix.endorsements.document import Side
+from epix.endorsements.document import MAX_LINES, Side
 from epix.endorsements.ledger import ledger
 from epix.errors import EpixError
 from epix.exchange.node_identity import node_identity
@@ -51,7 +51,7 @@ class ReservationIn(BaseModel):
 
     side: Literal["export", "import"]
     declaration_reference: str = Field(min_length=1, max_length=200)
-    lines: list[LineIn] = Field(min_length=1, max_length=1000)
+    lines: list[LineIn] = Field(min_length=1, max_length=MAX_LINES)
     ttl_seconds: int | None = Field(default=None, gt=0)
 
 
@@ -73,7 +73,7 @@ class ConfirmIn(BorderIn):
     lines: list[LineIn] | None = Field(
         default=None,
         min_length=1,
-        max_length=1000,
+        max_length=MAX_LINES,
         description="Actual quantities; the reserved ones when left out.",
     )
 
@@ -81,7 +81,7 @@ class ConfirmIn(BorderIn):
 class EndorsementIn(BorderIn):
     side: Literal["export", "import"]
     declaration_reference: str | None = Field(default=None, min_length=1, max_length=200)
-    lines: list[LineIn] = Field(min_length=1, max_length=1000)
+    lines: list[LineIn] = Field(min_length=1, max_length=MAX_LINES)
 
 
 def _node_signer(settings: Settings) -> service.Signer:
