@@ -32,6 +32,9 @@ PERMIT_SCHEMA = "cites/CITESEPermit_2p0.xsd"
 _PREFIX = re.compile(r"(?<=/)[^/:\[\]{}]+:")
 _CLARK = re.compile(r"\{[^}]*\}")
 MAX_SCHEMA_FINDINGS = 20
+# Up to here (a permit of ~100 lines) a refused document's findings come from xmlschema.
+READABLE_MAX_ELEMENTS = 5_000
+_ELEMENTS = etree.XPath("count(//*)", regexp=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,12 +80,18 @@ def _readable_path(path: str) -> str:
 
 
 def check_schema(element: etree._Element) -> list[Finding]:
-    """EPIX-SCHEMA-001 findings (XPath + line) when the permit does not conform to our XSDs."""
+    """EPIX-SCHEMA-001 findings (XPath + line) when the permit does not conform to our XSDs.
+
+    xmlschema words the findings better than libxml2 but walks the document in Python (~0.75 s
+    a megabyte to an error at its end), so a large document gets libxml2's own findings.
+    """
     schema = load_schema(PERMIT_SCHEMA)
     if schema.validate(element):
         return []
     findings: list[Finding] = []
-    for error in _readable_schema().iter_errors(element):
+    count = _ELEMENTS(element)
+    readable = isinstance(count, float) and count <= READABLE_MAX_ELEMENTS
+    for error in _readable_schema().iter_errors(element) if readable else ():
         if len(findings) >= MAX_SCHEMA_FINDINGS:
             break
         findings.append(
@@ -93,7 +102,7 @@ def check_schema(element: etree._Element) -> list[Finding]:
                 line=getattr(error, "sourceline", None),
             )
         )
-    if not findings:  # the two validators disagree: keep lxml's word, it is the hot path
+    if not findings:  # too large, or the two validators disagree: lxml's word, the hot path's
         log: Any = schema.error_log
         findings = [
             Finding(

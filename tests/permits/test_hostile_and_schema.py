@@ -9,6 +9,7 @@ import pytest
 import xmlschema
 from lxml import etree
 
+from epix.permits import validation
 from epix.permits.validation import check_schema, validate_permit_bytes
 from epix.permits.writer import write_permit
 from epix.xml import SCHEMA_DIR, parse_xml
@@ -106,3 +107,25 @@ def test_signature_elsewhere_is_a_schema_error() -> None:
     findings = check_schema(signed(write_permit(base()), where="start"))
     assert findings and findings[0].code == "EPIX-SCHEMA-001"
     assert findings[0].location == "/CITESEPermit"
+
+
+def test_a_large_refused_permit_gets_libxml2s_findings_not_a_python_walk(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """xmlschema words findings better but walks the document in Python (~0.75 s a megabyte
+    to an error at its end); past READABLE_MAX_ELEMENTS the findings are libxml2's own."""
+    small = write_permit(base(lines=2)).replace(b'unitCode="NAR">400<', b'unitCode="NAR">x<')
+    large = write_permit(base(lines=400)).replace(b'unitCode="NAR">400<', b'unitCode="NAR">x<')
+    readable = check_schema(parse_xml(small))
+    assert len(readable) == 1 and str(readable[0].location).endswith("/ItemQuantity")
+
+    def walk(*args: object) -> object:
+        raise AssertionError("xmlschema walked a large document")
+
+    monkeypatch.setattr(validation, "_readable_schema", walk)
+    findings = validate_permit_bytes(large).findings
+    assert findings and {f.code for f in findings} == {"EPIX-SCHEMA-001"}
+    assert len(findings) <= validation.MAX_SCHEMA_FINDINGS
+    first = findings[0]
+    assert first.location is not None and first.location.endswith("/ItemQuantity")
+    assert first.line is not None
