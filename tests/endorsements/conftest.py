@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 
@@ -13,6 +13,7 @@ import pytest
 
 from epix.auth.principal import Principal, Role
 from epix.db import Database, utcnow
+from epix.endorsements.document import EndorsedLine, EndorsementDocument, Side
 from epix.endorsements.service import BorderDetails, LineInput, Signer
 from epix.exchange.models import Message, Permit, PermitLine
 from epix.signatures import sign_document
@@ -134,3 +135,24 @@ def signer(customs_identity: Identity) -> Signer:
         return sign_document(xml, customs_identity.key_pem, customs_identity.cert_pem)
 
     return sign
+
+
+def document_for(permit: StoredPermit, **changes: object) -> EndorsementDocument:
+    """A schema-valid import endorsement of XB's customs for ``permit``, with ``changes``."""
+    base = EndorsementDocument(
+        endorsement_id="XB-END-0001",
+        side=Side.IMPORT,
+        issuing_party=permit.issuing_party,
+        permit_number=permit.number,
+        permit_sha256=permit.sha256,
+        endorsing_party="XB",
+        authority="XB Customs",
+        officer="Officer Jane Roe",
+        port="XBABC",
+        endorsed_on=utcnow().date(),
+        transport_document="BL-778899",
+        declaration_reference=None,
+        issued_at=utcnow(),
+        lines=(EndorsedLine("1", Decimal(4), "PCS"),),
+    )
+    return replace(base, **changes)  # type: ignore[arg-type]

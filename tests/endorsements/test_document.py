@@ -9,7 +9,7 @@ import pytest
 from lxml import etree
 from sqlalchemy import select
 
-from epix.db import Database, utcnow
+from epix.db import Database
 from epix.delivery.models import OutboxMessage
 from epix.endorsements import document as document_module
 from epix.endorsements import service
@@ -27,7 +27,7 @@ from epix.errors import ERROR_TABLE, EpixError
 from epix.exchange.models import Message
 from epix.signatures import StaticTrustStore, TrustedCertificate, verify_document
 from epix.xml import parse_xml
-from tests.endorsements.conftest import MakePermit, border, customs, lines
+from tests.endorsements.conftest import MakePermit, border, customs, document_for, lines
 from tests.pki import Identity, make_identity
 
 
@@ -135,23 +135,7 @@ def test_an_issue_time_outside_what_utc_can_hold_is_refused_not_crashed_on(
     """Schema-valid, but a year-1 time east of UTC (or year 9999 west of it) has no UTC
     moment: customs posting it to /endorsements/signed got a 500 (OverflowError)."""
     permit = make_permit()
-    document = EndorsementDocument(
-        endorsement_id="XB-END-0001",
-        side=Side.IMPORT,
-        issuing_party="XA",
-        permit_number=permit.number,
-        permit_sha256=permit.sha256,
-        endorsing_party="XB",
-        authority="XB Customs",
-        officer="Officer Jane Roe",
-        port="XBABC",
-        endorsed_on=utcnow().date(),
-        transport_document="BL-1",
-        declaration_reference=None,
-        issued_at=utcnow(),
-        lines=(EndorsedLine("1", Decimal(1), "PCS"),),
-    )
-    root = parse_xml(write_endorsement(document))
+    root = parse_xml(write_endorsement(document_for(permit)))
     issued = root.find("{urn:epix:endorsement:1}IssuedAt")
     assert issued is not None
     issued.text = issued_at

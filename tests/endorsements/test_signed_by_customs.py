@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
 from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -14,7 +13,7 @@ from sqlalchemy import select
 from epix.api.app import create_app
 from epix.auth import service as auth_service
 from epix.auth.principal import SECRETARIAT_PARTY, Principal, Role
-from epix.db import Database, utcnow
+from epix.db import Database
 from epix.delivery.models import OutboxMessage
 from epix.endorsements import service
 from epix.endorsements.document import (
@@ -28,28 +27,8 @@ from epix.exchange.envelope import envelope_from_headers
 from epix.registry import service as registry
 from epix.settings import Settings
 from epix.signatures import StaticTrustStore, TrustedCertificate, sign_document
-from tests.endorsements.conftest import MakePermit, StoredPermit, customs
+from tests.endorsements.conftest import MakePermit, StoredPermit, customs, document_for
 from tests.pki import Identity, make_identity
-
-
-def document_for(permit: StoredPermit, **changes: object) -> EndorsementDocument:
-    base = EndorsementDocument(
-        endorsement_id="XB-END-0001",
-        side=Side.IMPORT,
-        issuing_party=permit.issuing_party,
-        permit_number=permit.number,
-        permit_sha256=permit.sha256,
-        endorsing_party="XB",
-        authority="XB Customs",
-        officer="Officer Jane Roe",
-        port="XBABC",
-        endorsed_on=utcnow().date(),
-        transport_document="BL-778899",
-        declaration_reference=None,
-        issued_at=utcnow(),
-        lines=(EndorsedLine("1", Decimal(4), "PCS"),),
-    )
-    return replace(base, **changes)  # type: ignore[arg-type]
 
 
 def signed(document: EndorsementDocument, identity: Identity) -> bytes:
