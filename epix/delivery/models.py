@@ -44,13 +44,19 @@ class OutboxState(StrEnum):
 
 class OutboxMessage(Base):
     __tablename__ = "delivery_outbox"
-    __table_args__ = (Index("ix_delivery_outbox_due", "state", "next_attempt_at"),)
+    __table_args__ = (
+        Index("ix_delivery_outbox_due", "state", "next_attempt_at"),
+        # Tracking finds a message's row by all three (an index on message_id alone lost to
+        # sender_party on SQLite, whose rowid order saved the sort, so it walked every row the
+        # sender ever sent).
+        Index("ix_delivery_outbox_message", "message_id", "sender_party", "destination_party"),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     # kind + destination + message id (+ subscription): enqueueing the same thing twice is a no-op.
     dedupe_key: Mapped[str] = mapped_column(String(400), unique=True)
     kind: Mapped[str] = mapped_column(String(32))
-    message_id: Mapped[str] = mapped_column(String(200), index=True)
+    message_id: Mapped[str] = mapped_column(String(200))
     sender_party: Mapped[str] = mapped_column(String(8), index=True)
     destination_party: Mapped[str] = mapped_column(String(8))
     target_url: Mapped[str | None] = mapped_column(String(2000))

@@ -1,0 +1,76 @@
+"""The outbox at scale: tracking and the sender's listing search an index that names what they
+ask for, instead of walking every row the sender ever sent (SQLite's plans, no timings)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from sqlalchemy import event
+
+from epix.auth.principal import Principal, Role
+from epix.db import Database
+from epix.db.base import utcnow
+from epix.exchange.tracking import track
+
+ROWS = 300
+
+
+def _fill(database: Database) -> None:
+    """``ROWS`` delivered outbox rows from XA (the last 3 failed) and their pending messages."""
+    now = utcnow().strftime("%Y-%m-%d %H:%M:%S.%f")
+    with database.engine.begin() as connection:
+        connection.exec_driver_sql(
+            "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < ?) "
+            "INSERT INTO delivery_outbox (dedupe_key, kind, message_id, sender_party, "
+            "destination_party, peer_key, content_type, headers, payload, state, attempts, "
+            "created_at, next_attempt_at, give_up_at, lease_version, resent_count) "
+            "SELECT 'k' || i, 'message', 'm' || i, 'XA', 'XB', 'XB', 'application/xml', '{}', "
+            "x'00', CASE WHEN i > ? THEN 'failed' ELSE 'delivered' END, 1, ?, ?, ?, 0, 0 FROM n",
+            (ROWS, ROWS - 3, now, now, now),
+        )
+        connection.exec_driver_sql(
+            "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < ?) "
+            "INSERT INTO messages (sender_party, message_id, recipient_party, document_type, "
+            "sha256, body, received_at, status, delivery_state, submitted_by) "
+            "SELECT 'XA', 'm' || i, 'XB', 'permit', 'h', x'00', ?, 'accepted', 'pending', 'ma' "
+            "FROM n",
+            (ROWS, now),
+        )
+
+
+def _outbox_plans(database: Database, run: Callable[[], object]) -> list[str]:
+    statements: list[tuple[str, Any]] = []
+
+    def capture(conn: Any, cursor: Any, statement: str, parameters: Any, *args: Any) -> None:
+        if statement.lstrip().upper().startswith("SELECT") and "delivery_outbox" in statement:
+            statements.append((statement, parameters))
+
+    event.listen(database.engine, "before_cursor_execute", capture)
+    try:
+        run()
+    finally:
+        event.remove(database.engine, "before_cursor_execute", capture)
+    assert statements
+    with database.engine.connect() as connection:
+        return [
+            " ".join(
+                str(row[-1])
+                for row in connection.exec_driver_sql("EXPLAIN QUERY PLAN " + sql, params)
+            )
+            for sql, params in statements
+        ]
+
+
+def test_tracking_searches_the_outbox_by_message_id(sqlite_database: Database) -> None:
+    """It walked every row XA sent, in id order (100,000 rows: 28 ms per request)."""
+    _fill(sqlite_database)
+    principal = Principal(1, "ma", "XA", None, frozenset({Role.MANAGEMENT_AUTHORITY}))
+
+    def run() -> None:
+        with sqlite_database.read() as session:
+            tracked = track(session, message_id=f"m{ROWS}", principal=principal)
+        assert tracked["state"] == "failed"
+
+    for plan in _outbox_plans(sqlite_database, run):
+        assert "message_id=?" in plan, plan
