@@ -50,6 +50,9 @@ class OutboxMessage(Base):
         # sender_party on SQLite, whose rowid order saved the sort, so it walked every row the
         # sender ever sent).
         Index("ix_delivery_outbox_message", "message_id", "sender_party", "destination_party"),
+        # A sender's listing of one state, newest first ("what gave up"); all states take
+        # the index on sender_party, whose rowid order needs no sort.
+        Index("ix_delivery_outbox_sender_state", "sender_party", "state"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)

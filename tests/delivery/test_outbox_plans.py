@@ -11,6 +11,8 @@ from sqlalchemy import event
 from epix.auth.principal import Principal, Role
 from epix.db import Database
 from epix.db.base import utcnow
+from epix.delivery import outbox
+from epix.delivery.models import OutboxState
 from epix.exchange.tracking import track
 
 ROWS = 300
@@ -74,3 +76,20 @@ def test_tracking_searches_the_outbox_by_message_id(sqlite_database: Database) -
 
     for plan in _outbox_plans(sqlite_database, run):
         assert "message_id=?" in plan, plan
+
+
+def test_a_senders_failed_rows_are_one_index_range(sqlite_database: Database) -> None:
+    """``state=failed`` for a sender walked every row it sent, newest first, to find the few
+    that failed (100,000 rows: 43 ms per page of 5)."""
+    _fill(sqlite_database)
+
+    def run() -> None:
+        with sqlite_database.read() as session:
+            rows = outbox.list_rows(session, state=OutboxState.FAILED, sender_party="XA")
+            assert [row.message_id for row in rows] == [f"m{ROWS - i}" for i in range(3)]
+            assert len(outbox.list_rows(session, sender_party="XA", limit=10)) == 10
+
+    for plan in _outbox_plans(sqlite_database, run):
+        assert "sender_party=?" in plan, plan
+        assert "TEMP B-TREE" not in plan, plan
+    assert "state=?" in _outbox_plans(sqlite_database, run)[0]
