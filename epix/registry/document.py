@@ -270,7 +270,9 @@ def publish(
     if latest is not None and latest.version >= state.version:
         return latest
     snapshot = repository.load_snapshot(session, utcnow())
-    content = sign_document(render_document(snapshot), key_pem, cert_pem)
+    content = sign_document(
+        render_document(snapshot), key_pem, cert_pem, max_bytes=MAX_DOCUMENT_BYTES
+    )
     document = RegistryDocument(
         version=snapshot.version,
         issued_at=snapshot.issued_at,

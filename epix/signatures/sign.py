@@ -25,6 +25,7 @@ from epix.signatures.keys import SigningKey, check_identity, load_signing_key
 from epix.signatures.profile import DIGESTS, ECDSA_METHODS, ENVELOPED, EXC_C14N, RSA_METHODS, ds
 from epix.xml import parse_xml
 from epix.xml.namespaces import DSIG
+from epix.xml.parse import DEFAULT_MAX_BYTES
 
 _XML_DECLARATION = b'<?xml version="1.0" encoding="UTF-8"?>\n'
 _HASHES: dict[str, type[hashes.HashAlgorithm]] = {
@@ -105,8 +106,18 @@ def _signature_element(
     return signature
 
 
-def sign_document(xml: bytes, key_pem: bytes, cert_pem: bytes, *, digest: str = "sha256") -> bytes:
+def sign_document(
+    xml: bytes,
+    key_pem: bytes,
+    cert_pem: bytes,
+    *,
+    digest: str = "sha256",
+    max_bytes: int = DEFAULT_MAX_BYTES,
+) -> bytes:
     """Sign ``xml`` with the key and its leaf certificate; returns the signed document's bytes.
+
+    ``max_bytes`` is the largest ``xml`` taken: a permit's limit unless the caller's documents
+    have their own (the registry's is ``epix.registry.document.MAX_DOCUMENT_BYTES``).
 
     Raises ``EpixError`` for unparseable or already signed input, and ``ValueError`` when the key
     is weak, of another kind, or does not belong to the certificate (caller's configuration).
@@ -114,7 +125,7 @@ def sign_document(xml: bytes, key_pem: bytes, cert_pem: bytes, *, digest: str = 
     if digest not in DIGESTS:
         raise ValueError(f"Unknown digest {digest!r}; use one of {', '.join(DIGESTS)}.")
     signer = _signer(key_pem, cert_pem)
-    root = parse_xml(xml)
+    root = parse_xml(xml, max_bytes=max_bytes)
     if root.tag == _SIGNATURE or next(root.iter(_SIGNATURE), None) is not None:
         raise EpixError.of(
             "EPIX-SIG-002",
