@@ -53,6 +53,9 @@ class OutboxMessage(Base):
         # A sender's listing of one state, newest first ("what gave up"); all states take
         # the index on sender_party, whose rowid order needs no sort.
         Index("ix_delivery_outbox_sender_state", "sender_party", "state"),
+        # Every sender's rows of one state, newest first (a node admin's listing): the due
+        # index orders a state by next attempt, so each page sorted the whole state.
+        Index("ix_delivery_outbox_state", "state"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)

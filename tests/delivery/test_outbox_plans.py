@@ -93,3 +93,25 @@ def test_a_senders_failed_rows_are_one_index_range(sqlite_database: Database) ->
         assert "sender_party=?" in plan, plan
         assert "TEMP B-TREE" not in plan, plan
     assert "state=?" in _outbox_plans(sqlite_database, run)[0]
+
+
+def test_a_node_admins_rows_of_one_state_need_no_sort(sqlite_database: Database) -> None:
+    """Every sender's ``state=delivered`` sorted the whole state for each page of 100 by id
+    (100,000 rows: 148 ms per page); claiming due rows keeps its own index."""
+    _fill(sqlite_database)
+
+    def run() -> None:
+        with sqlite_database.read() as session:
+            rows = outbox.list_rows(session, state=OutboxState.DELIVERED, limit=10)
+            assert [row.message_id for row in rows] == [f"m{ROWS - 3 - i}" for i in range(10)]
+
+    for plan in _outbox_plans(sqlite_database, run):
+        assert "state=?" in plan, plan
+        assert "TEMP B-TREE" not in plan, plan
+
+    def claim() -> None:
+        with sqlite_database.unit_of_work() as session:
+            assert outbox.claim_due(session, owner="w", lease_seconds=30, limit=10) == []
+
+    for plan in _outbox_plans(sqlite_database, claim):
+        assert "ix_delivery_outbox_due" in plan, plan
