@@ -94,10 +94,6 @@ class PermitState:
             totals[item.permit_line_id] += item.quantity
         return totals
 
-    def endorsed_quantity(self, side: Side, line: PermitLine) -> Decimal | None:
-        totals = self.endorsed_totals(side)
-        return None if totals is None else totals[line.id]
-
     def reserved(self, side: Side | None, exclude: Reservation | None = None) -> dict[int, Decimal]:
         totals: dict[int, Decimal] = defaultdict(lambda: ZERO)
         for reservation in self.active_reservations:
@@ -124,12 +120,6 @@ class PermitState:
             )
             for line in self.permit.lines
         }
-
-    def remaining(
-        self, side: Side, line: PermitLine, exclude: Reservation | None = None
-    ) -> Decimal:
-        """What ``side`` may still record on ``line`` (ignoring the permit's status)."""
-        return self.remaining_by_line(side, exclude)[line.id]
 
     def balances(self) -> list[LineBalance]:
         closed = self.permit.status in CLOSED_STATUSES or is_expired(self.permit, self.at)
