@@ -1,7 +1,7 @@
 """Where each box lives, as readable XPaths of local names, and how to find their line numbers.
 
-Findings name the element a reader of the permit would look at; ``line_of`` resolves such a
-path against the parsed element (as deep as it exists) so that a missing box still points at
+Findings name the element a reader of the permit would look at; a ``LineFinder`` resolves such
+paths against the parsed element (as deep as each exists) so that a missing box still points at
 the line of its nearest ancestor.
 """
 
@@ -66,7 +66,7 @@ def source_line(element: etree._Element) -> int | None:
 
 
 class LineFinder:
-    """Resolves many paths against one element, as ``line_of`` does for one.
+    """Resolves paths against one element to source lines.
 
     Each element's children are grouped by local name the first time a path steps through it,
     so a finding on each of a permit's N lines costs O(N) in all, not O(N) per finding: listing
@@ -110,11 +110,3 @@ def children_by_name(node: etree._Element) -> dict[str, list[etree._Element]]:
         if isinstance(child.tag, str):
             groups.setdefault(child.tag.rsplit("}", 1)[-1], []).append(child)
     return groups
-
-
-def line_of(root: etree._Element, path: str) -> int | None:
-    """The source line of the deepest existing element along ``path`` (None if unknown).
-
-    For many paths against the same element, use one ``LineFinder``.
-    """
-    return LineFinder(root)(path)
