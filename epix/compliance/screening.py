@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, date, datetime
+from decimal import Decimal
 
 from epix.compliance.quotas import Quota, quota_index
 from epix.errors import Finding
@@ -10,13 +11,32 @@ from epix.permits import locations as loc
 from epix.permits.model import Permit, PermitLine
 from epix.permits.reservations import has_reservation
 
-# Units that count specimens: a quota without a unit is a number of specimens.
+# Units that count specimens: a quota (or box 11) without a unit is a number of specimens.
 COUNT_UNITS = frozenset({"NAR", "PCS"})
+
+
+def _same_measure(first: str | None, second: str | None) -> bool:
+    """True when two quantities can be compared: the same unit, or both numbers of specimens."""
+    return first == second or {first, second} <= COUNT_UNITS | {None}
 
 
 def _at(permit: Permit) -> date:
     moment = permit.issued_at or permit.valid_from or datetime.now(UTC)
     return moment.date()
+
+
+def _exported_this_year(line: PermitLine, unit: str | None) -> Decimal | None:
+    """What the line tells of the year's exports in ``unit``, this permit included.
+
+    Box 11a states the total exported in the current year including this permit (Res. Conf.
+    12.3, Annex 2); without it, at least this permit's own quantity. None: nothing comparable.
+    """
+    known = []
+    if line.quota_used is not None and _same_measure(line.quota_unit, unit):
+        known.append(line.quota_used)
+    if line.quantity is not None and _same_measure(line.unit, unit):
+        known.append(line.quantity)
+    return max(known, default=None)
 
 
 def _quota_findings(index: int, line: PermitLine, quota: Quota, exporter: str) -> list[Finding]:
@@ -30,16 +50,13 @@ def _quota_findings(index: int, line: PermitLine, quota: Quota, exporter: str) -
                 where,
             )
         ]
-    comparable = quota.unit == line.unit or (quota.unit is None and line.unit in COUNT_UNITS)
-    if line.quantity is None or not comparable:
-        return []
-    used = line.quota_used or 0
-    if used + line.quantity > quota.quota:
+    exported = _exported_this_year(line, quota.unit)
+    if exported is not None and exported > quota.quota:
         return [
             Finding(
                 "EPIX-COMP-001",
-                f"{label}: {used} already used plus {line.quantity} exceeds the published "
-                f"export quota of {quota.quota} ({quota.kind}).",
+                f"{label}: {exported} exported this year with this permit exceeds the "
+                f"published export quota of {quota.quota} ({quota.kind}).",
                 where,
             )
         ]
@@ -47,6 +64,7 @@ def _quota_findings(index: int, line: PermitLine, quota: Quota, exporter: str) -
 
 
 def _box_11a(index: int, line: PermitLine) -> list[Finding]:
+    """Box 11a: the total exported this year including this permit, and the annual quota."""
     where = loc.line(index, loc.QUOTA)
     used, annual = line.quota_used, line.annual_quota
     if used is None and annual is None:
@@ -56,25 +74,36 @@ def _box_11a(index: int, line: PermitLine) -> list[Finding]:
             Finding(
                 "EPIX-COMP-004",
                 f"Line {line.line_id}: box 11a gives "
-                f"{'the annual quota' if annual is not None else 'the quota used'} without "
-                f"{'the quota used' if annual is not None else 'the annual quota'}.",
+                f"{'the annual quota' if annual is not None else 'the total exported'} without "
+                f"{'the total exported' if annual is not None else 'the annual quota'}.",
                 where,
             )
         ]
-    if used < 0 or annual < 0 or used > annual:
+    if used < 0 or annual < 0:
         return [
             Finding(
                 "EPIX-COMP-004",
-                f"Line {line.line_id}: box 11a says {used} of an annual quota of {annual} used.",
+                f"Line {line.line_id}: box 11a says {used} exported of an annual quota of "
+                f"{annual}.",
                 where,
             )
         ]
-    if line.quantity is not None and used + line.quantity > annual:
+    quantity = line.quantity
+    if quantity is not None and _same_measure(line.quota_unit, line.unit) and used < quantity:
+        return [
+            Finding(
+                "EPIX-COMP-004",
+                f"Line {line.line_id}: box 11a says {used} exported this year including this "
+                f"permit, fewer than the {quantity} on this line.",
+                where,
+            )
+        ]
+    if used > annual:
         return [
             Finding(
                 "EPIX-COMP-001",
-                f"Line {line.line_id}: {used} used plus {line.quantity} on this permit exceeds "
-                f"the annual quota of {annual} stated in box 11a.",
+                f"Line {line.line_id}: box 11a says {used} exported this year including this "
+                f"permit, over the annual quota of {annual}.",
                 where,
             )
         ]

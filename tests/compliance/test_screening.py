@@ -39,25 +39,53 @@ def test_zero_quota_is_flagged() -> None:
     assert codes(exported_from("MX", scientific_name="Crocodylus acutus", source="C")) == []
 
 
+def namibian_leopards(quantity: int, **box_11a: object) -> list[str]:
+    """Leopard trophies hunted in Namibia (published CoP quota: 250 a year)."""
+    line = {"scientific_name": "Panthera pardus", "term": "TRO", "unit": "NAR"}
+    permit = exported_from("NA", quantity=Decimal(quantity), **line)
+    return codes(change(change_line(permit, **box_11a), purpose="H"))
+
+
 def test_trade_over_a_published_quota_is_flagged() -> None:
-    leopard = {"scientific_name": "Panthera pardus", "term": "TRO", "unit": "NAR"}
-    within = exported_from("NA", quantity=Decimal(2), **leopard)
-    assert codes(change(within, purpose="H")) == []
-    over = exported_from("NA", quantity=Decimal(2), quota_used=Decimal(249), **leopard)
-    over = change_line(over, annual_quota=Decimal(250))
-    assert "EPIX-COMP-001" in codes(change(over, purpose="H"))
+    assert namibian_leopards(2) == []
+    assert namibian_leopards(251) == ["EPIX-COMP-001"]
+    over = {"quota_used": Decimal(251), "annual_quota": Decimal(250), "quota_unit": "NAR"}
+    assert namibian_leopards(2, **over) == ["EPIX-COMP-001", "EPIX-COMP-001"]
+
+
+def test_box_11a_total_exported_includes_this_permit() -> None:
+    # Res. Conf. 12.3 (Rev. CoP19), Annex 2, box 11a: the total exported in the current year
+    # *including* the specimens on this permit, and the annual quota. The last 2 of Namibia's
+    # 250 leopards are "250/250": within the quota, not 250 + 2.
+    last = {"quota_used": Decimal(250), "annual_quota": Decimal(250), "quota_unit": "NAR"}
+    assert namibian_leopards(2, **last) == []
+    # A total below this permit's own quantity cannot include it.
+    short = {"quota_used": Decimal(1), "annual_quota": Decimal(250), "quota_unit": "NAR"}
+    assert namibian_leopards(2, **short) == ["EPIX-COMP-004"]
+
+
+def test_box_11a_in_another_unit_is_not_added_to_the_line() -> None:
+    # An annual quota of 5,000 kg with 4,900 kg used says nothing about 150 skins (NAR).
+    permit = demo_permit(issued=ISSUED, lines=1)
+    in_kilograms = change_line(
+        permit, quota_used=Decimal(4900), annual_quota=Decimal(5000), quota_unit="KGM"
+    )
+    assert codes(in_kilograms) == []
 
 
 def test_inconsistent_box_11a_is_flagged() -> None:
     permit = demo_permit(issued=ISSUED, lines=1)
-    assert codes(change_line(permit, quota_used=Decimal(10), annual_quota=Decimal(5))) == [
+    assert codes(change_line(permit, quota_used=Decimal(160), annual_quota=Decimal(150))) == [
+        "EPIX-COMP-001"
+    ]
+    assert codes(change_line(permit, quota_used=Decimal(-1), annual_quota=Decimal(150))) == [
         "EPIX-COMP-004"
     ]
     assert codes(change_line(permit, annual_quota=Decimal(5000), quota_used=None)) == [
         "EPIX-COMP-004"
     ]
-    full = change_line(permit, quota_used=Decimal(4900), annual_quota=Decimal(5000))
-    assert codes(full) == ["EPIX-COMP-001"]
+    full = change_line(permit, quota_used=Decimal(5000), annual_quota=Decimal(5000))
+    assert codes(full) == []
 
 
 def test_exporter_reservation_is_flagged() -> None:
