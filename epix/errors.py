@@ -81,6 +81,12 @@ _TABLE: tuple[ErrorCode, ...] = (
     _c("EPIX-COMP-002", W, 200, "A zero export quota applies to this taxon and exporter."),
     _c("EPIX-COMP-003", W, 200, "The exporter holds a reservation for this taxon."),
     _c("EPIX-COMP-004", W, 200, "Box 11a quota figures are inconsistent."),
+    _c(
+        "EPIX-COMP-005",
+        W,
+        200,
+        "A published export quota applies, but in a unit the permit's quantity is not in.",
+    ),
     # --- signatures (EPIX-DSIG-1) ---
     _c("EPIX-SIG-001", E, 422, "The document is not signed."),
     _c("EPIX-SIG-002", E, 422, "The document has more than one signature."),

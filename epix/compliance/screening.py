@@ -51,6 +51,16 @@ def _quota_findings(index: int, line: PermitLine, quota: Quota, exporter: str) -
             )
         ]
     exported = _exported_this_year(line, quota.unit)
+    if exported is None and line.quantity is not None:
+        return [
+            Finding(
+                "EPIX-COMP-005",
+                f"{label}: the published export quota of {quota.quota} "
+                f"{quota.unit or 'specimens'} ({quota.kind}) cannot be checked against "
+                f"{line.quantity} {line.unit}; check the year's exports by hand.",
+                where,
+            )
+        ]
     if exported is not None and exported > quota.quota:
         return [
             Finding(

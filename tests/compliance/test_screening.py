@@ -10,7 +10,7 @@ from typing import Any
 
 from epix.compliance import has_reservation, screen_permit
 from epix.compliance.quotas import Quota, QuotaIndex, quota_index, quotas
-from epix.errors import ERROR_TABLE, Severity
+from epix.errors import ERROR_TABLE, Finding, Severity
 from epix.permits.model import Address, Permit, TradeParty
 from epix.permits.samples import demo_permit
 from tests.permits.helpers import change, change_line
@@ -73,6 +73,27 @@ def test_box_11a_in_another_unit_is_not_added_to_the_line() -> None:
     assert codes(in_kilograms) == []
 
 
+def test_a_quota_in_specimens_against_a_permit_in_kilograms_is_named_not_skipped() -> None:
+    # Namibia's quota counts leopards; 90 kg of trophies cannot be checked against it.
+    leopard = {"scientific_name": "Panthera pardus", "term": "TRO", "unit": "KGM"}
+    in_kilograms = change(exported_from("NA", quantity=Decimal(90), **leopard), purpose="H")
+    assert screen_permit(in_kilograms) == [
+        Finding(
+            "EPIX-COMP-005",
+            "Line 1: Panthera pardus from NA: the published export quota of 250 specimens "
+            "(CoP_approved) cannot be checked against 90 KGM; check the year's exports by hand.",
+            "/CITESEPermit/SpecifiedSupplyChainConsignment/IncludedSupplyChainConsignmentItem[1]"
+            "/TransportLogisticsPackage/ItemQuantity",
+        )
+    ]
+    # Box 11a's total in specimens is what the quota is checked against.
+    counted = change_line(
+        in_kilograms, quota_used=Decimal(12), annual_quota=Decimal(250), quota_unit="NAR"
+    )
+    assert codes(counted) == []
+    assert codes(change_line(counted, quota_used=Decimal(260))) == ["EPIX-COMP-001"] * 2
+
+
 def test_inconsistent_box_11a_is_flagged() -> None:
     permit = demo_permit(issued=ISSUED, lines=1)
     assert codes(change_line(permit, quota_used=Decimal(160), annual_quota=Decimal(150))) == [
@@ -94,7 +115,7 @@ def test_exporter_reservation_is_flagged() -> None:
 
 
 def test_every_screening_code_is_a_warning() -> None:
-    for code in ("EPIX-COMP-001", "EPIX-COMP-002", "EPIX-COMP-003", "EPIX-COMP-004"):
+    for code in (f"EPIX-COMP-00{number}" for number in range(1, 6)):
         assert ERROR_TABLE[code].severity is Severity.WARNING
 
 
