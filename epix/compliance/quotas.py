@@ -10,7 +10,7 @@ from decimal import Decimal, InvalidOperation
 from functools import cache
 from pathlib import Path
 
-from epix.permits.sapi_dates import in_force, names_taxon, parse_sapi_date
+from epix.permits.sapi_dates import in_force, names_taxon, parse_sapi_date, taxon_key
 
 DATA = Path(__file__).resolve().parent / "data" / "quotas.csv"
 ALL = "ALL"
@@ -94,9 +94,10 @@ class QuotaIndex:
     """Quotas keyed by (Party, listed name), so a permit line looks at its few candidates only.
 
     ``names_taxon`` matches a listing only when the listed name is a whole-word prefix of the
-    permit's normalised name (species: the name or a prefix of it; genus: the first word), so
-    every quota that can cover a name sits under one of its word prefixes, for the exporter or
-    for every Party (``None``). ``Quota.covers`` still decides; the index only narrows the scan.
+    permit's name, both as ``taxon_key`` gives them (species: the name or a prefix of it;
+    genus: the first word), so every quota that can cover a name sits under one of its word
+    prefixes, for the exporter or for every Party (``None``). ``Quota.covers`` still decides;
+    the index only narrows the scan.
     """
 
     __slots__ = ("_by_key",)
@@ -104,7 +105,7 @@ class QuotaIndex:
     def __init__(self, table: Iterable[Quota]) -> None:
         by_key: dict[tuple[str | None, str], list[tuple[int, Quota]]] = {}
         for position, quota in enumerate(table):
-            by_key.setdefault((quota.party, quota.taxon), []).append((position, quota))
+            by_key.setdefault((quota.party, taxon_key(quota.taxon)), []).append((position, quota))
         self._by_key = by_key
 
     def covering(
@@ -118,7 +119,7 @@ class QuotaIndex:
         at: date,
     ) -> list[Quota]:
         """The quotas covering this trade, in table order (as a scan of the table finds them)."""
-        words = taxon.split()
+        words = taxon_key(taxon).split()
         prefixes = [" ".join(words[:end]) for end in range(1, len(words) + 1)] or [""]
         candidates: list[tuple[int, Quota]] = []
         for prefix in prefixes:

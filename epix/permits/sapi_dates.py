@@ -17,13 +17,19 @@ def in_force(start: date | None, end: date | None, at: date) -> bool:
     return (start is None or start <= at) and (end is None or at <= end)
 
 
+def taxon_key(name: str) -> str:
+    """A scientific name as listings are matched: box 7 is free text, so neither the spacing
+    nor the letter case ('PANTHERA PARDUS', 'panthera pardus') may hide a listing."""
+    return " ".join(name.split()).casefold()
+
+
 def names_taxon(listed: str, rank: str, scientific_name: str) -> bool:
     """True when a listing at ``rank`` covers the permit's scientific name.
 
     Species and subspecies match by name (a species listing covers its subspecies), genera by
     the first word. Higher ranks need a taxonomy EPIX does not hold, so they never match.
     """
-    name = " ".join(scientific_name.split())
+    name, listed = taxon_key(scientific_name), taxon_key(listed)
     rank = rank.strip().upper()
     if rank in ("SPECIES", "SUBSPECIES"):
         return name == listed or name.startswith(listed + " ")

@@ -136,7 +136,18 @@ def test_a_subspecies_meets_its_own_and_its_species_quotas() -> None:
         "EPIX-COMP-002"
     ]
     assert codes(exported_from("MN", scientific_name="Saiga borealisx", source="W")) == []
-    assert codes(exported_from("MN", scientific_name="saiga borealis", source="W")) == []
+
+
+def test_a_name_matches_whatever_its_letter_case() -> None:
+    # Box 7 is free text: a permit typed in capitals or lower case names the same taxon, and
+    # the zero quotas for wild Saiga (every Party) and Norway's reservation still apply.
+    for name in ("SAIGA BOREALIS", "saiga borealis", "Saiga Borealis Mongolica"):
+        assert "EPIX-COMP-002" in codes(exported_from("MN", scientific_name=name, source="W"))
+    assert has_reservation("NO", "BALAENOPTERA ACUTOROSTRATA", date(2024, 1, 1))
+    assert has_reservation("NO", "balaenoptera acutorostrata", date(2024, 1, 1))
+    assert codes(exported_from("NO", scientific_name="balaenoptera acutorostrata")) == [
+        "EPIX-COMP-003"
+    ]
 
 
 def test_every_quota_in_force_for_the_same_exporter_and_taxon_is_checked() -> None:
