@@ -23,9 +23,21 @@ class Reservation:
     end: date | None
 
 
+# UNEP-WCMC's internal note on a reservation without a withdrawal date that the CITES list of
+# current reservations no longer holds (Japan's hawksbill subspecies, entered in 1980).
+NOT_CURRENT = "reservation not current"
+INTERNAL_NOTES = "Internal Notes "  # sic: the upstream header ends in a space
+
+
+def _withdrawn_undated(row: dict[str, str]) -> bool:
+    """A reservation lifts a refusal (EPIX-RULE-012), so one that is no longer current must
+    not stay in force only because its withdrawal date was never recorded."""
+    return not row["end_date"].strip() and NOT_CURRENT in row[INTERNAL_NOTES].lower()
+
+
 @cache
 def reservations() -> tuple[Reservation, ...]:
-    """All reservations, read once per process."""
+    """All reservations but the undated withdrawn ones, read once per process."""
     with DATA.open(encoding="utf-8", newline="") as handle:
         return tuple(
             Reservation(
@@ -36,7 +48,9 @@ def reservations() -> tuple[Reservation, ...]:
                 end=parse_sapi_date(row["end_date"]),
             )
             for row in csv.DictReader(handle)
-            if row["taxon_name"].strip() and row["iso_code2"].strip()
+            if row["taxon_name"].strip()
+            and row["iso_code2"].strip()
+            and not _withdrawn_undated(row)
         )
 
 

@@ -11,9 +11,9 @@ from typing import Any
 from epix.compliance import has_reservation, screen_permit
 from epix.compliance.quotas import Quota, QuotaIndex, quota_index, quotas
 from epix.errors import ERROR_TABLE, Finding, Severity
-from epix.permits.model import Address, Permit, TradeParty
+from epix.permits.model import Address, DocumentRef, Permit, TradeParty
 from epix.permits.samples import demo_permit
-from tests.permits.helpers import change, change_line
+from tests.permits.helpers import change, change_line, validate
 
 ISSUED = date(2024, 3, 1)
 
@@ -273,3 +273,23 @@ def test_reservations_are_looked_up_by_exact_party() -> None:
     assert has_reservation("NO", "Balaenoptera acutorostrata acutorostrata", date(2024, 1, 1))
     assert not has_reservation("no", "Balaenoptera acutorostrata", date(2024, 1, 1))
     assert not has_reservation("", "Balaenoptera acutorostrata", date(2024, 1, 1))
+
+
+def test_a_reservation_the_cites_list_no_longer_holds_is_not_in_force() -> None:
+    # Japan's 1980 reservations on the hawksbill subspecies have no withdrawal date in the SAPI
+    # table, whose internal note says they are not current on the CITES list of reservations.
+    for subspecies in ("Eretmochelys imbricata imbricata", "Eretmochelys imbricata bissa"):
+        assert not has_reservation("JP", subspecies, date(2024, 1, 1))
+    assert has_reservation("CU", "Eretmochelys imbricata", date(2024, 1, 1))  # Cuba's stands
+    # So wild hawksbill for commercial purposes to Japan is refused, not let through.
+    to_japan = change_line(
+        change(
+            demo_permit(issued=ISSUED, lines=1),
+            importer=TradeParty(name="Importer", address=Address(country="JP")),
+        ),
+        scientific_name="Eretmochelys imbricata imbricata",
+        appendix="I",
+        source="W",
+        import_permit=DocumentRef(id="JP-1", type_code="911"),
+    )
+    assert "EPIX-RULE-012" in {finding.code for finding in validate(to_japan).findings}
