@@ -19,6 +19,7 @@ from epix.api.routers import registry as registry_routes
 from epix.api.routers import webhooks as webhook_routes
 from epix.audit.service import AuditPolicy, configure_audit
 from epix.auth.session_secret import session_secret
+from epix.compliance import load_reference_data
 from epix.db import Database
 from epix.settings import Settings, get_settings
 from epix.web.pages import mount_web
@@ -26,6 +27,7 @@ from epix.web.pages import mount_web
 
 def create_app(settings: Settings | None = None, database: Database | None = None) -> FastAPI:
     settings = settings or get_settings()
+    load_reference_data()  # a broken quota or reservation table stops the node here
     database = database or Database(settings.effective_database_url)
     # The API reference (/docs, /redoc) from assets the node serves itself: it opens without
     # internet, and no script from a CDN runs on the node's origin, where web sessions live.

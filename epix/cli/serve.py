@@ -11,6 +11,7 @@ import click
 import uvicorn
 
 from epix.api.http_protocol import BoundedHttpToolsProtocol
+from epix.compliance import ReferenceDataError, load_reference_data
 from epix.db import Database
 from epix.delivery.worker import start_worker_thread
 from epix.errors import EpixError
@@ -82,6 +83,10 @@ def serve(host: str, port: int, workers: int, demo: bool) -> None:
     (verified against EPIX_REGISTRY_ANCHOR_PATH) until it stops.
     """
     ensure_can_listen(host, port)
+    try:
+        load_reference_data()
+    except ReferenceDataError as exc:
+        raise click.ClickException(str(exc)) from None
     url = f"http://{host}:{port}"
     if "EPIX_NODE_BASE_URL" not in os.environ and host not in _ANY_ADDRESS:
         # The node's own URL (QR codes, its own endpoint among the peers') is where it listens,

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import click
 
-from epix.compliance import screen_permit
+from epix.compliance import ReferenceDataError, load_reference_data, screen_permit
 from epix.errors import Finding
 from epix.permits.validation import validate_permit_bytes
 
@@ -57,6 +57,10 @@ def _human(path: Path, valid: bool, findings: list[Finding]) -> None:
 )
 def validate(files: tuple[Path, ...], as_json: bool) -> None:
     """Validate CITESEPermit files (bare, in an EPIX envelope or in a SOAP body)."""
+    try:
+        load_reference_data()
+    except ReferenceDataError as exc:
+        raise click.ClickException(str(exc)) from None
     results = [(path, *_check(path)) for path in files]
     if as_json:
         payload = [

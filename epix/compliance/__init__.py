@@ -4,7 +4,18 @@ Screening never refuses a permit: it raises EPIX-COMP-* warnings that travel wit
 the importing Party's customs. The data are the curated SAPI lists copied into ``data/``.
 """
 
+from epix.compliance.quotas import quota_index
 from epix.compliance.screening import screen_permit
-from epix.permits.reservations import has_reservation
+from epix.permits.reservations import has_reservation, reservations
+from epix.permits.sapi_dates import ReferenceDataError
 
-__all__ = ["has_reservation", "screen_permit"]
+
+def load_reference_data() -> None:
+    """Read the quota and reservation tables now, so a missing or malformed one stops the node
+    or command at start with ReferenceDataError (file, line, field) rather than failing every
+    permit later."""
+    quota_index()
+    reservations()
+
+
+__all__ = ["ReferenceDataError", "has_reservation", "load_reference_data", "screen_permit"]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date
@@ -10,7 +9,16 @@ from decimal import Decimal, InvalidOperation
 from functools import cache
 from pathlib import Path
 
-from epix.permits.sapi_dates import in_force, names_taxon, parse_sapi_date, taxon_key
+from epix.permits.sapi_dates import (
+    ReferenceDataError,
+    in_force,
+    listed_name,
+    names_taxon,
+    parse_sapi_date,
+    party_code,
+    read_sapi_table,
+    taxon_key,
+)
 
 DATA = Path(__file__).resolve().parent / "data" / "quotas.csv"
 ALL = "ALL"
@@ -59,35 +67,70 @@ class Quota:
         )
 
 
-def _quota(row: dict[str, str]) -> Quota | None:
+COLUMNS = (
+    "quota_type",
+    "start_date",
+    "end_date",
+    "taxon_name",
+    "rank",
+    "iso_code2",
+    "quota",
+    "unit",
+    "term",
+    "source",
+    "purpose",
+    "notes",
+)
+
+
+def _amount(value: str) -> Decimal:
     try:
-        amount = Decimal(row["quota"].strip())
+        amount = Decimal(value.strip())
     except InvalidOperation:
-        return None
-    party = row["iso_code2"].strip().upper()
+        amount = Decimal("NaN")
+    if not amount.is_finite() or amount < 0:
+        raise ValueError(f"quota {value!r} is not a number of zero or more")
+    return amount
+
+
+def _quota(row: dict[str, str]) -> Quota:
+    """One row as a Quota, or ValueError naming the malformed field."""
+    taxon, rank = listed_name(row)
     unit = row["unit"].strip()
+    start, end = parse_sapi_date(row["start_date"]), parse_sapi_date(row["end_date"])
+    if start is not None and end is not None and end < start:
+        raise ValueError(f"end date {row['end_date']!r} is before start date {row['start_date']!r}")
     return Quota(
         kind=row["quota_type"].strip(),
-        taxon=" ".join(row["taxon_name"].split()),
-        rank=row["rank"],
-        party=None if party == ALL else party,
-        quota=amount,
+        taxon=taxon,
+        rank=rank,
+        party=None if row["iso_code2"].strip().upper() == ALL else party_code(row["iso_code2"]),
+        quota=_amount(row["quota"]),
         unit=None if unit.upper() == ALL or not unit else unit,
         terms=_codes(row["term"]),
         sources=_codes(row["source"]),
         purposes=_codes(row["purpose"]),
-        start=parse_sapi_date(row["start_date"]),
-        end=parse_sapi_date(row["end_date"]),
+        start=start,
+        end=end,
         notes=" ".join(row["notes"].split()),
     )
+
+
+def load_quotas(path: Path) -> tuple[Quota, ...]:
+    """Every quota of a SAPI quota table; ReferenceDataError names a malformed row's line."""
+    table = []
+    for line, row in read_sapi_table(path, COLUMNS):
+        try:
+            table.append(_quota(row))
+        except ValueError as exc:
+            raise ReferenceDataError(f"{path} line {line}: {exc}.") from None
+    return tuple(table)
 
 
 @cache
 def quotas() -> tuple[Quota, ...]:
     """All published quotas, read once per process."""
-    with DATA.open(encoding="utf-8", newline="") as handle:
-        rows = (_quota(row) for row in csv.DictReader(handle) if row["taxon_name"].strip())
-        return tuple(quota for quota in rows if quota is not None)
+    return load_quotas(DATA)
 
 
 class QuotaIndex:

@@ -3,13 +3,20 @@ that taxon, so Appendix I commercial trade involving it is not refused (rule EPI
 
 from __future__ import annotations
 
-import csv
 from dataclasses import dataclass
 from datetime import date, datetime
 from functools import cache
 from pathlib import Path
 
-from epix.permits.sapi_dates import in_force, names_taxon, parse_sapi_date
+from epix.permits.sapi_dates import (
+    ReferenceDataError,
+    in_force,
+    listed_name,
+    names_taxon,
+    parse_sapi_date,
+    party_code,
+    read_sapi_table,
+)
 
 DATA = Path(__file__).resolve().parent / "data" / "reservations.csv"
 
@@ -35,23 +42,38 @@ def _withdrawn_undated(row: dict[str, str]) -> bool:
     return not row["end_date"].strip() and NOT_CURRENT in row[INTERNAL_NOTES].lower()
 
 
+COLUMNS = ("start_date", "end_date", "taxon_name", "rank", "iso_code2", INTERNAL_NOTES)
+
+
+def _reservation(row: dict[str, str]) -> Reservation:
+    """One row as a Reservation, or ValueError naming the malformed field."""
+    taxon, rank = listed_name(row)
+    return Reservation(
+        party=party_code(row["iso_code2"]),
+        taxon=taxon,
+        rank=rank,
+        start=parse_sapi_date(row["start_date"]),
+        end=parse_sapi_date(row["end_date"]),
+    )
+
+
+def load_reservations(path: Path) -> tuple[Reservation, ...]:
+    """Every reservation of a SAPI reservation table but the undated withdrawn ones;
+    ReferenceDataError names a malformed row's line."""
+    table = []
+    for line, row in read_sapi_table(path, COLUMNS):
+        try:
+            if not _withdrawn_undated(row):
+                table.append(_reservation(row))
+        except ValueError as exc:
+            raise ReferenceDataError(f"{path} line {line}: {exc}.") from None
+    return tuple(table)
+
+
 @cache
 def reservations() -> tuple[Reservation, ...]:
-    """All reservations but the undated withdrawn ones, read once per process."""
-    with DATA.open(encoding="utf-8", newline="") as handle:
-        return tuple(
-            Reservation(
-                party=row["iso_code2"].strip(),
-                taxon=" ".join(row["taxon_name"].split()),
-                rank=row["rank"],
-                start=parse_sapi_date(row["start_date"]),
-                end=parse_sapi_date(row["end_date"]),
-            )
-            for row in csv.DictReader(handle)
-            if row["taxon_name"].strip()
-            and row["iso_code2"].strip()
-            and not _withdrawn_undated(row)
-        )
+    """All reservations in the packaged table, read once per process."""
+    return load_reservations(DATA)
 
 
 @cache

@@ -1,8 +1,44 @@
-"""Dates as the SAPI compliance CSVs write them."""
+"""Reading the SAPI compliance CSVs (quotas, reservations): rows, dates and listed names."""
 
 from __future__ import annotations
 
+import csv
+import re
+from collections.abc import Iterable, Iterator
 from datetime import date, datetime
+from pathlib import Path
+
+# Ranks a SAPI listing may name; a rank outside them is a malformed row, not a silent non-match.
+RANKS = frozenset(
+    {"KINGDOM", "PHYLUM", "CLASS", "ORDER", "FAMILY", "SUBFAMILY", "GENUS", "SPECIES"}
+    | {"SUBSPECIES", "VARIETY"}
+)
+_PARTY = re.compile(r"[A-Z]{2}")
+
+
+class ReferenceDataError(Exception):
+    """A packaged reference table is missing or has a malformed row. The node refuses to start
+    on it: screening against part of a table would pass what the missing rows would flag."""
+
+
+def read_sapi_table(path: Path, columns: Iterable[str]) -> Iterator[tuple[int, dict[str, str]]]:
+    """``(line, row)`` for every row of a SAPI CSV, once the file and its header are checked.
+
+    ``line`` is where the row ends in the file (a quoted note may span lines)."""
+    try:
+        handle = path.open(encoding="utf-8", newline="")
+    except OSError as exc:
+        raise ReferenceDataError(f"{path} cannot be read: {exc.strerror}.") from None
+    with handle:
+        try:
+            reader = csv.DictReader(handle)
+            missing = sorted(set(columns) - set(reader.fieldnames or ()))
+            if missing:
+                raise ReferenceDataError(f"{path} has no column {', '.join(missing)}.")
+            for row in reader:
+                yield reader.line_num, row
+        except (UnicodeDecodeError, csv.Error) as exc:
+            raise ReferenceDataError(f"{path} is not a readable CSV file: {exc}.") from None
 
 
 def parse_sapi_date(value: str) -> date | None:
@@ -10,7 +46,29 @@ def parse_sapi_date(value: str) -> date | None:
     text = value.strip()
     if not text or text.lower() == "present":
         return None
-    return datetime.strptime(text.split()[0], "%d/%m/%Y").date()
+    try:
+        return datetime.strptime(text.split()[0], "%d/%m/%Y").date()
+    except ValueError:
+        raise ValueError(f"date {value!r} is not a dd/mm/yyyy date") from None
+
+
+def listed_name(row: dict[str, str]) -> tuple[str, str]:
+    """The row's listed taxon (single-spaced) and rank, or ValueError naming what is wrong."""
+    taxon = " ".join(row["taxon_name"].split())
+    rank = row["rank"].strip().upper()
+    if not taxon:
+        raise ValueError("no taxon name")
+    if rank not in RANKS:
+        raise ValueError(f"rank {row['rank']!r} is not a taxonomic rank")
+    return taxon, rank
+
+
+def party_code(value: str) -> str:
+    """An ISO 3166-1 alpha-2 Party code, or ValueError."""
+    code = value.strip().upper()
+    if not _PARTY.fullmatch(code):
+        raise ValueError(f"Party {value!r} is not an ISO 3166-1 alpha-2 code")
+    return code
 
 
 def in_force(start: date | None, end: date | None, at: date) -> bool:
