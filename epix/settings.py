@@ -6,7 +6,7 @@ from enum import StrEnum
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -101,6 +101,13 @@ class Settings(BaseSettings):
     outbox_http_timeout_seconds: float = Field(
         default=10.0, gt=0, description="Per-request timeout; keep it well below the lease."
     )
+    outbound_deadline_seconds: float = Field(
+        default=20.0,
+        gt=0,
+        description="Longest one outbound HTTP request (to a peer node, a webhook receiver or "
+        "the registry source) may take in all: connect, send and the whole answer, however "
+        "slowly the far end sends it; keep it below the outbox lease.",
+    )
     outbox_circuit_failures: int = Field(
         default=5, gt=0, description="Consecutive failures that open a peer's circuit breaker."
     )
@@ -151,6 +158,16 @@ class Settings(BaseSettings):
         ge=5,  # the design brief's minimum: a purge must never reach a younger record
         description="Audit records are kept at least this long after they expire (at least 5).",
     )
+
+    @field_validator("outbound_deadline_seconds")
+    @classmethod
+    def _deadline_within_lease(cls, value: float, info: ValidationInfo) -> float:
+        """A delivery that may outlast its lease is never started (the worker hands it back),
+        so a deadline as long as the lease would stop every delivery to peers and webhooks."""
+        lease = info.data.get("outbox_lease_seconds")
+        if lease is not None and value >= lease:
+            raise ValueError(f"must be below EPIX_OUTBOX_LEASE_SECONDS ({lease})")
+        return value
 
     @property
     def effective_database_url(self) -> str:

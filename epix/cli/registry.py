@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 import click
-import httpx
 from sqlalchemy.orm import Session
 
 from epix.auth import service as auth_service
@@ -26,9 +25,10 @@ from epix.auth.principal import SECRETARIAT_PARTY, Principal, Role
 from epix.cli.users import cli_context, cli_session
 from epix.db import Database
 from epix.errors import EpixError
+from epix.outbound import outbound_client
 from epix.registry import repository, service
 from epix.registry.document import import_registry, publish, read_registry
-from epix.registry.follower import RegistryFollower
+from epix.registry.follower import RegistryFollower, SourceUnreachable, fetch_document
 from epix.registry.roles import AUTHORITY_KINDS
 from epix.settings import get_settings
 
@@ -69,19 +69,19 @@ def acting_principal(session: Session, username: str | None) -> Principal:
 
 
 def read_source(source: str) -> bytes:
-    """A registry document from a file path or an http(s) URL."""
+    """A registry document from a file path or an http(s) URL (fetched within
+    EPIX_OUTBOUND_DEADLINE_SECONDS in all, like the follower's)."""
     if source.startswith(("http://", "https://")):
+        deadline = get_settings().outbound_deadline_seconds
         try:
-            response = httpx.get(source, timeout=30.0)
-        except httpx.HTTPError as exc:
-            raise EpixError.of(
-                "EPIX-REG-009", f"Could not fetch {source}: {type(exc).__name__}.", source
-            ) from None
-        if response.status_code != 200:
-            raise EpixError.of(
-                "EPIX-REG-009", f"{source} answered HTTP {response.status_code}.", source
-            )
-        return response.content
+            with outbound_client(deadline_seconds=deadline, timeout=30.0) as client:
+                fetched = fetch_document(client, source)
+            if fetched is None:  # 304 to a request that named no ETag
+                raise SourceUnreachable("HTTP 304 without a document")
+        except SourceUnreachable as exc:
+            reason = f"Could not fetch {source}: {exc}."
+            raise EpixError.of("EPIX-REG-009", reason, source) from None
+        return fetched[0]
     try:
         return Path(source).read_bytes()
     except OSError as exc:

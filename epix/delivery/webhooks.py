@@ -26,7 +26,6 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import httpcore
-import httpx
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -40,6 +39,7 @@ from epix.db.prepared import Prepared
 from epix.delivery.models import OutboxKind, OutboxMessage, WebhookSubscription
 from epix.delivery.outbox import DEFAULT_GIVE_UP_SECONDS, enqueue
 from epix.errors import EpixError
+from epix.outbound import DeadlineBackend
 from epix.settings import Settings
 
 SIGNATURE_HEADER = "X-EPIX-Signature"
@@ -171,13 +171,15 @@ class InternalAddress(Exception):
         )
 
 
-class _PublicAddressBackend(httpcore.SyncBackend):
+class PublicAddressBackend(DeadlineBackend):
     """Resolves the host itself and connects only to an address it has just judged public.
 
     Judging the name first and letting the HTTP client resolve it again would leave a window in
     which DNS can be re-pointed at an internal address (rebinding); here the address judged is
     the address connected to. TLS still checks the certificate against the host name and sends
-    it as SNI, and the Host header keeps the name: httpcore takes both from the URL.
+    it as SNI, and the Host header keeps the name: httpcore takes both from the URL. Give it to
+    ``epix.outbound.outbound_client``: connections are direct, never through a proxy (a proxy
+    would resolve and connect on the node's behalf, out of the check's reach).
     """
 
     def connect_tcp(
@@ -199,23 +201,6 @@ class _PublicAddressBackend(httpcore.SyncBackend):
             except (httpcore.ConnectError, httpcore.ConnectTimeout) as exc:
                 failure = exc
         raise failure
-
-
-class PublicAddressTransport(httpx.HTTPTransport):
-    """httpx's transport with every connection made by ``_PublicAddressBackend``.
-
-    No proxy: a proxy would resolve and connect on the node's behalf, out of the check's reach.
-    """
-
-    def __init__(self) -> None:
-        super().__init__(trust_env=False)
-        self._pool = httpcore.ConnectionPool(  # pool limits as httpx's defaults
-            ssl_context=httpx.create_ssl_context(),
-            max_connections=100,
-            max_keepalive_connections=20,
-            keepalive_expiry=5.0,
-            network_backend=_PublicAddressBackend(),
-        )
 
 
 def check_webhook_url(

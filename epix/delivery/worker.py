@@ -19,7 +19,6 @@ import os
 import random
 import socket
 import threading
-import time
 import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -42,7 +41,7 @@ from epix.delivery.outbox import Claim
 from epix.delivery.webhooks import (
     SIGNATURE_HEADER,
     InternalAddress,
-    PublicAddressTransport,
+    PublicAddressBackend,
     UnreadableSecret,
     is_sealed,
     open_secret,
@@ -52,6 +51,7 @@ from epix.delivery.webhooks import (
     webhook_key,
 )
 from epix.errors import EpixError
+from epix.outbound import DeadlineBackend, DeadlineExceeded, outbound_client
 from epix.settings import Settings
 
 log = logging.getLogger("epix.delivery")
@@ -172,7 +172,7 @@ class Worker:
         self.webhook_client = (
             self.client
             if settings.webhook_allow_private_addresses
-            else self._http_client(PublicAddressTransport())
+            else self._http_client(PublicAddressBackend())
         )
         self.owner = owner or new_owner_id()
         self.clock = clock
@@ -184,11 +184,11 @@ class Worker:
             max_workers=max(1, settings.outbox_concurrency), thread_name_prefix="epix-deliver"
         )
 
-    def _http_client(self, transport: httpx.BaseTransport | None) -> httpx.Client:
-        return httpx.Client(
-            transport=transport,
+    def _http_client(self, backend: DeadlineBackend | None) -> httpx.Client:
+        return outbound_client(
+            deadline_seconds=self.settings.outbound_deadline_seconds,
             timeout=self.settings.outbox_http_timeout_seconds,
-            follow_redirects=False,
+            backend=backend,
             headers={"User-Agent": f"EPIX-node/{self.settings.node_party}"},
         )
 
@@ -289,7 +289,7 @@ class Worker:
     def _deliver_http(self, claim: Claim, route: peers.PeerRoute | WebhookRoute) -> Result:
         now = self.clock()
         not_before = self.breaker.allow(claim.peer_key, now)
-        too_late = now + timedelta(seconds=self.settings.outbox_http_timeout_seconds)
+        too_late = now + timedelta(seconds=self.settings.outbound_deadline_seconds)
         if not_before is None and too_late >= claim.lease_expires_at:
             self.breaker.release_probe(claim.peer_key)
             not_before = now
@@ -341,19 +341,15 @@ class Worker:
                 return self._read_answer(answer)
         except InternalAddress as exc:
             return _Answer(refused=f"{exc} URL: {route.url}")
+        except DeadlineExceeded as exc:
+            return _Answer(error=f"{exc} Cut off.", error_code="EPIX-DLV-011")
         except httpx.HTTPError as exc:
             return _Answer(error=f"{type(exc).__name__}: {exc}".rstrip(": "))
 
     def _read_answer(self, response: httpx.Response) -> _Answer:
-        """The answer's body, cut off past ``max_body_bytes`` or the HTTP timeout in total.
-
-        httpx's timeout bounds each read, not the answer: a far end sending a byte now and
-        then would hold this delivery (and its batch) past the lease, and an endless body
-        would be read into memory. A receipt is a few kilobytes.
-        """
-        timeout = self.settings.outbox_http_timeout_seconds
+        """The answer's body, cut off past ``max_body_bytes`` (a receipt is a few kilobytes;
+        an endless body would be read into memory). The client's deadline bounds its time."""
         limit = self.settings.max_body_bytes
-        deadline = time.monotonic() + timeout
         declared = response.headers.get("content-length", "")
         body = bytearray()
         too_large = declared.isascii() and declared.isdigit() and int(declared) > limit
@@ -363,12 +359,6 @@ class Worker:
                 if len(body) > limit:
                     too_large = True
                     break
-                if time.monotonic() > deadline:
-                    return _Answer(
-                        error=f"HTTP {response.status_code}: the answer took longer than "
-                        f"{timeout:g} s; cut off.",
-                        error_code="EPIX-DLV-011",
-                    )
         if too_large:
             return _Answer(
                 error=f"HTTP {response.status_code}: the answer is larger than {limit} bytes; "

@@ -15,6 +15,7 @@ import httpx
 
 from epix.db import Database
 from epix.errors import EpixError, Finding
+from epix.outbound import DeadlineExceeded, outbound_client
 from epix.registry import repository
 from epix.registry.document import MAX_DOCUMENT_BYTES, import_registry, read_registry
 from epix.settings import Settings
@@ -31,8 +32,40 @@ class RefreshResult:
     warnings: tuple[Finding, ...] = ()
 
 
-class _Unreachable(Exception):
-    """The source could not be asked, or did not answer with a document."""
+class SourceUnreachable(Exception):
+    """The source could not be asked, or did not answer with a document in time."""
+
+
+def fetch_document(
+    client: httpx.Client, url: str, *, etag: str | None = None
+) -> tuple[bytes, str | None] | None:
+    """The registry document at ``url`` and its ETag, or None when the source answers that
+    ``etag`` is still current. Refuses (EPIX-XML-004) a document over MAX_DOCUMENT_BYTES;
+    raises ``SourceUnreachable`` for anything but a 200 or 304, or no complete answer within
+    the client's deadline (``epix.outbound.outbound_client``)."""
+    headers = {"Accept": "application/xml"}
+    if etag:
+        headers["If-None-Match"] = etag
+    try:
+        with client.stream("GET", url, headers=headers) as response:
+            if response.status_code == 304:
+                return None
+            if response.status_code != 200:
+                raise SourceUnreachable(f"HTTP {response.status_code}")
+            body = bytearray()
+            for chunk in response.iter_bytes():
+                body += chunk
+                if len(body) > MAX_DOCUMENT_BYTES:
+                    raise EpixError.of(
+                        "EPIX-XML-004",
+                        f"The registry document exceeds {MAX_DOCUMENT_BYTES} bytes.",
+                        url,
+                    )
+            return bytes(body), response.headers.get("ETag")
+    except DeadlineExceeded as exc:
+        raise SourceUnreachable(str(exc)) from None
+    except httpx.HTTPError as exc:
+        raise SourceUnreachable(type(exc).__name__) from None
 
 
 class RegistryFollower:
@@ -42,13 +75,13 @@ class RegistryFollower:
         *,
         source_url: str,
         anchor_pem: bytes,
-        client: httpx.Client | None = None,
+        deadline_seconds: float,
         timeout: float = 10.0,
     ) -> None:
         self.database = database
         self.source_url = source_url
         self.anchor_pem = anchor_pem
-        self.client = client or httpx.Client(timeout=timeout, follow_redirects=False)
+        self.client = outbound_client(deadline_seconds=deadline_seconds, timeout=timeout)
 
     @classmethod
     def from_settings(cls, database: Database, settings: Settings) -> RegistryFollower:
@@ -63,6 +96,7 @@ class RegistryFollower:
             database,
             source_url=settings.registry_source_url,
             anchor_pem=settings.registry_anchor_path.read_bytes(),
+            deadline_seconds=settings.outbound_deadline_seconds,
         )
 
     def refresh(self) -> RefreshResult:
@@ -79,8 +113,8 @@ class RegistryFollower:
             etag = latest.source_etag if latest and latest.source_url == self.source_url else None
             held = latest is not None
         try:
-            fetched = self._fetch(etag)
-        except _Unreachable as exc:
+            fetched = fetch_document(self.client, self.source_url, etag=etag)
+        except SourceUnreachable as exc:
             if not held:
                 raise EpixError.of(
                     "EPIX-REG-009",
@@ -105,30 +139,6 @@ class RegistryFollower:
         if outcome.changed:
             log.info("registry updated to version %d from %s", outcome.version, self.source_url)
         return RefreshResult(version=outcome.version, changed=outcome.changed)
-
-    def _fetch(self, etag: str | None) -> tuple[bytes, str | None] | None:
-        """The document and its ETag, or None when the source says it has not changed."""
-        headers = {"Accept": "application/xml"}
-        if etag:
-            headers["If-None-Match"] = etag
-        try:
-            with self.client.stream("GET", self.source_url, headers=headers) as response:
-                if response.status_code == 304:
-                    return None
-                if response.status_code != 200:
-                    raise _Unreachable(f"HTTP {response.status_code}")
-                body = bytearray()
-                for chunk in response.iter_bytes():
-                    body += chunk
-                    if len(body) > MAX_DOCUMENT_BYTES:
-                        raise EpixError.of(
-                            "EPIX-XML-004",
-                            f"The registry document exceeds {MAX_DOCUMENT_BYTES} bytes.",
-                            self.source_url,
-                        )
-                return bytes(body), response.headers.get("ETag")
-        except httpx.HTTPError as exc:
-            raise _Unreachable(type(exc).__name__) from None
 
     def follow(self, interval_seconds: float, stop: threading.Event) -> None:
         """Refresh every ``interval_seconds`` until ``stop`` is set; refusals are logged.

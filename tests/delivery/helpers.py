@@ -257,6 +257,7 @@ def sender_settings(data_dir: Path, **overrides: object) -> Settings:
         "outbox_max_delay_seconds": 0.2,
         "outbox_lease_seconds": 10,
         "outbox_http_timeout_seconds": 2.0,
+        "outbound_deadline_seconds": 5.0,
         "outbox_circuit_failures": 3,
         "outbox_circuit_cooldown_seconds": 0.25,
         "outbox_poll_seconds": 0.02,

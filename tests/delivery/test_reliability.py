@@ -202,9 +202,9 @@ def test_an_answer_too_slow_or_too_large_is_cut_off_and_retried(
 ) -> None:
     """The HTTP timeout bounds each read, not the answer: a far end dripping its body one
     byte at a time held a delivery thread (and the whole batch) far past the lease, and an
-    endless body was read into memory. Both are cut off, counted as a failed attempt and
-    retried with backoff."""
-    settings = sender_settings(tmp_path, outbox_http_timeout_seconds=1.0, max_body_bytes=65536)
+    endless body was read into memory. Both are cut off (the outbound deadline, the size
+    limit), counted as a failed attempt and retried with backoff."""
+    settings = sender_settings(tmp_path, outbound_deadline_seconds=1.0, max_body_bytes=65536)
     if misbehaviour == "drip":
         peer.state.drip_seconds = 0.2  # 1000 bytes: 200 s
     else:
@@ -218,7 +218,7 @@ def test_an_answer_too_slow_or_too_large_is_cut_off_and_retried(
         elapsed = time.monotonic() - started
     finally:
         worker.close()
-    assert elapsed < 2 * settings.outbox_http_timeout_seconds + 1.0
+    assert elapsed < 2 * settings.outbound_deadline_seconds + 1.0
     (row,) = _rows(sqlite_database)
     assert row.state == OutboxState.PENDING
     assert row.lease_owner is None

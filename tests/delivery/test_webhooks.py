@@ -20,6 +20,7 @@ from cryptography.x509.oid import NameOID
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
+from epix import outbound
 from epix.api.app import create_app
 from epix.auth import service as auth_service
 from epix.auth.principal import Role
@@ -35,6 +36,7 @@ from epix.delivery.webhooks import (
 )
 from epix.delivery.worker import default_worker, start_worker_thread
 from epix.errors import EpixError
+from epix.outbound import outbound_client
 from tests.delivery.helpers import (
     PEER_PARTY,
     Peer,
@@ -194,12 +196,17 @@ def test_a_webhook_host_with_one_internal_address_among_public_ones_is_not_conne
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setattr(webhooks, "_resolve", lambda host, port: ["93.184.216.34", "10.0.0.5"])
-    with httpx.Client(transport=webhooks.PublicAddressTransport()) as client:
+    with _public_client() as client:
         with pytest.raises(webhooks.InternalAddress, match=r"10\.0\.0\.5"):
             client.post("https://hooks.xa.example.org/h", content=b"{}")
         monkeypatch.setattr(webhooks, "_resolve", lambda host, port: [])
         with pytest.raises(httpx.ConnectError, match="does not resolve"):
             client.post("https://hooks.xa.example.org/h", content=b"{}")
+
+
+def _public_client() -> httpx.Client:
+    """A client connecting as webhook deliveries do, only to addresses judged public."""
+    return outbound_client(deadline_seconds=10, timeout=5, backend=webhooks.PublicAddressBackend())
 
 
 def _tls_files(tmp_path: Path, host: str) -> tuple[Path, Path, Path]:
@@ -284,12 +291,12 @@ def test_over_tls_the_webhook_host_name_is_sent_and_verified_not_the_pinned_addr
     monkeypatch.setattr(webhooks, "_resolve", lambda name, port: ["127.0.0.1"])
     monkeypatch.setattr(webhooks, "_is_internal", lambda address: address != "127.0.0.1")
     monkeypatch.setattr(
-        webhooks.httpx,
+        outbound.httpx,
         "create_ssl_context",
         lambda: ssl.create_default_context(cafile=str(ca_path)),
     )
     try:
-        with httpx.Client(transport=webhooks.PublicAddressTransport()) as client:
+        with _public_client() as client:
             if certified_name == host:
                 response = client.post(f"https://{host}:{port}/h", content=b"{}")
                 assert response.status_code == 204

@@ -44,6 +44,7 @@ def _start_worker(database_url: str, data_dir: Path) -> subprocess.Popen[bytes]:
         "EPIX_PEER_API_KEYS": json.dumps({PEER_PARTY: PEER_API_KEY}),
         "EPIX_OUTBOX_LEASE_SECONDS": "3",
         "EPIX_OUTBOX_HTTP_TIMEOUT_SECONDS": "1",
+        "EPIX_OUTBOUND_DEADLINE_SECONDS": "2",
         "EPIX_OUTBOX_POLL_SECONDS": "0.05",
         "EPIX_OUTBOX_BATCH_SIZE": str(BATCH),
         "EPIX_OUTBOX_CONCURRENCY": "4",

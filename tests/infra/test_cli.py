@@ -68,6 +68,8 @@ BROKEN_SETTINGS = {
     "not an integer": {"EPIX_RETENTION_YEARS": "five"},
     "under the five-year retention": {"EPIX_RETENTION_YEARS": "-1"},
     "a lease of no time": {"EPIX_OUTBOX_LEASE_SECONDS": "0"},
+    "a deadline of no time": {"EPIX_OUTBOUND_DEADLINE_SECONDS": "0"},
+    "a deadline as long as the lease": {"EPIX_OUTBOUND_DEADLINE_SECONDS": "30"},
     "not a mode": {"EPIX_NODE_MODE": "cluster"},
     "not JSON": {"EPIX_PEER_API_KEYS": '{"XB": s3cret'},
     "data directory cannot be made": {"EPIX_DATA_DIR": "/proc/epix-data"},

@@ -90,7 +90,9 @@ def test_follower_imports_verifies_uses_etag_and_survives_the_source_going_down(
     with secretariat_database.unit_of_work() as session:
         populated = populate(session)
     state.body, state.etag = published(secretariat_database, secretariat_identity), '"v7"'
-    follower = RegistryFollower(database, source_url=url, anchor_pem=secretariat_identity.cert_pem)
+    follower = RegistryFollower(
+        database, source_url=url, anchor_pem=secretariat_identity.cert_pem, deadline_seconds=5
+    )
 
     first = follower.refresh()
     assert (first.version, first.changed, first.warnings) == (7, True, ())
@@ -135,7 +137,10 @@ def test_follower_refuses_forged_and_older_documents_and_keeps_its_copy(
         service.set_endpoint(session, party="XA", url="https://xa.example", actor=SECRETARIAT)
     new = published(secretariat_database, secretariat_identity)
     follower = RegistryFollower(
-        sqlite_database, source_url=url, anchor_pem=secretariat_identity.cert_pem
+        sqlite_database,
+        source_url=url,
+        anchor_pem=secretariat_identity.cert_pem,
+        deadline_seconds=5,
     )
     state.body, state.etag = new, '"new"'
     assert follower.refresh().version == 8
@@ -166,6 +171,7 @@ def test_follower_without_a_copy_reports_no_registry_when_the_source_is_down(
         sqlite_database,
         source_url="http://127.0.0.1:9/v1/registry",
         anchor_pem=secretariat_identity.cert_pem,
+        deadline_seconds=5,
     )
     with pytest.raises(EpixError) as exc:
         follower.refresh()
@@ -214,6 +220,7 @@ def test_an_unexpected_failure_of_one_refresh_does_not_end_following(
         sqlite_database,
         source_url="http://127.0.0.1:9/v1/registry",
         anchor_pem=secretariat_identity.cert_pem,
+        deadline_seconds=5,
     )
     stop = threading.Event()
     calls: list[int] = []
