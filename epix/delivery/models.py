@@ -103,6 +103,10 @@ class WebhookSubscription(Base):
     # The HMAC key must be usable at every delivery, so it is stored sealed (AES-GCM, see
     # webhooks.seal_secret), not hashed; rows from before sealing hold plain text until used.
     secret: Mapped[str] = mapped_column(String(200))
+    # After a rotation, the secret it replaced (sealed likewise): deliveries are signed with
+    # both until previous_secret_until, so the receiver can switch without losing any.
+    previous_secret: Mapped[str | None] = mapped_column(String(200))
+    previous_secret_until: Mapped[datetime | None]
     active: Mapped[bool] = mapped_column(default=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     created_by: Mapped[str] = mapped_column(String(200))

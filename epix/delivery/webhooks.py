@@ -1,7 +1,9 @@
 """Webhook subscriptions, event fan-out into the outbox, and the HMAC signature scheme.
 
-A Party's system subscribes a URL to some events and receives a secret once. Every delivery
-carries ``X-EPIX-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256(secret, "<t>." + body)>``,
+A Party's system subscribes a URL to some events and receives a secret once; rotating it
+issues a new one, also shown once. Every delivery carries
+``X-EPIX-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256(secret, "<t>." + body)>``, with a
+second ``v1=`` under the replaced secret for a grace period after a rotation (as Stripe does),
 computed when the request is sent (so retries carry a fresh timestamp), plus
 ``X-EPIX-Event`` and ``X-EPIX-Delivery`` (stable across retries, for de-duplication).
 Receivers check it with ``verify_webhook_signature``; polling the inbox remains the fallback.
@@ -21,7 +23,7 @@ import secrets
 import socket
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -255,9 +257,13 @@ def _check_events(events: Iterable[str]) -> list[str]:
     return chosen
 
 
+def _new_secret() -> str:
+    return "whsec_" + secrets.token_urlsafe(32)
+
+
 @dataclass(frozen=True, slots=True)
 class CreatedSubscription:
-    """The new subscription and its secret, which is shown this once only."""
+    """A subscription and its new secret (created or rotated), which is shown this once only."""
 
     subscription: WebhookSubscription
     secret: str
@@ -278,7 +284,7 @@ def create_subscription(
     clean_url = check_webhook_url(
         url, node_base_url=node_base_url, allow_private_addresses=allow_private_addresses
     )
-    secret = "whsec_" + secrets.token_urlsafe(32)
+    secret = _new_secret()
     subscription = WebhookSubscription(
         party=party,
         url=clean_url,
@@ -301,10 +307,11 @@ def list_subscriptions(session: Session, *, party: str | None) -> Sequence[Webho
 
 
 def get_subscription(
-    session: Session, subscription_id: int, *, party: str | None
+    session: Session, subscription_id: int, *, party: str | None, for_update: bool = False
 ) -> WebhookSubscription:
-    """An active subscription; one of another Party is reported as unknown (no probing)."""
-    subscription = session.get(WebhookSubscription, subscription_id)
+    """An active subscription; one of another Party is reported as unknown (no probing).
+    ``for_update`` locks its row until the caller's transaction ends."""
+    subscription = session.get(WebhookSubscription, subscription_id, with_for_update=for_update)
     if (
         subscription is None
         or not subscription.active
@@ -325,6 +332,51 @@ def disable_subscription(
     subscription.disabled_at = utcnow()
     session.flush()
     return subscription
+
+
+def rotate_secret(
+    session: Session,
+    subscription_id: int,
+    *,
+    party: str | None,
+    secret_key: bytes,
+    grace_seconds: int,
+    now: datetime | None = None,
+) -> CreatedSubscription:
+    """Give the subscription a new secret (returned this once), sealed like the first one.
+
+    For ``grace_seconds`` deliveries are signed with the new and the replaced secret, so the
+    receiver can switch without refusing any; 0 drops the replaced secret at once (a leaked
+    one). A replaced secret that no longer opens (the node's key changed) is dropped too.
+    """
+    # Locked: of two rotations at once, the second replaces the first's new secret knowingly.
+    subscription = get_subscription(session, subscription_id, party=party, for_update=True)
+    now = now or utcnow()
+    previous: str | None = None
+    if grace_seconds > 0:
+        try:
+            replaced = open_secret(secret_key, subscription.secret, party=subscription.party)
+            previous = seal_secret(secret_key, replaced, party=subscription.party)
+        except UnreadableSecret:
+            previous = None
+    secret = _new_secret()
+    subscription.secret = seal_secret(secret_key, secret, party=subscription.party)
+    subscription.previous_secret = previous
+    subscription.previous_secret_until = (
+        now + timedelta(seconds=grace_seconds) if previous is not None else None
+    )
+    session.flush()
+    return CreatedSubscription(subscription, secret)
+
+
+def previous_secret_valid_until(
+    subscription: WebhookSubscription, now: datetime
+) -> datetime | None:
+    """Until when deliveries are also signed with the replaced secret (None: not at all)."""
+    until = subscription.previous_secret_until
+    if subscription.previous_secret is None or until is None or until <= now:
+        return None
+    return until
 
 
 _SUBSCRIPTIONS = table_of(WebhookSubscription)
@@ -392,10 +444,14 @@ def _mac(secret: str, timestamp: int, body: bytes) -> str:
     return hmac.new(secret.encode(), message, hashlib.sha256).hexdigest()
 
 
-def sign_webhook(secret: str, body: bytes, now: datetime) -> str:
-    """The ``X-EPIX-Signature`` value for ``body`` sent at ``now``."""
+def sign_webhook(secret: str, body: bytes, now: datetime, previous: str | None = None) -> str:
+    """The ``X-EPIX-Signature`` value for ``body`` sent at ``now``: ``t=...,v1=...``, with a
+    second ``v1=`` under the ``previous`` secret while a rotation's grace period runs."""
     timestamp = int(now.timestamp())
-    return f"t={timestamp},v1={_mac(secret, timestamp, body)}"
+    header = f"t={timestamp},v1={_mac(secret, timestamp, body)}"
+    if previous is not None:
+        header += f",v1={_mac(previous, timestamp, body)}"
+    return header
 
 
 def verify_webhook_signature(

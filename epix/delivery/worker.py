@@ -28,6 +28,7 @@ from enum import StrEnum
 from typing import Protocol
 
 import httpx
+from sqlalchemy import update
 from sqlalchemy.orm import Session
 
 from epix.audit.service import record_event
@@ -45,6 +46,7 @@ from epix.delivery.webhooks import (
     UnreadableSecret,
     is_sealed,
     open_secret,
+    previous_secret_valid_until,
     publish_event,
     seal_secret,
     sign_webhook,
@@ -69,6 +71,7 @@ class LocalInbox(Protocol):
 class WebhookRoute:
     url: str
     secret: str
+    previous_secret: str | None = None  # also signed with, during a rotation's grace period
 
 
 @dataclass(frozen=True, slots=True)
@@ -256,16 +259,50 @@ class Worker:
                     code="EPIX-DLV-004",
                 )
             if not is_sealed(subscription.secret):  # stored before sealing: seal it now
-                subscription.secret = seal_secret(
-                    self.webhook_key, secret, party=subscription.party
+                sealed = seal_secret(self.webhook_key, secret, party=subscription.party)
+                # Only if unchanged: a rotation committed since this read must stand.
+                session.execute(
+                    update(WebhookSubscription)
+                    .where(
+                        WebhookSubscription.id == subscription.id,
+                        WebhookSubscription.secret == subscription.secret,
+                    )
+                    .values(secret=sealed)
+                    .execution_options(synchronize_session=False)
                 )
-            return WebhookRoute(claim.target_url, secret)
+            return WebhookRoute(
+                claim.target_url, secret, self._previous_secret(session, subscription)
+            )
         return peers.route_for(
             session,
             destination_party=claim.destination_party,
             settings=self.settings,
             directory=self.directory,
         )
+
+    def _previous_secret(self, session: Session, subscription: WebhookSubscription) -> str | None:
+        """The secret a rotation replaced, while its grace period runs; dropped after it."""
+        if subscription.previous_secret is None:
+            return None
+        now = self.clock()
+        if previous_secret_valid_until(subscription, now) is None:
+            # Only if still expired: a rotation committed since this read must stand.
+            session.execute(
+                update(WebhookSubscription)
+                .where(
+                    WebhookSubscription.id == subscription.id,
+                    WebhookSubscription.previous_secret_until <= now,
+                )
+                .values(previous_secret=None, previous_secret_until=None)
+                .execution_options(synchronize_session=False)
+            )
+            return None
+        try:
+            return open_secret(
+                self.webhook_key, subscription.previous_secret, party=subscription.party
+            )
+        except UnreadableSecret:
+            return None
 
     # --- delivering ---------------------------------------------------------------------------
 
@@ -332,7 +369,9 @@ class Worker:
         headers["Content-Type"] = claim.content_type
         client = self.client
         if isinstance(route, WebhookRoute):
-            headers[SIGNATURE_HEADER] = sign_webhook(route.secret, claim.payload, self.clock())
+            headers[SIGNATURE_HEADER] = sign_webhook(
+                route.secret, claim.payload, self.clock(), route.previous_secret
+            )
             client = self.webhook_client
         elif route.api_key:
             headers["Authorization"] = f"Bearer {route.api_key}"

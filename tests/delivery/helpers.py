@@ -18,8 +18,11 @@ from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
+from epix.api.app import create_app
+from epix.auth import service as auth_service
 from epix.auth.principal import SECRETARIAT_PARTY, Principal, Role
 from epix.db import Database
 from epix.delivery.models import OutboxMessage, OutboxState
@@ -266,6 +269,25 @@ def sender_settings(data_dir: Path, **overrides: object) -> Settings:
     }
     values.update(overrides)
     return Settings.model_validate(values)
+
+
+def api_client(
+    database: Database, tmp_path: Path, party: str, *roles: Role, **settings: object
+) -> TestClient:
+    """The sending node's API (ASGI, in process) as a new user of ``party`` with ``roles``."""
+    app_settings = sender_settings(tmp_path, node_base_url="http://testserver", **settings)
+    with database.unit_of_work() as session:
+        user = auth_service.create_user(
+            session,
+            username=f"{party.lower()}-{'-'.join(sorted(r.value for r in roles))}",
+            party=party,
+            authority=f"{party} authority",
+            roles=roles,
+        )
+        _key, raw = auth_service.issue_api_key(session, user)
+    client = TestClient(create_app(app_settings, database))
+    client.headers["Authorization"] = f"Bearer {raw}"
+    return client
 
 
 def states(database: Database) -> dict[str, int]:

@@ -17,12 +17,9 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
-from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from epix import outbound
-from epix.api.app import create_app
-from epix.auth import service as auth_service
 from epix.auth.principal import Role
 from epix.db import Database
 from epix.delivery import outbox, webhooks
@@ -41,6 +38,7 @@ from tests.delivery.helpers import (
     PEER_PARTY,
     Peer,
     PeerState,
+    api_client,
     drain,
     peer_identity,
     register_peer,
@@ -325,6 +323,19 @@ def test_signature_verifies_only_for_the_same_secret_body_and_window() -> None:
     assert not verify_webhook_signature("whsec_one", forged, body, NOW)
 
 
+def test_during_a_rotation_the_signature_carries_both_secrets_and_either_verifies() -> None:
+    body = b'{"event":"status.changed"}'
+    header = sign_webhook("whsec_new", body, NOW, previous="whsec_old")
+    timestamp, new, old = header.split(",")
+    assert timestamp == f"t={int(NOW.timestamp())}"
+    assert new == sign_webhook("whsec_new", body, NOW).split(",")[1]
+    assert old == sign_webhook("whsec_old", body, NOW).split(",")[1]
+    for secret in ("whsec_new", "whsec_old"):
+        assert verify_webhook_signature(secret, header, body, NOW)
+        assert verify_webhook_signature(secret, f"{timestamp},{old},{new}", body, NOW)
+    assert not verify_webhook_signature("whsec_other", header, body, NOW)
+
+
 def test_events_reach_only_subscriptions_of_that_party_and_event(sqlite_database: Database) -> None:
     with sqlite_database.unit_of_work() as session:
         mine = webhooks.create_subscription(
@@ -462,27 +473,11 @@ def test_a_failed_message_tells_the_senders_subscribed_system(
     assert delivery_id.startswith("delivery.failed:")
 
 
-def _client(database: Database, tmp_path: Path, party: str, *roles: Role) -> TestClient:
-    settings = sender_settings(tmp_path, node_base_url="http://testserver")
-    with database.unit_of_work() as session:
-        user = auth_service.create_user(
-            session,
-            username=f"{party.lower()}-{'-'.join(sorted(r.value for r in roles))}",
-            party=party,
-            authority=f"{party} authority",
-            roles=roles,
-        )
-        _key, raw = auth_service.issue_api_key(session, user)
-    client = TestClient(create_app(settings, database))
-    client.headers["Authorization"] = f"Bearer {raw}"
-    return client
-
-
 def test_subscription_api_shows_the_secret_once_and_refuses_bad_urls(
     sqlite_database: Database, tmp_path: Path
 ) -> None:
-    ma = _client(sqlite_database, tmp_path, "XA", Role.MANAGEMENT_AUTHORITY)
-    other = _client(sqlite_database, tmp_path, "XB", Role.MANAGEMENT_AUTHORITY)
+    ma = api_client(sqlite_database, tmp_path, "XA", Role.MANAGEMENT_AUTHORITY)
+    other = api_client(sqlite_database, tmp_path, "XB", Role.MANAGEMENT_AUTHORITY)
 
     created = ma.post(
         "/v1/webhooks", json={"url": "https://ma.example.org/h", "events": ["status.changed"]}
@@ -527,8 +522,8 @@ def test_senders_see_their_failed_deliveries_and_only_node_admins_resend(
             row.state = OutboxState.FAILED.value
             row.last_error_code = "EPIX-DLV-003"
             row.last_error = "gave up"
-    ma = _client(sqlite_database, tmp_path, "XA", Role.MANAGEMENT_AUTHORITY)
-    admin = _client(sqlite_database, tmp_path, "XA", Role.NODE_ADMIN)
+    ma = api_client(sqlite_database, tmp_path, "XA", Role.MANAGEMENT_AUTHORITY)
+    admin = api_client(sqlite_database, tmp_path, "XA", Role.NODE_ADMIN)
 
     mine = ma.get("/v1/outbox", params={"state": "failed"}).json()
     assert [(r["message_id"], r["last_error"]) for r in mine] == [("e-XA", "gave up")]

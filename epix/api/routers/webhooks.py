@@ -1,4 +1,5 @@
-"""Webhook subscriptions of a Party's systems: subscribe (secret shown once), list, unsubscribe."""
+"""Webhook subscriptions of a Party's systems: subscribe (secret shown once), list, rotate the
+secret (the new one shown once), unsubscribe."""
 
 from __future__ import annotations
 
@@ -12,8 +13,12 @@ from epix.api.deps import DatabaseDep, RequestContextDep, RowId, SettingsDep
 from epix.api.security import require_roles
 from epix.audit.service import record_event
 from epix.auth.principal import Principal, Role
+from epix.db.base import utcnow
 from epix.delivery import webhooks
 from epix.delivery.models import WebhookSubscription
+
+DEFAULT_GRACE_SECONDS = 24 * 3600
+MAX_GRACE_SECONDS = 7 * 24 * 3600
 
 router = APIRouter(prefix="/v1/webhooks", tags=["webhooks"])
 Subscriber = Annotated[
@@ -36,6 +41,10 @@ class SubscriptionOut(BaseModel):
     events: list[str]
     created_at: datetime
     created_by: str
+    previous_secret_valid_until: datetime | None = Field(
+        description="After a secret rotation: until when deliveries also carry a signature "
+        "under the replaced secret (a second v1= in X-EPIX-Signature); null otherwise."
+    )
 
     @classmethod
     def of(cls, row: WebhookSubscription) -> SubscriptionOut:
@@ -46,6 +55,7 @@ class SubscriptionOut(BaseModel):
             events=list(row.events),
             created_at=row.created_at,
             created_by=row.created_by,
+            previous_secret_valid_until=webhooks.previous_secret_valid_until(row, utcnow()),
         )
 
 
@@ -88,12 +98,64 @@ def subscribe(
         return CreatedSubscriptionOut(**SubscriptionOut.of(row).model_dump(), secret=created.secret)
 
 
+class SecretRotationIn(BaseModel):
+    grace_seconds: int = Field(
+        default=DEFAULT_GRACE_SECONDS,
+        ge=0,
+        le=MAX_GRACE_SECONDS,
+        description="How long deliveries stay signed with the replaced secret too, so your "
+        "system can switch to the new one without refusing any; 0 if the old one leaked.",
+    )
+
+
 @router.get("", response_model=list[SubscriptionOut])
 def list_subscriptions(principal: Subscriber, database: DatabaseDep) -> list[SubscriptionOut]:
     """Your Party's active subscriptions (secrets are never shown again)."""
     with database.unit_of_work() as session:
         rows = webhooks.list_subscriptions(session, party=principal.party)
         return [SubscriptionOut.of(row) for row in rows]
+
+
+@router.post("/{subscription_id}/secret", response_model=CreatedSubscriptionOut)
+def rotate_secret(
+    subscription_id: RowId,
+    principal: Subscriber,
+    database: DatabaseDep,
+    settings: SettingsDep,
+    request: RequestContextDep,
+    body: SecretRotationIn | None = None,
+) -> CreatedSubscriptionOut:
+    """Issue a new secret for your subscription; keep it (it is shown only in this answer).
+
+    Until ``previous_secret_valid_until`` each delivery carries signatures under both the new
+    and the replaced secret (``t=...,v1=<new>,v1=<old>``); after it, only the new one.
+    """
+    grace_seconds = (body or SecretRotationIn()).grace_seconds
+    with database.unit_of_work() as session:
+        rotated = webhooks.rotate_secret(
+            session,
+            subscription_id,
+            party=principal.party,
+            secret_key=webhooks.webhook_key(settings),
+            grace_seconds=grace_seconds,
+        )
+        row = SubscriptionOut.of(rotated.subscription)
+        record_event(
+            session,
+            action="webhook.secret_rotated",
+            outcome="ok",
+            actor=principal,
+            party=principal.party,
+            request=request,
+            detail={
+                "subscription_id": row.id,
+                "url": row.url,
+                "previous_secret_valid_until": row.previous_secret_valid_until.isoformat()
+                if row.previous_secret_valid_until
+                else None,
+            },
+        )
+        return CreatedSubscriptionOut(**row.model_dump(), secret=rotated.secret)
 
 
 @router.delete("/{subscription_id}", status_code=204)
