@@ -8,9 +8,10 @@ deadline for connect, send and the whole answer: its network streams give each s
 operation only the time left, and raise a timeout once none is.
 
 Every outbound request the node makes (deliveries to peers and webhooks, fetching the
-registry) goes through ``outbound_client``. Connections are made directly: proxies from the
-environment are not used (a webhook must connect only to the address it judged public, see
-``epix.delivery.webhooks``).
+registry) goes through ``outbound_client``. Proxy variables from the environment are not read:
+requests to peers and the registry source go through ``EPIX_OUTBOUND_PROXY`` when it is set,
+webhooks always connect directly (a webhook must connect only to the address it judged public,
+see ``epix.delivery.webhooks``).
 """
 
 from __future__ import annotations
@@ -174,15 +175,37 @@ class DeadlineTransport(httpx.HTTPTransport):
     the address it connects to, as webhooks do).
     """
 
-    def __init__(self, deadline_seconds: float, backend: DeadlineBackend | None = None) -> None:
+    def __init__(
+        self,
+        deadline_seconds: float,
+        backend: DeadlineBackend | None = None,
+        proxy: str | None = None,
+    ) -> None:
         super().__init__(trust_env=False)
         self.deadline_seconds = deadline_seconds
-        self._pool = httpcore.ConnectionPool(  # pool limits as httpx's defaults
-            ssl_context=httpx.create_ssl_context(),
-            max_connections=100,
-            max_keepalive_connections=20,
-            keepalive_expiry=5.0,
-            network_backend=backend or DeadlineBackend(),
+        limits: dict[str, Any] = {  # httpx's defaults
+            "ssl_context": httpx.create_ssl_context(),
+            "max_connections": 100,
+            "max_keepalive_connections": 20,
+            "keepalive_expiry": 5.0,
+            "network_backend": backend or DeadlineBackend(),
+        }
+        if proxy is None:
+            self._pool = httpcore.ConnectionPool(**limits)
+            return
+        # As httpx builds its proxy pool (credentials in the URL become Proxy-Authorization),
+        # but on the deadline's backend, so the proxy and the tunnel through it are bounded too.
+        via = httpx.Proxy(proxy)
+        self._pool = httpcore.HTTPProxy(
+            proxy_url=httpcore.URL(
+                scheme=via.url.raw_scheme,
+                host=via.url.raw_host,
+                port=via.url.port,
+                target=via.url.raw_path,
+            ),
+            proxy_auth=via.raw_auth,
+            proxy_headers=via.headers.raw,
+            **limits,
         )
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
@@ -201,13 +224,14 @@ def outbound_client(
     deadline_seconds: float,
     timeout: float,
     backend: DeadlineBackend | None = None,
+    proxy: str | None = None,
     headers: dict[str, str] | None = None,
 ) -> httpx.Client:
     """An httpx client for the node's outbound requests: each one ends within
     ``deadline_seconds`` in all (``timeout`` still bounds each connect, read and write);
-    redirects are not followed."""
+    redirects are not followed; ``proxy`` (EPIX_OUTBOUND_PROXY) is used only where given."""
     return httpx.Client(
-        transport=DeadlineTransport(deadline_seconds, backend),
+        transport=DeadlineTransport(deadline_seconds, backend, proxy),
         timeout=timeout,
         follow_redirects=False,
         headers=headers,

@@ -5,6 +5,7 @@ from __future__ import annotations
 from enum import StrEnum
 from functools import lru_cache
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from pydantic import Field, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -108,6 +109,12 @@ class Settings(BaseSettings):
         "the registry source) may take in all: connect, send and the whole answer, however "
         "slowly the far end sends it; keep it below the outbox lease.",
     )
+    outbound_proxy: str | None = Field(
+        default=None,
+        description="HTTP(S) proxy for requests to peer nodes and the registry source, as "
+        "http://[user:password@]host:port (environment proxy variables are not read). Webhooks "
+        "never use it: their address is judged at the moment of connecting.",
+    )
     outbox_circuit_failures: int = Field(
         default=5, gt=0, description="Consecutive failures that open a peer's circuit breaker."
     )
@@ -167,6 +174,22 @@ class Settings(BaseSettings):
         lease = info.data.get("outbox_lease_seconds")
         if lease is not None and value >= lease:
             raise ValueError(f"must be below EPIX_OUTBOX_LEASE_SECONDS ({lease})")
+        return value
+
+    @field_validator("outbound_proxy")
+    @classmethod
+    def _proxy_url(cls, value: str | None) -> str | None:
+        """An unusable proxy is refused at start, not at the first delivery; the message never
+        repeats the value, which may carry the proxy's password."""
+        if not value:
+            return None
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("must be an http:// or https:// URL with a host")
+        try:
+            parts.port  # noqa: B018 - raises on a port that is not a number in range
+        except ValueError:
+            raise ValueError("has a port that is not a number from 1 to 65535") from None
         return value
 
     @property

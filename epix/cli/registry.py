@@ -72,9 +72,13 @@ def read_source(source: str) -> bytes:
     """A registry document from a file path or an http(s) URL (fetched within
     EPIX_OUTBOUND_DEADLINE_SECONDS in all, like the follower's)."""
     if source.startswith(("http://", "https://")):
-        deadline = get_settings().outbound_deadline_seconds
+        settings = get_settings()
         try:
-            with outbound_client(deadline_seconds=deadline, timeout=30.0) as client:
+            with outbound_client(
+                deadline_seconds=settings.outbound_deadline_seconds,
+                timeout=30.0,
+                proxy=settings.outbound_proxy,
+            ) as client:
                 fetched = fetch_document(client, source)
             if fetched is None:  # 304 to a request that named no ETag
                 raise SourceUnreachable("HTTP 304 without a document")

@@ -168,14 +168,16 @@ class Worker:
         self.verifier = verifier
         self.directory = directory or peers.RegistryDirectory()
         self.webhook_key = webhook_key(settings)
-        self.client = self._http_client(None)
+        self.client = self._http_client(None, settings.outbound_proxy)
         # Peers' endpoints come from the Secretariat's signed registry; webhook URLs from
         # subscribers, so (unless the operator allows internal hosts) every webhook connection
-        # goes only to an address judged public at the moment of connecting.
+        # goes only to an address judged public at the moment of connecting, never by a proxy.
         self.webhook_client = (
             self.client
-            if settings.webhook_allow_private_addresses
-            else self._http_client(PublicAddressBackend())
+            if settings.webhook_allow_private_addresses and not settings.outbound_proxy
+            else self._http_client(
+                None if settings.webhook_allow_private_addresses else PublicAddressBackend(), None
+            )
         )
         self.owner = owner or new_owner_id()
         self.clock = clock
@@ -187,11 +189,12 @@ class Worker:
             max_workers=max(1, settings.outbox_concurrency), thread_name_prefix="epix-deliver"
         )
 
-    def _http_client(self, backend: DeadlineBackend | None) -> httpx.Client:
+    def _http_client(self, backend: DeadlineBackend | None, proxy: str | None) -> httpx.Client:
         return outbound_client(
             deadline_seconds=self.settings.outbound_deadline_seconds,
             timeout=self.settings.outbox_http_timeout_seconds,
             backend=backend,
+            proxy=proxy,
             headers={"User-Agent": f"EPIX-node/{self.settings.node_party}"},
         )
 

@@ -77,11 +77,14 @@ class RegistryFollower:
         anchor_pem: bytes,
         deadline_seconds: float,
         timeout: float = 10.0,
+        proxy: str | None = None,
     ) -> None:
         self.database = database
         self.source_url = source_url
         self.anchor_pem = anchor_pem
-        self.client = outbound_client(deadline_seconds=deadline_seconds, timeout=timeout)
+        self.client = outbound_client(
+            deadline_seconds=deadline_seconds, timeout=timeout, proxy=proxy
+        )
 
     @classmethod
     def from_settings(cls, database: Database, settings: Settings) -> RegistryFollower:
@@ -97,6 +100,7 @@ class RegistryFollower:
             source_url=settings.registry_source_url,
             anchor_pem=settings.registry_anchor_path.read_bytes(),
             deadline_seconds=settings.outbound_deadline_seconds,
+            proxy=settings.outbound_proxy,
         )
 
     def refresh(self) -> RefreshResult:
