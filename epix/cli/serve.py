@@ -6,6 +6,7 @@ import errno
 import os
 import socket
 import threading
+from typing import Any
 
 import click
 import uvicorn
@@ -52,6 +53,18 @@ def ensure_can_listen(host: str, port: int) -> None:
         else:
             reason = f"{exc.strerror or exc}. Check --host"
         raise click.ClickException(f"Cannot listen on {host}:{port}: {reason}.") from None
+
+
+def uvicorn_options(host: str, port: int, workers: int = 1) -> dict[str, Any]:
+    """How uvicorn serves the node, here and in the tests that talk to it over real sockets."""
+    return {
+        "host": host,
+        "port": port,
+        "workers": workers,
+        "log_level": "info",
+        # Head cap and read timeouts (guarantee 7).
+        "http": BoundedHttpToolsProtocol,
+    }
 
 
 @click.command()
@@ -105,15 +118,7 @@ def serve(host: str, port: int, workers: int, demo: bool) -> None:
         raise click.ClickException(str(exc)) from None
     handle = start_worker_thread(database, settings) if settings.run_worker_in_process else None
     try:
-        uvicorn.run(
-            "epix.api.app:create_app",
-            factory=True,
-            host=host,
-            port=port,
-            workers=workers,
-            log_level="info",
-            http=BoundedHttpToolsProtocol,  # head cap and read timeouts (guarantee 7)
-        )
+        uvicorn.run("epix.api.app:create_app", factory=True, **uvicorn_options(host, port, workers))
     finally:
         stop_following.set()
         if handle is not None:

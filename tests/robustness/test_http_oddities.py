@@ -15,8 +15,10 @@ from dataclasses import dataclass
 
 import pytest
 import uvicorn
+from starlette.types import ASGIApp
 
 from epix.api.http_protocol import MAX_HEAD_BYTES, BoundedHttpToolsProtocol
+from epix.cli.serve import uvicorn_options
 from tests.robustness.conftest import PERMIT_NUMBER, Node, assert_problem
 
 
@@ -27,25 +29,11 @@ class Live:
 
     def send(self, raw: bytes) -> tuple[int, dict[str, str], bytes]:
         """Send raw bytes on a fresh connection; read one response (the server closes)."""
-        data = b""
         with socket.create_connection(("127.0.0.1", self.port), timeout=10) as sock:
             # A server refusing early (413) may close while the body is still being sent.
             with contextlib.suppress(BrokenPipeError, ConnectionResetError):
                 sock.sendall(raw)
-            with contextlib.suppress(ConnectionResetError):
-                while chunk := sock.recv(65536):
-                    data += chunk
-        assert data, "the server closed the connection without an answer"
-        head, _, body = data.partition(b"\r\n\r\n")
-        lines = head.decode("latin-1").split("\r\n")
-        status = int(lines[0].split()[1])
-        headers = {}
-        for line in lines[1:]:
-            name, _, value = line.partition(":")
-            headers[name.strip().lower()] = value.strip()
-        if headers.get("transfer-encoding") == "chunked":
-            body = _dechunk(body)
-        return status, headers, body
+            return _response(_read_until_closed(sock))
 
     def request(
         self, method: str, path: bytes, headers: list[bytes], body: bytes = b""
@@ -58,6 +46,28 @@ class Live:
 
     def bearer(self, party: str, role: str) -> bytes:
         return b"Authorization: Bearer " + self.node.key(party, role).encode()
+
+
+def _read_until_closed(sock: socket.socket) -> bytes:
+    data = b""
+    with contextlib.suppress(ConnectionResetError):
+        while chunk := sock.recv(65536):
+            data += chunk
+    return data
+
+
+def _response(data: bytes) -> tuple[int, dict[str, str], bytes]:
+    assert data, "the server closed the connection without an answer"
+    head, _, body = data.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    status = int(lines[0].split()[1])
+    headers = {}
+    for line in lines[1:]:
+        name, _, value = line.partition(":")
+        headers[name.strip().lower()] = value.strip()
+    if headers.get("transfer-encoding") == "chunked":
+        body = _dechunk(body)
+    return status, headers, body
 
 
 def _dechunk(body: bytes) -> bytes:
@@ -79,10 +89,12 @@ def _free_port() -> int:
 
 
 @contextlib.contextmanager
-def _serving(node: Node, http: type[asyncio.Protocol]) -> Iterator[Live]:
-    port = _free_port()
-    config = uvicorn.Config(node.app, host="127.0.0.1", port=port, log_level="critical", http=http)
-    server = uvicorn.Server(config)
+def _serving(app: ASGIApp, http: type[asyncio.Protocol] | None = None) -> Iterator[int]:
+    """uvicorn as ``epix serve`` runs it, in a thread: the port it listens on."""
+    options = uvicorn_options("127.0.0.1", _free_port())
+    if http is not None:
+        options["http"] = http
+    server = uvicorn.Server(uvicorn.Config(app, **options))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 10
@@ -90,7 +102,7 @@ def _serving(node: Node, http: type[asyncio.Protocol]) -> Iterator[Live]:
         time.sleep(0.02)
     assert server.started
     try:
-        yield Live(port, node)
+        yield options["port"]
     finally:
         server.should_exit = True
         thread.join(timeout=10)
@@ -99,8 +111,8 @@ def _serving(node: Node, http: type[asyncio.Protocol]) -> Iterator[Live]:
 @pytest.fixture
 def live(node: Node) -> Iterator[Live]:
     """The node behind uvicorn with the HTTP protocol ``epix serve`` runs."""
-    with _serving(node, BoundedHttpToolsProtocol) as served:
-        yield served
+    with _serving(node.app) as port:
+        yield Live(port, node)
 
 
 class _Impatient(BoundedHttpToolsProtocol):
@@ -111,8 +123,8 @@ class _Impatient(BoundedHttpToolsProtocol):
 @pytest.fixture
 def impatient(node: Node) -> Iterator[Live]:
     """The same, with read timeouts short enough for a test to run into."""
-    with _serving(node, _Impatient) as served:
-        yield served
+    with _serving(node.app, _Impatient) as port:
+        yield Live(port, node)
 
 
 def _check(answer: tuple[int, dict[str, str], bytes]) -> int:
