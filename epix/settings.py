@@ -51,6 +51,25 @@ class Settings(BaseSettings):
     max_xml_depth: int = Field(
         default=64, gt=0, description="Deepest accepted XML element nesting."
     )
+    body_grace_seconds: float = Field(
+        default=20.0,
+        gt=0,
+        description="How long a request body may take before the minimum rate applies "
+        "(EPIX_BODY_MIN_BYTES_PER_SECOND).",
+    )
+    body_min_bytes_per_second: int = Field(
+        default=500,
+        gt=0,
+        description="Slowest average a request body may arrive at after the grace: each byte "
+        "buys 1/rate seconds (as Apache's mod_reqtimeout MinRate). Slower gets 408 "
+        "(EPIX-REQ-011), against clients holding connections by trickling bodies.",
+    )
+    body_max_seconds: float = Field(
+        default=900.0,
+        gt=0,
+        description="Longest a request body may take in all, however fast it arrives "
+        "(10 MiB in 900 s is 11.4 KiB/s, about 93 kbit/s).",
+    )
     pipeline_concurrency: int = Field(
         default=1,
         ge=1,

@@ -62,7 +62,7 @@ def uvicorn_options(host: str, port: int, workers: int = 1) -> dict[str, Any]:
         "port": port,
         "workers": workers,
         "log_level": "info",
-        # Head cap and read timeouts (guarantee 7).
+        # Head cap, read timeouts and minimum body rate (guarantee 7).
         "http": BoundedHttpToolsProtocol,
     }
 

@@ -70,6 +70,7 @@ BROKEN_SETTINGS = {
     "a lease of no time": {"EPIX_OUTBOX_LEASE_SECONDS": "0"},
     "a deadline of no time": {"EPIX_OUTBOUND_DEADLINE_SECONDS": "0"},
     "a deadline as long as the lease": {"EPIX_OUTBOUND_DEADLINE_SECONDS": "30"},
+    "a body rate of nothing": {"EPIX_BODY_MIN_BYTES_PER_SECOND": "0"},
     "not a mode": {"EPIX_NODE_MODE": "cluster"},
     "not JSON": {"EPIX_PEER_API_KEYS": '{"XB": s3cret'},
     "data directory cannot be made": {"EPIX_DATA_DIR": "/proc/epix-data"},

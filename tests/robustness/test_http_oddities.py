@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
+import select
 import socket
 import threading
 import time
@@ -15,11 +17,15 @@ from dataclasses import dataclass
 
 import pytest
 import uvicorn
-from starlette.types import ASGIApp
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from epix.api.http_protocol import MAX_HEAD_BYTES, BoundedHttpToolsProtocol
 from epix.cli.serve import uvicorn_options
+from epix.permits.samples import demo_permit
+from epix.permits.writer import write_permit
+from epix.settings import get_settings
 from tests.robustness.conftest import PERMIT_NUMBER, Node, assert_problem
+from tests.robustness.documents import sign_as_xa
 
 
 @dataclass
@@ -347,3 +353,193 @@ def test_a_body_that_stops_arriving_is_answered_408(
     assert b"EPIX-REQ-011" in body
     # A request on a healthy connection is still served normally.
     assert impatient.request("GET", b"/healthz", [])[0] == 200
+
+
+# Small enough for a test to run into: the body's grace, its minimum rate and its longest time.
+GRACE_SECONDS, MIN_RATE, MAX_SECONDS = 1.0, 2000, 4.0
+
+
+@pytest.fixture
+def body_settings(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """``EPIX_BODY_*`` settings a test runs into (the protocol reads them per connection)."""
+    monkeypatch.setenv("EPIX_BODY_GRACE_SECONDS", str(GRACE_SECONDS))
+    monkeypatch.setenv("EPIX_BODY_MIN_BYTES_PER_SECOND", str(MIN_RATE))
+    monkeypatch.setenv("EPIX_BODY_MAX_SECONDS", str(MAX_SECONDS))
+    get_settings.cache_clear()
+    yield
+    get_settings.cache_clear()
+
+
+@pytest.fixture
+def strict(node: Node, body_settings: None) -> Iterator[Live]:
+    """The node as ``epix serve`` runs it, with those settings."""
+    with _serving(node.app) as port:
+        yield Live(port, node)
+
+
+def _trickle(
+    live: Live, head: bytes, body: bytes, rate: int, give_up: float
+) -> tuple[bytes, float]:
+    """Send the head, then the body at ``rate`` bytes a second (a tenth of a second's worth at a
+    time) until the server answers or ``give_up`` seconds pass; what the server sent until it
+    closed the connection (nothing if it did not answer), and after how many seconds."""
+    piece = rate // 10
+    with socket.create_connection(("127.0.0.1", live.port), timeout=10) as sock:
+        sock.sendall(head)
+        began = time.monotonic()
+        sent = 0
+        while time.monotonic() - began < give_up:
+            if select.select([sock], [], [], 0.1)[0]:
+                break
+            if sent < len(body):
+                with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+                    sock.sendall(body[sent : sent + piece])  # the server may just have closed
+                sent += piece
+        after = time.monotonic() - began
+        if not select.select([sock], [], [], 0.5)[0]:
+            return b"", after  # no answer
+        return _read_until_closed(sock), after
+
+
+def _post_head(live: Live, message_id: str, length: int) -> bytes:
+    lines = [
+        b"POST /v1/messages HTTP/1.1",
+        b"Host: 127.0.0.1",
+        *_submission(live, [b"Content-Type: application/xml", b"X-EPIX-Document-Type: permit"]),
+        b"Content-Length: %d" % length,
+        b"Connection: close",
+    ]
+    return b"\r\n".join(lines).replace(b"msg-raw-1", message_id.encode()) + b"\r\n\r\n"
+
+
+def _permit_status(live: Live, number: str) -> int:
+    path = b"/v1/permits/XA/" + number.encode()
+    return live.request("GET", path, [live.bearer("XB", "customs")])[0]
+
+
+def test_a_body_trickling_under_the_minimum_rate_is_answered_408_and_closed(
+    strict: Live, caplog: pytest.LogCaptureFixture
+) -> None:
+    """uvicorn alone, and the idle timeout, let a body arrive a byte every 59 s for ever:
+    enough such clients hold every connection of the node. At half the minimum rate the
+    grace runs out after GRACE_SECONDS and the bytes sent buy GRACE_SECONDS more."""
+    body = sign_as_xa(write_permit(demo_permit(number="XA-SLOW-0001")))
+    server_log = logging.getLogger("uvicorn")  # does not propagate: where a traceback would go
+    server_log.addHandler(caplog.handler)
+    try:
+        with caplog.at_level(logging.INFO, logger="epix"):
+            head = _post_head(strict, "msg-slow-1", len(body))
+            data, after = _trickle(strict, head, body, MIN_RATE // 2, give_up=6)
+            deadline = time.monotonic() + 5
+            while "client left" not in caplog.text and time.monotonic() < deadline:
+                time.sleep(0.05)
+    finally:
+        server_log.removeHandler(caplog.handler)
+    assert data, f"no answer after {after:.1f} s"
+    status, headers, problem = _response(data)  # and the server closed the connection
+    assert status == 408, (after, data[:300])
+    assert_problem(status, headers["content-type"], problem)
+    assert b"EPIX-REQ-011" in problem
+    assert f"slower than {MIN_RATE} bytes a second".encode() in problem
+    assert GRACE_SECONDS <= after < 5, after
+    # The application saw a client that left: logged at info, no traceback.
+    assert "client left during its request body: POST /v1/messages" in caplog.text
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING], caplog.text
+    # Nothing of the cut body was stored; the node still serves.
+    assert _permit_status(strict, "XA-SLOW-0001") == 404
+    assert strict.request("GET", b"/healthz", [])[0] == 200
+
+
+def test_a_body_over_the_minimum_rate_is_served_past_the_grace(strict: Live) -> None:
+    """Twice the minimum rate: the deadline moves on with every byte, well past the grace."""
+    body = sign_as_xa(write_permit(demo_permit(number="XA-SLOW-0002")))
+    data, after = _trickle(
+        strict, _post_head(strict, "msg-slow-2", len(body)), body, 2 * MIN_RATE, give_up=8
+    )
+    assert data, f"no answer after {after:.1f} s"
+    status, _, answer = _response(data)
+    assert status == 201, answer[:300]
+    assert after > 2 * GRACE_SECONDS  # the body took longer than the grace
+    assert _permit_status(strict, "XA-SLOW-0002") == 200
+
+
+def test_a_body_not_complete_within_its_longest_time_is_answered_408(strict: Live) -> None:
+    """However fast it arrives, a body takes at most EPIX_BODY_MAX_SECONDS."""
+    body = b"<a>" + b"x" * (3 * MIN_RATE * int(MAX_SECONDS))
+    data, after = _trickle(
+        strict, _post_head(strict, "msg-slow-3", len(body)), body, 2 * MIN_RATE, give_up=8
+    )
+    assert data, f"no answer after {after:.1f} s"
+    status, headers, problem = _response(data)
+    assert status == 408, (after, data[:300])
+    assert_problem(status, headers["content-type"], problem)
+    assert f"not complete within {MAX_SECONDS:g} seconds".encode() in problem
+    assert MAX_SECONDS <= after < MAX_SECONDS + 2, after
+
+
+HOLD_SECONDS = 1.5 * GRACE_SECONDS  # longer than the body's grace
+
+
+async def _late_reader(scope: Scope, receive: Receive, send: Send) -> None:
+    """An application that holds bodies up: ``/slow`` answers after HOLD_SECONDS, ``/late``
+    asks for its body only then, ``/echo`` at once; each answers with the length it read."""
+    if scope["type"] == "lifespan":
+        while (message := await receive())["type"] != "lifespan.shutdown":
+            await send({"type": "lifespan.startup.complete"})
+        await send({"type": "lifespan.shutdown.complete"})
+        return
+    if scope["path"] in ("/slow", "/late"):
+        await asyncio.sleep(HOLD_SECONDS)
+    length, more = 0, scope["path"] != "/slow"
+    while more:
+        message = await receive()
+        length, more = length + len(message.get("body", b"")), message.get("more_body", False)
+    answer = b"%d" % length
+    headers = [(b"content-length", b"%d" % len(answer))]
+    await send({"type": "http.response.start", "status": 200, "headers": headers})
+    await send({"type": "http.response.body", "body": answer})
+
+
+@pytest.fixture
+def late_reader(body_settings: None) -> Iterator[int]:
+    with _serving(_late_reader) as port:
+        yield port
+
+
+def _read_responses(sock: socket.socket, count: int) -> list[tuple[int, bytes]]:
+    """The next ``count`` responses on the connection: status and body."""
+    data, answers = b"", []
+    while len(answers) < count:
+        head, found, rest = data.partition(b"\r\n\r\n")
+        if found:
+            status, headers, _ = _response(head + found)
+            length = int(headers["content-length"])
+            if length <= len(rest):
+                answers.append((status, rest[:length]))
+                data = rest[length:]
+                continue
+        chunk = sock.recv(65536)
+        assert chunk, (answers, data)
+        data += chunk
+    return answers
+
+
+def test_a_body_the_node_holds_up_does_not_count_against_its_client(late_reader: int) -> None:
+    """The client is not to blame for time the node keeps it from sending: a pipelined request
+    waiting for the one before it (uvicorn stops reading), or a client waiting for the
+    ``100 Continue`` the application has not asked for. Both held longer than the grace;
+    then the client has the grace afresh."""
+    with socket.create_connection(("127.0.0.1", late_reader), timeout=10) as sock:
+        post = b"POST /echo HTTP/1.1\r\nHost: a\r\nContent-Length: 100\r\n\r\n"
+        sock.sendall(b"GET /slow HTTP/1.1\r\nHost: a\r\n\r\n" + post)
+        time.sleep(0.1)
+        sock.sendall(b"x" * 100)  # waits in the kernel while the node reads nothing
+        assert _read_responses(sock, 2) == [(200, b"0"), (200, b"100")]
+    with socket.create_connection(("127.0.0.1", late_reader), timeout=10) as sock:
+        sock.sendall(
+            b"POST /late HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\nContent-Length: 100\r\n\r\n"
+        )
+        assert sock.recv(65536).startswith(b"HTTP/1.1 100 ")
+        time.sleep(0.8 * GRACE_SECONDS)  # within the grace the node owes it from now on
+        sock.sendall(b"x" * 100)
+        assert _read_responses(sock, 1) == [(200, b"100")]
