@@ -15,6 +15,9 @@ import pytest
 import uvicorn
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.chrome.webdriver import WebDriver
+from selenium.webdriver.common.by import By
+from selenium.webdriver.support.ui import WebDriverWait
 
 from epix.api.app import create_app
 from epix.auth import service as auth
@@ -36,6 +39,24 @@ class LiveNode:
     url: str
     permit_number: str
     demo: DemoSetup
+    database: Database
+
+    def add_customs_officer(self, username: str, password: str) -> None:
+        """A customs officer of XB, the importing Party of the permits on file."""
+        with self.database.unit_of_work() as session:
+            auth.create_user(
+                session,
+                username=username,
+                party="XB",
+                authority="XB Customs (DEMO)",
+                roles=[Role.CUSTOMS],
+                password=password,
+            )
+
+    def end_web_sessions(self, username: str) -> None:
+        """Every web session of ``username`` ends (as a password change or a log-out does)."""
+        with self.database.unit_of_work() as session:
+            auth.end_web_sessions(session, auth.get_user(session, username).id)
 
     def submit_permit(self, number: str) -> None:
         """XA's Management Authority signs permit ``number`` and submits it for XB."""
@@ -75,15 +96,6 @@ def live_node(tmp_path: Path, sqlite_database: Database) -> Iterator[LiveNode]:
     url = f"http://127.0.0.1:{port}"
     settings = Settings(data_dir=tmp_path / "data", node_base_url=url, run_worker_in_process=False)
     demo = bootstrap_demo(sqlite_database, settings)
-    with sqlite_database.unit_of_work() as session:
-        auth.create_user(
-            session,
-            username=OFFICER,
-            party="XB",
-            authority="XB Customs (DEMO)",
-            roles=[Role.CUSTOMS],
-            password=OFFICER_PASSWORD,
-        )
     app = create_app(settings, sqlite_database)
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
@@ -91,8 +103,9 @@ def live_node(tmp_path: Path, sqlite_database: Database) -> Iterator[LiveNode]:
     deadline = time.monotonic() + 10
     while not server.started and time.monotonic() < deadline:
         time.sleep(0.05)
-    node = LiveNode(url, f"XA-{uuid.uuid4().hex[:10].upper()}", demo)
+    node = LiveNode(url, f"XA-{uuid.uuid4().hex[:10].upper()}", demo, sqlite_database)
     try:
+        node.add_customs_officer(OFFICER, OFFICER_PASSWORD)
         node.submit_permit(node.permit_number)
         yield node
     finally:
@@ -130,3 +143,40 @@ def browser() -> Iterator[webdriver.Chrome]:
         yield driver
     finally:
         driver.quit()
+
+
+def wait(browser: WebDriver) -> WebDriverWait[WebDriver]:
+    return WebDriverWait(browser, 15)
+
+
+def log_in(browser: WebDriver, node: LiveNode, password: str = OFFICER_PASSWORD) -> None:
+    browser.get(f"{node.url}/web/login")
+    submit_login(browser, password)
+
+
+def submit_login(browser: WebDriver, password: str = OFFICER_PASSWORD) -> None:
+    """Type the officer's name and password into the login page that is open, and log in."""
+    browser.find_element(By.ID, "username").send_keys(OFFICER)
+    browser.find_element(By.ID, "password").send_keys(password)
+    browser.find_element(By.ID, "login-button").click()
+
+
+def rows_used(browser: WebDriver) -> list[str]:
+    return [
+        row.find_elements(By.TAG_NAME, "td")[6].text
+        for row in browser.find_elements(By.CSS_SELECTOR, "#lines tbody tr")
+    ]
+
+
+def console_errors(browser: WebDriver) -> list[str]:
+    """Errors in the browser console, less the API refusals the page itself shows (a refused
+    fetch is always logged as a failed resource)."""
+    return [
+        entry["message"]
+        for entry in browser.get_log("browser")
+        if entry["level"] == "SEVERE"
+        and not (
+            "Failed to load resource" in entry["message"]
+            and entry["message"].startswith(f"{browser.current_url.split('/web/')[0]}/v1/")
+        )
+    ]

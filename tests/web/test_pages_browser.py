@@ -8,22 +8,11 @@ import pytest
 from selenium.webdriver.chrome.webdriver import WebDriver
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions as ec
-from selenium.webdriver.support.ui import Select, WebDriverWait
+from selenium.webdriver.support.ui import Select
 
-from tests.web.conftest import OFFICER, OFFICER_PASSWORD, LiveNode
+from tests.web.conftest import OFFICER, LiveNode, console_errors, log_in, rows_used, wait
 
 pytestmark = pytest.mark.browser
-
-
-def wait(browser: WebDriver) -> WebDriverWait[WebDriver]:
-    return WebDriverWait(browser, 15)
-
-
-def log_in(browser: WebDriver, node: LiveNode, password: str = OFFICER_PASSWORD) -> None:
-    browser.get(f"{node.url}/web/login")
-    browser.find_element(By.ID, "username").send_keys(OFFICER)
-    browser.find_element(By.ID, "password").send_keys(password)
-    browser.find_element(By.ID, "login-button").click()
 
 
 def test_wrong_password_shows_the_error_code(browser: WebDriver, live_node: LiveNode) -> None:
@@ -74,13 +63,6 @@ def test_officer_checks_and_endorses_a_permit(browser: WebDriver, live_node: Liv
     assert all(value != "0" for value in used)
 
 
-def rows_used(browser: WebDriver) -> list[str]:
-    return [
-        row.find_elements(By.TAG_NAME, "td")[6].text
-        for row in browser.find_elements(By.CSS_SELECTOR, "#lines tbody tr")
-    ]
-
-
 def test_unknown_permit_shows_problem(browser: WebDriver, live_node: LiveNode) -> None:
     log_in(browser, live_node)
     wait(browser).until(ec.url_contains("/web/lookup"))
@@ -103,20 +85,6 @@ def test_registry_page_lists_the_parties(browser: WebDriver, live_node: LiveNode
         for row in browser.find_elements(By.CSS_SELECTOR, "#parties tbody tr")
     }
     assert {"XA", "XB"} <= codes
-
-
-def console_errors(browser: WebDriver) -> list[str]:
-    """Errors in the browser console, less the API refusals the page itself shows (a refused
-    fetch is always logged as a failed resource)."""
-    return [
-        entry["message"]
-        for entry in browser.get_log("browser")
-        if entry["level"] == "SEVERE"
-        and not (
-            "Failed to load resource" in entry["message"]
-            and entry["message"].startswith(f"{browser.current_url.split('/web/')[0]}/v1/")
-        )
-    ]
 
 
 def test_pages_leave_no_errors_in_the_console(browser: WebDriver, live_node: LiveNode) -> None:

@@ -25,6 +25,11 @@ function showProblem(problem) {
   box.scrollIntoView({ block: "center" }); // a refused endorsement is far below it
 }
 
+// A message for the officer that is not a refusal (a polite live region: read out, no focus).
+function notice(message) {
+  $("notice").textContent = message;
+}
+
 function clearProblem() {
   $("problem").hidden = true;
   $("problem").replaceChildren();
@@ -39,6 +44,9 @@ async function api(method, path, body) {
   const response = await fetch(path, options);
   const data = await response.json().catch(() => ({ detail: `HTTP ${response.status}` }));
   if (response.status === 401 && !location.pathname.endsWith("/login")) {
+    // The session ended (expired, logged out in another tab, password changed): nothing was
+    // done. Keep what was typed, log in again, come back here; the officer submits again.
+    keepTypedValues();
     location.assign(`/web/login?next=${encodeURIComponent(location.pathname + location.search)}`);
     throw new Error("not logged in");
   }
@@ -50,6 +58,62 @@ async function api(method, path, body) {
 }
 
 let me = null;
+
+// What the officer typed when their session ended, kept in this tab only (sessionStorage) until
+// they are back on the same page as the same person. Passwords are never kept.
+const TYPED_KEY = "epix.typed-values";
+const TYPED_MAX_AGE_MS = 60 * 60 * 1000;
+
+function keepTypedValues() {
+  const forms = {};
+  for (const form of document.querySelectorAll("form[data-keep]")) {
+    if (form.closest("[hidden]")) continue; // not in view: nothing typed there
+    const values = {};
+    for (const field of form.elements) {
+      if (field.name && field.type !== "password") values[field.name] = field.value;
+    }
+    forms[form.id] = { subject: form.dataset.subject || null, values };
+  }
+  const typed = { path: location.pathname + location.search, user: me ? me.username : null, at: Date.now(), forms };
+  try { sessionStorage.setItem(TYPED_KEY, JSON.stringify(typed)); } catch (_) { /* storage off */ }
+}
+
+// The values kept for this page and this person, taken out of storage (they are used once).
+function takeTypedValues() {
+  let typed = null;
+  try {
+    typed = JSON.parse(sessionStorage.getItem(TYPED_KEY) || "null");
+    sessionStorage.removeItem(TYPED_KEY);
+  } catch (_) { return null; }
+  if (!typed || typeof typed.forms !== "object" || typed.path !== location.pathname + location.search) return null;
+  if (!(Date.now() - typed.at < TYPED_MAX_AGE_MS)) return null;
+  if (typed.user !== null && (!me || me.username !== typed.user)) return null; // another person
+  return typed;
+}
+
+// Puts kept values back, only into the same form about the same thing (e.g. the same permit).
+function restoreForm(form, kept) {
+  if (!kept || (kept.subject || null) !== (form.dataset.subject || null)) return false;
+  for (const [name, value] of Object.entries(kept.values || {})) {
+    const field = form.elements.namedItem(name);
+    if (field && field.type !== "password") field.value = String(value);
+  }
+  return true;
+}
+
+// Whose typed values wait in this tab (a username), without taking them.
+function keptFor() {
+  try { return (JSON.parse(sessionStorage.getItem(TYPED_KEY) || "null") || {}).user || null; } catch (_) { return null; }
+}
+
+// Where to go after logging in: a page of ours, never another site (no open redirect).
+function returnPath(next) {
+  let target = null;
+  try { target = next ? new URL(next, location.origin) : null; } catch (_) { target = null; }
+  if (!target || target.origin !== location.origin || !target.pathname.startsWith("/web/")
+    || target.pathname === "/web/login") return "/web/lookup";
+  return target.pathname + target.search;
+}
 
 async function showWho() {
   try {
@@ -70,6 +134,7 @@ async function logOut() {
 }
 
 function initLogin() {
+  if (keptFor()) notice("Your session has ended. Log in again to go back to where you were; what you typed is kept.");
   $("login-form").addEventListener("submit", async (event) => {
     event.preventDefault();
     clearProblem();
@@ -78,8 +143,7 @@ function initLogin() {
     } catch (_) {
       return; /* the problem box shows why */
     }
-    const next = new URLSearchParams(location.search).get("next");
-    location.assign(next && next.startsWith("/web/") ? next : "/web/lookup");
+    location.assign(returnPath(new URLSearchParams(location.search).get("next")));
   });
 }
 
@@ -151,7 +215,7 @@ function renderPermit(view) {
     const label = document.createElement("label");
     label.textContent = `Actual quantity, line ${line.line_id} (${line.unit}) `;
     const input = document.createElement("input");
-    input.name = "qty-" + line.line_id;
+    input.name = input.id = "qty-" + line.line_id;
     input.dataset.line = line.line_id;
     input.dataset.unit = line.unit;
     input.inputMode = "decimal";
@@ -175,6 +239,7 @@ function renderPermit(view) {
   }
   // Customs of the destination Party inspect on import; the exporting Party's customs endorse.
   if (me && me.party === view.recipient_party) $("side").value = "import";
+  $("endorse-form").dataset.subject = `${view.issuing_party}/${view.number}`;
   $("result").hidden = false;
 }
 
@@ -189,7 +254,7 @@ async function lookUp() {
   renderPermit(view);
 }
 
-function initLookup() {
+function initLookup(who) {
   const params = new URLSearchParams(location.search);
   if (params.get("party")) $("party").value = params.get("party");
   if (params.get("number")) $("number").value = params.get("number");
@@ -198,6 +263,7 @@ function initLookup() {
   $("endorse-form").addEventListener("submit", async (event) => {
     event.preventDefault();
     clearProblem();
+    notice("");
     const lines = [...$("endorse-lines").querySelectorAll("input")]
       .filter((input) => input.value.trim() !== "")
       .map((input) => ({ line_id: input.dataset.line, quantity: input.value.trim(), unit: input.dataset.unit }));
@@ -214,7 +280,21 @@ function initLookup() {
       await lookUp();
     } catch (_) { /* the problem box shows why */ }
   });
-  if (params.get("party") && params.get("number")) lookUp().catch(() => {});
+  restoreTypedValues(who).catch(() => {});
+}
+
+// After a forced log-in: the permit and what was typed come back; nothing is sent by itself.
+async function restoreTypedValues(who) {
+  const params = new URLSearchParams(location.search);
+  await who;
+  const typed = takeTypedValues();
+  if (typed) restoreForm($("lookup-form"), typed.forms["lookup-form"]);
+  if (!(params.get("party") && params.get("number")) && !typed) return;
+  if (!$("party").value.trim() || !$("number").value.trim()) return;
+  await lookUp();
+  if (typed && restoreForm($("endorse-form"), typed.forms["endorse-form"])) {
+    notice("Your session had ended. What you typed is back: check it and press Endorse again; it was not sent.");
+  }
 }
 
 async function initRegistry() {
@@ -243,10 +323,10 @@ async function initRegistry() {
 
 document.addEventListener("DOMContentLoaded", () => {
   $("logout-button").addEventListener("click", () => { logOut().catch(() => {}); });
-  showWho();
+  const who = showWho();
   const page = document.querySelector("[data-page]");
   const name = page ? page.dataset.page : "";
   if (name === "login") initLogin();
-  if (name === "lookup") initLookup();
+  if (name === "lookup") initLookup(who);
   if (name === "registry") initRegistry().catch(() => {});
 });
