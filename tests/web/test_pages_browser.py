@@ -175,3 +175,29 @@ def test_the_api_reference_renders_from_the_nodes_own_assets(
     }
     assert "/v1/messages" in paths
     assert console_errors(browser) == []
+
+
+def test_endorse_acts_on_the_permit_shown_not_on_the_number_typed_since(
+    browser: WebDriver, live_node: LiveNode
+) -> None:
+    """An officer who starts typing the next permit number before pressing Endorse endorses the
+    permit on screen, the one whose lines and quantities they checked."""
+    other = f"{live_node.permit_number}-2"
+    live_node.submit_permit(other)
+    log_in(browser, live_node)
+    wait(browser).until(ec.text_to_be_present_in_element((By.ID, "who"), OFFICER))
+    browser.get(f"{live_node.url}/web/lookup?party=XA&number={live_node.permit_number}")
+    wait(browser).until(ec.visibility_of_element_located((By.ID, "result")))
+    browser.find_element(By.ID, "port").send_keys("NLRTM")
+    browser.find_element(By.ID, "officer").send_keys("Officer J. Jansen")
+    browser.find_element(By.ID, "transport").send_keys("AWB 074-12345675")
+    browser.find_element(By.ID, "number").send_keys("-2")  # the next permit, not yet checked
+    browser.find_element(By.ID, "endorse-button").click()
+
+    wait(browser).until(ec.visibility_of_element_located((By.ID, "endorse-result")))
+    wait(browser).until(ec.text_to_be_present_in_element((By.ID, "status"), "USED"))
+    assert browser.find_element(By.ID, "fact-number").text == f"XA {live_node.permit_number}"
+    browser.get(f"{live_node.url}/web/lookup?party=XA&number={other}")
+    wait(browser).until(ec.text_to_be_present_in_element((By.ID, "fact-number"), other))
+    assert browser.find_element(By.ID, "status").text == "ISSUED"
+    assert rows_used(browser) == ["0", "0", "0", "0"]

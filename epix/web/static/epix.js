@@ -243,15 +243,24 @@ function renderPermit(view) {
   $("result").hidden = false;
 }
 
-async function lookUp() {
+// The permit on screen: the endorse form acts on it, whatever is typed in the lookup form since.
+let shown = null;
+
+function permitPath(permit) {
+  return `/v1/permits/${encodeURIComponent(permit.party)}/${encodeURIComponent(permit.number)}`;
+}
+
+async function lookUp(permit) {
   clearProblem();
   $("result").hidden = true;
-  const party = $("party").value.trim().toUpperCase();
-  const number = $("number").value.trim();
-  const token = $("token").value.trim();
-  const query = token ? `?token=${encodeURIComponent(token)}` : "";
-  const view = await api("GET", `/v1/permits/${encodeURIComponent(party)}/${encodeURIComponent(number)}${query}`);
+  const query = permit.token ? `?token=${encodeURIComponent(permit.token)}` : "";
+  const view = await api("GET", permitPath(permit) + query);
+  shown = { party: view.issuing_party, number: view.number, token: permit.token };
   renderPermit(view);
+}
+
+function typedPermit() {
+  return { party: $("party").value.trim().toUpperCase(), number: $("number").value.trim(), token: $("token").value.trim() };
 }
 
 function initLookup(who) {
@@ -259,7 +268,7 @@ function initLookup(who) {
   if (params.get("party")) $("party").value = params.get("party");
   if (params.get("number")) $("number").value = params.get("number");
   $("date").valueAsDate = new Date();
-  $("lookup-form").addEventListener("submit", (event) => { event.preventDefault(); lookUp().catch(() => {}); });
+  $("lookup-form").addEventListener("submit", (event) => { event.preventDefault(); lookUp(typedPermit()).catch(() => {}); });
   $("endorse-form").addEventListener("submit", async (event) => {
     event.preventDefault();
     clearProblem();
@@ -267,17 +276,16 @@ function initLookup(who) {
     const lines = [...$("endorse-lines").querySelectorAll("input")]
       .filter((input) => input.value.trim() !== "")
       .map((input) => ({ line_id: input.dataset.line, quantity: input.value.trim(), unit: input.dataset.unit }));
-    const party = $("party").value.trim().toUpperCase();
-    const number = $("number").value.trim();
+    const permit = shown;
     try {
-      const result = await api("POST", `/v1/permits/${encodeURIComponent(party)}/${encodeURIComponent(number)}/endorsements`, {
+      const result = await api("POST", permitPath(permit) + "/endorsements", {
         side: $("side").value, port: $("port").value.trim(), date: $("date").value,
         officer: $("officer").value.trim(), transport_document: $("transport").value.trim(), lines,
       });
       const done = $("endorse-result");
       text(done, `Endorsed: ${result.sha256 || result.id || "recorded"}`);
       done.hidden = false;
-      await lookUp();
+      await lookUp(permit);
     } catch (_) { /* the problem box shows why */ }
   });
   restoreTypedValues(who).catch(() => {});
@@ -290,8 +298,9 @@ async function restoreTypedValues(who) {
   const typed = takeTypedValues();
   if (typed) restoreForm($("lookup-form"), typed.forms["lookup-form"]);
   if (!(params.get("party") && params.get("number")) && !typed) return;
-  if (!$("party").value.trim() || !$("number").value.trim()) return;
-  await lookUp();
+  const permit = typedPermit();
+  if (!permit.party || !permit.number) return;
+  await lookUp(permit);
   if (typed && restoreForm($("endorse-form"), typed.forms["endorse-form"])) {
     notice("Your session had ended. What you typed is back: check it and press Endorse again; it was not sent.");
   }
