@@ -201,3 +201,28 @@ def test_endorse_acts_on_the_permit_shown_not_on_the_number_typed_since(
     wait(browser).until(ec.text_to_be_present_in_element((By.ID, "fact-number"), other))
     assert browser.find_element(By.ID, "status").text == "ISSUED"
     assert rows_used(browser) == ["0", "0", "0", "0"]
+
+
+def test_a_double_press_on_endorse_endorses_once(browser: WebDriver, live_node: LiveNode) -> None:
+    log_in(browser, live_node)
+    wait(browser).until(ec.text_to_be_present_in_element((By.ID, "who"), OFFICER))
+    browser.get(f"{live_node.url}/web/lookup?party=XA&number={live_node.permit_number}")
+    wait(browser).until(ec.visibility_of_element_located((By.ID, "result")))
+    browser.find_element(By.ID, "port").send_keys("NLRTM")
+    browser.find_element(By.ID, "officer").send_keys("Officer J. Jansen")
+    browser.find_element(By.ID, "transport").send_keys("AWB 074-12345675")
+    for line in ("qty-2", "qty-3", "qty-4"):
+        browser.find_element(By.NAME, line).clear()
+    quantity = browser.find_element(By.NAME, "qty-1")
+    quantity.clear()
+    quantity.send_keys("10")
+    button = browser.find_element(By.ID, "endorse-button")
+    browser.execute_script("arguments[0].click(); arguments[0].click();", button)  # impatient
+
+    wait(browser).until(ec.visibility_of_element_located((By.ID, "endorse-result")))
+    wait(browser).until(lambda b: b.find_element(By.ID, "endorse-button").is_enabled())
+    wait(browser).until(ec.visibility_of_element_located((By.ID, "result")))
+    history = [item.text for item in browser.find_elements(By.CSS_SELECTOR, "#history li")]
+    assert sum("endorsement.record" in item for item in history) == 1
+    assert rows_used(browser)[0] == "10"
+    assert not browser.find_element(By.ID, "problem").is_displayed()

@@ -271,12 +271,16 @@ function initLookup(who) {
   $("lookup-form").addEventListener("submit", (event) => { event.preventDefault(); lookUp(typedPermit()).catch(() => {}); });
   $("endorse-form").addEventListener("submit", async (event) => {
     event.preventDefault();
+    const button = $("endorse-button");
+    if (button.disabled) return; // sent already: a second press (or Enter) must not endorse twice
     clearProblem();
     notice("");
     const lines = [...$("endorse-lines").querySelectorAll("input")]
       .filter((input) => input.value.trim() !== "")
       .map((input) => ({ line_id: input.dataset.line, quantity: input.value.trim(), unit: input.dataset.unit }));
     const permit = shown;
+    button.disabled = true;
+    button.textContent = "Endorsing…";
     try {
       const result = await api("POST", permitPath(permit) + "/endorsements", {
         side: $("side").value, port: $("port").value.trim(), date: $("date").value,
@@ -286,7 +290,12 @@ function initLookup(who) {
       text(done, `Endorsed: ${result.sha256 || result.id || "recorded"}`);
       done.hidden = false;
       await lookUp(permit);
-    } catch (_) { /* the problem box shows why */ }
+    } catch (_) {
+      /* the problem box shows why */
+    } finally {
+      button.disabled = false;
+      button.textContent = "Endorse";
+    }
   });
   restoreTypedValues(who).catch(() => {});
 }
