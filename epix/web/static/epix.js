@@ -7,22 +7,69 @@ function text(element, value) {
   element.textContent = value === null || value === undefined || value === "" ? "—" : String(value);
 }
 
-function showProblem(problem) {
-  const box = $("problem");
-  box.replaceChildren();
-  const title = document.createElement("strong");
-  title.textContent = problem.detail || problem.title || "The request was refused.";
-  box.append(title);
+// Where the API names a refused value (problem+json "location"), the field that holds it.
+const FIELD_OF_LOCATION = {
+  credentials: "password", party: "party", number: "number", token: "token", side: "side",
+  port: "port", date: "date", officer: "officer", transport_document: "transport",
+};
+
+function fieldOf(location, lineInputs) {
+  const path = String(location || "").replace(/^body\//, "");
+  const line = /^lines\/(\d+)(\/|$)/.exec(path);
+  if (line) return (lineInputs || [])[Number(line[1])] || null;
+  return FIELD_OF_LOCATION[path] ? $(FIELD_OF_LOCATION[path]) : null;
+}
+
+function labelOf(field) {
+  return field.labels && field.labels.length ? field.labels[0].textContent.trim() : field.name;
+}
+
+// The error summary (focused, so it is read out) lists each refusal; one that names a field links
+// to it, and the field itself says what is wrong (aria-invalid, described by the message), so
+// nothing is told by colour alone. lineInputs maps "lines/<i>" to the i-th quantity sent.
+function showProblem(problem, lineInputs) {
+  clearProblem();
+  const errors = problem.errors && problem.errors.length ? problem.errors
+    : [{ code: problem.code, message: problem.detail || problem.title || "The request was refused." }];
   const list = document.createElement("ul");
-  for (const error of problem.errors || []) {
+  for (const error of errors) {
     const item = document.createElement("li");
-    item.textContent = `${error.code}: ${error.message}` + (error.location ? ` (at ${error.location})` : "");
-    item.dataset.code = error.code;
+    const message = (error.code ? `${error.code}: ` : "") + error.message;
+    const field = error.field || fieldOf(error.location, lineInputs);
+    if (field && field.id) {
+      const link = document.createElement("a");
+      link.href = "#" + field.id;
+      link.textContent = message;
+      link.addEventListener("click", (event) => {
+        event.preventDefault();
+        field.focus();
+        field.scrollIntoView({ block: "center" });
+      });
+      item.append(link);
+      markInvalid(field, message);
+    } else {
+      item.textContent = message + (error.location ? ` (at ${error.location})` : "");
+    }
+    if (error.code) item.dataset.code = error.code;
     list.append(item);
   }
-  box.append(list);
+  $("problem-body").replaceChildren(list);
+  const box = $("problem");
   box.hidden = false;
+  document.title = "Error: " + pageTitle;
   box.scrollIntoView({ block: "center" }); // a refused endorsement is far below it
+  box.focus({ preventScroll: true });
+}
+
+function markInvalid(field, message) {
+  const container = field.closest(".field") || field.parentElement;
+  const error = document.createElement("span");
+  error.className = "field-error";
+  error.id = field.id + "-error";
+  error.textContent = "Error: " + message;
+  container.append(error);
+  field.setAttribute("aria-invalid", "true");
+  field.setAttribute("aria-describedby", [field.dataset.hint, error.id].filter(Boolean).join(" "));
 }
 
 // A message for the officer that is not a refusal (a polite live region: read out, no focus).
@@ -32,10 +79,35 @@ function notice(message) {
 
 function clearProblem() {
   $("problem").hidden = true;
-  $("problem").replaceChildren();
+  $("problem-body").replaceChildren();
+  document.title = pageTitle;
+  for (const error of document.querySelectorAll(".field-error")) error.remove();
+  for (const field of document.querySelectorAll("[aria-invalid]")) {
+    field.removeAttribute("aria-invalid");
+    if (field.dataset.hint) field.setAttribute("aria-describedby", field.dataset.hint);
+    else field.removeAttribute("aria-describedby");
+  }
 }
 
-async function api(method, path, body) {
+// Required fields left empty, as refusals the summary lists (the forms do their own checking, so
+// every problem is told the same way, linked to its field).
+function missingFields(form) {
+  return [...form.elements]
+    .filter((field) => field.required && !field.value.trim())
+    .map((field) => ({ field, message: `Enter the ${labelOf(field).toLowerCase()}.` }));
+}
+
+// Checks the form before sending; false (and the summary shown) when something is missing.
+function formIsComplete(form) {
+  const errors = missingFields(form);
+  if (errors.length) showProblem({ errors });
+  return errors.length === 0;
+}
+
+let pageTitle = document.title;
+
+// A call to the API; a refusal is shown in the error summary (lineInputs: see showProblem).
+async function api(method, path, body, lineInputs) {
   const options = { method, headers: { Accept: "application/json" }, credentials: "same-origin" };
   if (body !== undefined) {
     options.headers["Content-Type"] = "application/json";
@@ -51,7 +123,7 @@ async function api(method, path, body) {
     throw new Error("not logged in");
   }
   if (!response.ok) {
-    showProblem(data);
+    showProblem(data, lineInputs);
     throw new Error(data.code || `HTTP ${response.status}`);
   }
   return data;
@@ -138,6 +210,7 @@ function initLogin() {
   $("login-form").addEventListener("submit", async (event) => {
     event.preventDefault();
     clearProblem();
+    if (!formIsComplete($("login-form"))) return;
     try {
       await api("POST", "/v1/auth/login", { username: $("username").value, password: $("password").value });
     } catch (_) {
@@ -200,7 +273,7 @@ function renderPermit(view) {
   const body = $("lines").querySelector("tbody");
   body.replaceChildren();
   const endorseLines = $("endorse-lines");
-  endorseLines.replaceChildren();
+  endorseLines.replaceChildren(endorseLines.querySelector("legend"));
   for (const line of view.lines) {
     const detail = species.get(line.line_id) || {};
     const row = document.createElement("tr");
@@ -212,16 +285,21 @@ function renderPermit(view) {
       row.append(cell);
     }
     body.append(row);
-    const label = document.createElement("label");
-    label.textContent = `Actual quantity, line ${line.line_id} (${line.unit}) `;
+    const field = document.createElement("div");
+    field.className = "field";
     const input = document.createElement("input");
     input.name = input.id = "qty-" + line.line_id;
     input.dataset.line = line.line_id;
     input.dataset.unit = line.unit;
     input.inputMode = "decimal";
+    input.autocomplete = "off";
     input.value = line.remaining;
-    label.append(input);
-    endorseLines.append(label);
+    const label = document.createElement("label");
+    label.htmlFor = input.id;
+    label.textContent = `Line ${line.line_id}` + (detail.scientific_name ? `, ${detail.scientific_name}` : "")
+      + ` (${line.unit})`;
+    field.append(label, input);
+    endorseLines.append(field);
   }
   const flags = $("flags");
   flags.replaceChildren();
@@ -241,6 +319,7 @@ function renderPermit(view) {
   if (me && me.party === view.recipient_party) $("side").value = "import";
   $("endorse-form").dataset.subject = `${view.issuing_party}/${view.number}`;
   $("result").hidden = false;
+  notice(`Permit ${view.issuing_party} ${view.number}: ${verdict.textContent}, ${status.textContent}.`);
 }
 
 // The permit on screen: the endorse form acts on it, whatever is typed in the lookup form since.
@@ -268,16 +347,25 @@ function initLookup(who) {
   if (params.get("party")) $("party").value = params.get("party");
   if (params.get("number")) $("number").value = params.get("number");
   $("date").valueAsDate = new Date();
-  $("lookup-form").addEventListener("submit", (event) => { event.preventDefault(); lookUp(typedPermit()).catch(() => {}); });
+  $("lookup-form").addEventListener("submit", (event) => {
+    event.preventDefault();
+    clearProblem();
+    if (formIsComplete($("lookup-form"))) lookUp(typedPermit()).catch(() => {});
+  });
   $("endorse-form").addEventListener("submit", async (event) => {
     event.preventDefault();
     const button = $("endorse-button");
     if (button.disabled) return; // sent already: a second press (or Enter) must not endorse twice
     clearProblem();
     notice("");
-    const lines = [...$("endorse-lines").querySelectorAll("input")]
-      .filter((input) => input.value.trim() !== "")
-      .map((input) => ({ line_id: input.dataset.line, quantity: input.value.trim(), unit: input.dataset.unit }));
+    if (!formIsComplete($("endorse-form"))) return;
+    const sent = [...$("endorse-lines").querySelectorAll("input")].filter((input) => input.value.trim() !== "");
+    if (!sent.length) {
+      const first = $("endorse-lines").querySelector("input");
+      showProblem({ errors: [{ field: first, message: "Enter the quantity of at least one line." }] });
+      return;
+    }
+    const lines = sent.map((input) => ({ line_id: input.dataset.line, quantity: input.value.trim(), unit: input.dataset.unit }));
     const permit = shown;
     button.disabled = true;
     button.textContent = "Endorsing…";
@@ -285,11 +373,12 @@ function initLookup(who) {
       const result = await api("POST", permitPath(permit) + "/endorsements", {
         side: $("side").value, port: $("port").value.trim(), date: $("date").value,
         officer: $("officer").value.trim(), transport_document: $("transport").value.trim(), lines,
-      });
+      }, sent);
       const done = $("endorse-result");
       text(done, `Endorsed: ${result.sha256 || result.id || "recorded"}`);
       done.hidden = false;
       await lookUp(permit);
+      notice(`Permit ${permit.party} ${permit.number} endorsed.`);
     } catch (_) {
       /* the problem box shows why */
     } finally {
@@ -340,6 +429,10 @@ async function initRegistry() {
 }
 
 document.addEventListener("DOMContentLoaded", () => {
+  pageTitle = document.title;
+  for (const field of document.querySelectorAll("input[aria-describedby]")) {
+    field.dataset.hint = field.getAttribute("aria-describedby"); // kept while an error is added
+  }
   $("logout-button").addEventListener("click", () => { logOut().catch(() => {}); });
   const who = showWho();
   const page = document.querySelector("[data-page]");
