@@ -65,7 +65,10 @@ def parse_quantity(raw: object, location: str = "quantity") -> Decimal:
             value = None
     if value is None or not value.is_finite():
         raise EpixError.of(
-            "EPIX-QTY-004", f"{raw!r} is not a number; give the quantity as a number.", location
+            "EPIX-QTY-004",
+            f"{raw!r} is not a number; give the quantity as a number with a point before"
+            " decimals (e.g. 12.5) and no thousands separators.",
+            location,
         )
     if value <= 0:
         raise EpixError.of(

@@ -11,6 +11,7 @@ from sqlalchemy import select
 from epix.auth.principal import Principal
 from epix.db import Database, utcnow
 from epix.endorsements import service
+from epix.endorsements.checks import parse_quantity
 from epix.endorsements.document import Side
 from epix.endorsements.ledger import remaining_quantities
 from epix.endorsements.service import BorderDetails, LineInput, SignedEndorsement, Signer
@@ -147,6 +148,17 @@ def test_bad_quantities_are_refused(
     refused(
         "EPIX-QTY-004", lambda: endorse(db, permit, signer, items=lines(("1", quantity, "PCS")))
     )
+
+
+@pytest.mark.parametrize("quantity", ["1,5", "1,250.5", "1.250,5", "1 250"])
+def test_a_comma_or_grouping_is_refused_saying_how_to_write_the_quantity(quantity: str) -> None:
+    """Never read in one locale's way: '1,5' is not taken for 15 nor for 1.5."""
+    with pytest.raises(EpixError) as refusal:
+        parse_quantity(quantity)
+    finding = refusal.value.findings[0]
+    assert finding.code == "EPIX-QTY-004"
+    assert "a point before decimals" in finding.message
+    assert "no thousands separators" in finding.message
 
 
 @pytest.mark.parametrize("quantity", ["7", 7, 7.0, " 7.000 ", Decimal("7")])

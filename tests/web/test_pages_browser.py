@@ -226,3 +226,40 @@ def test_a_double_press_on_endorse_endorses_once(browser: WebDriver, live_node: 
     assert sum("endorsement.record" in item for item in history) == 1
     assert rows_used(browser)[0] == "10"
     assert not browser.find_element(By.ID, "problem").is_displayed()
+
+
+def test_quantities_with_a_decimal_comma_are_read_and_ambiguous_ones_refused(
+    browser: WebDriver, live_node: LiveNode
+) -> None:
+    """A tablet's decimal keypad gives a comma in many Parties' locales: '12,5' is 12.5, while
+    '1.250' (1.25 here, 1250 there) is refused on the page with what to write, never guessed."""
+    log_in(browser, live_node)
+    wait(browser).until(ec.text_to_be_present_in_element((By.ID, "who"), OFFICER))
+    browser.get(f"{live_node.url}/web/lookup?party=XA&number={live_node.permit_number}")
+    wait(browser).until(ec.visibility_of_element_located((By.ID, "result")))
+    browser.find_element(By.ID, "port").send_keys("NLRTM")
+    browser.find_element(By.ID, "officer").send_keys("Officer J. Jansen")
+    browser.find_element(By.ID, "transport").send_keys("AWB 074-12345675")
+    for line in ("qty-1", "qty-2", "qty-4"):
+        browser.find_element(By.NAME, line).clear()
+    kilograms = browser.find_element(By.NAME, "qty-3")  # line 3 is in KGM
+
+    for typed, expected in (
+        ("1.250", "could mean 1.25 or 1250 KGM: write 1250 for 1250, or 1.25 for 1.25"),
+        ("1,125", "write 1125 for 1125, or 1.1250 for 1.125"),
+        ("1 250", "is not a quantity"),
+        ("1.250,5", "no thousands separators"),
+    ):
+        kilograms.clear()
+        kilograms.send_keys(typed)
+        browser.find_element(By.ID, "endorse-button").click()
+        problem = wait(browser).until(ec.visibility_of_element_located((By.ID, "problem")))
+        assert expected in problem.find_element(By.CSS_SELECTOR, "a[href='#qty-3']").text
+    assert rows_used(browser) == ["0", "0", "0", "0"]  # nothing was sent
+
+    kilograms.clear()
+    kilograms.send_keys("12,5")
+    browser.find_element(By.ID, "endorse-button").click()
+    wait(browser).until(ec.visibility_of_element_located((By.ID, "endorse-result")))
+    wait(browser).until(lambda b: rows_used(b)[2] == "12.5")
+    assert rows_used(browser) == ["0", "0", "12.5", "0"]

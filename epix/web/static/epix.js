@@ -273,7 +273,7 @@ function renderPermit(view) {
   const body = $("lines").querySelector("tbody");
   body.replaceChildren();
   const endorseLines = $("endorse-lines");
-  endorseLines.replaceChildren(endorseLines.querySelector("legend"));
+  endorseLines.replaceChildren(endorseLines.querySelector("legend"), $("qty-hint"));
   for (const line of view.lines) {
     const detail = species.get(line.line_id) || {};
     const row = document.createElement("tr");
@@ -293,7 +293,8 @@ function renderPermit(view) {
     input.dataset.unit = line.unit;
     input.inputMode = "decimal";
     input.autocomplete = "off";
-    input.value = line.remaining;
+    input.value = input.dataset.remaining = line.remaining;
+    input.setAttribute("aria-describedby", input.dataset.hint = "qty-hint");
     const label = document.createElement("label");
     label.htmlFor = input.id;
     label.textContent = `Line ${line.line_id}` + (detail.scientific_name ? `, ${detail.scientific_name}` : "")
@@ -320,6 +321,32 @@ function renderPermit(view) {
   $("endorse-form").dataset.subject = `${view.issuing_party}/${view.number}`;
   $("result").hidden = false;
   notice(`Permit ${view.issuing_party} ${view.number}: ${verdict.textContent}, ${status.textContent}.`);
+}
+
+// A quantity as typed, read the one way it can be meant. A point or a comma is the decimal
+// separator (a decimal keypad gives either, by locale); a value that could be thousands grouping
+// ("1,500", "1.500": one and a half in one locale, fifteen hundred in another) or has other
+// characters is refused with what to write instead, never guessed. The prefilled remaining
+// quantity, unchanged, is the node's own and sent as it is.
+function readQuantity(input) {
+  const typed = input.value.trim();
+  if (typed === input.dataset.remaining) return { value: typed };
+  const unit = input.dataset.unit;
+  const grouped = /^[1-9]\d{0,2}[.,]\d{3}$/;
+  if (grouped.test(typed)) {
+    const whole = typed.replace(/[.,]/, "");
+    const decimal = typed.replace(",", ".").replace(/0+$/, "").replace(/\.$/, "");
+    const unambiguous = grouped.test(decimal) ? decimal + "0" : decimal;
+    return {
+      error: `“${typed}” could mean ${decimal} or ${whole} ${unit}: write ${whole} for ${whole}, `
+        + `or ${unambiguous} for ${decimal}.`,
+    };
+  }
+  if (/^\d+([.,]\d+)?$/.test(typed)) return { value: typed.replace(",", ".") };
+  return {
+    error: `“${typed}” is not a quantity: write digits, with a point or a comma before decimals `
+      + "(12.5 or 12,5), and no thousands separators.",
+  };
 }
 
 // The permit on screen: the endorse form acts on it, whatever is typed in the lookup form since.
@@ -365,7 +392,13 @@ function initLookup(who) {
       showProblem({ errors: [{ field: first, message: "Enter the quantity of at least one line." }] });
       return;
     }
-    const lines = sent.map((input) => ({ line_id: input.dataset.line, quantity: input.value.trim(), unit: input.dataset.unit }));
+    const read = sent.map((input) => ({ input, ...readQuantity(input) }));
+    const unreadable = read.filter((quantity) => quantity.error);
+    if (unreadable.length) {
+      showProblem({ errors: unreadable.map((quantity) => ({ field: quantity.input, message: quantity.error })) });
+      return;
+    }
+    const lines = read.map(({ input, value }) => ({ line_id: input.dataset.line, quantity: value, unit: input.dataset.unit }));
     const permit = shown;
     button.disabled = true;
     button.textContent = "Endorsing…";
