@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, datetime
+from zoneinfo import ZoneInfo
 
 import pytest
 from selenium.webdriver.chrome.webdriver import WebDriver
@@ -263,3 +264,43 @@ def test_quantities_with_a_decimal_comma_are_read_and_ambiguous_ones_refused(
     wait(browser).until(ec.visibility_of_element_located((By.ID, "endorse-result")))
     wait(browser).until(lambda b: rows_used(b)[2] == "12.5")
     assert rows_used(browser) == ["0", "0", "12.5", "0"]
+
+
+def in_time_zone(browser: WebDriver, zone: str) -> None:
+    browser.execute_cdp_cmd("Emulation.setTimezoneOverride", {"timezoneId": zone})
+
+
+def test_times_are_shown_in_the_officers_time_zone_which_is_named(
+    browser: WebDriver, live_node: LiveNode
+) -> None:
+    in_time_zone(browser, "Asia/Tokyo")
+    log_in(browser, live_node)
+    wait(browser).until(ec.text_to_be_present_in_element((By.ID, "who"), OFFICER))
+    browser.get(f"{live_node.url}/web/lookup?party=XA&number={live_node.permit_number}")
+    wait(browser).until(ec.visibility_of_element_located((By.ID, "result")))
+    tokyo = ZoneInfo("Asia/Tokyo")
+    for time in browser.find_elements(By.CSS_SELECTOR, "#fact-validity time, #history time"):
+        at = datetime.fromisoformat(str(time.get_attribute("datetime"))).astimezone(tokyo)
+        assert time.text == at.strftime("%Y-%m-%d %H:%M") + " UTC+9"
+    valid_from = browser.find_element(By.CSS_SELECTOR, "#fact-validity time")
+    assert str(valid_from.get_attribute("datetime")).endswith("T09:30:00+00:00")  # demo permit
+    assert valid_from.text.endswith(" 18:30 UTC+9")
+    assert "Asia/Tokyo" in browser.find_element(By.ID, "zone-note").text
+
+    browser.get(f"{live_node.url}/web/registry")
+    wait(browser).until(ec.text_to_be_present_in_element((By.ID, "zone-note"), "Asia/Tokyo"))
+
+
+def test_the_endorsement_date_is_today_where_the_officer_is(
+    browser: WebDriver, live_node: LiveNode
+) -> None:
+    """Not UTC's date: at UTC+14 and at UTC-11 one of the two differs from UTC at any hour."""
+    log_in(browser, live_node)
+    wait(browser).until(ec.text_to_be_present_in_element((By.ID, "who"), OFFICER))
+    for zone in ("Pacific/Kiritimati", "Pacific/Pago_Pago"):
+        in_time_zone(browser, zone)
+        before = datetime.now(ZoneInfo(zone)).date().isoformat()
+        browser.get(f"{live_node.url}/web/lookup?party=XA&number={live_node.permit_number}")
+        wait(browser).until(ec.visibility_of_element_located((By.ID, "result")))
+        after = datetime.now(ZoneInfo(zone)).date().isoformat()
+        assert browser.find_element(By.ID, "date").get_attribute("value") in {before, after}

@@ -220,6 +220,39 @@ function initLogin() {
   });
 }
 
+// Times are shown in the officer's own time zone, named (the API gives UTC).
+const TIME_ZONE = Intl.DateTimeFormat().resolvedOptions().timeZone || "UTC";
+const TIME_FORMAT = new Intl.DateTimeFormat("en-GB", {
+  year: "numeric", month: "2-digit", day: "2-digit", hour: "2-digit", minute: "2-digit",
+  hourCycle: "h23", timeZoneName: "shortOffset",
+});
+
+// A <time> element for an ISO instant: "2026-12-07 08:30 UTC+9", the exact UTC value in datetime.
+function instant(iso) {
+  const element = document.createElement("time");
+  const at = new Date(iso);
+  if (!iso || Number.isNaN(at.getTime())) {
+    text(element, iso);
+    return element;
+  }
+  const part = Object.fromEntries(TIME_FORMAT.formatToParts(at).map(({ type, value }) => [type, value]));
+  const zone = (part.timeZoneName || "").replace(/^GMT/, "UTC");
+  element.dateTime = iso;
+  element.textContent = `${part.year}-${part.month}-${part.day} ${part.hour}:${part.minute} ${zone}`;
+  return element;
+}
+
+function zoneNote() {
+  return `Times are in your time zone, ${TIME_ZONE}.`;
+}
+
+// Today in the officer's time zone, as a date input wants it (valueAsDate would give UTC's day).
+function localToday() {
+  const now = new Date();
+  const pad = (value) => String(value).padStart(2, "0");
+  return `${now.getFullYear()}-${pad(now.getMonth() + 1)}-${pad(now.getDate())}`;
+}
+
 function partyText(party) {
   if (!party) return null;
   const country = party.address && party.address.country ? ` (${party.address.country})` : "";
@@ -238,8 +271,8 @@ function renderStatusDetail(view) {
   const detail = $("status-detail");
   detail.replaceChildren();
   if (view.status === "cancelled" || view.status === "replaced") {
-    const when = view.status_changed_at ? ` on ${view.status_changed_at}` : "";
-    detail.append(`${view.status === "cancelled" ? "Cancelled" : "Replaced"} by the issuer${when}`);
+    detail.append(`${view.status === "cancelled" ? "Cancelled" : "Replaced"} by the issuer`);
+    if (view.status_changed_at) detail.append(" on ", instant(view.status_changed_at));
     if (view.replaced_by) {
       detail.append("; the permit that replaces it: ");
       detail.append(lookupLink(view.replaced_by.issuing_party, view.replaced_by.number));
@@ -260,7 +293,8 @@ function renderPermit(view) {
   renderStatusDetail(view);
   text($("fact-number"), `${view.issuing_party} ${view.number}`);
   text($("fact-type"), view.document_type);
-  text($("fact-validity"), `${view.valid_from || "?"} → ${view.valid_until || "?"}`);
+  $("fact-validity").replaceChildren(
+    view.valid_from ? instant(view.valid_from) : "?", " → ", view.valid_until ? instant(view.valid_until) : "?");
   const signer = signature.signer;
   text($("fact-signer"), signer ? `${signer.authority_name} (${signer.party}), key ${signer.fingerprint.slice(0, 16)}…` : null);
   const permit = view.permit || {};
@@ -313,7 +347,8 @@ function renderPermit(view) {
   history.replaceChildren();
   for (const event of view.history) {
     const item = document.createElement("li");
-    text(item, `${event.at} ${event.action} ${event.outcome} (${event.party || ""}${event.by ? ", " + event.by : ""})`);
+    item.append(instant(event.at),
+      ` ${event.action} ${event.outcome} (${event.party || ""}${event.by ? ", " + event.by : ""})`);
     history.append(item);
   }
   // Customs of the destination Party inspect on import; the exporting Party's customs endorse.
@@ -373,7 +408,8 @@ function initLookup(who) {
   const params = new URLSearchParams(location.search);
   if (params.get("party")) $("party").value = params.get("party");
   if (params.get("number")) $("number").value = params.get("number");
-  $("date").valueAsDate = new Date();
+  $("date").value = localToday();
+  $("zone-note").textContent = zoneNote();
   $("lookup-form").addEventListener("submit", (event) => {
     event.preventDefault();
     clearProblem();
@@ -455,10 +491,14 @@ async function initRegistry() {
   const list = $("expiring");
   for (const certificate of expiring.certificates.length ? expiring.certificates : [null]) {
     const item = document.createElement("li");
-    text(item, certificate === null ? "None." :
-      `${certificate.party} ${certificate.authority_name}: ${certificate.days_left} days left (${certificate.not_after})`);
+    if (certificate === null) text(item, "None.");
+    else {
+      item.append(`${certificate.party} ${certificate.authority_name}: ${certificate.days_left} days left (until `,
+        instant(certificate.not_after), ")");
+    }
     list.append(item);
   }
+  $("zone-note").textContent = zoneNote();
 }
 
 document.addEventListener("DOMContentLoaded", () => {
