@@ -15,6 +15,9 @@ _LOCODE = re.compile(r"([A-Z]{2}) ?([A-Z2-9]{3})")
 # Quantities are stored with six decimals (NUMERIC(20, 6)); SQLite keeps them as a double,
 # which holds 15 significant digits, so nine digits before the point keep every quantity exact
 # on both backends (and the ledger never rounds a permitted quantity up).
+# A quantity typed as text: ASCII digits, an optional point and exponent. Python's Decimal would
+# also read "1_000" and other scripts' digits ("١٢"), which a customs system must not guess at.
+_DECIMAL_TEXT = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
 MAX_FRACTION_DIGITS = 6
 MAX_INTEGER_DIGITS = 9
 
@@ -58,10 +61,10 @@ def parse_quantity(raw: object, location: str = "quantity") -> Decimal:
         value = Decimal(raw)
     elif isinstance(raw, float):
         value = Decimal(repr(raw))
-    elif isinstance(raw, str) and raw.strip():
+    elif isinstance(raw, str) and _DECIMAL_TEXT.fullmatch(text := raw.strip()):
         try:
-            value = Decimal(raw.strip())
-        except InvalidOperation:
+            value = Decimal(text)
+        except InvalidOperation:  # an exponent beyond Decimal's context
             value = None
     if value is None or not value.is_finite():
         raise EpixError.of(

@@ -150,9 +150,12 @@ def test_bad_quantities_are_refused(
     )
 
 
-@pytest.mark.parametrize("quantity", ["1,5", "1,250.5", "1.250,5", "1 250"])
+@pytest.mark.parametrize(
+    "quantity", ["1,5", "1,250.5", "1.250,5", "1 250", "1_000", "\u0661\u0662", "\uff17"]
+)
 def test_a_comma_or_grouping_is_refused_saying_how_to_write_the_quantity(quantity: str) -> None:
-    """Never read in one locale's way: '1,5' is not taken for 15 nor for 1.5."""
+    """Never read in one locale's way: '1,5' is not taken for 15 nor for 1.5; nor Python's
+    extras: digit grouping with '_', Arabic-Indic or full-width digits."""
     with pytest.raises(EpixError) as refusal:
         parse_quantity(quantity)
     finding = refusal.value.findings[0]
