@@ -1,8 +1,23 @@
-"""Prometheus metrics for operators: request counts and latencies per route template."""
+"""Prometheus metrics for operators: request counts and latencies per route template.
+
+``epix serve --workers N`` runs N processes behind one socket, and a scrape is answered by
+whichever process takes the connection. So that every answer is the node's total, the worker
+processes keep their counters in prometheus_client's multiprocess files (one file per process
+under ``<data dir>/metrics``, which ``epix serve`` empties at start) and a scrape adds them up.
+The files of a process that exited stay: its counts are part of the node's totals, and the
+totals would go backwards without them. No live gauge is kept in these files (the node's state
+comes from the database at scrape time, ``epix.api.node_metrics``), so there is nothing for
+``mark_process_dead`` to remove when a worker exits. A single process (tests, ``--workers 1``)
+keeps its counters in memory, in a registry of its own app.
+"""
 
 from __future__ import annotations
 
+import os
+import shutil
 import time
+from collections.abc import Iterable
+from pathlib import Path
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -10,14 +25,56 @@ from prometheus_client import (
     Counter,
     Histogram,
     generate_latest,
+    values,
 )
+from prometheus_client.metrics_core import Metric
+from prometheus_client.multiprocess import MultiProcessCollector
+from prometheus_client.registry import Collector
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+# prometheus_client's switch: set before a process creates its first metric, its metrics are
+# written to files in this directory. epix serve sets it for the worker processes it starts.
+MULTIPROCESS_DIRECTORY_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"
+
+
+def reset_multiprocess_directory(data_dir: Path) -> Path:
+    """An empty ``<data dir>/metrics`` for the worker processes about to start (``epix serve``).
+
+    Files left by an earlier run would add its counts to this one's.
+    """
+    directory = (data_dir / "metrics").resolve()
+    shutil.rmtree(directory, ignore_errors=True)
+    directory.mkdir(parents=True)
+    return directory
+
+
+def _shared_directory() -> str | None:
+    """The directory this process's metrics are written to, or None when they are in memory.
+
+    prometheus_client decides once, when it is first imported; the variable alone may have been
+    set after that (``epix serve --workers 1`` serves from the process that set it).
+    """
+    if not getattr(values.ValueClass, "_multiprocess", False):
+        return None
+    return os.environ.get(MULTIPROCESS_DIRECTORY_VARIABLE)
+
+
+class _Together:
+    """Several collectors read as one, for one scrape."""
+
+    def __init__(self, *collectors: Collector) -> None:
+        self.collectors = collectors
+
+    def collect(self) -> Iterable[Metric]:
+        for collector in self.collectors:
+            yield from collector.collect()
+
 
 class Metrics:
-    """One registry per app, so several apps in one process (tests) never collide."""
+    """The app's counters. One registry per app, so several apps in one process (tests) never
+    collide; in multiprocess mode the counts live in the shared files instead."""
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
@@ -34,9 +91,18 @@ class Metrics:
             buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
             registry=self.registry,
         )
+        self.shared_directory = _shared_directory()
 
-    def render(self) -> Response:
-        return Response(generate_latest(self.registry), media_type=CONTENT_TYPE_LATEST)
+    def counters(self) -> Collector:
+        """Every process's counts when they are shared, else this app's."""
+        if self.shared_directory is None:
+            return self.registry
+        shared = CollectorRegistry()
+        MultiProcessCollector(shared, path=self.shared_directory)  # type: ignore[no-untyped-call]
+        return shared
+
+    def scrape(self, *more: Collector) -> Collector:
+        return _Together(self.counters(), *more)
 
 
 class MetricsMiddleware:
@@ -75,4 +141,4 @@ class MetricsMiddleware:
 
 def metrics_endpoint(request: Request) -> Response:
     metrics: Metrics = request.app.state.metrics
-    return metrics.render()
+    return Response(generate_latest(metrics.scrape()), media_type=CONTENT_TYPE_LATEST)

@@ -12,6 +12,7 @@ import click
 import uvicorn
 
 from epix.api.http_protocol import BoundedHttpToolsProtocol
+from epix.api.metrics import MULTIPROCESS_DIRECTORY_VARIABLE, reset_multiprocess_directory
 from epix.compliance import ReferenceDataError, load_reference_data
 from epix.db import Database
 from epix.delivery.worker import start_worker_thread
@@ -81,7 +82,8 @@ def uvicorn_options(host: str, port: int, workers: int = 1) -> dict[str, Any]:
     default=1,
     show_default=True,
     type=click.IntRange(1, 64),
-    help="Web worker processes (on SQLite they queue for one write lock file).",
+    help="Web worker processes (on SQLite they queue for one write lock file). With more than "
+    "one, /metrics adds up their counters through files in DATA_DIR/metrics, emptied at start.",
 )
 @click.option(
     "--demo",
@@ -117,6 +119,11 @@ def serve(host: str, port: int, workers: int, demo: bool) -> None:
     except EpixError as exc:
         raise click.ClickException(str(exc)) from None
     handle = start_worker_thread(database, settings) if settings.run_worker_in_process else None
+    if workers > 1:
+        # The web processes add up their counters through files, so that a scrape answered
+        # by any of them gives the node's totals (epix/api/metrics.py).
+        shared = reset_multiprocess_directory(settings.data_dir)
+        os.environ[MULTIPROCESS_DIRECTORY_VARIABLE] = str(shared)
     try:
         uvicorn.run("epix.api.app:create_app", factory=True, **uvicorn_options(host, port, workers))
     finally:
