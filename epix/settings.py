@@ -176,6 +176,14 @@ class Settings(BaseSettings):
         description="Secretariat node only: certificate (PEM) matching registry_signing_key_path.",
     )
 
+    metrics_token: str | None = Field(
+        default=None,
+        min_length=32,
+        description="Bearer token that shows a scrape of /metrics the series naming Parties "
+        "(also shown to a node administrator's API key); without either, /metrics has only "
+        "series without a Party.",
+    )
+
     audit_checkpoint_every: int = Field(
         default=1000, ge=0, description="Sign an audit checkpoint after this many events."
     )

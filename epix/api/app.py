@@ -9,7 +9,8 @@ from starlette.middleware.sessions import SessionMiddleware
 
 from epix.api.access_log import redact_access_log
 from epix.api.limits import BodySizeLimit, RefuseNulCharacters
-from epix.api.metrics import Metrics, MetricsMiddleware, metrics_endpoint
+from epix.api.metrics import Metrics, MetricsMiddleware
+from epix.api.metrics import router as metrics_router
 from epix.api.problems import install_problem_handlers
 from epix.api.routers import audit, auth, health, messages, permits
 from epix.api.routers import endorsements as endorsements_routes
@@ -48,7 +49,7 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
     app.add_middleware(RefuseNulCharacters)
     app.state.metrics = Metrics()
     app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)
-    app.add_route("/metrics", metrics_endpoint, include_in_schema=False)
+    app.include_router(metrics_router)
     app.include_router(health.router)
     configure_audit(AuditPolicy.for_node(settings))
     app.add_middleware(

@@ -13,12 +13,14 @@ keeps its counters in memory, in a registry of its own app.
 
 from __future__ import annotations
 
+import hmac
 import os
 import shutil
 import time
 from collections.abc import Iterable
 from pathlib import Path
 
+from fastapi import APIRouter, Request, Response
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
@@ -30,9 +32,15 @@ from prometheus_client import (
 from prometheus_client.metrics_core import Metric
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
-from starlette.requests import Request
-from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from epix.api.deps import DatabaseDep, SettingsDep
+from epix.api.node_metrics import NodeCollector
+from epix.api.security import get_current_principal, presented_api_key
+from epix.auth.principal import Role
+from epix.auth.scoping import ensure_role
+from epix.db import Database
+from epix.settings import Settings
 
 # prometheus_client's switch: set before a process creates its first metric, its metrics are
 # written to files in this directory. epix serve sets it for the worker processes it starts.
@@ -139,6 +147,33 @@ class MetricsMiddleware:
             self.metrics.latency.labels(method, route).observe(time.perf_counter() - started)
 
 
-def metrics_endpoint(request: Request) -> Response:
+def _may_see_parties(request: Request, database: Database, settings: Settings) -> bool:
+    """Whether this scrape may include series naming Parties (who trades with whom).
+
+    Without a credential it may not. ``Authorization: Bearer <EPIX_METRICS_TOKEN>`` or a node
+    administrator's API key may; any other credential is refused (401/403), not quietly
+    answered with less, so a scraper with a wrong token fails loudly.
+    """
+    if settings.metrics_token is not None:
+        scheme, _, value = request.headers.get("authorization", "").partition(" ")
+        presented = value.strip().encode()
+        if scheme.lower() == "bearer" and hmac.compare_digest(
+            presented, settings.metrics_token.encode()
+        ):
+            return True
+    if presented_api_key(request) is None:
+        return False
+    ensure_role(get_current_principal(request, database), Role.NODE_ADMIN)
+    return True
+
+
+router = APIRouter(include_in_schema=False)
+
+
+@router.get("/metrics")
+def metrics_endpoint(request: Request, database: DatabaseDep, settings: SettingsDep) -> Response:
+    """Prometheus text format; see "Monitoring" in docs/architecture.md for every series."""
     metrics: Metrics = request.app.state.metrics
-    return Response(generate_latest(metrics.scrape()), media_type=CONTENT_TYPE_LATEST)
+    by_party = _may_see_parties(request, database, settings)
+    scrape = metrics.scrape(NodeCollector(database, settings, by_party=by_party))
+    return Response(generate_latest(scrape), media_type=CONTENT_TYPE_LATEST)

@@ -6,12 +6,15 @@ when a purge has removed the events before it.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from datetime import datetime
+
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from epix.audit.context import RequestContext
-from epix.audit.models import AuditCheckpoint
-from epix.audit.service import lock_chain_head, record_event
+from epix.audit.models import AuditChainHead, AuditCheckpoint
+from epix.audit.service import HEAD_ROW_ID, lock_chain_head, record_event
 from epix.audit.signing import CheckpointSigner, sign_checkpoint
 from epix.auth.principal import Principal
 from epix.db.base import utcnow
@@ -67,3 +70,32 @@ def create_checkpoint(
         detail={"sequence": checkpoint.sequence, "head_hash": checkpoint.head_hash},
     )
     return checkpoint
+
+
+@dataclass(frozen=True, slots=True)
+class CheckpointLag:
+    """How far the chain's head is past its last signed checkpoint (None: none signed yet)."""
+
+    head_sequence: int
+    signed_sequence: int | None
+    signed_at: datetime | None
+
+
+def checkpoint_lag(session: Session) -> CheckpointLag:
+    """For monitoring: two primary-key reads, never a count of the events.
+
+    The last signed checkpoint is found walking checkpoints back from the newest (one per
+    ``EPIX_AUDIT_CHECKPOINT_EVERY`` events), stopping at the first signed one.
+    """
+    head = session.scalar(select(AuditChainHead.sequence).where(AuditChainHead.id == HEAD_ROW_ID))
+    signed = session.execute(
+        select(AuditCheckpoint.sequence, AuditCheckpoint.signed_at)
+        .where(AuditCheckpoint.signature.is_not(None))
+        .order_by(AuditCheckpoint.sequence.desc())
+        .limit(1)
+    ).first()
+    return CheckpointLag(
+        head_sequence=int(head or 0),
+        signed_sequence=signed.sequence if signed else None,
+        signed_at=signed.signed_at if signed else None,
+    )

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Protocol
 
-from sqlalchemy import Select, bindparam, insert, or_, select
+from sqlalchemy import Select, bindparam, func, insert, or_, select
 from sqlalchemy.orm import Session
 
 from epix.db.base import table_of, utcnow
@@ -198,3 +198,37 @@ def acknowledge(
         entry.message.delivery_state = "acknowledged"
     session.flush()
     return entry
+
+
+@dataclass(frozen=True, slots=True)
+class Waiting:
+    """A Party's unacknowledged inbox entries (pulled or not) and when the oldest arrived."""
+
+    party: str
+    count: int
+    oldest_created_at: datetime | None
+
+
+def waiting_by_party(session: Session) -> list[Waiting]:
+    """Unacknowledged entries per recipient, for monitoring.
+
+    Acknowledged entries stay for the retention period, so this never walks them: the
+    recipients are found by hopping through the pending index one Party at a time (a loose
+    index scan, one probe per Party), then each Party's unacknowledged range is counted.
+    """
+    party = _ENTRIES.c.recipient_party
+    recipients = select(func.min(party).label("party")).cte("recipients", recursive=True)
+    recipients = recipients.union_all(
+        select(select(func.min(party)).where(party > recipients.c.party).scalar_subquery()).where(
+            recipients.c.party.is_not(None)
+        )
+    )
+    unacknowledged = (party == recipients.c.party) & _ENTRIES.c.acknowledged_at.is_(None)
+    rows = session.execute(
+        select(
+            recipients.c.party,
+            select(func.count()).where(unacknowledged).scalar_subquery(),
+            select(func.min(_ENTRIES.c.created_at)).where(unacknowledged).scalar_subquery(),
+        ).where(recipients.c.party.is_not(None))
+    ).all()
+    return [Waiting(code, int(count), oldest) for code, count, oldest in rows]

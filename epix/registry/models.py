@@ -75,7 +75,11 @@ class RegistryCertificate(Base):
 
     authority: Mapped[RegistryAuthority] = relationship(back_populates="certificates")
 
-    __table_args__ = (Index("ix_registry_certificates_authority_id", "authority_id"),)
+    __table_args__ = (
+        Index("ix_registry_certificates_authority_id", "authority_id"),
+        # Certificates ending soon, counted at every /metrics scrape, are one range.
+        Index("ix_registry_certificates_not_after", "not_after"),
+    )
 
 
 class RegistryState(Base):

@@ -7,8 +7,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Row, bindparam, delete, select, text
-from sqlalchemy.orm import Session, selectinload
+from sqlalchemy import Row, bindparam, case, delete, func, select, text
+from sqlalchemy.orm import Session, aliased, selectinload
 
 from epix.db.base import table_of
 from epix.db.prepared import Prepared
@@ -220,6 +220,48 @@ def replace_all(session: Session, snapshot: RegistrySnapshot) -> None:
             )
         )
     session.expire_all()
+
+
+@dataclass(frozen=True, slots=True)
+class HeldCopy:
+    """The newest registry document held: its version, when it was issued and stored."""
+
+    version: int
+    issued_at: datetime
+    stored_at: datetime
+
+
+def held_copy(session: Session) -> HeldCopy | None:
+    """The newest document's dates, without loading its content (monitoring)."""
+    row = session.execute(
+        select(RegistryDocument.version, RegistryDocument.issued_at, RegistryDocument.stored_at)
+        .order_by(RegistryDocument.version.desc())
+        .limit(1)
+    ).first()
+    return HeldCopy(row.version, row.issued_at, row.stored_at) if row else None
+
+
+def count_expiring(session: Session, *, now: datetime, until: datetime) -> tuple[int, int]:
+    """Unrevoked certificates ending in ``(now, until]``: all, and those whose authority holds
+    no unrevoked certificate ending later (no successor in place)."""
+    later = aliased(RegistryCertificate)
+    successor = (
+        select(later.id)
+        .where(
+            later.authority_id == RegistryCertificate.authority_id,
+            later.revoked_at.is_(None),
+            later.not_after > RegistryCertificate.not_after,
+        )
+        .exists()
+    )
+    row = session.execute(
+        select(func.count(), func.sum(case((successor, 0), else_=1))).where(
+            RegistryCertificate.revoked_at.is_(None),
+            RegistryCertificate.not_after > now,
+            RegistryCertificate.not_after <= until,
+        )
+    ).one()
+    return int(row[0]), int(row[1] or 0)
 
 
 def latest_document(session: Session) -> RegistryDocument | None:

@@ -59,7 +59,7 @@ def two_worker_node(tmp_path: Path) -> Iterator[str]:
         stderr=subprocess.STDOUT,
     )
     try:
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 180  # two processes importing on a busy machine
         while time.monotonic() < deadline:
             try:
                 if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:

@@ -1,0 +1,198 @@
+"""The node's state for ``/metrics``, read from the database at scrape time.
+
+Every process answers from the same database, so these are right whichever worker process
+takes the scrape. Each query is an aggregate over a bounded range of an index (undelivered
+outbox rows, unacknowledged inbox entries, the newest checkpoint and registry copy,
+certificates ending soon); none walks a table that grows with the node's age (delivered
+messages, acknowledged entries, the audit trail).
+
+Series naming one Party (``*_by_party``) are only in a scrape by a node administrator or with
+``EPIX_METRICS_TOKEN``: they show who trades with whom.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from datetime import datetime, timedelta
+
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.metrics_core import Metric
+
+from epix.audit.checkpoints import CheckpointLag, checkpoint_lag
+from epix.db import Database
+from epix.db.base import utcnow
+from epix.delivery.outbox import Backlog, backlog
+from epix.exchange.inbox import Waiting, waiting_by_party
+from epix.registry import repository as registry
+from epix.settings import Settings
+
+log = logging.getLogger("epix.api.metrics")
+
+EXPIRY_WINDOW = timedelta(days=30)
+
+
+def _age(now: datetime, then: datetime | None) -> float:
+    return max(0.0, (now - then).total_seconds()) if then is not None else 0.0
+
+
+class NodeCollector:
+    """A prometheus_client collector; one per scrape."""
+
+    def __init__(self, database: Database, settings: Settings, *, by_party: bool) -> None:
+        self.database = database
+        self.settings = settings
+        self.by_party = by_party
+
+    def collect(self) -> Iterable[Metric]:
+        up = GaugeMetricFamily(
+            "epix_metrics_database_up",
+            "1 when the node's state could be read from the database for this scrape.",
+        )
+        try:
+            with self.database.read() as session:
+                now = utcnow()
+                metrics = [
+                    *self._outbox(backlog(session, now=now), now),
+                    *self._inbox(waiting_by_party(session), now),
+                    *self._audit(checkpoint_lag(session), now),
+                    *self._registry(
+                        registry.held_copy(session),
+                        registry.count_expiring(session, now=now, until=now + EXPIRY_WINDOW),
+                        now,
+                    ),
+                ]
+        except Exception:  # a scrape answers whatever happens; the failure shows as up == 0
+            log.exception("metrics: the node's state could not be read")
+            up.add_metric([], 0)
+            return [up]
+        up.add_metric([], 1)
+        return [up, *metrics]
+
+    def _outbox(self, rows: list[Backlog], now: datetime) -> Iterable[Metric]:
+        messages = GaugeMetricFamily(
+            "epix_outbox_messages",
+            "Outbox rows not delivered, by state: pending (waiting for their next attempt, "
+            "being delivered or due) and failed (given up; resend them).",
+            labels=["state"],
+        )
+        messages.add_metric(["pending"], sum(row.pending for row in rows))
+        messages.add_metric(["failed"], sum(row.failed for row in rows))
+        due = GaugeMetricFamily(
+            "epix_outbox_due_messages",
+            "Pending outbox rows whose next attempt has come and that no worker holds.",
+        )
+        due.add_metric([], sum(row.due for row in rows))
+        oldest = GaugeMetricFamily(
+            "epix_outbox_oldest_due_age_seconds",
+            "Age of the oldest outbox row waiting for a worker (0 when none waits).",
+        )
+        firsts = [row.oldest_due_created_at for row in rows if row.oldest_due_created_at]
+        oldest.add_metric([], _age(now, min(firsts, default=None)))
+        yield from (messages, due, oldest)
+        if not self.by_party:
+            return
+        by_party = GaugeMetricFamily(
+            "epix_outbox_messages_by_party",
+            "Outbox rows not delivered, by destination Party and state (pending, failed).",
+            labels=["party", "state"],
+        )
+        due_by_party = GaugeMetricFamily(
+            "epix_outbox_due_messages_by_party",
+            "Pending outbox rows waiting for a worker now, by destination Party.",
+            labels=["party"],
+        )
+        for row in rows:
+            by_party.add_metric([row.destination_party, "pending"], row.pending)
+            by_party.add_metric([row.destination_party, "failed"], row.failed)
+            due_by_party.add_metric([row.destination_party], row.due)
+        yield from (by_party, due_by_party)
+
+    def _inbox(self, rows: list[Waiting], now: datetime) -> Iterable[Metric]:
+        waiting = GaugeMetricFamily(
+            "epix_inbox_waiting_messages",
+            "Inbox entries not yet acknowledged by their recipient, all Parties together.",
+        )
+        waiting.add_metric([], sum(row.count for row in rows))
+        oldest = GaugeMetricFamily(
+            "epix_inbox_oldest_waiting_age_seconds",
+            "Age of the oldest inbox entry not yet acknowledged (0 when none waits).",
+        )
+        firsts = [row.oldest_created_at for row in rows if row.oldest_created_at]
+        oldest.add_metric([], _age(now, min(firsts, default=None)))
+        yield from (waiting, oldest)
+        if not self.by_party:
+            return
+        by_party = GaugeMetricFamily(
+            "epix_inbox_waiting_messages_by_party",
+            "Inbox entries not yet acknowledged, by recipient Party.",
+            labels=["party"],
+        )
+        oldest_by_party = GaugeMetricFamily(
+            "epix_inbox_oldest_waiting_age_seconds_by_party",
+            "Age of a Party's oldest inbox entry not yet acknowledged (0 when none waits).",
+            labels=["party"],
+        )
+        for row in rows:
+            by_party.add_metric([row.party], row.count)
+            oldest_by_party.add_metric([row.party], _age(now, row.oldest_created_at))
+        yield from (by_party, oldest_by_party)
+
+    @staticmethod
+    def _audit(lag: CheckpointLag, now: datetime) -> Iterable[Metric]:
+        events = CounterMetricFamily(
+            "epix_audit_events",
+            "Audit events recorded since the node started its trail (the chain head's "
+            "sequence; purging old events does not lower it).",
+        )
+        events.add_metric([], lag.head_sequence)
+        unsigned = GaugeMetricFamily(
+            "epix_audit_events_since_signed_checkpoint",
+            "Audit events after the last node-signed checkpoint (all of them when none is).",
+        )
+        unsigned.add_metric([], lag.head_sequence - (lag.signed_sequence or 0))
+        yield from (events, unsigned)
+        if lag.signed_at is not None:
+            age = GaugeMetricFamily(
+                "epix_audit_signed_checkpoint_age_seconds",
+                "Seconds since the last audit checkpoint was signed (absent before the first).",
+            )
+            age.add_metric([], _age(now, lag.signed_at))
+            yield age
+
+    def _registry(
+        self, held: registry.HeldCopy | None, expiring: tuple[int, int], now: datetime
+    ) -> Iterable[Metric]:
+        following = GaugeMetricFamily(
+            "epix_registry_following",
+            "1 when the node follows a published registry (EPIX_REGISTRY_SOURCE_URL).",
+        )
+        following.add_metric([], 1 if self.settings.registry_source_url else 0)
+        version = GaugeMetricFamily(
+            "epix_registry_version", "Version of the key registry the node works from."
+        )
+        version.add_metric([], held.version if held else 0)
+        yield from (following, version)
+        if held is not None:
+            age = GaugeMetricFamily(
+                "epix_registry_copy_age_seconds",
+                "Seconds since the newest registry document held was stored (absent when none "
+                "is held: a follower that never got a copy is not ready).",
+            )
+            age.add_metric([], _age(now, held.stored_at))
+            issued = GaugeMetricFamily(
+                "epix_registry_copy_issued_age_seconds",
+                "Seconds since the Secretariat issued the newest registry document held.",
+            )
+            issued.add_metric([], _age(now, held.issued_at))
+            yield from (age, issued)
+        soon, without_successor = expiring
+        ending = GaugeMetricFamily(
+            "epix_registry_certificates_expiring",
+            'Unrevoked registry certificates ending within 30 days; successor="no" when '
+            "their authority has no unrevoked certificate ending later.",
+            labels=["successor"],
+        )
+        ending.add_metric(["yes"], soon - without_successor)
+        ending.add_metric(["no"], without_successor)
+        yield ending
