@@ -17,7 +17,7 @@ import hmac
 import os
 import shutil
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from fastapi import APIRouter, Request, Response
@@ -36,10 +36,12 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from epix.api.deps import DatabaseDep, SettingsDep
 from epix.api.node_metrics import NodeCollector
+from epix.api.problems import deciding_finding
 from epix.api.security import get_current_principal, presented_api_key
 from epix.auth.principal import Role
 from epix.auth.scoping import ensure_role
 from epix.db import Database
+from epix.errors import Finding
 from epix.settings import Settings
 
 # prometheus_client's switch: set before a process creates its first metric, its metrics are
@@ -99,7 +101,19 @@ class Metrics:
             buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
             registry=self.registry,
         )
+        self.submissions = Counter(
+            "epix_submissions_total",
+            "Documents submitted to POST /v1/messages by outcome (accepted, "
+            "accepted_with_warnings, rejected: refused with a signed receipt, refused: refused "
+            "before the pipeline, e.g. authentication) and the code that decided a refusal.",
+            ["outcome", "code"],
+            registry=self.registry,
+        )
         self.shared_directory = _shared_directory()
+
+    def count_submission(self, outcome: str, refusal: Sequence[Finding] = ()) -> None:
+        code = deciding_finding(refusal).code if refusal else ""
+        self.submissions.labels(outcome, code).inc()
 
     def counters(self) -> Collector:
         """Every process's counts when they are shared, else this app's."""

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -28,6 +28,11 @@ _HTTP_CODES = {
 _UNREADABLE_BODY = "The request body could not be read; send UTF-8 encoded JSON."
 
 
+def deciding_finding(findings: Sequence[Finding]) -> Finding:
+    """The finding a refusal is named by (its problem's ``code``): the first error."""
+    return next((f for f in findings if f.severity == "error"), findings[0])
+
+
 def problem_response(
     findings: list[Finding],
     status: int,
@@ -35,7 +40,7 @@ def problem_response(
     headers: Mapping[str, str] | None = None,
     extra: dict[str, Any] | None = None,
 ) -> JSONResponse:
-    first = next((f for f in findings if f.severity == "error"), findings[0])
+    first = deciding_finding(findings)
     body: dict[str, Any] = {
         "type": f"urn:epix:error:{first.code}",
         "title": ERROR_TABLE[first.code].meaning,

@@ -19,6 +19,7 @@ from prometheus_client.mmap_dict import MmapedDict, mmap_key
 from tests.conftest import REPO_ROOT
 
 HEALTHZ_SERIES = 'epix_http_requests_total{method="GET",route="/healthz",status="200"}'
+REFUSED_SERIES = 'epix_submissions_total{code="EPIX-AUTH-001",outcome="refused"}'
 
 
 def _free_port() -> int:
@@ -77,9 +78,9 @@ def two_worker_node(tmp_path: Path) -> Iterator[str]:
 
 @pytest.mark.slow
 def test_every_worker_process_answers_with_the_nodes_request_total(two_worker_node: str) -> None:
-    """Each connection asks /healthz (which names its process), then /metrics on the same
-    connection, so the scrape is known to come from that process; both must count every
-    /healthz the node answered so far."""
+    """Each connection asks /healthz (which names its process) and submits without a
+    credential, then scrapes /metrics on the same connection, so the scrape is known to come
+    from that process; both must count every request the node answered so far."""
     answered = 0
     scrapes_by_process: dict[str, list[tuple[int, float]]] = {}
     deadline = time.monotonic() + 90
@@ -87,13 +88,15 @@ def test_every_worker_process_answers_with_the_nodes_request_total(two_worker_no
         assert time.monotonic() < deadline, f"one process took every connection: {answered}"
         with httpx.Client(base_url=two_worker_node, timeout=5) as connection:
             process = connection.get("/healthz").json()["process"]
+            assert connection.post("/v1/messages", content=b"<a/>").status_code == 401
             answered += 1
             # The process counts a request just after its answer went out: allow it a moment.
             for _ in range(50):
-                total = _scraped(connection.get("/metrics").text, HEALTHZ_SERIES)
-                if total == answered:
+                scraped = connection.get("/metrics").text
+                totals = (_scraped(scraped, HEALTHZ_SERIES), _scraped(scraped, REFUSED_SERIES))
+                if totals == (answered, answered):
                     break
                 time.sleep(0.01)
-            scrapes_by_process.setdefault(process, []).append((answered, total))
+            scrapes_by_process.setdefault(process, []).append((answered, *totals))
     for process, scrapes in scrapes_by_process.items():
-        assert all(total == expected for expected, total in scrapes), (process, scrapes)
+        assert all(row == (row[0],) * 3 for row in scrapes), (process, scrapes)

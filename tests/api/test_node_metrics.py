@@ -84,6 +84,21 @@ def test_the_nodes_state_is_scraped_from_the_database(tmp_path: Path, database: 
             },
         )
         assert sent.status_code == 201, sent.text
+    malformed = b" " + _signed_permit(setup)  # the XML declaration no longer first
+    refused = client.post(
+        "/v1/messages",
+        content=malformed,
+        headers={
+            **_bearer(ma),
+            "Content-Type": "application/xml",
+            "X-EPIX-Message-Id": f"msg-{uuid.uuid4().hex}",
+            "X-EPIX-From": "XA",
+            "X-EPIX-To": "XB",
+        },
+    )
+    assert refused.json()["receipt_status"] == "rejected", refused.text
+    unauthenticated = client.post("/v1/messages", content=b"<a/>")
+    assert unauthenticated.json()["code"] == "EPIX-AUTH-001"
     page = client.get("/v1/inbox", headers=_bearer(xb_customs)).json()
     first = page["entries"][0]
     acked = client.post(
@@ -117,6 +132,15 @@ def test_the_nodes_state_is_scraped_from_the_database(tmp_path: Path, database: 
 
     public = _samples(client.get("/metrics").text)
     assert _value(public, "epix_metrics_database_up") == 1
+    accepted = [
+        value
+        for (name, labels), value in public.items()
+        if name == "epix_submissions_total" and dict(labels)["outcome"].startswith("accepted")
+    ]
+    assert sum(accepted) == 3
+    refusal = refused.json()["code"]
+    assert _value(public, "epix_submissions_total", outcome="rejected", code=refusal) == 1
+    assert _value(public, "epix_submissions_total", outcome="refused", code="EPIX-AUTH-001") == 1
     assert _value(public, "epix_outbox_messages", state="pending") == 1
     assert _value(public, "epix_outbox_messages", state="failed") == 1
     assert _value(public, "epix_outbox_due_messages") == 1

@@ -19,6 +19,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from epix.api.deps import DatabaseDep, request_context
+from epix.api.metrics import Metrics
 from epix.api.problems import problem_response
 from epix.api.security import CurrentPrincipal, get_current_principal
 from epix.audit.context import RequestContext
@@ -29,7 +30,7 @@ from epix.errors import EpixError
 from epix.exchange.envelope import envelope_from_headers, open_envelope
 from epix.exchange.incoming import SENDER_ROLES, receive
 from epix.exchange.node_identity import node_identity
-from epix.exchange.service import submit
+from epix.exchange.service import SubmissionResult, submit
 from epix.exchange.tracking import track
 from epix.settings import Settings
 
@@ -101,11 +102,20 @@ async def submit_message(request: Request) -> Response:
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     headers = dict(request.headers.items())
     context = request_context(request, headers)
+    metrics: Metrics = request.app.state.metrics
 
     def run() -> Response:
-        principal = get_current_principal(request, database)
-        ensure_role(principal, *SUBMITTER_ROLES)
-        return _submit(content_type, headers, body, principal, settings, database, context)
+        try:
+            principal = get_current_principal(request, database)
+            ensure_role(principal, *SUBMITTER_ROLES)
+            result, response = _submit(
+                content_type, headers, body, principal, settings, database, context
+            )
+        except EpixError as exc:
+            metrics.count_submission("refused", exc.findings)
+            raise
+        metrics.count_submission(result.status, () if result.accepted else result.findings)
+        return response
 
     # CPU-bound work runs in a worker thread, at most EPIX_PIPELINE_CONCURRENCY at once and the
     # rest queued in arrival order in the event loop: with one GIL, 32 threads parsing and
@@ -122,7 +132,7 @@ def _submit(
     settings: Settings,
     database: Database,
     context: RequestContext,
-) -> Response:
+) -> tuple[SubmissionResult, Response]:
     """From content type to the HTTP answer: envelope, role, pipeline, signed receipt."""
     if content_type in XML_TYPES:
         envelope = envelope_from_headers(request_headers)
@@ -155,7 +165,7 @@ def _submit(
         "X-EPIX-Message-Id": envelope.message_id,
     }
     if not result.accepted:
-        return problem_response(
+        return result, problem_response(
             list(result.findings),
             result.http_status,
             headers=headers,
@@ -166,7 +176,7 @@ def _submit(
             },
         )
     headers["Location"] = f"/v1/messages/{envelope.message_id}"
-    return Response(
+    return result, Response(
         result.receipt, status_code=result.http_status, media_type=RECEIPT_TYPE, headers=headers
     )
 
