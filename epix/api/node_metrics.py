@@ -62,8 +62,9 @@ class NodeCollector:
                         now,
                     ),
                 ]
-        except Exception:  # a scrape answers whatever happens; the failure shows as up == 0
-            log.exception("metrics: the node's state could not be read")
+        except Exception as exc:  # a scrape answers whatever happens; it shows as up == 0
+            # At every scrape while it lasts: one line, no traceback, no connection details.
+            log.warning("metrics: the node's state could not be read (%s)", type(exc).__name__)
             up.add_metric([], 0)
             return [up]
         up.add_metric([], 1)

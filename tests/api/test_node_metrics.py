@@ -222,3 +222,16 @@ def test_a_scrape_reads_index_ranges_only(tmp_path: Path, sqlite_database: Datab
             walks = [line for line in plan if line.startswith("SCAN ")]
             assert set(walks) <= BOUNDED_SCANS, (statement, plan)
             assert not [line for line in plan if "FOR ORDER BY" in line], (statement, plan)
+
+
+def test_a_scrape_without_the_database_says_so_instead_of_failing(tmp_path: Path) -> None:
+    """Prometheus must still get the HTTP counters, and a series it can alert on."""
+    unreachable = Database("postgresql+psycopg://epix:epix@127.0.0.1:9/none?connect_timeout=2")
+    app = create_app(Settings(data_dir=tmp_path / "data"), unreachable)
+    with TestClient(app, raise_server_exceptions=False) as client:
+        client.get("/healthz")
+        scrape = client.get("/metrics")
+    assert scrape.status_code == 200
+    samples = _samples(scrape.text)
+    assert _value(samples, "epix_metrics_database_up") == 0
+    assert _value(samples, "epix_http_requests_total", method="GET", route="/healthz", status="200")
