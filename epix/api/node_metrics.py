@@ -25,6 +25,7 @@ from epix.db.base import utcnow
 from epix.delivery.outbox import Backlog, backlog
 from epix.exchange.inbox import Waiting, waiting_by_party
 from epix.registry import repository as registry
+from epix.registry.models import RegistrySourceCheck
 from epix.settings import Settings
 
 log = logging.getLogger("epix.api.metrics")
@@ -57,7 +58,9 @@ class NodeCollector:
                     *self._inbox(waiting_by_party(session), now),
                     *self._audit(checkpoint_lag(session), now),
                     *self._registry(
-                        registry.held_copy(session),
+                        registry.current_version(session),
+                        registry.newest_document_issued_at(session),
+                        registry.source_check(session),
                         registry.count_expiring(session, now=now, until=now + EXPIRY_WINDOW),
                         now,
                     ),
@@ -161,32 +164,60 @@ class NodeCollector:
             age.add_metric([], _age(now, lag.signed_at))
             yield age
 
+    @staticmethod
+    def _source_check(check: RegistrySourceCheck, now: datetime) -> Iterable[Metric]:
+        last = GaugeMetricFamily(
+            "epix_registry_source_check_ok",
+            "1 when the follower's last check of its source ended well (a verified document "
+            "or 'not modified'); 0 with the code of what went wrong (EPIX-REG-011 unreachable, "
+            "EPIX-REG-007 forged, EPIX-REG-008 a rollback, ...).",
+            labels=["code"],
+        )
+        last.add_metric([check.failure_code or ""], 0 if check.failure_code else 1)
+        checked = GaugeMetricFamily(
+            "epix_registry_source_check_age_seconds",
+            "Seconds since the follower last checked its source (EPIX_REGISTRY_REFRESH_SECONDS "
+            "apart while it runs).",
+        )
+        checked.add_metric([], _age(now, check.checked_at))
+        yield from (last, checked)
+        if check.confirmed_at is not None:
+            confirmed = GaugeMetricFamily(
+                "epix_registry_copy_confirmed_age_seconds",
+                "Seconds since the source last confirmed that the registry copy held is its "
+                "newest: how stale the node's last good copy may be.",
+            )
+            confirmed.add_metric([], _age(now, check.confirmed_at))
+            yield confirmed
+
     def _registry(
-        self, held: registry.HeldCopy | None, expiring: tuple[int, int], now: datetime
+        self,
+        version_held: int,
+        issued_at: datetime | None,
+        check: RegistrySourceCheck | None,
+        expiring: tuple[int, int],
+        now: datetime,
     ) -> Iterable[Metric]:
+        version = GaugeMetricFamily(
+            "epix_registry_version", "Version of the key registry the node works from."
+        )
+        version.add_metric([], version_held)
+        yield version
+        if issued_at is not None:
+            issued = GaugeMetricFamily(
+                "epix_registry_copy_issued_age_seconds",
+                "Seconds since the Secretariat issued the newest registry document held.",
+            )
+            issued.add_metric([], _age(now, issued_at))
+            yield issued
         following = GaugeMetricFamily(
             "epix_registry_following",
             "1 when the node follows a published registry (EPIX_REGISTRY_SOURCE_URL).",
         )
         following.add_metric([], 1 if self.settings.registry_source_url else 0)
-        version = GaugeMetricFamily(
-            "epix_registry_version", "Version of the key registry the node works from."
-        )
-        version.add_metric([], held.version if held else 0)
-        yield from (following, version)
-        if held is not None:
-            age = GaugeMetricFamily(
-                "epix_registry_copy_age_seconds",
-                "Seconds since the newest registry document held was stored (absent when none "
-                "is held: a follower that never got a copy is not ready).",
-            )
-            age.add_metric([], _age(now, held.stored_at))
-            issued = GaugeMetricFamily(
-                "epix_registry_copy_issued_age_seconds",
-                "Seconds since the Secretariat issued the newest registry document held.",
-            )
-            issued.add_metric([], _age(now, held.issued_at))
-            yield from (age, issued)
+        yield following
+        if self.settings.registry_source_url and check is not None:
+            yield from self._source_check(check, now)
         soon, without_successor = expiring
         ending = GaugeMetricFamily(
             "epix_registry_certificates_expiring",

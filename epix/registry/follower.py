@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import httpx
 
 from epix.db import Database
+from epix.db.base import utcnow
 from epix.errors import EpixError, Finding
 from epix.outbound import DeadlineExceeded, outbound_client
 from epix.registry import repository
@@ -109,8 +110,24 @@ class RegistryFollower:
         Raises ``EpixError`` when the source serves something unacceptable (EPIX-REG-007
         forged or unsigned, EPIX-REG-008 a rollback, EPIX-XML-*/EPIX-SCHEMA-001 malformed):
         the held copy stays in force. An unreachable source is a warning (EPIX-REG-011) while
-        a copy is held, and EPIX-REG-009 when none is.
+        a copy is held, and EPIX-REG-009 when none is. Either way the outcome is recorded
+        (``repository.record_source_check``) for monitoring.
         """
+        try:
+            result = self._refresh()
+        except EpixError as exc:
+            self._record_check(exc.findings[0].code)
+            raise
+        self._record_check(result.warnings[0].code if result.warnings else None)
+        return result
+
+    def _record_check(self, failure_code: str | None) -> None:
+        with self.database.unit_of_work() as session:
+            repository.record_source_check(
+                session, source_url=self.source_url, failure_code=failure_code, now=utcnow()
+            )
+
+    def _refresh(self) -> RefreshResult:
         with self.database.unit_of_work() as session:
             latest = repository.latest_document(session)
             held_version = repository.current_version(session)

@@ -92,6 +92,20 @@ class RegistryState(Base):
     updated_at: Mapped[datetime]
 
 
+class RegistrySourceCheck(Base):
+    """A follower's last look at its registry source (one row): when, how it ended, and when
+    the source last confirmed the copy held is current. Written by the follower's process,
+    read by every web process for /metrics."""
+
+    __tablename__ = "registry_source_checks"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    source_url: Mapped[str] = mapped_column(String(2000))
+    checked_at: Mapped[datetime]
+    failure_code: Mapped[str | None] = mapped_column(String(32))
+    confirmed_at: Mapped[datetime | None]
+
+
 class RegistryDocument(Base):
     """A Secretariat-signed registry document this node published or imported (last good copy).
 

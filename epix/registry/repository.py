@@ -17,6 +17,7 @@ from epix.registry.models import (
     RegistryCertificate,
     RegistryDocument,
     RegistryParty,
+    RegistrySourceCheck,
     RegistryState,
 )
 from epix.registry.snapshot import AuthorityEntry, CertificateEntry, PartyEntry, RegistrySnapshot
@@ -222,23 +223,35 @@ def replace_all(session: Session, snapshot: RegistrySnapshot) -> None:
     session.expire_all()
 
 
-@dataclass(frozen=True, slots=True)
-class HeldCopy:
-    """The newest registry document held: its version, when it was issued and stored."""
-
-    version: int
-    issued_at: datetime
-    stored_at: datetime
+def newest_document_issued_at(session: Session) -> datetime | None:
+    """When the Secretariat issued the newest document held, without loading it (monitoring)."""
+    return session.scalar(
+        select(RegistryDocument.issued_at).order_by(RegistryDocument.version.desc()).limit(1)
+    )
 
 
-def held_copy(session: Session) -> HeldCopy | None:
-    """The newest document's dates, without loading its content (monitoring)."""
-    row = session.execute(
-        select(RegistryDocument.version, RegistryDocument.issued_at, RegistryDocument.stored_at)
-        .order_by(RegistryDocument.version.desc())
-        .limit(1)
-    ).first()
-    return HeldCopy(row.version, row.issued_at, row.stored_at) if row else None
+SOURCE_CHECK_ID = 1
+
+
+def record_source_check(
+    session: Session, *, source_url: str, failure_code: str | None, now: datetime
+) -> None:
+    """Remember a follower's check of its source; a check that failed keeps the time the
+    source last confirmed the copy held (of the same source)."""
+    check = session.get(RegistrySourceCheck, SOURCE_CHECK_ID)
+    if check is None:
+        check = RegistrySourceCheck(id=SOURCE_CHECK_ID, source_url=source_url)
+        session.add(check)
+    elif check.source_url != source_url:
+        check.source_url, check.confirmed_at = source_url, None
+    check.checked_at, check.failure_code = now, failure_code
+    if failure_code is None:
+        check.confirmed_at = now
+    session.flush()
+
+
+def source_check(session: Session) -> RegistrySourceCheck | None:
+    return session.get(RegistrySourceCheck, SOURCE_CHECK_ID)
 
 
 def count_expiring(session: Session, *, now: datetime, until: datetime) -> tuple[int, int]:

@@ -9,9 +9,12 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+from fastapi.testclient import TestClient
 from lxml import etree
+from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy.exc import OperationalError
 
+from epix.api.app import create_app
 from epix.db import Database
 from epix.errors import EpixError
 from epix.registry import repository, service
@@ -237,3 +240,49 @@ def test_an_unexpected_failure_of_one_refresh_does_not_end_following(
     thread.join(timeout=10)
     assert not thread.is_alive()
     assert calls == [0, 1]
+
+
+def test_every_web_process_sees_how_the_followers_last_check_went(
+    database: Database,
+    secretariat_database: Database,
+    secretariat_identity: Identity,
+    source: tuple[Source, str, ThreadingHTTPServer],
+    tmp_path: Path,
+) -> None:
+    """The follower runs in one process; /metrics reads its last check from the database."""
+    state, url, server = source
+    with secretariat_database.unit_of_work() as session:
+        populate(session)
+    state.body, state.etag = published(secretariat_database, secretariat_identity), '"v7"'
+    follower = RegistryFollower(database, source_url=url, anchor_pem=secretariat_identity.cert_pem)
+    settings = Settings(data_dir=tmp_path / "data", registry_source_url=url)
+    client = TestClient(create_app(settings, database))
+
+    def scraped() -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+        return {
+            (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+            for family in text_string_to_metric_families(client.get("/metrics").text)
+            for sample in family.samples
+        }
+
+    assert ("epix_registry_source_check_ok", (("code", ""),)) not in scraped()  # not yet
+    follower.refresh()
+    follower.refresh()  # 304: the source confirms the copy again
+    fine = scraped()
+    assert fine[("epix_registry_following", ())] == 1
+    assert fine[("epix_registry_version", ())] == 7
+    assert fine[("epix_registry_source_check_ok", (("code", ""),))] == 1
+    assert 0 <= fine[("epix_registry_copy_confirmed_age_seconds", ())] < 60
+    with database.read() as session:
+        confirmed = repository.source_check(session).confirmed_at  # type: ignore[union-attr]
+
+    server.shutdown()
+    server.server_close()
+    follower.refresh()
+    down = scraped()
+    assert down[("epix_registry_source_check_ok", (("code", "EPIX-REG-011"),))] == 0
+    assert ("epix_registry_source_check_ok", (("code", ""),)) not in down
+    assert 0 <= down[("epix_registry_source_check_age_seconds", ())] < 60
+    with database.read() as session:
+        check = repository.source_check(session)
+        assert check is not None and check.confirmed_at == confirmed < check.checked_at
