@@ -22,7 +22,8 @@ from prometheus_client.metrics_core import Metric
 from epix.audit.checkpoints import CheckpointLag, checkpoint_lag
 from epix.db import Database
 from epix.db.base import utcnow
-from epix.delivery.outbox import Backlog, backlog
+from epix.delivery.models import OutboxOutcome
+from epix.delivery.outbox import Backlog, backlog, totals
 from epix.exchange.inbox import Waiting, waiting_by_party
 from epix.registry import repository as registry
 from epix.registry.models import RegistrySourceCheck
@@ -54,7 +55,7 @@ class NodeCollector:
             with self.database.read() as session:
                 now = utcnow()
                 metrics = [
-                    *self._outbox(backlog(session, now=now), now),
+                    *self._outbox(backlog(session, now=now), totals(session), now),
                     *self._inbox(waiting_by_party(session), now),
                     *self._audit(checkpoint_lag(session), now),
                     *self._registry(
@@ -73,7 +74,9 @@ class NodeCollector:
         up.add_metric([], 1)
         return [up, *metrics]
 
-    def _outbox(self, rows: list[Backlog], now: datetime) -> Iterable[Metric]:
+    def _outbox(
+        self, rows: list[Backlog], ever: dict[OutboxOutcome, int], now: datetime
+    ) -> Iterable[Metric]:
         messages = GaugeMetricFamily(
             "epix_outbox_messages",
             "Outbox rows not delivered, by state: pending (waiting for their next attempt, "
@@ -93,7 +96,15 @@ class NodeCollector:
         )
         firsts = [row.oldest_due_created_at for row in rows if row.oldest_due_created_at]
         oldest.add_metric([], _age(now, min(firsts, default=None)))
-        yield from (messages, due, oldest)
+        outcomes = CounterMetricFamily(
+            "epix_outbox_outcomes",
+            "Outbox rows ever delivered or given up (outcome label), counted when each is "
+            "marked; rate() of delivered is the delivery throughput.",
+            labels=["outcome"],
+        )
+        for outcome in OutboxOutcome:
+            outcomes.add_metric([outcome.value], ever.get(outcome, 0))
+        yield from (messages, due, oldest, outcomes)
         if not self.by_party:
             return
         by_party = GaugeMetricFamily(

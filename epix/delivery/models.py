@@ -12,7 +12,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import JSON, Index, Integer, LargeBinary, String, Text
+from sqlalchemy import JSON, BigInteger, Index, Integer, LargeBinary, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from epix.db.base import Base, utcnow
@@ -91,6 +91,23 @@ class OutboxMessage(Base):
     delivered_at: Mapped[datetime | None]
     failed_at: Mapped[datetime | None]
     resent_count: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class OutboxOutcome(StrEnum):
+    """The running totals kept in ``OutboxTotal``."""
+
+    DELIVERED = "delivered"
+    GIVEN_UP = "given_up"
+
+
+class OutboxTotal(Base):
+    """How many rows were ever delivered or given up, counted in the transaction that marks
+    each one: delivered rows stay for years, so /metrics must not count them row by row."""
+
+    __tablename__ = "delivery_outbox_totals"
+
+    outcome: Mapped[str] = mapped_column(String(16), primary_key=True)
+    count: Mapped[int] = mapped_column(BigInteger)
 
 
 class WebhookSubscription(Base):

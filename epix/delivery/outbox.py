@@ -19,7 +19,7 @@ from sqlalchemy import and_, case, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from epix.db.base import utcnow
-from epix.delivery.models import OutboxKind, OutboxMessage, OutboxState
+from epix.delivery.models import OutboxKind, OutboxMessage, OutboxOutcome, OutboxState, OutboxTotal
 from epix.errors import EpixError
 
 DEFAULT_GIVE_UP_SECONDS = 72 * 3600
@@ -197,6 +197,22 @@ def _fenced_update(session: Session, claim: Claim, values: dict[str, Any]) -> No
         )
 
 
+def _count(session: Session, outcome: OutboxOutcome) -> None:
+    """Add one to a running total, in the transaction that marks the row (its rows exist
+    from the migration on)."""
+    session.execute(
+        update(OutboxTotal)
+        .where(OutboxTotal.outcome == outcome.value)
+        .values(count=OutboxTotal.count + 1)
+    )
+
+
+def totals(session: Session) -> dict[OutboxOutcome, int]:
+    """Rows ever delivered and given up (monitoring): two primary-key rows."""
+    rows = session.execute(select(OutboxTotal.outcome, OutboxTotal.count)).all()
+    return {OutboxOutcome(outcome): int(count) for outcome, count in rows}
+
+
 def mark_delivered(
     session: Session,
     claim: Claim,
@@ -220,6 +236,7 @@ def mark_delivered(
             "last_error": None,
         },
     )
+    _count(session, OutboxOutcome.DELIVERED)
 
 
 def mark_attempt_failed(
@@ -251,6 +268,8 @@ def mark_attempt_failed(
     else:
         values.update(next_attempt_at=retry_at)
     _fenced_update(session, claim, values)
+    if give_up:
+        _count(session, OutboxOutcome.GIVEN_UP)
     return give_up
 
 

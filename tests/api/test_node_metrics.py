@@ -144,6 +144,8 @@ def test_the_nodes_state_is_scraped_from_the_database(tmp_path: Path, database: 
     assert _value(public, "epix_outbox_messages", state="pending") == 1
     assert _value(public, "epix_outbox_messages", state="failed") == 1
     assert _value(public, "epix_outbox_due_messages") == 1
+    assert _value(public, "epix_outbox_outcomes_total", outcome="delivered") == 1
+    assert _value(public, "epix_outbox_outcomes_total", outcome="given_up") == 1
     assert 3500 < _value(public, "epix_outbox_oldest_due_age_seconds") < 3700
     assert _value(public, "epix_inbox_waiting_messages") == 2
     assert 0 <= _value(public, "epix_inbox_oldest_waiting_age_seconds") < 600
@@ -187,12 +189,14 @@ def test_a_credential_that_may_not_see_parties_is_refused(
         assert (response.status_code, response.json()["code"]) == (status, code), authorization
 
 
-# Walks a scrape may make on SQLite, each stopped by LIMIT 1 at its first row: newest signed
-# checkpoint, newest registry document; and the list of inbox recipients the query builds.
+# Walks a scrape may make on SQLite: two stopped by LIMIT 1 at their first row (newest signed
+# checkpoint, newest registry document), the list of inbox recipients the query builds, and
+# the outbox's running totals (two rows).
 BOUNDED_SCANS = {
     "SCAN audit_checkpoints USING INDEX sqlite_autoindex_audit_checkpoints_1",
     "SCAN registry_documents",
     "SCAN recipients",
+    "SCAN delivery_outbox_totals",
 }
 
 
