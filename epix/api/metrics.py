@@ -1,4 +1,5 @@
-"""Prometheus metrics for operators: request counts and latencies per route template.
+"""``/metrics`` for Prometheus: the web processes' counters (HTTP requests per route template,
+submissions by outcome) and the node's state read from the database (``epix.api.node_metrics``).
 
 ``epix serve --workers N`` runs N processes behind one socket, and a scrape is answered by
 whichever process takes the connection. So that every answer is the node's total, the worker
@@ -52,10 +53,12 @@ MULTIPROCESS_DIRECTORY_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"
 def reset_multiprocess_directory(data_dir: Path) -> Path:
     """An empty ``<data dir>/metrics`` for the worker processes about to start (``epix serve``).
 
-    Files left by an earlier run would add its counts to this one's.
+    Files left by an earlier run would add its counts to this one's, so a directory that
+    cannot be emptied is an error (``OSError``), not a reason to go on.
     """
     directory = (data_dir / "metrics").resolve()
-    shutil.rmtree(directory, ignore_errors=True)
+    if directory.exists():
+        shutil.rmtree(directory)
     directory.mkdir(parents=True)
     return directory
 

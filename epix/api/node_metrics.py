@@ -3,8 +3,8 @@
 Every process answers from the same database, so these are right whichever worker process
 takes the scrape. Each query is an aggregate over a bounded range of an index (undelivered
 outbox rows, unacknowledged inbox entries, the newest checkpoint and registry copy,
-certificates ending soon); none walks a table that grows with the node's age (delivered
-messages, acknowledged entries, the audit trail).
+certificates ending soon) or a handful of rows (the outbox's running totals); none walks a table
+that grows with the node's age (delivered messages, acknowledged entries, the audit trail).
 
 Series naming one Party (``*_by_party``) are only in a scrape by a node administrator or with
 ``EPIX_METRICS_TOKEN``: they show who trades with whom.

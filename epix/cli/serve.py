@@ -113,17 +113,23 @@ def serve(host: str, port: int, workers: int, demo: bool) -> None:
     database.migrate()
     if demo:
         print_demo(bootstrap_demo(database, settings), url)
+    if workers > 1:
+        # The web processes add up their counters through files, so that a scrape answered
+        # by any of them gives the node's totals (epix/api/metrics.py).
+        try:
+            shared = reset_multiprocess_directory(settings.data_dir)
+        except OSError as exc:
+            raise click.ClickException(
+                f"Cannot empty {exc.filename or settings.data_dir} for the worker processes' "
+                f"metrics: {exc.strerror or exc}."
+            ) from None
+        os.environ[MULTIPROCESS_DIRECTORY_VARIABLE] = str(shared)
     stop_following = threading.Event()
     try:
         follower = start_following(database, settings, stop_following)
     except EpixError as exc:
         raise click.ClickException(str(exc)) from None
     handle = start_worker_thread(database, settings) if settings.run_worker_in_process else None
-    if workers > 1:
-        # The web processes add up their counters through files, so that a scrape answered
-        # by any of them gives the node's totals (epix/api/metrics.py).
-        shared = reset_multiprocess_directory(settings.data_dir)
-        os.environ[MULTIPROCESS_DIRECTORY_VARIABLE] = str(shared)
     try:
         uvicorn.run("epix.api.app:create_app", factory=True, **uvicorn_options(host, port, workers))
     finally:

@@ -193,3 +193,24 @@ def test_serve_refuses_a_port_that_cannot_exist(monkeypatch: pytest.MonkeyPatch)
     monkeypatch.setattr("epix.cli.serve.uvicorn.run", _never_serve)
     result = CliRunner().invoke(cli, ["serve", "--port", "70000"])
     assert result.exit_code == 2, result.output
+
+
+def test_serve_with_workers_refuses_a_metrics_directory_it_cannot_empty(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Stale counter files would add an earlier run's counts to this one's: a message, and
+    nothing started."""
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    (data_dir / "metrics").write_text("not a directory")
+    monkeypatch.setenv("EPIX_DATA_DIR", str(data_dir))
+    monkeypatch.setattr("epix.cli.serve.uvicorn.run", _never_serve)
+    get_settings.cache_clear()
+    try:
+        result = CliRunner().invoke(cli, ["serve", "--workers", "2", "--port", "18999"])
+    finally:
+        get_settings.cache_clear()
+    assert result.exit_code == 1, result.output
+    assert "Cannot empty" in result.output and "metrics" in result.output
+    assert "Traceback" not in result.output
+    assert "PROMETHEUS_MULTIPROC_DIR" not in os.environ
