@@ -213,8 +213,9 @@ def waiting_by_party(session: Session) -> list[Waiting]:
     """Unacknowledged entries per recipient, for monitoring.
 
     Acknowledged entries stay for the retention period, so this never walks them: the
-    recipients are found by hopping through the pending index one Party at a time (a loose
-    index scan, one probe per Party), then each Party's unacknowledged range is counted.
+    recipients are found by hopping through an index on recipient_party one Party at a time
+    (a loose index scan, one probe per Party), then each Party's unacknowledged range of
+    ``ix_inbox_entries_pending`` is counted.
     """
     party = _ENTRIES.c.recipient_party
     recipients = select(func.min(party).label("party")).cte("recipients", recursive=True)
