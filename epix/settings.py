@@ -5,6 +5,7 @@ from __future__ import annotations
 from enum import StrEnum
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 from urllib.parse import urlsplit
 
 from pydantic import Field, ValidationInfo, field_validator
@@ -187,11 +188,21 @@ class Settings(BaseSettings):
     audit_checkpoint_every: int = Field(
         default=1000, ge=0, description="Sign an audit checkpoint after this many events."
     )
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        default="INFO",
+        description="Lowest level of the node's own log lines (epix serve, epix worker), "
+        "written to standard error with time, level and logger.",
+    )
     retention_years: int = Field(
         default=5,
         ge=5,  # the design brief's minimum: a purge must never reach a younger record
         description="Audit records are kept at least this long after they expire (at least 5).",
     )
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _level_in_capitals(cls, value: object) -> object:
+        return value.upper() if isinstance(value, str) else value
 
     @field_validator("outbound_deadline_seconds")
     @classmethod

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import logging.config
 import os
 import socket
 import threading
@@ -13,6 +14,7 @@ import uvicorn
 
 from epix.api.http_protocol import BoundedHttpToolsProtocol
 from epix.api.metrics import MULTIPROCESS_DIRECTORY_VARIABLE, reset_multiprocess_directory
+from epix.cli.logs import uvicorn_log_config
 from epix.compliance import ReferenceDataError, load_reference_data
 from epix.db import Database
 from epix.delivery.worker import start_worker_thread
@@ -56,13 +58,16 @@ def ensure_can_listen(host: str, port: int) -> None:
         raise click.ClickException(f"Cannot listen on {host}:{port}: {reason}.") from None
 
 
-def uvicorn_options(host: str, port: int, workers: int = 1) -> dict[str, Any]:
+def uvicorn_options(
+    host: str, port: int, workers: int = 1, log_level: str = "INFO"
+) -> dict[str, Any]:
     """How uvicorn serves the node, here and in the tests that talk to it over real sockets."""
     return {
         "host": host,
         "port": port,
         "workers": workers,
         "log_level": "info",
+        "log_config": uvicorn_log_config(log_level),
         # Head cap, read timeouts and minimum body rate (guarantee 7).
         "http": BoundedHttpToolsProtocol,
     }
@@ -109,6 +114,9 @@ def serve(host: str, port: int, workers: int, demo: bool) -> None:
         os.environ["EPIX_NODE_BASE_URL"] = url
         get_settings.cache_clear()
     settings = get_settings()
+    # Before the outbox worker and the follower start in this process; uvicorn applies the same
+    # configuration again in each process it starts.
+    logging.config.dictConfig(uvicorn_log_config(settings.log_level))
     database = Database(settings.effective_database_url)
     database.migrate()
     if demo:
@@ -131,7 +139,11 @@ def serve(host: str, port: int, workers: int, demo: bool) -> None:
         raise click.ClickException(str(exc)) from None
     handle = start_worker_thread(database, settings) if settings.run_worker_in_process else None
     try:
-        uvicorn.run("epix.api.app:create_app", factory=True, **uvicorn_options(host, port, workers))
+        uvicorn.run(
+            "epix.api.app:create_app",
+            factory=True,
+            **uvicorn_options(host, port, workers, settings.log_level),
+        )
     finally:
         stop_following.set()
         if handle is not None:

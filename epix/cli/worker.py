@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import logging
 import signal
 import threading
 from types import FrameType
@@ -11,6 +10,7 @@ from types import FrameType
 import click
 
 from epix.audit.service import AuditPolicy, configure_audit, record_event
+from epix.cli.logs import configure_command_logging
 from epix.db import Database
 from epix.delivery import outbox
 from epix.delivery.models import OutboxState
@@ -35,8 +35,8 @@ def worker(once: bool) -> None:
     The database must already be migrated (``epix serve`` does it, as does any ``epix users``,
     ``epix registry`` or ``epix audit`` command).
     """
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     settings = get_settings()
+    configure_command_logging(settings.log_level)
     database = _database()
     delivery_worker = default_worker(database, settings)
     try:

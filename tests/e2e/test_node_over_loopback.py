@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -65,3 +66,11 @@ def test_demo_exchange_against_a_real_uvicorn_node(tmp_path: Path) -> None:
         server.terminate()
         output = server.communicate(timeout=30)[0].decode()
     assert "Demo API keys" in output
+    # The node's own log lines reach the operator, with time, level and logger (uvicorn sets up
+    # only its own loggers; this line was dropped before).
+    assert re.search(
+        r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} INFO epix\.delivery outbox worker "
+        r"\S+ started$",
+        output,
+        re.MULTILINE,
+    ), output

@@ -71,6 +71,7 @@ BROKEN_SETTINGS = {
     "a deadline of no time": {"EPIX_OUTBOUND_DEADLINE_SECONDS": "0"},
     "a deadline as long as the lease": {"EPIX_OUTBOUND_DEADLINE_SECONDS": "30"},
     "a body rate of nothing": {"EPIX_BODY_MIN_BYTES_PER_SECOND": "0"},
+    "not a log level": {"EPIX_LOG_LEVEL": "chatty"},
     "not a mode": {"EPIX_NODE_MODE": "cluster"},
     "not JSON": {"EPIX_PEER_API_KEYS": '{"XB": s3cret'},
     "data directory cannot be made": {"EPIX_DATA_DIR": "/proc/epix-data"},
