@@ -68,6 +68,10 @@ def uvicorn_options(
         "workers": workers,
         "log_level": "info",
         "log_config": uvicorn_log_config(log_level),
+        # uvicorn kills a worker process that has not answered its supervisor's ping within
+        # this many seconds (default 5), with the requests it serves: on a loaded host a
+        # process starved of CPU for a few seconds is slow, not hung.
+        "timeout_worker_healthcheck": 30,
         # Head cap, read timeouts and minimum body rate (guarantee 7).
         "http": BoundedHttpToolsProtocol,
     }
