@@ -17,6 +17,10 @@ One timer per request: a body's read only counts its bytes and notes the time; t
 it fires, computes the deadline those allow and either answers or sets itself to that deadline.
 Time the node keeps the client from sending (uvicorn not reading, a ``100 Continue`` not yet
 sent) does not count: the client's clock starts afresh after it.
+
+Nor does uvicorn bound the other direction: a client that stops reading its answer keeps the
+response (and the application's task, waiting to write more) for ever. When the connection's
+write buffer stays full for ``WRITE_STALL_SECONDS``, the connection is aborted.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ from epix.settings import get_settings
 MAX_HEAD_BYTES = 64 * 1024
 HEAD_TIMEOUT_SECONDS = 30.0
 BODY_IDLE_SECONDS = 60.0
+WRITE_STALL_SECONDS = 60.0
 
 
 class BoundedHttpToolsProtocol(HttpToolsProtocol):
@@ -40,6 +45,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
     max_head_bytes = MAX_HEAD_BYTES
     head_timeout = HEAD_TIMEOUT_SECONDS
     body_idle_timeout = BODY_IDLE_SECONDS
+    write_stall_timeout = WRITE_STALL_SECONDS
     body_grace: float  # these three from the settings, when a connection is made
     body_min_rate: float
     body_max_seconds: float
@@ -53,6 +59,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
     _body_began = 0.0  # loop times
     _body_last_read = 0.0
     _read_timer: asyncio.TimerHandle | None = None
+    _write_timer: asyncio.TimerHandle | None = None
     _refused = False
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
@@ -65,7 +72,30 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()
+        self._writing_resumed()
         super().connection_lost(exc)
+
+    def pause_writing(self) -> None:
+        """The client is not taking the answer as fast as it is written: it has
+        ``write_stall_timeout`` seconds to take some before the connection is aborted."""
+        super().pause_writing()
+        if self._write_timer is None:
+            self._write_timer = self.loop.call_later(self.write_stall_timeout, self._write_stalled)
+
+    def resume_writing(self) -> None:
+        self._writing_resumed()
+        super().resume_writing()
+
+    def _writing_resumed(self) -> None:
+        if self._write_timer is not None:
+            self._write_timer.cancel()
+            self._write_timer = None
+
+    def _write_stalled(self) -> None:
+        """Abort, not close: a close would wait for the buffer to drain, which is the wait.
+        The application sees a client that left."""
+        self._write_timer = None
+        self.transport.abort()
 
     def data_received(self, data: bytes) -> None:
         if self._refused:  # answered and closing: the rest is not parsed

@@ -543,3 +543,41 @@ def test_a_body_the_node_holds_up_does_not_count_against_its_client(late_reader:
         time.sleep(0.8 * GRACE_SECONDS)  # within the grace the node owes it from now on
         sock.sendall(b"x" * 100)
         assert _read_responses(sock, 1) == [(200, b"100")]
+
+
+LARGE_ANSWER_BYTES = 32 * 1024 * 1024
+
+
+class _StallIntolerant(BoundedHttpToolsProtocol):
+    write_stall_timeout = 0.5
+
+
+async def _large_answer(scope: Scope, receive: Receive, send: Send) -> None:
+    """An application with a large answer, written as fast as the connection takes it."""
+    if scope["type"] == "lifespan":
+        while (await receive())["type"] != "lifespan.shutdown":
+            await send({"type": "lifespan.startup.complete"})
+        await send({"type": "lifespan.shutdown.complete"})
+        return
+    headers = [(b"content-length", b"%d" % LARGE_ANSWER_BYTES)]
+    await send({"type": "http.response.start", "status": 200, "headers": headers})
+    piece = b"x" * 65536
+    for _ in range(LARGE_ANSWER_BYTES // len(piece)):
+        await send({"type": "http.response.body", "body": piece, "more_body": True})
+    await send({"type": "http.response.body", "body": b""})
+
+
+def test_a_client_that_stops_reading_its_answer_is_cut_off() -> None:
+    """uvicorn kept the connection, the answer and the application's task for as long as the
+    client did not read; the node aborts it once its write buffer stays full."""
+    with _serving(_large_answer, _StallIntolerant) as port, socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # the kernel takes little
+        sock.connect(("127.0.0.1", port))
+        sock.sendall(b"GET /large HTTP/1.1\r\nHost: node\r\n\r\n")
+        time.sleep(2.0)  # reading nothing, four times the stall allowed
+        sock.settimeout(10)
+        received = 0
+        with contextlib.suppress(ConnectionResetError):
+            while chunk := sock.recv(1 << 20):
+                received += len(chunk)
+    assert received < LARGE_ANSWER_BYTES
