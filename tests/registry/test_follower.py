@@ -254,7 +254,9 @@ def test_every_web_process_sees_how_the_followers_last_check_went(
     with secretariat_database.unit_of_work() as session:
         populate(session)
     state.body, state.etag = published(secretariat_database, secretariat_identity), '"v7"'
-    follower = RegistryFollower(database, source_url=url, anchor_pem=secretariat_identity.cert_pem)
+    follower = RegistryFollower(
+        database, source_url=url, anchor_pem=secretariat_identity.cert_pem, deadline_seconds=5
+    )
     settings = Settings(data_dir=tmp_path / "data", registry_source_url=url)
     client = TestClient(create_app(settings, database))
 
