@@ -214,6 +214,13 @@ _TABLE: tuple[ErrorCode, ...] = (
     # --- audit ---
     _c("EPIX-AUDIT-001", E, 500, "The audit chain is broken at this event."),
     _c("EPIX-AUDIT-002", E, 500, "An audit checkpoint signature does not verify."),
+    # --- node database ---
+    _c(
+        "EPIX-DB-001",
+        E,
+        503,
+        "The database was migrated by a newer EPIX version; run that version or restore a backup.",
+    ),
 )
 
 ERROR_TABLE: dict[str, ErrorCode] = {entry.code: entry for entry in _TABLE}

@@ -10,6 +10,8 @@ from pydantic_settings import SettingsError
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, SQLAlchemyError
 
+from epix.errors import EpixError
+
 
 def _database_problem(exc: SQLAlchemyError) -> str:
     """What went wrong with the database, naming EPIX_DATABASE_URL without its password."""
@@ -30,8 +32,9 @@ def _database_problem(exc: SQLAlchemyError) -> str:
 
 class _Cli(click.Group):
     """Operational failures every command can meet (invalid EPIX_* settings, a database that
-    cannot be reached or opened, a file that cannot be read or written) end with a message
-    and exit status 1, never a traceback; settings values are not echoed (they may be keys)."""
+    cannot be reached or opened or that a newer version migrated, a file that cannot be read
+    or written) end with a message and exit status 1, never a traceback; settings values are
+    not echoed (they may be keys)."""
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -46,6 +49,8 @@ class _Cli(click.Group):
             raise click.ClickException(f"Invalid configuration: {exc}") from None
         except SQLAlchemyError as exc:
             raise click.ClickException(_database_problem(exc)) from None
+        except EpixError as refusal:  # e.g. a database migrated by a newer version
+            raise click.ClickException(str(refusal)) from None
         except OSError as exc:
             where = f": {exc.filename}" if exc.filename else ""
             raise click.ClickException(f"{exc.strerror or exc}{where}") from None

@@ -34,12 +34,15 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
+from alembic.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, Engine, create_engine, event, inspect, make_url, text
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import NullPool
 
 from epix.db.prepared import Prepared
+from epix.errors import EpixError
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 # SQLite's own checkpoint (in the commit that crosses it) is only a backstop: _Checkpointer
@@ -48,6 +51,8 @@ SQLITE_AUTOCHECKPOINT_PAGES = 10_000
 _READ_ONLY = "epix_read_only"
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 log = logging.getLogger("epix.db")
+# Key of the PostgreSQL advisory lock that serialises migrations (any constant; "EPIXMIGR").
+_MIGRATION_LOCK_KEY = 0x455049584D494752
 _BEGIN = {False: Prepared(text("BEGIN IMMEDIATE")), True: Prepared(text("BEGIN DEFERRED"))}
 
 # Every module that declares tables; imported before comparing metadata with migrations.
@@ -383,11 +388,56 @@ class Database:
                 session.close()
 
     def migrate(self) -> None:
-        """Apply every migration branch up to its head (run on start and in tests)."""
+        """Apply every migration branch up to its head (run on start and in tests).
+
+        Processes starting together (two ``epix serve``, or a CLI command beside one) take turns:
+        PostgreSQL through an advisory lock, SQLite through the write lock file, held until the
+        upgrade is committed, so none plans its upgrade from a version another is changing. A
+        database already at a revision this code does not know (migrated by a newer EPIX) is
+        refused (EPIX-DB-001) before anything is changed.
+        """
         config = Config()
         config.set_main_option("script_location", str(MIGRATIONS_DIR))
         config.attributes["connection_engine"] = self.engine
-        command.upgrade(config, "heads")
+        with self._migration_lock() as connection:
+            known = {
+                script.revision for script in ScriptDirectory.from_config(config).walk_revisions()
+            }
+            unknown = set(MigrationContext.configure(connection).get_current_heads()) - known
+            connection.rollback()
+            if unknown:
+                raise EpixError.of(
+                    "EPIX-DB-001",
+                    f"The database is at revision {', '.join(sorted(unknown))}, which this EPIX "
+                    "version does not know: a newer version migrated it. Run that version (or "
+                    "newer), or restore a backup taken before the upgrade; it is not changed.",
+                )
+            command.upgrade(config, "heads")
+
+    @contextmanager
+    def _migration_lock(self) -> Iterator[Connection]:
+        """A connection, held while this process alone may migrate the database."""
+        lock = self._write_lock
+        if lock is not None and not lock.acquire(SQLITE_BUSY_TIMEOUT_MS / 1000):
+            raise PoolTimeoutError("timed out waiting for the SQLite write lock to migrate")
+        try:
+            with self.engine.connect() as connection:
+                if self.engine.dialect.name == "postgresql":
+                    connection.execute(
+                        text("SELECT pg_advisory_lock(:key)"), {"key": _MIGRATION_LOCK_KEY}
+                    )
+                    connection.commit()
+                try:
+                    yield connection
+                finally:
+                    if self.engine.dialect.name == "postgresql":
+                        connection.execute(
+                            text("SELECT pg_advisory_unlock(:key)"), {"key": _MIGRATION_LOCK_KEY}
+                        )
+                        connection.commit()
+        finally:
+            if lock is not None:
+                lock.release()
 
     def dispose(self) -> None:
         if self._checkpointer is not None:
