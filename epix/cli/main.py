@@ -68,6 +68,7 @@ def cli() -> None:
 def _register() -> None:
     """Attach every command group; each lives in its own module under epix.cli."""
     from epix.cli import audit as audit_cmd
+    from epix.cli import backup as backup_cmd
     from epix.cli import bench, errors_cmd, keys
     from epix.cli import demo as demo_cmd
     from epix.cli import serve as serve_cmd
@@ -80,6 +81,7 @@ def _register() -> None:
     cli.add_command(errors_cmd.errors)
     cli.add_command(users_cmd.users)
     cli.add_command(audit_cmd.audit)
+    cli.add_command(backup_cmd.backup)
     cli.add_command(bench.bench)
     cli.add_command(keys.keys)
     cli.add_command(keys.sign)
