@@ -19,7 +19,7 @@ def session_secret(settings: Settings) -> str:
     if settings.secret_key:
         return settings.secret_key
     path: Path = settings.data_dir / SECRET_FILE_NAME
-    path.parent.mkdir(parents=True, exist_ok=True)
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError:

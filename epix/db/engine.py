@@ -24,11 +24,12 @@ import fcntl
 import importlib
 import logging
 import os
+import stat
 import threading
 import time
 from collections import deque
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
@@ -265,7 +266,7 @@ class _FileWriteLock:
             os.close(self._fd)
         self._pid, self._depth, self._pending, self._abandoned = os.getpid(), 0, False, False
         self._helper = False  # started on the first contention
-        self._fd = os.open(self._path, os.O_RDONLY | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        self._fd = os.open(self._path, os.O_RDONLY | os.O_CREAT | os.O_CLOEXEC, 0o600)
 
     def _wait_in_kernel(self) -> None:
         fd = self._fd
@@ -286,6 +287,26 @@ class _FileWriteLock:
                 else:
                     self._depth = 1
                 self._cond.notify_all()
+
+
+def keep_private(database: Path) -> None:
+    """Create the SQLite database owner-only, in a 0700 directory if it makes one, and take group
+    and world access away from a database (and its WAL) that an earlier EPIX left readable.
+
+    The file holds API key hashes, permits and the audit trail. sqlite3 would create it with the
+    process's umask (0644 as a rule) and gives its ``-wal`` and ``-shm`` the database's mode.
+    """
+    database.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    with suppress(FileExistsError):
+        os.close(os.open(database, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600))
+    for path in (database, Path(f"{database}-wal"), Path(f"{database}-shm")):
+        try:
+            status = path.stat()
+        except FileNotFoundError:
+            continue
+        if status.st_mode & 0o077 and status.st_uid == os.geteuid():
+            path.chmod(stat.S_IMODE(status.st_mode) & 0o700)
+            log.warning("%s was readable by others; now owner-only", path)
 
 
 def is_set_up(url: str) -> bool:
@@ -314,7 +335,7 @@ class Database:
         if self.is_sqlite:
             path = make_url(url).database
             if path and path != ":memory:":
-                Path(path).parent.mkdir(parents=True, exist_ok=True)
+                keep_private(Path(path))
                 self._write_lock = _FileWriteLock(Path(f"{path}-writelock"))
             self.engine = create_engine(
                 url,

@@ -106,7 +106,7 @@ def write_identity(
     The key file is created with its final permissions, so it is never readable by others,
     not even for an instant; an existing key raises ``FileExistsError`` rather than being lost.
     """
-    directory.mkdir(parents=True, exist_ok=True)
+    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
     key_path, cert_path = identity_paths(directory, name)
     descriptor = os.open(key_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(descriptor, "wb") as handle:

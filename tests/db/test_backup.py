@@ -3,15 +3,10 @@ directory, started, and its audit chain and permits are there."""
 
 from __future__ import annotations
 
-import os
 import stat
-import subprocess
-import sys
 import threading
 import time
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -22,53 +17,7 @@ from epix.permits.samples import demo_permit
 from epix.permits.writer import write_permit
 from epix.settings import Settings
 from epix.signatures.sign import sign_document
-from tests.conftest import REPO_ROOT
-from tests.db.test_upgrades import free_port
-
-
-def _env(data_dir: Path) -> dict[str, str]:
-    env = {**os.environ, "EPIX_DATA_DIR": str(data_dir), "EPIX_RUN_WORKER_IN_PROCESS": "false"}
-    env.pop("EPIX_DATABASE_URL", None)  # the embedded database in the data directory
-    return env
-
-
-@contextmanager
-def running_node(data_dir: Path, *flags: str) -> Iterator[str]:
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    server = subprocess.Popen(
-        [sys.executable, "-m", "epix.cli", "serve", "--port", str(port), *flags],
-        cwd=REPO_ROOT,
-        env=_env(data_dir),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            assert server.poll() is None, server.communicate()[0].decode()
-            try:
-                if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, "the node did not start"
-            time.sleep(0.2)
-        yield url
-    finally:
-        server.terminate()
-        server.communicate(timeout=30)
-
-
-def epix(data_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "epix.cli", *args],
-        cwd=REPO_ROOT,
-        env=_env(data_dir),
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+from tests.db.node_process import epix, running_node
 
 
 def mode(path: Path) -> int:
@@ -81,7 +30,8 @@ def test_backup_of_a_running_node_under_write_load_restores(tmp_path: Path) -> N
     accepted: list[str] = []
     errors: list[str] = []
     stop = threading.Event()
-    with running_node(data_dir, "--demo") as url:
+    with running_node(data_dir, "--demo") as node:
+        url = node.url
         demo = load_demo(Settings(data_dir=data_dir))
         assert demo is not None
         key_pem, cert_pem = demo.signing_identity("XA")
@@ -143,7 +93,7 @@ def test_backup_of_a_running_node_under_write_load_restores(tmp_path: Path) -> N
     assert verified.returncode == 0, verified.stdout + verified.stderr
     assert "audit chain intact" in verified.stdout
     importer = demo.api_key("XB", "management_authority")
-    with running_node(restored) as url, httpx.Client(base_url=url, timeout=10) as client:
+    with running_node(restored) as node, httpx.Client(base_url=node.url, timeout=10) as client:
         for number in before_backup:
             lookup = client.get(
                 f"/v1/permits/XA/{number}", headers={"Authorization": f"Bearer {importer}"}

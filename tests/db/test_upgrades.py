@@ -5,11 +5,8 @@ when a newer version migrated it."""
 from __future__ import annotations
 
 import asyncio
-import os
-import socket
 import subprocess
 import sys
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -34,6 +31,7 @@ from epix.permits.writer import write_permit
 from epix.settings import Settings
 from epix.signatures.sign import sign_document
 from tests.conftest import POSTGRES_URL, REPO_ROOT, need
+from tests.db.node_process import epix, free_port, node_env, running_node
 
 
 def _scripts() -> ScriptDirectory:
@@ -111,30 +109,6 @@ def row_counts(url: str) -> dict[str, int]:
         engine.dispose()
 
 
-def epix(
-    data_dir: Path, url: str, *args: str, timeout: float = 120
-) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "epix.cli", *args],
-        cwd=REPO_ROOT,
-        env=node_env(data_dir, url),
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
-
-
-def node_env(data_dir: Path, url: str) -> dict[str, str]:
-    return {**os.environ, "EPIX_DATA_DIR": str(data_dir), "EPIX_DATABASE_URL": url}
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
 def put_rows(database: Database, data_dir: Path) -> tuple[str, str]:
     """Users, API keys, registry, a submitted permit (inbox, receipt, audit) and an outbox row,
     written by today's services; returns the permit number and the importer's API key."""
@@ -189,43 +163,21 @@ def test_epix_serve_upgrades_a_database_of_every_past_version(
     before = row_counts(empty_url)
     assert before["permits"] == 1 and before["delivery_outbox"] == 1 and before["auth_users"] > 1
 
-    port = free_port()
-    server = subprocess.Popen(
-        [sys.executable, "-m", "epix.cli", "serve", "--port", str(port)],
-        cwd=REPO_ROOT,
-        env={**node_env(data_dir, empty_url), "EPIX_RUN_WORKER_IN_PROCESS": "false"},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
-    try:
-        url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 60
-        while True:
-            assert server.poll() is None, server.communicate()[0].decode()
-            try:
-                if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, "the upgraded node did not start"
-            time.sleep(0.2)
+    with running_node(data_dir, database_url=empty_url) as node:
         permit = httpx.get(
-            f"{url}/v1/permits/XA/{number}",
+            f"{node.url}/v1/permits/XA/{number}",
             headers={"Authorization": f"Bearer {importer_key}"},
             timeout=10,
         )
         assert permit.status_code == 200, permit.text
-    finally:
-        server.terminate()
-        output = server.communicate(timeout=30)[0].decode()
-    assert "Traceback" not in output
+    assert "Traceback" not in node.output
 
     assert current_heads(empty_url) == set(_scripts().get_heads())
     after = row_counts(empty_url)
     assert after.keys() == before.keys()
     for table, count in before.items():  # nothing lost; the lookup above is audited
         assert after[table] == count or (table == "audit_events" and after[table] > count)
-    verified = epix(data_dir, empty_url, "audit", "verify")
+    verified = epix(data_dir, "audit", "verify", database_url=empty_url)
     assert verified.returncode == 0, verified.stdout + verified.stderr
     assert "audit chain intact" in verified.stdout
 
@@ -277,7 +229,7 @@ def test_a_database_of_a_newer_version_is_refused_not_run(empty_url: str, tmp_pa
         database.dispose()
     before = row_counts(empty_url)
     for args in (("serve", "--port", str(free_port())), ("users", "list")):
-        refused = epix(tmp_path / "data", empty_url, *args, timeout=60)
+        refused = epix(tmp_path / "data", *args, database_url=empty_url, timeout=60)
         assert refused.returncode == 1, refused.stdout + refused.stderr
         assert "EPIX-DB-001" in refused.stderr and "newer" in refused.stderr
         assert "Traceback" not in refused.stderr + refused.stdout

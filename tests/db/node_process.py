@@ -1,0 +1,82 @@
+"""A real ``epix`` process on loopback for the node-lifecycle tests (serve, backup, audit)."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+
+from tests.conftest import REPO_ROOT
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def node_env(data_dir: Path, database_url: str | None = None) -> dict[str, str]:
+    """The environment of a node on ``data_dir``: its embedded SQLite database unless a URL is
+    given; the outbox worker stays off so that nothing is delivered meanwhile."""
+    env = {**os.environ, "EPIX_DATA_DIR": str(data_dir), "EPIX_RUN_WORKER_IN_PROCESS": "false"}
+    env.pop("EPIX_DATABASE_URL", None)
+    if database_url is not None:
+        env["EPIX_DATABASE_URL"] = database_url
+    return env
+
+
+def epix(
+    data_dir: Path, *args: str, database_url: str | None = None, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "epix.cli", *args],
+        cwd=REPO_ROOT,
+        env=node_env(data_dir, database_url),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+class Node:
+    """A running ``epix serve``: its URL, and once stopped, everything it printed."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.output = ""
+
+
+@contextmanager
+def running_node(data_dir: Path, *flags: str, database_url: str | None = None) -> Iterator[Node]:
+    port = free_port()
+    node = Node(f"http://127.0.0.1:{port}")
+    server = subprocess.Popen(
+        [sys.executable, "-m", "epix.cli", "serve", "--port", str(port), *flags],
+        cwd=REPO_ROOT,
+        env=node_env(data_dir, database_url),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            assert server.poll() is None, server.communicate()[0].decode()
+            try:
+                if httpx.get(f"{node.url}/readyz", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert time.monotonic() < deadline, "the node did not start"
+            time.sleep(0.2)
+        yield node
+    finally:
+        server.terminate()
+        node.output = server.communicate(timeout=30)[0].decode()

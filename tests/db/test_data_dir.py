@@ -1,0 +1,79 @@
+"""The data directory of a node: what holds secrets is owner-only, and what `epix serve` prints
+holds no credential unless the operator asked for the demo."""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import stat
+from pathlib import Path
+
+import pytest
+
+from tests.db.node_process import epix, running_node
+
+
+def mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+@pytest.fixture(autouse=True)
+def usual_umask() -> object:
+    """Most systems create files 0644 and directories 0755, readable by every local user."""
+    previous = os.umask(0o022)
+    yield
+    os.umask(previous)
+
+
+@pytest.mark.slow
+def test_a_new_node_keeps_its_database_keys_and_secret_owner_only(tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    with running_node(data_dir, "--demo"):
+        private = {
+            name: mode(data_dir / name)
+            for name in (
+                "epix.sqlite3",
+                "epix.sqlite3-wal",
+                "epix.sqlite3-shm",
+                "epix.sqlite3-writelock",
+                "session-secret",
+                "keys/node.key.pem",
+                "demo/demo.json",
+            )
+        }
+    assert private == dict.fromkeys(private, 0o600)
+    assert mode(data_dir) == 0o700
+    assert mode(data_dir / "keys") == 0o700
+
+
+def test_a_database_an_older_version_left_world_readable_is_made_owner_only(
+    tmp_path: Path,
+) -> None:
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    database = data_dir / "epix.sqlite3"
+    connection = sqlite3.connect(database)  # as sqlite3 made it before: 0644
+    connection.execute("PRAGMA journal_mode=WAL")
+    connection.execute("CREATE TABLE older (x)")
+    assert mode(database) == 0o644
+    connection.close()
+    migrated = epix(data_dir, "users", "list")
+    assert migrated.returncode == 0, migrated.stderr
+    assert mode(database) == 0o600
+
+
+@pytest.mark.slow
+def test_only_the_demo_prints_credentials_at_start(tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    with running_node(data_dir, "--demo") as demo_node:
+        pass
+    users = json.loads((data_dir / "demo" / "demo.json").read_text())["users"]
+    secrets = [user["api_key"] for user in users] + [user["password"] for user in users]
+    assert all(secret in demo_node.output for secret in secrets)  # TEST ONLY, asked for
+    secret_key = (data_dir / "session-secret").read_text().strip()
+    with running_node(data_dir) as node:
+        pass
+    assert "Uvicorn running" in node.output
+    for secret in [*secrets, secret_key]:
+        assert secret not in node.output
