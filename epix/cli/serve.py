@@ -20,8 +20,22 @@ from epix.db import Database
 from epix.delivery.worker import start_worker_thread
 from epix.errors import EpixError
 from epix.exchange.demo import DemoSetup, bootstrap_demo
+from epix.exchange.node_identity import node_identity
 from epix.registry.follower import start_following
-from epix.settings import get_settings
+from epix.settings import Settings, get_settings
+
+
+def ensure_node_identity(settings: Settings) -> None:
+    """Load (or create, on first start) the node key now: made lazily by the first submission,
+    a data directory this user cannot write let the node start and then fail every request."""
+    try:
+        node_identity(settings.data_dir, settings.node_party)
+    except OSError as exc:
+        where = exc.filename or settings.data_dir
+        raise click.ClickException(
+            f"The data directory {settings.data_dir} cannot be used: {exc.strerror or exc}: "
+            f"{where}. It must be writable by the user running the node (EPIX_DATA_DIR)."
+        ) from None
 
 
 def print_demo(setup: DemoSetup, url: str) -> None:
@@ -123,6 +137,7 @@ def serve(host: str, port: int, workers: int, demo: bool) -> None:
     logging.config.dictConfig(uvicorn_log_config(settings.log_level))
     database = Database(settings.effective_database_url)
     database.migrate()
+    ensure_node_identity(settings)
     if demo:
         print_demo(bootstrap_demo(database, settings), url)
     if workers > 1:

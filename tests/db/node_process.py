@@ -34,12 +34,16 @@ def node_env(data_dir: Path, database_url: str | None = None) -> dict[str, str]:
 
 
 def epix(
-    data_dir: Path, *args: str, database_url: str | None = None, timeout: float = 120
+    data_dir: Path,
+    *args: str,
+    database_url: str | None = None,
+    extra_env: dict[str, str] | None = None,
+    timeout: float = 120,
 ) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "epix.cli", *args],
         cwd=REPO_ROOT,
-        env=node_env(data_dir, database_url),
+        env={**node_env(data_dir, database_url), **(extra_env or {})},
         capture_output=True,
         text=True,
         timeout=timeout,

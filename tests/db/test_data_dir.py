@@ -7,11 +7,15 @@ import json
 import os
 import sqlite3
 import stat
+import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
-from tests.db.node_process import epix, running_node
+from tests.conftest import need_command
+from tests.db.node_process import epix, free_port, running_node
 
 
 def mode(path: Path) -> int:
@@ -77,3 +81,39 @@ def test_only_the_demo_prints_credentials_at_start(tmp_path: Path) -> None:
     assert "Uvicorn running" in node.output
     for secret in [*secrets, secret_key]:
         assert secret not in node.output
+
+
+@contextmanager
+def unwritable(directory: Path) -> Iterator[None]:
+    """``directory`` made unwritable for this process: 0555, or immutable for root (whom no
+    mode stops)."""
+    directory.mkdir(mode=0o555)
+    if os.geteuid() == 0:
+        chattr = need_command("chattr")
+        subprocess.run([chattr, "+i", str(directory)], check=True)
+    try:
+        yield
+    finally:
+        if os.geteuid() == 0:
+            subprocess.run([chattr, "-i", str(directory)], check=True)
+
+
+def test_a_data_directory_the_node_cannot_write_stops_it_at_start(tmp_path: Path) -> None:
+    """The database may live elsewhere, but the node key is made in the data directory on
+    first start: the node used to start anyway and fail every submission it had to sign."""
+    data_dir = tmp_path / "data"
+    env = {"EPIX_SECRET_KEY": "k" * 48}
+    with unwritable(data_dir):
+        refused = epix(
+            data_dir,
+            "serve",
+            "--port",
+            str(free_port()),
+            database_url=f"sqlite:///{tmp_path / 'epix.sqlite3'}",
+            extra_env=env,
+            timeout=60,
+        )
+    assert refused.returncode == 1, refused.stdout + refused.stderr
+    assert f"The data directory {data_dir} cannot be used" in refused.stderr
+    assert "writable by the user running the node" in refused.stderr
+    assert "Traceback" not in refused.stderr and "Uvicorn running" not in refused.stderr
