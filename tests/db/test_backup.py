@@ -78,6 +78,7 @@ def test_backup_of_a_running_node_under_write_load_restores(tmp_path: Path) -> N
                 writer.join(60)
     assert not errors, errors[:1]
     assert made.returncode == 0, made.stdout + made.stderr
+    assert during_backup > 0, "the node was written to while the backup ran"
 
     assert mode(backup_dir) == 0o700
     for secret in ("epix.sqlite3", "session-secret", "keys/node.key.pem", "demo/demo.json"):
