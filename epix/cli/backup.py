@@ -54,19 +54,25 @@ def _backup_sqlite(database_path: Path, target: Path) -> None:
     """Copy the live database into ``target`` (0600) in one read transaction, then check it."""
     partial = target.with_name(target.name + ".partial")
     os.close(os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
-    source = sqlite3.connect(database_path, timeout=SQLITE_BUSY_TIMEOUT_MS / 1000)
     try:
-        copy = sqlite3.connect(partial)
+        source = sqlite3.connect(database_path, timeout=SQLITE_BUSY_TIMEOUT_MS / 1000)
         try:
-            source.backup(copy)  # all pages in one step: one snapshot of the database
-            (verdict,) = copy.execute("PRAGMA integrity_check").fetchone()
+            copy = sqlite3.connect(partial)
+            try:
+                source.backup(copy)  # all pages in one step: one snapshot of the database
+                (verdict,) = copy.execute("PRAGMA integrity_check").fetchone()
+            finally:
+                copy.close()
         finally:
-            copy.close()
-    finally:
-        source.close()
-    if verdict != "ok":
-        partial.unlink()
-        raise click.ClickException(f"The copied database failed its integrity check: {verdict}")
+            source.close()
+        if verdict != "ok":
+            raise click.ClickException(f"The copied database failed its integrity check: {verdict}")
+    except sqlite3.Error as exc:  # e.g. the destination's disk is full
+        partial.unlink(missing_ok=True)
+        raise click.ClickException(f"The backup could not be written to {target}: {exc}") from None
+    except BaseException:  # an interrupt: leave no copy that looks usable
+        partial.unlink(missing_ok=True)
+        raise
     partial.rename(target)
 
 

@@ -4,6 +4,8 @@ directory, started, and its audit chain and permits are there."""
 from __future__ import annotations
 
 import stat
+import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -17,7 +19,8 @@ from epix.permits.samples import demo_permit
 from epix.permits.writer import write_permit
 from epix.settings import Settings
 from epix.signatures.sign import sign_document
-from tests.db.node_process import epix, running_node
+from tests.conftest import REPO_ROOT, need_command
+from tests.db.node_process import epix, node_env, running_node
 
 
 def mode(path: Path) -> int:
@@ -125,3 +128,26 @@ def test_backup_refuses_a_destination_that_holds_files(tmp_path: Path) -> None:
     assert refused.returncode == 1
     assert "is not an empty directory" in refused.stderr
     assert (occupied / "keep.txt").read_text() == "operator's file"
+
+
+def test_backup_onto_a_full_disk_says_so_and_leaves_no_partial_copy(tmp_path: Path) -> None:
+    """A file size limit of 64 KiB stands in for a full destination disk (writes fail, EFBIG)."""
+    data_dir = tmp_path / "data"
+    made = epix(data_dir, "users", "list")
+    assert made.returncode == 0, made.stderr
+    assert (data_dir / "epix.sqlite3").stat().st_size > 64 * 1024
+    destination = tmp_path / "backup"
+
+    prlimit = need_command("prlimit")
+    refused = subprocess.run(
+        [prlimit, "--fsize=65536", sys.executable, "-m", "epix.cli", "backup", str(destination)],
+        cwd=REPO_ROOT,
+        env=node_env(data_dir),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert refused.returncode == 1
+    assert f"The backup could not be written to {destination / 'epix.sqlite3'}" in refused.stderr
+    assert "Traceback" not in refused.stderr
+    assert list(destination.iterdir()) == []
