@@ -32,12 +32,13 @@ def worker(once: bool) -> None:
 
     Run any number of these against one database (PostgreSQL in production); rows are
     claimed with leases, so a killed worker's rows are taken over when its lease expires.
-    The database must already be migrated (``epix serve`` does it, as does any ``epix users``,
-    ``epix registry`` or ``epix audit`` command).
+    The database is migrated first, as by ``epix serve`` (processes take turns); one migrated
+    by a newer EPIX is refused (EPIX-DB-001) rather than delivered from with older rules.
     """
     settings = get_settings()
     configure_command_logging(settings.log_level)
     database = _database()
+    database.migrate()
     delivery_worker = default_worker(database, settings)
     try:
         if once:

@@ -228,7 +228,7 @@ def test_a_database_of_a_newer_version_is_refused_not_run(empty_url: str, tmp_pa
     finally:
         database.dispose()
     before = row_counts(empty_url)
-    for args in (("serve", "--port", str(free_port())), ("users", "list")):
+    for args in (("serve", "--port", str(free_port())), ("users", "list"), ("worker", "--once")):
         refused = epix(tmp_path / "data", *args, database_url=empty_url, timeout=60)
         assert refused.returncode == 1, refused.stdout + refused.stderr
         assert "EPIX-DB-001" in refused.stderr and "newer" in refused.stderr
