@@ -149,6 +149,19 @@ _TABLE: tuple[ErrorCode, ...] = (
     _c("EPIX-REQ-009", E, 400, "The request holds a value the node cannot store (e.g. NUL)."),
     _c("EPIX-REQ-010", E, 431, "The request line and headers are larger than the node accepts."),
     _c("EPIX-REQ-011", E, 408, "The request's headers or body did not arrive in time."),
+    _c(
+        "EPIX-REQ-012",
+        E,
+        400,
+        "The Idempotency-Key header must be one value of 1 to 255 visible ASCII characters.",
+    ),
+    _c("EPIX-REQ-013", E, 422, "This Idempotency-Key was already used for a different request."),
+    _c(
+        "EPIX-REQ-014",
+        E,
+        409,
+        "A request with this Idempotency-Key is still being processed; send it again shortly.",
+    ),
     # --- exchange: envelope, submission, inbox ---
     _c("EPIX-MSG-001", E, 409, "This message id was already used with different bytes."),
     _c("EPIX-MSG-002", E, 422, "The envelope's sender is not the Party that issued the permit."),

@@ -87,6 +87,14 @@ class Settings(BaseSettings):
     endorsement_reservation_max_ttl_seconds: int = Field(
         default=7 * 24 * 3600, gt=0, description="Longest lifetime a reservation may ask for."
     )
+    idempotency_key_hours: int = Field(
+        default=24,
+        ge=1,
+        le=30 * 24,
+        description="How long an Idempotency-Key on a customs POST (reserve, confirm, endorse) is "
+        "remembered: a retry within it gets the first answer; after it the key may be used again "
+        "(1 hour to 30 days).",
+    )
 
     # Inbox and delivery.
     inbox_page_max: int = Field(

@@ -23,6 +23,7 @@ from sqlalchemy import (
     LargeBinary,
     Numeric,
     String,
+    Text,
     UniqueConstraint,
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
@@ -136,3 +137,32 @@ class ReservationLine(Base):
     reservation: Mapped[Reservation] = relationship(back_populates="lines")
 
     __table_args__ = (UniqueConstraint("reservation_pk", "permit_line_id"),)
+
+
+class IdempotencyRecord(Base):
+    """A customs POST sent with an ``Idempotency-Key``: what it was and what it answered.
+
+    Unique per Party, operation and key, so two requests with one key never both create. The
+    row is written first in the transaction of the change it guards, ``resource_id`` and
+    ``answer`` before that transaction commits, so no other transaction sees them empty.
+    """
+
+    __tablename__ = "endorsement_idempotency_keys"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    party: Mapped[str] = mapped_column(String(8))
+    operation: Mapped[str] = mapped_column(String(32))
+    key: Mapped[str] = mapped_column(String(255))
+    # SHA-256 of the method, path and canonical body: the same key with another request is
+    # refused, not answered with this one's result.
+    fingerprint: Mapped[str] = mapped_column(String(64))
+    # The reservation or endorsement id the request created, and its answer (JSON) as sent.
+    resource_id: Mapped[str | None] = mapped_column(String(64))
+    answer: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime]
+    expires_at: Mapped[datetime]
+
+    __table_args__ = (
+        UniqueConstraint("party", "operation", "key"),
+        Index("ix_endorsement_idempotency_keys_expires_at", "expires_at"),
+    )

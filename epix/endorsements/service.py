@@ -287,14 +287,24 @@ def _expire_due(session: Session, state: PermitState, actor: Principal) -> None:
         )
 
 
+def lock_visible_permit(
+    session: Session, issuing_party: str, number: str, actor: Principal
+) -> Permit:
+    """The permit row, locked until the transaction ends, or EPIX-STATE-007.
+
+    A permit the caller cannot look up (another Party's, behind its issuer's security token)
+    answers like a missing one, before any check could tell it exists.
+    """
+    permit = lock_permit(session, issuing_party, number)
+    if not may_look_up(permit, actor, None):
+        raise permit_not_found(issuing_party, number)
+    return permit
+
+
 def _locked_state(
     session: Session, issuing_party: str, number: str, actor: Principal
 ) -> PermitState:
-    permit = lock_permit(session, issuing_party, number)
-    if not may_look_up(permit, actor, None):
-        # A permit the caller cannot look up (another Party's, behind its issuer's security
-        # token) answers like a missing one, before any check could tell it exists.
-        raise permit_not_found(issuing_party, number)
+    permit = lock_visible_permit(session, issuing_party, number, actor)
     state = load_state(session, permit)
     _expire_due(session, state, actor)
     return state

@@ -11,13 +11,17 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Request, Response
 from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, StrictStr
+from sqlalchemy.orm import Session
 
 from epix.api.deps import DatabaseDep, RawBody, RequestContextDep, SettingsDep
+from epix.api.idempotency import IdempotencyKeyHeader, keyed_request, mark_replayed
 from epix.api.security import require_roles
+from epix.audit.context import RequestContext
 from epix.auth.principal import Principal, Role
 from epix.db.base import utcnow
 from epix.endorsements import service
 from epix.endorsements.document import MAX_LINES, Side
+from epix.endorsements.idempotency import Answer, Create, IdempotencyKey, Operation, answer_once
 from epix.endorsements.ledger import ledger
 from epix.errors import EpixError
 from epix.exchange.node_identity import node_identity
@@ -106,6 +110,31 @@ def _ttl(settings: Settings, requested: int | None) -> timedelta:
     return timedelta(seconds=seconds)
 
 
+def _answer_once(
+    session: Session,
+    key: IdempotencyKey | None,
+    operation: Operation,
+    *,
+    party: str,
+    number: str,
+    actor: Principal,
+    settings: Settings,
+    context: RequestContext,
+    create: Create,
+) -> Answer:
+    return answer_once(
+        session,
+        key,
+        operation=operation,
+        actor=actor,
+        issuing_party=party.upper(),
+        number=number,
+        lifetime=timedelta(hours=settings.idempotency_key_hours),
+        request=context,
+        create=create,
+    )
+
+
 @router.get(PERMIT_PATH + "/ledger")
 def get_ledger(
     party: str, number: str, actor: LedgerReader, database: DatabaseDep
@@ -136,27 +165,45 @@ def create_reservation(
     database: DatabaseDep,
     settings: SettingsDep,
     context: RequestContextDep,
+    request: Request,
     response: Response,
+    idempotency_key: IdempotencyKeyHeader,
 ) -> dict[str, object]:
     """Hold quantities for a customs declaration (like CSW-CERTEX) until confirm or release."""
     ttl = _ttl(settings, body.ttl_seconds)
     with database.unit_of_work() as session:
-        reservation = service.reserve(
+
+        def reserve() -> tuple[str, dict[str, object]]:
+            reservation = service.reserve(
+                session,
+                issuing_party=party.upper(),
+                number=number,
+                side=Side(body.side),
+                declaration_reference=body.declaration_reference,
+                lines=[line.as_input() for line in body.lines],
+                ttl=ttl,
+                actor=actor,
+                request=context,
+            )
+            described = service.describe_reservation(session, reservation, reservation.created_at)
+            return reservation.reservation_id, described
+
+        answer = _answer_once(
             session,
-            issuing_party=party.upper(),
+            keyed_request(idempotency_key, request, body),
+            Operation.RESERVE,
+            party=party,
             number=number,
-            side=Side(body.side),
-            declaration_reference=body.declaration_reference,
-            lines=[line.as_input() for line in body.lines],
-            ttl=ttl,
             actor=actor,
-            request=context,
+            settings=settings,
+            context=context,
+            create=reserve,
         )
-        result = service.describe_reservation(session, reservation, reservation.created_at)
     response.headers["Location"] = (
-        f"/v1/permits/{party.upper()}/{number}/reservations/{reservation.reservation_id}"
+        f"/v1/permits/{party.upper()}/{number}/reservations/{answer.body['reservation_id']}"
     )
-    return result
+    mark_replayed(response, answer)
+    return answer.body
 
 
 @router.post(PERMIT_PATH + "/reservations/{reservation_id}/release")
@@ -191,24 +238,44 @@ def confirm_reservation(
     database: DatabaseDep,
     settings: SettingsDep,
     context: RequestContextDep,
+    request: Request,
+    response: Response,
+    idempotency_key: IdempotencyKeyHeader,
 ) -> dict[str, object]:
     """Turn the reservation into the signed endorsement and send it to the issuing Party."""
     signer = _node_signer(settings)
     with database.unit_of_work() as session:
-        result = service.confirm(
+
+        def confirm() -> tuple[str, dict[str, object]]:
+            result = service.confirm(
+                session,
+                issuing_party=party.upper(),
+                number=number,
+                reservation_id=reservation_id,
+                details=body.details(),
+                lines=[line.as_input() for line in body.lines] if body.lines else None,
+                signer=signer,
+                signed_by="node",
+                actor=actor,
+                request=context,
+                announce=status_announcer(settings),
+            )
+            endorsement = result.endorsement
+            return endorsement.endorsement_id, service.describe_endorsement(session, endorsement)
+
+        answer = _answer_once(
             session,
-            issuing_party=party.upper(),
+            keyed_request(idempotency_key, request, body),
+            Operation.CONFIRM,
+            party=party,
             number=number,
-            reservation_id=reservation_id,
-            details=body.details(),
-            lines=[line.as_input() for line in body.lines] if body.lines else None,
-            signer=signer,
-            signed_by="node",
             actor=actor,
-            request=context,
-            announce=status_announcer(settings),
+            settings=settings,
+            context=context,
+            create=confirm,
         )
-        return service.describe_endorsement(session, result.endorsement)
+    mark_replayed(response, answer)
+    return answer.body
 
 
 @router.post(PERMIT_PATH + "/endorsements", status_code=201)
@@ -220,25 +287,45 @@ def create_endorsement(
     database: DatabaseDep,
     settings: SettingsDep,
     context: RequestContextDep,
+    request: Request,
+    response: Response,
+    idempotency_key: IdempotencyKeyHeader,
 ) -> dict[str, object]:
     """Endorse the consignment (export, box 14) or record the import inspection (Art. VI.6)."""
     signer = _node_signer(settings)
     with database.unit_of_work() as session:
-        result = service.endorse(
+
+        def endorse() -> tuple[str, dict[str, object]]:
+            result = service.endorse(
+                session,
+                issuing_party=party.upper(),
+                number=number,
+                side=Side(body.side),
+                details=body.details(),
+                lines=[line.as_input() for line in body.lines],
+                declaration_reference=body.declaration_reference,
+                signer=signer,
+                signed_by="node",
+                actor=actor,
+                request=context,
+                announce=status_announcer(settings),
+            )
+            endorsement = result.endorsement
+            return endorsement.endorsement_id, service.describe_endorsement(session, endorsement)
+
+        answer = _answer_once(
             session,
-            issuing_party=party.upper(),
+            keyed_request(idempotency_key, request, body),
+            Operation.ENDORSE,
+            party=party,
             number=number,
-            side=Side(body.side),
-            details=body.details(),
-            lines=[line.as_input() for line in body.lines],
-            declaration_reference=body.declaration_reference,
-            signer=signer,
-            signed_by="node",
             actor=actor,
-            request=context,
-            announce=status_announcer(settings),
+            settings=settings,
+            context=context,
+            create=endorse,
         )
-        return service.describe_endorsement(session, result.endorsement)
+    mark_replayed(response, answer)
+    return answer.body
 
 
 @router.post(
