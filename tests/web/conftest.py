@@ -8,6 +8,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
@@ -59,9 +60,15 @@ class LiveNode:
             auth.end_web_sessions(session, auth.get_user(session, username).id)
 
     def submit_permit(self, number: str) -> None:
-        """XA's Management Authority signs permit ``number`` and submits it for XB."""
+        """XA's Management Authority signs permit ``number`` and submits it for XB.
+
+        Issued yesterday: the demo permit is valid from 09:30 UTC on its issue day, so one
+        issued today could not be endorsed before then (EPIX-STATE-002).
+        """
         key_pem, cert_pem = self.demo.signing_identity("XA")
-        signed = sign_document(write_permit(demo_permit(number=number)), key_pem, cert_pem)
+        yesterday = datetime.now(UTC).date() - timedelta(days=1)
+        permit = demo_permit(number=number, issued=yesterday)
+        signed = sign_document(write_permit(permit), key_pem, cert_pem)
         response = httpx.post(
             f"{self.url}/v1/messages",
             content=signed,
