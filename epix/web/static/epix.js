@@ -106,14 +106,28 @@ function formIsComplete(form) {
 
 let pageTitle = document.title;
 
-// A call to the API; a refusal is shown in the error summary (lineInputs: see showProblem).
-async function api(method, path, body, lineInputs) {
-  const options = { method, headers: { Accept: "application/json" }, credentials: "same-origin" };
+// No answer came (the network dropped, the node is unreachable, the tablet slept): what was
+// sent may or may not have been done.
+const NO_ANSWER = "The node did not answer (is the network down?). Check the connection and try again.";
+
+// A call to the API; a refusal, or no answer at all, is shown in the error summary.
+// lineInputs: see showProblem; headers: extra request headers; noAnswer: what to tell the
+// officer when no answer comes.
+async function api(method, path, body, { lineInputs, headers, noAnswer } = {}) {
+  const options = {
+    method, headers: { Accept: "application/json", ...headers }, credentials: "same-origin",
+  };
   if (body !== undefined) {
     options.headers["Content-Type"] = "application/json";
     options.body = JSON.stringify(body);
   }
-  const response = await fetch(path, options);
+  let response;
+  try {
+    response = await fetch(path, options);
+  } catch (_) {
+    showProblem({ errors: [{ message: noAnswer || NO_ANSWER }] });
+    throw new Error(`no answer to ${method} ${path}`);
+  }
   const data = await response.json().catch(() => ({ detail: `HTTP ${response.status}` }));
   if (response.status === 401 && !location.pathname.endsWith("/login")) {
     // The session ended (expired, logged out in another tab, password changed): nothing was
@@ -387,6 +401,33 @@ function readQuantity(input) {
 // The permit on screen: the endorse form acts on it, whatever is typed in the lookup form since.
 let shown = null;
 
+// The Idempotency-Key of the endorsement the officer is making: made for the request (permit and
+// values) when Endorse is pressed, and sent again with that same request until it succeeds. So
+// pressing Endorse again after an answer that never came (or a gateway error) gets the
+// endorsement the node may have recorded, never a second one; a success, another permit or
+// other values make a new key (a refused request kept none on the node, so resending it is
+// judged afresh).
+let pendingEndorsement = null; // { request: path and body as JSON, key }
+
+function newKey() {
+  if (crypto.randomUUID) return crypto.randomUUID();
+  // Outside a secure context (plain http to a non-loopback host) randomUUID is missing.
+  const bytes = crypto.getRandomValues(new Uint8Array(16));
+  return [...bytes].map((byte) => byte.toString(16).padStart(2, "0")).join("");
+}
+
+function endorsementKey(path, body) {
+  const request = JSON.stringify([path, body]);
+  if (!pendingEndorsement || pendingEndorsement.request !== request) {
+    pendingEndorsement = { request, key: newKey() };
+  }
+  return pendingEndorsement.key;
+}
+
+const ENDORSEMENT_NO_ANSWER = "The node did not answer, so the endorsement may or may not have "
+  + "been recorded. Check the connection and press Endorse again without changing anything: "
+  + "if it was recorded, you get that endorsement; it is never recorded twice.";
+
 function permitPath(permit) {
   return `/v1/permits/${encodeURIComponent(permit.party)}/${encodeURIComponent(permit.number)}`;
 }
@@ -438,13 +479,20 @@ function initLookup(who) {
     const permit = shown;
     button.disabled = true;
     button.textContent = "Endorsing…";
+    const path = permitPath(permit) + "/endorsements";
+    const body = {
+      side: $("side").value, port: $("port").value.trim(), date: $("date").value,
+      officer: $("officer").value.trim(), transport_document: $("transport").value.trim(), lines,
+    };
     try {
-      const result = await api("POST", permitPath(permit) + "/endorsements", {
-        side: $("side").value, port: $("port").value.trim(), date: $("date").value,
-        officer: $("officer").value.trim(), transport_document: $("transport").value.trim(), lines,
-      }, sent);
+      const result = await api("POST", path, body, {
+        lineInputs: sent,
+        headers: { "Idempotency-Key": endorsementKey(path, body) },
+        noAnswer: ENDORSEMENT_NO_ANSWER,
+      });
+      pendingEndorsement = null;
       const done = $("endorse-result");
-      text(done, `Endorsed: ${result.sha256 || result.id || "recorded"}`);
+      text(done, `Endorsed: ${result.endorsement_id}`);
       done.hidden = false;
       await lookUp(permit);
       notice(`Permit ${permit.party} ${permit.number} endorsed.`);
