@@ -76,9 +76,11 @@ def demo_permit(
     document_type: str = "E",
     purpose: str = "T",
 ) -> Permit:
-    """A valid export permit issued on ``issued`` (default today) with ``lines`` specimen lines."""
+    """A valid export permit with ``lines`` specimen lines, issued at 09:30 UTC on ``issued``,
+    or by default at the start of today (UTC), so that a permit made now is valid now, whatever
+    the hour."""
     day = issued or datetime.now(UTC).date()
-    issued_at = datetime.combine(day, time(9, 30), tzinfo=UTC)
+    issued_at = datetime.combine(day, time(9, 30) if issued else time(0, 0), tzinfo=UTC)
     valid_until = datetime.combine(add_months(day, 6) - timedelta(days=1), time(23, 59, 59), UTC)
     specimens = [_SPECIMENS[index % len(_SPECIMENS)] for index in range(lines)]
     permit_lines = tuple(
