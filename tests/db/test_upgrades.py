@@ -174,7 +174,7 @@ def test_epix_serve_upgrades_a_database_of_every_past_version(
 
     assert current_heads(empty_url) == set(_scripts().get_heads())
     after = row_counts(empty_url)
-    assert after.keys() == before.keys()
+    assert before.keys() <= after.keys()  # later migrations may add tables, never drop one
     for table, count in before.items():  # nothing lost; the lookup above is audited
         assert after[table] == count or (table == "audit_events" and after[table] > count)
     verified = epix(data_dir, "audit", "verify", database_url=empty_url)
