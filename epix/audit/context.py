@@ -12,6 +12,7 @@ HEADER_ALLOWLIST = frozenset(
         "user-agent",
         "x-request-id",
         "x-epix-message-id",
+        "idempotency-key",  # ties a replayed answer to the request that first made it
         "x-forwarded-for",
         "date",
         "accept",

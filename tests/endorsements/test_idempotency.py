@@ -3,6 +3,7 @@ answer and records nothing twice, on SQLite and PostgreSQL, also when the copies
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections.abc import Callable
@@ -104,6 +105,14 @@ def test_a_retried_endorsement_answers_as_the_first_and_is_recorded_once(
     recorded = actions(database)
     assert recorded.count("endorsement.record") == 1
     assert recorded.count("endorsement.replay") == 1
+    # The key is evidence on both events: the replay points back at the record it answered from.
+    with database.unit_of_work() as session:
+        evidence = session.scalars(
+            select(AuditEvent.headers).where(
+                AuditEvent.action.in_(("endorsement.record", "endorsement.replay"))
+            )
+        ).all()
+    assert [json.loads(kept).get(KEY.lower()) for kept in evidence] == [headers[KEY]] * 2
     # Without the key the same request is a new one, refused as before (one consignment).
     del headers[KEY]
     retry = client.post(url(permit, "endorsements"), headers=headers, json=export_body())
