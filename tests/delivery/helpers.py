@@ -25,6 +25,7 @@ from epix.api.app import create_app
 from epix.auth import service as auth_service
 from epix.auth.principal import SECRETARIAT_PARTY, Principal, Role
 from epix.db import Database
+from epix.delivery import outbox
 from epix.delivery.models import OutboxMessage, OutboxState
 from epix.delivery.webhooks import SIGNATURE_HEADER, verify_webhook_signature
 from epix.exchange.node_identity import NodeIdentity
@@ -224,6 +225,23 @@ class Peer:
             self._server.shutdown()
             self._server.server_close()
             self._server = None
+
+
+def enqueue_endorsements(database: Database, count: int, prefix: str = "end") -> list[str]:
+    """``count`` endorsements for the peer in the outbox: their message ids."""
+    ids = [f"{prefix}-{i:04d}" for i in range(count)]
+    with database.unit_of_work() as session:
+        for message_id in ids:
+            outbox.enqueue(
+                session,
+                kind="endorsement",
+                destination_party=PEER_PARTY,
+                payload=f"<Endorsement id='{message_id}'/>".encode(),
+                message_id=message_id,
+                sender_party="XA",
+                headers={"X-EPIX-Document-Type": "endorsement"},
+            )
+    return ids
 
 
 def register_peer(database: Database, *, endpoint: str, identity: Identity) -> None:

@@ -21,14 +21,19 @@ from sqlalchemy import select
 
 from epix.cli.registry import read_source
 from epix.db import Database
-from epix.delivery import outbox, webhooks
+from epix.delivery import webhooks
 from epix.delivery.models import OutboxMessage, OutboxState
 from epix.delivery.webhooks import publish_event, webhook_key
 from epix.delivery.worker import Result, default_worker
 from epix.errors import EpixError
 from epix.registry.follower import RegistryFollower
 from epix.settings import get_settings
-from tests.delivery.helpers import PEER_PARTY, peer_identity, register_peer, sender_settings
+from tests.delivery.helpers import (
+    enqueue_endorsements,
+    peer_identity,
+    register_peer,
+    sender_settings,
+)
 
 DEADLINE = 1.0
 DRIP_SECONDS = 0.2
@@ -143,15 +148,7 @@ def test_a_peer_dripping_its_answer_is_cut_off_at_the_deadline_and_retried(
     settings = sender_settings(tmp_path, outbound_deadline_seconds=DEADLINE)
     identity = peer_identity()
     register_peer(sqlite_database, endpoint=drip.url, identity=identity)
-    with sqlite_database.unit_of_work() as session:
-        outbox.enqueue(
-            session,
-            kind="endorsement",
-            destination_party=PEER_PARTY,
-            payload=b"<Endorsement/>",
-            message_id="end-0001",
-            sender_party="XA",
-        )
+    enqueue_endorsements(sqlite_database, 1)
     worker = default_worker(sqlite_database, settings)
     try:
         (job,) = worker.claim()

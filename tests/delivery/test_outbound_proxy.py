@@ -20,15 +20,15 @@ import pytest
 from pydantic import ValidationError
 
 from epix.db import Database
-from epix.delivery import outbox, webhooks
+from epix.delivery import webhooks
 from epix.delivery.webhooks import publish_event, webhook_key
 from epix.delivery.worker import default_worker
 from epix.settings import Settings
 from tests.delivery.helpers import (
-    PEER_PARTY,
     Peer,
     PeerState,
     drain,
+    enqueue_endorsements,
     peer_identity,
     register_peer,
     sender_settings,
@@ -104,15 +104,7 @@ def test_a_delivery_to_a_peer_goes_through_the_proxy_with_its_credentials(
     peer = Peer(PeerState(identity=identity)).start()
     try:
         register_peer(sqlite_database, endpoint=peer.url, identity=identity)
-        with sqlite_database.unit_of_work() as session:
-            outbox.enqueue(
-                session,
-                kind="endorsement",
-                destination_party=PEER_PARTY,
-                payload=b"<Endorsement/>",
-                message_id="end-0001",
-                sender_party="XA",
-            )
+        enqueue_endorsements(sqlite_database, 1)
         worker = default_worker(
             sqlite_database, sender_settings(tmp_path, outbound_proxy=proxy.url())
         )
@@ -169,15 +161,7 @@ def test_the_deadline_bounds_a_request_made_through_the_proxy(
     drip = DripServer("headers")
     identity = peer_identity()
     register_peer(sqlite_database, endpoint=drip.url, identity=identity)
-    with sqlite_database.unit_of_work() as session:
-        outbox.enqueue(
-            session,
-            kind="endorsement",
-            destination_party=PEER_PARTY,
-            payload=b"<Endorsement/>",
-            message_id="end-0002",
-            sender_party="XA",
-        )
+    enqueue_endorsements(sqlite_database, 1)
     settings = sender_settings(
         tmp_path, outbound_proxy=proxy.url(credentials=False), outbound_deadline_seconds=DEADLINE
     )

@@ -27,28 +27,13 @@ from tests.delivery.helpers import (
     Peer,
     PeerState,
     drain,
+    enqueue_endorsements,
     peer_identity,
     register_peer,
     sender_settings,
     states,
 )
 from tests.pki import Identity
-
-
-def _enqueue(database: Database, count: int, prefix: str = "end") -> list[str]:
-    ids = [f"{prefix}-{i:04d}" for i in range(count)]
-    with database.unit_of_work() as session:
-        for message_id in ids:
-            outbox.enqueue(
-                session,
-                kind="endorsement",
-                destination_party=PEER_PARTY,
-                payload=f"<Endorsement id='{message_id}'/>".encode(),
-                message_id=message_id,
-                sender_party="XA",
-                headers={"X-EPIX-Document-Type": "endorsement"},
-            )
-    return ids
 
 
 def _rows(database: Database) -> list[OutboxMessage]:
@@ -95,7 +80,7 @@ def settings(tmp_path: Path) -> Settings:
 def test_peer_down_for_a_while_then_back_gets_everything_once_with_bounded_retries(
     sqlite_database: Database, peer: Peer, settings: Settings
 ) -> None:
-    ids = _enqueue(sqlite_database, 30)
+    ids = enqueue_endorsements(sqlite_database, 30)
     worker = default_worker(sqlite_database, settings)
     try:
         down_until = utcnow() + timedelta(seconds=1.0)
@@ -127,7 +112,7 @@ def test_a_lost_answer_is_retried_and_completed_by_the_original_receipt(
 ) -> None:
     peer.state.lose_first_answer = True
     peer.start()
-    ids = _enqueue(sqlite_database, 5)
+    ids = enqueue_endorsements(sqlite_database, 5)
     worker = default_worker(sqlite_database, settings)
     try:
         drain(worker.run_once, sqlite_database)
@@ -147,7 +132,7 @@ def test_a_receipt_from_an_unregistered_key_does_not_complete_the_delivery(
 ) -> None:
     peer.state.identity = peer_identity()  # a key the registry does not know
     peer.start()
-    _enqueue(sqlite_database, 1)
+    enqueue_endorsements(sqlite_database, 1)
     row = _after_one_pass(sqlite_database, settings)
     assert row.state == OutboxState.PENDING
     assert row.last_error_code == "EPIX-DLV-002"
@@ -159,7 +144,7 @@ def test_a_peer_refusal_fails_the_row_at_once_with_the_peers_reason(
 ) -> None:
     peer.state.status = 409
     peer.start()
-    _enqueue(sqlite_database, 1)
+    enqueue_endorsements(sqlite_database, 1)
     row = _after_one_pass(sqlite_database, settings)
     assert row.state == OutboxState.FAILED
     assert row.attempts == 1
@@ -180,7 +165,7 @@ def test_a_retry_after_header_of_any_value_schedules_a_bounded_retry(
     peer.state.status = 503
     peer.state.retry_after = retry_after
     peer.start()
-    _enqueue(sqlite_database, 1)
+    enqueue_endorsements(sqlite_database, 1)
     worker = default_worker(sqlite_database, settings)
     try:
         before = utcnow()
@@ -210,7 +195,7 @@ def test_an_answer_too_slow_or_too_large_is_cut_off_and_retried(
     else:
         peer.state.flood_bytes = 1 << 30  # 1 GiB
     peer.start()
-    _enqueue(sqlite_database, 1)
+    enqueue_endorsements(sqlite_database, 1)
     worker = default_worker(sqlite_database, settings)
     try:
         started = time.monotonic()
@@ -305,7 +290,7 @@ def test_a_frozen_workers_row_is_delivered_by_another_and_its_late_write_refused
     try:
         register_peer(database, endpoint=peer.url, identity=identity)
         settings = sender_settings(tmp_path)
-        _enqueue(database, 1)
+        enqueue_endorsements(database, 1)
         frozen = default_worker(database, settings)
         skew = timedelta(seconds=settings.outbox_lease_seconds + 1)
         other = Worker(
