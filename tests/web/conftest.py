@@ -168,6 +168,13 @@ def submit_login(browser: WebDriver, password: str = OFFICER_PASSWORD) -> None:
     browser.find_element(By.ID, "login-button").click()
 
 
+def fill_border_details(browser: WebDriver) -> None:
+    """The endorse form's port, officer and transport document, as an officer types them."""
+    browser.find_element(By.ID, "port").send_keys("NLRTM")
+    browser.find_element(By.ID, "officer").send_keys("Officer J. Jansen")
+    browser.find_element(By.ID, "transport").send_keys("AWB 074-12345675")
+
+
 def rows_used(browser: WebDriver) -> list[str]:
     return [
         row.find_elements(By.TAG_NAME, "td")[6].text

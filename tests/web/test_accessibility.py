@@ -13,7 +13,14 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support import expected_conditions as ec
 
-from tests.web.conftest import OFFICER, OFFICER_PASSWORD, LiveNode, log_in, wait
+from tests.web.conftest import (
+    OFFICER,
+    OFFICER_PASSWORD,
+    LiveNode,
+    fill_border_details,
+    log_in,
+    wait,
+)
 
 pytestmark = pytest.mark.browser
 
@@ -90,9 +97,7 @@ def open_permit(browser: WebDriver, node: LiveNode) -> None:
 
 def refuse_an_endorsement(browser: WebDriver) -> None:
     """More on line 1 than the permit allows: refused by the node (EPIX-QTY-001)."""
-    browser.find_element(By.ID, "port").send_keys("NLRTM")
-    browser.find_element(By.ID, "officer").send_keys("Officer J. Jansen")
-    browser.find_element(By.ID, "transport").send_keys("AWB 074-12345675")
+    fill_border_details(browser)
     quantity = browser.find_element(By.ID, "qty-1")
     quantity.clear()
     quantity.send_keys("99999")

@@ -20,7 +20,7 @@ from selenium.webdriver.support import expected_conditions as ec
 from sqlalchemy import select
 
 from epix.audit.models import AuditEvent
-from tests.web.conftest import OFFICER, LiveNode, log_in, rows_used, wait
+from tests.web.conftest import OFFICER, LiveNode, fill_border_details, log_in, rows_used, wait
 
 pytestmark = pytest.mark.browser
 # Not passed on: they describe one connection (or would make the node compress the answer).
@@ -117,9 +117,7 @@ def proxy(live_node: LiveNode) -> Iterator[AnswerDroppingProxy]:
 def open_endorse_form(browser: WebDriver, node: LiveNode, number: str) -> None:
     browser.get(f"{node.url}/web/lookup?party=XA&number={number}")
     wait(browser).until(ec.text_to_be_present_in_element((By.ID, "fact-number"), number))
-    browser.find_element(By.ID, "port").send_keys("NLRTM")
-    browser.find_element(By.ID, "officer").send_keys("Officer J. Jansen")
-    browser.find_element(By.ID, "transport").send_keys("AWB 074-12345675")
+    fill_border_details(browser)
     for line in ("qty-2", "qty-3", "qty-4"):
         browser.find_element(By.NAME, line).clear()
     quantity = browser.find_element(By.NAME, "qty-1")

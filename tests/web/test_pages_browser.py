@@ -11,7 +11,15 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions as ec
 from selenium.webdriver.support.ui import Select
 
-from tests.web.conftest import OFFICER, LiveNode, console_errors, log_in, rows_used, wait
+from tests.web.conftest import (
+    OFFICER,
+    LiveNode,
+    console_errors,
+    fill_border_details,
+    log_in,
+    rows_used,
+    wait,
+)
 
 pytestmark = pytest.mark.browser
 
@@ -49,9 +57,7 @@ def test_officer_checks_and_endorses_a_permit(browser: WebDriver, live_node: Liv
 
     side = Select(browser.find_element(By.ID, "side"))
     assert side.first_selected_option.get_attribute("value") == "import"  # XB is the importer
-    browser.find_element(By.ID, "port").send_keys("NLRTM")
-    browser.find_element(By.ID, "officer").send_keys("Officer J. Jansen")
-    browser.find_element(By.ID, "transport").send_keys("AWB 074-12345675")
+    fill_border_details(browser)
     date_input = browser.find_element(By.ID, "date")
     browser.execute_script(
         "arguments[0].value = arguments[1]", date_input, date.today().isoformat()
@@ -189,9 +195,7 @@ def test_endorse_acts_on_the_permit_shown_not_on_the_number_typed_since(
     wait(browser).until(ec.text_to_be_present_in_element((By.ID, "who"), OFFICER))
     browser.get(f"{live_node.url}/web/lookup?party=XA&number={live_node.permit_number}")
     wait(browser).until(ec.visibility_of_element_located((By.ID, "result")))
-    browser.find_element(By.ID, "port").send_keys("NLRTM")
-    browser.find_element(By.ID, "officer").send_keys("Officer J. Jansen")
-    browser.find_element(By.ID, "transport").send_keys("AWB 074-12345675")
+    fill_border_details(browser)
     browser.find_element(By.ID, "number").send_keys("-2")  # the next permit, not yet checked
     browser.find_element(By.ID, "endorse-button").click()
 
@@ -209,9 +213,7 @@ def test_a_double_press_on_endorse_endorses_once(browser: WebDriver, live_node: 
     wait(browser).until(ec.text_to_be_present_in_element((By.ID, "who"), OFFICER))
     browser.get(f"{live_node.url}/web/lookup?party=XA&number={live_node.permit_number}")
     wait(browser).until(ec.visibility_of_element_located((By.ID, "result")))
-    browser.find_element(By.ID, "port").send_keys("NLRTM")
-    browser.find_element(By.ID, "officer").send_keys("Officer J. Jansen")
-    browser.find_element(By.ID, "transport").send_keys("AWB 074-12345675")
+    fill_border_details(browser)
     for line in ("qty-2", "qty-3", "qty-4"):
         browser.find_element(By.NAME, line).clear()
     quantity = browser.find_element(By.NAME, "qty-1")
@@ -238,9 +240,7 @@ def test_quantities_with_a_decimal_comma_are_read_and_ambiguous_ones_refused(
     wait(browser).until(ec.text_to_be_present_in_element((By.ID, "who"), OFFICER))
     browser.get(f"{live_node.url}/web/lookup?party=XA&number={live_node.permit_number}")
     wait(browser).until(ec.visibility_of_element_located((By.ID, "result")))
-    browser.find_element(By.ID, "port").send_keys("NLRTM")
-    browser.find_element(By.ID, "officer").send_keys("Officer J. Jansen")
-    browser.find_element(By.ID, "transport").send_keys("AWB 074-12345675")
+    fill_border_details(browser)
     for line in ("qty-1", "qty-2", "qty-4"):
         browser.find_element(By.NAME, line).clear()
     kilograms = browser.find_element(By.NAME, "qty-3")  # line 3 is in KGM
