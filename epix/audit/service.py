@@ -158,6 +158,9 @@ _MOVE_HEAD = Prepared(
     .values(sequence=bindparam("new_sequence"), hash=bindparam("new_hash"))
 )
 _INSERT_EVENT = Prepared(insert(_EVENTS))
+_EVENT_TIME = Prepared(
+    select(_EVENTS.c.occurred_at).where(_EVENTS.c.sequence == bindparam("sequence"))
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -194,6 +197,15 @@ def _safe_headers(request: RequestContext | None) -> str:
     return _canonical_json(kept)
 
 
+def _chain_time(session: Session, head: ChainHead) -> datetime:
+    """Now, but never before the previous event: if the clock steps back (an NTP correction, a
+    restored virtual machine), events keep the last time until it catches up, so ordering the
+    trail by time never contradicts its chain."""
+    now = utcnow()
+    previous: datetime | None = _EVENT_TIME.scalar(session, {"sequence": head.sequence})
+    return now if previous is None or now >= previous else previous
+
+
 def record_event(
     session: Session,
     *,
@@ -221,7 +233,7 @@ def record_event(
         payload_sha256 = hashlib.sha256(payload).hexdigest()
     policy = current_policy()
     head = lock_chain_head(session)
-    occurred_at = utcnow()
+    occurred_at = _chain_time(session, head)
     event = AuditEvent(
         sequence=head.sequence + 1,
         occurred_at=occurred_at,

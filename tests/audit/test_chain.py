@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from datetime import UTC, datetime
 from itertools import pairwise
 
 import pytest
@@ -10,7 +11,7 @@ from sqlalchemy import delete, select, text, update
 
 from epix.audit.context import RequestContext
 from epix.audit.models import AuditEvent
-from epix.audit.service import GENESIS_HASH, compute_hash, record_event
+from epix.audit.service import GENESIS_HASH, compute_hash, format_time, record_event
 from epix.audit.verify import verify_chain
 from epix.db import Database
 
@@ -146,4 +147,28 @@ def test_concurrent_writers_never_fork_the_chain(database: Database) -> None:
 def test_sequence_continues_across_transactions(database: Database, count: int) -> None:
     fill(database, count)
     fill(database, count)
+    assert _verify(database) == (True, None)
+
+
+def test_event_times_never_go_back_along_the_chain_when_the_clock_does(
+    database: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A clock stepped back (NTP correction, VM restore) must not make a later event look
+    older than an earlier one: in court the order by time and the order of the chain agree."""
+    readings = iter(
+        [
+            datetime(2026, 3, 1, 12, 0, 0, tzinfo=UTC),
+            datetime(2026, 3, 1, 11, 59, 0, tzinfo=UTC),  # stepped back a minute
+            datetime(2026, 3, 1, 12, 0, 1, tzinfo=UTC),
+        ]
+    )
+    monkeypatch.setattr("epix.audit.service.utcnow", lambda: next(readings))
+    fill(database, 3)
+    with database.read() as session:
+        times = session.scalars(select(AuditEvent.occurred_at).order_by(AuditEvent.sequence)).all()
+    assert [format_time(moment) for moment in times] == [
+        "2026-03-01T12:00:00.000Z",
+        "2026-03-01T12:00:00.000Z",
+        "2026-03-01T12:00:01.000Z",
+    ]
     assert _verify(database) == (True, None)
