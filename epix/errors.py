@@ -227,6 +227,12 @@ _TABLE: tuple[ErrorCode, ...] = (
     # --- audit ---
     _c("EPIX-AUDIT-001", E, 500, "The audit chain is broken at this event."),
     _c("EPIX-AUDIT-002", E, 500, "An audit checkpoint signature does not verify."),
+    _c(
+        "EPIX-AUDIT-003",
+        E,
+        422,
+        "The audit export is not a readable EPIX audit export signed by a trusted node key.",
+    ),
     # --- node database ---
     _c(
         "EPIX-DB-001",

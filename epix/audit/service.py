@@ -81,7 +81,8 @@ def format_time(moment: datetime) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
 
 
-def _canonical_json(value: object) -> str:
+def canonical_json(value: object) -> str:
+    """Keys sorted, no spaces, non-ASCII unescaped: the form event hashes cover."""
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
 
 
@@ -109,7 +110,7 @@ def canonical_content(event: AuditEvent) -> bytes:
         "purge_after": event.purge_after.isoformat(),
         "prev_hash": event.prev_hash,
     }
-    return _canonical_json(document).encode("utf-8")
+    return canonical_json(document).encode("utf-8")
 
 
 def compute_hash(event: AuditEvent) -> str:
@@ -194,7 +195,7 @@ def _safe_headers(request: RequestContext | None) -> str:
         for name, value in request.headers.items()
         if name.lower() in HEADER_ALLOWLIST and name.lower() not in _CREDENTIAL_HEADERS
     }
-    return _canonical_json(kept)
+    return canonical_json(kept)
 
 
 def _chain_time(session: Session, head: ChainHead) -> datetime:
@@ -252,7 +253,7 @@ def record_event(
         headers=_safe_headers(request),
         remote_addr=request.remote_addr if request else None,
         payload_sha256=payload_sha256,
-        detail=_canonical_json(detail or {}),
+        detail=canonical_json(detail or {}),
         purge_after=earliest_purge_date(
             occurred_at.date(),
             retention_years=policy.retention_years,
@@ -306,35 +307,36 @@ def event_as_dict(event: AuditEvent) -> dict[str, object]:
     }
 
 
-def iter_events(
+def period_span(
     session: Session, *, start: datetime | None = None, end: datetime | None = None
-) -> Iterator[AuditEvent]:
-    """Events with ``start <= occurred_at < end`` in sequence order, fetched in batches.
+) -> tuple[int, int] | None:
+    """The first and last sequence with ``start <= occurred_at < end`` (None: no event)."""
+    span = select(func.min(AuditEvent.sequence), func.max(AuditEvent.sequence))
+    if start is not None:
+        span = span.where(AuditEvent.occurred_at >= start)
+    if end is not None:
+        span = span.where(AuditEvent.occurred_at < end)
+    first, last = session.execute(span).one()
+    return None if first is None else (first, last)
 
-    The period is first narrowed to the sequences it spans, so each batch is a range of the
-    primary key: filtered by time alone, every batch searched and sorted the whole period
-    again (80,000 events: 160 batches, 4.8 s, growing with the square of the period).
+
+def events_between(session: Session, first: int, last: int) -> Iterator[AuditEvent]:
+    """Events ``first..last`` (a ``period_span``) in sequence order, in batches of 500.
+
+    The whole run of the chain between them, never a selection by time inside it: a trail
+    written while the clock stepped back would otherwise come out with holes, and its chain
+    would not verify. Each batch is a range of the primary key: filtered by time, every batch
+    searched and sorted the whole period again (80,000 events: 160 batches, 4.8 s, growing with
+    the square of the period).
     """
-    after, last = -1, None
-    if start is not None or end is not None:
-        span = select(func.min(AuditEvent.sequence), func.max(AuditEvent.sequence))
-        if start is not None:
-            span = span.where(AuditEvent.occurred_at >= start)
-        if end is not None:
-            span = span.where(AuditEvent.occurred_at < end)
-        first, last = session.execute(span).one()
-        if first is None:
-            return
-        after = first - 1
+    after = first - 1
     while True:
-        query = select(AuditEvent).where(AuditEvent.sequence > after)
-        if last is not None:
-            query = query.where(AuditEvent.sequence <= last)
-        if start is not None:
-            query = query.where(AuditEvent.occurred_at >= start)
-        if end is not None:
-            query = query.where(AuditEvent.occurred_at < end)
-        batch = session.scalars(query.order_by(AuditEvent.sequence).limit(500)).all()
+        batch = session.scalars(
+            select(AuditEvent)
+            .where(AuditEvent.sequence > after, AuditEvent.sequence <= last)
+            .order_by(AuditEvent.sequence)
+            .limit(500)
+        ).all()
         if not batch:
             return
         yield from batch

@@ -40,24 +40,24 @@ def statement(sequence: int, head_hash: str) -> bytes:
     return f"EPIX-AUDIT-CHECKPOINT/1\nsequence={sequence}\nhead={head_hash}\n".encode("ascii")
 
 
-def _sign(signer: CheckpointSigner, data: bytes) -> bytes:
+def sign_statement(signer: CheckpointSigner, data: bytes) -> str:
+    """The node key's detached signature over ``data``, base64."""
     key = serialization.load_pem_private_key(signer.key_pem, password=None)
     if isinstance(key, ec.EllipticCurvePrivateKey):
-        return key.sign(data, ec.ECDSA(hashes.SHA256()))
-    if isinstance(key, rsa.RSAPrivateKey):
-        return key.sign(data, padding.PKCS1v15(), hashes.SHA256())
-    raise ValueError("The node key must be ECDSA or RSA.")
+        signature = key.sign(data, ec.ECDSA(hashes.SHA256()))
+    elif isinstance(key, rsa.RSAPrivateKey):
+        signature = key.sign(data, padding.PKCS1v15(), hashes.SHA256())
+    else:
+        raise ValueError("The node key must be ECDSA or RSA.")
+    return base64.b64encode(signature).decode("ascii")
 
 
-def signature_valid(checkpoint: AuditCheckpoint) -> bool:
-    """Whether the stored signature verifies with the stored certificate."""
-    if not checkpoint.signature or not checkpoint.certificate_pem:
-        return False
+def statement_signature_valid(cert_pem: str, signature_b64: str, data: bytes) -> bool:
+    """Whether a base64 signature over ``data`` verifies with the certificate (PEM)."""
     try:
-        certificate = x509.load_pem_x509_certificate(checkpoint.certificate_pem.encode("ascii"))
+        certificate = x509.load_pem_x509_certificate(cert_pem.encode("ascii"))
         public_key = certificate.public_key()
-        signature = base64.b64decode(checkpoint.signature, validate=True)
-        data = statement(checkpoint.sequence, checkpoint.head_hash)
+        signature = base64.b64decode(signature_b64, validate=True)
         if isinstance(public_key, ec.EllipticCurvePublicKey):
             public_key.verify(signature, data, ec.ECDSA(hashes.SHA256()))
         elif isinstance(public_key, rsa.RSAPublicKey):
@@ -69,6 +69,17 @@ def signature_valid(checkpoint: AuditCheckpoint) -> bool:
     return True
 
 
+def signature_valid(checkpoint: AuditCheckpoint) -> bool:
+    """Whether the stored signature verifies with the stored certificate."""
+    if not checkpoint.signature or not checkpoint.certificate_pem:
+        return False
+    return statement_signature_valid(
+        checkpoint.certificate_pem,
+        checkpoint.signature,
+        statement(checkpoint.sequence, checkpoint.head_hash),
+    )
+
+
 def certificate_fingerprint(cert_pem: bytes | str) -> str:
     data = cert_pem.encode("ascii") if isinstance(cert_pem, str) else cert_pem
     return x509.load_pem_x509_certificate(data).fingerprint(hashes.SHA256()).hex()
@@ -76,8 +87,9 @@ def certificate_fingerprint(cert_pem: bytes | str) -> str:
 
 def sign_checkpoint(checkpoint: AuditCheckpoint, signer: CheckpointSigner) -> None:
     """Sign (or re-sign) one checkpoint row with the node key."""
-    signature = _sign(signer, statement(checkpoint.sequence, checkpoint.head_hash))
-    checkpoint.signature = base64.b64encode(signature).decode("ascii")
+    checkpoint.signature = sign_statement(
+        signer, statement(checkpoint.sequence, checkpoint.head_hash)
+    )
     checkpoint.certificate_pem = signer.cert_pem.decode("ascii")
     checkpoint.signed_at = utcnow()
 

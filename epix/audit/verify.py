@@ -39,6 +39,10 @@ class ChainReport:
             Finding("EPIX-AUDIT-001", message, f"audit_events[sequence={sequence}]")
         )
 
+    def malformed(self, message: str) -> None:
+        """An export that cannot be checked at all: not EPIX's, unsigned, or cut short."""
+        self.findings.append(Finding("EPIX-AUDIT-003", message, "export"))
+
     def _bad_checkpoint(self, sequence: int, message: str) -> None:
         self.findings.append(
             Finding("EPIX-AUDIT-002", message, f"audit_checkpoints[sequence={sequence}]")

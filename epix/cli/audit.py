@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -11,8 +10,8 @@ import click
 from sqlalchemy.engine import make_url
 
 from epix.audit.checkpoints import create_checkpoint, sign_pending_checkpoints
+from epix.audit.export import verify_export, write_export
 from epix.audit.retention import purge as purge_events
-from epix.audit.service import event_as_dict, iter_events
 from epix.audit.signing import CheckpointSigner, certificate_fingerprint, node_checkpoint_signer
 from epix.audit.verify import verify_chain
 from epix.cli.users import cli_session
@@ -56,17 +55,33 @@ def audit() -> None:
     "trust_certs",
     multiple=True,
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    help="Certificate (PEM) allowed to sign checkpoints; default: this node's certificate.",
+    help="Certificate (PEM) allowed to sign checkpoints; default: this node's certificate. "
+    "Give every certificate the node has used (old ones after a key rotation).",
 )
-def verify(trust_certs: tuple[Path, ...]) -> None:
+@click.option(
+    "--export",
+    "export_file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="Verify this file from `epix audit export` instead of the node's database "
+    "(needs --trust-cert: the node's published certificate).",
+)
+def verify(trust_certs: tuple[Path, ...], export_file: Path | None) -> None:
     """Check every event and checkpoint; exit 1 naming the first broken event."""
-    _require_trail()
-    if trust_certs:
+    if export_file is not None:
+        if not trust_certs:
+            raise click.UsageError("--export needs --trust-cert: the node's published certificate.")
         fingerprints = [certificate_fingerprint(path.read_bytes()) for path in trust_certs]
+        with export_file.open("rb") as lines:
+            report = verify_export(lines, fingerprints)
     else:
-        fingerprints = [certificate_fingerprint(_node_signer().cert_pem)]
-    with cli_session() as session:
-        report = verify_chain(session, trusted_fingerprints=fingerprints)
+        _require_trail()
+        if trust_certs:
+            fingerprints = [certificate_fingerprint(path.read_bytes()) for path in trust_certs]
+        else:
+            fingerprints = [certificate_fingerprint(_node_signer().cert_pem)]
+        with cli_session() as session:
+            report = verify_chain(session, trusted_fingerprints=fingerprints)
     for finding in report.findings:
         click.echo(f"{finding.code}: {finding.message} ({finding.location})", err=True)
     if not report.ok:
@@ -109,18 +124,24 @@ def checkpoint() -> None:
     help="Default: stdout.",
 )
 def export(start: datetime | None, end: datetime | None, output: Path | None) -> None:
-    """Events with FROM <= time < TO (UTC) as JSON lines, in sequence order."""
+    """Events with FROM <= time < TO (UTC) as JSON lines, signed with the node key.
+
+    A header line (how events are hashed and checkpoints signed, the node certificate, the range
+    and the chain head, signed), the checkpoints in the range, then the events in sequence order.
+    Anyone with the node's published certificate can check it: `epix audit verify --export FILE
+    --trust-cert CERT`, or by hand as docs/audit.md describes.
+    """
     start, end = _utc(start), _utc(end)
     if start is not None and end is not None and end <= start:
         raise click.BadParameter(
             "must be later than --from (the period is FROM <= time < TO)", param_hint="--to"
         )
     _require_trail()
+    signer = _node_signer()
     stream = output.open("w", encoding="utf-8") if output else sys.stdout
     try:
         with cli_session() as session:
-            for event in iter_events(session, start=start, end=end):
-                stream.write(json.dumps(event_as_dict(event), ensure_ascii=False) + "\n")
+            write_export(session, stream, signer, start=start, end=end)
     finally:
         if output:
             stream.close()

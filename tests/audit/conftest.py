@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 
 from epix.audit.service import AuditPolicy, configure_audit, current_policy, record_event
 from epix.audit.signing import CheckpointSigner
 from epix.db import Database
+from epix.settings import get_settings
 from tests.pki import make_identity
 
 
@@ -42,3 +45,15 @@ def fill(database: Database, count: int, action: str = "lookup") -> None:
                 permit_number=f"XA-{index:04d}",
                 payload=f"payload {index}".encode(),
             )
+
+
+@pytest.fixture
+def runner(
+    database: Database, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[CliRunner]:
+    """``epix`` commands on ``database``, with a node data directory of their own."""
+    monkeypatch.setenv("EPIX_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("EPIX_DATABASE_URL", database.url)
+    get_settings.cache_clear()
+    yield CliRunner()
+    get_settings.cache_clear()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -16,17 +15,6 @@ from epix.db import Database
 from epix.settings import get_settings
 
 from .conftest import fill
-
-
-@pytest.fixture
-def runner(
-    database: Database, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> Iterator[CliRunner]:
-    monkeypatch.setenv("EPIX_DATA_DIR", str(tmp_path / "data"))
-    monkeypatch.setenv("EPIX_DATABASE_URL", database.url)
-    get_settings.cache_clear()
-    yield CliRunner()
-    get_settings.cache_clear()
 
 
 def test_verify_exits_0_on_intact_chain_and_1_naming_altered_event(
@@ -60,10 +48,11 @@ def test_checkpoint_export_and_purge_dry_run(runner: CliRunner, database: Databa
     assert runner.invoke(cli, ["audit", "verify"]).exit_code == 0
     exported = runner.invoke(cli, ["audit", "export", "--from", "2000-01-01", "--to", "2999-01-01"])
     lines = [json.loads(line) for line in exported.output.splitlines()]
-    assert [line["sequence"] for line in lines] == [1, 2, 3, 4]
+    assert [line["record"] for line in lines] == ["export", "checkpoint"] + ["event"] * 4
+    assert [line["sequence"] for line in lines[2:]] == [1, 2, 3, 4]
     assert lines[-1]["action"] == "audit_checkpoint"
     none = runner.invoke(cli, ["audit", "export", "--to", "2000-01-01"])
-    assert none.output == ""
+    assert [json.loads(line)["first_sequence"] for line in none.output.splitlines()] == [None]
     dry = runner.invoke(cli, ["audit", "purge", "--dry-run"])
     assert dry.exit_code == 0
     assert "nothing is due" in dry.output

@@ -7,7 +7,7 @@ from typing import Any
 
 from sqlalchemy import event
 
-from epix.audit.service import iter_events
+from epix.audit.service import events_between, period_span
 from epix.db import Database
 
 from .conftest import fill
@@ -28,13 +28,13 @@ def test_export_of_a_period_searches_the_primary_key_and_never_sorts(
     event.listen(sqlite_database.engine, "before_cursor_execute", capture)
     try:
         with sqlite_database.read() as session:
-            exported = list(
-                iter_events(
-                    session,
-                    start=datetime(2000, 1, 1, tzinfo=UTC),
-                    end=datetime(2999, 1, 1, tzinfo=UTC),
-                )
+            span = period_span(
+                session,
+                start=datetime(2000, 1, 1, tzinfo=UTC),
+                end=datetime(2999, 1, 1, tzinfo=UTC),
             )
+            assert span is not None
+            exported = list(events_between(session, *span))
     finally:
         event.remove(sqlite_database.engine, "before_cursor_execute", capture)
     assert [e.sequence for e in exported] == list(range(1, 1201))
