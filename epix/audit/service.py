@@ -14,7 +14,7 @@ import hashlib
 import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 
 from sqlalchemy import bindparam, func, insert, select, text, update
 from sqlalchemy.orm import Session
@@ -118,11 +118,12 @@ def compute_hash(event: AuditEvent) -> str:
 
 
 def add_years(day: date, years: int) -> date:
-    """The same calendar day ``years`` later (29 February becomes 28 February)."""
+    """The same calendar day ``years`` later; 29 February's is 1 March (the 28th would come
+    before the full years have passed)."""
     try:
         return day.replace(year=day.year + years)
     except ValueError:
-        return day.replace(year=day.year + years, day=28)
+        return day.replace(year=day.year + years, month=3, day=1)
 
 
 def earliest_purge_date(
@@ -138,10 +139,15 @@ def earliest_purge_date(
     year covering the trade. When the trade year is unknown, the permit can still be used up to
     its expiry, so the expiry year is assumed (the later possibility); with neither, the event's
     own year. Never earlier than ``retention_years`` after the event itself.
+
+    A record becomes purgeable at 00:00 UTC of the date returned, so the periods run to the end
+    of the anniversary of the event's day and of the permit's last valid day: due on the
+    anniversary itself, an event of 23:59 or a permit valid through that day went hours early.
     """
-    candidates = [add_years(occurred_on, retention_years)]
+    after_day = timedelta(days=1)
+    candidates = [add_years(occurred_on, retention_years) + after_day]
     if permit_valid_until is not None:
-        candidates.append(add_years(permit_valid_until, retention_years))
+        candidates.append(add_years(permit_valid_until, retention_years) + after_day)
     if trade_year is None:
         trade_year = permit_valid_until.year if permit_valid_until else occurred_on.year
     candidates.append(date(trade_year + 1 + retention_years, 1, 1))

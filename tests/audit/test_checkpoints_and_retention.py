@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import base64
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 
 import pytest
@@ -121,10 +121,10 @@ def test_purge_date_is_the_latest_of_the_retention_periods() -> None:
     ) == date(2032, 1, 1)
     # Never earlier than N years after the event itself.
     assert earliest_purge_date(date(2024, 3, 1), retention_years=5, trade_year=2010) == date(
-        2029, 3, 1
+        2029, 3, 2
     )
     assert earliest_purge_date(date(2024, 2, 29), retention_years=5, trade_year=2010) == date(
-        2029, 2, 28
+        2029, 3, 2
     )
 
 
@@ -307,3 +307,33 @@ def _rechain(database: Database) -> None:
         head = session.get(AuditChainHead, HEAD_ROW_ID)
         assert head is not None
         head.hash = previous
+
+
+def _years_later(moment: datetime, years: int) -> datetime:
+    """The moment ``years`` calendar years later; 29 February's falls on 1 March, since the
+    28th would come before a full number of years has passed."""
+    try:
+        return moment.replace(year=moment.year + years)
+    except ValueError:
+        return moment.replace(year=moment.year + years, month=3, day=1)
+
+
+def test_nothing_is_purgeable_before_its_full_retention_has_passed() -> None:
+    """A record may be purged from 00:00 UTC of its purge date. Before, an event late on
+    28 February 2024 or on any day, and a permit valid through its last day, were due on the
+    anniversary itself, hours before five years had passed; an event of 29 February 2024 was due
+    on 28 February 2029."""
+    day = date(2023, 12, 25)
+    while day < date(2025, 3, 5):
+        last_moment = datetime.combine(day, time(23, 59, 59, 999000), tzinfo=UTC)
+        purge_from = datetime.combine(
+            earliest_purge_date(day, retention_years=5, trade_year=1990), time(), tzinfo=UTC
+        )
+        assert purge_from >= _years_later(last_moment, 5), day
+        expiry_purge = earliest_purge_date(
+            date(2000, 1, 1), retention_years=5, permit_valid_until=day, trade_year=1990
+        )
+        assert datetime.combine(expiry_purge, time(), tzinfo=UTC) >= _years_later(last_moment, 5), (
+            day
+        )
+        day += timedelta(days=1)
