@@ -12,7 +12,8 @@ from urllib.parse import urlsplit
 
 from fastapi import Depends, Request
 
-from epix.api.deps import DatabaseDep
+from epix.api.deps import DatabaseDep, request_context
+from epix.audit.service import record_event
 from epix.auth.principal import Principal, Role
 from epix.auth.scoping import ensure_role
 from epix.auth.service import authenticate_api_key, authenticate_session
@@ -79,24 +80,17 @@ def end_web_session(request: Request) -> None:
 
 
 def get_current_principal(request: Request, database: DatabaseDep) -> Principal:
-    """The authenticated caller, or a refusal (EPIX-AUTH-001/002/003/006/009)."""
-    raw_key = presented_api_key(request)
-    principal: Principal | None = None
-    if raw_key is not None:
-        with database.read() as session:
-            principal = authenticate_api_key(session, raw_key)
-    else:
-        web = web_session(request)
-        user_id = web.get(SESSION_USER) if web else None
-        epoch = web.get(SESSION_EPOCH) if web else None
-        if web is not None and isinstance(user_id, int) and isinstance(epoch, int):
-            _check_same_origin(request)
-            try:
-                with database.read() as session:
-                    principal = authenticate_session(session, user_id, epoch)
-            except EpixError:
-                web.clear()
-                raise
+    """The authenticated caller, or a refusal (EPIX-AUTH-001/002/003/006/009).
+
+    A presented credential that is refused (a wrong, revoked or expired key, a malformed
+    Authorization header, a session that ended) is an audit event, as a failed login is; a
+    request that presents none is not. Authentication that succeeds writes nothing.
+    """
+    try:
+        principal = _presented_principal(request, database)
+    except EpixError as refusal:
+        _record_refused_credential(request, database, refusal)
+        raise
     if principal is None:
         raise EpixError.of(
             "EPIX-AUTH-001",
@@ -105,6 +99,39 @@ def get_current_principal(request: Request, database: DatabaseDep) -> Principal:
         )
     request.state.principal = principal
     return principal
+
+
+def _presented_principal(request: Request, database: DatabaseDep) -> Principal | None:
+    """Whom the presented API key or session cookie names; None when neither was presented."""
+    raw_key = presented_api_key(request)
+    if raw_key is not None:
+        with database.read() as session:
+            return authenticate_api_key(session, raw_key)
+    web = web_session(request)
+    user_id = web.get(SESSION_USER) if web else None
+    epoch = web.get(SESSION_EPOCH) if web else None
+    if web is None or not isinstance(user_id, int) or not isinstance(epoch, int):
+        return None
+    _check_same_origin(request)
+    try:
+        with database.read() as session:
+            return authenticate_session(session, user_id, epoch)
+    except EpixError:
+        web.clear()
+        raise
+
+
+def _record_refused_credential(request: Request, database: DatabaseDep, refusal: EpixError) -> None:
+    headers = dict(request.headers.items())
+    presented = "session" if not ({"authorization", "x-api-key"} & headers.keys()) else "api_key"
+    with database.unit_of_work() as session:
+        record_event(
+            session,
+            action="auth.refused",
+            outcome=refusal.findings[0].code,
+            request=request_context(request, headers),
+            detail={"credential": presented},
+        )
 
 
 CurrentPrincipal = Annotated[Principal, Depends(get_current_principal)]

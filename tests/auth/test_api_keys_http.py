@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 
 import httpx
 import pytest
-from sqlalchemy import update
+from sqlalchemy import text, update
 
 from epix.auth import service
 from epix.auth.models import ApiKey
@@ -166,3 +167,35 @@ async def test_another_users_keys_and_a_missing_users_keys_look_the_same(
     assert [a.status_code for a in answers] == [403, 403]
     assert answers[0].json() == answers[1].json()
     assert answers[0].json()["code"] == "EPIX-AUTH-004"
+
+
+async def test_refused_credentials_are_audited_and_never_stored(
+    client: httpx.AsyncClient, sqlite_database: Database, make_user: MakeUser
+) -> None:
+    """A wrong, revoked or malformed credential is evidence of an attempt, as a failed login
+    is; before, only password logins left a trace. A request with no credential leaves none."""
+    make_user("officer", party="XB")
+    key_id, raw = _issue(sqlite_database, "officer")
+    wrong = raw[:-4] + "AAAA"
+    await client.get("/v1/auth/whoami")  # nothing presented
+    await client.get("/v1/auth/whoami", headers={"X-API-Key": wrong, "User-Agent": "probe/1"})
+    await client.get("/v1/auth/whoami", headers={"Authorization": f"Basic {raw}"})
+    with sqlite_database.unit_of_work() as session:
+        session.execute(update(ApiKey).where(ApiKey.id == key_id).values(revoked_at=utcnow()))
+    await client.get("/v1/auth/whoami", headers={"Authorization": f"Bearer {raw}"})
+    with sqlite_database.engine.connect() as connection:
+        rows = connection.execute(
+            text(
+                "SELECT action, outcome, path, headers, detail FROM audit_events"
+                " WHERE action = 'auth.refused' ORDER BY sequence"
+            )
+        ).all()
+        everything = repr(connection.execute(text("SELECT * FROM audit_events")).all())
+    assert [(row.outcome, row.path, row.detail) for row in rows] == [
+        ("EPIX-AUTH-002", "/v1/auth/whoami", '{"credential":"api_key"}'),
+        ("EPIX-AUTH-001", "/v1/auth/whoami", '{"credential":"api_key"}'),
+        ("EPIX-AUTH-003", "/v1/auth/whoami", '{"credential":"api_key"}'),
+    ]
+    assert json.loads(rows[0].headers)["user-agent"] == "probe/1"
+    for secret in (raw, wrong, raw.rsplit("_", 1)[-1]):
+        assert secret not in everything
