@@ -13,6 +13,7 @@ number of workers may share one database.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -459,12 +460,23 @@ class Worker:
             outbox.mark_delivered(
                 session, claim, receipt=receipt, response_status=status, now=self.clock()
             )
-            self._audit_delivered(session, claim, route_name=route_name, url=url)
+            self._audit_delivered(
+                session, claim, route_name=route_name, url=url, status=status, receipt=receipt
+            )
         return Result.DELIVERED
 
     def _audit_delivered(
-        self, session: Session, claim: Claim, *, route_name: str, url: str | None
+        self,
+        session: Session,
+        claim: Claim,
+        *,
+        route_name: str,
+        url: str | None,
+        status: int | None = None,
+        receipt: bytes | None = None,
     ) -> None:
+        """The transmission and the far end's answer: its HTTP status and its receipt's hash
+        (the receipt itself is kept on the outbox row)."""
         webhook = claim.kind == OutboxKind.WEBHOOK.value
         record_event(
             session,
@@ -480,6 +492,8 @@ class Worker:
                 "route": route_name,
                 "url": url,
                 "attempts": claim.attempts,
+                "response_status": status,
+                "receipt_sha256": hashlib.sha256(receipt).hexdigest() if receipt else None,
             },
         )
 
@@ -516,18 +530,38 @@ class Worker:
                 now=now,
             )
             if gave_up:
-                self._record_give_up(session, claim, code, reason)
+                self._record_give_up(session, claim, code, reason, status)
+            else:
+                self._audit_failure(
+                    session,
+                    claim,
+                    "webhook.attempt_failed"
+                    if claim.kind == OutboxKind.WEBHOOK.value
+                    else "message.delivery_attempt_failed",
+                    code,
+                    reason,
+                    status,
+                    {"retry_at": retry_at.isoformat() if retry_at else None},
+                )
         if gave_up:
             log.warning("outbox row %s failed for good: %s %s", claim.id, code, reason)
             return Result.FAILED
         return Result.RETRY
 
-    def _record_give_up(self, session: Session, claim: Claim, code: str, reason: str) -> None:
-        """Make a final failure visible: audit it and tell the sender's subscribed systems."""
-        webhook = claim.kind == OutboxKind.WEBHOOK.value
+    def _audit_failure(
+        self,
+        session: Session,
+        claim: Claim,
+        action: str,
+        code: str,
+        reason: str,
+        status: int | None,
+        extra: dict[str, object] | None = None,
+    ) -> None:
+        """One failed attempt, with the far end's answer (HTTP status, or why there was none)."""
         record_event(
             session,
-            action="webhook.failed" if webhook else "message.delivery_failed",
+            action=action,
             outcome=code,
             party=claim.sender_party or None,
             message_id=claim.message_id,
@@ -538,7 +572,23 @@ class Worker:
                 "to": claim.destination_party,
                 "reason": reason[:1000],
                 "attempts": claim.attempts,
+                "response_status": status,
+                **(extra or {}),
             },
+        )
+
+    def _record_give_up(
+        self, session: Session, claim: Claim, code: str, reason: str, status: int | None
+    ) -> None:
+        """Make a final failure visible: audit it and tell the sender's subscribed systems."""
+        webhook = claim.kind == OutboxKind.WEBHOOK.value
+        self._audit_failure(
+            session,
+            claim,
+            "webhook.failed" if webhook else "message.delivery_failed",
+            code,
+            reason,
+            status,
         )
         if not webhook and claim.sender_party:
             publish_event(

@@ -6,6 +6,8 @@ receipt; the sender verifies that receipt against its registry before a row coun
 
 from __future__ import annotations
 
+import hashlib
+import json
 import time
 from collections.abc import Iterator
 from datetime import timedelta
@@ -152,6 +154,11 @@ def test_a_peer_refusal_fails_the_row_at_once_with_the_peers_reason(
     assert row.last_error is not None and "EPIX-MSG-001" in row.last_error
     assert row.response_status == 409
     assert _audit_count(sqlite_database, "message.delivery_failed") == 1
+    with sqlite_database.read() as session:
+        detail = session.scalar(
+            select(AuditEvent.detail).where(AuditEvent.action == "message.delivery_failed")
+        )
+    assert json.loads(detail or "{}")["response_status"] == 409
 
 
 @pytest.mark.parametrize("retry_after", ["\u00b2", "300000000000", "86400"])
@@ -315,3 +322,36 @@ def test_a_frozen_workers_row_is_delivered_by_another_and_its_late_write_refused
         assert _audit_count(database, "message.transmitted") == 1
     finally:
         peer.stop()
+
+
+def test_every_attempt_is_audited_with_the_far_ends_answer(
+    sqlite_database: Database, peer: Peer, settings: Settings
+) -> None:
+    """Before, a failed attempt that was retried left no audit event, and the transmission's
+    event named neither the peer's HTTP status nor the receipt it answered with."""
+    peer.state.lose_first_answer = True
+    peer.start()
+    (message_id,) = enqueue_endorsements(sqlite_database, 1)
+    worker = default_worker(sqlite_database, settings)
+    try:
+        drain(worker.run_once, sqlite_database)
+    finally:
+        worker.close()
+    (row,) = _rows(sqlite_database)
+    assert row.receipt is not None
+    with sqlite_database.read() as session:
+        events = session.scalars(
+            select(AuditEvent)
+            .where(AuditEvent.message_id == message_id, AuditEvent.action.like("message.%"))
+            .order_by(AuditEvent.sequence)
+        ).all()
+    trail = [(event.action, event.outcome, json.loads(event.detail)) for event in events]
+    assert [(action, outcome) for action, outcome, _ in trail] == [
+        ("message.delivery_attempt_failed", "EPIX-DLV-001"),
+        ("message.transmitted", "ok"),
+    ]
+    failed, sent = trail[0][2], trail[1][2]
+    assert (failed["attempts"], failed["response_status"]) == (1, None)
+    assert failed["reason"] and failed["retry_at"]
+    assert (sent["attempts"], sent["response_status"]) == (2, 200)
+    assert sent["receipt_sha256"] == hashlib.sha256(row.receipt).hexdigest()
