@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from urllib.parse import urlsplit, urlunsplit
 
 # Headers worth keeping as evidence. Anything else, and every credential, is never recorded.
 HEADER_ALLOWLIST = frozenset(
@@ -33,3 +34,21 @@ class RequestContext:
     ) -> RequestContext:
         kept = {k.lower(): v for k, v in headers.items() if k.lower() in HEADER_ALLOWLIST}
         return cls(method=method, path=path, remote_addr=remote_addr, headers=kept)
+
+
+def url_for_audit(url: str) -> str:
+    """A URL as the audit trail keeps it: its user information and its query (where webhook
+    receivers put their tokens) are replaced by ``***``, its fragment dropped. The trail cannot
+    be edited later, so nothing that could be a credential may go in."""
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        port = parts.port
+    except ValueError:
+        return "***"
+    netloc = f"[{host}]" if ":" in host else host
+    if port is not None:
+        netloc += f":{port}"
+    if parts.username is not None:  # a user name alone can be the token
+        netloc = f"***@{netloc}"
+    return urlunsplit((parts.scheme, netloc, parts.path, "***" if parts.query else "", ""))

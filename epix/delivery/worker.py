@@ -32,6 +32,7 @@ import httpx
 from sqlalchemy import update
 from sqlalchemy.orm import Session
 
+from epix.audit.context import url_for_audit
 from epix.audit.service import record_event
 from epix.db import Database
 from epix.db.base import utcnow
@@ -383,7 +384,7 @@ class Worker:
             with client.stream("POST", route.url, content=claim.payload, headers=headers) as answer:
                 return self._read_answer(answer)
         except InternalAddress as exc:
-            return _Answer(refused=f"{exc} URL: {route.url}")
+            return _Answer(refused=f"{exc} URL: {url_for_audit(route.url)}")
         except DeadlineExceeded as exc:
             return _Answer(error=f"{exc} Cut off.", error_code="EPIX-DLV-011")
         except httpx.HTTPError as exc:
@@ -490,7 +491,7 @@ class Worker:
                 "kind": claim.kind,
                 "to": claim.destination_party,
                 "route": route_name,
-                "url": url,
+                "url": url_for_audit(url) if url else None,
                 "attempts": claim.attempts,
                 "response_status": status,
                 "receipt_sha256": hashlib.sha256(receipt).hexdigest() if receipt else None,

@@ -3,6 +3,7 @@ to a real receiver that verifies every signature, and the subscription API."""
 
 from __future__ import annotations
 
+import json
 import ssl
 import threading
 import time
@@ -20,6 +21,7 @@ from cryptography.x509.oid import NameOID
 from sqlalchemy import select
 
 from epix import outbound
+from epix.audit.models import AuditEvent
 from epix.auth.principal import Role
 from epix.db import Database
 from epix.delivery import outbox, webhooks
@@ -661,3 +663,55 @@ def test_a_secret_that_no_longer_opens_fails_the_delivery_with_a_reason(
         row = session.scalars(select(OutboxMessage)).one()
         assert (row.state, row.last_error_code) == (OutboxState.FAILED, "EPIX-DLV-004")
         assert row.last_error is not None and "does not decrypt" in row.last_error
+
+
+def test_a_credential_in_a_webhook_url_never_reaches_the_audit_trail(
+    sqlite_database: Database, receiver: Peer, tmp_path: Path
+) -> None:
+    """Receivers take tokens in the URL (user information, query). The trail kept the whole URL
+    when subscribing, rotating, unsubscribing and on every delivery, for at least five years and
+    beyond any redaction, since it cannot be edited."""
+    ma = api_client(sqlite_database, tmp_path, "XA", Role.MANAGEMENT_AUTHORITY)
+    secret_url = "https://hook-user:pw-s3cret@ma.example.org/h?token=tok-s3cret"
+    created = ma.post("/v1/webhooks", json={"url": secret_url, "events": ["status.changed"]})
+    assert created.status_code == 201
+    subscription_id = created.json()["id"]
+    assert ma.post(f"/v1/webhooks/{subscription_id}/secret", json={}).status_code == 200
+    assert ma.delete(f"/v1/webhooks/{subscription_id}").status_code == 204
+
+    settings = sender_settings(tmp_path, webhook_allow_private_addresses=True)
+    host_and_port = receiver.url.split("://", 1)[1]
+    with sqlite_database.unit_of_work() as session:
+        live = webhooks.create_subscription(
+            session,
+            party="XA",
+            url=f"http://{host_and_port}/hook?token=tok-s3cret",
+            events=["message.received"],
+            created_by="ma-xa",
+            node_base_url=settings.node_base_url,
+            secret_key=webhook_key(settings),
+            allow_private_addresses=True,
+        )
+        publish_event(session, party="XA", event="message.received", event_id="m-1", data={})
+    receiver.state.webhook_secret = live.secret
+    receiver.start()
+    worker = default_worker(sqlite_database, settings)
+    try:
+        drain(worker.run_once, sqlite_database)
+    finally:
+        worker.close()
+    assert receiver.state.receipts
+    with sqlite_database.read() as session:
+        events = session.scalars(select(AuditEvent).order_by(AuditEvent.sequence)).all()
+    urls = {
+        (event.action, json.loads(event.detail).get("url"))
+        for event in events
+        if event.action.startswith("webhook.")
+    }
+    assert urls == {
+        ("webhook.subscribed", "https://***@ma.example.org/h?***"),
+        ("webhook.secret_rotated", "https://***@ma.example.org/h?***"),
+        ("webhook.unsubscribed", "https://***@ma.example.org/h?***"),
+        ("webhook.delivered", f"http://{host_and_port}/hook?***"),
+    }
+    assert "s3cret" not in repr([(e.detail, e.headers, e.path) for e in events])

@@ -11,6 +11,7 @@ from pydantic import BaseModel, Field
 
 from epix.api.deps import DatabaseDep, RequestContextDep, RowId, SettingsDep
 from epix.api.security import require_roles
+from epix.audit.context import url_for_audit
 from epix.audit.service import record_event
 from epix.auth.principal import Principal, Role
 from epix.db.base import utcnow
@@ -93,7 +94,11 @@ def subscribe(
             actor=principal,
             party=principal.party,
             request=request,
-            detail={"subscription_id": row.id, "url": row.url, "events": list(row.events)},
+            detail={
+                "subscription_id": row.id,
+                "url": url_for_audit(row.url),
+                "events": list(row.events),
+            },
         )
         return CreatedSubscriptionOut(**SubscriptionOut.of(row).model_dump(), secret=created.secret)
 
@@ -149,7 +154,7 @@ def rotate_secret(
             request=request,
             detail={
                 "subscription_id": row.id,
-                "url": row.url,
+                "url": url_for_audit(row.url),
                 "previous_secret_valid_until": row.previous_secret_valid_until.isoformat()
                 if row.previous_secret_valid_until
                 else None,
@@ -175,6 +180,6 @@ def unsubscribe(
             actor=principal,
             party=principal.party,
             request=request,
-            detail={"subscription_id": row.id, "url": row.url},
+            detail={"subscription_id": row.id, "url": url_for_audit(row.url)},
         )
     return Response(status_code=204)
