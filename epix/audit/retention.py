@@ -1,7 +1,8 @@
 """Retention: purge only records whose earliest purge date has passed, keeping the chain whole.
 
 A purge removes a prefix of the chain (events 1..S, every one of them due), after signing a
-checkpoint at S; verification then starts from S + 1, anchored by that checkpoint. A due event
+checkpoint at S, and records a purge event signed with the node key; verification then starts
+from S + 1, anchored by that checkpoint and that signed purge. A due event
 behind a younger one waits until the younger one is due too: nothing younger is ever removed.
 """
 
@@ -16,7 +17,7 @@ from sqlalchemy.orm import Session
 from epix.audit.checkpoints import checkpoint_at
 from epix.audit.models import AuditEvent
 from epix.audit.service import PURGE_ACTION, lock_chain_head, record_event
-from epix.audit.signing import CheckpointSigner
+from epix.audit.signing import CheckpointSigner, purge_statement, sign_statement
 from epix.db.base import utcnow
 from epix.errors import EpixError
 
@@ -61,6 +62,7 @@ def purge(
     assert last is not None
     checkpoint_at(session, last.sequence, last.hash, signer)
     session.execute(delete(AuditEvent).where(AuditEvent.sequence <= plan.through_sequence))
+    signed = purge_statement(plan.through_sequence, last.hash, before.isoformat())
     record_event(
         session,
         action=PURGE_ACTION,
@@ -69,6 +71,10 @@ def purge(
             "through_sequence": plan.through_sequence,
             "count": plan.count,
             "before": before.isoformat(),
+            # Only the node key can say a prefix was purged: a forger with the database alone
+            # could otherwise cut the chain at any signed checkpoint and append a purge event.
+            "signature": sign_statement(signer, signed),
+            "certificate_pem": signer.cert_pem.decode("ascii"),
         },
     )
     return plan

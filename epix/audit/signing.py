@@ -40,6 +40,13 @@ def statement(sequence: int, head_hash: str) -> bytes:
     return f"EPIX-AUDIT-CHECKPOINT/1\nsequence={sequence}\nhead={head_hash}\n".encode("ascii")
 
 
+def purge_statement(through_sequence: int, anchor_hash: str, before: str) -> bytes:
+    """The exact bytes a purge's signature covers: which prefix went, on what anchor, due when."""
+    return (
+        f"EPIX-AUDIT-PURGE/1\nthrough={through_sequence}\nanchor={anchor_hash}\nbefore={before}\n"
+    ).encode("ascii")
+
+
 def sign_statement(signer: CheckpointSigner, data: bytes) -> str:
     """The node key's detached signature over ``data``, base64."""
     key = serialization.load_pem_private_key(signer.key_pem, password=None)

@@ -11,7 +11,13 @@ from sqlalchemy.orm import Session
 
 from epix.audit.models import AuditChainHead, AuditCheckpoint, AuditEvent
 from epix.audit.service import GENESIS_HASH, HEAD_ROW_ID, PURGE_ACTION, compute_hash
-from epix.audit.signing import signature_valid, trusted
+from epix.audit.signing import (
+    certificate_fingerprint,
+    purge_statement,
+    signature_valid,
+    statement_signature_valid,
+    trusted,
+)
 from epix.errors import Finding
 
 BATCH = 1000
@@ -65,25 +71,46 @@ def _events(session: Session) -> Iterator[AuditEvent]:
         after = batch[-1].sequence
 
 
-def _last_purge_through(session: Session) -> int | None:
-    """The last event the latest recorded purge removed (the chain must start right after it).
+def _signed_purge_through(
+    session: Session, anchor_hash: str, trusted_fingerprints: Sequence[str] | None
+) -> int | None:
+    """The last event the latest recorded purge removed, if the node key signed that purge.
 
     A purge records its event after deleting, so the latest one always survives; its hash is
-    checked with the rest of the chain.
+    checked with the rest of the chain. Its signature covers the prefix, the anchor's hash and
+    the due date: without it, anyone able to write the database could cut the chain at a
+    signed checkpoint and append a purge event of their own.
     """
-    detail = session.scalar(
+    raw = session.scalar(
         select(AuditEvent.detail)
         .where(AuditEvent.action == PURGE_ACTION)
         .order_by(AuditEvent.sequence.desc())
         .limit(1)
     )
-    if detail is None:
-        return None
     try:
-        through = json.loads(detail).get("through_sequence")
-    except (ValueError, AttributeError):
+        detail = json.loads(raw) if raw is not None else None
+    except ValueError:
         return None
-    return through if isinstance(through, int) else None
+    if not isinstance(detail, dict):
+        return None
+    through, before = detail.get("through_sequence"), detail.get("before")
+    signature, cert_pem = detail.get("signature"), detail.get("certificate_pem")
+    if not (
+        isinstance(through, int)
+        and isinstance(before, str)
+        and before.isascii()
+        and isinstance(signature, str)
+        and isinstance(cert_pem, str)
+        and statement_signature_valid(
+            cert_pem, signature, purge_statement(through, anchor_hash, before)
+        )
+    ):
+        return None
+    if trusted_fingerprints is not None and (
+        certificate_fingerprint(cert_pem) not in trusted_fingerprints
+    ):
+        return None
+    return through
 
 
 def verify_chain(
@@ -116,12 +143,15 @@ def verify_chain(
                         "checkpoint anchors the chain there.",
                     )
                     return report
-                if _last_purge_through(session) != event.sequence - 1:
-                    # Checkpoints are signed every N events; only a purge may cut there.
+                purged_through = _signed_purge_through(
+                    session, anchor.head_hash, trusted_fingerprints
+                )
+                if purged_through != event.sequence - 1:
+                    # Checkpoints are signed every N events; only a signed purge may cut there.
                     report._break(
                         event.sequence,
                         f"Events before {event.sequence} are missing and no recorded purge "
-                        "removed them.",
+                        "signed by the node removed them.",
                     )
                     return report
                 expected_prev = anchor.head_hash

@@ -15,6 +15,7 @@ from epix.audit.retention import plan_purge, purge
 from epix.audit.service import (
     GENESIS_HASH,
     HEAD_ROW_ID,
+    PURGE_ACTION,
     AuditPolicy,
     compute_hash,
     configure_audit,
@@ -337,3 +338,26 @@ def test_nothing_is_purgeable_before_its_full_retention_has_passed() -> None:
             day
         )
         day += timedelta(days=1)
+
+
+def test_a_purge_event_forged_without_the_node_key_does_not_anchor_a_cut(
+    database: Database, node_signer: CheckpointSigner, policy: None
+) -> None:
+    """Anyone able to write the database could delete the oldest events up to any signed
+    checkpoint (one every N events, however young) and append a purge event naming it, hashed
+    and chained as record_event does: verification took that for a lawful purge."""
+    configure_audit(AuditPolicy(checkpoint_every=4, retention_years=5, signer=lambda: node_signer))
+    fill(database, 9)
+    trusted = [certificate_fingerprint(node_signer.cert_pem)]
+    with database.unit_of_work() as session:
+        session.execute(AuditEvent.__table__.delete().where(AuditEvent.sequence <= 4))
+        record_event(
+            session,
+            action=PURGE_ACTION,
+            outcome="ok",
+            detail={"through_sequence": 4, "count": 4, "before": utcnow().date().isoformat()},
+        )
+    with database.unit_of_work() as session:
+        report = verify_chain(session, trusted_fingerprints=trusted)
+    assert report.broken_at == 5
+    assert "signed by the node" in report.findings[0].message
