@@ -10,6 +10,7 @@ from collections.abc import Awaitable, Callable
 from typing import Annotated
 from urllib.parse import urlsplit
 
+from anyio import to_thread
 from fastapi import Depends, Request
 
 from epix.api.deps import DatabaseDep, request_context
@@ -17,6 +18,7 @@ from epix.audit.service import record_event
 from epix.auth.principal import Principal, Role
 from epix.auth.scoping import ensure_role
 from epix.auth.service import authenticate_api_key, authenticate_session
+from epix.db import Database
 from epix.errors import EpixError
 from epix.settings import Settings
 
@@ -124,27 +126,72 @@ def _presented_principal(request: Request, database: DatabaseDep) -> Principal |
 def _record_refused_credential(request: Request, database: DatabaseDep, refusal: EpixError) -> None:
     headers = dict(request.headers.items())
     presented = "session" if not ({"authorization", "x-api-key"} & headers.keys()) else "api_key"
+    _record_refusal(
+        request,
+        database,
+        refusal,
+        action="auth.refused",
+        principal=None,
+        detail={"credential": presented},
+    )
+
+
+def record_denied(
+    request: Request, database: DatabaseDep, principal: Principal, refusal: EpixError
+) -> None:
+    """Audit an authenticated caller refused for their role (EPIX-AUTH-004): an attempt
+    beyond one's rights is evidence, as a refused credential is."""
+    _record_refusal(
+        request,
+        database,
+        refusal,
+        action="auth.denied",
+        principal=principal,
+        detail={"roles": sorted(role.value for role in principal.roles)},
+    )
+
+
+def _record_refusal(
+    request: Request,
+    database: DatabaseDep,
+    refusal: EpixError,
+    *,
+    action: str,
+    principal: Principal | None,
+    detail: dict[str, object],
+) -> None:
     with database.unit_of_work() as session:
         record_event(
             session,
-            action="auth.refused",
+            action=action,
             outcome=refusal.findings[0].code,
-            request=request_context(request, headers),
-            detail={"credential": presented},
+            actor=principal,
+            party=principal.party if principal else None,
+            request=request_context(request, dict(request.headers.items())),
+            detail=detail,
         )
 
 
 CurrentPrincipal = Annotated[Principal, Depends(get_current_principal)]
 
 
-def require_roles(*roles: Role) -> Callable[[Principal], Awaitable[Principal]]:
+def require_roles(
+    *roles: Role,
+) -> Callable[[Principal, Request, Database], Awaitable[Principal]]:
     """A dependency admitting callers holding at least one of ``roles`` (else EPIX-AUTH-004).
 
     ``async def`` because it only compares roles: a plain ``def`` would cost a thread-pool hop.
+    A refusal is audited (``auth.denied``), in a worker thread.
     """
 
-    async def dependency(principal: CurrentPrincipal) -> Principal:
-        ensure_role(principal, *roles)
+    async def dependency(
+        principal: CurrentPrincipal, request: Request, database: DatabaseDep
+    ) -> Principal:
+        try:
+            ensure_role(principal, *roles)
+        except EpixError as refusal:
+            await to_thread.run_sync(record_denied, request, database, principal, refusal)
+            raise
         return principal
 
     return dependency

@@ -237,3 +237,46 @@ def test_duplicate_username_is_auth_007(sqlite_database: Database, make_user: Ma
     with pytest.raises(EpixError) as refusal:
         make_user("twin")
     assert refusal.value.findings[0].code == "EPIX-AUTH-007"
+
+
+async def test_a_caller_refused_for_their_role_is_audited(
+    app: FastAPI, client: httpx.AsyncClient, sqlite_database: Database, make_user: MakeUser
+) -> None:
+    """An authenticated attempt beyond one's rights left no trace (only the registry audited
+    its own refusals): an MA on a customs route, an administrator submitting a permit."""
+
+    @app.get("/v1/test/customs-only")
+    def customs_only(principal: CustomsOnly) -> dict[str, str]:
+        return {"party": principal.party}
+
+    make_user("ma", party="XA", roles=(Role.MANAGEMENT_AUTHORITY,))
+    make_user("admin", party="XA", roles=(Role.NODE_ADMIN,))
+    with sqlite_database.unit_of_work() as session:
+        _, ma_key = service.issue_api_key(session, service.get_user(session, "ma"))
+        _, admin_key = service.issue_api_key(session, service.get_user(session, "admin"))
+    refused = await client.get("/v1/test/customs-only", headers={"X-API-Key": ma_key})
+    assert refused.status_code == 403
+    submitted = await client.post(
+        "/v1/messages",
+        content=b"<Permit/>",
+        headers={"X-API-Key": admin_key, "Content-Type": "application/xml"},
+    )
+    assert submitted.json()["code"] == "EPIX-AUTH-004"
+    with sqlite_database.engine.connect() as connection:
+        rows = connection.execute(
+            text(
+                "SELECT actor_username, party, outcome, method, path, detail FROM audit_events"
+                " WHERE action = 'auth.denied' ORDER BY sequence"
+            )
+        ).all()
+    assert [tuple(row) for row in rows] == [
+        (
+            "ma",
+            "XA",
+            "EPIX-AUTH-004",
+            "GET",
+            "/v1/test/customs-only",
+            '{"roles":["management_authority"]}',
+        ),
+        ("admin", "XA", "EPIX-AUTH-004", "POST", "/v1/messages", '{"roles":["node_admin"]}'),
+    ]

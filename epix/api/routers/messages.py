@@ -21,7 +21,7 @@ from fastapi.responses import Response
 from epix.api.deps import DatabaseDep, request_context
 from epix.api.metrics import Metrics
 from epix.api.problems import problem_response
-from epix.api.security import CurrentPrincipal, get_current_principal
+from epix.api.security import CurrentPrincipal, get_current_principal, record_denied
 from epix.audit.context import RequestContext
 from epix.auth.principal import Principal, Role
 from epix.auth.scoping import ensure_role
@@ -107,7 +107,11 @@ async def submit_message(request: Request) -> Response:
     def run() -> Response:
         try:
             principal = get_current_principal(request, database)
-            ensure_role(principal, *SUBMITTER_ROLES)
+            try:
+                ensure_role(principal, *SUBMITTER_ROLES)
+            except EpixError as refusal:
+                record_denied(request, database, principal, refusal)
+                raise
             result, response = _submit(
                 content_type, headers, body, principal, settings, database, context
             )
