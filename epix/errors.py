@@ -117,7 +117,13 @@ _TABLE: tuple[ErrorCode, ...] = (
     _c("EPIX-REG-001", E, 404, "Unknown Party."),
     _c("EPIX-REG-002", E, 404, "Unknown authority."),
     _c("EPIX-REG-003", E, 409, "That certificate is already registered."),
-    _c("EPIX-REG-004", E, 422, "The certificate is not acceptable (unparseable, weak or expired)."),
+    _c(
+        "EPIX-REG-004",
+        E,
+        422,
+        "The certificate is not acceptable (unparseable, several, a CA, not for signing, weak "
+        "or expired).",
+    ),
     _c("EPIX-REG-005", E, 404, "Unknown certificate."),
     _c("EPIX-REG-006", E, 409, "The certificate is already revoked."),
     _c("EPIX-REG-007", E, 422, "The registry document's Secretariat signature does not verify."),
@@ -127,6 +133,20 @@ _TABLE: tuple[ErrorCode, ...] = (
     _c("EPIX-REG-011", W, 200, "Registry source unreachable: serving the last good copy."),
     _c("EPIX-REG-012", E, 422, "A node endpoint must be an absolute https URL (http: loopback)."),
     _c("EPIX-REG-013", E, 422, "Unknown authority kind, or a role that kind may not sign for."),
+    _c(
+        "EPIX-REG-014",
+        E,
+        422,
+        "A private key was sent where a certificate belongs; nothing was stored. Send the "
+        "certificate only, and replace the key if it travelled unencrypted.",
+    ),
+    _c(
+        "EPIX-REG-015",
+        E,
+        409,
+        "The certificate's public key is registered for another authority, or was revoked: "
+        "use a new key pair.",
+    ),
     # --- authentication and authorisation ---
     _c("EPIX-AUTH-001", E, 401, "Authentication required."),
     _c("EPIX-AUTH-002", E, 401, "The API key or password is not valid."),

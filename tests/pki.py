@@ -14,6 +14,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
 
 PrivateKey = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
+PublicKey = rsa.RSAPublicKey | ec.EllipticCurvePublicKey
 
 
 @dataclass(frozen=True)
@@ -47,26 +48,14 @@ def make_identity(
     hash_algorithm: hashes.HashAlgorithm | None = None,
 ) -> Identity:
     key = make_key(kind, size)
-    now = datetime.now(UTC)
-    start = not_before or now - timedelta(days=1)
-    end = not_after or now + timedelta(days=365)
-    name = x509.Name(
-        [
-            x509.NameAttribute(NameOID.COUNTRY_NAME, party),
-            x509.NameAttribute(NameOID.ORGANIZATION_NAME, f"{party} CITES test authority"),
-            x509.NameAttribute(NameOID.COMMON_NAME, common_name),
-        ]
-    )
-    certificate = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(start)
-        .not_valid_after(end)
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .sign(key, hash_algorithm or hashes.SHA256())
+    certificate = make_certificate(
+        key.public_key(),
+        key,
+        common_name,
+        party=party,
+        not_before=not_before,
+        not_after=not_after,
+        hash_algorithm=hash_algorithm,
     )
     key_pem = key.private_bytes(
         serialization.Encoding.PEM,
@@ -78,3 +67,40 @@ def make_identity(
         cert_pem=certificate.public_bytes(serialization.Encoding.PEM),
         certificate=certificate,
     )
+
+
+def make_certificate(
+    public_key: PublicKey,
+    signing_key: PrivateKey,
+    common_name: str,
+    *,
+    party: str = "XA",
+    ca: bool = False,
+    key_usage: x509.KeyUsage | None = None,
+    not_before: datetime | None = None,
+    not_after: datetime | None = None,
+    hash_algorithm: hashes.HashAlgorithm | None = None,
+) -> x509.Certificate:
+    """A certificate for ``public_key`` issued (signed) by ``signing_key``: self-signed when it
+    is the same key pair, otherwise the way anyone can wrap a public key they do not own."""
+    now = datetime.now(UTC)
+    name = x509.Name(
+        [
+            x509.NameAttribute(NameOID.COUNTRY_NAME, party),
+            x509.NameAttribute(NameOID.ORGANIZATION_NAME, f"{party} CITES test authority"),
+            x509.NameAttribute(NameOID.COMMON_NAME, common_name),
+        ]
+    )
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(public_key)
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(not_before or now - timedelta(days=1))
+        .not_valid_after(not_after or now + timedelta(days=365))
+        .add_extension(x509.BasicConstraints(ca=ca, path_length=0 if ca else None), critical=True)
+    )
+    if key_usage is not None:
+        builder = builder.add_extension(key_usage, critical=True)
+    return builder.sign(signing_key, hash_algorithm or hashes.SHA256())

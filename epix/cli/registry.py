@@ -189,7 +189,11 @@ def add_authority(
 def add_certificate(
     authority_id: int, roles: tuple[str, ...], certificate: Path, as_user: str | None
 ) -> None:
-    """Register the PEM CERTIFICATE for an authority (earlier ones stay valid: rollover)."""
+    """Register the PEM CERTIFICATE for an authority (earlier ones stay valid: rollover).
+
+    One leaf certificate whose key may sign, never a bundle, a CA certificate or a private
+    key; its public key must not be registered for another authority or revoked.
+    """
     pem = certificate.read_bytes()
     with change_session() as session:
         actor = acting_principal(session, as_user)

@@ -80,6 +80,15 @@ def get_certificate(session: Session, fingerprint: str) -> RegistryCertificate |
     ).one_or_none()
 
 
+def all_certificates(session: Session) -> Sequence[RegistryCertificate]:
+    """Every registered certificate with its authority (a registry change compares keys)."""
+    return session.scalars(
+        select(RegistryCertificate)
+        .order_by(RegistryCertificate.id)
+        .options(selectinload(RegistryCertificate.authority))
+    ).all()
+
+
 def list_parties(session: Session) -> Sequence[RegistryParty]:
     """Every Party with its authorities and their certificates, loaded in three queries."""
     return session.scalars(

@@ -26,6 +26,7 @@ from epix.errors import EpixError
 from epix.registry import repository
 from epix.registry.models import RegistryAuthority, RegistryCertificate, RegistryParty
 from epix.registry.roles import check_roles, normalise_kind
+from epix.registry.snapshot import load_certificate
 from epix.signatures.profile import key_problem
 from epix.signatures.trust import as_utc, fingerprint_of
 from epix.xml import xml_text
@@ -291,15 +292,33 @@ def add_authority(
 def acceptable_certificate(
     pem: bytes, now: datetime, location: str = "certificate"
 ) -> x509.Certificate:
-    """Parse a certificate the registry may hold: RSA >= 2048 or ECDSA P-256/384, not expired."""
+    """Parse the one signing certificate the registry may hold: a leaf (not a CA) whose key may
+    sign, RSA >= 2048 or ECDSA P-256/384, not expired; never a private key, never a bundle."""
+    if b"PRIVATE KEY-----" in pem:
+        # Named, never shown: the refusal, its audit event and the logs hold none of it.
+        raise EpixError.of(
+            "EPIX-REG-014",
+            "This holds a private key, which must never leave its authority; send only the "
+            "certificate (-----BEGIN CERTIFICATE-----). Nothing of the key was stored. If it "
+            "travelled unencrypted, treat it as exposed and generate a new key pair.",
+            location,
+        )
     try:
-        certificate = x509.load_pem_x509_certificate(pem)
-        public_key = certificate.public_key()
+        certificates = x509.load_pem_x509_certificates(pem)
+        public_key = certificates[0].public_key()
     except (ValueError, TypeError):
         raise EpixError.of(
             "EPIX-REG-004", "Not a PEM-encoded X.509 certificate.", location
         ) from None
-    problem = key_problem(public_key)
+    if len(certificates) > 1:
+        raise EpixError.of(
+            "EPIX-REG-004",
+            f"The PEM holds {len(certificates)} certificates; register the authority's one "
+            "signing (leaf) certificate, without its issuers.",
+            location,
+        )
+    certificate = certificates[0]
+    problem = key_problem(public_key) or _usage_problem(certificate)
     if problem:
         raise EpixError.of("EPIX-REG-004", problem, location)
     if certificate.not_valid_after_utc <= now:
@@ -309,6 +328,67 @@ def acceptable_certificate(
             location,
         )
     return certificate
+
+
+def _usage_problem(certificate: x509.Certificate) -> str | None:
+    """Why the certificate is not a document-signing leaf (EPIX-DSIG-1's KeyInfo carries the
+    leaf; a CA key signs certificates, not permits), or None."""
+    try:
+        constraints = certificate.extensions.get_extension_for_class(x509.BasicConstraints)
+        if constraints.value.ca:
+            return (
+                "This is a CA certificate (basicConstraints CA:TRUE); register the authority's "
+                "signing (leaf) certificate, the one its documents carry. With openssl, make it "
+                "with -addext basicConstraints=critical,CA:FALSE."
+            )
+    except x509.ExtensionNotFound:
+        pass
+    try:
+        usage = certificate.extensions.get_extension_for_class(x509.KeyUsage).value
+    except x509.ExtensionNotFound:
+        return None
+    if not (usage.digital_signature or usage.content_commitment):
+        return (
+            "The certificate's key usage allows neither digitalSignature nor nonRepudiation: "
+            "its key may not sign documents."
+        )
+    return None
+
+
+def _key_reuse_problem(
+    session: Session, certificate: x509.Certificate, authority: RegistryAuthority
+) -> str | None:
+    """Why the certificate's public key may not be registered for ``authority``, or None.
+
+    Nothing checks who issued a certificate, so anyone can wrap another authority's public key
+    in one of their own; registered, a document that authority signed would verify as theirs
+    once the certificate in KeyInfo is swapped. A key whose certificate was revoked must not
+    come back in a new one either. The same key renewed for its own authority is a rollover.
+    """
+    key = _public_key_der(certificate)
+    for row in repository.all_certificates(session):
+        if _public_key_der(load_certificate(row.pem.encode("ascii"))) != key:
+            continue
+        owner = row.authority
+        if row.revoked_at is not None:
+            return (
+                f"This public key's certificate {row.fingerprint} was revoked at "
+                f"{as_utc(row.revoked_at).isoformat()} ({row.revocation_reason}); a revoked key "
+                "may not be registered again: generate a new key pair."
+            )
+        if owner.id != authority.id:
+            return (
+                f"This public key is already registered in certificate {row.fingerprint} for "
+                f"{owner.party_code} {owner.kind} {owner.name!r} (authority {owner.id}); one "
+                "key signs for one authority only: generate a new key pair."
+            )
+    return None
+
+
+def _public_key_der(certificate: x509.Certificate) -> bytes:
+    return certificate.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
 
 
 def add_certificate(
@@ -344,6 +424,9 @@ def add_certificate(
             raise EpixError.of(
                 "EPIX-REG-003", f"Certificate {fingerprint} is already registered.", "certificate"
             )
+        reuse = _key_reuse_problem(session, certificate, authority)
+        if reuse:
+            raise EpixError.of("EPIX-REG-015", reuse, "certificate")
         row = RegistryCertificate(
             authority_id=authority.id,
             fingerprint=fingerprint,
