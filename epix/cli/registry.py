@@ -216,7 +216,11 @@ def add_certificate(
 @click.option("--at", "at", type=UTC_TIME, default=None, help="Effective time (default now).")
 @as_option
 def revoke(fingerprint: str, reason: str, at: datetime | None, as_user: str | None) -> None:
-    """Revoke a certificate; documents signed before the revocation time stay valid."""
+    """Revoke a certificate; documents signed before the revocation time stay valid.
+
+    FINGERPRINT is the certificate's SHA-256 (hex, colons allowed, as `openssl x509 -noout
+    -fingerprint -sha256` prints it).
+    """
     with change_session() as session:
         actor = acting_principal(session, as_user)
         row = service.revoke_certificate(

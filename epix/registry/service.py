@@ -112,6 +112,23 @@ def endpoint_url(url: str, location: str = "endpoint_url") -> str:
     return cleaned.rstrip("/")
 
 
+def certificate_fingerprint(text: str, location: str = "fingerprint") -> str:
+    """The registry's key for a certificate (SHA-256, lower-case hex) from what an operator
+    types: ``AB:CD:…`` as openssl prints it is accepted; another length (openssl's default
+    fingerprint is SHA-1) is EPIX-REG-005 with how to get the right one."""
+    cleaned = "".join(text.split()).replace(":", "").lower()
+    if len(cleaned) == 64 and all(c in "0123456789abcdef" for c in cleaned):
+        return cleaned
+    kind = "a SHA-1 fingerprint" if len(cleaned) == 40 else "not a SHA-256 fingerprint"
+    raise EpixError.of(
+        "EPIX-REG-005",
+        f"{text.strip()[:100]!r} is {kind}; the registry names certificates by their SHA-256 "
+        "fingerprint (64 hex digits, as `openssl x509 -noout -fingerprint -sha256` prints it "
+        "or `epix registry list` shows it).",
+        location,
+    )
+
+
 def _require_secretariat(actor: Principal) -> None:
     if not actor.has(Role.SECRETARIAT):
         raise EpixError.of(
@@ -483,7 +500,7 @@ def revoke_certificate(
         _require_secretariat(actor)
         clean_reason = _text(reason, "reason", 500)
         repository.lock_state(session)
-        row = repository.get_certificate(session, fingerprint.strip())
+        row = repository.get_certificate(session, certificate_fingerprint(fingerprint))
         if row is None:
             raise EpixError.of(
                 "EPIX-REG-005", f"Certificate {fingerprint} is not in the registry.", "fingerprint"

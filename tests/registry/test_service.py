@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from cryptography.hazmat.primitives import hashes
 from sqlalchemy import select
 
 from epix.audit.models import AuditEvent
@@ -314,3 +315,31 @@ def test_a_node_endpoint_in_plain_http_beyond_loopback_is_refused(url: str) -> N
 )
 def test_a_node_endpoint_in_plain_http_on_loopback_is_kept(url: str) -> None:
     assert service.endpoint_url(url) == url
+
+
+def test_revocation_takes_the_fingerprint_as_openssl_prints_it_and_names_a_sha1_one(
+    database: Database, populated: Populated
+) -> None:
+    """``openssl x509 -fingerprint -sha256`` prints AB:CD:…; its default is SHA-1. Neither may
+    answer "not in the registry" for a registered certificate an operator is trying to revoke."""
+    certificate = populated.xa_ma_identity.certificate
+    sha1 = certificate.fingerprint(hashes.SHA1()).hex().upper()  # noqa: S303 - what openssl prints
+    with database.unit_of_work() as session:
+        with pytest.raises(EpixError) as exc:
+            service.revoke_certificate(
+                session,
+                fingerprint=":".join(sha1[i : i + 2] for i in range(0, 40, 2)),
+                reason="key compromise",
+                actor=SECRETARIAT,
+            )
+        assert codes(exc) == ["EPIX-REG-005"]
+        assert "SHA-1" in exc.value.findings[0].message
+        assert "-sha256" in exc.value.findings[0].message
+        colons = ":".join(
+            populated.xa_ma_identity.fingerprint.upper()[i : i + 2] for i in range(0, 64, 2)
+        )
+        revoked = service.revoke_certificate(
+            session, fingerprint=f" {colons}\n", reason="key compromise", actor=SECRETARIAT
+        )
+        assert revoked.fingerprint == populated.xa_ma_identity.fingerprint
+        assert revoked.revoked_at is not None

@@ -176,7 +176,7 @@ def expiring(
 @router.get("/certificates/{fingerprint}")
 def get_certificate(fingerprint: str, database: DatabaseDep) -> dict[str, object]:
     with database.unit_of_work() as session:
-        row = repository.get_certificate(session, fingerprint)
+        row = repository.get_certificate(session, service.certificate_fingerprint(fingerprint))
         if row is None:
             raise EpixError.of(
                 "EPIX-REG-005", f"Certificate {fingerprint} is not in the registry.", "fingerprint"
