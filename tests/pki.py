@@ -80,9 +80,11 @@ def make_certificate(
     not_before: datetime | None = None,
     not_after: datetime | None = None,
     hash_algorithm: hashes.HashAlgorithm | None = None,
+    padding: int = 0,
 ) -> x509.Certificate:
     """A certificate for ``public_key`` issued (signed) by ``signing_key``: self-signed when it
-    is the same key pair, otherwise the way anyone can wrap a public key they do not own."""
+    is the same key pair, otherwise the way anyone can wrap a public key they do not own.
+    ``padding`` bytes of a private extension make it as large as an attacker likes."""
     now = datetime.now(UTC)
     name = x509.Name(
         [
@@ -103,4 +105,9 @@ def make_certificate(
     )
     if key_usage is not None:
         builder = builder.add_extension(key_usage, critical=True)
+    if padding:
+        private = x509.ObjectIdentifier("1.3.6.1.4.1.32473.1")  # documentation-only arc
+        builder = builder.add_extension(
+            x509.UnrecognizedExtension(private, b"\0" * padding), critical=False
+        )
     return builder.sign(signing_key, hash_algorithm or hashes.SHA256())

@@ -27,7 +27,7 @@ from epix.registry import repository
 from epix.registry.models import RegistryAuthority, RegistryCertificate, RegistryParty
 from epix.registry.roles import check_roles, normalise_kind
 from epix.registry.snapshot import load_certificate
-from epix.signatures.profile import key_problem
+from epix.signatures.profile import MAX_CERTIFICATE_BYTES, key_problem
 from epix.signatures.trust import as_utc, fingerprint_of
 from epix.xml import xml_text
 
@@ -335,6 +335,14 @@ def acceptable_certificate(
             location,
         )
     certificate = certificates[0]
+    size = len(certificate.public_bytes(serialization.Encoding.DER))
+    if size > MAX_CERTIFICATE_BYTES:
+        raise EpixError.of(
+            "EPIX-REG-004",
+            f"The certificate has {size} bytes; verifiers refuse signing certificates over "
+            f"{MAX_CERTIFICATE_BYTES}.",
+            location,
+        )
     problem = key_problem(public_key) or _usage_problem(certificate)
     if problem:
         raise EpixError.of("EPIX-REG-004", problem, location)

@@ -39,6 +39,9 @@ ECDSA_METHOD_URIS: frozenset[str] = frozenset(m.value for m in ECDSA_METHODS.val
 ALLOWED_METHOD_URIS: frozenset[str] = RSA_METHOD_URIS | ECDSA_METHOD_URIS
 
 MIN_RSA_BITS = 2048
+# A signer's leaf certificate is 1-2 KB; the registry API takes a PEM of at most 64 KiB.
+# Larger ones are refused unparsed (they would otherwise sit in the certificate cache).
+MAX_CERTIFICATE_BYTES = 48 * 1024
 ALLOWED_CURVES: dict[str, str] = {"secp256r1": "P-256", "secp384r1": "P-384"}
 
 

@@ -38,6 +38,7 @@ from epix.signatures.profile import (
     DIGESTS,
     DS_PREFIX,
     EXC_C14N,
+    MAX_CERTIFICATE_BYTES,
     TRANSFORMS,
     describe_key,
     ds,
@@ -489,6 +490,12 @@ def _document_certificate(text: str, signature: etree._Element, facts: _Facts) -
     certificate_element = signature[2][0]
     try:
         der = base64.b64decode("".join(text.split()), validate=True)
+        if len(der) > MAX_CERTIFICATE_BYTES:
+            message = (
+                f"X509Certificate holds {len(der)} bytes; a signing certificate may have at "
+                f"most {MAX_CERTIFICATE_BYTES}."
+            )
+            raise _refuse(facts, "EPIX-SIG-010", message, certificate_element)
         certificate, fingerprint = _load_certificate(der)
         key = certificate.public_key()
     except (binascii.Error, ValueError):

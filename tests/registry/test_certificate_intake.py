@@ -101,6 +101,7 @@ def test_a_private_key_is_refused_and_never_echoed_stored_or_logged(
             "digitalSignature",
             id="key-usage-without-signing",
         ),
+        pytest.param(lambda: pem_of(_bulky_certificate()), "bytes", id="oversized"),
     ],
 )
 def test_a_bundle_a_ca_or_a_non_signing_certificate_is_refused(
@@ -120,6 +121,11 @@ def _ca_certificate(key_usage: x509.KeyUsage | None) -> x509.Certificate:
 def _leaf_certificate(usage: x509.KeyUsage) -> x509.Certificate:
     key = make_key("ec", 256)
     return make_certificate(key.public_key(), key, "XA encryption (TEST)", key_usage=usage)
+
+
+def _bulky_certificate() -> x509.Certificate:
+    key = make_key("ec", 256)
+    return make_certificate(key.public_key(), key, "XA bulky (TEST)", padding=60_000)
 
 
 def test_a_leaf_whose_key_usage_allows_signing_is_registered(

@@ -6,6 +6,8 @@ different refusal would hide a missing check.
 from __future__ import annotations
 
 import copy
+import gc
+import tracemalloc
 from collections.abc import Sequence
 
 import pytest
@@ -14,7 +16,7 @@ from lxml import etree
 from signxml.verifier import XMLVerifier
 
 from epix.signatures import StaticTrustStore, Verdict, verify_document
-from tests.pki import Identity, make_identity
+from tests.pki import Identity, make_certificate, make_identity, make_key
 from tests.signatures import forge
 from tests.signatures.conftest import PARTY, ROLE, permit_document, register
 
@@ -240,6 +242,33 @@ def test_garbage_certificate_is_refused(signed_permit: bytes, trust: StaticTrust
     root[-1][2][0][0].text = "bm90IGEgY2VydGlmaWNhdGU="
 
     assert codes(etree.tostring(root), trust) == ["EPIX-SIG-010"]
+
+
+def test_an_oversized_certificate_is_refused_and_not_kept_in_memory(
+    trust: StaticTrustStore,
+) -> None:
+    """Certificates are cached by their bytes; a client sending megabyte certificates (an
+    unregistered signer costs it nothing) must not make every process keep hundreds of them."""
+    key = make_key("ec", 256)
+    documents = [
+        forge.forge(
+            permit_document(),
+            key,
+            make_certificate(key.public_key(), key, f"bulky {i}", padding=1_000_000),
+        )
+        for i in range(4)
+    ]
+    gc.collect()
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for document in documents:
+            assert codes(document, trust) == ["EPIX-SIG-010"]
+        gc.collect()
+        kept = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert kept < 500_000, f"{kept} bytes kept after verifying"
 
 
 def test_transforms_other_than_the_profile_are_refused(
