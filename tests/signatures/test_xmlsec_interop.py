@@ -151,3 +151,49 @@ def test_epix_signs_off_exactly_the_bytes_signxml_digests(
     assert not verify_document(changed, party=PARTY, role=ROLE, trust=trust).valid
     with pytest.raises(InvalidDigest):
         XMLVerifier().verify(changed, x509_cert=identity.cert_pem.decode())
+
+
+# URI="" is the whole document without comments (XML-DSig 4.4.3.2): processing instructions
+# before or after the root element are signed content, as xmlsec1 digests them.
+STYLESHEET = b'<?xml-stylesheet type="text/xsl" href="https://evil.example/permit.xsl"?>\n'
+
+
+def test_an_instruction_added_before_the_root_breaks_the_signature_as_in_xmlsec1(
+    identity: Identity, tmp_path: Path
+) -> None:
+    """A stylesheet instruction slipped in front of a signed permit changes how it is shown
+    (quantities, names) and would be stored and served with the permit's signed bytes."""
+    xmlsec1 = need_command("xmlsec1")
+    signed = sign_document(permit_document(), identity.key_pem, identity.cert_pem)
+    declaration, rest = signed.split(b"?>\n", 1)
+    injected = declaration + b"?>\n" + STYLESHEET + rest
+
+    assert not xmlsec_verify(xmlsec1, injected, identity, tmp_path)
+    verdict = verify_document(
+        injected, party=PARTY, role=ROLE, trust=StaticTrustStore([register(identity)])
+    )
+    assert verdict.codes == ["EPIX-SIG-011"]
+
+
+def test_xmlsec1_signed_document_with_a_stylesheet_instruction_verifies_in_epix(
+    kind: str, identity: Identity, tmp_path: Path
+) -> None:
+    xmlsec1 = need_command("xmlsec1")
+    declaration, permit = permit_document().split(b"?>\n", 1)
+    template = (declaration + b"?>\n" + STYLESHEET + permit).replace(
+        b"</rsm:CITESEPermit>",
+        TEMPLATE.format(method=METHODS[kind]).encode() + b"</rsm:CITESEPermit>",
+    )
+    signed = xmlsec_sign(xmlsec1, template, identity, tmp_path)
+    assert STYLESHEET.strip() in signed
+
+    verdict = verify_document(
+        signed, party=PARTY, role=ROLE, trust=StaticTrustStore([register(identity)])
+    )
+
+    assert verdict.valid, verdict.findings
+    assert verdict.signed_bytes is not None and verdict.signed_bytes.startswith(STYLESHEET[:-1])
+    moved = signed.replace(b"permit.xsl", b"permit2.xsl", 1)
+    assert verify_document(
+        moved, party=PARTY, role=ROLE, trust=StaticTrustStore([register(identity)])
+    ).codes == ["EPIX-SIG-011"]
