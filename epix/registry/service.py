@@ -445,9 +445,14 @@ def add_certificate(
             )
         chosen_roles = check_roles(authority.kind, tuple(roles) if roles else None)
         fingerprint = fingerprint_of(certificate)
-        if repository.get_certificate(session, fingerprint) is not None:
+        existing = repository.get_certificate(session, fingerprint)
+        if existing is not None:
+            owner = existing.authority
             raise EpixError.of(
-                "EPIX-REG-003", f"Certificate {fingerprint} is already registered.", "certificate"
+                "EPIX-REG-003",
+                f"Certificate {fingerprint} is already registered for {owner.party_code} "
+                f"{owner.kind} {owner.name!r} (authority {owner.id}).",
+                "certificate",
             )
         reuse = _key_reuse_problem(session, certificate, authority)
         if reuse:

@@ -93,6 +93,10 @@ def test_duplicates_are_refused(database: Database, populated: Populated) -> Non
                 actor=SECRETARIAT,
             )
         assert codes(exc) == ["EPIX-REG-003"]
+        # The operator learns whose it is, not only that it exists.
+        assert f"XA management_authority 'XA CITES MA' (authority {populated.xa_ma})" in (
+            exc.value.findings[0].message
+        )
 
 
 @pytest.mark.parametrize(
