@@ -28,6 +28,7 @@ from epix.errors import EpixError, Finding
 from epix.registry import repository
 from epix.registry.models import RegistryDocument
 from epix.registry.roles import SECRETARIAT
+from epix.registry.service import one_certificate
 from epix.registry.snapshot import AuthorityEntry, CertificateEntry, PartyEntry, RegistrySnapshot
 from epix.signatures import StaticTrustStore, TrustedCertificate, sign_document, verify_document
 from epix.signatures.trust import fingerprint_of
@@ -116,20 +117,15 @@ class VerifiedRegistry:
 
 
 def anchor_store(anchor_pem: bytes) -> StaticTrustStore:
-    """The trust store of exactly one certificate: the pinned Secretariat anchor."""
-    try:
-        trusted = TrustedCertificate.from_certificate(
-            anchor_pem,
-            party=SECRETARIAT_PARTY,
-            role=SECRETARIAT,
-            authority_name="CITES Secretariat",
-        )
-    except ValueError:
-        raise EpixError.of(
-            "EPIX-REG-007",
-            "The pinned Secretariat certificate is not a PEM X.509 certificate.",
-            "anchor",
-        ) from None
+    """The trust store of exactly one certificate: the pinned Secretariat anchor (a file with
+    a private key or several certificates is refused, EPIX-REG-014/-007)."""
+    certificate = one_certificate(anchor_pem, "anchor", "EPIX-REG-007")
+    trusted = TrustedCertificate.from_certificate(
+        certificate,
+        party=SECRETARIAT_PARTY,
+        role=SECRETARIAT,
+        authority_name="CITES Secretariat",
+    )
     return StaticTrustStore([trusted])
 
 

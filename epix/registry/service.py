@@ -306,13 +306,11 @@ def add_authority(
         return authority
 
 
-def acceptable_certificate(
-    pem: bytes, now: datetime, location: str = "certificate"
-) -> x509.Certificate:
-    """Parse the one signing certificate the registry may hold: a leaf (not a CA) whose key may
-    sign, RSA >= 2048 or ECDSA P-256/384, not expired; never a private key, never a bundle."""
+def one_certificate(pem: bytes, location: str, code: str) -> x509.Certificate:
+    """The one PEM certificate ``pem`` holds. A private key in it is EPIX-REG-014 (named, never
+    shown: the refusal, its audit event and the logs hold none of it); no certificate or
+    several is ``code``."""
     if b"PRIVATE KEY-----" in pem:
-        # Named, never shown: the refusal, its audit event and the logs hold none of it.
         raise EpixError.of(
             "EPIX-REG-014",
             "This holds a private key, which must never leave its authority; send only the "
@@ -322,19 +320,30 @@ def acceptable_certificate(
         )
     try:
         certificates = x509.load_pem_x509_certificates(pem)
-        public_key = certificates[0].public_key()
-    except (ValueError, TypeError):
-        raise EpixError.of(
-            "EPIX-REG-004", "Not a PEM-encoded X.509 certificate.", location
-        ) from None
+    except ValueError:
+        raise EpixError.of(code, "Not a PEM-encoded X.509 certificate.", location) from None
     if len(certificates) > 1:
         raise EpixError.of(
-            "EPIX-REG-004",
-            f"The PEM holds {len(certificates)} certificates; register the authority's one "
-            "signing (leaf) certificate, without its issuers.",
+            code,
+            f"The PEM holds {len(certificates)} certificates; give the one signing (leaf) "
+            "certificate, without its issuers.",
             location,
         )
-    certificate = certificates[0]
+    return certificates[0]
+
+
+def acceptable_certificate(
+    pem: bytes, now: datetime, location: str = "certificate"
+) -> x509.Certificate:
+    """Parse the one signing certificate the registry may hold: a leaf (not a CA) whose key may
+    sign, RSA >= 2048 or ECDSA P-256/384, not expired; never a private key, never a bundle."""
+    certificate = one_certificate(pem, location, "EPIX-REG-004")
+    try:
+        public_key = certificate.public_key()
+    except (ValueError, TypeError):
+        raise EpixError.of(
+            "EPIX-REG-004", "The certificate's public key cannot be read.", location
+        ) from None
     size = len(certificate.public_bytes(serialization.Encoding.DER))
     if size > MAX_CERTIFICATE_BYTES:
         raise EpixError.of(

@@ -192,3 +192,21 @@ def test_older_or_conflicting_versions_are_refused(
     with follower_database.unit_of_work() as session:
         assert repository.get_party(session, "XA").name == "Exampleland"  # type: ignore[union-attr]
         assert repository.current_version(session) == 8
+
+
+def test_a_pinned_anchor_holding_a_private_key_or_several_certificates_is_refused(
+    sqlite_database: Database, secretariat_identity: Identity
+) -> None:
+    """Pinning the Secretariat's key+certificate file puts its signing key on every follower;
+    pinning a bundle leaves it to the file's order which certificate is trusted."""
+    with sqlite_database.unit_of_work() as session:
+        populate(session)
+    content = export(sqlite_database, secretariat_identity)
+    anchor = secretariat_identity
+    other = ec_identity("Some other certificate", party="CH")
+    assert refusal(read_registry, content, anchor.key_pem + anchor.cert_pem) == ["EPIX-REG-014"]
+    bundle = anchor.cert_pem + other.cert_pem
+    with pytest.raises(EpixError) as exc:
+        read_registry(content, bundle)
+    assert [f.code for f in exc.value.findings] == ["EPIX-REG-007"]
+    assert "2 certificates" in exc.value.findings[0].message
