@@ -125,7 +125,13 @@ _TABLE: tuple[ErrorCode, ...] = (
         "or expired).",
     ),
     _c("EPIX-REG-005", E, 404, "Unknown certificate."),
-    _c("EPIX-REG-006", E, 409, "The certificate is already revoked."),
+    _c(
+        "EPIX-REG-006",
+        E,
+        409,
+        "The certificate is already revoked from that time or earlier (a revocation may only "
+        "be brought earlier).",
+    ),
     _c("EPIX-REG-007", E, 422, "The registry document's Secretariat signature does not verify."),
     _c("EPIX-REG-008", E, 409, "The registry document is older than the copy already held."),
     _c("EPIX-REG-009", E, 503, "No registry is loaded yet."),

@@ -218,6 +218,9 @@ def add_certificate(
 def revoke(fingerprint: str, reason: str, at: datetime | None, as_user: str | None) -> None:
     """Revoke a certificate; documents signed before the revocation time stay valid.
 
+    A revoked certificate may be revoked again from an earlier time (a scheduled revocation
+    brought forward by a key compromise), never from a later one.
+
     FINGERPRINT is the certificate's SHA-256 (hex, colons allowed, as `openssl x509 -noout
     -fingerprint -sha256` prints it).
     """

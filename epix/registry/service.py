@@ -510,6 +510,8 @@ def revoke_certificate(
     """Revoke from ``at`` (default now; earlier for a key compromised before it was reported).
 
     Documents signed before ``at`` keep verifying; documents signed at or after it are refused.
+    A revoked certificate may be revoked again only from an earlier time (a revocation
+    scheduled for the end of a rollover, brought forward by a compromise), with the new reason.
     """
     with _refusal_audited(
         session,
@@ -527,19 +529,23 @@ def revoke_certificate(
             raise EpixError.of(
                 "EPIX-REG-005", f"Certificate {fingerprint} is not in the registry.", "fingerprint"
             )
-        if row.revoked_at is not None:
-            raise EpixError.of(
-                "EPIX-REG-006",
-                f"Certificate {row.fingerprint} was already revoked at "
-                f"{row.revoked_at.isoformat()}.",
-                "fingerprint",
-            )
         try:
-            row.revoked_at = as_utc(at) if at else utcnow()
+            effective = as_utc(at) if at else utcnow()
         except OverflowError:  # e.g. 9999-12-31T23:59:59-14:00 is past the last UTC year
             raise EpixError.of(
                 "EPIX-REQ-004", f"The revocation time {at} is outside the years 1 to 9999.", "at"
             ) from None
+        previous = as_utc(row.revoked_at) if row.revoked_at is not None else None
+        if previous is not None and previous <= effective:
+            raise EpixError.of(
+                "EPIX-REG-006",
+                f"Certificate {row.fingerprint} was already revoked at {previous.isoformat()}. "
+                "A revocation may only be brought earlier (a scheduled one, when the key is "
+                "compromised sooner), never later: documents signed in between would become "
+                "valid again.",
+                "fingerprint",
+            )
+        row.revoked_at = effective
         row.revocation_reason = clean_reason
         row.revoked_by = actor.username
         version = _bump(session)
@@ -554,6 +560,7 @@ def revoke_certificate(
                 "fingerprint": row.fingerprint,
                 "revoked_at": row.revoked_at.isoformat(),
                 "reason": clean_reason,
+                "previously_revoked_at": previous.isoformat() if previous else None,
             },
             version=version,
         )

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+import pytest
+
 from epix.db import Database
+from epix.errors import EpixError
 from epix.registry import service
 from epix.registry.trust import RegistryTrustStore
 from epix.signatures import sign_document, verify_document
@@ -95,3 +98,45 @@ def test_certificate_is_only_good_for_its_role(database: Database, populated: Po
 
 def test_unregistered_certificate_is_refused(database: Database, populated: Populated) -> None:
     assert verify_as(database, ec_identity("stranger")) == ["EPIX-SIG-012"]
+
+
+def test_a_scheduled_revocation_can_be_brought_forward_after_a_compromise_but_never_later(
+    database: Database, populated: Populated
+) -> None:
+    """Rollover: the old certificate is revoked from the end of the overlap, a month ahead.
+    Its key is then reported stolen: the revocation must take effect now (or earlier), not
+    when the schedule says, or the thief's signatures verify for a month."""
+    identity = populated.xa_ma_identity
+    moment = datetime.now(UTC)
+    with database.unit_of_work() as session:
+        service.revoke_certificate(
+            session,
+            fingerprint=identity.fingerprint,
+            reason="superseded",
+            at=moment + timedelta(days=30),
+            actor=SECRETARIAT,
+        )
+    assert verify_as(database, identity) == []
+    stolen = moment - timedelta(hours=2)
+    with database.unit_of_work() as session:
+        row = service.revoke_certificate(
+            session,
+            fingerprint=identity.fingerprint,
+            reason="key compromise",
+            at=stolen,
+            actor=SECRETARIAT,
+        )
+        assert row.revocation_reason == "key compromise"
+    assert verify_as(database, identity) == ["EPIX-SIG-013"]
+    assert verify_as(database, identity, at=stolen - timedelta(hours=1)) == []
+    # Moving it later would make the thief's signatures valid again.
+    with database.unit_of_work() as session, pytest.raises(EpixError) as exc:
+        service.revoke_certificate(
+            session,
+            fingerprint=identity.fingerprint,
+            reason="it was not stolen after all",
+            at=moment,
+            actor=SECRETARIAT,
+        )
+    assert [f.code for f in exc.value.findings] == ["EPIX-REG-006"]
+    assert "earlier" in exc.value.findings[0].message
