@@ -150,7 +150,7 @@ _TABLE: tuple[ErrorCode, ...] = (
         "EPIX-REG-015",
         E,
         409,
-        "The certificate's public key is registered for another authority, or was revoked: "
+        "The certificate's public key is already in a registered (or revoked) certificate: "
         "use a new key pair.",
     ),
     # --- authentication and authorisation ---

@@ -192,7 +192,7 @@ def add_certificate(
     """Register the PEM CERTIFICATE for an authority (earlier ones stay valid: rollover).
 
     One leaf certificate whose key may sign, never a bundle, a CA certificate or a private
-    key; its public key must not be registered for another authority or revoked.
+    key; its public key must be in no other registered certificate (renew with a new key).
     """
     pem = certificate.read_bytes()
     with change_session() as session:

@@ -394,10 +394,12 @@ def _key_reuse_problem(
 ) -> str | None:
     """Why the certificate's public key may not be registered for ``authority``, or None.
 
-    Nothing checks who issued a certificate, so anyone can wrap another authority's public key
-    in one of their own; registered, a document that authority signed would verify as theirs
-    once the certificate in KeyInfo is swapped. A key whose certificate was revoked must not
-    come back in a new one either. The same key renewed for its own authority is a rollover.
+    One key, one registered certificate. Nothing checks who issued a certificate, so anyone can
+    wrap another authority's public key in one of their own; registered, a document that
+    authority signed would verify as theirs once the certificate in KeyInfo is swapped. And
+    revocation is per certificate: with a second certificate over the same key, revoking one
+    after a compromise would leave the key trusted through the other (or, for a key already
+    revoked, bring it back).
     """
     key = _public_key_der(certificate)
     for row in repository.all_certificates(session):
@@ -416,6 +418,11 @@ def _key_reuse_problem(
                 f"{owner.party_code} {owner.kind} {owner.name!r} (authority {owner.id}); one "
                 "key signs for one authority only: generate a new key pair."
             )
+        return (
+            f"This public key is already registered for this authority in certificate "
+            f"{row.fingerprint}; a renewal needs a new key pair, or revoking one certificate "
+            "would leave the key trusted through the other."
+        )
     return None
 
 

@@ -171,19 +171,31 @@ def test_another_partys_public_key_in_a_new_certificate_is_refused(
     assert verdict.codes == ["EPIX-SIG-012"]
 
 
-def test_the_same_key_recertified_for_its_own_authority_is_registered(
+def test_the_same_key_in_a_second_certificate_for_its_own_authority_is_refused(
     database: Database, populated: Populated
 ) -> None:
-    """Renewing a certificate over the same key pair is an ordinary rollover."""
-    identity = ec_identity("XA customs (TEST)")
-    register(database, populated.xa_customs, identity.cert_pem)
+    """Revocation is per certificate: were a renewal over the same key registered, revoking the
+    old certificate after a compromise would leave the stolen key trusted through the new one."""
+    identity = populated.xa_ma_identity
     key = serialization.load_pem_private_key(identity.key_pem, password=None)
     renewed = make_certificate(
         identity.certificate.public_key(),  # type: ignore[arg-type]
         key,  # type: ignore[arg-type]
-        "XA customs 2027 (TEST)",
+        "XA MA 2027 (TEST)",
     )
-    register(database, populated.xa_customs, pem_of(renewed))
+    error = refusal(database, populated.xa_ma, pem_of(renewed))
+    assert [f.code for f in error.findings] == ["EPIX-REG-015"]
+    assert identity.fingerprint in error.findings[0].message
+    with database.unit_of_work() as session:
+        service.revoke_certificate(
+            session, fingerprint=identity.fingerprint, reason="key compromise", actor=SECRETARIAT
+        )
+    signed = sign_document(PERMIT_XML, identity.key_pem, pem_of(renewed))
+    with database.unit_of_work() as session:
+        verdict = verify_document(
+            signed, party="XA", role="management_authority", trust=RegistryTrustStore(session)
+        )
+    assert verdict.codes == ["EPIX-SIG-012"]
 
 
 def test_a_revoked_key_in_a_new_certificate_is_refused(
