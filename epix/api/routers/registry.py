@@ -218,7 +218,9 @@ class RevocationIn(BaseModel):
 
     reason: str = Field(min_length=1, max_length=500)
     at: AwareDatetime | None = Field(
-        default=None, description="When the revocation takes effect (default now)."
+        default=None,
+        description="When the revocation takes effect (default now). A revoked certificate "
+        "may be revoked again only from an earlier time (EPIX-REG-006 otherwise).",
     )
 
 
