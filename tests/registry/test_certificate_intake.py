@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import logging
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -105,9 +106,8 @@ def test_a_private_key_is_refused_and_never_echoed_stored_or_logged(
     ],
 )
 def test_a_bundle_a_ca_or_a_non_signing_certificate_is_refused(
-    database: Database, populated: Populated, make_pem: object, says: str
+    database: Database, populated: Populated, make_pem: Callable[[], bytes], says: str
 ) -> None:
-    assert callable(make_pem)
     error = refusal(database, populated.xa_customs, make_pem())
     assert [f.code for f in error.findings] == ["EPIX-REG-004"]
     assert says in error.findings[0].message
