@@ -17,6 +17,7 @@ from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from epix.audit.context import RequestContext
@@ -85,13 +86,26 @@ def find_visible_permit(
 
 
 def _watch(session: Session, permit: Permit, party: str, reason: str) -> None:
+    """Make ``party`` a watcher of ``permit`` unless it is one (or the issuer).
+
+    Two requests of one Party (two officers looking up, a lookup and an inbox fetch) can both
+    find no row; the one that commits second must not fail on the unique constraint, so the
+    insert runs in a savepoint and a row committed meanwhile counts as done.
+    """
     exists = session.scalar(
         select(PermitWatcher.id).where(
             PermitWatcher.permit_id == permit.id, PermitWatcher.party == party
         )
     )
-    if exists is None and party != permit.issuing_party:
-        session.add(PermitWatcher(permit_id=permit.id, party=party, reason=reason, since=utcnow()))
+    if exists is not None or party == permit.issuing_party:
+        return
+    try:
+        with session.begin_nested():
+            session.add(
+                PermitWatcher(permit_id=permit.id, party=party, reason=reason, since=utcnow())
+            )
+    except IntegrityError:
+        pass  # the same Party became a watcher in a transaction that committed meanwhile
 
 
 def _jsonable(value: Any) -> Any:

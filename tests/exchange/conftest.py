@@ -82,3 +82,16 @@ def headers(
         "X-EPIX-To": recipient,
         "X-EPIX-Document-Type": "permit",
     }
+
+
+async def submit(
+    client: httpx.AsyncClient, node: Node, number: str, token: str | None = None
+) -> bytes:
+    """Submit a fresh signed permit of XA for XB (with a lookup token if given); its bytes."""
+    body = node.signed_permit(number=number)
+    sent = headers(node.key("XA", "management_authority"))
+    if token:
+        sent["X-EPIX-Security-Token"] = token
+    response = await client.post("/v1/messages", content=body, headers=sent)
+    assert response.status_code == 201, response.text
+    return body

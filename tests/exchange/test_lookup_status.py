@@ -17,7 +17,7 @@ from epix.permits.samples import demo_permit
 from epix.permits.writer import write_permit
 from epix.registry import service as registry_service
 from epix.signatures.sign import sign_document
-from tests.exchange.conftest import Node, headers
+from tests.exchange.conftest import Node, headers, submit
 
 pytestmark = pytest.mark.anyio
 MA = "management_authority"
@@ -25,18 +25,6 @@ MA = "management_authority"
 
 def auth(node: Node, party: str, role: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {node.key(party, role)}"}
-
-
-async def submit(
-    client: httpx.AsyncClient, node: Node, number: str, token: str | None = None
-) -> bytes:
-    body = node.signed_permit(number=number)
-    sent = headers(node.key("XA", MA))
-    if token:
-        sent["X-EPIX-Security-Token"] = token
-    response = await client.post("/v1/messages", content=body, headers=sent)
-    assert response.status_code == 201, response.text
-    return body
 
 
 async def test_lookup_gives_permit_verdict_status_and_quantities(
