@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
+
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -12,15 +14,26 @@ from epix.exchange.models import Permit
 def lock_permit(session: Session, issuing_party: str, number: str) -> Permit:
     """The permit row, locked until the transaction ends (status changes and the quantity
     ledger serialise on it), or ``EPIX-STATE-007``."""
-    permit = session.scalar(
-        select(Permit)
-        .where(Permit.issuing_party == issuing_party, Permit.number == number)
-        .with_for_update()
-        .execution_options(populate_existing=True)
-    )
+    permit = lock_permits(session, issuing_party, (number,)).get(number)
     if permit is None:
         raise permit_not_found(issuing_party, number)
     return permit
+
+
+def lock_permits(
+    session: Session, issuing_party: str, numbers: Collection[str]
+) -> dict[str, Permit]:
+    """Permits of one issuer by number, each locked until the transaction ends; missing ones
+    are left out. Rows are locked in id order, so two transactions locking the same pair (a
+    replacement each way) wait for each other instead of deadlocking."""
+    permits = session.scalars(
+        select(Permit)
+        .where(Permit.issuing_party == issuing_party, Permit.number.in_(list(numbers)))
+        .order_by(Permit.id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
+    return {permit.number: permit for permit in permits}
 
 
 def permit_not_found(issuing_party: str, number: str) -> EpixError:

@@ -28,7 +28,7 @@ from epix.errors import EpixError
 from epix.exchange.models import Permit, PermitWatcher
 from epix.exchange.node_identity import NodeIdentity, node_identity
 from epix.exchange.notifications import notify
-from epix.exchange.repository import lock_permit
+from epix.exchange.repository import lock_permits, permit_not_found
 from epix.exchange.service import is_hosted
 from epix.settings import Settings
 from epix.signatures.sign import sign_document
@@ -216,7 +216,15 @@ def change_status(
     ensure_own_party(principal, party, "party")
     if reason is not None:
         xml_text(reason, "reason")  # it goes into the signed status document
-    permit = lock_permit(session, party, number)
+    # The replacing permit is locked with the replaced one: checked unlocked, it could be
+    # cancelled, replaced or endorsed by a transaction committing just before this one.
+    numbers = {number}
+    if status == REPLACED and replacement_number:
+        numbers.add(replacement_number)
+    locked = lock_permits(session, party, numbers)
+    permit = locked.get(number)
+    if permit is None:
+        raise permit_not_found(party, number)
     replacement: Permit | None = None
     if status == REPLACED:
         if not replacement_number or replacement_number == number:
@@ -225,9 +233,7 @@ def change_status(
                 "Name the replacing permit's number (a different, already submitted permit).",
                 "replaced_by",
             )
-        replacement = session.scalar(
-            select(Permit).where(Permit.issuing_party == party, Permit.number == replacement_number)
-        )
+        replacement = locked.get(replacement_number)
         if replacement is None:
             raise EpixError.of(
                 "EPIX-STATE-007",

@@ -14,11 +14,16 @@ from typing import Any
 import httpx
 import pytest
 from sqlalchemy import func, select
+from sqlalchemy.orm import Session
 
+from epix.audit.models import AuditEvent
 from epix.auth import service as users
 from epix.auth.principal import Principal
+from epix.errors import EpixError
 from epix.exchange.lookup import lookup_permit
-from epix.exchange.models import PermitWatcher
+from epix.exchange.models import Permit, PermitWatcher
+from epix.exchange.node_identity import node_identity
+from epix.exchange.status import CANCELLED, REPLACED, change_status
 from tests.exchange.conftest import Node, submit
 
 MA = "management_authority"
@@ -100,3 +105,76 @@ async def test_two_lookups_by_one_party_at_once_both_answer(
     with node.database.unit_of_work() as session:
         watchers = select(func.count()).select_from(PermitWatcher)
         assert session.scalar(watchers.where(PermitWatcher.party == officer.party)) == 1
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(
+    ("first", "second", "after"),
+    [
+        pytest.param(
+            ("B", CANCELLED, None),
+            ("A", REPLACED, "B"),
+            {"A": "issued", "B": CANCELLED},
+            id="replacement-cancelled-meanwhile",
+        ),
+        pytest.param(
+            ("A", REPLACED, "B"),
+            ("B", REPLACED, "A"),
+            {"A": REPLACED, "B": "issued"},
+            id="crossed-replacements",
+        ),
+    ],
+)
+async def test_a_replacement_changed_meanwhile_is_refused(
+    client: httpx.AsyncClient,
+    node: Node,
+    first: tuple[str, str, str | None],
+    second: tuple[str, str, str | None],
+    after: dict[str, str],
+) -> None:
+    """Replacing A by B while B is being cancelled: the replacement checked that B was still
+    issued without locking it, then (on PostgreSQL) waited only for B's foreign-key lock and
+    committed after the cancellation, leaving A replaced by a cancelled permit and nothing
+    valid for the consignment. It must lock B before checking it, and be refused. Crossed
+    replacements (A by B, B by A) lock the pair in the same order: the second waits, is
+    refused, and neither deadlocks."""
+    for name in ("A", "B"):
+        await submit(client, node, f"XA-RACE-{name}")
+    issuer = principal(node, "XA", MA)
+    identity = node_identity(node.settings.data_dir, node.settings.node_party)
+
+    def change(session: Session, name: str, status: str, replacing: str | None) -> str:
+        return change_status(
+            session,
+            party="XA",
+            number=f"XA-RACE-{name}",
+            status=status,
+            principal=issuer,
+            settings=node.settings,
+            identity=identity,
+            replacement_number=f"XA-RACE-{replacing}" if replacing else None,
+        ).status
+
+    def change_second() -> str:
+        with node.database.unit_of_work() as session:
+            return change(session, *second)
+
+    with node.database.unit_of_work() as session:
+        assert change(session, *first) == first[1]
+        competitor = Competitor(change_second)
+    with pytest.raises(EpixError) as refused:
+        competitor.outcome()
+    assert refused.value.findings[0].code == "EPIX-STATE-010"
+    with node.database.unit_of_work() as session:
+        statuses = dict(
+            session.execute(
+                select(Permit.number, Permit.status).where(Permit.number.like("XA-RACE-%"))
+            ).all()
+        )
+        changes = session.scalars(
+            select(AuditEvent.action).where(
+                AuditEvent.action.in_(["permit.cancel", "permit.replace"])
+            )
+        ).all()
+    assert statuses == {f"XA-RACE-{name}": status for name, status in after.items()}
+    assert changes == [f"permit.{'cancel' if first[1] == CANCELLED else 'replace'}"]
