@@ -1,9 +1,10 @@
 """Party inboxes: pull with a cursor under a lease, fetch byte-exact, acknowledge.
 
 An entry's id is its cursor sequence. A pull returns the oldest unacknowledged entries after the
-cursor that nobody holds a live lease on, and leases them to the caller in the same
-transaction: on PostgreSQL the candidate rows are claimed with ``FOR UPDATE SKIP LOCKED``, on
-SQLite the whole transaction is ``BEGIN IMMEDIATE``. Either way two concurrent pullers never get
+cursor that nobody holds a live lease on (and any never pulled before, even behind the cursor:
+see ``_claimable``), and leases them to the caller in the same transaction: on PostgreSQL the
+candidate rows are claimed with ``FOR UPDATE SKIP LOCKED``, on SQLite the whole transaction is
+``BEGIN IMMEDIATE``. Either way two concurrent pullers never get
 the same entry (guarantee 5); an entry whose lease ran out unacknowledged is pulled again.
 """
 
@@ -106,6 +107,14 @@ def put_notification(
 
 
 def _claimable(party: str, cursor: int | None, now: datetime) -> Select[int]:
+    """Unacknowledged entries nobody holds a live lease on, after ``cursor`` or never pulled.
+
+    Ids are taken from a sequence when a row is inserted but rows appear when their
+    transaction commits, which on PostgreSQL may be after a higher id was pulled and the
+    cursor moved past it. An entry never pulled is therefore claimable whatever the cursor says,
+    so none is skipped for good; the cursor only passes over entries pulled before whose lease
+    ran out (a pull without cursor gets those again).
+    """
     query = (
         select(InboxEntry.id)
         .where(
@@ -116,7 +125,7 @@ def _claimable(party: str, cursor: int | None, now: datetime) -> Select[int]:
         .order_by(InboxEntry.id)
     )
     if cursor is not None:
-        query = query.where(InboxEntry.id > cursor)
+        query = query.where(or_(InboxEntry.id > cursor, InboxEntry.pull_count == 0))
     return query
 
 
@@ -151,7 +160,8 @@ def pull(
         if entry.message is not None and entry.message.delivery_state == "pending":
             entry.message.delivery_state = "delivered"
     session.flush()
-    next_cursor = entries[-1].id if entries else cursor
+    # An entry that committed late lies behind the cursor: the cursor never moves back.
+    next_cursor = max(entries[-1].id, cursor or 0) if entries else cursor
     return InboxPage(entries, lease_id, expires, next_cursor)
 
 

@@ -19,10 +19,13 @@ from sqlalchemy.orm import Session
 from epix.audit.models import AuditEvent
 from epix.auth import service as users
 from epix.auth.principal import Principal
+from epix.db import Database
 from epix.errors import EpixError
+from epix.exchange import inbox
 from epix.exchange.lookup import lookup_permit
 from epix.exchange.models import Permit, PermitWatcher
 from epix.exchange.node_identity import node_identity
+from epix.exchange.notifications import notify
 from epix.exchange.status import CANCELLED, REPLACED, change_status
 from tests.exchange.conftest import Node, submit
 
@@ -178,3 +181,40 @@ async def test_a_replacement_changed_meanwhile_is_refused(
         ).all()
     assert statuses == {f"XA-RACE-{name}": status for name, status in after.items()}
     assert changes == [f"permit.{'cancel' if first[1] == CANCELLED else 'replace'}"]
+
+
+def test_an_entry_committed_late_behind_the_cursor_is_still_pulled(database: Database) -> None:
+    """Inbox ids come from a sequence when the row is inserted, but rows become visible when
+    their transaction commits: on PostgreSQL entry N+1 can be pulled while entry N is still
+    uncommitted. A puller that then follows ``next_cursor`` (N+1) must still get entry N."""
+
+    def pull(cursor: int | None) -> inbox.InboxPage:
+        with database.unit_of_work() as session:
+            return inbox.pull(
+                session,
+                party="XB",
+                cursor=cursor,
+                limit=10,
+                lease_seconds=600,
+                skip_locked=not database.is_sqlite,
+            )
+
+    def insert(subject: str) -> None:
+        with database.unit_of_work() as session:
+            notify(session, party="XB", kind="test", subject=subject, body=subject)
+
+    with database.unit_of_work() as slow:
+        notify(slow, party="XB", kind="test", subject="early", body="early")
+        slow.flush()  # its id is taken now; the row commits after the next one
+        later = Competitor(lambda: insert("late"))
+        puller = Competitor(lambda: pull(None))
+    later.outcome()
+    page = puller.outcome()
+    pulled = {entry.subject: entry.id for entry in page.entries}
+    cursors = [page.next_cursor]
+    while page.entries:
+        page = pull(cursors[-1])
+        pulled |= {entry.subject: entry.id for entry in page.entries}
+        cursors.append(page.next_cursor)
+    assert sorted(pulled) == ["early", "late"] and pulled["early"] < pulled["late"]
+    assert cursors[-1] == pulled["late"]  # taking the late entry did not move the cursor back

@@ -56,7 +56,9 @@ def pull_inbox(
         str | None,
         Query(
             description="Continue after this entry (exclusive); omit to start at the oldest "
-            "unacknowledged entry, which is where expired leases reappear."
+            "unacknowledged entry, which is where expired leases reappear. An entry never "
+            "pulled comes whatever the cursor: one that committed after a later one was "
+            "pulled (concurrent submissions) arrives on a later page with a lower id."
         ),
     ] = None,
     limit: Annotated[int, Query(ge=1, description="Page size; capped by the node.")] = 100,
