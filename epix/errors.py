@@ -198,6 +198,12 @@ _TABLE: tuple[ErrorCode, ...] = (
     _c("EPIX-MSG-007", E, 409, "A different permit with this number was already submitted."),
     _c("EPIX-MSG-008", E, 503, "The node could not store the message; nothing was accepted."),
     _c("EPIX-MSG-009", E, 422, "The signed document names other Parties than the envelope."),
+    _c(
+        "EPIX-MSG-010",
+        E,
+        422,
+        "This Party node carries only its own Party's messages; send it to the destination's node.",
+    ),
     # --- quantities and endorsements ---
     _c("EPIX-QTY-001", E, 422, "Quantity exceeds what remains on the permit line."),
     _c("EPIX-QTY-002", E, 422, "Unit does not match the permit line."),

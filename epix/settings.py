@@ -34,7 +34,8 @@ class Settings(BaseSettings):
     node_party: str = Field(default="XA", description="ISO 3166 alpha-2 code of this node's Party.")
     node_mode: NodeMode = Field(
         default=NodeMode.HUB,
-        description="hub: every Party's inbox on this node; party: forward to peer nodes.",
+        description="hub: every Party's inbox on this node; party: forward to peer nodes "
+        "(only messages from or for EPIX_NODE_PARTY; others are refused, EPIX-MSG-010).",
     )
     node_base_url: str = Field(
         default="http://127.0.0.1:8000", description="Public base URL of this node."

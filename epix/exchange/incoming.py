@@ -132,7 +132,7 @@ class _EitherRole:
 def check_sender(envelope: Envelope, principal: Principal, settings: Settings) -> None:
     """The caller sends for its own Party, to another one, and that Party is not hosted here."""
     ensure_role(principal, *SENDER_ROLES[envelope.document_type])
-    check_parties(envelope, principal)
+    check_parties(envelope, principal, settings)
     if is_hosted(envelope.sender, settings):
         route = (
             "/v1/permits/{party}/{number}/endorsements"

@@ -189,8 +189,10 @@ def _as_utc(moment: datetime | None) -> datetime | None:
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
-def check_parties(envelope: Envelope, principal: Principal) -> None:
-    """The sender must be the caller's own Party and differ from the destination."""
+def check_parties(envelope: Envelope, principal: Principal, settings: Settings) -> None:
+    """The sender must be the caller's own Party and differ from the destination; on a Party
+    node one of the two must be that node's Party (it relays nobody else's messages: the
+    destination's node would refuse it sending as another Party, EPIX-AUTH-005)."""
     if envelope.sender != principal.party:
         raise EpixError.of(
             "EPIX-AUTH-005",
@@ -201,11 +203,19 @@ def check_parties(envelope: Envelope, principal: Principal) -> None:
         raise EpixError.of(
             "EPIX-MSG-006", "Sender and destination are the same Party.", "X-EPIX-To"
         )
+    if not (is_hosted(envelope.sender, settings) or is_hosted(envelope.recipient, settings)):
+        raise EpixError.of(
+            "EPIX-MSG-010",
+            f"This node is {settings.node_party}'s and carries only messages from or for "
+            f"{settings.node_party}; send this one from {envelope.sender} to "
+            f"{envelope.recipient}'s node.",
+            "X-EPIX-To",
+        )
 
 
-def check_envelope(envelope: Envelope, principal: Principal) -> None:
+def check_envelope(envelope: Envelope, principal: Principal, settings: Settings) -> None:
     """A permit, from the caller's own Party to another one."""
-    check_parties(envelope, principal)
+    check_parties(envelope, principal, settings)
     if envelope.document_type != "permit":
         raise EpixError.of(
             "EPIX-MSG-004",
@@ -446,7 +456,7 @@ def submit(
     arrival = Arrival.of(database, envelope, body, principal, settings, identity, request)
     permit_number: str | None = None
     try:
-        check_envelope(envelope, principal)
+        check_envelope(envelope, principal, settings)
         root, permit, findings = check_document(body, envelope, settings)
         permit_number = permit.number
         trust_or_replay = _read_phase(database, envelope, arrival.sha256)

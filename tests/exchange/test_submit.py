@@ -27,6 +27,7 @@ from epix.exchange.models import InboxEntry, Message, Permit, Receipt
 from epix.exchange.node_identity import node_identity
 from epix.permits.samples import demo_permit
 from epix.permits.writer import write_permit
+from epix.registry import service as registry_service
 from epix.settings import NodeMode
 from epix.signatures.sign import sign_document
 from epix.signatures.trust import StaticTrustStore
@@ -340,3 +341,33 @@ async def test_permitted_quantities_the_ledger_cannot_hold_exactly_are_refused(
         permit_row = session.scalar(select(Permit).where(Permit.number == "XA-QTY-EXACT"))
         assert permit_row is not None
         assert [row.permitted_quantity for row in permit_row.lines] == [Decimal("123456789.000001")]
+
+
+async def test_a_party_node_refuses_a_permit_between_two_other_parties(
+    tmp_path: Path, database: Database
+) -> None:
+    """A Party node carries its own Party's traffic: permits its MA sends and those peers send
+    to it. A permit of XB for XC submitted to XA's node was accepted with a signed receipt and
+    queued for XC's node, which then refuses XA's node sending as XB (EPIX-AUTH-005): accepted
+    here, never deliverable. (A hub, holding every Party's inbox, takes it: see the tests above.)"""
+    node = make_node(tmp_path, database, node_mode=NodeMode.PARTY, node_party="XA")
+    with node.database.unit_of_work() as session:
+        secretariat = auth.principal_of(auth.get_user(session, "cites-secretariat"))
+        registry_service.add_party(session, code="XC", name="Party XC", actor=secretariat)
+    body = sign_document(
+        write_permit(demo_permit(number="XB-THIRD", exporter_country="XB", importer_country="XC")),
+        *node.demo.signing_identity("XB"),
+    )
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=node.app), base_url="http://testserver"
+    ) as client:
+        refused = await client.post(
+            "/v1/messages",
+            content=body,
+            headers=headers(node.key("XB", MA), sender="XB", recipient="XC"),
+        )
+    assert refused.status_code == 422 and codes(refused) == ["EPIX-MSG-010"], refused.text
+    assert "XC's node" in refused.json()["detail"]
+    assert stored(node)[0] == 0
+    with node.database.unit_of_work() as session:
+        assert session.scalars(select(OutboxMessage.destination_party)).all() == []
