@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 import select
 import socket
@@ -17,10 +18,13 @@ from dataclasses import dataclass
 
 import pytest
 import uvicorn
+from sqlalchemy import select as select_rows
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from epix.api.http_protocol import MAX_HEAD_BYTES, BoundedHttpToolsProtocol
 from epix.cli.serve import uvicorn_options
+from epix.exchange.models import InboxEntry
+from epix.exchange.notifications import notify
 from epix.permits.samples import demo_permit
 from epix.permits.writer import write_permit
 from epix.settings import get_settings
@@ -581,3 +585,25 @@ def test_a_client_that_stops_reading_its_answer_is_cut_off() -> None:
             while chunk := sock.recv(1 << 20):
                 received += len(chunk)
     assert received < LARGE_ANSWER_BYTES
+
+
+def test_an_inbox_entry_answers_head_and_carries_its_digest(live: Live) -> None:
+    """HEAD on an entry was 405 (RFC 9110 requires GET and HEAD alike); it gives GET's status
+    and headers without the bytes. GET returns them unchanged (CRLF, UTF-8 beyond ASCII, a
+    BOM) with their SHA-256 as the ETag."""
+    stored = "\ufeffline one\r\nZürich – 東京\r\n"
+    with live.node.database.unit_of_work() as session:
+        notify(session, party="XB", kind="test", subject="head-and-digest", body=stored)
+        entry = session.scalars(
+            select_rows(InboxEntry.id).where(InboxEntry.subject == "head-and-digest")
+        ).one()
+    path = f"/v1/inbox/{entry}".encode()
+    customs = [live.bearer("XB", "customs")]
+    got_status, got_headers, got_body = live.request("GET", path, customs)
+    head_status, head_headers, head_body = live.request("HEAD", path, customs)
+    assert got_status == head_status == 200
+    assert got_body == stored.encode()
+    assert got_headers["etag"] == f'"{hashlib.sha256(got_body).hexdigest()}"'
+    assert head_body == b""
+    for name in ("content-type", "content-length", "etag", "x-epix-inbox-kind"):
+        assert head_headers[name] == got_headers[name], name

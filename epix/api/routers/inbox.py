@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 
 from epix.api.deps import ROW_ID_MAX, DatabaseDep, RequestContextDep, RowId, SettingsDep
@@ -14,6 +14,7 @@ from epix.errors import EpixError
 from epix.exchange import inbox
 from epix.exchange.lookup import watch_message
 from epix.exchange.models import InboxEntry
+from epix.exchange.service import sha256_hex
 
 router = APIRouter(prefix="/v1", tags=["inbox"])
 
@@ -91,24 +92,37 @@ def pull_inbox(
         }
 
 
-@router.get(
+_ENTRY_BYTES: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": "The entry's bytes, exactly as received or written; `ETag` is their "
+        "SHA-256. HEAD answers the same headers without the bytes.",
+        "content": {"application/xml": {}},
+    }
+}
+
+
+@router.get("/inbox/{entry_id}", response_class=Response, responses=_ENTRY_BYTES)
+@router.head(
     "/inbox/{entry_id}",
     response_class=Response,
-    responses={
-        200: {
-            "description": "The entry's bytes, exactly as received or written.",
-            "content": {"application/xml": {}},
-        }
-    },
+    responses=_ENTRY_BYTES,
+    operation_id="head_inbox_entry",
+    summary="Inbox entry's headers",
 )
 def fetch_entry(
-    entry_id: RowId, principal: CurrentPrincipal, database: DatabaseDep, context: RequestContextDep
+    entry_id: RowId,
+    principal: CurrentPrincipal,
+    database: DatabaseDep,
+    context: RequestContextDep,
+    request: Request,
 ) -> Response:
     """One entry of the caller's inbox, byte-exact (the signed document as received)."""
     with database.unit_of_work() as session:
         entry = inbox.get_entry(session, party=principal.party, entry_id=entry_id)
         data = inbox.entry_bytes(entry)
-        headers = {"X-EPIX-Inbox-Kind": entry.kind}
+        digest = entry.message.sha256 if entry.message is not None else sha256_hex(data)
+        # Entries never change, so the digest of their bytes is a strong validator.
+        headers = {"X-EPIX-Inbox-Kind": entry.kind, "ETag": f'"{digest}"'}
         if entry.message is not None:
             headers |= {
                 "X-EPIX-Message-Id": entry.message.message_id,
@@ -129,6 +143,8 @@ def fetch_entry(
             detail={"entry": entry.id},
         )
         media_type = entry.content_type or "application/octet-stream"
+    if request.method == "HEAD":  # the length of the bytes a GET sends, and no body
+        return Response(media_type=media_type, headers=headers | {"Content-Length": str(len(data))})
     return Response(data, media_type=media_type, headers=headers)
 
 
