@@ -165,9 +165,19 @@ def pull(
     return InboxPage(entries, lease_id, expires, next_cursor)
 
 
-def get_entry(session: Session, *, party: str, entry_id: int) -> InboxEntry:
-    """One entry of the caller's own inbox; another Party's entry looks like a missing one."""
-    entry = session.get(InboxEntry, entry_id)
+def get_entry(
+    session: Session, *, party: str, entry_id: int, for_update: bool = False
+) -> InboxEntry:
+    """One entry of the caller's own inbox; another Party's entry looks like a missing one.
+
+    ``for_update`` locks the row and reads it as the lock holder committed it."""
+    entry = session.get(
+        InboxEntry,
+        entry_id,
+        # Only the entry's row: its message is joined (outer) and stays unlocked.
+        with_for_update={"of": InboxEntry} if for_update else None,
+        populate_existing=for_update,
+    )
     if entry is None or entry.recipient_party != party:
         raise EpixError.of("EPIX-REQ-005", f"No inbox entry {entry_id}.", f"/v1/inbox/{entry_id}")
     return entry
@@ -184,8 +194,9 @@ def acknowledge(
     session: Session, *, party: str, entry_id: int, username: str, lease_id: str | None = None
 ) -> InboxEntry:
     """Mark an entry done. Acknowledging twice is harmless; under someone else's live lease it
-    is refused (EPIX-MSG-005) when the caller names its own lease."""
-    entry = get_entry(session, party=party, entry_id=entry_id)
+    is refused (EPIX-MSG-005) when the caller names its own lease. The row is locked first, so
+    the lease checked is the current one, not one a concurrent pull is replacing."""
+    entry = get_entry(session, party=party, entry_id=entry_id, for_update=True)
     if entry.acknowledged_at is not None:
         return entry
     now = utcnow()

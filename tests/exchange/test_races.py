@@ -9,21 +9,23 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from epix.audit.models import AuditEvent
 from epix.auth import service as users
 from epix.auth.principal import Principal
 from epix.db import Database
+from epix.db.base import utcnow
 from epix.errors import EpixError
 from epix.exchange import inbox
 from epix.exchange.lookup import lookup_permit
-from epix.exchange.models import Permit, PermitWatcher
+from epix.exchange.models import InboxEntry, Permit, PermitWatcher
 from epix.exchange.node_identity import node_identity
 from epix.exchange.notifications import notify
 from epix.exchange.status import CANCELLED, REPLACED, change_status
@@ -63,6 +65,24 @@ def principal(node: Node, party: str, role: str) -> Principal:
     username = next(u.username for u in node.demo.users if u.party == party and u.role == role)
     with node.database.unit_of_work() as session:
         return users.principal_of(users.get_user(session, username))
+
+
+def pull_xb(database: Database, session: Session, cursor: int | None) -> inbox.InboxPage:
+    """Lease up to ten of XB's entries after ``cursor`` in ``session``."""
+    return inbox.pull(
+        session,
+        party="XB",
+        cursor=cursor,
+        limit=10,
+        lease_seconds=600,
+        skip_locked=not database.is_sqlite,
+    )
+
+
+def pull(database: Database, cursor: int | None) -> inbox.InboxPage:
+    """The same in a unit of work of its own."""
+    with database.unit_of_work() as session:
+        return pull_xb(database, session, cursor)
 
 
 @pytest.mark.anyio
@@ -188,17 +208,6 @@ def test_an_entry_committed_late_behind_the_cursor_is_still_pulled(database: Dat
     their transaction commits: on PostgreSQL entry N+1 can be pulled while entry N is still
     uncommitted. A puller that then follows ``next_cursor`` (N+1) must still get entry N."""
 
-    def pull(cursor: int | None) -> inbox.InboxPage:
-        with database.unit_of_work() as session:
-            return inbox.pull(
-                session,
-                party="XB",
-                cursor=cursor,
-                limit=10,
-                lease_seconds=600,
-                skip_locked=not database.is_sqlite,
-            )
-
     def insert(subject: str) -> None:
         with database.unit_of_work() as session:
             notify(session, party="XB", kind="test", subject=subject, body=subject)
@@ -207,14 +216,42 @@ def test_an_entry_committed_late_behind_the_cursor_is_still_pulled(database: Dat
         notify(slow, party="XB", kind="test", subject="early", body="early")
         slow.flush()  # its id is taken now; the row commits after the next one
         later = Competitor(lambda: insert("late"))
-        puller = Competitor(lambda: pull(None))
+        puller = Competitor(lambda: pull(database, None))
     later.outcome()
     page = puller.outcome()
     pulled = {entry.subject: entry.id for entry in page.entries}
     cursors = [page.next_cursor]
     while page.entries:
-        page = pull(cursors[-1])
+        page = pull(database, cursors[-1])
         pulled |= {entry.subject: entry.id for entry in page.entries}
         cursors.append(page.next_cursor)
     assert sorted(pulled) == ["early", "late"] and pulled["early"] < pulled["late"]
     assert cursors[-1] == pulled["late"]  # taking the late entry did not move the cursor back
+
+
+def test_an_ack_under_a_lease_taken_meanwhile_is_refused(database: Database) -> None:
+    """Puller A's lease ran out and puller B is taking the entry: A's ack read the entry
+    unlocked, saw its own expired lease, waited for B's row lock and then acknowledged the entry
+    B had just leased (PostgreSQL). The ack must check the lease it waited for: EPIX-MSG-005."""
+    with database.unit_of_work() as session:
+        notify(session, party="XB", kind="test", subject="fenced", body="fenced")
+
+    [entry] = pull(database, None).entries  # puller A
+    with database.unit_of_work() as session:
+        session.execute(update(InboxEntry).values(lease_expires_at=utcnow() - timedelta(seconds=1)))
+
+    def acknowledge_as_a() -> None:
+        with database.unit_of_work() as session:
+            inbox.acknowledge(
+                session, party="XB", entry_id=entry.id, username="a", lease_id=entry.lease_owner
+            )
+
+    with database.unit_of_work() as session:  # puller B, still committing
+        taken = pull_xb(database, session, None)
+        assert [e.id for e in taken.entries] == [entry.id]
+        late_ack = Competitor(acknowledge_as_a)
+    with pytest.raises(EpixError) as refused:
+        late_ack.outcome()
+    assert refused.value.findings[0].code == "EPIX-MSG-005"
+    with database.unit_of_work() as session:
+        assert session.get(InboxEntry, entry.id).acknowledged_at is None  # type: ignore[union-attr]
