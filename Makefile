@@ -7,6 +7,9 @@ TOOLS := .tools
 UV := $(TOOLS)/bin/uv
 VENV := .venv
 RUN := $(UV) run --frozen --no-sync
+# uv trusts only its built-in root certificates unless told otherwise; behind a TLS-inspecting
+# proxy (whose CA is in the system store, as pip uses it) `make run` would fail to download.
+export UV_SYSTEM_CERTS ?= true
 
 .PHONY: run test lint typecheck pytest sync bench clean
 
