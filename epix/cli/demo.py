@@ -124,7 +124,7 @@ def run_demo(
     "directories and run permit out, endorsement back between them.",
 )
 def demo(url: str | None, two_nodes: bool) -> None:
-    """Run a scripted exchange (sign → submit → pull → lookup) against a running demo node."""
+    """Run a scripted exchange (sign → submit → pull → lookup → track) against a demo node."""
     if two_nodes:
         run_two_nodes()
         return

@@ -6,7 +6,9 @@ import errno
 import logging.config
 import os
 import socket
+import sys
 import threading
+from pathlib import Path
 from typing import Any
 
 import click
@@ -38,6 +40,19 @@ def ensure_node_identity(settings: Settings) -> None:
         ) from None
 
 
+def epix_command() -> str:
+    """How to run this ``epix`` from another terminal: ``make run`` starts it from ``.venv/bin``,
+    which a new shell does not have on its PATH, so a bare ``epix`` would not be found there."""
+    program = Path(sys.argv[0])
+    if program.name != "epix":  # python -m epix.cli, or a test runner
+        return "epix"
+    program = program.resolve()
+    try:
+        return str(program.relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(program)
+
+
 def print_demo(setup: DemoSetup, url: str) -> None:
     """The URL and the demo API keys (kept in the data directory, so every start shows them)."""
     click.echo(f"\nEPIX demo node: {url}  (API docs: {url}/docs)")
@@ -48,7 +63,7 @@ def print_demo(setup: DemoSetup, url: str) -> None:
     for user in setup.users:
         click.echo(f"  {user.username:28} {user.password}")
     click.echo(f"Demo signing keys: {setup.keys_dir}")
-    click.echo(f"Try it: epix demo --url {url}\n")
+    click.echo(f"Try it: {epix_command()} demo --url {url}\n")
 
 
 # Listening on every address says nothing of the URL people reach the node at.

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
 import socket
 import subprocess
 import sys
@@ -33,11 +34,15 @@ def test_demo_exchange_against_a_real_uvicorn_node(tmp_path: Path) -> None:
         "EPIX_NODE_BASE_URL": url,
     }
     env.pop("EPIX_DATABASE_URL", None)  # the embedded SQLite database in the data directory
+    # As `make run` starts it: the venv's own `epix` script, run from the checkout.
+    epix = Path(sys.executable).parent / "epix"
+    log_path = tmp_path / "serve.log"
+    log_file = log_path.open("wb")
     server = subprocess.Popen(
-        [sys.executable, "-m", "epix.cli", "serve", "--demo", "--port", str(port)],
+        [str(epix), "serve", "--demo", "--port", str(port)],
         cwd=REPO_ROOT,
         env=env,
-        stdout=subprocess.PIPE,
+        stdout=log_file,
         stderr=subprocess.STDOUT,
     )
     try:
@@ -50,10 +55,14 @@ def test_demo_exchange_against_a_real_uvicorn_node(tmp_path: Path) -> None:
                 time.sleep(0.2)
         else:
             pytest.fail("the node did not start")
+        # The command the node prints, typed into a new terminal whose PATH lacks the venv.
+        hint = re.search(r"^Try it: (.+)$", log_path.read_text(), re.MULTILINE)
+        assert hint is not None, log_path.read_text()
+        assert shlex.split(hint[1])[1:] == ["demo", "--url", url]
         demo = subprocess.run(
-            [sys.executable, "-m", "epix.cli", "demo", "--url", url],
+            shlex.split(hint[1]),
             cwd=REPO_ROOT,
-            env=env,
+            env={**env, "PATH": "/usr/bin:/bin"},
             capture_output=True,
             text=True,
             timeout=120,
@@ -64,7 +73,9 @@ def test_demo_exchange_against_a_real_uvicorn_node(tmp_path: Path) -> None:
         assert "state: acknowledged" in demo.stdout
     finally:
         server.terminate()
-        output = server.communicate(timeout=30)[0].decode()
+        server.wait(timeout=30)
+        log_file.close()
+    output = log_path.read_text()
     assert "Demo API keys" in output
     # The node's own log lines reach the operator, with time, level and logger (uvicorn sets up
     # only its own loggers; this line was dropped before).
