@@ -115,8 +115,20 @@ def checkpoint() -> None:
 
 
 @audit.command()
-@click.option("--from", "start", type=click.DateTime(_DATE_FORMATS), default=None)
-@click.option("--to", "end", type=click.DateTime(_DATE_FORMATS), default=None)
+@click.option(
+    "--from",
+    "start",
+    type=click.DateTime(_DATE_FORMATS),
+    default=None,
+    help="First time included, UTC (default: the first event).",
+)
+@click.option(
+    "--to",
+    "end",
+    type=click.DateTime(_DATE_FORMATS),
+    default=None,
+    help="First time excluded, UTC (default: after the last event).",
+)
 @click.option(
     "--output",
     type=click.Path(dir_okay=False, path_type=Path),

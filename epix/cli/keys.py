@@ -77,13 +77,26 @@ def generate(
 
 
 @click.command()
-@click.option("--key", "key_path", required=True, type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--cert", "cert_path", required=True, type=click.Path(dir_okay=False, path_type=Path))
+@click.option(
+    "--key",
+    "key_path",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Private key (PEM) of the signing authority.",
+)
+@click.option(
+    "--cert",
+    "cert_path",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Its certificate (PEM), as registered with the Secretariat.",
+)
 @click.option(
     "--digest",
     type=click.Choice(["sha256", "sha384", "sha512"]),
     default="sha256",
     show_default=True,
+    help="Digest of the reference and the signature.",
 )
 @click.argument("source", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.argument("target", type=click.Path(dir_okay=False, path_type=Path))

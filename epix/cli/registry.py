@@ -148,13 +148,14 @@ def add_party(code: str, name: str, endpoint: str | None, as_user: str | None) -
 
 
 @registry.command("add-authority")
-@click.option("--party", required=True)
+@click.option("--party", required=True, help="ISO 3166 alpha-2 code of the Party.")
 @click.option(
     "--kind",
     required=True,
     type=click.Choice([*AUTHORITY_KINDS, *(k.replace("_", "-") for k in AUTHORITY_KINDS)]),
+    help="What the authority does; its certificates sign as this role.",
 )
-@click.option("--contact", default=None)
+@click.option("--contact", default=None, help="How to reach the authority (e-mail, address).")
 @click.argument("name")
 @as_option
 def add_authority(
@@ -212,7 +213,7 @@ def add_certificate(
 
 @registry.command("revoke")
 @click.argument("fingerprint")
-@click.option("--reason", required=True)
+@click.option("--reason", required=True, help="Why (e.g. key compromise), published.")
 @click.option("--at", "at", type=UTC_TIME, default=None, help="Effective time (default now).")
 @as_option
 def revoke(fingerprint: str, reason: str, at: datetime | None, as_user: str | None) -> None:
@@ -260,7 +261,7 @@ def set_endpoint(party: str, url: str | None, clear: bool, as_user: str | None) 
 
 
 @registry.command("list")
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
 def list_registry(as_json: bool) -> None:
     """Every Party, authority and certificate, with validity and revocation."""
     with cli_session() as session:
@@ -321,8 +322,14 @@ def _snapshot_json(version: int, parties: Any) -> dict[str, object]:
 
 
 @registry.command("expiring")
-@click.option("--within-days", type=click.IntRange(1, 3660), default=60, show_default=True)
-@click.option("--json", "as_json", is_flag=True)
+@click.option(
+    "--within-days",
+    type=click.IntRange(1, 3660),
+    default=60,
+    show_default=True,
+    help="Certificates ending within this many days.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON array.")
 def expiring(within_days: int, as_json: bool) -> None:
     """Unrevoked certificates ending soon (7/30/60-day buckets) and whether a successor exists."""
     with cli_session() as session:
@@ -339,9 +346,27 @@ def expiring(within_days: int, as_json: bool) -> None:
 
 
 @registry.command("export")
-@click.option("--key", "key_path", required=True, type=click.Path(exists=True, path_type=Path))
-@click.option("--cert", "cert_path", required=True, type=click.Path(exists=True, path_type=Path))
-@click.option("--out", "out", type=click.Path(dir_okay=False, path_type=Path), default=None)
+@click.option(
+    "--key",
+    "key_path",
+    required=True,
+    type=click.Path(exists=True, path_type=Path),
+    help="The Secretariat's private key (PEM).",
+)
+@click.option(
+    "--cert",
+    "cert_path",
+    required=True,
+    type=click.Path(exists=True, path_type=Path),
+    help="Its certificate (PEM), the anchor followers pin.",
+)
+@click.option(
+    "--out",
+    "out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="File to write (default: stdout).",
+)
 @as_option
 def export(key_path: Path, cert_path: Path, out: Path | None, as_user: str | None) -> None:
     """Sign the current registry with the Secretariat key and write it (stdout without --out)."""

@@ -65,7 +65,7 @@ def users() -> None:
     type=click.Choice([role.value for role in Role]),
     help="Repeat for several roles.",
 )
-@click.option("--full-name", default=None)
+@click.option("--full-name", default=None, help="The person's name as shown to others.")
 @click.option("--password-stdin", is_flag=True, help="Read a web login password from stdin.")
 def create(
     username: str,
@@ -103,7 +103,9 @@ def list_(party: str | None) -> None:
 
 @users.command("disable")
 @click.argument("username")
-@click.option("--reason", default=None)
+@click.option(
+    "--reason", default=None, help="Why, for the audit trail and the Secretariat's notice."
+)
 def disable(username: str, reason: str | None) -> None:
     """Disable a user (keys and sessions stop working); the Secretariat is notified."""
     with cli_session() as session:
@@ -126,7 +128,9 @@ def enable(username: str) -> None:
 
 @users.command("remove")
 @click.argument("username")
-@click.option("--reason", default=None)
+@click.option(
+    "--reason", default=None, help="Why, for the audit trail and the Secretariat's notice."
+)
 def remove(username: str, reason: str | None) -> None:
     """Remove a user for good (kept for the audit trail); the Secretariat is notified."""
     with cli_session() as session:
@@ -150,7 +154,12 @@ def set_password(username: str) -> None:
 
 @users.command("issue-key")
 @click.argument("username")
-@click.option("--expires-days", type=click.IntRange(1, 3650), default=None)
+@click.option(
+    "--expires-days",
+    type=click.IntRange(1, 3650),
+    default=None,
+    help="Days until the key stops working (default: it does not expire).",
+)
 @click.option("--label", default=None, help="What system will use the key.")
 def issue_key(username: str, expires_days: int | None, label: str | None) -> None:
     """Issue an API key; it is printed once on stdout and only its hash is kept."""

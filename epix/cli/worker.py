@@ -67,7 +67,13 @@ def outbox_group() -> None:
 @click.option(
     "--state", type=click.Choice([s.value for s in OutboxState]), help="Only rows in this state."
 )
-@click.option("--limit", type=click.IntRange(1, 10_000), default=50, show_default=True)
+@click.option(
+    "--limit",
+    type=click.IntRange(1, 10_000),
+    default=50,
+    show_default=True,
+    help="Most rows shown.",
+)
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
 def list_command(state: str | None, limit: int, as_json: bool) -> None:
     """Newest rows first, with the reason a failed one gave up."""

@@ -55,6 +55,26 @@ def test_every_command_has_help_text() -> None:
         assert "Usage:" in result.output
 
 
+def test_every_command_and_option_says_what_it_is_for() -> None:
+    """An option added without help shows only its name in ``--help``: say what it does."""
+    undocumented = []
+    for path in walk(cli):
+        command = cli
+        for name in path:
+            assert isinstance(command, click.Group)
+            command = command.commands[name]
+        if not (command.help or "").strip():
+            undocumented.append(" ".join(path))
+        undocumented += [
+            f"{' '.join(path)} {param.opts[0]}"
+            for param in command.params
+            if isinstance(param, click.Option)
+            and not (param.help or "").strip()
+            and param.name != "help"
+        ]
+    assert undocumented == []
+
+
 def test_unknown_command_is_a_usage_error() -> None:
     assert CliRunner().invoke(cli, ["no-such-command"]).exit_code == 2
 

@@ -6,8 +6,10 @@ import re
 from pathlib import Path
 
 from epix.api.app import create_app
+from epix.cli.main import cli
 from epix.settings import Settings
 from tests.conftest import REPO_ROOT
+from tests.infra.test_cli import walk
 
 
 def test_readme_documents_every_setting() -> None:
@@ -32,3 +34,19 @@ def test_readme_counts_the_operations_the_fuzzer_covers() -> None:
     count = sum(1 for item in schema["paths"].values() for method in item if method in methods)
     readme = (REPO_ROOT / "README.md").read_text()
     assert re.findall(r"over all (\d+) operations", readme) == [str(count)]
+
+
+def test_readme_command_table_names_every_command() -> None:
+    """A command added to ``epix`` without a row (or a name in its group's row) fails here."""
+    readme = (REPO_ROOT / "README.md").read_text()
+    table = readme.split("## Command line", 1)[1].split("\n## ", 1)[0]
+    rows = [line for line in table.splitlines() if line.startswith("| `epix ")]
+    missing = [
+        " ".join(path)
+        for path in walk(cli)[1:]
+        if not any(
+            f"`epix {path[0]}" in row and re.search(rf"\b{re.escape(path[-1])}\b", row)
+            for row in rows
+        )
+    ]
+    assert missing == []
