@@ -59,7 +59,7 @@ def reset_multiprocess_directory(data_dir: Path) -> Path:
     directory = (data_dir / "metrics").resolve()
     if directory.exists():
         shutil.rmtree(directory)
-    directory.mkdir(parents=True)
+    directory.mkdir(mode=0o700, parents=True)  # owner-only, like the rest of the data directory
     return directory
 
 

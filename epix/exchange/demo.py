@@ -95,6 +95,9 @@ def bootstrap_demo(database: Database, settings: Settings) -> DemoSetup:
     existing = load_demo(settings)
     if existing is not None:
         return existing
+    # Owner-only like the rest of the data directory: mkdir(parents=True) would make this one
+    # with the umask's mode (0755 as a rule) on the way to its keys directory.
+    demo_dir(settings).mkdir(mode=0o700, parents=True, exist_ok=True)
     keys_dir = (demo_dir(settings) / "keys").resolve()
     users: list[DemoUser] = []
     with database.unit_of_work() as session:

@@ -33,7 +33,7 @@ def usual_umask() -> object:
 @pytest.mark.slow
 def test_a_new_node_keeps_its_database_keys_and_secret_owner_only(tmp_path: Path) -> None:
     data_dir = tmp_path / "data"
-    with running_node(data_dir, "--demo"):
+    with running_node(data_dir, "--demo", "--workers", "2"):
         private = {
             name: mode(data_dir / name)
             for name in (
@@ -47,8 +47,9 @@ def test_a_new_node_keeps_its_database_keys_and_secret_owner_only(tmp_path: Path
             )
         }
     assert private == dict.fromkeys(private, 0o600)
-    assert mode(data_dir) == 0o700
-    assert mode(data_dir / "keys") == 0o700
+    directories = [data_dir, *(path for path in data_dir.rglob("*") if path.is_dir())]
+    assert {data_dir / "keys", data_dir / "demo", data_dir / "metrics"} <= set(directories)
+    assert {path: mode(path) for path in directories} == dict.fromkeys(directories, 0o700)
 
 
 def test_a_database_an_older_version_left_world_readable_is_made_owner_only(
