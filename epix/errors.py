@@ -256,6 +256,13 @@ _TABLE: tuple[ErrorCode, ...] = (
     _c("EPIX-DLV-010", E, 502, "The peer has no node endpoint in the registry."),
     _c("EPIX-DLV-011", E, 502, "The far end's answer was too large or too slow; cut off."),
     _c("EPIX-DLV-012", E, 502, "The peer's endpoint is plain http; nothing is sent in clear."),
+    _c(
+        "EPIX-DLV-013",
+        E,
+        409,
+        "The webhook's stored secret does not open with this node's key (EPIX_SECRET_KEY or the "
+        "session-secret changed): rotate the secret or subscribe again.",
+    ),
     # --- audit ---
     _c("EPIX-AUDIT-001", E, 500, "The audit chain is broken at this event."),
     _c("EPIX-AUDIT-002", E, 500, "An audit checkpoint signature does not verify."),

@@ -260,8 +260,8 @@ class Worker:
                 return Closed(
                     f"The secret of webhook subscription {subscription.id} does not decrypt "
                     "with this node's key (was EPIX_SECRET_KEY or the data directory's "
-                    "session-secret changed?); subscribe again.",
-                    code="EPIX-DLV-004",
+                    "session-secret changed?); rotate its secret or subscribe again.",
+                    code="EPIX-DLV-013",
                 )
             if not is_sealed(subscription.secret):  # stored before sealing: seal it now
                 sealed = seal_secret(self.webhook_key, secret, party=subscription.party)

@@ -661,7 +661,7 @@ def test_a_secret_that_no_longer_opens_fails_the_delivery_with_a_reason(
         worker.close()
     with sqlite_database.unit_of_work() as session:
         row = session.scalars(select(OutboxMessage)).one()
-        assert (row.state, row.last_error_code) == (OutboxState.FAILED, "EPIX-DLV-004")
+        assert (row.state, row.last_error_code) == (OutboxState.FAILED, "EPIX-DLV-013")
         assert row.last_error is not None and "does not decrypt" in row.last_error
 
 
