@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -50,3 +51,41 @@ def test_readme_command_table_names_every_command() -> None:
         )
     ]
     assert missing == []
+
+
+def _configuration_rows() -> dict[str, list[str]]:
+    """README's configuration table: variable -> default cells (one per row naming it)."""
+    readme = (REPO_ROOT / "README.md").read_text()
+    table = readme.split("## Configuration", 1)[1].split("\n## ", 1)[0]
+    rows: dict[str, list[str]] = {}
+    for line in table.splitlines():
+        cells = [cell.strip() for cell in line.strip("|").split("|")]
+        if len(cells) >= 3 and cells[0].startswith("`EPIX_"):
+            rows.setdefault(cells[0].strip("`"), []).append(cells[1].strip("`"))
+    return rows
+
+
+def _as_documented(default: object) -> str:
+    if isinstance(default, bool):
+        return str(default).lower()
+    if isinstance(default, dict):
+        return json.dumps(default)
+    return str(default)
+
+
+def test_readme_gives_every_setting_its_default_once() -> None:
+    """One row per setting, with the default the code has; no row for a setting that is gone."""
+    rows = _configuration_rows()
+    expected = {f"EPIX_{name.upper()}": field for name, field in Settings.model_fields.items()}
+    assert sorted(rows) == sorted(expected)
+    wrong = {}
+    for variable, field in expected.items():
+        default = field.get_default(call_default_factory=True)
+        (documented,) = rows[variable]
+        if default is None:
+            ok = not any(ch.isdigit() for ch in documented)  # "—", "generated", ...
+        else:
+            ok = documented == _as_documented(default)
+        if not ok:
+            wrong[variable] = (documented, default)
+    assert wrong == {}
