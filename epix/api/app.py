@@ -11,6 +11,7 @@ from epix.api.access_log import redact_access_log
 from epix.api.limits import BodySizeLimit, RefuseNulCharacters
 from epix.api.metrics import Metrics, MetricsMiddleware
 from epix.api.metrics import router as metrics_router
+from epix.api.openapi import install_openapi
 from epix.api.problems import install_problem_handlers
 from epix.api.routers import audit, auth, health, messages, permits
 from epix.api.routers import endorsements as endorsements_routes
@@ -60,15 +61,21 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
         same_site="lax",
         https_only=settings.node_base_url.startswith("https://"),
     )
-    app.include_router(auth.router)
-    app.include_router(messages.router)
-    app.include_router(inbox_router.router)
-    # Before permits: its GET /v1/permits/{party}/{number:path} would swallow .../ledger.
-    app.include_router(endorsements_routes.router)
-    app.include_router(permits.router)
-    app.include_router(webhook_routes.router)
-    app.include_router(outbox_routes.router)
-    app.include_router(registry_routes.router)
-    app.include_router(audit.router)
+    api_routers = (
+        health.router,
+        auth.router,
+        messages.router,
+        inbox_router.router,
+        # Before permits: its GET /v1/permits/{party}/{number:path} would swallow .../ledger.
+        endorsements_routes.router,
+        permits.router,
+        webhook_routes.router,
+        outbox_routes.router,
+        registry_routes.router,
+        audit.router,
+    )
+    for router in api_routers[1:]:  # health's is included above, outside the sessions
+        app.include_router(router)
+    install_openapi(app, api_routers)
     mount_web(app)
     return app

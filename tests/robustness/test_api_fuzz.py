@@ -1,6 +1,7 @@
 """Every operation of the OpenAPI schema, fuzzed with valid and invalid data under every kind
 of caller: the answer is never a server error, and every refusal is a problem+json whose errors
-all carry a code from the one error table, a message and a location.
+all carry a code from the one error table, a message and a location, with a status and code
+that /openapi.json lists for the operation.
 
 Operations on a permit are fuzzed both at random paths and at the permit on file, so that
 reservation, endorsement and status bodies reach the ledger. ``POST /v1/messages`` also gets
@@ -27,7 +28,8 @@ from tests.robustness.conftest import PERMIT_NUMBER, Node, assert_problem
 from tests.robustness.documents import sign_as_xa
 from tests.robustness.test_core_properties import mutations
 
-_SCHEMA = schemathesis.openapi.from_dict(create_app(Settings(data_dir="/nonexistent")).openapi())
+_OPENAPI = create_app(Settings(data_dir="/nonexistent")).openapi()
+_SCHEMA = schemathesis.openapi.from_dict(_OPENAPI)
 OPERATIONS = [result.ok() for result in _SCHEMA.get_all_operations()]
 # Small on purpose: the suite must stay well under a minute on two cores. Raise EPIX_FUZZ_EXAMPLES
 # locally for a deeper run.
@@ -69,6 +71,18 @@ def _cases(operation: Any) -> st.SearchStrategy[Any]:
     return st.one_of(strategies)
 
 
+def documented_refusals(operation: Any) -> set[tuple[int, str]]:
+    """(status, code) of every refusal /openapi.json lists for the operation."""
+    responses = _OPENAPI["paths"][operation.path][operation.method.lower()]["responses"]
+    return {
+        (int(status), code)
+        for status, response in responses.items()
+        for code in response.get("content", {})
+        .get("application/problem+json", {})
+        .get("examples", {})
+    }
+
+
 def _send(client: TestClient, kwargs: dict[str, Any]) -> Any:
     data = kwargs.get("data")
     return client.request(
@@ -88,6 +102,7 @@ def test_fuzzed_requests_never_fail_the_server_and_refusals_are_coded(
     node: Node, operation: Any
 ) -> None:
     client = TestClient(node.app, base_url="http://testserver")
+    documented = documented_refusals(operation)
 
     @FUZZ
     @given(case=_cases(operation), caller=CALLERS)
@@ -105,6 +120,8 @@ def test_fuzzed_requests_never_fail_the_server_and_refusals_are_coded(
         )
         code = response.json()["code"] if response.status_code >= 400 else "ok"
         event(f"{response.status_code} {code}")
+        if response.status_code >= 400:  # the client author was told to expect it
+            assert (response.status_code, code) in documented, (response.status_code, code)
 
     check()
 

@@ -22,7 +22,7 @@ router = APIRouter(prefix="/v1/audit", tags=["audit"])
 NodeAdmin = Annotated[Principal, Depends(require_roles(Role.NODE_ADMIN))]
 
 
-@router.get("/verify")
+@router.get("/verify", summary="Verify the audit chain")
 def verify(principal: NodeAdmin, settings: SettingsDep, database: DatabaseDep) -> dict[str, Any]:
     """Check every event and checkpoint against this node's key; ``ok`` false names the first
     broken event (the same report as ``epix audit verify``)."""
@@ -41,7 +41,7 @@ def verify(principal: NodeAdmin, settings: SettingsDep, database: DatabaseDep) -
     }
 
 
-@router.post("/checkpoints", status_code=201)
+@router.post("/checkpoints", summary="Sign an audit checkpoint at the head", status_code=201)
 def checkpoint(
     principal: NodeAdmin,
     settings: SettingsDep,

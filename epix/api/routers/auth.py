@@ -9,6 +9,7 @@ from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, Field
 
 from epix.api.deps import DatabaseDep, RequestContextDep, RowId
+from epix.api.openapi import refusals
 from epix.api.security import (
     SESSION_USER,
     CurrentPrincipal,
@@ -124,7 +125,12 @@ class IssuedApiKey(ApiKeyOut):
     key: str = Field(description="The API key. Shown this once; only its hash is stored.")
 
 
-@router.post("/auth/login", response_model=PrincipalOut)
+@router.post(
+    "/auth/login",
+    summary="Log in to a web session",
+    openapi_extra=refusals("EPIX-AUTH-002", "EPIX-AUTH-006", "EPIX-REQ-005"),
+    response_model=PrincipalOut,
+)
 def login(
     body: LoginRequest, request: Request, database: DatabaseDep, context: RequestContextDep
 ) -> PrincipalOut:
@@ -158,7 +164,7 @@ def login(
     return PrincipalOut.of(principal)
 
 
-@router.post("/auth/logout", status_code=204)
+@router.post("/auth/logout", summary="Log out of the web session", status_code=204)
 def logout(request: Request, database: DatabaseDep, context: RequestContextDep) -> None:
     """End the web session, and with it every copy of its cookie (audited when someone was
     logged in). The person's other web sessions end too: a cookie carries no id of its own."""
@@ -184,13 +190,13 @@ def logout(request: Request, database: DatabaseDep, context: RequestContextDep) 
             )
 
 
-@router.get("/auth/whoami", response_model=PrincipalOut)
+@router.get("/auth/whoami", summary="Who the caller is", response_model=PrincipalOut)
 def whoami(principal: CurrentPrincipal) -> PrincipalOut:
     """The authenticated caller: person, Party, authority and roles."""
     return PrincipalOut.of(principal)
 
 
-@router.get("/users", response_model=list[UserOut])
+@router.get("/users", summary="List the node's users", response_model=list[UserOut])
 def list_users(
     principal: UserReader, database: DatabaseDep, party: str | None = None
 ) -> list[UserOut]:
@@ -199,10 +205,18 @@ def list_users(
         return [UserOut.of(user) for user in service.list_users(session, party=party)]
 
 
-@router.post("/users", response_model=UserOut, status_code=201)
+@router.post(
+    "/users",
+    summary="Create a user",
+    openapi_extra=refusals("EPIX-AUTH-007"),
+    response_model=UserOut,
+    status_code=201,
+)
 def create_user(
     body: UserCreate, principal: NodeAdmin, database: DatabaseDep, context: RequestContextDep
 ) -> UserOut:
+    """Create a person of a Party and authority with roles (node admins); a password is for the web
+    pages, API keys are issued separately."""
     with database.unit_of_work() as session:
         user = service.create_user(
             session,
@@ -218,7 +232,12 @@ def create_user(
         return UserOut.of(user)
 
 
-@router.post("/users/{username}/disable", response_model=UserOut)
+@router.post(
+    "/users/{username}/disable",
+    summary="Disable a user",
+    openapi_extra=refusals("EPIX-AUTH-008"),
+    response_model=UserOut,
+)
 def disable_user(
     username: str,
     body: ReasonIn,
@@ -233,17 +252,28 @@ def disable_user(
         return UserOut.of(user)
 
 
-@router.post("/users/{username}/enable", response_model=UserOut)
+@router.post(
+    "/users/{username}/enable",
+    summary="Enable a disabled user",
+    openapi_extra=refusals("EPIX-AUTH-008"),
+    response_model=UserOut,
+)
 def enable_user(
     username: str, principal: NodeAdmin, database: DatabaseDep, context: RequestContextDep
 ) -> UserOut:
+    """Enable a disabled user again."""
     with database.unit_of_work() as session:
         user = service.get_user(session, username)
         service.enable_user(session, user, actor=principal, request=context)
         return UserOut.of(user)
 
 
-@router.delete("/users/{username}", response_model=UserOut)
+@router.delete(
+    "/users/{username}",
+    summary="Remove a user for good",
+    openapi_extra=refusals("EPIX-AUTH-008"),
+    response_model=UserOut,
+)
 def remove_user(
     username: str, principal: NodeAdmin, database: DatabaseDep, context: RequestContextDep
 ) -> UserOut:
@@ -254,7 +284,12 @@ def remove_user(
         return UserOut.of(user)
 
 
-@router.get("/users/{username}/api-keys", response_model=list[ApiKeyOut])
+@router.get(
+    "/users/{username}/api-keys",
+    summary="List a user's API keys",
+    openapi_extra=refusals("EPIX-AUTH-004", "EPIX-AUTH-008"),
+    response_model=list[ApiKeyOut],
+)
 def list_api_keys(
     username: str, principal: CurrentPrincipal, database: DatabaseDep
 ) -> list[ApiKeyOut]:
@@ -267,7 +302,13 @@ def list_api_keys(
         return [ApiKeyOut.of(key) for key in service.list_api_keys(session, user)]
 
 
-@router.post("/users/{username}/api-keys", response_model=IssuedApiKey, status_code=201)
+@router.post(
+    "/users/{username}/api-keys",
+    summary="Issue an API key",
+    openapi_extra=refusals("EPIX-AUTH-008"),
+    response_model=IssuedApiKey,
+    status_code=201,
+)
 def issue_api_key(
     username: str,
     body: ApiKeyCreate,
@@ -289,7 +330,12 @@ def issue_api_key(
         return IssuedApiKey(**ApiKeyOut.of(key).model_dump(), key=raw_key)
 
 
-@router.post("/api-keys/{key_id}/revoke", response_model=ApiKeyOut)
+@router.post(
+    "/api-keys/{key_id}/revoke",
+    summary="Revoke an API key",
+    openapi_extra=refusals("EPIX-AUTH-008"),
+    response_model=ApiKeyOut,
+)
 def revoke_api_key(
     key_id: RowId, principal: CurrentPrincipal, database: DatabaseDep, context: RequestContextDep
 ) -> ApiKeyOut:

@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 
 from epix.api.deps import DatabaseDep, RawBody, RequestContextDep, SettingsDep
 from epix.api.idempotency import IdempotencyKeyHeader, keyed_request, mark_replayed
+from epix.api.openapi import error_codes, refusals
 from epix.api.security import require_roles
 from epix.audit.context import RequestContext
 from epix.auth.principal import Principal, Role
@@ -32,6 +33,11 @@ from epix.signatures import sign_document
 
 router = APIRouter(prefix="/v1/permits", tags=["endorsements"])
 Customs = Annotated[Principal, Depends(require_roles(Role.CUSTOMS))]
+# The refusals the customs routes share, for /openapi.json.
+IDEMPOTENCY = ("EPIX-REQ-012", "EPIX-REQ-013", "EPIX-REQ-014")
+QUANTITY = tuple(f"EPIX-QTY-{n:03}" for n in (1, 2, 3, 4, 7, 12))
+BORDER = ("EPIX-QTY-006", "EPIX-QTY-009", "EPIX-QTY-010")
+PERMIT_USABLE = tuple(f"EPIX-STATE-{n:03}" for n in range(1, 8))  # expired ... no such permit
 LedgerReader = Annotated[Principal, Depends(require_roles(Role.CUSTOMS, Role.MANAGEMENT_AUTHORITY))]
 PERMIT_PATH = "/{party}/{number:path}"
 XML_TYPES = frozenset({"application/xml", "text/xml"})
@@ -135,7 +141,11 @@ def _answer_once(
     )
 
 
-@router.get(PERMIT_PATH + "/ledger")
+@router.get(
+    PERMIT_PATH + "/ledger",
+    summary="A permit's quantity ledger",
+    openapi_extra=refusals("EPIX-STATE-007"),
+)
 def get_ledger(
     party: str, number: str, actor: LedgerReader, database: DatabaseDep
 ) -> dict[str, object]:
@@ -156,7 +166,12 @@ def get_ledger(
         }
 
 
-@router.post(PERMIT_PATH + "/reservations", status_code=201)
+@router.post(
+    PERMIT_PATH + "/reservations",
+    summary="Reserve quantities on a permit",
+    openapi_extra=refusals(*IDEMPOTENCY, *QUANTITY, *PERMIT_USABLE),
+    status_code=201,
+)
 def create_reservation(
     party: str,
     number: str,
@@ -206,7 +221,11 @@ def create_reservation(
     return answer.body
 
 
-@router.post(PERMIT_PATH + "/reservations/{reservation_id}/release")
+@router.post(
+    PERMIT_PATH + "/reservations/{reservation_id}/release",
+    summary="Release a reservation",
+    openapi_extra=refusals("EPIX-STATE-007", "EPIX-QTY-005", "EPIX-QTY-008"),
+)
 def release_reservation(
     party: str,
     number: str,
@@ -228,7 +247,12 @@ def release_reservation(
         return service.describe_reservation(session, reservation, utcnow())
 
 
-@router.post(PERMIT_PATH + "/reservations/{reservation_id}/confirm", status_code=201)
+@router.post(
+    PERMIT_PATH + "/reservations/{reservation_id}/confirm",
+    summary="Confirm a reservation as an endorsement",
+    openapi_extra=refusals(*IDEMPOTENCY, *BORDER, "EPIX-QTY-005", "EPIX-QTY-008", *PERMIT_USABLE),
+    status_code=201,
+)
 def confirm_reservation(
     party: str,
     number: str,
@@ -278,7 +302,12 @@ def confirm_reservation(
     return answer.body
 
 
-@router.post(PERMIT_PATH + "/endorsements", status_code=201)
+@router.post(
+    PERMIT_PATH + "/endorsements",
+    summary="Endorse a permit at the border",
+    openapi_extra=refusals(*IDEMPOTENCY, *QUANTITY, *BORDER, *PERMIT_USABLE),
+    status_code=201,
+)
 def create_endorsement(
     party: str,
     number: str,
@@ -330,14 +359,25 @@ def create_endorsement(
 
 @router.post(
     PERMIT_PATH + "/endorsements/signed",
+    summary="Record an endorsement customs signed themselves",
     status_code=201,
     openapi_extra={
+        **refusals(
+            "EPIX-REQ-002",
+            "EPIX-REQ-003",
+            *error_codes("EPIX-XML-", "EPIX-SIG-"),
+            "EPIX-AUTH-005",
+            "EPIX-STATE-009",
+            *QUANTITY,
+            *BORDER,
+            *PERMIT_USABLE,
+        ),
         "requestBody": {
             "required": True,
             "content": {"application/xml": {"schema": {"type": "string"}}},
             "description": "An Endorsement ({urn:epix:endorsement:1}) signed EPIX-DSIG-1 with "
             "a customs certificate registered for the caller's Party.",
-        }
+        },
     },
 )
 def submit_signed_endorsement(
@@ -374,7 +414,11 @@ def submit_signed_endorsement(
         return service.describe_endorsement(session, result.endorsement)
 
 
-@router.get(PERMIT_PATH + "/endorsements")
+@router.get(
+    PERMIT_PATH + "/endorsements",
+    summary="List a permit's endorsements",
+    openapi_extra=refusals("EPIX-STATE-007"),
+)
 def list_endorsements(
     party: str, number: str, actor: LedgerReader, database: DatabaseDep
 ) -> list[dict[str, object]]:
@@ -390,6 +434,8 @@ def list_endorsements(
 
 @router.get(
     PERMIT_PATH + "/endorsements/{endorsement_id}/xml",
+    summary="An endorsement's signed document",
+    openapi_extra=refusals("EPIX-STATE-007", "EPIX-REQ-005"),
     response_class=Response,
     responses={200: {"description": "The signed endorsement.", "content": {"application/xml": {}}}},
 )

@@ -15,14 +15,14 @@ from epix.registry import repository as registry
 router = APIRouter(tags=["health"])
 
 
-@router.get("/healthz")
+@router.get("/healthz", summary="Liveness: the process is up")
 async def healthz() -> dict[str, str]:
     """The process is up; ``process`` names the worker process that answered, so operators and
     load generators can see how connections spread over ``epix serve --workers N``."""
     return {"status": "ok", "process": str(os.getpid())}
 
 
-@router.get("/readyz")
+@router.get("/readyz", summary="Readiness: the database answers and a registry copy is held")
 def readyz(database: DatabaseDep, settings: SettingsDep) -> JSONResponse:
     """The database answers and, on a registry follower, a verified registry copy is held.
 

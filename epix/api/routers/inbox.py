@@ -8,6 +8,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 
 from epix.api.deps import ROW_ID_MAX, DatabaseDep, RequestContextDep, RowId, SettingsDep
+from epix.api.openapi import refusals
 from epix.api.security import CurrentPrincipal
 from epix.audit.service import record_event
 from epix.errors import EpixError
@@ -47,7 +48,9 @@ def _summary(entry: InboxEntry) -> dict[str, Any]:
     }
 
 
-@router.get("/inbox")
+@router.get(
+    "/inbox", summary="Pull (lease) the next inbox entries", openapi_extra=refusals("EPIX-REQ-008")
+)
 def pull_inbox(
     principal: CurrentPrincipal,
     database: DatabaseDep,
@@ -104,6 +107,8 @@ _ENTRY_BYTES: dict[int | str, dict[str, Any]] = {
 @router.get("/inbox/{entry_id}", response_class=Response, responses=_ENTRY_BYTES)
 @router.head(
     "/inbox/{entry_id}",
+    summary="Fetch one inbox entry's signed document",
+    openapi_extra=refusals("EPIX-REQ-005"),
     response_class=Response,
     responses=_ENTRY_BYTES,
     operation_id="head_inbox_entry",
@@ -148,7 +153,11 @@ def fetch_entry(
     return Response(data, media_type=media_type, headers=headers)
 
 
-@router.post("/inbox/{entry_id}/ack")
+@router.post(
+    "/inbox/{entry_id}/ack",
+    summary="Acknowledge an inbox entry",
+    openapi_extra=refusals("EPIX-REQ-005", "EPIX-MSG-005"),
+)
 def acknowledge_entry(
     entry_id: RowId,
     principal: CurrentPrincipal,

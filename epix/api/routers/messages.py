@@ -20,6 +20,13 @@ from fastapi.responses import Response
 
 from epix.api.deps import DatabaseDep, request_context
 from epix.api.metrics import Metrics
+from epix.api.openapi import (
+    AUTHENTICATION_CODES,
+    ROLE_CODES,
+    SESSION_CODES,
+    error_codes,
+    refusals,
+)
 from epix.api.problems import problem_response
 from epix.api.security import CurrentPrincipal, get_current_principal, record_denied
 from epix.audit.context import RequestContext
@@ -55,12 +62,18 @@ _SUBMIT_DOC: dict[int | str, dict[str, Any]] = {
         "X-EPIX-Receipt-Status and X-EPIX-Document-SHA256 repeat its key facts.",
         "content": {RECEIPT_TYPE: {}},
     },
-    "4XX": {
-        "description": "Refused: problem+json with an errors list. When the pipeline ran, the "
-        "body also has `receipt` (base64 of the signed rejected receipt) and `receipt_status`.",
-        "content": {"application/problem+json": {}},
-    },
 }
+# A permit, or a peer's endorsement or status change, can fail any check of the pipeline.
+_SUBMIT_REFUSALS = (
+    *AUTHENTICATION_CODES,
+    *SESSION_CODES,
+    *ROLE_CODES,
+    "EPIX-REQ-002",
+    "EPIX-REQ-003",
+    "EPIX-REQ-004",  # an envelope header missing or malformed
+    *error_codes("EPIX-XML-", "EPIX-SCHEMA-", "EPIX-CODE-", "EPIX-RULE-", "EPIX-SIG-"),
+    *error_codes("EPIX-MSG-", "EPIX-REG-009", "EPIX-STATE-", "EPIX-QTY-"),
+)
 
 
 @router.post(
@@ -68,7 +81,9 @@ _SUBMIT_DOC: dict[int | str, dict[str, Any]] = {
     status_code=201,
     responses=_SUBMIT_DOC,
     response_class=Response,
+    summary="Submit a signed permit (or a peer's endorsement or status change)",
     openapi_extra={
+        **refusals(*_SUBMIT_REFUSALS),
         "parameters": [
             {"name": name, "in": "header", "required": required, "schema": {"type": "string"}}
             for name, required in (
@@ -91,7 +106,10 @@ _SUBMIT_DOC: dict[int | str, dict[str, Any]] = {
 )
 async def submit_message(request: Request) -> Response:
     """Submit a signed permit for a destination Party, or hand over a signed endorsement or
-    status change from another Party's node; the answer is a signed receipt."""
+    status change from another Party's node; the answer is a signed receipt.
+
+    A refusal is problem+json; when the pipeline ran, its body also has `receipt` (base64 of
+    the signed rejection receipt) and `receipt_status`."""
     # The hot path of a node, so no FastAPI dependencies: authentication (a database read)
     # runs in the same worker-thread hop as the pipeline instead of a thread hop of its own,
     # in the same order as the dependencies would (body, authentication, role, pipeline). So an
@@ -185,7 +203,11 @@ def _submit(
     )
 
 
-@router.get("/messages/{message_id}")
+@router.get(
+    "/messages/{message_id}",
+    summary="Track a submitted message",
+    openapi_extra=refusals("EPIX-REQ-005"),
+)
 def get_message(
     message_id: str, principal: CurrentPrincipal, database: DatabaseDep
 ) -> dict[str, Any]:

@@ -10,6 +10,7 @@ from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel
 
 from epix.api.deps import ROW_ID_MAX, DatabaseDep, RequestContextDep, RowId, SettingsDep
+from epix.api.openapi import refusals
 from epix.api.security import CurrentPrincipal, require_roles
 from epix.audit.service import record_event
 from epix.auth.principal import Principal, Role
@@ -70,7 +71,7 @@ def _visible_party(principal: Principal) -> str | None:
     return None if principal.has(Role.NODE_ADMIN) else principal.party
 
 
-@router.get("", response_model=list[OutboxRowOut])
+@router.get("", summary="List outbox deliveries", response_model=list[OutboxRowOut])
 def list_outbox(
     principal: CurrentPrincipal,
     database: DatabaseDep,
@@ -92,10 +93,17 @@ def list_outbox(
         return [OutboxRowOut.of(row) for row in rows]
 
 
-@router.get("/{row_id}", response_model=OutboxRowOut)
+@router.get(
+    "/{row_id}",
+    summary="One outbox delivery",
+    openapi_extra=refusals("EPIX-DLV-009"),
+    response_model=OutboxRowOut,
+)
 def get_outbox_row(
     row_id: RowId, principal: CurrentPrincipal, database: DatabaseDep
 ) -> OutboxRowOut:
+    """One delivery with its attempts and the reason of its last failure; others' rows only for
+    node admins."""
     with database.unit_of_work() as session:
         row = outbox.get(session, row_id)
         party = _visible_party(principal)
@@ -104,7 +112,12 @@ def get_outbox_row(
         return OutboxRowOut.of(row)
 
 
-@router.post("/{row_id}/resend", response_model=OutboxRowOut)
+@router.post(
+    "/{row_id}/resend",
+    summary="Resend a failed delivery",
+    openapi_extra=refusals("EPIX-DLV-009", "EPIX-DLV-008"),
+    response_model=OutboxRowOut,
+)
 def resend(
     row_id: RowId,
     principal: NodeAdmin,

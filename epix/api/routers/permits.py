@@ -9,6 +9,7 @@ from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
 from epix.api.deps import DatabaseDep, RequestContextDep, SettingsDep
+from epix.api.openapi import refusals
 from epix.api.security import CurrentPrincipal, require_roles
 from epix.auth.principal import Principal, Role
 from epix.errors import EpixError
@@ -45,6 +46,8 @@ def _status_answer(change: Any) -> dict[str, Any]:
 
 @router.get(
     "/{party}/{number:path}/xml",
+    summary="A permit's signed document, byte-exact",
+    openapi_extra=refusals("EPIX-STATE-007"),
     response_class=Response,
     responses={
         200: {"description": "The signed permit, byte-exact.", "content": {"application/xml": {}}}
@@ -81,7 +84,11 @@ def permit_xml(
     )
 
 
-@router.post("/{party}/{number:path}/cancel")
+@router.post(
+    "/{party}/{number:path}/cancel",
+    summary="Cancel a permit",
+    openapi_extra=refusals("EPIX-AUTH-005", "EPIX-STATE-007", "EPIX-STATE-008"),
+)
 def cancel_permit(
     party: str,
     number: str,
@@ -107,7 +114,11 @@ def cancel_permit(
         return _status_answer(change)
 
 
-@router.post("/{party}/{number:path}/replace")
+@router.post(
+    "/{party}/{number:path}/replace",
+    summary="Replace a permit by another",
+    openapi_extra=refusals("EPIX-AUTH-005", "EPIX-STATE-007", "EPIX-STATE-008", "EPIX-STATE-010"),
+)
 def replace_permit(
     party: str,
     number: str,
@@ -134,7 +145,11 @@ def replace_permit(
         return _status_answer(change)
 
 
-@router.get("/{party}/{number:path}")
+@router.get(
+    "/{party}/{number:path}",
+    summary="Look a permit up: status, lines, signature",
+    openapi_extra=refusals("EPIX-STATE-007"),
+)
 def get_permit(
     party: str,
     number: str,

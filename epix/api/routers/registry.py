@@ -16,6 +16,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 from sqlalchemy.orm import Session
 
 from epix.api.deps import DatabaseDep, RequestContextDep, RowId, SettingsDep
+from epix.api.openapi import refusals
 from epix.api.security import CurrentPrincipal
 from epix.audit.service import record_event
 from epix.auth.principal import Principal, Role
@@ -114,7 +115,12 @@ def _signing_identity(settings: Settings) -> tuple[bytes, bytes] | None:
         ) from None
 
 
-@router.get("", response_class=Response)
+@router.get(
+    "",
+    summary="The Secretariat-signed registry document",
+    openapi_extra=refusals("EPIX-REG-009"),
+    response_class=Response,
+)
 def registry_document(
     request: Request, database: DatabaseDep, settings: SettingsDep, context: RequestContextDep
 ) -> Response:
@@ -145,8 +151,10 @@ def registry_document(
     return Response(content=content, media_type=REGISTRY_MEDIA_TYPE, headers=headers)
 
 
-@router.get("/parties")
+@router.get("/parties", summary="List the registry's Parties")
 def list_parties(database: DatabaseDep) -> dict[str, object]:
+    """Every Party with its authorities and certificates, and the registry version (no login
+    needed: public keys)."""
     with database.unit_of_work() as session:
         return {
             "version": repository.current_version(session),
@@ -154,8 +162,13 @@ def list_parties(database: DatabaseDep) -> dict[str, object]:
         }
 
 
-@router.get("/parties/{code}")
+@router.get(
+    "/parties/{code}",
+    summary="One Party with its authorities and certificates",
+    openapi_extra=refusals("EPIX-REG-001"),
+)
 def get_party(code: str, database: DatabaseDep) -> dict[str, object]:
+    """One Party with its endpoint, authorities and their certificates."""
     with database.unit_of_work() as session:
         row = repository.get_party(session, code)
         if row is None:
@@ -163,7 +176,7 @@ def get_party(code: str, database: DatabaseDep) -> dict[str, object]:
         return party_json(row)
 
 
-@router.get("/certificates/expiring")
+@router.get("/certificates/expiring", summary="Certificates ending soon")
 def expiring(
     database: DatabaseDep, within_days: Annotated[int, Query(ge=1, le=3660)] = 60
 ) -> dict[str, object]:
@@ -173,8 +186,11 @@ def expiring(
     return {"within_days": within_days, "certificates": [e.as_dict() for e in found]}
 
 
-@router.get("/certificates/{fingerprint}")
+@router.get(
+    "/certificates/{fingerprint}", summary="One certificate", openapi_extra=refusals("EPIX-REG-005")
+)
 def get_certificate(fingerprint: str, database: DatabaseDep) -> dict[str, object]:
+    """One certificate: validity, roles, revocation and its Party."""
     with database.unit_of_work() as session:
         row = repository.get_certificate(session, service.certificate_fingerprint(fingerprint))
         if row is None:
@@ -235,10 +251,16 @@ def _change(database: Database) -> Iterator[Session]:
             raise
 
 
-@router.post("/parties", status_code=201)
+@router.post(
+    "/parties",
+    summary="Add a Party",
+    openapi_extra=refusals("EPIX-AUTH-004", "EPIX-CODE-007", "EPIX-REG-010", "EPIX-REG-012"),
+    status_code=201,
+)
 def add_party(
     body: PartyIn, actor: Secretariat, database: DatabaseDep, context: RequestContextDep
 ) -> dict[str, object]:
+    """Add a Party (Secretariat only, audited), optionally with its node endpoint."""
     with _change(database) as session:
         row = service.add_party(
             session,
@@ -252,7 +274,14 @@ def add_party(
         return party_json(row)
 
 
-@router.post("/parties/{code}/authorities", status_code=201)
+@router.post(
+    "/parties/{code}/authorities",
+    summary="Add an authority to a Party",
+    openapi_extra=refusals(
+        "EPIX-AUTH-004", "EPIX-CODE-007", "EPIX-REG-001", "EPIX-REG-010", "EPIX-REG-013"
+    ),
+    status_code=201,
+)
 def add_authority(
     code: str,
     body: AuthorityIn,
@@ -260,6 +289,8 @@ def add_authority(
     database: DatabaseDep,
     context: RequestContextDep,
 ) -> dict[str, object]:
+    """Add an authority of a Party: its kind decides which roles its certificates sign for
+    (Secretariat only, audited)."""
     with _change(database) as session:
         row = service.add_authority(
             session,
@@ -274,7 +305,14 @@ def add_authority(
         return authority_json(row)
 
 
-@router.post("/authorities/{authority_id}/certificates", status_code=201)
+@router.post(
+    "/authorities/{authority_id}/certificates",
+    summary="Register an authority's certificate",
+    openapi_extra=refusals(
+        "EPIX-AUTH-004", "EPIX-REG-002", "EPIX-REG-003", "EPIX-REG-004", "EPIX-REG-013"
+    ),
+    status_code=201,
+)
 def add_certificate(
     authority_id: RowId,
     body: CertificateIn,
@@ -282,6 +320,8 @@ def add_certificate(
     database: DatabaseDep,
     context: RequestContextDep,
 ) -> dict[str, object]:
+    """Register a PEM certificate for an authority; earlier ones stay valid until revoked, which
+    allows rollover (Secretariat only, audited)."""
     with _change(database) as session:
         row = service.add_certificate(
             session,
@@ -294,7 +334,11 @@ def add_certificate(
         return certificate_json(row)
 
 
-@router.put("/parties/{code}/endpoint")
+@router.put(
+    "/parties/{code}/endpoint",
+    summary="Publish a Party's node endpoint",
+    openapi_extra=refusals("EPIX-AUTH-004", "EPIX-CODE-007", "EPIX-REG-001", "EPIX-REG-012"),
+)
 def set_endpoint(
     code: str,
     body: EndpointIn,
@@ -302,21 +346,32 @@ def set_endpoint(
     database: DatabaseDep,
     context: RequestContextDep,
 ) -> dict[str, object]:
+    """Publish the base URL of a Party's node: https, or http on loopback only (Secretariat only,
+    audited)."""
     with _change(database) as session:
         row = service.set_endpoint(session, party=code, url=body.url, actor=actor, request=context)
         return {"code": row.code, "endpoint_url": row.endpoint_url}
 
 
-@router.delete("/parties/{code}/endpoint")
+@router.delete(
+    "/parties/{code}/endpoint",
+    summary="Withdraw a Party's node endpoint",
+    openapi_extra=refusals("EPIX-AUTH-004", "EPIX-CODE-007", "EPIX-REG-001"),
+)
 def withdraw_endpoint(
     code: str, actor: Secretariat, database: DatabaseDep, context: RequestContextDep
 ) -> dict[str, object]:
+    """Remove a Party's node endpoint (Secretariat only, audited)."""
     with _change(database) as session:
         row = service.set_endpoint(session, party=code, url=None, actor=actor, request=context)
         return {"code": row.code, "endpoint_url": row.endpoint_url}
 
 
-@router.post("/certificates/{fingerprint}/revocation")
+@router.post(
+    "/certificates/{fingerprint}/revocation",
+    summary="Revoke a certificate",
+    openapi_extra=refusals("EPIX-AUTH-004", "EPIX-REG-005", "EPIX-REG-006"),
+)
 def revoke(
     fingerprint: str,
     body: RevocationIn,
@@ -324,6 +379,8 @@ def revoke(
     database: DatabaseDep,
     context: RequestContextDep,
 ) -> dict[str, object]:
+    """Revoke a certificate from ``at`` (default now): documents signed before stay valid, later
+    ones are refused (Secretariat only, audited)."""
     with _change(database) as session:
         row = service.revoke_certificate(
             session,

@@ -10,6 +10,7 @@ from fastapi import APIRouter, Depends, Response
 from pydantic import BaseModel, Field
 
 from epix.api.deps import DatabaseDep, RequestContextDep, RowId, SettingsDep
+from epix.api.openapi import refusals
 from epix.api.security import require_roles
 from epix.audit.context import url_for_audit
 from epix.audit.service import record_event
@@ -66,7 +67,13 @@ class CreatedSubscriptionOut(SubscriptionOut):
     )
 
 
-@router.post("", status_code=201, response_model=CreatedSubscriptionOut)
+@router.post(
+    "",
+    summary="Subscribe a URL to events",
+    openapi_extra=refusals("EPIX-DLV-004", "EPIX-DLV-007"),
+    status_code=201,
+    response_model=CreatedSubscriptionOut,
+)
 def subscribe(
     body: SubscriptionIn,
     principal: Subscriber,
@@ -113,7 +120,7 @@ class SecretRotationIn(BaseModel):
     )
 
 
-@router.get("", response_model=list[SubscriptionOut])
+@router.get("", summary="List your Party's subscriptions", response_model=list[SubscriptionOut])
 def list_subscriptions(principal: Subscriber, database: DatabaseDep) -> list[SubscriptionOut]:
     """Your Party's active subscriptions (secrets are never shown again)."""
     with database.unit_of_work() as session:
@@ -121,7 +128,12 @@ def list_subscriptions(principal: Subscriber, database: DatabaseDep) -> list[Sub
         return [SubscriptionOut.of(row) for row in rows]
 
 
-@router.post("/{subscription_id}/secret", response_model=CreatedSubscriptionOut)
+@router.post(
+    "/{subscription_id}/secret",
+    summary="Rotate a subscription's secret",
+    openapi_extra=refusals("EPIX-DLV-009"),
+    response_model=CreatedSubscriptionOut,
+)
 def rotate_secret(
     subscription_id: RowId,
     principal: Subscriber,
@@ -163,7 +175,12 @@ def rotate_secret(
         return CreatedSubscriptionOut(**row.model_dump(), secret=rotated.secret)
 
 
-@router.delete("/{subscription_id}", status_code=204)
+@router.delete(
+    "/{subscription_id}",
+    summary="Stop a subscription",
+    openapi_extra=refusals("EPIX-DLV-009"),
+    status_code=204,
+)
 def unsubscribe(
     subscription_id: RowId,
     principal: Subscriber,
