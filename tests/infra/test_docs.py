@@ -89,3 +89,15 @@ def test_readme_gives_every_setting_its_default_once() -> None:
         if not ok:
             wrong[variable] = (documented, default)
     assert wrong == {}
+
+
+def test_readme_links_into_the_docs_reach_a_heading() -> None:
+    """A status row's "details" link names a section of docs/*.md that exists."""
+    readme = (REPO_ROOT / "README.md").read_text()
+    broken = []
+    for path, anchor in re.findall(r"\]\((docs/[\w.-]+\.md)#([\w-]+)\)", readme):
+        headings = re.findall(r"^#+ (.+)$", (REPO_ROOT / path).read_text(), re.MULTILINE)
+        slugs = {re.sub(r"[^\w -]", "", h).strip().lower().replace(" ", "-") for h in headings}
+        if anchor not in slugs:
+            broken.append(f"{path}#{anchor}")
+    assert broken == []
