@@ -61,7 +61,8 @@ class _Cli(click.Group):
 def cli() -> None:
     """EPIX: electronic permit information exchange for CITES.
 
-    Configuration comes only from EPIX_* environment variables (see README).
+    Configuration comes only from EPIX_* environment variables; README.md, section
+    "Configuration", lists every one with its default.
     """
 
 
