@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 import re
 from pathlib import Path
@@ -101,3 +102,36 @@ def test_readme_links_into_the_docs_reach_a_heading() -> None:
         if anchor not in slugs:
             broken.append(f"{path}#{anchor}")
     assert broken == []
+
+
+def _resolves(dotted: str) -> bool:
+    parts = dotted.split(".")
+    for split in range(len(parts), 0, -1):
+        try:
+            found: object = importlib.import_module(".".join(parts[:split]))
+        except ImportError:
+            continue
+        try:
+            for name in parts[split:]:
+                found = getattr(found, name)
+        except AttributeError:
+            return False
+        return True
+    return False
+
+
+def test_code_the_docs_name_exists() -> None:
+    """Every `epix.module.name` the docs mention imports, and every file path they name exists."""
+    missing = []
+    for doc in ("README.md", "docs/architecture.md", "schemas/README.md", "keys/README.md"):
+        text = re.sub(r"```.*?```", "", (REPO_ROOT / doc).read_text(), flags=re.DOTALL)
+        for quoted in re.findall(r"`([^`\n]+)`", text):
+            dotted = re.match(r"epix(?:\.\w+)+", quoted)
+            file_name = dotted and dotted[0].rsplit(".", 1)[1] in {"sqlite3", "js", "css"}
+            if dotted and not file_name and not _resolves(dotted[0]):
+                missing.append(f"{doc}: {dotted[0]}")
+            path = re.fullmatch(r"((?:epix|tests|schemas|docs)/[\w./-]+)", quoted)
+            named = (REPO_ROOT / path[1], (REPO_ROOT / doc).parent / path[1]) if path else ()
+            if path and not any(candidate.exists() for candidate in named):
+                missing.append(f"{doc}: {path[1]}")
+    assert missing == []
