@@ -7,10 +7,11 @@ from __future__ import annotations
 import inspect
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import pytest
 from fastapi.routing import APIRoute
+from pydantic import BaseModel
 
 from epix.api.app import create_app
 from epix.api.openapi import AUTHENTICATION_CODES
@@ -107,3 +108,38 @@ def _dependency_names(route: APIRoute) -> set[str]:
         names.add(getattr(dependency.call, "__name__", ""))
         pending += dependency.dependencies
     return names
+
+
+JSON_BODIES = [
+    (route, operation)
+    for route, _method, operation in OPERATIONS
+    if "application/json" in operation.get("requestBody", {}).get("content", {})
+]
+
+
+@pytest.mark.parametrize(
+    ("route", "operation"), JSON_BODIES, ids=lambda v: getattr(v, "path", None)
+)
+def test_json_bodies_come_with_an_example_the_route_accepts(
+    route: APIRoute, operation: dict[str, Any]
+) -> None:
+    """Someone writing a client (or pressing "Try it out" in /docs) starts from a valid body."""
+    body = route.body_field
+    assert body is not None
+    # An optional body is `Model | None`.
+    (model,) = [
+        kind
+        for kind in (*get_args(body.field_info.annotation), body.field_info.annotation)
+        if isinstance(kind, type) and issubclass(kind, BaseModel)
+    ]
+    schema = model.model_json_schema()
+    examples = schema.get("examples") or [
+        {
+            name: prop["examples"][0]
+            for name, prop in schema["properties"].items()
+            if "examples" in prop
+        }
+    ]
+    assert examples != [{}], f"{model} has no example"
+    for example in examples:
+        model.model_validate(example)

@@ -6,7 +6,7 @@ from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from epix.api.deps import DatabaseDep, RequestContextDep, RowId
 from epix.api.openapi import refusals
@@ -31,8 +31,8 @@ UserReader = Annotated[Principal, Depends(require_roles(Role.NODE_ADMIN, Role.SE
 
 
 class LoginRequest(BaseModel):
-    username: str = Field(min_length=1, max_length=150)
-    password: str = Field(min_length=1, max_length=1024)
+    username: str = Field(min_length=1, max_length=150, examples=["xb-customs"])
+    password: str = Field(min_length=1, max_length=1024, examples=["printed-by-make-run"])
 
 
 class PrincipalOut(BaseModel):
@@ -84,6 +84,20 @@ class UserOut(BaseModel):
 
 
 class UserCreate(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "username": "xb-customs-rotterdam",
+                    "full_name": "Customs officer, Rotterdam",
+                    "party": "XB",
+                    "authority": "XB Customs",
+                    "roles": ["customs"],
+                }
+            ]
+        }
+    )
+
     username: str = Field(min_length=1, max_length=150)
     full_name: str | None = Field(default=None, max_length=200)
     party: str = Field(min_length=2, max_length=8)
@@ -93,12 +107,12 @@ class UserCreate(BaseModel):
 
 
 class ReasonIn(BaseModel):
-    reason: str | None = Field(default=None, max_length=1000)
+    reason: str | None = Field(default=None, max_length=1000, examples=["left the service"])
 
 
 class ApiKeyCreate(BaseModel):
-    label: str | None = Field(default=None, max_length=200)
-    expires_days: int | None = Field(default=None, ge=1, le=3650)
+    label: str | None = Field(default=None, max_length=200, examples=["customs clearance system"])
+    expires_days: int | None = Field(default=None, ge=1, le=3650, examples=[365])
 
 
 class ApiKeyOut(BaseModel):

@@ -57,7 +57,18 @@ class LineIn(BaseModel):
 
 
 class ReservationIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "side": "export",
+                    "declaration_reference": "24NL0000000000001",
+                    "lines": [{"line_id": "1", "quantity": "150", "unit": "NAR"}],
+                }
+            ]
+        },
+    )
 
     side: Literal["export", "import"]
     declaration_reference: str = Field(min_length=1, max_length=200)
@@ -80,6 +91,19 @@ class BorderIn(BaseModel):
 
 
 class ConfirmIn(BorderIn):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "port": "NLRTM",
+                    "date": "2026-12-07",
+                    "officer": "J. Jansen",
+                    "transport_document": "MAEU123456789",
+                }
+            ]
+        }
+    )
+
     lines: list[LineIn] | None = Field(
         default=None,
         min_length=1,
@@ -89,6 +113,21 @@ class ConfirmIn(BorderIn):
 
 
 class EndorsementIn(BorderIn):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "side": "export",
+                    "port": "NLRTM",
+                    "date": "2026-12-07",
+                    "officer": "J. Jansen",
+                    "transport_document": "MAEU123456789",
+                    "lines": [{"line_id": "1", "quantity": "12.5", "unit": "KGM"}],
+                }
+            ]
+        }
+    )
+
     side: Literal["export", "import"]
     declaration_reference: str | None = Field(default=None, min_length=1, max_length=200)
     lines: list[LineIn] = Field(min_length=1, max_length=MAX_LINES)

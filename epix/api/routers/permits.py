@@ -26,12 +26,16 @@ Token = Annotated[
 
 
 class CancelRequest(BaseModel):
-    reason: str | None = Field(default=None, max_length=2000)
+    reason: str | None = Field(
+        default=None, max_length=2000, examples=["Issued in error: wrong importer."]
+    )
 
 
 class ReplaceRequest(BaseModel):
-    replaced_by: str = Field(min_length=1, max_length=64, description="The new permit's number.")
-    reason: str | None = Field(default=None, max_length=2000)
+    replaced_by: str = Field(
+        min_length=1, max_length=64, description="The new permit's number.", examples=["26XA0124"]
+    )
+    reason: str | None = Field(default=None, max_length=2000, examples=["Quantity corrected."])
 
 
 def _status_answer(change: Any) -> dict[str, Any]:

@@ -203,36 +203,45 @@ def get_certificate(fingerprint: str, database: DatabaseDep) -> dict[str, object
 class PartyIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    code: str = Field(min_length=2, max_length=2)
-    name: str = Field(min_length=1, max_length=200)
-    endpoint_url: str | None = Field(default=None, max_length=2000)
+    code: str = Field(min_length=2, max_length=2, examples=["XC"])
+    name: str = Field(min_length=1, max_length=200, examples=["Demo Party XC"])
+    endpoint_url: str | None = Field(
+        default=None, max_length=2000, examples=["https://epix.xc.example.org"]
+    )
 
 
 class AuthorityIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    kind: str = Field(description="management_authority, customs, scientific_authority or node")
-    name: str = Field(min_length=1, max_length=200)
-    contact: str | None = Field(default=None, max_length=500)
+    kind: str = Field(
+        description="management_authority, customs, scientific_authority or node",
+        examples=["management_authority"],
+    )
+    name: str = Field(min_length=1, max_length=200, examples=["XC Management Authority"])
+    contact: str | None = Field(default=None, max_length=500, examples=["cites@xc.example.org"])
 
 
 class CertificateIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    pem: str = Field(min_length=1, max_length=64 * 1024)
-    roles: list[str] | None = Field(default=None, max_length=8)
+    pem: str = Field(
+        min_length=1,
+        max_length=64 * 1024,
+        examples=["-----BEGIN CERTIFICATE-----\nMIIB...\n-----END CERTIFICATE-----\n"],
+    )
+    roles: list[str] | None = Field(default=None, max_length=8, examples=[["customs"]])
 
 
 class EndpointIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    url: str = Field(min_length=1, max_length=2000)
+    url: str = Field(min_length=1, max_length=2000, examples=["https://epix.xc.example.org"])
 
 
 class RevocationIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    reason: str = Field(min_length=1, max_length=500)
+    reason: str = Field(min_length=1, max_length=500, examples=["key compromise"])
     at: AwareDatetime | None = Field(
         default=None,
         description="When the revocation takes effect (default now). A revoked certificate "

@@ -117,6 +117,7 @@ class SecretRotationIn(BaseModel):
         le=MAX_GRACE_SECONDS,
         description="How long deliveries stay signed with the replaced secret too, so your "
         "system can switch to the new one without refusing any; 0 if the old one leaked.",
+        examples=[3600],
     )
 
 
