@@ -1,7 +1,9 @@
 # Two commands on a fresh machine with only Python 3.11 and make:
 #   make run   - start a node with an embedded SQLite database and demo Parties
+#                (on another port: make run PORT=8001)
 #   make test  - lint, type-check and run the whole test suite
 PYTHON ?= python3
+PORT ?= 8000
 UV_VERSION := 0.13.8
 TOOLS := .tools
 UV := $(TOOLS)/bin/uv
@@ -24,7 +26,7 @@ $(VENV)/.synced: $(UV) uv.lock pyproject.toml
 sync: $(VENV)/.synced
 
 run: sync
-	$(RUN) epix serve --demo
+	$(RUN) epix serve --demo --port $(PORT)
 
 lint: sync
 	$(RUN) ruff check epix tests

@@ -5,6 +5,8 @@ from __future__ import annotations
 import importlib
 import json
 import re
+import shutil
+import subprocess
 from pathlib import Path
 
 from epix.api.app import create_app
@@ -135,3 +137,15 @@ def test_code_the_docs_name_exists() -> None:
             if path and not any(candidate.exists() for candidate in named):
                 missing.append(f"{doc}: {path[1]}")
     assert missing == []
+
+
+def test_make_run_serves_on_the_port_the_readme_offers() -> None:
+    """README: `make run PORT=8001` if port 8000 is taken (make -n only prints the commands)."""
+    readme = " ".join((REPO_ROOT / "README.md").read_text().split())
+    assert "`make run PORT=8001`" in readme
+    make = shutil.which("make")
+    assert make is not None
+    printed = subprocess.run(
+        [make, "-n", "run", "PORT=8123"], cwd=REPO_ROOT, capture_output=True, text=True, check=True
+    ).stdout
+    assert printed.splitlines()[-1].endswith("epix serve --demo --port 8123")
