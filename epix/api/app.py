@@ -36,6 +36,10 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
     app = FastAPIOffline(
         title="EPIX",
         summary="Electronic permit information exchange for CITES permits and certificates.",
+        description="Systems authenticate with `Authorization: Bearer <API key>`; the node's web "
+        "pages use the session cookie of `POST /v1/auth/login`. Every refusal is RFC 9457 "
+        "problem+json whose `code` comes from the node's one error table (`epix errors`); each "
+        "operation below lists the codes it can answer with, by HTTP status.",
         version="1.0",
         docs_url="/docs",
         openapi_url="/openapi.json",

@@ -1,5 +1,6 @@
 """The refusals in ``/openapi.json``: each operation lists the problem+json answers it can give,
-by HTTP status, with one example per error code, so a client author sees the codes to handle.
+by HTTP status, with one example per error code, so a client author sees the codes to handle,
+and how to authenticate when it needs a caller.
 
 A route names the codes of its own domain with ``openapi_extra=refusals(...)``; the ones every
 request can meet (a field out of range, a NUL character, an internal error) and those of its
@@ -58,6 +59,17 @@ _PROBLEM_SCHEMA: dict[str, Any] = {
 }
 
 
+_SECURITY_SCHEMES: dict[str, Any] = {
+    "apiKey": {
+        "type": "http",
+        "scheme": "bearer",
+        "description": "An API key (epix users issue-key, or the demo keys make run prints), "
+        "sent as Authorization: Bearer <key>. The node's web pages use the session cookie of "
+        "POST /v1/auth/login instead.",
+    },
+}
+
+
 def refusals(*codes: str) -> dict[str, Any]:
     """``openapi_extra`` for a route: the error codes it can refuse with beyond those every
     request meets and those its authentication and role dependencies add."""
@@ -95,8 +107,10 @@ def install_openapi(app: FastAPI, routers: Sequence[APIRouter]) -> None:
 
 
 def document_refusals(schema: dict[str, Any], routes: Sequence[APIRoute]) -> None:
-    schemas = schema.setdefault("components", {}).setdefault("schemas", {})
+    components = schema.setdefault("components", {})
+    schemas = components.setdefault("schemas", {})
     schemas["Problem"] = _PROBLEM_SCHEMA
+    components["securitySchemes"] = _SECURITY_SCHEMES
     for route in routes:
         if not route.include_in_schema:
             continue
@@ -104,6 +118,8 @@ def document_refusals(schema: dict[str, Any], routes: Sequence[APIRoute]) -> Non
             operation = schema["paths"][route.path_format][method.lower()]
             codes = [*_codes_every_request_meets(route), *operation.pop(REFUSALS_KEY, [])]
             _replace_error_responses(operation, codes)
+            if "EPIX-AUTH-001" in codes:  # "Authorize" in /docs, and how to for client authors
+                operation["security"] = [{name: []} for name in _SECURITY_SCHEMES]
     # FastAPI's own 422 body (HTTPValidationError) is never sent: validation is problem+json.
     for unused in ("HTTPValidationError", "ValidationError"):
         schemas.pop(unused, None)

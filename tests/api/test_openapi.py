@@ -89,6 +89,9 @@ def test_operation_has_a_summary_a_description_and_its_refusals(
     assert "EPIX-REQ-007" in documented
     if "get_current_principal" in _dependency_names(route):
         assert set(AUTHENTICATION_CODES) <= set(documented)
+    # Operations that need a caller say how to authenticate ("Authorize" in /docs); others not.
+    authenticated = set(AUTHENTICATION_CODES) <= set(documented)
+    assert bool(operation.get("security")) == authenticated
     # A code the endpoint itself raises is a refusal the client must hear of.
     raised = set(re.findall(r'"(EPIX-[A-Z]+-\d{3})"', inspect.getsource(route.endpoint)))
     assert raised <= set(documented), raised - set(documented)
