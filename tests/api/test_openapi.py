@@ -56,7 +56,7 @@ OPERATIONS = [
 
 
 def test_every_operation_of_the_schema_is_checked_here() -> None:
-    methods = {"get", "put", "post", "delete", "patch"}
+    methods = {"get", "head", "put", "post", "delete", "patch"}
     in_schema = sum(1 for item in SCHEMA["paths"].values() for method in item if method in methods)
     assert len(OPERATIONS) == in_schema
 

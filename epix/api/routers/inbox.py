@@ -104,15 +104,20 @@ _ENTRY_BYTES: dict[int | str, dict[str, Any]] = {
 }
 
 
-@router.get("/inbox/{entry_id}", response_class=Response, responses=_ENTRY_BYTES)
-@router.head(
+@router.get(
     "/inbox/{entry_id}",
     summary="Fetch one inbox entry's signed document",
     openapi_extra=refusals("EPIX-REQ-005"),
     response_class=Response,
     responses=_ENTRY_BYTES,
-    operation_id="head_inbox_entry",
+)
+@router.head(
+    "/inbox/{entry_id}",
     summary="Inbox entry's headers",
+    openapi_extra=refusals("EPIX-REQ-005"),
+    response_class=Response,
+    responses=_ENTRY_BYTES,
+    operation_id="head_inbox_entry",
 )
 def fetch_entry(
     entry_id: RowId,
