@@ -279,6 +279,26 @@ _TABLE: tuple[ErrorCode, ...] = (
         503,
         "The database was migrated by a newer EPIX version; run that version or restore a backup.",
     ),
+    _c(
+        "EPIX-DB-002",
+        E,
+        503,
+        "The node's database cannot be reached; nothing was stored. Retry later.",
+    ),
+    _c(
+        "EPIX-DB-003",
+        E,
+        503,
+        "The node's database is saturated (every connection in use, or locked); nothing was "
+        "stored. Retry shortly.",
+    ),
+    _c(
+        "EPIX-DB-004",
+        E,
+        503,
+        "The node's database cannot store anything now (disk full or read-only); nothing was "
+        "stored. Retry later.",
+    ),
 )
 
 ERROR_TABLE: dict[str, ErrorCode] = {entry.code: entry for entry in _TABLE}

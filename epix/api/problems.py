@@ -9,10 +9,11 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
-from sqlalchemy.exc import DataError
+from sqlalchemy.exc import DataError, SQLAlchemyError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 
+from epix.db.trouble import database_trouble, driver_message
 from epix.errors import ERROR_TABLE, EpixError, Finding
 
 log = logging.getLogger("epix.api")
@@ -114,8 +115,32 @@ def install_problem_handlers(app: FastAPI) -> None:
             message = f"A value in the request cannot be stored: {cause}"
         return problem_response([Finding("EPIX-REQ-009", message, request.url.path)], 400)
 
+    @app.exception_handler(SQLAlchemyError)
+    async def _database_failed(request: Request, exc: SQLAlchemyError) -> JSONResponse:
+        # The database is down, saturated or cannot store: the client should retry, and the
+        # operator reads one line (no traceback, no statement values, no password) per request.
+        trouble = database_trouble(exc)
+        if trouble is None:
+            return _internal_error(request)
+        url: str = request.app.state.database.url
+        log.warning(
+            "%s on %s %s: %s",
+            trouble.code,
+            request.method,
+            request.url.path,
+            driver_message(exc, url),
+        )
+        finding = Finding(trouble.code, ERROR_TABLE[trouble.code].meaning, request.url.path)
+        retry = {"Retry-After": str(trouble.retry_after_seconds)}
+        return problem_response([finding], ERROR_TABLE[trouble.code].http_status, headers=retry)
+
     @app.exception_handler(Exception)
-    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
-        log.exception("unhandled error on %s %s", request.method, request.url.path)
-        finding = Finding("EPIX-REQ-007", ERROR_TABLE["EPIX-REQ-007"].meaning, request.url.path)
-        return problem_response([finding], 500)
+    async def _unexpected(request: Request, _exc: Exception) -> JSONResponse:
+        return _internal_error(request)
+
+
+def _internal_error(request: Request) -> JSONResponse:
+    """A bug: the traceback goes to the operator's log, the client gets only the code."""
+    log.exception("unhandled error on %s %s", request.method, request.url.path)
+    finding = Finding("EPIX-REQ-007", ERROR_TABLE["EPIX-REQ-007"].meaning, request.url.path)
+    return problem_response([finding], 500)

@@ -8,13 +8,14 @@ import click
 from pydantic import ValidationError
 from pydantic_settings import SettingsError
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError, DBAPIError, SQLAlchemyError
+from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
 from epix.errors import EpixError
 
 
 def _database_problem(exc: SQLAlchemyError) -> str:
     """What went wrong with the database, naming EPIX_DATABASE_URL without its password."""
+    from epix.db.trouble import driver_message
     from epix.settings import get_settings
 
     url = get_settings().effective_database_url
@@ -22,12 +23,8 @@ def _database_problem(exc: SQLAlchemyError) -> str:
         parsed = make_url(url)
     except ArgumentError:
         return "EPIX_DATABASE_URL is not a SQLAlchemy URL (e.g. postgresql+psycopg://...)."
-    detail = str(exc.orig if isinstance(exc, DBAPIError) else exc).strip().splitlines()
-    summary = detail[0] if detail else type(exc).__name__
-    if parsed.password:
-        summary = summary.replace(str(parsed.password), "***")
     shown = parsed.render_as_string(hide_password=True)
-    return f"The database {shown} cannot be used: {summary}"
+    return f"The database {shown} cannot be used: {driver_message(exc, url)}"
 
 
 class _Cli(click.Group):

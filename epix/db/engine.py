@@ -38,6 +38,7 @@ from alembic.config import Config
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, Engine, create_engine, event, inspect, make_url, text
+from sqlalchemy.exc import InvalidatePoolError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import NullPool
@@ -50,6 +51,8 @@ SQLITE_BUSY_TIMEOUT_MS = 30_000
 # copies the WAL into the database file long before it grows this large (pages of 4 KiB).
 SQLITE_AUTOCHECKPOINT_PAGES = 10_000
 _READ_ONLY = "epix_read_only"
+PING_AFTER_IDLE_SECONDS = 1.0
+_IDLE_SINCE = "epix_idle_since"
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 log = logging.getLogger("epix.db")
 # Key of the PostgreSQL advisory lock that serialises migrations (any constant; "EPIXMIGR").
@@ -94,6 +97,34 @@ def _configure_sqlite(engine: Engine) -> None:
         # Prepared: exec_driver_sql costs ~15 us of SQLAlchemy machinery for this one call.
         read_only = connection.get_execution_options().get(_READ_ONLY, False)
         _BEGIN[read_only].execute(connection)
+
+
+def _ping_idle_connections(engine: Engine) -> None:
+    """Ping a pooled connection before use when it has been idle a while, so that a restarted
+    or failed-over PostgreSQL costs no request once it is back.
+
+    SQLAlchemy's ``pool_pre_ping`` pings at every checkout: measured on loopback, 190 us on top
+    of a 310 us checkout and ``SELECT 1``, and a submission checks out several connections. A
+    connection returned less than ``PING_AFTER_IDLE_SECONDS`` ago was working then; one whose
+    server went away within that second fails its statement, which invalidates the pool (so
+    the next requests connect afresh) and is answered 503 EPIX-DB-002 like any request during
+    the outage. After an outage of a second or more, every pooled connection is pinged.
+    """
+
+    @event.listens_for(engine, "checkin")
+    def _on_checkin(_dbapi_connection: Any, record: Any) -> None:
+        record.info[_IDLE_SINCE] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _on_checkout(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        idle_since = record.info.get(_IDLE_SINCE)
+        if idle_since is None or time.monotonic() - idle_since < PING_AFTER_IDLE_SECONDS:
+            return
+        try:
+            engine.dialect.do_ping(dbapi_connection)
+        except engine.dialect.loaded_dbapi.Error:
+            # The pool drops every connection made before now and retries with a new one.
+            raise InvalidatePoolError() from None
 
 
 class _Checkpointer:
@@ -349,9 +380,8 @@ class Database:
             if self._write_lock is not None:
                 self._checkpointer = _Checkpointer(self.engine)
         else:
-            self.engine = create_engine(
-                url, echo=echo, pool_size=10, max_overflow=20, pool_pre_ping=True
-            )
+            self.engine = create_engine(url, echo=echo, pool_size=10, max_overflow=20)
+            _ping_idle_connections(self.engine)
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
         self._turn = _FairTurn() if self.is_sqlite else None
 

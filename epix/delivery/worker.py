@@ -36,6 +36,7 @@ from epix.audit.context import url_for_audit
 from epix.audit.service import record_event
 from epix.db import Database
 from epix.db.base import utcnow
+from epix.db.trouble import OutageLog
 from epix.delivery import outbox, peers
 from epix.delivery.backoff import CircuitBreaker, backoff_delay
 from epix.delivery.local import ExchangeInbox
@@ -217,12 +218,16 @@ class Worker:
     def run(self, stop: threading.Event) -> None:
         """Deliver until ``stop`` is set; an idle or failing loop waits ``outbox_poll_seconds``."""
         log.info("outbox worker %s started", self.owner)
+        outage = OutageLog(log, f"outbox worker {self.owner}", self.database.url)
         while not stop.is_set():
             try:
                 claimed = self.run_once()
-            except Exception:
-                log.exception("outbox worker iteration failed; retrying after a pause")
+            except Exception as exc:
+                if not outage.failed(exc):
+                    log.exception("outbox worker iteration failed; retrying after a pause")
                 claimed = 0
+            else:
+                outage.succeeded()
             if claimed == 0:
                 stop.wait(self.settings.outbox_poll_seconds)
         log.info("outbox worker %s stopped", self.owner)

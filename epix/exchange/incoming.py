@@ -30,6 +30,7 @@ from epix.audit.service import record_event
 from epix.auth.principal import Principal, Role
 from epix.auth.scoping import ensure_role
 from epix.db import Database
+from epix.db.trouble import database_trouble
 from epix.endorsements import service as endorsements
 from epix.endorsements.document import EndorsementDocument, check_schema, read_endorsement
 from epix.errors import EpixError, Finding, Severity
@@ -283,6 +284,8 @@ def receive(
                 return replay(session, existing, sha256)
         raise StorageUnavailable.conflict() from None
     except SQLAlchemyError as exc:
+        if database_trouble(exc) is not None:
+            raise  # an outage: answered 503 with its EPIX-DB code and Retry-After
         raise StorageUnavailable.failed(exc, envelope.message_id) from None
     return arrival.answer(status, receipt, findings)
 

@@ -32,6 +32,7 @@ from epix.compliance import screen_permit
 from epix.db import Database
 from epix.db.base import table_of, utcnow
 from epix.db.prepared import Prepared
+from epix.db.trouble import database_trouble
 from epix.delivery import outbox
 from epix.delivery.webhooks import publish_event
 from epix.endorsements.checks import precision_problem
@@ -480,6 +481,8 @@ def submit(
         # A concurrent submission won the race for this message id or permit number.
         return _after_conflict(arrival, checked.permit)
     except SQLAlchemyError as exc:
+        if database_trouble(exc) is not None:
+            raise  # an outage: answered 503 with its EPIX-DB code and Retry-After
         raise StorageUnavailable.failed(exc, envelope.message_id) from None
     return arrival.answer(status, receipt, tuple(checked.findings))
 

@@ -15,6 +15,7 @@ import httpx
 
 from epix.db import Database
 from epix.db.base import utcnow
+from epix.db.trouble import OutageLog
 from epix.errors import EpixError, Finding
 from epix.outbound import DeadlineExceeded, outbound_client
 from epix.registry import repository
@@ -168,13 +169,18 @@ class RegistryFollower:
         too and the next refresh runs on time: the thread must never end before ``stop``, or
         the node would silently stop learning of new certificates and revocations.
         """
+        outage = OutageLog(log, "registry follower", self.database.url)
         while not stop.is_set():
             try:
                 self.refresh()
             except EpixError as exc:
+                outage.succeeded()
                 log.error("registry refresh refused: %s", exc)
-            except Exception:
-                log.exception("registry refresh failed; retrying in %s s", interval_seconds)
+            except Exception as exc:
+                if not outage.failed(exc):
+                    log.exception("registry refresh failed; retrying in %s s", interval_seconds)
+            else:
+                outage.succeeded()
             stop.wait(interval_seconds)
 
 

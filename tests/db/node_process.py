@@ -56,19 +56,26 @@ class Node:
     def __init__(self, url: str) -> None:
         self.url = url
         self.output = ""
+        self.pid = 0
 
 
 @contextmanager
-def running_node(data_dir: Path, *flags: str, database_url: str | None = None) -> Iterator[Node]:
+def running_node(
+    data_dir: Path,
+    *flags: str,
+    database_url: str | None = None,
+    extra_env: dict[str, str] | None = None,
+) -> Iterator[Node]:
     port = free_port()
     node = Node(f"http://127.0.0.1:{port}")
     server = subprocess.Popen(
         [sys.executable, "-m", "epix.cli", "serve", "--port", str(port), *flags],
         cwd=REPO_ROOT,
-        env=node_env(data_dir, database_url),
+        env={**node_env(data_dir, database_url), **(extra_env or {})},
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
     )
+    node.pid = server.pid
     try:
         deadline = time.monotonic() + 60
         while True:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 
 from fastapi import APIRouter
@@ -10,9 +11,12 @@ from sqlalchemy import text
 
 from epix.api.deps import DatabaseDep, SettingsDep
 from epix.db import Database
+from epix.db.trouble import UNREACHABLE, DatabaseTrouble, database_trouble, driver_message
+from epix.errors import ERROR_TABLE
 from epix.registry import repository as registry
 
 router = APIRouter(tags=["health"])
+log = logging.getLogger("epix.api")
 
 
 @router.get("/healthz", summary="Liveness: the process is up")
@@ -26,23 +30,31 @@ async def healthz() -> dict[str, str]:
 def readyz(database: DatabaseDep, settings: SettingsDep) -> JSONResponse:
     """The database answers and, on a registry follower, a verified registry copy is held.
 
-    Every failure is an answer (503 with the check that failed), never a 500: a probe that
-    errors tells the load balancer nothing it can act on.
+    Every failure is an answer (503 with the check that failed, and ``Retry-After`` when the
+    database is out), never a 500: a probe that errors tells the load balancer nothing it can
+    act on. ``/healthz`` stays 200 meanwhile: the process is fine, restarting it would not help.
     """
-    checks = {"database": _database_check(database)}
-    if settings.registry_source_url and checks["database"] == "ok":
+    database_check, trouble = _database_check(database)
+    checks = {"database": database_check}
+    if settings.registry_source_url and database_check == "ok":
         checks["registry"] = _registry_check(database)
     ready = all(value == "ok" for value in checks.values())
-    return JSONResponse({"ready": ready, "checks": checks}, status_code=200 if ready else 503)
+    headers = {"Retry-After": str(trouble.retry_after_seconds)} if trouble else None
+    return JSONResponse(
+        {"ready": ready, "checks": checks}, status_code=200 if ready else 503, headers=headers
+    )
 
 
-def _database_check(database: Database) -> str:
+def _database_check(database: Database) -> tuple[str, DatabaseTrouble | None]:
     try:
         with database.engine.connect() as connection:
             connection.execute(text("SELECT 1"))
     except Exception as exc:  # any database failure means not ready
-        return f"unavailable: {type(exc).__name__}"
-    return "ok"
+        trouble = database_trouble(exc) or DatabaseTrouble(UNREACHABLE)
+        cause = driver_message(exc, database.url)
+        log.warning("%s on GET /readyz: %s", trouble.code, cause)
+        return f"{trouble.code}: {ERROR_TABLE[trouble.code].meaning}", trouble
+    return "ok", None
 
 
 def _registry_check(database: Database) -> str:
