@@ -47,8 +47,8 @@ def readyz(database: DatabaseDep, settings: SettingsDep) -> JSONResponse:
 
 def _database_check(database: Database) -> tuple[str, DatabaseTrouble | None]:
     try:
-        with database.engine.connect() as connection:
-            connection.execute(text("SELECT 1"))
+        with database.read() as session:  # on SQLite no write lock: writers may hold it
+            session.execute(text("SELECT 1"))
     except Exception as exc:  # any database failure means not ready
         trouble = database_trouble(exc) or DatabaseTrouble(UNREACHABLE)
         cause = driver_message(exc, database.url)
