@@ -7,6 +7,8 @@ import re
 import threading
 import time
 import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
@@ -68,6 +70,22 @@ def _wait_for_lock_waiter(cluster: OwnPostgres) -> None:
             time.sleep(0.05)
 
 
+def _cut_off_midway(cluster: OwnPostgres, send: Callable[[], httpx.Response]) -> httpx.Response:
+    """Send a request that writes, hold it inside its transaction (rows written, waiting for
+    the audit chain's lock, which the test holds) and shut the server down under it."""
+    blocker = cluster.connect()  # closed by the shutdown
+    blocker.execute("BEGIN")
+    blocker.execute("LOCK TABLE audit_chain_head IN ACCESS EXCLUSIVE MODE")
+    answers: list[httpx.Response] = []
+    sending = threading.Thread(target=lambda: answers.append(send()))
+    sending.start()
+    _wait_for_lock_waiter(cluster)
+    cluster.stop()
+    sending.join(timeout=30)
+    blocker.close()
+    return answers[0]
+
+
 def _take_every_connection(cluster: OwnPostgres) -> list[psycopg.Connection[tuple[object, ...]]]:
     """Hold every connection slot of the cluster and cut the node's own sessions off, so the
     node's next connection attempt meets "too many clients"."""
@@ -114,21 +132,11 @@ def test_postgresql_down_full_and_back(tmp_path: Path) -> None:
 
                 # A submission waits inside its transaction (its rows are written, the audit
                 # chain's lock is held by the test) when the server shuts down.
-                blocker = cluster.connect()  # closed by the shutdown
-                blocker.execute("BEGIN")
-                blocker.execute("LOCK TABLE audit_chain_head IN ACCESS EXCLUSIVE MODE")
-                answers: list[httpx.Response] = []
-                submitting = threading.Thread(
-                    target=lambda: answers.append(
-                        client.post("/v1/messages", **_submission(signer, sender, interrupted))
-                    )
+                answer = _cut_off_midway(
+                    cluster,
+                    lambda: client.post("/v1/messages", **_submission(signer, sender, interrupted)),
                 )
-                submitting.start()
-                _wait_for_lock_waiter(cluster)
-                cluster.stop()
-                submitting.join(timeout=30)
-                blocker.close()
-                _assert_out(answers[0], "EPIX-DB-002", "10")
+                _assert_out(answer, "EPIX-DB-002", "10")
 
                 # While it is down: liveness holds, readiness says why, every call is a 503.
                 assert client.get("/healthz").status_code == 200
@@ -155,6 +163,30 @@ def test_postgresql_down_full_and_back(tmp_path: Path) -> None:
                     assert again.status_code == 201, again.text
                     assert _stored(cluster, number) == (1, 1)
 
+                # An endorsement cut off the same way is not half-recorded either: its retry
+                # with the same Idempotency-Key is recorded as new, then answered as a replay.
+                endorse = {
+                    "url": f"/v1/permits/XA/{interrupted}/endorsements",
+                    "headers": {**customs, "Idempotency-Key": str(uuid.uuid4())},
+                    "json": {
+                        "side": "import",
+                        "port": "XBABC",
+                        "date": datetime.now(UTC).date().isoformat(),
+                        "officer": "Officer Jane Roe",
+                        "transport_document": "AWB 176-12345675",
+                        "lines": [{"line_id": "1", "quantity": "5", "unit": "NAR"}],
+                    },
+                }
+                answer = _cut_off_midway(cluster, lambda: client.post(**endorse))
+                _assert_out(answer, "EPIX-DB-002", "10")
+                cluster.start()
+                endorsed = client.post(**endorse)
+                assert endorsed.status_code == 201, endorsed.text
+                assert "idempotent-replayed" not in endorsed.headers
+                replayed = client.post(**endorse)
+                assert replayed.headers["idempotent-replayed"] == "true"
+                assert replayed.json() == endorsed.json()
+
                 # Every connection slot taken: 503 EPIX-DB-003 until one is free again.
                 held = _take_every_connection(cluster)
                 try:
@@ -171,8 +203,8 @@ def test_postgresql_down_full_and_back(tmp_path: Path) -> None:
     assert PASSWORD not in output
     # One warning line per refused request; the outbox worker thread says once that it waits
     # and once that it is back per outage (not at each of its polls every 0.2 s), and lived
-    # through both.
+    # through all three.
     assert len(re.findall(r"WARNING epix\.api EPIX-DB-002 on GET /v1/inbox: ", output)) == 1
     assert len(re.findall(r"EPIX-DB-003 on GET /v1/inbox: .*too many clients", output)) == 1
-    assert len(re.findall(r"outbox worker \S+: database unavailable \(EPIX-DB-00", output)) == 2
-    assert len(re.findall(r"outbox worker \S+: the database answers again", output)) == 2, output
+    assert len(re.findall(r"outbox worker \S+: database unavailable \(EPIX-DB-00", output)) == 3
+    assert len(re.findall(r"outbox worker \S+: the database answers again", output)) == 3, output
