@@ -52,6 +52,7 @@ SQLITE_BUSY_TIMEOUT_MS = 30_000
 SQLITE_AUTOCHECKPOINT_PAGES = 10_000
 _READ_ONLY = "epix_read_only"
 PING_AFTER_IDLE_SECONDS = 1.0
+POSTGRES_CONNECT_TIMEOUT_SECONDS = 5
 _IDLE_SINCE = "epix_idle_since"
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 log = logging.getLogger("epix.db")
@@ -380,7 +381,17 @@ class Database:
             if self._write_lock is not None:
                 self._checkpointer = _Checkpointer(self.engine)
         else:
-            self.engine = create_engine(url, echo=echo, pool_size=10, max_overflow=20)
+            # libpq waits for the operating system's TCP timeout (over two minutes) when the
+            # server's address does not answer (a failed-over host): every request thread
+            # would hang that long. A connect_timeout in the URL's query wins.
+            connect_args = (
+                {}
+                if "connect_timeout" in make_url(url).query
+                else {"connect_timeout": POSTGRES_CONNECT_TIMEOUT_SECONDS}
+            )
+            self.engine = create_engine(
+                url, echo=echo, pool_size=10, max_overflow=20, connect_args=connect_args
+            )
             _ping_idle_connections(self.engine)
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
         self._turn = _FairTurn() if self.is_sqlite else None

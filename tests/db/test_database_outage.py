@@ -4,6 +4,7 @@ and fills up: what every client gets, what is stored, and that the node recovers
 from __future__ import annotations
 
 import re
+import socket
 import threading
 import time
 import uuid
@@ -14,14 +15,18 @@ from pathlib import Path
 import httpx
 import psycopg
 import pytest
+from sqlalchemy.exc import OperationalError
 
+from epix.db import Database
+from epix.db.engine import POSTGRES_CONNECT_TIMEOUT_SECONDS
+from epix.db.trouble import UNREACHABLE, database_trouble
 from epix.exchange.demo import load_demo
 from epix.permits.samples import demo_permit
 from epix.permits.writer import write_permit
 from epix.settings import Settings
 from epix.signatures.sign import sign_document
 from tests.db.node_process import running_node
-from tests.db.own_postgres import PASSWORD, OwnPostgres, own_postgres
+from tests.db.own_postgres import PASSWORD, USER, OwnPostgres, own_postgres
 
 pytestmark = pytest.mark.slow
 
@@ -208,3 +213,24 @@ def test_postgresql_down_full_and_back(tmp_path: Path) -> None:
     assert len(re.findall(r"EPIX-DB-003 on GET /v1/inbox: .*too many clients", output)) == 1
     assert len(re.findall(r"outbox worker \S+: database unavailable \(EPIX-DB-00", output)) == 3
     assert len(re.findall(r"outbox worker \S+: the database answers again", output)) == 3, output
+
+
+def test_a_server_address_that_never_answers_fails_within_the_connect_timeout() -> None:
+    """A failed-over host whose address takes the connection but never speaks (here a
+    loopback socket that is never accepted): without a connect timeout libpq waits for the
+    operating system's (minutes), holding a request thread all along."""
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(1)
+        port = silent.getsockname()[1]
+        database = Database(f"postgresql+psycopg://{USER}:{PASSWORD}@127.0.0.1:{port}/postgres")
+        started = time.monotonic()
+        try:
+            with pytest.raises(OperationalError) as failed, database.read():
+                pass
+        finally:
+            database.dispose()
+        waited = time.monotonic() - started
+    assert POSTGRES_CONNECT_TIMEOUT_SECONDS <= waited < POSTGRES_CONNECT_TIMEOUT_SECONDS + 5
+    trouble = database_trouble(failed.value)
+    assert trouble is not None and trouble.code == UNREACHABLE
