@@ -5,9 +5,11 @@ cause is gone succeeds."""
 
 from __future__ import annotations
 
+import logging
 import resource
 import sqlite3
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,9 +28,10 @@ from epix.db.trouble import CANNOT_STORE, database_trouble
 from epix.exchange.demo import load_demo
 from epix.permits.samples import demo_permit
 from epix.permits.writer import write_permit
+from epix.registry.follower import RegistryFollower
 from epix.settings import Settings
 from epix.signatures.sign import sign_document
-from tests.db.node_process import running_node
+from tests.db.node_process import free_port, running_node
 
 FAILED_LOGIN = {"username": "nobody", "password": "wrong"}  # refused, and audited: a write
 
@@ -151,3 +154,36 @@ def test_a_disk_that_takes_no_more_bytes(tmp_path: Path) -> None:
             assert accepted.status_code == 201, accepted.text
             assert len(client.get("/v1/inbox", headers=customs).json()["entries"]) == 1
     assert "Traceback" not in node.output, node.output
+
+
+def test_the_registry_follower_waits_out_a_locked_database(
+    quick_database: Database, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The follower thread outlives the outage and says so twice, not at every refresh."""
+    follower = RegistryFollower(
+        quick_database,
+        source_url=f"http://127.0.0.1:{free_port()}/v1/registry",  # nothing listens
+        anchor_pem=b"",
+        deadline_seconds=2,
+    )
+    stop = threading.Event()
+    following = threading.Thread(target=follower.follow, args=(0.05, stop))
+    other = sqlite3.connect(quick_database.engine.url.database or "", isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")
+    with caplog.at_level(logging.INFO, logger="epix.registry"):
+        following.start()
+        try:
+            time.sleep(2)  # several refreshes, each waiting 0.3 s for the lock
+            other.rollback()
+            time.sleep(1)
+            assert following.is_alive()
+        finally:
+            stop.set()
+            following.join(10)
+            other.close()
+            follower.client.close()
+    lines = [record.getMessage() for record in caplog.records]
+    unavailable = [line for line in lines if "database unavailable (EPIX-DB-003" in line]
+    assert len(unavailable) == 1, lines
+    assert sum("registry follower: the database answers again" in line for line in lines) == 1
+    assert not any(record.exc_info for record in caplog.records)
