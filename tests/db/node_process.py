@@ -15,6 +15,9 @@ import httpx
 
 from tests.conftest import REPO_ROOT
 
+# A request that writes on any node, with nothing set up: a refused login is audited.
+FAILED_LOGIN = {"username": "nobody", "password": "wrong"}
+
 
 def free_port() -> int:
     with socket.socket() as probe:

@@ -15,17 +15,21 @@ from pathlib import Path
 import httpx
 import psycopg
 import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import create_engine, text
 from sqlalchemy.exc import OperationalError
 
+from epix.api.app import create_app
 from epix.db import Database
-from epix.db.engine import POSTGRES_CONNECT_TIMEOUT_SECONDS
+from epix.db.engine import PING_AFTER_IDLE_SECONDS, POSTGRES_CONNECT_TIMEOUT_SECONDS
 from epix.db.trouble import UNREACHABLE, database_trouble
 from epix.exchange.demo import load_demo
 from epix.permits.samples import demo_permit
 from epix.permits.writer import write_permit
 from epix.settings import Settings
 from epix.signatures.sign import sign_document
-from tests.db.node_process import running_node
+from tests.conftest import POSTGRES_URL
+from tests.db.node_process import FAILED_LOGIN, running_node
 from tests.db.own_postgres import PASSWORD, USER, OwnPostgres, own_postgres
 
 pytestmark = pytest.mark.slow
@@ -234,3 +238,41 @@ def test_a_server_address_that_never_answers_fails_within_the_connect_timeout() 
     assert POSTGRES_CONNECT_TIMEOUT_SECONDS <= waited < POSTGRES_CONNECT_TIMEOUT_SECONDS + 5
     trouble = database_trouble(failed.value)
     assert trouble is not None and trouble.code == UNREACHABLE
+
+
+@pytest.mark.postgres
+def test_a_read_only_server_after_failover_is_cannot_store(
+    postgres_database: Database, tmp_path: Path
+) -> None:
+    """After a failover to a server that only reads (a standby, or
+    default_transaction_read_only), a write is 503 EPIX-DB-004, not 500; and 401 again once
+    the server takes writes. The failover cuts the node's sessions off, as a real one does."""
+    client = TestClient(create_app(Settings(data_dir=tmp_path), postgres_database))
+    name = postgres_database.engine.url.database
+    admin = create_engine(POSTGRES_URL or "", isolation_level="AUTOCOMMIT")
+
+    def fail_over(read_only: str) -> None:
+        with admin.connect() as connection:
+            connection.execute(
+                text(f'ALTER DATABASE "{name}" SET default_transaction_read_only = {read_only}')
+            )
+            connection.execute(
+                text(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                    "WHERE datname = :name AND pid <> pg_backend_pid()"
+                ),
+                {"name": name},
+            )
+        time.sleep(PING_AFTER_IDLE_SECONDS + 0.1)  # the pool pings and reconnects
+
+    try:
+        assert client.post("/v1/auth/login", json=FAILED_LOGIN).status_code == 401
+        fail_over("on")
+        refused = client.post("/v1/auth/login", json=FAILED_LOGIN)
+        assert refused.status_code == 503, refused.text
+        assert refused.headers["retry-after"] == "60"
+        assert refused.json()["code"] == "EPIX-DB-004"
+        fail_over("off")
+        assert client.post("/v1/auth/login", json=FAILED_LOGIN).status_code == 401
+    finally:
+        admin.dispose()

@@ -31,9 +31,7 @@ from epix.permits.writer import write_permit
 from epix.registry.follower import RegistryFollower
 from epix.settings import Settings
 from epix.signatures.sign import sign_document
-from tests.db.node_process import free_port, running_node
-
-FAILED_LOGIN = {"username": "nobody", "password": "wrong"}  # refused, and audited: a write
+from tests.db.node_process import FAILED_LOGIN, free_port, running_node
 
 
 @pytest.fixture
