@@ -108,7 +108,8 @@ class Metrics:
             "epix_submissions_total",
             "Documents submitted to POST /v1/messages by outcome (accepted, "
             "accepted_with_warnings, rejected: refused with a signed receipt, refused: refused "
-            "before the pipeline, e.g. authentication) and the code that decided a refusal.",
+            "before the pipeline, e.g. authentication, or with the database out) and the code "
+            "that decided a refusal.",
             ["outcome", "code"],
             registry=self.registry,
         )

@@ -160,7 +160,9 @@ def test_postgresql_down_full_and_back(tmp_path: Path) -> None:
                     "10",
                 )
                 assert client.get("/web/lookup").status_code == 200  # the page; its API calls 503
-                assert "epix_metrics_database_up 0.0" in client.get("/metrics").text
+                scrape = client.get("/metrics").text
+                assert "epix_metrics_database_up 0.0" in scrape
+                assert 'epix_submissions_total{code="EPIX-DB-002",outcome="refused"} 2.0' in scrape
 
                 # Back: the very next requests succeed, without restarting the node.
                 cluster.start()

@@ -17,6 +17,7 @@ from typing import Any
 from anyio import CapacityLimiter, to_thread
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
+from sqlalchemy.exc import SQLAlchemyError
 
 from epix.api.deps import DatabaseDep, request_context
 from epix.api.metrics import Metrics
@@ -33,7 +34,8 @@ from epix.audit.context import RequestContext
 from epix.auth.principal import Principal, Role
 from epix.auth.scoping import ensure_role
 from epix.db import Database
-from epix.errors import EpixError
+from epix.db.trouble import database_trouble
+from epix.errors import ERROR_TABLE, EpixError, Finding
 from epix.exchange.envelope import envelope_from_headers, open_envelope
 from epix.exchange.incoming import SENDER_ROLES, receive
 from epix.exchange.node_identity import node_identity
@@ -135,6 +137,12 @@ async def submit_message(request: Request) -> Response:
             )
         except EpixError as exc:
             metrics.count_submission("refused", exc.findings)
+            raise
+        except SQLAlchemyError as exc:  # answered by the problem handlers; an outage is counted
+            trouble = database_trouble(exc)
+            if trouble is not None:
+                refusal = Finding(trouble.code, ERROR_TABLE[trouble.code].meaning)
+                metrics.count_submission("refused", [refusal])
             raise
         metrics.count_submission(result.status, () if result.accepted else result.findings)
         return response
