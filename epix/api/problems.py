@@ -121,7 +121,7 @@ def install_problem_handlers(app: FastAPI) -> None:
         # operator reads one line (no traceback, no statement values, no password) per request.
         trouble = database_trouble(exc)
         if trouble is None:
-            return _internal_error(request)
+            raise exc  # a bug, not an outage: the 500 handler answers and logs its traceback
         url: str = request.app.state.database.url
         log.warning(
             "%s on %s %s: %s",
@@ -135,12 +135,7 @@ def install_problem_handlers(app: FastAPI) -> None:
         return problem_response([finding], ERROR_TABLE[trouble.code].http_status, headers=retry)
 
     @app.exception_handler(Exception)
-    async def _unexpected(request: Request, _exc: Exception) -> JSONResponse:
-        return _internal_error(request)
-
-
-def _internal_error(request: Request) -> JSONResponse:
-    """A bug: the traceback goes to the operator's log, the client gets only the code."""
-    log.exception("unhandled error on %s %s", request.method, request.url.path)
-    finding = Finding("EPIX-REQ-007", ERROR_TABLE["EPIX-REQ-007"].meaning, request.url.path)
-    return problem_response([finding], 500)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        finding = Finding("EPIX-REQ-007", ERROR_TABLE["EPIX-REQ-007"].meaning, request.url.path)
+        return problem_response([finding], 500)

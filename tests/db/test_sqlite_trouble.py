@@ -18,7 +18,7 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import create_engine, func, select, text
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DBAPIError, OperationalError
 
 from epix.api.app import create_app
 from epix.audit.models import AuditEvent
@@ -185,3 +185,19 @@ def test_the_registry_follower_waits_out_a_locked_database(
     assert len(unavailable) == 1, lines
     assert sum("registry follower: the database answers again" in line for line in lines) == 1
     assert not any(record.exc_info for record in caplog.records)
+
+
+def test_a_bug_is_no_outage(tmp_path: Path) -> None:
+    """A missing table or a broken constraint is the node's fault, not a reason to make the
+    client retry: it stays a 500 EPIX-REQ-007 with its traceback for the operator."""
+    engine = create_engine(f"sqlite:///{tmp_path / 'bugs.sqlite3'}")
+    try:
+        with engine.begin() as connection:
+            connection.execute(text("CREATE TABLE t (x PRIMARY KEY)"))
+            connection.execute(text("INSERT INTO t VALUES (1)"))
+        for statement in ("SELECT * FROM no_such_table", "INSERT INTO t VALUES (1)"):
+            with pytest.raises(DBAPIError) as failed, engine.begin() as connection:
+                connection.execute(text(statement))
+            assert database_trouble(failed.value) is None, statement
+    finally:
+        engine.dispose()
