@@ -14,7 +14,7 @@ What it does not do, it refuses when compiling: statements with Python-side colu
 (SQLAlchemy computes those per execution), expanding ``IN`` parameters (rendered per execution)
 and bind names the driver would need escaped.
 Driver errors are raised as SQLAlchemy's exceptions (``IntegrityError`` and so on); a lost
-connection is invalidated, as ``Session.execute`` would. The engine's ``echo`` log does not
+connection invalidates the pool, as ``Session.execute`` would. The engine's ``echo`` log does not
 show these statements.
 """
 
@@ -151,6 +151,10 @@ class Prepared:
             cursor.close()
             lost = dialect.is_disconnect(error, dbapi_connection, cursor)
             if lost:
+                # As Connection does for Session.execute: every pooled connection made before
+                # now is dropped too (the server cut them all, as a rule), so the requests
+                # after this one connect afresh instead of each meeting a dead one.
+                connection.engine.pool._invalidate(connection.connection, error)
                 connection.invalidate(error)
             raise DBAPIError.instance(
                 plan.sql,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import ExitStack
 from datetime import UTC, date, datetime, timedelta, timezone
 from decimal import Decimal
 
@@ -18,16 +19,21 @@ from sqlalchemy import (
     String,
     Table,
     bindparam,
+    create_engine,
+    func,
     insert,
     select,
+    text,
     update,
 )
-from sqlalchemy.exc import IntegrityError, MultipleResultsFound
+from sqlalchemy.exc import IntegrityError, MultipleResultsFound, OperationalError
 
 from epix.db import Database
+from epix.db import engine as db_engine
 from epix.db.base import UTCDateTime
 from epix.db.prepared import Prepared
 from epix.delivery.models import OutboxMessage
+from tests.conftest import POSTGRES_URL
 
 _METADATA = MetaData()
 _ITEMS = Table(
@@ -144,3 +150,41 @@ def test_after_a_commit_inside_a_unit_of_work_it_runs_in_the_next_transaction(
     with items.read() as session:
         assert [row.name for row in Prepared(_ALL).all(session)] == ["first"]
         assert session.execute(select(_ITEMS.c.name)).scalars().all() == ["first"]
+
+
+@pytest.mark.postgres
+def test_a_lost_connection_drops_the_whole_pool(
+    postgres_database: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """When the server cuts every session (a restart, a failover, an operator's
+    pg_terminate_backend), the first statement that meets a dead connection invalidates the
+    pool, as Session.execute does: the next ones connect afresh instead of each meeting
+    another dead pooled connection and failing in turn."""
+    monkeypatch.setattr(
+        db_engine, "PING_AFTER_IDLE_SECONDS", 3600.0
+    )  # no ping: statements find out
+    count_rows = Prepared(select(func.count().label("n")).select_from(OutboxMessage.__table__))
+    with ExitStack() as stack:  # four connections in the pool
+        for _ in range(4):
+            stack.enter_context(postgres_database.read())
+    admin = create_engine(POSTGRES_URL or "", isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as connection:
+            connection.execute(
+                text(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                    "WHERE datname = :name AND pid <> pg_backend_pid()"
+                ),
+                {"name": postgres_database.engine.url.database},
+            )
+    finally:
+        admin.dispose()
+    failures = 0
+    for _ in range(4):
+        try:
+            with postgres_database.read() as session:
+                assert count_rows.scalar(session) == 0
+        except OperationalError as exc:
+            assert exc.connection_invalidated
+            failures += 1
+    assert failures == 1
