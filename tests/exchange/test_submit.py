@@ -6,6 +6,7 @@ import asyncio
 import base64
 import dataclasses
 import hashlib
+import sqlite3
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -164,21 +165,22 @@ async def test_a_different_permit_with_a_used_number_is_refused(
 async def test_no_receipt_when_the_commit_fails(
     client: httpx.AsyncClient, node: Node, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Guarantee 1: a receipt only after bytes, hash and audit event are committed."""
+    """Guarantee 1: a receipt only after bytes, hash and audit event are committed. A disk
+    that fails is an outage of the database: 503 EPIX-DB-004 with Retry-After."""
     from epix.exchange import service
 
     real = service.store_submission
 
     def failing(*args: Any, **kwargs: Any) -> Message:
         real(*args, **kwargs)
-        raise OperationalError("COMMIT", {}, Exception("disk I/O error"))
+        raise OperationalError("COMMIT", {}, sqlite3.OperationalError("disk I/O error"))
 
     monkeypatch.setattr(service, "store_submission", failing)
     response = await client.post(
         "/v1/messages", content=node.signed_permit(), headers=headers(node.key("XA", MA))
     )
-    assert response.status_code == 503
-    assert codes(response) == ["EPIX-MSG-008"] and "receipt" not in response.json()
+    assert response.status_code == 503 and response.headers["retry-after"] == "60"
+    assert codes(response) == ["EPIX-DB-004"] and "receipt" not in response.json()
     assert stored(node) == (0, 0, 0)
     with node.database.unit_of_work() as session:
         ok = session.scalars(select(AuditEvent).where(AuditEvent.action == "message.submit")).all()
