@@ -199,7 +199,8 @@ def prepare(base: Path, *, database_urls: tuple[str | None, str | None] = (None,
     return TwoNodes(a, b, ma_key, customs_key, signers[PARTY_A, MANAGEMENT_AUTHORITY], anchor_pem)
 
 
-def _environment(node: Node) -> dict[str, str]:
+def node_environment(node: Node) -> dict[str, str]:
+    """The environment ``epix serve`` runs ``node`` with (no EPIX_* variable of the caller's)."""
     env = {key: value for key, value in os.environ.items() if not key.startswith("EPIX_")}
     return (
         env
@@ -233,7 +234,7 @@ def running(nodes: TwoNodes, *, timeout: float = 60.0) -> Iterator[None]:
             log: IO[bytes] = stack.enter_context((node.data_dir / "serve.log").open("wb"))
             process = subprocess.Popen(
                 [sys.executable, "-m", "epix.cli", "serve", "--port", str(node.port)],
-                env=_environment(node),
+                env=node_environment(node),
                 stdout=log,
                 stderr=subprocess.STDOUT,
             )
