@@ -56,6 +56,9 @@ class OutboxMessage(Base):
         # Every sender's rows of one state, newest first (a node admin's listing): the due
         # index orders a state by next attempt, so each page sorted the whole state.
         Index("ix_delivery_outbox_state", "state"),
+        # Claiming asks whether an earlier row of the same permit to the same Party is
+        # still pending (a cancellation waits for the permit it cancels).
+        Index("ix_delivery_outbox_order", "order_key", "destination_party", "state"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
@@ -69,6 +72,9 @@ class OutboxMessage(Base):
     subscription_id: Mapped[int | None] = mapped_column(Integer)
     # What the circuit breaker counts failures by: a peer Party or a webhook host.
     peer_key: Mapped[str] = mapped_column(String(300))
+    # Rows with the same key and destination are delivered in the order they were queued
+    # (``permit_order_key``: a permit, then its endorsements and status changes); None: any order.
+    order_key: Mapped[str | None] = mapped_column(String(120))
     content_type: Mapped[str] = mapped_column(String(200))
     headers: Mapped[dict[str, Any]] = mapped_column(JSON)
     payload: Mapped[bytes] = mapped_column(LargeBinary)

@@ -16,7 +16,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from sqlalchemy import and_, case, func, or_, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, aliased
 
 from epix.db.base import utcnow
 from epix.delivery.models import OutboxKind, OutboxMessage, OutboxOutcome, OutboxState, OutboxTotal
@@ -33,6 +33,12 @@ def peer_key_for(destination_party: str, target_url: str | None) -> str:
     return f"party:{destination_party}"
 
 
+def permit_order_key(issuing_party: str, number: str) -> str:
+    """The order key of every message about one permit (the permit itself, its endorsements,
+    its cancellation or replacement): to one Party they go out in the order they were queued."""
+    return f"permit:{issuing_party}:{number}"
+
+
 def enqueue(
     session: Session,
     *,
@@ -46,9 +52,14 @@ def enqueue(
     sender_party: str | None = None,
     subscription_id: int | None = None,
     give_up_seconds: int = DEFAULT_GIVE_UP_SECONDS,
+    order_key: str | None = None,
     now: datetime | None = None,
 ) -> OutboxMessage:
     """Add one message to the outbox, inside the caller's transaction.
+
+    A row with an ``order_key`` is not claimed while an earlier row with the same key to the
+    same destination is still pending (being delivered or waiting for a retry), so a
+    cancellation never overtakes the permit it cancels.
 
     ``headers`` are sent as they are (for peer messages the X-EPIX-* envelope headers);
     X-EPIX-Message-Id, X-EPIX-To and, if ``sender_party`` is given, X-EPIX-From are filled in
@@ -77,6 +88,7 @@ def enqueue(
         target_url=target_url,
         subscription_id=subscription_id,
         peer_key=peer_key_for(destination_party, target_url),
+        order_key=order_key,
         content_type=content_type,
         headers=all_headers,
         payload=payload,
@@ -128,15 +140,29 @@ def claim_due(
 
     On PostgreSQL the rows are locked with SKIP LOCKED so concurrent claimers take disjoint
     rows; on SQLite the transaction is BEGIN IMMEDIATE, which serialises claimers. A row whose
-    lease expired (its worker crashed or froze) is due again.
+    lease expired (its worker crashed or froze) is due again. A row waits while an earlier row
+    of its order key to its destination is pending; once that one is delivered or given up,
+    it goes.
     """
     now = now or utcnow()
+    earlier = aliased(OutboxMessage)
     query = (
         select(OutboxMessage)
         .where(
             OutboxMessage.state == OutboxState.PENDING.value,
             OutboxMessage.next_attempt_at <= now,
             or_(OutboxMessage.lease_expires_at.is_(None), OutboxMessage.lease_expires_at <= now),
+            or_(
+                OutboxMessage.order_key.is_(None),
+                ~select(earlier.id)
+                .where(
+                    earlier.order_key == OutboxMessage.order_key,
+                    earlier.destination_party == OutboxMessage.destination_party,
+                    earlier.state == OutboxState.PENDING.value,
+                    earlier.id < OutboxMessage.id,
+                )
+                .exists(),
+            ),
         )
         .order_by(OutboxMessage.next_attempt_at, OutboxMessage.id)
         .limit(limit)

@@ -23,7 +23,7 @@ from epix.audit.context import RequestContext
 from epix.audit.service import record_event
 from epix.auth.principal import Principal
 from epix.delivery.models import OutboxKind
-from epix.delivery.outbox import enqueue
+from epix.delivery.outbox import enqueue, permit_order_key
 from epix.endorsements.checks import normalise_port, parse_quantity
 from epix.endorsements.document import (
     EndorsedLine,
@@ -645,6 +645,7 @@ def _store(
             content_type=ENDORSEMENT_CONTENT_TYPE,
             headers={"X-EPIX-Document-Type": "endorsement"},
             sender_party=actor.party,
+            order_key=permit_order_key(permit.issuing_party, permit.number),
         )
     told: list[str] = []
     if announce is not None and permit.status != previous_status:

@@ -31,6 +31,7 @@ from epix.auth.principal import Principal, Role
 from epix.auth.scoping import ensure_role
 from epix.db import Database
 from epix.db.trouble import database_trouble
+from epix.delivery import outbox
 from epix.endorsements import service as endorsements
 from epix.endorsements.document import EndorsementDocument, check_schema, read_endorsement
 from epix.errors import EpixError, Finding, Severity
@@ -324,8 +325,13 @@ def _store(
             body=receipt,
         )
     )
-    route_message(session, message, settings)
     permit = verified.permit
+    route_message(
+        session,
+        message,
+        settings,
+        order_key=outbox.permit_order_key(permit.issuing_party, permit.number),
+    )
     record_event(
         session,
         action=ACTIONS[envelope.document_type],

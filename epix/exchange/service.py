@@ -680,7 +680,14 @@ def store_submission(
             "since": received_at,
         },
     )
-    route_message(session, message, arrival.settings)
+    route_message(
+        session,
+        message,
+        arrival.settings,
+        order_key=outbox.permit_order_key(
+            permit.issuing_country or envelope.sender, permit.number or ""
+        ),
+    )
     record_event(
         session,
         action=ACTION_SUBMIT,
@@ -703,10 +710,13 @@ def store_submission(
     return message
 
 
-def route_message(session: Session, message: StoredMessage, settings: Settings) -> None:
+def route_message(
+    session: Session, message: StoredMessage, settings: Settings, *, order_key: str
+) -> None:
     """Hosted destination: straight into its inbox (and its subscribed webhooks). A peer's:
-    an outbox row for the worker. ``message`` was stored by ``store_message`` in this same
-    transaction, so it has no inbox entry yet."""
+    an outbox row for the worker, after any earlier one about the same permit (``order_key``).
+    ``message`` was stored by ``store_message`` in this same transaction, so it has no inbox
+    entry yet."""
     if is_hosted(message.recipient_party, settings):
         entry_id = deliver_to_inbox(
             session, party=message.recipient_party, message=message, new=True
@@ -737,4 +747,5 @@ def route_message(session: Session, message: StoredMessage, settings: Settings) 
         message_id=message.message_id,
         sender_party=message.sender_party,
         headers=envelope_headers,
+        order_key=order_key,
     )

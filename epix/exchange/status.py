@@ -146,6 +146,7 @@ def announce(
                 message_id=message_id,
                 sender_party=settings.node_party,
                 headers={"X-EPIX-Document-Type": "status"},
+                order_key=outbox.permit_order_key(permit.issuing_party, permit.number),
             )
     return told
 

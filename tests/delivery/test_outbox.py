@@ -201,3 +201,45 @@ def test_claims_skip_peers_whose_circuit_is_open(sqlite_database: Database) -> N
             session, owner="w", lease_seconds=5, limit=10, skip_peers={"party:XB"}
         )
     assert [claim.destination_party for claim in claims] == ["XC"]
+
+
+def test_rows_about_one_permit_to_one_party_are_claimed_in_queue_order(
+    database: Database,
+) -> None:
+    """A cancellation queued after its permit waits while the permit is being delivered or
+    waiting for a retry, and goes once the permit is delivered or given up; other permits and
+    other destinations are not held back."""
+    key = outbox.permit_order_key("XA", "P-1")
+    with database.unit_of_work() as session:
+        for message_id, destination, order_key in [
+            ("permit", "XB", key),
+            ("cancel", "XB", key),
+            ("cancel-elsewhere", "XC", key),
+            ("other-permit", "XB", outbox.permit_order_key("XA", "P-2")),
+        ]:
+            outbox.enqueue(
+                session,
+                kind="status_change",
+                destination_party=destination,
+                payload=b"<doc/>",
+                message_id=message_id,
+                order_key=order_key,
+            )
+
+    def claim(owner: str) -> list[outbox.Claim]:
+        with database.unit_of_work() as session:
+            return outbox.claim_due(session, owner=owner, lease_seconds=30, limit=10)
+
+    first = claim("w1")
+    assert sorted(c.message_id for c in first) == ["cancel-elsewhere", "other-permit", "permit"]
+    assert claim("w2") == []  # the cancellation waits while the permit is leased
+    (permit,) = [c for c in first if c.message_id == "permit"]
+    with database.unit_of_work() as session:
+        outbox.mark_attempt_failed(
+            session, permit, code="EPIX-DLV-001", reason="down", retry_at=utcnow()
+        )
+    retried = claim("w2")
+    assert [c.message_id for c in retried] == ["permit"]  # due again; still before the cancel
+    with database.unit_of_work() as session:
+        outbox.mark_delivered(session, retried[0])
+    assert [c.message_id for c in claim("w3")] == ["cancel"]
