@@ -9,6 +9,7 @@ import subprocess
 import sys
 import uuid
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 
 import httpx
@@ -17,14 +18,16 @@ from alembic import command
 from alembic.config import Config
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import MetaData, create_engine, func, inspect, select, text
+from sqlalchemy import MetaData, create_engine, func, insert, inspect, select, text
 from sqlalchemy import table as table_clause
 from sqlalchemy.engine import make_url
 
 from epix.api.app import create_app
 from epix.db import Database
+from epix.db.base import utcnow
 from epix.db.engine import MIGRATIONS_DIR
 from epix.delivery import outbox
+from epix.delivery.models import OutboxMessage
 from epix.exchange.demo import bootstrap_demo
 from epix.permits.samples import demo_permit
 from epix.permits.writer import write_permit
@@ -136,13 +139,24 @@ def put_rows(database: Database, data_dir: Path) -> tuple[str, str]:
             assert answer.status_code == 201, answer.text
 
     asyncio.run(submit())
+    # The outbox row with the columns every version has: today's model would name columns a
+    # past version's table lacks (e.g. order_key), which its services never wrote.
+    queued = utcnow()
     with database.unit_of_work() as session:
-        outbox.enqueue(
-            session,
-            kind="notification",
-            destination_party="XB",
-            payload=b"<note/>",
-            message_id=f"note-{number}",
+        session.execute(
+            insert(OutboxMessage).values(
+                dedupe_key=f"notification:XB::note-{number}",
+                kind="notification",
+                message_id=f"note-{number}",
+                sender_party="",
+                destination_party="XB",
+                peer_key=outbox.peer_key_for("XB", None),
+                content_type="application/xml",
+                headers={"X-EPIX-Message-Id": f"note-{number}", "X-EPIX-To": "XB"},
+                payload=b"<note/>",
+                next_attempt_at=queued,
+                give_up_at=queued + timedelta(seconds=outbox.DEFAULT_GIVE_UP_SECONDS),
+            )
         )
     return number, demo.api_key("XB", "management_authority")
 
