@@ -86,7 +86,10 @@ class TwoNodes:
     anchor_pem: bytes  # the Secretariat certificate node B pins
 
 
-def _user(database: Database, username: str, party: str, authority: str, role: Role) -> str:
+def issue_user_key(
+    database: Database, username: str, party: str, authority: str, role: Role
+) -> str:
+    """A new user with one role and its API key (the raw key, TEST ONLY)."""
     with database.unit_of_work() as session:
         user = auth.create_user(
             session, username=username, party=party, authority=authority, roles=[role]
@@ -156,10 +159,12 @@ def prepare(base: Path, *, database_urls: tuple[str | None, str | None] = (None,
             certificates,
             {PARTY_A: f"http://127.0.0.1:{ports[0]}", PARTY_B: f"http://127.0.0.1:{ports[1]}"},
         )
-        ma_key = _user(db_a, "xa-ma", PARTY_A, "XA Management Authority", Role.MANAGEMENT_AUTHORITY)
-        key_of_b_at_a = _user(db_a, "node-xb", PARTY_B, "EPIX node of XB", Role.PEER_NODE)
-        customs_key = _user(db_b, "xb-customs", PARTY_B, "XB Customs", Role.CUSTOMS)
-        key_of_a_at_b = _user(db_b, "node-xa", PARTY_A, "EPIX node of XA", Role.PEER_NODE)
+        ma_key = issue_user_key(
+            db_a, "xa-ma", PARTY_A, "XA Management Authority", Role.MANAGEMENT_AUTHORITY
+        )
+        key_of_b_at_a = issue_user_key(db_a, "node-xb", PARTY_B, "EPIX node of XB", Role.PEER_NODE)
+        customs_key = issue_user_key(db_b, "xb-customs", PARTY_B, "XB Customs", Role.CUSTOMS)
+        key_of_a_at_b = issue_user_key(db_b, "node-xa", PARTY_A, "EPIX node of XA", Role.PEER_NODE)
     finally:
         for database in databases:
             database.dispose()

@@ -23,7 +23,7 @@ from epix.audit.context import RequestContext
 from epix.audit.service import record_event
 from epix.auth.principal import Principal
 from epix.delivery.models import OutboxKind
-from epix.delivery.outbox import enqueue, permit_order_key
+from epix.delivery.outbox import DEFAULT_GIVE_UP_SECONDS, enqueue, permit_order_key
 from epix.endorsements.checks import normalise_port, parse_quantity
 from epix.endorsements.document import (
     EndorsedLine,
@@ -438,6 +438,7 @@ def confirm(
     actor: Principal,
     request: RequestContext | None = None,
     announce: Announce | None = None,
+    give_up_seconds: int = DEFAULT_GIVE_UP_SECONDS,
 ) -> SignedEndorsement:
     """Turn a reservation into the endorsement; ``lines`` default to the reserved quantities.
 
@@ -466,6 +467,7 @@ def confirm(
         actor=actor,
         request=request,
         announce=announce,
+        give_up_seconds=give_up_seconds,
     )
     return result
 
@@ -484,6 +486,7 @@ def endorse(
     actor: Principal,
     request: RequestContext | None = None,
     announce: Announce | None = None,
+    give_up_seconds: int = DEFAULT_GIVE_UP_SECONDS,
 ) -> SignedEndorsement:
     """Record the consignment at the border directly, without a prior reservation."""
     if declaration_reference is not None:
@@ -502,6 +505,7 @@ def endorse(
         actor=actor,
         request=request,
         announce=announce,
+        give_up_seconds=give_up_seconds,
     )
 
 
@@ -546,6 +550,7 @@ def _endorse_locked(
     actor: Principal,
     request: RequestContext | None,
     announce: Announce | None,
+    give_up_seconds: int,
 ) -> SignedEndorsement:
     permit = state.permit
     check_usable(state, side, actor)
@@ -578,6 +583,7 @@ def _endorse_locked(
         actor=actor,
         request=request,
         announce=announce,
+        give_up_seconds=give_up_seconds,
     )
 
 
@@ -593,6 +599,7 @@ def _store(
     actor: Principal,
     request: RequestContext | None,
     announce: Announce | None,
+    give_up_seconds: int,
     forward: bool = True,
 ) -> SignedEndorsement:
     """Write the endorsement, move the permit's status, queue it for the issuer (unless it
@@ -646,6 +653,7 @@ def _store(
             headers={"X-EPIX-Document-Type": "endorsement"},
             sender_party=actor.party,
             order_key=permit_order_key(permit.issuing_party, permit.number),
+            give_up_seconds=give_up_seconds,
         )
     told: list[str] = []
     if announce is not None and permit.status != previous_status:
@@ -691,6 +699,7 @@ def record_signed(
     max_bytes: int = DEFAULT_MAX_BYTES,
     max_depth: int = DEFAULT_MAX_DEPTH,
     announce: Announce | None = None,
+    give_up_seconds: int = DEFAULT_GIVE_UP_SECONDS,
 ) -> SignedEndorsement:
     """Accept an endorsement the customs authority signed with its own registered key.
 
@@ -727,6 +736,7 @@ def record_signed(
         actor=actor,
         request=request,
         announce=announce,
+        give_up_seconds=give_up_seconds,
         forward=True,
     )
 
@@ -740,6 +750,7 @@ def record_received(
     actor: Principal,
     request: RequestContext | None = None,
     announce: Announce | None = None,
+    give_up_seconds: int = DEFAULT_GIVE_UP_SECONDS,
 ) -> SignedEndorsement:
     """Enter an endorsement that arrived from the endorsing Party's node into this node's copy
     of the ledger (the issuer's view of its permit), with the same checks as a local one.
@@ -756,6 +767,7 @@ def record_received(
         actor=actor,
         request=request,
         announce=announce,
+        give_up_seconds=give_up_seconds,
         forward=False,
     )
 
@@ -769,6 +781,7 @@ def _record_document(
     actor: Principal,
     request: RequestContext | None,
     announce: Announce | None,
+    give_up_seconds: int,
     forward: bool,
 ) -> SignedEndorsement:
     """A signed endorsement document through the ledger checks; the same bytes twice is one."""
@@ -833,6 +846,7 @@ def _record_document(
         actor=actor,
         request=request,
         announce=announce,
+        give_up_seconds=give_up_seconds,
         forward=forward,
     )
 

@@ -392,6 +392,7 @@ def _apply(
             actor=principal,
             request=request,
             announce=StatusAnnouncer(settings, identity),
+            give_up_seconds=settings.outbox_give_up_seconds,
         )
     except EpixError as exc:
         return {

@@ -748,4 +748,5 @@ def route_message(
         sender_party=message.sender_party,
         headers=envelope_headers,
         order_key=order_key,
+        give_up_seconds=settings.outbox_give_up_seconds,
     )

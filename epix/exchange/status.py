@@ -147,6 +147,7 @@ def announce(
                 sender_party=settings.node_party,
                 headers={"X-EPIX-Document-Type": "status"},
                 order_key=outbox.permit_order_key(permit.issuing_party, permit.number),
+                give_up_seconds=settings.outbox_give_up_seconds,
             )
     return told
 

@@ -245,11 +245,19 @@ class ServedNode:
 
 
 def wait_until(what: str, check: Callable[[], bool], timeout: float) -> None:
+    """Poll ``check`` (a node not answering yet counts as False) until true or ``timeout``."""
     deadline = time.monotonic() + timeout
-    while not check():
+    while not _holds(check):
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout}s waiting for {what}")
         time.sleep(0.1)
+
+
+def _holds(check: Callable[[], bool]) -> bool:
+    try:
+        return check()
+    except httpx.TransportError:
+        return False
 
 
 @dataclass

@@ -10,6 +10,9 @@ permit's cancellation never overtakes the permit itself.
 from __future__ import annotations
 
 import contextlib
+import json
+import subprocess
+import sys
 import tempfile
 import uuid
 from collections.abc import Iterator
@@ -20,14 +23,18 @@ import pytest
 from sqlalchemy import func, select
 
 from epix.audit.models import AuditEvent
-from epix.cli.two_nodes import Node, prepare
+from epix.auth.principal import Role
+from epix.cli.two_nodes import Node, issue_user_key, node_environment, prepare
 from epix.db import Database
 from epix.delivery.models import OutboxMessage
 from epix.exchange.models import InboxEntry, Message, Receipt
 from epix.permits.samples import demo_permit
 from epix.permits.writer import write_permit
+from epix.registry.roles import MANAGEMENT_AUTHORITY
+from epix.signatures.keys import ensure_identity
 from epix.signatures.sign import sign_document
-from tests.e2e.crash_harness import Cluster, Rule, cluster, wait_until
+from tests.conftest import REPO_ROOT
+from tests.e2e.crash_harness import Cluster, Rule, ServedNode, cluster, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -49,25 +56,34 @@ def running(shared: Cluster) -> Iterator[Cluster]:
         proxy.reset()
 
 
-def _submit_permit(c: Cluster) -> tuple[str, str]:
-    """XA's Management Authority submits a new permit for XB at node A: (number, message id)."""
-    number = f"XA-CR-{uuid.uuid4().hex[:10]}"
+def _submit(
+    url: str, api_key: str, signer: tuple[bytes, bytes], sender: str, recipient: str
+) -> tuple[str, str]:
+    """A Management Authority submits a new permit at the node at ``url``: (number, id)."""
+    number = f"{sender}-CR-{uuid.uuid4().hex[:10]}"
     message_id = f"crash-{uuid.uuid4().hex}"
-    signed = sign_document(write_permit(demo_permit(number=number, lines=1)), *c.nodes.signer)
+    permit = demo_permit(
+        number=number, exporter_country=sender, importer_country=recipient, lines=1
+    )
     answer = httpx.post(
-        f"{c.a.url}/v1/messages",
-        content=signed,
+        f"{url}/v1/messages",
+        content=sign_document(write_permit(permit), *signer),
         headers={
-            "Authorization": f"Bearer {c.nodes.ma_key}",
+            "Authorization": f"Bearer {api_key}",
             "Content-Type": "application/xml",
             "X-EPIX-Message-Id": message_id,
-            "X-EPIX-From": "XA",
-            "X-EPIX-To": "XB",
+            "X-EPIX-From": sender,
+            "X-EPIX-To": recipient,
         },
         timeout=30,
     )
     assert answer.status_code == 201, answer.text
     return number, message_id
+
+
+def _submit_permit(c: Cluster) -> tuple[str, str]:
+    """XA's Management Authority submits a new permit for XB at node A."""
+    return _submit(c.a.url, c.nodes.ma_key, c.nodes.signer, "XA", "XB")
 
 
 def _outbox_rows(node: Node) -> list[OutboxMessage]:
@@ -123,15 +139,17 @@ def _actions(node: Node, message_id: str) -> list[str]:
         database.dispose()
 
 
-def _assert_once(c: Cluster, message_id: str) -> None:
+def _assert_once(c: Cluster, message_id: str, *, reverse: bool = False) -> None:
     """Stored once at B, in XB's inbox once, and A's row holds the receipt B stored; A
-    transmitted it once, B took it in once (replays of it are not new submissions)."""
-    messages, entries, receipts = _stored_at(c.nodes.b, message_id)
+    transmitted it once, B took it in once (replays of it are not new submissions). With
+    ``reverse``, the same from B to A."""
+    sender, receiver = (c.nodes.b, c.nodes.a) if reverse else (c.nodes.a, c.nodes.b)
+    messages, entries, receipts = _stored_at(receiver, message_id)
     assert (messages, entries) == (1, 1)
-    (row,) = [r for r in _outbox_rows(c.nodes.a) if r.message_id == message_id]
+    (row,) = [r for r in _outbox_rows(sender) if r.message_id == message_id]
     assert row.state == "delivered" and row.receipt == receipts[0]
-    assert _actions(c.nodes.a, message_id).count("message.transmitted") == 1
-    assert _actions(c.nodes.b, message_id).count("message.submit") == 1
+    assert _actions(sender, message_id).count("message.transmitted") == 1
+    assert _actions(receiver, message_id).count("message.submit") == 1
 
 
 def test_sender_killed_before_its_message_left_and_after_the_peer_stored_it(
@@ -212,3 +230,122 @@ def test_a_cancellation_never_overtakes_the_permit_it_cancels(running: Cluster) 
     kinds = [seen.document_type for seen in c.proxy_b.messages()]
     assert kinds.index("permit") < kinds.index("status")
     _assert_once(c, message_id)
+
+
+def test_an_answer_200_that_is_no_receipt_does_not_count_as_delivered(running: Cluster) -> None:
+    """Design: a receipt is sent only after the receiver committed, so only a receipt signed
+    by the peer's registered node key for this message proves delivery; anything else is
+    retried (EPIX-DLV-002) and the real receipt is the one kept."""
+    c = running
+    fake = c.proxy_b.add(Rule("answer", "permit", body=b"<html>OK</html>", times=2))
+    _, message_id = _submit_permit(c)
+    wait_until("two answers that are no receipt", lambda: fake.used == 2, 20)
+    (row,) = [r for r in _outbox_rows(c.nodes.a) if r.message_id == message_id]
+    assert row.state in ("pending", "delivered")
+    wait_until("the delivery", lambda: _delivered(c.nodes.a, message_id), 30)
+    (row,) = [r for r in _outbox_rows(c.nodes.a) if r.message_id == message_id]
+    assert row.attempts == 3
+    _assert_once(c, message_id)
+
+
+def _metric(node: ServedNode, name: str) -> float:
+    text = httpx.get(f"{node.url}/metrics", timeout=10).text
+    (line,) = [line for line in text.splitlines() if line.startswith(name + " ")]
+    return float(line.split()[-1])
+
+
+def _epix(node: ServedNode, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "epix.cli", *args],
+        cwd=REPO_ROOT,
+        env=node_environment(node.node) | node.extra_env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_a_peer_failing_forever_is_given_up_visibly_and_resent(running: Cluster) -> None:
+    c = running
+    c.a.stop()
+    normal = dict(c.a.extra_env)
+    c.a.extra_env = normal | {"EPIX_OUTBOX_GIVE_UP_SECONDS": "3"}
+    c.a.start()
+    try:
+        given_up = _metric(c.a, 'epix_outbox_outcomes_total{outcome="given_up"}')
+        delivered = _metric(c.a, 'epix_outbox_outcomes_total{outcome="delivered"}')
+        down = c.proxy_b.add(Rule("answer", "permit", status=503, body=b"down", times=0))
+        _, message_id = _submit_permit(c)
+        wait_until(
+            "the row to be given up",
+            lambda: any(
+                r.message_id == message_id and r.state == "failed" for r in _outbox_rows(c.nodes.a)
+            ),
+            30,
+        )
+        assert down.used >= 2
+        listed = _epix(c.a, "outbox", "list", "--state", "failed", "--json")
+        assert listed.returncode == 0, listed.stderr
+        (failed,) = [
+            item
+            for item in map(json.loads, listed.stdout.splitlines())
+            if item["message_id"] == message_id
+        ]
+        assert failed["error"].startswith("EPIX-DLV-001")
+        assert _metric(c.a, 'epix_outbox_messages{state="failed"}') >= 1
+        assert _metric(c.a, 'epix_outbox_outcomes_total{outcome="given_up"}') == given_up + 1
+        assert "message.delivery_failed" in _actions(c.nodes.a, message_id)
+
+        down.retired = True
+        resent = _epix(c.a, "outbox", "resend", str(failed["id"]))
+        assert resent.returncode == 0, resent.stderr
+        wait_until("the resent row to arrive", lambda: _delivered(c.nodes.a, message_id), 30)
+        assert _metric(c.a, 'epix_outbox_outcomes_total{outcome="delivered"}') == delivered + 1
+        assert "outbox.resent" in _actions(c.nodes.a, message_id)
+        _assert_once(c, message_id)
+    finally:
+        c.a.stop()
+        c.a.extra_env = normal
+        c.a.start()
+
+
+def test_both_nodes_killed_with_messages_in_flight_both_ways(running: Cluster) -> None:
+    c = running
+    keys = c.nodes.a.data_dir.parent / "keys"
+    xb_signer = ensure_identity(  # made by ``prepare``, registered as XB's MA
+        keys,
+        f"XB-{MANAGEMENT_AUTHORITY}",
+        party="XB",
+        role=MANAGEMENT_AUTHORITY,
+        common_name=f"XB {MANAGEMENT_AUTHORITY}",
+    )
+    database_b = Database(c.nodes.b.database_url)
+    try:
+        xb_ma = issue_user_key(
+            database_b,
+            f"xb-ma-{uuid.uuid4().hex[:6]}",
+            "XB",
+            "XB Management Authority",
+            Role.MANAGEMENT_AUTHORITY,
+        )
+    finally:
+        database_b.dispose()
+    stalls = [proxy.add(Rule("drop", "permit", times=0)) for proxy in (c.proxy_a, c.proxy_b)]
+    to_b = [_submit_permit(c)[1] for _ in range(3)]
+    to_a = [_submit(c.b.url, xb_ma, xb_signer, "XB", "XA")[1] for _ in range(3)]
+    wait_until("both to be trying", lambda: all(stall.used >= 3 for stall in stalls), 20)
+    c.a.kill()
+    c.b.kill()
+    for stall in stalls:
+        stall.retired = True
+    c.a.start()
+    c.b.start()
+    wait_until(
+        "every message to arrive",
+        lambda: _delivered(c.nodes.a, *to_b) and _delivered(c.nodes.b, *to_a),
+        40,
+    )
+    for message_id in to_b:
+        _assert_once(c, message_id)
+    for message_id in to_a:
+        _assert_once(c, message_id, reverse=True)

@@ -322,6 +322,7 @@ def confirm_reservation(
                 actor=actor,
                 request=context,
                 announce=status_announcer(settings),
+                give_up_seconds=settings.outbox_give_up_seconds,
             )
             endorsement = result.endorsement
             return endorsement.endorsement_id, service.describe_endorsement(session, endorsement)
@@ -377,6 +378,7 @@ def create_endorsement(
                 actor=actor,
                 request=context,
                 announce=status_announcer(settings),
+                give_up_seconds=settings.outbox_give_up_seconds,
             )
             endorsement = result.endorsement
             return endorsement.endorsement_id, service.describe_endorsement(session, endorsement)
@@ -449,6 +451,7 @@ def submit_signed_endorsement(
             max_bytes=settings.max_body_bytes,
             max_depth=settings.max_xml_depth,
             announce=status_announcer(settings),
+            give_up_seconds=settings.outbox_give_up_seconds,
         )
         return service.describe_endorsement(session, result.endorsement)
 
