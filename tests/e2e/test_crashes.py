@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import signal
 import subprocess
 import sys
 import tempfile
@@ -349,3 +350,55 @@ def test_both_nodes_killed_with_messages_in_flight_both_ways(running: Cluster) -
         _assert_once(c, message_id)
     for message_id in to_a:
         _assert_once(c, message_id, reverse=True)
+
+
+def _worker(node: ServedNode, log: Path) -> subprocess.Popen[bytes]:
+    """``epix worker`` on node A's database, writing its log lines to ``log``."""
+    with log.open("ab") as output:
+        return subprocess.Popen(
+            [sys.executable, "-m", "epix.cli", "worker"],
+            cwd=REPO_ROOT,
+            env=node_environment(node.node) | node.extra_env,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+        )
+
+
+def test_a_frozen_worker_process_loses_its_lease_and_its_late_answer_is_fenced_off(
+    running: Cluster,
+) -> None:
+    """``epix worker`` stopped (SIGSTOP) while its request hangs: the lease runs out, a second
+    worker process delivers the row, and the first one's outcome, when it wakes, is discarded."""
+    c = running
+    c.a.stop()
+    normal = dict(c.a.extra_env)
+    c.a.extra_env = normal | {"EPIX_RUN_WORKER_IN_PROCESS": "false"}
+    c.a.start()
+    log = c.nodes.a.data_dir / "workers.log"
+    workers: list[subprocess.Popen[bytes]] = []
+    try:
+        held = c.proxy_b.add(Rule("hold_request", "permit"))
+        workers.append(_worker(c.a, log))
+        _, message_id = _submit_permit(c)
+        assert held.reached.wait(60)
+        workers[0].send_signal(signal.SIGSTOP)
+        workers.append(_worker(c.a, log))  # claims the row once the first one's lease ran out
+        wait_until("the second worker to deliver", lambda: _delivered(c.nodes.a, message_id), 60)
+        held.release.set()  # the first request reaches B now: a copy, answered from its record
+        workers[0].send_signal(signal.SIGCONT)
+        wait_until(
+            "the first worker to find its lease gone",
+            lambda: "no longer leased to this worker" in log.read_text(errors="replace"),
+            30,
+        )
+        _assert_once(c, message_id)
+        (row,) = [r for r in _outbox_rows(c.nodes.a) if r.message_id == message_id]
+        assert row.attempts == 2
+    finally:
+        for worker in workers:
+            worker.send_signal(signal.SIGCONT)
+            worker.terminate()
+            worker.wait(30)
+        c.a.stop()
+        c.a.extra_env = normal
+        c.a.start()
