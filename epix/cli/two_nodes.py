@@ -89,7 +89,7 @@ class TwoNodes:
 def issue_user_key(
     database: Database, username: str, party: str, authority: str, role: Role
 ) -> str:
-    """A new user with one role and its API key (the raw key, TEST ONLY)."""
+    """A new user with one role; returns the raw API key issued to it."""
     with database.unit_of_work() as session:
         user = auth.create_user(
             session, username=username, party=party, authority=authority, roles=[role]
