@@ -141,8 +141,8 @@ async def submit_message(request: Request) -> Response:
         except SQLAlchemyError as exc:  # answered by the problem handlers; an outage is counted
             trouble = database_trouble(exc)
             if trouble is not None:
-                refusal = Finding(trouble.code, ERROR_TABLE[trouble.code].meaning)
-                metrics.count_submission("refused", [refusal])
+                outage = Finding(trouble.code, ERROR_TABLE[trouble.code].meaning)
+                metrics.count_submission("refused", [outage])
             raise
         metrics.count_submission(result.status, () if result.accepted else result.findings)
         return response
