@@ -36,7 +36,7 @@ from epix.audit.context import url_for_audit
 from epix.audit.service import record_event
 from epix.db import Database
 from epix.db.base import utcnow
-from epix.db.trouble import OutageLog
+from epix.db.trouble import OutageLog, database_trouble
 from epix.delivery import outbox, peers
 from epix.delivery.backoff import CircuitBreaker, backoff_delay
 from epix.delivery.local import ExchangeInbox
@@ -447,6 +447,8 @@ class Worker:
             reason = "; ".join(f"{f.code}: {f.message}" for f in error.findings)
             return self._failed(claim, "EPIX-DLV-006", reason, permanent=True)
         except Exception as exc:
+            if database_trouble(exc) is not None:
+                raise  # an outage: the loop logs it once, and the row's lease runs out for a retry
             log.exception("local delivery of outbox row %s failed", claim.id)
             return self._failed(claim, "EPIX-DLV-001", f"{type(exc).__name__}", permanent=False)
         return Result.DELIVERED

@@ -214,11 +214,15 @@ def test_postgresql_down_full_and_back(tmp_path: Path) -> None:
     assert PASSWORD not in output
     # One warning line per refused request; the outbox worker thread says once that it waits
     # and once that it is back per outage (not at each of its polls every 0.2 s), and lived
-    # through all three.
+    # through all of them. It meets the cluster stopped twice; the full connection slots only
+    # if it happened to need a new connection then (its pooled one, used every 0.2 s, is
+    # never idle long enough to be pinged).
     assert len(re.findall(r"WARNING epix\.api EPIX-DB-002 on GET /v1/inbox: ", output)) == 1
     assert len(re.findall(r"EPIX-DB-003 on GET /v1/inbox: .*too many clients", output)) == 1
-    assert len(re.findall(r"outbox worker \S+: database unavailable \(EPIX-DB-00", output)) == 3
-    assert len(re.findall(r"outbox worker \S+: the database answers again", output)) == 3, output
+    waits = re.findall(r"outbox worker \S+: database unavailable \(EPIX-DB-00", output)
+    resumes = re.findall(r"outbox worker \S+: the database answers again", output)
+    assert len(waits) in (2, 3), output
+    assert len(resumes) == len(waits), output
 
 
 def test_a_server_address_that_never_answers_fails_within_the_connect_timeout() -> None:
