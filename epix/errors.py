@@ -163,6 +163,12 @@ _TABLE: tuple[ErrorCode, ...] = (
     _c("EPIX-AUTH-007", E, 409, "A user with that name already exists."),
     _c("EPIX-AUTH-008", E, 404, "Unknown user or API key."),
     _c("EPIX-AUTH-009", E, 401, "Invalid or expired web session; log in again."),
+    _c(
+        "EPIX-AUTH-010",
+        E,
+        429,
+        "Too many failed logins for this user name from this address; wait before trying again.",
+    ),
     # --- request / transport ---
     _c("EPIX-REQ-001", E, 400, "The request body is not valid JSON."),
     _c("EPIX-REQ-002", E, 415, "Unsupported content type."),
@@ -344,6 +350,8 @@ class EpixError(Exception):
     """
 
     findings: list[Finding] = field(default_factory=list)
+    # Seconds after which trying again may succeed (HTTP ``Retry-After``), when that is known.
+    retry_after_seconds: int | None = None
 
     def __post_init__(self) -> None:
         Exception.__init__(self, "; ".join(f"{f.code}: {f.message}" for f in self.findings))

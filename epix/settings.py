@@ -81,6 +81,19 @@ class Settings(BaseSettings):
         "per process only adds lock convoys; scale with --workers instead.",
     )
 
+    # Web logins: failed passwords per user name and client address before a pause.
+    login_max_failures: int = Field(
+        default=5,
+        ge=1,
+        description="Failed logins one user name may have from one client address within "
+        "EPIX_LOGIN_FAILURE_WINDOW_SECONDS; further attempts are refused (429, EPIX-AUTH-010) "
+        "without checking the password until the oldest failure leaves the window. Counted per "
+        "worker process.",
+    )
+    login_failure_window_seconds: int = Field(
+        default=900, gt=0, description="The window in which failed logins are counted."
+    )
+
     # Endorsements: how long customs reservations hold quantities before they lapse.
     endorsement_reservation_ttl_seconds: int = Field(
         default=24 * 3600, gt=0, description="Default lifetime of a quantity reservation."

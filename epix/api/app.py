@@ -21,6 +21,7 @@ from epix.api.routers import registry as registry_routes
 from epix.api.routers import webhooks as webhook_routes
 from epix.audit.service import AuditPolicy, configure_audit
 from epix.auth.session_secret import session_secret
+from epix.auth.throttle import LoginThrottle
 from epix.compliance import load_reference_data
 from epix.db import Database
 from epix.settings import Settings, get_settings
@@ -49,6 +50,9 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
     app.state.database = database
     # How many submissions run their pipeline at once (routers/messages.py); FIFO beyond that.
     app.state.pipeline_limiter = CapacityLimiter(settings.pipeline_concurrency)
+    app.state.login_throttle = LoginThrottle(
+        settings.login_max_failures, settings.login_failure_window_seconds
+    )
     install_problem_handlers(app)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(RefuseNulCharacters)

@@ -62,7 +62,9 @@ def _validation_location(loc: tuple[Any, ...] | list[Any]) -> str:
 def install_problem_handlers(app: FastAPI) -> None:
     @app.exception_handler(EpixError)
     async def _epix_error(_request: Request, exc: EpixError) -> JSONResponse:
-        return problem_response(exc.findings, exc.http_status)
+        wait = exc.retry_after_seconds
+        headers = {"Retry-After": str(wait)} if wait is not None else None
+        return problem_response(exc.findings, exc.http_status, headers=headers)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_request: Request, exc: RequestValidationError) -> JSONResponse:

@@ -23,7 +23,8 @@ from epix.audit.service import record_event
 from epix.auth import service
 from epix.auth.models import ApiKey, User
 from epix.auth.principal import Principal, Role
-from epix.errors import EpixError
+from epix.auth.throttle import LoginThrottle
+from epix.errors import EpixError, Finding
 
 router = APIRouter(prefix="/v1", tags=["auth"])
 NodeAdmin = Annotated[Principal, Depends(require_roles(Role.NODE_ADMIN))]
@@ -142,16 +143,35 @@ class IssuedApiKey(ApiKeyOut):
 @router.post(
     "/auth/login",
     summary="Log in to a web session",
-    openapi_extra=refusals("EPIX-AUTH-002", "EPIX-AUTH-006", "EPIX-REQ-005"),
+    openapi_extra=refusals("EPIX-AUTH-002", "EPIX-AUTH-006", "EPIX-AUTH-010", "EPIX-REQ-005"),
     response_model=PrincipalOut,
 )
 def login(
     body: LoginRequest, request: Request, database: DatabaseDep, context: RequestContextDep
 ) -> PrincipalOut:
-    """Check a password and start a web session (cookie). Failures are audited too."""
+    """Check a password and start a web session (cookie). Failures are audited too.
+
+    After EPIX_LOGIN_MAX_FAILURES wrong passwords for one user name from one address within
+    EPIX_LOGIN_FAILURE_WINDOW_SECONDS, attempts are refused (429, EPIX-AUTH-010, `Retry-After`)
+    without checking the password."""
     if web_session(request) is None:
         raise EpixError.of("EPIX-REQ-005", "This node has no web sessions.", "/v1/auth/login")
+    throttle: LoginThrottle = request.app.state.login_throttle
+    address = request.client.host if request.client else ""
     try:
+        wait = throttle.retry_after(body.username, address)
+        if wait is not None:
+            raise EpixError(
+                [
+                    Finding(
+                        "EPIX-AUTH-010",
+                        "Too many failed logins for this user name from your address; "
+                        f"try again in {wait} s.",
+                        "credentials",
+                    )
+                ],
+                retry_after_seconds=wait,
+            )
         with database.unit_of_work() as session:
             user = service.authenticate_password(session, body.username, body.password)
             principal = service.principal_of(user)
@@ -165,6 +185,8 @@ def login(
             )
             epoch = user.auth_epoch
     except EpixError as refusal:
+        if refusal.findings[0].code == "EPIX-AUTH-002":
+            throttle.failed(body.username, address)
         with database.unit_of_work() as session:
             record_event(
                 session,
@@ -174,6 +196,7 @@ def login(
                 detail={"username": body.username},
             )
         raise
+    throttle.succeeded(body.username, address)
     start_web_session(request, principal, epoch)
     return PrincipalOut.of(principal)
 
