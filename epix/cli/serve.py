@@ -81,7 +81,10 @@ def ensure_can_listen(host: str, port: int) -> None:
             probe.bind((host, port))
     except OSError as exc:
         if exc.errno == errno.EADDRINUSE:
-            reason = "already in use. Stop what runs there or choose another --port"
+            reason = (
+                "already in use. Stop what runs there or choose another --port "
+                "(with make: make run PORT=8001)"
+            )
         else:
             reason = f"{exc.strerror or exc}. Check --host"
         raise click.ClickException(f"Cannot listen on {host}:{port}: {reason}.") from None

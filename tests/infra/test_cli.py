@@ -161,6 +161,7 @@ def test_serve_on_a_port_in_use_is_a_message_before_anything_starts(
     assert result.exit_code == 1, result.output
     assert f"127.0.0.1:{port}" in result.output
     assert "already in use" in result.output
+    assert "make run PORT=" in result.output  # how to choose another port with make run
     assert "Traceback" not in result.output
     assert "Demo API keys" not in result.output  # nothing claims a node is running
 
