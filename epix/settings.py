@@ -133,10 +133,20 @@ class Settings(BaseSettings):
         default=True, description="Run the outbox worker as a thread inside `epix serve`."
     )
     outbox_batch_size: int = Field(
-        default=50, gt=0, description="Rows one worker claims at a time."
+        default=50,
+        gt=0,
+        description="Most rows one claim takes (`epix worker --once` claims and delivers them "
+        "batch by batch; the running worker claims only as many as it has free slots).",
     )
     outbox_concurrency: int = Field(
         default=4, gt=0, description="Deliveries one worker runs at once."
+    )
+    outbox_peer_concurrency: int = Field(
+        default=2,
+        gt=0,
+        description="Deliveries to one destination (a peer node, a Party's inbox on this node, "
+        "a webhook host) one worker runs at once: the other slots stay free for the other "
+        "destinations, so a slow one cannot hold them all.",
     )
     outbox_poll_seconds: float = Field(
         default=1.0, gt=0, description="How long an idle worker waits before looking for due rows."

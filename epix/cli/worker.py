@@ -28,7 +28,7 @@ def _database() -> Database:
 @click.command()
 @click.option("--once", is_flag=True, help="Deliver what is due now, then exit.")
 def worker(once: bool) -> None:
-    """Deliver outbox rows until stopped (SIGTERM/SIGINT finish the current batch).
+    """Deliver outbox rows until stopped (SIGTERM/SIGINT let the deliveries in flight end).
 
     Run any number of these against one database (PostgreSQL in production); rows are
     claimed with leases, so a killed worker's rows are taken over when its lease expires.

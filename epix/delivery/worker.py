@@ -21,8 +21,9 @@ import random
 import socket
 import threading
 import uuid
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from collections import Counter
+from collections.abc import Callable, Collection
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -209,33 +210,91 @@ class Worker:
     # --- the loop ---------------------------------------------------------------------------
 
     def run_once(self) -> int:
-        """Claim one batch and deliver it; returns how many rows were claimed."""
+        """Claim one batch, deliver all of it and return how many rows were claimed (``epix
+        worker --once`` and tests; ``run`` does not wait for the slowest row of a batch)."""
         jobs = self.claim()
         for result in self._pool.map(self.process, jobs):
             log.debug("outbox row finished: %s", result)
         return len(jobs)
 
     def run(self, stop: threading.Event) -> None:
-        """Deliver until ``stop`` is set; an idle or failing loop waits ``outbox_poll_seconds``."""
+        """Deliver until ``stop`` is set, then finish the deliveries in flight.
+
+        Up to ``outbox_concurrency`` rows are in flight, at most ``outbox_peer_concurrency``
+        of them to one destination, and a row is claimed as soon as a slot frees: a destination
+        that hangs until the outbound deadline holds only its own slots, never the deliveries
+        to the others. Each row is sent right after its claim, so its lease (longer than the
+        deadline, see ``Settings``) covers the whole delivery. An idle or failing loop waits
+        ``outbox_poll_seconds``.
+        """
         log.info("outbox worker %s started", self.owner)
         outage = OutageLog(log, f"outbox worker {self.owner}", self.database.url)
+        in_flight: dict[Future[Result], str] = {}
         while not stop.is_set():
             try:
-                claimed = self.run_once()
+                self._fill(in_flight)
             except Exception as exc:
-                if not outage.failed(exc):
-                    log.exception("outbox worker iteration failed; retrying after a pause")
-                claimed = 0
+                self._loop_failed(outage, exc)
+                failed = True
             else:
                 outage.succeeded()
-            if claimed == 0:
+                failed = False
+            if in_flight and not failed:
+                done = wait(
+                    in_flight,
+                    timeout=self.settings.outbox_poll_seconds,
+                    return_when=FIRST_COMPLETED,
+                ).done
+            else:
                 stop.wait(self.settings.outbox_poll_seconds)
+                done = {future for future in in_flight if future.done()}
+            self._finished(done, in_flight, outage)
+        self._finished(wait(in_flight).done, in_flight, outage)
         log.info("outbox worker %s stopped", self.owner)
+
+    def _fill(self, in_flight: dict[Future[Result], str]) -> None:
+        """Claim rows into the free slots and start them; ``in_flight`` maps each running
+        delivery to its destination's peer key."""
+        capacity = max(1, self.settings.outbox_concurrency)
+        per_peer = max(1, self.settings.outbox_peer_concurrency)
+        while len(in_flight) < capacity:
+            busy = Counter(in_flight.values())
+            full = {peer for peer, count in busy.items() if count >= per_peer}
+            # No single claim may give one destination more rows than it has slots left.
+            room = per_peer - max(
+                (count for peer, count in busy.items() if peer not in full), default=0
+            )
+            limit = min(capacity - len(in_flight), room, self.settings.outbox_batch_size)
+            jobs = self.claim(limit, skip_peers=full)
+            for job in jobs:
+                in_flight[self._pool.submit(self.process, job)] = job.claim.peer_key
+            if len(jobs) < limit:
+                return
+
+    def _finished(
+        self,
+        done: Collection[Future[Result]],
+        in_flight: dict[Future[Result], str],
+        outage: OutageLog,
+    ) -> None:
+        for future in done:
+            del in_flight[future]
+            error = future.exception()
+            if error is None:
+                log.debug("outbox row finished: %s", future.result())
+            else:  # the row's lease runs out and it is retried
+                self._loop_failed(outage, error)
+
+    @staticmethod
+    def _loop_failed(outage: OutageLog, error: BaseException) -> None:
+        if not outage.failed(error):
+            log.error("outbox worker iteration failed; retrying", exc_info=error)
 
     # --- claiming -----------------------------------------------------------------------------
 
-    def claim(self, limit: int | None = None) -> list[Job]:
-        """Lease due rows (skipping peers whose circuit is open) and decide each one's route."""
+    def claim(self, limit: int | None = None, *, skip_peers: Collection[str] = ()) -> list[Job]:
+        """Lease due rows (skipping ``skip_peers`` and peers whose circuit is open) and decide
+        each one's route."""
         now = self.clock()
         with self.database.unit_of_work() as session:
             claims = outbox.claim_due(
@@ -244,7 +303,7 @@ class Worker:
                 lease_seconds=self.settings.outbox_lease_seconds,
                 limit=limit or self.settings.outbox_batch_size,
                 now=now,
-                skip_peers=self.breaker.open_peers(now),
+                skip_peers=self.breaker.open_peers(now).union(skip_peers),
             )
             return [Job(claim, self._route(session, claim)) for claim in claims]
 

@@ -216,12 +216,15 @@ def test_postgresql_down_full_and_back(tmp_path: Path) -> None:
     # and once that it is back per outage (not at each of its polls every 0.2 s), and lived
     # through all of them. It meets the cluster stopped twice; the full connection slots only
     # if it happened to need a new connection then (its pooled one, used every 0.2 s, is
-    # never idle long enough to be pinged).
+    # never idle long enough to be pinged), and then possibly twice: the test terminates its
+    # backends ("administrator command") while taking the slots, and its next connection,
+    # made in between, meets "too many clients" (seen about one run in three since the worker
+    # claims as soon as a delivery slot frees).
     assert len(re.findall(r"WARNING epix\.api EPIX-DB-002 on GET /v1/inbox: ", output)) == 1
     assert len(re.findall(r"EPIX-DB-003 on GET /v1/inbox: .*too many clients", output)) == 1
     waits = re.findall(r"outbox worker \S+: database unavailable \(EPIX-DB-00", output)
     resumes = re.findall(r"outbox worker \S+: the database answers again", output)
-    assert len(waits) in (2, 3), output
+    assert len(waits) in (2, 3, 4), output
     assert len(resumes) == len(waits), output
 
 

@@ -64,7 +64,8 @@ class PeerState:
     status: int | None = None
     unauthorised: int = 0
     bad_signatures: int = 0
-    delay_seconds: float = 0.0
+    delay_seconds: float = 0.0  # hold each answer this long (or until the peer stops)
+    stopping: threading.Event = field(default_factory=threading.Event)
     retry_after: str | None = None  # a Retry-After header sent with a forced status
     drip_seconds: float = 0.0  # answer 200 with a body sent one byte per this many seconds
     flood_bytes: int = 0  # answer 200 with a body of this many bytes
@@ -106,8 +107,9 @@ class _Handler(BaseHTTPRequestHandler):
         state = self.server.state
         body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
         message_id = self.headers.get("X-EPIX-Delivery") or self.headers.get("X-EPIX-Message-Id")
-        if state.delay_seconds:
-            time.sleep(state.delay_seconds)
+        if state.delay_seconds and state.stopping.wait(state.delay_seconds):
+            self.close_connection = True  # stopped while holding the answer
+            return
         if state.drip_seconds or state.flood_bytes:
             with state.lock:
                 state.requests[message_id or ""] += 1
@@ -215,12 +217,14 @@ class Peer:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self) -> Peer:
+        self.state.stopping.clear()
         self._server = _Server(self.port, self.state)
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
         self._thread.start()
         return self
 
     def stop(self) -> None:
+        self.state.stopping.set()
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()
