@@ -70,6 +70,7 @@ class PeerState:
     drip_seconds: float = 0.0  # answer 200 with a body sent one byte per this many seconds
     flood_bytes: int = 0  # answer 200 with a body of this many bytes
     hosts: list[str] = field(default_factory=list)  # the Host header of every request
+    arrivals: list[str] = field(default_factory=list)  # the message id of every request, in order
 
     @property
     def effects(self) -> int:
@@ -117,6 +118,7 @@ class _Handler(BaseHTTPRequestHandler):
             return
         with state.lock:
             state.requests[message_id or ""] += 1
+            state.arrivals.append(message_id or "")
             state.hosts.append(self.headers.get("Host", ""))
             if state.status is not None:
                 forced = state.status

@@ -15,11 +15,12 @@ from pathlib import Path
 from sqlalchemy import select
 
 from epix.db import Database
-from epix.delivery import webhooks
+from epix.delivery import outbox, webhooks
 from epix.delivery.models import OutboxKind, OutboxMessage, OutboxState
 from epix.delivery.webhooks import publish_event, webhook_key
 from epix.delivery.worker import start_worker_thread
 from tests.delivery.helpers import (
+    PEER_PARTY,
     Peer,
     PeerState,
     enqueue_endorsements,
@@ -107,3 +108,40 @@ def test_a_hanging_peer_does_not_hold_up_deliveries_to_a_healthy_destination(
     finally:
         slow.stop()
         healthy.stop()
+
+
+def test_the_running_worker_still_sends_the_messages_about_one_permit_in_queue_order(
+    database: Database, tmp_path: Path
+) -> None:
+    """Free slots are filled at once, but a permit's later message is claimed only once the
+    earlier one is delivered: the peer sees them in the order they were queued."""
+    identity = peer_identity()
+    peer = Peer(PeerState(identity=identity)).start()
+    try:
+        settings = sender_settings(tmp_path)
+        register_peer(database, endpoint=peer.url, identity=identity)
+        ids = [f"permit-msg-{n}" for n in range(6)]
+        with database.unit_of_work() as session:
+            for message_id in ids:
+                outbox.enqueue(
+                    session,
+                    kind="endorsement",
+                    destination_party=PEER_PARTY,
+                    payload=f"<Endorsement id='{message_id}'/>".encode(),
+                    message_id=message_id,
+                    sender_party="XA",
+                    order_key=outbox.permit_order_key("XA", "P-1"),
+                )
+        handle = start_worker_thread(database, settings)
+        started = time.monotonic()
+        try:
+            while any(
+                r.state != OutboxState.DELIVERED for r in _rows(database, OutboxKind.ENDORSEMENT)
+            ):
+                assert time.monotonic() - started < 30, "not delivered"
+                time.sleep(0.05)
+        finally:
+            handle.stop()
+        assert peer.state.arrivals == ids
+    finally:
+        peer.stop()
