@@ -153,6 +153,20 @@ _TABLE: tuple[ErrorCode, ...] = (
         "The certificate's public key is already in a registered (or revoked) certificate: "
         "use a new key pair.",
     ),
+    _c(
+        "EPIX-REG-016",
+        W,
+        200,
+        "The registry copy held is past its expiry: the Secretariat has not confirmed it is "
+        "still current; signatures are still accepted until the grace period ends.",
+    ),
+    _c(
+        "EPIX-REG-017",
+        E,
+        503,
+        "The registry copy held expired longer ago than the grace period allows: no signature "
+        "is accepted until a current registry is fetched from the Secretariat.",
+    ),
     # --- authentication and authorisation ---
     _c("EPIX-AUTH-001", E, 401, "Authentication required."),
     _c("EPIX-AUTH-002", E, 401, "The API key or password is not valid."),

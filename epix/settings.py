@@ -200,6 +200,20 @@ class Settings(BaseSettings):
         description="The pinned Secretariat certificate (PEM): the only key a registry document "
         "is accepted from.",
     )
+    registry_validity_hours: int = Field(
+        default=168,
+        gt=0,
+        description="Secretariat node: how long a published registry document is valid "
+        "(its signed `expires`); it is re-signed with a fresh expiry once less than half of "
+        "this is left, the next time it is served or exported.",
+    )
+    registry_expiry_grace_hours: int = Field(
+        default=72,
+        ge=0,
+        description="Follower nodes: how long after the held registry copy's expiry "
+        "signatures are still accepted (with warnings); after it they are refused "
+        "(EPIX-REG-017) until a current copy is fetched.",
+    )
     registry_signing_key_path: Path | None = Field(
         default=None,
         description="Secretariat node only: private key (PEM) that signs the published registry.",

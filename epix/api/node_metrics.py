@@ -28,6 +28,7 @@ from epix.exchange.inbox import Waiting, waiting_by_party
 from epix.registry import repository as registry
 from epix.registry.models import RegistrySourceCheck
 from epix.settings import Settings
+from epix.signatures.trust import as_utc
 
 log = logging.getLogger("epix.api.metrics")
 
@@ -61,6 +62,7 @@ class NodeCollector:
                     *self._registry(
                         registry.current_version(session),
                         registry.newest_document_issued_at(session),
+                        registry.newest_document_expires_at(session),
                         registry.source_check(session),
                         registry.count_expiring(session, now=now, until=now + EXPIRY_WINDOW),
                         now,
@@ -205,6 +207,7 @@ class NodeCollector:
         self,
         version_held: int,
         issued_at: datetime | None,
+        expires_at: datetime | None,
         check: RegistrySourceCheck | None,
         expiring: tuple[int, int],
         now: datetime,
@@ -221,6 +224,15 @@ class NodeCollector:
             )
             issued.add_metric([], _age(now, issued_at))
             yield issued
+        if expires_at is not None:
+            expires = GaugeMetricFamily(
+                "epix_registry_copy_expires_in_seconds",
+                "Seconds until the signed expiry of the newest registry document held; "
+                "negative once past it (a follower then warns, and after "
+                "EPIX_REGISTRY_EXPIRY_GRACE_HOURS refuses signatures).",
+            )
+            expires.add_metric([], (as_utc(expires_at) - now).total_seconds())
+            yield expires
         following = GaugeMetricFamily(
             "epix_registry_following",
             "1 when the node follows a published registry (EPIX_REGISTRY_SOURCE_URL).",

@@ -13,7 +13,7 @@ import json
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -369,13 +369,24 @@ def expiring(within_days: int, as_json: bool) -> None:
 )
 @as_option
 def export(key_path: Path, cert_path: Path, out: Path | None, as_user: str | None) -> None:
-    """Sign the current registry with the Secretariat key and write it (stdout without --out)."""
+    """Sign the current registry with the Secretariat key and write it (stdout without --out).
+
+    The document is valid for EPIX_REGISTRY_VALIDITY_HOURS; run this again (a timer) before
+    half of that has passed: it then re-signs the registry as a new version with a fresh
+    expiry, without which followers start refusing signatures after their grace period.
+    """
     key_pem, cert_pem = key_path.read_bytes(), cert_path.read_bytes()
+    validity = timedelta(hours=get_settings().registry_validity_hours)
     with cli_session() as session:
         actor = acting_principal(session, as_user)
         try:
             document = publish(
-                session, key_pem, cert_pem, actor=actor, request=cli_context("registry export")
+                session,
+                key_pem,
+                cert_pem,
+                validity=validity,
+                actor=actor,
+                request=cli_context("registry export"),
             )
         except ValueError as exc:  # an unreadable key, or one that is not the certificate's
             raise click.ClickException(str(exc)) from None

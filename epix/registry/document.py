@@ -11,8 +11,8 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from cryptography import x509
@@ -31,7 +31,7 @@ from epix.registry.roles import SECRETARIAT
 from epix.registry.service import one_certificate
 from epix.registry.snapshot import AuthorityEntry, CertificateEntry, PartyEntry, RegistrySnapshot
 from epix.signatures import StaticTrustStore, TrustedCertificate, sign_document, verify_document
-from epix.signatures.trust import fingerprint_of
+from epix.signatures.trust import as_utc, fingerprint_of
 from epix.xml import load_schema, parse_xml
 from epix.xml.namespaces import EPIX_REGISTRY
 
@@ -68,6 +68,8 @@ def render_document(snapshot: RegistrySnapshot) -> bytes:
     root = etree.fromstring(f'<Registry xmlns="{EPIX_REGISTRY}"/>'.encode())
     root.set("version", str(snapshot.version))
     root.set("issuedAt", format_time(snapshot.issued_at))
+    if snapshot.expires_at is not None:
+        root.set("expires", format_time(snapshot.expires_at))
     for party in snapshot.parties:
         party_element = _sub(root, "Party")
         party_element.set("code", party.code)
@@ -216,6 +218,7 @@ def _read_snapshot(root: etree._Element) -> RegistrySnapshot:
         version=int(root.get("version", "0")),
         issued_at=_parse_time(root.get("issuedAt", "")),
         parties=tuple(parties),
+        expires_at=_parse_time(expires) if (expires := root.get("expires")) else None,
     )
 
 
@@ -254,24 +257,36 @@ def publish(
     key_pem: bytes,
     cert_pem: bytes,
     *,
+    validity: timedelta,
+    now: datetime | None = None,
     actor: Principal | None = None,
     request: RequestContext | None = None,
 ) -> RegistryDocument:
-    """Sign the current registry version with the Secretariat key, unless already published.
+    """Sign the current registry with the Secretariat key, valid for ``validity`` from ``now``.
 
-    Holding the version lock makes concurrent publishers of one version produce one document.
+    The document already published is returned while it is current and more than half of
+    ``validity`` is left before its expiry. Otherwise (a change, or an expiry drawing near, or
+    a document from before expiry existed) a new version is signed: a re-signed unchanged
+    registry also takes the next version, like a CRL's number, so a follower accepts it
+    as newer and a frozen source is told apart from a current one. Holding the version lock
+    makes concurrent publishers produce one document.
     """
+    now = now or utcnow()
     state = repository.lock_state(session)
     latest = repository.latest_document(session)
     if latest is not None and latest.version >= state.version:
-        return latest
-    snapshot = repository.load_snapshot(session, utcnow())
+        if latest.expires_at is not None and as_utc(latest.expires_at) - now > validity / 2:
+            return latest
+        state.version = latest.version + 1
+        state.updated_at = now
+    snapshot = replace(repository.load_snapshot(session, now), expires_at=now + validity)
     content = sign_document(
         render_document(snapshot), key_pem, cert_pem, max_bytes=MAX_DOCUMENT_BYTES
     )
     document = RegistryDocument(
         version=snapshot.version,
         issued_at=snapshot.issued_at,
+        expires_at=snapshot.expires_at,
         content=content,
         sha256=hashlib.sha256(content).hexdigest(),
         source_url=None,
@@ -288,7 +303,7 @@ def publish(
         party=SECRETARIAT_PARTY,
         request=request,
         payload=content,
-        detail={"registry_version": snapshot.version},
+        detail={"registry_version": snapshot.version, "expires": format_time(now + validity)},
     )
     return document
 
@@ -335,6 +350,7 @@ def import_registry(
         RegistryDocument(
             version=incoming,
             issued_at=verified.snapshot.issued_at,
+            expires_at=verified.snapshot.expires_at,
             content=verified.content,
             sha256=verified.sha256,
             source_url=source_url,

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import httpx
 
@@ -20,6 +20,12 @@ from epix.errors import EpixError, Finding
 from epix.outbound import DeadlineExceeded, outbound_client
 from epix.registry import repository
 from epix.registry.document import MAX_DOCUMENT_BYTES, import_registry, read_registry
+from epix.registry.freshness import (
+    LAPSED,
+    FreshnessPolicy,
+    current_policy,
+    held_copy_finding,
+)
 from epix.settings import Settings
 
 log = logging.getLogger("epix.registry.follower")
@@ -80,10 +86,14 @@ class RegistryFollower:
         deadline_seconds: float,
         timeout: float = 10.0,
         proxy: str | None = None,
+        freshness: FreshnessPolicy | None = None,
     ) -> None:
         self.database = database
         self.source_url = source_url
         self.anchor_pem = anchor_pem
+        # A follower always enforces its copy's expiry; the grace (and clock) are configurable.
+        self.freshness = replace(freshness or current_policy(), enforced=True)
+        self._expiry_code: str | None = None
         self.client = outbound_client(
             deadline_seconds=deadline_seconds, timeout=timeout, proxy=proxy
         )
@@ -103,6 +113,7 @@ class RegistryFollower:
             anchor_pem=settings.registry_anchor_path.read_bytes(),
             deadline_seconds=settings.outbound_deadline_seconds,
             proxy=settings.outbound_proxy,
+            freshness=FreshnessPolicy.from_settings(settings),
         )
 
     def refresh(self) -> RefreshResult:
@@ -112,15 +123,37 @@ class RegistryFollower:
         forged or unsigned, EPIX-REG-008 a rollback, EPIX-XML-*/EPIX-SCHEMA-001 malformed):
         the held copy stays in force. An unreachable source is a warning (EPIX-REG-011) while
         a copy is held, and EPIX-REG-009 when none is. Either way the outcome is recorded
-        (``repository.record_source_check``) for monitoring.
+        (``repository.record_source_check``) for monitoring. A copy held past its signed
+        expiry adds EPIX-REG-016 (or EPIX-REG-017 past the grace period) to the warnings.
         """
         try:
             result = self._refresh()
         except EpixError as exc:
             self._record_check(exc.findings[0].code)
+            self._check_expiry()
             raise
         self._record_check(result.warnings[0].code if result.warnings else None)
+        expiry = self._check_expiry()
+        if expiry is not None:
+            result = replace(result, warnings=(*result.warnings, expiry))
         return result
+
+    def _check_expiry(self) -> Finding | None:
+        """The held copy's expiry finding, logged once each time it changes (not at every
+        poll): a warning past expiry, an error once signatures are refused, and a note when
+        a current copy arrives again."""
+        with self.database.unit_of_work() as session:
+            finding = held_copy_finding(session, self.freshness)
+        code = finding.code if finding else None
+        if code != self._expiry_code:
+            if finding is None:
+                log.info("registry copy is current again (source %s)", self.source_url)
+            elif finding.code == LAPSED:
+                log.error("%s %s", finding.code, finding.message)
+            else:
+                log.warning("%s %s", finding.code, finding.message)
+            self._expiry_code = code
+        return finding
 
     def _record_check(self, failure_code: str | None) -> None:
         with self.database.unit_of_work() as session:

@@ -117,6 +117,8 @@ class RegistryDocument(Base):
 
     version: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
     issued_at: Mapped[datetime]
+    # The signed expiry (None for documents issued before expiry existed: they never expire).
+    expires_at: Mapped[datetime | None]
     content: Mapped[bytes] = mapped_column(LargeBinary)
     sha256: Mapped[str] = mapped_column(String(64))
     source_url: Mapped[str | None] = mapped_column(String(2000))

@@ -239,6 +239,14 @@ def newest_document_issued_at(session: Session) -> datetime | None:
     )
 
 
+def newest_document_expires_at(session: Session) -> datetime | None:
+    """The signed expiry of the newest document held (None: none held, or one issued before
+    expiry existed), without loading it."""
+    return session.scalar(
+        select(RegistryDocument.expires_at).order_by(RegistryDocument.version.desc()).limit(1)
+    )
+
+
 SOURCE_CHECK_ID = 1
 
 

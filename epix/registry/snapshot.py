@@ -62,6 +62,9 @@ class RegistrySnapshot:
     version: int
     issued_at: datetime
     parties: tuple[PartyEntry, ...] = ()
+    # Until when the Secretariat vouches this is its current registry; None in documents
+    # issued before expiry existed (and in the tables' own snapshot before it is published).
+    expires_at: datetime | None = None
 
     def certificates(self) -> Iterator[tuple[PartyEntry, AuthorityEntry, CertificateEntry]]:
         for party in self.parties:

@@ -12,6 +12,7 @@ from datetime import datetime
 from sqlalchemy.orm import Session
 
 from epix.registry import repository
+from epix.registry.freshness import require_current_registry
 from epix.registry.snapshot import trusted_certificates
 from epix.signatures.trust import TrustedCertificate
 
@@ -21,9 +22,12 @@ class RegistryTrustStore:
 
     ``as_of`` None answers from the registry as it is now; a time answers for an archived
     document: certificates added later are unknown, revocations dated later had not happened.
+    On a follower whose copy expired longer ago than the grace period, no store is made
+    (EPIX-REG-017): a frozen copy may lack revocations the Secretariat published since.
     """
 
     def __init__(self, session: Session, as_of: datetime | None = None) -> None:
+        require_current_registry(session)
         self.session = session
         self.as_of = as_of
 

@@ -28,6 +28,9 @@ MA_USER = Principal(
     roles=frozenset({Role.MANAGEMENT_AUTHORITY}),
 )
 
+# The default EPIX_REGISTRY_VALIDITY_HOURS: how long a published registry document is valid.
+WEEK = timedelta(days=7)
+
 PERMIT_XML = (
     b'<?xml version="1.0" encoding="UTF-8"?>'
     b'<Permit xmlns="urn:example:permit"><Number>XA-2026-0001</Number>'

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import base64
+import hashlib
 import re
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -13,12 +15,14 @@ from epix.db import Database, utcnow
 from epix.errors import EpixError
 from epix.registry import document, repository, service
 from epix.registry.document import import_registry, publish, read_registry
+from epix.registry.freshness import FreshnessPolicy, held_copy_finding
+from epix.registry.models import RegistryDocument
 from epix.registry.snapshot import SnapshotTrustStore
 from epix.registry.trust import RegistryTrustStore
 from epix.signatures import sign_document, verify_document
 from epix.xml.namespaces import DSIG, EPIX_REGISTRY
 from tests.pki import Identity
-from tests.registry.conftest import PERMIT_XML, SECRETARIAT, Populated, ec_identity, populate
+from tests.registry.conftest import PERMIT_XML, SECRETARIAT, WEEK, Populated, ec_identity, populate
 
 
 @pytest.fixture
@@ -31,7 +35,7 @@ def follower_database(tmp_path: Path) -> Database:
 def export(database: Database, secretariat: Identity) -> bytes:
     with database.unit_of_work() as session:
         return publish(
-            session, secretariat.key_pem, secretariat.cert_pem, actor=SECRETARIAT
+            session, secretariat.key_pem, secretariat.cert_pem, validity=WEEK, actor=SECRETARIAT
         ).content
 
 
@@ -210,3 +214,69 @@ def test_a_pinned_anchor_holding_a_private_key_or_several_certificates_is_refuse
         read_registry(content, bundle)
     assert [f.code for f in exc.value.findings] == ["EPIX-REG-007"]
     assert "2 certificates" in exc.value.findings[0].message
+
+
+def test_a_published_document_carries_a_signed_expiry_and_is_resigned_before_it_lapses(
+    database: Database, populated: Populated, secretariat_identity: Identity
+) -> None:
+    """Unchanged, the same document is served until half its validity is left; then it is
+    signed again as the next version with a fresh expiry, so followers take it as newer."""
+    start = utcnow()
+
+    def publish_at(moment: datetime) -> bytes:
+        with database.unit_of_work() as session:
+            return publish(
+                session,
+                secretariat_identity.key_pem,
+                secretariat_identity.cert_pem,
+                validity=WEEK,
+                now=moment,
+            ).content
+
+    first = publish_at(start)
+    verified = read_registry(first, secretariat_identity.cert_pem)
+    assert verified.snapshot.expires_at == start + WEEK
+    assert etree.fromstring(first).get("expires") == document.format_time(start + WEEK)
+    assert publish_at(start + WEEK / 2 - timedelta(seconds=1)) == first
+    renewed = read_registry(publish_at(start + WEEK / 2), secretariat_identity.cert_pem)
+    assert renewed.snapshot.version == verified.snapshot.version + 1
+    assert renewed.snapshot.expires_at == start + WEEK / 2 + WEEK
+    assert renewed.snapshot.parties == verified.snapshot.parties
+    with database.read() as session:
+        assert repository.current_version(session) == renewed.snapshot.version
+
+
+def test_a_document_from_before_expiry_is_read_without_one_and_resigned_with_one(
+    database: Database,
+    follower_database: Database,
+    populated: Populated,
+    secretariat_identity: Identity,
+) -> None:
+    """Documents signed before the expiry existed stay valid (they carry no ``expires`` and
+    never lapse); the Secretariat's next publication replaces them with one that does."""
+    with database.unit_of_work() as session:
+        snapshot = repository.load_snapshot(session, utcnow())
+        legacy = sign_document(
+            document.render_document(snapshot),
+            secretariat_identity.key_pem,
+            secretariat_identity.cert_pem,
+        )
+        session.add(
+            RegistryDocument(
+                version=snapshot.version,
+                issued_at=snapshot.issued_at,
+                content=legacy,
+                sha256=hashlib.sha256(legacy).hexdigest(),
+                stored_at=utcnow(),
+            )
+        )
+    assert b"expires" not in legacy
+    verified = read_registry(legacy, secretariat_identity.cert_pem)
+    assert verified.snapshot.expires_at is None
+    import_into(follower_database, legacy, secretariat_identity)
+    with follower_database.read() as session:
+        assert held_copy_finding(session, FreshnessPolicy(enforced=True, grace=WEEK)) is None
+
+    resigned = read_registry(export(database, secretariat_identity), secretariat_identity.cert_pem)
+    assert resigned.snapshot.version == snapshot.version + 1
+    assert resigned.snapshot.expires_at is not None

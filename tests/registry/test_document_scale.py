@@ -16,6 +16,7 @@ from epix.registry.snapshot import AuthorityEntry, CertificateEntry, PartyEntry,
 from epix.signatures.trust import fingerprint_of
 from epix.xml.parse import DEFAULT_MAX_BYTES
 from tests.pki import Identity
+from tests.registry.conftest import WEEK
 
 CERTIFICATES = 6_500  # about 6 MB published: over a permit's 5 MB, far under the registry's 32
 
@@ -65,7 +66,7 @@ def test_a_registry_over_a_permits_size_limit_is_published_and_followed(
         repository.lock_state(session).version = 1
     with database.unit_of_work() as session:
         published = publish(
-            session, secretariat_identity.key_pem, secretariat_identity.cert_pem
+            session, secretariat_identity.key_pem, secretariat_identity.cert_pem, validity=WEEK
         ).content
     assert DEFAULT_MAX_BYTES < len(published) < MAX_DOCUMENT_BYTES
     verified = read_registry(published, secretariat_identity.cert_pem)

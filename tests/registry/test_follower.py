@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Iterator
+from datetime import datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -16,16 +18,18 @@ from sqlalchemy.exc import OperationalError
 
 from epix.api.app import create_app
 from epix.db import Database
+from epix.db.base import utcnow
 from epix.errors import EpixError
 from epix.registry import repository, service
 from epix.registry.document import publish
 from epix.registry.follower import RegistryFollower, start_following
+from epix.registry.freshness import FreshnessPolicy, configure_freshness
 from epix.registry.trust import RegistryTrustStore
 from epix.settings import Settings
 from epix.signatures import sign_document
 from epix.xml.namespaces import DSIG
 from tests.pki import Identity
-from tests.registry.conftest import SECRETARIAT, ec_identity, populate
+from tests.registry.conftest import SECRETARIAT, WEEK, ec_identity, populate
 
 
 class Source:
@@ -80,7 +84,7 @@ def secretariat_database(tmp_path: Path) -> Database:
 
 def published(database: Database, secretariat: Identity) -> bytes:
     with database.unit_of_work() as session:
-        return publish(session, secretariat.key_pem, secretariat.cert_pem).content
+        return publish(session, secretariat.key_pem, secretariat.cert_pem, validity=WEEK).content
 
 
 def test_follower_imports_verifies_uses_etag_and_survives_the_source_going_down(
@@ -288,3 +292,112 @@ def test_every_web_process_sees_how_the_followers_last_check_went(
     with database.read() as session:
         check = repository.source_check(session)
         assert check is not None and check.confirmed_at == confirmed < check.checked_at
+
+
+@pytest.fixture
+def clock() -> Iterator[list[datetime]]:
+    """An injectable clock for the follower and every trust store: ``clock[0]`` is now."""
+    moment = [utcnow()]
+    configure_freshness(FreshnessPolicy(enforced=True, grace=GRACE, clock=lambda: moment[0]))
+    try:
+        yield moment
+    finally:
+        configure_freshness(None)
+
+
+GRACE = timedelta(hours=72)
+
+
+def published_at(database: Database, secretariat: Identity, moment: datetime) -> bytes:
+    with database.unit_of_work() as session:
+        return publish(
+            session, secretariat.key_pem, secretariat.cert_pem, validity=WEEK, now=moment
+        ).content
+
+
+def test_a_frozen_source_is_reported_then_refused_until_a_current_registry_arrives(
+    database: Database,
+    secretariat_database: Database,
+    secretariat_identity: Identity,
+    source: tuple[Source, str, ThreadingHTTPServer],
+    clock: list[datetime],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A source that keeps serving one signed version (a freeze attack, or a Secretariat that
+    stopped publishing) is confirmed by every 304, yet past the signed expiry the follower
+    warns once (EPIX-REG-016) and past the grace period no signature is verified
+    (EPIX-REG-017); a re-signed registry from the source ends it."""
+    state, url, _ = source
+    start = clock[0]
+    with secretariat_database.unit_of_work() as session:
+        populate(session)
+    state.body, state.etag = published_at(secretariat_database, secretariat_identity, start), '"a"'
+    follower = RegistryFollower(
+        database, source_url=url, anchor_pem=secretariat_identity.cert_pem, deadline_seconds=5
+    )
+    assert follower.refresh().warnings == ()
+
+    clock[0] = start + WEEK + timedelta(seconds=1)
+    with caplog.at_level(logging.WARNING, logger="epix.registry.follower"):
+        expired = [follower.refresh(), follower.refresh()]  # both answered 304 by the source
+    assert [[w.code for w in r.warnings] for r in expired] == [["EPIX-REG-016"]] * 2
+    assert [r.getMessage()[:12] for r in caplog.records] == ["EPIX-REG-016"]  # logged once
+    with database.read() as session:
+        assert RegistryTrustStore(session).candidates("XA", "management_authority")
+
+    clock[0] = start + WEEK + GRACE + timedelta(seconds=1)
+    assert [w.code for w in follower.refresh().warnings] == ["EPIX-REG-017"]
+    with database.read() as session, pytest.raises(EpixError) as refused:
+        RegistryTrustStore(session)
+    assert refused.value.findings[0].code == "EPIX-REG-017"
+    assert refused.value.http_status == 503
+
+    renewed = published_at(secretariat_database, secretariat_identity, clock[0])
+    state.body, state.etag = renewed, '"b"'
+    current = follower.refresh()
+    assert (current.version, current.changed, current.warnings) == (8, True, ())
+    with database.read() as session:
+        assert RegistryTrustStore(session).candidates("XA", "management_authority")
+
+
+def test_readyz_and_metrics_say_when_the_registry_copy_has_expired(
+    database: Database,
+    secretariat_database: Database,
+    secretariat_identity: Identity,
+    source: tuple[Source, str, ThreadingHTTPServer],
+    tmp_path: Path,
+) -> None:
+    """/readyz stays ready within the grace period but names the expiry, and is not ready
+    after it; /metrics shows the seconds left (negative once past)."""
+    state, url, _ = source
+    with secretariat_database.unit_of_work() as session:
+        populate(session)
+    issued = utcnow() - WEEK - timedelta(hours=1)  # expired an hour ago, within the grace
+    state.body = published_at(secretariat_database, secretariat_identity, issued)
+    follower = RegistryFollower(
+        database, source_url=url, anchor_pem=secretariat_identity.cert_pem, deadline_seconds=5
+    )
+    follower.refresh()
+    settings = Settings(data_dir=tmp_path / "data", registry_source_url=url)
+    client = TestClient(create_app(settings, database))
+
+    ready = client.get("/readyz")
+    assert ready.status_code == 200
+    assert ready.json()["checks"]["registry"].startswith("EPIX-REG-016: ")
+    (family,) = [
+        f
+        for f in text_string_to_metric_families(client.get("/metrics").text)
+        if f.name == "epix_registry_copy_expires_in_seconds"
+    ]
+    assert -3660 < family.samples[0].value < -3500
+
+    with secretariat_database.unit_of_work() as session:  # a change: a new version to sign
+        service.add_party(session, code="XC", name="Thirdland", actor=SECRETARIAT)
+    state.body, state.etag = (
+        published_at(secretariat_database, secretariat_identity, issued - GRACE),
+        '"b"',
+    )
+    assert follower.refresh().changed  # a newer version, expired longer ago than the grace
+    lapsed = client.get("/readyz")
+    assert lapsed.status_code == 503
+    assert lapsed.json()["checks"]["registry"].startswith("EPIX-REG-017: ")

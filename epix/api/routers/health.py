@@ -14,6 +14,7 @@ from epix.db import Database
 from epix.db.trouble import UNREACHABLE, DatabaseTrouble, database_trouble, driver_message
 from epix.errors import ERROR_TABLE
 from epix.registry import repository as registry
+from epix.registry.freshness import EXPIRED, FreshnessPolicy, held_copy_finding
 
 router = APIRouter(tags=["health"])
 log = logging.getLogger("epix.api")
@@ -37,8 +38,9 @@ def readyz(database: DatabaseDep, settings: SettingsDep) -> JSONResponse:
     database_check, trouble = _database_check(database)
     checks = {"database": database_check}
     if settings.registry_source_url and database_check == "ok":
-        checks["registry"] = _registry_check(database)
-    ready = all(value == "ok" for value in checks.values())
+        checks["registry"] = _registry_check(database, FreshnessPolicy.from_settings(settings))
+    # An expired copy within its grace period is reported but the node still verifies.
+    ready = all(value == "ok" or value.startswith(EXPIRED) for value in checks.values())
     headers = {"Retry-After": str(trouble.retry_after_seconds)} if trouble else None
     return JSONResponse(
         {"ready": ready, "checks": checks}, status_code=200 if ready else 503, headers=headers
@@ -57,10 +59,13 @@ def _database_check(database: Database) -> tuple[str, DatabaseTrouble | None]:
     return "ok", None
 
 
-def _registry_check(database: Database) -> str:
+def _registry_check(database: Database, freshness: FreshnessPolicy) -> str:
     try:
         with database.read() as session:  # a probe never waits for the write lock
             held = registry.latest_document(session) is not None
+            expiry = held_copy_finding(session, freshness)
     except Exception as exc:  # e.g. the database went away between the two checks
         return f"unavailable: {type(exc).__name__}"
-    return "ok" if held else "EPIX-REG-009: no registry document held yet"
+    if not held:
+        return "EPIX-REG-009: no registry document held yet"
+    return f"{expiry.code}: {expiry.message}" if expiry else "ok"

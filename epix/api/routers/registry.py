@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request, Response
@@ -126,14 +127,16 @@ def registry_document(
 ) -> Response:
     """The Secretariat-signed registry document, newest version (ETag; 304 on If-None-Match).
 
-    On the Secretariat's node (signing key configured) a changed registry is signed here the
-    first time it is asked for; a follower serves the last good copy it verified.
+    On the Secretariat's node (signing key configured) a changed registry, or one whose signed
+    expiry is less than half of EPIX_REGISTRY_VALIDITY_HOURS away, is signed here the first
+    time it is asked for; a follower serves the last good copy it verified.
     """
     identity = _signing_identity(settings)
     document: RegistryDocument | None
     with database.unit_of_work() as session:
         if identity is not None:
-            document = publish(session, *identity, request=context)
+            validity = timedelta(hours=settings.registry_validity_hours)
+            document = publish(session, *identity, validity=validity, request=context)
         else:
             document = repository.latest_document(session)
         if document is None:
