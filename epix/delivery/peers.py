@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 from lxml import etree
 from sqlalchemy.orm import Session
 
-from epix.errors import Finding
+from epix.errors import EpixError, Finding
 from epix.exchange.node_identity import NODE_ROLE
 from epix.exchange.receipts import REJECTED
 from epix.registry.service import endpoint_for, travels_in_clear
@@ -120,9 +120,11 @@ class RegistryReceiptVerifier:
     def verify(
         self, session: Session, *, peer_party: str, message_id: str, receipt: bytes
     ) -> list[Finding]:
-        verdict = verify_document(
-            receipt, party=peer_party, role=NODE_ROLE, trust=RegistryTrustStore(session)
-        )
+        try:
+            trust = RegistryTrustStore(session)
+        except EpixError as refused:  # the registry copy lapsed (EPIX-REG-017): retry later
+            return list(refused.findings)
+        verdict = verify_document(receipt, party=peer_party, role=NODE_ROLE, trust=trust)
         if not verdict.valid or verdict.signed_element is None:
             return list(verdict.findings) or [
                 Finding("EPIX-SIG-016", "The peer's receipt could not be verified.", "/")

@@ -19,6 +19,7 @@ from sqlalchemy.exc import OperationalError
 from epix.api.app import create_app
 from epix.db import Database
 from epix.db.base import utcnow
+from epix.delivery.peers import RegistryReceiptVerifier
 from epix.errors import EpixError
 from epix.registry import repository, service
 from epix.registry.document import publish
@@ -401,3 +402,27 @@ def test_readyz_and_metrics_say_when_the_registry_copy_has_expired(
     lapsed = client.get("/readyz")
     assert lapsed.status_code == 503
     assert lapsed.json()["checks"]["registry"].startswith("EPIX-REG-017: ")
+
+
+def test_a_peer_receipt_is_not_accepted_while_the_registry_copy_has_lapsed(
+    database: Database,
+    secretariat_database: Database,
+    secretariat_identity: Identity,
+    source: tuple[Source, str, ThreadingHTTPServer],
+    clock: list[datetime],
+) -> None:
+    """The delivery worker's receipt check gets EPIX-REG-017 as a finding (the delivery is
+    retried later), not an exception out of the worker."""
+    state, url, _ = source
+    with secretariat_database.unit_of_work() as session:
+        populate(session)
+    state.body = published_at(secretariat_database, secretariat_identity, clock[0])
+    RegistryFollower(
+        database, source_url=url, anchor_pem=secretariat_identity.cert_pem, deadline_seconds=5
+    ).refresh()
+    clock[0] += WEEK + GRACE + timedelta(seconds=1)
+    with database.read() as session:
+        findings = RegistryReceiptVerifier().verify(
+            session, peer_party="XB", message_id="m-1", receipt=b"<Receipt/>"
+        )
+    assert [f.code for f in findings] == ["EPIX-REG-017"]
