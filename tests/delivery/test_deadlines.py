@@ -38,6 +38,9 @@ from tests.delivery.helpers import (
 DEADLINE = 1.0
 DRIP_SECONDS = 0.2
 GUARD_SECONDS = 10.0  # far past the deadline, far short of an answer dripped to its end
+# What the rest of a delivery may take beside the cut-off (claim, records, audit) on a loaded
+# two-core machine: one second was seen exceeded in CI (2.7 s in all).
+SLACK_SECONDS = 4.0
 
 Part = Literal["headers", "body"]
 T = TypeVar("T")
@@ -157,7 +160,7 @@ def test_a_peer_dripping_its_answer_is_cut_off_at_the_deadline_and_retried(
         worker.close()
     assert result == Result.RETRY
     assert drip.connections == 1
-    assert elapsed < DEADLINE + 1.0
+    assert elapsed < DEADLINE + SLACK_SECONDS
     _assert_cut_off_and_retryable(_only_row(sqlite_database))
 
 
@@ -187,7 +190,7 @@ def test_a_webhook_receiver_dripping_its_answer_is_cut_off_at_the_deadline_and_r
         worker.close()
     assert claimed == 1
     assert drip.connections == 1
-    assert elapsed < DEADLINE + 1.0
+    assert elapsed < DEADLINE + SLACK_SECONDS
     _assert_cut_off_and_retryable(_only_row(sqlite_database))
 
 
@@ -206,7 +209,7 @@ def test_a_registry_source_dripping_its_document_is_unreachable_after_the_deadli
             within_guard(follower.refresh)
     finally:
         follower.client.close()
-    assert time.monotonic() - started < DEADLINE + 1.0
+    assert time.monotonic() - started < DEADLINE + SLACK_SECONDS
     (finding,) = refused.value.findings
     assert finding.code == "EPIX-REG-009"  # no copy held yet
     assert f"within the {DEADLINE:g} s deadline" in finding.message
@@ -225,7 +228,7 @@ def test_epix_verify_registry_url_gives_up_at_the_deadline(
             within_guard(lambda: read_source(f"{drip.url}/v1/registry"))
     finally:
         get_settings.cache_clear()
-    assert time.monotonic() - started < DEADLINE + 1.0
+    assert time.monotonic() - started < DEADLINE + SLACK_SECONDS
     (finding,) = refused.value.findings
     assert finding.code == "EPIX-REG-009"
     assert f"within the {DEADLINE:g} s deadline" in finding.message
