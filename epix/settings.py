@@ -205,7 +205,8 @@ class Settings(BaseSettings):
         gt=0,
         description="Secretariat node: how long a published registry document is valid "
         "(its signed `expires`); it is re-signed with a fresh expiry once less than half of "
-        "this is left, the next time it is served or exported.",
+        "this is left, the next time it is served or exported. A follower holds a document "
+        "signed without an expiry to this much time from its issue.",
     )
     registry_expiry_grace_hours: int = Field(
         default=72,

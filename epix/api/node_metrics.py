@@ -26,6 +26,7 @@ from epix.delivery.models import OutboxOutcome
 from epix.delivery.outbox import Backlog, backlog, totals
 from epix.exchange.inbox import Waiting, waiting_by_party
 from epix.registry import repository as registry
+from epix.registry.freshness import held_copy_expiry
 from epix.registry.models import RegistrySourceCheck
 from epix.settings import Settings
 from epix.signatures.trust import as_utc
@@ -62,7 +63,7 @@ class NodeCollector:
                     *self._registry(
                         registry.current_version(session),
                         registry.newest_document_issued_at(session),
-                        registry.newest_document_expires_at(session),
+                        held_copy_expiry(session),
                         registry.source_check(session),
                         registry.count_expiring(session, now=now, until=now + EXPIRY_WINDOW),
                         now,
@@ -227,7 +228,8 @@ class NodeCollector:
         if expires_at is not None:
             expires = GaugeMetricFamily(
                 "epix_registry_copy_expires_in_seconds",
-                "Seconds until the signed expiry of the newest registry document held; "
+                "Seconds until the expiry of the newest registry document held (signed, or "
+                "EPIX_REGISTRY_VALIDITY_HOURS after its issue for one signed without); "
                 "negative once past it (a follower then warns, and after "
                 "EPIX_REGISTRY_EXPIRY_GRACE_HOURS refuses signatures).",
             )

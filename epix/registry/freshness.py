@@ -5,7 +5,9 @@ that a revocation published later never arrives: a freeze attack. Each published
 carries a signed expiry (``expires``, like a CRL's nextUpdate or TUF's timestamp role). Past
 it a follower warns (EPIX-REG-016) for a grace period, then refuses every signature
 (EPIX-REG-017) until a current document arrives: failing closed, but not at the first
-missed republication.
+missed republication. A document signed before expiry existed is held to
+``EPIX_REGISTRY_VALIDITY_HOURS`` from its issue: otherwise anyone holding such an old document
+could freeze a new follower on it for good.
 """
 
 from __future__ import annotations
@@ -27,6 +29,9 @@ EXPIRED = "EPIX-REG-016"
 LAPSED = "EPIX-REG-017"
 
 
+_DEFAULT_VALIDITY = timedelta(hours=Settings.model_fields["registry_validity_hours"].default)
+
+
 @dataclass(frozen=True, slots=True)
 class FreshnessPolicy:
     """Expiry is enforced on follower nodes only: the Secretariat's own tables are the
@@ -35,12 +40,14 @@ class FreshnessPolicy:
     enforced: bool
     grace: timedelta
     clock: Callable[[], datetime] = field(default=utcnow)
+    unsigned_validity: timedelta = _DEFAULT_VALIDITY
 
     @classmethod
     def from_settings(cls, settings: Settings) -> FreshnessPolicy:
         return cls(
             enforced=bool(settings.registry_source_url),
             grace=timedelta(hours=settings.registry_expiry_grace_hours),
+            unsigned_validity=timedelta(hours=settings.registry_validity_hours),
         )
 
 
@@ -84,8 +91,19 @@ def held_copy_finding(session: Session, policy: FreshnessPolicy | None = None) -
     policy = policy or current_policy()
     if not policy.enforced:
         return None
-    expires_at = repository.newest_document_expires_at(session)
-    return expiry_finding(as_utc(expires_at) if expires_at else None, policy.clock(), policy.grace)
+    return expiry_finding(held_copy_expiry(session, policy), policy.clock(), policy.grace)
+
+
+def held_copy_expiry(session: Session, policy: FreshnessPolicy | None = None) -> datetime | None:
+    """When the newest document held expires: its signed ``expires``, or for one signed before
+    expiry existed its issue plus the policy's validity (None when no document is held)."""
+    dates = repository.newest_document_dates(session)
+    if dates is None:
+        return None
+    issued_at, expires_at = dates
+    if expires_at is not None:
+        return as_utc(expires_at)
+    return as_utc(issued_at) + (policy or current_policy()).unsigned_validity
 
 
 def require_current_registry(session: Session) -> None:

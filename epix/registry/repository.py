@@ -239,12 +239,15 @@ def newest_document_issued_at(session: Session) -> datetime | None:
     )
 
 
-def newest_document_expires_at(session: Session) -> datetime | None:
-    """The signed expiry of the newest document held (None: none held, or one issued before
-    expiry existed), without loading it."""
-    return session.scalar(
-        select(RegistryDocument.expires_at).order_by(RegistryDocument.version.desc()).limit(1)
-    )
+def newest_document_dates(session: Session) -> tuple[datetime, datetime | None] | None:
+    """When the newest document held was issued and its signed expiry (None for one signed
+    before expiry existed), without loading it; None when no document is held."""
+    row = session.execute(
+        select(RegistryDocument.issued_at, RegistryDocument.expires_at)
+        .order_by(RegistryDocument.version.desc())
+        .limit(1)
+    ).first()
+    return None if row is None else (row[0], row[1])
 
 
 SOURCE_CHECK_ID = 1

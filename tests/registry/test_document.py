@@ -252,8 +252,9 @@ def test_a_document_from_before_expiry_is_read_without_one_and_resigned_with_one
     populated: Populated,
     secretariat_identity: Identity,
 ) -> None:
-    """Documents signed before the expiry existed stay valid (they carry no ``expires`` and
-    never lapse); the Secretariat's next publication replaces them with one that does."""
+    """Documents signed before the expiry existed carry no ``expires``: a follower holds them
+    to the validity from their issue (else an old one could freeze a new follower for good),
+    and the Secretariat's next publication replaces them with one that does."""
     with database.unit_of_work() as session:
         snapshot = repository.load_snapshot(session, utcnow())
         legacy = sign_document(
@@ -274,8 +275,19 @@ def test_a_document_from_before_expiry_is_read_without_one_and_resigned_with_one
     verified = read_registry(legacy, secretariat_identity.cert_pem)
     assert verified.snapshot.expires_at is None
     import_into(follower_database, legacy, secretariat_identity)
-    with follower_database.read() as session:
-        assert held_copy_finding(session, FreshnessPolicy(enforced=True, grace=WEEK)) is None
+    issued = snapshot.issued_at
+
+    def finding_at(moment: datetime) -> str | None:
+        policy = FreshnessPolicy(
+            enforced=True, grace=WEEK, clock=lambda: moment, unsigned_validity=WEEK
+        )
+        with follower_database.read() as session:
+            finding = held_copy_finding(session, policy)
+        return None if finding is None else finding.code
+
+    assert finding_at(issued + WEEK) is None
+    assert finding_at(issued + WEEK + timedelta(seconds=1)) == "EPIX-REG-016"
+    assert finding_at(issued + 2 * WEEK + timedelta(seconds=1)) == "EPIX-REG-017"
 
     resigned = read_registry(export(database, secretariat_identity), secretariat_identity.cert_pem)
     assert resigned.snapshot.version == snapshot.version + 1
