@@ -67,7 +67,12 @@ _TABLE: tuple[ErrorCode, ...] = (
     _c("EPIX-RULE-009", E, 422, "Source D requires Appendix I and a registered operation."),
     _c("EPIX-RULE-010", E, 422, "Source O (pre-Convention) requires an acquisition date."),
     _c("EPIX-RULE-011", E, 422, "Appendix I import needs an import permit reference."),
-    _c("EPIX-RULE-012", E, 422, "Appendix I wild specimens for commercial purpose (T)."),
+    _c(
+        "EPIX-RULE-012",
+        E,
+        422,
+        "Appendix I specimens other than source D or O for commercial purpose (T).",
+    ),
     _c("EPIX-RULE-013", E, 422, "Quantity must be a positive number."),
     _c("EPIX-RULE-014", E, 422, "Permit number is longer than 35 characters."),
     _c("EPIX-RULE-015", W, 200, "The origin permit (box 12) is referenced without its number."),

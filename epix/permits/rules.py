@@ -29,7 +29,13 @@ ReservationCheck = Callable[[str, str, datetime], bool]
 MAX_NUMBER_LENGTH = 35
 EXPORT_MONTHS = 6  # Art. VI.2
 IMPORT_MONTHS = 12  # Res. Conf. 12.3
-WILD_SOURCES = frozenset("WXFR")
+# Art. III.3(c): an Appendix I specimen is never traded for primarily commercial purposes. Only
+# Art. VII lifts that: pre-Convention specimens (O, VII.2) and specimens bred or propagated
+# commercially in registered operations (D, VII.4); A and C (VII.5) are rule 019's warning.
+# Every other source is refused for purpose T: wild, ranched and F1 specimens, and equally the
+# confiscated (I), the unknown (U) and plants from assisted production (Y, Res. Conf. 11.11),
+# which are not artificially propagated.
+NON_COMMERCIAL_SOURCES = frozenset("WXFRIUY")
 # Art. VII.2, 4 and 5: pre-Convention, captive-bred/artificially propagated and registered
 # operations trade without an import permit being required first.
 NO_IMPORT_PERMIT_SOURCES = frozenset("ACDO")
@@ -272,13 +278,17 @@ def _line_rules(
                 f"{loc.line(index)}/{loc.DOCUMENTS}",
             )
         )
-    wild_commercial = appendix_one and line.source in WILD_SOURCES and permit.purpose == "T"
-    if wild_commercial and not _reserved(permit, line, has_reservation):
+    refused_commercial = (
+        appendix_one and line.source in NON_COMMERCIAL_SOURCES and permit.purpose == "T"
+    )
+    if refused_commercial and not _reserved(permit, line, has_reservation):
         findings.append(
             Finding(
                 "EPIX-RULE-012",
                 f"Line {line.line_id}: Appendix I specimens of source {line.source} may not be "
-                "traded for commercial purposes (T) unless a reservation applies.",
+                "traded for commercial purposes (T, Art. III.3(c)); only pre-Convention (O) or "
+                "registered captive-bred or propagated (D) specimens may, unless a reservation "
+                "applies (Art. XXIII).",
                 loc.line(index, loc.SOURCE),
             )
         )

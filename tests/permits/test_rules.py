@@ -11,7 +11,7 @@ from epix.permits.model import Address, DocumentRef, Permit, TradeParty
 from epix.permits.rules import add_months, check_rules
 from epix.permits.validation import validate_permit_bytes
 from epix.permits.writer import write_permit
-from tests.permits.helpers import ISSUED, base, change, change_line, codes, validate
+from tests.permits.helpers import ISSUED, SAMPLE, base, change, change_line, codes, validate
 
 VALID = base()
 ISSUED_AT = datetime(2024, 3, 1, 9, 30, tzinfo=UTC)
@@ -192,6 +192,37 @@ def test_appendix_one_wild_for_commercial_purpose_is_refused() -> None:
     )
     assert "EPIX-RULE-012" in codes(permit)
     assert "EPIX-RULE-012" not in codes(change(permit, purpose="S"))
+
+
+def sample_with_line_b_source(source: str) -> bytes:
+    """The real Toolkit v2 sample (a commercial re-export, purpose T) with line B, *Crocodylus
+    siamensis* in Appendix I, declared from another source than its D."""
+    data = SAMPLE.read_bytes()
+    line_b = b"<urn1:TypeExtensionCode>D</urn1:TypeExtensionCode>"
+    assert data.count(line_b) == 1
+    return data.replace(
+        line_b, f"<urn1:TypeExtensionCode>{source}</urn1:TypeExtensionCode>".encode()
+    )
+
+
+@pytest.mark.parametrize("source", ["I", "U", "Y"])
+def test_appendix_one_commercial_trade_is_refused_for_every_source_but_d_and_o(source: str) -> None:
+    """Art. III.3(c) bars Appendix I specimens from commercial trade whatever their source;
+    only pre-Convention (O) and registered-operation (D) specimens are exempt (Art. VII.2, 4).
+    Confiscated (I), unknown (U) and assisted-production (Y) specimens are not."""
+    report = validate_permit_bytes(sample_with_line_b_source(source))
+    refusals = [f for f in report.findings if f.code == "EPIX-RULE-012"]
+    assert not report.valid
+    assert [f.location for f in refusals] == [
+        "/CITESEPermit/SpecifiedSupplyChainConsignment/IncludedSupplyChainConsignmentItem[2]"
+        "/IncludedSupplyChainTradeLineItem/TypeExtensionCode"
+    ]
+    assert f"source {source}" in refusals[0].message and "Art. III" in refusals[0].message
+    for allowed in ("D", "O"):
+        codes_found = {
+            f.code for f in validate_permit_bytes(sample_with_line_b_source(allowed)).findings
+        }
+        assert "EPIX-RULE-012" not in codes_found
 
 
 def test_appendix_one_wild_commercial_is_allowed_when_a_reservation_applies() -> None:
