@@ -1,5 +1,6 @@
 """Parties' reservations (Art. XXIII): a Party with a reservation is treated as a non-Party for
-that taxon, so Appendix I commercial trade involving it is not refused (rule EPIX-RULE-012)."""
+that taxon, so Appendix I commercial trade between two Parties that both hold one is not refused
+(rules EPIX-RULE-011 and 012); one reserving side alone does not free the other from Art. III."""
 
 from __future__ import annotations
 

@@ -6,7 +6,9 @@ as an origin permit referenced by date but without its number, as in the Toolkit
 warning, so the real instance validates.
 
 Reservations (Art. XXIII) live in the compliance data; the caller passes a lookup in, which keeps
-this module free of that data and easy to test.
+this module free of that data and easy to test. Appendix I trade between two Parties that both
+hold a reservation for the taxon needs neither an import permit (EPIX-RULE-011) nor a
+non-commercial purpose (EPIX-RULE-012).
 """
 
 from __future__ import annotations
@@ -269,6 +271,7 @@ def _line_rules(
         and appendix_one
         and line.source not in NO_IMPORT_PERMIT_SOURCES
         and not _import_permit_referenced(permit, line)
+        and not _reserved(permit, line, has_reservation)
     ):
         findings.append(
             Finding(
@@ -316,11 +319,20 @@ def _line_rules(
 
 
 def _reserved(permit: Permit, line: PermitLine, has_reservation: ReservationCheck | None) -> bool:
-    if has_reservation is None or line.scientific_name is None:
+    """True when both the exporting and the importing Party hold a reservation for the taxon.
+
+    A reserving Party is a non-Party for that taxon (Art. XXIII.3), but the other Party is still
+    bound: a Party without the reservation exports Appendix I only against an import permit
+    and imports it only when not for primarily commercial purposes (Art. III). So the
+    Convention's Appendix I controls fall away only between two reserving Parties (as for
+    whale meat between Iceland, Japan and Norway), never because one side reserved."""
+    exporter, importer = permit.exporter.country, permit.importer.country
+    if has_reservation is None or line.scientific_name is None or not exporter or not importer:
         return False
     at = permit.issued_at or permit.valid_from or datetime.now(UTC)
-    parties = {permit.exporter.country, permit.importer.country} - {None}
-    return any(has_reservation(party, line.scientific_name, at) for party in parties if party)
+    return has_reservation(exporter, line.scientific_name, at) and has_reservation(
+        importer, line.scientific_name, at
+    )
 
 
 def check_rules(

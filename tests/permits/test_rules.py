@@ -229,22 +229,38 @@ def test_appendix_one_wild_commercial_is_allowed_when_a_reservation_applies() ->
     permit = change_line(VALID, appendix="I", source="W", scientific_name="Reserved species")
 
     def reservation(party: str, taxon: str, at: datetime) -> bool:
-        return party == "XB" and taxon == "Reserved species"
+        return party in ("XA", "XB") and taxon == "Reserved species"
 
     assert "EPIX-RULE-012" not in {f.code for f in check_rules(permit, has_reservation=reservation)}
     assert "EPIX-RULE-012" in {f.code for f in check_rules(permit, has_reservation=None)}
 
 
-def test_published_reservation_lifts_the_appendix_one_refusal() -> None:
-    # Norway has held a reservation on the minke whale (App. I) since 1986.
-    permit = change_line(
-        change(VALID, exporter=party("NO"), importer=party("XB")),
+def minke_whale_meat(exporter: str, importer: str) -> Permit:
+    """Wild minke whale (Appendix I) for commercial purposes, without an import permit."""
+    return change_line(
+        change(VALID, exporter=party(exporter), importer=party(importer)),
         appendix="I",
         source="W",
         scientific_name="Balaenoptera acutorostrata",
-        import_permit=DocumentRef(id="XB-1", type_code="911"),
+        term="MEA",
+        unit="KGM",
     )
-    assert "EPIX-RULE-012" not in codes(permit)
+
+
+def test_published_reservations_of_both_parties_lift_the_appendix_one_rules() -> None:
+    # Norway (since 1986) and Japan (since 1986) both hold reservations on the minke whale:
+    # between them it is outside the Convention (Art. XXIII.3), traded as if in Appendix II
+    # (Res. Conf. 4.25), with neither an import permit nor a non-commercial purpose.
+    found = codes(minke_whale_meat("NO", "JP"))
+    assert "EPIX-RULE-012" not in found and "EPIX-RULE-011" not in found
+
+
+@pytest.mark.parametrize(("exporter", "importer"), [("NO", "DE"), ("DE", "NO"), ("NO", "XB")])
+def test_one_partys_reservation_does_not_free_the_other_party(exporter: str, importer: str) -> None:
+    """Germany holds no reservation on the minke whale, so it stays bound by Art. III: it
+    neither imports Appendix I specimens for commercial purposes nor exports them without an
+    import permit, whatever Norway's reservation (Art. XXIII.3 makes only Norway a non-Party)."""
+    assert {"EPIX-RULE-011", "EPIX-RULE-012"} <= codes(minke_whale_meat(exporter, importer))
 
 
 @pytest.mark.parametrize("source", ["A", "C"])
