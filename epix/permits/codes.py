@@ -1,9 +1,10 @@
 """CITES code lists as data: loaded once from ``epix/permits/data``, checked per permit.
 
 An unknown code is an error (EPIX-CODE-001..007); a historic code (still understood but no
-longer current) and an implausible term-unit or term-purpose pair are warnings
-(EPIX-CODE-101..103). Countries are ISO 3166-1 alpha-2 from pycountry plus the user-assigned
-XA-XZ, which EPIX accepts as test Parties (the Toolkit sample uses XA, XB, XC).
+longer current: in the guide's historic list or only in the 2018 SAPI code lists) and an
+implausible term-unit or term-purpose pair are warnings (EPIX-CODE-101..103). Countries are
+ISO 3166-1 alpha-2 from pycountry plus the user-assigned XA-XZ, which EPIX accepts as test
+Parties (the Toolkit sample uses XA, XB, XC).
 """
 
 from __future__ import annotations
@@ -24,9 +25,15 @@ from epix.permits.model import Permit
 DATA_DIR = Path(__file__).resolve().parent / "data"
 TEST_PARTIES = frozenset(f"X{letter}" for letter in string.ascii_uppercase)
 
-# The 2018 SAPI pair lists predate the 2021 unit revision: they write "number of specimens" as
-# an empty unit and use the old CITES codes. Map each current/historic unit onto their vocabulary.
-_UNIT_IN_PAIRS = {"NAR": "", "PCS": "", "KGM": "KIL", "MTK": "SQM", "MTQ": "CUM", "CMQ": "CCM"}
+# The 2021 unit revision renamed these units to their UN/CEFACT Rec. 20 codes.
+RENAMED_UNITS = {"KIL": "KGM", "SQM": "MTK", "CUM": "MTQ", "CCM": "CMQ"}
+# The 2018 SAPI pair lists predate that revision: they write "number of specimens" as an empty
+# unit and use the old codes. Map each current/historic unit onto their vocabulary.
+_UNIT_IN_PAIRS = {"NAR": "", "PCS": "", **{new: old for old, new in RENAMED_UNITS.items()}}
+# The 2018 SAPI term and unit lists, which the CITES Trade Database used until the 2021
+# revision, hold codes the 2022 guide no longer names (units KIL, SQM, FEE…, terms HAN, BEL,
+# WAL…). Permits written with them are still understood, so they are historic, not unknown.
+_SAPI_CODE_LISTS = {"term": "term_codes_utf8.csv", "unit": "unit_codes_utf8.csv"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +55,14 @@ def _pairs(filename: str) -> dict[str, frozenset[str]]:
     return {term: frozenset(values) for term, values in pairs.items()}
 
 
+def _first_column(filename: str) -> set[str]:
+    """The codes in the first column of a SAPI code list (after its header)."""
+    with (DATA_DIR / filename).open(encoding="utf-8", newline="") as handle:
+        reader = csv.reader(handle)
+        next(reader)
+        return {row[0].strip() for row in reader if row and row[0].strip()}
+
+
 @cache
 def code_lists() -> CodeLists:
     """The code lists, read once per process."""
@@ -57,6 +72,8 @@ def code_lists() -> CodeLists:
         for row in csv.DictReader(handle):
             target = historic if row["status"] == "historic" else current
             target[row["list"]].add(row["code"])
+    for kind, filename in _SAPI_CODE_LISTS.items():
+        historic[kind] |= _first_column(filename) - current[kind]
     return CodeLists(
         current={kind: frozenset(codes) for kind, codes in current.items()},
         historic={kind: frozenset(codes) for kind, codes in historic.items()},
@@ -110,8 +127,14 @@ def _check(
     if code not in lists.historic.get(kind, _NONE):
         findings.append(Finding(error_code, f"Unknown {label} '{code}'.", location))
         return False
+    renamed = RENAMED_UNITS.get(code) if kind == "unit" else None
+    successor = f"; its current code is '{renamed}'" if renamed else ""
     findings.append(
-        Finding("EPIX-CODE-101", f"The {label} '{code}' is historic, no longer current.", location)
+        Finding(
+            "EPIX-CODE-101",
+            f"The {label} '{code}' is historic, no longer current{successor}.",
+            location,
+        )
     )
     return True
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from epix.errors import ERROR_TABLE, Severity
-from epix.permits.codes import check_codes, code_lists, is_country
-from tests.permits.helpers import base, change, change_line, codes
+from epix.permits.codes import DATA_DIR, check_codes, code_lists, is_country
+from tests.permits.helpers import base, change, change_line, codes, validate
 
 VALID = base()
 
@@ -77,3 +77,35 @@ def test_code_lists_are_loaded_from_data() -> None:
     assert {"E", "R", "I", "O"} <= lists.current["document_type"]
     assert "PCS" in lists.historic["unit"]
     assert "LPS" in lists.term_units and "T" in lists.term_purposes["LPS"]
+
+
+def _sapi_codes(filename: str) -> list[str]:
+    """The codes of a 2018 SAPI trade code list, read from the reference copy in the package."""
+    text = (DATA_DIR / filename).read_text(encoding="utf-8")
+    return [line.split(",", 1)[0] for line in text.splitlines()[1:] if line.strip()]
+
+
+@pytest.mark.parametrize(
+    ("field", "filename"), [("term", "term_codes_utf8.csv"), ("unit", "unit_codes_utf8.csv")]
+)
+def test_every_code_of_the_2018_sapi_lists_is_understood(field: str, filename: str) -> None:
+    """Terms such as HAN (handbags) or WAL (wallets) and units such as KIL (kg) are in the code
+    lists the CITES Trade Database used until 2021 (and in the term pairs EPIX ships) but not
+    in the 2022 guide: a permit written with them is historic (a warning), not refused."""
+    sapi = _sapi_codes(filename)
+    assert {"term": {"HAN", "WAL", "BEL", "OTH"}, "unit": {"KIL", "SQM", "FEE"}}[field] <= set(sapi)
+    unit = {"term": "NAR", "unit": "KGM"}[field]
+    for code in sapi:
+        report = validate(change_line(VALID, **{"unit": unit, field: code}))
+        assert report.valid, (code, report.findings)
+        assert not {f.code for f in report.findings} & {"EPIX-CODE-005", "EPIX-CODE-006"}
+
+
+def test_a_renamed_unit_names_its_current_code() -> None:
+    findings = check_codes(change_line(VALID, unit="KIL"))
+    assert [(f.code, f.message) for f in findings] == [
+        (
+            "EPIX-CODE-101",
+            "The unit of quantity 'KIL' is historic, no longer current; its current code is 'KGM'.",
+        )
+    ]
