@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date
@@ -32,6 +33,19 @@ def _codes(value: str) -> frozenset[str] | None:
     return frozenset(code.strip().upper() for code in text.split(";") if code.strip())
 
 
+# What each SAPI quota type is, in words a customs officer reads in a finding.
+KIND_LABELS = {
+    "CoP_approved": "quota set by the Conference of the Parties",
+    "Listing_annotations": "quota in the annotation to the CITES listing",
+}
+_APPENDIX_MARK = re.compile(r"\*\*(I{1,3})\*\*")
+
+
+def readable_notes(notes: str) -> str:
+    """The SAPI note on one line, its Markdown appendix marks ('**II**') spelt out."""
+    return _APPENDIX_MARK.sub(r"Appendix \1:", " ".join(notes.split()))
+
+
 @dataclass(frozen=True, slots=True)
 class Quota:
     kind: str
@@ -46,6 +60,16 @@ class Quota:
     start: date | None
     end: date | None
     notes: str
+
+    @property
+    def label(self) -> str:
+        return KIND_LABELS.get(self.kind, self.kind)
+
+    @property
+    def scope(self) -> str:
+        """The trade the quota is limited to ('source W, purpose T'), or '' for all of it."""
+        limits = (("source", self.sources), ("purpose", self.purposes), ("term", self.terms))
+        return ", ".join(f"{what} {'/'.join(sorted(codes))}" for what, codes in limits if codes)
 
     def covers(
         self,
@@ -112,7 +136,7 @@ def _quota(row: dict[str, str]) -> Quota:
         purposes=_codes(row["purpose"]),
         start=start,
         end=end,
-        notes=" ".join(row["notes"].split()),
+        notes=readable_notes(row["notes"]),
     )
 
 

@@ -39,6 +39,16 @@ def _exported_this_year(line: PermitLine, unit: str | None) -> Decimal | None:
     return max(known, default=None)
 
 
+def _quota_terms(quota: Quota) -> str:
+    """Where the quota comes from, the trade it limits and when it applies, for a finding."""
+    parts = [quota.label, quota.scope]
+    if quota.start is not None or quota.end is not None:
+        since = f"from {quota.start.isoformat()}" if quota.start is not None else ""
+        until = f"until {quota.end.isoformat()}" if quota.end is not None else ""
+        parts.append(" ".join(part for part in (since, until) if part))
+    return "; ".join(part for part in parts if part)
+
+
 def _quota_findings(index: int, line: PermitLine, quota: Quota, exporter: str) -> list[Finding]:
     where = loc.line(index, loc.QUANTITY)
     label = f"Line {line.line_id}: {line.scientific_name} from {exporter}"
@@ -46,18 +56,20 @@ def _quota_findings(index: int, line: PermitLine, quota: Quota, exporter: str) -
         return [
             Finding(
                 "EPIX-COMP-002",
-                f"{label}: a zero export quota applies ({quota.kind}). {quota.notes}".strip(),
+                f"{label}: a zero export quota applies ({_quota_terms(quota)}). "
+                f"{quota.notes}".strip(),
                 where,
             )
         ]
     exported = _exported_this_year(line, quota.unit)
+    amount = f"{quota.quota} {quota.unit or 'specimens'}"
     if exported is None and line.quantity is not None:
         return [
             Finding(
                 "EPIX-COMP-005",
-                f"{label}: the published export quota of {quota.quota} "
-                f"{quota.unit or 'specimens'} ({quota.kind}) cannot be checked against "
-                f"{line.quantity} {line.unit}; check the year's exports by hand.",
+                f"{label}: the published export quota of {amount} ({_quota_terms(quota)}) "
+                f"cannot be checked against {line.quantity} {line.unit}; check the year's "
+                "exports by hand.",
                 where,
             )
         ]
@@ -66,7 +78,8 @@ def _quota_findings(index: int, line: PermitLine, quota: Quota, exporter: str) -
             Finding(
                 "EPIX-COMP-001",
                 f"{label}: {exported} exported this year with this permit exceeds the "
-                f"published export quota of {quota.quota} ({quota.kind}).",
+                f"published export quota of {amount} ({_quota_terms(quota)}). "
+                f"{quota.notes}".strip(),
                 where,
             )
         ]

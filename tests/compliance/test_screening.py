@@ -81,7 +81,8 @@ def test_a_quota_in_specimens_against_a_permit_in_kilograms_is_named_not_skipped
         Finding(
             "EPIX-COMP-005",
             "Line 1: Panthera pardus from NA: the published export quota of 250 specimens "
-            "(CoP_approved) cannot be checked against 90 KGM; check the year's exports by hand.",
+            "(quota set by the Conference of the Parties; purpose H/P, term SKI/TRO; from "
+            "1997-06-10) cannot be checked against 90 KGM; check the year's exports by hand.",
             "/CITESEPermit/SpecifiedSupplyChainConsignment/IncludedSupplyChainConsignmentItem[1]"
             "/TransportLogisticsPackage/ItemQuantity",
         )
@@ -293,3 +294,32 @@ def test_a_reservation_the_cites_list_no_longer_holds_is_not_in_force() -> None:
         import_permit=DocumentRef(id="JP-1", type_code="911"),
     )
     assert "EPIX-RULE-012" in {finding.code for finding in validate(to_japan).findings}
+
+
+def test_quota_findings_say_where_the_quota_comes_from_and_what_it_limits() -> None:
+    """A customs officer reads the finding, not the SAPI table: the quota's origin in words,
+    the sources, purposes and terms it limits, its dates, and the annotation without Markdown."""
+    bones = exported_from("ZA", scientific_name="Panthera leo", source="W", term="BON", unit="KGM")
+    (zero,) = screen_permit(bones)
+    assert zero.message.startswith(
+        "Line 1: Panthera leo from ZA: a zero export quota applies (quota in the annotation to "
+        "the CITES listing; source W, purpose T, term BON/BOP/BPR/CLA/SKE/SKU/TEE; from "
+        "2017-01-02). Appendix II: [FAMILY listing Felidae spp.] For Panthera leo (African "
+        "populations): a zero annual export quota"
+    )
+    skeletons = exported_from(
+        "ZA",
+        issued=date(2017, 6, 1),
+        scientific_name="Panthera leo",
+        source="C",
+        term="SKE",
+        unit="NAR",
+        quantity=Decimal(900),
+    )
+    (over,) = screen_permit(skeletons)
+    assert over.message.startswith(
+        "Line 1: Panthera leo from ZA: 900 exported this year with this permit exceeds the "
+        "published export quota of 800 specimens (quota in the annotation to the CITES listing; "
+        "source C, term SKE/SKU; from 2017-01-02 until 2017-12-31). Appendix II:"
+    )
+    assert not any("**" in quota.notes or "_" in quota.label for quota in quotas())
