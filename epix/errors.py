@@ -84,7 +84,7 @@ _TABLE: tuple[ErrorCode, ...] = (
     # --- compliance screening (warnings, never silent) ---
     _c("EPIX-COMP-001", W, 200, "Trade exceeds or is outside a published export quota."),
     _c("EPIX-COMP-002", W, 200, "A zero export quota applies to this taxon and exporter."),
-    _c("EPIX-COMP-003", W, 200, "The exporter holds a reservation for this taxon."),
+    _c("EPIX-COMP-003", W, 200, "The exporter or importer holds a reservation for this taxon."),
     _c("EPIX-COMP-004", W, 200, "Box 11a quota figures are inconsistent."),
     _c(
         "EPIX-COMP-005",

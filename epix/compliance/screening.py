@@ -9,7 +9,7 @@ from epix.compliance.quotas import Quota, quota_index
 from epix.errors import Finding
 from epix.permits import locations as loc
 from epix.permits.model import Permit, PermitLine
-from epix.permits.reservations import has_reservation
+from epix.permits.reservations import reservations_in_force
 
 # Units that count specimens: a quota (or box 11) without a unit is a number of specimens.
 COUNT_UNITS = frozenset({"NAR", "PCS"})
@@ -133,6 +133,32 @@ def _box_11a(index: int, line: PermitLine) -> list[Finding]:
     return []
 
 
+def _reservations(
+    index: int, line: PermitLine, taxon: str, permit: Permit, at: date
+) -> list[Finding]:
+    """EPIX-COMP-003 for each Party of the trade holding a reservation for the taxon, with the
+    note that may limit it (a stock, a population, a species of the genus) for the officer to
+    check: EPIX lifts the Appendix I rules for it but cannot tell a stock from box 7."""
+    findings = []
+    for role, party in (
+        ("exporter", permit.exporter.country),
+        ("importer", permit.importer.country),
+    ):
+        for entry in reservations_in_force(party, taxon, at) if party else ():
+            since = f" since {entry.start.isoformat()}" if entry.start is not None else ""
+            note = f" Reservation note: {entry.notes}" if entry.notes else ""
+            findings.append(
+                Finding(
+                    "EPIX-COMP-003",
+                    f"Line {line.line_id}: {party} ({role}) holds a reservation for "
+                    f"{entry.taxon}{since}; it trades this taxon as a non-Party "
+                    f"(Art. XXIII).{note}",
+                    loc.line(index, loc.SCIENTIFIC_NAME),
+                )
+            )
+    return findings
+
+
 def screen_permit(permit: Permit) -> list[Finding]:
     """Compliance warnings for the permit (EPIX-COMP-*); never an error."""
     findings: list[Finding] = []
@@ -153,13 +179,5 @@ def screen_permit(permit: Permit) -> list[Finding]:
                 at=at,
             ):
                 findings += _quota_findings(index, line, quota, exporter)
-        if has_reservation(exporter, line.scientific_name, at):
-            findings.append(
-                Finding(
-                    "EPIX-COMP-003",
-                    f"Line {line.line_id}: {exporter} holds a reservation for "
-                    f"{line.scientific_name}; it trades this taxon as a non-Party.",
-                    loc.line(index, loc.SCIENTIFIC_NAME),
-                )
-            )
+        findings += _reservations(index, line, line.scientific_name, permit, at)
     return findings

@@ -29,6 +29,7 @@ class Reservation:
     rank: str
     start: date | None
     end: date | None
+    notes: str = ""  # SAPI's public note: may limit the reservation to some stocks or taxa
 
 
 # UNEP-WCMC's internal note on a reservation without a withdrawal date that the CITES list of
@@ -43,7 +44,7 @@ def _withdrawn_undated(row: dict[str, str]) -> bool:
     return not row["end_date"].strip() and NOT_CURRENT in row[INTERNAL_NOTES].lower()
 
 
-COLUMNS = ("start_date", "end_date", "taxon_name", "rank", "iso_code2", INTERNAL_NOTES)
+COLUMNS = ("start_date", "end_date", "taxon_name", "rank", "iso_code2", "notes", INTERNAL_NOTES)
 
 
 def _reservation(row: dict[str, str]) -> Reservation:
@@ -55,6 +56,7 @@ def _reservation(row: dict[str, str]) -> Reservation:
         rank=rank,
         start=parse_sapi_date(row["start_date"]),
         end=parse_sapi_date(row["end_date"]),
+        notes=" ".join(row["notes"].split()),
     )
 
 
@@ -86,10 +88,16 @@ def _by_party() -> dict[str, tuple[Reservation, ...]]:
     return {party: tuple(entries) for party, entries in groups.items()}
 
 
+def reservations_in_force(party: str, taxon: str, at: datetime | date) -> list[Reservation]:
+    """The reservations ``party`` held on the date ``at`` that cover ``taxon``."""
+    day = at.date() if isinstance(at, datetime) else at
+    return [
+        entry
+        for entry in _by_party().get(party, ())
+        if in_force(entry.start, entry.end, day) and names_taxon(entry.taxon, entry.rank, taxon)
+    ]
+
+
 def has_reservation(party: str, taxon: str, at: datetime | date) -> bool:
     """True when ``party`` held a reservation covering ``taxon`` on the date ``at``."""
-    day = at.date() if isinstance(at, datetime) else at
-    return any(
-        in_force(entry.start, entry.end, day) and names_taxon(entry.taxon, entry.rank, taxon)
-        for entry in _by_party().get(party, ())
-    )
+    return bool(reservations_in_force(party, taxon, at))

@@ -323,3 +323,27 @@ def test_quota_findings_say_where_the_quota_comes_from_and_what_it_limits() -> N
         "source C, term SKE/SKU; from 2017-01-02 until 2017-12-31). Appendix II:"
     )
     assert not any("**" in quota.notes or "_" in quota.label for quota in quotas())
+
+
+def test_both_partys_reservations_are_named_with_the_stocks_they_leave_out() -> None:
+    """Japan and Norway hold reservations on the sei whale since 1981, so EPIX lifts the
+    Appendix I rules between them; but neither reservation covers the North Pacific stock, which
+    box 7 cannot show. Each Party's reservation is named with its note for the officer."""
+    sei_whale = change_line(
+        change(
+            exported_from("JP", scientific_name="Balaenoptera borealis", appendix="I", source="W"),
+            importer=TradeParty(name="Importer", address=Address(country="NO")),
+        ),
+        term="MEA",
+        unit="KGM",
+    )
+    assert "EPIX-RULE-012" not in {finding.code for finding in validate(sei_whale).findings}
+    warnings = screen_permit(sei_whale)
+    assert [finding.code for finding in warnings] == ["EPIX-COMP-003"] * 2
+    for finding, party in zip(warnings, ("JP (exporter)", "NO (importer)"), strict=True):
+        assert finding.message.startswith(
+            f"Line 1: {party} holds a reservation for Balaenoptera borealis since 1981-06-06"
+        )
+        assert "Reservation note: Reservation not applicable to stocks in (A) North Pacific" in (
+            finding.message
+        )
