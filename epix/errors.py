@@ -66,7 +66,12 @@ _TABLE: tuple[ErrorCode, ...] = (
     _c("EPIX-RULE-008", W, 200, "Re-export of a specimen re-exported before lacks box 12a."),
     _c("EPIX-RULE-009", E, 422, "Source D requires Appendix I and a registered operation."),
     _c("EPIX-RULE-010", E, 422, "Source O (pre-Convention) requires an acquisition date."),
-    _c("EPIX-RULE-011", E, 422, "Appendix I import needs an import permit reference."),
+    _c(
+        "EPIX-RULE-011",
+        E,
+        422,
+        "Appendix I export, or re-export of a living specimen, needs the import permit reference.",
+    ),
     _c(
         "EPIX-RULE-012",
         E,

@@ -38,6 +38,10 @@ IMPORT_MONTHS = 12  # Res. Conf. 12.3
 # confiscated (I), the unknown (U) and plants from assisted production (Y, Res. Conf. 11.11),
 # which are not artificially propagated.
 NON_COMMERCIAL_SOURCES = frozenset("WXFRIUY")
+# Art. III.2(d) makes the import permit a condition of every Appendix I export; Art. III.4(c)
+# of a re-export only for a living specimen (live animals or plants, live eggs).
+_IMPORT_PERMIT_FIRST = {"E": ("an export", "Art. III.2(d)"), "R": ("a re-export", "Art. III.4(c)")}
+LIVE_TERMS = frozenset({"LIV", "EGL"})
 # Art. VII.2, 4 and 5: pre-Convention, captive-bred/artificially propagated and registered
 # operations trade without an import permit being required first.
 NO_IMPORT_PERMIT_SOURCES = frozenset("ACDO")
@@ -264,20 +268,23 @@ def _line_rules(
                 loc.line(index, loc.ACQUISITION),
             )
         )
-    exporting = permit.document_type in ("E", "R")
     appendix_one = line.appendix == "I"
+    article = _IMPORT_PERMIT_FIRST.get(permit.document_type or "")
     if (
-        exporting
+        article is not None
         and appendix_one
+        and (permit.document_type == "E" or line.term in LIVE_TERMS)
         and line.source not in NO_IMPORT_PERMIT_SOURCES
         and not _import_permit_referenced(permit, line)
         and not _reserved(permit, line, has_reservation)
     ):
+        specimen = "an Appendix I" if permit.document_type == "E" else "a living Appendix I"
         findings.append(
             Finding(
                 "EPIX-RULE-011",
-                f"Line {line.line_id}: an Appendix I specimen (source {line.source}) needs the "
-                f"import permit reference (document type {DOC_IMPORT_PERMIT}).",
+                f"Line {line.line_id}: {article[0]} of {specimen} specimen (source "
+                f"{line.source}, term {line.term}) needs the import permit granted first, "
+                f"referenced as document type {DOC_IMPORT_PERMIT} ({article[1]}).",
                 f"{loc.line(index)}/{loc.DOCUMENTS}",
             )
         )

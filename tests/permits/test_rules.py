@@ -186,6 +186,40 @@ def test_appendix_one_export_needs_import_permit_reference() -> None:
     assert validate(in_header).findings == ()
 
 
+def sample_line_b(source: str, term: str) -> bytes:
+    """The real Toolkit v2 re-export with line B, *Crocodylus siamensis* (Appendix I), from
+    ``source`` as ``term`` for personal purposes (P), so only the import-permit rule speaks."""
+    data = sample_with_line_b_source(source).replace(
+        b"<urn1:PurposeCode>T</urn1:PurposeCode>", b"<urn1:PurposeCode>P</urn1:PurposeCode>"
+    )
+    line_b_term = b'listAgencyID="?">LPS</urn1:TypeCode>'
+    assert data.count(line_b_term) == 2  # line A, then line B
+    first = data.index(line_b_term) + len(line_b_term)
+    return data[:first] + data[first:].replace(
+        line_b_term, f'listAgencyID="?">{term}</urn1:TypeCode>'.encode()
+    )
+
+
+def test_a_reexport_needs_the_import_permit_only_for_a_living_appendix_one_specimen() -> None:
+    """Art. III.4(c): a re-export certificate for an Appendix I specimen needs the import permit
+    granted first only for a living specimen (Art. III.2(d) asks it of every export). The real
+    sample re-exports small leather products (LPS) of Crocodylus siamensis: not living."""
+    leather = validate_permit_bytes(sample_line_b("W", "LPS"))
+    assert "EPIX-RULE-011" not in {f.code for f in leather.findings}
+    assert leather.valid, leather.errors
+    (live,) = [
+        f
+        for f in validate_permit_bytes(sample_line_b("W", "LIV")).findings
+        if f.code == "EPIX-RULE-011"
+    ]
+    assert live.message == (
+        "Line B: a re-export of a living Appendix I specimen (source W, term LIV) needs the "
+        "import permit granted first, referenced as document type 911 (Art. III.4(c))."
+    )
+    exported = change_line(base(lines=1), appendix="I", source="W", term="LPS")
+    assert "EPIX-RULE-011" in codes(change(exported, purpose="P"))
+
+
 def test_appendix_one_wild_for_commercial_purpose_is_refused() -> None:
     permit = change_line(
         VALID, appendix="I", source="W", import_permit=DocumentRef(id="XB-1", type_code="911")
