@@ -131,9 +131,9 @@ def _parties(permit: Permit) -> list[Finding]:
 
 
 _VALIDITY_LIMITS = {
-    "E": ("EPIX-RULE-003", EXPORT_MONTHS),
-    "R": ("EPIX-RULE-003", EXPORT_MONTHS),
-    "I": ("EPIX-RULE-004", IMPORT_MONTHS),
+    "E": ("EPIX-RULE-003", EXPORT_MONTHS, "Art. VI.2"),
+    "R": ("EPIX-RULE-003", EXPORT_MONTHS, "Res. Conf. 12.3"),
+    "I": ("EPIX-RULE-004", IMPORT_MONTHS, "Res. Conf. 12.3"),
 }
 
 
@@ -161,7 +161,7 @@ def _validity(permit: Permit) -> list[Finding]:
         return findings
     limit = _VALIDITY_LIMITS.get(permit.document_type or "")
     if limit is not None:
-        code, months = limit
+        code, months, source = limit
         try:
             latest = add_months(granted.date(), months)
         except ValueError:  # the limit lies past 9999-12-31, later than any date can be
@@ -170,8 +170,8 @@ def _validity(permit: Permit) -> list[Finding]:
             findings.append(
                 Finding(
                     code,
-                    f"Valid until {end.date()}, more than {months} months after "
-                    f"{granted.date()} (latest {latest}).",
+                    f"Valid until {end.date()} (box 2), more than {months} months after "
+                    f"{granted.date()} (latest {latest}, {source}).",
                     loc.VALID_UNTIL,
                 )
             )
@@ -185,7 +185,8 @@ def _reexport(permit: Permit, index: int, line: PermitLine) -> list[Finding]:
         findings.append(
             Finding(
                 "EPIX-RULE-006",
-                f"Line {line.line_id}: a re-export needs the country of origin (box 12).",
+                f"Line {line.line_id}: a re-export needs the country of origin (box 12, "
+                "Res. Conf. 12.3).",
                 loc.line(index, loc.ORIGIN),
             )
         )
@@ -202,7 +203,8 @@ def _reexport(permit: Permit, index: int, line: PermitLine) -> list[Finding]:
         findings.append(
             Finding(
                 "EPIX-RULE-006",
-                f"Line {line.line_id}: a re-export needs the origin permit (box 12).",
+                f"Line {line.line_id}: a re-export needs the origin permit (box 12, "
+                "Res. Conf. 12.3).",
                 f"{where}/{loc.DOCUMENTS}",
             )
         )
@@ -245,8 +247,9 @@ def _line_rules(
             findings.append(
                 Finding(
                     "EPIX-RULE-009",
-                    f"Line {line.line_id}: source D is only for Appendix I specimens "
-                    f"(found {line.appendix}).",
+                    f"Line {line.line_id}: source D is only for Appendix I specimens from "
+                    f"registered operations (Art. VII.4, Res. Conf. 12.3); box 10 says Appendix "
+                    f"{line.appendix}.",
                     loc.line(index, loc.SOURCE),
                 )
             )
@@ -255,7 +258,7 @@ def _line_rules(
                 Finding(
                     "EPIX-RULE-016",
                     f"Line {line.line_id}: source D without the registered operation number "
-                    "(box 12b).",
+                    "(box 12b, Res. Conf. 12.10).",
                     loc.line(index, loc.OPERATION),
                 )
             )
@@ -264,7 +267,7 @@ def _line_rules(
             Finding(
                 "EPIX-RULE-010",
                 f"Line {line.line_id}: a pre-Convention specimen (source O) needs its "
-                "acquisition date.",
+                "acquisition date (box 12b, Art. VII.2).",
                 loc.line(index, loc.ACQUISITION),
             )
         )

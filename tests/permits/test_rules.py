@@ -377,3 +377,27 @@ def test_two_purpose_codes_are_refused() -> None:
 
 def test_duplicate_line_identifiers_are_refused() -> None:
     assert "EPIX-RULE-018" in codes(change_line(VALID, 1, line_id="1"))
+
+
+def test_convention_rule_findings_cite_their_article_or_resolution() -> None:
+    """A customs officer who is refused a permit is told which provision it breaks."""
+    long_export = change(VALID, valid_until=ISSUED_AT + timedelta(days=200))
+    long_import = change(VALID, document_type="I", valid_until=ISSUED_AT + timedelta(days=400))
+    appendix_one = change_line(base(lines=1), appendix="I", source="W")
+    permits = [
+        long_export,
+        long_import,
+        change(reexport(), valid_until=ISSUED_AT + timedelta(days=200)),
+        reexport(origin_country=None, origin_permit=None),
+        change_line(VALID, source="D"),
+        change_line(VALID, source="O"),
+        appendix_one,
+        change_line(VALID, appendix="I", source="C"),
+    ]
+    findings = [f for permit in permits for f in validate(permit).findings]
+    cited = {"EPIX-RULE-003", "EPIX-RULE-004", "EPIX-RULE-006", "EPIX-RULE-009"}
+    cited |= {"EPIX-RULE-010", "EPIX-RULE-011", "EPIX-RULE-012", "EPIX-RULE-016", "EPIX-RULE-019"}
+    assert cited <= {f.code for f in findings}
+    for finding in findings:
+        if finding.code in cited:
+            assert "Art. " in finding.message or "Res. Conf. " in finding.message, finding
