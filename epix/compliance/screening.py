@@ -144,7 +144,9 @@ def _reservations(
         ("exporter", permit.exporter.country),
         ("importer", permit.importer.country),
     ):
-        for entry in reservations_in_force(party, taxon, at) if party else ():
+        if not party:
+            continue
+        for entry in reservations_in_force(party, taxon, at):
             since = f" since {entry.start.isoformat()}" if entry.start is not None else ""
             note = f" Reservation note: {entry.notes}" if entry.notes else ""
             findings.append(

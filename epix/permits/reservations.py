@@ -90,10 +90,13 @@ def _by_party() -> dict[str, tuple[Reservation, ...]]:
 
 def reservations_in_force(party: str, taxon: str, at: datetime | date) -> list[Reservation]:
     """The reservations ``party`` held on the date ``at`` that cover ``taxon``."""
+    entries = _by_party().get(party)
+    if entries is None:  # most Parties hold none: no list to build
+        return []
     day = at.date() if isinstance(at, datetime) else at
     return [
         entry
-        for entry in _by_party().get(party, ())
+        for entry in entries
         if in_force(entry.start, entry.end, day) and names_taxon(entry.taxon, entry.rank, taxon)
     ]
 
