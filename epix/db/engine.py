@@ -53,6 +53,21 @@ SQLITE_AUTOCHECKPOINT_PAGES = 10_000
 _READ_ONLY = "epix_read_only"
 PING_AFTER_IDLE_SECONDS = 1.0
 POSTGRES_CONNECT_TIMEOUT_SECONDS = 5
+# A PostgreSQL host that vanishes without a reset (power loss, a failed-over address, a dropped
+# route) leaves libpq waiting on a socket nobody answers. Idle, such a connection is found dead
+# by TCP keepalive probes (libpq's default: the kernel's, first probe after two hours) - here
+# after 10 s plus 3 probes 5 s apart; with a statement unacknowledged, by the TCP user timeout
+# (the kernel's retransmissions otherwise go on for about 15 minutes). A statement the server
+# still runs (a lock wait, a runaway query) is cancelled by the server after the statement
+# timeout. Each is a libpq connection parameter; the URL's own value wins.
+POSTGRES_CONNECTION_DEFAULTS: dict[str, int] = {
+    "keepalives": 1,
+    "keepalives_idle": 10,
+    "keepalives_interval": 5,
+    "keepalives_count": 3,
+    "tcp_user_timeout": 30_000,  # milliseconds
+}
+POSTGRES_STATEMENT_TIMEOUT_MS = 60_000
 _IDLE_SINCE = "epix_idle_since"
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 log = logging.getLogger("epix.db")
@@ -342,6 +357,33 @@ def keep_private(database: Path) -> None:
             log.warning("%s was readable by others; now owner-only", path)
 
 
+def postgres_connect_args(url: str) -> dict[str, Any]:
+    """libpq parameters that bound every wait on the server (connect, a dead host, a statement),
+    each unless the URL's query gives its own (``?keepalives_idle=30``; ``options=-c
+    statement_timeout=0`` lifts the statement timeout)."""
+    query = make_url(url).query
+    args: dict[str, Any] = {
+        name: value
+        for name, value in {
+            "connect_timeout": POSTGRES_CONNECT_TIMEOUT_SECONDS,
+            **POSTGRES_CONNECTION_DEFAULTS,
+        }.items()
+        if name not in query
+    }
+    given = query.get("options", "")
+    options = " ".join(given) if isinstance(given, tuple) else given
+    if "statement_timeout" not in options:
+        args["options"] = f"{options} -c statement_timeout={POSTGRES_STATEMENT_TIMEOUT_MS}".strip()
+    return args
+
+
+def without_statement_timeout(connection: Connection) -> None:
+    """Lift the statement timeout until the current transaction ends: a migration (an index
+    built over a large table) or the wait for another process's migration may rightly run long."""
+    if connection.dialect.name == "postgresql":
+        connection.exec_driver_sql("SET LOCAL statement_timeout = 0")
+
+
 def is_set_up(url: str) -> bool:
     """Whether ``url`` names a database EPIX has migrated, found out without creating one (a
     SQLite file that does not exist stays so)."""
@@ -350,7 +392,8 @@ def is_set_up(url: str) -> bool:
         path = parsed.database
         if not path or path == ":memory:" or not Path(path).is_file():
             return False
-    engine = create_engine(parsed, poolclass=NullPool)
+    connect_args = {} if parsed.get_backend_name() == "sqlite" else postgres_connect_args(url)
+    engine = create_engine(parsed, poolclass=NullPool, connect_args=connect_args)
     try:
         return inspect(engine).has_table("alembic_version")
     finally:
@@ -382,16 +425,14 @@ class Database:
             if self._write_lock is not None:
                 self._checkpointer = _Checkpointer(self.engine)
         else:
-            # libpq waits for the operating system's TCP timeout (over two minutes) when the
-            # server's address does not answer (a failed-over host): every request thread
-            # would hang that long. A connect_timeout in the URL's query wins.
-            connect_args = (
-                {}
-                if "connect_timeout" in make_url(url).query
-                else {"connect_timeout": POSTGRES_CONNECT_TIMEOUT_SECONDS}
-            )
+            # Without these every request thread would hang as long as the operating system
+            # waits for a server that does not answer (minutes to hours).
             self.engine = create_engine(
-                url, echo=echo, pool_size=10, max_overflow=20, connect_args=connect_args
+                url,
+                echo=echo,
+                pool_size=10,
+                max_overflow=20,
+                connect_args=postgres_connect_args(url),
             )
             _ping_idle_connections(self.engine)
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
@@ -486,6 +527,7 @@ class Database:
         try:
             with self.engine.connect() as connection:
                 if self.engine.dialect.name == "postgresql":
+                    without_statement_timeout(connection)
                     connection.execute(
                         text("SELECT pg_advisory_lock(:key)"), {"key": _MIGRATION_LOCK_KEY}
                     )

@@ -5,7 +5,7 @@ from __future__ import annotations
 from alembic import context
 
 from epix.db.base import Base
-from epix.db.engine import import_all_models
+from epix.db.engine import import_all_models, without_statement_timeout
 
 import_all_models()
 engine = context.config.attributes["connection_engine"]
@@ -17,5 +17,6 @@ with engine.connect() as connection:
         render_as_batch=connection.dialect.name == "sqlite",
     )
     with context.begin_transaction():
+        without_statement_timeout(connection)
         context.run_migrations()
     connection.commit()
