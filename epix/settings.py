@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import difflib
+import re
+from collections.abc import Mapping
 from enum import StrEnum
 from functools import lru_cache
 from pathlib import Path
@@ -246,6 +249,43 @@ class Settings(BaseSettings):
         description="Audit records are kept at least this long after they expire (at least 5).",
     )
 
+    @field_validator("node_party", mode="before")
+    @classmethod
+    def _party_code(cls, value: object) -> object:
+        """A code that names no Party would make every message to or from this node a
+        mismatch; lower case is taken as meant."""
+        if isinstance(value, str) and not re.fullmatch(r"[A-Za-z]{2}", value):
+            raise ValueError("must be an ISO 3166 alpha-2 code, two letters such as XA")
+        return value.upper() if isinstance(value, str) else value
+
+    @field_validator("node_base_url")
+    @classmethod
+    def _base_url(cls, value: str) -> str:
+        """QR codes, receipts and the node's registry endpoint carry this URL."""
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("must be an http:// or https:// URL with a host")
+        return value
+
+    @field_validator("data_dir", mode="before")
+    @classmethod
+    def _data_dir_given(cls, value: object) -> object:
+        """An empty value would silently put the database and keys in the working directory."""
+        if isinstance(value, str) and not value.strip():
+            raise ValueError("must not be empty (unset it for the default, data)")
+        return value
+
+    @field_validator(
+        "registry_anchor_path",
+        "registry_signing_key_path",
+        "registry_signing_cert_path",
+        mode="before",
+    )
+    @classmethod
+    def _empty_path_is_unset(cls, value: object) -> object:
+        """``EPIX_REGISTRY_ANCHOR_PATH=`` means no file, not the working directory."""
+        return None if isinstance(value, str) and not value.strip() else value
+
     @field_validator("log_level", mode="before")
     @classmethod
     def _level_in_capitals(cls, value: object) -> object:
@@ -282,6 +322,32 @@ class Settings(BaseSettings):
         if self.database_url:
             return self.database_url
         return f"sqlite:///{(self.data_dir / 'epix.sqlite3').resolve()}"
+
+
+# Read by the test suite (tests/conftest.py and fuzzing tests), never by the node.
+TEST_SUITE_VARIABLES = frozenset(
+    {
+        "EPIX_TEST_POSTGRES_URL",
+        "EPIX_REQUIRE_REAL_PARTS",
+        "EPIX_FUZZ_EXAMPLES",
+        "EPIX_PROPERTY_EXAMPLES",
+    }
+)
+
+
+def unknown_variables(environ: Mapping[str, str]) -> list[str]:
+    """One line for each ``EPIX_*`` variable that is no setting (a typo would otherwise leave
+    the setting at its default unnoticed: a node on an empty SQLite database instead of
+    PostgreSQL), naming the setting it most likely meant."""
+    known = sorted(f"EPIX_{name.upper()}" for name in Settings.model_fields)
+    lines = []
+    for name in sorted(environ):
+        if not name.startswith("EPIX_") or name in known or name in TEST_SUITE_VARIABLES:
+            continue
+        close = difflib.get_close_matches(name, known, n=1, cutoff=0.8)
+        hint = f" (did you mean {close[0]}?)" if close else ""
+        lines.append(f"{name} is not an EPIX setting{hint}; it is ignored.")
+    return lines
 
 
 @lru_cache

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import re
 from typing import Any
 
 import click
@@ -27,23 +29,38 @@ def _database_problem(exc: SQLAlchemyError) -> str:
     return f"The database {shown} cannot be used: {driver_message(exc, url)}"
 
 
+class _InvalidConfiguration(click.ClickException):
+    """An EPIX_* variable the node cannot use: a usage error (exit status 2), like a bad option."""
+
+    exit_code = 2
+
+
 class _Cli(click.Group):
-    """Operational failures every command can meet (invalid EPIX_* settings, a database that
-    cannot be reached or opened or that a newer version migrated, a file that cannot be read
-    or written) end with a message and exit status 1, never a traceback; settings values are
-    not echoed (they may be keys)."""
+    """Operational failures every command can meet (a database that cannot be reached or
+    opened or that a newer version migrated, a file that cannot be read or written) end with a
+    message and exit status 1, invalid EPIX_* settings with one naming each variable and exit
+    status 2, never a traceback; settings values are not echoed (they may be keys). EPIX_*
+    variables that are no setting (typos) are reported on standard error before the command
+    runs."""
 
     def invoke(self, ctx: click.Context) -> Any:
+        from epix.settings import unknown_variables
+
+        for line in unknown_variables(os.environ):
+            click.echo(f"Warning: {line}", err=True)
         try:
             return super().invoke(ctx)
         except ValidationError as exc:
             problems = "; ".join(
-                "EPIX_" + "_".join(str(part) for part in error["loc"]).upper() + f": {error['msg']}"
-                for error in exc.errors()
+                f"EPIX_{str(error['loc'][0]).upper()}: {error['msg']}" for error in exc.errors()
             )
-            raise click.ClickException(f"Invalid configuration: {problems}") from None
+            raise _InvalidConfiguration(f"Invalid configuration: {problems}") from None
         except SettingsError as exc:  # e.g. EPIX_PEER_API_KEYS that is not JSON
-            raise click.ClickException(f"Invalid configuration: {exc}") from None
+            named = re.search(r'field "(\w+)"', str(exc))
+            variable = f"EPIX_{named.group(1).upper()}" if named else "an EPIX_* variable"
+            raise _InvalidConfiguration(
+                f"Invalid configuration: {variable} cannot be parsed (JSON expected)"
+            ) from None
         except SQLAlchemyError as exc:
             raise click.ClickException(_database_problem(exc)) from None
         except EpixError as refusal:  # e.g. a database migrated by a newer version

@@ -12,7 +12,7 @@ import pytest
 from click.testing import CliRunner
 
 from epix.cli.main import cli
-from epix.settings import get_settings
+from epix.settings import Settings, get_settings
 
 CONTRACT_COMMANDS = {
     "audit",
@@ -130,6 +130,70 @@ def test_a_broken_configuration_is_a_message_never_a_traceback(
     assert "Traceback" not in result.output
     assert "s3cret" not in result.output
     assert result.output.strip()
+
+
+INVALID_SETTINGS = {
+    "EPIX_RETENTION_YEARS": "five",
+    "EPIX_OUTBOX_LEASE_SECONDS": "-3",
+    "EPIX_MAX_BODY_BYTES": "",
+    "EPIX_NODE_PARTY": "XYZ",
+    "EPIX_NODE_BASE_URL": "",
+    "EPIX_DATA_DIR": "",
+    "EPIX_PEER_API_KEYS": '{"XB": 5}',
+    "EPIX_METRICS_TOKEN": "short",
+}
+
+
+@pytest.mark.parametrize("variable", list(INVALID_SETTINGS))
+def test_an_invalid_setting_is_a_usage_error_naming_the_variable(
+    variable: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Exit status 2, as for a bad option, with one line that names the variable; an empty data
+    directory, Party code or base URL is not taken as the working directory or ''."""
+    monkeypatch.setenv("EPIX_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv(variable, INVALID_SETTINGS[variable])
+    get_settings.cache_clear()
+    try:
+        result = CliRunner().invoke(cli, ["users", "list"])
+    finally:
+        get_settings.cache_clear()
+    assert result.exit_code == 2, result.output
+    assert result.output.startswith(f"Error: Invalid configuration: {variable}: ")
+    assert len(result.output.strip().splitlines()) == 1
+    assert not (tmp_path / "data").exists()  # nothing was made with the rest of the settings
+
+
+def test_an_empty_optional_path_is_unset_and_a_party_code_may_be_lower_case(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("EPIX_REGISTRY_ANCHOR_PATH", "")
+    monkeypatch.setenv("EPIX_NODE_PARTY", "xb")
+    settings = Settings()
+    assert settings.registry_anchor_path is None
+    assert settings.node_party == "XB"
+
+
+def test_an_epix_variable_that_is_no_setting_is_reported(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A misspelt EPIX_DATABASE_URL would otherwise leave the node on an empty SQLite database
+    with nothing said."""
+    monkeypatch.setenv("EPIX_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("EPIX_DATABSE_URL", "postgresql+psycopg://epix:s3cret@db/epix")
+    monkeypatch.setenv("EPIX_NO_SUCH_THING", "1")
+    monkeypatch.setenv("EPIX_TEST_POSTGRES_URL", "read by the test suite only")
+    get_settings.cache_clear()
+    try:
+        result = CliRunner().invoke(cli, ["users", "list"])
+    finally:
+        get_settings.cache_clear()
+    assert result.exit_code == 0, result.output
+    assert result.stderr.splitlines() == [
+        "Warning: EPIX_DATABSE_URL is not an EPIX setting (did you mean EPIX_DATABASE_URL?); "
+        "it is ignored.",
+        "Warning: EPIX_NO_SUCH_THING is not an EPIX setting; it is ignored.",
+    ]
+    assert "s3cret" not in result.output
 
 
 def test_help_texts_only_name_commands_that_exist() -> None:
