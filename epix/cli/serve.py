@@ -143,7 +143,7 @@ def serve(host: str, port: int, workers: int, demo: bool) -> None:
         load_reference_data()
     except ReferenceDataError as exc:
         raise click.ClickException(str(exc)) from None
-    url = f"http://{host}:{port}"
+    url = f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"  # IPv6 in []
     if "EPIX_NODE_BASE_URL" not in os.environ and host not in _ANY_ADDRESS:
         # The node's own URL (QR codes, its own endpoint among the peers') is where it listens,
         # unless the operator says otherwise; the web processes inherit it.

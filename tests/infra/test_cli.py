@@ -236,6 +236,7 @@ def test_serve_on_a_port_in_use_is_a_message_before_anything_starts(
         (None, "127.0.0.1", "http://127.0.0.1:{port}"),
         ("https://epix.example.org", "127.0.0.1", "https://epix.example.org"),
         (None, "0.0.0.0", "http://127.0.0.1:8000"),  # every address: the documented default
+        (None, "::1", "http://[::1]:{port}"),  # an IPv6 address is bracketed in a URL
     ],
 )
 def test_serve_gives_the_node_the_url_it_listens_at_unless_told_another(
