@@ -9,6 +9,8 @@ import shutil
 import subprocess
 from pathlib import Path
 
+import click
+
 from epix.api.app import create_app
 from epix.cli.main import cli
 from epix.settings import Settings
@@ -54,6 +56,42 @@ def test_readme_command_table_names_every_command() -> None:
         )
     ]
     assert missing == []
+
+
+def _options(command: click.Command) -> set[str]:
+    """Every option of ``command`` and, for a group, of its subcommands."""
+    found = {opt for param in command.params for opt in (*param.opts, *param.secondary_opts)}
+    if isinstance(command, click.Group):
+        for child in command.commands.values():
+            found |= _options(child)
+    return found
+
+
+def test_readme_command_table_names_only_commands_and_options_that_exist() -> None:
+    """The other way round: a row's command, subcommands and --options are all real."""
+    readme = (REPO_ROOT / "README.md").read_text()
+    table = readme.split("## Command line", 1)[1].split("\n## ", 1)[0]
+    wrong = []
+    for row in table.splitlines():
+        if not row.startswith("| `epix "):
+            continue
+        usage = row.split("`")[1].split()
+        command = cli.commands.get(usage[1])
+        if command is None:
+            wrong.append(usage[1])
+            continue
+        wrong += [
+            f"{usage[1]} {option}"
+            for option in re.findall(r"--[a-z][a-z-]*", " ".join(usage))
+            if option not in _options(command)
+        ]
+        if isinstance(command, click.Group) and not usage[2].startswith("-"):
+            wrong += [
+                f"{usage[1]} {name}"
+                for name in usage[2].split("\\|")
+                if name.strip("[]") not in command.commands
+            ]
+    assert wrong == []
 
 
 def _configuration_rows() -> dict[str, list[str]]:
