@@ -8,12 +8,15 @@ RUN uv sync --frozen --no-dev --no-install-project
 COPY epix ./epix
 COPY schemas ./schemas
 COPY keys ./keys
-RUN uv sync --frozen --no-dev
+RUN uv sync --frozen --no-dev && .venv/bin/python -m compileall -q epix
 
 FROM python:3.11-slim-bookworm
-RUN useradd --system --uid 10001 --home /app epix && mkdir -p /data && chown epix /data
+# The code stays root's (the node cannot rewrite itself); only /data is the node's, owner-only
+# like every data directory it creates (a named volume takes this mode when first mounted).
+RUN useradd --system --user-group --uid 10001 --home /app epix \
+    && install -d -m 0700 -o epix -g epix /data
 WORKDIR /app
-COPY --from=build --chown=epix /app /app
+COPY --from=build /app /app
 ENV PATH=/app/.venv/bin:$PATH EPIX_DATA_DIR=/data PYTHONUNBUFFERED=1
 USER epix
 VOLUME ["/data"]
