@@ -13,6 +13,7 @@ from epix.api.metrics import Metrics, MetricsMiddleware
 from epix.api.metrics import router as metrics_router
 from epix.api.openapi import install_openapi
 from epix.api.problems import install_problem_handlers
+from epix.api.request_id import RequestId
 from epix.api.routers import audit, auth, health, messages, permits
 from epix.api.routers import endorsements as endorsements_routes
 from epix.api.routers import inbox as inbox_router
@@ -69,6 +70,7 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
         same_site="lax",
         https_only=settings.node_base_url.startswith("https://"),
     )
+    app.add_middleware(RequestId)  # outermost: every answer, refusals by the others included
     api_routers = (
         health.router,
         auth.router,
