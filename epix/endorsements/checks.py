@@ -85,10 +85,19 @@ def parse_quantity(raw: object, location: str = "quantity") -> Decimal:
 
 def precision_problem(value: Decimal) -> str | None:
     """Why the ledger could not hold ``value`` exactly (more than six decimals, or nine
-    digits before the point), or ``None`` when it can."""
-    exponent = value.normalize().as_tuple().exponent
-    if isinstance(exponent, int) and exponent < -MAX_FRACTION_DIGITS:
+    digits before the point), or ``None`` when it can.
+
+    Judged from the digits as written, not through ``Decimal.normalize``: that works in the
+    default context, so it raised ``Overflow`` on "1E+1000000", clamped "1E-999999999" to 0
+    and rounded a 29th significant digit away (which then passed as six decimals or fewer).
+    """
+    if not value.is_finite() or value.is_zero():
+        return None
+    _, digits, exponent = value.as_tuple()
+    assert isinstance(exponent, int)  # finite
+    trailing_zeros = len(digits) - len("".join(map(str, digits)).rstrip("0"))
+    if -(exponent + trailing_zeros) > MAX_FRACTION_DIGITS:
         return f"{value} has more than {MAX_FRACTION_DIGITS} decimal places."
-    if abs(value) >= Decimal(10) ** MAX_INTEGER_DIGITS:
+    if value.adjusted() >= MAX_INTEGER_DIGITS:
         return f"{value} is too large for a quantity (at most {MAX_INTEGER_DIGITS} digits)."
     return None

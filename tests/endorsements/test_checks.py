@@ -139,6 +139,11 @@ def test_line_given_twice_is_refused(db: Database, make_permit: MakePermit, sign
         "1e15",
         "12345678901.000001",
         None,
+        # Beyond the default decimal context: once an Overflow (a 500), a quantity clamped
+        # to 0, and a 29th significant digit rounded away.
+        "1E+1000000",
+        "1E-999999999",
+        "1.0000000000000000000000000000001",
     ],
 )
 def test_bad_quantities_are_refused(
@@ -164,7 +169,9 @@ def test_a_comma_or_grouping_is_refused_saying_how_to_write_the_quantity(quantit
     assert "no thousands separators" in finding.message
 
 
-@pytest.mark.parametrize("quantity", ["7", 7, 7.0, " 7.000 ", Decimal("7")])
+@pytest.mark.parametrize(
+    "quantity", ["7", 7, 7.0, " 7.000 ", Decimal("7"), "7.00000000000000", "0.07E+2", "700E-2"]
+)
 def test_numeric_quantities_in_any_spelling_pass(
     db: Database, make_permit: MakePermit, signer: Signer, quantity: object
 ) -> None:

@@ -168,6 +168,11 @@ def test_direct_endorsement_by_customs(
         ({"side": "export"}, 403, "EPIX-STATE-006"),  # XB is not the exporter
         ({"lines": [{"line_id": "1", "quantity": -2, "unit": "PCS"}]}, 422, "EPIX-QTY-004"),
         ({"lines": [{"line_id": "1", "quantity": "ten", "unit": "PCS"}]}, 422, "EPIX-QTY-004"),
+        (
+            {"lines": [{"line_id": "1", "quantity": "1E+1000000", "unit": "PCS"}]},
+            422,
+            "EPIX-QTY-004",
+        ),
         ({"lines": [{"line_id": "1", "quantity": "5", "unit": "KGM"}]}, 422, "EPIX-QTY-002"),
         ({"lines": [{"line_id": "1", "quantity": "11", "unit": "PCS"}]}, 422, "EPIX-QTY-001"),
         ({"lines": [{"line_id": "7", "quantity": "1", "unit": "PCS"}]}, 422, "EPIX-QTY-003"),
