@@ -219,7 +219,7 @@ def node_environment(node: Node) -> dict[str, str]:
     )
 
 
-def _wait_until(what: str, check: Callable[[], bool], timeout: float) -> None:
+def wait_until(what: str, check: Callable[[], bool], timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
@@ -244,8 +244,8 @@ def running(nodes: TwoNodes, *, timeout: float = 60.0) -> Iterator[None]:
                 stderr=subprocess.STDOUT,
             )
             stack.callback(_stop, process)
-            _wait_until(f"node {node.party} at {node.url}", _answers(node.url), timeout)
-        _wait_until(
+            wait_until(f"node {node.party} at {node.url}", _answers(node.url), timeout)
+        wait_until(
             "node B to hold the registry published by node A",
             lambda: httpx.get(f"{nodes.b.url}/v1/registry", timeout=2).status_code == 200,
             timeout,
@@ -316,7 +316,7 @@ def run_scenario(nodes: TwoNodes, echo: Echo, *, timeout: float = 60.0) -> Outco
         echo(f"    node A receipt: {receipt.headers['X-EPIX-Receipt-Status']}")
 
         echo("[2] node A forwards it to node B (outbox, node B's signed receipt verified)")
-        _wait_until(
+        wait_until(
             "node A to deliver the permit",
             lambda: (
                 node_a.get(f"/v1/messages/{message_id}", headers=ma).json().get("state")
@@ -407,7 +407,7 @@ def _inbox_entry(
         found.extend(e for e in page["entries"] if e["message_id"] == message_id)
         return bool(found)
 
-    _wait_until(f"message {message_id} in the inbox", arrived, timeout)
+    wait_until(f"message {message_id} in the inbox", arrived, timeout)
     return found[0]
 
 

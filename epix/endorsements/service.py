@@ -587,6 +587,18 @@ def _endorse_locked(
     )
 
 
+def forward_to(permit: Permit, side: Side, actor: Principal) -> list[str]:
+    """Where an endorsement made here goes: always to the permit's issuer; an export
+    endorsement also to the importing Party (unless it is the issuer or made it), whose node
+    holds its own copy of the ledger and must limit the import inspection to what was
+    exported, not to the permitted quantity."""
+    destinations = [permit.issuing_party]
+    importer = importer_party(permit)
+    if side is Side.EXPORT and importer not in (permit.issuing_party, actor.party):
+        destinations.append(importer)
+    return destinations
+
+
 def _store(
     session: Session,
     state: PermitState,
@@ -642,11 +654,11 @@ def _store(
         f"{side.value} endorsement {document.endorsement_id} by {actor.party} at {port}"
     )
     session.flush()
-    if forward:
+    for destination in forward_to(permit, side, actor) if forward else ():
         enqueue(
             session,
             kind=OutboxKind.ENDORSEMENT,
-            destination_party=permit.issuing_party,
+            destination_party=destination,
             payload=signed,
             message_id=document.endorsement_id,
             content_type=ENDORSEMENT_CONTENT_TYPE,

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from lxml import etree
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
@@ -33,10 +34,15 @@ from epix.db import Database
 from epix.db.trouble import database_trouble
 from epix.delivery import outbox
 from epix.endorsements import service as endorsements
-from epix.endorsements.document import EndorsementDocument, check_schema, read_endorsement
+from epix.endorsements.document import (
+    EndorsementDocument,
+    Side,
+    check_schema,
+    read_endorsement,
+)
 from epix.errors import EpixError, Finding, Severity
 from epix.exchange.envelope import Envelope
-from epix.exchange.models import Receipt
+from epix.exchange.models import Permit, Receipt
 from epix.exchange.node_identity import NODE_ROLE, NodeIdentity
 from epix.exchange.receipts import outcome_status
 from epix.exchange.service import (
@@ -215,8 +221,9 @@ def _trust(database: Database, envelope: Envelope, sha256: str) -> SubmissionRes
 
 def verify(root: etree._Element, envelope: Envelope, trust: _EitherRole) -> Verified:
     """Verify against the registry, then check the signed content names the envelope's
-    Parties (EPIX-MSG-009): an endorsement is by its sender and goes to the permit's issuer;
-    a cancellation or replacement comes from the issuer itself."""
+    Parties (EPIX-MSG-009): an endorsement is by its sender (where it may go needs this
+    node's copy of the permit: ``check_addressee``); a cancellation or replacement comes from
+    the issuer itself."""
     roles = SIGNING_ROLES[envelope.document_type]
     verdict = verify_document(root, party=envelope.sender, role=roles[0], trust=trust)
     verdict.raise_if_invalid()
@@ -231,13 +238,6 @@ def verify(root: etree._Element, envelope: Envelope, trust: _EitherRole) -> Veri
                 f"comes from {envelope.sender}.",
                 "/Endorsement/EndorsingParty",
             )
-        if document.issuing_party != envelope.recipient:
-            raise EpixError.of(
-                "EPIX-MSG-009",
-                f"An endorsement goes to the Party that issued the permit "
-                f"({document.issuing_party}), not to {envelope.recipient}.",
-                "X-EPIX-To",
-            )
         return Verified(verdict, verdict.certificate, endorsement=document)
     status = read_status(signed)
     if status.status in _ISSUER_ONLY and status.permit.issuing_party != envelope.sender:
@@ -248,6 +248,30 @@ def verify(root: etree._Element, envelope: Envelope, trust: _EitherRole) -> Veri
             "/StatusChange/Permit/IssuingParty",
         )
     return Verified(verdict, verdict.certificate, status=status)
+
+
+def check_addressee(database: Database, document: EndorsementDocument, envelope: Envelope) -> None:
+    """An endorsement goes to the Party that issued the permit; an export endorsement also to
+    the importing Party of the permit this node holds (``endorsements.service.forward_to``),
+    so that its import inspection is held to the exported quantities. EPIX-MSG-009 else."""
+    if document.issuing_party == envelope.recipient:
+        return
+    if document.side is Side.EXPORT:
+        with database.read() as session:
+            permit = session.scalar(
+                select(Permit).where(
+                    Permit.issuing_party == document.issuing_party,
+                    Permit.number == document.permit_number,
+                )
+            )
+            if permit is not None and endorsements.importer_party(permit) == envelope.recipient:
+                return
+    raise EpixError.of(
+        "EPIX-MSG-009",
+        f"An endorsement goes to the Party that issued the permit ({document.issuing_party})"
+        f" or, for an export endorsement, to its importing Party; not to {envelope.recipient}.",
+        "X-EPIX-To",
+    )
 
 
 def receive(
@@ -271,6 +295,8 @@ def receive(
         if isinstance(trust, SubmissionResult):
             return trust
         verified = verify(root, envelope, trust)
+        if verified.endorsement is not None:
+            check_addressee(database, verified.endorsement, envelope)
     except EpixError as exc:
         return reject(arrival, exc, None, action=ACTIONS[envelope.document_type])
     findings = tuple(f for f in verified.verdict.findings if f.severity is not Severity.ERROR)

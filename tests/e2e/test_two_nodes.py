@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime
+from decimal import Decimal
 from pathlib import Path
 
 import httpx
@@ -13,14 +15,27 @@ import pytest
 from sqlalchemy import create_engine, func, select, text
 from sqlalchemy.engine import make_url
 
-from epix.cli.two_nodes import Node, TrailEvent, audit_trail, prepare, run_scenario, running
+from epix.auth.principal import Role
+from epix.cli.two_nodes import (
+    Node,
+    TrailEvent,
+    audit_trail,
+    issue_user_key,
+    prepare,
+    run_scenario,
+    running,
+    wait_until,
+)
 from epix.db import Database
 from epix.delivery.models import OutboxMessage
 from epix.endorsements.models import Endorsement
 from epix.exchange.models import InboxEntry, Message
 from epix.exchange.node_identity import NODE_ROLE, node_identity
+from epix.permits.samples import demo_permit
+from epix.permits.writer import write_permit
 from epix.registry.models import RegistryDocument
 from epix.registry.trust import RegistryTrustStore
+from epix.signatures.sign import sign_document
 from epix.signatures.verify import verify_document
 from tests.conftest import POSTGRES_URL, need
 
@@ -154,3 +169,98 @@ def _assert_trails(a: Node, b: Node, message_id: str, endorsement_id: str, numbe
     assert sent_a.detail["route"] == sent_b.detail["route"] == "peer"
     assert submitted.at <= received_b.at <= sent_a.at <= endorsed.at
     assert endorsed.at <= received_a.at <= sent_b.at
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "backend", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+)
+def test_the_importers_node_holds_the_import_inspection_to_what_was_exported(
+    tmp_path: Path, backend: str, request: pytest.FixtureRequest
+) -> None:
+    """XA's customs endorse the export of part of a line at node A; node B, with its own copy
+    of the ledger, let XB's customs record the whole permitted quantity on import, because
+    the export endorsement went only to XA's own inbox (node A's ledger then refused the
+    inspection, and the two nodes disagreed for good)."""
+    urls: tuple[str | None, str | None] = (
+        request.getfixturevalue("postgres_pair") if backend == "postgres" else (None, None)
+    )
+    nodes = prepare(tmp_path, database_urls=urls)
+    db_a = Database(nodes.a.database_url)
+    xa_customs = issue_user_key(db_a, "xa-customs", "XA", "XA Customs", Role.CUSTOMS)
+    db_a.dispose()
+    number = f"XA-EXP-{uuid.uuid4().hex[:10]}"
+    ma = {"Authorization": f"Bearer {nodes.ma_key}"}
+    with (
+        running(nodes),
+        httpx.Client(base_url=nodes.a.url, timeout=30) as node_a,
+        httpx.Client(base_url=nodes.b.url, timeout=30) as node_b,
+    ):
+        signed = sign_document(write_permit(demo_permit(number=number, lines=2)), *nodes.signer)
+        submitted = node_a.post(
+            "/v1/messages",
+            content=signed,
+            headers=ma
+            | {
+                "Content-Type": "application/xml",
+                "X-EPIX-Message-Id": f"perm-{uuid.uuid4().hex}",
+                "X-EPIX-From": "XA",
+                "X-EPIX-To": "XB",
+            },
+        )
+        assert submitted.status_code == 201, submitted.text
+        line = node_a.get(f"/v1/permits/XA/{number}", headers=ma).json()["lines"][0]
+        permitted = Decimal(line["permitted"])
+        exported = permitted / 2
+        common = {
+            "port": "NLRTM",
+            "date": datetime.now(UTC).date().isoformat(),
+            "officer": "Officer",
+            "transport_document": "AWB 1",
+        }
+        export = node_a.post(
+            f"/v1/permits/XA/{number}/endorsements",
+            headers={"Authorization": f"Bearer {xa_customs}"},
+            json=common
+            | {
+                "side": "export",
+                "lines": [
+                    {"line_id": line["line_id"], "quantity": str(exported), "unit": line["unit"]}
+                ],
+            },
+        )
+        assert export.status_code == 201, export.text
+        customs = {"Authorization": f"Bearer {nodes.customs_key}"}
+
+        def endorsed_at_b() -> bool:
+            view = node_b.get(f"/v1/permits/XA/{number}", headers=customs)
+            return view.status_code == 200 and view.json()["status"] == "endorsed"
+
+        wait_until("node B to learn of the export endorsement", endorsed_at_b, 60)
+
+        def inspect(quantity: Decimal) -> httpx.Response:
+            return node_b.post(
+                f"/v1/permits/XA/{number}/endorsements",
+                headers=customs,
+                json=common
+                | {
+                    "side": "import",
+                    "lines": [
+                        {
+                            "line_id": line["line_id"],
+                            "quantity": str(quantity),
+                            "unit": line["unit"],
+                        }
+                    ],
+                },
+            )
+
+        too_much = inspect(permitted)
+        assert too_much.status_code == 422, too_much.text
+        assert [e["code"] for e in too_much.json()["errors"]] == ["EPIX-QTY-001"]
+        assert inspect(exported).status_code == 201
+
+        def used_at_a() -> bool:
+            return node_a.get(f"/v1/permits/XA/{number}", headers=ma).json()["status"] == "used"
+
+        wait_until("node A to record the import inspection", used_at_a, 60)

@@ -81,3 +81,41 @@ def test_rollback_leaves_neither_endorsement_nor_outbox_row(
     with database.unit_of_work() as session:
         _endorse(session, permit.number, signer)
     assert _count(database, OutboxMessage) == 1
+
+
+def test_an_export_endorsement_also_goes_to_the_importing_party_in_the_permits_order(
+    database: Database, signer: Signer
+) -> None:
+    """The importer's node keeps its own ledger: without the export endorsement it held an
+    import inspection to the permitted quantity, not to what was exported."""
+    permit = store_permit(database)
+    with database.unit_of_work() as session:
+        result = service.endorse(
+            session,
+            issuing_party="XA",
+            number=permit.number,
+            side=Side.EXPORT,
+            details=border("XAABC"),
+            lines=lines(("1", "5", "PCS")),
+            declaration_reference=None,
+            signer=signer,
+            signed_by="authority",
+            actor=customs("XA"),
+        )
+    with database.unit_of_work() as session:
+        rows = session.scalars(select(OutboxMessage).order_by(OutboxMessage.id)).all()
+        endorsement_rows = [row for row in rows if row.kind == "endorsement"]
+    assert [row.destination_party for row in endorsement_rows] == ["XA", "XB"]
+    assert {row.message_id for row in endorsement_rows} == {result.endorsement.endorsement_id}
+    assert all(row.payload == result.document for row in endorsement_rows)
+    assert all(row.sender_party == "XA" for row in endorsement_rows)
+    assert len({row.order_key for row in endorsement_rows}) == 1
+
+
+def test_an_import_inspection_goes_to_the_issuer_only(database: Database, signer: Signer) -> None:
+    permit = store_permit(database)
+    with database.unit_of_work() as session:
+        _endorse(session, permit.number, signer)
+    with database.unit_of_work() as session:
+        rows = session.scalars(select(OutboxMessage)).all()
+    assert [row.destination_party for row in rows] == ["XA"]
