@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
 from lxml import etree
@@ -27,8 +28,10 @@ from epix.errors import ERROR_TABLE, EpixError
 from epix.exchange.models import Message
 from epix.signatures import StaticTrustStore, TrustedCertificate, verify_document
 from epix.xml import parse_xml
+from tests.conftest import need_command
 from tests.endorsements.conftest import MakePermit, border, customs, document_for, lines
 from tests.pki import Identity, make_identity
+from tests.signatures.test_xmlsec_interop import xmlsec_verify
 
 
 def test_endorsement_validates_signs_and_references_the_permit_bytes(
@@ -197,3 +200,37 @@ def test_endorsement_with_too_many_elements_is_refused_before_the_schema(
     assert [finding.code for finding in findings] == ["EPIX-XML-008"]
     assert schemas == []
     assert ERROR_TABLE["EPIX-XML-008"].http_status == 413
+
+
+@pytest.mark.xmlsec1
+def test_the_endorsement_verifies_in_xmlsec1_and_a_changed_quantity_does_not(
+    db: Database,
+    make_permit: MakePermit,
+    signer: Signer,
+    customs_identity: Identity,
+    tmp_path: Path,
+) -> None:
+    """The issuer may check the endorsement with the reference C implementation, not only
+    with EPIX: the signed bytes as forwarded verify there, and box 14 cannot be changed."""
+    xmlsec1 = need_command("xmlsec1")
+    permit = make_permit()
+    with db.unit_of_work() as session:
+        result = service.endorse(
+            session,
+            issuing_party="XA",
+            number=permit.number,
+            side=Side.IMPORT,
+            details=border("NLRTM"),
+            lines=lines(("1", "7", "PCS")),
+            declaration_reference=None,
+            signer=signer,
+            signed_by="authority",
+            actor=customs("XB"),
+        )
+    with db.unit_of_work() as session:
+        forwarded = session.scalars(select(OutboxMessage.payload)).one()
+    assert forwarded == result.document
+    assert xmlsec_verify(xmlsec1, forwarded, customs_identity, tmp_path)
+    changed = forwarded.replace(b'unitCode="PCS">7<', b'unitCode="PCS">8<', 1)
+    assert changed != forwarded
+    assert not xmlsec_verify(xmlsec1, changed, customs_identity, tmp_path)
