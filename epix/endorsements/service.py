@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session
 from epix.audit.context import RequestContext
 from epix.audit.service import record_event
 from epix.auth.principal import Principal
-from epix.delivery.models import OutboxKind
+from epix.delivery.models import OutboxKind, OutboxMessage, OutboxState
 from epix.delivery.outbox import DEFAULT_GIVE_UP_SECONDS, enqueue, permit_order_key
 from epix.endorsements.checks import normalise_port, parse_quantity
 from epix.endorsements.document import (
@@ -43,6 +43,7 @@ from epix.endorsements.models import (
 from epix.errors import EpixError, Finding, Severity
 from epix.exchange.lookup import may_look_up
 from epix.exchange.models import Permit, PermitLine
+from epix.exchange.receipts import receipt_outcome
 from epix.exchange.repository import lock_permit, permit_not_found
 from epix.registry.roles import CUSTOMS as CUSTOMS_ROLE
 from epix.signatures import TrustStore, verify_document
@@ -925,6 +926,38 @@ def describe_reservation(
     }
 
 
+def forwarding(session: Session, endorsement: Endorsement) -> list[dict[str, object]]:
+    """Each Party this node sent the endorsement to and how far it got: pending (with the
+    last retryable error), delivered (with the status and codes of the far end's receipt,
+    e.g. EPIX-QTY-011 when the issuer's ledger did not record it) or failed (given up or
+    refused, with its code). Empty for one that came from another node."""
+    rows = session.scalars(
+        select(OutboxMessage)
+        .where(
+            OutboxMessage.kind == OutboxKind.ENDORSEMENT.value,
+            OutboxMessage.message_id == endorsement.endorsement_id,
+            OutboxMessage.sender_party == endorsement.endorsing_party,
+        )
+        .order_by(OutboxMessage.id)
+    )
+    result: list[dict[str, object]] = []
+    for row in rows:
+        status, codes = receipt_outcome(row.receipt) if row.receipt else (None, [])
+        delivered = row.state == OutboxState.DELIVERED.value
+        result.append(
+            {
+                "to": row.destination_party,
+                "state": row.state,
+                "attempts": row.attempts,
+                "error_code": None if delivered else row.last_error_code,
+                "error": None if delivered else row.last_error,
+                "receipt_status": status,
+                "receipt_codes": codes,
+            }
+        )
+    return result
+
+
 def describe_endorsement(session: Session, endorsement: Endorsement) -> dict[str, object]:
     """An endorsement as JSON values (the signed document itself is served separately)."""
     permit = _permit_of(session, endorsement.permit_id)
@@ -948,6 +981,7 @@ def describe_endorsement(session: Session, endorsement: Endorsement) -> dict[str
         "document_sha256": endorsement.document_sha256,
         "signed_by": endorsement.signed_by,
         "created_at": endorsement.created_at.isoformat(),
+        "forwarding": forwarding(session, endorsement),
         "lines": [
             {
                 "line_id": by_pk[item.permit_line_id],

@@ -16,6 +16,7 @@ from lxml import etree
 from epix.errors import Finding
 from epix.exchange.node_identity import NodeIdentity
 from epix.signatures.sign import sign_document
+from epix.xml import parse_xml
 from epix.xml.namespaces import EPIX_RECEIPT
 
 RECEIPT_SCHEMA = "epix/receipt.xsd"
@@ -76,3 +77,11 @@ def receipt_xml(facts: ReceiptFacts) -> bytes:
 def sign_receipt(facts: ReceiptFacts, identity: NodeIdentity) -> bytes:
     """The receipt, signed by the node (EPIX-DSIG-1)."""
     return sign_document(receipt_xml(facts), identity.key_pem, identity.cert_pem)
+
+
+def receipt_outcome(receipt: bytes) -> tuple[str | None, list[str]]:
+    """The status and finding codes a receipt states (one this node stored after verifying
+    it): the sender's view of what the far end decided."""
+    root = parse_xml(receipt)
+    codes = [str(f.get("code", "")) for f in root.iter(f"{{{EPIX_RECEIPT}}}Finding")]
+    return root.findtext(f"{{{EPIX_RECEIPT}}}Status"), codes

@@ -7,13 +7,16 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from epix.audit.models import AuditEvent
-from epix.db import Database
+from epix.db import Database, utcnow
+from epix.delivery import outbox
 from epix.delivery.models import OutboxMessage
 from epix.endorsements import service
 from epix.endorsements.document import Side
 from epix.endorsements.models import Endorsement
 from epix.endorsements.service import Signer
+from epix.errors import Finding
 from epix.exchange.models import Permit
+from epix.exchange.receipts import ACCEPTED_WITH_WARNINGS, ReceiptFacts, receipt_xml
 from tests.endorsements.conftest import border, customs, lines, store_permit
 
 
@@ -119,3 +122,79 @@ def test_an_import_inspection_goes_to_the_issuer_only(database: Database, signer
     with database.unit_of_work() as session:
         rows = session.scalars(select(OutboxMessage)).all()
     assert [row.destination_party for row in rows] == ["XA"]
+
+
+def test_customs_see_how_far_their_endorsement_got_and_what_the_far_end_said(
+    database: Database, signer: Signer
+) -> None:
+    """A delivery given up, or a receipt saying the issuer's ledger did not record the
+    endorsement (EPIX-QTY-011), was visible only to node admins in the outbox; the
+    endorsement itself now says it."""
+    permit = store_permit(database)
+    with database.unit_of_work() as session:
+        result = service.endorse(
+            session,
+            issuing_party="XA",
+            number=permit.number,
+            side=Side.EXPORT,
+            details=border("XAABC"),
+            lines=lines(("1", "5", "PCS")),
+            declaration_reference=None,
+            signer=signer,
+            signed_by="authority",
+            actor=customs("XA"),
+        )
+        assert [(f["to"], f["state"]) for f in service.forwarding(session, result.endorsement)] == [
+            ("XA", "pending"),
+            ("XB", "pending"),
+        ]
+    with database.unit_of_work() as session:
+        claims = {
+            claim.destination_party: claim
+            for claim in outbox.claim_due(session, owner="test", lease_seconds=60, limit=10)
+            if claim.kind == "endorsement"
+        }
+    receipt = signer(
+        receipt_xml(
+            ReceiptFacts(
+                sha256=result.endorsement.document_sha256,
+                received_at=utcnow(),
+                status=ACCEPTED_WITH_WARNINGS,
+                node_party="XA",
+                findings=[Finding("EPIX-QTY-011", "The ledger did not record it.", "/")],
+                message_id=result.endorsement.endorsement_id,
+            )
+        )
+    )
+    with database.unit_of_work() as session:
+        outbox.mark_delivered(session, claims["XA"], receipt=receipt, response_status=201)
+        outbox.mark_attempt_failed(
+            session,
+            claims["XB"],
+            code="EPIX-DLV-006",
+            reason="HTTP 422 EPIX-MSG-009",
+            retry_at=None,
+        )
+    with database.unit_of_work() as session:
+        endorsement = session.scalars(select(Endorsement)).one()
+        described = service.describe_endorsement(session, endorsement)
+    assert described["forwarding"] == [
+        {
+            "to": "XA",
+            "state": "delivered",
+            "attempts": 1,
+            "error_code": None,
+            "error": None,
+            "receipt_status": "accepted_with_warnings",
+            "receipt_codes": ["EPIX-QTY-011"],
+        },
+        {
+            "to": "XB",
+            "state": "failed",
+            "attempts": 1,
+            "error_code": "EPIX-DLV-006",
+            "error": "HTTP 422 EPIX-MSG-009",
+            "receipt_status": None,
+            "receipt_codes": [],
+        },
+    ]

@@ -149,6 +149,7 @@ def test_direct_endorsement_by_customs(
     assert response.status_code == 201, response.text
     endorsement = response.json()
     assert endorsement["side"] == "import"
+    assert [(f["to"], f["state"]) for f in endorsement["forwarding"]] == [("XA", "pending")]
 
     listed = client.get(url(permit, "endorsements"), headers=headers).json()
     assert [item["endorsement_id"] for item in listed] == [endorsement["endorsement_id"]]
