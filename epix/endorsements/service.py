@@ -669,7 +669,10 @@ def _store(
             give_up_seconds=give_up_seconds,
         )
     told: list[str] = []
-    if announce is not None and permit.status != previous_status:
+    # An endorsement the issuer's own customs made came from the issuer's node, which told
+    # the permit's watchers already: this copy of the ledger does not tell them again.
+    announced_by_issuer = not forward and actor.party == permit.issuing_party
+    if announce is not None and permit.status != previous_status and not announced_by_issuer:
         # The issuer gets the endorsement itself, the endorsing Party knows: tell the rest.
         told = list(announce(session, permit, actor, {actor.party}))
     record_event(

@@ -102,12 +102,17 @@ async def _submit_permit(node: Node, client: httpx.AsyncClient, key: str) -> Per
 
 
 def _endorsement(
-    permit: Permit, peer: Peer, *, endorsing_party: str | None = None, quantity: str = "1"
+    permit: Permit,
+    peer: Peer,
+    *,
+    endorsing_party: str | None = None,
+    quantity: str = "1",
+    side: Side = Side.IMPORT,
 ) -> bytes:
     line = permit.lines[0]
     document = EndorsementDocument(
         endorsement_id=str(uuid.uuid4()),
-        side=Side.IMPORT,
+        side=side,
         issuing_party=permit.issuing_party,
         permit_number=permit.number,
         permit_sha256=permit.signed_sha256,
@@ -438,3 +443,51 @@ async def test_an_endorsement_issued_after_the_permit_expired_is_still_refused(
     assert answer.headers["X-EPIX-Receipt-Status"] == "accepted_with_warnings"
     message = etree.fromstring(answer.content).findtext(f".//{{{EPIX_RECEIPT}}}Message") or ""
     assert "EPIX-STATE-001" in message
+
+
+async def test_the_importers_node_takes_the_export_endorsement_into_its_ledger(
+    tmp_path: Path, sqlite_database: Database
+) -> None:
+    """The issuer's node sends its export endorsement to the importer's node too; there it
+    holds the import inspection to what was exported, and the watchers are not told of the
+    'endorsed' status a second time (the issuer's node tells them)."""
+    node = make_node(tmp_path, sqlite_database, node_mode=NodeMode.PARTY, node_party="XB")
+    issuer_node = _add_peer(node, "XA")
+    customs = {"Authorization": f"Bearer {node.key('XB', CUSTOMS)}"}
+    async with _client(node) as client:
+        permit = await _submit_permit(node, client, issuer_node.api_key)
+        looked_up = await client.get(f"/v1/permits/XA/{permit.number}", headers=customs)
+        exported = await client.post(
+            "/v1/messages",
+            content=_endorsement(permit, issuer_node, side=Side.EXPORT, quantity="1"),
+            headers=_peer_headers(issuer_node, "endorsement", "XB"),
+        )
+        # An import inspection goes to the issuer only.
+        misrouted = await client.post(
+            "/v1/messages",
+            content=_endorsement(permit, issuer_node),
+            headers=_peer_headers(issuer_node, "endorsement", "XB"),
+        )
+        ledger = (
+            await client.get(f"/v1/permits/XA/{permit.number}/ledger", headers=customs)
+        ).json()
+    assert looked_up.status_code == 200
+    assert exported.status_code == 201, exported.text
+    assert exported.headers["X-EPIX-Receipt-Status"] == "accepted"
+    assert misrouted.status_code == 422 and _codes(misrouted) == ["EPIX-MSG-009"]
+    assert ledger["permit"]["status"] == "endorsed"
+    assert ledger["lines"][0]["remaining_by_side"]["import"] == "1"
+    with node.database.unit_of_work() as session:
+        status_notes = session.scalars(
+            select(InboxEntry).where(
+                InboxEntry.recipient_party == "XB", InboxEntry.kind == "status"
+            )
+        ).all()
+        endorsements_in_inbox = session.scalar(
+            select(func.count())
+            .select_from(InboxEntry)
+            .join(Message, InboxEntry.message_pk == Message.id)
+            .where(Message.document_type == "endorsement", InboxEntry.recipient_party == "XB")
+        )
+    assert status_notes == []
+    assert endorsements_in_inbox == 1
