@@ -20,6 +20,7 @@ from epix.api.routers import inbox as inbox_router
 from epix.api.routers import outbox as outbox_routes
 from epix.api.routers import registry as registry_routes
 from epix.api.routers import webhooks as webhook_routes
+from epix.api.security_headers import SecurityHeaders
 from epix.audit.service import AuditPolicy, configure_audit
 from epix.auth.session_secret import session_secret
 from epix.auth.throttle import LoginThrottle
@@ -55,6 +56,8 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
         settings.login_max_failures, settings.login_failure_window_seconds
     )
     install_problem_handlers(app)
+    # Behind a TLS proxy, EPIX_NODE_BASE_URL=https://... marks the session cookie Secure.
+    on_https = settings.node_base_url.startswith("https://")
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(RefuseNulCharacters)
     app.state.metrics = Metrics()
@@ -68,7 +71,7 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
         session_cookie="epix_session",
         max_age=8 * 3600,
         same_site="lax",
-        https_only=settings.node_base_url.startswith("https://"),
+        https_only=on_https,
     )
     app.add_middleware(RequestId)  # outermost: every answer, refusals by the others included
     api_routers = (
@@ -88,4 +91,6 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
         app.include_router(router)
     install_openapi(app, api_routers)
     mount_web(app)
+    # Last added, so outermost: refusals of the other middlewares carry the headers too.
+    app.add_middleware(SecurityHeaders, https=on_https)
     return app

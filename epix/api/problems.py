@@ -13,6 +13,7 @@ from sqlalchemy.exc import DataError, SQLAlchemyError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 
+from epix.api.security_headers import security_headers
 from epix.db.trouble import database_trouble, driver_message
 from epix.errors import ERROR_TABLE, EpixError, Finding
 
@@ -140,4 +141,8 @@ def install_problem_handlers(app: FastAPI) -> None:
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled error on %s %s", request.method, request.url.path)
         finding = Finding("EPIX-REQ-007", ERROR_TABLE["EPIX-REQ-007"].meaning, request.url.path)
-        return problem_response([finding], 500)
+        # Sent from outside the middleware stack, past SecurityHeaders: add its headers here.
+        https = request.app.state.settings.node_base_url.startswith("https://")
+        return problem_response(
+            [finding], 500, headers=security_headers(request.url.path, https=https)
+        )

@@ -1,0 +1,104 @@
+"""Browser security headers on every answer: pages, API, static files, refusals, the 500."""
+
+from __future__ import annotations
+
+import http.server
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+from selenium.webdriver.chrome.webdriver import WebDriver
+
+from epix.api.app import create_app
+from epix.db import Database
+from epix.settings import Settings
+from tests.web.conftest import LiveNode, wait
+
+ANSWERS = [
+    ("GET", "/web/login"),
+    ("GET", "/web/lookup"),
+    ("GET", "/web/registry"),
+    ("GET", "/web/static/epix.js"),
+    ("GET", "/web/qr.svg?party=XA&number=N1"),
+    ("GET", "/web/no-such-page"),
+    ("POST", "/web/lookup"),
+    ("GET", "/v1/permits/XA/N1"),  # 401
+    ("GET", "/healthz"),
+    ("GET", "/docs"),
+    ("GET", "/openapi.json"),
+    ("POST", "/healthz?x=%00"),  # refused by a middleware
+]
+
+
+def _boom() -> None:
+    raise RuntimeError("a bug")
+
+
+@pytest.fixture
+def client(sqlite_database: Database, tmp_path: Path) -> TestClient:
+    app = create_app(Settings(data_dir=tmp_path), sqlite_database)
+    app.add_api_route("/web/boom", _boom)  # an unexpected error on a page
+    return TestClient(app, raise_server_exceptions=False)
+
+
+@pytest.mark.parametrize(("method", "path"), [*ANSWERS, ("GET", "/web/boom")])
+def test_every_answer_forbids_framing_sniffing_and_foreign_scripts(
+    client: TestClient, method: str, path: str
+) -> None:
+    headers = client.request(method, path).headers
+    policy = headers["content-security-policy"]
+    assert "frame-ancestors 'none'" in policy
+    assert "object-src 'none'" in policy
+    if not path.startswith("/docs"):
+        assert "script-src 'self';" in policy  # no inline script on the node's own pages
+    assert headers["x-content-type-options"] == "nosniff"
+    assert headers["x-frame-options"] == "DENY"
+    assert headers["referrer-policy"] == "same-origin"
+    assert "strict-transport-security" not in headers  # plain http: HSTS would mean nothing
+
+
+def test_a_node_on_https_asks_browsers_to_stay_on_https(
+    sqlite_database: Database, tmp_path: Path
+) -> None:
+    settings = Settings(data_dir=tmp_path, node_base_url="https://epix.example.org")
+    client = TestClient(create_app(settings, sqlite_database), base_url="https://epix.example.org")
+    assert client.get("/web/login").headers["strict-transport-security"] == "max-age=31536000"
+
+
+@pytest.fixture
+def other_site(tmp_path: Path, live_node: LiveNode) -> Iterator[str]:
+    """A page of another origin that frames the node's check page (clickjacking)."""
+    (tmp_path / "frame.html").write_text(
+        f'<!doctype html><title>x</title><iframe src="{live_node.url}/web/lookup"></iframe>'
+    )
+
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def __init__(self, *args: object, **kwargs: object) -> None:
+            super().__init__(*args, directory=str(tmp_path), **kwargs)  # type: ignore[arg-type]
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Quiet)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/frame.html"
+    finally:
+        server.shutdown()
+        thread.join(timeout=10)
+        server.server_close()
+
+
+@pytest.mark.browser
+def test_another_site_cannot_frame_the_pages(
+    browser: WebDriver, live_node: LiveNode, other_site: str
+) -> None:
+    browser.get(other_site)
+    wait(browser).until(
+        lambda driver: any(
+            "frame-ancestors" in entry["message"] for entry in driver.get_log("browser")
+        )
+    )
