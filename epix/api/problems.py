@@ -1,4 +1,8 @@
-"""RFC 9457 problem+json for every refusal: stable codes, a human message, a location."""
+"""RFC 9457 problem+json for every refusal: stable codes, a human message, a location.
+
+A browser opening an address outside the API (it asks for HTML) gets the refusal as a page
+instead (``epix.web.pages.error_page``), with the same status, code and headers.
+"""
 
 from __future__ import annotations
 
@@ -16,6 +20,7 @@ from starlette.requests import ClientDisconnect
 from epix.api.security_headers import security_headers
 from epix.db.trouble import database_trouble, driver_message
 from epix.errors import ERROR_TABLE, EpixError, Finding
+from epix.web.templating import error_page, wants_page
 
 log = logging.getLogger("epix.api")
 PROBLEM_JSON = "application/problem+json"
@@ -56,19 +61,33 @@ def problem_response(
     return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
 
 
+def _refusal(
+    request: Request,
+    findings: list[Finding],
+    status: int,
+    *,
+    headers: Mapping[str, str] | None = None,
+) -> Response:
+    """The refusal as problem+json, or as a page for a person's browser."""
+    if wants_page(request):
+        first = deciding_finding(findings)
+        return error_page(request, status, first.code, first.message, headers)
+    return problem_response(findings, status, headers=headers)
+
+
 def _validation_location(loc: tuple[Any, ...] | list[Any]) -> str:
     return "/".join(str(part) for part in loc)
 
 
 def install_problem_handlers(app: FastAPI) -> None:
     @app.exception_handler(EpixError)
-    async def _epix_error(_request: Request, exc: EpixError) -> JSONResponse:
+    async def _epix_error(request: Request, exc: EpixError) -> Response:
         wait = exc.retry_after_seconds
         headers = {"Retry-After": str(wait)} if wait is not None else None
-        return problem_response(exc.findings, exc.http_status, headers=headers)
+        return _refusal(request, exc.findings, exc.http_status, headers=headers)
 
     @app.exception_handler(RequestValidationError)
-    async def _validation(_request: Request, exc: RequestValidationError) -> JSONResponse:
+    async def _validation(request: Request, exc: RequestValidationError) -> Response:
         findings = []
         for error in exc.errors():
             location = _validation_location(error["loc"]) or "request"
@@ -81,17 +100,17 @@ def install_problem_handlers(app: FastAPI) -> None:
         if not findings:
             findings = [Finding("EPIX-REQ-004", "The request is not valid.", "request")]
         status = 400 if findings[0].code == "EPIX-REQ-001" else 422
-        return problem_response(findings, status)
+        return _refusal(request, findings, status)
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def _http(request: Request, exc: StarletteHTTPException) -> Response:
         code = _HTTP_CODES.get(exc.status_code, "EPIX-REQ-004")
         detail = exc.detail if isinstance(exc.detail, str) else ERROR_TABLE[code].meaning
         location = request.url.path
         if exc.status_code == 400:
             detail, location = _UNREADABLE_BODY, "body"
         finding = Finding(code, detail, location)
-        return problem_response([finding], exc.status_code, headers=exc.headers)
+        return _refusal(request, [finding], exc.status_code, headers=exc.headers)
 
     @app.exception_handler(ClientDisconnect)
     async def _gone(request: Request, _exc: ClientDisconnect) -> Response:
@@ -101,7 +120,7 @@ def install_problem_handlers(app: FastAPI) -> None:
         return Response(status_code=400)
 
     @app.exception_handler(DataError)
-    async def _unstorable(request: Request, exc: DataError) -> JSONResponse:
+    async def _unstorable(request: Request, exc: DataError) -> Response:
         # The database refused a value of the request (a NUL character in a JSON string, a
         # number out of a column's range): the request's fault, and its transaction rolled back.
         # Only the driver's own message is logged: SQLAlchemy's names the statement's values.
@@ -116,10 +135,10 @@ def install_problem_handlers(app: FastAPI) -> None:
             message = "A value in the request holds a NUL character, which the node does not store."
         else:
             message = f"A value in the request cannot be stored: {cause}"
-        return problem_response([Finding("EPIX-REQ-009", message, request.url.path)], 400)
+        return _refusal(request, [Finding("EPIX-REQ-009", message, request.url.path)], 400)
 
     @app.exception_handler(SQLAlchemyError)
-    async def _database_failed(request: Request, exc: SQLAlchemyError) -> JSONResponse:
+    async def _database_failed(request: Request, exc: SQLAlchemyError) -> Response:
         # The database is down, saturated or cannot store: the client should retry, and the
         # operator reads one line (no traceback, no statement values, no password) per request.
         trouble = database_trouble(exc)
@@ -135,14 +154,14 @@ def install_problem_handlers(app: FastAPI) -> None:
         )
         finding = Finding(trouble.code, ERROR_TABLE[trouble.code].meaning, request.url.path)
         retry = {"Retry-After": str(trouble.retry_after_seconds)}
-        return problem_response([finding], ERROR_TABLE[trouble.code].http_status, headers=retry)
+        return _refusal(request, [finding], ERROR_TABLE[trouble.code].http_status, headers=retry)
 
     @app.exception_handler(Exception)
-    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+    async def _unexpected(request: Request, exc: Exception) -> Response:
         log.exception("unhandled error on %s %s", request.method, request.url.path)
         finding = Finding("EPIX-REQ-007", ERROR_TABLE["EPIX-REQ-007"].meaning, request.url.path)
         # Sent from outside the middleware stack, past SecurityHeaders: add its headers here.
         https = request.app.state.settings.node_base_url.startswith("https://")
-        return problem_response(
-            [finding], 500, headers=security_headers(request.url.path, https=https)
+        return _refusal(
+            request, [finding], 500, headers=security_headers(request.url.path, https=https)
         )

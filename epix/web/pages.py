@@ -12,12 +12,11 @@ import qrcode.image.svg
 from fastapi import APIRouter, FastAPI, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
-from fastapi.templating import Jinja2Templates
 
 from epix.api.deps import SettingsDep
+from epix.web.templating import templates
 
 _HERE = Path(__file__).resolve().parent
-templates = Jinja2Templates(directory=_HERE / "templates")
 router = APIRouter(prefix="/web", include_in_schema=False)
 PartyCode = Annotated[str, Query(pattern=r"^[A-Za-z]{2}$")]
 PermitNumber = Annotated[str, Query(min_length=1, max_length=35)]

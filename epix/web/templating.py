@@ -1,0 +1,48 @@
+"""The page templates, and refusals shown as pages to a person's browser."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+
+from fastapi import Request
+from fastapi.responses import HTMLResponse
+from fastapi.templating import Jinja2Templates
+
+from epix.errors import ERROR_TABLE
+
+templates = Jinja2Templates(directory=Path(__file__).resolve().parent / "templates")
+
+
+# What a person reads when the node refuses a page (title, then what to do), by HTTP status.
+_ERROR_PAGES = {
+    404: ("Page not found", "There is no page at this address. Check the address you typed."),
+    405: ("Page not found", "This address does not take that kind of request."),
+    500: ("Something went wrong", "The node could not answer. Its operator has the details."),
+    503: ("The node cannot answer just now", "Its database is not reachable. Try again soon."),
+}
+
+
+def error_page(
+    request: Request, status: int, code: str, message: str, headers: Mapping[str, str] | None
+) -> HTMLResponse:
+    """A refusal as a page, for a person whose browser asked for one (never JSON or a traceback)."""
+    title, explanation = _ERROR_PAGES.get(status, ("The request was refused", message))
+    return templates.TemplateResponse(
+        request,
+        "error.html",
+        {
+            "title": title,
+            "explanation": explanation,
+            "code": code,
+            "meaning": ERROR_TABLE[code].meaning,
+        },
+        status_code=status,
+        headers=dict(headers or {}),
+    )
+
+
+def wants_page(request: Request) -> bool:
+    """A browser opening an address (it asks for HTML), not the API nor a script's call."""
+    path = request.url.path
+    return "text/html" in request.headers.get("accept", "") and not path.startswith("/v1/")
