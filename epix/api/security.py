@@ -50,7 +50,7 @@ def web_session(request: Request) -> dict[str, object] | None:
     return session
 
 
-def _check_same_origin(request: Request) -> None:
+def check_same_origin(request: Request) -> None:
     """Cookie-authenticated writes must come from our own pages (cross-site request forgery)."""
     if request.method in _SAFE_METHODS:
         return
@@ -114,7 +114,7 @@ def _presented_principal(request: Request, database: DatabaseDep) -> Principal |
     epoch = web.get(SESSION_EPOCH) if web else None
     if web is None or not isinstance(user_id, int) or not isinstance(epoch, int):
         return None
-    _check_same_origin(request)
+    check_same_origin(request)
     try:
         with database.read() as session:
             return authenticate_session(session, user_id, epoch)

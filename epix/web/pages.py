@@ -5,15 +5,18 @@ from __future__ import annotations
 import io
 from pathlib import Path
 from typing import Annotated
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urlsplit
 
 import qrcode
 import qrcode.image.svg
-from fastapi import APIRouter, FastAPI, Query, Request
+from fastapi import APIRouter, FastAPI, Form, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 
-from epix.api.deps import SettingsDep
+from epix.api.deps import DatabaseDep, RequestContextDep, SettingsDep
+from epix.api.routers.auth import password_login
+from epix.api.security import check_same_origin
+from epix.errors import EpixError
 from epix.web.templating import templates
 
 _HERE = Path(__file__).resolve().parent
@@ -22,8 +25,43 @@ PartyCode = Annotated[str, Query(pattern=r"^[A-Za-z]{2}$")]
 PermitNumber = Annotated[str, Query(min_length=1, max_length=35)]
 
 
-def _page(request: Request, name: str, title: str) -> HTMLResponse:
-    return templates.TemplateResponse(request, name, {"title": title})
+def _page(
+    request: Request,
+    name: str,
+    title: str,
+    *,
+    refusal: EpixError | None = None,
+    **context: object,
+) -> HTMLResponse:
+    """A page; with ``refusal``, its findings are shown in the page's error summary."""
+    if refusal is None:
+        return templates.TemplateResponse(request, name, {"title": title, **context})
+    wait = refusal.retry_after_seconds
+    return templates.TemplateResponse(
+        request,
+        name,
+        {"title": f"Error: {title}", "heading": title, "findings": refusal.findings, **context},
+        status_code=refusal.http_status,
+        headers={"Retry-After": str(wait)} if wait is not None else None,
+    )
+
+
+def return_path(next_page: str | None) -> str:
+    """Where to go after logging in: a page of ours, never another site (no open redirect).
+
+    The same rule as ``returnPath`` in epix.js: a path under /web/ other than the login page.
+    """
+    target = urlsplit(next_page or "")
+    if (
+        not next_page
+        or target.scheme
+        or target.netloc
+        or not target.path.startswith("/web/")
+        or target.path == "/web/login"
+        or any(char == "\\" or ord(char) < 0x20 for char in next_page)
+    ):
+        return "/web/lookup"
+    return target.path + (f"?{target.query}" if target.query else "")
 
 
 @router.get("/", response_class=HTMLResponse)
@@ -34,6 +72,30 @@ def home() -> RedirectResponse:
 @router.get("/login", response_class=HTMLResponse)
 def login_page(request: Request) -> HTMLResponse:
     return _page(request, "login.html", "Log in")
+
+
+@router.post("/login", response_class=HTMLResponse)
+def login_form(
+    request: Request,
+    database: DatabaseDep,
+    context: RequestContextDep,
+    username: Annotated[str, Form(max_length=150)] = "",
+    password: Annotated[str, Form(max_length=1024)] = "",
+    next_page: Annotated[str | None, Query(alias="next")] = None,
+) -> Response:
+    """The login form as the browser sends it when the page's script has not run (switched
+    off, not loaded yet, blocked): the password goes in the body, never the address, and is
+    checked as POST /v1/auth/login checks it; then on to the page the person came from."""
+    check_same_origin(request)  # no session yet, but no other site may log a browser in
+    try:
+        if not username.strip() or not password:
+            raise EpixError.of(
+                "EPIX-REQ-004", "Enter the user name and the password.", "credentials"
+            )
+        password_login(request, database, context, username, password)
+    except EpixError as refusal:
+        return _page(request, "login.html", "Log in", refusal=refusal, username=username)
+    return RedirectResponse(return_path(next_page), status_code=303)
 
 
 @router.get("/lookup", response_class=HTMLResponse)

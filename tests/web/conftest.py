@@ -120,8 +120,7 @@ def live_node(tmp_path: Path, sqlite_database: Database) -> Iterator[LiveNode]:
         thread.join(timeout=10)
 
 
-@pytest.fixture
-def browser() -> Iterator[webdriver.Chrome]:
+def _chromium(*, script: bool = True) -> Iterator[webdriver.Chrome]:
     need_command("chromium")
     driver_path = need_command("chromedriver")
     options = webdriver.ChromeOptions()
@@ -140,6 +139,10 @@ def browser() -> Iterator[webdriver.Chrome]:
     ):
         options.add_argument(flag)
     options.set_capability("goog:loggingPrefs", {"browser": "ALL"})  # the console, for tests
+    if not script:
+        options.add_experimental_option(
+            "prefs", {"profile.managed_default_content_settings.javascript": 2}
+        )
     try:
         driver = webdriver.Chrome(service=Service(driver_path), options=options)
     except Exception as exc:  # a broken browser install is a missing real part
@@ -150,6 +153,17 @@ def browser() -> Iterator[webdriver.Chrome]:
         yield driver
     finally:
         driver.quit()
+
+
+@pytest.fixture
+def browser() -> Iterator[webdriver.Chrome]:
+    yield from _chromium()
+
+
+@pytest.fixture
+def browser_without_script() -> Iterator[webdriver.Chrome]:
+    """Chromium with JavaScript switched off (as on a locked-down customs workstation)."""
+    yield from _chromium(script=False)
 
 
 def wait(browser: WebDriver) -> WebDriverWait[WebDriver]:

@@ -19,11 +19,13 @@ from epix.api.security import (
     start_web_session,
     web_session,
 )
+from epix.audit.context import RequestContext
 from epix.audit.service import record_event
 from epix.auth import service
 from epix.auth.models import ApiKey, User
 from epix.auth.principal import Principal, Role
 from epix.auth.throttle import LoginThrottle
+from epix.db import Database
 from epix.errors import EpixError, Finding
 
 router = APIRouter(prefix="/v1", tags=["auth"])
@@ -154,12 +156,20 @@ def login(
     After EPIX_LOGIN_MAX_FAILURES wrong passwords for one user name from one address within
     EPIX_LOGIN_FAILURE_WINDOW_SECONDS, attempts are refused (429, EPIX-AUTH-010, `Retry-After`)
     without checking the password."""
+    return PrincipalOut.of(password_login(request, database, context, body.username, body.password))
+
+
+def password_login(
+    request: Request, database: Database, context: RequestContext, username: str, password: str
+) -> Principal:
+    """Check a person's password (throttled, audited) and start their web session on this
+    browser; the JSON login and the login page's own form both come here."""
     if web_session(request) is None:
         raise EpixError.of("EPIX-REQ-005", "This node has no web sessions.", "/v1/auth/login")
     throttle: LoginThrottle = request.app.state.login_throttle
     address = request.client.host if request.client else ""
     try:
-        wait = throttle.retry_after(body.username, address)
+        wait = throttle.retry_after(username, address)
         if wait is not None:
             raise EpixError(
                 [
@@ -173,7 +183,7 @@ def login(
                 retry_after_seconds=wait,
             )
         with database.unit_of_work() as session:
-            user = service.authenticate_password(session, body.username, body.password)
+            user = service.authenticate_password(session, username, password)
             principal = service.principal_of(user)
             record_event(
                 session,
@@ -186,19 +196,19 @@ def login(
             epoch = user.auth_epoch
     except EpixError as refusal:
         if refusal.findings[0].code == "EPIX-AUTH-002":
-            throttle.failed(body.username, address)
+            throttle.failed(username, address)
         with database.unit_of_work() as session:
             record_event(
                 session,
                 action="login",
                 outcome=refusal.findings[0].code,
                 request=context,
-                detail={"username": body.username},
+                detail={"username": username},
             )
         raise
-    throttle.succeeded(body.username, address)
+    throttle.succeeded(username, address)
     start_web_session(request, principal, epoch)
-    return PrincipalOut.of(principal)
+    return principal
 
 
 @router.post("/auth/logout", summary="Log out of the web session", status_code=204)

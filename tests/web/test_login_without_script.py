@@ -1,0 +1,115 @@
+"""Logging in when the page's script has not run (switched off, or the person pressed Enter
+before it loaded): the password never goes into the address, and the login still works."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import httpx
+import pytest
+from fastapi.testclient import TestClient
+from selenium.webdriver.chrome.webdriver import WebDriver
+from selenium.webdriver.common.by import By
+from selenium.webdriver.support import expected_conditions as ec
+
+from epix.api.app import create_app
+from epix.auth import service as auth
+from epix.auth.principal import Role
+from epix.db import Database
+from epix.settings import Settings
+from tests.web.conftest import OFFICER, OFFICER_PASSWORD, LiveNode, submit_login, wait
+
+
+def _whoami(browser: WebDriver, node: LiveNode) -> httpx.Response:
+    cookie = browser.get_cookie("epix_session")
+    cookies = {"epix_session": cookie["value"]} if cookie else {}
+    return httpx.get(f"{node.url}/v1/auth/whoami", cookies=cookies)
+
+
+@pytest.mark.browser
+def test_without_script_the_password_stays_out_of_the_address_and_the_login_works(
+    browser_without_script: WebDriver, live_node: LiveNode
+) -> None:
+    browser = browser_without_script
+    browser.get(f"{live_node.url}/web/login?next=/web/registry")
+    submit_login(browser)
+    wait(browser).until(ec.url_contains("/web/registry"))
+    assert OFFICER_PASSWORD.split()[0] not in browser.current_url
+    assert _whoami(browser, live_node).json()["username"] == OFFICER
+
+
+@pytest.mark.browser
+def test_without_script_a_wrong_password_is_shown_on_the_login_page(
+    browser_without_script: WebDriver, live_node: LiveNode
+) -> None:
+    browser = browser_without_script
+    browser.get(f"{live_node.url}/web/login")
+    submit_login(browser, password="not the password")
+    problem = wait(browser).until(ec.visibility_of_element_located((By.ID, "problem")))
+    assert "EPIX-AUTH-002" in problem.text
+    assert browser.title == "Error: Log in · EPIX"
+    assert "not the password" not in browser.current_url
+    assert browser.find_element(By.ID, "username").get_attribute("value") == OFFICER
+    assert _whoami(browser, live_node).status_code == 401
+
+
+@pytest.fixture
+def client(sqlite_database: Database, tmp_path: Path) -> TestClient:
+    app = create_app(Settings(data_dir=tmp_path), sqlite_database)
+    return TestClient(app, headers={"Accept": "text/html"})
+
+
+@pytest.mark.parametrize(
+    ("next_page", "goes_to"),
+    [
+        ("/web/registry", "/web/registry"),
+        ("/web/lookup?party=XA&number=N1", "/web/lookup?party=XA&number=N1"),
+        ("https://evil.example/web/x", "/web/lookup"),
+        ("//evil.example/web/x", "/web/lookup"),
+        ("/\\evil.example/web/x", "/web/lookup"),
+        ("/web/login", "/web/lookup"),
+        ("/v1/users", "/web/lookup"),
+    ],
+)
+def test_the_form_login_returns_only_to_a_page_of_this_node(
+    client: TestClient, live_officer: None, next_page: str, goes_to: str
+) -> None:
+    response = client.post(
+        "/web/login",
+        params={"next": next_page},
+        data={"username": OFFICER, "password": OFFICER_PASSWORD},
+        follow_redirects=False,
+    )
+    assert response.status_code == 303
+    assert response.headers["location"] == goes_to
+
+
+def test_another_site_cannot_log_a_browser_in(client: TestClient, live_officer: None) -> None:
+    response = client.post(
+        "/web/login",
+        data={"username": OFFICER, "password": OFFICER_PASSWORD},
+        headers={"Origin": "https://evil.example"},
+        follow_redirects=False,
+    )
+    assert response.status_code == 401
+    assert "EPIX-AUTH-009" in response.text
+    assert "epix_session" not in response.cookies
+
+
+def test_an_empty_form_is_refused_on_the_page(client: TestClient) -> None:
+    response = client.post("/web/login", data={"username": " "})
+    assert response.status_code == 422
+    assert "Enter the user name and the password." in response.text
+
+
+@pytest.fixture
+def live_officer(sqlite_database: Database) -> None:
+    with sqlite_database.unit_of_work() as session:
+        auth.create_user(
+            session,
+            username=OFFICER,
+            party="XB",
+            authority="XB Customs",
+            roles=[Role.CUSTOMS],
+            password=OFFICER_PASSWORD,
+        )
