@@ -80,6 +80,23 @@ def test_unknown_permit_shows_problem(browser: WebDriver, live_node: LiveNode) -
     assert "EPIX-STATE-007" in problem.text
 
 
+def test_a_number_typed_in_lower_case_with_spaces_finds_the_permit(
+    browser: WebDriver, live_node: LiveNode
+) -> None:
+    """As copied from paper: "xa-1a2b3 c4d5e" for the printed XA-1A2B3C4D5E."""
+    number = live_node.permit_number
+    typed = f"{number[:8]} {number[8:]}".lower()
+    log_in(browser, live_node)
+    wait(browser).until(ec.url_contains("/web/lookup"))
+    browser.find_element(By.ID, "party").send_keys("xa")
+    browser.find_element(By.ID, "number").send_keys(f" {typed} ")
+    browser.find_element(By.ID, "lookup-button").click()
+    wait(browser).until(ec.visibility_of_element_located((By.ID, "result")))
+    assert browser.find_element(By.ID, "fact-number").text == f"XA {number}"
+    assert not browser.find_element(By.ID, "problem").is_displayed()
+    assert browser.title == "Check a permit · EPIX"
+
+
 def test_registry_page_lists_the_parties(browser: WebDriver, live_node: LiveNode) -> None:
     log_in(browser, live_node)
     wait(browser).until(ec.url_contains("/web/lookup"))

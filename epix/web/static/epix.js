@@ -432,11 +432,29 @@ function permitPath(permit) {
   return `/v1/permits/${encodeURIComponent(permit.party)}/${encodeURIComponent(permit.number)}`;
 }
 
+// Permit numbers are printed in capitals without spaces; copied from paper they are often typed
+// in lower case or with spaces. The number as typed is looked up first (an issuer's number that
+// has lower case or spaces still matches); only when none is on file is the printed form tried.
+function printedForm(number) {
+  return number.replace(/\s+/g, "").toUpperCase();
+}
+
+function lookupPath(permit) {
+  return permitPath(permit) + (permit.token ? `?token=${encodeURIComponent(permit.token)}` : "");
+}
+
 async function lookUp(permit) {
   clearProblem();
   $("result").hidden = true;
-  const query = permit.token ? `?token=${encodeURIComponent(permit.token)}` : "";
-  const view = await api("GET", permitPath(permit) + query);
+  let view;
+  try {
+    view = await api("GET", lookupPath(permit));
+  } catch (error) {
+    const printed = { ...permit, number: printedForm(permit.number) };
+    if (error.message !== "EPIX-STATE-007" || printed.number === permit.number) throw error;
+    view = await api("GET", lookupPath(printed));
+    clearProblem();
+  }
   shown = { party: view.issuing_party, number: view.number, token: permit.token };
   renderPermit(view);
 }
