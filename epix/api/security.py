@@ -51,7 +51,21 @@ def web_session(request: Request) -> dict[str, object] | None:
 
 
 def check_same_origin(request: Request) -> None:
-    """Cookie-authenticated writes must come from our own pages (cross-site request forgery)."""
+    """Cookie-authenticated requests must come from our own pages (cross-site request forgery).
+
+    Reads too: the session cookie (SameSite=Lax) goes along when another site sends the browser
+    to a /v1 address, and a GET there is not harmless: it leases the Party's inbox or records a
+    permit lookup in the person's name. Browsers say where a request comes from
+    (Sec-Fetch-Site): only our own pages and an address typed by the person ("none") pass.
+    Writes must also carry no other site's Origin (for browsers without Sec-Fetch-Site).
+    """
+    fetch_site = request.headers.get("sec-fetch-site")
+    if fetch_site is not None and fetch_site not in ("same-origin", "none"):
+        raise EpixError.of(
+            "EPIX-AUTH-009",
+            "Request from another site refused; use the node's own pages.",
+            "Sec-Fetch-Site",
+        )
     if request.method in _SAFE_METHODS:
         return
     origin = request.headers.get("origin")

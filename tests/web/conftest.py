@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import http.server
 import socket
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -164,6 +166,40 @@ def browser() -> Iterator[webdriver.Chrome]:
 def browser_without_script() -> Iterator[webdriver.Chrome]:
     """Chromium with JavaScript switched off (as on a locked-down customs workstation)."""
     yield from _chromium(script=False)
+
+
+OtherOrigin = Callable[[str], str]
+
+
+@pytest.fixture
+def page_of_another_origin(tmp_path: Path) -> Iterator[OtherOrigin]:
+    """Serves an HTML body from another origin on loopback (another port: same site, other
+    origin, as a sibling host would be); gives the page's URL."""
+    pages = tmp_path / "other-origin"
+    pages.mkdir()
+
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, directory=str(pages), **kwargs)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Quiet)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+
+    def page(body: str) -> str:
+        name = f"{uuid.uuid4().hex}.html"
+        (pages / name).write_text(f"<!doctype html><title>other site</title>{body}")
+        return f"http://127.0.0.1:{server.server_address[1]}/{name}"
+
+    try:
+        yield page
+    finally:
+        server.shutdown()
+        thread.join(timeout=10)
+        server.server_close()
 
 
 def wait(browser: WebDriver) -> WebDriverWait[WebDriver]:

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import http.server
-import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -14,7 +11,7 @@ from selenium.webdriver.chrome.webdriver import WebDriver
 from epix.api.app import create_app
 from epix.db import Database
 from epix.settings import Settings
-from tests.web.conftest import LiveNode, wait
+from tests.web.conftest import LiveNode, OtherOrigin, wait
 
 ANSWERS = [
     ("GET", "/web/login"),
@@ -68,28 +65,9 @@ def test_a_node_on_https_asks_browsers_to_stay_on_https(
 
 
 @pytest.fixture
-def other_site(tmp_path: Path, live_node: LiveNode) -> Iterator[str]:
+def other_site(live_node: LiveNode, page_of_another_origin: OtherOrigin) -> str:
     """A page of another origin that frames the node's check page (clickjacking)."""
-    (tmp_path / "frame.html").write_text(
-        f'<!doctype html><title>x</title><iframe src="{live_node.url}/web/lookup"></iframe>'
-    )
-
-    class Quiet(http.server.SimpleHTTPRequestHandler):
-        def __init__(self, *args: object, **kwargs: object) -> None:
-            super().__init__(*args, directory=str(tmp_path), **kwargs)  # type: ignore[arg-type]
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Quiet)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/frame.html"
-    finally:
-        server.shutdown()
-        thread.join(timeout=10)
-        server.server_close()
+    return page_of_another_origin(f'<iframe src="{live_node.url}/web/lookup"></iframe>')
 
 
 @pytest.mark.browser
