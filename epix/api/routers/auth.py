@@ -13,6 +13,7 @@ from epix.api.openapi import refusals
 from epix.api.security import (
     SESSION_USER,
     CurrentPrincipal,
+    check_same_origin,
     end_web_session,
     get_current_principal,
     require_roles,
@@ -218,6 +219,7 @@ def logout(request: Request, database: DatabaseDep, context: RequestContextDep) 
     web = web_session(request)
     if not web or web.get(SESSION_USER) is None:
         return
+    check_same_origin(request)  # another site must not end the session either
     try:
         principal = get_current_principal(request, database)
     except EpixError:
