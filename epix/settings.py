@@ -48,6 +48,13 @@ class Settings(BaseSettings):
         description="Key for web session cookies and (via HKDF) for sealing webhook secrets; "
         "generated into the data directory if unset.",
     )
+    web_session_max_seconds: int = Field(
+        default=12 * 3600,
+        ge=1,
+        le=7 * 24 * 3600,
+        description="Longest a web session lasts from its login, however busy; then the person "
+        "logs in again (EPIX-AUTH-009). A session unused for 8 hours ends before that.",
+    )
 
     # Bounded resources (guarantee 7).
     max_body_bytes: int = Field(

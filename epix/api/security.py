@@ -6,6 +6,7 @@ kept on ``request.state.principal`` for logging and audit. Credentials are never
 
 from __future__ import annotations
 
+import time
 from collections.abc import Awaitable, Callable
 from typing import Annotated
 from urllib.parse import urlsplit
@@ -24,6 +25,7 @@ from epix.settings import Settings
 
 SESSION_USER = "uid"
 SESSION_EPOCH = "epoch"
+SESSION_SINCE = "since"  # when the person logged in (Unix time)
 _SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
@@ -87,6 +89,7 @@ def start_web_session(request: Request, principal: Principal, epoch: int) -> Non
     session.clear()
     session[SESSION_USER] = principal.user_id
     session[SESSION_EPOCH] = epoch
+    session[SESSION_SINCE] = int(time.time())
 
 
 def end_web_session(request: Request) -> None:
@@ -130,11 +133,25 @@ def _presented_principal(request: Request, database: DatabaseDep) -> Principal |
         return None
     check_same_origin(request)
     try:
+        _ensure_within_lifetime(request, web)
         with database.read() as session:
             return authenticate_session(session, user_id, epoch)
     except EpixError:
         web.clear()
         raise
+
+
+def _ensure_within_lifetime(request: Request, web: dict[str, object]) -> None:
+    """A session ends EPIX_WEB_SESSION_MAX_SECONDS after its login, even one in constant use
+    (the cookie is re-signed at every answer, so its own 8-hour limit only ends idle ones):
+    a copied cookie does not stay good for ever. A session from before this rule has no login
+    time and ends too."""
+    settings: Settings = request.app.state.settings
+    since = web.get(SESSION_SINCE)
+    if not isinstance(since, int) or time.time() - since >= settings.web_session_max_seconds:
+        raise EpixError.of(
+            "EPIX-AUTH-009", "The web session has lasted its longest; log in again.", "session"
+        )
 
 
 def _record_refused_credential(request: Request, database: DatabaseDep, refusal: EpixError) -> None:
