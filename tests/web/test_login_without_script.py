@@ -1,5 +1,6 @@
-"""Logging in when the page's script has not run (switched off, or the person pressed Enter
-before it loaded): the password never goes into the address, and the login still works."""
+"""Forms sent when the page's script has not run (switched off, or the person pressed Enter
+before it loaded): a password or a permit's security token never goes into the address, and
+logging in still works."""
 
 from __future__ import annotations
 
@@ -113,3 +114,17 @@ def live_officer(sqlite_database: Database) -> None:
             roles=[Role.CUSTOMS],
             password=OFFICER_PASSWORD,
         )
+
+
+@pytest.mark.browser
+def test_a_lookup_sent_before_the_script_runs_keeps_the_security_token_out_of_the_address(
+    browser_without_script: WebDriver, live_node: LiveNode
+) -> None:
+    browser = browser_without_script
+    browser.get(f"{live_node.url}/web/lookup")
+    browser.find_element(By.ID, "party").send_keys("XA")
+    browser.find_element(By.ID, "number").send_keys(live_node.permit_number)
+    browser.find_element(By.ID, "token").send_keys("issuer-secret-token")
+    browser.find_element(By.ID, "lookup-button").click()
+    wait(browser).until(ec.url_contains("number="))
+    assert "issuer-secret-token" not in browser.current_url
