@@ -193,6 +193,12 @@ _TABLE: tuple[ErrorCode, ...] = (
         429,
         "Too many failed logins for this user name from this address; wait before trying again.",
     ),
+    _c(
+        "EPIX-AUTH-011",
+        E,
+        429,
+        "Too many refused API keys or sessions from this address; wait before trying again.",
+    ),
     # --- request / transport ---
     _c("EPIX-REQ-001", E, 400, "The request body is not valid JSON."),
     _c("EPIX-REQ-002", E, 415, "Unsupported content type."),

@@ -95,13 +95,28 @@ class Settings(BaseSettings):
     login_max_failures: int = Field(
         default=5,
         ge=1,
-        description="Failed logins one user name may have from one client address within "
-        "EPIX_LOGIN_FAILURE_WINDOW_SECONDS; further attempts are refused (429, EPIX-AUTH-010) "
-        "without checking the password until the oldest failure leaves the window. Counted per "
-        "worker process.",
+        le=100,
+        description="Logins that did not succeed one user name may have from one client address "
+        "within EPIX_LOGIN_FAILURE_WINDOW_SECONDS; further attempts are refused (429, "
+        "EPIX-AUTH-010) without checking the password until the oldest one leaves the window. "
+        "Counted in the database, so all worker processes share the count.",
     )
     login_failure_window_seconds: int = Field(
         default=900, gt=0, description="The window in which failed logins are counted."
+    )
+    # Refused API keys and session cookies per client address, so that made-up credentials
+    # cannot make the node write audit rows without limit.
+    refused_credential_max: int = Field(
+        default=30,
+        ge=1,
+        le=100,
+        description="Refused API keys or web sessions one client address may present within "
+        "EPIX_REFUSED_CREDENTIAL_WINDOW_SECONDS, each audited (auth.refused); beyond that they are "
+        "answered 429 EPIX-AUTH-011 with Retry-After, and only the first of such a stretch is "
+        "audited (auth.throttled). A valid credential from that address still works.",
+    )
+    refused_credential_window_seconds: int = Field(
+        default=300, gt=0, description="The window in which refused credentials are counted."
     )
 
     # Endorsements: how long customs reservations hold quantities before they lapse.

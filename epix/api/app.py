@@ -23,7 +23,7 @@ from epix.api.routers import webhooks as webhook_routes
 from epix.api.security_headers import SecurityHeaders
 from epix.audit.service import AuditPolicy, configure_audit
 from epix.auth.session_secret import session_secret
-from epix.auth.throttle import LoginThrottle
+from epix.auth.throttle import Throttle
 from epix.compliance import load_reference_data
 from epix.db import Database
 from epix.settings import Settings, get_settings
@@ -52,8 +52,11 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
     app.state.database = database
     # How many submissions run their pipeline at once (routers/messages.py); FIFO beyond that.
     app.state.pipeline_limiter = CapacityLimiter(settings.pipeline_concurrency)
-    app.state.login_throttle = LoginThrottle(
-        settings.login_max_failures, settings.login_failure_window_seconds
+    app.state.login_throttle = Throttle(
+        "login", settings.login_max_failures, settings.login_failure_window_seconds
+    )
+    app.state.credential_throttle = Throttle(
+        "credential", settings.refused_credential_max, settings.refused_credential_window_seconds
     )
     install_problem_handlers(app)
     # Behind a TLS proxy, EPIX_NODE_BASE_URL=https://... marks the session cookie Secure.

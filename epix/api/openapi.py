@@ -22,7 +22,13 @@ from epix.api.security import get_current_principal, require_roles
 from epix.errors import ERROR_TABLE, Severity
 
 REFUSALS_KEY = "x-epix-refusals"
-AUTHENTICATION_CODES = ("EPIX-AUTH-001", "EPIX-AUTH-002", "EPIX-AUTH-003", "EPIX-AUTH-006")
+AUTHENTICATION_CODES = (
+    "EPIX-AUTH-001",
+    "EPIX-AUTH-002",
+    "EPIX-AUTH-003",
+    "EPIX-AUTH-006",
+    "EPIX-AUTH-011",  # refused credentials from one address past EPIX_REFUSED_CREDENTIAL_MAX
+)
 SESSION_CODES = ("EPIX-AUTH-009",)  # a web session's cookie: expired, or a cross-site request
 ROLE_CODES = ("EPIX-AUTH-004",)
 

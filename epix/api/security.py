@@ -19,8 +19,9 @@ from epix.audit.service import record_event
 from epix.auth.principal import Principal, Role
 from epix.auth.scoping import ensure_role
 from epix.auth.service import authenticate_api_key, authenticate_session
+from epix.auth.throttle import Refusal, Throttle
 from epix.db import Database
-from epix.errors import EpixError
+from epix.errors import EpixError, Finding
 from epix.settings import Settings
 
 SESSION_USER = "uid"
@@ -99,16 +100,31 @@ def end_web_session(request: Request) -> None:
 
 
 def get_current_principal(request: Request, database: DatabaseDep) -> Principal:
-    """The authenticated caller, or a refusal (EPIX-AUTH-001/002/003/006/009).
+    """The authenticated caller, or a refusal (EPIX-AUTH-001/002/003/006/009/011).
 
     A presented credential that is refused (a wrong, revoked or expired key, a malformed
     Authorization header, a session that ended) is an audit event, as a failed login is; a
-    request that presents none is not. Authentication that succeeds writes nothing.
+    request that presents none is not. Authentication that succeeds writes nothing. Past
+    EPIX_REFUSED_CREDENTIAL_MAX refusals from one address the answer is 429 EPIX-AUTH-011 and
+    only the first of that stretch is audited, so made-up keys cannot grow the audit trail
+    without limit.
     """
     try:
         principal = _presented_principal(request, database)
     except EpixError as refusal:
-        _record_refused_credential(request, database, refusal)
+        throttled = _record_refused_credential(request, database, refusal)
+        if throttled is not None:
+            raise EpixError(
+                [
+                    Finding(
+                        "EPIX-AUTH-011",
+                        "Too many refused credentials from your address; "
+                        f"try again in {throttled.retry_after} s.",
+                        refusal.findings[0].location,
+                    )
+                ],
+                retry_after_seconds=throttled.retry_after,
+            ) from None
         raise
     if principal is None:
         raise EpixError.of(
@@ -154,17 +170,38 @@ def _ensure_within_lifetime(request: Request, web: dict[str, object]) -> None:
         )
 
 
-def _record_refused_credential(request: Request, database: DatabaseDep, refusal: EpixError) -> None:
+def _record_refused_credential(
+    request: Request, database: DatabaseDep, refusal: EpixError
+) -> Refusal | None:
+    """Count the refusal against the client's address and audit it (``auth.refused``); past
+    the limit, return the throttle's refusal, audited once per stretch (``auth.throttled``)."""
     headers = dict(request.headers.items())
     presented = "session" if not ({"authorization", "x-api-key"} & headers.keys()) else "api_key"
-    _record_refusal(
-        request,
-        database,
-        refusal,
-        action="auth.refused",
-        principal=None,
-        detail={"credential": presented},
-    )
+    throttle: Throttle = request.app.state.credential_throttle
+    address = request.client.host if request.client else ""
+    with database.read() as session:
+        throttled = throttle.is_refusing(session, address)
+    if throttled is not None:
+        return throttled  # this stretch is already in the audit trail: write nothing
+    with database.unit_of_work() as session:
+        throttled = throttle.count(session, address)
+        if throttled is not None and not throttled.first:
+            return throttled  # another process audited this stretch meanwhile
+        action, outcome = "auth.refused", refusal.findings[0].code
+        detail: dict[str, object] = {"credential": presented}
+        if throttled is not None:
+            action, outcome = "auth.throttled", "EPIX-AUTH-011"
+            detail["refused_code"] = refusal.findings[0].code
+        record_event(
+            session,
+            action=action,
+            outcome=outcome,
+            actor=None,
+            party=None,
+            request=request_context(request, headers),
+            detail=detail,
+        )
+    return throttled
 
 
 def record_denied(

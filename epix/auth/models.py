@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import ForeignKey, Integer, String
+from sqlalchemy import Float, ForeignKey, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from epix.db.base import Base
@@ -41,3 +41,18 @@ class ApiKey(Base):
     created_at: Mapped[datetime]
     expires_at: Mapped[datetime | None]
     revoked_at: Mapped[datetime | None]
+
+
+class ThrottleRecord(Base):
+    """Recent attempts of one kind from one source (``epix.auth.throttle``), in the database so
+    that every worker process of a node counts the same attempts and a restart forgets none."""
+
+    __tablename__ = "auth_throttle"
+
+    key: Mapped[str] = mapped_column(String(400), primary_key=True)
+    # Unix times of the attempts still inside the window, oldest first, space-separated.
+    attempts: Mapped[str] = mapped_column(String(4000))
+    # When the newest attempt leaves the window: from then on the row counts nothing (purged).
+    forget_at: Mapped[float] = mapped_column(Float, index=True)
+    # The first attempt refused in the current stretch of refusals (audited once, not each).
+    throttled_since: Mapped[float | None] = mapped_column(Float)

@@ -1,81 +1,129 @@
-"""Failed password logins, counted per user name and client address, so that guessing a
-password is slow and cheap to refuse.
+"""Attempts that may be guesses or a flood, counted per source in the database, so that guessing
+a password is slow and a stream of made-up credentials cannot make the node write without limit.
 
-Counting per pair (not per user name alone) keeps a stranger from locking an officer out by
-typing wrong passwords for their name from elsewhere; the price is that guesses spread over many
-addresses are slowed only per address. A throttled attempt is refused before the password is
-checked, so it costs no Argon2 work either. The counts live in the process's memory: each
-``epix serve`` worker process keeps its own, and a restart forgets them.
+Two kinds use it: web logins per (user name, client address), and refused API keys or session
+cookies per client address. Counting logins per pair (not per user name alone) keeps a stranger
+from locking an officer out by typing wrong passwords for their name from elsewhere; the price is
+that guesses spread over many addresses are slowed only per address.
+
+The counts live in the ``auth_throttle`` table, not in a process's memory: every ``epix serve``
+worker process (and a restart) sees the same attempts, so ``--workers 4`` does not give four
+times the guesses. A login is counted *before* its password is checked and forgiven when it
+succeeds, so guesses sent in parallel cannot all pass the check before the first one fails.
+Each row is read and changed under a row lock (PostgreSQL ``FOR UPDATE``; SQLite runs one
+writer at a time), so concurrent attempts in several processes are counted exactly.
 """
 
 from __future__ import annotations
 
 import math
-import threading
 import time
-from collections import OrderedDict, deque
 from collections.abc import Callable
+from dataclasses import dataclass
 
-# Pairs remembered at most; the least recently failed are forgotten first, so a flood of
-# made-up names or addresses cannot grow the process without bound.
-MAX_TRACKED_PAIRS = 10_000
+from sqlalchemy import delete, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from epix.auth.models import ThrottleRecord
+
+# Attempts remembered per source at most; the setting is capped to it (``epix.settings``).
+MAX_ATTEMPTS = 100
 
 
-class LoginThrottle:
-    """At most ``max_failures`` failed logins per (user name, address) in ``window_seconds``."""
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    """An attempt refused for its source's count: wait ``retry_after`` whole seconds.
+
+    ``first`` is true for the first refusal since the source's last allowed attempt: that one is
+    audited, the rest of the stretch is not (one row per stretch, not one per request)."""
+
+    retry_after: int
+    first: bool
+
+
+class Throttle:
+    """At most ``max_attempts`` counted attempts per source within ``window_seconds``."""
 
     def __init__(
         self,
-        max_failures: int,
+        kind: str,
+        max_attempts: int,
         window_seconds: int,
         *,
-        clock: Callable[[], float] = time.monotonic,
-        max_pairs: int = MAX_TRACKED_PAIRS,
+        clock: Callable[[], float] = time.time,
     ) -> None:
-        self._max_failures = max_failures
+        if not 1 <= max_attempts <= MAX_ATTEMPTS:
+            raise ValueError(f"max_attempts must be 1..{MAX_ATTEMPTS}")
+        self._kind = kind
+        self._max = max_attempts
         self._window = window_seconds
         self._clock = clock
-        self._max_pairs = max_pairs
-        self._failures: OrderedDict[tuple[str, str], deque[float]] = OrderedDict()
-        self._lock = threading.Lock()
 
-    def retry_after(self, username: str, address: str) -> int | None:
-        """Whole seconds until this pair may try again, or None when it may try now."""
-        key = _key(username, address)
-        with self._lock:
-            times = self._recent(key)
-            if times is None or len(times) < self._max_failures:
-                return None
-            return max(1, math.ceil(times[0] + self._window - self._clock()))
-
-    def failed(self, username: str, address: str) -> None:
-        key = _key(username, address)
-        with self._lock:
-            times = self._recent(key) or deque(maxlen=self._max_failures)
-            times.append(self._clock())
-            self._failures[key] = times
-            self._failures.move_to_end(key)
-            while len(self._failures) > self._max_pairs:
-                self._failures.popitem(last=False)
-
-    def succeeded(self, username: str, address: str) -> None:
-        with self._lock:
-            self._failures.pop(_key(username, address), None)
-
-    def _recent(self, key: tuple[str, str]) -> deque[float] | None:
-        """The pair's failures still inside the window (older ones dropped)."""
-        times = self._failures.get(key)
-        if times is None:
+    def retry_after(self, session: Session, *source: str) -> int | None:
+        """Whole seconds until ``source`` may try again, or None; reads, never writes."""
+        row = session.get(ThrottleRecord, self._key(source))
+        if row is None:
             return None
-        horizon = self._clock() - self._window
-        while times and times[0] <= horizon:
-            times.popleft()
-        if not times:
-            del self._failures[key]
+        return self._wait(self._recent(row.attempts, self._clock()), self._clock())
+
+    def is_refusing(self, session: Session, *source: str) -> Refusal | None:
+        """The refusal ``source``'s next attempt would get inside a stretch already audited, or
+        None; reads only, so a flood of refused attempts costs the node no writes."""
+        row = session.get(ThrottleRecord, self._key(source))
+        if row is None or row.throttled_since is None:
             return None
-        return times
+        wait = self._wait(self._recent(row.attempts, self._clock()), self._clock())
+        return Refusal(wait, first=False) if wait is not None else None
 
+    def count(self, session: Session, *source: str) -> Refusal | None:
+        """Count an attempt of ``source`` in the caller's transaction, or refuse it uncounted.
 
-def _key(username: str, address: str) -> tuple[str, str]:
-    # User names are matched as stored, but case variants must not multiply the guesses.
-    return (username.casefold(), address)
+        Stale rows of every source are purged on the way, so the table holds only sources
+        that tried within the window."""
+        now = self._clock()
+        key = self._key(source)
+        session.execute(delete(ThrottleRecord).where(ThrottleRecord.forget_at <= now))
+        insert = (
+            postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
+        )
+        session.execute(
+            insert(ThrottleRecord)
+            .values(key=key, attempts="", forget_at=now + self._window, throttled_since=None)
+            .on_conflict_do_nothing(index_elements=["key"])
+        )
+        row = session.execute(
+            select(ThrottleRecord)
+            .where(ThrottleRecord.key == key)
+            .with_for_update()
+            .execution_options(populate_existing=True)
+        ).scalar_one()
+        recent = self._recent(row.attempts, now)
+        wait = self._wait(recent, now)
+        if wait is not None:
+            first = row.throttled_since is None
+            if first:
+                row.throttled_since = now
+            return Refusal(wait, first)
+        recent.append(now)
+        row.attempts = " ".join(f"{moment:.3f}" for moment in recent)
+        row.forget_at = recent[-1] + self._window
+        row.throttled_since = None
+        return None
+
+    def forgive(self, session: Session, *source: str) -> None:
+        """Forget ``source``'s attempts (a login succeeded), in the caller's transaction."""
+        session.execute(delete(ThrottleRecord).where(ThrottleRecord.key == self._key(source)))
+
+    def _key(self, source: tuple[str, ...]) -> str:
+        # User names are matched as stored, but case variants must not multiply the guesses.
+        return "\n".join((self._kind, *(part.casefold() for part in source)))[:400]
+
+    def _recent(self, attempts: str, now: float) -> list[float]:
+        horizon = now - self._window
+        return [moment for moment in map(float, attempts.split()) if moment > horizon]
+
+    def _wait(self, recent: list[float], now: float) -> int | None:
+        if len(recent) < self._max:
+            return None
+        return max(1, math.ceil(recent[-self._max] + self._window - now))

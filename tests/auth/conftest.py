@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
+from functools import partial
 from pathlib import Path
 
 import httpx
@@ -35,26 +36,36 @@ async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
 MakeUser = Callable[..., User]
 
 
+def _make_user(
+    database: Database,
+    username: str = "ma-officer",
+    *,
+    party: str = "XA",
+    roles: tuple[Role, ...] = (Role.MANAGEMENT_AUTHORITY,),
+    password: str | None = PASSWORD,
+) -> User:
+    with database.unit_of_work() as session:
+        return service.create_user(
+            session,
+            username=username,
+            party=party,
+            authority=f"{party} Management Authority",
+            roles=roles,
+            password=password,
+        )
+
+
 @pytest.fixture
 def make_user(sqlite_database: Database) -> MakeUser:
-    def make(
-        username: str = "ma-officer",
-        *,
-        party: str = "XA",
-        roles: tuple[Role, ...] = (Role.MANAGEMENT_AUTHORITY,),
-        password: str | None = PASSWORD,
-    ) -> User:
-        with sqlite_database.unit_of_work() as session:
-            return service.create_user(
-                session,
-                username=username,
-                party=party,
-                authority=f"{party} Management Authority",
-                roles=roles,
-                password=password,
-            )
+    """A user on the SQLite database of ``app``."""
 
-    return make
+    return partial(_make_user, sqlite_database)
+
+
+@pytest.fixture
+def make_user_in() -> MakeUser:
+    """A user on the database given as first argument (SQLite or PostgreSQL)."""
+    return _make_user
 
 
 @pytest.fixture

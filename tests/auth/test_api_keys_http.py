@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import json
 from datetime import timedelta
+from pathlib import Path
 
 import httpx
 import pytest
 from sqlalchemy import text, update
 
+from epix.api.app import create_app
 from epix.auth import service
 from epix.auth.models import ApiKey
 from epix.auth.principal import Role
 from epix.db import Database
 from epix.db.base import utcnow
+from epix.settings import Settings
 
 from .conftest import MakeUser
 
@@ -199,3 +202,51 @@ async def test_refused_credentials_are_audited_and_never_stored(
     assert json.loads(rows[0].headers)["user-agent"] == "probe/1"
     for secret in (raw, wrong, raw.rsplit("_", 1)[-1]):
         assert secret not in everything
+
+
+async def test_a_flood_of_made_up_keys_is_throttled_and_audited_once_per_stretch(
+    tmp_path: Path, database: Database, make_user_in: MakeUser
+) -> None:
+    """Each refused credential used to add an audit row, so anyone could grow the audit trail
+    without limit with made-up keys. Past the limit per address the answer is 429 AUTH-011 and
+    the whole stretch is one ``auth.throttled`` row; a valid key from there still works."""
+    settings = Settings(
+        data_dir=tmp_path / "data",
+        node_base_url="http://testserver",
+        refused_credential_max=3,
+        refused_credential_window_seconds=60,
+    )
+    app = create_app(settings, database)
+    make_user_in(database, "officer", party="XB")
+    _, raw = _issue(database, "officer")
+    made_up = {"Authorization": "Bearer epix_0123456789abcdef_" + "A" * 43}
+
+    def client_from(address: str) -> httpx.AsyncClient:
+        transport = httpx.ASGITransport(app=app, client=(address, 40000))
+        return httpx.AsyncClient(transport=transport, base_url="http://testserver")
+
+    async with client_from("192.0.2.66") as attacker:
+        answers = [await attacker.get("/v1/inbox", headers=made_up) for _ in range(20)]
+        assert [a.json()["code"] for a in answers] == ["EPIX-AUTH-002"] * 3 + ["EPIX-AUTH-011"] * 17
+        assert all(0 < int(a.headers["retry-after"]) <= 60 for a in answers[3:])
+        assert answers[3].status_code == 429
+        mine = await attacker.get("/v1/auth/whoami", headers={"Authorization": f"Bearer {raw}"})
+        assert mine.status_code == 200
+    async with client_from("198.51.100.7") as elsewhere:
+        assert (await elsewhere.get("/v1/inbox", headers=made_up)).status_code == 401
+
+    with database.engine.connect() as connection:
+        rows = connection.execute(
+            text(
+                "SELECT action, outcome, remote_addr, detail FROM audit_events"
+                " WHERE action LIKE 'auth.%' ORDER BY sequence"
+            )
+        ).all()
+    assert [(r.action, r.outcome, r.remote_addr) for r in rows] == [
+        ("auth.refused", "EPIX-AUTH-002", "192.0.2.66"),
+        ("auth.refused", "EPIX-AUTH-002", "192.0.2.66"),
+        ("auth.refused", "EPIX-AUTH-002", "192.0.2.66"),
+        ("auth.throttled", "EPIX-AUTH-011", "192.0.2.66"),
+        ("auth.refused", "EPIX-AUTH-002", "198.51.100.7"),
+    ]
+    assert json.loads(rows[3].detail) == {"credential": "api_key", "refused_code": "EPIX-AUTH-002"}

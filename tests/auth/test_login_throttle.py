@@ -1,19 +1,22 @@
 """Failed web logins are counted per user name and client address: past the limit, attempts
 are refused with 429 EPIX-AUTH-010 and Retry-After, even with the right password, while the
-same user logs in from elsewhere."""
+same user logs in from elsewhere. The counts are in the database: every worker process of a
+node shares them, and guesses sent in parallel are counted before their password is checked."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
 import pytest
 from fastapi import FastAPI
-from sqlalchemy import text
+from sqlalchemy import func, select, text
 
 from epix.api.app import create_app
-from epix.auth.throttle import LoginThrottle
+from epix.auth.models import ThrottleRecord
+from epix.auth.throttle import Refusal, Throttle
 from epix.db import Database
 from epix.settings import Settings
 
@@ -23,15 +26,19 @@ pytestmark = pytest.mark.anyio
 WINDOW = 600
 
 
-@pytest.fixture
-def throttled_app(tmp_path: Path, sqlite_database: Database) -> FastAPI:
+def _throttled_app(tmp_path: Path, database: Database) -> FastAPI:
     settings = Settings(
         data_dir=tmp_path / "data",
         node_base_url="http://testserver",
         login_max_failures=3,
         login_failure_window_seconds=WINDOW,
     )
-    return create_app(settings, sqlite_database)
+    return create_app(settings, database)
+
+
+@pytest.fixture
+def throttled_app(tmp_path: Path, sqlite_database: Database) -> FastAPI:
+    return _throttled_app(tmp_path, sqlite_database)
 
 
 def _client_from(app: FastAPI, address: str) -> httpx.AsyncClient:
@@ -49,6 +56,15 @@ async def _login(client: httpx.AsyncClient, username: str, password: str) -> htt
     return await client.post("/v1/auth/login", json={"username": username, "password": password})
 
 
+def _login_outcomes(database: Database) -> list[str]:
+    with database.engine.connect() as connection:
+        return list(
+            connection.execute(
+                text("SELECT outcome FROM audit_events WHERE action = 'login' ORDER BY sequence")
+            ).scalars()
+        )
+
+
 async def test_past_the_limit_even_the_right_password_waits_but_not_from_elsewhere(
     throttled_app: FastAPI,
     attacker: httpx.AsyncClient,
@@ -59,7 +75,7 @@ async def test_past_the_limit_even_the_right_password_waits_but_not_from_elsewhe
     for guess in ("guess one", "guess two", "guess three"):
         assert (await _login(attacker, "officer", guess)).json()["code"] == "EPIX-AUTH-002"
 
-    for username in ("officer", "OFFICER"):  # case variants count as the same name
+    for username in ("officer", "OFFICER", "officer"):  # case variants count as the same name
         refused = await _login(attacker, username, PASSWORD)
         assert refused.status_code == 429
         assert refused.json()["code"] == "EPIX-AUTH-010"
@@ -69,11 +85,8 @@ async def test_past_the_limit_even_the_right_password_waits_but_not_from_elsewhe
     async with _client_from(throttled_app, "198.51.100.7") as officer:
         assert (await _login(officer, "officer", PASSWORD)).status_code == 200
 
-    with sqlite_database.engine.connect() as connection:
-        outcomes = connection.execute(
-            text("SELECT outcome FROM audit_events WHERE action = 'login' ORDER BY sequence")
-        ).scalars()
-        assert list(outcomes) == ["EPIX-AUTH-002"] * 3 + ["EPIX-AUTH-010"] * 2 + ["ok"]
+    # The stretch of throttled attempts is one audit row, however long it goes on.
+    assert _login_outcomes(sqlite_database) == ["EPIX-AUTH-002"] * 3 + ["EPIX-AUTH-010", "ok"]
 
 
 async def test_a_successful_login_clears_the_count(
@@ -88,26 +101,73 @@ async def test_a_successful_login_clears_the_count(
     assert (await _login(attacker, "officer", PASSWORD)).status_code == 200
 
 
-def test_a_pair_may_try_again_once_its_oldest_failure_leaves_the_window() -> None:
+async def test_every_worker_process_counts_the_same_failures(
+    tmp_path: Path, database: Database, make_user_in: MakeUser
+) -> None:
+    """Two apps on one database stand for two ``epix serve --workers`` processes: guesses spread
+    over both are counted together, so more workers give no more guesses."""
+    make_user_in(database, "officer")
+    first, second = _throttled_app(tmp_path, database), _throttled_app(tmp_path, database)
+    async with _client_from(first, "192.0.2.66") as one, _client_from(second, "192.0.2.66") as two:
+        codes = [
+            (await _login(client, "officer", f"guess {n}")).json()["code"]
+            for n, client in enumerate((one, two, one, two, one, two))
+        ]
+    assert codes == ["EPIX-AUTH-002"] * 3 + ["EPIX-AUTH-010"] * 3
+
+
+async def test_guesses_sent_at_once_get_no_more_tries_than_the_limit(
+    throttled_app: FastAPI, attacker: httpx.AsyncClient, make_user: MakeUser
+) -> None:
+    """Each login is counted before its (slow, Argon2) password check, so a burst of parallel
+    guesses cannot all be checked before the first failure is counted."""
+    make_user("officer")
+    answers = await asyncio.gather(*(_login(attacker, "officer", f"g{n}") for n in range(12)))
+    codes = sorted(answer.json()["code"] for answer in answers)
+    assert codes == ["EPIX-AUTH-002"] * 3 + ["EPIX-AUTH-010"] * 9
+
+
+def test_a_source_may_try_again_once_its_oldest_attempt_leaves_the_window(
+    database: Database,
+) -> None:
     now = [1000.0]
-    throttle = LoginThrottle(2, 60, clock=lambda: now[0])
-    throttle.failed("officer", "192.0.2.1")
+    throttle = Throttle("login", 2, 60, clock=lambda: now[0])
+
+    def count(*source: str) -> Refusal | None:
+        with database.unit_of_work() as session:
+            return throttle.count(session, *source)
+
+    def wait(*source: str) -> int | None:
+        with database.read() as session:
+            return throttle.retry_after(session, *source)
+
+    assert count("officer", "192.0.2.1") is None
     now[0] += 20
-    throttle.failed("officer", "192.0.2.1")
-    assert throttle.retry_after("officer", "192.0.2.1") == 40
-    assert throttle.retry_after("officer", "192.0.2.2") is None
-    assert throttle.retry_after("clerk", "192.0.2.1") is None
+    assert count("officer", "192.0.2.1") is None
+    assert wait("officer", "192.0.2.1") == 40
+    assert wait("OFFICER", "192.0.2.1") == 40
+    assert wait("officer", "192.0.2.2") is None
+    assert wait("clerk", "192.0.2.1") is None
+    assert count("officer", "192.0.2.1") == Refusal(40, first=True)
+    assert count("officer", "192.0.2.1") == Refusal(40, first=False)  # not counted again
     now[0] += 39.5
-    assert throttle.retry_after("officer", "192.0.2.1") == 1
+    assert wait("officer", "192.0.2.1") == 1
     now[0] += 0.5
-    assert throttle.retry_after("officer", "192.0.2.1") is None
-    throttle.failed("officer", "192.0.2.1")  # one failure left in the window, plus this one
-    assert throttle.retry_after("officer", "192.0.2.1") == 20
+    assert wait("officer", "192.0.2.1") is None
+    assert count("officer", "192.0.2.1") is None  # one attempt left in the window, plus this
+    assert wait("officer", "192.0.2.1") == 20
 
 
-def test_the_pairs_remembered_are_bounded_least_recently_failed_first() -> None:
-    throttle = LoginThrottle(1, 60, clock=lambda: 0.0, max_pairs=3)
-    for name in ("a", "b", "c", "d"):
-        throttle.failed(name, "192.0.2.1")
-    assert throttle.retry_after("a", "192.0.2.1") is None
-    assert [throttle.retry_after(name, "192.0.2.1") for name in ("b", "c", "d")] == [60] * 3
+def test_sources_whose_attempts_left_the_window_are_purged(database: Database) -> None:
+    now = [1000.0]
+    throttle = Throttle("credential", 1, 60, clock=lambda: now[0])
+    with database.unit_of_work() as session:
+        for address in ("192.0.2.1", "192.0.2.2", "192.0.2.3"):
+            throttle.count(session, address)
+    now[0] += 61
+    with database.unit_of_work() as session:
+        throttle.count(session, "192.0.2.4")
+    with database.read() as session:
+        keys = session.scalars(select(ThrottleRecord.key)).all()
+        assert keys == ["credential\n192.0.2.4"]
+        assert session.scalar(select(func.count()).select_from(ThrottleRecord)) == 1

@@ -25,7 +25,7 @@ from epix.audit.service import record_event
 from epix.auth import service
 from epix.auth.models import ApiKey, User
 from epix.auth.principal import Principal, Role
-from epix.auth.throttle import LoginThrottle
+from epix.auth.throttle import Refusal, Throttle
 from epix.db import Database
 from epix.errors import EpixError, Finding
 
@@ -154,9 +154,10 @@ def login(
 ) -> PrincipalOut:
     """Check a password and start a web session (cookie). Failures are audited too.
 
-    After EPIX_LOGIN_MAX_FAILURES wrong passwords for one user name from one address within
-    EPIX_LOGIN_FAILURE_WINDOW_SECONDS, attempts are refused (429, EPIX-AUTH-010, `Retry-After`)
-    without checking the password."""
+    After EPIX_LOGIN_MAX_FAILURES attempts that did not succeed for one user name from one
+    address within EPIX_LOGIN_FAILURE_WINDOW_SECONDS, attempts are refused (429, EPIX-AUTH-010,
+    `Retry-After`) without checking the password; the count is shared by all worker processes,
+    and each stretch of such refusals is audited once."""
     return PrincipalOut.of(password_login(request, database, context, body.username, body.password))
 
 
@@ -167,24 +168,32 @@ def password_login(
     browser; the JSON login and the login page's own form both come here."""
     if web_session(request) is None:
         raise EpixError.of("EPIX-REQ-005", "This node has no web sessions.", "/v1/auth/login")
-    throttle: LoginThrottle = request.app.state.login_throttle
+    throttle: Throttle = request.app.state.login_throttle
     address = request.client.host if request.client else ""
+    refusal: Refusal | None = None
     try:
-        wait = throttle.retry_after(username, address)
-        if wait is not None:
+        with database.read() as session:
+            refusal = throttle.is_refusing(session, username, address)
+        if refusal is None:
+            # Counted before the password is checked (and forgiven below when it is right), so
+            # guesses sent in parallel cannot all be checked before the first one fails.
+            with database.unit_of_work() as session:
+                refusal = throttle.count(session, username, address)
+        if refusal is not None:
             raise EpixError(
                 [
                     Finding(
                         "EPIX-AUTH-010",
                         "Too many failed logins for this user name from your address; "
-                        f"try again in {wait} s.",
+                        f"try again in {refusal.retry_after} s.",
                         "credentials",
                     )
                 ],
-                retry_after_seconds=wait,
+                retry_after_seconds=refusal.retry_after,
             )
         with database.unit_of_work() as session:
             user = service.authenticate_password(session, username, password)
+            throttle.forgive(session, username, address)
             principal = service.principal_of(user)
             record_event(
                 session,
@@ -195,19 +204,19 @@ def password_login(
                 request=context,
             )
             epoch = user.auth_epoch
-    except EpixError as refusal:
-        if refusal.findings[0].code == "EPIX-AUTH-002":
-            throttle.failed(username, address)
-        with database.unit_of_work() as session:
-            record_event(
-                session,
-                action="login",
-                outcome=refusal.findings[0].code,
-                request=context,
-                detail={"username": username},
-            )
+    except EpixError as refusal_error:
+        # A stretch of throttled attempts is audited once, at its first refusal: an attacker
+        # must not be able to make the node write one row per request.
+        if refusal is None or refusal.first:
+            with database.unit_of_work() as session:
+                record_event(
+                    session,
+                    action="login",
+                    outcome=refusal_error.findings[0].code,
+                    request=context,
+                    detail={"username": username},
+                )
         raise
-    throttle.succeeded(username, address)
     start_web_session(request, principal, epoch)
     return principal
 
