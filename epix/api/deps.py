@@ -12,6 +12,7 @@ from fastapi import Depends, Path, Request
 
 from epix.audit.context import RequestContext
 from epix.db import Database
+from epix.db.base import ROW_ID_MAX as ROW_ID_MAX  # routers import it from here
 from epix.settings import Settings
 
 # The three below only read the request, so they are ``async def``: FastAPI runs a plain ``def``
@@ -44,9 +45,7 @@ async def raw_body(request: Request) -> bytes:
     return await request.body()
 
 
-# Row ids are INTEGER columns: 32-bit on PostgreSQL. A larger id in a URL is refused as a request
-# error (EPIX-REQ-004) instead of overflowing the database driver (a 500).
-ROW_ID_MAX = 2**31 - 1
+# A row id larger than the database's INTEGER in a URL is EPIX-REQ-004, not a 500.
 RowId = Annotated[int, Path(ge=1, le=ROW_ID_MAX)]
 
 SettingsDep = Annotated[Settings, Depends(get_settings_dep)]

@@ -37,6 +37,8 @@ _hasher = PasswordHasher()
 # Verified against when the user does not exist, so both failures take the same time.
 _DUMMY_HASH = _hasher.hash(secrets.token_urlsafe(16))
 MIN_PASSWORD_LENGTH = 12
+# Authority names, full names and key labels: the size of their columns.
+MAX_TEXT_LENGTH = 200
 _USERS = table_of(User)
 _API_KEYS = table_of(ApiKey)
 # What authentication reads of a person: enough to refuse a disabled one and to build a Principal.
@@ -155,6 +157,15 @@ def _validate_new_user(username: str, party: str, roles: frozenset[Role]) -> Non
         )
 
 
+def _ensure_fits(value: str | None, location: str, what: str) -> None:
+    """Refuse (EPIX-REQ-004) a text longer than its column: PostgreSQL would fail the whole
+    transaction on it, and SQLite would keep it whole, unlike PostgreSQL."""
+    if value is not None and len(value) > MAX_TEXT_LENGTH:
+        raise EpixError.of(
+            "EPIX-REQ-004", f"{what} may have at most {MAX_TEXT_LENGTH} characters.", location
+        )
+
+
 def _validate_password(password: str) -> None:
     if len(password) < MIN_PASSWORD_LENGTH:
         raise EpixError.of(
@@ -182,6 +193,8 @@ def create_user(
     _validate_new_user(username, party, role_set)
     if not authority.strip():
         raise EpixError.of("EPIX-REQ-004", "The authority name is required.", "authority")
+    _ensure_fits(authority.strip(), "authority", "The authority name")
+    _ensure_fits(full_name, "full_name", "The full name")
     if session.scalars(select(User.id).where(User.username == username)).first() is not None:
         raise EpixError.of("EPIX-AUTH-007", f"A user {username!r} already exists.", "username")
     if password is not None:
@@ -284,6 +297,7 @@ def issue_api_key(
 ) -> tuple[ApiKey, str]:
     """A new key for ``user``; the raw key is returned here once and never stored."""
     _ensure_active(user)
+    _ensure_fits(label, "label", "A key's label")
     if expires_at is not None and expires_at <= utcnow():
         raise EpixError.of("EPIX-REQ-004", "The expiry must be in the future.", "expires_at")
     prefix = secrets.token_hex(8)
@@ -388,10 +402,12 @@ def disable_user(
     reason: str | None = None,
     actor: Principal | None = None,
     request: RequestContext | None = None,
-) -> None:
-    """Disable a user: keys and sessions stop working and the Secretariat is told."""
+) -> bool:
+    """Disable a user: keys and sessions stop working and the Secretariat is told.
+
+    False (and nothing recorded or sent) when the user was disabled already."""
     if user.disabled_at is not None:
-        return
+        return False
     user.disabled_at = utcnow()
     user.auth_epoch += 1
     notification = _notify_user_change(session, user, "user_disabled", reason)
@@ -404,6 +420,7 @@ def disable_user(
         request=request,
         detail={"user": user.username, "reason": reason, "secretariat_notification": notification},
     )
+    return True
 
 
 def enable_user(
@@ -438,10 +455,12 @@ def remove_user(
     reason: str | None = None,
     actor: Principal | None = None,
     request: RequestContext | None = None,
-) -> None:
-    """Remove a user for good (the row stays, so the audit trail can still name them)."""
+) -> bool:
+    """Remove a user for good (the row stays, so the audit trail can still name them).
+
+    False (and nothing recorded or sent) when the user was removed already."""
     if user.removed_at is not None:
-        return
+        return False
     now = utcnow()
     user.removed_at = now
     user.disabled_at = user.disabled_at or now
@@ -459,3 +478,4 @@ def remove_user(
         request=request,
         detail={"user": user.username, "reason": reason, "secretariat_notification": notification},
     )
+    return True

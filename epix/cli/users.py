@@ -18,6 +18,7 @@ from epix.audit.service import AuditPolicy, configure_audit
 from epix.auth import service
 from epix.auth.principal import Role
 from epix.db import Database
+from epix.db.base import ROW_ID_MAX
 from epix.errors import EpixError
 from epix.settings import get_settings
 
@@ -110,10 +111,13 @@ def disable(username: str, reason: str | None) -> None:
     """Disable a user (keys and sessions stop working); the Secretariat is notified."""
     with cli_session() as session:
         user = service.get_user(session, username)
-        service.disable_user(
+        changed = service.disable_user(
             session, user, reason=reason, request=cli_context("epix users disable")
         )
-    click.echo(f"disabled {username}; the Secretariat was notified")
+    if changed:
+        click.echo(f"disabled {username}; the Secretariat was notified")
+    else:
+        click.echo(f"{username} was disabled already; nothing changed, nobody notified")
 
 
 @users.command("enable")
@@ -135,8 +139,13 @@ def remove(username: str, reason: str | None) -> None:
     """Remove a user for good (kept for the audit trail); the Secretariat is notified."""
     with cli_session() as session:
         user = service.get_user(session, username)
-        service.remove_user(session, user, reason=reason, request=cli_context("epix users remove"))
-    click.echo(f"removed {username}; the Secretariat was notified")
+        changed = service.remove_user(
+            session, user, reason=reason, request=cli_context("epix users remove")
+        )
+    if changed:
+        click.echo(f"removed {username}; the Secretariat was notified")
+    else:
+        click.echo(f"{username} was removed already; nothing changed, nobody notified")
 
 
 @users.command("set-password")
@@ -192,7 +201,7 @@ def keys(username: str) -> None:
 
 
 @users.command("revoke-key")
-@click.argument("key_id", type=int)
+@click.argument("key_id", type=click.IntRange(1, ROW_ID_MAX))
 def revoke_key(key_id: int) -> None:
     """Revoke an API key by id (see ``epix users keys``)."""
     with cli_session() as session:

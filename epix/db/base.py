@@ -17,6 +17,10 @@ NAMING_CONVENTION = {
     "pk": "pk_%(table_name)s",
 }
 
+# Row ids are INTEGER columns: 32-bit on PostgreSQL. A larger id from outside is refused as a
+# request error rather than overflowing the database driver.
+ROW_ID_MAX = 2**31 - 1
+
 
 def utcnow() -> datetime:
     """Now, in UTC, truncated to milliseconds (the audit trail's resolution)."""
