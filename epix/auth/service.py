@@ -121,6 +121,10 @@ def get_user(session: Session, username: str) -> User:
     return user
 
 
+def user_exists(session: Session, username: str) -> bool:
+    return session.scalars(select(User.id).where(User.username == username)).first() is not None
+
+
 def list_users(session: Session, *, party: str | None = None) -> Sequence[User]:
     query = select(User).order_by(User.party, User.username)
     if party is not None:
@@ -195,7 +199,7 @@ def create_user(
         raise EpixError.of("EPIX-REQ-004", "The authority name is required.", "authority")
     _ensure_fits(authority.strip(), "authority", "The authority name")
     _ensure_fits(full_name, "full_name", "The full name")
-    if session.scalars(select(User.id).where(User.username == username)).first() is not None:
+    if user_exists(session, username):
         raise EpixError.of("EPIX-AUTH-007", f"A user {username!r} already exists.", "username")
     if password is not None:
         _validate_password(password)

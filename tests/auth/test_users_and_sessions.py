@@ -152,6 +152,31 @@ async def test_login_and_logout_are_audited_without_credentials(
         assert secret not in everything
 
 
+async def test_a_password_or_key_typed_as_the_user_name_is_not_kept(
+    client: httpx.AsyncClient,
+    sqlite_database: Database,
+    make_user: MakeUser,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A failed login used to keep whatever was typed as the user name for years in the audit
+    trail: often a password, or an API key pasted into the wrong field. Only the name of an
+    existing user is kept now."""
+    make_user("officer")
+    with sqlite_database.unit_of_work() as session:
+        _, raw_key = service.issue_api_key(session, service.get_user(session, "officer"))
+    caplog.set_level(logging.DEBUG)
+    for typed in (raw_key, PASSWORD, "officer"):
+        assert (await _login(client, typed, "a wrong password")).status_code == 401
+    with sqlite_database.engine.connect() as connection:
+        details = connection.execute(
+            text("SELECT detail FROM audit_events WHERE action = 'login' ORDER BY sequence")
+        ).scalars()
+        assert list(details) == ['{"unknown_username":true}'] * 2 + ['{"username":"officer"}']
+        everything = repr(connection.execute(text("SELECT * FROM audit_events")).all())
+    for secret in (raw_key, raw_key.rsplit("_", 1)[-1], PASSWORD):
+        assert secret not in everything + caplog.text
+
+
 async def test_require_roles_admits_holders_and_refuses_others_with_auth_004(
     app: FastAPI, client: httpx.AsyncClient, sqlite_database: Database, make_user: MakeUser
 ) -> None:

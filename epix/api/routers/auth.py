@@ -209,12 +209,15 @@ def password_login(
         # must not be able to make the node write one row per request.
         if refusal is None or refusal.first:
             with database.unit_of_work() as session:
+                # A name no user has is not kept: it is often a password or an API key typed
+                # into the wrong field, and the audit trail is kept for years.
+                known = service.user_exists(session, username)
                 record_event(
                     session,
                     action="login",
                     outcome=refusal_error.findings[0].code,
                     request=context,
-                    detail={"username": username},
+                    detail={"username": username} if known else {"unknown_username": True},
                 )
         raise
     start_web_session(request, principal, epoch)
