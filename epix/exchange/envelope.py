@@ -30,6 +30,9 @@ HEADER_SECURITY_TOKEN = "x-epix-security-token"  # noqa: S105 - a header name, n
 
 _IDENTIFIER = re.compile(r"[A-Za-z0-9._:\-]{1,128}")
 _PARTY = re.compile(r"[A-Z]{2}|CITES")
+# xs:base64Binary allows XML whitespace between characters (MIME-style lines of 76, as many
+# encoders write them); the base64 decoder refuses it.
+_XML_WHITESPACE = str.maketrans("", "", " \t\r\n")
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,11 +111,19 @@ def open_envelope(data: bytes, *, max_bytes: int, max_depth: int) -> tuple[Envel
             ][:20]
         )
     sent_at_text = _text(root, "SentAt")
+    payload_text = (_text(root, "Payload") or "").translate(_XML_WHITESPACE)
     try:
-        payload = base64.b64decode(_text(root, "Payload") or "", validate=True)
-        sent_at = datetime.fromisoformat(sent_at_text) if sent_at_text else None
+        payload = base64.b64decode(payload_text, validate=True)
     except (binascii.Error, ValueError) as exc:
-        raise EpixError.of("EPIX-SCHEMA-001", f"Bad envelope value: {exc}", "/Envelope") from None
+        raise EpixError.of(
+            "EPIX-SCHEMA-001", f"Bad envelope payload: {exc}", "/Envelope/Payload"
+        ) from None
+    try:
+        sent_at = datetime.fromisoformat(sent_at_text) if sent_at_text else None
+    except ValueError as exc:
+        raise EpixError.of(
+            "EPIX-SCHEMA-001", f"Bad envelope sending time: {exc}", "/Envelope/SentAt"
+        ) from None
     envelope = Envelope(
         message_id=_text(root, "MessageId") or "",
         sender=_text(root, "From") or "",

@@ -109,6 +109,44 @@ async def test_envelope_document_carries_the_same_bytes(
         assert message.body == body and message.conversation_id == "conv-1"
 
 
+async def test_an_envelope_payload_in_base64_lines_is_read_like_one_line(
+    client: httpx.AsyncClient, node: Node
+) -> None:
+    """xs:base64Binary allows whitespace, and MIME encoders (``openssl base64``, Java's MIME
+    encoder) break lines at 76 characters: such a schema-valid envelope was refused with
+    EPIX-SCHEMA-001 "Only base64 data is allowed"."""
+    body = node.signed_permit()
+    root = etree.fromstring(build_envelope(Envelope("env-lines", "XA", "XB", "permit"), body))
+    payload = root.find("{urn:epix:envelope:1}Payload")
+    assert payload is not None and payload.text is not None
+    one_line = payload.text
+    payload.text = "\n" + "\r\n".join(one_line[i : i + 76] for i in range(0, len(one_line), 76))
+    payload.text += "\n\t "
+    response = await client.post(
+        "/v1/messages",
+        content=etree.tostring(root),
+        headers={
+            "Authorization": f"Bearer {node.key('XA', MA)}",
+            "Content-Type": "application/vnd.epix.envelope+xml",
+        },
+    )
+    assert response.status_code == 201, response.text
+    with node.database.unit_of_work() as session:
+        assert session.scalars(select(Message)).one().body == body
+
+    payload.text = one_line[:-4] + "!" + one_line[-3:]  # schema-invalid: refused, located
+    root.find("{urn:epix:envelope:1}MessageId").text = "env-bad"  # type: ignore[union-attr]
+    response = await client.post(
+        "/v1/messages",
+        content=etree.tostring(root),
+        headers={
+            "Authorization": f"Bearer {node.key('XA', MA)}",
+            "Content-Type": "application/vnd.epix.envelope+xml",
+        },
+    )
+    assert response.status_code == 422 and codes(response) == ["EPIX-SCHEMA-001"]
+
+
 async def test_a_message_forwarded_to_a_peer_keeps_its_conversation_id(
     tmp_path: Path, sqlite_database: Database
 ) -> None:
