@@ -9,7 +9,8 @@ from __future__ import annotations
 import base64
 import binascii
 import re
-from collections.abc import Mapping
+from collections import Counter
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -55,6 +56,38 @@ def _check(findings: list[Finding], value: str | None, name: str, pattern: re.Pa
     if not pattern.fullmatch(value):
         findings.append(Finding("EPIX-REQ-004", f"{name} has an invalid value: {value!r}.", name))
     return value
+
+
+# The headers a submission is routed and read by (each may come once), as they are spelled.
+SINGLE_HEADERS = {
+    "content-type": "Content-Type",
+    HEADER_MESSAGE_ID: "X-EPIX-Message-Id",
+    HEADER_FROM: "X-EPIX-From",
+    HEADER_TO: "X-EPIX-To",
+    HEADER_DOCUMENT_TYPE: "X-EPIX-Document-Type",
+    HEADER_CONVERSATION_ID: "X-EPIX-Conversation-Id",
+    HEADER_SECURITY_TOKEN: "X-EPIX-Security-Token",
+}
+
+
+def ensure_single_headers(names: Iterable[str]) -> None:
+    """Refuse (EPIX-REQ-004) a submission that repeats a routing header.
+
+    With two ``X-EPIX-To`` lines, which one counts depends on who reads them (a proxy, a log,
+    the node): the node would route by one while the sender's records show the other.
+    """
+    counts = Counter(name.lower() for name in names)
+    findings = [
+        Finding(
+            "EPIX-REQ-004",
+            f"The {spelled} header was sent {counts[name]} times; send it once.",
+            spelled,
+        )
+        for name, spelled in SINGLE_HEADERS.items()
+        if counts[name] > 1
+    ]
+    if findings:
+        raise EpixError(findings)
 
 
 def envelope_from_headers(headers: Mapping[str, str]) -> Envelope:

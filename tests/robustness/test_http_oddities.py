@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import json
 import logging
 import select
 import socket
@@ -23,7 +24,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from epix.api.http_protocol import MAX_HEAD_BYTES, BoundedHttpToolsProtocol
 from epix.cli.serve import uvicorn_options
-from epix.exchange.models import InboxEntry
+from epix.exchange.models import InboxEntry, Message
 from epix.exchange.notifications import notify
 from epix.permits.samples import demo_permit
 from epix.permits.writer import write_permit
@@ -607,3 +608,27 @@ def test_an_inbox_entry_answers_head_and_carries_its_digest(live: Live) -> None:
     assert head_body == b""
     for name in ("content-type", "content-length", "etag", "x-epix-inbox-kind"):
         assert head_headers[name] == got_headers[name], name
+
+
+@pytest.mark.parametrize(
+    ("repeated", "where"),
+    [
+        (b"X-EPIX-To: XA", "X-EPIX-To"),
+        (b"x-epix-message-id: msg-raw-other", "X-EPIX-Message-Id"),
+        (b"X-EPIX-From: XA", "X-EPIX-From"),
+        (b"Content-Type: application/vnd.epix.envelope+xml", "Content-Type"),
+    ],
+)
+def test_a_routing_header_sent_twice_is_refused(live: Live, repeated: bytes, where: str) -> None:
+    """The node used the last of two ``X-EPIX-To`` lines (and the first of two Content-Types),
+    while a proxy or the sender's log may read the other: the permit went where its sender's
+    records did not say. Now nothing is routed on an ambiguous envelope."""
+    headers = _submission(live, [b"Content-Type: application/xml", repeated])
+    permit = sign_as_xa(write_permit(demo_permit(number="XA-TWICE-0001")))
+    status, content_headers, body = live.request("POST", b"/v1/messages", headers, permit)
+    assert_problem(status, content_headers["content-type"], body)
+    assert status == 422
+    problem = json.loads(body)
+    assert [(e["code"], e["location"]) for e in problem["errors"]] == [("EPIX-REQ-004", where)]
+    with live.node.database.read() as session:
+        assert session.scalars(select_rows(Message.id).where(Message.body == permit)).all() == []

@@ -36,7 +36,7 @@ from epix.auth.scoping import ensure_role
 from epix.db import Database
 from epix.db.trouble import database_trouble
 from epix.errors import ERROR_TABLE, EpixError, Finding
-from epix.exchange.envelope import envelope_from_headers, open_envelope
+from epix.exchange.envelope import ensure_single_headers, envelope_from_headers, open_envelope
 from epix.exchange.incoming import SENDER_ROLES, receive
 from epix.exchange.node_identity import node_identity
 from epix.exchange.service import SubmissionResult, submit
@@ -121,6 +121,7 @@ async def submit_message(request: Request) -> Response:
     database: Database = request.app.state.database
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     headers = dict(request.headers.items())
+    header_names = request.headers.keys()
     context = request_context(request, headers)
     metrics: Metrics = request.app.state.metrics
 
@@ -132,6 +133,7 @@ async def submit_message(request: Request) -> Response:
             except EpixError as refusal:
                 record_denied(request, database, principal, refusal)
                 raise
+            ensure_single_headers(header_names)
             result, response = _submit(
                 content_type, headers, body, principal, settings, database, context
             )
