@@ -1,5 +1,6 @@
 """What a request must meet before it is routed: a body within the cap (guarantee 7: 413 before
-the body is read, never an OOM), and no NUL character in its path or query.
+the body is read, never an OOM), a body in no content coding, and no NUL character in its path
+or query.
 """
 
 from __future__ import annotations
@@ -71,6 +72,48 @@ class RefuseNulCharacters:
                     where,
                 )
                 await _send_problem(send, status, body)
+                return
+        await self.app(scope, receive, send)
+
+
+def _has_body(headers: list[tuple[bytes, bytes]]) -> bool:
+    """True when the request announces a body: chunked, or a Content-Length other than 0."""
+    return any(
+        name == b"transfer-encoding" or (name == b"content-length" and value.strip() != b"0")
+        for name, value in headers
+    )
+
+
+class RefuseContentCodings:
+    """A body with a ``Content-Encoding`` (gzip, br, ...) is refused up front (415, EPIX-REQ-002).
+
+    No route decodes one: a gzip-compressed permit used to reach the parser as its compressed
+    bytes and come back as "not well-formed XML" with a rejected receipt, which sends the sender
+    looking for a fault in the document. RFC 9110 (8.4.1) names 415 for a coding not accepted.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            headers: list[tuple[bytes, bytes]] = scope.get("headers", [])
+            refused = [
+                coding
+                for name, value in headers
+                if name == b"content-encoding"
+                for coding in (part.strip().lower() for part in value.decode("latin-1").split(","))
+                if coding not in ("", "identity")
+            ]
+            if refused and _has_body(headers):
+                listed = ", ".join(repr(coding) for coding in refused)
+                status, body = problem_body(
+                    "EPIX-REQ-002",
+                    f"The request body is in the content coding {listed}; the node reads "
+                    "bodies only as sent (no Content-Encoding): send it uncompressed.",
+                    "Content-Encoding",
+                )
+                await _send_problem(send, status, body, close=True)
                 return
         await self.app(scope, receive, send)
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gzip
 import hashlib
 import json
 import logging
@@ -632,3 +633,41 @@ def test_a_routing_header_sent_twice_is_refused(live: Live, repeated: bytes, whe
     assert [(e["code"], e["location"]) for e in problem["errors"]] == [("EPIX-REQ-004", where)]
     with live.node.database.read() as session:
         assert session.scalars(select_rows(Message.id).where(Message.body == permit)).all() == []
+
+
+@pytest.mark.parametrize("coding", [b"gzip", b"deflate", b"br", b"identity, gzip", b"x-\xff"])
+def test_a_body_in_a_content_coding_is_refused_with_415_before_the_pipeline(
+    live: Live, coding: bytes
+) -> None:
+    """A gzip-compressed signed permit reached the parser as compressed bytes: 400 "not
+    well-formed XML" (EPIX-XML-001) with a rejected receipt and an audit event, pointing the
+    sender at a fault its document does not have. Now 415 names the Content-Encoding."""
+    permit = sign_as_xa(write_permit(demo_permit(number="XA-GZIP-0001")))
+    headers = _submission(live, [b"Content-Type: application/xml", b"Content-Encoding: " + coding])
+    status, content_headers, body = live.request(
+        "POST", b"/v1/messages", headers, gzip.compress(permit)
+    )
+    assert status == 415
+    assert_problem(status, content_headers["content-type"], body)
+    problem = json.loads(body)
+    assert [(e["code"], e["location"]) for e in problem["errors"]] == [
+        ("EPIX-REQ-002", "Content-Encoding")
+    ]
+    assert "receipt" not in problem
+    # The JSON routes alike; and a request without a body is not refused for the header.
+    login = live.request(
+        "POST",
+        b"/v1/auth/login",
+        [b"Content-Type: application/json", b"Content-Encoding: " + coding],
+        gzip.compress(b'{"username": "x", "password": "y"}'),
+    )
+    assert login[0] == 415
+    inbox = [live.bearer("XB", "customs"), b"Content-Encoding: " + coding]
+    assert live.request("GET", b"/v1/inbox", inbox)[0] == 200
+
+
+def test_a_body_said_to_be_in_the_identity_coding_is_read(live: Live) -> None:
+    permit = sign_as_xa(write_permit(demo_permit(number="XA-IDENTITY-0001")))
+    headers = _submission(live, [b"Content-Type: application/xml", b"Content-Encoding: identity"])
+    status, _, body = live.request("POST", b"/v1/messages", headers, permit)
+    assert status == 201, body[:300]
