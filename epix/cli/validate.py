@@ -1,13 +1,18 @@
 """``epix validate FILE...``: check permits offline, exactly as a node's submit pipeline would.
 
-Exit status: 0 when every file is valid (warnings allowed), 1 when any is invalid, 2 on a usage
-error (click's own convention). ``--json`` prints one array other tools rely on:
+``-`` reads a document from standard input. No more of a file is read than the size limit and
+one byte: a file over the limit (or an endless one such as ``/dev/zero``) is refused with
+EPIX-XML-004 without being loaded.
+
+Exit status: 0 when every file is valid (warnings allowed), 1 when any is invalid, 2 on a
+usage error (click's own convention). ``--json`` prints one array other tools rely on:
 ``[{"file", "valid", "errors": [{"code", "severity", "message", "location", "line"}]}]``.
 """
 
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import click
@@ -15,13 +20,31 @@ import click
 from epix.compliance import ReferenceDataError, load_reference_data, screen_permit
 from epix.errors import Finding
 from epix.permits.validation import validate_permit_bytes
+from epix.xml.parse import DEFAULT_MAX_BYTES
+
+STDIN = Path("-")
+
+
+def _read(path: Path, limit: int) -> bytes:
+    """At most ``limit + 1`` bytes of the file: one byte over the limit is enough to refuse it."""
+    if path == STDIN:
+        return sys.stdin.buffer.read(limit + 1)
+    with path.open("rb") as file:
+        return file.read(limit + 1)
 
 
 def _check(path: Path) -> tuple[bool, list[Finding]]:
     try:
-        data = path.read_bytes()
+        data = _read(path, DEFAULT_MAX_BYTES)
     except OSError as exc:
         raise click.UsageError(f"cannot read {path}: {exc.strerror}") from None
+    if len(data) > DEFAULT_MAX_BYTES:
+        too_large = Finding(
+            "EPIX-XML-004",
+            f"The document is larger than {DEFAULT_MAX_BYTES} bytes, the limit.",
+            location="/",
+        )
+        return False, [too_large]
     report = validate_permit_bytes(data)
     findings = list(report.findings)
     if report.valid and report.permit is not None:
@@ -53,10 +76,11 @@ def _human(path: Path, valid: bool, findings: list[Finding]) -> None:
     "files",
     nargs=-1,
     required=True,
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    type=click.Path(exists=True, dir_okay=False, allow_dash=True, path_type=Path),
 )
 def validate(files: tuple[Path, ...], as_json: bool) -> None:
-    """Validate CITESEPermit files (bare, in an EPIX envelope or in a SOAP body)."""
+    """Validate CITESEPermit files (bare, in an EPIX envelope or in a SOAP body); FILE "-"
+    reads standard input. Exit 0: all valid (warnings allowed), 1: any invalid, 2: usage."""
     try:
         load_reference_data()
     except ReferenceDataError as exc:

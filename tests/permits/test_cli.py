@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 from click.testing import CliRunner
@@ -73,3 +75,47 @@ def test_bench_validate_signed_measures_a_signed_permit() -> None:
     assert result.exit_code == 0, result.output
     assert "2 lines, signed" in result.output
     assert float(result.output.split("ratio: ")[1].split()[0]) > 0
+
+
+_BOUNDED_CLI = (
+    "import resource, sys; resource.setrlimit(resource.RLIMIT_AS, (1 << 30, 1 << 30)); "
+    "from epix.cli.main import cli; sys.argv[0] = 'epix'; cli()"
+)
+
+
+def _validate_in_a_bounded_process(*args: str) -> subprocess.CompletedProcess[str]:
+    """``epix validate`` as its own process with 1 GiB of address space, so a command that
+    loads a whole endless file fails there (MemoryError) instead of filling the machine."""
+    return subprocess.run(
+        [sys.executable, "-c", _BOUNDED_CLI, "validate", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def test_an_endless_or_oversized_file_is_refused_without_being_loaded(tmp_path: Path) -> None:
+    """``/dev/zero`` passed click's checks and was read whole: a MemoryError and a traceback
+    (or the machine's memory); a 3 GiB file was loaded before being refused as too large."""
+    huge = tmp_path / "huge.xml"
+    with huge.open("wb") as file:
+        file.truncate(3 << 30)  # sparse: no disk used
+    result = _validate_in_a_bounded_process("--json", "/dev/zero", str(huge), str(SAMPLE))
+    assert result.returncode == 1, result.stderr[-2000:]
+    assert "Traceback" not in result.stderr
+    report = json.loads(result.stdout)
+    assert [entry["valid"] for entry in report] == [False, False, True]
+    for entry in report[:2]:
+        assert [error["code"] for error in entry["errors"]] == ["EPIX-XML-004"]
+
+
+def test_a_dash_reads_the_document_from_standard_input(tmp_path: Path) -> None:
+    good = write_permit(base())
+    result = CliRunner().invoke(cli, ["validate", "--json", "-"], input=good)
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output)[0]["file"] == "-"
+    result = CliRunner().invoke(cli, ["validate", "-", str(SAMPLE)], input=b"<not-xml")
+    assert result.exit_code == 1
+    assert "-: INVALID" in result.output and "EPIX-XML-001" in result.output
+    assert f"{SAMPLE}: valid" in result.output
