@@ -224,6 +224,13 @@ _TABLE: tuple[ErrorCode, ...] = (
         409,
         "A request with this Idempotency-Key is still being processed; send it again shortly.",
     ),
+    _c(
+        "EPIX-REQ-015",
+        E,
+        400,
+        "The request is not valid HTTP/1.1 (its request line, a header, Content-Length or "
+        "chunked framing), or uses a transfer coding other than chunked.",
+    ),
     # --- exchange: envelope, submission, inbox ---
     _c("EPIX-MSG-001", E, 409, "This message id was already used with different bytes."),
     _c("EPIX-MSG-002", E, 422, "The envelope's sender is not the Party that issued the permit."),

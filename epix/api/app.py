@@ -8,7 +8,7 @@ from fastapi_offline import FastAPIOffline
 from starlette.middleware.sessions import SessionMiddleware
 
 from epix.api.access_log import redact_access_log
-from epix.api.limits import BodySizeLimit, RefuseContentCodings, RefuseNulCharacters
+from epix.api.limits import BodySizeLimit, RefuseCodings, RefuseNulCharacters
 from epix.api.metrics import Metrics, MetricsMiddleware
 from epix.api.metrics import router as metrics_router
 from epix.api.openapi import install_openapi
@@ -62,7 +62,7 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
     # Behind a TLS proxy, EPIX_NODE_BASE_URL=https://... marks the session cookie Secure.
     on_https = settings.node_base_url.startswith("https://")
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
-    app.add_middleware(RefuseContentCodings)
+    app.add_middleware(RefuseCodings)
     app.add_middleware(RefuseNulCharacters)
     app.state.metrics = Metrics()
     app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)

@@ -217,15 +217,24 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
             )
 
     def send_400_response(self, msg: str) -> None:
-        if not self._refused:  # uvicorn's answer to the parser stopped by ``_refuse``
-            super().send_400_response(msg)
+        """uvicorn's answer to bytes the HTTP parser refused (it was plain text, uncoded)."""
+        if not self._refused:  # else the parser was stopped by ``_refuse``: answered already
+            self._refuse(
+                "EPIX-REQ-015",
+                "The request is not valid HTTP/1.1: its request line, a header, Content-Length "
+                "(one, a decimal number, never beside Transfer-Encoding) or chunked framing.",
+            )
 
     def _refuse(self, code: str, message: str) -> None:
         """A problem+json answer, then the connection is closed."""
         self._refused = True
         self._disarm()
         status, body = problem_body(code, message, "request")
-        reason = {408: b"Request Timeout", 431: b"Request Header Fields Too Large"}[status]
+        reason = {
+            400: b"Bad Request",
+            408: b"Request Timeout",
+            431: b"Request Header Fields Too Large",
+        }[status]
         head = b"HTTP/1.1 %d %s\r\n" % (status, reason)
         self.transport.write(
             head

@@ -1,6 +1,6 @@
 """What a request must meet before it is routed: a body within the cap (guarantee 7: 413 before
-the body is read, never an OOM), a body in no content coding, and no NUL character in its path
-or query.
+the body is read, never an OOM), a body in no content coding and no transfer coding but chunked,
+and no NUL character in its path or query.
 """
 
 from __future__ import annotations
@@ -76,6 +76,17 @@ class RefuseNulCharacters:
         await self.app(scope, receive, send)
 
 
+def _codings(headers: list[tuple[bytes, bytes]], header: bytes, understood: tuple[str, ...]) -> str:
+    """The codings named in every ``header`` line but the understood ones, quoted, or ""."""
+    return ", ".join(
+        repr(coding)
+        for name, value in headers
+        if name == header
+        for coding in (part.strip().lower() for part in value.decode("latin-1").split(","))
+        if coding not in understood
+    )
+
+
 def _has_body(headers: list[tuple[bytes, bytes]]) -> bool:
     """True when the request announces a body: chunked, or a Content-Length other than 0."""
     return any(
@@ -84,12 +95,15 @@ def _has_body(headers: list[tuple[bytes, bytes]]) -> bool:
     )
 
 
-class RefuseContentCodings:
-    """A body with a ``Content-Encoding`` (gzip, br, ...) is refused up front (415, EPIX-REQ-002).
+class RefuseCodings:
+    """A body in a content coding (``Content-Encoding``: gzip, br, ...) is refused up front
+    (415, EPIX-REQ-002), and one in a transfer coding other than chunked (EPIX-REQ-015).
 
-    No route decodes one: a gzip-compressed permit used to reach the parser as its compressed
-    bytes and come back as "not well-formed XML" with a rejected receipt, which sends the sender
-    looking for a fault in the document. RFC 9110 (8.4.1) names 415 for a coding not accepted.
+    No route decodes a content coding: a gzip-compressed permit used to reach the parser as
+    its compressed bytes and come back as "not well-formed XML" with a rejected receipt, which
+    sends the sender looking for a fault in the document (RFC 9110 8.4.1 names 415 for this).
+    uvicorn undoes only ``chunked`` and passed a ``gzip, chunked`` body on still compressed,
+    where a proxy in front would have decompressed it: the two would read different bytes.
     """
 
     def __init__(self, app: ASGIApp) -> None:
@@ -98,22 +112,25 @@ class RefuseContentCodings:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
             headers: list[tuple[bytes, bytes]] = scope.get("headers", [])
-            refused = [
-                coding
-                for name, value in headers
-                if name == b"content-encoding"
-                for coding in (part.strip().lower() for part in value.decode("latin-1").split(","))
-                if coding not in ("", "identity")
-            ]
-            if refused and _has_body(headers):
-                listed = ", ".join(repr(coding) for coding in refused)
-                status, body = problem_body(
+            content = _codings(headers, b"content-encoding", ("", "identity"))
+            transfer = _codings(headers, b"transfer-encoding", ("", "chunked"))
+            refusal = None
+            if content and _has_body(headers):
+                refusal = problem_body(
                     "EPIX-REQ-002",
-                    f"The request body is in the content coding {listed}; the node reads "
+                    f"The request body is in the content coding {content}; the node reads "
                     "bodies only as sent (no Content-Encoding): send it uncompressed.",
                     "Content-Encoding",
                 )
-                await _send_problem(send, status, body, close=True)
+            elif transfer:
+                refusal = problem_body(
+                    "EPIX-REQ-015",
+                    f"The request body is in the transfer coding {transfer}; the node "
+                    "implements only chunked.",
+                    "Transfer-Encoding",
+                )
+            if refusal is not None:
+                await _send_problem(send, *refusal, close=True)
                 return
         await self.app(scope, receive, send)
 

@@ -139,7 +139,8 @@ def _codes_every_request_meets(route: APIRoute) -> list[str]:
     if dependant.path_params or dependant.query_params or dependant.body_params:
         codes += ["EPIX-REQ-004", "EPIX-REQ-009"]
     if dependant.body_params:
-        codes += ["EPIX-REQ-001", "EPIX-REQ-002", "EPIX-REQ-003"]  # REQ-002: a Content-Encoding
+        # REQ-002 and REQ-015: a Content-Encoding, or a Transfer-Encoding but chunked
+        codes += ["EPIX-REQ-001", "EPIX-REQ-002", "EPIX-REQ-003", "EPIX-REQ-015"]
     calls = set(_dependency_calls(dependant))
     if get_current_principal in calls:
         codes += [*AUTHENTICATION_CODES, *SESSION_CODES]

@@ -671,3 +671,54 @@ def test_a_body_said_to_be_in_the_identity_coding_is_read(live: Live) -> None:
     headers = _submission(live, [b"Content-Type: application/xml", b"Content-Encoding: identity"])
     status, _, body = live.request("POST", b"/v1/messages", headers, permit)
     assert status == 201, body[:300]
+
+
+def _framed(live: Live, framing: list[bytes], body: bytes) -> tuple[int, dict[str, str], bytes]:
+    """A submission with exactly the framing headers given (no Content-Length added)."""
+    head = [b"POST /v1/messages HTTP/1.1", b"Host: 127.0.0.1"]
+    head += _submission(live, [b"Content-Type: application/xml", *framing])
+    return live.send(b"\r\n".join(head) + b"\r\n\r\n" + body)
+
+
+def _chunked(body: bytes) -> bytes:
+    return b"%x\r\n%s\r\n0\r\n\r\n" % (len(body), body)
+
+
+@pytest.mark.parametrize(
+    ("framing", "body"),
+    [
+        ([b"Content-Length: 5", b"Transfer-Encoding: chunked"], _chunked(b"<a/>")),
+        ([b"Content-Length: 4", b"Content-Length: 3"], b"<a/>"),
+        ([b"Content-Length: -4"], b"<a/>"),
+        ([b"Content-Length: +4"], b"<a/>"),
+        ([b"Transfer-Encoding: chunked"], b"zz\r\n<a/>\r\n0\r\n\r\n"),
+        ([b"Transfer-Encoding: chunked"], b"ffffffffffffffffffff\r\n<a/>"),
+    ],
+    ids=["length-and-chunked", "two-lengths", "negative", "plus-sign", "bad-chunk", "huge-chunk"],
+)
+def test_framing_that_is_not_http_is_a_coded_400(
+    live: Live, framing: list[bytes], body: bytes
+) -> None:
+    """uvicorn answered these (request smuggling's raw material) with a plain-text "Invalid
+    HTTP request received.": no code, no location."""
+    status, headers, problem = _framed(live, framing, body)
+    assert status == 400
+    assert_problem(status, headers["content-type"], problem)
+    assert [e["code"] for e in json.loads(problem)["errors"]] == ["EPIX-REQ-015"]
+
+
+def test_a_transfer_coding_other_than_chunked_is_refused(live: Live) -> None:
+    """uvicorn undoes only chunked: a ``gzip, chunked`` body reached the node still compressed
+    (and a body that only claimed gzip was accepted, 201) where a proxy in front would have
+    decompressed it, so the two read different bytes."""
+    permit = sign_as_xa(write_permit(demo_permit(number="XA-TRANSFER-0001")))
+    for coding, body in ((b"gzip, chunked", gzip.compress(permit)), (b"gzip, chunked", permit)):
+        status, headers, problem = _framed(live, [b"Transfer-Encoding: " + coding], _chunked(body))
+        assert status == 400, problem[:300]
+        assert_problem(status, headers["content-type"], problem)
+        errors = json.loads(problem)["errors"]
+        assert [(e["code"], e["location"]) for e in errors] == [
+            ("EPIX-REQ-015", "Transfer-Encoding")
+        ]
+    status, _, receipt = _framed(live, [b"Transfer-Encoding: chunked"], _chunked(permit))
+    assert status == 201, receipt[:300]

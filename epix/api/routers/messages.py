@@ -72,7 +72,8 @@ _SUBMIT_REFUSALS = (
     *ROLE_CODES,
     "EPIX-REQ-002",
     "EPIX-REQ-003",
-    "EPIX-REQ-004",  # an envelope header missing or malformed
+    "EPIX-REQ-004",  # an envelope header missing, malformed or repeated
+    "EPIX-REQ-015",  # a transfer coding other than chunked
     *error_codes("EPIX-XML-", "EPIX-SCHEMA-", "EPIX-CODE-", "EPIX-RULE-", "EPIX-SIG-"),
     *error_codes("EPIX-MSG-", "EPIX-REG-009", "EPIX-STATE-", "EPIX-QTY-"),
 )
