@@ -7,7 +7,6 @@ envelope document carries it base64-encoded, so its SHA-256 and signature surviv
 from __future__ import annotations
 
 import base64
-import binascii
 import re
 from collections import Counter
 from collections.abc import Iterable, Mapping
@@ -17,6 +16,7 @@ from datetime import datetime
 from lxml import etree
 
 from epix.errors import EpixError, Finding
+from epix.permits.reader import envelope_payload
 from epix.xml import load_schema, parse_xml
 from epix.xml.namespaces import EPIX_ENVELOPE
 
@@ -31,9 +31,6 @@ HEADER_SECURITY_TOKEN = "x-epix-security-token"  # noqa: S105 - a header name, n
 
 _IDENTIFIER = re.compile(r"[A-Za-z0-9._:\-]{1,128}")
 _PARTY = re.compile(r"[A-Z]{2}|CITES")
-# xs:base64Binary allows XML whitespace between characters (MIME-style lines of 76, as many
-# encoders write them); the base64 decoder refuses it.
-_XML_WHITESPACE = str.maketrans("", "", " \t\r\n")
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,13 +141,8 @@ def open_envelope(data: bytes, *, max_bytes: int, max_depth: int) -> tuple[Envel
             ][:20]
         )
     sent_at_text = _text(root, "SentAt")
-    payload_text = (_text(root, "Payload") or "").translate(_XML_WHITESPACE)
-    try:
-        payload = base64.b64decode(payload_text, validate=True)
-    except (binascii.Error, ValueError) as exc:
-        raise EpixError.of(
-            "EPIX-SCHEMA-001", f"Bad envelope payload: {exc}", "/Envelope/Payload"
-        ) from None
+    # In lines or not: xs:base64Binary allows whitespace, as MIME encoders write it.
+    payload = envelope_payload(root)
     try:
         sent_at = datetime.fromisoformat(sent_at_text) if sent_at_text else None
     except ValueError as exc:
