@@ -7,6 +7,7 @@ import base64
 import dataclasses
 import hashlib
 import sqlite3
+import subprocess
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -33,6 +34,7 @@ from epix.settings import NodeMode
 from epix.signatures.sign import sign_document
 from epix.signatures.trust import StaticTrustStore
 from epix.signatures.verify import verify_document
+from tests.conftest import need_command
 from tests.exchange.conftest import Node, headers, make_node
 from tests.pki import make_identity
 from tests.signatures.forge import forge, load_key
@@ -411,3 +413,49 @@ async def test_a_party_node_refuses_a_permit_between_two_other_parties(
     assert stored(node)[0] == 0
     with node.database.unit_of_work() as session:
         assert session.scalars(select(OutboxMessage.destination_party)).all() == []
+
+
+@pytest.mark.xmlsec1
+async def test_every_rejection_receipt_verifies_in_xmlsec1_and_repeats_the_problems_codes(
+    client: httpx.AsyncClient, node: Node, tmp_path: Path
+) -> None:
+    """A sender proves what the node said with the rejected receipt alone: it must verify in
+    the independent implementation against the node certificate, and carry the same codes,
+    in the same order, as the problem+json it came with."""
+    xmlsec1 = need_command("xmlsec1")
+    certificate = tmp_path / "node.pem"
+    certificate.write_bytes(
+        node_identity(node.settings.data_dir, node.settings.node_party).cert_pem
+    )
+    signed = node.signed_permit(number="XA-RECEIPTS-1")
+    rejections = {
+        "not-xml": b"<not-xml",
+        "empty": b" \n",
+        "doctype": b"<!DOCTYPE x [<!ENTITY e 'x'>]><x>&e;</x>",
+        "utf16-garbage": "<a>\u00e9</b>".encode("utf-16"),
+        "unsigned": write_permit(demo_permit(number="XA-RECEIPTS-2")),
+        "tampered": signed.replace(b"XA-RECEIPTS-1", b"XA-RECEIPTS-3"),
+        "two-findings": b"<CITESEPermit xmlns='urn:un:unece:uncefact:data:standard:"
+        b"CITESEPermit:2'><Nonsense/><More/></CITESEPermit>",
+    }
+    for name, body in rejections.items():
+        response = await client.post(
+            "/v1/messages", content=body, headers=headers(node.key("XA", MA), message_id=name)
+        )
+        assert 400 <= response.status_code < 500, (name, response.text)
+        receipt = base64.b64decode(response.json()["receipt"])
+        (tmp_path / "receipt.xml").write_bytes(receipt)
+        verified = subprocess.run(
+            [
+                *(xmlsec1, "--verify", "--enabled-reference-uris", "empty"),
+                *("--pubkey-cert-pem", str(certificate), str(tmp_path / "receipt.xml")),
+            ],
+            capture_output=True,
+            timeout=30,
+            check=False,
+        )
+        assert verified.returncode == 0, (name, verified.stderr)
+        findings = etree.fromstring(receipt).iter("{urn:epix:receipt:1}Finding")
+        assert [f.get("code") for f in findings] == codes(response), name
+        assert receipt_field(etree.fromstring(receipt), "Status") == "rejected"
+    assert stored(node) == (0, 0, 0)
