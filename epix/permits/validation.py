@@ -34,7 +34,12 @@ _CLARK = re.compile(r"\{[^}]*\}")
 MAX_SCHEMA_FINDINGS = 20
 # Up to here (a permit of ~100 lines) a refused document's findings come from xmlschema.
 READABLE_MAX_ELEMENTS = 5_000
+# ... and no element has more attributes than this: xmlschema collects all of an element's
+# attribute errors at once, each with a repr of all its attributes (1,000 unknown attributes, a
+# 9 KB document, took 10 s; 4,000 over two minutes). Our schemas allow a few per element.
+READABLE_MAX_ATTRIBUTES = 32
 _ELEMENTS = etree.XPath("count(//*)", regexp=False)
+_CROWDED = etree.XPath(f"boolean(//*[count(@*) > {READABLE_MAX_ATTRIBUTES}])", regexp=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,7 +88,8 @@ def check_schema(element: etree._Element) -> list[Finding]:
     """EPIX-SCHEMA-001 findings (XPath + line) when the permit does not conform to our XSDs.
 
     xmlschema words the findings better than libxml2 but walks the document in Python (~0.75 s
-    a megabyte to an error at its end), so a large document gets libxml2's own findings.
+    a megabyte to an error at its end), so a large document, or one with an element crowded
+    with attributes, gets libxml2's own findings.
     """
     schema = load_schema(PERMIT_SCHEMA)
     if schema.validate(element):
@@ -91,6 +97,7 @@ def check_schema(element: etree._Element) -> list[Finding]:
     findings: list[Finding] = []
     count = _ELEMENTS(element)
     readable = isinstance(count, float) and count <= READABLE_MAX_ELEMENTS
+    readable = readable and not _CROWDED(element)
     for error in _readable_schema().iter_errors(element) if readable else ():
         if len(findings) >= MAX_SCHEMA_FINDINGS:
             break
