@@ -480,7 +480,9 @@ def test_a_body_not_complete_within_its_longest_time_is_answered_408(strict: Liv
     assert status == 408, (after, data[:300])
     assert_problem(status, headers["content-type"], problem)
     assert f"not complete within {MAX_SECONDS:g} seconds".encode() in problem
-    assert MAX_SECONDS <= after < MAX_SECONDS + 2, after
+    # The node and this client start their clocks at slightly different moments: an answer
+    # 8 ms before MAX_SECONDS by the client's clock was seen under load.
+    assert MAX_SECONDS - 0.25 <= after < MAX_SECONDS + 2, after
 
 
 HOLD_SECONDS = 1.5 * GRACE_SECONDS  # longer than the body's grace
