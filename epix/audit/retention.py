@@ -19,6 +19,7 @@ from epix.audit.models import AuditEvent
 from epix.audit.service import PURGE_ACTION, lock_chain_head, record_event
 from epix.audit.signing import CheckpointSigner, purge_statement, sign_statement
 from epix.db.base import utcnow
+from epix.db.engine import without_statement_timeout
 from epix.errors import EpixError
 
 
@@ -61,6 +62,8 @@ def purge(
     last = session.get(AuditEvent, plan.through_sequence)
     assert last is not None
     checkpoint_at(session, last.sequence, last.hash, signer)
+    # A year's events may be millions of rows: more than the node's statement timeout allows.
+    without_statement_timeout(session.connection())
     session.execute(delete(AuditEvent).where(AuditEvent.sequence <= plan.through_sequence))
     signed = purge_statement(plan.through_sequence, last.hash, before.isoformat())
     record_event(

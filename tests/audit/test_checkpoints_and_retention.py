@@ -7,7 +7,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select, text, update
 
 from epix.audit.checkpoints import create_checkpoint, sign_pending_checkpoints
 from epix.audit.models import AuditChainHead, AuditCheckpoint, AuditEvent
@@ -171,6 +171,25 @@ def test_purge_removes_only_due_prefix_and_chain_still_verifies(
         report = verify_chain(session, trusted_fingerprints=trusted)
     assert report.ok, report.findings
     assert report.first_sequence == 5
+
+
+@pytest.mark.postgres
+def test_a_purge_is_not_cut_off_by_the_statement_timeout(
+    postgres_database: Database, node_signer: CheckpointSigner, no_auto_checkpoints: None
+) -> None:
+    """Deleting years of events may take longer than the node's statement timeout, which
+    would roll the purge back every time: the purge's transaction runs without one."""
+    fill(postgres_database, 3)
+    with postgres_database.unit_of_work() as session:
+        session.execute(update(AuditEvent).values(purge_after=date(2000, 1, 1)))
+    _rechain(postgres_database)
+    with postgres_database.unit_of_work() as session:
+        assert session.scalar(text("SHOW statement_timeout")) == "1min"
+        done = purge(session, before=utcnow().date(), signer=node_signer)
+        assert session.scalar(text("SHOW statement_timeout")) == "0"
+    assert done.count == 3
+    with postgres_database.read() as session:  # the lift ended with the purge's transaction
+        assert session.scalar(text("SHOW statement_timeout")) == "1min"
 
 
 def test_purge_of_young_records_removes_nothing(
