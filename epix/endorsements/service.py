@@ -45,6 +45,7 @@ from epix.exchange.lookup import may_look_up
 from epix.exchange.models import Permit, PermitLine
 from epix.exchange.receipts import receipt_outcome
 from epix.exchange.repository import lock_permit, permit_not_found
+from epix.exchange.status import CANCELLED, REPLACED
 from epix.registry.roles import CUSTOMS as CUSTOMS_ROLE
 from epix.signatures import TrustStore, verify_document
 from epix.xml import parse_xml, xml_text
@@ -116,6 +117,9 @@ def check_may_see(permit: Permit, actor: Principal) -> None:
         raise permit_not_found(permit.issuing_party, permit.number)
 
 
+WITHDRAWN = (CANCELLED, REPLACED)  # by the issuer, for good
+
+
 def check_usable(
     state: PermitState, side: Side, actor: Principal, at: datetime | None = None
 ) -> None:
@@ -134,11 +138,16 @@ def check_usable(
             f"of permit {permit.number}; you act for {actor.party}.",
             "side",
         )
-    if permit.status == "cancelled":
+    # An inspection made before the issuer cancelled or replaced the permit happened all the
+    # same (it arrives late when delivery retried): it is recorded, the status stays.
+    withdrawn_after = permit.status in WITHDRAWN and (
+        permit.status_changed_at is not None and at < permit.status_changed_at
+    )
+    if permit.status == "cancelled" and not withdrawn_after:
         raise EpixError.of(
             "EPIX-STATE-003", f"Permit {permit.number} was cancelled by its issuer.", "permit"
         )
-    if permit.status == "replaced":
+    if permit.status == "replaced" and not withdrawn_after:
         raise EpixError.of(
             "EPIX-STATE-004",
             f"Permit {permit.number} was replaced; the replacement must be presented.",
@@ -649,11 +658,12 @@ def _store(
     session.add(endorsement)
     _close_side_reservations(state, side, reservation, actor)
     previous_status = permit.status
-    permit.status = "used" if side is Side.IMPORT else "endorsed"
-    permit.status_changed_at = state.at
-    permit.status_reason = (
-        f"{side.value} endorsement {document.endorsement_id} by {actor.party} at {port}"
-    )
+    if previous_status not in WITHDRAWN:
+        permit.status = "used" if side is Side.IMPORT else "endorsed"
+        permit.status_changed_at = state.at
+        permit.status_reason = (
+            f"{side.value} endorsement {document.endorsement_id} by {actor.party} at {port}"
+        )
     session.flush()
     for destination in forward_to(permit, side, actor) if forward else ():
         enqueue(

@@ -445,6 +445,58 @@ async def test_an_endorsement_issued_after_the_permit_expired_is_still_refused(
     assert "EPIX-STATE-001" in message
 
 
+@pytest.mark.parametrize("status", ["cancelled", "replaced"])
+async def test_an_endorsement_made_before_the_issuer_withdrew_the_permit_is_recorded(
+    issuer: Node, issuer_client: httpx.AsyncClient, status: str
+) -> None:
+    """The inspection happened while the permit stood; the issuer cancelled (or replaced) it
+    while the endorsement travelled. Refused (EPIX-STATE-003/004), the quantities that crossed
+    the border were missing from the issuer's ledger for good; now they are recorded and the
+    permit stays withdrawn."""
+    peer = _add_peer(issuer, "XB")
+    permit = await _submit_permit(issuer, issuer_client, issuer.key("XA", MANAGEMENT_AUTHORITY))
+    body = _endorsement(permit, peer)  # issued now, before the withdrawal
+    await anyio.sleep(0.01)
+    with issuer.database.unit_of_work() as session:
+        stored = session.get(Permit, permit.id)
+        assert stored is not None
+        stored.status, stored.status_changed_at = status, datetime.now(UTC)
+
+    answer = await issuer_client.post(
+        "/v1/messages", content=body, headers=_peer_headers(peer, "endorsement", "XA")
+    )
+
+    assert answer.headers["X-EPIX-Receipt-Status"] == "accepted", answer.text
+    with issuer.database.unit_of_work() as session:
+        event = session.scalars(
+            select(AuditEvent).where(AuditEvent.action == "endorsement.receive")
+        ).one()
+        assert json.loads(event.detail)["effect"]["ledger"] == "recorded"
+        stored = session.get(Permit, permit.id)
+        assert stored is not None and stored.status == status
+
+
+@pytest.mark.parametrize(("status", "code"), [("cancelled", "3"), ("replaced", "4")])
+async def test_an_endorsement_issued_after_the_issuer_withdrew_the_permit_is_refused(
+    issuer: Node, issuer_client: httpx.AsyncClient, status: str, code: str
+) -> None:
+    peer = _add_peer(issuer, "XB")
+    permit = await _submit_permit(issuer, issuer_client, issuer.key("XA", MANAGEMENT_AUTHORITY))
+    with issuer.database.unit_of_work() as session:
+        stored = session.get(Permit, permit.id)
+        assert stored is not None
+        stored.status = status
+        stored.status_changed_at = datetime.now(UTC) - timedelta(hours=1)
+    answer = await issuer_client.post(
+        "/v1/messages",
+        content=_endorsement(permit, peer),
+        headers=_peer_headers(peer, "endorsement", "XA"),
+    )
+    assert answer.headers["X-EPIX-Receipt-Status"] == "accepted_with_warnings"
+    message = etree.fromstring(answer.content).findtext(f".//{{{EPIX_RECEIPT}}}Message") or ""
+    assert f"EPIX-STATE-00{code}" in message
+
+
 async def test_the_importers_node_takes_the_export_endorsement_into_its_ledger(
     tmp_path: Path, sqlite_database: Database
 ) -> None:
