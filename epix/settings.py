@@ -104,6 +104,15 @@ class Settings(BaseSettings):
     login_failure_window_seconds: int = Field(
         default=900, gt=0, description="The window in which failed logins are counted."
     )
+    login_address_max_failures: int = Field(
+        default=50,
+        ge=1,
+        le=100,
+        description="Logins that did not succeed from one client address, whatever the user "
+        "name, within EPIX_LOGIN_FAILURE_WINDOW_SECONDS; further attempts from there are "
+        "refused (429, EPIX-AUTH-010), so trying many user names cannot make the node check "
+        "passwords without limit. Successful logins do not count.",
+    )
     # Refused API keys and session cookies per client address, so that made-up credentials
     # cannot make the node write audit rows without limit.
     refused_credential_max: int = Field(

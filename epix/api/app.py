@@ -55,6 +55,9 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
     app.state.login_throttle = Throttle(
         "login", settings.login_max_failures, settings.login_failure_window_seconds
     )
+    app.state.login_address_throttle = Throttle(
+        "login-address", settings.login_address_max_failures, settings.login_failure_window_seconds
+    )
     app.state.credential_throttle = Throttle(
         "credential", settings.refused_credential_max, settings.refused_credential_window_seconds
     )

@@ -1,10 +1,12 @@
 """Attempts that may be guesses or a flood, counted per source in the database, so that guessing
 a password is slow and a stream of made-up credentials cannot make the node write without limit.
 
-Two kinds use it: web logins per (user name, client address), and refused API keys or session
-cookies per client address. Counting logins per pair (not per user name alone) keeps a stranger
-from locking an officer out by typing wrong passwords for their name from elsewhere; the price is
-that guesses spread over many addresses are slowed only per address.
+Three kinds use it: web logins per (user name, client address) and, with a higher limit, per
+client address whatever the name, and refused API keys or session cookies per client address.
+Counting logins per pair (not per user name alone) keeps a stranger from locking an officer out
+by typing wrong passwords for their name from elsewhere; the price is that guesses spread over
+many addresses are slowed only per address. The per-address count bounds how many passwords one
+address can make the node check by trying many names (each check is ~50 ms of Argon2).
 
 The counts live in the ``auth_throttle`` table, not in a process's memory: every ``epix serve``
 worker process (and a restart) sees the same attempts, so ``--workers 4`` does not give four
@@ -110,6 +112,18 @@ class Throttle:
         row.forget_at = recent[-1] + self._window
         row.throttled_since = None
         return None
+
+    def uncount(self, session: Session, *source: str) -> None:
+        """Take back one counted attempt of ``source`` (it succeeded), in the caller's
+        transaction; the others stay, unlike ``forgive``."""
+        row = session.execute(
+            select(ThrottleRecord)
+            .where(ThrottleRecord.key == self._key(source))
+            .with_for_update()
+            .execution_options(populate_existing=True)
+        ).scalar_one_or_none()
+        if row is not None:
+            row.attempts = " ".join(row.attempts.split()[:-1])
 
     def forgive(self, session: Session, *source: str) -> None:
         """Forget ``source``'s attempts (a login succeeded), in the caller's transaction."""

@@ -101,6 +101,37 @@ async def test_a_successful_login_clears_the_count(
     assert (await _login(attacker, "officer", PASSWORD)).status_code == 200
 
 
+async def test_many_user_names_from_one_address_are_refused_by_address(
+    tmp_path: Path, sqlite_database: Database, make_user: MakeUser
+) -> None:
+    """Each name's own count stays low when an address tries many names (a password check is
+    ~50 ms of Argon2 each): past EPIX_LOGIN_ADDRESS_MAX_FAILURES the address waits, whatever
+    name it tries; successful logins from there do not count, and other addresses are free."""
+    settings = Settings(
+        data_dir=tmp_path / "data",
+        node_base_url="http://testserver",
+        login_max_failures=3,
+        login_address_max_failures=4,
+        login_failure_window_seconds=WINDOW,
+    )
+    app = create_app(settings, sqlite_database)
+    make_user("officer")
+    async with _client_from(app, "192.0.2.66") as sprayer:
+        for name in ("anna", "bert", "carl"):
+            assert (await _login(sprayer, name, "guess")).status_code == 401
+        assert (await _login(sprayer, "officer", PASSWORD)).status_code == 200
+        assert (await _login(sprayer, "dora", "guess")).status_code == 401  # the 4th failure
+        refused = await _login(sprayer, "emil", "guess")
+        assert refused.status_code == 429
+        assert refused.json()["code"] == "EPIX-AUTH-010"
+        assert "from your address" in refused.json()["detail"]
+        assert "user name" not in refused.json()["detail"]
+        assert 0 < int(refused.headers["retry-after"]) <= WINDOW
+        assert (await _login(sprayer, "officer", PASSWORD)).status_code == 429
+    async with _client_from(app, "198.51.100.7") as officer:
+        assert (await _login(officer, "officer", PASSWORD)).status_code == 200
+
+
 async def test_every_worker_process_counts_the_same_failures(
     tmp_path: Path, database: Database, make_user_in: MakeUser
 ) -> None:

@@ -156,8 +156,9 @@ def login(
 
     After EPIX_LOGIN_MAX_FAILURES attempts that did not succeed for one user name from one
     address within EPIX_LOGIN_FAILURE_WINDOW_SECONDS, attempts are refused (429, EPIX-AUTH-010,
-    `Retry-After`) without checking the password; the count is shared by all worker processes,
-    and each stretch of such refusals is audited once."""
+    `Retry-After`) without checking the password, as they are from an address past
+    EPIX_LOGIN_ADDRESS_MAX_FAILURES failures whatever the user names; the counts are shared by
+    all worker processes, and each stretch of such refusals is audited once."""
     return PrincipalOut.of(password_login(request, database, context, body.username, body.password))
 
 
@@ -169,23 +170,28 @@ def password_login(
     if web_session(request) is None:
         raise EpixError.of("EPIX-REQ-005", "This node has no web sessions.", "/v1/auth/login")
     throttle: Throttle = request.app.state.login_throttle
+    address_throttle: Throttle = request.app.state.login_address_throttle
     address = request.client.host if request.client else ""
     refusal: Refusal | None = None
+    whose = "for this user name from your address"
     try:
         with database.read() as session:
             refusal = throttle.is_refusing(session, username, address)
+            if refusal is None and (refusal := address_throttle.is_refusing(session, address)):
+                whose = "from your address"
         if refusal is None:
             # Counted before the password is checked (and forgiven below when it is right), so
             # guesses sent in parallel cannot all be checked before the first one fails.
             with database.unit_of_work() as session:
                 refusal = throttle.count(session, username, address)
+                if refusal is None and (refusal := address_throttle.count(session, address)):
+                    whose = "from your address"
         if refusal is not None:
             raise EpixError(
                 [
                     Finding(
                         "EPIX-AUTH-010",
-                        "Too many failed logins for this user name from your address; "
-                        f"try again in {refusal.retry_after} s.",
+                        f"Too many failed logins {whose}; try again in {refusal.retry_after} s.",
                         "credentials",
                     )
                 ],
@@ -194,6 +200,7 @@ def password_login(
         with database.unit_of_work() as session:
             user = service.authenticate_password(session, username, password)
             throttle.forgive(session, username, address)
+            address_throttle.uncount(session, address)
             principal = service.principal_of(user)
             record_event(
                 session,
