@@ -118,6 +118,8 @@ def check_may_see(permit: Permit, actor: Principal) -> None:
 
 
 WITHDRAWN = (CANCELLED, REPLACED)  # by the issuer, for good
+# A late endorsement (made before the last change of status) leaves these as they are.
+KEPT_STATUSES = (*WITHDRAWN, "used")
 
 
 def check_usable(
@@ -138,11 +140,11 @@ def check_usable(
             f"of permit {permit.number}; you act for {actor.party}.",
             "side",
         )
-    # An inspection made before the issuer cancelled or replaced the permit happened all the
-    # same (it arrives late when delivery retried): it is recorded, the status stays.
-    withdrawn_after = permit.status in WITHDRAWN and (
-        permit.status_changed_at is not None and at < permit.status_changed_at
-    )
+    # An inspection made before the permit's last change of status (the issuer cancelled or
+    # replaced it, or the other side's inspection used it up) happened all the same: arriving
+    # late because delivery retried, it is recorded, and the status stays.
+    made_before = permit.status_changed_at is not None and at < permit.status_changed_at
+    withdrawn_after = permit.status in WITHDRAWN and made_before
     if permit.status == "cancelled" and not withdrawn_after:
         raise EpixError.of(
             "EPIX-STATE-003", f"Permit {permit.number} was cancelled by its issuer.", "permit"
@@ -154,7 +156,7 @@ def check_usable(
             "permit",
         )
     used_by = state.endorsements.get(side)
-    if permit.status == "used" or used_by is not None:
+    if (permit.status == "used" and not made_before) or used_by is not None:
         raise EpixError.of(
             "EPIX-STATE-005",
             f"Permit {permit.number} was already "
@@ -658,7 +660,7 @@ def _store(
     session.add(endorsement)
     _close_side_reservations(state, side, reservation, actor)
     previous_status = permit.status
-    if previous_status not in WITHDRAWN:
+    if previous_status not in KEPT_STATUSES:
         permit.status = "used" if side is Side.IMPORT else "endorsed"
         permit.status_changed_at = state.at
         permit.status_reason = (

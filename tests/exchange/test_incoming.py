@@ -497,6 +497,57 @@ async def test_an_endorsement_issued_after_the_issuer_withdrew_the_permit_is_ref
     assert f"EPIX-STATE-00{code}" in message
 
 
+async def test_an_export_endorsement_arriving_after_the_import_inspection_is_recorded(
+    tmp_path: Path, sqlite_database: Database
+) -> None:
+    """At the importer's node the import was inspected (the permit is used) before the issuer's
+    export endorsement, made earlier, arrived: it was refused (EPIX-STATE-005), so that node's
+    ledger never showed what was exported. It is recorded now; the permit stays used, and an
+    export endorsement made after the import is still refused."""
+    node = make_node(tmp_path, sqlite_database, node_mode=NodeMode.PARTY, node_party="XB")
+    issuer_node = _add_peer(node, "XA")
+    customs = {"Authorization": f"Bearer {node.key('XB', CUSTOMS)}"}
+    async with _client(node) as client:
+        permit = await _submit_permit(node, client, issuer_node.api_key)
+        exported_earlier = _endorsement(permit, issuer_node, side=Side.EXPORT, quantity="1")
+        await anyio.sleep(0.01)
+        line = permit.lines[0]
+        imported = await client.post(
+            f"/v1/permits/XA/{permit.number}/endorsements",
+            headers=customs,
+            json={
+                "side": "import",
+                "port": "NLRTM",
+                "date": datetime.now(UTC).date().isoformat(),
+                "officer": "Officer B",
+                "transport_document": "AWB 1",
+                "lines": [{"line_id": line.line_id, "quantity": "1", "unit": line.unit or "NAR"}],
+            },
+        )
+        assert imported.status_code == 201, imported.text
+        await anyio.sleep(0.01)
+        exported_later = _endorsement(permit, issuer_node, side=Side.EXPORT, quantity="1")
+        late = await client.post(
+            "/v1/messages",
+            content=exported_earlier,
+            headers=_peer_headers(issuer_node, "endorsement", "XB"),
+        )
+        after = await client.post(
+            "/v1/messages",
+            content=exported_later,
+            headers=_peer_headers(issuer_node, "endorsement", "XB"),
+        )
+        listed = (
+            await client.get(f"/v1/permits/XA/{permit.number}/endorsements", headers=customs)
+        ).json()
+    assert late.headers["X-EPIX-Receipt-Status"] == "accepted", late.text
+    assert after.headers["X-EPIX-Receipt-Status"] == "accepted_with_warnings"
+    message = etree.fromstring(after.content).findtext(f".//{{{EPIX_RECEIPT}}}Message") or ""
+    assert "EPIX-STATE-005" in message
+    assert sorted(e["side"] for e in listed) == ["export", "import"]
+    assert {e["permit"]["status"] for e in listed} == {"used"}
+
+
 async def test_the_importers_node_takes_the_export_endorsement_into_its_ledger(
     tmp_path: Path, sqlite_database: Database
 ) -> None:
