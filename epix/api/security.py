@@ -205,17 +205,21 @@ def _record_refused_credential(
 
 
 def record_denied(
-    request: Request, database: DatabaseDep, principal: Principal, refusal: EpixError
+    request: Request,
+    database: DatabaseDep,
+    principal: Principal,
+    refusal: EpixError,
+    *,
+    why: bool = False,
 ) -> None:
-    """Audit an authenticated caller refused for their role (EPIX-AUTH-004): an attempt
-    beyond one's rights is evidence, as a refused credential is."""
+    """Audit an authenticated caller refused for their role (EPIX-AUTH-004) or their Party
+    (EPIX-AUTH-005): an attempt beyond one's rights is evidence, as a refused credential is.
+    ``why`` keeps the refusal's message too (when it names what was attempted)."""
+    detail: dict[str, object] = {"roles": sorted(role.value for role in principal.roles)}
+    if why:
+        detail["refusal"] = refusal.findings[0].message
     _record_refusal(
-        request,
-        database,
-        refusal,
-        action="auth.denied",
-        principal=principal,
-        detail={"roles": sorted(role.value for role in principal.roles)},
+        request, database, refusal, action="auth.denied", principal=principal, detail=detail
     )
 
 

@@ -30,3 +30,31 @@ def may_see_party(principal: Principal, party: str) -> bool:
     return principal.party == party.upper() or (
         principal.party == SECRETARIAT_PARTY and principal.has(Role.SECRETARIAT)
     )
+
+
+def ensure_may_administer(
+    principal: Principal, party: str, node_party: str | None, location: str = "party"
+) -> None:
+    """Refuse (EPIX-AUTH-005) a node admin managing a user of another Party on a Party node.
+
+    ``node_party`` is the Party whose node this is, None on a hub. A hub's node admins are its
+    operator's staff and manage every Party's users. A Party node's admins manage only users of
+    its own Party, and only when they are of it themselves: else XA's admin could mint an XB
+    management authority or a Secretariat user and act as them there. Users of other Parties
+    (a peer node's account) are the operator's, made with ``epix users``."""
+    if node_party is None:
+        return
+    if principal.party != node_party:
+        raise EpixError.of(
+            "EPIX-AUTH-005",
+            f"This is {node_party}'s node and you are of {principal.party}: only "
+            f"{node_party}'s node admins manage its users.",
+            location,
+        )
+    if party.upper() != node_party:
+        raise EpixError.of(
+            "EPIX-AUTH-005",
+            f"This is {node_party}'s node: its node admins manage only {node_party}'s users, "
+            f"not {party}'s; the node's operator manages others with 'epix users'.",
+            location,
+        )

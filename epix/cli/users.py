@@ -51,7 +51,10 @@ def cli_session() -> Iterator[Session]:
 
 @click.group()
 def users() -> None:
-    """People of the node: each belongs to one Party and authority and has roles."""
+    """People of the node: each belongs to one Party and authority and has roles.
+
+    Run by the operator, with shell access: any Party's users, on a hub or a Party node (such as
+    a peer node's account); over the API a Party node's admins manage only its own Party's."""
 
 
 @users.command("create")

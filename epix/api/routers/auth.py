@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy.orm import Session
 
-from epix.api.deps import DatabaseDep, RequestContextDep, RowId
+from epix.api.deps import DatabaseDep, RequestContextDep, RowId, SettingsDep
 from epix.api.openapi import refusals
 from epix.api.security import (
     SESSION_USER,
@@ -16,6 +19,7 @@ from epix.api.security import (
     check_same_origin,
     end_web_session,
     get_current_principal,
+    record_denied,
     require_roles,
     start_web_session,
     web_session,
@@ -25,13 +29,45 @@ from epix.audit.service import record_event
 from epix.auth import service
 from epix.auth.models import ApiKey, User
 from epix.auth.principal import Principal, Role
+from epix.auth.scoping import ensure_may_administer
 from epix.auth.throttle import Refusal, Throttle
 from epix.db import Database
 from epix.errors import EpixError, Finding
+from epix.settings import NodeMode, Settings
 
 router = APIRouter(prefix="/v1", tags=["auth"])
 NodeAdmin = Annotated[Principal, Depends(require_roles(Role.NODE_ADMIN))]
 UserReader = Annotated[Principal, Depends(require_roles(Role.NODE_ADMIN, Role.SECRETARIAT))]
+
+
+def administered_party(settings: Settings) -> str | None:
+    """The one Party whose users this node's admins manage: the node's own on a Party node;
+    None on a hub, whose admins manage every Party's users."""
+    return settings.node_party if settings.node_mode is NodeMode.PARTY else None
+
+
+@contextmanager
+def party_refusals_audited(
+    request: Request, database: Database, principal: Principal
+) -> Iterator[None]:
+    """Audit (``auth.denied``) a node admin refused another Party's user (EPIX-AUTH-005), as a
+    caller refused for their role is; recorded after the refused transaction rolled back."""
+    try:
+        yield
+    except EpixError as refusal:
+        if refusal.findings[0].code == "EPIX-AUTH-005":
+            record_denied(request, database, principal, refusal, why=True)
+        raise
+
+
+def administered_user(
+    session: Session, username: str, principal: Principal, settings: Settings
+) -> User:
+    """The named user (else EPIX-AUTH-008), if this node admin may manage them (else
+    EPIX-AUTH-005)."""
+    user = service.get_user(session, username)
+    ensure_may_administer(principal, user.party, administered_party(settings), "username")
+    return user
 
 
 class LoginRequest(BaseModel):
@@ -264,11 +300,26 @@ def whoami(principal: CurrentPrincipal) -> PrincipalOut:
     return PrincipalOut.of(principal)
 
 
-@router.get("/users", summary="List the node's users", response_model=list[UserOut])
+@router.get(
+    "/users",
+    summary="List the node's users",
+    openapi_extra=refusals("EPIX-AUTH-005"),
+    response_model=list[UserOut],
+)
 def list_users(
-    principal: UserReader, database: DatabaseDep, party: str | None = None
+    principal: UserReader,
+    request: Request,
+    database: DatabaseDep,
+    settings: SettingsDep,
+    party: str | None = None,
 ) -> list[UserOut]:
-    """Users of the node (node admins and the Secretariat), optionally of one Party."""
+    """Users of the node (node admins and the Secretariat), optionally of one Party. On a Party
+    node its admins see only its own Party's users (another `party` is EPIX-AUTH-005)."""
+    own_party = administered_party(settings)
+    if own_party is not None and not principal.has(Role.SECRETARIAT):
+        with party_refusals_audited(request, database, principal):
+            ensure_may_administer(principal, party or own_party, own_party)
+        party = own_party
     with database.unit_of_work() as session:
         return [UserOut.of(user) for user in service.list_users(session, party=party)]
 
@@ -276,15 +327,22 @@ def list_users(
 @router.post(
     "/users",
     summary="Create a user",
-    openapi_extra=refusals("EPIX-AUTH-007"),
+    openapi_extra=refusals("EPIX-AUTH-005", "EPIX-AUTH-007"),
     response_model=UserOut,
     status_code=201,
 )
 def create_user(
-    body: UserCreate, principal: NodeAdmin, database: DatabaseDep, context: RequestContextDep
+    body: UserCreate,
+    principal: NodeAdmin,
+    request: Request,
+    database: DatabaseDep,
+    settings: SettingsDep,
+    context: RequestContextDep,
 ) -> UserOut:
     """Create a person of a Party and authority with roles (node admins); a password is for the web
-    pages, API keys are issued separately."""
+    pages, API keys are issued separately. On a Party node only of its own Party (EPIX-AUTH-005)."""
+    with party_refusals_audited(request, database, principal):
+        ensure_may_administer(principal, body.party, administered_party(settings))
     with database.unit_of_work() as session:
         user = service.create_user(
             session,
@@ -303,19 +361,21 @@ def create_user(
 @router.post(
     "/users/{username}/disable",
     summary="Disable a user",
-    openapi_extra=refusals("EPIX-AUTH-008"),
+    openapi_extra=refusals("EPIX-AUTH-005", "EPIX-AUTH-008"),
     response_model=UserOut,
 )
 def disable_user(
     username: str,
     body: ReasonIn,
     principal: NodeAdmin,
+    request: Request,
     database: DatabaseDep,
+    settings: SettingsDep,
     context: RequestContextDep,
 ) -> UserOut:
     """Disable a user; the Secretariat is notified."""
-    with database.unit_of_work() as session:
-        user = service.get_user(session, username)
+    with party_refusals_audited(request, database, principal), database.unit_of_work() as session:
+        user = administered_user(session, username, principal, settings)
         service.disable_user(session, user, reason=body.reason, actor=principal, request=context)
         return UserOut.of(user)
 
@@ -323,15 +383,20 @@ def disable_user(
 @router.post(
     "/users/{username}/enable",
     summary="Enable a disabled user",
-    openapi_extra=refusals("EPIX-AUTH-008"),
+    openapi_extra=refusals("EPIX-AUTH-005", "EPIX-AUTH-008"),
     response_model=UserOut,
 )
 def enable_user(
-    username: str, principal: NodeAdmin, database: DatabaseDep, context: RequestContextDep
+    username: str,
+    principal: NodeAdmin,
+    request: Request,
+    database: DatabaseDep,
+    settings: SettingsDep,
+    context: RequestContextDep,
 ) -> UserOut:
     """Enable a disabled user again."""
-    with database.unit_of_work() as session:
-        user = service.get_user(session, username)
+    with party_refusals_audited(request, database, principal), database.unit_of_work() as session:
+        user = administered_user(session, username, principal, settings)
         service.enable_user(session, user, actor=principal, request=context)
         return UserOut.of(user)
 
@@ -339,15 +404,20 @@ def enable_user(
 @router.delete(
     "/users/{username}",
     summary="Remove a user for good",
-    openapi_extra=refusals("EPIX-AUTH-008"),
+    openapi_extra=refusals("EPIX-AUTH-005", "EPIX-AUTH-008"),
     response_model=UserOut,
 )
 def remove_user(
-    username: str, principal: NodeAdmin, database: DatabaseDep, context: RequestContextDep
+    username: str,
+    principal: NodeAdmin,
+    request: Request,
+    database: DatabaseDep,
+    settings: SettingsDep,
+    context: RequestContextDep,
 ) -> UserOut:
     """Remove a user for good (kept for the audit trail); the Secretariat is notified."""
-    with database.unit_of_work() as session:
-        user = service.get_user(session, username)
+    with party_refusals_audited(request, database, principal), database.unit_of_work() as session:
+        user = administered_user(session, username, principal, settings)
         service.remove_user(session, user, actor=principal, request=context)
         return UserOut.of(user)
 
@@ -355,25 +425,35 @@ def remove_user(
 @router.get(
     "/users/{username}/api-keys",
     summary="List a user's API keys",
-    openapi_extra=refusals("EPIX-AUTH-004", "EPIX-AUTH-008"),
+    openapi_extra=refusals("EPIX-AUTH-004", "EPIX-AUTH-005", "EPIX-AUTH-008"),
     response_model=list[ApiKeyOut],
 )
 def list_api_keys(
-    username: str, principal: CurrentPrincipal, database: DatabaseDep
+    username: str,
+    principal: CurrentPrincipal,
+    request: Request,
+    database: DatabaseDep,
+    settings: SettingsDep,
 ) -> list[ApiKeyOut]:
-    """A user's keys (never the keys themselves): for node admins and the user."""
-    if principal.username != username and not principal.has(Role.NODE_ADMIN):
+    """A user's keys (never the keys themselves): for the user, and node admins (on a Party
+    node those of its own Party's users)."""
+    own = principal.username == username
+    if not own and not principal.has(Role.NODE_ADMIN):
         # Refused before the lookup, so the answer does not tell whether such a user exists.
         raise EpixError.of("EPIX-AUTH-004", "Only node admins see other users' keys.", "username")
-    with database.unit_of_work() as session:
-        user = service.get_user(session, username)
+    with party_refusals_audited(request, database, principal), database.unit_of_work() as session:
+        user = (
+            service.get_user(session, username)
+            if own
+            else administered_user(session, username, principal, settings)
+        )
         return [ApiKeyOut.of(key) for key in service.list_api_keys(session, user)]
 
 
 @router.post(
     "/users/{username}/api-keys",
     summary="Issue an API key",
-    openapi_extra=refusals("EPIX-AUTH-008"),
+    openapi_extra=refusals("EPIX-AUTH-005", "EPIX-AUTH-008"),
     response_model=IssuedApiKey,
     status_code=201,
 )
@@ -381,12 +461,14 @@ def issue_api_key(
     username: str,
     body: ApiKeyCreate,
     principal: NodeAdmin,
+    request: Request,
     database: DatabaseDep,
+    settings: SettingsDep,
     context: RequestContextDep,
 ) -> IssuedApiKey:
     """Issue an API key to a named user; the key is in this answer only."""
-    with database.unit_of_work() as session:
-        user = service.get_user(session, username)
+    with party_refusals_audited(request, database, principal), database.unit_of_work() as session:
+        user = administered_user(session, username, principal, settings)
         key, raw_key = service.issue_api_key(
             session,
             user,
@@ -401,17 +483,26 @@ def issue_api_key(
 @router.post(
     "/api-keys/{key_id}/revoke",
     summary="Revoke an API key",
-    openapi_extra=refusals("EPIX-AUTH-008"),
+    openapi_extra=refusals("EPIX-AUTH-005", "EPIX-AUTH-008"),
     response_model=ApiKeyOut,
 )
 def revoke_api_key(
-    key_id: RowId, principal: CurrentPrincipal, database: DatabaseDep, context: RequestContextDep
+    key_id: RowId,
+    principal: CurrentPrincipal,
+    request: Request,
+    database: DatabaseDep,
+    settings: SettingsDep,
+    context: RequestContextDep,
 ) -> ApiKeyOut:
-    """Revoke a key: node admins any key, users their own."""
-    with database.unit_of_work() as session:
+    """Revoke a key: users their own, node admins any (on a Party node, any of its own Party's
+    users)."""
+    with party_refusals_audited(request, database, principal), database.unit_of_work() as session:
         key = session.get(ApiKey, key_id)
         if key is None or (key.user_id != principal.user_id and not principal.has(Role.NODE_ADMIN)):
             raise EpixError.of("EPIX-AUTH-008", f"There is no API key {key_id}.", "key_id")
+        if key.user_id != principal.user_id:
+            owner = session.get_one(User, key.user_id)
+            ensure_may_administer(principal, owner.party, administered_party(settings), "key_id")
         return ApiKeyOut.of(
             service.revoke_api_key(session, key_id, actor=principal, request=context)
         )

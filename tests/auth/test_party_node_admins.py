@@ -1,0 +1,211 @@
+"""On a Party node its node admins manage only its own Party's users (EPIX-AUTH-005, audited):
+XA's admin could otherwise mint an XB management authority or a Secretariat user, or disable
+and take over the keys of another Party's account, and act as them on XA's node. On a hub the
+node admins manage every Party's users, as its operator does."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import httpx
+import pytest
+from fastapi import FastAPI
+from sqlalchemy import select
+
+from epix.api.app import create_app
+from epix.audit.models import AuditEvent
+from epix.auth import service
+from epix.auth.models import ApiKey
+from epix.auth.principal import SECRETARIAT_PARTY, Role
+from epix.db import Database
+from epix.settings import NodeMode, Settings
+
+from .conftest import MakeUser
+
+pytestmark = pytest.mark.anyio
+
+
+def _app(tmp_path: Path, database: Database, mode: NodeMode) -> FastAPI:
+    settings = Settings(
+        data_dir=tmp_path / "data",
+        node_base_url="http://testserver",
+        node_party="XA",
+        node_mode=mode,
+    )
+    return create_app(settings, database)
+
+
+async def _client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+        yield client
+
+
+@pytest.fixture
+async def party_node(tmp_path: Path, database: Database) -> AsyncIterator[httpx.AsyncClient]:
+    """XA's Party node, on SQLite and PostgreSQL."""
+    async for client in _client(_app(tmp_path, database, NodeMode.PARTY)):
+        yield client
+
+
+@pytest.fixture
+async def hub(tmp_path: Path, sqlite_database: Database) -> AsyncIterator[httpx.AsyncClient]:
+    async for client in _client(_app(tmp_path, sqlite_database, NodeMode.HUB)):
+        yield client
+
+
+def _key(database: Database, username: str) -> tuple[int, str]:
+    with database.unit_of_work() as session:
+        key, raw = service.issue_api_key(session, service.get_user(session, username))
+        return key.id, raw
+
+
+def _new_user(party: str, role: str, username: str = "minted") -> dict[str, object]:
+    return {
+        "username": username,
+        "party": party,
+        "authority": f"{party} authority",
+        "roles": [role],
+        "password": "a long enough password",
+    }
+
+
+def _denials(database: Database) -> list[tuple[str | None, str, str | None]]:
+    with database.read() as session:
+        events = session.scalars(
+            select(AuditEvent)
+            .where(AuditEvent.action == "auth.denied")
+            .order_by(AuditEvent.sequence)
+        ).all()
+        return [(event.actor_username, event.outcome, event.path) for event in events]
+
+
+async def test_a_party_nodes_admin_creates_only_its_own_partys_users(
+    party_node: httpx.AsyncClient, database: Database, make_user_in: MakeUser
+) -> None:
+    make_user_in(database, "xa-admin", party="XA", roles=(Role.NODE_ADMIN,))
+    admin = {"X-API-Key": _key(database, "xa-admin")[1]}
+    refused = [
+        _new_user("XB", "management_authority"),
+        _new_user("xb", "customs"),
+        _new_user(SECRETARIAT_PARTY, "secretariat"),
+        _new_user("XB", "node_admin"),
+    ]
+    for body in refused:
+        answer = await party_node.post("/v1/users", json=body, headers=admin)
+        assert (answer.status_code, answer.json()["code"]) == (403, "EPIX-AUTH-005"), body
+        assert answer.json()["errors"][0]["location"] == "party"
+    # The secretariat role needs the Secretariat's pseudo-Party, which is not XA's.
+    as_xa = await party_node.post("/v1/users", json=_new_user("XA", "secretariat"), headers=admin)
+    assert as_xa.json()["code"] == "EPIX-REQ-004"
+    with database.read() as session:
+        assert not service.user_exists(session, "minted")
+    made = await party_node.post("/v1/users", json=_new_user("XA", "customs"), headers=admin)
+    assert made.status_code == 201, made.text
+    assert made.json()["party"] == "XA"
+    assert _denials(database) == [("xa-admin", "EPIX-AUTH-005", "/v1/users")] * len(refused)
+    with database.read() as session:
+        first = session.scalars(select(AuditEvent).where(AuditEvent.action == "auth.denied"))
+        assert "only XA's users, not XB's" in next(iter(first)).detail  # what was attempted
+
+
+async def test_a_party_nodes_admin_cannot_touch_another_partys_users_or_keys(
+    party_node: httpx.AsyncClient, database: Database, make_user_in: MakeUser
+) -> None:
+    make_user_in(database, "xa-admin", party="XA", roles=(Role.NODE_ADMIN,))
+    make_user_in(database, "xa-officer", party="XA")
+    make_user_in(database, "node-xb", party="XB", roles=(Role.PEER_NODE,))
+    make_user_in(database, "cites", party=SECRETARIAT_PARTY, roles=(Role.SECRETARIAT,))
+    admin = {"X-API-Key": _key(database, "xa-admin")[1]}
+    peer_key_id, peer_key = _key(database, "node-xb")
+    calls = [
+        ("POST", "/v1/users/{}/disable", {}),
+        ("POST", "/v1/users/{}/enable", None),
+        ("GET", "/v1/users/{}/api-keys", None),
+        ("POST", "/v1/users/{}/api-keys", {}),
+        ("DELETE", "/v1/users/{}", None),
+    ]
+    for username in ("node-xb", "cites"):
+        for method, path, body in calls:
+            url = path.format(username)
+            answer = await party_node.request(method, url, json=body, headers=admin)
+            assert (answer.status_code, answer.json()["code"]) == (403, "EPIX-AUTH-005"), url
+    revoke = await party_node.post(f"/v1/api-keys/{peer_key_id}/revoke", headers=admin)
+    assert (revoke.status_code, revoke.json()["code"]) == (403, "EPIX-AUTH-005")
+    # Nothing changed: XB's node still gets in with its one key.
+    whoami = await party_node.get("/v1/auth/whoami", headers={"X-API-Key": peer_key})
+    assert whoami.status_code == 200
+    with database.read() as session:
+        assert len(session.scalars(select(ApiKey)).all()) == 2  # the admin's and XB's node's
+    assert len(_denials(database)) == 2 * len(calls) + 1
+    # XA's own users it does manage, and the same operations on them succeed.
+    for method, path, body in calls:
+        answer = await party_node.request(
+            method, path.format("xa-officer"), json=body, headers=admin
+        )
+        assert answer.status_code < 300, (path, answer.text)
+
+
+async def test_a_party_nodes_admin_lists_only_its_own_partys_users(
+    party_node: httpx.AsyncClient, database: Database, make_user_in: MakeUser
+) -> None:
+    make_user_in(database, "xa-admin", party="XA", roles=(Role.NODE_ADMIN,))
+    make_user_in(database, "node-xb", party="XB", roles=(Role.PEER_NODE,))
+    make_user_in(database, "cites", party=SECRETARIAT_PARTY, roles=(Role.SECRETARIAT,))
+    admin = {"X-API-Key": _key(database, "xa-admin")[1]}
+    listed = await party_node.get("/v1/users", headers=admin)
+    assert [user["username"] for user in listed.json()] == ["xa-admin"]
+    for party in ("XB", SECRETARIAT_PARTY):
+        answer = await party_node.get("/v1/users", params={"party": party}, headers=admin)
+        assert (answer.status_code, answer.json()["code"]) == (403, "EPIX-AUTH-005")
+    # The Secretariat still sees every Party's users.
+    secretariat = {"X-API-Key": _key(database, "cites")[1]}
+    everyone = await party_node.get("/v1/users", headers=secretariat)
+    assert len(everyone.json()) == 3
+
+
+async def test_a_node_admin_of_another_party_manages_nobody_on_a_party_node(
+    party_node: httpx.AsyncClient, database: Database, make_user_in: MakeUser
+) -> None:
+    """An XB node admin on XA's node (made before this rule, or by hand) is refused even XA's
+    users: fail closed rather than guess whom it is meant to manage."""
+    make_user_in(database, "xb-admin", party="XB", roles=(Role.NODE_ADMIN,))
+    make_user_in(database, "xa-officer", party="XA")
+    admin = {"X-API-Key": _key(database, "xb-admin")[1]}
+    for answer in (
+        await party_node.post("/v1/users", json=_new_user("XA", "customs"), headers=admin),
+        await party_node.post("/v1/users/xa-officer/api-keys", json={}, headers=admin),
+        await party_node.get("/v1/users", headers=admin),
+    ):
+        assert (answer.status_code, answer.json()["code"]) == (403, "EPIX-AUTH-005")
+
+
+async def test_everyone_keeps_their_own_keys_on_a_party_node(
+    party_node: httpx.AsyncClient, database: Database, make_user_in: MakeUser
+) -> None:
+    make_user_in(database, "node-xb", party="XB", roles=(Role.PEER_NODE, Role.NODE_ADMIN))
+    key_id, key = _key(database, "node-xb")
+    own = {"X-API-Key": key}
+    listed = await party_node.get("/v1/users/node-xb/api-keys", headers=own)
+    assert [row["id"] for row in listed.json()] == [key_id]
+    revoked = await party_node.post(f"/v1/api-keys/{key_id}/revoke", headers=own)
+    assert revoked.status_code == 200
+
+
+async def test_a_hubs_admin_manages_every_partys_users(
+    hub: httpx.AsyncClient, sqlite_database: Database, make_user: MakeUser
+) -> None:
+    make_user("xa-admin", party="XA", roles=(Role.NODE_ADMIN,))
+    admin = {"X-API-Key": _key(sqlite_database, "xa-admin")[1]}
+    for username, party, role in (
+        ("xb-ma", "XB", "management_authority"),
+        ("cites", SECRETARIAT_PARTY, "secretariat"),
+    ):
+        made = await hub.post("/v1/users", json=_new_user(party, role, username), headers=admin)
+        assert made.status_code == 201, made.text
+    issued = await hub.post("/v1/users/xb-ma/api-keys", json={}, headers=admin)
+    assert issued.status_code == 201
+    disabled = await hub.post("/v1/users/cites/disable", json={}, headers=admin)
+    assert disabled.status_code == 200
+    assert len((await hub.get("/v1/users", headers=admin)).json()) == 3
