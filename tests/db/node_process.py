@@ -6,6 +6,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -71,26 +72,36 @@ def running_node(
 ) -> Iterator[Node]:
     port = free_port()
     node = Node(f"http://127.0.0.1:{port}")
-    server = subprocess.Popen(
-        [sys.executable, "-m", "epix.cli", "serve", "--port", str(port), *flags],
-        cwd=REPO_ROOT,
-        env={**node_env(data_dir, database_url), **(extra_env or {})},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
-    node.pid = server.pid
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            assert server.poll() is None, server.communicate()[0].decode()
-            try:
-                if httpx.get(f"{node.url}/readyz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, "the node did not start"
-            time.sleep(0.2)
-        yield node
-    finally:
-        server.terminate()
-        node.output = server.communicate(timeout=30)[0].decode()
+    # Into a file, not a pipe: nobody reads a pipe while the node runs, and once its 64 KiB
+    # buffer is full of access log lines the node blocks on its next log line (a test that
+    # submitted ~900 permits saw every request hang).
+    with tempfile.TemporaryFile() as printed:
+        server = subprocess.Popen(
+            [sys.executable, "-m", "epix.cli", "serve", "--port", str(port), *flags],
+            cwd=REPO_ROOT,
+            env={**node_env(data_dir, database_url), **(extra_env or {})},
+            stdout=printed,
+            stderr=subprocess.STDOUT,
+        )
+        node.pid = server.pid
+
+        def output() -> str:
+            printed.seek(0)
+            return printed.read().decode(errors="replace")
+
+        try:
+            deadline = time.monotonic() + 60
+            while True:
+                assert server.poll() is None, output()
+                try:
+                    if httpx.get(f"{node.url}/readyz", timeout=1).status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+                assert time.monotonic() < deadline, "the node did not start"
+                time.sleep(0.2)
+            yield node
+        finally:
+            server.terminate()
+            server.wait(timeout=30)
+            node.output = output()
