@@ -177,6 +177,20 @@ _TABLE: tuple[ErrorCode, ...] = (
         "The registry copy held expired longer ago than the grace period allows: no signature "
         "is accepted until a current registry is fetched from the Secretariat.",
     ),
+    _c(
+        "EPIX-REG-018",
+        E,
+        422,
+        "That certificate cannot be announced as the Secretariat's next registry anchor: it "
+        "must be one leaf certificate, not expired, with a new key, never an anchor before.",
+    ),
+    _c(
+        "EPIX-REG-019",
+        E,
+        409,
+        "Followers would not accept this registry signing certificate: once a successor is "
+        "announced, sign with the announcing certificate or the announced one only.",
+    ),
     # --- authentication and authorisation ---
     _c("EPIX-AUTH-001", E, 401, "Authentication required."),
     _c("EPIX-AUTH-002", E, 401, "The API key or password is not valid."),

@@ -231,8 +231,9 @@ class Settings(BaseSettings):
     )
     registry_anchor_path: Path | None = Field(
         default=None,
-        description="The pinned Secretariat certificate (PEM): the only key a registry document "
-        "is accepted from.",
+        description="The pinned Secretariat certificate (PEM): the key a registry document is "
+        "accepted from, and the start of the chain of successors the Secretariat announces "
+        "(`epix registry announce-anchor`), which followers move along by themselves.",
     )
     registry_validity_hours: int = Field(
         default=168,

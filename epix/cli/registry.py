@@ -27,6 +27,7 @@ from epix.db import Database
 from epix.errors import EpixError
 from epix.outbound import outbound_client
 from epix.registry import repository, service
+from epix.registry.anchors import announce_next_anchor, follower_anchor, record_anchor
 from epix.registry.document import import_registry, publish, read_registry
 from epix.registry.follower import RegistryFollower, SourceUnreachable, fetch_document
 from epix.registry.roles import AUTHORITY_KINDS
@@ -124,7 +125,8 @@ def change_session() -> Iterator[Session]:
 
 @click.group()
 def registry() -> None:
-    """The key registry: Parties, authorities, certificates, endpoints; export and import."""
+    """The key registry: Parties, authorities, certificates, endpoints; export and import;
+    announcing the Secretariat's next signing certificate (announce-anchor)."""
 
 
 @registry.command("add-party")
@@ -398,6 +400,82 @@ def export(key_path: Path, cert_path: Path, out: Path | None, as_user: str | Non
         click.echo(f"registry version {version} written to {out}", err=True)
 
 
+def _signing_pair(key_path: Path | None, cert_path: Path | None) -> tuple[bytes, bytes]:
+    """The Secretariat's current signing key and certificate: the options, else
+    EPIX_REGISTRY_SIGNING_KEY_PATH and EPIX_REGISTRY_SIGNING_CERT_PATH."""
+    settings = get_settings()
+    key_path = key_path or settings.registry_signing_key_path
+    cert_path = cert_path or settings.registry_signing_cert_path
+    if key_path is None or cert_path is None:
+        raise click.UsageError(
+            "Pass --key and --signing-cert, or set EPIX_REGISTRY_SIGNING_KEY_PATH and "
+            "EPIX_REGISTRY_SIGNING_CERT_PATH: the announcement is signed with the current key."
+        )
+    try:
+        return key_path.read_bytes(), cert_path.read_bytes()
+    except OSError as exc:
+        raise click.ClickException(f"Cannot read {exc.filename}: {exc.strerror}") from None
+
+
+@registry.command("announce-anchor")
+@click.option(
+    "--cert",
+    "next_cert",
+    required=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="The next signing certificate (PEM), to which followers will move.",
+)
+@click.option(
+    "--key",
+    "key_path",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="The current signing key (default EPIX_REGISTRY_SIGNING_KEY_PATH).",
+)
+@click.option(
+    "--signing-cert",
+    "cert_path",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="The current signing certificate (default EPIX_REGISTRY_SIGNING_CERT_PATH).",
+)
+@as_option
+def announce_anchor(
+    next_cert: Path, key_path: Path | None, cert_path: Path | None, as_user: str | None
+) -> None:
+    """Announce the Secretariat's next registry signing certificate, signed with the current key.
+
+    Every document published from now on carries the announcement; a follower that verified
+    one moves to the new certificate by itself when the first document signed by it arrives,
+    and refuses the old key from then on. Keep signing with the current key until followers
+    have fetched the announcement (at least a few EPIX_REGISTRY_REFRESH_SECONDS, better one
+    EPIX_REGISTRY_VALIDITY_HOURS), then point EPIX_REGISTRY_SIGNING_KEY_PATH and
+    EPIX_REGISTRY_SIGNING_CERT_PATH (or `export --key/--cert`) at the new pair. Announcing
+    again before that switch replaces the pending announcement.
+
+    Refused: a private key (EPIX-REG-014); a CA certificate, an expired one, one with the
+    current key or a former anchor (EPIX-REG-018); a current certificate that followers
+    no longer accept (EPIX-REG-019).
+    """
+    key_pem, cert_pem = _signing_pair(key_path, cert_path)
+    with cli_session() as session:
+        actor = acting_principal(session, as_user)
+        try:
+            link = announce_next_anchor(
+                session,
+                next_cert.read_bytes(),
+                key_pem,
+                cert_pem,
+                actor=actor,
+                request=cli_context("registry announce-anchor"),
+            )
+        except ValueError as exc:  # an unreadable key, or one that is not the certificate's
+            raise click.ClickException(str(exc)) from None
+        click.echo(
+            f"announced next anchor {link.next_fingerprint} (signed by {link.signer_fingerprint})"
+        )
+
+
 @registry.command("import")
 @click.argument("source")
 @click.option(
@@ -408,18 +486,31 @@ def export(key_path: Path, cert_path: Path, out: Path | None, as_user: str | Non
 )
 @as_option
 def import_(source: str, anchor: Path | None, as_user: str | None) -> None:
-    """Verify the registry document at SOURCE (file or URL) and make this node follow it."""
+    """Verify the registry document at SOURCE (file or URL) and make this node follow it.
+
+    A document signed by a successor the Secretariat announced (a chain of announcements,
+    each signed by the certificate before it) is accepted, and this node trusts that
+    successor from then on instead of the pinned certificate.
+    """
     pinned = anchor_pem(anchor)
     with cli_session() as session:
-        verified = read_registry(read_source(source), pinned)
+        trusted = follower_anchor(session, pinned)
+        verified = read_registry(
+            read_source(source),
+            trusted.anchor_pem,
+            pending_next=trusted.pending_next,
+            retired=trusted.retired,
+        )
         actor = acting_principal(session, as_user) if as_user else None
+        request = cli_context("registry import")
         outcome = import_registry(
             session,
             verified,
             source_url=source if "://" in source else None,
             actor=actor,
-            request=cli_context("registry import"),
+            request=request,
         )
+        record_anchor(session, verified, request=request)
     state = "imported" if outcome.changed else "already held"
     click.echo(f"registry version {outcome.version} {state} (sha256 {outcome.sha256})")
 

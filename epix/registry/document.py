@@ -1,9 +1,11 @@
 """The published registry: a versioned XML document signed by the Secretariat (EPIX-DSIG-1).
 
 ``render_document`` writes a snapshot as XML, ``publish`` signs the current registry and keeps
-the exact bytes, ``read_registry`` verifies a document against the pinned Secretariat
-certificate ONLY (never a certificate found in the document) and reads its data from what the
-signature covers, and ``import_registry`` makes the node's tables follow a newer document.
+the exact bytes, ``read_registry`` verifies a document against the Secretariat certificate the
+node trusts ONLY (the pinned one, or a successor reached through announcements each signed by
+the certificate before it: ``epix.registry.anchors``; never a certificate the document merely
+contains) and reads its data from what the signature covers, and ``import_registry`` makes the
+node's tables follow a newer document.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -26,7 +29,7 @@ from epix.auth.principal import SECRETARIAT_PARTY, Principal
 from epix.db.base import utcnow
 from epix.errors import EpixError, Finding
 from epix.registry import repository
-from epix.registry.models import RegistryDocument
+from epix.registry.models import RegistryAnchorLink, RegistryDocument
 from epix.registry.roles import SECRETARIAT
 from epix.registry.service import one_certificate
 from epix.registry.snapshot import AuthorityEntry, CertificateEntry, PartyEntry, RegistrySnapshot
@@ -62,8 +65,9 @@ def _sub(parent: etree._Element, name: str, text: str | None = None) -> etree._E
     return element
 
 
-def render_document(snapshot: RegistrySnapshot) -> bytes:
-    """The unsigned registry document for ``snapshot``."""
+def render_document(snapshot: RegistrySnapshot, anchor_links: Sequence[bytes] = ()) -> bytes:
+    """The unsigned registry document for ``snapshot``, carrying the Secretariat's signed
+    announcements of its successive signing certificates (``anchor_links``, oldest first)."""
     # A parsed template gives the default namespace without a None-keyed nsmap.
     root = etree.fromstring(f'<Registry xmlns="{EPIX_REGISTRY}"/>'.encode())
     root.set("version", str(snapshot.version))
@@ -87,6 +91,8 @@ def render_document(snapshot: RegistrySnapshot) -> bytes:
                 _sub(authority_element, "Contact", authority.contact)
             for entry in authority.certificates:
                 _render_certificate(authority_element, entry)
+    for link in anchor_links:
+        _sub(root, "AnchorLink", base64.b64encode(link).decode("ascii"))
     return etree.tostring(root, xml_declaration=True, encoding="UTF-8")
 
 
@@ -116,6 +122,10 @@ class VerifiedRegistry:
     content: bytes
     sha256: str
     signer: TrustedCertificate
+    # The successor the signer announced in this document (PEM), if any.
+    announced_next: bytes | None = None
+    # The anchors (PEM) left behind to reach the signer, starting with the one trusted.
+    passed: tuple[bytes, ...] = ()
 
 
 def anchor_store(anchor_pem: bytes) -> StaticTrustStore:
@@ -131,12 +141,23 @@ def anchor_store(anchor_pem: bytes) -> StaticTrustStore:
     return StaticTrustStore([trusted])
 
 
-def read_registry(content: bytes, anchor_pem: bytes) -> VerifiedRegistry:
-    """Verify a registry document against the pinned Secretariat certificate and read it.
+def read_registry(
+    content: bytes,
+    anchor_pem: bytes,
+    *,
+    pending_next: bytes | None = None,
+    retired: frozenset[str] = frozenset(),
+) -> VerifiedRegistry:
+    """Verify a registry document against the trusted Secretariat certificate and read it.
+
+    A document signed by a successor is accepted when the chain of announcements leads there
+    from ``anchor_pem``: the ones the document carries (each verified against the certificate
+    before it) or ``pending_next``, learnt from an earlier verified document. Certificates in
+    ``retired`` (anchors this node moved away from) are never reached again.
 
     Refusals: EPIX-XML-* (not safe XML), EPIX-XML-005 (not a registry), EPIX-REG-007 with the
-    signature's own codes (unsigned, forged, tampered, or signed by anyone but the anchor),
-    EPIX-SCHEMA-001 (signed but malformed).
+    signature's own codes (unsigned, forged, tampered, or signed by anyone but the anchor or
+    an announced successor), EPIX-SCHEMA-001 (signed but malformed).
     """
     root = parse_xml(content, max_bytes=MAX_DOCUMENT_BYTES)
     if root.tag != _NS + "Registry":
@@ -146,6 +167,19 @@ def read_registry(content: bytes, anchor_pem: bytes) -> VerifiedRegistry:
     verdict = verify_document(
         root, party=SECRETARIAT_PARTY, role=SECRETARIAT, trust=anchor_store(anchor_pem)
     )
+    passed: tuple[bytes, ...] = ()
+    if not verdict.valid:
+        # Only links each verified by its predecessor are followed; what the document says
+        # is read once its own signature verified against the end of that chain.
+        links = _anchor_links(root)
+        chain = successor_chain(links, anchor_pem, pending_next, retired)
+        for step, successor in enumerate(chain):
+            attempt = verify_document(
+                root, party=SECRETARIAT_PARTY, role=SECRETARIAT, trust=anchor_store(successor)
+            )
+            if attempt.valid:
+                verdict, passed = attempt, (anchor_pem, *chain[:step])
+                break
     if not verdict.valid or verdict.signed_element is None or verdict.certificate is None:
         raise EpixError(
             [
@@ -174,12 +208,99 @@ def read_registry(content: bytes, anchor_pem: bytes) -> VerifiedRegistry:
         raise EpixError.of(
             "EPIX-SCHEMA-001", f"The registry document has an unreadable value: {exc}", "/Registry"
         ) from None
+    signer_pem = verdict.certificate.pem
+    announced = [
+        certificate
+        for link in _anchor_links(signed)
+        if (certificate := announced_certificate(link, signer_pem)) is not None
+        and fingerprint_of(certificate) != verdict.certificate.fingerprint
+    ]
     return VerifiedRegistry(
         snapshot=snapshot,
         content=content,
         sha256=hashlib.sha256(content).hexdigest(),
         signer=verdict.certificate,
+        announced_next=(
+            announced[-1].public_bytes(serialization.Encoding.PEM) if announced else None
+        ),
+        passed=passed,
     )
+
+
+# A chain longer than this is not followed (each step costs signature checks): decades of
+# yearly rotations.
+MAX_ANCHOR_LINKS = 64
+
+
+def _anchor_links(root: etree._Element) -> list[bytes]:
+    links = []
+    for element in root.iterfind(_NS + "AnchorLink"):
+        try:
+            links.append(base64.b64decode(element.text or "", validate=True))
+        except (ValueError, binascii.Error):
+            continue  # not a link; a signed document with one fails its schema anyway
+    return links[:MAX_ANCHOR_LINKS]
+
+
+def render_announcement(next_certificate: x509.Certificate, announced_at: datetime) -> bytes:
+    """The unsigned ``AnchorAnnouncement`` naming ``next_certificate``."""
+    root = etree.fromstring(f'<AnchorAnnouncement xmlns="{EPIX_REGISTRY}"/>'.encode())
+    root.set("announcedAt", format_time(announced_at))
+    der = next_certificate.public_bytes(serialization.Encoding.DER)
+    _sub(root, "Certificate", base64.b64encode(der).decode("ascii"))
+    return etree.tostring(root, xml_declaration=True, encoding="UTF-8")
+
+
+def announced_certificate(link: bytes, signer_pem: bytes) -> x509.Certificate | None:
+    """The certificate an ``AnchorAnnouncement`` names, if ``signer_pem`` signed it (checked
+    at its ``announcedAt``: an anchor that has since expired still vouches for the successor
+    it named while valid); None for anything else."""
+    try:
+        root = parse_xml(link, max_bytes=64 * 1024)
+        if root.tag != _NS + "AnchorAnnouncement":
+            return None
+        verdict = verify_document(
+            root,
+            party=SECRETARIAT_PARTY,
+            role=SECRETARIAT,
+            trust=anchor_store(signer_pem),
+            at=_parse_time(root.get("announcedAt", "")),
+        )
+        signed = verdict.signed_element
+        if not verdict.valid or signed is None or not load_schema(SCHEMA).validate(signed):
+            return None
+        return x509.load_der_x509_certificate(
+            base64.b64decode(_child_text(signed, "Certificate") or "")
+        )
+    except (EpixError, ValueError, binascii.Error):
+        return None
+
+
+def successor_chain(
+    links: Sequence[bytes],
+    anchor_pem: bytes,
+    pending_next: bytes | None,
+    retired: frozenset[str],
+) -> list[bytes]:
+    """The certificates (PEM) reachable from ``anchor_pem`` one announcement at a time, in
+    order: each named by a link its predecessor signed (the first may instead be
+    ``pending_next``). Never a retired certificate, never one twice."""
+    chain: list[bytes] = []
+    current = anchor_pem
+    seen = {fingerprint_of(x509.load_pem_x509_certificate(anchor_pem)), *retired}
+    while True:
+        named = [c for link in links if (c := announced_certificate(link, current)) is not None]
+        if named:
+            successor: x509.Certificate | None = named[-1]
+        elif not chain and pending_next is not None:
+            successor = x509.load_pem_x509_certificate(pending_next)
+        else:
+            successor = None
+        if successor is None or fingerprint_of(successor) in seen:
+            return chain
+        seen.add(fingerprint_of(successor))
+        current = successor.public_bytes(serialization.Encoding.PEM)
+        chain.append(current)
 
 
 def _child_text(element: etree._Element, name: str) -> str | None:
@@ -264,24 +385,35 @@ def publish(
 ) -> RegistryDocument:
     """Sign the current registry with the Secretariat key, valid for ``validity`` from ``now``.
 
-    The document already published is returned while it is current and more than half of
-    ``validity`` is left before its expiry. Otherwise (a change, or an expiry drawing near, or
-    a document from before expiry existed) a new version is signed: a re-signed unchanged
+    The document already published is returned while it is current, more than half of
+    ``validity`` is left before its expiry, and it was signed with ``cert_pem``. Otherwise (a
+    change, an expiry drawing near, a document from before expiry existed, or the switch to
+    an announced signing certificate) a new version is signed: a re-signed unchanged
     registry also takes the next version, like a CRL's number, so a follower accepts it
     as newer and a frozen source is told apart from a current one. Holding the version lock
     makes concurrent publishers produce one document.
     """
     now = now or utcnow()
     state = repository.lock_state(session)
+    links = repository.anchor_links(session)
+    require_chain_signer(links, cert_pem)
+    signer = fingerprint_of(one_certificate(cert_pem, "cert", "EPIX-REG-019"))
     latest = repository.latest_document(session)
     if latest is not None and latest.version >= state.version:
-        if latest.expires_at is not None and as_utc(latest.expires_at) - now > validity / 2:
+        if (
+            latest.expires_at is not None
+            and as_utc(latest.expires_at) - now > validity / 2
+            and latest.signer_fingerprint == signer
+        ):
             return latest
         state.version = latest.version + 1
         state.updated_at = now
     snapshot = replace(repository.load_snapshot(session, now), expires_at=now + validity)
     content = sign_document(
-        render_document(snapshot), key_pem, cert_pem, max_bytes=MAX_DOCUMENT_BYTES
+        render_document(snapshot, [link.content for link in links]),
+        key_pem,
+        cert_pem,
+        max_bytes=MAX_DOCUMENT_BYTES,
     )
     document = RegistryDocument(
         version=snapshot.version,
@@ -292,6 +424,7 @@ def publish(
         source_url=None,
         source_etag=None,
         stored_at=utcnow(),
+        signer_fingerprint=signer,
     )
     session.add(document)
     session.flush()
@@ -306,6 +439,24 @@ def publish(
         detail={"registry_version": snapshot.version, "expires": format_time(now + validity)},
     )
     return document
+
+
+def require_chain_signer(links: Sequence[RegistryAnchorLink], cert_pem: bytes) -> None:
+    """Refuse (EPIX-REG-019) to sign with a certificate followers will not accept: once a
+    successor was announced, only the last announcement's signer (followers not moved yet)
+    or the successor it names (the switch) may sign."""
+    if not links:
+        return
+    fingerprint = fingerprint_of(one_certificate(cert_pem, "cert", "EPIX-REG-019"))
+    last = links[-1]
+    if fingerprint not in (last.signer_fingerprint, last.next_fingerprint):
+        raise EpixError.of(
+            "EPIX-REG-019",
+            f"The signing certificate {fingerprint} is not the Secretariat's current anchor: "
+            f"followers accept {last.signer_fingerprint} and its announced successor "
+            f"{last.next_fingerprint} only.",
+            "cert",
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -356,6 +507,7 @@ def import_registry(
             source_url=source_url,
             source_etag=etag,
             stored_at=utcnow(),
+            signer_fingerprint=verified.signer.fingerprint,
         )
     )
     session.flush()

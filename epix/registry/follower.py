@@ -1,8 +1,10 @@
 """A node that follows the Secretariat's published registry.
 
 It fetches the document over HTTP(S) with a conditional GET, accepts it only when it verifies
-against the pinned Secretariat certificate and is newer than what the node holds, and keeps
-working from the last good copy (stored in the database) while the source is unreachable.
+against the Secretariat certificate it trusts (the pinned one, or the successor it moved to
+through signed announcements: ``epix.registry.anchors``) and is newer than what the node
+holds, and keeps working from the last good copy (stored in the database) while the source is
+unreachable.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from epix.db.trouble import OutageLog
 from epix.errors import EpixError, Finding
 from epix.outbound import DeadlineExceeded, outbound_client
 from epix.registry import repository
+from epix.registry.anchors import follower_anchor, record_anchor
 from epix.registry.document import MAX_DOCUMENT_BYTES, import_registry, read_registry
 from epix.registry.freshness import (
     LAPSED,
@@ -167,6 +170,7 @@ class RegistryFollower:
             held_version = repository.current_version(session)
             etag = latest.source_etag if latest and latest.source_url == self.source_url else None
             held = latest is not None
+            anchor = follower_anchor(session, self.anchor_pem)
         try:
             fetched = fetch_document(self.client, self.source_url, etag=etag)
         except SourceUnreachable as exc:
@@ -188,9 +192,15 @@ class RegistryFollower:
         if fetched is None:
             return RefreshResult(version=held_version, changed=False)
         content, new_etag = fetched
-        verified = read_registry(content, self.anchor_pem)
+        verified = read_registry(
+            content,
+            anchor.anchor_pem,
+            pending_next=anchor.pending_next,
+            retired=anchor.retired,
+        )
         with self.database.unit_of_work() as session:
             outcome = import_registry(session, verified, source_url=self.source_url, etag=new_etag)
+            record_anchor(session, verified)
         if outcome.changed:
             log.info("registry updated to version %d from %s", outcome.version, self.source_url)
         return RefreshResult(version=outcome.version, changed=outcome.changed)

@@ -124,3 +124,34 @@ class RegistryDocument(Base):
     source_url: Mapped[str | None] = mapped_column(String(2000))
     source_etag: Mapped[str | None] = mapped_column(String(200))
     stored_at: Mapped[datetime]
+    # SHA-256 of the Secretariat certificate that signed it (None: stored before rotation).
+    signer_fingerprint: Mapped[str | None] = mapped_column(String(64))
+
+
+class RegistryAnchorLink(Base):
+    """Secretariat node: one announcement of its next signing certificate, signed by the
+    current one (an ``AnchorAnnouncement``). Every published document carries all of them, in
+    order, so a follower can walk from whatever anchor it trusts to the one now signing."""
+
+    __tablename__ = "registry_anchor_links"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    signer_fingerprint: Mapped[str] = mapped_column(String(64))
+    next_fingerprint: Mapped[str] = mapped_column(String(64), unique=True)
+    content: Mapped[bytes] = mapped_column(LargeBinary)
+    announced_at: Mapped[datetime]
+    announced_by: Mapped[str] = mapped_column(String(150))
+
+
+class RegistryAnchor(Base):
+    """Follower node: a Secretariat certificate it learnt from verified documents: the one it
+    trusts now (``trusted``), the successor announced to it (``next``), or one it moved away
+    from (``retired``, never accepted again: a stolen old key cannot roll it back)."""
+
+    __tablename__ = "registry_anchors"
+
+    fingerprint: Mapped[str] = mapped_column(String(64), primary_key=True)
+    pem: Mapped[str] = mapped_column(Text)
+    state: Mapped[str] = mapped_column(String(16))
+    registry_version: Mapped[int] = mapped_column(Integer)
+    changed_at: Mapped[datetime]

@@ -13,6 +13,8 @@ from sqlalchemy.orm import Session, aliased, selectinload
 from epix.db.base import table_of
 from epix.db.prepared import Prepared
 from epix.registry.models import (
+    RegistryAnchor,
+    RegistryAnchorLink,
     RegistryAuthority,
     RegistryCertificate,
     RegistryDocument,
@@ -301,3 +303,13 @@ def latest_document(session: Session) -> RegistryDocument | None:
     return session.scalars(
         select(RegistryDocument).order_by(RegistryDocument.version.desc()).limit(1)
     ).one_or_none()
+
+
+def anchor_links(session: Session) -> Sequence[RegistryAnchorLink]:
+    """The Secretariat's announcements of its successive signing certificates, oldest first."""
+    return session.scalars(select(RegistryAnchorLink).order_by(RegistryAnchorLink.id)).all()
+
+
+def anchors(session: Session) -> Sequence[RegistryAnchor]:
+    """The Secretariat certificates a follower learnt of (trusted, next, retired)."""
+    return session.scalars(select(RegistryAnchor)).all()

@@ -1,0 +1,242 @@
+"""Rotating the Secretariat's registry signing certificate without touching every follower.
+
+The standard remedy (TUF's root rotation): the Secretariat announces its next certificate in
+an ``AnchorAnnouncement`` signed with its current key (``announce_next_anchor``), keeps
+signing with the current key while followers pick the announcement up, then switches
+(EPIX_REGISTRY_SIGNING_KEY_PATH/_CERT_PATH to the new pair). Every published document carries
+every announcement made so far (``<AnchorLink>``), so the chain travels with the data: a
+follower bootstrapped from an old pinned file, or offline during several rotations, walks from
+the anchor it trusts to the one now signing, each step verified by the certificate before it;
+there is no second resource to fetch, keep in step with the document, or find missing.
+
+A follower remembers what it learnt (``registry_anchors``, audited): the announced successor
+(``next``), the anchor it trusts, and the ones it moved away from (``retired``), which are
+never accepted again, so a stolen old key cannot roll it back. The pinned file
+(EPIX_REGISTRY_ANCHOR_PATH) stays the bootstrap: a node that never moved trusts it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from sqlalchemy.orm import Session
+
+from epix.audit.context import RequestContext
+from epix.audit.service import record_event
+from epix.auth.principal import SECRETARIAT_PARTY, Principal
+from epix.db.base import utcnow
+from epix.errors import EpixError
+from epix.registry import repository
+from epix.registry.document import (
+    VerifiedRegistry,
+    format_time,
+    render_announcement,
+    require_chain_signer,
+)
+from epix.registry.models import RegistryAnchor, RegistryAnchorLink
+from epix.registry.service import one_certificate
+from epix.signatures import sign_document
+from epix.signatures.trust import as_utc, fingerprint_of
+
+TRUSTED, NEXT, RETIRED = "trusted", "next", "retired"
+UNACCEPTABLE = "EPIX-REG-018"
+
+
+def _require_acceptable(
+    successor: x509.Certificate, current: x509.Certificate, known: set[str], now: datetime
+) -> None:
+    """Refuse (EPIX-REG-018) a successor followers must not move to."""
+    problem = None
+    try:
+        is_ca = successor.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
+    except x509.ExtensionNotFound:
+        is_ca = False
+    public = serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    if is_ca:
+        problem = "is a CA certificate; announce the leaf certificate that signs the registry"
+    elif as_utc(successor.not_valid_after_utc) <= now:
+        problem = f"expired at {format_time(successor.not_valid_after_utc)}"
+    elif successor.public_key().public_bytes(*public) == current.public_key().public_bytes(*public):
+        problem = "has the current signing key; a rotation needs a new key pair"
+    elif fingerprint_of(successor) in known:
+        problem = "was already an anchor of this registry; announce a new certificate"
+    if problem is not None:
+        raise EpixError.of(UNACCEPTABLE, f"The next anchor certificate {problem}.", "cert")
+
+
+def announce_next_anchor(
+    session: Session,
+    next_pem: bytes,
+    key_pem: bytes,
+    cert_pem: bytes,
+    *,
+    actor: Principal,
+    request: RequestContext | None = None,
+    now: datetime | None = None,
+) -> RegistryAnchorLink:
+    """Announce ``next_pem`` as the Secretariat's next signing certificate, signed with the
+    current key pair (``key_pem``/``cert_pem``), and make the next publication carry it.
+
+    Announcing again before the switch replaces the pending announcement (a successor key
+    lost or exposed before use). Refusals: EPIX-REG-014 (a private key), EPIX-REG-018 (not
+    one certificate, a CA, expired, the current key, or a former anchor), EPIX-REG-019 (the
+    current certificate is not the chain's head); ``ValueError`` for a key not matching it.
+    """
+    now = now or utcnow()
+    successor = one_certificate(next_pem, "cert", UNACCEPTABLE)
+    current = one_certificate(cert_pem, "signing_cert", "EPIX-REG-019")
+    state = repository.lock_state(session)
+    links = list(repository.anchor_links(session))
+    current_fingerprint = fingerprint_of(current)
+    replaced = None
+    if links and links[-1].signer_fingerprint == current_fingerprint:
+        replaced = links.pop()
+    elif links:
+        require_chain_signer(links, cert_pem)  # the switch happened: current is the head
+    known = {link.signer_fingerprint for link in links} | {current_fingerprint}
+    _require_acceptable(successor, current, known, now)
+    content = sign_document(render_announcement(successor, now), key_pem, cert_pem)
+    if replaced is not None:
+        session.delete(replaced)
+        session.flush()
+    link = RegistryAnchorLink(
+        signer_fingerprint=current_fingerprint,
+        next_fingerprint=fingerprint_of(successor),
+        content=content,
+        announced_at=now,
+        announced_by=actor.username,
+    )
+    session.add(link)
+    state.version += 1  # the next publication carries the announcement
+    state.updated_at = now
+    session.flush()
+    record_event(
+        session,
+        action="registry.anchor.announce",
+        outcome="ok",
+        actor=actor,
+        party=SECRETARIAT_PARTY,
+        request=request,
+        payload=content,
+        detail={
+            "signer": current_fingerprint,
+            "next_anchor": link.next_fingerprint,
+            "replaces": replaced.next_fingerprint if replaced is not None else None,
+            "registry_version": state.version,
+        },
+    )
+    return link
+
+
+@dataclass(frozen=True, slots=True)
+class FollowerAnchor:
+    """What a follower verifies the next document with."""
+
+    anchor_pem: bytes
+    pending_next: bytes | None
+    retired: frozenset[str]
+
+
+def follower_anchor(session: Session, pinned_pem: bytes) -> FollowerAnchor:
+    """The anchor a follower trusts: the one it moved to through announcements, or the pinned
+    file while it has not moved past it (an operator who pins a certificate this node never
+    retired is obeyed: it is the bootstrap)."""
+    pinned = fingerprint_of(one_certificate(pinned_pem, "anchor", "EPIX-REG-007"))
+    rows = {row.fingerprint: row for row in repository.anchors(session)}
+    retired = frozenset(fp for fp, row in rows.items() if row.state == RETIRED)
+    trusted = next((row for row in rows.values() if row.state == TRUSTED), None)
+    if trusted is None or (pinned not in retired and pinned != trusted.fingerprint):
+        return FollowerAnchor(pinned_pem, None, retired - {pinned})
+    pending = next((row.pem.encode() for row in rows.values() if row.state == NEXT), None)
+    return FollowerAnchor(trusted.pem.encode(), pending, retired)
+
+
+def record_anchor(
+    session: Session,
+    verified: VerifiedRegistry,
+    *,
+    request: RequestContext | None = None,
+) -> None:
+    """After importing ``verified``: trust its signer (retiring every other anchor, audited
+    ``registry.anchor.rotate`` when it changes) and remember the successor it announces
+    (``registry.anchor.next``). Call only in the transaction that imported the document."""
+    now, version = utcnow(), verified.snapshot.version
+    rows = {row.fingerprint: row for row in repository.anchors(session)}
+    signer = verified.signer.fingerprint
+    previous = next((fp for fp, row in rows.items() if row.state == TRUSTED), None)
+    for row in rows.values():
+        if row.fingerprint != signer and row.state == TRUSTED:
+            row.state, row.changed_at, row.registry_version = RETIRED, now, version
+    for left_behind in verified.passed:  # e.g. the pinned file a fresh follower started from
+        fingerprint = fingerprint_of(x509.load_pem_x509_certificate(left_behind))
+        if fingerprint in rows:
+            rows[fingerprint].state, rows[fingerprint].changed_at = RETIRED, now
+            rows[fingerprint].registry_version = version
+        else:
+            session.add(
+                RegistryAnchor(
+                    fingerprint=fingerprint,
+                    pem=left_behind.decode(),
+                    state=RETIRED,
+                    registry_version=version,
+                    changed_at=now,
+                )
+            )
+    previous = previous or (
+        fingerprint_of(x509.load_pem_x509_certificate(verified.passed[0]))
+        if verified.passed
+        else None
+    )
+    if signer in rows:
+        row = rows[signer]
+        if row.state != TRUSTED:
+            row.state, row.changed_at, row.registry_version = TRUSTED, now, version
+    else:
+        session.add(
+            RegistryAnchor(
+                fingerprint=signer,
+                pem=verified.signer.pem.decode(),
+                state=TRUSTED,
+                registry_version=version,
+                changed_at=now,
+            )
+        )
+    if previous is not None and previous != signer:
+        record_event(
+            session,
+            action="registry.anchor.rotate",
+            outcome="ok",
+            party=SECRETARIAT_PARTY,
+            request=request,
+            detail={"previous": previous, "anchor": signer, "registry_version": version},
+        )
+    announced = (
+        fingerprint_of(x509.load_pem_x509_certificate(verified.announced_next))
+        if verified.announced_next is not None
+        else None
+    )
+    for row in rows.values():
+        if row.state == NEXT and row.fingerprint != announced:
+            session.delete(row)
+    if announced is not None and announced not in rows and verified.announced_next is not None:
+        session.add(
+            RegistryAnchor(
+                fingerprint=announced,
+                pem=verified.announced_next.decode(),
+                state=NEXT,
+                registry_version=version,
+                changed_at=now,
+            )
+        )
+        record_event(
+            session,
+            action="registry.anchor.next",
+            outcome="ok",
+            party=SECRETARIAT_PARTY,
+            request=request,
+            detail={"anchor": signer, "next_anchor": announced, "registry_version": version},
+        )
+    session.flush()
