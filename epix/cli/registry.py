@@ -458,7 +458,7 @@ def announce_anchor(
     no longer accept (EPIX-REG-019).
     """
     key_pem, cert_pem = _signing_pair(key_path, cert_path)
-    with cli_session() as session:
+    with change_session() as session:
         actor = acting_principal(session, as_user)
         try:
             link = announce_next_anchor(

@@ -37,7 +37,7 @@ from epix.registry.document import (
     require_chain_signer,
 )
 from epix.registry.models import RegistryAnchor, RegistryAnchorLink
-from epix.registry.service import one_certificate
+from epix.registry.service import one_certificate, refusal_audited, require_secretariat
 from epix.signatures import sign_document
 from epix.signatures.trust import as_utc, fingerprint_of
 
@@ -79,55 +79,64 @@ def announce_next_anchor(
 ) -> RegistryAnchorLink:
     """Announce ``next_pem`` as the Secretariat's next signing certificate, signed with the
     current key pair (``key_pem``/``cert_pem``), and make the next publication carry it.
+    Secretariat only (EPIX-AUTH-004); a refusal is audited.
 
     Announcing again before the switch replaces the pending announcement (a successor key
     lost or exposed before use). Refusals: EPIX-REG-014 (a private key), EPIX-REG-018 (not
     one certificate, a CA, expired, the current key, or a former anchor), EPIX-REG-019 (the
     current certificate is not the chain's head); ``ValueError`` for a key not matching it.
     """
-    now = now or utcnow()
-    successor = one_certificate(next_pem, "cert", UNACCEPTABLE)
-    current = one_certificate(cert_pem, "signing_cert", "EPIX-REG-019")
-    state = repository.lock_state(session)
-    links = list(repository.anchor_links(session))
-    current_fingerprint = fingerprint_of(current)
-    replaced = None
-    if links and links[-1].signer_fingerprint == current_fingerprint:
-        replaced = links.pop()
-    elif links:
-        require_chain_signer(links, cert_pem)  # the switch happened: current is the head
-    known = {link.signer_fingerprint for link in links} | {current_fingerprint}
-    _require_acceptable(successor, current, known, now)
-    content = sign_document(render_announcement(successor, now), key_pem, cert_pem)
-    if replaced is not None:
-        session.delete(replaced)
-        session.flush()
-    link = RegistryAnchorLink(
-        signer_fingerprint=current_fingerprint,
-        next_fingerprint=fingerprint_of(successor),
-        content=content,
-        announced_at=now,
-        announced_by=actor.username,
-    )
-    session.add(link)
-    state.version += 1  # the next publication carries the announcement
-    state.updated_at = now
-    session.flush()
-    record_event(
+    with refusal_audited(
         session,
         action="registry.anchor.announce",
-        outcome="ok",
         actor=actor,
         party=SECRETARIAT_PARTY,
         request=request,
-        payload=content,
-        detail={
-            "signer": current_fingerprint,
-            "next_anchor": link.next_fingerprint,
-            "replaces": replaced.next_fingerprint if replaced is not None else None,
-            "registry_version": state.version,
-        },
-    )
+        attempt={},
+    ):
+        require_secretariat(actor)
+        now = now or utcnow()
+        successor = one_certificate(next_pem, "cert", UNACCEPTABLE)
+        current = one_certificate(cert_pem, "signing_cert", "EPIX-REG-019")
+        state = repository.lock_state(session)
+        links = list(repository.anchor_links(session))
+        current_fingerprint = fingerprint_of(current)
+        replaced = None
+        require_chain_signer(session, links, cert_pem)
+        if links and links[-1].signer_fingerprint == current_fingerprint:
+            replaced = links.pop()  # not switched yet: the announcement is replaced
+        known = {link.signer_fingerprint for link in links} | {current_fingerprint}
+        _require_acceptable(successor, current, known, now)
+        content = sign_document(render_announcement(successor, now), key_pem, cert_pem)
+        if replaced is not None:
+            session.delete(replaced)
+            session.flush()
+        link = RegistryAnchorLink(
+            signer_fingerprint=current_fingerprint,
+            next_fingerprint=fingerprint_of(successor),
+            content=content,
+            announced_at=now,
+            announced_by=actor.username,
+        )
+        session.add(link)
+        state.version += 1  # the next publication carries the announcement
+        state.updated_at = now
+        session.flush()
+        record_event(
+            session,
+            action="registry.anchor.announce",
+            outcome="ok",
+            actor=actor,
+            party=SECRETARIAT_PARTY,
+            request=request,
+            payload=content,
+            detail={
+                "signer": current_fingerprint,
+                "next_anchor": link.next_fingerprint,
+                "replaces": replaced.next_fingerprint if replaced is not None else None,
+                "registry_version": state.version,
+            },
+        )
     return link
 
 

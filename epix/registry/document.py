@@ -396,7 +396,7 @@ def publish(
     now = now or utcnow()
     state = repository.lock_state(session)
     links = repository.anchor_links(session)
-    require_chain_signer(links, cert_pem)
+    require_chain_signer(session, links, cert_pem)
     signer = fingerprint_of(one_certificate(cert_pem, "cert", "EPIX-REG-019"))
     latest = repository.latest_document(session)
     if latest is not None and latest.version >= state.version:
@@ -441,20 +441,27 @@ def publish(
     return document
 
 
-def require_chain_signer(links: Sequence[RegistryAnchorLink], cert_pem: bytes) -> None:
+def require_chain_signer(
+    session: Session, links: Sequence[RegistryAnchorLink], cert_pem: bytes
+) -> None:
     """Refuse (EPIX-REG-019) to sign with a certificate followers will not accept: once a
     successor was announced, only the last announcement's signer (followers not moved yet)
-    or the successor it names (the switch) may sign."""
+    or the successor it names (the switch) may sign, and after a document signed by the
+    successor was published, only the successor (followers that fetched it retired the old)."""
     if not links:
         return
     fingerprint = fingerprint_of(one_certificate(cert_pem, "cert", "EPIX-REG-019"))
     last = links[-1]
-    if fingerprint not in (last.signer_fingerprint, last.next_fingerprint):
+    latest = repository.latest_document(session)
+    switched = latest is not None and latest.signer_fingerprint == last.next_fingerprint
+    accepted = (
+        (last.next_fingerprint,) if switched else (last.signer_fingerprint, last.next_fingerprint)
+    )
+    if fingerprint not in accepted:
         raise EpixError.of(
             "EPIX-REG-019",
             f"The signing certificate {fingerprint} is not the Secretariat's current anchor: "
-            f"followers accept {last.signer_fingerprint} and its announced successor "
-            f"{last.next_fingerprint} only.",
+            f"followers accept {' or '.join(accepted)} only.",
             "cert",
         )
 

@@ -129,7 +129,7 @@ def certificate_fingerprint(text: str, location: str = "fingerprint") -> str:
     )
 
 
-def _require_secretariat(actor: Principal) -> None:
+def require_secretariat(actor: Principal) -> None:
     if not actor.has(Role.SECRETARIAT):
         raise EpixError.of(
             "EPIX-AUTH-004", "Only the Secretariat may change the key registry.", "registry"
@@ -165,7 +165,7 @@ def _party_or_none(code: str | None) -> str | None:
 
 
 @contextmanager
-def _refusal_audited(
+def refusal_audited(
     session: Session,
     *,
     action: str,
@@ -219,7 +219,7 @@ def add_party(
     actor: Principal,
     request: RequestContext | None = None,
 ) -> RegistryParty:
-    with _refusal_audited(
+    with refusal_audited(
         session,
         action="registry.party.add",
         actor=actor,
@@ -227,7 +227,7 @@ def add_party(
         request=request,
         attempt={"party": code, "name": name, "endpoint_url": endpoint},
     ):
-        _require_secretariat(actor)
+        require_secretariat(actor)
         code = party_code(code, "code")
         clean_name = _text(name, "name", 200)
         assert clean_name is not None
@@ -261,7 +261,7 @@ def add_authority(
     actor: Principal,
     request: RequestContext | None = None,
 ) -> RegistryAuthority:
-    with _refusal_audited(
+    with refusal_audited(
         session,
         action="registry.authority.add",
         actor=actor,
@@ -269,7 +269,7 @@ def add_authority(
         request=request,
         attempt={"party": party, "kind": kind, "name": name},
     ):
-        _require_secretariat(actor)
+        require_secretariat(actor)
         code = party_code(party)
         canonical_kind = normalise_kind(kind)
         clean_name = _text(name, "name", 200)
@@ -442,7 +442,7 @@ def add_certificate(
     request: RequestContext | None = None,
 ) -> RegistryCertificate:
     """Register one more certificate for an authority (an earlier one stays valid: rollover)."""
-    with _refusal_audited(
+    with refusal_audited(
         session,
         action="registry.certificate.add",
         actor=actor,
@@ -450,7 +450,7 @@ def add_certificate(
         request=request,
         attempt={"authority_id": authority_id},
     ):
-        _require_secretariat(actor)
+        require_secretariat(actor)
         now = utcnow()
         certificate = acceptable_certificate(pem, now)
         repository.lock_state(session)
@@ -520,7 +520,7 @@ def revoke_certificate(
     A revoked certificate may be revoked again only from an earlier time (a revocation
     scheduled for the end of a rollover, brought forward by a compromise), with the new reason.
     """
-    with _refusal_audited(
+    with refusal_audited(
         session,
         action="registry.certificate.revoke",
         actor=actor,
@@ -528,7 +528,7 @@ def revoke_certificate(
         request=request,
         attempt={"fingerprint": fingerprint, "reason": reason},
     ):
-        _require_secretariat(actor)
+        require_secretariat(actor)
         clean_reason = _text(reason, "reason", 500)
         repository.lock_state(session)
         row = repository.get_certificate(session, certificate_fingerprint(fingerprint))
@@ -583,7 +583,7 @@ def set_endpoint(
     request: RequestContext | None = None,
 ) -> RegistryParty:
     """Publish (or with None withdraw) the URL where the Party's node receives messages."""
-    with _refusal_audited(
+    with refusal_audited(
         session,
         action="registry.endpoint.set",
         actor=actor,
@@ -591,7 +591,7 @@ def set_endpoint(
         request=request,
         attempt={"party": party, "endpoint_url": url},
     ):
-        _require_secretariat(actor)
+        require_secretariat(actor)
         code = party_code(party)
         clean_url = endpoint_url(url) if url else None
         repository.lock_state(session)

@@ -23,7 +23,7 @@ from epix.registry.follower import RegistryFollower
 from epix.signatures import sign_document
 from epix.xml.namespaces import EPIX_REGISTRY
 from tests.pki import Identity, make_certificate, make_key
-from tests.registry.conftest import SECRETARIAT, WEEK, ec_identity, now, populate
+from tests.registry.conftest import MA_USER, SECRETARIAT, WEEK, ec_identity, now, populate
 from tests.registry.test_follower import Source, published, secretariat_database, source
 
 __all__ = ["secretariat_database", "source"]  # fixtures shared with test_follower
@@ -100,14 +100,19 @@ def test_rotation_end_to_end_and_the_old_key_is_refused_afterwards(
         assert repository.current_version(session) == version
 
 
-def forged_document(database: Database, signer: Identity, *, version: int) -> bytes:
-    """The Secretariat's current registry, renumbered and signed by ``signer`` (no checks)."""
+def forged_document(
+    database: Database, signer: Identity, *, version: int, without_links: bool = False
+) -> bytes:
+    """The Secretariat's current registry, renumbered and signed by ``signer`` (no checks),
+    without its chain of announcements if ``without_links``."""
     with database.unit_of_work() as session:
         latest = repository.latest_document(session)
         assert latest is not None
         root = etree.fromstring(latest.content)
     for signature in root.findall("{http://www.w3.org/2000/09/xmldsig#}Signature"):
         root.remove(signature)
+    for link in root.findall(f"{{{EPIX_REGISTRY}}}AnchorLink") if without_links else []:
+        root.remove(link)
     root.set("version", str(version))
     return sign_document(etree.tostring(root), signer.key_pem, signer.cert_pem)
 
@@ -281,3 +286,52 @@ def test_announce_anchor_from_the_command_line(
             new.fingerprint
         ]
     database.dispose()
+
+
+def test_the_remembered_successor_is_accepted_without_the_chain_in_the_document(
+    database: Database,
+    secretariat_database: Database,
+    secretariat_identity: Identity,
+    source: tuple[Source, str, ThreadingHTTPServer],
+) -> None:
+    state, url, _ = source
+    old, new = secretariat_identity, ec_identity("CITES Secretariat remembered (TEST)", party="CH")
+    with secretariat_database.unit_of_work() as session:
+        populate(session)
+    announce(secretariat_database, new, old)
+    serve(state, published(secretariat_database, old), "v1")
+    follower = follower_of(database, url, old)
+    follower.refresh()  # learns of the successor
+    bare = forged_document(secretariat_database, new, version=40, without_links=True)
+    with pytest.raises(EpixError, match="EPIX-REG-007"):
+        read_registry(bare, old.cert_pem)  # a fresh node cannot place this signer
+    serve(state, bare, "bare")
+    assert follower.refresh().version == 40
+
+
+def test_after_the_switch_the_old_certificate_may_not_sign_nor_announce(
+    secretariat_database: Database, secretariat_identity: Identity
+) -> None:
+    old, new = secretariat_identity, ec_identity("CITES Secretariat switched (TEST)", party="CH")
+    spare = ec_identity("CITES Secretariat spare (TEST)", party="CH")
+    announce(secretariat_database, spare, old)
+    announce(secretariat_database, new, old)  # replaces the announcement of spare
+    with secretariat_database.unit_of_work() as session:
+        assert [link.next_fingerprint for link in repository.anchor_links(session)] == [
+            new.fingerprint
+        ]
+    published(secretariat_database, old)
+    published(secretariat_database, new)  # the switch
+    with (
+        secretariat_database.unit_of_work() as session,
+        pytest.raises(EpixError, match="EPIX-REG-019"),
+    ):
+        publish(session, old.key_pem, old.cert_pem, validity=WEEK)
+    with pytest.raises(EpixError, match="EPIX-REG-019"):
+        announce(secretariat_database, spare, old)
+    with (
+        pytest.raises(EpixError, match="EPIX-AUTH-004"),
+        secretariat_database.unit_of_work() as session,
+    ):
+        announce_next_anchor(session, spare.cert_pem, new.key_pem, new.cert_pem, actor=MA_USER)
+    assert "registry.anchor.announce" in audit_actions(secretariat_database)
