@@ -272,7 +272,7 @@ def announced_certificate(link: bytes, signer_pem: bytes) -> x509.Certificate | 
         return x509.load_der_x509_certificate(
             base64.b64decode(_child_text(signed, "Certificate") or "")
         )
-    except (EpixError, ValueError, binascii.Error):
+    except (EpixError, ValueError, OverflowError, binascii.Error):  # e.g. year 9999 at -14:00
         return None
 
 

@@ -335,3 +335,17 @@ def test_after_the_switch_the_old_certificate_may_not_sign_nor_announce(
     ):
         announce_next_anchor(session, spare.cert_pem, new.key_pem, new.cert_pem, actor=MA_USER)
     assert "registry.anchor.announce" in audit_actions(secretariat_database)
+
+
+def test_a_hostile_link_is_a_refusal_not_a_crash(
+    secretariat_database: Database, secretariat_identity: Identity
+) -> None:
+    attacker = ec_identity("Hostile (TEST)", party="CH")
+    link = (
+        f'<AnchorAnnouncement xmlns="{EPIX_REGISTRY}" announcedAt="9999-12-31T23:59:59-14:00">'
+        "<Certificate>AA==</Certificate></AnchorAnnouncement>"
+    ).encode()
+    published(secretariat_database, secretariat_identity)
+    hostile = forged_with_link(secretariat_database, attacker, link, version=5)
+    with pytest.raises(EpixError, match="EPIX-REG-007"):
+        read_registry(hostile, secretariat_identity.cert_pem)

@@ -119,7 +119,7 @@ def _signing_identity(settings: Settings) -> tuple[bytes, bytes] | None:
 @router.get(
     "",
     summary="The Secretariat-signed registry document",
-    openapi_extra=refusals("EPIX-REG-009"),
+    openapi_extra=refusals("EPIX-REG-009", "EPIX-REG-019"),
     response_class=Response,
 )
 def registry_document(
