@@ -518,7 +518,11 @@ def import_(source: str, anchor: Path | None, as_user: str | None) -> None:
 @registry.command("follow")
 @click.option("--once", is_flag=True, help="Refresh once and exit.")
 def follow(once: bool) -> None:
-    """Follow EPIX_REGISTRY_SOURCE_URL, verified against EPIX_REGISTRY_ANCHOR_PATH."""
+    """Follow EPIX_REGISTRY_SOURCE_URL, verified against EPIX_REGISTRY_ANCHOR_PATH.
+
+    When the Secretariat announced a successor (announce-anchor), the first document it signs
+    is accepted and this node trusts it, and no longer the pinned certificate, from then on.
+    """
     settings = get_settings()
     database = Database(settings.effective_database_url)
     try:
