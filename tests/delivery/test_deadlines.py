@@ -34,6 +34,7 @@ from tests.delivery.helpers import (
     register_peer,
     sender_settings,
 )
+from tests.pki import make_identity
 
 DEADLINE = 1.0
 DRIP_SECONDS = 0.2
@@ -200,7 +201,10 @@ def test_a_registry_source_dripping_its_document_is_unreachable_after_the_deadli
     follower = RegistryFollower(
         sqlite_database,
         source_url=f"{drip.url}/v1/registry",
-        anchor_pem=b"not used: nothing arrives to verify",
+        # A real certificate: the follower reads its anchor before it fetches anything.
+        anchor_pem=make_identity(
+            "CITES Secretariat (TEST)", party="XA", kind="ec", size=256
+        ).cert_pem,
         deadline_seconds=DEADLINE,
     )
     started = time.monotonic()
