@@ -117,9 +117,8 @@ def check_may_see(permit: Permit, actor: Principal) -> None:
         raise permit_not_found(permit.issuing_party, permit.number)
 
 
-WITHDRAWN = (CANCELLED, REPLACED)  # by the issuer, for good
 # A late endorsement (made before the last change of status) leaves these as they are.
-KEPT_STATUSES = (*WITHDRAWN, "used")
+KEPT_STATUSES = (CANCELLED, REPLACED, "used")
 
 
 def check_usable(
@@ -144,12 +143,11 @@ def check_usable(
     # replaced it, or the other side's inspection used it up) happened all the same: arriving
     # late because delivery retried, it is recorded, and the status stays.
     made_before = permit.status_changed_at is not None and at < permit.status_changed_at
-    withdrawn_after = permit.status in WITHDRAWN and made_before
-    if permit.status == "cancelled" and not withdrawn_after:
+    if permit.status == CANCELLED and not made_before:
         raise EpixError.of(
             "EPIX-STATE-003", f"Permit {permit.number} was cancelled by its issuer.", "permit"
         )
-    if permit.status == "replaced" and not withdrawn_after:
+    if permit.status == REPLACED and not made_before:
         raise EpixError.of(
             "EPIX-STATE-004",
             f"Permit {permit.number} was replaced; the replacement must be presented.",
