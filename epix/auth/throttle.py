@@ -94,12 +94,8 @@ class Throttle:
             .values(key=key, attempts="", forget_at=now + self._window, throttled_since=None)
             .on_conflict_do_nothing(index_elements=["key"])
         )
-        row = session.execute(
-            select(ThrottleRecord)
-            .where(ThrottleRecord.key == key)
-            .with_for_update()
-            .execution_options(populate_existing=True)
-        ).scalar_one()
+        row = self._locked_row(session, key)
+        assert row is not None  # inserted just above if it was missing
         recent = self._recent(row.attempts, now)
         wait = self._wait(recent, now)
         if wait is not None:
@@ -116,18 +112,23 @@ class Throttle:
     def uncount(self, session: Session, *source: str) -> None:
         """Take back one counted attempt of ``source`` (it succeeded), in the caller's
         transaction; the others stay, unlike ``forgive``."""
-        row = session.execute(
-            select(ThrottleRecord)
-            .where(ThrottleRecord.key == self._key(source))
-            .with_for_update()
-            .execution_options(populate_existing=True)
-        ).scalar_one_or_none()
+        row = self._locked_row(session, self._key(source))
         if row is not None:
             row.attempts = " ".join(row.attempts.split()[:-1])
 
     def forgive(self, session: Session, *source: str) -> None:
         """Forget ``source``'s attempts (a login succeeded), in the caller's transaction."""
         session.execute(delete(ThrottleRecord).where(ThrottleRecord.key == self._key(source)))
+
+    @staticmethod
+    def _locked_row(session: Session, key: str) -> ThrottleRecord | None:
+        """The source's row, read afresh under a row lock (PostgreSQL ``FOR UPDATE``)."""
+        return session.execute(
+            select(ThrottleRecord)
+            .where(ThrottleRecord.key == key)
+            .with_for_update()
+            .execution_options(populate_existing=True)
+        ).scalar_one_or_none()
 
     def _key(self, source: tuple[str, ...]) -> str:
         # User names are matched as stored, but case variants must not multiply the guesses.
