@@ -14,7 +14,7 @@ from epix.api.metrics import router as metrics_router
 from epix.api.openapi import install_openapi
 from epix.api.problems import install_problem_handlers
 from epix.api.request_id import RequestId
-from epix.api.routers import audit, auth, health, messages, permits
+from epix.api.routers import audit, auth, health, messages, permits, reports
 from epix.api.routers import endorsements as endorsements_routes
 from epix.api.routers import inbox as inbox_router
 from epix.api.routers import outbox as outbox_routes
@@ -93,6 +93,7 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
         outbox_routes.router,
         registry_routes.router,
         audit.router,
+        reports.router,
     )
     for router in api_routers[1:]:  # health's is included above, outside the sessions
         app.include_router(router)

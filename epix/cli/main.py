@@ -86,6 +86,7 @@ def _register() -> None:
     from epix.cli import backup as backup_cmd
     from epix.cli import bench, errors_cmd, keys
     from epix.cli import demo as demo_cmd
+    from epix.cli import report as report_cmd
     from epix.cli import serve as serve_cmd
     from epix.cli import users as users_cmd
     from epix.cli import validate as validate_cmd
@@ -102,6 +103,7 @@ def _register() -> None:
     cli.add_command(keys.sign)
     cli.add_command(serve_cmd.serve)
     cli.add_command(demo_cmd.demo)
+    cli.add_command(report_cmd.report)
     cli.add_command(validate_cmd.validate)
     cli.add_command(worker_cmd.worker)
     cli.add_command(worker_cmd.outbox_group)

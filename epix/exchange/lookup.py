@@ -30,10 +30,11 @@ from epix.errors import EpixError
 from epix.exchange.models import Message, Permit, PermitWatcher, Receipt
 from epix.exchange.repository import permit_not_found
 from epix.exchange.service import sha256_hex
+from epix.permits.model import Permit as PermitBoxes
 from epix.permits.reader import read_permit
 from epix.registry.roles import MANAGEMENT_AUTHORITY
 from epix.registry.trust import RegistryTrustStore
-from epix.signatures.verify import verify_document
+from epix.signatures.verify import Verdict, verify_document
 from epix.xml import parse_xml
 
 ACTION_LOOKUP = "permit.lookup"
@@ -132,8 +133,12 @@ def _issuer_of(event: AuditEvent) -> str | None:
     return event.party
 
 
-def permit_view(session: Session, permit: Permit, base_path: str) -> dict[str, Any]:
-    """The full lookup answer as JSON values."""
+def verified_permit(
+    session: Session, permit: Permit
+) -> tuple[Message, Verdict, PermitBoxes | None]:
+    """The stored message, its signature verdict as the registry stood when the node received
+    it, and the boxes read from what the verifier says was signed (None when it did not verify:
+    business data is never read from unverified bytes)."""
     message = session.get(Message, permit.message_pk)
     assert message is not None  # a permit row always points at its stored message
     trust = RegistryTrustStore(session, as_of=message.received_at)
@@ -144,9 +149,15 @@ def permit_view(session: Session, permit: Permit, base_path: str) -> dict[str, A
         trust=trust,
         at=message.received_at,
     )
-    parsed: dict[str, Any] | None = None
-    if verdict.valid and verdict.signed_element is not None:
-        parsed = _jsonable(asdict(read_permit(verdict.signed_element)))
+    if not verdict.valid or verdict.signed_element is None:
+        return message, verdict, None
+    return message, verdict, read_permit(verdict.signed_element)
+
+
+def permit_view(session: Session, permit: Permit, base_path: str) -> dict[str, Any]:
+    """The full lookup answer as JSON values."""
+    message, verdict, boxes = verified_permit(session, permit)
+    parsed = _jsonable(asdict(boxes)) if boxes is not None else None
     receipts = session.scalars(
         select(Receipt).where(Receipt.message_pk == message.id).order_by(Receipt.id)
     ).all()

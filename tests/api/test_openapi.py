@@ -25,6 +25,7 @@ from epix.api.routers import (
     outbox,
     permits,
     registry,
+    reports,
     webhooks,
 )
 from epix.errors import ERROR_TABLE
@@ -44,6 +45,7 @@ ROUTES = [
         outbox,
         registry,
         audit,
+        reports,
     )
     for route in module.router.routes
     if isinstance(route, APIRoute) and route.include_in_schema

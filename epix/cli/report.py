@@ -1,0 +1,51 @@
+"""``epix report``: the annual-report trade data of a Party (Art. VIII.7), from this node."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from epix.cli.users import cli_context, cli_session
+from epix.reports.annual import read_annual_report
+
+
+@click.group()
+def report() -> None:
+    """Reports for the Secretariat and the Management Authorities."""
+
+
+@report.command("annual")
+@click.argument("party")
+@click.argument("year", type=int)
+@click.option(
+    "--format",
+    "output",
+    type=click.Choice(["json", "csv"]),
+    default="json",
+    show_default=True,
+    help="json: permit counts and trade records; csv: the trade records, one row each.",
+)
+@click.option(
+    "--output",
+    "target",
+    type=click.Path(dir_okay=False, writable=True, path_type=Path),
+    default=None,
+    help="Write to this file instead of standard output.",
+)
+def annual(party: str, year: int, output: str, target: Path | None) -> None:
+    """PARTY's annual-report trade data for YEAR: the permits it granted, and one record per
+    permit line it exported, re-exported or imported, saying whether the quantity was endorsed
+    at the border or is what the permit allowed. Only permits exchanged through this node are
+    covered. Audited."""
+    with cli_session() as session:
+        found = read_annual_report(
+            session, party, year, reader=None, request=cli_context("report annual"), output=output
+        )
+        text = found.to_csv() if output == "csv" else json.dumps(found.as_dict(), indent=2) + "\n"
+    if target is None:
+        click.echo(text, nl=False)
+    else:
+        target.write_text(text, encoding="utf-8", newline="")
+        click.echo(f"{len(found.records)} records written to {target}", err=True)

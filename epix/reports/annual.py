@@ -1,0 +1,433 @@
+"""A Party's annual-report trade data (Art. VIII.7), from the permits and endorsements on this node.
+
+Art. VIII.7(a) asks each Party for the number and type of permits granted, the States traded
+with, and the quantities, types and species of specimens. Resolution Conf. 11.17 (Rev. CoP19)
+asks for actual trade where it is known, else for what the permits allowed, saying which. So
+each trade record says what its quantity rests on:
+
+- ``export endorsed``: the quantity customs endorsed when the specimens left (box 14);
+- ``import endorsed``: the quantity the importing Party's customs found on arrival, when the
+  export was not endorsed through EPIX;
+- ``permit issued``: nothing was endorsed; the quantity the permit allowed (box 11), for a permit
+  issued in the year and neither cancelled nor replaced.
+
+Each permit line falls in one year of the exporting Party's report (the year of its export
+endorsement, else of its import endorsement, else of issue) and, once imported, in one year of
+the importing Party's report: a permit is never counted twice. A node knows only the permits
+exchanged through it, so the report covers electronic permits only; paper permits are
+reported as before.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from epix.audit.context import RequestContext
+from epix.audit.service import record_event
+from epix.auth.principal import Principal
+from epix.auth.scoping import may_see_party
+from epix.endorsements.document import Side
+from epix.endorsements.models import Endorsement
+from epix.errors import EpixError
+from epix.exchange.lookup import effective_status, verified_permit
+from epix.exchange.models import Permit
+from epix.permits.model import Permit as PermitBoxes
+from epix.permits.model import PermitLine as LineBoxes
+
+ACTION_ANNUAL_REPORT = "report.annual"
+FIRST_YEAR = 1975  # the Convention entered into force on 1 July 1975
+EXPORT_DOCUMENTS = {"E": "export", "R": "re-export", "O": "export"}
+WITHDRAWN = frozenset({"cancelled", "replaced"})
+
+EXPORT_ENDORSED = "export endorsed"
+IMPORT_ENDORSED = "import endorsed"
+PERMIT_ISSUED = "permit issued"
+
+COLUMNS = (
+    "year",
+    "direction",
+    "permit_type",
+    "permit_number",
+    "issuing_party",
+    "appendix",
+    "taxon",
+    "term",
+    "quantity",
+    "unit",
+    "basis",
+    "exporter",
+    "importer",
+    "origin",
+    "origin_permit",
+    "purpose",
+    "source",
+    "endorsed_on",
+    "port",
+    "permit_status",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class TradeRecord:
+    """One permit line as the reporting Party traded it in the year."""
+
+    year: int
+    direction: str  # export | re-export | import
+    permit_type: str
+    permit_number: str
+    issuing_party: str
+    appendix: str | None
+    taxon: str | None
+    term: str | None
+    quantity: Decimal
+    unit: str | None
+    basis: str  # EXPORT_ENDORSED | IMPORT_ENDORSED | PERMIT_ISSUED
+    exporter: str | None
+    importer: str | None
+    origin: str | None
+    origin_permit: str | None
+    purpose: str | None
+    source: str | None
+    endorsed_on: date | None
+    port: str | None
+    permit_status: str
+
+    def as_row(self) -> list[str]:
+        """The record as CSV cells, in the order of ``COLUMNS``."""
+        values: list[object] = [getattr(self, column) for column in COLUMNS]
+        return [_cell(value) for value in values]
+
+
+@dataclass(frozen=True, slots=True)
+class AnnualReport:
+    """What ``annual_report`` found for one Party and year."""
+
+    party: str
+    year: int
+    generated_at: datetime
+    permits_granted: dict[str, int]  # by document type, issued in the year
+    permits_withdrawn: dict[str, int]  # of those, cancelled or replaced
+    records: tuple[TradeRecord, ...]
+    unreadable: tuple[str, ...]  # permits whose signature no longer verifies: not read
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "party": self.party,
+            "year": self.year,
+            "generated_at": self.generated_at.isoformat(),
+            "coverage": "permits and endorsements exchanged through this node only",
+            "permits_granted": self.permits_granted,
+            "permits_withdrawn": self.permits_withdrawn,
+            "records": [
+                dict(zip(COLUMNS, record.as_row(), strict=True)) for record in self.records
+            ],
+            "unreadable_permits": list(self.unreadable),
+        }
+
+    def to_csv(self) -> str:
+        """The trade records as CSV with a header row (RFC 4180 line ends)."""
+        out = io.StringIO()
+        writer = csv.writer(out)
+        writer.writerow(COLUMNS)
+        writer.writerows(record.as_row() for record in self.records)
+        return out.getvalue()
+
+
+def _cell(value: object) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, Decimal):
+        return format(value.normalize(), "f")
+    if isinstance(value, date):
+        return value.isoformat()
+    return str(value)
+
+
+def check_year(year: int, today: date) -> None:
+    """Refuse (EPIX-REQ-004) a year before the Convention or after the current one."""
+    if not FIRST_YEAR <= year <= today.year:
+        raise EpixError.of(
+            "EPIX-REQ-004",
+            f"There is no annual report for {year}: the year must be between {FIRST_YEAR} "
+            f"(the Convention's entry into force) and {today.year}.",
+            "year",
+        )
+
+
+def _issue_year(row: Permit, boxes: PermitBoxes) -> int:
+    """Box 13's year, else the validity's start, else when the node received the permit."""
+    moment = boxes.issued_at or boxes.valid_from or row.created_at
+    return moment.astimezone(UTC).year
+
+
+class _Reader:
+    """Reads each permit's signed content once, for all the records it yields."""
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+        self.unreadable: list[str] = []
+        self._read: dict[int, PermitBoxes | None] = {}
+
+    def boxes(self, row: Permit) -> PermitBoxes | None:
+        if row.id not in self._read:
+            _, _, boxes = verified_permit(self.session, row)
+            if boxes is None:
+                self.unreadable.append(f"{row.issuing_party} {row.number}")
+            self._read[row.id] = boxes
+        return self._read[row.id]
+
+
+def _record(
+    row: Permit,
+    boxes: PermitBoxes,
+    line: LineBoxes | None,
+    *,
+    year: int,
+    direction: str,
+    quantity: Decimal,
+    unit: str | None,
+    basis: str,
+    endorsement: Endorsement | None,
+    status: str,
+) -> TradeRecord:
+    return TradeRecord(
+        year=year,
+        direction=direction,
+        permit_type=row.document_type,
+        permit_number=row.number,
+        issuing_party=row.issuing_party,
+        appendix=line.appendix if line else None,
+        taxon=line.scientific_name if line else None,
+        term=line.term if line else None,
+        quantity=quantity,
+        unit=unit,
+        basis=basis,
+        exporter=boxes.exporter.country or row.issuing_party,
+        importer=boxes.importer.country or row.recipient_party,
+        origin=line.origin_country if line else None,
+        origin_permit=line.origin_permit.id if line and line.origin_permit else None,
+        purpose=boxes.purpose,
+        source=line.source if line else None,
+        endorsed_on=endorsement.endorsed_on if endorsement else None,
+        port=endorsement.port if endorsement else None,
+        permit_status=status,
+    )
+
+
+def _endorsed_records(
+    row: Permit,
+    boxes: PermitBoxes,
+    endorsement: Endorsement,
+    *,
+    direction: str,
+    basis: str,
+    status: str,
+) -> Iterable[TradeRecord]:
+    """One record per line the endorsement recorded (a line it leaves out did not cross)."""
+    line_ids = {line.id: line.line_id for line in row.lines}
+    for endorsed in endorsement.lines:
+        line_id = line_ids.get(endorsed.permit_line_id)
+        yield _record(
+            row,
+            boxes,
+            boxes.line(line_id) if line_id is not None else None,
+            year=endorsement.endorsed_on.year,
+            direction=direction,
+            quantity=endorsed.quantity,
+            unit=endorsed.unit,
+            basis=basis,
+            endorsement=endorsement,
+            status=status,
+        )
+
+
+def _issued_records(
+    row: Permit, boxes: PermitBoxes, *, year: int, direction: str, status: str
+) -> list[TradeRecord]:
+    """One record per permit line, at the quantity the permit allowed (box 11)."""
+    return [
+        _record(
+            row,
+            boxes,
+            boxes.line(line.line_id),
+            year=year,
+            direction=direction,
+            quantity=line.permitted_quantity,
+            unit=line.unit,
+            basis=PERMIT_ISSUED,
+            endorsement=None,
+            status=status,
+        )
+        for line in row.lines
+    ]
+
+
+def annual_report(
+    session: Session, party: str, year: int, *, now: datetime | None = None
+) -> AnnualReport:
+    """The trade records and permit counts of ``party`` for ``year`` (see the module's text).
+
+    Reads every permit the Party issued that reached the node since the year began (a permit is
+    submitted after it is issued) and every permit endorsed in the year, each verified against
+    the registry as it stood when the node received it.
+    """
+    now = now or datetime.now(UTC)
+    check_year(year, now.date())
+    party = party.upper()
+    first_day, next_first_day = date(year, 1, 1), date(year + 1, 1, 1)
+    endorsed_in_year = list(
+        session.scalars(
+            select(Endorsement)
+            .where(Endorsement.endorsed_on >= first_day, Endorsement.endorsed_on < next_first_day)
+            .order_by(Endorsement.id)
+        )
+    )
+    # Box 13 may carry a zone up to 14 hours ahead of UTC: a day's margin.
+    since = datetime(year, 1, 1, tzinfo=UTC) - timedelta(days=1)
+    issued_since = list(
+        session.scalars(
+            select(Permit)
+            .where(Permit.issuing_party == party, Permit.created_at >= since)
+            .order_by(Permit.id)
+        )
+    )
+    endorsed_ids = {endorsement.permit_id for endorsement in endorsed_in_year}
+    rows = {row.id: row for row in issued_since}
+    for row in session.scalars(select(Permit).where(Permit.id.in_(endorsed_ids - rows.keys()))):
+        rows[row.id] = row
+    by_permit = _endorsements_by_permit(session, rows)
+
+    reader = _Reader(session)
+    granted: Counter[str] = Counter()
+    withdrawn: Counter[str] = Counter()
+    records: list[TradeRecord] = []
+    for row in sorted(rows.values(), key=lambda row: row.id):
+        boxes = reader.boxes(row)
+        if boxes is None:
+            continue
+        status = effective_status(row, now)
+        sides = by_permit.get(row.id, {})
+        if row.issuing_party == party:
+            issued_in_year = _issue_year(row, boxes) == year
+            if issued_in_year:
+                granted[row.document_type] += 1
+                if row.status in WITHDRAWN:
+                    withdrawn[row.status] += 1
+            if row.document_type in EXPORT_DOCUMENTS:
+                records += _export_records(row, boxes, sides, year, issued_in_year, status)
+        imported = sides.get(Side.IMPORT)
+        if (
+            imported is not None
+            and imported.endorsing_party == party
+            and imported.endorsed_on.year == year
+        ):
+            records += _endorsed_records(
+                row, boxes, imported, direction="import", basis=IMPORT_ENDORSED, status=status
+            )
+    return AnnualReport(
+        party=party,
+        year=year,
+        generated_at=now,
+        permits_granted=dict(sorted(granted.items())),
+        permits_withdrawn=dict(sorted(withdrawn.items())),
+        records=tuple(records),
+        unreadable=tuple(reader.unreadable),
+    )
+
+
+def _endorsements_by_permit(
+    session: Session, rows: dict[int, Permit]
+) -> dict[int, dict[Side, Endorsement]]:
+    """Every endorsement of the permits in ``rows``, whatever its year, by permit and side."""
+    found: dict[int, dict[Side, Endorsement]] = {}
+    ids = list(rows)
+    for start in range(0, len(ids), 500):  # bounded IN lists
+        chunk = ids[start : start + 500]
+        for endorsement in session.scalars(
+            select(Endorsement).where(Endorsement.permit_id.in_(chunk))
+        ):
+            found.setdefault(endorsement.permit_id, {})[Side(endorsement.side)] = endorsement
+    return found
+
+
+def _export_records(
+    row: Permit,
+    boxes: PermitBoxes,
+    sides: dict[Side, Endorsement],
+    year: int,
+    issued_in_year: bool,
+    status: str,
+) -> list[TradeRecord]:
+    """The exporting Party's records of one permit in ``year``, if the year is its year."""
+    direction = EXPORT_DOCUMENTS[row.document_type]
+    exported = sides.get(Side.EXPORT)
+    imported = sides.get(Side.IMPORT)
+    if exported is not None:
+        if exported.endorsed_on.year != year:
+            return []
+        return list(
+            _endorsed_records(
+                row, boxes, exported, direction=direction, basis=EXPORT_ENDORSED, status=status
+            )
+        )
+    if imported is not None:
+        if imported.endorsed_on.year != year:
+            return []
+        return list(
+            _endorsed_records(
+                row, boxes, imported, direction=direction, basis=IMPORT_ENDORSED, status=status
+            )
+        )
+    if not issued_in_year or row.status in WITHDRAWN:
+        return []
+    return _issued_records(row, boxes, year=year, direction=direction, status=status)
+
+
+def read_annual_report(
+    session: Session,
+    party: str,
+    year: int,
+    *,
+    reader: Principal | None,
+    request: RequestContext,
+    output: str,
+) -> AnnualReport:
+    """``annual_report`` for ``reader`` (None: the node's operator at the command line), audited
+    whatever the outcome: the report shows every permit of the Party in the year. A refusal is
+    raised after its event is recorded; the caller commits before passing it on."""
+    party = party.upper()
+
+    def audit(outcome: str, records: int) -> None:
+        record_event(
+            session,
+            action=ACTION_ANNUAL_REPORT,
+            outcome=outcome,
+            actor=reader,
+            party=party,
+            request=request,
+            detail={"year": year, "format": output, "records": records},
+        )
+
+    try:
+        if reader is not None and not may_see_party(reader, party):
+            raise EpixError.of(
+                "EPIX-AUTH-005",
+                f"You act for {reader.party}; only {party}'s Management Authority and the "
+                "Secretariat may read its annual report.",
+                "party",
+            )
+        report = annual_report(session, party, year)
+    except EpixError as refusal:
+        audit(refusal.findings[0].code, 0)
+        raise
+    audit("ok", len(report.records))
+    return report

@@ -1,0 +1,271 @@
+"""The annual-report trade data (Art. VIII.7) over HTTP and from the command line, on a demo
+node with real signed permits, real endorsements and a cancellation, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from click.testing import CliRunner
+from sqlalchemy import select
+
+from epix.audit.models import AuditEvent
+from epix.cli.main import cli
+from epix.db import Database
+from epix.reports.annual import COLUMNS
+from epix.settings import get_settings
+from tests.exchange.conftest import Node, headers, make_node
+
+pytestmark = pytest.mark.anyio
+MA = "management_authority"
+THIS_YEAR = datetime.now(UTC).year
+
+
+def auth(node: Node, party: str, role: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {node.key(party, role)}"}
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture
+def node(tmp_path: Path, database: Database) -> Node:
+    return make_node(tmp_path, database)
+
+
+@pytest.fixture
+async def client(node: Node) -> AsyncIterator[httpx.AsyncClient]:
+    transport = httpx.ASGITransport(app=node.app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+        yield client
+
+
+@dataclass
+class Trade:
+    """The permits of one year's trade between XA and XB, as the node saw it."""
+
+    shipped: str  # export endorsed at XA's border (one line, less than permitted), then imported
+    unused: str  # issued, never endorsed
+    cancelled: str  # issued, then cancelled
+    arrived: str  # not endorsed at export; XB's customs endorsed its import
+
+
+async def _submit(client: httpx.AsyncClient, node: Node, number: str) -> None:
+    response = await client.post(
+        "/v1/messages",
+        content=node.signed_permit(number=number, lines=2),
+        headers=headers(node.key("XA", MA)),
+    )
+    assert response.status_code == 201, response.text
+
+
+async def _endorse(
+    client: httpx.AsyncClient, node: Node, number: str, side: str, quantity: str
+) -> None:
+    party = "XA" if side == "export" else "XB"
+    response = await client.post(
+        f"/v1/permits/XA/{number}/endorsements",
+        json={
+            "side": side,
+            "port": f"{party}ABC",
+            "date": date.today().isoformat(),
+            "officer": "Officer Jane Roe",
+            "transport_document": "AWB 176-12345675",
+            "lines": [{"line_id": "1", "quantity": quantity, "unit": "NAR"}],
+        },
+        headers=auth(node, party, "customs"),
+    )
+    assert response.status_code == 201, response.text
+
+
+@pytest.fixture
+async def trade(client: httpx.AsyncClient, node: Node) -> Trade:
+    trade = Trade("XA-AR-SHIPPED", "XA-AR-UNUSED", "XA-AR-CANCELLED", "XA-AR-ARRIVED")
+    for number in (trade.shipped, trade.unused, trade.cancelled, trade.arrived):
+        await _submit(client, node, number)
+    await _endorse(client, node, trade.shipped, "export", "120")
+    await _endorse(client, node, trade.shipped, "import", "118")
+    await _endorse(client, node, trade.arrived, "import", "150")
+    cancelled = await client.post(
+        f"/v1/permits/XA/{trade.cancelled}/cancel", json={}, headers=auth(node, "XA", MA)
+    )
+    assert cancelled.status_code == 200, cancelled.text
+    return trade
+
+
+def _records(report: dict[str, Any]) -> list[tuple[str, str, str, str, str, str]]:
+    return sorted(
+        (r["permit_number"], r["direction"], r["taxon"], r["quantity"], r["unit"], r["basis"])
+        for r in report["records"]
+    )
+
+
+async def test_the_exporters_report_counts_permits_and_records_what_crossed(
+    client: httpx.AsyncClient, node: Node, trade: Trade
+) -> None:
+    response = await client.get(f"/v1/reports/annual/XA/{THIS_YEAR}", headers=auth(node, "XA", MA))
+    assert response.status_code == 200, response.text
+    report = response.json()
+    assert report["permits_granted"] == {"E": 4}
+    assert report["permits_withdrawn"] == {"cancelled": 1}
+    assert report["unreadable_permits"] == []
+    python, crocodile = "Python reticulatus", "Crocodylus niloticus"
+    assert _records(report) == sorted(
+        [
+            # endorsed at export: only the line that crossed, at the endorsed quantity
+            (trade.shipped, "export", python, "120", "NAR", "export endorsed"),
+            # nothing endorsed: every line at what the permit allowed
+            (trade.unused, "export", python, "150", "NAR", "permit issued"),
+            (trade.unused, "export", crocodile, "400", "NAR", "permit issued"),
+            # no export endorsement: the import inspection is the evidence of the export
+            (trade.arrived, "export", python, "150", "NAR", "import endorsed"),
+        ]
+    )
+    shipped = next(r for r in report["records"] if r["permit_number"] == trade.shipped)
+    assert shipped["exporter"] == "XA" and shipped["importer"] == "XB"
+    assert shipped["term"] == "SKI" and shipped["appendix"] == "II"
+    assert shipped["purpose"] == "T" and shipped["source"] == "W"
+    assert shipped["port"] == "XAABC" and shipped["endorsed_on"] == date.today().isoformat()
+    assert shipped["year"] == str(THIS_YEAR)
+
+
+async def test_the_importers_report_has_what_its_customs_found(
+    client: httpx.AsyncClient, node: Node, trade: Trade
+) -> None:
+    response = await client.get(f"/v1/reports/annual/XB/{THIS_YEAR}", headers=auth(node, "XB", MA))
+    assert response.status_code == 200, response.text
+    report = response.json()
+    assert report["permits_granted"] == {}
+    python = "Python reticulatus"
+    assert _records(report) == sorted(
+        [
+            (trade.shipped, "import", python, "118", "NAR", "import endorsed"),
+            (trade.arrived, "import", python, "150", "NAR", "import endorsed"),
+        ]
+    )
+
+
+async def test_a_permit_is_counted_in_one_year_only(
+    client: httpx.AsyncClient, node: Node, trade: Trade
+) -> None:
+    """Last year's report holds none of this year's permits, and no year is over."""
+    response = await client.get(
+        f"/v1/reports/annual/XA/{THIS_YEAR - 1}", headers=auth(node, "XA", MA)
+    )
+    assert response.status_code == 200, response.text
+    assert response.json()["records"] == []
+    assert response.json()["permits_granted"] == {}
+
+
+async def test_csv_has_the_documented_columns_and_a_row_per_record(
+    client: httpx.AsyncClient, node: Node, trade: Trade
+) -> None:
+    secretariat = auth(node, "CITES", "secretariat")
+    as_json = await client.get(f"/v1/reports/annual/XA/{THIS_YEAR}", headers=secretariat)
+    response = await client.get(
+        f"/v1/reports/annual/xa/{THIS_YEAR}", params={"format": "csv"}, headers=secretariat
+    )
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"] == "text/csv; charset=utf-8"
+    assert f'filename="XA-{THIS_YEAR}-annual-report.csv"' in response.headers["content-disposition"]
+    rows = list(csv.reader(io.StringIO(response.text)))
+    assert tuple(rows[0]) == COLUMNS
+    assert [dict(zip(COLUMNS, row, strict=True)) for row in rows[1:]] == as_json.json()["records"]
+    assert sum(Decimal(row[COLUMNS.index("quantity")]) for row in rows[1:]) == Decimal(
+        "820"
+    )  # 120 + 150 + 400 + 150
+
+
+@pytest.mark.parametrize(
+    ("party", "role", "status", "code"),
+    [
+        ("XB", MA, 403, "EPIX-AUTH-005"),  # another Party's Management Authority
+        ("XA", "customs", 403, "EPIX-AUTH-004"),  # customs do not read annual reports
+    ],
+)
+async def test_only_the_party_and_the_secretariat_read_its_report(
+    client: httpx.AsyncClient, node: Node, party: str, role: str, status: int, code: str
+) -> None:
+    response = await client.get(
+        f"/v1/reports/annual/XA/{THIS_YEAR}", headers=auth(node, party, role)
+    )
+    assert response.status_code == status, response.text
+    assert response.json()["code"] == code
+
+
+@pytest.mark.parametrize("year", [1974, THIS_YEAR + 1])
+async def test_a_year_outside_the_convention_is_refused_and_audited(
+    client: httpx.AsyncClient, node: Node, year: int
+) -> None:
+    response = await client.get(f"/v1/reports/annual/XA/{year}", headers=auth(node, "XA", MA))
+    assert response.status_code == 422, response.text
+    problem = response.json()
+    assert problem["code"] == "EPIX-REQ-004"
+    assert problem["errors"][0]["location"] == "year"
+    assert "between 1975" in problem["detail"] and f"and {THIS_YEAR}." in problem["detail"]
+    with node.database.read() as session:
+        event = session.scalars(
+            select(AuditEvent).where(AuditEvent.action == "report.annual")
+        ).one()
+    assert (event.outcome, event.party) == ("EPIX-REQ-004", "XA")
+
+
+async def test_each_read_is_audited_with_the_reader(
+    client: httpx.AsyncClient, node: Node, trade: Trade
+) -> None:
+    refused = await client.get(f"/v1/reports/annual/XA/{THIS_YEAR}", headers=auth(node, "XB", MA))
+    assert refused.status_code == 403
+    read = await client.get(
+        f"/v1/reports/annual/XA/{THIS_YEAR}",
+        params={"format": "csv"},
+        headers=auth(node, "XA", MA),
+    )
+    assert read.status_code == 200
+    with node.database.read() as session:
+        events = session.scalars(
+            select(AuditEvent)
+            .where(AuditEvent.action == "report.annual")
+            .order_by(AuditEvent.sequence)
+        ).all()
+    assert [(e.outcome, e.party) for e in events] == [("EPIX-AUTH-005", "XA"), ("ok", "XA")]
+    assert json.loads(events[1].detail) == {"year": THIS_YEAR, "format": "csv", "records": 4}
+
+
+@pytest.fixture
+def runner(node: Node, monkeypatch: pytest.MonkeyPatch) -> Iterator[CliRunner]:
+    monkeypatch.setenv("EPIX_DATA_DIR", str(node.settings.data_dir))
+    monkeypatch.setenv("EPIX_DATABASE_URL", node.database.url)
+    get_settings.cache_clear()
+    yield CliRunner()
+    get_settings.cache_clear()
+
+
+async def test_the_command_writes_the_same_report(
+    client: httpx.AsyncClient, node: Node, trade: Trade, runner: CliRunner, tmp_path: Path
+) -> None:
+    over_http = await client.get(
+        f"/v1/reports/annual/XA/{THIS_YEAR}", params={"format": "csv"}, headers=auth(node, "XA", MA)
+    )
+    target = tmp_path / "xa.csv"
+    result = runner.invoke(
+        cli, ["report", "annual", "XA", str(THIS_YEAR), "--format", "csv", "--output", str(target)]
+    )
+    assert result.exit_code == 0, result.output
+    assert target.read_bytes() == over_http.content  # RFC 4180 line ends kept
+    as_json = runner.invoke(cli, ["report", "annual", "xa", str(THIS_YEAR)])
+    assert as_json.exit_code == 0, as_json.output
+    assert json.loads(as_json.output)["permits_granted"] == {"E": 4}
+    refused = runner.invoke(cli, ["report", "annual", "XA", "1974"])
+    assert refused.exit_code == 1
+    assert "EPIX-REQ-004" in refused.output
