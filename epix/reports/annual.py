@@ -41,7 +41,6 @@ from epix.errors import EpixError
 from epix.exchange.lookup import effective_status, verified_permit
 from epix.exchange.models import Permit
 from epix.permits.model import Permit as PermitBoxes
-from epix.permits.model import PermitLine as LineBoxes
 
 ACTION_ANNUAL_REPORT = "report.annual"
 FIRST_YEAR = 1975  # the Convention entered into force on 1 July 1975
@@ -186,41 +185,50 @@ class _Reader:
         return self._read[row.id]
 
 
-def _record(
+# A permit line's part in a record: its line id, the quantity and the unit.
+_Quantity = tuple[str | None, Decimal, str | None]
+
+
+def _records(
     row: Permit,
     boxes: PermitBoxes,
-    line: LineBoxes | None,
+    quantities: Iterable[_Quantity],
     *,
-    year: int,
     direction: str,
-    quantity: Decimal,
-    unit: str | None,
     basis: str,
     endorsement: Endorsement | None,
+    year: int,
     status: str,
-) -> TradeRecord:
-    return TradeRecord(
-        year=year,
-        direction=direction,
-        permit_type=row.document_type,
-        permit_number=row.number,
-        issuing_party=row.issuing_party,
-        appendix=line.appendix if line else None,
-        taxon=line.scientific_name if line else None,
-        term=line.term if line else None,
-        quantity=quantity,
-        unit=unit,
-        basis=basis,
-        exporter=boxes.exporter.country or row.issuing_party,
-        importer=boxes.importer.country or row.recipient_party,
-        origin=line.origin_country if line else None,
-        origin_permit=line.origin_permit.id if line and line.origin_permit else None,
-        purpose=boxes.purpose,
-        source=line.source if line else None,
-        endorsed_on=endorsement.endorsed_on if endorsement else None,
-        port=endorsement.port if endorsement else None,
-        permit_status=status,
-    )
+) -> list[TradeRecord]:
+    """One record per line in ``quantities``, its boxes read from the signed permit."""
+    records = []
+    for line_id, quantity, unit in quantities:
+        line = boxes.line(line_id) if line_id is not None else None
+        records.append(
+            TradeRecord(
+                year=year,
+                direction=direction,
+                permit_type=row.document_type,
+                permit_number=row.number,
+                issuing_party=row.issuing_party,
+                appendix=line.appendix if line else None,
+                taxon=line.scientific_name if line else None,
+                term=line.term if line else None,
+                quantity=quantity,
+                unit=unit,
+                basis=basis,
+                exporter=boxes.exporter.country or row.issuing_party,
+                importer=boxes.importer.country or row.recipient_party,
+                origin=line.origin_country if line else None,
+                origin_permit=line.origin_permit.id if line and line.origin_permit else None,
+                purpose=boxes.purpose,
+                source=line.source if line else None,
+                endorsed_on=endorsement.endorsed_on if endorsement else None,
+                port=endorsement.port if endorsement else None,
+                permit_status=status,
+            )
+        )
+    return records
 
 
 def _endorsed_records(
@@ -231,44 +239,22 @@ def _endorsed_records(
     direction: str,
     basis: str,
     status: str,
-) -> Iterable[TradeRecord]:
+) -> list[TradeRecord]:
     """One record per line the endorsement recorded (a line it leaves out did not cross)."""
     line_ids = {line.id: line.line_id for line in row.lines}
-    for endorsed in endorsement.lines:
-        line_id = line_ids.get(endorsed.permit_line_id)
-        yield _record(
-            row,
-            boxes,
-            boxes.line(line_id) if line_id is not None else None,
-            year=endorsement.endorsed_on.year,
-            direction=direction,
-            quantity=endorsed.quantity,
-            unit=endorsed.unit,
-            basis=basis,
-            endorsement=endorsement,
-            status=status,
-        )
-
-
-def _issued_records(
-    row: Permit, boxes: PermitBoxes, *, year: int, direction: str, status: str
-) -> list[TradeRecord]:
-    """One record per permit line, at the quantity the permit allowed (box 11)."""
-    return [
-        _record(
-            row,
-            boxes,
-            boxes.line(line.line_id),
-            year=year,
-            direction=direction,
-            quantity=line.permitted_quantity,
-            unit=line.unit,
-            basis=PERMIT_ISSUED,
-            endorsement=None,
-            status=status,
-        )
-        for line in row.lines
-    ]
+    endorsed = (
+        (line_ids.get(line.permit_line_id), line.quantity, line.unit) for line in endorsement.lines
+    )
+    return _records(
+        row,
+        boxes,
+        endorsed,
+        direction=direction,
+        basis=basis,
+        endorsement=endorsement,
+        year=endorsement.endorsed_on.year,
+        status=status,
+    )
 
 
 def annual_report(
@@ -367,29 +353,30 @@ def _export_records(
     issued_in_year: bool,
     status: str,
 ) -> list[TradeRecord]:
-    """The exporting Party's records of one permit in ``year``, if the year is its year."""
+    """The exporting Party's records of one permit in ``year``, if the year is its year: as
+    endorsed at export, else at import, else as issued."""
     direction = EXPORT_DOCUMENTS[row.document_type]
-    exported = sides.get(Side.EXPORT)
-    imported = sides.get(Side.IMPORT)
-    if exported is not None:
-        if exported.endorsed_on.year != year:
-            return []
-        return list(
-            _endorsed_records(
-                row, boxes, exported, direction=direction, basis=EXPORT_ENDORSED, status=status
+    for side, basis in ((Side.EXPORT, EXPORT_ENDORSED), (Side.IMPORT, IMPORT_ENDORSED)):
+        endorsement = sides.get(side)
+        if endorsement is not None:
+            if endorsement.endorsed_on.year != year:
+                return []
+            return _endorsed_records(
+                row, boxes, endorsement, direction=direction, basis=basis, status=status
             )
-        )
-    if imported is not None:
-        if imported.endorsed_on.year != year:
-            return []
-        return list(
-            _endorsed_records(
-                row, boxes, imported, direction=direction, basis=IMPORT_ENDORSED, status=status
-            )
-        )
     if not issued_in_year or row.status in WITHDRAWN:
         return []
-    return _issued_records(row, boxes, year=year, direction=direction, status=status)
+    allowed = ((line.line_id, line.permitted_quantity, line.unit) for line in row.lines)
+    return _records(
+        row,
+        boxes,
+        allowed,
+        direction=direction,
+        basis=PERMIT_ISSUED,
+        endorsement=None,
+        year=year,
+        status=status,
+    )
 
 
 def read_annual_report(

@@ -6,7 +6,7 @@ from __future__ import annotations
 import csv
 import io
 import json
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from decimal import Decimal
@@ -20,10 +20,9 @@ from sqlalchemy import select
 
 from epix.audit.models import AuditEvent
 from epix.cli.main import cli
-from epix.db import Database
 from epix.reports.annual import COLUMNS
 from epix.settings import get_settings
-from tests.exchange.conftest import Node, headers, make_node
+from tests.exchange.conftest import Node, headers
 
 pytestmark = pytest.mark.anyio
 MA = "management_authority"
@@ -32,23 +31,6 @@ THIS_YEAR = datetime.now(UTC).year
 
 def auth(node: Node, party: str, role: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {node.key(party, role)}"}
-
-
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
-@pytest.fixture
-def node(tmp_path: Path, database: Database) -> Node:
-    return make_node(tmp_path, database)
-
-
-@pytest.fixture
-async def client(node: Node) -> AsyncIterator[httpx.AsyncClient]:
-    transport = httpx.ASGITransport(app=node.app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
-        yield client
 
 
 @dataclass
