@@ -35,10 +35,10 @@ def report() -> None:
     help="Write to this file instead of standard output.",
 )
 def annual(party: str, year: int, output: str, target: Path | None) -> None:
-    """PARTY's annual-report trade data for YEAR: the permits it granted, and one record per
-    permit line it exported, re-exported or imported, saying whether the quantity was endorsed
-    at the border or is what the permit allowed. Only permits exchanged through this node are
-    covered. Audited."""
+    """PARTY's annual-report trade data for YEAR: the permits it granted, one record per
+    permit line it exported, re-exported or imported (saying whether the quantity was endorsed
+    at the border or is what the permit allowed), and its use of each published export quota
+    summed across permits. Only permits exchanged through this node are covered. Audited."""
     with cli_session() as session:
         found = read_annual_report(
             session, party, year, reader=None, request=cli_context("report annual"), output=output

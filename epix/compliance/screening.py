@@ -15,7 +15,7 @@ from epix.permits.reservations import reservations_in_force
 COUNT_UNITS = frozenset({"NAR", "PCS"})
 
 
-def _same_measure(first: str | None, second: str | None) -> bool:
+def same_measure(first: str | None, second: str | None) -> bool:
     """True when two quantities can be compared: the same unit, or both numbers of specimens."""
     return first == second or {first, second} <= COUNT_UNITS | {None}
 
@@ -32,9 +32,9 @@ def _exported_this_year(line: PermitLine, unit: str | None) -> Decimal | None:
     12.3, Annex 2); without it, at least this permit's own quantity. None: nothing comparable.
     """
     known = []
-    if line.quota_used is not None and _same_measure(line.quota_unit, unit):
+    if line.quota_used is not None and same_measure(line.quota_unit, unit):
         known.append(line.quota_used)
-    if line.quantity is not None and _same_measure(line.unit, unit):
+    if line.quantity is not None and same_measure(line.unit, unit):
         known.append(line.quantity)
     return max(known, default=None)
 
@@ -112,7 +112,7 @@ def _box_11a(index: int, line: PermitLine) -> list[Finding]:
             )
         ]
     quantity = line.quantity
-    if quantity is not None and _same_measure(line.quota_unit, line.unit) and used < quantity:
+    if quantity is not None and same_measure(line.quota_unit, line.unit) and used < quantity:
         return [
             Finding(
                 "EPIX-COMP-004",

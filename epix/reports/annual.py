@@ -41,6 +41,8 @@ from epix.errors import EpixError
 from epix.exchange.lookup import effective_status, verified_permit
 from epix.exchange.models import Permit
 from epix.permits.model import Permit as PermitBoxes
+from epix.reports.quota_use import QuotaUse, quota_use
+from epix.reports.records import COLUMNS, TradeRecord
 
 ACTION_ANNUAL_REPORT = "report.annual"
 FIRST_YEAR = 1975  # the Convention entered into force on 1 July 1975
@@ -50,60 +52,6 @@ WITHDRAWN = frozenset({"cancelled", "replaced"})
 EXPORT_ENDORSED = "export endorsed"
 IMPORT_ENDORSED = "import endorsed"
 PERMIT_ISSUED = "permit issued"
-
-COLUMNS = (
-    "year",
-    "direction",
-    "permit_type",
-    "permit_number",
-    "issuing_party",
-    "appendix",
-    "taxon",
-    "term",
-    "quantity",
-    "unit",
-    "basis",
-    "exporter",
-    "importer",
-    "origin",
-    "origin_permit",
-    "purpose",
-    "source",
-    "endorsed_on",
-    "port",
-    "permit_status",
-)
-
-
-@dataclass(frozen=True, slots=True)
-class TradeRecord:
-    """One permit line as the reporting Party traded it in the year."""
-
-    year: int
-    direction: str  # export | re-export | import
-    permit_type: str
-    permit_number: str
-    issuing_party: str
-    appendix: str | None
-    taxon: str | None
-    term: str | None
-    quantity: Decimal
-    unit: str | None
-    basis: str  # EXPORT_ENDORSED | IMPORT_ENDORSED | PERMIT_ISSUED
-    exporter: str | None
-    importer: str | None
-    origin: str | None
-    origin_permit: str | None
-    purpose: str | None
-    source: str | None
-    endorsed_on: date | None
-    port: str | None
-    permit_status: str
-
-    def as_row(self) -> list[str]:
-        """The record as CSV cells, in the order of ``COLUMNS``."""
-        values: list[object] = [getattr(self, column) for column in COLUMNS]
-        return [_cell(value) for value in values]
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,6 +64,7 @@ class AnnualReport:
     permits_granted: dict[str, int]  # by document type, issued in the year
     permits_withdrawn: dict[str, int]  # of those, cancelled or replaced
     records: tuple[TradeRecord, ...]
+    quota_use: tuple[QuotaUse, ...]  # published export quotas the year's exports fall under
     unreadable: tuple[str, ...]  # permits whose signature no longer verifies: not read
 
     def as_dict(self) -> dict[str, object]:
@@ -129,6 +78,7 @@ class AnnualReport:
             "records": [
                 dict(zip(COLUMNS, record.as_row(), strict=True)) for record in self.records
             ],
+            "quota_use": [use.as_dict() for use in self.quota_use],
             "unreadable_permits": list(self.unreadable),
         }
 
@@ -139,16 +89,6 @@ class AnnualReport:
         writer.writerow(COLUMNS)
         writer.writerows(record.as_row() for record in self.records)
         return out.getvalue()
-
-
-def _cell(value: object) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, Decimal):
-        return format(value.normalize(), "f")
-    if isinstance(value, date):
-        return value.isoformat()
-    return str(value)
 
 
 def check_year(year: int, today: date) -> None:
@@ -210,6 +150,7 @@ def _records(
                 direction=direction,
                 permit_type=row.document_type,
                 permit_number=row.number,
+                issued_on=boxes.issued_at.date() if boxes.issued_at else None,
                 issuing_party=row.issuing_party,
                 appendix=line.appendix if line else None,
                 taxon=line.scientific_name if line else None,
@@ -326,6 +267,7 @@ def annual_report(
         permits_granted=dict(sorted(granted.items())),
         permits_withdrawn=dict(sorted(withdrawn.items())),
         records=tuple(records),
+        quota_use=tuple(quota_use(records, party)),
         unreadable=tuple(reader.unreadable),
     )
 

@@ -7,7 +7,7 @@ import csv
 import io
 import json
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -19,10 +19,18 @@ from click.testing import CliRunner
 from sqlalchemy import select
 
 from epix.audit.models import AuditEvent
+from epix.auth import service as users
+from epix.auth.principal import Role
 from epix.cli.main import cli
-from epix.reports.annual import COLUMNS
+from epix.permits.samples import demo_permit
+from epix.permits.writer import write_permit
+from epix.registry import service as registry_service
+from epix.registry.roles import MANAGEMENT_AUTHORITY
+from epix.reports.records import COLUMNS
 from epix.settings import get_settings
+from epix.signatures.sign import sign_document
 from tests.exchange.conftest import Node, headers
+from tests.pki import make_identity
 
 pytestmark = pytest.mark.anyio
 MA = "management_authority"
@@ -251,3 +259,66 @@ async def test_the_command_writes_the_same_report(
     refused = runner.invoke(cli, ["report", "annual", "XA", "1974"])
     assert refused.exit_code == 1
     assert "EPIX-REQ-004" in refused.output
+
+
+async def test_quota_use_adds_up_the_years_permits(client: httpx.AsyncClient, node: Node) -> None:
+    """Tanzania's published quota for wild Nile crocodiles is 1,600 a year (UNEP-WCMC data).
+    Two permits of 1,000 and 800 skins are each within it, so screening, which sees one permit
+    at a time, says nothing; the year's report adds them up: 1,800, over the quota."""
+    identity = make_identity("TZ Management Authority (TEST)", party="TZ")
+    with node.database.unit_of_work() as session:
+        secretariat = users.principal_of(users.get_user(session, "cites-secretariat"))
+        registry_service.add_party(session, code="TZ", name="Tanzania", actor=secretariat)
+        authority = registry_service.add_authority(
+            session, party="TZ", kind=MANAGEMENT_AUTHORITY, name="TZ MA", actor=secretariat
+        )
+        registry_service.add_certificate(
+            session, authority_id=authority.id, pem=identity.cert_pem, actor=secretariat
+        )
+        user = users.create_user(
+            session,
+            username="tz-ma",
+            party="TZ",
+            authority="TZ MA",
+            roles=[Role.MANAGEMENT_AUTHORITY],
+        )
+        _, tz_key = users.issue_api_key(session, user)
+    for number, skins in (("TZ-CROC-1", 1000), ("TZ-CROC-2", 800)):
+        permit = demo_permit(number=number, exporter_country="TZ", importer_country="XB", lines=1)
+        crocodiles = replace(
+            permit.lines[0],
+            scientific_name="Crocodylus niloticus",
+            common_name="Nile crocodile",
+            description="raw skins",
+            term="SKI",
+            appendix="II",
+            source="W",
+            quantity=Decimal(skins),
+            unit="NAR",
+            quota_used=None,
+            annual_quota=None,
+            quota_unit=None,
+        )
+        body = sign_document(
+            write_permit(replace(permit, lines=(crocodiles,))), identity.key_pem, identity.cert_pem
+        )
+        sent = await client.post(
+            "/v1/messages", content=body, headers=headers(tz_key, sender="TZ", recipient="XB")
+        )
+        assert sent.status_code == 201, sent.text
+        assert "EPIX-COMP-001" not in sent.text  # each permit alone is within the quota
+
+    response = await client.get(
+        f"/v1/reports/annual/TZ/{THIS_YEAR}", headers=auth(node, "CITES", "secretariat")
+    )
+    assert response.status_code == 200, response.text
+    [use] = response.json()["quota_use"]
+    assert (use["taxon"], use["exporter"], use["quota"], use["used"], use["over"]) == (
+        "Crocodylus niloticus",
+        "TZ",
+        "1600",
+        "1800",
+        True,
+    )
+    assert use["permits"] == ["TZ-CROC-1", "TZ-CROC-2"]
+    assert use["not_counted_other_unit"] == []

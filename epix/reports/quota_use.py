@@ -1,0 +1,78 @@
+"""How much of each published export quota a Party's exports used in a year, across permits.
+
+Screening sees one permit at a time (and box 11a, the issuer's own count); only the year's
+records together show that two permits under the quota each add up to more than it. The
+quotas are the published ones ``epix.compliance`` screens with; a record counts against every
+quota that covers its taxon, term, source and purpose at its date (endorsement, else issue),
+in the quota's unit (a number of specimens: NAR, PCS or none).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import date
+from decimal import Decimal
+
+from epix.compliance.quotas import Quota, quota_index
+from epix.compliance.screening import same_measure
+from epix.reports.records import TradeRecord
+
+
+@dataclass(slots=True)
+class QuotaUse:
+    """One quota and the year's exports counted against it."""
+
+    quota: Quota
+    used: Decimal = Decimal(0)
+    permits: list[str] = field(default_factory=list)
+    other_units: list[str] = field(default_factory=list)  # covered, in a unit not comparable
+
+    @property
+    def over(self) -> bool:
+        return self.used > self.quota.quota
+
+    def as_dict(self) -> dict[str, object]:
+        quota = self.quota
+        return {
+            "taxon": quota.taxon,
+            "exporter": quota.party,
+            "kind": quota.label,
+            "scope": quota.scope,
+            "quota": format(quota.quota.normalize(), "f"),
+            "unit": quota.unit,
+            "used": format(self.used.normalize(), "f"),
+            "over": self.over,
+            "permits": self.permits,
+            "not_counted_other_unit": self.other_units,
+        }
+
+
+def quota_use(records: Iterable[TradeRecord], exporter: str) -> list[QuotaUse]:
+    """The quotas ``exporter``'s export records of the year fall under, each with their sum."""
+    uses: dict[int, QuotaUse] = {}  # by id(): quotas are equal only when they are the same row
+    for record in records:
+        when = record.endorsed_on or record.issued_on
+        if record.direction != "export" or record.taxon is None or when is None:
+            continue
+        for quota in _covering(record, exporter, when):
+            use = uses.setdefault(id(quota), QuotaUse(quota))
+            if not same_measure(record.unit, quota.unit):
+                use.other_units.append(record.permit_number)
+                continue
+            use.used += record.quantity
+            if record.permit_number not in use.permits:
+                use.permits.append(record.permit_number)
+    return list(uses.values())
+
+
+def _covering(record: TradeRecord, exporter: str, when: date) -> list[Quota]:
+    assert record.taxon is not None
+    return quota_index().covering(
+        exporter=exporter,
+        taxon=record.taxon,
+        term=record.term,
+        source=record.source,
+        purpose=record.purpose,
+        at=when,
+    )
