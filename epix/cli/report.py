@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from epix.cli.users import cli_context, cli_session
+from epix.cli.users import cli_context, cli_database
 from epix.reports.annual import read_annual_report
 
 
@@ -39,11 +39,11 @@ def annual(party: str, year: int, output: str, target: Path | None) -> None:
     permit line it exported, re-exported or imported (saying whether the quantity was endorsed
     at the border or is what the permit allowed), and its use of each published export quota
     summed across permits. Only permits exchanged through this node are covered. Audited."""
-    with cli_session() as session:
+    with cli_database() as database:
         found = read_annual_report(
-            session, party, year, reader=None, request=cli_context("report annual"), output=output
+            database, party, year, reader=None, request=cli_context("report annual"), output=output
         )
-        text = found.to_csv() if output == "csv" else json.dumps(found.as_dict(), indent=2) + "\n"
+    text = found.to_csv() if output == "csv" else json.dumps(found.as_dict(), indent=2) + "\n"
     if target is None:
         click.echo(text, nl=False)
     else:

@@ -31,15 +31,14 @@ def cli_context(command: str) -> RequestContext:
 
 
 @contextmanager
-def cli_session() -> Iterator[Session]:
-    """A migrated database and one unit of work; refusals print their code and exit 1."""
+def cli_database() -> Iterator[Database]:
+    """The node's database, migrated; refusals print their code and exit 1."""
     settings = get_settings()
     configure_audit(AuditPolicy.for_node(settings))
     database = Database(settings.effective_database_url)
     try:
         database.migrate()
-        with database.unit_of_work() as session:
-            yield session
+        yield database
     except EpixError as refusal:
         for finding in refusal.findings:
             location = f" ({finding.location})" if finding.location else ""
@@ -47,6 +46,13 @@ def cli_session() -> Iterator[Session]:
         sys.exit(1)
     finally:
         database.dispose()
+
+
+@contextmanager
+def cli_session() -> Iterator[Session]:
+    """One unit of work on the node's database (``cli_database``), committed at the end."""
+    with cli_database() as database, database.unit_of_work() as session:
+        yield session
 
 
 @click.group()

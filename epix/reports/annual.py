@@ -35,6 +35,7 @@ from epix.audit.context import RequestContext
 from epix.audit.service import record_event
 from epix.auth.principal import Principal
 from epix.auth.scoping import may_see_party
+from epix.db import Database
 from epix.endorsements.document import Side
 from epix.endorsements.models import Endorsement
 from epix.errors import EpixError
@@ -106,23 +107,6 @@ def _issue_year(row: Permit, boxes: PermitBoxes) -> int:
     """Box 13's year, else the validity's start, else when the node received the permit."""
     moment = boxes.issued_at or boxes.valid_from or row.created_at
     return moment.astimezone(UTC).year
-
-
-class _Reader:
-    """Reads each permit's signed content once, for all the records it yields."""
-
-    def __init__(self, session: Session) -> None:
-        self.session = session
-        self.unreadable: list[str] = []
-        self._read: dict[int, PermitBoxes | None] = {}
-
-    def boxes(self, row: Permit) -> PermitBoxes | None:
-        if row.id not in self._read:
-            _, _, boxes = verified_permit(self.session, row)
-            if boxes is None:
-                self.unreadable.append(f"{row.issuing_party} {row.number}")
-            self._read[row.id] = boxes
-        return self._read[row.id]
 
 
 # A permit line's part in a record: its line id, the quantity and the unit.
@@ -233,13 +217,14 @@ def annual_report(
         rows[row.id] = row
     by_permit = _endorsements_by_permit(session, rows)
 
-    reader = _Reader(session)
+    unreadable: list[str] = []
     granted: Counter[str] = Counter()
     withdrawn: Counter[str] = Counter()
     records: list[TradeRecord] = []
     for row in sorted(rows.values(), key=lambda row: row.id):
-        boxes = reader.boxes(row)
+        _, _, boxes = verified_permit(session, row)
         if boxes is None:
+            unreadable.append(f"{row.issuing_party} {row.number}")
             continue
         status = effective_status(row, now)
         sides = by_permit.get(row.id, {})
@@ -268,7 +253,7 @@ def annual_report(
         permits_withdrawn=dict(sorted(withdrawn.items())),
         records=tuple(records),
         quota_use=tuple(quota_use(records, party)),
-        unreadable=tuple(reader.unreadable),
+        unreadable=tuple(unreadable),
     )
 
 
@@ -322,7 +307,7 @@ def _export_records(
 
 
 def read_annual_report(
-    session: Session,
+    database: Database,
     party: str,
     year: int,
     *,
@@ -331,11 +316,41 @@ def read_annual_report(
     output: str,
 ) -> AnnualReport:
     """``annual_report`` for ``reader`` (None: the node's operator at the command line), audited
-    whatever the outcome: the report shows every permit of the Party in the year. A refusal is
-    raised after its event is recorded; the caller commits before passing it on."""
-    party = party.upper()
+    whatever the outcome: the report shows every permit of the Party in the year.
 
-    def audit(outcome: str, records: int) -> None:
+    The report is read from a snapshot (``Database.read``): it verifies every permit again and
+    may take seconds, which a write transaction would spend holding SQLite's write lock. Its
+    audit event is then written in a transaction of its own; a refusal is audited, then raised.
+    """
+    party = party.upper()
+    try:
+        if reader is not None and not may_see_party(reader, party):
+            raise EpixError.of(
+                "EPIX-AUTH-005",
+                f"You act for {reader.party}; only {party}'s Management Authority and the "
+                "Secretariat may read its annual report.",
+                "party",
+            )
+        with database.read() as session:
+            report = annual_report(session, party, year)
+    except EpixError as refusal:
+        _audit(database, party, year, reader, request, output, refusal.findings[0].code, 0)
+        raise
+    _audit(database, party, year, reader, request, output, "ok", len(report.records))
+    return report
+
+
+def _audit(
+    database: Database,
+    party: str,
+    year: int,
+    reader: Principal | None,
+    request: RequestContext,
+    output: str,
+    outcome: str,
+    records: int,
+) -> None:
+    with database.unit_of_work() as session:
         record_event(
             session,
             action=ACTION_ANNUAL_REPORT,
@@ -345,18 +360,3 @@ def read_annual_report(
             request=request,
             detail={"year": year, "format": output, "records": records},
         )
-
-    try:
-        if reader is not None and not may_see_party(reader, party):
-            raise EpixError.of(
-                "EPIX-AUTH-005",
-                f"You act for {reader.party}; only {party}'s Management Authority and the "
-                "Secretariat may read its annual report.",
-                "party",
-            )
-        report = annual_report(session, party, year)
-    except EpixError as refusal:
-        audit(refusal.findings[0].code, 0)
-        raise
-    audit("ok", len(report.records))
-    return report

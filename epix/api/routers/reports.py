@@ -15,7 +15,6 @@ from epix.api.deps import DatabaseDep, RequestContextDep
 from epix.api.openapi import refusals
 from epix.api.security import require_roles
 from epix.auth.principal import Principal, Role
-from epix.errors import EpixError
 from epix.reports.annual import read_annual_report
 
 router = APIRouter(prefix="/v1/reports", tags=["reports"])
@@ -49,16 +48,9 @@ def annual(
     endorsed at the border or is what the permit allowed (Res. Conf. 11.17), and the year's use
     of each published export quota summed across permits (`quota_use`). Only permits exchanged
     through this node are covered."""
-    refusal: EpixError | None = None
-    with database.unit_of_work() as session:
-        try:
-            report = read_annual_report(
-                session, party, year, reader=principal, request=context, output=output
-            )
-        except EpixError as exc:
-            refusal = exc  # its audit event is committed first
-    if refusal is not None:
-        raise refusal
+    report = read_annual_report(
+        database, party, year, reader=principal, request=context, output=output
+    )
     if output == "csv":
         return Response(
             report.to_csv(),
