@@ -261,6 +261,13 @@ _TABLE: tuple[ErrorCode, ...] = (
         422,
         "This Party node carries only its own Party's messages; send it to the destination's node.",
     ),
+    _c(
+        "EPIX-MSG-011",
+        E,
+        422,
+        "The receiving node does not hold the permit this endorsement is about: deliver the "
+        "permit to it first, then send the endorsement again.",
+    ),
     # --- quantities and endorsements ---
     _c("EPIX-QTY-001", E, 422, "Quantity exceeds what remains on the permit line."),
     _c("EPIX-QTY-002", E, 422, "Unit does not match the permit line."),

@@ -232,19 +232,28 @@ def wait_until(what: str, check: Callable[[], bool], timeout: float) -> None:
 
 
 @contextmanager
+def serving(node: Node, *, timeout: float = 60.0) -> Iterator[None]:
+    """One node as an ``epix serve`` process (log appended to ``serve.log`` in its data
+    directory), stopped after."""
+    with ExitStack() as stack:
+        log: IO[bytes] = stack.enter_context((node.data_dir / "serve.log").open("ab"))
+        process = subprocess.Popen(
+            [sys.executable, "-m", "epix.cli", "serve", "--port", str(node.port)],
+            env=node_environment(node),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        stack.callback(_stop, process)
+        wait_until(f"node {node.party} at {node.url}", _answers(node.url), timeout)
+        yield
+
+
+@contextmanager
 def running(nodes: TwoNodes, *, timeout: float = 60.0) -> Iterator[None]:
     """Both nodes as ``epix serve`` processes (logs in their data directories), stopped after."""
     with ExitStack() as stack:
         for node in (nodes.a, nodes.b):
-            log: IO[bytes] = stack.enter_context((node.data_dir / "serve.log").open("wb"))
-            process = subprocess.Popen(
-                [sys.executable, "-m", "epix.cli", "serve", "--port", str(node.port)],
-                env=node_environment(node),
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-            stack.callback(_stop, process)
-            wait_until(f"node {node.party} at {node.url}", _answers(node.url), timeout)
+            stack.enter_context(serving(node, timeout=timeout))
         wait_until(
             "node B to hold the registry published by node A",
             lambda: httpx.get(f"{nodes.b.url}/v1/registry", timeout=2).status_code == 200,

@@ -253,7 +253,8 @@ def verify(root: etree._Element, envelope: Envelope, trust: _EitherRole) -> Veri
 def check_addressee(database: Database, document: EndorsementDocument, envelope: Envelope) -> None:
     """An endorsement goes to the Party that issued the permit; an export endorsement also to
     the importing Party of the permit this node holds (``endorsements.service.forward_to``),
-    so that its import inspection is held to the exported quantities. EPIX-MSG-009 else."""
+    so that its import inspection is held to the exported quantities. EPIX-MSG-009 else, or
+    EPIX-MSG-011 when this node never received the permit and so cannot tell."""
     if document.issuing_party == envelope.recipient:
         return
     if document.side is Side.EXPORT:
@@ -264,13 +265,31 @@ def check_addressee(database: Database, document: EndorsementDocument, envelope:
                     Permit.number == document.permit_number,
                 )
             )
-            if permit is not None and endorsements.importer_party(permit) == envelope.recipient:
-                return
+        if permit is None:
+            raise _permit_never_arrived(document, envelope)
+        if endorsements.importer_party(permit) == envelope.recipient:
+            return
     raise EpixError.of(
         "EPIX-MSG-009",
         f"An endorsement goes to the Party that issued the permit ({document.issuing_party})"
         f" or, for an export endorsement, to its importing Party; not to {envelope.recipient}.",
         "X-EPIX-To",
+    )
+
+
+def _permit_never_arrived(document: EndorsementDocument, envelope: Envelope) -> EpixError:
+    """Why an export endorsement cannot be taken by a node that never got its permit, and what
+    the issuing Party's operator can do (the sender shows this to its customs as is)."""
+    issuer, number, here = document.issuing_party, document.permit_number, envelope.recipient
+    return EpixError.of(
+        "EPIX-MSG-011",
+        f"The node of {here} does not hold permit {issuer} {number}: the permit never reached "
+        f"it, so it cannot check that {here} is the importing Party nor hold the import "
+        f"inspection to this export endorsement. On {issuer}'s node, the operator finds the "
+        f"permit's delivery to {here} (`epix outbox list`), resends it "
+        f"(`epix outbox resend ID`) and then resends this endorsement the same way; it is "
+        "delivered after the permit.",
+        "/Endorsement/Permit",
     )
 
 

@@ -4,8 +4,11 @@ publication): XA's permit goes to XB's node, XB's endorsement comes back to XA's
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -21,9 +24,11 @@ from epix.cli.two_nodes import (
     TrailEvent,
     audit_trail,
     issue_user_key,
+    node_environment,
     prepare,
     run_scenario,
     running,
+    serving,
     wait_until,
 )
 from epix.db import Database
@@ -264,3 +269,108 @@ def test_the_importers_node_holds_the_import_inspection_to_what_was_exported(
             return node_a.get(f"/v1/permits/XA/{number}", headers=ma).json()["status"] == "used"
 
         wait_until("node A to record the import inspection", used_at_a, 60)
+
+
+def _outbox_cli(node: Node, *args: str) -> str:
+    done = subprocess.run(
+        [sys.executable, "-m", "epix.cli", "outbox", *args],
+        env=node_environment(node),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    return done.stdout
+
+
+@pytest.mark.slow
+def test_an_export_endorsement_the_importers_node_cannot_take_says_why_and_what_to_do(
+    tmp_path: Path,
+) -> None:
+    """The permit's delivery to XB's node was given up, so that node never held it; the export
+    endorsement sent there later was refused with EPIX-MSG-009, whose words ("an endorsement
+    goes to the Party that issued the permit ...") told XA's customs nothing they could act on.
+    Now the refusal, and the endorsement's forwarding at node A, say that node B does not hold
+    the permit and what node A's operator does; doing it delivers both."""
+    nodes = prepare(tmp_path)
+    db_a = Database(nodes.a.database_url)
+    xa_customs = issue_user_key(db_a, "xa-customs", "XA", "XA Customs", Role.CUSTOMS)
+    db_a.dispose()
+    number = f"XA-LOST-{uuid.uuid4().hex[:10]}"
+    message_id = f"perm-{uuid.uuid4().hex}"
+    ma = {"Authorization": f"Bearer {nodes.ma_key}"}
+    customs = {"Authorization": f"Bearer {xa_customs}"}
+    # Node B is down and node A gives a delivery up after a second: the permit never reaches B.
+    quick_a = replace(nodes.a, env=nodes.a.env | {"EPIX_OUTBOX_GIVE_UP_SECONDS": "1"})
+    with serving(quick_a), httpx.Client(base_url=nodes.a.url, timeout=30) as node_a:
+        signed = sign_document(write_permit(demo_permit(number=number, lines=1)), *nodes.signer)
+        submitted = node_a.post(
+            "/v1/messages",
+            content=signed,
+            headers=ma
+            | {
+                "Content-Type": "application/xml",
+                "X-EPIX-Message-Id": message_id,
+                "X-EPIX-From": "XA",
+                "X-EPIX-To": "XB",
+            },
+        )
+        assert submitted.status_code == 201, submitted.text
+        wait_until(
+            "node A to give the permit's delivery up",
+            lambda: (
+                node_a.get(f"/v1/messages/{message_id}", headers=ma).json()["state"] == "failed"
+            ),
+            30,
+        )
+    with (
+        running(nodes),
+        httpx.Client(base_url=nodes.a.url, timeout=30) as node_a,
+        httpx.Client(base_url=nodes.b.url, timeout=30) as node_b,
+    ):
+        line = node_a.get(f"/v1/permits/XA/{number}", headers=ma).json()["lines"][0]
+        export = node_a.post(
+            f"/v1/permits/XA/{number}/endorsements",
+            headers=customs,
+            json={
+                "side": "export",
+                "port": "NLRTM",
+                "date": datetime.now(UTC).date().isoformat(),
+                "officer": "Officer",
+                "transport_document": "AWB 1",
+                "lines": [
+                    {
+                        "line_id": line["line_id"],
+                        "quantity": line["permitted"],
+                        "unit": line["unit"],
+                    }
+                ],
+            },
+        )
+        assert export.status_code == 201, export.text
+
+        def forwarding_to_b() -> dict[str, object]:
+            listed = node_a.get(f"/v1/permits/XA/{number}/endorsements", headers=customs)
+            return next(f for f in listed.json()[0]["forwarding"] if f["to"] == "XB")
+
+        wait_until("node B to refuse", lambda: forwarding_to_b()["state"] == "failed", 60)
+        refused = forwarding_to_b()
+        assert refused["error_code"] == "EPIX-DLV-006"
+        error = str(refused["error"])
+        assert error.startswith("HTTP 422 EPIX-MSG-011: "), error
+        assert f"The node of XB does not hold permit XA {number}" in error
+        assert "the permit never reached it" in error
+        assert "`epix outbox resend ID`" in error
+
+        # What the refusal tells node A's operator to do: resend the permit, then the
+        # endorsement. Both arrive, in that order.
+        rows = [json.loads(row) for row in _outbox_cli(nodes.a, "list", "--json").splitlines()]
+        failed = {row["kind"]: row["id"] for row in rows if row["state"] == "failed"}
+        _outbox_cli(nodes.a, "resend", str(failed["permit"]), str(failed["endorsement"]))
+        wait_until(
+            "the endorsement to reach node B", lambda: forwarding_to_b()["state"] == "delivered", 60
+        )
+        at_b = node_b.get(
+            f"/v1/permits/XA/{number}", headers={"Authorization": f"Bearer {nodes.customs_key}"}
+        )
+    assert at_b.status_code == 200 and at_b.json()["status"] == "endorsed"
