@@ -83,6 +83,10 @@ class BorderDetails:
 class SignedEndorsement:
     endorsement: Endorsement
     document: bytes
+    # What this call entered in the ledger, as audited (None: the stored one answered again).
+    # An endorsement received from another node is audited once, by the receipt that
+    # brought it (``endorsement.receive``, whose effect carries this entry).
+    ledger_entry: dict[str, object] | None = None
 
 
 def exporter_party(permit: Permit) -> str:
@@ -625,7 +629,7 @@ def _store(
     forward: bool = True,
 ) -> SignedEndorsement:
     """Write the endorsement, move the permit's status, queue it for the issuer (unless it
-    came from the issuer's peer already), tell the watchers, audit it."""
+    came from the issuer's peer already), tell the watchers, audit it (when made here)."""
     permit = state.permit
     side = document.side
     port, officer, transport_document = (
@@ -685,32 +689,33 @@ def _store(
     if announce is not None and permit.status != previous_status and not announced_by_issuer:
         # The issuer gets the endorsement itself, the endorsing Party knows: tell the rest.
         told = list(announce(session, permit, actor, {actor.party}))
-    record_event(
-        session,
-        action="endorsement.record",
-        outcome="ok",
-        actor=actor,
-        party=permit.issuing_party,
-        message_id=document.endorsement_id,
-        permit_number=permit.number,
-        request=request,
-        payload=signed,
-        permit_valid_until=permit.valid_until.date() if permit.valid_until else None,
-        detail={
-            "side": side.value,
-            "port": port,
-            "officer": officer,
-            "transport_document": transport_document,
-            "reservation_id": reservation.reservation_id if reservation else None,
-            "permit_sha256": permit.signed_sha256,
-            "status": {"from": previous_status, "to": permit.status},
-            "signed_by": signed_by,
-            "lines": {line.line_id: str(quantity) for line, quantity, _ in checked},
-            "forwarded": forward,
-            "notified": told,
-        },
-    )
-    return SignedEndorsement(endorsement=endorsement, document=signed)
+    ledger_entry: dict[str, object] = {
+        "side": side.value,
+        "port": port,
+        "officer": officer,
+        "transport_document": transport_document,
+        "reservation_id": reservation.reservation_id if reservation else None,
+        "permit_sha256": permit.signed_sha256,
+        "status": {"from": previous_status, "to": permit.status},
+        "signed_by": signed_by,
+        "lines": {line.line_id: str(quantity) for line, quantity, _ in checked},
+        "notified": told,
+    }
+    if forward:  # made here (a received one is audited by its receipt)
+        record_event(
+            session,
+            action="endorsement.record",
+            outcome="ok",
+            actor=actor,
+            party=permit.issuing_party,
+            message_id=document.endorsement_id,
+            permit_number=permit.number,
+            request=request,
+            payload=signed,
+            permit_valid_until=permit.valid_until.date() if permit.valid_until else None,
+            detail=ledger_entry,
+        )
+    return SignedEndorsement(endorsement=endorsement, document=signed, ledger_entry=ledger_entry)
 
 
 def record_signed(
@@ -774,7 +779,6 @@ def record_received(
     data: bytes,
     signed_by: str,
     actor: Principal,
-    request: RequestContext | None = None,
     announce: Announce | None = None,
     give_up_seconds: int = DEFAULT_GIVE_UP_SECONDS,
 ) -> SignedEndorsement:
@@ -782,7 +786,8 @@ def record_received(
     of the ledger (the issuer's view of its permit), with the same checks as a local one.
 
     ``document`` must come from a verified signature over ``data``. It is not forwarded again:
-    it came from the node that forwards it. Raises ``EpixError`` when the permit is unknown
+    it came from the node that forwards it. Nor is it audited here: the caller's receipt event
+    records the result's ``ledger_entry``. Raises ``EpixError`` when the permit is unknown
     here or the ledger refuses; the caller keeps the message either way.
     """
     return _record_document(
@@ -791,7 +796,7 @@ def record_received(
         data,
         signed_by=signed_by,
         actor=actor,
-        request=request,
+        request=None,
         announce=announce,
         give_up_seconds=give_up_seconds,
         forward=False,

@@ -347,7 +347,7 @@ def _store(
     receipt (which says if the ledger refused it), bytes, inbox entry or onward row, audit event.
     Returns the receipt's status, bytes and findings."""
     envelope, principal, settings = arrival.envelope, arrival.principal, arrival.settings
-    effect = _apply(session, verified, body, principal, settings, arrival.identity, arrival.request)
+    effect = _apply(session, verified, body, principal, settings, arrival.identity)
     if effect.get("ledger") == "not recorded":
         findings += (
             Finding(
@@ -377,6 +377,12 @@ def _store(
         settings,
         order_key=outbox.permit_order_key(permit.issuing_party, permit.number),
     )
+    # Kept as long as the permit's own events when this node holds it (audit retention).
+    valid_until = session.scalar(
+        select(Permit.valid_until).where(
+            Permit.issuing_party == permit.issuing_party, Permit.number == permit.number
+        )
+    )
     record_event(
         session,
         action=ACTIONS[envelope.document_type],
@@ -387,6 +393,7 @@ def _store(
         permit_number=permit.number,
         request=arrival.request,
         payload_sha256=arrival.sha256,
+        permit_valid_until=valid_until.date() if valid_until else None,
         detail={
             "to": envelope.recipient,
             "document_type": envelope.document_type,
@@ -408,7 +415,6 @@ def _apply(
     principal: Principal,
     settings: Settings,
     identity: NodeIdentity,
-    request: RequestContext | None,
 ) -> dict[str, Any]:
     """What the document does to this node's copy of the permit (nothing if it has none)."""
     if verified.status is not None:
@@ -435,7 +441,6 @@ def _apply(
             data=body,
             signed_by="authority" if verified.signer.role == CUSTOMS else "node",
             actor=principal,
-            request=request,
             announce=StatusAnnouncer(settings, identity),
             give_up_seconds=settings.outbox_give_up_seconds,
         )
@@ -445,4 +450,9 @@ def _apply(
             "codes": [f.code for f in exc.findings],
             "message": exc.findings[0].message,
         }
-    return {"ledger": "recorded", "endorsement_id": recorded.endorsement.endorsement_id}
+    return {
+        "ledger": "recorded",
+        "endorsement_id": recorded.endorsement.endorsement_id,
+        # What the ledger entered (None: these bytes were entered before, under another id).
+        "entry": recorded.ledger_entry,
+    }

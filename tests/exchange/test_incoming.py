@@ -17,6 +17,7 @@ from lxml import etree
 from sqlalchemy import func, select
 
 from epix.audit.models import AuditEvent
+from epix.audit.service import earliest_purge_date
 from epix.auth import service as auth
 from epix.auth.principal import Principal, Role
 from epix.db import Database
@@ -29,6 +30,7 @@ from epix.endorsements.document import (
     write_endorsement,
 )
 from epix.exchange.models import InboxEntry, Message, Permit
+from epix.exchange.service import sha256_hex
 from epix.exchange.status import status_xml
 from epix.registry import repository
 from epix.registry import service as registry
@@ -182,6 +184,57 @@ async def test_a_peers_endorsement_reaches_the_issuers_inbox_once_and_its_ledger
     ).json()
     assert view["status"] == "used"
     assert "endorsement.receive" in [event["action"] for event in view["history"]]
+
+
+async def test_a_received_endorsement_is_one_audit_event_with_what_the_ledger_entered(
+    issuer: Node, issuer_client: httpx.AsyncClient
+) -> None:
+    """A received endorsement wrote two events in one transaction by the same peer about the
+    same bytes: ``endorsement.receive`` (the receipt) and ``endorsement.record`` restating it
+    with the ledger's details, so the permit's history showed one arrival twice. Now the
+    receipt's event alone records it, its effect carrying the ledger entry, and it is kept as
+    long as the permit's own events (the ``endorsement.record`` it replaces was)."""
+    peer = _add_peer(issuer, "XB")
+    permit = await _submit_permit(issuer, issuer_client, issuer.key("XA", MANAGEMENT_AUTHORITY))
+    body = _endorsement(permit, peer, quantity="2")
+
+    answer = await issuer_client.post(
+        "/v1/messages", content=body, headers=_peer_headers(peer, "endorsement", "XA")
+    )
+
+    assert answer.status_code == 201, answer.text
+    with issuer.database.unit_of_work() as session:
+        events = session.scalars(
+            select(AuditEvent).where(
+                AuditEvent.permit_number == permit.number,
+                AuditEvent.action.like("endorsement.%"),
+            )
+        ).all()
+        stored = session.get(Permit, permit.id)
+        assert stored is not None and stored.valid_until is not None
+        valid_until = stored.valid_until.date()
+    assert [event.action for event in events] == ["endorsement.receive"]
+    event = events[0]
+    assert event.actor_username == "node-xb" and event.payload_sha256 == sha256_hex(body)
+    effect = json.loads(event.detail)["effect"]
+    assert effect["ledger"] == "recorded"
+    assert effect["entry"] == {
+        "side": "import",
+        "port": "NLRTM",
+        "officer": "Officer Test",
+        "transport_document": "AWB 1",
+        "reservation_id": None,
+        "permit_sha256": permit.signed_sha256,
+        "status": {"from": "issued", "to": "used"},
+        "signed_by": "node",
+        "lines": {permit.lines[0].line_id: "2"},
+        "notified": [],
+    }
+    assert event.purge_after == earliest_purge_date(
+        event.occurred_at.date(),
+        retention_years=issuer.settings.retention_years,
+        permit_valid_until=valid_until,
+    )
 
 
 async def test_the_same_message_id_with_other_bytes_is_refused(
