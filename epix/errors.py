@@ -191,6 +191,20 @@ _TABLE: tuple[ErrorCode, ...] = (
         "Followers would not accept this registry signing certificate: once a successor is "
         "announced, sign with the announcing certificate or the announced one only.",
     ),
+    _c(
+        "EPIX-REG-020",
+        E,
+        503,
+        "The Secretariat certificate this follower trusts (its registry anchor) has expired: "
+        "no newer registry document can be accepted until a successor takes over.",
+    ),
+    _c(
+        "EPIX-REG-021",
+        E,
+        503,
+        "This follower cannot move to the successor announced for its registry anchor: the "
+        "successor expired, or the source's documents do not lead to it.",
+    ),
     # --- authentication and authorisation ---
     _c("EPIX-AUTH-001", E, 401, "Authentication required."),
     _c("EPIX-AUTH-002", E, 401, "The API key or password is not valid."),

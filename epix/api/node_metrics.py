@@ -18,14 +18,17 @@ from datetime import datetime, timedelta
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
+from sqlalchemy.orm import Session
 
 from epix.audit.checkpoints import CheckpointLag, checkpoint_lag
 from epix.db import Database
 from epix.db.base import utcnow
 from epix.delivery.models import OutboxOutcome
 from epix.delivery.outbox import Backlog, backlog, totals
+from epix.errors import EpixError
 from epix.exchange.inbox import Waiting, waiting_by_party
 from epix.registry import repository as registry
+from epix.registry.anchors import AnchorState, anchor_state, pinned_anchor_pem
 from epix.registry.freshness import held_copy_expiry
 from epix.registry.models import RegistrySourceCheck
 from epix.settings import Settings
@@ -68,6 +71,7 @@ class NodeCollector:
                         registry.count_expiring(session, now=now, until=now + EXPIRY_WINDOW),
                         now,
                     ),
+                    *self._anchor(self._anchor_state(session), now),
                 ]
         except Exception as exc:  # a scrape answers whatever happens; it shows as up == 0
             # At every scrape while it lasts: one line, no traceback, no connection details.
@@ -177,6 +181,46 @@ class NodeCollector:
             )
             age.add_metric([], _age(now, lag.signed_at))
             yield age
+
+    def _anchor_state(self, session: Session) -> AnchorState | None:
+        """The registry anchor's rotation state; None when there is none, or the pinned file
+        is no single certificate (/readyz and the follower name that)."""
+        try:
+            return anchor_state(session, pinned_anchor_pem(self.settings.registry_anchor_path))
+        except EpixError:
+            return None
+
+    @staticmethod
+    def _anchor(state: AnchorState | None, now: datetime) -> Iterable[Metric]:
+        if state is None:
+            return
+        anchors = GaugeMetricFamily(
+            "epix_registry_anchor",
+            "1 for each Secretariat certificate the node knows as its registry anchor: "
+            'state="trusted" the one documents are verified with, state="next" the successor '
+            "announced to it (fingerprint: the certificate's SHA-256).",
+            labels=["state", "fingerprint"],
+        )
+        expires = GaugeMetricFamily(
+            "epix_registry_anchor_expires_in_seconds",
+            "Seconds until the registry anchor (trusted) or its announced successor (next) "
+            "expires; negative once past. The successor must take over before the trusted "
+            "one reaches 0.",
+            labels=["state"],
+        )
+        for name, certificate in (("trusted", state.current), ("next", state.successor)):
+            if certificate is not None:
+                anchors.add_metric([name, certificate.fingerprint], 1)
+                expires.add_metric([name], (certificate.not_after - now).total_seconds())
+        yield from (anchors, expires)
+        if state.successor_known_since is not None:
+            known = GaugeMetricFamily(
+                "epix_registry_anchor_next_known_age_seconds",
+                "Seconds since this node learnt of the announced successor; it takes over at "
+                "the first registry document the successor signs.",
+            )
+            known.add_metric([], _age(now, state.successor_known_since))
+            yield known
 
     @staticmethod
     def _source_check(check: RegistrySourceCheck, now: datetime) -> Iterable[Metric]:

@@ -17,8 +17,10 @@ never accepted again, so a stolen old key cannot roll it back. The pinned file
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
@@ -28,7 +30,7 @@ from epix.audit.context import RequestContext
 from epix.audit.service import record_event
 from epix.auth.principal import SECRETARIAT_PARTY, Principal
 from epix.db.base import utcnow
-from epix.errors import EpixError
+from epix.errors import EpixError, Finding
 from epix.registry import repository
 from epix.registry.document import (
     VerifiedRegistry,
@@ -153,14 +155,129 @@ def follower_anchor(session: Session, pinned_pem: bytes) -> FollowerAnchor:
     """The anchor a follower trusts: the one it moved to through announcements, or the pinned
     file while it has not moved past it (an operator who pins a certificate this node never
     retired is obeyed: it is the bootstrap)."""
-    pinned = fingerprint_of(one_certificate(pinned_pem, "anchor", "EPIX-REG-007"))
-    rows = {row.fingerprint: row for row in repository.anchors(session)}
-    retired = frozenset(fp for fp, row in rows.items() if row.state == RETIRED)
-    trusted = next((row for row in rows.values() if row.state == TRUSTED), None)
-    if trusted is None or (pinned not in retired and pinned != trusted.fingerprint):
-        return FollowerAnchor(pinned_pem, None, retired - {pinned})
-    pending = next((row.pem.encode() for row in rows.values() if row.state == NEXT), None)
+    chosen = _chosen_anchor(repository.anchors(session), pinned_pem)
+    assert chosen is not None  # with a pinned file there is always one
+    return chosen
+
+
+def _chosen_anchor(
+    rows: Sequence[RegistryAnchor], pinned_pem: bytes | None
+) -> FollowerAnchor | None:
+    """``follower_anchor`` over rows already read; without a pinned file, the anchor learnt
+    (None when none was)."""
+    by_fingerprint = {row.fingerprint: row for row in rows}
+    retired = frozenset(fp for fp, row in by_fingerprint.items() if row.state == RETIRED)
+    trusted = next((row for row in rows if row.state == TRUSTED), None)
+    if pinned_pem is not None:
+        pinned = fingerprint_of(one_certificate(pinned_pem, "anchor", "EPIX-REG-007"))
+        if trusted is None or (pinned not in retired and pinned != trusted.fingerprint):
+            return FollowerAnchor(pinned_pem, None, retired - {pinned})
+    if trusted is None:
+        return None
+    pending = next((row.pem.encode() for row in rows if row.state == NEXT), None)
     return FollowerAnchor(trusted.pem.encode(), pending, retired)
+
+
+@dataclass(frozen=True, slots=True)
+class AnchorCertificate:
+    """A Secretariat certificate as operators see it: no key, only what identifies it."""
+
+    fingerprint: str
+    not_before: datetime
+    not_after: datetime
+
+    @classmethod
+    def of(cls, pem: bytes) -> AnchorCertificate:
+        certificate = x509.load_pem_x509_certificate(pem)
+        return cls(
+            fingerprint_of(certificate),
+            as_utc(certificate.not_valid_before_utc),
+            as_utc(certificate.not_valid_after_utc),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class AnchorState:
+    """A follower's rotation state: the anchor it verifies documents with and the successor
+    announced to it, with when it learnt of it. No take-over time is announced: the follower
+    moves at the first document the successor signs, which must come before the anchor
+    expires."""
+
+    current: AnchorCertificate
+    successor: AnchorCertificate | None = None
+    successor_known_since: datetime | None = None
+
+
+def pinned_anchor_pem(path: Path | None) -> bytes | None:
+    """The pinned anchor file's bytes (EPIX_REGISTRY_ANCHOR_PATH), None when unset or
+    unreadable (the follower itself reports that when it starts)."""
+    try:
+        return path.read_bytes() if path is not None else None
+    except OSError:
+        return None
+
+
+def anchor_state(session: Session, pinned_pem: bytes | None) -> AnchorState | None:
+    """The rotation state (None when this node neither pins nor learnt an anchor)."""
+    rows = repository.anchors(session)
+    chosen = _chosen_anchor(rows, pinned_pem)
+    if chosen is None:
+        return None
+    successor = next((row for row in rows if row.state == NEXT), None)
+    if chosen.pending_next is None or successor is None:
+        return AnchorState(AnchorCertificate.of(chosen.anchor_pem))
+    return AnchorState(
+        AnchorCertificate.of(chosen.anchor_pem),
+        AnchorCertificate.of(chosen.pending_next),
+        as_utc(successor.changed_at),
+    )
+
+
+ANCHOR_EXPIRED = "EPIX-REG-020"
+SUCCESSOR_UNREACHABLE = "EPIX-REG-021"
+
+
+def anchor_finding(
+    state: AnchorState, last_check_code: str | None, now: datetime
+) -> Finding | None:
+    """Why this follower cannot take a newer registry document from its source, as far as
+    its anchors tell: its anchor expired (EPIX-REG-020), or the announced successor expired
+    or is not reached from the source's document (the last check was refused as not signed
+    by the anchor, EPIX-REG-007: EPIX-REG-021). None when neither holds."""
+    current, successor = state.current, state.successor
+    if successor is not None and successor.not_after <= now:
+        return Finding(
+            SUCCESSOR_UNREACHABLE,
+            f"The announced successor of the registry anchor ({successor.fingerprint}) expired "
+            f"at {format_time(successor.not_after)}: it can never take over. Ask the "
+            "Secretariat to announce a current certificate.",
+            "EPIX_REGISTRY_ANCHOR_PATH",
+        )
+    if current.not_after <= now:
+        then = (
+            f"the announced successor {successor.fingerprint} has not signed a document yet"
+            if successor is not None
+            else "no successor was announced to this follower; pin the Secretariat's current "
+            "certificate (obtained out of band) in EPIX_REGISTRY_ANCHOR_PATH"
+        )
+        return Finding(
+            ANCHOR_EXPIRED,
+            f"The registry anchor {current.fingerprint} expired at "
+            f"{format_time(current.not_after)}: no newer registry document verifies against "
+            f"it, and {then}. The copy held serves until it lapses.",
+            "EPIX_REGISTRY_ANCHOR_PATH",
+        )
+    if successor is not None and last_check_code == "EPIX-REG-007":
+        return Finding(
+            SUCCESSOR_UNREACHABLE,
+            f"The source's registry document verifies neither against the anchor "
+            f"{current.fingerprint} nor through the announced successor "
+            f"{successor.fingerprint} (last check EPIX-REG-007): the Secretariat may sign with a "
+            "key this follower was never told of. Check the source, and pin the Secretariat's "
+            "current certificate (obtained out of band) in EPIX_REGISTRY_ANCHOR_PATH.",
+            "EPIX_REGISTRY_ANCHOR_PATH",
+        )
+    return None
 
 
 def record_anchor(

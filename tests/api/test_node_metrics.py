@@ -197,6 +197,7 @@ BOUNDED_SCANS = {
     "SCAN registry_documents",
     "SCAN recipients",
     "SCAN delivery_outbox_totals",
+    "SCAN registry_anchors",  # a follower's Secretariat certificates: a few, one per rotation
 }
 
 

@@ -5,14 +5,20 @@ without anyone touching the follower's pinned file."""
 from __future__ import annotations
 
 import base64
+import time
+from datetime import timedelta
 from http.server import ThreadingHTTPServer
 from pathlib import Path
 
+import httpx
 import pytest
 from cryptography.hazmat.primitives import serialization
+from fastapi.testclient import TestClient
 from lxml import etree
+from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import select
 
+from epix.api.app import create_app
 from epix.audit.models import AuditEvent
 from epix.db import Database
 from epix.errors import EpixError
@@ -20,6 +26,7 @@ from epix.registry import repository
 from epix.registry.anchors import announce_next_anchor
 from epix.registry.document import publish, read_registry, render_announcement
 from epix.registry.follower import RegistryFollower
+from epix.settings import Settings
 from epix.signatures import sign_document
 from epix.xml.namespaces import EPIX_REGISTRY
 from tests.pki import Identity, make_certificate, make_key
@@ -349,3 +356,132 @@ def test_a_hostile_link_is_a_refusal_not_a_crash(
     hostile = forged_with_link(secretariat_database, attacker, link, version=5)
     with pytest.raises(EpixError, match="EPIX-REG-007"):
         read_registry(hostile, secretariat_identity.cert_pem)
+
+
+def _operator_view(
+    database: Database, url: str, pinned: Identity, tmp_path: Path
+) -> tuple[dict[tuple[str, tuple[tuple[str, str], ...]], float], httpx.Response]:
+    """What an operator of the follower sees: /metrics samples and /readyz."""
+    anchor_path = tmp_path / "anchor.pem"
+    anchor_path.write_bytes(pinned.cert_pem)
+    settings = Settings(
+        data_dir=tmp_path / "data", registry_source_url=url, registry_anchor_path=anchor_path
+    )
+    client = TestClient(create_app(settings, database))
+    samples = {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(client.get("/metrics").text)
+        for sample in family.samples
+    }
+    return samples, client.get("/readyz")
+
+
+def _anchor_series(
+    samples: dict[tuple[str, tuple[tuple[str, str], ...]], float],
+) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    return {
+        key: value for key, value in samples.items() if key[0].startswith("epix_registry_anchor")
+    }
+
+
+def test_operators_see_the_anchor_its_successor_and_a_successor_the_follower_cannot_reach(
+    database: Database,
+    secretariat_database: Database,
+    secretariat_identity: Identity,
+    source: tuple[Source, str, ThreadingHTTPServer],
+    tmp_path: Path,
+) -> None:
+    """The rotation state lived only in registry_anchors: /metrics now shows the anchor, the
+    announced successor and how long each lasts, and /readyz is not ready (EPIX-REG-021)
+    when the source's document does not lead to the successor it was told of."""
+    state, url, _ = source
+    old, new = secretariat_identity, ec_identity("CITES Secretariat 2028 (TEST)", party="CH")
+    with secretariat_database.unit_of_work() as session:
+        populate(session)
+    follower = follower_of(database, url, old)
+    serve(state, published(secretariat_database, old), "v1")
+    follower.refresh()
+    samples, ready = _operator_view(database, url, old, tmp_path)
+    assert ready.status_code == 200 and ready.json()["checks"]["registry_anchor"] == "ok"
+    left = (old.certificate.not_valid_after_utc - now()).total_seconds()
+    series = _anchor_series(samples)
+    assert (
+        series.pop(
+            ("epix_registry_anchor", (("fingerprint", old.fingerprint), ("state", "trusted")))
+        )
+        == 1
+    )
+    assert (
+        left - 60
+        < series.pop(("epix_registry_anchor_expires_in_seconds", (("state", "trusted"),)))
+        <= left + 1
+    )
+    assert series == {}  # no successor announced yet
+
+    announce(secretariat_database, new, old)
+    serve(state, published(secretariat_database, old), "v2")
+    follower.refresh()
+    samples, ready = _operator_view(database, url, old, tmp_path)
+    series = _anchor_series(samples)
+    assert (
+        series[("epix_registry_anchor", (("fingerprint", new.fingerprint), ("state", "next")))] == 1
+    )
+    assert series[("epix_registry_anchor_expires_in_seconds", (("state", "next"),))] > 0
+    assert 0 <= series[("epix_registry_anchor_next_known_age_seconds", ())] < 60
+    assert ready.status_code == 200
+
+    # The source now serves a registry signed by a key the follower was never told of.
+    stranger = ec_identity("Not announced (TEST)", party="CH")
+    serve(state, forged_document(secretariat_database, stranger, version=50), "x")
+    assert refused_codes(follower)[0] == "EPIX-REG-007"
+    _, stuck = _operator_view(database, url, old, tmp_path)
+    assert stuck.status_code == 503
+    check = stuck.json()["checks"]["registry_anchor"]
+    assert check.startswith(
+        f"EPIX-REG-021: The source's registry document verifies neither "
+        f"against the anchor {old.fingerprint} nor through the announced "
+        f"successor {new.fingerprint}"
+    ), check
+    assert stuck.json()["checks"]["registry"] == "ok"  # the copy held is still current
+
+    # The Secretariat switches to the announced successor: the follower moves and is ready.
+    serve(state, published(secretariat_database, new), "v3")
+    follower.refresh()
+    samples, moved = _operator_view(database, url, old, tmp_path)
+    assert moved.status_code == 200 and moved.json()["checks"]["registry_anchor"] == "ok"
+    assert set(_anchor_series(samples)) == {
+        ("epix_registry_anchor", (("fingerprint", new.fingerprint), ("state", "trusted"))),
+        ("epix_registry_anchor_expires_in_seconds", (("state", "trusted"),)),
+    }
+
+
+def test_a_follower_whose_anchor_expired_is_not_ready(
+    database: Database,
+    secretariat_database: Database,
+    source: tuple[Source, str, ThreadingHTTPServer],
+    tmp_path: Path,
+) -> None:
+    """A Secretariat certificate that expired without a successor taking over leaves the
+    follower unable to accept any newer registry: /readyz said ready until the held copy
+    lapsed, days later."""
+    state, url, _ = source
+    short = ec_identity(
+        "CITES Secretariat, ending (TEST)", party="CH", not_after=now() + timedelta(seconds=2)
+    )
+    with secretariat_database.unit_of_work() as session:
+        populate(session)
+    follower = follower_of(database, url, short)
+    serve(state, published(secretariat_database, short), "v1")
+    follower.refresh()
+    _, ready = _operator_view(database, url, short, tmp_path)
+    assert ready.status_code == 200, ready.text
+    time.sleep(max(0.0, (short.certificate.not_valid_after_utc - now()).total_seconds()) + 0.1)
+
+    samples, expired = _operator_view(database, url, short, tmp_path)
+    assert expired.status_code == 503
+    check = expired.json()["checks"]["registry_anchor"]
+    assert check.startswith(f"EPIX-REG-020: The registry anchor {short.fingerprint} expired at "), (
+        check
+    )
+    assert "no successor was announced to this follower" in check
+    assert samples[("epix_registry_anchor_expires_in_seconds", (("state", "trusted"),))] < 0

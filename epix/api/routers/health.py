@@ -11,10 +11,13 @@ from sqlalchemy import text
 
 from epix.api.deps import DatabaseDep, SettingsDep
 from epix.db import Database
+from epix.db.base import utcnow
 from epix.db.trouble import UNREACHABLE, DatabaseTrouble, database_trouble, driver_message
-from epix.errors import ERROR_TABLE
+from epix.errors import ERROR_TABLE, EpixError
 from epix.registry import repository as registry
+from epix.registry.anchors import anchor_finding, anchor_state, pinned_anchor_pem
 from epix.registry.freshness import EXPIRED, FreshnessPolicy, held_copy_finding
+from epix.settings import Settings
 
 router = APIRouter(tags=["health"])
 log = logging.getLogger("epix.api")
@@ -27,9 +30,14 @@ async def healthz() -> dict[str, str]:
     return {"status": "ok", "process": str(os.getpid())}
 
 
-@router.get("/readyz", summary="Readiness: the database answers and a registry copy is held")
+@router.get(
+    "/readyz",
+    summary="Readiness: the database answers, a registry copy is held and its anchor is usable",
+)
 def readyz(database: DatabaseDep, settings: SettingsDep) -> JSONResponse:
-    """The database answers and, on a registry follower, a verified registry copy is held.
+    """The database answers and, on a registry follower, a verified registry copy is held
+    and the Secretariat certificate it verifies documents with (its anchor) can still take a
+    newer one: not expired, and any announced successor reachable (``registry_anchor``).
 
     Every failure is an answer (503 with the check that failed, and ``Retry-After`` when the
     database is out), never a 500: a probe that errors tells the load balancer nothing it can
@@ -39,6 +47,9 @@ def readyz(database: DatabaseDep, settings: SettingsDep) -> JSONResponse:
     checks = {"database": database_check}
     if settings.registry_source_url and database_check == "ok":
         checks["registry"] = _registry_check(database, FreshnessPolicy.from_settings(settings))
+        anchor = _anchor_check(database, settings)
+        if anchor is not None:
+            checks["registry_anchor"] = anchor
     # An expired copy within its grace period is reported but the node still verifies.
     ready = all(value == "ok" or value.startswith(EXPIRED) for value in checks.values())
     headers = {"Retry-After": str(trouble.retry_after_seconds)} if trouble else None
@@ -69,3 +80,21 @@ def _registry_check(database: Database, freshness: FreshnessPolicy) -> str:
     if not held:
         return "EPIX-REG-009: no registry document held yet"
     return f"{expiry.code}: {expiry.message}" if expiry else "ok"
+
+
+def _anchor_check(database: Database, settings: Settings) -> str | None:
+    """``ok`` or why the anchor can take no newer document (EPIX-REG-020/021); None when the
+    node neither pins nor learnt an anchor (nothing to judge)."""
+    pinned = pinned_anchor_pem(settings.registry_anchor_path)
+    try:
+        with database.read() as session:
+            state = anchor_state(session, pinned)
+            check = registry.source_check(session)
+    except EpixError as exc:  # the pinned file is no single certificate
+        return f"{exc.findings[0].code}: {exc.findings[0].message}"
+    except Exception as exc:  # e.g. the database went away meanwhile
+        return f"unavailable: {type(exc).__name__}"
+    if state is None:
+        return None
+    finding = anchor_finding(state, check.failure_code if check else None, utcnow())
+    return f"{finding.code}: {finding.message}" if finding else "ok"
