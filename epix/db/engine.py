@@ -59,7 +59,11 @@ POSTGRES_CONNECT_TIMEOUT_SECONDS = 5
 # after 10 s plus 3 probes 5 s apart; with a statement unacknowledged, by the TCP user timeout
 # (the kernel's retransmissions otherwise go on for about 15 minutes). A statement the server
 # still runs (a lock wait, a runaway query) is cancelled by the server after the statement
-# timeout. Each is a libpq connection parameter; the URL's own value wins.
+# timeout. A session left idle inside a transaction (a process that hangs or is stopped between
+# two statements) is ended by the server after the idle-in-transaction timeout, which releases
+# its locks, the audit chain head's among them (without it they are held until the process
+# dies or the connection's TCP timeouts fire, for ever if the process hangs with its socket
+# open). Each is a libpq connection parameter; the URL's own value wins.
 POSTGRES_CONNECTION_DEFAULTS: dict[str, int] = {
     "keepalives": 1,
     "keepalives_idle": 10,
@@ -68,6 +72,7 @@ POSTGRES_CONNECTION_DEFAULTS: dict[str, int] = {
     "tcp_user_timeout": 30_000,  # milliseconds
 }
 POSTGRES_STATEMENT_TIMEOUT_MS = 60_000
+POSTGRES_IDLE_IN_TRANSACTION_TIMEOUT_MS = 60_000
 _IDLE_SINCE = "epix_idle_since"
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 log = logging.getLogger("epix.db")
@@ -358,9 +363,10 @@ def keep_private(database: Path) -> None:
 
 
 def postgres_connect_args(url: str) -> dict[str, Any]:
-    """libpq parameters that bound every wait on the server (connect, a dead host, a statement),
-    each unless the URL's query gives its own (``?keepalives_idle=30``; ``options=-c
-    statement_timeout=0`` lifts the statement timeout)."""
+    """libpq parameters that bound every wait on the server (connect, a dead host, a statement,
+    a transaction left idle), each unless the URL's query gives its own (``?keepalives_idle=30``;
+    ``options=-c statement_timeout=0`` lifts the statement timeout, ``-c
+    idle_in_transaction_session_timeout=0`` the idle one)."""
     query = make_url(url).query
     args: dict[str, Any] = {
         name: value
@@ -372,8 +378,14 @@ def postgres_connect_args(url: str) -> dict[str, Any]:
     }
     given = query.get("options", "")
     options = " ".join(given) if isinstance(given, tuple) else given
-    if "statement_timeout" not in options:
-        args["options"] = f"{options} -c statement_timeout={POSTGRES_STATEMENT_TIMEOUT_MS}".strip()
+    server_timeouts = {
+        "statement_timeout": POSTGRES_STATEMENT_TIMEOUT_MS,
+        "idle_in_transaction_session_timeout": POSTGRES_IDLE_IN_TRANSACTION_TIMEOUT_MS,
+    }
+    for name, milliseconds in server_timeouts.items():
+        if name not in options:
+            options = f"{options} -c {name}={milliseconds}"
+    args["options"] = options.strip()
     return args
 
 

@@ -14,16 +14,20 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner, Result
 from sqlalchemy import Connection, make_url, text
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
+from epix.audit.service import lock_chain_head
 from epix.cli.main import cli
-from epix.db import Database
+from epix.db import Database, engine
 from epix.db.engine import (
     POSTGRES_CONNECT_TIMEOUT_SECONDS,
     POSTGRES_CONNECTION_DEFAULTS,
+    POSTGRES_IDLE_IN_TRANSACTION_TIMEOUT_MS,
     POSTGRES_STATEMENT_TIMEOUT_MS,
     without_statement_timeout,
 )
+from epix.db.trouble import UNREACHABLE, DatabaseTrouble, database_trouble
 from epix.settings import get_settings
 from tests.conftest import POSTGRES_URL, need
 
@@ -52,9 +56,13 @@ def _tcp_options(sock: socket.socket) -> dict[str, int]:
     }
 
 
+def _setting_ms(session: Session | Connection, name: str) -> int:
+    query = text("SELECT setting FROM pg_settings WHERE name = :name")
+    return int(session.execute(query, {"name": name}).scalar_one())
+
+
 def _statement_timeout_ms(session: Session | Connection) -> int:
-    query = text("SELECT setting FROM pg_settings WHERE name = 'statement_timeout'")
-    return int(session.execute(query).scalar_one())
+    return _setting_ms(session, "statement_timeout")
 
 
 def test_a_connection_finds_a_vanished_host_and_bounds_its_statements(
@@ -66,6 +74,10 @@ def test_a_connection_finds_a_vanished_host_and_bounds_its_statements(
         assert _tcp_options(sock) == POSTGRES_CONNECTION_DEFAULTS
     with postgres_database.read() as session:
         assert _statement_timeout_ms(session) == POSTGRES_STATEMENT_TIMEOUT_MS
+        assert (
+            _setting_ms(session, "idle_in_transaction_session_timeout")
+            == POSTGRES_IDLE_IN_TRANSACTION_TIMEOUT_MS
+        )
 
 
 def test_the_urls_own_connection_parameters_win(postgres_database: Database) -> None:
@@ -79,8 +91,58 @@ def test_the_urls_own_connection_parameters_win(postgres_database: Database) -> 
             assert _tcp_options(sock)["keepalives_interval"] == 5
         with database.read() as session:
             assert _statement_timeout_ms(session) == 0
+            assert (
+                _setting_ms(session, "idle_in_transaction_session_timeout")
+                == POSTGRES_IDLE_IN_TRANSACTION_TIMEOUT_MS
+            )
     finally:
         database.dispose()
+    url = url.update_query_dict({"options": "-c idle_in_transaction_session_timeout=0"})
+    database = Database(url.render_as_string(hide_password=False))
+    try:
+        with database.read() as session:
+            assert _setting_ms(session, "idle_in_transaction_session_timeout") == 0
+            assert _statement_timeout_ms(session) == POSTGRES_STATEMENT_TIMEOUT_MS
+    finally:
+        database.dispose()
+
+
+def test_a_transaction_left_idle_is_ended_and_its_locks_released(
+    postgres_database: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A process that hangs (or is stopped) holding the audit chain head would otherwise make
+    every audited request wait for ever, or fail at its statement timeout, until someone kills
+    it; the server ends such a session after the idle-in-transaction timeout (here 0.3 s). The
+    hung process, should it wake up, meets a lost connection (503 EPIX-DB-002), not a 500."""
+    monkeypatch.setattr(engine, "POSTGRES_IDLE_IN_TRANSACTION_TIMEOUT_MS", 300)
+    hanging = Database(postgres_database.url)
+    try:
+        with (
+            pytest.raises(DBAPIError, match="idle-in-transaction timeout") as ended,
+            hanging.unit_of_work() as stuck,
+        ):
+            lock_chain_head(stuck)
+            pid = stuck.execute(text("SELECT pg_backend_pid()")).scalar_one()
+            deadline = time.monotonic() + 10
+            while _backend_alive(postgres_database, pid):
+                assert time.monotonic() < deadline, "the idle transaction was not ended"
+                time.sleep(0.05)
+            with postgres_database.unit_of_work() as writer:
+                writer.execute(text("SET LOCAL lock_timeout = 2000"))
+                lock_chain_head(writer)  # would wait for the stuck session's lock
+            stuck.execute(text("SELECT 1"))
+        assert ended.value.connection_invalidated
+        assert database_trouble(ended.value) == DatabaseTrouble(UNREACHABLE)
+        with hanging.unit_of_work() as session:  # the dead connection was dropped from the pool
+            assert session.execute(text("SELECT 1")).scalar_one() == 1
+    finally:
+        hanging.dispose()
+
+
+def _backend_alive(database: Database, pid: int) -> bool:
+    with database.read() as session:
+        query = text("SELECT count(*) FROM pg_stat_activity WHERE pid = :pid")
+        return bool(session.execute(query, {"pid": pid}).scalar_one())
 
 
 def test_migrations_run_without_the_statement_timeout(postgres_database: Database) -> None:
