@@ -14,6 +14,11 @@ from urllib.parse import urlsplit
 from pydantic import Field, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+# A web session cookie is an HMAC under this key and the webhook secrets' sealing key is derived
+# from it, so a short key can be guessed offline from one cookie: at least 256 bits (the key the
+# node generates for itself is 48 URL-safe characters, 288 bits).
+SECRET_KEY_MIN_BYTES = 32
+
 
 class NodeMode(StrEnum):
     """A hub keeps many Parties' inboxes; a Party node forwards to peers over HTTPS."""
@@ -45,8 +50,8 @@ class Settings(BaseSettings):
     )
     secret_key: str | None = Field(
         default=None,
-        description="Key for web session cookies and (via HKDF) for sealing webhook secrets; "
-        "generated into the data directory if unset.",
+        description="Key for web session cookies and (via HKDF) for sealing webhook secrets, "
+        f"at least {SECRET_KEY_MIN_BYTES} bytes; generated into the data directory if unset.",
     )
     web_session_max_seconds: int = Field(
         default=12 * 3600,
@@ -317,6 +322,21 @@ class Settings(BaseSettings):
     def _empty_path_is_unset(cls, value: object) -> object:
         """``EPIX_REGISTRY_ANCHOR_PATH=`` means no file, not the working directory."""
         return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("secret_key")
+    @classmethod
+    def _secret_key_long_enough(cls, value: str | None) -> str | None:
+        """Refused rather than used: a guessable key forges every session, an administrator's
+        too, and opens every stored webhook secret. Empty means unset (a generated key)."""
+        if not value:
+            return None
+        if len(value.encode("utf-8")) < SECRET_KEY_MIN_BYTES:
+            raise ValueError(
+                f"must be at least {SECRET_KEY_MIN_BYTES} bytes (python3 -c 'import secrets; "
+                "print(secrets.token_urlsafe(48))' makes one), or unset to have the node "
+                "generate one into the data directory"
+            )
+        return value
 
     @field_validator("log_level", mode="before")
     @classmethod

@@ -582,7 +582,7 @@ def test_webhook_secrets_are_sealed_at_rest_and_open_only_with_the_nodes_key(
     assert (
         key
         == webhook_key(sender_settings(tmp_path))
-        != webhook_key(sender_settings(tmp_path, secret_key="another node"))
+        != webhook_key(sender_settings(tmp_path, secret_key="another node's key, 32 bytes or more"))
     )
     with sqlite_database.unit_of_work() as session:
         created = webhooks.create_subscription(

@@ -141,6 +141,7 @@ INVALID_SETTINGS = {
     "EPIX_DATA_DIR": "",
     "EPIX_PEER_API_KEYS": '{"XB": 5}',
     "EPIX_METRICS_TOKEN": "short",
+    "EPIX_SECRET_KEY": "x",
 }
 
 
@@ -161,6 +162,34 @@ def test_an_invalid_setting_is_a_usage_error_naming_the_variable(
     assert result.output.startswith(f"Error: Invalid configuration: {variable}: ")
     assert len(result.output.strip().splitlines()) == 1
     assert not (tmp_path / "data").exists()  # nothing was made with the rest of the settings
+
+
+def test_a_secret_key_under_32_bytes_is_refused_without_being_echoed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The key signs every web session cookie and seals the webhook secrets: "x" would let
+    anyone with one cookie find it offline and forge an administrator's session. Bytes are
+    counted, not characters; empty means unset (the node generates a key of its own)."""
+    monkeypatch.setenv("EPIX_DATA_DIR", str(tmp_path / "data"))
+    outcomes = {}
+    for key in ("ñ" * 15 + "a", "ñ" * 16):  # 31 and 32 bytes, 16 characters each
+        monkeypatch.setenv("EPIX_SECRET_KEY", key)
+        get_settings.cache_clear()
+        try:
+            result = CliRunner().invoke(cli, ["users", "list"])
+        finally:
+            get_settings.cache_clear()
+        assert key not in result.output
+        outcomes[len(key.encode())] = (result.exit_code, result.output.strip())
+    assert outcomes[31] == (
+        2,
+        "Error: Invalid configuration: EPIX_SECRET_KEY: Value error, must be at least 32 bytes "
+        "(python3 -c 'import secrets; print(secrets.token_urlsafe(48))' makes one), or unset to "
+        "have the node generate one into the data directory",
+    )
+    assert outcomes[32][0] == 0, outcomes[32][1]
+    monkeypatch.setenv("EPIX_SECRET_KEY", "")
+    assert Settings().secret_key is None
 
 
 def test_an_empty_optional_path_is_unset_and_a_party_code_may_be_lower_case(
