@@ -280,6 +280,12 @@ class Settings(BaseSettings):
         description="Lowest level of the node's own log lines (epix serve, epix worker), "
         "written to standard error with time, level and logger.",
     )
+    log_format: Literal["text", "json"] = Field(
+        default="text",
+        description="text: one line `<time> <level> <logger> <message>` per record; json: one "
+        "JSON object per line with time, level, logger, message, and request_id and exception "
+        "when there are any (uvicorn's access and error lines too), for log collectors.",
+    )
     retention_years: int = Field(
         default=5,
         ge=5,  # the design brief's minimum: a purge must never reach a younger record
@@ -342,6 +348,11 @@ class Settings(BaseSettings):
     @classmethod
     def _level_in_capitals(cls, value: object) -> object:
         return value.upper() if isinstance(value, str) else value
+
+    @field_validator("log_format", mode="before")
+    @classmethod
+    def _format_in_lower_case(cls, value: object) -> object:
+        return value.lower() if isinstance(value, str) else value
 
     @field_validator("outbound_deadline_seconds")
     @classmethod

@@ -54,10 +54,12 @@ class RequestId:
 
 
 class RequestIdFilter(logging.Filter):
-    """Gives every record ``request_suffix``: `` request_id=<id>`` while a request is being
-    answered, else nothing (for the log formats of ``epix.cli.logs``)."""
+    """Gives every record ``request_id`` (the id while a request is being answered, else None)
+    and ``request_suffix``: `` request_id=<id>`` or nothing (for the log formats of
+    ``epix.cli.logs``)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         request_id = current_request_id.get()
+        record.request_id = request_id
         record.request_suffix = f" request_id={request_id}" if request_id else ""
         return True

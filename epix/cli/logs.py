@@ -1,14 +1,21 @@
-"""Where the node's own log lines go: standard error, with time, level and logger name.
+"""Where the node's own log lines go: standard error, as text or one JSON object a line.
 
 uvicorn configures only its own loggers, so without this every ``epix.*`` line below a warning
 (a worker starting, a registry update, a client that left mid-body) was dropped under
 ``epix serve``, and warnings came out bare, without time or origin.
+
+``EPIX_LOG_FORMAT=json`` is for log collectors (Loki, Elasticsearch, journald's JSON readers):
+every line, uvicorn's access and error lines and other libraries' warnings included, is one
+JSON object with fixed keys, so a message with a newline or quotes cannot break a line apart.
 """
 
 from __future__ import annotations
 
 import copy
+import json
 import logging
+import sys
+from datetime import UTC, datetime
 from typing import Any
 
 from uvicorn.config import LOGGING_CONFIG
@@ -17,16 +24,53 @@ LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s"
 # Under epix serve each line written while a request is answered ends with its id, as does
 # uvicorn's access line (epix.api.request_id).
 _REQUEST_ID_FILTER = {"()": "epix.api.request_id.RequestIdFilter"}
+_JSON_FORMATTER = {"()": "epix.cli.logs.JsonFormatter"}
 
 
-def uvicorn_log_config(level: str) -> dict[str, Any]:
-    """uvicorn's logging configuration plus the ``epix`` logger at ``level``; uvicorn applies it
-    in every worker process it starts."""
+class JsonFormatter(logging.Formatter):
+    """One JSON object a line: ``time`` (UTC), ``level``, ``logger``, ``message``, and
+    ``request_id`` and ``exception`` when there are any (``stack`` for a record logged with
+    ``stack_info``, which EPIX itself never asks for). Only these keys: a record's other
+    attributes (``extra=`` arguments, uvicorn's scope) are never written, so nothing reaches
+    the log that the message itself does not say (the access line's ``?token=`` is redacted
+    in the message, epix.api.access_log)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        moment = datetime.fromtimestamp(record.created, UTC)
+        line: dict[str, str] = {
+            "time": moment.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        request_id = getattr(record, "request_id", None)
+        if request_id:
+            line["request_id"] = request_id
+        if record.exc_info:
+            line["exception"] = self.formatException(record.exc_info)
+        elif record.exc_text:
+            line["exception"] = record.exc_text
+        if record.stack_info:
+            line["stack"] = self.formatStack(record.stack_info)
+        return json.dumps(line)
+
+
+def uvicorn_log_config(level: str, log_format: str = "text") -> dict[str, Any]:
+    """uvicorn's logging configuration plus the ``epix`` logger at ``level``, in ``log_format``
+    (``text`` or ``json``); uvicorn applies it in every worker process it starts."""
     config = copy.deepcopy(LOGGING_CONFIG)
     config["filters"] = {"request_id": _REQUEST_ID_FILTER}
-    config["formatters"]["epix"] = {"format": LOG_FORMAT + "%(request_suffix)s"}
-    config["formatters"]["access"]["fmt"] += "%(request_suffix)s"
-    config["handlers"]["access"]["filters"] = ["request_id"]
+    if log_format == "json":
+        config["formatters"] = {
+            name: dict(_JSON_FORMATTER) for name in ("default", "access", "epix")
+        }
+        # Other libraries' warnings (Python's last-resort handler writes them bare otherwise).
+        config["root"] = {"handlers": ["epix"], "level": "WARNING"}
+    else:
+        config["formatters"]["epix"] = {"format": LOG_FORMAT + "%(request_suffix)s"}
+        config["formatters"]["access"]["fmt"] += "%(request_suffix)s"
+    for handler in ("default", "access"):
+        config["handlers"][handler]["filters"] = ["request_id"]
     config["handlers"]["epix"] = {
         "class": "logging.StreamHandler",
         "formatter": "epix",
@@ -37,6 +81,8 @@ def uvicorn_log_config(level: str) -> dict[str, Any]:
     return config
 
 
-def configure_command_logging(level: str) -> None:
+def configure_command_logging(level: str, log_format: str = "text") -> None:
     """The same lines for a command that runs without uvicorn (``epix worker``)."""
-    logging.basicConfig(level=level, format=LOG_FORMAT)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonFormatter() if log_format == "json" else logging.Formatter(LOG_FORMAT))
+    logging.basicConfig(level=level, handlers=[handler])

@@ -91,7 +91,7 @@ def ensure_can_listen(host: str, port: int) -> None:
 
 
 def uvicorn_options(
-    host: str, port: int, workers: int = 1, log_level: str = "INFO"
+    host: str, port: int, workers: int = 1, log_level: str = "INFO", log_format: str = "text"
 ) -> dict[str, Any]:
     """How uvicorn serves the node, here and in the tests that talk to it over real sockets."""
     return {
@@ -99,7 +99,7 @@ def uvicorn_options(
         "port": port,
         "workers": workers,
         "log_level": "info",
-        "log_config": uvicorn_log_config(log_level),
+        "log_config": uvicorn_log_config(log_level, log_format),
         # uvicorn kills a worker process that has not answered its supervisor's ping within
         # this many seconds (default 5), with the requests it serves: on a loaded host a
         # process starved of CPU for a few seconds is slow, not hung.
@@ -152,7 +152,7 @@ def serve(host: str, port: int, workers: int, demo: bool) -> None:
     settings = get_settings()
     # Before the outbox worker and the follower start in this process; uvicorn applies the same
     # configuration again in each process it starts.
-    logging.config.dictConfig(uvicorn_log_config(settings.log_level))
+    logging.config.dictConfig(uvicorn_log_config(settings.log_level, settings.log_format))
     database = Database(settings.effective_database_url)
     database.migrate()
     ensure_node_identity(settings)
@@ -179,7 +179,7 @@ def serve(host: str, port: int, workers: int, demo: bool) -> None:
         uvicorn.run(
             "epix.api.app:create_app",
             factory=True,
-            **uvicorn_options(host, port, workers, settings.log_level),
+            **uvicorn_options(host, port, workers, settings.log_level, settings.log_format),
         )
     finally:
         stop_following.set()

@@ -36,7 +36,7 @@ def worker(once: bool) -> None:
     by a newer EPIX is refused (EPIX-DB-001) rather than delivered from with older rules.
     """
     settings = get_settings()
-    configure_command_logging(settings.log_level)
+    configure_command_logging(settings.log_level, settings.log_format)
     database = _database()
     database.migrate()
     delivery_worker = default_worker(database, settings)

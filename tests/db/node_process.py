@@ -8,7 +8,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -55,12 +55,14 @@ def epix(
 
 
 class Node:
-    """A running ``epix serve``: its URL, and once stopped, everything it printed."""
+    """A running ``epix serve``: its URL, what it printed so far (``printed``), and once
+    stopped, everything it printed (``output``)."""
 
     def __init__(self, url: str) -> None:
         self.url = url
         self.output = ""
         self.pid = 0
+        self.printed: Callable[[], str] = lambda: self.output
 
 
 @contextmanager
@@ -86,9 +88,13 @@ def running_node(
         node.pid = server.pid
 
         def output() -> str:
-            printed.seek(0)
-            return printed.read().decode(errors="replace")
+            # pread: the node shares the file's offset, and a seek here would make it write
+            # over what it printed before.
+            descriptor = printed.fileno()
+            size = os.fstat(descriptor).st_size
+            return os.pread(descriptor, size, 0).decode(errors="replace")
 
+        node.printed = output
         try:
             deadline = time.monotonic() + 60
             while True:
