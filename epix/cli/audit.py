@@ -14,7 +14,7 @@ from epix.audit.export import verify_export, write_export
 from epix.audit.retention import purge as purge_events
 from epix.audit.signing import CheckpointSigner, certificate_fingerprint, node_checkpoint_signer
 from epix.audit.verify import verify_chain
-from epix.cli.users import cli_session
+from epix.cli.users import cli_database, cli_session
 from epix.db.base import utcnow
 from epix.db.engine import is_set_up
 from epix.settings import get_settings
@@ -168,12 +168,17 @@ def export(start: datetime | None, end: datetime | None, output: Path | None) ->
 )
 @click.option("--dry-run", is_flag=True, help="Only say what would be purged.")
 def purge(before: datetime | None, dry_run: bool) -> None:
-    """Remove records past their earliest purge date, keeping the chain verifiable."""
+    """Remove records past their earliest purge date, keeping the chain verifiable.
+
+    Removes them in batches of 10,000 events, each its own transaction with a signed
+    checkpoint and a signed purge event, so audited requests go on between batches; a purge
+    stopped half-way leaves a verifiable trail, and the next one removes the rest.
+    """
     cutoff: date = before.date() if before else utcnow().date()
     _require_trail()
     signer = _node_signer()
-    with cli_session() as session:
-        plan = purge_events(session, before=cutoff, signer=signer, dry_run=dry_run)
+    with cli_database() as database:
+        plan = purge_events(database, before=cutoff, signer=signer, dry_run=dry_run)
     if plan.count == 0:
         click.echo("nothing is due for purging")
     elif dry_run:

@@ -32,7 +32,8 @@ def cli_context(command: str) -> RequestContext:
 
 @contextmanager
 def cli_database() -> Iterator[Database]:
-    """The node's database, migrated; refusals print their code and exit 1."""
+    """A migrated database, for a command that commits in several units of work or reads on a
+    snapshot (``epix audit purge``, ``epix report``); refusals print their code and exit 1."""
     settings = get_settings()
     configure_audit(AuditPolicy.for_node(settings))
     database = Database(settings.effective_database_url)

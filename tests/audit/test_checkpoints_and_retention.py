@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import base64
+import json
+import threading
+import time as clock
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import func, select, text, update
+from sqlalchemy import func, select, update
 
 from epix.audit.checkpoints import create_checkpoint, sign_pending_checkpoints
 from epix.audit.models import AuditChainHead, AuditCheckpoint, AuditEvent
-from epix.audit.retention import plan_purge, purge
+from epix.audit.retention import PurgePlan, plan_purge, purge, purge_batch
 from epix.audit.service import (
     GENESIS_HASH,
     HEAD_ROW_ID,
@@ -23,7 +26,7 @@ from epix.audit.service import (
     record_event,
 )
 from epix.audit.signing import CheckpointSigner, certificate_fingerprint
-from epix.audit.verify import verify_chain
+from epix.audit.verify import ChainReport, verify_chain
 from epix.cli.users import cli_session
 from epix.cli.worker import _database as worker_database
 from epix.db import Database
@@ -156,11 +159,11 @@ def test_purge_removes_only_due_prefix_and_chain_still_verifies(
     today = utcnow().date()
     with database.unit_of_work() as session:
         assert plan_purge(session, before=today).count == 4
-        dry = purge(session, before=today, signer=node_signer, dry_run=True)
-        assert dry.through_sequence == 4
-        assert session.scalar(select(func.count()).select_from(AuditEvent)) == 8
+    dry = purge(database, before=today, signer=node_signer, dry_run=True)
+    assert dry.through_sequence == 4
     with database.unit_of_work() as session:
-        done = purge(session, before=today, signer=node_signer)
+        assert session.scalar(select(func.count()).select_from(AuditEvent)) == 8
+    done = purge(database, before=today, signer=node_signer)
     assert (done.through_sequence, done.count) == (4, 4)
     with database.unit_of_work() as session:
         remaining = session.scalars(select(AuditEvent).order_by(AuditEvent.sequence)).all()
@@ -173,38 +176,118 @@ def test_purge_removes_only_due_prefix_and_chain_still_verifies(
     assert report.first_sequence == 5
 
 
-@pytest.mark.postgres
-def test_a_purge_is_not_cut_off_by_the_statement_timeout(
-    postgres_database: Database, node_signer: CheckpointSigner, no_auto_checkpoints: None
-) -> None:
-    """Deleting years of events may take longer than the node's statement timeout, which
-    would roll the purge back every time: the purge's transaction runs without one."""
-    fill(postgres_database, 3)
-    with postgres_database.unit_of_work() as session:
+def _all_due(database: Database, count: int) -> None:
+    fill(database, count)
+    with database.unit_of_work() as session:
         session.execute(update(AuditEvent).values(purge_after=date(2000, 1, 1)))
-    _rechain(postgres_database)
-    with postgres_database.unit_of_work() as session:
-        assert session.scalar(text("SHOW statement_timeout")) == "1min"
-        done = purge(session, before=utcnow().date(), signer=node_signer)
-        assert session.scalar(text("SHOW statement_timeout")) == "0"
-    assert done.count == 3
-    with postgres_database.read() as session:  # the lift ended with the purge's transaction
-        assert session.scalar(text("SHOW statement_timeout")) == "1min"
+    _rechain(database)
+
+
+def _purge_events(database: Database) -> list[AuditEvent]:
+    with database.read() as session:
+        query = select(AuditEvent).where(AuditEvent.action == PURGE_ACTION)
+        return list(session.scalars(query.order_by(AuditEvent.sequence)).all())
+
+
+def _verified(database: Database, signer: CheckpointSigner) -> ChainReport:
+    trusted = [certificate_fingerprint(signer.cert_pem)]
+    with database.read() as session:
+        return verify_chain(session, trusted_fingerprints=trusted)
+
+
+def test_a_large_purge_goes_in_signed_batches(
+    database: Database, node_signer: CheckpointSigner, no_auto_checkpoints: None
+) -> None:
+    """2,500 due events in batches of 1,000: three transactions, each a whole purge (a signed
+    checkpoint at its last event, a signed purge event naming it)."""
+    _all_due(database, 2500)
+    done = purge(database, before=utcnow().date(), signer=node_signer, batch_events=1000)
+    assert (done.through_sequence, done.count) == (2500, 2500)
+    purges = _purge_events(database)
+    assert [event.sequence for event in purges] == [2501, 2502, 2503]
+    details = [json.loads(event.detail) for event in purges]
+    assert [(d["through_sequence"], d["count"]) for d in details] == [
+        (1000, 1000),
+        (2000, 1000),
+        (2500, 500),
+    ]
+    report = _verified(database, node_signer)
+    assert report.ok, report.findings
+    assert (report.first_sequence, report.events_checked) == (2501, 3)
+
+
+def test_a_purge_stopped_after_a_batch_leaves_a_verifiable_chain(
+    database: Database, node_signer: CheckpointSigner, no_auto_checkpoints: None
+) -> None:
+    """A purge killed half-way (or whose database went away) has committed whole batches
+    only; the next purge removes the rest."""
+    _all_due(database, 30)
+    today = utcnow().date()
+    with database.unit_of_work() as session:
+        assert purge_batch(
+            session, through=30, before=today, signer=node_signer, limit=10
+        ) == PurgePlan(10, 10)
+    report = _verified(database, node_signer)
+    assert report.ok, report.findings
+    assert report.first_sequence == 11
+    assert purge(database, before=today, signer=node_signer).count == 20
+    report = _verified(database, node_signer)
+    assert report.ok, report.findings
+    assert report.first_sequence == 31  # the first batch's purge event, 31, is young
+
+
+def test_audited_writes_go_on_between_the_batches_of_a_purge(
+    database: Database, node_signer: CheckpointSigner, no_auto_checkpoints: None
+) -> None:
+    """One purge transaction used to hold the chain lock for its whole delete, so every
+    audited request waited for it (on PostgreSQL until its statement timeout ended it). A
+    write that starts once the first batch is committed now comes in before the last one."""
+    _all_due(database, 2000)
+    outcome: list[object] = []
+
+    def run_purge() -> None:
+        try:
+            outcome.append(
+                purge(database, before=utcnow().date(), signer=node_signer, batch_events=20)
+            )
+        except Exception as exc:
+            outcome.append(exc)
+
+    purger = threading.Thread(target=run_purge)
+    purger.start()
+    try:
+        deadline = clock.monotonic() + 60
+        while not _purge_events(database):
+            assert not outcome and clock.monotonic() < deadline, outcome
+            clock.sleep(0.001)
+        fill(database, 1, action="concurrent.write")
+    finally:
+        purger.join(120)
+    assert not purger.is_alive()
+    assert outcome == [PurgePlan(through_sequence=2000, count=2000)]
+    with database.read() as session:
+        after_purge = session.scalars(select(AuditEvent.action).order_by(AuditEvent.sequence)).all()
+    assert after_purge.count(PURGE_ACTION) == 100
+    written_at = after_purge.index("concurrent.write")
+    assert 0 < written_at < len(after_purge) - 1, "the write did not come between two batches"
+    report = _verified(database, node_signer)
+    assert report.ok, report.findings
+    assert report.first_sequence == 2001
 
 
 def test_purge_of_young_records_removes_nothing(
     database: Database, node_signer: CheckpointSigner, no_auto_checkpoints: None
 ) -> None:
     fill(database, 5)
+    plan = purge(database, before=utcnow().date(), signer=node_signer)
+    assert plan.count == 0
     with database.unit_of_work() as session:
-        plan = purge(session, before=utcnow().date(), signer=node_signer)
-        assert plan.count == 0
         assert session.scalar(select(func.count()).select_from(AuditEvent)) == 5
 
 
 def test_purge_refuses_a_future_date(database: Database, node_signer: CheckpointSigner) -> None:
-    with database.unit_of_work() as session, pytest.raises(EpixError) as refusal:
-        purge(session, before=utcnow().date() + timedelta(days=1), signer=node_signer)
+    with pytest.raises(EpixError) as refusal:
+        purge(database, before=utcnow().date() + timedelta(days=1), signer=node_signer)
     assert refusal.value.findings[0].code == "EPIX-REQ-004"
 
 
@@ -305,8 +388,7 @@ def test_successive_purges_keep_the_chain_verifiable(
                 .values(purge_after=date(2000, 1, 1))
             )
         _rechain(database)
-        with database.unit_of_work() as session:
-            assert purge(session, before=today, signer=node_signer).through_sequence == through
+        assert purge(database, before=today, signer=node_signer).through_sequence == through
         with database.unit_of_work() as session:
             report = verify_chain(session, trusted_fingerprints=trusted)
         assert report.ok, report.findings
