@@ -16,7 +16,7 @@ from epix.audit.signing import CheckpointSigner, certificate_fingerprint, node_c
 from epix.audit.verify import verify_chain
 from epix.cli.users import cli_database, cli_session
 from epix.db.base import utcnow
-from epix.db.engine import is_set_up
+from epix.db.engine import is_set_up, without_idle_in_transaction_timeout
 from epix.settings import get_settings
 
 _DATE_FORMATS = ["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%dT%H:%M:%S.%f"]
@@ -153,6 +153,7 @@ def export(start: datetime | None, end: datetime | None, output: Path | None) ->
     stream = output.open("w", encoding="utf-8") if output else sys.stdout
     try:
         with cli_session() as session:
+            without_idle_in_transaction_timeout(session.connection())
             write_export(session, stream, signer, start=start, end=end)
     finally:
         if output:

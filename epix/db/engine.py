@@ -396,6 +396,14 @@ def without_statement_timeout(connection: Connection) -> None:
         connection.exec_driver_sql("SET LOCAL statement_timeout = 0")
 
 
+def without_idle_in_transaction_timeout(connection: Connection) -> None:
+    """Lift the idle-in-transaction timeout until the current transaction ends: for a read
+    that writes to a reader who may pause (``epix audit export`` into a pager or a slow pipe),
+    which holds no lock a writer waits for."""
+    if connection.dialect.name == "postgresql":
+        connection.exec_driver_sql("SET LOCAL idle_in_transaction_session_timeout = 0")
+
+
 def is_set_up(url: str) -> bool:
     """Whether ``url`` names a database EPIX has migrated, found out without creating one (a
     SQLite file that does not exist stays so)."""

@@ -3,8 +3,11 @@ server address that never answers a command-line tool."""
 
 from __future__ import annotations
 
+import json
 import os
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -17,7 +20,7 @@ from sqlalchemy import Connection, make_url, text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
-from epix.audit.service import lock_chain_head
+from epix.audit.service import lock_chain_head, record_event
 from epix.cli.main import cli
 from epix.db import Database, engine
 from epix.db.engine import (
@@ -29,7 +32,8 @@ from epix.db.engine import (
 )
 from epix.db.trouble import UNREACHABLE, DatabaseTrouble, database_trouble
 from epix.settings import get_settings
-from tests.conftest import POSTGRES_URL, need
+from tests.conftest import POSTGRES_URL, REPO_ROOT, need
+from tests.db.node_process import node_env
 
 pytestmark = pytest.mark.postgres
 
@@ -190,3 +194,32 @@ def test_a_command_against_a_silent_server_gives_up_within_the_connect_timeout(
     for result in results:
         assert result.exit_code == 1, result.output
         assert "connection timeout expired" in result.output and "s3cret" not in result.output
+
+
+def test_an_export_into_a_pipe_its_reader_stops_reading_is_not_ended(
+    postgres_database: Database, tmp_path: Path
+) -> None:
+    """`epix audit export | less` reads the trail in one transaction and blocks on the full
+    pipe while the person reads: the server must not end it as a hung session (here after
+    0.3 s; 60 s by default)."""
+    with postgres_database.unit_of_work() as session:
+        for index in range(400):  # about 200 KiB of export: the pipe holds 64 KiB
+            record_event(session, action="lookup", outcome="ok", permit_number=f"XA-{index}")
+    url = make_url(postgres_database.url).update_query_dict(
+        {"options": "-c idle_in_transaction_session_timeout=300"}
+    )
+    env = node_env(tmp_path / "data", url.render_as_string(hide_password=False))
+    with subprocess.Popen(
+        [sys.executable, "-m", "epix.cli", "audit", "export"],
+        cwd=REPO_ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    ) as export:
+        assert export.stdout is not None
+        header = export.stdout.readline()  # the export has begun
+        time.sleep(1.5)  # the pipe is full and the export waits for its reader
+        rest, errors = export.communicate(timeout=120)
+    assert export.returncode == 0, errors.decode()
+    records = [json.loads(line)["record"] for line in [header, *rest.splitlines()]]
+    assert records[0] == "export" and records.count("event") == 400
