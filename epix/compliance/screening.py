@@ -25,17 +25,25 @@ def _at(permit: Permit) -> date:
     return moment.date()
 
 
-def _exported_this_year(line: PermitLine, unit: str | None) -> Decimal | None:
-    """What the line tells of the year's exports in ``unit``, this permit included.
+def _exported_this_year(lines: list[tuple[int, PermitLine]], unit: str | None) -> Decimal | None:
+    """What the permit's lines under one quota tell of the year's exports in ``unit``.
 
     Box 11a states the total exported in the current year including this permit (Res. Conf.
-    12.3, Annex 2); without it, at least this permit's own quantity. None: nothing comparable.
+    12.3, Annex 2), so the permit's lines are not added to it, nor its repetitions on several
+    lines to each other; without it, at least the sum of the lines' quantities. None: nothing
+    comparable.
     """
-    known = []
-    if line.quota_used is not None and same_measure(line.quota_unit, unit):
-        known.append(line.quota_used)
-    if line.quantity is not None and same_measure(line.unit, unit):
-        known.append(line.quantity)
+    totals = [
+        line.quota_used
+        for _, line in lines
+        if line.quota_used is not None and same_measure(line.quota_unit, unit)
+    ]
+    quantities = [
+        line.quantity
+        for _, line in lines
+        if line.quantity is not None and same_measure(line.unit, unit)
+    ]
+    known = [*totals, sum(quantities, Decimal(0))] if quantities else totals
     return max(known, default=None)
 
 
@@ -49,41 +57,60 @@ def _quota_terms(quota: Quota) -> str:
     return "; ".join(part for part in parts if part)
 
 
-def _quota_findings(index: int, line: PermitLine, quota: Quota, exporter: str) -> list[Finding]:
-    where = loc.line(index, loc.QUANTITY)
-    label = f"Line {line.line_id}: {line.scientific_name} from {exporter}"
+def _label(lines: list[tuple[int, PermitLine]], exporter: str) -> str:
+    """'Line 1: Panthera pardus from NA', or for lines summed under one quota
+    'Lines 1 and 2 (summed): Diceros bicornis from NA'."""
+    ids = [line.line_id for _, line in lines]
+    names = ", ".join(dict.fromkeys(str(line.scientific_name) for _, line in lines))
+    if len(ids) == 1:
+        return f"Line {ids[0]}: {names} from {exporter}"
+    listed = f"{', '.join(ids[:-1])} and {ids[-1]}"
+    return f"Lines {listed} (summed): {names} from {exporter}"
+
+
+def _quota_findings(
+    lines: list[tuple[int, PermitLine]], quota: Quota, exporter: str
+) -> list[Finding]:
+    """The findings for the permit's lines that one quota covers, judged together: a quota
+    limits the year's exports, so two lines of one permit count as one shipment against it."""
     if quota.quota == 0:
         return [
             Finding(
                 "EPIX-COMP-002",
-                f"{label}: a zero export quota applies ({_quota_terms(quota)}). "
-                f"{quota.notes}".strip(),
-                where,
+                f"{_label([entry], exporter)}: a zero export quota applies "
+                f"({_quota_terms(quota)}). {quota.notes}".strip(),
+                loc.line(entry[0], loc.QUANTITY),
             )
+            for entry in lines
         ]
-    exported = _exported_this_year(line, quota.unit)
     amount = f"{quota.quota} {quota.unit or 'specimens'}"
-    if exported is None and line.quantity is not None:
-        return [
-            Finding(
-                "EPIX-COMP-005",
-                f"{label}: the published export quota of {amount} ({_quota_terms(quota)}) "
-                f"cannot be checked against {line.quantity} {line.unit}; check the year's "
-                "exports by hand.",
-                where,
+    findings: list[Finding] = []
+    counted: list[tuple[int, PermitLine]] = []
+    for index, line in lines:
+        if _exported_this_year([(index, line)], quota.unit) is not None:
+            counted.append((index, line))
+        elif line.quantity is not None:
+            findings.append(
+                Finding(
+                    "EPIX-COMP-005",
+                    f"{_label([(index, line)], exporter)}: the published export quota of "
+                    f"{amount} ({_quota_terms(quota)}) cannot be checked against "
+                    f"{line.quantity} {line.unit}; check the year's exports by hand.",
+                    loc.line(index, loc.QUANTITY),
+                )
             )
-        ]
+    exported = _exported_this_year(counted, quota.unit)
     if exported is not None and exported > quota.quota:
-        return [
+        findings.append(
             Finding(
                 "EPIX-COMP-001",
-                f"{label}: {exported} exported this year with this permit exceeds the "
-                f"published export quota of {amount} ({_quota_terms(quota)}). "
+                f"{_label(counted, exporter)}: {exported} exported this year with this permit "
+                f"exceeds the published export quota of {amount} ({_quota_terms(quota)}). "
                 f"{quota.notes}".strip(),
-                where,
+                loc.line(counted[0][0], loc.QUANTITY),
             )
-        ]
-    return []
+        )
+    return findings
 
 
 def _box_11a(index: int, line: PermitLine) -> list[Finding]:
@@ -167,6 +194,7 @@ def screen_permit(permit: Permit) -> list[Finding]:
     at = _at(permit)
     exporter = permit.exporter.country
     exporting = permit.document_type == "E"
+    under_quota: dict[Quota, list[tuple[int, PermitLine]]] = {}
     for index, line in enumerate(permit.lines, start=1):
         findings += _box_11a(index, line)
         if exporter is None or line.scientific_name is None:
@@ -180,6 +208,9 @@ def screen_permit(permit: Permit) -> list[Finding]:
                 purpose=permit.purpose,
                 at=at,
             ):
-                findings += _quota_findings(index, line, quota, exporter)
+                under_quota.setdefault(quota, []).append((index, line))
         findings += _reservations(index, line, line.scientific_name, permit, at)
+    if exporter is not None:
+        for quota, lines in under_quota.items():
+            findings += _quota_findings(lines, quota, exporter)
     return findings

@@ -347,3 +347,77 @@ def test_both_partys_reservations_are_named_with_the_stocks_they_leave_out() -> 
         assert "Reservation note: Reservation not applicable to stocks in (A) North Pacific" in (
             finding.message
         )
+
+
+def two_lines(country: str, first: dict[str, Any], second: dict[str, Any], **permit: Any) -> Permit:
+    """An export from ``country`` of two lines, each changed from the demo's first line."""
+    exporter = TradeParty(name="Exporter", address=Address(country=country))
+    one = exported_from(country, **first).lines[0]
+    two = dataclasses.replace(one, line_id="2", **second)
+    return change(
+        demo_permit(issued=ISSUED, lines=1), exporter=exporter, lines=(one, two), **permit
+    )
+
+
+RHINO_FEET = {"scientific_name": "Diceros bicornis", "term": "FOO", "unit": "NAR", "source": "W"}
+
+
+def test_lines_under_one_quota_are_summed_before_the_quota_is_compared() -> None:
+    # Namibia's black rhino quota is 5 hunting trophies a year (Res. Conf. 13.5). Feet on two
+    # lines, 3 and 3, are 6: over the quota, though neither line is over it alone.
+    feet = two_lines(
+        "NA",
+        {**RHINO_FEET, "quantity": Decimal(3)},
+        {"quantity": Decimal(3)},
+        purpose="H",
+    )
+    (over,) = screen_permit(feet)
+    assert over.code == "EPIX-COMP-001"
+    assert over.message.startswith(
+        "Lines 1 and 2 (summed): Diceros bicornis from NA: 6 exported this year with this "
+        "permit exceeds the published export quota of 5 specimens (quota set by the Conference "
+        "of the Parties; purpose H/P, term BOD/FOO/GEN/HOR/SKI/SKU/TRO; from 2004-10-14)."
+    )
+    assert over.location == (
+        "/CITESEPermit/SpecifiedSupplyChainConsignment/IncludedSupplyChainConsignmentItem[1]"
+        "/TransportLogisticsPackage/ItemQuantity"
+    )
+    # 2 and 3 are the quota exactly; a line of horns (another term, same quota) counts too.
+    within = change_line(feet, 1, quantity=Decimal(2))
+    assert codes(within) == []
+    assert codes(change_line(within, 1, term="HOR")) == []
+    assert codes(change_line(within, 1, term="HOR", quantity=Decimal(4))) == ["EPIX-COMP-001"]
+
+
+def test_box_11a_repeated_on_lines_under_one_quota_is_not_added_up() -> None:
+    # Box 11a on each line gives the year's total *including this permit*: 250 of Namibia's 250
+    # leopards, this permit's 100 and 150 among them. That is within the quota, not 500 or 750.
+    leopards = {"scientific_name": "Panthera pardus", "term": "TRO", "unit": "NAR"}
+    box_11a = {"quota_used": Decimal(250), "annual_quota": Decimal(250), "quota_unit": "NAR"}
+    permit = two_lines(
+        "NA",
+        {**leopards, **box_11a, "quantity": Decimal(100)},
+        {"quantity": Decimal(150)},
+        purpose="H",
+    )
+    assert codes(permit) == []
+    # A total of 240 cannot include this permit's 250: the lines' sum is what counts.
+    fewer = change_line(change_line(permit, 0, quota_used=Decimal(240)), 1, quota_used=Decimal(240))
+    assert "EPIX-COMP-001" not in codes(fewer)
+    over = change_line(fewer, 1, quantity=Decimal(151))
+    assert [f.message.split(":")[0] for f in screen_permit(over) if f.code == "EPIX-COMP-001"] == [
+        "Lines 1 and 2 (summed)"
+    ]
+
+
+def test_lines_in_another_unit_are_named_not_summed() -> None:
+    # 3 feet are counted against the 5 trophies; 40 kg of rhino hide cannot be.
+    permit = two_lines(
+        "NA",
+        {**RHINO_FEET, "quantity": Decimal(3)},
+        {"term": "SKI", "unit": "KGM", "quantity": Decimal(40)},
+        purpose="H",
+    )
+    assert [(f.code, f.message.split(":")[0]) for f in screen_permit(permit)] == [
+        ("EPIX-COMP-005", "Line 2")
+    ]
