@@ -71,11 +71,25 @@ class Quota:
         limits = (("source", self.sources), ("purpose", self.purposes), ("term", self.terms))
         return ", ".join(f"{what} {'/'.join(sorted(codes))}" for what, codes in limits if codes)
 
+    @property
+    def for_appendix_ii(self) -> bool:
+        """True for a quota from a listing annotation: every one in the table limits a species
+        or population the annotation places in Appendix II (the crocodile populations
+        'included in Appendix II ... subject to a zero quota', 'Felidae spp. ... except the
+        species included in Appendix I'), so it never covers what box 10 declares Appendix I,
+        such as a subspecies listed there on its own (Panthera leo persica)."""
+        return self.kind == "Listing_annotations"
+
+    def names(self, taxon: str, at: date) -> bool:
+        """True when the quota, in force on ``at``, is listed under a name covering ``taxon``."""
+        return in_force(self.start, self.end, at) and names_taxon(self.taxon, self.rank, taxon)
+
     def covers(
         self,
         *,
         exporter: str,
         taxon: str,
+        appendix: str | None,
         term: str | None,
         source: str | None,
         purpose: str | None,
@@ -83,8 +97,8 @@ class Quota:
     ) -> bool:
         return (
             (self.party is None or self.party == exporter)
-            and in_force(self.start, self.end, at)
-            and names_taxon(self.taxon, self.rank, taxon)
+            and self.names(taxon, at)
+            and not (self.for_appendix_ii and appendix == "I")
             and (self.terms is None or term in self.terms)
             and (self.sources is None or source in self.sources)
             and (self.purposes is None or purpose in self.purposes)
@@ -163,35 +177,52 @@ class QuotaIndex:
     ``names_taxon`` matches a listing only when the listed name is a whole-word prefix of the
     permit's name, both as ``taxon_key`` gives them (species: the name or a prefix of it;
     genus: the first word), so every quota that can cover a name sits under one of its word
-    prefixes, for the exporter or for every Party (``None``). ``Quota.covers`` still decides;
-    the index only narrows the scan.
+    prefixes, for the exporter or for every Party (``None``).
+
+    Only the longest of those prefixes that the table lists (for any Party, in force on the
+    day) counts: a taxon the table gives its own quotas is listed apart from its species or
+    genus, whose quotas then do not reach it (the zero quota for wild Saiga borealis mongolica
+    is its own, not also the species'). ``Quota.covers`` decides among that name's quotas.
     """
 
-    __slots__ = ("_by_key",)
+    __slots__ = ("_by_key", "_by_name")
 
     def __init__(self, table: Iterable[Quota]) -> None:
         by_key: dict[tuple[str | None, str], list[tuple[int, Quota]]] = {}
+        by_name: dict[str, list[Quota]] = {}
         for position, quota in enumerate(table):
-            by_key.setdefault((quota.party, taxon_key(quota.taxon)), []).append((position, quota))
+            key = taxon_key(quota.taxon)
+            by_key.setdefault((quota.party, key), []).append((position, quota))
+            by_name.setdefault(key, []).append(quota)
         self._by_key = by_key
+        self._by_name = by_name
+
+    def listed_name(self, taxon: str, at: date) -> str | None:
+        """The most specific name under which the table lists quotas in force on ``at`` that
+        name ``taxon`` (as ``taxon_key`` gives it), or None."""
+        words = taxon_key(taxon).split()
+        for end in range(len(words), -1, -1):
+            prefix = " ".join(words[:end])
+            if any(quota.names(taxon, at) for quota in self._by_name.get(prefix, ())):
+                return prefix
+        return None
 
     def covering(
         self,
         *,
         exporter: str,
         taxon: str,
+        appendix: str | None,
         term: str | None,
         source: str | None,
         purpose: str | None,
         at: date,
     ) -> list[Quota]:
-        """The quotas covering this trade, in table order (as a scan of the table finds them)."""
-        words = taxon_key(taxon).split()
-        prefixes = [" ".join(words[:end]) for end in range(1, len(words) + 1)] or [""]
-        candidates: list[tuple[int, Quota]] = []
-        for prefix in prefixes:
-            candidates += self._by_key.get((exporter, prefix), ())
-            candidates += self._by_key.get((None, prefix), ())
+        """The quotas covering this trade, in table order."""
+        name = self.listed_name(taxon, at)
+        if name is None:
+            return []
+        candidates = [*self._by_key.get((exporter, name), ()), *self._by_key.get((None, name), ())]
         candidates.sort(key=_position)
         return [
             quota
@@ -199,6 +230,7 @@ class QuotaIndex:
             if quota.covers(
                 exporter=exporter,
                 taxon=taxon,
+                appendix=appendix,
                 term=term,
                 source=source,
                 purpose=purpose,

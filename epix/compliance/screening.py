@@ -203,6 +203,7 @@ def screen_permit(permit: Permit) -> list[Finding]:
             for quota in quota_index().covering(
                 exporter=exporter,
                 taxon=line.scientific_name,
+                appendix=line.appendix,
                 term=line.term,
                 source=line.source,
                 purpose=permit.purpose,

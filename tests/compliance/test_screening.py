@@ -13,6 +13,7 @@ from epix.compliance.quotas import Quota, QuotaIndex, quota_index, quotas
 from epix.errors import ERROR_TABLE, Finding, Severity
 from epix.permits.model import Address, DocumentRef, Permit, TradeParty
 from epix.permits.samples import demo_permit
+from epix.permits.sapi_dates import taxon_key
 from tests.permits.helpers import change, change_line, validate
 
 ISSUED = date(2024, 3, 1)
@@ -129,10 +130,16 @@ def test_has_reservation_respects_party_taxon_and_dates() -> None:
     assert not has_reservation("AT", "Equus africanus", date(1990, 1, 1))
 
 
-def test_a_subspecies_meets_its_own_and_its_species_quotas() -> None:
-    # "Saiga borealis" and "Saiga borealis mongolica" are both zero quotas for every Party.
+def test_a_subspecies_the_table_lists_apart_meets_only_its_own_quotas() -> None:
+    # "Saiga borealis" and "Saiga borealis mongolica" are both zero quotas for every Party: the
+    # subspecies, listed on its own, meets its own quota, not its species' as well.
     permit = exported_from("MN", scientific_name="Saiga  borealis mongolica", source="W")
-    assert codes(permit) == ["EPIX-COMP-002", "EPIX-COMP-002"]
+    (zero,) = screen_permit(permit)
+    assert zero.code == "EPIX-COMP-002"
+    assert zero.message.startswith("Line 1: Saiga  borealis mongolica from MN: a zero export")
+    assert [quota.taxon for quota in quota_index().covering(**_wild_saiga(permit))] == [
+        "Saiga borealis mongolica"
+    ]
     assert codes(exported_from("MN", scientific_name="Saiga borealis", source="W")) == [
         "EPIX-COMP-002"
     ]
@@ -205,7 +212,16 @@ def _quota(taxon: str, party: str | None, rank: str = "SPECIES", **changes: Any)
 
 
 def _scan(table: tuple[Quota, ...], **trade: Any) -> list[Quota]:
-    return [quota for quota in table if quota.covers(**trade)]
+    """The quotas covering the trade, row by row: of those listed under the longest name that
+    any row in force gives the taxon (for any Party), as a subspecies listed apart has only
+    its own quotas."""
+    naming = [quota for quota in table if quota.names(trade["taxon"], trade["at"])]
+    longest = max((len(taxon_key(quota.taxon).split()) for quota in naming), default=0)
+    return [
+        quota
+        for quota in table
+        if quota.covers(**trade) and len(taxon_key(quota.taxon).split()) == longest
+    ]
 
 
 def test_the_quota_index_finds_exactly_what_a_scan_of_the_table_finds() -> None:
@@ -222,6 +238,7 @@ def test_the_quota_index_finds_exactly_what_a_scan_of_the_table_finds() -> None:
         _quota("panthera pardus", None),
         _quota("Panthera pardus", "NA", start=date(2010, 1, 1), purposes=frozenset({"H"})),
         _quota("", None),
+        _quota("Panthera pardus", "ZA", kind="Listing_annotations"),
     )
     index = QuotaIndex(table)
     names = (
@@ -237,15 +254,17 @@ def test_the_quota_index_finds_exactly_what_a_scan_of_the_table_finds() -> None:
         "",
     )
     found = 0
-    for exporter, taxon, term, source, purpose, at in itertools.product(
+    for exporter, taxon, appendix, term, source, purpose, at in itertools.product(
         ("NA", "ZA", "XA", "na"),
         names,
+        ("I", "II"),
         ("TRO", "SKI", None),
         ("W", "C"),
         ("H", "T"),
         (date(2005, 1, 1), date(2020, 1, 1)),
     ):
-        trade: dict[str, Any] = {"exporter": exporter, "taxon": taxon, "term": term}
+        trade: dict[str, Any] = {"exporter": exporter, "taxon": taxon, "appendix": appendix}
+        trade |= {"term": term}
         trade |= {"source": source, "purpose": purpose, "at": at}
         expected = _scan(table, **trade)
         assert index.covering(**trade) == expected, trade
@@ -260,6 +279,7 @@ def test_the_published_quota_index_agrees_with_a_scan() -> None:
             trade: dict[str, Any] = {
                 "exporter": quota.party or "XA",
                 "taxon": taxon,
+                "appendix": "II",
                 "term": min(quota.terms or {"TRO"}),
                 "source": min(quota.sources or {"W"}),
                 "purpose": min(quota.purposes or {"T"}),
@@ -268,6 +288,9 @@ def test_the_published_quota_index_agrees_with_a_scan() -> None:
             expected = _scan(table, **trade)
             assert quota_index().covering(**trade) == expected, trade
             assert taxon != quota.taxon or quota in expected
+            assert quota_index().covering(**(trade | {"appendix": "I"})) == _scan(
+                table, **(trade | {"appendix": "I"})
+            )
 
 
 def test_reservations_are_looked_up_by_exact_party() -> None:
@@ -421,3 +444,33 @@ def test_lines_in_another_unit_are_named_not_summed() -> None:
     assert [(f.code, f.message.split(":")[0]) for f in screen_permit(permit)] == [
         ("EPIX-COMP-005", "Line 2")
     ]
+
+
+def _wild_saiga(permit: Permit) -> dict[str, Any]:
+    line = permit.lines[0]
+    return {
+        "exporter": "MN",
+        "taxon": line.scientific_name,
+        "appendix": line.appendix,
+        "term": line.term,
+        "source": "W",
+        "purpose": "T",
+        "at": ISSUED,
+    }
+
+
+def test_an_appendix_ii_annotation_quota_does_not_reach_an_appendix_i_subspecies() -> None:
+    # The zero quota for wild lion bones, claws, skulls and teeth traded commercially is in the
+    # Appendix II annotation (Felidae spp., "African populations"). The Asiatic lion, Panthera
+    # leo persica, is listed in Appendix I on its own: that quota is not its quota.
+    def lion_skulls(country: str, name: str, appendix: str) -> list[str]:
+        line = {"scientific_name": name, "appendix": appendix, "term": "SKU", "source": "W"}
+        return codes(exported_from(country, **line))
+
+    assert lion_skulls("ZA", "Panthera leo", "II") == ["EPIX-COMP-002"]
+    assert lion_skulls("IN", "Panthera leo persica", "I") == []
+    assert lion_skulls("IN", "Panthera leo persica", "II") == ["EPIX-COMP-002"]
+    # A quota the Conference of the Parties set for an Appendix I species still applies.
+    leopards = {"scientific_name": "Panthera pardus", "appendix": "I", "term": "TRO"}
+    hunted = change(exported_from("NA", quantity=Decimal(251), unit="NAR", **leopards), purpose="H")
+    assert codes(hunted) == ["EPIX-COMP-001"]
