@@ -9,7 +9,8 @@ from epix.compliance.quotas import Quota, quota_index
 from epix.errors import Finding
 from epix.permits import locations as loc
 from epix.permits.model import Permit, PermitLine
-from epix.permits.reservations import reservations_in_force
+from epix.permits.reservations import has_reservation, reservations_in_force
+from epix.permits.rules import specimen_population
 
 # Units that count specimens: a quota (or box 11) without a unit is a number of specimens.
 COUNT_UNITS = frozenset({"NAR", "PCS"})
@@ -163,28 +164,44 @@ def _box_11a(index: int, line: PermitLine) -> list[Finding]:
 def _reservations(
     index: int, line: PermitLine, taxon: str, permit: Permit, at: date
 ) -> list[Finding]:
-    """EPIX-COMP-003 for each Party of the trade holding a reservation for the taxon, with the
-    note that may limit it (a stock, a population, a species of the genus) for the officer to
-    check: EPIX lifts the Appendix I rules for it but cannot tell a stock from box 7."""
+    """EPIX-COMP-003 for each Party of the trade holding a reservation for the taxon, with its
+    note and what EPIX made of it: a species or population the note leaves out, seen on the
+    permit, leaves the Party bound; a limit no box shows (a stock, an area) is named for the
+    officer to check, since EPIX took the reservation as covering the specimen."""
+    population = specimen_population(permit, line)
+    parties = (("exporter", permit.exporter.country), ("importer", permit.importer.country))
+    lifted = line.appendix == "I" and all(
+        party and has_reservation(party, taxon, population, at) for _, party in parties
+    )
     findings = []
-    for role, party in (
-        ("exporter", permit.exporter.country),
-        ("importer", permit.importer.country),
-    ):
+    for role, party in parties:
         if not party:
             continue
         for entry in reservations_in_force(party, taxon, at):
             since = f" since {entry.start.isoformat()}" if entry.start is not None else ""
+            holds = f"Line {line.line_id}: {party} ({role}) holds a reservation for {entry.taxon}"
             note = f" Reservation note: {entry.notes}" if entry.notes else ""
-            findings.append(
-                Finding(
-                    "EPIX-COMP-003",
-                    f"Line {line.line_id}: {party} ({role}) holds a reservation for "
-                    f"{entry.taxon}{since}; it trades this taxon as a non-Party "
-                    f"(Art. XXIII).{note}",
-                    loc.line(index, loc.SCIENTIFIC_NAME),
+            excluded = entry.exclusion(taxon, population)
+            if excluded is not None:
+                message = (
+                    f"{holds}{since}, but it does not cover {excluded}: for this specimen "
+                    f"{party} is bound as a Party (Art. XXIII).{note}"
                 )
-            )
+            else:
+                message = f"{holds}{since}; it trades this taxon as a non-Party (Art. XXIII).{note}"
+                doubt = entry.doubt(population)
+                if doubt:
+                    message += (
+                        f" The permit cannot show whether this specimen is within that limit "
+                        f"({doubt}); EPIX took the reservation as covering it: check it."
+                    )
+                if lifted:
+                    message += (
+                        " Both Parties hold a reservation, so the Appendix I rules on the "
+                        "import permit and the commercial purpose were not applied (Art. "
+                        "XXIII.3)."
+                    )
+            findings.append(Finding("EPIX-COMP-003", message, loc.line(index, loc.SCIENTIFIC_NAME)))
     return findings
 
 

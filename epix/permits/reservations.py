@@ -1,10 +1,16 @@
 """Parties' reservations (Art. XXIII): a Party with a reservation is treated as a non-Party for
 that taxon, so Appendix I commercial trade between two Parties that both hold one is not refused
-(rules EPIX-RULE-011 and 012); one reserving side alone does not free the other from Art. III."""
+(rules EPIX-RULE-011 and 012); one reserving side alone does not free the other from Art. III.
+
+A reservation's SAPI note may leave out a species of the genus or a Party's population, which
+box 7 and the specimen's origin show: such a specimen is not covered. Stocks and areas
+("except stock of west Greenland") no box shows: the reservation is taken as covering the
+specimen and screening says what could not be checked (EPIX-COMP-003)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, replace
 from datetime import date, datetime
 from functools import cache
 from pathlib import Path
@@ -17,6 +23,7 @@ from epix.permits.sapi_dates import (
     parse_sapi_date,
     party_code,
     read_sapi_table,
+    taxon_key,
 )
 
 DATA = Path(__file__).resolve().parent / "data" / "reservations.csv"
@@ -30,6 +37,68 @@ class Reservation:
     start: date | None
     end: date | None
     notes: str = ""  # SAPI's public note: may limit the reservation to some stocks or taxa
+    # What the note limits, as far as a permit can show it (``read_limits``).
+    excluded_taxa: tuple[str, ...] = ()  # names the reservation does not cover
+    excluded_populations: frozenset[str] = frozenset()  # countries whose population it leaves out
+    only_populations: frozenset[str] | None = None  # the only countries whose population it covers
+    unchecked: str = ""  # the part of the note no box of a permit can show (a stock, an area)
+
+    def exclusion(self, taxon: str, population: str | None) -> str | None:
+        """What the note leaves out that this specimen is, in words ('Discocactus horstii',
+        'the population of AU'); None when the permit does not show it left out."""
+        name = taxon_key(taxon)
+        for excluded in self.excluded_taxa:
+            if name == taxon_key(excluded) or name.startswith(taxon_key(excluded) + " "):
+                return excluded
+        if population is not None and population in self.excluded_populations:
+            return f"the population of {population}"
+        if (
+            population is not None
+            and self.only_populations is not None
+            and population not in self.only_populations
+        ):
+            return f"the population of {population}"
+        return None
+
+    def doubt(self, population: str | None) -> str:
+        """The note's limits the permit cannot show for this specimen ('' when none): free
+        text about stocks or areas, or a population limit when the permit names no origin."""
+        limits = [self.unchecked] if self.unchecked else []
+        if population is None and (self.excluded_populations or self.only_populations):
+            limits.append(self.notes)
+        return " ".join(dict.fromkeys(limits))
+
+
+# Notes that name the reservation's history, not a limit on it.
+_HISTORY = (
+    "original reservation as ",
+    "reservation entered under ",
+    "originally listed as ",
+    "entry into effect delayed ",
+)
+_NOT_POPULATION = re.compile(r"[Rr]eservation not applicable to (?:the )?population of ([A-Z]{2})")
+_ONLY_POPULATION = re.compile(
+    r"[Rr]eservation applicable only to (?:the )?(?:(\w+) )?population of ([A-Z]{2})"
+)
+_NOT_SPECIES = re.compile(r"[Rr]eservation not applicable to ([A-Z])\. ?([a-z]+)")
+
+
+def read_limits(entry: Reservation) -> Reservation:
+    """The reservation with its note read: the taxa and populations it leaves out, which a
+    permit's box 7 and origin can show, and what else limits it (``unchecked``). A note EPIX
+    does not recognise is kept whole as ``unchecked``, so it is shown, never ignored."""
+    note = entry.notes.strip().rstrip(".")
+    if not note or note.lower().startswith(_HISTORY):
+        return entry
+    if match := _NOT_POPULATION.fullmatch(note):
+        return replace(entry, excluded_populations=frozenset({match[1]}))
+    if match := _ONLY_POPULATION.fullmatch(note):
+        qualified = f"only the {match[1]} population of {match[2]}" if match[1] else ""
+        return replace(entry, only_populations=frozenset({match[2]}), unchecked=qualified)
+    genus = entry.taxon.split()[0]
+    if (match := _NOT_SPECIES.fullmatch(note)) and genus.startswith(match[1]):
+        return replace(entry, excluded_taxa=(f"{genus} {match[2]}",))
+    return replace(entry, unchecked=entry.notes)
 
 
 # UNEP-WCMC's internal note on a reservation without a withdrawal date that the CITES list of
@@ -50,13 +119,15 @@ COLUMNS = ("start_date", "end_date", "taxon_name", "rank", "iso_code2", "notes",
 def _reservation(row: dict[str, str]) -> Reservation:
     """One row as a Reservation, or ValueError naming the malformed field."""
     taxon, rank = listed_name(row)
-    return Reservation(
-        party=party_code(row["iso_code2"]),
-        taxon=taxon,
-        rank=rank,
-        start=parse_sapi_date(row["start_date"]),
-        end=parse_sapi_date(row["end_date"]),
-        notes=" ".join(row["notes"].split()),
+    return read_limits(
+        Reservation(
+            party=party_code(row["iso_code2"]),
+            taxon=taxon,
+            rank=rank,
+            start=parse_sapi_date(row["start_date"]),
+            end=parse_sapi_date(row["end_date"]),
+            notes=" ".join(row["notes"].split()),
+        )
     )
 
 
@@ -101,6 +172,10 @@ def reservations_in_force(party: str, taxon: str, at: datetime | date) -> list[R
     ]
 
 
-def has_reservation(party: str, taxon: str, at: datetime | date) -> bool:
-    """True when ``party`` held a reservation covering ``taxon`` on the date ``at``."""
-    return bool(reservations_in_force(party, taxon, at))
+def has_reservation(party: str, taxon: str, population: str | None, at: datetime | date) -> bool:
+    """True when ``party`` held a reservation on the date ``at`` covering ``taxon``, unless its
+    note leaves out that taxon or the specimen's ``population`` (ISO country, None: unknown)."""
+    return any(
+        entry.exclusion(taxon, population) is None
+        for entry in reservations_in_force(party, taxon, at)
+    )

@@ -25,8 +25,9 @@ from epix.permits import locations as loc
 from epix.permits.model import DOC_IMPORT_PERMIT, Permit, PermitLine
 from epix.xml.namespaces import CITES_PERMIT, CITES_RAM
 
-ReservationCheck = Callable[[str, str, datetime], bool]
-"""``(party, scientific_name, at) -> True`` when that Party holds a reservation for the taxon."""
+ReservationCheck = Callable[[str, str, str | None, datetime], bool]
+"""``(party, scientific_name, population, at) -> True`` when that Party holds a reservation
+covering the taxon and the specimen's population (ISO country, None: not shown)."""
 
 MAX_NUMBER_LENGTH = 35
 EXPORT_MONTHS = 6  # Art. VI.2
@@ -328,6 +329,15 @@ def _line_rules(
     return findings
 
 
+def specimen_population(permit: Permit, line: PermitLine) -> str | None:
+    """The country whose population the specimen comes from, as far as the permit shows it:
+    the country of origin (box 12), else for an export the exporting Party (a specimen imported
+    before leaves as a re-export, Art. I(d)); None when the permit does not say."""
+    if line.origin_country is not None:
+        return line.origin_country
+    return permit.exporter.country if permit.document_type == "E" else None
+
+
 def _reserved(permit: Permit, line: PermitLine, has_reservation: ReservationCheck | None) -> bool:
     """True when both the exporting and the importing Party hold a reservation for the taxon.
 
@@ -340,8 +350,9 @@ def _reserved(permit: Permit, line: PermitLine, has_reservation: ReservationChec
     if has_reservation is None or line.scientific_name is None or not exporter or not importer:
         return False
     at = permit.issued_at or permit.valid_from or datetime.now(UTC)
-    return has_reservation(exporter, line.scientific_name, at) and has_reservation(
-        importer, line.scientific_name, at
+    population = specimen_population(permit, line)
+    return has_reservation(exporter, line.scientific_name, population, at) and has_reservation(
+        importer, line.scientific_name, population, at
     )
 
 

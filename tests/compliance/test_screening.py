@@ -12,6 +12,8 @@ from epix.compliance import has_reservation, screen_permit
 from epix.compliance.quotas import Quota, QuotaIndex, quota_index, quotas
 from epix.errors import ERROR_TABLE, Finding, Severity
 from epix.permits.model import Address, DocumentRef, Permit, TradeParty
+from epix.permits.reservations import reservations_in_force
+from epix.permits.rules import check_rules
 from epix.permits.samples import demo_permit
 from epix.permits.sapi_dates import taxon_key
 from tests.permits.helpers import change, change_line, validate
@@ -122,12 +124,12 @@ def test_every_screening_code_is_a_warning() -> None:
 
 
 def test_has_reservation_respects_party_taxon_and_dates() -> None:
-    assert has_reservation("NO", "Balaenoptera acutorostrata", date(2024, 1, 1))
-    assert not has_reservation("XA", "Balaenoptera acutorostrata", date(2024, 1, 1))
-    assert not has_reservation("NO", "Python reticulatus", date(2024, 1, 1))
+    assert has_reservation("NO", "Balaenoptera acutorostrata", None, date(2024, 1, 1))
+    assert not has_reservation("XA", "Balaenoptera acutorostrata", None, date(2024, 1, 1))
+    assert not has_reservation("NO", "Python reticulatus", None, date(2024, 1, 1))
     # Austria's reservation on Equus africanus ran 1983-07-29 to 1989-01-06.
-    assert has_reservation("AT", "Equus africanus", date(1985, 1, 1))
-    assert not has_reservation("AT", "Equus africanus", date(1990, 1, 1))
+    assert has_reservation("AT", "Equus africanus", None, date(1985, 1, 1))
+    assert not has_reservation("AT", "Equus africanus", None, date(1990, 1, 1))
 
 
 def test_a_subspecies_the_table_lists_apart_meets_only_its_own_quotas() -> None:
@@ -151,8 +153,8 @@ def test_a_name_matches_whatever_its_letter_case() -> None:
     # the zero quotas for wild Saiga (every Party) and Norway's reservation still apply.
     for name in ("SAIGA BOREALIS", "saiga borealis", "Saiga Borealis Mongolica"):
         assert "EPIX-COMP-002" in codes(exported_from("MN", scientific_name=name, source="W"))
-    assert has_reservation("NO", "BALAENOPTERA ACUTOROSTRATA", date(2024, 1, 1))
-    assert has_reservation("NO", "balaenoptera acutorostrata", date(2024, 1, 1))
+    assert has_reservation("NO", "BALAENOPTERA ACUTOROSTRATA", None, date(2024, 1, 1))
+    assert has_reservation("NO", "balaenoptera acutorostrata", None, date(2024, 1, 1))
     assert codes(exported_from("NO", scientific_name="balaenoptera acutorostrata")) == [
         "EPIX-COMP-003"
     ]
@@ -294,17 +296,17 @@ def test_the_published_quota_index_agrees_with_a_scan() -> None:
 
 
 def test_reservations_are_looked_up_by_exact_party() -> None:
-    assert has_reservation("NO", "Balaenoptera acutorostrata acutorostrata", date(2024, 1, 1))
-    assert not has_reservation("no", "Balaenoptera acutorostrata", date(2024, 1, 1))
-    assert not has_reservation("", "Balaenoptera acutorostrata", date(2024, 1, 1))
+    assert has_reservation("NO", "Balaenoptera acutorostrata acutorostrata", None, date(2024, 1, 1))
+    assert not has_reservation("no", "Balaenoptera acutorostrata", None, date(2024, 1, 1))
+    assert not has_reservation("", "Balaenoptera acutorostrata", None, date(2024, 1, 1))
 
 
 def test_a_reservation_the_cites_list_no_longer_holds_is_not_in_force() -> None:
     # Japan's 1980 reservations on the hawksbill subspecies have no withdrawal date in the SAPI
     # table, whose internal note says they are not current on the CITES list of reservations.
     for subspecies in ("Eretmochelys imbricata imbricata", "Eretmochelys imbricata bissa"):
-        assert not has_reservation("JP", subspecies, date(2024, 1, 1))
-    assert has_reservation("CU", "Eretmochelys imbricata", date(2024, 1, 1))  # Cuba's stands
+        assert not has_reservation("JP", subspecies, None, date(2024, 1, 1))
+    assert has_reservation("CU", "Eretmochelys imbricata", None, date(2024, 1, 1))  # Cuba's stands
     # So wild hawksbill for commercial purposes to Japan is refused, not let through.
     to_japan = change_line(
         change(
@@ -474,3 +476,101 @@ def test_an_appendix_ii_annotation_quota_does_not_reach_an_appendix_i_subspecies
     leopards = {"scientific_name": "Panthera pardus", "appendix": "I", "term": "TRO"}
     hunted = change(exported_from("NA", quantity=Decimal(251), unit="NAR", **leopards), purpose="H")
     assert codes(hunted) == ["EPIX-COMP-001"]
+
+
+def _refusals(permit: Permit) -> set[str]:
+    found = {f.code for f in check_rules(permit, has_reservation=has_reservation)}
+    return found & {"EPIX-RULE-011", "EPIX-RULE-012"}
+
+
+def test_a_species_the_reservation_note_leaves_out_is_not_reserved() -> None:
+    # Switzerland and Liechtenstein held reservations on Discocactus (1992-2014), "not
+    # applicable to D. horstii": between them wild D. horstii stayed under Appendix I.
+    def cactus(name: str) -> Permit:
+        permit = exported_from(
+            "CH", issued=date(2010, 5, 1), scientific_name=name, appendix="I", source="W"
+        )
+        return change(permit, importer=TradeParty(name="Importer", address=Address(country="LI")))
+
+    assert _refusals(cactus("Discocactus placidus")) == set()
+    assert _refusals(cactus("Discocactus horstii")) == {"EPIX-RULE-011", "EPIX-RULE-012"}
+    warnings = screen_permit(cactus("Discocactus horstii"))
+    assert [f.message.split(",")[0] for f in warnings] == [
+        "Line 1: CH (exporter) holds a reservation for Discocactus since 1992-06-11",
+        "Line 1: LI (importer) holds a reservation for Discocactus since 1992-06-11",
+    ]
+    assert all(
+        "but it does not cover Discocactus horstii: for this specimen" in f.message
+        for f in warnings
+    )
+
+
+def test_a_population_the_reservation_note_leaves_out_is_judged_by_origin() -> None:
+    # Suriname's reservation on the green turtle is "not applicable to population of AU";
+    # Cuba's has no limit. Shells re-exported from Suriname to Cuba: the origin (box 12) decides.
+    def shells(origin: str | None) -> Permit:
+        permit = exported_from(
+            "SR", scientific_name="Chelonia mydas", appendix="I", source="W", term="SHE"
+        )
+        return change_line(
+            change(
+                permit,
+                document_type="R",
+                importer=TradeParty(name="Importer", address=Address(country="CU")),
+            ),
+            origin_country=origin,
+        )
+
+    assert "EPIX-RULE-012" not in _refusals(shells("ID"))
+    assert "EPIX-RULE-012" in _refusals(shells("AU"))
+    (suriname, _) = screen_permit(shells("AU"))
+    assert "does not cover the population of AU: for this specimen SR is bound" in (
+        suriname.message
+    )
+    # Without an origin the permit cannot show the population: the rule is lifted, and said so.
+    assert "EPIX-RULE-012" not in _refusals(shells(None))
+    (suriname, cuba) = screen_permit(shells(None))
+    assert "cannot show whether this specimen is within that limit" in suriname.message
+    assert "cannot show" not in cuba.message
+    for finding in (suriname, cuba):
+        assert finding.message.endswith(
+            "the Appendix I rules on the import permit and the commercial purpose were not "
+            "applied (Art. XXIII.3)."
+        )
+    assert has_reservation("SR", "Chelonia mydas", "SR", ISSUED)
+    assert not has_reservation("SR", "Chelonia mydas", "AU", ISSUED)
+
+
+def test_a_reservation_for_one_population_only_covers_no_other() -> None:
+    # Chile's reservation on Fitzroya cupressoides (1987-2004) was "applicable only to coastal
+    # population of CL": a Chilean specimen may be of it (coastal: no box shows), others are not.
+    at = date(2000, 1, 1)
+    assert has_reservation("CL", "Fitzroya cupressoides", "CL", at)
+    assert not has_reservation("CL", "Fitzroya cupressoides", "AR", at)
+    (entry,) = reservations_in_force("CL", "Fitzroya cupressoides", at)
+    assert entry.doubt("CL") == "only the coastal population of CL"
+
+
+def test_a_stock_no_box_shows_is_named_when_the_appendix_one_rules_are_lifted() -> None:
+    # Norway's and Japan's minke whale reservations are "except stock of west Greenland", which
+    # no box of a permit shows: the rules are lifted, and each finding says what to check.
+    meat = change(
+        exported_from("NO", scientific_name="Balaenoptera acutorostrata", appendix="I", source="W"),
+        importer=TradeParty(name="Importer", address=Address(country="JP")),
+    )
+    assert _refusals(meat) == set()
+    for finding in screen_permit(meat):
+        assert finding.message.endswith(
+            "Reservation note: Except stock of west Greenland. The permit cannot show whether "
+            "this specimen is within that limit (Except stock of west Greenland.); EPIX took the "
+            "reservation as covering it: check it. Both Parties hold a reservation, so the "
+            "Appendix I rules on the import permit and the commercial purpose were not applied "
+            "(Art. XXIII.3)."
+        )
+
+
+def test_a_note_on_the_reservation_s_history_limits_nothing() -> None:
+    # "Reservation entered under Balaenoptera acutorostrata" says how Norway's Antarctic minke
+    # whale reservation was entered, not what it leaves out.
+    (entry,) = reservations_in_force("NO", "Balaenoptera bonaerensis", ISSUED)
+    assert entry.doubt(None) == "" and entry.exclusion("Balaenoptera bonaerensis", None) is None

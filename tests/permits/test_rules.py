@@ -262,7 +262,7 @@ def test_appendix_one_commercial_trade_is_refused_for_every_source_but_d_and_o(s
 def test_appendix_one_wild_commercial_is_allowed_when_a_reservation_applies() -> None:
     permit = change_line(VALID, appendix="I", source="W", scientific_name="Reserved species")
 
-    def reservation(party: str, taxon: str, at: datetime) -> bool:
+    def reservation(party: str, taxon: str, population: str | None, at: datetime) -> bool:
         return party in ("XA", "XB") and taxon == "Reserved species"
 
     assert "EPIX-RULE-012" not in {f.code for f in check_rules(permit, has_reservation=reservation)}
