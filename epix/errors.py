@@ -97,6 +97,13 @@ _TABLE: tuple[ErrorCode, ...] = (
         200,
         "A published export quota applies, but in a unit the permit's quantity is not in.",
     ),
+    _c(
+        "EPIX-COMP-006",
+        W,
+        200,
+        "A trade suspension or stricter domestic measure published for this country covers the "
+        "line.",
+    ),
     # --- signatures (EPIX-DSIG-1) ---
     _c("EPIX-SIG-001", E, 422, "The document is not signed."),
     _c("EPIX-SIG-002", E, 422, "The document has more than one signature."),

@@ -1,4 +1,5 @@
-"""Screen a permit against published quotas, reservations and its own box 11a: warnings only."""
+"""Screen a permit against published quotas, reservations, trade suspensions and its own box
+11a: warnings only."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ from datetime import UTC, date, datetime
 from decimal import Decimal
 
 from epix.compliance.quotas import Quota, quota_index
+from epix.compliance.suspensions import describe, suspensions
 from epix.errors import Finding
 from epix.permits import locations as loc
 from epix.permits.model import Permit, PermitLine
@@ -205,6 +207,31 @@ def _reservations(
     return findings
 
 
+def _suspensions(
+    index: int, line: PermitLine, taxon: str, permit: Permit, at: date
+) -> list[Finding]:
+    """EPIX-COMP-006 for each published suspension the line is traded under, never a refusal:
+    EPIX holds only the suspensions of its Species+ data, and most are in words alone."""
+    exporter, importer = permit.exporter.country, permit.importer.country
+    return [
+        Finding(
+            "EPIX-COMP-006",
+            f"Line {line.line_id}: {taxon}: {describe(suspension)}",
+            loc.line(index, loc.SCIENTIFIC_NAME),
+        )
+        for suspension in suspensions()
+        if suspension.covers(
+            exporter=exporter,
+            importer=importer,
+            taxon=taxon,
+            term=line.term,
+            source=line.source,
+            purpose=permit.purpose,
+            at=at,
+        )
+    ]
+
+
 def screen_permit(permit: Permit) -> list[Finding]:
     """Compliance warnings for the permit (EPIX-COMP-*); never an error."""
     findings: list[Finding] = []
@@ -228,6 +255,7 @@ def screen_permit(permit: Permit) -> list[Finding]:
             ):
                 under_quota.setdefault(quota, []).append((index, line))
         findings += _reservations(index, line, line.scientific_name, permit, at)
+        findings += _suspensions(index, line, line.scientific_name, permit, at)
     if exporter is not None:
         for quota, lines in under_quota.items():
             findings += _quota_findings(lines, quota, exporter)

@@ -1,0 +1,119 @@
+"""Trade suspensions from the Species+ data, narrowed by the SAPI exemptions: warnings only."""
+
+from __future__ import annotations
+
+from datetime import date
+from pathlib import Path
+
+import pytest
+
+from epix.compliance import screen_permit
+from epix.compliance.suspensions import EXEMPTIONS, load_exemptions, suspensions
+from epix.errors import ERROR_TABLE, Severity
+from epix.permits.model import Address, Permit, TradeParty
+from epix.permits.sapi_dates import ReferenceDataError
+from tests.compliance.test_screening import exported_from
+from tests.permits.helpers import change
+
+ISSUED = date(2024, 3, 1)
+
+
+def grey_parrots(country: str, *, purpose: str = "T", source: str = "W", **line: object) -> Permit:
+    permit = exported_from(country, scientific_name="Psittacus erithacus", source=source, **line)
+    return change(permit, purpose=purpose)
+
+
+def suspended(permit: Permit) -> list[str]:
+    return [f.message for f in screen_permit(permit) if f.code == "EPIX-COMP-006"]
+
+
+def test_a_country_wide_commercial_suspension_warns_on_commercial_exports_only() -> None:
+    # CITES Notif. No. 2019/035: all commercial trade in CITES-listed species with Somalia is
+    # suspended; UNEP-WCMC's exemptions read it as not covering zoos, gardens, circuses and
+    # science (purposes Z, G, Q, S).
+    (warning,) = suspended(grey_parrots("SO"))
+    assert warning == (
+        "Line 1: Psittacus erithacus: CITES Notif. No. 2019/035, since 2019-07-04 (a "
+        "recommendation to suspend trade, Art. XIII and Res. Conf. 14.3), concerns exports from "
+        'SO of every CITES-listed species: "All commercial trade in specimens of CITES-listed '
+        'species." UNEP-WCMC reads it as not covering purpose G/Q/S/Z.'
+    )
+    assert suspended(grey_parrots("SO", purpose="Z")) == []
+    assert suspended(grey_parrots("SO", purpose="S")) == []
+    assert suspended(grey_parrots("SO", issued=date(2019, 7, 3))) == []
+    assert ERROR_TABLE["EPIX-COMP-006"].severity is Severity.WARNING
+
+
+def test_an_exemption_by_source_and_purpose_narrows_a_domestic_export_ban() -> None:
+    # India bans commercial exports of wild-taken specimens (CITES Notif. No. 2018/031); the
+    # exemption row reads sources A, C, D, F, I and the non-commercial purposes as outside it.
+    (warning,) = suspended(grey_parrots("IN"))
+    assert "(a stricter domestic measure, Art. XIV.1)" in warning
+    assert warning.endswith(
+        "UNEP-WCMC reads it as not covering purpose B/E/H/L/M/N/P/S, source A/C/D/F/I."
+    )
+    assert suspended(grey_parrots("IN", source="C")) == []
+    assert suspended(grey_parrots("IN", purpose="S")) == []
+
+
+def test_a_suspension_without_a_reading_of_its_scope_says_so() -> None:
+    # Djibouti: all trade suspended since 2018 (no exemption) and commercial trade since 2011.
+    warnings = suspended(grey_parrots("DJ", purpose="S"))
+    assert len(warnings) == 1 and "CITES Notif. No. 2018/015" in warnings[0]
+    assert warnings[0].endswith(
+        "EPIX holds no reading of its scope (purposes, sources, specimens): check whether this "
+        "line is within it."
+    )
+    assert len(suspended(grey_parrots("DJ"))) == 2
+
+
+def test_taxon_measures_match_the_taxon_and_the_side_of_the_trade() -> None:
+    # The United States' three measures on African elephant imports (2014) concern trade with
+    # the United States in Loxodonta africana, nothing else.
+    def trophies(name: str, importer: str) -> Permit:
+        permit = exported_from("ZA", scientific_name=name, term="TRO", source="W")
+        to = TradeParty(name="Importer", address=Address(country=importer))
+        return change(permit, purpose="H", importer=to)
+
+    warnings = suspended(trophies("Loxodonta africana", "US"))
+    assert [w.split(",")[0] for w in warnings] == [
+        "Line 1: Loxodonta africana: CITES Notif. No. 2014/037",
+        "Line 1: Loxodonta africana: CITES Notif. No. 2014/037",
+        "Line 1: Loxodonta africana: CITES Notif. No. 2014/045",
+    ]
+    assert all(
+        "concerns trade, imports included, with US of Loxodonta africana" in w for w in warnings
+    )
+    assert suspended(trophies("Loxodonta africana", "DE")) == []
+    assert suspended(trophies("Panthera leo", "US")) == []
+
+
+def test_only_the_suspensions_epix_can_name_are_used() -> None:
+    # The Species+ answers hold 17 suspensions; Argentina's birds and the Philippines'
+    # terrestrial fauna hang on higher taxa EPIX cannot match by name, so 15 remain.
+    table = suspensions()
+    assert len(table) == 15
+    assert {entry.taxon for entry in table} == {None, "Loxodonta africana"}
+    assert "AR" not in {entry.country for entry in table}
+
+
+def test_every_exemption_row_is_read_with_its_unquoted_code_lists() -> None:
+    table = load_exemptions(EXEMPTIONS)
+    assert len(table) == 275
+    india = [row for row in table if row.party == "IN" and row.start == date(2018, 3, 26)]
+    assert [(row.sources, row.purposes) for row in india] == [
+        (frozenset("ACDFI"), frozenset("SHPMENBL"))
+    ]
+    # Congo's grey parrots (2018): the source list runs on into the notes; no purpose is given.
+    (parrots,) = [row for row in table if row.party == "CD" and row.start == date(2018, 11, 1)]
+    assert (parrots.sources, parrots.purposes) == (frozenset("ACDFI"), None)
+
+
+def test_a_malformed_exemption_row_is_named_by_line(tmp_path: Path) -> None:
+    text = EXEMPTIONS.read_text(encoding="utf-8")
+    somalia = "04/07/2019,,ALL,ALL,ALL,SO,ALL,ALL,ALL,Z, G, Q, S,"
+    assert text.count(somalia) == 1
+    broken = tmp_path / "exemptions.csv"
+    broken.write_text(text.replace(somalia, somalia.replace("Z, G", "Z, V")), encoding="utf-8")
+    with pytest.raises(ReferenceDataError, match=r"line \d+: purpose code V is not a CITES"):
+        load_exemptions(broken)
