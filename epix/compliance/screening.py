@@ -199,9 +199,9 @@ def _reservations(
                     )
                 if lifted:
                     message += (
-                        " Both Parties hold a reservation, so the Appendix I rules on the "
-                        "import permit and the commercial purpose were not applied (Art. "
-                        "XXIII.3)."
+                        " Both Parties hold a reservation, so EPIX does not hold this line to "
+                        "the Appendix I rules on the import permit and the commercial purpose "
+                        "(Art. XXIII.3)."
                     )
             findings.append(Finding("EPIX-COMP-003", message, loc.line(index, loc.SCIENTIFIC_NAME)))
     return findings

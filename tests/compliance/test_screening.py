@@ -535,8 +535,8 @@ def test_a_population_the_reservation_note_leaves_out_is_judged_by_origin() -> N
     assert "cannot show" not in cuba.message
     for finding in (suriname, cuba):
         assert finding.message.endswith(
-            "the Appendix I rules on the import permit and the commercial purpose were not "
-            "applied (Art. XXIII.3)."
+            "so EPIX does not hold this line to the Appendix I rules on the import permit and "
+            "the commercial purpose (Art. XXIII.3)."
         )
     assert has_reservation("SR", "Chelonia mydas", "SR", ISSUED)
     assert not has_reservation("SR", "Chelonia mydas", "AU", ISSUED)
@@ -564,9 +564,9 @@ def test_a_stock_no_box_shows_is_named_when_the_appendix_one_rules_are_lifted() 
         assert finding.message.endswith(
             "Reservation note: Except stock of west Greenland. The permit cannot show whether "
             "this specimen is within that limit (Except stock of west Greenland.); EPIX took the "
-            "reservation as covering it: check it. Both Parties hold a reservation, so the "
-            "Appendix I rules on the import permit and the commercial purpose were not applied "
-            "(Art. XXIII.3)."
+            "reservation as covering it: check it. Both Parties hold a reservation, so EPIX does "
+            "not hold this line to the Appendix I rules on the import permit and the commercial "
+            "purpose (Art. XXIII.3)."
         )
 
 
