@@ -3,8 +3,8 @@
 Screening sees one permit at a time (and box 11a, the issuer's own count); only the year's
 records together show that two permits under the quota each add up to more than it. The
 quotas are the published ones ``epix.compliance`` screens with; a record counts against every
-quota that covers its taxon, term, source and purpose at its date (endorsement, else issue),
-in the quota's unit (a number of specimens: NAR, PCS or none).
+quota that covers its taxon, appendix, term, source and purpose at its date (endorsement, else
+issue), in the quota's unit (a number of specimens: NAR, PCS or none).
 """
 
 from __future__ import annotations
@@ -71,6 +71,7 @@ def _covering(record: TradeRecord, exporter: str, when: date) -> list[Quota]:
     return quota_index().covering(
         exporter=exporter,
         taxon=record.taxon,
+        appendix=record.appendix,
         term=record.term,
         source=record.source,
         purpose=record.purpose,
