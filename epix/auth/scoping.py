@@ -32,6 +32,22 @@ def may_see_party(principal: Principal, party: str) -> bool:
     )
 
 
+def ensure_administers_node(principal: Principal, node_party: str | None, location: str) -> None:
+    """Refuse (EPIX-AUTH-005) a node admin of another Party on a Party node, whoever they name.
+
+    ``node_party`` is the Party whose node this is, None on a hub. Such an admin (made before
+    this rule, or by hand) manages nobody there: fail closed rather than guess whom it is meant
+    to manage. The refusal does not depend on the user or key named, so callers make it before
+    looking that up and it tells nothing about what exists."""
+    if node_party is not None and principal.party != node_party:
+        raise EpixError.of(
+            "EPIX-AUTH-005",
+            f"This is {node_party}'s node and you are of {principal.party}: only "
+            f"{node_party}'s node admins manage its users.",
+            location,
+        )
+
+
 def ensure_may_administer(
     principal: Principal, party: str, node_party: str | None, location: str = "party"
 ) -> None:
@@ -42,16 +58,8 @@ def ensure_may_administer(
     its own Party, and only when they are of it themselves: else XA's admin could mint an XB
     management authority or a Secretariat user and act as them there. Users of other Parties
     (a peer node's account) are the operator's, made with ``epix users``."""
-    if node_party is None:
-        return
-    if principal.party != node_party:
-        raise EpixError.of(
-            "EPIX-AUTH-005",
-            f"This is {node_party}'s node and you are of {principal.party}: only "
-            f"{node_party}'s node admins manage its users.",
-            location,
-        )
-    if party.upper() != node_party:
+    ensure_administers_node(principal, node_party, location)
+    if node_party is not None and party.upper() != node_party:
         raise EpixError.of(
             "EPIX-AUTH-005",
             f"This is {node_party}'s node: its node admins manage only {node_party}'s users, "

@@ -114,10 +114,22 @@ def _ensure_active(user: Person) -> None:
         raise EpixError.of("EPIX-AUTH-006", f"The account {user.username!r} is disabled.", "user")
 
 
+def no_such_user(username: str) -> EpixError:
+    """The refusal for a user name nobody has (EPIX-AUTH-008); also the answer to a node admin
+    naming a user they may not manage, so that the two cannot be told apart."""
+    return EpixError.of("EPIX-AUTH-008", f"There is no user {username!r}.", "username")
+
+
+def no_such_api_key(key_id: int) -> EpixError:
+    """The refusal for an API key id that does not exist (EPIX-AUTH-008), or whose key the
+    caller may not see: the same answer either way."""
+    return EpixError.of("EPIX-AUTH-008", f"There is no API key {key_id}.", "key_id")
+
+
 def get_user(session: Session, username: str) -> User:
     user = session.scalars(select(User).where(User.username == username)).one_or_none()
     if user is None:
-        raise EpixError.of("EPIX-AUTH-008", f"There is no user {username!r}.", "username")
+        raise no_such_user(username)
     return user
 
 
@@ -346,7 +358,7 @@ def revoke_api_key(
 ) -> ApiKey:
     key = session.get(ApiKey, key_id)
     if key is None:
-        raise EpixError.of("EPIX-AUTH-008", f"There is no API key {key_id}.", "key_id")
+        raise no_such_api_key(key_id)
     if key.revoked_at is None:
         key.revoked_at = utcnow()
         owner = session.get(User, key.user_id)

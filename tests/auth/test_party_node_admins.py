@@ -1,10 +1,13 @@
 """On a Party node its node admins manage only its own Party's users (EPIX-AUTH-005, audited):
 XA's admin could otherwise mint an XB management authority or a Secretariat user, or disable
-and take over the keys of another Party's account, and act as them on XA's node. On a hub the
-node admins manage every Party's users, as its operator does."""
+and take over the keys of another Party's account, and act as them on XA's node. Another
+Party's user or key is answered as one that does not exist (EPIX-AUTH-008), so its name cannot
+be probed, and audited as the EPIX-AUTH-005 it is. On a hub the node admins manage every
+Party's users, as its operator does."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -130,9 +133,9 @@ async def test_a_party_nodes_admin_cannot_touch_another_partys_users_or_keys(
         for method, path, body in calls:
             url = path.format(username)
             answer = await party_node.request(method, url, json=body, headers=admin)
-            assert (answer.status_code, answer.json()["code"]) == (403, "EPIX-AUTH-005"), url
+            assert (answer.status_code, answer.json()["code"]) == (404, "EPIX-AUTH-008"), url
     revoke = await party_node.post(f"/v1/api-keys/{peer_key_id}/revoke", headers=admin)
-    assert (revoke.status_code, revoke.json()["code"]) == (403, "EPIX-AUTH-005")
+    assert (revoke.status_code, revoke.json()["code"]) == (404, "EPIX-AUTH-008")
     # Nothing changed: XB's node still gets in with its one key.
     whoami = await party_node.get("/v1/auth/whoami", headers={"X-API-Key": peer_key})
     assert whoami.status_code == 200
@@ -145,6 +148,55 @@ async def test_a_party_nodes_admin_cannot_touch_another_partys_users_or_keys(
             method, path.format("xa-officer"), json=body, headers=admin
         )
         assert answer.status_code < 300, (path, answer.text)
+
+
+async def test_another_partys_user_names_and_keys_cannot_be_told_from_ones_nobody_has(
+    party_node: httpx.AsyncClient, database: Database, make_user_in: MakeUser
+) -> None:
+    """Every answer about XB's node account equals the answer about a name nobody has (status,
+    code, message and location, the name aside); the refused attempts are still audited."""
+    make_user_in(database, "xa-admin", party="XA", roles=(Role.NODE_ADMIN,))
+    make_user_in(database, "node-xb", party="XB", roles=(Role.PEER_NODE,))
+    admin = {"X-API-Key": _key(database, "xa-admin")[1]}
+    peer_key_id = _key(database, "node-xb")[0]
+    calls = [
+        ("POST", "/v1/users/{}/disable", {}),
+        ("POST", "/v1/users/{}/enable", None),
+        ("GET", "/v1/users/{}/api-keys", None),
+        ("POST", "/v1/users/{}/api-keys", {}),
+        ("DELETE", "/v1/users/{}", None),
+    ]
+
+    async def answer(method: str, path: str, body: object, name: str) -> tuple[int, object]:
+        got = await party_node.request(method, path.format(name), json=body, headers=admin)
+        return got.status_code, got.json()
+
+    for method, path, body in calls:
+        existing = await answer(method, path, body, "node-xb")
+        nobody = await answer(method, path, body, "no-such-user")
+        assert existing[0] == nobody[0] == 404, path
+        assert json.dumps(existing[1]).replace("node-xb", "NAME") == json.dumps(nobody[1]).replace(
+            "no-such-user", "NAME"
+        ), path
+    missing_key_id = peer_key_id + 1000
+    existing_key = await party_node.post(f"/v1/api-keys/{peer_key_id}/revoke", headers=admin)
+    missing_key = await party_node.post(f"/v1/api-keys/{missing_key_id}/revoke", headers=admin)
+    assert existing_key.status_code == missing_key.status_code == 404
+    assert json.dumps(existing_key.json()).replace(str(peer_key_id), "ID") == json.dumps(
+        missing_key.json()
+    ).replace(str(missing_key_id), "ID")
+    # Only the attempts on XB's account are in the audit trail, as what they were.
+    denials = _denials(database)
+    assert [outcome for _, outcome, _ in denials] == ["EPIX-AUTH-005"] * (len(calls) + 1)
+    assert [path for _, _, path in denials] == [
+        *(path.format("node-xb") for _, path, _ in calls),
+        f"/v1/api-keys/{peer_key_id}/revoke",
+    ]
+    with database.read() as session:
+        details = session.scalars(
+            select(AuditEvent.detail).where(AuditEvent.action == "auth.denied")
+        ).all()
+        assert all("only XA's users, not XB's" in detail for detail in details)
 
 
 async def test_a_party_nodes_admin_lists_only_its_own_partys_users(
@@ -173,10 +225,15 @@ async def test_a_node_admin_of_another_party_manages_nobody_on_a_party_node(
     make_user_in(database, "xb-admin", party="XB", roles=(Role.NODE_ADMIN,))
     make_user_in(database, "xa-officer", party="XA")
     admin = {"X-API-Key": _key(database, "xb-admin")[1]}
+    officer_key_id = _key(database, "xa-officer")[0]
     for answer in (
         await party_node.post("/v1/users", json=_new_user("XA", "customs"), headers=admin),
         await party_node.post("/v1/users/xa-officer/api-keys", json={}, headers=admin),
         await party_node.get("/v1/users", headers=admin),
+        # Refused whatever is named, so the refusal tells nothing of what exists.
+        await party_node.post("/v1/users/no-such-user/api-keys", json={}, headers=admin),
+        await party_node.post(f"/v1/api-keys/{officer_key_id}/revoke", headers=admin),
+        await party_node.post(f"/v1/api-keys/{officer_key_id + 1000}/revoke", headers=admin),
     ):
         assert (answer.status_code, answer.json()["code"]) == (403, "EPIX-AUTH-005")
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from typing import Annotated
@@ -29,7 +29,7 @@ from epix.audit.service import record_event
 from epix.auth import service
 from epix.auth.models import ApiKey, User
 from epix.auth.principal import Principal, Role
-from epix.auth.scoping import ensure_may_administer
+from epix.auth.scoping import ensure_administers_node, ensure_may_administer
 from epix.auth.throttle import Refusal, Throttle
 from epix.db import Database
 from epix.errors import EpixError, Finding
@@ -51,22 +51,44 @@ def party_refusals_audited(
     request: Request, database: Database, principal: Principal
 ) -> Iterator[None]:
     """Audit (``auth.denied``) a node admin refused another Party's user (EPIX-AUTH-005), as a
-    caller refused for their role is; recorded after the refused transaction rolled back."""
+    caller refused for their role is; recorded after the refused transaction rolled back.
+
+    A refusal answered as a user or key that does not exist (``concealed``) is audited as the
+    EPIX-AUTH-005 it stands for: the caller is not told, the audit trail is."""
     try:
         yield
     except EpixError as refusal:
-        if refusal.findings[0].code == "EPIX-AUTH-005":
-            record_denied(request, database, principal, refusal, why=True)
+        denied = refusal.__cause__ if isinstance(refusal.__cause__, EpixError) else refusal
+        if denied.findings[0].code == "EPIX-AUTH-005":
+            record_denied(request, database, principal, denied, why=True)
         raise
+
+
+def concealed(check: Callable[[], None], answer: EpixError) -> None:
+    """Run a Party ``check``; refuse with ``answer`` (the refusal for a user or key that does not
+    exist) instead of its EPIX-AUTH-005, which becomes the answer's cause for the audit trail.
+
+    A 403 for another Party's user next to a 404 for a name nobody has would let a Party node's
+    admin find out which user names other Parties' accounts (a peer node's) have."""
+    try:
+        check()
+    except EpixError as refusal:
+        raise answer from refusal
 
 
 def administered_user(
     session: Session, username: str, principal: Principal, settings: Settings
 ) -> User:
-    """The named user (else EPIX-AUTH-008), if this node admin may manage them (else
-    EPIX-AUTH-005)."""
+    """The named user if this node admin may manage them; one they may not is answered as a
+    name nobody has (EPIX-AUTH-008). A node admin of another Party on a Party node is refused
+    (EPIX-AUTH-005) before the lookup, whatever the name."""
+    node_party = administered_party(settings)
+    ensure_administers_node(principal, node_party, "username")
     user = service.get_user(session, username)
-    ensure_may_administer(principal, user.party, administered_party(settings), "username")
+    concealed(
+        lambda: ensure_may_administer(principal, user.party, node_party, "username"),
+        service.no_such_user(username),
+    )
     return user
 
 
@@ -495,14 +517,21 @@ def revoke_api_key(
     context: RequestContextDep,
 ) -> ApiKeyOut:
     """Revoke a key: users their own, node admins any (on a Party node, any of its own Party's
-    users)."""
+    users; another's key is answered as one that does not exist)."""
     with party_refusals_audited(request, database, principal), database.unit_of_work() as session:
         key = session.get(ApiKey, key_id)
-        if key is None or (key.user_id != principal.user_id and not principal.has(Role.NODE_ADMIN)):
-            raise EpixError.of("EPIX-AUTH-008", f"There is no API key {key_id}.", "key_id")
-        if key.user_id != principal.user_id:
+        if key is None or key.user_id != principal.user_id:
+            if not principal.has(Role.NODE_ADMIN):
+                raise service.no_such_api_key(key_id)
+            node_party = administered_party(settings)
+            ensure_administers_node(principal, node_party, "key_id")
+            if key is None:
+                raise service.no_such_api_key(key_id)
             owner = session.get_one(User, key.user_id)
-            ensure_may_administer(principal, owner.party, administered_party(settings), "key_id")
+            concealed(
+                lambda: ensure_may_administer(principal, owner.party, node_party, "key_id"),
+                service.no_such_api_key(key_id),
+            )
         return ApiKeyOut.of(
             service.revoke_api_key(session, key_id, actor=principal, request=context)
         )
