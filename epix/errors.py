@@ -234,6 +234,13 @@ _TABLE: tuple[ErrorCode, ...] = (
         429,
         "Too many refused API keys or sessions from this address; wait before trying again.",
     ),
+    _c(
+        "EPIX-AUTH-012",
+        E,
+        403,
+        "The request came from another site: a logged-in browser acts on the node only from "
+        "the node's own pages. You are still logged in; open the page at the node's address.",
+    ),
     # --- request / transport ---
     _c("EPIX-REQ-001", E, 400, "The request body is not valid JSON."),
     _c("EPIX-REQ-002", E, 415, "Unsupported content type."),

@@ -29,7 +29,8 @@ AUTHENTICATION_CODES = (
     "EPIX-AUTH-006",
     "EPIX-AUTH-011",  # refused credentials from one address past EPIX_REFUSED_CREDENTIAL_MAX
 )
-SESSION_CODES = ("EPIX-AUTH-009",)  # a web session's cookie: expired, or a cross-site request
+# A web session's cookie: expired (EPIX-AUTH-009), or sent along by another site (EPIX-AUTH-012).
+SESSION_CODES = ("EPIX-AUTH-009", "EPIX-AUTH-012")
 ROLE_CODES = ("EPIX-AUTH-004",)
 
 _PROBLEM_SCHEMA: dict[str, Any] = {

@@ -65,8 +65,9 @@ def check_same_origin(request: Request) -> None:
     fetch_site = request.headers.get("sec-fetch-site")
     if fetch_site is not None and fetch_site not in ("same-origin", "none"):
         raise EpixError.of(
-            "EPIX-AUTH-009",
-            "Request from another site refused; use the node's own pages.",
+            "EPIX-AUTH-012",
+            "The request came from another site (its Sec-Fetch-Site is not same-origin); "
+            "use the node's own pages.",
             "Sec-Fetch-Site",
         )
     if request.method in _SAFE_METHODS:
@@ -78,7 +79,10 @@ def check_same_origin(request: Request) -> None:
     ours = {request.headers.get("host", ""), urlsplit(settings.node_base_url).netloc}
     if urlsplit(origin).netloc not in ours:
         raise EpixError.of(
-            "EPIX-AUTH-009", "Cross-site request refused; use the node's own pages.", "Origin"
+            "EPIX-AUTH-012",
+            "The request came from another site (its Origin is not this node's); use the "
+            "node's own pages.",
+            "Origin",
         )
 
 
@@ -100,7 +104,7 @@ def end_web_session(request: Request) -> None:
 
 
 def get_current_principal(request: Request, database: DatabaseDep) -> Principal:
-    """The authenticated caller, or a refusal (EPIX-AUTH-001/002/003/006/009/011).
+    """The authenticated caller, or a refusal (EPIX-AUTH-001/002/003/006/009/011/012).
 
     A presented credential that is refused (a wrong, revoked or expired key, a malformed
     Authorization header, a session that ended) is an audit event, as a failed login is; a

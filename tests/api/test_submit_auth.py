@@ -76,6 +76,6 @@ def test_cookie_sessions_submit_only_from_our_own_pages(
     login = {"username": person.username, "password": person.password}
     assert client.post("/v1/auth/login", json=login).status_code == 200
     foreign = _submit(client, b"<a/>", Origin="https://elsewhere.example")
-    assert foreign == (401, "EPIX-AUTH-009")
+    assert foreign == (403, "EPIX-AUTH-012")
     # Authenticated by the cookie: the pipeline runs and refuses the document itself.
     assert _submit(client, b"<not-xml", Origin="http://testserver") == (400, "EPIX-XML-001")

@@ -98,8 +98,8 @@ async def test_cross_site_write_with_session_cookie_is_refused(
         json={"username": "x", "party": "XA", "authority": "MA", "roles": ["customs"]},
         headers={"Origin": "https://evil.example"},
     )
-    assert response.status_code == 401
-    assert response.json()["code"] == "EPIX-AUTH-009"
+    assert response.status_code == 403
+    assert response.json()["code"] == "EPIX-AUTH-012"
 
 
 async def test_same_origin_write_with_session_cookie_is_allowed(

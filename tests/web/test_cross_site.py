@@ -3,6 +3,9 @@ Party's inbox or records a lookup in the person's name."""
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import httpx
@@ -17,7 +20,16 @@ from epix.auth import service as auth
 from epix.auth.principal import Role
 from epix.db import Database
 from epix.settings import Settings
-from tests.web.conftest import OFFICER, OFFICER_PASSWORD, LiveNode, OtherOrigin, log_in, wait
+from tests.web.conftest import (
+    OFFICER,
+    OFFICER_PASSWORD,
+    LiveNode,
+    OtherOrigin,
+    fill_border_details,
+    log_in,
+    wait,
+)
+from tests.web.proxy import AnswerDroppingProxy
 
 
 def _pull_inbox(node: LiveNode) -> list[object]:
@@ -37,7 +49,7 @@ def test_a_link_on_another_site_cannot_lease_the_partys_inbox(
     browser.get(page_of_another_origin(f'<a id="go" href="{live_node.url}/v1/inbox">x</a>'))
     browser.find_element(By.ID, "go").click()
     wait(browser).until(ec.url_contains("/v1/inbox"))
-    assert "EPIX-AUTH-009" in browser.find_element(By.TAG_NAME, "body").text
+    assert "EPIX-AUTH-012" in browser.find_element(By.TAG_NAME, "body").text
     assert len(_pull_inbox(live_node)) == 1  # the permit for XB is still there for its system
     # The officer is still logged in (another site cannot log them out either) and the node's
     # own pages work, as an address typed by the officer does.
@@ -68,7 +80,52 @@ def test_another_site_cannot_log_the_officer_out(
     login = {"username": OFFICER, "password": OFFICER_PASSWORD}
     assert client.post("/v1/auth/login", json=login).status_code == 200
     refused = client.post("/v1/auth/logout", headers=headers)
-    assert (refused.status_code, refused.json()["code"]) == (401, "EPIX-AUTH-009")
+    assert (refused.status_code, refused.json()["code"]) == (403, "EPIX-AUTH-012")
     assert client.get("/v1/auth/whoami").json()["username"] == OFFICER
     assert client.post("/v1/auth/logout").status_code == 204  # from the node's own page
     assert client.get("/v1/auth/whoami").status_code == 401
+
+
+@pytest.fixture
+def host_rewriting_proxy(live_node: LiveNode) -> Iterator[AnswerDroppingProxy]:
+    """A reverse proxy that sends the node its own address as Host (nginx's bare
+    ``proxy_pass``), with EPIX_NODE_BASE_URL naming the node, not the proxy: the node takes the
+    pages' own writes, whose Origin is the proxy's, for another site's."""
+    server = AnswerDroppingProxy(live_node.url, pass_host=False)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server
+    finally:
+        server.close()
+        thread.join(timeout=10)
+
+
+@pytest.mark.browser
+def test_a_write_refused_as_cross_site_is_shown_on_the_page_not_sent_to_log_in(
+    browser: WebDriver, live_node: LiveNode, host_rewriting_proxy: AnswerDroppingProxy
+) -> None:
+    """Logging in again cannot cure a cross-site refusal (EPIX-AUTH-012, 403): the page says
+    what happened and keeps the officer where they are, logged in."""
+    node = replace(live_node, url=host_rewriting_proxy.url)
+    log_in(browser, node)
+    wait(browser).until(ec.text_to_be_present_in_element((By.ID, "who"), OFFICER))
+    lookup = f"{node.url}/web/lookup?party=XA&number={node.permit_number}"
+    browser.get(lookup)
+    wait(browser).until(
+        ec.text_to_be_present_in_element((By.ID, "fact-number"), node.permit_number)
+    )
+    fill_border_details(browser)
+    browser.find_element(By.ID, "endorse-button").click()
+    problem = wait(browser).until(ec.visibility_of_element_located((By.ID, "problem")))
+    wait(browser).until(lambda b: "EPIX-AUTH-012" in problem.text)
+    assert "another site" in problem.text
+    assert browser.current_url == lookup  # not sent to the login page
+    assert host_rewriting_proxy.endorsements[0][1] == 403
+
+    # Log out is refused alike: the page says so instead of showing the login page as if the
+    # officer were logged out.
+    browser.find_element(By.ID, "logout-button").click()
+    wait(browser).until(lambda b: "EPIX-AUTH-012" in b.find_element(By.ID, "problem").text)
+    assert browser.current_url == lookup
+    assert browser.find_element(By.ID, "who").text.startswith(OFFICER)

@@ -92,8 +92,9 @@ def test_another_site_cannot_log_a_browser_in(client: TestClient, live_officer: 
         headers={"Origin": "https://evil.example"},
         follow_redirects=False,
     )
-    assert response.status_code == 401
-    assert "EPIX-AUTH-009" in response.text
+    assert response.status_code == 403
+    assert "EPIX-AUTH-012" in response.text
+    assert "came from another site" in response.text
     assert "epix_session" not in response.cookies
 
 

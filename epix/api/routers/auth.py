@@ -289,7 +289,12 @@ def password_login(
     return principal
 
 
-@router.post("/auth/logout", summary="Log out of the web session", status_code=204)
+@router.post(
+    "/auth/logout",
+    summary="Log out of the web session",
+    openapi_extra=refusals("EPIX-AUTH-012"),
+    status_code=204,
+)
 def logout(request: Request, database: DatabaseDep, context: RequestContextDep) -> None:
     """End the web session, and with it every copy of its cookie (audited when someone was
     logged in). The person's other web sessions end too: a cookie carries no id of its own."""

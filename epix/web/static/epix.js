@@ -129,6 +129,8 @@ async function api(method, path, body, { lineInputs, headers, noAnswer } = {}) {
     throw new Error(`no answer to ${method} ${path}`);
   }
   const data = await response.json().catch(() => ({ detail: `HTTP ${response.status}` }));
+  // A refusal as from another site (403 EPIX-AUTH-012) is not a session that ended: logging in
+  // again would not help, so it is shown in the error summary like any other refusal.
   if (response.status === 401 && !location.pathname.endsWith("/login")) {
     // The session ended (expired, logged out in another tab, password changed): nothing was
     // done. Keep what was typed, log in again, come back here; the officer submits again.
@@ -216,11 +218,19 @@ async function showWho() {
 }
 
 async function logOut() {
+  let response = null;
   try {
-    await fetch("/v1/auth/logout", { method: "POST", credentials: "same-origin" });
-  } finally {
-    location.assign("/web/login");
+    response = await fetch("/v1/auth/logout", {
+      method: "POST", headers: { Accept: "application/json" }, credentials: "same-origin",
+    });
+  } catch (_) { /* no answer: the login page shows whether the session is still on */ }
+  if (response && !response.ok && response.status !== 401) {
+    // Refused (e.g. EPIX-AUTH-012, the node took the request for another site's): the person
+    // is still logged in, so say so here instead of showing the login page as if logged out.
+    showProblem(await response.json().catch(() => ({ detail: `HTTP ${response.status}` })));
+    return;
   }
+  location.assign("/web/login");
 }
 
 function initLogin() {
