@@ -46,7 +46,10 @@ class Settings(BaseSettings):
         "(only messages from or for EPIX_NODE_PARTY; others are refused, EPIX-MSG-010).",
     )
     node_base_url: str = Field(
-        default="http://127.0.0.1:8000", description="Public base URL of this node."
+        default="http://127.0.0.1:8000",
+        description="Public base URL of this node; behind a TLS proxy its https:// address "
+        "(Secure session cookie, HSTS, and only https:// pages of the node may act for a "
+        "logged-in browser).",
     )
     secret_key: str | None = Field(
         default=None,

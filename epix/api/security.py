@@ -9,7 +9,6 @@ from __future__ import annotations
 import time
 from collections.abc import Awaitable, Callable
 from typing import Annotated
-from urllib.parse import urlsplit
 
 from anyio import to_thread
 from fastapi import Depends, Request
@@ -21,6 +20,7 @@ from epix.auth.scoping import ensure_role
 from epix.auth.service import authenticate_api_key, authenticate_session
 from epix.auth.throttle import Refusal, Throttle
 from epix.db import Database
+from epix.delivery.webhooks import http_origin
 from epix.errors import EpixError, Finding
 from epix.settings import Settings
 
@@ -60,7 +60,8 @@ def check_same_origin(request: Request) -> None:
     to a /v1 address, and a GET there is not harmless: it leases the Party's inbox or records a
     permit lookup in the person's name. Browsers say where a request comes from
     (Sec-Fetch-Site): only our own pages and an address typed by the person ("none") pass.
-    Writes must also carry no other site's Origin (for browsers without Sec-Fetch-Site).
+    Writes must also carry no other site's Origin (for browsers without Sec-Fetch-Site):
+    scheme, host and port must be the node's (``own_origins``).
     """
     fetch_site = request.headers.get("sec-fetch-site")
     if fetch_site is not None and fetch_site not in ("same-origin", "none"):
@@ -75,15 +76,25 @@ def check_same_origin(request: Request) -> None:
     origin = request.headers.get("origin")
     if origin is None:
         return
-    settings: Settings = request.app.state.settings
-    ours = {request.headers.get("host", ""), urlsplit(settings.node_base_url).netloc}
-    if urlsplit(origin).netloc not in ours:
+    if http_origin(origin) not in own_origins(request):
         raise EpixError.of(
             "EPIX-AUTH-012",
             "The request came from another site (its Origin is not this node's); use the "
             "node's own pages.",
             "Origin",
         )
+
+
+def own_origins(request: Request) -> set[tuple[str, str, int] | None]:
+    """The origins (scheme, host, port) of this node's pages: ``EPIX_NODE_BASE_URL``'s, and the
+    address the request was sent to (its Host), whose scheme is https whenever the base URL's
+    is: a node served over https is another origin at http://, even where a TLS proxy in front
+    passes requests on over http. Else the request's own scheme (uvicorn takes it from a
+    trusted proxy's X-Forwarded-Proto)."""
+    settings: Settings = request.app.state.settings
+    base = http_origin(settings.node_base_url)
+    scheme = "https" if base is not None and base[0] == "https" else request.url.scheme
+    return {base, http_origin(f"{scheme}://{request.headers.get('host', '')}")} - {None}
 
 
 def start_web_session(request: Request, principal: Principal, epoch: int) -> None:

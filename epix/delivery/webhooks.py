@@ -102,7 +102,10 @@ def open_secret(key: bytes, stored: str, *, party: str) -> str:
 _LOOPBACK_NAMES = frozenset({"localhost", "localhost.localdomain", "ip6-localhost"})
 
 
-def _origin(url: str) -> tuple[str, str, int] | None:
+def http_origin(url: str) -> tuple[str, str, int] | None:
+    """(scheme, host, port) of an http(s) URL, the default port filled in; None for any other.
+
+    Also the cross-site check's reading of a browser's ``Origin`` (``epix.api.security``)."""
     try:  # urlsplit raises for a malformed IPv6 host ("http://[::1"), .port for a bad port
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
@@ -154,7 +157,7 @@ def _is_internal(address: str) -> bool:
 def internal_address_of(url: str) -> str | None:
     """The internal address the URL's host is or resolves to, if any (the SSRF check when
     subscribing; deliveries judge the address they connect to: ``PublicAddressTransport``)."""
-    origin = _origin(url.strip())
+    origin = http_origin(url.strip())
     if origin is None:
         return None
     _scheme, host, port = origin
@@ -216,14 +219,14 @@ def check_webhook_url(
     resolves to an internal address is refused, so a subscriber cannot make the node probe
     its own network (SSRF). A name that does not resolve yet is accepted; delivery re-checks.
     """
-    origin = _origin(url.strip())
+    origin = http_origin(url.strip())
     if origin is None or len(url) > 2000:
         raise EpixError.of(
             "EPIX-DLV-004",
             "The webhook URL must be an absolute http:// or https:// URL with a host.",
             "url",
         )
-    node = _origin(node_base_url)
+    node = http_origin(node_base_url)
     _scheme, host, port = origin
     if node is not None:
         _node_scheme, node_host, node_port = node

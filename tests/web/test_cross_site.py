@@ -129,3 +129,62 @@ def test_a_write_refused_as_cross_site_is_shown_on_the_page_not_sent_to_log_in(
     wait(browser).until(lambda b: "EPIX-AUTH-012" in b.find_element(By.ID, "problem").text)
     assert browser.current_url == lookup
     assert browser.find_element(By.ID, "who").text.startswith(OFFICER)
+
+
+def _officer_logged_in(database: Database, client: TestClient) -> None:
+    with database.unit_of_work() as session:
+        auth.create_user(
+            session,
+            username=OFFICER,
+            party="XB",
+            authority="XB Customs",
+            roles=[Role.CUSTOMS],
+            password=OFFICER_PASSWORD,
+        )
+    login = {"username": OFFICER, "password": OFFICER_PASSWORD}
+    assert client.post("/v1/auth/login", json=login).status_code == 200
+
+
+def test_on_a_node_served_over_https_an_http_origin_is_another_site(
+    sqlite_database: Database, tmp_path: Path
+) -> None:
+    """http://node and https://node are two origins: a page on the plain-http address (anyone on
+    the network path can write one) must not act as the logged-in officer on the https node,
+    whether the node sees https itself or behind a TLS proxy that passes requests on over http."""
+    settings = Settings(data_dir=tmp_path, node_base_url="https://node.example")
+    app = create_app(settings, sqlite_database)
+    over_tls = TestClient(app, base_url="https://node.example")
+    _officer_logged_in(sqlite_database, over_tls)
+    cookie = {"Cookie": f"epix_session={over_tls.cookies['epix_session']}"}
+    behind_proxy = TestClient(app, base_url="http://node.example")  # TLS ended in front
+    for client in (over_tls, behind_proxy):
+        for origin in ("http://node.example", "http://node.example:443", "https://node.example:80"):
+            refused = client.post("/v1/auth/logout", headers={"Origin": origin, **cookie})
+            assert (refused.status_code, refused.json()["code"]) == (403, "EPIX-AUTH-012"), origin
+        login_page = client.post(
+            "/web/login",
+            data={"username": OFFICER, "password": OFFICER_PASSWORD},
+            headers={"Origin": "http://node.example"},
+            follow_redirects=False,
+        )
+        assert login_page.status_code == 403
+        assert "EPIX-AUTH-012" in login_page.text
+    assert over_tls.get("/v1/auth/whoami").json()["username"] == OFFICER  # still logged in
+    # The node's own https origin, with or without its default port, is its own.
+    accepted = behind_proxy.post(
+        "/v1/auth/logout", headers={"Origin": "https://NODE.example:443", **cookie}
+    )
+    assert accepted.status_code == 204
+
+
+def test_on_a_node_served_over_http_an_https_origin_is_another_site(
+    sqlite_database: Database, tmp_path: Path
+) -> None:
+    client = TestClient(create_app(Settings(data_dir=tmp_path), sqlite_database))
+    _officer_logged_in(sqlite_database, client)
+    for origin in ("https://testserver", "null", "http://testserver:8080", "http://[::1"):
+        refused = client.post("/v1/auth/logout", headers={"Origin": origin})
+        assert (refused.status_code, refused.json()["code"]) == (403, "EPIX-AUTH-012"), origin
+    assert (
+        client.post("/v1/auth/logout", headers={"Origin": "http://testserver"}).status_code == 204
+    )
