@@ -43,7 +43,7 @@ def ensure_administers_node(principal: Principal, node_party: str | None, locati
         raise EpixError.of(
             "EPIX-AUTH-005",
             f"This is {node_party}'s node and you are of {principal.party}: only "
-            f"{node_party}'s node admins manage its users.",
+            f"{node_party}'s node admins administer it.",
             location,
         )
 

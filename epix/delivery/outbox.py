@@ -313,10 +313,16 @@ def release(session: Session, claim: Claim, *, not_before: datetime) -> None:
     )
 
 
+def no_such_row(row_id: int) -> EpixError:
+    """The refusal for an outbox row that does not exist (EPIX-DLV-009), or that the caller may
+    not see: the same answer either way."""
+    return EpixError.of("EPIX-DLV-009", f"No outbox row {row_id}.", f"outbox/{row_id}")
+
+
 def get(session: Session, row_id: int) -> OutboxMessage:
     row = session.get(OutboxMessage, row_id)
     if row is None:
-        raise EpixError.of("EPIX-DLV-009", f"No outbox row {row_id}.", f"outbox/{row_id}")
+        raise no_such_row(row_id)
     return row
 
 

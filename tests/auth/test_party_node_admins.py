@@ -22,6 +22,8 @@ from epix.auth import service
 from epix.auth.models import ApiKey
 from epix.auth.principal import SECRETARIAT_PARTY, Role
 from epix.db import Database
+from epix.delivery import outbox
+from epix.delivery.models import OutboxMessage, OutboxState
 from epix.settings import NodeMode, Settings
 
 from .conftest import MakeUser
@@ -266,3 +268,76 @@ async def test_a_hubs_admin_manages_every_partys_users(
     disabled = await hub.post("/v1/users/cites/disable", json={}, headers=admin)
     assert disabled.status_code == 200
     assert len((await hub.get("/v1/users", headers=admin)).json()) == 3
+
+
+def _failed_outbox_rows(database: Database, *senders: str) -> dict[str, int]:
+    """One given-up delivery sent by each of ``senders``: their row ids."""
+    ids = {}
+    with database.unit_of_work() as session:
+        for sender in senders:
+            row = outbox.enqueue(
+                session,
+                kind="endorsement",
+                destination_party="XC",
+                payload=b"<e/>",
+                message_id=f"e-{sender}",
+                sender_party=sender,
+            )
+            row.state = OutboxState.FAILED.value
+            ids[sender] = row.id
+    return ids
+
+
+async def test_a_party_nodes_admin_sees_and_resends_only_its_own_partys_outbox(
+    party_node: httpx.AsyncClient, database: Database, make_user_in: MakeUser
+) -> None:
+    make_user_in(database, "xa-admin", party="XA", roles=(Role.NODE_ADMIN,))
+    make_user_in(database, "xb-admin", party="XB", roles=(Role.NODE_ADMIN,))
+    make_user_in(database, "cites", party=SECRETARIAT_PARTY, roles=(Role.SECRETARIAT,))
+    ids = _failed_outbox_rows(database, "XA", "XB", SECRETARIAT_PARTY)
+    admin = {"X-API-Key": _key(database, "xa-admin")[1]}
+
+    listed = await party_node.get("/v1/outbox", headers=admin)
+    assert [row["sender_party"] for row in listed.json()] == ["XA"]
+    missing = ids[SECRETARIAT_PARTY] + 1000
+    for verb, path in (("GET", "/v1/outbox/{}"), ("POST", "/v1/outbox/{}/resend")):
+        other = await party_node.request(verb, path.format(ids["XB"]), headers=admin)
+        nobody = await party_node.request(verb, path.format(missing), headers=admin)
+        assert other.status_code == nobody.status_code == 404
+        assert json.dumps(other.json()).replace(str(ids["XB"]), "ID") == json.dumps(
+            nobody.json()
+        ).replace(str(missing), "ID")
+    # The refused resend is audited as what it was; the refused read, like any read, is not.
+    assert _denials(database) == [("xa-admin", "EPIX-AUTH-005", f"/v1/outbox/{ids['XB']}/resend")]
+    with database.read() as session:
+        assert session.get_one(OutboxMessage, ids["XB"]).state == OutboxState.FAILED.value
+    resent = await party_node.post(f"/v1/outbox/{ids['XA']}/resend", headers=admin)
+    assert (resent.status_code, resent.json()["state"]) == (200, "pending")
+
+    # An admin of another Party on XA's node sees what their own Party sent, as anyone does,
+    # and resends nothing; the Secretariat, as before, sees what it sent.
+    for username, party in (("xb-admin", "XB"), ("cites", SECRETARIAT_PARTY)):
+        caller = {"X-API-Key": _key(database, username)[1]}
+        rows = (await party_node.get("/v1/outbox", headers=caller)).json()
+        assert [row["sender_party"] for row in rows] == [party], username
+    xb_admin = {"X-API-Key": _key(database, "xb-admin")[1]}
+    refused = await party_node.post(f"/v1/outbox/{ids['XB']}/resend", headers=xb_admin)
+    assert (refused.status_code, refused.json()["code"]) == (403, "EPIX-AUTH-005")  # any row
+    missing_row = await party_node.post(f"/v1/outbox/{missing}/resend", headers=xb_admin)
+    assert (missing_row.status_code, missing_row.json()["code"]) == (403, "EPIX-AUTH-005")
+
+
+async def test_a_hubs_admin_sees_and_resends_every_partys_outbox(
+    hub: httpx.AsyncClient, sqlite_database: Database, make_user: MakeUser
+) -> None:
+    make_user("xa-admin", party="XA", roles=(Role.NODE_ADMIN,))
+    make_user("xa-officer", party="XA")
+    ids = _failed_outbox_rows(sqlite_database, "XA", "XB", SECRETARIAT_PARTY)
+    admin = {"X-API-Key": _key(sqlite_database, "xa-admin")[1]}
+    listed = await hub.get("/v1/outbox", headers=admin)
+    assert sorted(row["sender_party"] for row in listed.json()) == [SECRETARIAT_PARTY, "XA", "XB"]
+    assert (await hub.get(f"/v1/outbox/{ids['XB']}", headers=admin)).status_code == 200
+    assert (await hub.post(f"/v1/outbox/{ids['XB']}/resend", headers=admin)).status_code == 200
+    officer = {"X-API-Key": _key(sqlite_database, "xa-officer")[1]}
+    mine = await hub.get("/v1/outbox", headers=officer)
+    assert [row["sender_party"] for row in mine.json()] == ["XA"]

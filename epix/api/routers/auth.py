@@ -53,8 +53,9 @@ def party_refusals_audited(
     """Audit (``auth.denied``) a node admin refused another Party's user (EPIX-AUTH-005), as a
     caller refused for their role is; recorded after the refused transaction rolled back.
 
-    A refusal answered as a user or key that does not exist (``concealed``) is audited as the
-    EPIX-AUTH-005 it stands for: the caller is not told, the audit trail is."""
+    A refusal answered as one for a user, key or outbox row that does not exist carries the
+    EPIX-AUTH-005 it stands for as its cause (``raise ... from``, as ``concealed`` does) and is
+    audited as that: the caller is not told, the audit trail is."""
     try:
         yield
     except EpixError as refusal:
