@@ -6,18 +6,24 @@ node shares them, and guesses sent in parallel are counted before their password
 from __future__ import annotations
 
 import asyncio
+import threading
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
 import pytest
+from argon2 import PasswordHasher
 from fastapi import FastAPI
-from sqlalchemy import func, select, text
+from fastapi.testclient import TestClient
+from sqlalchemy import func, select, text, update
 
 from epix.api.app import create_app
-from epix.auth.models import ThrottleRecord
+from epix.auth import service
+from epix.auth.models import ThrottleRecord, User
 from epix.auth.throttle import Refusal, Throttle
 from epix.db import Database
+from epix.errors import EpixError
 from epix.settings import Settings
 
 from .conftest import PASSWORD, MakeUser
@@ -202,3 +208,97 @@ def test_sources_whose_attempts_left_the_window_are_purged(database: Database) -
         keys = session.scalars(select(ThrottleRecord.key)).all()
         assert keys == ["credential\n192.0.2.4"]
         assert session.scalar(select(func.count()).select_from(ThrottleRecord)) == 1
+
+
+async def test_parallel_guesses_on_either_database_get_no_more_checks_than_the_limit(
+    tmp_path: Path, database: Database, make_user_in: MakeUser
+) -> None:
+    """The password is checked outside the login's write transactions, so many checks run at
+    once; each attempt is still counted (committed) before its check, so a burst of guesses,
+    in two worker processes, gets exactly the limit's worth of checks, the rest waiting."""
+    make_user_in(database, "officer")
+    first, second = _throttled_app(tmp_path, database), _throttled_app(tmp_path, database)
+    async with _client_from(first, "192.0.2.66") as one, _client_from(second, "192.0.2.66") as two:
+        answers = await asyncio.gather(
+            *(_login((one, two)[n % 2], "officer", f"guess {n}") for n in range(16))
+        )
+    codes = sorted(answer.json()["code"] for answer in answers)
+    assert codes == ["EPIX-AUTH-002"] * 3 + ["EPIX-AUTH-010"] * 13
+    assert _login_outcomes(database).count("EPIX-AUTH-002") == 3
+
+
+def test_the_password_check_holds_no_write_lock(
+    tmp_path: Path, sqlite_database: Database, make_user: MakeUser
+) -> None:
+    """On SQLite a write transaction holds the one write lock every writer waits for: the
+    Argon2 check (here made slow by the stored hash's own parameters) must not run inside one.
+    A write sent while the login's password is being checked goes through at once."""
+    make_user("officer")
+    slow = PasswordHasher(time_cost=25, memory_cost=65536, parallelism=1)
+    slow_hash = slow.hash(PASSWORD)
+    started = time.perf_counter()
+    slow.verify(slow_hash, PASSWORD)
+    check_seconds = time.perf_counter() - started
+    with sqlite_database.unit_of_work() as session:
+        session.execute(
+            update(User).where(User.username == "officer").values(password_hash=slow_hash)
+        )
+    client = TestClient(_throttled_app(tmp_path, sqlite_database))
+    answers: list[httpx.Response] = []
+    login = threading.Thread(
+        target=lambda: answers.append(
+            client.post("/v1/auth/login", json={"username": "officer", "password": PASSWORD})
+        )
+    )
+    login.start()
+    try:
+        deadline = time.monotonic() + 10
+        while not _attempts_counted(sqlite_database) and time.monotonic() < deadline:
+            time.sleep(0.005)
+        time.sleep(check_seconds / 5)  # the check is under way
+        assert login.is_alive()
+        started = time.perf_counter()
+        with sqlite_database.unit_of_work() as session:
+            Throttle("probe", 1, 60).count(session, "192.0.2.1")
+        waited = time.perf_counter() - started
+    finally:
+        login.join(timeout=30)
+    assert answers[0].status_code == 200, answers[0].text
+    assert waited < check_seconds / 4, (waited, check_seconds)
+    with sqlite_database.read() as session:  # stored again under the current parameters
+        stored = session.scalars(select(User.password_hash)).one()
+        assert stored != slow_hash and not PasswordHasher().check_needs_rehash(stored)
+
+
+def _attempts_counted(database: Database) -> bool:
+    with database.read() as session:
+        return any(
+            row.attempts
+            for row in session.scalars(select(ThrottleRecord))
+            if row.key.startswith("login\n")
+        )
+
+
+def test_a_password_changed_or_a_user_disabled_during_the_check_does_not_log_in(
+    sqlite_database: Database, make_user: MakeUser
+) -> None:
+    """The check runs outside the transaction that logs the person in, which reads the user
+    again: what changed meanwhile wins."""
+    make_user("officer")
+    with sqlite_database.read() as session:
+        stored = service.stored_password_hash(session, "officer")
+    checked = service.check_password("officer", stored, PASSWORD)
+    with sqlite_database.unit_of_work() as session:
+        service.set_password(session, service.get_user(session, "officer"), "another long password")
+    with pytest.raises(EpixError) as changed, sqlite_database.unit_of_work() as session:
+        service.accept_password(session, checked)
+    assert changed.value.findings[0].code == "EPIX-AUTH-002"
+
+    with sqlite_database.read() as session:
+        stored = service.stored_password_hash(session, "officer")
+    checked = service.check_password("officer", stored, "another long password")
+    with sqlite_database.unit_of_work() as session:
+        service.disable_user(session, service.get_user(session, "officer"))
+    with pytest.raises(EpixError) as disabled, sqlite_database.unit_of_work() as session:
+        service.accept_password(session, checked)
+    assert disabled.value.findings[0].code == "EPIX-AUTH-006"

@@ -256,8 +256,13 @@ def password_login(
                 ],
                 retry_after_seconds=refusal.retry_after,
             )
+        # The Argon2 check runs between two transactions, holding no lock: the attempt is
+        # counted already, so guesses sent in parallel still get no more checks than the limit.
+        with database.read() as session:
+            stored = service.stored_password_hash(session, username)
+        checked = service.check_password(username, stored, password)
         with database.unit_of_work() as session:
-            user = service.authenticate_password(session, username, password)
+            user = service.accept_password(session, checked)
             throttle.forgive(session, username, address)
             address_throttle.uncount(session, address)
             principal = service.principal_of(user)
