@@ -18,7 +18,7 @@ from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute
 
 from epix.api.problems import PROBLEM_JSON
-from epix.api.security import get_current_principal, require_roles
+from epix.api.security import get_current_principal, presented_key_principal, require_roles
 from epix.errors import ERROR_TABLE, Severity
 
 REFUSALS_KEY = "x-epix-refusals"
@@ -126,7 +126,9 @@ def document_refusals(schema: dict[str, Any], routes: Sequence[APIRoute]) -> Non
             codes = [*_codes_every_request_meets(route), *operation.pop(REFUSALS_KEY, [])]
             _replace_error_responses(operation, codes)
             if "EPIX-AUTH-001" in codes:  # "Authorize" in /docs, and how to for client authors
-                operation["security"] = [{name: []} for name in _SECURITY_SCHEMES]
+                schemes: list[dict[str, list[str]]] = [{name: []} for name in _SECURITY_SCHEMES]
+                # An empty requirement: the operation also answers callers without a key.
+                operation["security"] = [{}, *schemes] if _key_optional(route) else schemes
     # FastAPI's own 422 body (HTTPValidationError) is never sent: validation is problem+json.
     for unused in ("HTTPValidationError", "ValidationError"):
         schemas.pop(unused, None)
@@ -145,9 +147,17 @@ def _codes_every_request_meets(route: APIRoute) -> list[str]:
     calls = set(_dependency_calls(dependant))
     if get_current_principal in calls:
         codes += [*AUTHENTICATION_CODES, *SESSION_CODES]
+    elif presented_key_principal in calls:
+        codes += AUTHENTICATION_CODES  # a key presented and refused; no cookie is read
     if any(_made_by(call, require_roles) for call in calls):
         codes += ROLE_CODES
     return codes
+
+
+def _key_optional(route: APIRoute) -> bool:
+    """Whether the operation is public but identifies a caller who presents an API key."""
+    calls = set(_dependency_calls(route.dependant))
+    return presented_key_principal in calls and get_current_principal not in calls
 
 
 def _dependency_calls(dependant: Dependant) -> Iterator[Callable[..., Any]]:

@@ -124,8 +124,42 @@ def get_current_principal(request: Request, database: DatabaseDep) -> Principal:
     only the first of that stretch is audited, so made-up keys cannot grow the audit trail
     without limit.
     """
+    principal = _checked(request, database, _presented_principal)
+    if principal is None:
+        raise EpixError.of(
+            "EPIX-AUTH-001",
+            "Authenticate with an API key (Authorization: Bearer <key>) or log in.",
+            "Authorization",
+        )
+    request.state.principal = principal
+    return principal
+
+
+async def presented_key_principal(request: Request, database: DatabaseDep) -> Principal | None:
+    """On a public route: whom a presented API key names, None when none is presented (the
+    caller is served as anyone). A presented key that is refused is refused as on every other
+    route (401/403, audited, throttled): a caller who chose to authenticate is never served as
+    anonymous instead (fail closed). Session cookies are not read.
+
+    ``async def``: a request presenting no key costs no thread-pool hop.
+    """
+    if "authorization" not in request.headers and "x-api-key" not in request.headers:
+        return None
+    principal = await to_thread.run_sync(_checked, request, database, _api_key_principal)
+    if principal is not None:
+        request.state.principal = principal
+    return principal
+
+
+def _checked(
+    request: Request,
+    database: DatabaseDep,
+    presented: Callable[[Request, DatabaseDep], Principal | None],
+) -> Principal | None:
+    """``presented(request, database)``, with a refused credential audited and counted
+    against the client's address (EPIX-AUTH-011 past the limit)."""
     try:
-        principal = _presented_principal(request, database)
+        return presented(request, database)
     except EpixError as refusal:
         throttled = _record_refused_credential(request, database, refusal)
         if throttled is not None:
@@ -141,22 +175,22 @@ def get_current_principal(request: Request, database: DatabaseDep) -> Principal:
                 retry_after_seconds=throttled.retry_after,
             ) from None
         raise
-    if principal is None:
-        raise EpixError.of(
-            "EPIX-AUTH-001",
-            "Authenticate with an API key (Authorization: Bearer <key>) or log in.",
-            "Authorization",
-        )
-    request.state.principal = principal
-    return principal
+
+
+def _api_key_principal(request: Request, database: DatabaseDep) -> Principal | None:
+    """Whom the presented API key names; None when none was presented."""
+    raw_key = presented_api_key(request)
+    if raw_key is None:
+        return None
+    with database.read() as session:
+        return authenticate_api_key(session, raw_key)
 
 
 def _presented_principal(request: Request, database: DatabaseDep) -> Principal | None:
     """Whom the presented API key or session cookie names; None when neither was presented."""
-    raw_key = presented_api_key(request)
-    if raw_key is not None:
-        with database.read() as session:
-            return authenticate_api_key(session, raw_key)
+    principal = _api_key_principal(request, database)
+    if principal is not None:
+        return principal
     web = web_session(request)
     user_id = web.get(SESSION_USER) if web else None
     epoch = web.get(SESSION_EPOCH) if web else None

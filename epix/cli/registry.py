@@ -27,7 +27,12 @@ from epix.db import Database
 from epix.errors import EpixError
 from epix.outbound import outbound_client
 from epix.registry import repository, service
-from epix.registry.anchors import announce_next_anchor, follower_anchor, record_anchor
+from epix.registry.anchors import (
+    announce_next_anchor,
+    follower_anchor,
+    follower_report,
+    record_anchor,
+)
 from epix.registry.document import import_registry, publish, read_registry
 from epix.registry.follower import RegistryFollower, SourceUnreachable, fetch_document
 from epix.registry.roles import AUTHORITY_KINDS
@@ -473,6 +478,34 @@ def announce_anchor(
             raise click.ClickException(str(exc)) from None
         click.echo(
             f"announced next anchor {link.next_fingerprint} (signed by {link.signer_fingerprint})"
+        )
+
+
+@registry.command("followers")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
+def followers(as_json: bool) -> None:
+    """Which follower nodes fetched the registry from this (the Secretariat's) node.
+
+    One line per Party whose node identified itself when fetching (its peer_node API key,
+    kept in its EPIX_PEER_API_KEYS under CITES): the last fetch, the version it got (200) or
+    already held (304), and whether that version carries the newest anchor announcement
+    (announce-anchor). Switch the signing key once the followers that matter say yes; for
+    anonymous followers and copies served elsewhere, still wait one
+    EPIX_REGISTRY_VALIDITY_HOURS.
+    """
+    with cli_session() as session:
+        report = follower_report(session)
+    if as_json:
+        click.echo(json.dumps(report.as_dict(), indent=2))
+        return
+    click.echo(f"newest announced anchor: {report.newest_anchor or 'none'}")
+    if not report.followers:
+        click.echo("no follower has fetched the registry identifying itself")
+    for fetch in report.followers:
+        carries = {None: "no anchor announced", True: "yes", False: "NO"}[fetch.has_newest_anchor]
+        click.echo(
+            f"{fetch.party}  {fetch.fetched_at.isoformat()}  version {fetch.version} "
+            f"({fetch.status})  carries the newest anchor: {carries}"
         )
 
 

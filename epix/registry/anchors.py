@@ -366,3 +366,64 @@ def record_anchor(
             detail={"anchor": signer, "next_anchor": announced, "registry_version": version},
         )
     session.flush()
+
+
+@dataclass(frozen=True, slots=True)
+class FollowerFetch:
+    """One Party's last identified fetch of the registry document, as the Secretariat sees
+    it; ``has_newest_anchor`` is None when no anchor was ever announced."""
+
+    party: str
+    fetched_at: datetime
+    status: int
+    version: int
+    sha256: str
+    anchor_fingerprint: str | None
+    has_newest_anchor: bool | None
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "party": self.party,
+            "fetched_at": self.fetched_at.isoformat(),
+            "status": self.status,
+            "version": self.version,
+            "sha256": self.sha256,
+            "anchor_fingerprint": self.anchor_fingerprint,
+            "has_newest_anchor": self.has_newest_anchor,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class FollowerReport:
+    """Which followers have fetched a document carrying the newest anchor announcement: the
+    Secretariat switches signing key once those it needs have (the others, anonymous or
+    fetching copies elsewhere, only after a validity period)."""
+
+    newest_anchor: str | None
+    followers: tuple[FollowerFetch, ...]
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "newest_anchor": self.newest_anchor,
+            "followers": [fetch.as_dict() for fetch in self.followers],
+        }
+
+
+def follower_report(session: Session) -> FollowerReport:
+    """The followers recorded by ``GET /v1/registry`` on this (the Secretariat's) node."""
+    newest = repository.newest_announced_anchor(session)
+    return FollowerReport(
+        newest,
+        tuple(
+            FollowerFetch(
+                party=row.party,
+                fetched_at=as_utc(row.fetched_at),
+                status=row.status,
+                version=row.version,
+                sha256=row.sha256,
+                anchor_fingerprint=row.anchor_fingerprint,
+                has_newest_anchor=None if newest is None else row.anchor_fingerprint == newest,
+            )
+            for row in repository.follower_fetches(session)
+        ),
+    )

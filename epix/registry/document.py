@@ -396,15 +396,10 @@ def publish(
     now = now or utcnow()
     state = repository.lock_state(session)
     links = repository.anchor_links(session)
-    require_chain_signer(session, links, cert_pem)
-    signer = fingerprint_of(one_certificate(cert_pem, "cert", "EPIX-REG-019"))
+    signer = _chain_signer(session, links, cert_pem)
     latest = repository.latest_document(session)
     if latest is not None and latest.version >= state.version:
-        if (
-            latest.expires_at is not None
-            and as_utc(latest.expires_at) - now > validity / 2
-            and latest.signer_fingerprint == signer
-        ):
+        if _still_current(latest, signer, validity, now):
             return latest
         state.version = latest.version + 1
         state.updated_at = now
@@ -439,6 +434,37 @@ def publish(
         detail={"registry_version": snapshot.version, "expires": format_time(now + validity)},
     )
     return document
+
+
+def current_publication(
+    session: Session, cert_pem: bytes, *, validity: timedelta, now: datetime | None = None
+) -> RegistryDocument | None:
+    """The published document ``publish`` would return unchanged, found by reading only (a
+    snapshot will do, no lock): None when a new version must be signed. Refuses EPIX-REG-019
+    as ``publish`` does. The document carries every anchor announcement made so far."""
+    signer = _chain_signer(session, repository.anchor_links(session), cert_pem)
+    latest = repository.latest_document(session)
+    if latest is None or latest.version < repository.current_version(session):
+        return None
+    return latest if _still_current(latest, signer, validity, now or utcnow()) else None
+
+
+def _still_current(
+    document: RegistryDocument, signer: str, validity: timedelta, now: datetime
+) -> bool:
+    """Whether ``document`` may be served again: signed by ``signer`` and more than half of
+    ``validity`` left before its expiry."""
+    return (
+        document.expires_at is not None
+        and as_utc(document.expires_at) - now > validity / 2
+        and document.signer_fingerprint == signer
+    )
+
+
+def _chain_signer(session: Session, links: Sequence[RegistryAnchorLink], cert_pem: bytes) -> str:
+    """The fingerprint of ``cert_pem`` once ``require_chain_signer`` accepted it."""
+    require_chain_signer(session, links, cert_pem)
+    return fingerprint_of(one_certificate(cert_pem, "cert", "EPIX-REG-019"))
 
 
 def require_chain_signer(

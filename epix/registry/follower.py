@@ -5,6 +5,10 @@ against the Secretariat certificate it trusts (the pinned one, or the successor 
 through signed announcements: ``epix.registry.anchors``) and is newer than what the node
 holds, and keeps working from the last good copy (stored in the database) while the source is
 unreachable.
+
+A follower holding an API key for the Secretariat's code (EPIX_PEER_API_KEYS, issued by the
+source node to a ``peer_node`` user of its Party) sends it, so the Secretariat sees which
+followers fetched an anchor announcement; never over plain http off loopback, never logged.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from dataclasses import dataclass, replace
 
 import httpx
 
+from epix.auth.principal import SECRETARIAT_PARTY
 from epix.db import Database
 from epix.db.base import utcnow
 from epix.db.trouble import OutageLog
@@ -29,6 +34,7 @@ from epix.registry.freshness import (
     current_policy,
     held_copy_finding,
 )
+from epix.registry.service import travels_in_clear
 from epix.settings import Settings
 
 log = logging.getLogger("epix.registry.follower")
@@ -48,15 +54,18 @@ class SourceUnreachable(Exception):
 
 
 def fetch_document(
-    client: httpx.Client, url: str, *, etag: str | None = None
+    client: httpx.Client, url: str, *, etag: str | None = None, api_key: str | None = None
 ) -> tuple[bytes, str | None] | None:
     """The registry document at ``url`` and its ETag, or None when the source answers that
-    ``etag`` is still current. Refuses (EPIX-XML-004) a document over MAX_DOCUMENT_BYTES;
+    ``etag`` is still current. ``api_key`` identifies this follower to the source (the caller
+    decides it may travel there). Refuses (EPIX-XML-004) a document over MAX_DOCUMENT_BYTES;
     raises ``SourceUnreachable`` for anything but a 200 or 304, or no complete answer within
     the client's deadline (``epix.outbound.outbound_client``)."""
     headers = {"Accept": "application/xml"}
     if etag:
         headers["If-None-Match"] = etag
+    if api_key:
+        headers["Authorization"] = f"Bearer {api_key}"
     try:
         with client.stream("GET", url, headers=headers) as response:
             if response.status_code == 304:
@@ -90,10 +99,20 @@ class RegistryFollower:
         timeout: float = 10.0,
         proxy: str | None = None,
         freshness: FreshnessPolicy | None = None,
+        api_key: str | None = None,
     ) -> None:
         self.database = database
         self.source_url = source_url
         self.anchor_pem = anchor_pem
+        self.api_key = api_key
+        if api_key and travels_in_clear(source_url):
+            log.warning(
+                "not sending the API key for %s to the registry source %s: plain http off "
+                "loopback would carry it in clear; fetching anonymously",
+                SECRETARIAT_PARTY,
+                source_url,
+            )
+            self.api_key = None
         # A follower always enforces its copy's expiry; the grace (and clock) are configurable.
         self.freshness = replace(freshness or current_policy(), enforced=True)
         self._expiry_code: str | None = None
@@ -117,6 +136,7 @@ class RegistryFollower:
             deadline_seconds=settings.outbound_deadline_seconds,
             proxy=settings.outbound_proxy,
             freshness=FreshnessPolicy.from_settings(settings),
+            api_key=settings.peer_api_keys.get(SECRETARIAT_PARTY),
         )
 
     def refresh(self) -> RefreshResult:
@@ -172,7 +192,7 @@ class RegistryFollower:
             held = latest is not None
             anchor = follower_anchor(session, self.anchor_pem)
         try:
-            fetched = fetch_document(self.client, self.source_url, etag=etag)
+            fetched = fetch_document(self.client, self.source_url, etag=etag, api_key=self.api_key)
         except SourceUnreachable as exc:
             if not held:
                 raise EpixError.of(

@@ -155,3 +155,20 @@ class RegistryAnchor(Base):
     state: Mapped[str] = mapped_column(String(16))
     registry_version: Mapped[int] = mapped_column(Integer)
     changed_at: Mapped[datetime]
+
+
+class RegistryFollowerFetch(Base):
+    """Secretariat node: the last time each Party's follower fetched the registry document
+    identifying itself (a ``peer_node`` API key on ``GET /v1/registry``), one row per Party, so
+    the Secretariat sees who has picked up an announced successor before switching to it."""
+
+    __tablename__ = "registry_follower_fetches"
+
+    party: Mapped[str] = mapped_column(String(8), primary_key=True)
+    fetched_at: Mapped[datetime]
+    # 200 (the document was sent) or 304 (the follower's copy was still the newest).
+    status: Mapped[int] = mapped_column(Integer)
+    version: Mapped[int] = mapped_column(Integer)
+    sha256: Mapped[str] = mapped_column(String(64))
+    # The successor named by the newest anchor announcement the document carried, if any.
+    anchor_fingerprint: Mapped[str | None] = mapped_column(String(64))

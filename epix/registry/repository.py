@@ -8,6 +8,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Row, bindparam, case, delete, func, select, text
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, aliased, selectinload
 
 from epix.db.base import table_of
@@ -18,6 +19,7 @@ from epix.registry.models import (
     RegistryAuthority,
     RegistryCertificate,
     RegistryDocument,
+    RegistryFollowerFetch,
     RegistryParty,
     RegistrySourceCheck,
     RegistryState,
@@ -313,3 +315,45 @@ def anchor_links(session: Session) -> Sequence[RegistryAnchorLink]:
 def anchors(session: Session) -> Sequence[RegistryAnchor]:
     """The Secretariat certificates a follower learnt of (trusted, next, retired)."""
     return session.scalars(select(RegistryAnchor)).all()
+
+
+def newest_announced_anchor(session: Session) -> str | None:
+    """The fingerprint of the successor named by the Secretariat's newest anchor announcement
+    (every document it publishes carries it), None when it never announced one."""
+    return session.scalar(
+        select(RegistryAnchorLink.next_fingerprint).order_by(RegistryAnchorLink.id.desc()).limit(1)
+    )
+
+
+def record_follower_fetch(
+    session: Session,
+    *,
+    party: str,
+    status: int,
+    version: int,
+    sha256: str,
+    anchor_fingerprint: str | None,
+    now: datetime,
+) -> None:
+    """Remember that ``party``'s follower fetched ``version`` (one row per Party, replaced at
+    each fetch). One upsert statement: two fetches of one Party at once do not collide."""
+    insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
+    values = {
+        "fetched_at": now,
+        "status": status,
+        "version": version,
+        "sha256": sha256,
+        "anchor_fingerprint": anchor_fingerprint,
+    }
+    session.execute(
+        insert(RegistryFollowerFetch)
+        .values(party=party, **values)
+        .on_conflict_do_update(index_elements=["party"], set_=values)
+    )
+
+
+def follower_fetches(session: Session) -> Sequence[RegistryFollowerFetch]:
+    """Every Party's last identified fetch of the registry document, by Party."""
+    return session.scalars(
+        select(RegistryFollowerFetch).order_by(RegistryFollowerFetch.party)
+    ).all()

@@ -1,14 +1,17 @@
 """The key registry over HTTP: the Secretariat-signed document, read views, Secretariat changes.
 
-``GET /v1/registry`` is public (followers fetch it) and supports ``If-None-Match``; the JSON
-views say the same as the document. Changes need the Secretariat role and are audited by the
-registry service in the same transaction.
+``GET /v1/registry`` is public (followers fetch it) and supports ``If-None-Match``; a follower
+presenting its ``peer_node`` API key is recorded, so the Secretariat sees who has fetched an
+anchor announcement (``GET /v1/registry/followers``). The JSON views say the same as the
+document. Changes need the Secretariat role and are audited by the registry service in the
+same transaction.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Annotated
 
@@ -18,18 +21,19 @@ from sqlalchemy.orm import Session
 
 from epix.api.deps import DatabaseDep, RequestContextDep, RowId, SettingsDep
 from epix.api.openapi import refusals
-from epix.api.security import CurrentPrincipal
+from epix.api.security import CurrentPrincipal, presented_key_principal, require_roles
 from epix.audit.service import record_event
 from epix.auth.principal import Principal, Role
 from epix.auth.scoping import ensure_role
 from epix.db import Database
+from epix.db.base import utcnow
 from epix.errors import EpixError
 from epix.registry import repository, service
-from epix.registry.document import etag_of, publish
+from epix.registry.anchors import follower_report
+from epix.registry.document import current_publication, etag_of, publish
 from epix.registry.models import (
     RegistryAuthority,
     RegistryCertificate,
-    RegistryDocument,
     RegistryParty,
 )
 from epix.settings import Settings
@@ -116,6 +120,41 @@ def _signing_identity(settings: Settings) -> tuple[bytes, bytes] | None:
         ) from None
 
 
+@dataclass(frozen=True, slots=True)
+class _Served:
+    """The document an answer names, and the successor its newest anchor announcement names
+    (None on a node that does not publish: it records no fetches)."""
+
+    content: bytes
+    sha256: str
+    version: int
+    newest_anchor: str | None
+
+
+def _served_document(
+    database: Database, settings: Settings, context: RequestContextDep
+) -> tuple[_Served, bool]:
+    """The newest document and whether this node publishes it. Read on a snapshot (on SQLite
+    no write lock); the write lock is taken only when a new version must be signed."""
+    identity = _signing_identity(settings)
+    validity = timedelta(hours=settings.registry_validity_hours)
+    with database.read() as session:
+        if identity is None:
+            document = repository.latest_document(session)
+        else:
+            document = current_publication(session, identity[1], validity=validity)
+        if document is not None:
+            newest = repository.newest_announced_anchor(session) if identity else None
+            served = _Served(document.content, document.sha256, document.version, newest)
+            return served, identity is not None
+    if identity is None:
+        raise EpixError.of("EPIX-REG-009", "This node holds no registry document yet.", "/")
+    with database.unit_of_work() as session:
+        document = publish(session, *identity, validity=validity, request=context)
+        newest = repository.newest_announced_anchor(session)
+        return _Served(document.content, document.sha256, document.version, newest), True
+
+
 @router.get(
     "",
     summary="The Secretariat-signed registry document",
@@ -123,35 +162,58 @@ def _signing_identity(settings: Settings) -> tuple[bytes, bytes] | None:
     response_class=Response,
 )
 def registry_document(
-    request: Request, database: DatabaseDep, settings: SettingsDep, context: RequestContextDep
+    request: Request,
+    database: DatabaseDep,
+    settings: SettingsDep,
+    context: RequestContextDep,
+    caller: Annotated[Principal | None, Depends(presented_key_principal)],
 ) -> Response:
     """The Secretariat-signed registry document, newest version (ETag; 304 on If-None-Match).
 
-    On the Secretariat's node (signing key configured) a changed registry, or one whose signed
-    expiry is less than half of EPIX_REGISTRY_VALIDITY_HOURS away, is signed here the first
-    time it is asked for; a follower serves the last good copy it verified.
+    No login needed. On the Secretariat's node (signing key configured) a changed registry, or
+    one whose signed expiry is less than half of EPIX_REGISTRY_VALIDITY_HOURS away, is signed
+    here the first time it is asked for; a follower serves the last good copy it verified.
+
+    A follower node may identify itself with the API key this node issued to its Party (role
+    peer_node; the follower keeps it in EPIX_PEER_API_KEYS under the Secretariat's code): the
+    publishing node then records the fetch (GET /v1/registry/followers). A presented key that
+    is refused is refused (401/403), never served as anonymous.
     """
-    identity = _signing_identity(settings)
-    document: RegistryDocument | None
-    with database.unit_of_work() as session:
-        if identity is not None:
-            validity = timedelta(hours=settings.registry_validity_hours)
-            document = publish(session, *identity, validity=validity, request=context)
-        else:
-            document = repository.latest_document(session)
-        if document is None:
-            raise EpixError.of("EPIX-REG-009", "This node holds no registry document yet.", "/")
-        content, sha256, version = document.content, document.sha256, document.version
-    etag = etag_of(sha256)
+    served, publishing = _served_document(database, settings, context)
+    etag = etag_of(served.sha256)
     headers = {
         "ETag": etag,
         "Cache-Control": "no-cache",
-        "X-EPIX-Registry-Version": str(version),
+        "X-EPIX-Registry-Version": str(served.version),
     }
     matches = {tag.strip() for tag in request.headers.get("if-none-match", "").split(",")}
-    if etag in matches or "*" in matches:
+    status = 304 if etag in matches or "*" in matches else 200
+    if publishing and caller is not None and caller.has(Role.PEER_NODE):
+        with database.unit_of_work() as session:  # one short upsert, after the document is read
+            repository.record_follower_fetch(
+                session,
+                party=caller.party,
+                status=status,
+                version=served.version,
+                sha256=served.sha256,
+                anchor_fingerprint=served.newest_anchor,
+                now=utcnow(),
+            )
+    if status == 304:
         return Response(status_code=304, headers=headers)
-    return Response(content=content, media_type=REGISTRY_MEDIA_TYPE, headers=headers)
+    return Response(content=served.content, media_type=REGISTRY_MEDIA_TYPE, headers=headers)
+
+
+@router.get("/followers", summary="Which follower nodes fetched the registry")
+def followers(
+    _actor: Annotated[Principal, Depends(require_roles(Role.SECRETARIAT))], database: DatabaseDep
+) -> dict[str, object]:
+    """The Secretariat's view of an anchor rotation: for each Party whose node fetched the
+    registry identifying itself (its peer_node key), the last fetch, the version it got, and
+    whether that version carries the newest anchor announcement. Followers that fetch
+    anonymously, or through a copy elsewhere, are not listed (Secretariat only)."""
+    with database.read() as session:
+        return follower_report(session).as_dict()
 
 
 @router.get("/parties", summary="List the registry's Parties")
