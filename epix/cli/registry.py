@@ -453,7 +453,8 @@ def announce_anchor(
     Every document published from now on carries the announcement; a follower that verified
     one moves to the new certificate by itself when the first document signed by it arrives,
     and refuses the old key from then on. Keep signing with the current key until followers
-    have fetched the announcement (at least a few EPIX_REGISTRY_REFRESH_SECONDS, better one
+    have fetched the announcement (`epix registry followers` shows those that identify
+    themselves; for the others wait at least a few EPIX_REGISTRY_REFRESH_SECONDS, better one
     EPIX_REGISTRY_VALIDITY_HOURS), then point EPIX_REGISTRY_SIGNING_KEY_PATH and
     EPIX_REGISTRY_SIGNING_CERT_PATH (or `export --key/--cert`) at the new pair. Announcing
     again before that switch replaces the pending announcement.

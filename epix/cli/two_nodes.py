@@ -5,7 +5,9 @@ mode, each with its own database and data directory. Node A (Party XA) also runs
 Secretariat's registry: it holds the Secretariat signing key and publishes ``GET /v1/registry``;
 node B (Party XB) follows that document, pinned to the Secretariat certificate. The registry
 lists both Parties' Management Authority, customs and node certificates and both endpoints.
-Each node holds an API key for the other (``peer_node`` role, EPIX_PEER_API_KEYS).
+Each node holds an API key for the other (``peer_node`` role, EPIX_PEER_API_KEYS); node B's
+registry follower presents its key to A too (under the Secretariat's code), so A lists XB among
+the registry's followers (``epix registry followers``).
 
 The scenario: XA's Management Authority signs a permit and submits it at A; A forwards it to B;
 XB's customs look it up, reserve and confirm the import inspection at B; B forwards the signed
@@ -195,7 +197,10 @@ def prepare(base: Path, *, database_urls: tuple[str | None, str | None] = (None,
         urls[1],
         common
         | {
-            "EPIX_PEER_API_KEYS": json.dumps({PARTY_A: key_of_b_at_a}),
+            # The same key identifies B's registry follower to A, the Secretariat's node.
+            "EPIX_PEER_API_KEYS": json.dumps(
+                {PARTY_A: key_of_b_at_a, SECRETARIAT_PARTY: key_of_b_at_a}
+            ),
             "EPIX_REGISTRY_SOURCE_URL": f"{a.url}/v1/registry",
             "EPIX_REGISTRY_ANCHOR_PATH": str(cert_path),
             "EPIX_REGISTRY_REFRESH_SECONDS": "1",

@@ -38,6 +38,7 @@ from epix.exchange.models import InboxEntry, Message
 from epix.exchange.node_identity import NODE_ROLE, node_identity
 from epix.permits.samples import demo_permit
 from epix.permits.writer import write_permit
+from epix.registry.anchors import follower_report
 from epix.registry.models import RegistryDocument
 from epix.registry.trust import RegistryTrustStore
 from epix.signatures.sign import sign_document
@@ -100,6 +101,10 @@ def test_permit_goes_node_to_node_and_the_endorsement_comes_back_once(
             endorsed_at_b = session.scalars(select(Endorsement)).one()
             followed = session.scalars(select(RegistryDocument)).all()
         db_b.dispose()
+        db_a = Database(nodes.a.database_url)
+        with db_a.read() as session:
+            fetches_at_a = follower_report(session).followers
+        db_a.dispose()
         peer_key_at_a = json.loads(nodes.b.env["EPIX_PEER_API_KEYS"])["XA"]
         retry = httpx.post(
             f"{nodes.a.url}/v1/messages",
@@ -115,8 +120,10 @@ def test_permit_goes_node_to_node_and_the_endorsement_comes_back_once(
     assert retry.status_code == 200 and retry.content == row_b.receipt
     assert any("signature valid: True" in step for step in steps)
 
-    # Node B followed the registry node A published, pinned to the Secretariat certificate.
+    # Node B followed the registry node A published, pinned to the Secretariat certificate,
+    # and identified itself doing so: A, the Secretariat's node, lists it as a follower.
     assert followed and all(doc.source_url == f"{nodes.a.url}/v1/registry" for doc in followed)
+    assert [(f.party, f.version) for f in fetches_at_a] == [("XB", followed[-1].version)]
 
     # The endorsement B's customs made is byte-exact in XA's inbox at A, exactly once.
     assert outcome.endorsement == endorsed_at_b.document
