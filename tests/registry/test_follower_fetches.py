@@ -8,6 +8,7 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -19,6 +20,7 @@ import uvicorn
 from click.testing import CliRunner
 
 from epix.api.app import create_app
+from epix.auth import service as auth_service
 from epix.auth.principal import SECRETARIAT_PARTY, Role
 from epix.cli.main import cli
 from epix.db import Database
@@ -182,7 +184,11 @@ def test_a_refused_key_is_refused_and_other_callers_are_served_unrecorded(
     url = f"{node.url}/v1/registry"
     anonymous = httpx.get(url, timeout=10)
     assert anonymous.status_code == 200
+    disabled = key_for(node.database, "XC", Role.PEER_NODE)
+    with node.database.unit_of_work() as session:
+        auth_service.disable_user(session, auth_service.get_user(session, "peer_node-xc"))
     for headers, status, code in (
+        (disabled, 403, "EPIX-AUTH-006"),
         ({"Authorization": "Bearer not-a-key"}, 401, "EPIX-AUTH-002"),
         ({"X-API-Key": "not-a-key"}, 401, "EPIX-AUTH-002"),
         ({"Authorization": "Basic eDp5"}, 401, "EPIX-AUTH-001"),
@@ -264,3 +270,18 @@ def test_the_key_never_travels_in_clear_nor_into_the_log(
         proxy.shutdown()
         proxy.server_close()
         thread.join(timeout=5)
+
+
+def test_fetches_of_one_party_at_once_leave_one_row(node: SecretariatNode) -> None:
+    """The row is upserted in one statement: concurrent fetches (two processes of one
+    follower, say) neither collide on the key nor fail the answer."""
+    headers = {"Authorization": f"Bearer {node.follower_key}"}
+    url = f"{node.url}/v1/registry"
+    assert httpx.get(url, timeout=10).status_code == 200  # signed once; no fetch recorded yet
+    with ThreadPoolExecutor(8) as pool:
+        statuses = list(
+            pool.map(lambda _: httpx.get(url, headers=headers, timeout=30).status_code, range(16))
+        )
+    assert statuses == [200] * 16
+    (fetch,) = followers(node)["followers"]  # type: ignore[misc]
+    assert fetch["party"] == "XB" and fetch["status"] == 200
