@@ -17,6 +17,7 @@ import httpx
 import pytest
 import uvicorn
 from selenium import webdriver
+from selenium.common.exceptions import WebDriverException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.chrome.webdriver import WebDriver
 from selenium.webdriver.common.by import By
@@ -202,8 +203,26 @@ def page_of_another_origin(tmp_path: Path) -> Iterator[OtherOrigin]:
         server.server_close()
 
 
+class _PageSwapTolerantWait(WebDriverWait[WebDriver]):
+    """A wait whose condition may poll while a navigation replaces the page: Chromium then
+    answers "Node with given id does not belong to the document" (a plain WebDriverException,
+    which WebDriverWait does not ignore), and the next poll sees the new page. Any other error
+    still ends the wait."""
+
+    def until(self, method: Callable[[WebDriver], Any], message: str = "") -> Any:
+        def tolerant(driver: WebDriver) -> Any:
+            try:
+                return method(driver)
+            except WebDriverException as error:
+                if "does not belong to the document" in (error.msg or ""):
+                    return False
+                raise
+
+        return super().until(tolerant, message)
+
+
 def wait(browser: WebDriver) -> WebDriverWait[WebDriver]:
-    return WebDriverWait(browser, 15)
+    return _PageSwapTolerantWait(browser, 15)
 
 
 def log_in(browser: WebDriver, node: LiveNode, password: str = OFFICER_PASSWORD) -> None:
