@@ -12,11 +12,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Protocol
-from urllib.parse import urlsplit
 
 from lxml import etree
 from sqlalchemy.orm import Session
 
+from epix.delivery.webhooks import http_origin
 from epix.errors import EpixError, Finding
 from epix.exchange.node_identity import NODE_ROLE
 from epix.exchange.receipts import REJECTED
@@ -77,12 +77,6 @@ class ReceiptVerifier(Protocol):
     ) -> list[Finding]: ...
 
 
-def _origin(url: str) -> tuple[str, str, int | None]:
-    parts = urlsplit(url)
-    default = 443 if parts.scheme == "https" else 80
-    return parts.scheme, (parts.hostname or "").lower(), parts.port or default
-
-
 def messages_url(endpoint: str) -> str:
     """The submit URL under a node's published base URL."""
     base = endpoint.rstrip("/")
@@ -102,7 +96,8 @@ def route_for(
     endpoint = directory.endpoint_of(session, destination_party)
     if endpoint is None:
         return Unroutable(f"The registry lists no node endpoint for Party {destination_party}.")
-    if _origin(endpoint) == _origin(settings.node_base_url):
+    origin = http_origin(endpoint)
+    if origin is not None and origin == http_origin(settings.node_base_url):
         return LocalRoute(destination_party)
     if travels_in_clear(endpoint):  # e.g. from a registry published before this was refused
         return Unroutable(
