@@ -7,7 +7,7 @@ from datetime import UTC, date, datetime
 from decimal import Decimal
 
 from epix.compliance.quotas import Quota, quota_index
-from epix.compliance.suspensions import describe, suspensions
+from epix.compliance.suspensions import Suspension, describe, suspensions_concerning
 from epix.errors import Finding
 from epix.permits import locations as loc
 from epix.permits.model import Permit, PermitLine
@@ -208,7 +208,12 @@ def _reservations(
 
 
 def _suspensions(
-    index: int, line: PermitLine, taxon: str, permit: Permit, at: date
+    index: int,
+    line: PermitLine,
+    taxon: str,
+    permit: Permit,
+    at: date,
+    published: tuple[Suspension, ...],
 ) -> list[Finding]:
     """EPIX-COMP-006 for each published suspension the line is traded under, never a refusal:
     EPIX holds only the suspensions of its Species+ data, and most are in words alone."""
@@ -219,7 +224,7 @@ def _suspensions(
             f"Line {line.line_id}: {taxon}: {describe(suspension)}",
             loc.line(index, loc.SCIENTIFIC_NAME),
         )
-        for suspension in suspensions()
+        for suspension in published
         if suspension.covers(
             exporter=exporter,
             importer=importer,
@@ -239,6 +244,7 @@ def screen_permit(permit: Permit) -> list[Finding]:
     exporter = permit.exporter.country
     exporting = permit.document_type == "E"
     under_quota: dict[Quota, list[tuple[int, PermitLine]]] = {}
+    published = suspensions_concerning(exporter, permit.importer.country)
     for index, line in enumerate(permit.lines, start=1):
         findings += _box_11a(index, line)
         if exporter is None or line.scientific_name is None:
@@ -255,7 +261,7 @@ def screen_permit(permit: Permit) -> list[Finding]:
             ):
                 under_quota.setdefault(quota, []).append((index, line))
         findings += _reservations(index, line, line.scientific_name, permit, at)
-        findings += _suspensions(index, line, line.scientific_name, permit, at)
+        findings += _suspensions(index, line, line.scientific_name, permit, at, published)
     if exporter is not None:
         for quota, lines in under_quota.items():
             findings += _quota_findings(lines, quota, exporter)

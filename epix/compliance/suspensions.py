@@ -308,3 +308,18 @@ def load_suspensions(folder: Path, exemptions: tuple[Exemption, ...]) -> tuple[S
 def suspensions() -> tuple[Suspension, ...]:
     """The packaged suspensions with their exemptions, read once per process."""
     return load_suspensions(SPECIES_PLUS, load_exemptions(EXEMPTIONS))
+
+
+@cache
+def _by_country() -> dict[str, tuple[Suspension, ...]]:
+    by_country: dict[str, list[Suspension]] = {}
+    for suspension in suspensions():
+        by_country.setdefault(suspension.country, []).append(suspension)
+    return {country: tuple(found) for country, found in by_country.items()}
+
+
+def suspensions_concerning(*parties: str | None) -> tuple[Suspension, ...]:
+    """The suspensions published for any of ``parties``: only these can cover their trade, so a
+    permit's lines are checked against a handful, not the whole table."""
+    by_country = _by_country()
+    return tuple(found for party in parties if party for found in by_country.get(party, ()))
