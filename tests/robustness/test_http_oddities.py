@@ -386,10 +386,10 @@ def strict(node: Node, body_settings: None) -> Iterator[Live]:
 def _trickle(
     live: Live, head: bytes, body: bytes, rate: int, give_up: float
 ) -> tuple[bytes, float]:
-    """Send the head, then the body at ``rate`` bytes a second (a tenth of a second's worth at a
-    time) until the server answers or ``give_up`` seconds pass; what the server sent until it
-    closed the connection (nothing if it did not answer), and after how many seconds."""
-    piece = rate // 10
+    """Send the head, then the body at ``rate`` bytes a second (every tenth of a second, what
+    the rate allows by then: a loaded machine that stalls this loop does not lower the rate)
+    until the server answers or ``give_up`` seconds pass; what the server sent until it closed
+    the connection (nothing if it did not answer), and after how many seconds."""
     with socket.create_connection(("127.0.0.1", live.port), timeout=10) as sock:
         sock.sendall(head)
         began = time.monotonic()
@@ -397,10 +397,11 @@ def _trickle(
         while time.monotonic() - began < give_up:
             if select.select([sock], [], [], 0.1)[0]:
                 break
-            if sent < len(body):
+            due = min(len(body), int(rate * (time.monotonic() - began)))
+            if sent < due:
                 with contextlib.suppress(BrokenPipeError, ConnectionResetError):
-                    sock.sendall(body[sent : sent + piece])  # the server may just have closed
-                sent += piece
+                    sock.sendall(body[sent:due])  # the server may just have closed
+                sent = due
         after = time.monotonic() - began
         if not select.select([sock], [], [], 0.5)[0]:
             return b"", after  # no answer
@@ -470,10 +471,11 @@ def test_a_body_over_the_minimum_rate_is_served_past_the_grace(strict: Live) -> 
 
 
 def test_a_body_not_complete_within_its_longest_time_is_answered_408(strict: Live) -> None:
-    """However fast it arrives, a body takes at most EPIX_BODY_MAX_SECONDS."""
-    body = b"<a>" + b"x" * (3 * MIN_RATE * int(MAX_SECONDS))
+    """However fast it arrives, a body takes at most EPIX_BODY_MAX_SECONDS. Sent at four times
+    the minimum rate, it keeps well ahead of the rate's deadline, and needs 5 s in all."""
+    body = b"<a>" + b"x" * (4 * MIN_RATE * 5)  # 5 s at four times the minimum rate
     data, after = _trickle(
-        strict, _post_head(strict, "msg-slow-3", len(body)), body, 2 * MIN_RATE, give_up=8
+        strict, _post_head(strict, "msg-slow-3", len(body)), body, 4 * MIN_RATE, give_up=8
     )
     assert data, f"no answer after {after:.1f} s"
     status, headers, problem = _response(data)
