@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
-from sqlalchemy import select
+from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session
 
 from epix.audit.context import RequestContext
@@ -41,6 +41,7 @@ from epix.endorsements.models import Endorsement
 from epix.errors import EpixError
 from epix.exchange.lookup import effective_status, verified_permit
 from epix.exchange.models import Permit
+from epix.exchange.status import CANCELLED, REPLACED
 from epix.permits.model import Permit as PermitBoxes
 from epix.reports.quota_use import QuotaUse, quota_use
 from epix.reports.records import COLUMNS, TradeRecord
@@ -48,7 +49,7 @@ from epix.reports.records import COLUMNS, TradeRecord
 ACTION_ANNUAL_REPORT = "report.annual"
 FIRST_YEAR = 1975  # the Convention entered into force on 1 July 1975
 EXPORT_DOCUMENTS = {"E": "export", "R": "re-export", "O": "export"}
-WITHDRAWN = frozenset({"cancelled", "replaced"})
+WITHDRAWN = frozenset({CANCELLED, REPLACED})
 
 EXPORT_ENDORSED = "export endorsed"
 IMPORT_ENDORSED = "import endorsed"
@@ -194,27 +195,22 @@ def annual_report(
     now = now or datetime.now(UTC)
     check_year(year, now.date())
     party = party.upper()
-    first_day, next_first_day = date(year, 1, 1), date(year + 1, 1, 1)
-    endorsed_in_year = list(
-        session.scalars(
-            select(Endorsement)
-            .where(Endorsement.endorsed_on >= first_day, Endorsement.endorsed_on < next_first_day)
-            .order_by(Endorsement.id)
-        )
+    endorsed_in_year = select(Endorsement.permit_id).where(
+        Endorsement.endorsed_on >= date(year, 1, 1), Endorsement.endorsed_on < date(year + 1, 1, 1)
     )
     # Box 13 may carry a zone up to 14 hours ahead of UTC: a day's margin.
     since = datetime(year, 1, 1, tzinfo=UTC) - timedelta(days=1)
-    issued_since = list(
-        session.scalars(
-            select(Permit)
-            .where(Permit.issuing_party == party, Permit.created_at >= since)
-            .order_by(Permit.id)
+    rows = {
+        row.id: row
+        for row in session.scalars(
+            select(Permit).where(
+                or_(
+                    and_(Permit.issuing_party == party, Permit.created_at >= since),
+                    Permit.id.in_(endorsed_in_year),
+                )
+            )
         )
-    )
-    endorsed_ids = {endorsement.permit_id for endorsement in endorsed_in_year}
-    rows = {row.id: row for row in issued_since}
-    for row in session.scalars(select(Permit).where(Permit.id.in_(endorsed_ids - rows.keys()))):
-        rows[row.id] = row
+    }
     by_permit = _endorsements_by_permit(session, rows)
 
     unreadable: list[str] = []
