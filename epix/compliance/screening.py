@@ -12,7 +12,7 @@ from epix.errors import Finding
 from epix.permits import locations as loc
 from epix.permits.model import Permit, PermitLine
 from epix.permits.reservations import has_reservation, reservations_in_force
-from epix.permits.rules import specimen_population
+from epix.permits.rules import reserved_by_both, specimen_population
 
 # Units that count specimens: a quota (or box 11) without a unit is a number of specimens.
 COUNT_UNITS = frozenset({"NAR", "PCS"})
@@ -172,9 +172,7 @@ def _reservations(
     officer to check, since EPIX took the reservation as covering the specimen."""
     population = specimen_population(permit, line)
     parties = (("exporter", permit.exporter.country), ("importer", permit.importer.country))
-    lifted = line.appendix == "I" and all(
-        party and has_reservation(party, taxon, population, at) for _, party in parties
-    )
+    lifted = line.appendix == "I" and reserved_by_both(permit, line, has_reservation)
     findings = []
     for role, party in parties:
         if not party:

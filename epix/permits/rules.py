@@ -280,7 +280,7 @@ def _line_rules(
         and (permit.document_type == "E" or line.term in LIVE_TERMS)
         and line.source not in NO_IMPORT_PERMIT_SOURCES
         and not _import_permit_referenced(permit, line)
-        and not _reserved(permit, line, has_reservation)
+        and not reserved_by_both(permit, line, has_reservation)
     ):
         specimen = "an Appendix I" if permit.document_type == "E" else "a living Appendix I"
         findings.append(
@@ -295,7 +295,7 @@ def _line_rules(
     refused_commercial = (
         appendix_one and line.source in NON_COMMERCIAL_SOURCES and permit.purpose == "T"
     )
-    if refused_commercial and not _reserved(permit, line, has_reservation):
+    if refused_commercial and not reserved_by_both(permit, line, has_reservation):
         findings.append(
             Finding(
                 "EPIX-RULE-012",
@@ -307,7 +307,7 @@ def _line_rules(
             )
         )
     bred_commercial = appendix_one and line.source in ("A", "C") and permit.purpose == "T"
-    if bred_commercial and not _reserved(permit, line, has_reservation):
+    if bred_commercial and not reserved_by_both(permit, line, has_reservation):
         findings.append(
             Finding(
                 "EPIX-RULE-019",
@@ -338,7 +338,9 @@ def specimen_population(permit: Permit, line: PermitLine) -> str | None:
     return permit.exporter.country if permit.document_type == "E" else None
 
 
-def _reserved(permit: Permit, line: PermitLine, has_reservation: ReservationCheck | None) -> bool:
+def reserved_by_both(
+    permit: Permit, line: PermitLine, has_reservation: ReservationCheck | None
+) -> bool:
     """True when both the exporting and the importing Party hold a reservation for the taxon.
 
     A reserving Party is a non-Party for that taxon (Art. XXIII.3), but the other Party is still
