@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import date
 from decimal import Decimal
 
 from epix.compliance.quotas import Quota, quota_index
@@ -50,12 +49,21 @@ class QuotaUse:
 
 def quota_use(records: Iterable[TradeRecord], exporter: str) -> list[QuotaUse]:
     """The quotas ``exporter``'s export records of the year fall under, each with their sum."""
-    uses: dict[int, QuotaUse] = {}  # by id(): quotas are equal only when they are the same row
+    uses: dict[int, QuotaUse] = {}  # by id(): one entry per table row, two rows alike included
     for record in records:
         when = record.endorsed_on or record.issued_on
         if record.direction != "export" or record.taxon is None or when is None:
             continue
-        for quota in _covering(record, exporter, when):
+        covering = quota_index().covering(
+            exporter=exporter,
+            taxon=record.taxon,
+            appendix=record.appendix,
+            term=record.term,
+            source=record.source,
+            purpose=record.purpose,
+            at=when,
+        )
+        for quota in covering:
             use = uses.setdefault(id(quota), QuotaUse(quota))
             if not same_measure(record.unit, quota.unit):
                 use.other_units.append(record.permit_number)
@@ -64,16 +72,3 @@ def quota_use(records: Iterable[TradeRecord], exporter: str) -> list[QuotaUse]:
             if record.permit_number not in use.permits:
                 use.permits.append(record.permit_number)
     return list(uses.values())
-
-
-def _covering(record: TradeRecord, exporter: str, when: date) -> list[Quota]:
-    assert record.taxon is not None
-    return quota_index().covering(
-        exporter=exporter,
-        taxon=record.taxon,
-        appendix=record.appendix,
-        term=record.term,
-        source=record.source,
-        purpose=record.purpose,
-        at=when,
-    )
