@@ -104,6 +104,20 @@ _TABLE: tuple[ErrorCode, ...] = (
         "A trade suspension or stricter domestic measure published for this country covers the "
         "line.",
     ),
+    _c(
+        "EPIX-COMP-007",
+        W,
+        200,
+        "Box 7 names a synonym: the line was screened under the accepted name in the CITES "
+        "taxonomy (Species+).",
+    ),
+    _c(
+        "EPIX-COMP-008",
+        W,
+        200,
+        "The appendix declared in box 10 is not one the CITES taxonomy (Species+) lists the "
+        "taxon in.",
+    ),
     # --- signatures (EPIX-DSIG-1) ---
     _c("EPIX-SIG-001", E, 422, "The document is not signed."),
     _c("EPIX-SIG-002", E, 422, "The document has more than one signature."),

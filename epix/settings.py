@@ -267,6 +267,14 @@ class Settings(BaseSettings):
         description="Secretariat node only: certificate (PEM) matching registry_signing_key_path.",
     )
 
+    speciesplus_dir: Path | None = Field(
+        default=None,
+        description="Directory of Species+ `GET /api/v1/taxon_concepts` answers (*.json) "
+        "downloaded with the operator's own token: compliance screening reads their synonyms, "
+        "higher taxa and CITES listings beside the bundled ones at start; a malformed file "
+        "stops the node (file and entry named).",
+    )
+
     metrics_token: str | None = Field(
         default=None,
         min_length=32,
@@ -325,6 +333,7 @@ class Settings(BaseSettings):
         "registry_anchor_path",
         "registry_signing_key_path",
         "registry_signing_cert_path",
+        "speciesplus_dir",
         mode="before",
     )
     @classmethod

@@ -10,6 +10,7 @@ from decimal import Decimal, InvalidOperation
 from functools import cache
 from pathlib import Path
 
+from epix.compliance.taxonomy import HIGHER_RANKS, under_higher_taxon
 from epix.permits.sapi_dates import (
     ReferenceDataError,
     in_force,
@@ -80,9 +81,13 @@ class Quota:
         such as a subspecies listed there on its own (Panthera leo persica)."""
         return self.kind == "Listing_annotations"
 
-    def names(self, taxon: str, at: date) -> bool:
-        """True when the quota, in force on ``at``, is listed under a name covering ``taxon``."""
-        return in_force(self.start, self.end, at) and names_taxon(self.taxon, self.rank, taxon)
+    def names(self, taxon: str, at: date, within: frozenset[str] = frozenset()) -> bool:
+        """True when the quota, in force on ``at``, is listed under a name covering ``taxon``,
+        or under a higher taxon Species+ places it ``within``."""
+        return in_force(self.start, self.end, at) and (
+            names_taxon(self.taxon, self.rank, taxon)
+            or under_higher_taxon(self.taxon, self.rank, within)
+        )
 
     def covers(
         self,
@@ -94,10 +99,11 @@ class Quota:
         source: str | None,
         purpose: str | None,
         at: date,
+        within: frozenset[str] = frozenset(),
     ) -> bool:
         return (
             (self.party is None or self.party == exporter)
-            and self.names(taxon, at)
+            and self.names(taxon, at, within)
             and not (self.for_appendix_ii and appendix == "I")
             and (self.terms is None or term in self.terms)
             and (self.sources is None or source in self.sources)
@@ -182,29 +188,41 @@ class QuotaIndex:
     Only the longest of those prefixes that the table lists (for any Party, in force on the
     day) counts: a taxon the table gives its own quotas is listed apart from its species or
     genus, whose quotas then do not reach it (the zero quota for wild Saiga borealis mongolica
-    is its own, not also the species'). ``Quota.covers`` decides among that name's quotas.
+    is its own, not also the species'). Without one, the narrowest higher taxon (family,
+    order...) the taxonomy places the taxon ``within`` that the table lists counts.
+    ``Quota.covers`` decides among that name's quotas.
     """
 
-    __slots__ = ("_by_key", "_by_name")
+    __slots__ = ("_by_key", "_by_name", "_higher")
 
     def __init__(self, table: Iterable[Quota]) -> None:
         by_key: dict[tuple[str | None, str], list[tuple[int, Quota]]] = {}
         by_name: dict[str, list[Quota]] = {}
+        higher: dict[str, int] = {}  # names listed above the genus: how narrow the rank is
         for position, quota in enumerate(table):
             key = taxon_key(quota.taxon)
             by_key.setdefault((quota.party, key), []).append((position, quota))
             by_name.setdefault(key, []).append(quota)
+            if quota.rank in HIGHER_RANKS:
+                narrowness = HIGHER_RANKS.index(quota.rank)
+                higher[key] = min(narrowness, higher.get(key, narrowness))
         self._by_key = by_key
         self._by_name = by_name
+        self._higher = higher
 
-    def listed_name(self, taxon: str, at: date) -> str | None:
+    def listed_name(self, taxon: str, at: date, within: frozenset[str] = frozenset()) -> str | None:
         """The most specific name under which the table lists quotas in force on ``at`` that
-        name ``taxon`` (as ``taxon_key`` gives it), or None."""
+        name ``taxon`` (as ``taxon_key`` gives it), or the higher taxon it is ``within``, or
+        None."""
         words = taxon_key(taxon).split()
         for end in range(len(words), -1, -1):
             prefix = " ".join(words[:end])
             if any(quota.names(taxon, at) for quota in self._by_name.get(prefix, ())):
                 return prefix
+        listed_above = within & self._higher.keys() if within and self._higher else ()
+        for name in sorted(listed_above, key=self._higher.__getitem__):
+            if any(quota.names(taxon, at, within) for quota in self._by_name[name]):
+                return name
         return None
 
     def covering(
@@ -217,9 +235,11 @@ class QuotaIndex:
         source: str | None,
         purpose: str | None,
         at: date,
+        within: frozenset[str] = frozenset(),
     ) -> list[Quota]:
-        """The quotas covering this trade, in table order."""
-        name = self.listed_name(taxon, at)
+        """The quotas covering this trade, in table order; ``within``: the higher taxa the
+        taxonomy places ``taxon`` under (``Naming.within``)."""
+        name = self.listed_name(taxon, at, within)
         if name is None:
             return []
         candidates = [*self._by_key.get((exporter, name), ()), *self._by_key.get((None, name), ())]
@@ -235,6 +255,7 @@ class QuotaIndex:
                 source=source,
                 purpose=purpose,
                 at=at,
+                within=within,
             )
         ]
 

@@ -1,5 +1,5 @@
-"""Screen a permit against published quotas, reservations, trade suspensions and its own box
-11a: warnings only."""
+"""Screen a permit against published quotas, reservations, trade suspensions, the CITES
+taxonomy and its own box 11a: warnings only."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from decimal import Decimal
 
 from epix.compliance.quotas import Quota, quota_index
 from epix.compliance.suspensions import Suspension, describe, suspensions_concerning
+from epix.compliance.taxonomy import Naming, taxonomy
 from epix.errors import Finding
 from epix.permits import locations as loc
 from epix.permits.model import Permit, PermitLine
@@ -16,6 +17,8 @@ from epix.permits.rules import reserved_by_both, specimen_population
 
 # Units that count specimens: a quota (or box 11) without a unit is a number of specimens.
 COUNT_UNITS = frozenset({"NAR", "PCS"})
+# The higher taxa of a name the taxonomy does not hold: none known.
+NOWHERE: frozenset[str] = frozenset()
 
 
 def same_measure(first: str | None, second: str | None) -> bool:
@@ -205,6 +208,47 @@ def _reservations(
     return findings
 
 
+def _taxonomy(index: int, line: PermitLine, naming: Naming) -> list[Finding]:
+    """EPIX-COMP-007 when box 7 names a synonym (the line is screened under the accepted
+    name), EPIX-COMP-008 when box 10 declares an appendix Species+ does not list the taxon in.
+    Warnings only: the listing may have changed since the permit was issued."""
+    findings = []
+    concept = naming.concept
+    if naming.synonym:
+        written = " ".join(str(line.scientific_name).split())
+        findings.append(
+            Finding(
+                "EPIX-COMP-007",
+                f"Line {line.line_id}: {written} is a synonym of "
+                f"{concept.full_name} in the CITES taxonomy (Species+); the line was screened "
+                f"as {concept.full_name} for quotas, reservations and suspensions.",
+                loc.line(index, loc.SCIENTIFIC_NAME),
+            )
+        )
+    declared = line.appendix
+    if (
+        naming.exact
+        and concept.listing is not None
+        and declared in ("I", "II", "III")
+        and declared not in concept.appendices
+    ):
+        listed = (
+            f"in Appendix {'/'.join(a for a in ('I', 'II', 'III') if a in concept.appendices)}"
+            if concept.appendices
+            else "in no Appendix (NC)"
+        )
+        findings.append(
+            Finding(
+                "EPIX-COMP-008",
+                f"Line {line.line_id}: box 10 declares Appendix {declared}, but the CITES "
+                f"taxonomy (Species+) lists {concept.full_name} {listed}; check the listing "
+                f"in force on the date of issue.",
+                loc.line(index, loc.APPENDIX),
+            )
+        )
+    return findings
+
+
 def _suspensions(
     index: int,
     line: PermitLine,
@@ -212,6 +256,7 @@ def _suspensions(
     permit: Permit,
     at: date,
     published: tuple[Suspension, ...],
+    within: frozenset[str],
 ) -> list[Finding]:
     """EPIX-COMP-006 for each published suspension the line is traded under, never a refusal:
     EPIX holds only the suspensions of its Species+ data, and most are in words alone."""
@@ -231,6 +276,7 @@ def _suspensions(
             source=line.source,
             purpose=permit.purpose,
             at=at,
+            within=within,
         )
     ]
 
@@ -243,23 +289,32 @@ def screen_permit(permit: Permit) -> list[Finding]:
     exporting = permit.document_type == "E"
     under_quota: dict[Quota, list[tuple[int, PermitLine]]] = {}
     published = suspensions_concerning(exporter, permit.importer.country)
+    names = taxonomy()
     for index, line in enumerate(permit.lines, start=1):
         findings += _box_11a(index, line)
-        if exporter is None or line.scientific_name is None:
+        if line.scientific_name is None:
+            continue
+        naming = names.naming(line.scientific_name)
+        taxon, within = line.scientific_name, NOWHERE
+        if naming is not None:
+            findings += _taxonomy(index, line, naming)
+            taxon, within = naming.screened_name or taxon, naming.within
+        if exporter is None:
             continue
         if exporting:
             for quota in quota_index().covering(
                 exporter=exporter,
-                taxon=line.scientific_name,
+                taxon=taxon,
                 appendix=line.appendix,
                 term=line.term,
                 source=line.source,
                 purpose=permit.purpose,
                 at=at,
+                within=within,
             ):
                 under_quota.setdefault(quota, []).append((index, line))
-        findings += _reservations(index, line, line.scientific_name, permit, at)
-        findings += _suspensions(index, line, line.scientific_name, permit, at, published)
+        findings += _reservations(index, line, taxon, permit, at)
+        findings += _suspensions(index, line, taxon, permit, at, published, within)
     if exporter is not None:
         for quota, lines in under_quota.items():
             findings += _quota_findings(lines, quota, exporter)

@@ -4,9 +4,12 @@ Art. XIV.1), narrowed by the SAPI exemptions: warnings only.
 EPIX holds no suspension list of its own: only the Species+ ``cites_legislation`` answers for
 three taxa in ``data/speciesplus`` (November 2022). Of those, it uses the suspensions it can
 name: the ones for every CITES-listed species of a country (``taxon_concept_id`` null) and the
-ones for *Loxodonta africana*, whose id the Species+ name lookup gives. Suspensions attached
-to a higher taxon (birds of Argentina, terrestrial fauna of the Philippines) need a taxonomy
-EPIX does not hold and are left out. The coverage is what those files hold, nothing more.
+ones attached to a taxon concept the taxonomy holds (``epix.compliance.taxonomy``): the bundled
+one gives *Loxodonta africana*. The two attached to higher taxa (birds of Argentina, terrestrial
+fauna of the Philippines, Species+ ids 32 and 23) are named by no bundled answer and are left
+out unless the operator's Species+ answers hold those ids; a suspension on a higher taxon then
+covers the lines whose taxon Species+ places under it. The coverage is what those files hold,
+nothing more.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from itertools import takewhile
 from pathlib import Path
 from typing import Any
 
+from epix.compliance.taxonomy import HIGHER_RANKS, Taxonomy, taxonomy, under_higher_taxon
 from epix.permits.codes import code_lists
 from epix.permits.sapi_dates import (
     RANKS,
@@ -175,6 +179,14 @@ class Suspension:
     notes: str
     notification: str  # "CITES Notif. No. 2011/010"
     exemptions: tuple[Exemption, ...] = ()
+    rank: str = "SPECIES"  # of ``taxon``, as Species+ gives it
+
+    def names(self, taxon: str, within: frozenset[str]) -> bool:
+        """True when the suspension's taxon covers the line's: every taxon, the same name or
+        a subspecies of it, or a higher taxon the line's taxon is ``within``."""
+        if self.taxon is None or under_higher_taxon(self.taxon, self.rank, within):
+            return True
+        return names_taxon(self.taxon, "GENUS" if self.rank == "GENUS" else "SPECIES", taxon)
 
     @property
     def domestic(self) -> bool:
@@ -199,15 +211,16 @@ class Suspension:
         source: str | None,
         purpose: str | None,
         at: date,
+        within: frozenset[str] = frozenset(),
     ) -> bool:
         """True when the line is traded under this suspension: exported from the country (or
-        imported into it, for an entry applying to imports), of its taxon, in force, and not
-        exempted."""
+        imported into it, for an entry applying to imports), of its taxon (``within``: the
+        taxa Species+ places the line's under), in force, and not exempted."""
         parties = (exporter, importer) if self.applies_to_import else (exporter,)
         return (
             self.country in parties
             and in_force(self.start, self.end, at)
-            and (self.taxon is None or names_taxon(self.taxon, "SPECIES", taxon))
+            and self.names(taxon, within)
             and not any(entry.exempts(taxon, term, source, purpose) for entry in self.exemptions)
         )
 
@@ -217,6 +230,8 @@ def describe(suspension: Suspension) -> str:
     how far EPIX could check it."""
     role = "trade, imports included, with" if suspension.applies_to_import else "exports from"
     what = suspension.taxon or "every CITES-listed species"
+    if suspension.taxon is not None and suspension.rank in HIGHER_RANKS:
+        what = f"the {suspension.rank.lower()} {suspension.taxon}"
     published = f"{suspension.notification}, " if suspension.notification else ""
     notes = suspension.notes if suspension.notes.endswith(".") else f"{suspension.notes}."
     text = (
@@ -244,15 +259,6 @@ def describe(suspension: Suspension) -> str:
     )
 
 
-def _named_taxa(folder: Path) -> dict[int, str]:
-    """Species+ taxon ids with their names, from the name lookups kept beside the answers."""
-    names = {}
-    for path in sorted(folder.glob("taxon_concepts_name_*.json")):
-        for concept in _json(path)["taxon_concepts"]:
-            names[int(concept["id"])] = str(concept["full_name"])
-    return names
-
-
 def _json(path: Path) -> Any:
     try:
         return json.loads(path.read_text(encoding="utf-8"))
@@ -263,14 +269,15 @@ def _json(path: Path) -> Any:
 
 
 def _suspension(
-    entry: dict[str, Any], taxon: str | None, exemptions: tuple[Exemption, ...]
+    entry: dict[str, Any], taxon: tuple[str, str] | None, exemptions: tuple[Exemption, ...]
 ) -> Suspension:
     country = party_code(entry["geo_entity"]["iso_code2"])
     start = date.fromisoformat(entry["start_date"])
     end = date.fromisoformat(entry["end_date"]) if entry.get("end_date") else None
     return Suspension(
         country=country,
-        taxon=taxon,
+        taxon=None if taxon is None else taxon[0],
+        rank="SPECIES" if taxon is None else taxon[1],
         start=start,
         end=end,
         applies_to_import=bool(entry["applies_to_import"]),
@@ -284,18 +291,21 @@ def _suspension(
     )
 
 
-def load_suspensions(folder: Path, exemptions: tuple[Exemption, ...]) -> tuple[Suspension, ...]:
-    """The suspensions of the Species+ answers in ``folder`` that EPIX can name, each with the
-    exemptions that share its Party and start date; ReferenceDataError names a malformed one."""
-    names = _named_taxa(folder)
+def load_suspensions(
+    folder: Path, exemptions: tuple[Exemption, ...], names: Taxonomy
+) -> tuple[Suspension, ...]:
+    """The suspensions of the Species+ answers in ``folder`` that EPIX can name (country-wide,
+    or on a taxon concept ``names`` holds), each with the exemptions that share its Party and
+    start date; ReferenceDataError names a malformed one."""
     found: dict[int, Suspension] = {}
     for path in sorted(folder.glob("cites_legislation_*.json")):
         for entry in _json(path).get("cites_suspensions", ()):
             try:
-                concept = entry["taxon_concept_id"]
-                if concept is not None and int(concept) not in names:
-                    continue  # a higher taxon: EPIX holds no taxonomy to match it
-                taxon = None if concept is None else names[int(concept)]
+                concept_id = entry["taxon_concept_id"]
+                concept = None if concept_id is None else names.concept(int(concept_id))
+                if concept_id is not None and concept is None:
+                    continue  # a taxon no Species+ answer the node holds names
+                taxon = None if concept is None else (concept.full_name, concept.rank)
                 found[int(entry["id"])] = _suspension(entry, taxon, exemptions)
             except (KeyError, TypeError, ValueError) as exc:
                 raise ReferenceDataError(
@@ -307,7 +317,7 @@ def load_suspensions(folder: Path, exemptions: tuple[Exemption, ...]) -> tuple[S
 @cache
 def suspensions() -> tuple[Suspension, ...]:
     """The packaged suspensions with their exemptions, read once per process."""
-    return load_suspensions(SPECIES_PLUS, load_exemptions(EXEMPTIONS))
+    return load_suspensions(SPECIES_PLUS, load_exemptions(EXEMPTIONS), taxonomy())
 
 
 @cache

@@ -1,0 +1,207 @@
+"""The CITES taxonomy as Species+ gives it: accepted names, their synonyms, higher taxa and
+current CITES listing, for screening (warnings only).
+
+EPIX bundles the Species+ ``taxon_concepts`` answers in ``data/speciesplus`` and reads, after
+them, every ``*.json`` in ``EPIX_SPECIESPLUS_DIR``: answers of ``GET /api/v1/taxon_concepts``
+an operator downloaded with their own token. Only accepted concepts (``name_status`` A) are
+kept; Species+ lists each one's synonyms with it. A name the node does not hold is not checked:
+no warning is not a clearance.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from epix.permits.sapi_dates import RANKS, ReferenceDataError, taxon_key
+from epix.settings import get_settings
+
+BUNDLED = Path(__file__).resolve().parent / "data" / "speciesplus"
+# Ranks above the genus: a listing at one of them covers the taxa Species+ places under it.
+HIGHER_RANKS = ("SUBFAMILY", "FAMILY", "ORDER", "CLASS", "PHYLUM", "KINGDOM")  # narrowest first
+# What ``cites_listing`` may hold, split at "/": the appendices and NC (not listed).
+LISTING_PARTS = frozenset({"I", "II", "III", "NC"})
+
+
+@dataclass(frozen=True, slots=True)
+class TaxonConcept:
+    """One accepted Species+ taxon concept."""
+
+    id: int
+    full_name: str
+    rank: str
+    listing: str | None  # Species+ ``cites_listing`` ("I/II", "NC"); None: not given
+    higher_taxa: frozenset[str]  # the taxa above it, as ``taxon_key`` gives them
+    synonyms: tuple[str, ...]
+
+    @property
+    def appendices(self) -> frozenset[str]:
+        """The appendices the listing names ("I/II": I and II; "NC": none)."""
+        return frozenset((self.listing or "").split("/")) - {"NC"}
+
+
+@dataclass(frozen=True, slots=True)
+class Naming:
+    """What the taxonomy makes of one box 7 name."""
+
+    concept: TaxonConcept
+    synonym: bool  # box 7 names a synonym of ``concept``
+    exact: bool  # False: a subspecies or variety of ``concept`` the node does not hold apart
+
+    @property
+    def screened_name(self) -> str | None:
+        """The accepted name box 7 stands for, when box 7 names a synonym."""
+        return self.concept.full_name if self.synonym else None
+
+    @property
+    def within(self) -> frozenset[str]:
+        """The taxa the named specimen belongs to, itself included (``taxon_key``)."""
+        return self.concept.higher_taxa | {taxon_key(self.concept.full_name)}
+
+
+def under_higher_taxon(listed: str, rank: str, within: frozenset[str]) -> bool:
+    """True when a listing at a rank above the genus names one of the taxa (``within``, as
+    ``Naming.within`` gives them) Species+ places a line's taxon under."""
+    return rank.strip().upper() in HIGHER_RANKS and taxon_key(listed) in within
+
+
+def _text(value: object, field: str) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError(f"{field} {value!r} is not a name")
+    return " ".join(value.split())
+
+
+def _concept(entry: object) -> TaxonConcept | None:
+    """One entry of an answer as a TaxonConcept, None for a name that is not accepted, or
+    ValueError naming the malformed field."""
+    if not isinstance(entry, dict):
+        raise ValueError("is not an object")
+    status = entry.get("name_status")
+    if not isinstance(status, str):
+        raise ValueError(f"name_status {status!r} is not a Species+ name status")
+    concept_id = entry.get("id")
+    if not isinstance(concept_id, int) or isinstance(concept_id, bool):
+        raise ValueError(f"id {concept_id!r} is not a number")
+    if status != "A":
+        return None  # a synonym or hybrid: its accepted concept lists it among its synonyms
+    rank = str(entry.get("rank", "")).upper()
+    if rank not in RANKS:
+        raise ValueError(f"rank {entry.get('rank')!r} is not a taxonomic rank")
+    listing = entry.get("cites_listing")
+    if listing is not None and not isinstance(listing, str):
+        raise ValueError(f"cites_listing {listing!r} is not text")
+    if listing is not None and listing.strip():
+        listing = listing.strip().upper()
+        if not set(listing.split("/")) <= LISTING_PARTS:
+            raise ValueError(f"cites_listing {listing!r} is not a list of I, II, III and NC")
+    else:
+        listing = None
+    higher = entry.get("higher_taxa") or {}
+    if not isinstance(higher, dict):
+        raise ValueError("higher_taxa is not an object")
+    synonyms = entry.get("synonyms") or []
+    if not isinstance(synonyms, list) or not all(isinstance(s, dict) for s in synonyms):
+        raise ValueError("synonyms is not a list of objects")
+    return TaxonConcept(
+        id=concept_id,
+        full_name=_text(entry.get("full_name"), "full_name"),
+        rank=rank,
+        listing=listing,
+        higher_taxa=frozenset(
+            taxon_key(_text(name, f"higher_taxa.{level}"))
+            for level, name in higher.items()
+            if name is not None
+        ),
+        synonyms=tuple(_text(s.get("full_name"), "synonyms.full_name") for s in synonyms),
+    )
+
+
+def _answer(path: Path) -> list[TaxonConcept]:
+    """The accepted concepts of one Species+ answer; ReferenceDataError names the file and
+    the entry that is malformed."""
+    try:
+        answer: Any = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ReferenceDataError(f"{path} cannot be read: {exc.strerror}.") from None
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise ReferenceDataError(f"{path} is not a readable JSON file: {exc}.") from None
+    entries = answer.get("taxon_concepts") if isinstance(answer, dict) else None
+    if not isinstance(entries, list):
+        raise ReferenceDataError(
+            f"{path} is not a Species+ taxon_concepts answer (no taxon_concepts list)."
+        )
+    concepts = []
+    for position, entry in enumerate(entries):
+        try:
+            concept = _concept(entry)
+        except ValueError as exc:
+            found = entry.get("id") if isinstance(entry, dict) else None
+            named = f" (id {found})" if isinstance(found, int) else ""
+            raise ReferenceDataError(f"{path}: taxon_concepts[{position}]{named}: {exc}.") from None
+        if concept is not None:
+            concepts.append(concept)
+    return concepts
+
+
+class Taxonomy:
+    """Concepts indexed by name (``taxon_key``), synonyms included, and by Species+ id, so a
+    permit line costs a dictionary look-up or two."""
+
+    __slots__ = ("_by_id", "_by_name")
+
+    def __init__(self, concepts: Iterable[TaxonConcept]) -> None:
+        by_id = {concept.id: concept for concept in concepts}  # a later answer replaces one
+        by_name: dict[str, tuple[TaxonConcept, bool]] = {}
+        for concept in by_id.values():
+            for synonym in concept.synonyms:
+                by_name.setdefault(taxon_key(synonym), (concept, True))
+        for concept in by_id.values():  # an accepted name is never read as another's synonym
+            by_name[taxon_key(concept.full_name)] = (concept, False)
+        self._by_id: Mapping[int, TaxonConcept] = by_id
+        self._by_name = by_name
+
+    def __len__(self) -> int:
+        return len(self._by_id)
+
+    def concept(self, concept_id: int) -> TaxonConcept | None:
+        return self._by_id.get(concept_id)
+
+    def naming(self, name: str) -> Naming | None:
+        """What box 7's ``name`` is: a concept or one of its synonyms, else a subspecies or
+        variety of a species the node holds (for its higher taxa only), else None."""
+        key = taxon_key(name)
+        found = self._by_name.get(key)
+        if found is not None:
+            return Naming(found[0], synonym=found[1], exact=True)
+        if key.count(" ") > 1:
+            species = self._by_name.get(" ".join(key.split()[:2]))
+            if species is not None and not species[1]:
+                return Naming(species[0], synonym=False, exact=False)
+        return None
+
+
+def answer_files(operator_dir: Path | None) -> list[Path]:
+    """The bundled ``taxon_concepts_*.json`` answers, then every ``*.json`` of the operator's
+    directory, in name order (a later file's concept replaces an earlier one with its id)."""
+    files = sorted(BUNDLED.glob("taxon_concepts_*.json"))
+    if operator_dir is not None:
+        if not operator_dir.is_dir():
+            raise ReferenceDataError(f"EPIX_SPECIESPLUS_DIR {operator_dir} is not a directory.")
+        files += sorted(operator_dir.glob("*.json"))
+    return files
+
+
+def load_taxonomy(paths: Iterable[Path]) -> Taxonomy:
+    """The accepted concepts of these Species+ answers, indexed."""
+    return Taxonomy(concept for path in paths for concept in _answer(path))
+
+
+@cache
+def taxonomy() -> Taxonomy:
+    """The bundled Species+ answers and the operator's (``EPIX_SPECIESPLUS_DIR``), read once
+    per process."""
+    return load_taxonomy(answer_files(get_settings().speciesplus_dir))

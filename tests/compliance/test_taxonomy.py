@@ -1,0 +1,251 @@
+"""The Species+ taxonomy in screening: synonyms, the declared appendix and higher taxa (warnings
+only), from the bundled Loxodonta answer and from an operator's directory of answers."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from datetime import date
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+
+from epix.cli.main import cli
+from epix.compliance import screen_permit
+from epix.compliance.quotas import QuotaIndex, load_quotas
+from epix.compliance.suspensions import _by_country, suspensions
+from epix.compliance.taxonomy import answer_files, load_taxonomy, taxonomy
+from epix.errors import ERROR_TABLE, Finding, Severity
+from epix.permits.model import Address, Permit, TradeParty
+from epix.permits.sapi_dates import ReferenceDataError
+from epix.permits.writer import write_permit
+from epix.settings import get_settings
+from tests.compliance.test_screening import exported_from
+from tests.permits.helpers import base, change
+
+
+def _concept(
+    concept_id: int,
+    name: str,
+    rank: str = "SPECIES",
+    *,
+    listing: str | None = "II",
+    higher: dict[str, str] | None = None,
+    synonyms: tuple[str, ...] = (),
+    status: str = "A",
+) -> dict[str, Any]:
+    """One entry shaped as Species+ ``GET /api/v1/taxon_concepts`` gives it."""
+    return {
+        "id": concept_id,
+        "full_name": name,
+        "author_year": "",
+        "rank": rank,
+        "name_status": status,
+        "active": True,
+        "cites_listing": listing,
+        "higher_taxa": higher or {},
+        "synonyms": [
+            {"id": 900000 + n, "full_name": s, "author_year": "", "rank": rank}
+            for n, s in enumerate(synonyms)
+        ],
+        "common_names": [],
+    }
+
+
+def _answer(folder: Path, name: str, *concepts: dict[str, Any]) -> Path:
+    folder.mkdir(exist_ok=True)
+    path = folder / name
+    page = {"current_page": 1, "per_page": 500, "total_entries": len(concepts)}
+    path.write_text(json.dumps({"pagination": page, "taxon_concepts": list(concepts)}), "utf-8")
+    return path
+
+
+BIRDS = {"kingdom": "Animalia", "phylum": "Chordata", "class": "Aves"}
+PARROT = _concept(
+    19100,
+    "Cyanoliseus patagonus",
+    higher=BIRDS | {"order": "Psittaciformes", "family": "Psittacidae"},
+)
+TORTOISE = _concept(
+    19200,
+    "Testudo graeca",
+    higher={"kingdom": "Animalia", "class": "Reptilia", "family": "Testudinidae"},
+    synonyms=("Testudo ibera",),
+)
+# Argentina's suspension of exports of live native birds (CITES Notif. No. 2006/006) hangs on
+# Species+ taxon 32; an operator's answer naming that id as the class Aves, as the suspension's
+# text ("native species of birds") reads, lets the node match it.
+AVES = _concept(32, "Aves", "CLASS", listing=None, higher={"kingdom": "Animalia"})
+
+
+def _clear_caches() -> None:
+    get_settings.cache_clear()
+    taxonomy.cache_clear()
+    suspensions.cache_clear()
+    _by_country.cache_clear()
+
+
+@pytest.fixture
+def operator_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """EPIX_SPECIESPLUS_DIR set to an empty directory the test fills before screening."""
+    folder = tmp_path / "speciesplus"
+    folder.mkdir()
+    monkeypatch.setenv("EPIX_SPECIESPLUS_DIR", str(folder))
+    _clear_caches()
+    yield folder
+    monkeypatch.delenv("EPIX_SPECIESPLUS_DIR")
+    _clear_caches()
+
+
+def _found(permit: Permit, code: str) -> list[Finding]:
+    return [finding for finding in screen_permit(permit) if finding.code == code]
+
+
+def _elephant_trophies(name: str) -> Permit:
+    """Hunting trophies exported from South Africa to the United States, whose measures on
+    African elephant imports (2014) the bundled Species+ answer holds."""
+    permit = exported_from("ZA", scientific_name=name, term="TRO", source="W", appendix="II")
+    to = TradeParty(name="Importer", address=Address(country="US"))
+    return change(permit, purpose="H", importer=to)
+
+
+def test_a_synonym_meets_the_accepted_names_suspensions_and_is_told_that_name() -> None:
+    # Species+ (November 2022) holds Loxodonta cyclotis as a synonym of Loxodonta africana.
+    (told,) = _found(_elephant_trophies(" loxodonta   CYCLOTIS "), "EPIX-COMP-007")
+    assert told.message == (
+        "Line 1: loxodonta CYCLOTIS is a synonym of Loxodonta africana in the CITES taxonomy "
+        "(Species+); the line was screened as Loxodonta africana for quotas, reservations and "
+        "suspensions."
+    )
+    suspended = _found(_elephant_trophies("Loxodonta cyclotis"), "EPIX-COMP-006")
+    assert len(suspended) == 3
+    assert all("of Loxodonta africana" in finding.message for finding in suspended)
+    assert _found(_elephant_trophies("Loxodonta africana"), "EPIX-COMP-007") == []
+    assert ERROR_TABLE["EPIX-COMP-007"].severity is Severity.WARNING
+
+
+def test_an_appendix_the_taxons_listing_does_not_hold_warns() -> None:
+    def declared(name: str, appendix: str) -> list[str]:
+        permit = exported_from("XA", scientific_name=name, appendix=appendix)
+        return [finding.message for finding in _found(permit, "EPIX-COMP-008")]
+
+    assert declared("Loxodonta africana", "III") == [
+        "Line 1: box 10 declares Appendix III, but the CITES taxonomy (Species+) lists "
+        "Loxodonta africana in Appendix I/II; check the listing in force on the date of issue."
+    ]
+    assert declared("Loxodonta africana", "I") == []  # "I/II": split listing, both accepted
+    assert declared("Loxodonta africana", "II") == []
+    assert len(declared("Loxodonta cyclotis", "III")) == 1  # the accepted name's listing
+    # A subspecies may be listed apart from its species, and a taxon the node does not hold is
+    # not checked at all: no warning is not a clearance.
+    assert declared("Loxodonta africana pumilio", "III") == []
+    assert declared("Python reticulatus", "I") == []
+    assert ERROR_TABLE["EPIX-COMP-008"].severity is Severity.WARNING
+
+
+def test_the_operators_answers_add_synonyms_listings_and_not_listed_taxa(
+    operator_dir: Path,
+) -> None:
+    unlisted = _concept(19300, "Testudo kleinmanni", listing="NC")
+    _answer(operator_dir, "reptiles.json", TORTOISE, unlisted)
+    (told,) = _found(exported_from("XA", scientific_name="Testudo ibera"), "EPIX-COMP-007")
+    assert "synonym of Testudo graeca" in told.message
+    (warned,) = _found(exported_from("XA", scientific_name="Testudo kleinmanni"), "EPIX-COMP-008")
+    assert "lists Testudo kleinmanni in no Appendix (NC)" in warned.message
+    # The bundled answer is still read beside the operator's.
+    assert len(_found(_elephant_trophies("Loxodonta cyclotis"), "EPIX-COMP-007")) == 1
+
+
+def test_a_suspension_on_a_higher_taxon_the_operators_answers_name_covers_its_taxa(
+    operator_dir: Path,
+) -> None:
+    def live_birds(name: str, country: str = "AR") -> list[str]:
+        permit = exported_from(country, scientific_name=name, term="LIV", source="W")
+        return [finding.message for finding in _found(permit, "EPIX-COMP-006")]
+
+    assert live_birds("Cyanoliseus patagonus") == []  # id 32 named by no answer: left out
+    _answer(operator_dir, "birds.json", AVES, PARROT)
+    _clear_caches()
+    (warning,) = live_birds("Cyanoliseus patagonus")
+    assert warning.startswith(
+        "Line 1: Cyanoliseus patagonus: CITES Notif. No. 2006/006, since 2006-01-16 (a "
+        "recommendation to suspend trade, Art. XIII and Res. Conf. 14.3), concerns exports "
+        'from AR of the class Aves: "The export of all live specimens of native species of birds'
+    )
+    assert live_birds("Cyanoliseus patagonus", "CL") == []
+    assert live_birds("Testudo graeca") == []  # not placed under Aves
+    assert live_birds("Psittacus erithacus") == []  # a bird the node cannot place: unknown
+    assert len(suspensions()) == 16
+
+
+def test_a_quota_on_a_higher_taxon_covers_the_taxa_placed_under_it(tmp_path: Path) -> None:
+    table = tmp_path / "quotas.csv"
+    header = "quota_type,start_date,end_date,taxon_name,rank,iso_code2,quota,unit,term,source,"
+    table.write_text(
+        f"{header}purpose,notes\n"
+        "CoP_approved,01/01/2020,,Testudinidae,FAMILY,UZ,0,,LIV,W,T,\n"
+        "CoP_approved,01/01/2020,,Reptilia,CLASS,UZ,100,,LIV,W,T,\n",
+        encoding="utf-8",
+    )
+    index = QuotaIndex(load_quotas(table))
+    names = load_taxonomy([_answer(tmp_path / "answers", "t.json", TORTOISE, PARROT)])
+    trade: dict[str, Any] = {"exporter": "UZ", "appendix": "II", "term": "LIV", "source": "W"}
+    trade |= {"purpose": "T", "at": date(2024, 3, 1)}
+
+    def covering(name: str) -> list[tuple[str, Decimal]]:
+        naming = names.naming(name)
+        within = naming.within if naming is not None else frozenset()
+        found = index.covering(taxon=name, within=within, **trade)
+        return [(quota.taxon, quota.quota) for quota in found]
+
+    # The narrowest higher taxon the table lists counts, as a species listed apart does.
+    assert covering("Testudo graeca") == [("Testudinidae", Decimal(0))]
+    assert covering("Testudo graeca ibera") == [("Testudinidae", Decimal(0))]
+    assert covering("Cyanoliseus patagonus") == []  # a bird
+    assert covering("Testudo horsfieldii") == []  # not in the taxonomy: not placed
+
+
+def test_a_malformed_operator_answer_is_named_by_file_and_entry(tmp_path: Path) -> None:
+    folder = tmp_path / "answers"
+    bad_listing = _concept(19400, "Testudo marginata", listing="IV")
+    path = _answer(folder, "reptiles.json", TORTOISE, bad_listing)
+    with pytest.raises(ReferenceDataError) as raised:
+        load_taxonomy([path])
+    assert str(raised.value) == (
+        f"{path}: taxon_concepts[1] (id 19400): cites_listing 'IV' is not a list of I, II, III "
+        "and NC."
+    )
+    for broken, says in (
+        ({**TORTOISE, "rank": "SPECIE"}, "rank 'SPECIE' is not a taxonomic rank"),
+        ({**TORTOISE, "full_name": ""}, "full_name '' is not a name"),
+        ({**TORTOISE, "higher_taxa": ["Reptilia"]}, "higher_taxa is not an object"),
+        ({**TORTOISE, "id": "19200"}, "id '19200' is not a number"),
+    ):
+        _answer(folder, "reptiles.json", broken)
+        with pytest.raises(ReferenceDataError, match=f"taxon_concepts\\[0\\].*: {says}"):
+            load_taxonomy([path])
+    path.write_text('{"taxon_concepts": {}}', encoding="utf-8")
+    with pytest.raises(ReferenceDataError, match="is not a Species\\+ taxon_concepts answer"):
+        load_taxonomy([path])
+    path.write_text('{"taxon_concepts": [', encoding="utf-8")
+    with pytest.raises(ReferenceDataError, match="is not a readable JSON file"):
+        load_taxonomy([path])
+    with pytest.raises(ReferenceDataError, match=r"EPIX_SPECIESPLUS_DIR .* is not a directory"):
+        answer_files(tmp_path / "absent")
+
+
+def test_epix_validate_stops_on_a_malformed_operator_answer(
+    operator_dir: Path, tmp_path: Path
+) -> None:
+    path = _answer(operator_dir, "birds.json", {**PARROT, "synonyms": "none"})
+    permit = tmp_path / "permit.xml"
+    permit.write_bytes(write_permit(base()))
+    result = CliRunner().invoke(cli, ["validate", str(permit)])
+    assert result.exit_code == 1
+    assert (
+        f"Error: {path}: taxon_concepts[0] (id 19100): synonyms is not a list of objects."
+        in result.output
+    )
