@@ -4,7 +4,8 @@ current CITES listing, for screening (warnings only).
 EPIX bundles the Species+ ``taxon_concepts`` answers in ``data/speciesplus`` and reads, after
 them, every ``*.json`` in ``EPIX_SPECIESPLUS_DIR``: answers of ``GET /api/v1/taxon_concepts``
 an operator downloaded with their own token. Only accepted concepts (``name_status`` A) are
-kept; Species+ lists each one's synonyms with it. A name the node does not hold is not checked:
+kept, and only active ones (Species+ marks a deleted concept ``active: false``); Species+
+lists each one's synonyms with it. A name the node does not hold is not checked:
 no warning is not a clearance.
 """
 
@@ -86,8 +87,8 @@ def _concept(entry: object) -> TaxonConcept | None:
     concept_id = entry.get("id")
     if not isinstance(concept_id, int) or isinstance(concept_id, bool):
         raise ValueError(f"id {concept_id!r} is not a number")
-    if status != "A":
-        return None  # a synonym or hybrid: its accepted concept lists it among its synonyms
+    if status != "A" or entry.get("active") is False:
+        return None  # a synonym (its accepted concept lists it) or a deleted concept
     rank = str(entry.get("rank", "")).upper()
     if rank not in RANKS:
         raise ValueError(f"rank {entry.get('rank')!r} is not a taxonomic rank")

@@ -90,7 +90,8 @@ def test_taxon_measures_match_the_taxon_and_the_side_of_the_trade() -> None:
 
 def test_only_the_suspensions_epix_can_name_are_used() -> None:
     # The Species+ answers hold 17 suspensions; Argentina's birds and the Philippines'
-    # terrestrial fauna hang on higher taxa EPIX cannot match by name, so 15 remain.
+    # terrestrial fauna hang on higher taxa (ids 32 and 23) no bundled answer names, so 15
+    # remain (test_taxonomy: an operator's answer naming them brings them in).
     table = suspensions()
     assert len(table) == 15
     assert {entry.taxon for entry in table} == {None, "Loxodonta africana"}

@@ -150,11 +150,14 @@ def test_the_operators_answers_add_synonyms_listings_and_not_listed_taxa(
     operator_dir: Path,
 ) -> None:
     unlisted = _concept(19300, "Testudo kleinmanni", listing="NC")
-    _answer(operator_dir, "reptiles.json", TORTOISE, unlisted)
+    deleted = {**_concept(19301, "Testudo werneri", listing="NC"), "active": False}
+    as_synonym = _concept(19302, "Testudo ibera", status="S", listing=None)
+    _answer(operator_dir, "reptiles.json", TORTOISE, unlisted, deleted, as_synonym)
     (told,) = _found(exported_from("XA", scientific_name="Testudo ibera"), "EPIX-COMP-007")
     assert "synonym of Testudo graeca" in told.message
     (warned,) = _found(exported_from("XA", scientific_name="Testudo kleinmanni"), "EPIX-COMP-008")
     assert "lists Testudo kleinmanni in no Appendix (NC)" in warned.message
+    assert _found(exported_from("XA", scientific_name="Testudo werneri"), "EPIX-COMP-008") == []
     # The bundled answer is still read beside the operator's.
     assert len(_found(_elephant_trophies("Loxodonta cyclotis"), "EPIX-COMP-007")) == 1
 
