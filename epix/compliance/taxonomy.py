@@ -36,13 +36,9 @@ class TaxonConcept:
     full_name: str
     rank: str
     listing: str | None  # Species+ ``cites_listing`` ("I/II", "NC"); None: not given
-    higher_taxa: frozenset[str]  # the taxa above it, as ``taxon_key`` gives them
+    appendices: frozenset[str]  # those the listing names ("I/II": I and II; "NC": none)
+    within: frozenset[str]  # itself and the taxa above it, as ``taxon_key`` gives them
     synonyms: tuple[str, ...]
-
-    @property
-    def appendices(self) -> frozenset[str]:
-        """The appendices the listing names ("I/II": I and II; "NC": none)."""
-        return frozenset((self.listing or "").split("/")) - {"NC"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,7 +57,7 @@ class Naming:
     @property
     def within(self) -> frozenset[str]:
         """The taxa the named specimen belongs to, itself included (``taxon_key``)."""
-        return self.concept.higher_taxa | {taxon_key(self.concept.full_name)}
+        return self.concept.within
 
 
 def under_higher_taxon(listed: str, rank: str, within: frozenset[str]) -> bool:
@@ -107,16 +103,19 @@ def _concept(entry: object) -> TaxonConcept | None:
     synonyms = entry.get("synonyms") or []
     if not isinstance(synonyms, list) or not all(isinstance(s, dict) for s in synonyms):
         raise ValueError("synonyms is not a list of objects")
+    full_name = _text(entry.get("full_name"), "full_name")
     return TaxonConcept(
         id=concept_id,
-        full_name=_text(entry.get("full_name"), "full_name"),
+        full_name=full_name,
         rank=rank,
         listing=listing,
-        higher_taxa=frozenset(
+        appendices=frozenset((listing or "").split("/")) - {"NC"},
+        within=frozenset(
             taxon_key(_text(name, f"higher_taxa.{level}"))
             for level, name in higher.items()
             if name is not None
-        ),
+        )
+        | {taxon_key(full_name)},
         synonyms=tuple(_text(s.get("full_name"), "synonyms.full_name") for s in synonyms),
     )
 
