@@ -8,7 +8,7 @@ from decimal import Decimal
 
 from epix.compliance.quotas import Quota, quota_index
 from epix.compliance.suspensions import Suspension, describe, suspensions_concerning
-from epix.compliance.taxonomy import Naming, taxonomy
+from epix.compliance.taxonomy import Naming, screened_as, taxonomy
 from epix.errors import Finding
 from epix.permits import locations as loc
 from epix.permits.model import Permit, PermitLine
@@ -17,8 +17,6 @@ from epix.permits.rules import reserved_by_both, specimen_population
 
 # Units that count specimens: a quota (or box 11) without a unit is a number of specimens.
 COUNT_UNITS = frozenset({"NAR", "PCS"})
-# The higher taxa of a name the taxonomy does not hold: none known.
-NOWHERE: frozenset[str] = frozenset()
 
 
 def same_measure(first: str | None, second: str | None) -> bool:
@@ -295,10 +293,9 @@ def screen_permit(permit: Permit) -> list[Finding]:
         if line.scientific_name is None:
             continue
         naming = names.naming(line.scientific_name)
-        taxon, within = line.scientific_name, NOWHERE
         if naming is not None:
             findings += _taxonomy(index, line, naming)
-            taxon, within = naming.screened_name or taxon, naming.within
+        taxon, within = screened_as(line.scientific_name, naming)
         if exporter is None:
             continue
         if exporting:

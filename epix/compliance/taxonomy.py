@@ -60,6 +60,15 @@ class Naming:
         return self.concept.within
 
 
+def screened_as(name: str, naming: Naming | None) -> tuple[str, frozenset[str]]:
+    """The name box 7's ``name`` is screened under (the accepted name for a synonym) and the
+    taxa it belongs to (none known for a name the node does not hold): screening and the
+    annual report's quota use count a line under the same quotas."""
+    if naming is None:
+        return name, frozenset()
+    return naming.screened_name or name, naming.within
+
+
 def under_higher_taxon(listed: str, rank: str, within: frozenset[str]) -> bool:
     """True when a listing at a rank above the genus names one of the taxa (``within``, as
     ``Naming.within`` gives them) Species+ places a line's taxon under."""

@@ -22,6 +22,8 @@ from epix.errors import ERROR_TABLE, Finding, Severity
 from epix.permits.model import Address, Permit, TradeParty
 from epix.permits.sapi_dates import ReferenceDataError
 from epix.permits.writer import write_permit
+from epix.reports.quota_use import quota_use
+from epix.reports.records import TradeRecord
 from epix.settings import get_settings
 from tests.compliance.test_screening import exported_from
 from tests.permits.helpers import base, change
@@ -252,3 +254,33 @@ def test_epix_validate_stops_on_a_malformed_operator_answer(
         f"Error: {path}: taxon_concepts[0] (id 19100): synonyms is not a list of objects."
         in result.output
     )
+
+
+def test_the_annual_reports_quota_use_counts_a_synonym_under_the_accepted_name(
+    operator_dir: Path,
+) -> None:
+    """Screening counts a line named by a synonym against the accepted name's quota; the
+    year's quota use must count it there too, or the two disagree on Tanzania's 1,600 wild
+    Nile crocodiles."""
+    crocodile = _concept(10745, "Crocodylus niloticus", synonyms=("Crocodilus vulgaris",))
+    _answer(operator_dir, "crocodiles.json", crocodile)
+
+    def exported(number: str, name: str, skins: int) -> TradeRecord:
+        return TradeRecord(
+            *(date.today().year, "export", "E", number, date.today(), "TZ", "II", name, "SKI"),
+            *(Decimal(skins), "NAR", "permit issued", "TZ", "XB", None, None, "T", "W"),
+            *(None, None, "valid"),
+        )
+
+    records = [
+        exported("TZ-1", "Crocodylus niloticus", 1000),
+        exported("TZ-2", "Crocodilus  VULGARIS", 800),
+    ]
+    [use] = quota_use(records, "TZ")
+    assert (use.quota.taxon, use.quota.quota, use.used, use.over) == (
+        "Crocodylus niloticus",
+        Decimal(1600),
+        Decimal(1800),
+        True,
+    )
+    assert use.permits == ["TZ-1", "TZ-2"]
