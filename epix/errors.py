@@ -369,6 +369,13 @@ _TABLE: tuple[ErrorCode, ...] = (
         "The webhook's stored secret does not open with this node's key (EPIX_SECRET_KEY or the "
         "session-secret changed): rotate the secret or subscribe again.",
     ),
+    _c(
+        "EPIX-DLV-014",
+        E,
+        502,
+        "The importing Party's node does not hold the permit yet (EPIX-MSG-011): the endorsement "
+        "is sent again until it does, for EPIX_OUTBOX_PERMIT_WAIT_SECONDS at most.",
+    ),
     # --- audit ---
     _c("EPIX-AUDIT-001", E, 500, "The audit chain is broken at this event."),
     _c("EPIX-AUDIT-002", E, 500, "An audit checkpoint signature does not verify."),

@@ -165,6 +165,14 @@ class Settings(BaseSettings):
     outbox_give_up_seconds: int = Field(
         default=72 * 3600, gt=0, description="Age after which a delivery is marked failed."
     )
+    outbox_permit_wait_seconds: int = Field(
+        default=24 * 3600,
+        gt=0,
+        description="How long an endorsement the importing Party's node refused for not holding "
+        "its permit yet (EPIX-MSG-011) is sent again with the outbox's backoff, from the first "
+        "such refusal (and never past EPIX_OUTBOX_GIVE_UP_SECONDS); then it fails with that "
+        "refusal.",
+    )
     outbox_base_delay_seconds: float = Field(
         default=1.0, gt=0, description="First retry delay; doubles per attempt, with full jitter."
     )

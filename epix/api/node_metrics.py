@@ -97,6 +97,13 @@ class NodeCollector:
             "Pending outbox rows whose next attempt has come and that no worker holds.",
         )
         due.add_metric([], sum(row.due for row in rows))
+        waiting = GaugeMetricFamily(
+            "epix_outbox_waiting_for_permit_messages",
+            "Pending endorsement rows the importing Party's node refused because it does not "
+            "hold their permit yet (EPIX-DLV-014); sent again until the permit is there, for "
+            "EPIX_OUTBOX_PERMIT_WAIT_SECONDS at most.",
+        )
+        waiting.add_metric([], sum(row.waiting_for_permit for row in rows))
         oldest = GaugeMetricFamily(
             "epix_outbox_oldest_due_age_seconds",
             "Age of the oldest outbox row waiting for a worker (0 when none waits).",
@@ -111,7 +118,7 @@ class NodeCollector:
         )
         for outcome in OutboxOutcome:
             outcomes.add_metric([outcome.value], ever.get(outcome, 0))
-        yield from (messages, due, oldest, outcomes)
+        yield from (messages, due, waiting, oldest, outcomes)
         if not self.by_party:
             return
         by_party = GaugeMetricFamily(

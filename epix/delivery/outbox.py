@@ -24,6 +24,10 @@ from epix.errors import EpixError
 
 DEFAULT_GIVE_UP_SECONDS = 72 * 3600
 
+# The code of a row the importing Party's node refused because it does not hold the permit yet
+# (EPIX-MSG-011): it stays pending and is sent again once the permit may be there.
+WAITING_FOR_PERMIT = "EPIX-DLV-014"
+
 
 def peer_key_for(destination_party: str, target_url: str | None) -> str:
     """What a peer's circuit breaker is keyed on: the webhook host, or the destination Party."""
@@ -119,6 +123,7 @@ class Claim:
     target_url: str | None
     subscription_id: int | None
     peer_key: str
+    order_key: str | None
     content_type: str
     headers: dict[str, Any]
     payload: bytes
@@ -189,6 +194,7 @@ def claim_due(
                 target_url=row.target_url,
                 subscription_id=row.subscription_id,
                 peer_key=row.peer_key,
+                order_key=row.order_key,
                 content_type=row.content_type,
                 headers=dict(row.headers),
                 payload=row.payload,
@@ -247,13 +253,18 @@ def mark_delivered(
     response_status: int | None = None,
     now: datetime | None = None,
 ) -> None:
-    """Record success; refused with EPIX-DLV-005 if the lease was lost."""
+    """Record success; refused with EPIX-DLV-005 if the lease was lost.
+
+    A delivered permit wakes the rows about it to the same Party that wait for it
+    (``WAITING_FOR_PERMIT``): they are due now, not at the end of their backoff.
+    """
+    now = now or utcnow()
     _fenced_update(
         session,
         claim,
         {
             "state": OutboxState.DELIVERED.value,
-            "delivered_at": now or utcnow(),
+            "delivered_at": now,
             "receipt": receipt,
             "response_status": response_status,
             "lease_owner": None,
@@ -263,6 +274,19 @@ def mark_delivered(
         },
     )
     _count(session, OutboxOutcome.DELIVERED)
+    if claim.kind == OutboxKind.PERMIT.value and claim.order_key is not None:
+        session.execute(
+            update(OutboxMessage)
+            .where(
+                OutboxMessage.order_key == claim.order_key,
+                OutboxMessage.destination_party == claim.destination_party,
+                OutboxMessage.state == OutboxState.PENDING.value,
+                OutboxMessage.last_error_code == WAITING_FOR_PERMIT,
+                OutboxMessage.next_attempt_at > now,
+            )
+            .values(next_attempt_at=now)
+            .execution_options(synchronize_session=False)
+        )
 
 
 def mark_attempt_failed(
@@ -274,14 +298,17 @@ def mark_attempt_failed(
     retry_at: datetime | None,
     response_status: int | None = None,
     now: datetime | None = None,
+    give_up_at: datetime | None = None,
 ) -> bool:
     """Record a failed attempt: retry at ``retry_at``, or fail for good.
 
     The row becomes ``failed`` when ``retry_at`` is None (a permanent refusal) or falls after
-    the row's give-up time. Returns True when the row is now ``failed``.
+    the row's give-up time, which ``give_up_at`` replaces if given (a failure with a shorter
+    bound of its own). Returns True when the row is now ``failed``.
     """
     now = now or utcnow()
-    give_up = retry_at is None or retry_at >= claim.give_up_at
+    give_up_at = give_up_at or claim.give_up_at
+    give_up = retry_at is None or retry_at >= give_up_at
     values: dict[str, Any] = {
         "last_error_code": code,
         "last_error": reason,
@@ -292,7 +319,7 @@ def mark_attempt_failed(
     if give_up:
         values.update(state=OutboxState.FAILED.value, failed_at=now)
     else:
-        values.update(next_attempt_at=retry_at)
+        values.update(next_attempt_at=retry_at, give_up_at=give_up_at)
     _fenced_update(session, claim, values)
     if give_up:
         _count(session, OutboxOutcome.GIVEN_UP)
@@ -355,11 +382,13 @@ def count_by_state(session: Session) -> dict[str, int]:
 @dataclass(frozen=True, slots=True)
 class Backlog:
     """What is not delivered to one destination Party: ``pending`` rows (waiting, leased or
-    due), of which ``due`` wait for a worker now, and ``failed`` rows (given up)."""
+    due), of which ``due`` wait for a worker now and ``waiting_for_permit`` were refused by the
+    far end for not holding their permit yet, and ``failed`` rows (given up)."""
 
     destination_party: str
     pending: int = 0
     due: int = 0
+    waiting_for_permit: int = 0
     failed: int = 0
     oldest_due_created_at: datetime | None = None
 
@@ -382,18 +411,23 @@ def backlog(session: Session, *, now: datetime | None = None) -> list[Backlog]:
             func.count(),
             func.sum(case((due, 1), else_=0)),
             func.min(case((due, OutboxMessage.created_at))),
+            func.sum(case((OutboxMessage.last_error_code == WAITING_FOR_PERMIT, 1), else_=0)),
         )
         .where(OutboxMessage.state.in_([OutboxState.PENDING.value, OutboxState.FAILED.value]))
         .group_by(OutboxMessage.destination_party, OutboxMessage.state)
     ).all()
     by_party: dict[str, Backlog] = {}
-    for party, state, count, due_count, oldest_due in rows:
+    for party, state, count, due_count, oldest_due, waiting in rows:
         held = by_party.get(party, Backlog(party))
         if state == OutboxState.FAILED.value:
             held = replace(held, failed=int(count))
         else:
             held = replace(
-                held, pending=int(count), due=int(due_count), oldest_due_created_at=oldest_due
+                held,
+                pending=int(count),
+                due=int(due_count),
+                waiting_for_permit=int(waiting),
+                oldest_due_created_at=oldest_due,
             )
         by_party[party] = held
     return sorted(by_party.values(), key=lambda item: item.destination_party)

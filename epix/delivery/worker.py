@@ -63,6 +63,8 @@ from epix.settings import Settings
 log = logging.getLogger("epix.delivery")
 
 _TRANSIENT_STATUSES = frozenset({408, 425, 429})
+# A peer's refusal of an endorsement whose permit it does not hold (yet): retried for a while.
+PERMIT_NOT_HELD = "EPIX-MSG-011"
 
 
 class LocalInbox(Protocol):
@@ -134,20 +136,24 @@ def _retry_after(response: httpx.Response) -> float | None:
     return float(value) if value.isascii() and value.isdigit() else None
 
 
-def _peer_codes(body: bytes) -> str:
-    """The EPIX codes of a peer's problem+json answer, for the failure reason."""
+def _peer_problem(body: bytes) -> tuple[list[str], object]:
+    """The EPIX codes and the detail of a peer's problem+json answer (none if it is not one)."""
     try:
         document = json.loads(body)
     except ValueError:
-        return ""
+        return [], None
     if not isinstance(document, dict):
-        return ""
+        return [], None
     errors = document.get("errors")
     codes = (
         [e.get("code") for e in errors if isinstance(e, dict)] if isinstance(errors, list) else []
     )
-    detail = document.get("detail")
-    text = " ".join(str(code) for code in codes if code)
+    return [str(code) for code in codes if code], document.get("detail")
+
+
+def _peer_codes(codes: list[str], detail: object) -> str:
+    """A peer's refusal as the failure reason: its codes, then its detail."""
+    text = " ".join(codes)
     return f"{text}: {detail}" if detail else text
 
 
@@ -417,7 +423,10 @@ class Worker:
             )
         if not 200 <= answer.status < 300:
             if answer.reachable:
-                reason = f"HTTP {answer.status} {_peer_codes(answer.body)}".strip()
+                codes, detail = _peer_problem(answer.body)
+                reason = f"HTTP {answer.status} {_peer_codes(codes, detail)}".strip()
+                if claim.kind == OutboxKind.ENDORSEMENT.value and PERMIT_NOT_HELD in codes:
+                    return self._waiting_for_permit(claim, reason, answer.status)
                 return self._failed(
                     claim, "EPIX-DLV-006", reason, permanent=True, status=answer.status
                 )
@@ -575,17 +584,58 @@ class Worker:
         retry_after: float | None = None,
     ) -> Result:
         now = self.clock()
-        retry_at: datetime | None = None
-        if not permanent:
-            delay = backoff_delay(
-                claim.attempts,
-                base=self.settings.outbox_base_delay_seconds,
-                maximum=self.settings.outbox_max_delay_seconds,
-                rng=self.rng,
+        retry_at = None if permanent else self._retry_at(claim, now, retry_after)
+        return self._record_failure(claim, code, reason, now=now, retry_at=retry_at, status=status)
+
+    def _waiting_for_permit(self, claim: Claim, reason: str, status: int) -> Result:
+        """The importing Party's node refused the endorsement because it does not hold the
+        permit yet (EPIX-MSG-011): the permit may still reach it (a resent delivery), so the
+        row is retried with the outbox's backoff until ``outbox_permit_wait_seconds`` after
+        the first such refusal, then fails with that refusal as any other. The peer stores
+        nothing it refuses, and answers a retry of a message it took with the first receipt,
+        so the endorsement is recorded there once."""
+        now = self.clock()
+        wait = timedelta(seconds=self.settings.outbox_permit_wait_seconds)
+        # The row's give-up time only moves earlier, so it stays that of the first refusal.
+        until = min(claim.give_up_at, now + wait)
+        retry_at = self._retry_at(claim, now)
+        if retry_at >= until:
+            return self._record_failure(
+                claim, "EPIX-DLV-006", reason, now=now, retry_at=None, status=status
             )
-            # The far end's Retry-After is honoured up to the longest delay between attempts.
-            wait = min(max(delay, retry_after or 0.0), self.settings.outbox_max_delay_seconds)
-            retry_at = now + timedelta(seconds=wait)
+        return self._record_failure(
+            claim,
+            outbox.WAITING_FOR_PERMIT,
+            reason,
+            now=now,
+            retry_at=retry_at,
+            status=status,
+            give_up_at=until,
+        )
+
+    def _retry_at(self, claim: Claim, now: datetime, retry_after: float | None = None) -> datetime:
+        """When to try a failed row again: the backoff for its attempts, or the far end's
+        Retry-After if later, up to the longest delay between attempts."""
+        delay = backoff_delay(
+            claim.attempts,
+            base=self.settings.outbox_base_delay_seconds,
+            maximum=self.settings.outbox_max_delay_seconds,
+            rng=self.rng,
+        )
+        wait = min(max(delay, retry_after or 0.0), self.settings.outbox_max_delay_seconds)
+        return now + timedelta(seconds=wait)
+
+    def _record_failure(
+        self,
+        claim: Claim,
+        code: str,
+        reason: str,
+        *,
+        now: datetime,
+        retry_at: datetime | None,
+        status: int | None,
+        give_up_at: datetime | None = None,
+    ) -> Result:
         with self.database.unit_of_work() as session:
             gave_up = outbox.mark_attempt_failed(
                 session,
@@ -595,6 +645,7 @@ class Worker:
                 retry_at=retry_at,
                 response_status=status,
                 now=now,
+                give_up_at=give_up_at,
             )
             if gave_up:
                 self._record_give_up(session, claim, code, reason, status)

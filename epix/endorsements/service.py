@@ -946,9 +946,10 @@ def describe_reservation(
 
 def forwarding(session: Session, endorsement: Endorsement) -> list[dict[str, object]]:
     """Each Party this node sent the endorsement to and how far it got: pending (with the
-    last retryable error), delivered (with the status and codes of the far end's receipt,
-    e.g. EPIX-QTY-011 when the issuer's ledger did not record it) or failed (given up or
-    refused, with its code). Empty for one that came from another node."""
+    last retryable error, when it is tried next and when given up: EPIX-DLV-014 while the
+    importer's node does not hold the permit yet), delivered (with the status and codes of the
+    far end's receipt, e.g. EPIX-QTY-011 when the issuer's ledger did not record it) or failed
+    (given up or refused, with its code). Empty for one that came from another node."""
     rows = session.scalars(
         select(OutboxMessage)
         .where(
@@ -962,6 +963,7 @@ def forwarding(session: Session, endorsement: Endorsement) -> list[dict[str, obj
     for row in rows:
         status, codes = receipt_outcome(row.receipt) if row.receipt else (None, [])
         delivered = row.state == OutboxState.DELIVERED.value
+        pending = row.state == OutboxState.PENDING.value
         result.append(
             {
                 "to": row.destination_party,
@@ -969,6 +971,8 @@ def forwarding(session: Session, endorsement: Endorsement) -> list[dict[str, obj
                 "attempts": row.attempts,
                 "error_code": None if delivered else row.last_error_code,
                 "error": None if delivered else row.last_error,
+                "next_attempt_at": row.next_attempt_at.isoformat() if pending else None,
+                "give_up_at": row.give_up_at.isoformat() if pending else None,
                 "receipt_status": status,
                 "receipt_codes": codes,
             }

@@ -22,6 +22,7 @@ from epix.auth.principal import Role
 from epix.cli.two_nodes import (
     Node,
     TrailEvent,
+    TwoNodes,
     audit_trail,
     issue_user_key,
     node_environment,
@@ -290,24 +291,15 @@ def _outbox_cli(node: Node, *args: str) -> str:
     return done.stdout
 
 
-@pytest.mark.slow
-def test_an_export_endorsement_the_importers_node_cannot_take_says_why_and_what_to_do(
-    tmp_path: Path,
-) -> None:
-    """The permit's delivery to XB's node was given up, so that node never held it; the export
-    endorsement sent there later was refused with EPIX-MSG-009, whose words ("an endorsement
-    goes to the Party that issued the permit ...") told XA's customs nothing they could act on.
-    Now the refusal, and the endorsement's forwarding at node A, say that node B does not hold
-    the permit and what node A's operator does; doing it delivers both."""
-    nodes = prepare(tmp_path)
+def _permit_never_reaches_b(nodes: TwoNodes) -> tuple[str, str]:
+    """Node B is down and node A gives a delivery up after a second: XA's permit never reaches
+    B. Returns the permit's number and a key of XA's customs at node A."""
     db_a = Database(nodes.a.database_url)
     xa_customs = issue_user_key(db_a, "xa-customs", "XA", "XA Customs", Role.CUSTOMS)
     db_a.dispose()
     number = f"XA-LOST-{uuid.uuid4().hex[:10]}"
     message_id = f"perm-{uuid.uuid4().hex}"
     ma = {"Authorization": f"Bearer {nodes.ma_key}"}
-    customs = {"Authorization": f"Bearer {xa_customs}"}
-    # Node B is down and node A gives a delivery up after a second: the permit never reaches B.
     quick_a = replace(nodes.a, env=nodes.a.env | {"EPIX_OUTBOX_GIVE_UP_SECONDS": "1"})
     with serving(quick_a), httpx.Client(base_url=nodes.a.url, timeout=30) as node_a:
         signed = sign_document(write_permit(demo_permit(number=number, lines=1)), *nodes.signer)
@@ -330,54 +322,149 @@ def test_an_export_endorsement_the_importers_node_cannot_take_says_why_and_what_
             ),
             30,
         )
+    return number, xa_customs
+
+
+def _export_endorsement(node_a: httpx.Client, number: str, customs: str) -> str:
+    """XA's customs endorse the export of the whole permit at node A; its endorsement id."""
+    headers = {"Authorization": f"Bearer {customs}"}
+    line = node_a.get(f"/v1/permits/XA/{number}", headers=headers).json()["lines"][0]
+    export = node_a.post(
+        f"/v1/permits/XA/{number}/endorsements",
+        headers=headers,
+        json={
+            "side": "export",
+            "port": "NLRTM",
+            "date": datetime.now(UTC).date().isoformat(),
+            "officer": "Officer",
+            "transport_document": "AWB 1",
+            "lines": [
+                {"line_id": line["line_id"], "quantity": line["permitted"], "unit": line["unit"]}
+            ],
+        },
+    )
+    assert export.status_code == 201, export.text
+    return str(export.json()["endorsement_id"])
+
+
+def _forwarding_to_b(node_a: httpx.Client, number: str, customs: str) -> dict[str, object]:
+    listed = node_a.get(
+        f"/v1/permits/XA/{number}/endorsements", headers={"Authorization": f"Bearer {customs}"}
+    )
+    return next(f for f in listed.json()[0]["forwarding"] if f["to"] == "XB")
+
+
+def _assert_permit_not_held_words(error: object, number: str) -> None:
+    """What node B said, word for word: it does not hold the permit, and why."""
+    assert isinstance(error, str) and error.startswith("HTTP 422 EPIX-MSG-011: "), error
+    assert f"The node of XB does not hold permit XA {number}" in error
+    assert "the permit never reached it" in error
+
+
+def _waiting_for_permit_gauge(node_a: httpx.Client) -> float:
+    scraped = node_a.get("/metrics").text
+    line = next(
+        line for line in scraped.splitlines() if line.startswith("epix_outbox_waiting_for_permit")
+    )
+    return float(line.split()[-1])
+
+
+@pytest.mark.slow
+def test_an_export_endorsement_sent_before_its_permit_reaches_the_importer_arrives_by_itself(
+    tmp_path: Path,
+) -> None:
+    """The permit's delivery to XB's node was given up, so the export endorsement sent there
+    later was refused with EPIX-MSG-011 (the node does not hold the permit). That refusal was
+    final: the row failed, and node A's operator had to resend the permit and then the
+    endorsement by hand. Now the endorsement waits for its permit (pending, EPIX-DLV-014, the
+    refusal shown in its forwarding and counted in /metrics) and is retried; once the operator
+    resends the permit, the endorsement follows by itself, and node B records it once."""
+    nodes = prepare(tmp_path)
+    number, customs = _permit_never_reaches_b(nodes)
     with (
         running(nodes),
         httpx.Client(base_url=nodes.a.url, timeout=30) as node_a,
         httpx.Client(base_url=nodes.b.url, timeout=30) as node_b,
     ):
-        line = node_a.get(f"/v1/permits/XA/{number}", headers=ma).json()["lines"][0]
-        export = node_a.post(
-            f"/v1/permits/XA/{number}/endorsements",
-            headers=customs,
-            json={
-                "side": "export",
-                "port": "NLRTM",
-                "date": datetime.now(UTC).date().isoformat(),
-                "officer": "Officer",
-                "transport_document": "AWB 1",
-                "lines": [
-                    {
-                        "line_id": line["line_id"],
-                        "quantity": line["permitted"],
-                        "unit": line["unit"],
-                    }
-                ],
-            },
-        )
-        assert export.status_code == 201, export.text
-
-        def forwarding_to_b() -> dict[str, object]:
-            listed = node_a.get(f"/v1/permits/XA/{number}/endorsements", headers=customs)
-            return next(f for f in listed.json()[0]["forwarding"] if f["to"] == "XB")
-
-        wait_until("node B to refuse", lambda: forwarding_to_b()["state"] == "failed", 60)
-        refused = forwarding_to_b()
-        assert refused["error_code"] == "EPIX-DLV-006"
-        error = str(refused["error"])
-        assert error.startswith("HTTP 422 EPIX-MSG-011: "), error
-        assert f"The node of XB does not hold permit XA {number}" in error
-        assert "the permit never reached it" in error
-        assert "`epix outbox resend ID`" in error
-
-        # What the refusal tells node A's operator to do: resend the permit, then the
-        # endorsement. Both arrive, in that order.
-        rows = [json.loads(row) for row in _outbox_cli(nodes.a, "list", "--json").splitlines()]
-        failed = {row["kind"]: row["id"] for row in rows if row["state"] == "failed"}
-        _outbox_cli(nodes.a, "resend", str(failed["permit"]), str(failed["endorsement"]))
+        endorsement_id = _export_endorsement(node_a, number, customs)
         wait_until(
-            "the endorsement to reach node B", lambda: forwarding_to_b()["state"] == "delivered", 60
+            "node B to refuse",
+            lambda: _forwarding_to_b(node_a, number, customs)["error_code"] is not None,
+            60,
         )
+        waiting = _forwarding_to_b(node_a, number, customs)
+        assert (waiting["state"], waiting["error_code"]) == ("pending", "EPIX-DLV-014"), waiting
+        _assert_permit_not_held_words(waiting["error"], number)
+        assert waiting["next_attempt_at"] is not None and waiting["give_up_at"] is not None
+        assert _waiting_for_permit_gauge(node_a) == 1
+        wait_until(
+            "node A to try the endorsement again",
+            lambda: int(str(_forwarding_to_b(node_a, number, customs)["attempts"])) >= 2,
+            30,
+        )
+
+        # Node A's operator resends the permit's failed delivery, and only that.
+        rows = [json.loads(row) for row in _outbox_cli(nodes.a, "list", "--json").splitlines()]
+        assert [row["kind"] for row in rows if row["state"] == "failed"] == ["permit"]
+        permit_row = next(row["id"] for row in rows if row["state"] == "failed")
+        _outbox_cli(nodes.a, "resend", str(permit_row))
+        wait_until(
+            "the endorsement to reach node B",
+            lambda: _forwarding_to_b(node_a, number, customs)["state"] == "delivered",
+            60,
+        )
+        assert _waiting_for_permit_gauge(node_a) == 0
         at_b = node_b.get(
             f"/v1/permits/XA/{number}", headers={"Authorization": f"Bearer {nodes.customs_key}"}
         )
     assert at_b.status_code == 200 and at_b.json()["status"] == "endorsed"
+    db_b = Database(nodes.b.database_url)
+    with db_b.read() as session:
+        recorded = session.scalar(
+            select(func.count())
+            .select_from(Endorsement)
+            .where(Endorsement.endorsement_id == endorsement_id)
+        )
+        stored = session.scalar(
+            select(func.count()).select_from(Message).where(Message.message_id == endorsement_id)
+        )
+    db_b.dispose()
+    assert (recorded, stored) == (1, 1)
+
+
+@pytest.mark.slow
+def test_an_export_endorsement_whose_permit_never_reaches_the_importer_fails_after_the_wait(
+    tmp_path: Path,
+) -> None:
+    """An endorsement the importer's node refuses for not holding its permit is retried for
+    EPIX_OUTBOX_PERMIT_WAIT_SECONDS (here 4 s) from that refusal, then fails with the refusal's
+    own words, which tell node A's operator what to do (before, it failed at once)."""
+    nodes = prepare(tmp_path)
+    number, customs = _permit_never_reaches_b(nodes)
+    nodes = replace(
+        nodes, a=replace(nodes.a, env=nodes.a.env | {"EPIX_OUTBOX_PERMIT_WAIT_SECONDS": "4"})
+    )
+    with running(nodes), httpx.Client(base_url=nodes.a.url, timeout=30) as node_a:
+        _export_endorsement(node_a, number, customs)
+        wait_until(
+            "node B to refuse",
+            lambda: _forwarding_to_b(node_a, number, customs)["error_code"] is not None,
+            60,
+        )
+        refused_at = datetime.now(UTC)
+        waiting = _forwarding_to_b(node_a, number, customs)
+        assert (waiting["state"], waiting["error_code"]) == ("pending", "EPIX-DLV-014"), waiting
+        wait_until(
+            "node A to give the endorsement up",
+            lambda: _forwarding_to_b(node_a, number, customs)["state"] == "failed",
+            60,
+        )
+        failed = _forwarding_to_b(node_a, number, customs)
+        waited = (datetime.now(UTC) - refused_at).total_seconds()
+        assert _waiting_for_permit_gauge(node_a) == 0
+    assert failed["error_code"] == "EPIX-DLV-006"
+    _assert_permit_not_held_words(failed["error"], number)
+    assert "`epix outbox resend ID`" in str(failed["error"])
+    assert failed["next_attempt_at"] is None
+    # The last retry falls at most one backoff (EPIX_OUTBOX_MAX_DELAY_SECONDS=2) before the end.
+    assert int(str(failed["attempts"])) >= 2 and 1.5 <= waited <= 30, (failed, waited)
