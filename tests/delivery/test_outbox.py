@@ -243,3 +243,56 @@ def test_rows_about_one_permit_to_one_party_are_claimed_in_queue_order(
     with database.unit_of_work() as session:
         outbox.mark_delivered(session, retried[0])
     assert [c.message_id for c in claim("w3")] == ["cancel"]
+
+
+def test_a_delivered_permit_makes_the_endorsements_waiting_for_it_due_at_once(
+    database: Database,
+) -> None:
+    """An endorsement the importer's node refused for not holding its permit (EPIX-DLV-014)
+    waits out its backoff; once the permit is delivered there it is due at once. Rows about
+    other permits or to other Parties keep their time."""
+    key = outbox.permit_order_key("XA", "P-1")
+    with database.unit_of_work() as session:
+        for kind, message_id, destination, order_key in [
+            ("permit", "permit", "XB", key),
+            ("endorsement", "waiting", "XB", key),
+            ("endorsement", "waiting-elsewhere", "XC", key),
+            ("endorsement", "other-permit", "XB", outbox.permit_order_key("XA", "P-2")),
+        ]:
+            outbox.enqueue(
+                session,
+                kind=kind,
+                destination_party=destination,
+                payload=b"<doc/>",
+                message_id=message_id,
+                order_key=order_key,
+            )
+
+    def claim(owner: str) -> dict[str, outbox.Claim]:
+        with database.unit_of_work() as session:
+            claims = outbox.claim_due(session, owner=owner, lease_seconds=30, limit=10)
+        return {c.message_id: c for c in claims}
+
+    first = claim("w1")
+    later = utcnow() + timedelta(hours=1)
+    with database.unit_of_work() as session:
+        outbox.mark_attempt_failed(
+            session, first["permit"], code="EPIX-DLV-001", reason="down", retry_at=None
+        )
+    refused = claim("w2")
+    assert sorted(refused) == ["waiting"]
+    with database.unit_of_work() as session:
+        for claimed in [refused["waiting"], first["waiting-elsewhere"], first["other-permit"]]:
+            outbox.mark_attempt_failed(
+                session,
+                claimed,
+                code=outbox.WAITING_FOR_PERMIT,
+                reason="HTTP 422 EPIX-MSG-011",
+                retry_at=later,
+            )
+        outbox.resend(session, first["permit"].id)
+    resent = claim("w3")
+    assert sorted(resent) == ["permit"]
+    with database.unit_of_work() as session:
+        outbox.mark_delivered(session, resent["permit"])
+    assert sorted(claim("w4")) == ["waiting"]
