@@ -308,7 +308,8 @@ _TABLE: tuple[ErrorCode, ...] = (
         E,
         422,
         "The receiving node does not hold the permit this endorsement is about: deliver the "
-        "permit to it first, then send the endorsement again.",
+        "permit to it first; the sending node sends the endorsement again until the permit is "
+        "there (EPIX_OUTBOX_PERMIT_WAIT_SECONDS).",
     ),
     # --- quantities and endorsements ---
     _c("EPIX-QTY-001", E, 422, "Quantity exceeds what remains on the permit line."),

@@ -287,8 +287,9 @@ def _permit_never_arrived(document: EndorsementDocument, envelope: Envelope) -> 
         f"it, so it cannot check that {here} is the importing Party nor hold the import "
         f"inspection to this export endorsement. On {issuer}'s node, the operator finds the "
         f"permit's delivery to {here} (`epix outbox list`), resends it "
-        f"(`epix outbox resend ID`) and then resends this endorsement the same way; it is "
-        "delivered after the permit.",
+        f"(`epix outbox resend ID`); {issuer}'s node sends this endorsement again by itself "
+        "until the permit is there (for EPIX_OUTBOX_PERMIT_WAIT_SECONDS; after that, resend it "
+        "the same way).",
         "/Endorsement/Permit",
     )
 
