@@ -105,9 +105,10 @@ def check_year(year: int, today: date) -> None:
 
 
 def _issue_year(row: Permit, boxes: PermitBoxes) -> int:
-    """Box 13's year, else the validity's start, else when the node received the permit."""
-    moment = boxes.issued_at or boxes.valid_from or row.created_at
-    return moment.astimezone(UTC).year
+    """Box 13's year, else the validity's start, else when the node received the permit: the
+    year the date says in the issuing Party's own zone, as ``issued_on`` shows it (1 January
+    at 00:30 UTC+3 is that year's, not the last day of the year before in UTC)."""
+    return (boxes.issued_at or boxes.valid_from or row.created_at).year
 
 
 # A permit line's part in a record: its line id, the quantity and the unit.

@@ -8,7 +8,7 @@ import io
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta, timezone
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -322,3 +322,33 @@ async def test_quota_use_adds_up_the_years_permits(client: httpx.AsyncClient, no
     )
     assert use["permits"] == ["TZ-CROC-1", "TZ-CROC-2"]
     assert use["not_counted_other_unit"] == []
+
+
+async def test_a_permit_counts_in_the_year_of_its_box_13_date(
+    client: httpx.AsyncClient, node: Node
+) -> None:
+    """Box 13 says 1 January at 00:30 in the issuing Party's zone (UTC+3), which is still
+    31 December in UTC: the permit was granted in the year its date says, the one its record
+    shows as issued_on, not in the year before."""
+    issued = datetime(THIS_YEAR, 1, 1, 0, 30, tzinfo=timezone(timedelta(hours=3)))
+    permit = demo_permit(number="XA-AR-NEWYEAR", document_type="I")
+    permit = replace(
+        permit,
+        issued_at=issued,
+        valid_from=issued,
+        valid_until=datetime(THIS_YEAR, 12, 31, 23, 59, tzinfo=issued.tzinfo),
+    )
+    key_pem, cert_pem = node.demo.signing_identity("XA")
+    sent = await client.post(
+        "/v1/messages",
+        content=sign_document(write_permit(permit), key_pem, cert_pem),
+        headers=headers(node.key("XA", MA)),
+    )
+    assert sent.status_code == 201, sent.text
+    this_year = await client.get(f"/v1/reports/annual/XA/{THIS_YEAR}", headers=auth(node, "XA", MA))
+    last_year = await client.get(
+        f"/v1/reports/annual/XA/{THIS_YEAR - 1}", headers=auth(node, "XA", MA)
+    )
+    assert this_year.status_code == last_year.status_code == 200
+    assert this_year.json()["permits_granted"] == {"I": 1}
+    assert last_year.json()["permits_granted"] == {}
