@@ -70,9 +70,10 @@ def quota_use(records: Iterable[TradeRecord], exporter: str) -> list[QuotaUse]:
         for quota in covering:
             use = uses.setdefault(id(quota), QuotaUse(quota))
             if not same_measure(record.unit, quota.unit):
-                use.other_units.append(record.permit_number)
-                continue
-            use.used += record.quantity
-            if record.permit_number not in use.permits:
-                use.permits.append(record.permit_number)
+                named = use.other_units
+            else:
+                use.used += record.quantity
+                named = use.permits
+            if record.permit_number not in named:  # a permit's other lines name it again
+                named.append(record.permit_number)
     return list(uses.values())

@@ -264,7 +264,8 @@ async def test_the_command_writes_the_same_report(
 async def test_quota_use_adds_up_the_years_permits(client: httpx.AsyncClient, node: Node) -> None:
     """Tanzania's published quota for wild Nile crocodiles is 1,600 a year (UNEP-WCMC data).
     Two permits of 1,000 and 800 skins are each within it, so screening, which sees one permit
-    at a time, says nothing; the year's report adds them up: 1,800, over the quota."""
+    at a time, says nothing; the year's report adds them up: 1,800, over the quota. A third
+    permit's two lines in kilograms cannot be counted: the permit is named once."""
     identity = make_identity("TZ Management Authority (TEST)", party="TZ")
     with node.database.unit_of_work() as session:
         secretariat = users.principal_of(users.get_user(session, "cites-secretariat"))
@@ -283,24 +284,32 @@ async def test_quota_use_adds_up_the_years_permits(client: httpx.AsyncClient, no
             roles=[Role.MANAGEMENT_AUTHORITY],
         )
         _, tz_key = users.issue_api_key(session, user)
-    for number, skins in (("TZ-CROC-1", 1000), ("TZ-CROC-2", 800)):
+    for number, skins, unit, lines in (
+        ("TZ-CROC-1", 1000, "NAR", 1),
+        ("TZ-CROC-2", 800, "NAR", 1),
+        ("TZ-CROC-3", 50, "KIL", 2),
+    ):
         permit = demo_permit(number=number, exporter_country="TZ", importer_country="XB", lines=1)
-        crocodiles = replace(
-            permit.lines[0],
-            scientific_name="Crocodylus niloticus",
-            common_name="Nile crocodile",
-            description="raw skins",
-            term="SKI",
-            appendix="II",
-            source="W",
-            quantity=Decimal(skins),
-            unit="NAR",
-            quota_used=None,
-            annual_quota=None,
-            quota_unit=None,
+        crocodiles = tuple(
+            replace(
+                permit.lines[0],
+                line_id=str(line),
+                scientific_name="Crocodylus niloticus",
+                common_name="Nile crocodile",
+                description="raw skins",
+                term="SKI",
+                appendix="II",
+                source="W",
+                quantity=Decimal(skins),
+                unit=unit,
+                quota_used=None,
+                annual_quota=None,
+                quota_unit=None,
+            )
+            for line in range(1, lines + 1)
         )
         body = sign_document(
-            write_permit(replace(permit, lines=(crocodiles,))), identity.key_pem, identity.cert_pem
+            write_permit(replace(permit, lines=crocodiles)), identity.key_pem, identity.cert_pem
         )
         sent = await client.post(
             "/v1/messages", content=body, headers=headers(tz_key, sender="TZ", recipient="XB")
@@ -321,7 +330,7 @@ async def test_quota_use_adds_up_the_years_permits(client: httpx.AsyncClient, no
         True,
     )
     assert use["permits"] == ["TZ-CROC-1", "TZ-CROC-2"]
-    assert use["not_counted_other_unit"] == []
+    assert use["not_counted_other_unit"] == ["TZ-CROC-3"]
 
 
 async def test_a_permit_counts_in_the_year_of_its_box_13_date(
