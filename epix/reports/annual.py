@@ -85,11 +85,12 @@ class AnnualReport:
         }
 
     def to_csv(self) -> str:
-        """The trade records as CSV with a header row (RFC 4180 line ends)."""
+        """The trade records as CSV with a header row (RFC 4180 line ends), no cell a
+        spreadsheet would run as a formula (``TradeRecord.as_csv_row``)."""
         out = io.StringIO()
         writer = csv.writer(out)
         writer.writerow(COLUMNS)
-        writer.writerows(record.as_row() for record in self.records)
+        writer.writerows(record.as_csv_row() for record in self.records)
         return out.getvalue()
 
 

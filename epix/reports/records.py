@@ -6,6 +6,9 @@ from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
 
+# A spreadsheet runs a cell starting with one of these as a formula (CSV injection).
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
 COLUMNS = (
     "year",
     "direction",
@@ -62,6 +65,12 @@ class TradeRecord:
         values: list[object] = [getattr(self, column) for column in COLUMNS]
         return [_cell(value) for value in values]
 
+    def as_csv_row(self) -> list[str]:
+        """``as_row`` for a spreadsheet: box 7, the permit number and the port are free text
+        another Party may have written, so a cell a spreadsheet would run as a formula starts
+        with an apostrophe (quantities and dates never start so)."""
+        return [_inert(cell) for cell in self.as_row()]
+
 
 def _cell(value: object) -> str:
     if value is None:
@@ -71,3 +80,7 @@ def _cell(value: object) -> str:
     if isinstance(value, date):
         return value.isoformat()
     return str(value)
+
+
+def _inert(cell: str) -> str:
+    return f"'{cell}" if cell.startswith(_FORMULA_STARTS) else cell

