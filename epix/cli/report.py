@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from epix.cli.users import cli_context, cli_database
+from epix.compliance import ReferenceDataError, load_reference_data
 from epix.reports.annual import read_annual_report
 
 
@@ -39,6 +40,10 @@ def annual(party: str, year: int, output: str, target: Path | None) -> None:
     permit line it exported, re-exported or imported (saying whether the quantity was endorsed
     at the border or is what the permit allowed), and its use of each published export quota
     summed across permits. Only permits exchanged through this node are covered. Audited."""
+    try:  # quota use reads the quota table and the Species+ taxonomy (EPIX_SPECIESPLUS_DIR)
+        load_reference_data()
+    except ReferenceDataError as exc:
+        raise click.ClickException(str(exc)) from None
     with cli_database() as database:
         found = read_annual_report(
             database, party, year, reader=None, request=cli_context("report annual"), output=output

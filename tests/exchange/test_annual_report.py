@@ -22,6 +22,7 @@ from epix.audit.models import AuditEvent
 from epix.auth import service as users
 from epix.auth.principal import Role
 from epix.cli.main import cli
+from epix.compliance.taxonomy import taxonomy
 from epix.permits.samples import demo_permit
 from epix.permits.writer import write_permit
 from epix.registry import service as registry_service
@@ -389,3 +390,30 @@ async def test_csv_cells_from_another_partys_permit_are_never_spreadsheet_formul
     assert row["taxon"] == "'" + formula
     assert row["quantity"] == "10"
     assert as_json.json()["records"][0]["taxon"] == formula
+
+
+@pytest.fixture
+def unreadable_speciesplus(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """EPIX_SPECIESPLUS_DIR holding a file that is not JSON; the taxonomy read again after."""
+    folder = tmp_path / "speciesplus"
+    folder.mkdir()
+    (folder / "taxon_concepts_broken.json").write_text("{not json", encoding="utf-8")
+    monkeypatch.setenv("EPIX_SPECIESPLUS_DIR", str(folder))
+    taxonomy.cache_clear()
+    yield folder
+    taxonomy.cache_clear()
+
+
+async def test_the_command_names_an_unreadable_speciesplus_file_without_a_traceback(
+    client: httpx.AsyncClient,
+    node: Node,
+    trade: Trade,
+    runner: CliRunner,
+    unreadable_speciesplus: Path,
+) -> None:
+    """Quota use reads the Species+ taxonomy; a broken operator file stops the command with
+    its name (as `epix serve` and `epix validate` do), never a traceback."""
+    result = runner.invoke(cli, ["report", "annual", "XA", str(THIS_YEAR)])
+    assert result.exit_code == 1, result.output
+    assert isinstance(result.exception, SystemExit)
+    assert "taxon_concepts_broken.json is not a readable JSON file" in result.output
