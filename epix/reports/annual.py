@@ -191,8 +191,9 @@ def annual_report(
     """The trade records and permit counts of ``party`` for ``year`` (see the module's text).
 
     Reads every permit the Party issued that reached the node since the year began (a permit is
-    submitted after it is issued) and every permit endorsed in the year, each verified against
-    the registry as it stood when the node received it.
+    submitted after it is issued) and every permit endorsed in the year; those the Party issued
+    or imported in the year are verified against the registry as it stood when the node
+    received them, the others (other Parties' trade) are left alone, unreadable or not.
     """
     now = now or datetime.now(UTC)
     check_year(year, now.date())
@@ -220,12 +221,20 @@ def annual_report(
     withdrawn: Counter[str] = Counter()
     records: list[TradeRecord] = []
     for row in sorted(rows.values(), key=lambda row: row.id):
+        sides = by_permit.get(row.id, {})
+        imported = sides.get(Side.IMPORT)
+        imported_in_year = (
+            imported is not None
+            and imported.endorsing_party == party
+            and imported.endorsed_on.year == year
+        )
+        if row.issuing_party != party and not imported_in_year:
+            continue  # endorsed in the year, but between other Parties: none of this report
         _, _, boxes = verified_permit(session, row)
         if boxes is None:
             unreadable.append(f"{row.issuing_party} {row.number}")
             continue
         status = effective_status(row, now)
-        sides = by_permit.get(row.id, {})
         if row.issuing_party == party:
             issued_in_year = _issue_year(row, boxes) == year
             if issued_in_year:
@@ -234,12 +243,7 @@ def annual_report(
                     withdrawn[row.status] += 1
             if row.document_type in EXPORT_DOCUMENTS:
                 records += _export_records(row, boxes, sides, year, issued_in_year, status)
-        imported = sides.get(Side.IMPORT)
-        if (
-            imported is not None
-            and imported.endorsing_party == party
-            and imported.endorsed_on.year == year
-        ):
+        if imported is not None and imported_in_year:
             records += _endorsed_records(
                 row, boxes, imported, direction="import", basis=IMPORT_ENDORSED, status=status
             )

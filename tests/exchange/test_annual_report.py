@@ -23,6 +23,7 @@ from epix.auth import service as users
 from epix.auth.principal import Role
 from epix.cli.main import cli
 from epix.compliance.taxonomy import taxonomy
+from epix.exchange.models import Message, Permit
 from epix.permits.samples import demo_permit
 from epix.permits.writer import write_permit
 from epix.registry import service as registry_service
@@ -417,3 +418,23 @@ async def test_the_command_names_an_unreadable_speciesplus_file_without_a_traceb
     assert result.exit_code == 1, result.output
     assert isinstance(result.exception, SystemExit)
     assert "taxon_concepts_broken.json is not a readable JSON file" in result.output
+
+
+async def test_an_unreadable_permit_is_listed_only_in_the_reports_of_its_parties(
+    client: httpx.AsyncClient, node: Node, trade: Trade
+) -> None:
+    """A permit whose stored signature no longer verifies is named in the reports of the
+    Party that issued it and of the one that imported it, not in a third Party's."""
+    with node.database.unit_of_work() as session:
+        permit = session.scalars(select(Permit).where(Permit.number == trade.arrived)).one()
+        message = session.get(Message, permit.message_pk)
+        assert message is not None and b"Python reticulatus" in message.body
+        message.body = message.body.replace(b"Python reticulatus", b"Python regius", 1)
+    secretariat = auth(node, "CITES", "secretariat")
+    unreadable = {}
+    for party in ("XA", "XB", "XC"):
+        response = await client.get(f"/v1/reports/annual/{party}/{THIS_YEAR}", headers=secretariat)
+        assert response.status_code == 200, response.text
+        unreadable[party] = response.json()["unreadable_permits"]
+    named = [f"XA {trade.arrived}"]
+    assert unreadable == {"XA": named, "XB": named, "XC": []}
