@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import click
@@ -17,8 +18,15 @@ def report() -> None:
     """Reports for the Secretariat and the Management Authorities."""
 
 
+def _party_code(_ctx: click.Context, _param: click.Parameter, value: str) -> str:
+    """PARTY as ``GET /v1/reports/annual/{party}`` takes it: 2 to 8 letters, any case."""
+    if not re.fullmatch(r"[A-Za-z]{2,8}", value):
+        raise click.BadParameter(f"{value!r} is not a Party code (2 to 8 letters: KE, CITES).")
+    return value
+
+
 @report.command("annual")
-@click.argument("party")
+@click.argument("party", callback=_party_code)
 @click.argument("year", type=int)
 @click.option(
     "--format",

@@ -438,3 +438,20 @@ async def test_an_unreadable_permit_is_listed_only_in_the_reports_of_its_parties
         unreadable[party] = response.json()["unreadable_permits"]
     named = [f"XA {trade.arrived}"]
     assert unreadable == {"XA": named, "XB": named, "XC": []}
+
+
+@pytest.mark.parametrize("party", ["", "K", "ABCDEFGHIJKLMNOPQ", "K1", "XA;"])
+async def test_the_command_refuses_what_names_no_party(
+    node: Node, runner: CliRunner, party: str
+) -> None:
+    """The API takes 2 to 8 letters; the command the same, before reading or auditing anything
+    (an audit event's Party holds 8 characters: PostgreSQL refused a longer one as a database
+    failure)."""
+    result = runner.invoke(cli, ["report", "annual", party, str(THIS_YEAR)])
+    assert result.exit_code == 2, result.output
+    assert "is not a Party code" in result.output
+    with node.database.read() as session:
+        assert (
+            session.scalars(select(AuditEvent).where(AuditEvent.action == "report.annual")).all()
+            == []
+        )
