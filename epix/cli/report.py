@@ -60,5 +60,8 @@ def annual(party: str, year: int, output: str, target: Path | None) -> None:
     if target is None:
         click.echo(text, nl=False)
     else:
-        target.write_text(text, encoding="utf-8", newline="")
+        try:
+            target.write_text(text, encoding="utf-8", newline="")
+        except OSError as exc:
+            raise click.ClickException(f"{target} cannot be written: {exc.strerror}.") from None
         click.echo(f"{len(found.records)} records written to {target}", err=True)

@@ -50,11 +50,12 @@ class QuotaUse:
 
 
 def quota_use(records: Iterable[TradeRecord], exporter: str) -> list[QuotaUse]:
-    """The quotas ``exporter``'s export records of the year fall under, each with their sum."""
+    """The quotas ``exporter``'s export permits (type E, the ones screening holds to export
+    quotas) of the year fall under, each with their sum."""
     uses: dict[int, QuotaUse] = {}  # by id(): one entry per table row, two rows alike included
     for record in records:
         when = record.endorsed_on or record.issued_on
-        if record.direction != "export" or record.taxon is None or when is None:
+        if record.permit_type != "E" or record.taxon is None or when is None:
             continue
         taxon, within = screened_as(record.taxon, taxonomy().naming(record.taxon))
         covering = quota_index().covering(

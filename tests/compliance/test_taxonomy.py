@@ -23,9 +23,9 @@ from epix.permits.model import Address, Permit, TradeParty
 from epix.permits.sapi_dates import ReferenceDataError
 from epix.permits.writer import write_permit
 from epix.reports.quota_use import quota_use
-from epix.reports.records import TradeRecord
 from epix.settings import get_settings
 from tests.compliance.test_screening import exported_from
+from tests.exchange.test_quota_use import exported
 from tests.permits.helpers import base, change
 
 
@@ -264,13 +264,6 @@ def test_the_annual_reports_quota_use_counts_a_synonym_under_the_accepted_name(
     Nile crocodiles."""
     crocodile = _concept(10745, "Crocodylus niloticus", synonyms=("Crocodilus vulgaris",))
     _answer(operator_dir, "crocodiles.json", crocodile)
-
-    def exported(number: str, name: str, skins: int) -> TradeRecord:
-        return TradeRecord(
-            *(date.today().year, "export", "E", number, date.today(), "TZ", "II", name, "SKI"),
-            *(Decimal(skins), "NAR", "permit issued", "TZ", "XB", None, None, "T", "W"),
-            *(None, None, "valid"),
-        )
 
     records = [
         exported("TZ-1", "Crocodylus niloticus", 1000),

@@ -261,6 +261,13 @@ async def test_the_command_writes_the_same_report(
     refused = runner.invoke(cli, ["report", "annual", "XA", "1974"])
     assert refused.exit_code == 1
     assert "EPIX-REQ-004" in refused.output
+    nowhere = tmp_path / "no-such-folder" / "xa.csv"
+    unwritable = runner.invoke(
+        cli, ["report", "annual", "XA", str(THIS_YEAR), "--output", str(nowhere)]
+    )
+    assert unwritable.exit_code == 1, unwritable.output
+    assert isinstance(unwritable.exception, SystemExit)  # said, not a traceback
+    assert f"Error: {nowhere} cannot be written: No such file or directory." in unwritable.output
 
 
 async def test_quota_use_adds_up_the_years_permits(client: httpx.AsyncClient, node: Node) -> None:
