@@ -127,10 +127,11 @@ class Settings(BaseSettings):
         default=30,
         ge=1,
         le=100,
-        description="Refused API keys or web sessions one client address may present within "
-        "EPIX_REFUSED_CREDENTIAL_WINDOW_SECONDS, each audited (auth.refused); beyond that they are "
-        "answered 429 EPIX-AUTH-011 with Retry-After, and only the first of such a stretch is "
-        "audited (auth.throttled). A valid credential from that address still works.",
+        description="Refused API keys, web sessions or cross-site logins one client address may "
+        "present within EPIX_REFUSED_CREDENTIAL_WINDOW_SECONDS, each audited (auth.refused); "
+        "beyond that they are answered 429 EPIX-AUTH-011 with Retry-After, and only the first "
+        "of such a stretch is audited (auth.throttled). A valid credential from that address "
+        "still works.",
     )
     refused_credential_window_seconds: int = Field(
         default=300, gt=0, description="The window in which refused credentials are counted."

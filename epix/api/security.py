@@ -60,8 +60,9 @@ def check_same_origin(request: Request) -> None:
     to a /v1 address, and a GET there is not harmless: it leases the Party's inbox or records a
     permit lookup in the person's name. Browsers say where a request comes from
     (Sec-Fetch-Site): only our own pages and an address typed by the person ("none") pass.
-    Writes must also carry no other site's Origin (for browsers without Sec-Fetch-Site):
-    scheme, host and port must be the node's (``own_origins``).
+    Writes must also carry no other site's Origin (for browsers without Sec-Fetch-Site), nor,
+    when they carry no Origin, another site's Referer: scheme, host and port must be the node's
+    (``own_origins``). A request with neither (a script, the command line) passes.
     """
     fetch_site = request.headers.get("sec-fetch-site")
     if fetch_site is not None and fetch_site not in ("same-origin", "none"):
@@ -73,16 +74,29 @@ def check_same_origin(request: Request) -> None:
         )
     if request.method in _SAFE_METHODS:
         return
-    origin = request.headers.get("origin")
+    header = "Origin" if "origin" in request.headers else "Referer"
+    origin = request.headers.get(header)
     if origin is None:
         return
     if http_origin(origin) not in own_origins(request):
         raise EpixError.of(
             "EPIX-AUTH-012",
-            "The request came from another site (its Origin is not this node's); use the "
+            f"The request came from another site (its {header} is not this node's); use the "
             "node's own pages.",
-            "Origin",
+            header,
         )
+
+
+def check_login_origin(request: Request, database: DatabaseDep) -> None:
+    """Refuse a login sent by another site's page (EPIX-AUTH-012), as ``check_same_origin``
+    refuses any cookie-authenticated request: else that page could log the browser into the
+    other site's account, and what the person then enters would be recorded in it. The
+    refusal is audited and throttled as a refused session is (``auth.refused``)."""
+    _checked(request, database, _same_origin_login, credential="password")
+
+
+def _same_origin_login(request: Request, _database: DatabaseDep) -> None:
+    check_same_origin(request)
 
 
 def own_origins(request: Request) -> set[tuple[str, str, int] | None]:
@@ -155,13 +169,15 @@ def _checked(
     request: Request,
     database: DatabaseDep,
     presented: Callable[[Request, DatabaseDep], Principal | None],
+    credential: str | None = None,
 ) -> Principal | None:
     """``presented(request, database)``, with a refused credential audited and counted
-    against the client's address (EPIX-AUTH-011 past the limit)."""
+    against the client's address (EPIX-AUTH-011 past the limit). ``credential`` names what
+    was presented in the audit row (default: ``api_key`` or ``session``, from the headers)."""
     try:
         return presented(request, database)
     except EpixError as refusal:
-        throttled = _record_refused_credential(request, database, refusal)
+        throttled = _record_refused_credential(request, database, refusal, credential)
         if throttled is not None:
             raise EpixError(
                 [
@@ -220,12 +236,14 @@ def _ensure_within_lifetime(request: Request, web: dict[str, object]) -> None:
 
 
 def _record_refused_credential(
-    request: Request, database: DatabaseDep, refusal: EpixError
+    request: Request, database: DatabaseDep, refusal: EpixError, credential: str | None
 ) -> Refusal | None:
     """Count the refusal against the client's address and audit it (``auth.refused``); past
     the limit, return the throttle's refusal, audited once per stretch (``auth.throttled``)."""
     headers = dict(request.headers.items())
-    presented = "session" if not ({"authorization", "x-api-key"} & headers.keys()) else "api_key"
+    presented = credential or (
+        "session" if not ({"authorization", "x-api-key"} & headers.keys()) else "api_key"
+    )
     throttle: Throttle = request.app.state.credential_throttle
     address = request.client.host if request.client else ""
     with database.read() as session:

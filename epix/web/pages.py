@@ -15,7 +15,6 @@ from fastapi.staticfiles import StaticFiles
 
 from epix.api.deps import DatabaseDep, RequestContextDep, SettingsDep
 from epix.api.routers.auth import password_login
-from epix.api.security import check_same_origin
 from epix.errors import EpixError
 from epix.web.templating import templates
 
@@ -85,8 +84,8 @@ def login_form(
 ) -> Response:
     """The login form as the browser sends it when the page's script has not run (switched
     off, not loaded yet, blocked): the password goes in the body, never the address, and is
-    checked as POST /v1/auth/login checks it; then on to the page the person came from."""
-    check_same_origin(request)  # no session yet, but no other site may log a browser in
+    checked as POST /v1/auth/login checks it (another site's form is refused there too); then
+    on to the page the person came from."""
     try:
         if not username.strip() or not password:
             raise EpixError.of(

@@ -3,6 +3,7 @@ Party's inbox or records a lookup in the person's name."""
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Iterator
 from dataclasses import replace
@@ -14,6 +15,7 @@ from fastapi.testclient import TestClient
 from selenium.webdriver.chrome.webdriver import WebDriver
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions as ec
+from sqlalchemy import text
 
 from epix.api.app import create_app
 from epix.auth import service as auth
@@ -61,8 +63,12 @@ def test_a_link_on_another_site_cannot_lease_the_partys_inbox(
 
 @pytest.mark.parametrize(
     "headers",
-    [{"Origin": "https://evil.example"}, {"Sec-Fetch-Site": "same-site"}],
-    ids=["origin", "sec-fetch-site"],
+    [
+        {"Origin": "https://evil.example"},
+        {"Referer": "https://evil.example/page"},
+        {"Sec-Fetch-Site": "same-site"},
+    ],
+    ids=["origin", "referer", "sec-fetch-site"],
 )
 def test_another_site_cannot_log_the_officer_out(
     sqlite_database: Database, tmp_path: Path, headers: dict[str, str]
@@ -108,7 +114,12 @@ def test_a_write_refused_as_cross_site_is_shown_on_the_page_not_sent_to_log_in(
     """Logging in again cannot cure a cross-site refusal (EPIX-AUTH-012, 403): the page says
     what happened and keeps the officer where they are, logged in."""
     node = replace(live_node, url=host_rewriting_proxy.url)
+    # Through such a proxy the login itself is a cross-site write: the login page says so.
     log_in(browser, node)
+    wait(browser).until(lambda b: "EPIX-AUTH-012" in b.find_element(By.ID, "problem").text)
+    assert "/web/login" in browser.current_url
+    # Logged in at the node's own address (the cookie of 127.0.0.1 goes to either port).
+    log_in(browser, live_node)
     wait(browser).until(ec.text_to_be_present_in_element((By.ID, "who"), OFFICER))
     lookup = f"{node.url}/web/lookup?party=XA&number={node.permit_number}"
     browser.get(lookup)
@@ -188,3 +199,62 @@ def test_on_a_node_served_over_http_an_https_origin_is_another_site(
     assert (
         client.post("/v1/auth/logout", headers={"Origin": "http://testserver"}).status_code == 204
     )
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"Origin": "https://evil.example"},
+        {"Referer": "https://evil.example/login-trap.html"},
+        {"Origin": "null"},
+        {"Sec-Fetch-Site": "cross-site"},
+    ],
+    ids=["origin", "referer", "opaque-origin", "sec-fetch-site"],
+)
+def test_another_site_cannot_log_a_browser_into_an_account(
+    database: Database, tmp_path: Path, headers: dict[str, str]
+) -> None:
+    """Login CSRF: a page of another site that posts the attacker's user name and password
+    (JSON or the login form) would leave the victim working in the attacker's account, which
+    records what they enter. Both logins are refused (403 EPIX-AUTH-012, no cookie) and each
+    refusal is audited as another cross-site refusal is; a script sending neither Origin nor
+    Referer, and the node's own pages, still log in."""
+    with database.unit_of_work() as session:
+        auth.create_user(
+            session,
+            username=OFFICER,
+            party="XB",
+            authority="XB Customs",
+            roles=[Role.CUSTOMS],
+            password=OFFICER_PASSWORD,
+        )
+    client = TestClient(create_app(Settings(data_dir=tmp_path), database))
+    login = {"username": OFFICER, "password": OFFICER_PASSWORD}
+    refused = client.post("/v1/auth/login", json=login, headers=headers)
+    assert (refused.status_code, refused.json()["code"]) == (403, "EPIX-AUTH-012")
+    form = client.post("/web/login", data=login, headers=headers, follow_redirects=False)
+    assert form.status_code == 403
+    assert "EPIX-AUTH-012" in form.text
+    assert "epix_session" not in refused.cookies and "epix_session" not in form.cookies
+    assert client.get("/v1/auth/whoami").status_code == 401
+    with database.engine.connect() as connection:
+        rows = connection.execute(
+            text(
+                "SELECT action, outcome, path, detail FROM audit_events"
+                " WHERE action <> 'user_created' ORDER BY sequence"
+            )
+        ).all()
+    assert [(row.action, row.outcome, row.path) for row in rows] == [
+        ("auth.refused", "EPIX-AUTH-012", "/v1/auth/login"),
+        ("auth.refused", "EPIX-AUTH-012", "/web/login"),
+    ]
+    assert all(json.loads(row.detail) == {"credential": "password"} for row in rows)
+    assert OFFICER_PASSWORD not in repr(rows)
+
+    own_page = {"Origin": "http://testserver", "Referer": "http://testserver/web/login"}
+    for sent in ({}, own_page, {"Referer": "http://testserver/web/login"}):
+        assert client.post("/v1/auth/login", json=login, headers=sent).status_code == 200, sent
+        assert client.get("/v1/auth/whoami").json()["username"] == OFFICER
+        assert client.post("/v1/auth/logout").status_code == 204
+    accepted = client.post("/web/login", data=login, headers=own_page, follow_redirects=False)
+    assert accepted.status_code == 303

@@ -16,6 +16,7 @@ from epix.api.openapi import refusals
 from epix.api.security import (
     SESSION_USER,
     CurrentPrincipal,
+    check_login_origin,
     check_same_origin,
     end_web_session,
     get_current_principal,
@@ -205,7 +206,14 @@ class IssuedApiKey(ApiKeyOut):
 @router.post(
     "/auth/login",
     summary="Log in to a web session",
-    openapi_extra=refusals("EPIX-AUTH-002", "EPIX-AUTH-006", "EPIX-AUTH-010", "EPIX-REQ-005"),
+    openapi_extra=refusals(
+        "EPIX-AUTH-002",
+        "EPIX-AUTH-006",
+        "EPIX-AUTH-010",
+        "EPIX-AUTH-011",
+        "EPIX-AUTH-012",
+        "EPIX-REQ-005",
+    ),
     response_model=PrincipalOut,
 )
 def login(
@@ -217,7 +225,9 @@ def login(
     address within EPIX_LOGIN_FAILURE_WINDOW_SECONDS, attempts are refused (429, EPIX-AUTH-010,
     `Retry-After`) without checking the password, as they are from an address past
     EPIX_LOGIN_ADDRESS_MAX_FAILURES failures whatever the user names; the counts are shared by
-    all worker processes, and each stretch of such refusals is audited once."""
+    all worker processes, and each stretch of such refusals is audited once. A login sent by
+    another site's page (its Origin, or without one its Referer, is not the node's) is refused
+    (403, EPIX-AUTH-012) before any of that; one with neither header (a script) is not."""
     return PrincipalOut.of(password_login(request, database, context, body.username, body.password))
 
 
@@ -228,6 +238,7 @@ def password_login(
     browser; the JSON login and the login page's own form both come here."""
     if web_session(request) is None:
         raise EpixError.of("EPIX-REQ-005", "This node has no web sessions.", "/v1/auth/login")
+    check_login_origin(request, database)
     throttle: Throttle = request.app.state.login_throttle
     address_throttle: Throttle = request.app.state.login_address_throttle
     address = request.client.host if request.client else ""
