@@ -255,6 +255,13 @@ _TABLE: tuple[ErrorCode, ...] = (
         "The request came from another site: a logged-in browser acts on the node only from "
         "the node's own pages. You are still logged in; open the page at the node's address.",
     ),
+    _c(
+        "EPIX-AUTH-013",
+        E,
+        409,
+        "That user name cannot be used on this node; choose another. User names are shared by "
+        "every Party's accounts on the node, including ones you do not manage or see.",
+    ),
     # --- request / transport ---
     _c("EPIX-REQ-001", E, 400, "The request body is not valid JSON."),
     _c("EPIX-REQ-002", E, 415, "Unsupported content type."),

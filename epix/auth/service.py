@@ -127,8 +127,23 @@ def no_such_api_key(key_id: int) -> EpixError:
     return EpixError.of("EPIX-AUTH-008", f"There is no API key {key_id}.", "key_id")
 
 
+def name_unavailable(username: str) -> EpixError:
+    """The refusal for a new user name that an account the admin may not manage already has
+    (EPIX-AUTH-013): it does not say whose, nor that such an account exists, only that the name
+    is not free on this node, which the admin needs to know to choose another."""
+    return EpixError.of(
+        "EPIX-AUTH-013",
+        f"The user name {username!r} cannot be used on this node; choose another.",
+        "username",
+    )
+
+
+def find_user(session: Session, username: str) -> User | None:
+    return session.scalars(select(User).where(User.username == username)).one_or_none()
+
+
 def get_user(session: Session, username: str) -> User:
-    user = session.scalars(select(User).where(User.username == username)).one_or_none()
+    user = find_user(session, username)
     if user is None:
         raise no_such_user(username)
     return user

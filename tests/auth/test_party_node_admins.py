@@ -341,3 +341,57 @@ async def test_a_hubs_admin_sees_and_resends_every_partys_outbox(
     officer = {"X-API-Key": _key(sqlite_database, "xa-officer")[1]}
     mine = await hub.get("/v1/outbox", headers=officer)
     assert [row["sender_party"] for row in mine.json()] == ["XA"]
+
+
+async def test_a_name_another_partys_user_has_is_refused_without_saying_it_exists(
+    party_node: httpx.AsyncClient, database: Database, make_user_in: MakeUser
+) -> None:
+    """On XA's node, a name XB's node account or the Secretariat's user has cannot be given to
+    a new XA user, but the answer (409 EPIX-AUTH-013) names no account or Party and does not
+    say the name exists, as the 404s for other Parties' users do not; it is audited as the
+    EPIX-AUTH-005 it stands for. A name one of XA's own users has is EPIX-AUTH-007, as it
+    always was: the admin sees those users anyway."""
+    make_user_in(database, "xa-admin", party="XA", roles=(Role.NODE_ADMIN,))
+    make_user_in(database, "xa-officer", party="XA")
+    make_user_in(database, "node-xb", party="XB", roles=(Role.PEER_NODE,))
+    make_user_in(database, "cites", party=SECRETARIAT_PARTY, roles=(Role.SECRETARIAT,))
+    admin = {"X-API-Key": _key(database, "xa-admin")[1]}
+    answers = [
+        await party_node.post("/v1/users", json=_new_user("XA", "customs", name), headers=admin)
+        for name in ("node-xb", "cites")
+    ]
+    for answer, name in zip(answers, ("node-xb", "cites"), strict=True):
+        assert (answer.status_code, answer.json()["code"]) == (409, "EPIX-AUTH-013")
+        assert answer.json()["errors"] == [
+            {
+                "code": "EPIX-AUTH-013",
+                "message": f"The user name '{name}' cannot be used on this node; choose another.",
+                "location": "username",
+                "severity": "error",
+                "line": None,
+            }
+        ]
+        for revealing in ("XB", SECRETARIAT_PARTY, "exist", "peer"):
+            assert revealing not in answer.text, revealing
+    own = await party_node.post(
+        "/v1/users", json=_new_user("XA", "customs", "xa-officer"), headers=admin
+    )
+    assert (own.status_code, own.json()["code"]) == (409, "EPIX-AUTH-007")
+    assert _denials(database) == [("xa-admin", "EPIX-AUTH-005", "/v1/users")] * 2
+    with database.read() as session:
+        assert [user.party for user in service.list_users(session)] == [
+            SECRETARIAT_PARTY,
+            "XA",
+            "XA",
+            "XB",
+        ]
+
+
+async def test_a_hubs_admin_is_told_any_taken_name_exists(
+    hub: httpx.AsyncClient, sqlite_database: Database, make_user: MakeUser
+) -> None:
+    make_user("xa-admin", party="XA", roles=(Role.NODE_ADMIN,))
+    make_user("node-xb", party="XB", roles=(Role.PEER_NODE,))
+    admin = {"X-API-Key": _key(sqlite_database, "xa-admin")[1]}
+    taken = await hub.post("/v1/users", json=_new_user("XC", "customs", "node-xb"), headers=admin)
+    assert (taken.status_code, taken.json()["code"]) == (409, "EPIX-AUTH-007")

@@ -371,7 +371,7 @@ def list_users(
 @router.post(
     "/users",
     summary="Create a user",
-    openapi_extra=refusals("EPIX-AUTH-005", "EPIX-AUTH-007"),
+    openapi_extra=refusals("EPIX-AUTH-005", "EPIX-AUTH-007", "EPIX-AUTH-013"),
     response_model=UserOut,
     status_code=201,
 )
@@ -384,10 +384,24 @@ def create_user(
     context: RequestContextDep,
 ) -> UserOut:
     """Create a person of a Party and authority with roles (node admins); a password is for the web
-    pages, API keys are issued separately. On a Party node only of its own Party (EPIX-AUTH-005)."""
+    pages, API keys are issued separately. On a Party node only of its own Party (EPIX-AUTH-005).
+
+    A name one of the admin's own users has is EPIX-AUTH-007. One that a user they may not
+    manage has (another Party's, the Secretariat's) is EPIX-AUTH-013: the name is not free on
+    this node (names are node-wide, so that much cannot be hidden from someone choosing one),
+    but the answer names no account or Party, says nothing "exists", and is audited as the
+    EPIX-AUTH-005 it stands for (``auth.denied``), so a run of such probes is on record."""
+    node_party = administered_party(settings)
     with party_refusals_audited(request, database, principal):
-        ensure_may_administer(principal, body.party, administered_party(settings))
-    with database.unit_of_work() as session:
+        ensure_may_administer(principal, body.party, node_party)
+    with party_refusals_audited(request, database, principal), database.unit_of_work() as session:
+        holder = service.find_user(session, body.username)
+        if holder is not None:
+            holder_party = holder.party
+            concealed(
+                lambda: ensure_may_administer(principal, holder_party, node_party, "username"),
+                service.name_unavailable(body.username),
+            )
         user = service.create_user(
             session,
             username=body.username,
