@@ -304,7 +304,8 @@ class Settings(BaseSettings):
         default="text",
         description="text: one line `<time> <level> <logger> <message>` per record; json: one "
         "JSON object per line with time, level, logger, message, and request_id and exception "
-        "when there are any (uvicorn's access and error lines too), for log collectors.",
+        "when there are any (uvicorn's access and error lines too, and everything else `epix "
+        "serve` and `epix worker` write), for log collectors.",
     )
     retention_years: int = Field(
         default=5,

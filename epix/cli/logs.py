@@ -7,6 +7,10 @@ uvicorn configures only its own loggers, so without this every ``epix.*`` line b
 ``EPIX_LOG_FORMAT=json`` is for log collectors (Loki, Elasticsearch, journald's JSON readers):
 every line, uvicorn's access and error lines and other libraries' warnings included, is one
 JSON object with fixed keys, so a message with a newline or quotes cannot break a line apart.
+That holds for everything ``epix serve`` and ``epix worker`` write (``NODE_LOG_COMMANDS``):
+the warnings about EPIX_* variables before they start, the error they may end with, Python's
+warnings and ``serve --demo``'s greeting (which then names the file holding the demo
+credentials instead of printing them into the log).
 """
 
 from __future__ import annotations
@@ -25,6 +29,8 @@ LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s"
 # uvicorn's access line (epix.api.request_id).
 _REQUEST_ID_FILTER = {"()": "epix.api.request_id.RequestIdFilter"}
 _JSON_FORMATTER = {"()": "epix.cli.logs.JsonFormatter"}
+# The commands whose output is the node's log, all of it in EPIX_LOG_FORMAT.
+NODE_LOG_COMMANDS = frozenset({"serve", "worker"})
 
 
 class JsonFormatter(logging.Formatter):
@@ -53,6 +59,15 @@ class JsonFormatter(logging.Formatter):
         if record.stack_info:
             line["stack"] = self.formatStack(record.stack_info)
         return json.dumps(line)
+
+
+def json_line(level: int, message: str, logger: str = "epix.cli") -> str:
+    """``message`` as ``JsonFormatter`` writes it, for what a command says before its logging
+    is configured (or instead of starting)."""
+    record = logging.makeLogRecord(
+        {"name": logger, "levelno": level, "levelname": logging.getLevelName(level), "msg": message}
+    )
+    return JsonFormatter().format(record)
 
 
 def uvicorn_log_config(level: str, log_format: str = "text") -> dict[str, Any]:
@@ -86,3 +101,11 @@ def configure_command_logging(level: str, log_format: str = "text") -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter() if log_format == "json" else logging.Formatter(LOG_FORMAT))
     logging.basicConfig(level=level, handlers=[handler])
+    capture_warnings(log_format)
+
+
+def capture_warnings(log_format: str) -> None:
+    """Under json, Python's warnings (``warnings.warn``, written bare to standard error and over
+    several lines otherwise) go to the log as ``py.warnings`` lines."""
+    if log_format == "json":
+        logging.captureWarnings(True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 from typing import Any
@@ -13,6 +14,9 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
 from epix.errors import EpixError
+
+# Set on the context once the command is known: what the command line says is a JSON line.
+_JSON_LINES = "epix.json_lines"
 
 
 def _database_problem(exc: SQLAlchemyError) -> str:
@@ -41,13 +45,34 @@ class _Cli(click.Group):
     message and exit status 1, invalid EPIX_* settings with one naming each variable and exit
     status 2, never a traceback; settings values are not echoed (they may be keys). EPIX_*
     variables that are no setting (typos) are reported on standard error before the command
-    runs."""
+    runs. For ``epix serve`` and ``epix worker`` with EPIX_LOG_FORMAT=json those warnings and
+    that message are JSON log lines, as everything else they write."""
 
-    def invoke(self, ctx: click.Context) -> Any:
+    def resolve_command(
+        self, ctx: click.Context, args: list[str]
+    ) -> tuple[str | None, click.Command | None, list[str]]:
+        name, command, rest = super().resolve_command(ctx, args)
+        if ctx.resilient_parsing:  # shell completion: nothing runs
+            return name, command, rest
+        from epix.cli.logs import NODE_LOG_COMMANDS
         from epix.settings import unknown_variables
 
+        ctx.meta[_JSON_LINES] = name in NODE_LOG_COMMANDS and _log_format_is_json()
         for line in unknown_variables(os.environ):
-            click.echo(f"Warning: {line}", err=True)
+            _say(ctx, logging.WARNING, line)
+        return name, command, rest
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return self._invoke_explained(ctx)
+        except click.ClickException as exc:
+            if not ctx.meta.get(_JSON_LINES):
+                raise
+            _say(ctx, logging.ERROR, exc.format_message())
+            raise click.exceptions.Exit(exc.exit_code) from None
+
+    def _invoke_explained(self, ctx: click.Context) -> Any:
+        """Run the command, its known failures turned into one message each."""
         try:
             return super().invoke(ctx)
         except ValidationError as exc:
@@ -68,6 +93,26 @@ class _Cli(click.Group):
         except OSError as exc:
             where = f": {exc.filename}" if exc.filename else ""
             raise click.ClickException(f"{exc.strerror or exc}{where}") from None
+
+
+def _log_format_is_json() -> bool:
+    from epix.settings import get_settings
+
+    try:
+        return get_settings().log_format == "json"
+    except (ValidationError, SettingsError):
+        return False  # the command reports the invalid configuration, as text
+
+
+def _say(ctx: click.Context, level: int, message: str) -> None:
+    """A warning or error of the command line: a JSON line where the command's output is a
+    JSON log, else ``Warning: ...`` / ``Error: ...`` on standard error."""
+    if ctx.meta.get(_JSON_LINES):
+        from epix.cli.logs import json_line
+
+        click.echo(json_line(level, message), err=True)
+    else:
+        click.echo(f"{logging.getLevelName(level).capitalize()}: {message}", err=True)
 
 
 @click.group(cls=_Cli, context_settings={"help_option_names": ["-h", "--help"]})

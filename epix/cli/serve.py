@@ -16,12 +16,12 @@ import uvicorn
 
 from epix.api.http_protocol import BoundedHttpToolsProtocol
 from epix.api.metrics import MULTIPROCESS_DIRECTORY_VARIABLE, reset_multiprocess_directory
-from epix.cli.logs import uvicorn_log_config
+from epix.cli.logs import capture_warnings, uvicorn_log_config
 from epix.compliance import ReferenceDataError, load_reference_data
 from epix.db import Database
 from epix.delivery.worker import start_worker_thread
 from epix.errors import EpixError
-from epix.exchange.demo import DemoSetup, bootstrap_demo
+from epix.exchange.demo import DemoSetup, bootstrap_demo, demo_file
 from epix.exchange.node_identity import node_identity
 from epix.registry.follower import start_following
 from epix.settings import Settings, get_settings
@@ -64,6 +64,20 @@ def print_demo(setup: DemoSetup, url: str) -> None:
         click.echo(f"  {user.username:28} {user.password}")
     click.echo(f"Demo signing keys: {setup.keys_dir}")
     click.echo(f"Try it: {epix_command()} demo --url {url}\n")
+
+
+def log_demo(settings: Settings, url: str) -> None:
+    """``print_demo`` for a node logging JSON: its standard error goes to a log collector, which
+    must not keep the demo's keys and passwords, so the line says where they are."""
+    logging.getLogger("epix.cli").info(
+        "EPIX demo node: %s (API docs: %s/docs); the demo users' API keys and passwords "
+        "(TEST ONLY) are in %s; try it: %s demo --url %s",
+        url,
+        url,
+        demo_file(settings),
+        epix_command(),
+        url,
+    )
 
 
 # Listening on every address says nothing of the URL people reach the node at.
@@ -129,8 +143,8 @@ def uvicorn_options(
 @click.option(
     "--demo",
     is_flag=True,
-    help="Create demo Parties XA and XB, keys and users on "
-    "first start, and print the demo API keys.",
+    help="Create demo Parties XA and XB, keys and users on first start, and print the demo API "
+    "keys and passwords (with EPIX_LOG_FORMAT=json, log where they are kept instead).",
 )
 def serve(host: str, port: int, workers: int, demo: bool) -> None:
     """Start the node: apply migrations, then serve the API with uvicorn.
@@ -153,11 +167,16 @@ def serve(host: str, port: int, workers: int, demo: bool) -> None:
     # Before the outbox worker and the follower start in this process; uvicorn applies the same
     # configuration again in each process it starts.
     logging.config.dictConfig(uvicorn_log_config(settings.log_level, settings.log_format))
+    capture_warnings(settings.log_format)
     database = Database(settings.effective_database_url)
     database.migrate()
     ensure_node_identity(settings)
     if demo:
-        print_demo(bootstrap_demo(database, settings), url)
+        setup = bootstrap_demo(database, settings)
+        if settings.log_format == "json":
+            log_demo(settings, url)
+        else:
+            print_demo(setup, url)
     if workers > 1:
         # The web processes add up their counters through files, so that a scrape answered
         # by any of them gives the node's totals (epix/api/metrics.py).

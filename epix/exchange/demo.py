@@ -60,9 +60,14 @@ def demo_dir(settings: Settings) -> Path:
     return settings.data_dir / "demo"
 
 
+def demo_file(settings: Settings) -> Path:
+    """Where the demo users' credentials are kept (0600), for the next start to show again."""
+    return demo_dir(settings) / "demo.json"
+
+
 def load_demo(settings: Settings) -> DemoSetup | None:
     """The demo set up on an earlier start, if any."""
-    path = demo_dir(settings) / "demo.json"
+    path = demo_file(settings)
     if not path.exists():
         return None
     data = json.loads(path.read_text())
@@ -132,7 +137,7 @@ def bootstrap_demo(database: Database, settings: Settings) -> DemoSetup:
             _user(session, "node-admin", settings.node_party, "Node operator", Role.NODE_ADMIN)
         )
     setup = DemoSetup(tuple(users), str(keys_dir))
-    path = demo_dir(settings) / "demo.json"
+    path = demo_file(settings)
     descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(descriptor, "w") as handle:
         json.dump({"users": [asdict(u) for u in setup.users], "keys_dir": setup.keys_dir}, handle)

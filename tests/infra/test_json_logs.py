@@ -1,5 +1,7 @@
-"""EPIX_LOG_FORMAT=json: every line `epix serve` writes is one JSON object a log collector can
-read, with the request's id, and never a credential the request carried."""
+"""EPIX_LOG_FORMAT=json: every line `epix serve` and `epix worker` write is one JSON object a log
+collector can read, with the request's id, and never a credential the request carried: their
+warnings before they start and the error they end with included, and `serve --demo`'s greeting,
+which then names the file holding the demo credentials instead of printing them."""
 
 from __future__ import annotations
 
@@ -7,6 +9,8 @@ import io
 import json
 import logging
 import socket
+import subprocess
+import sys
 import time
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -16,12 +20,28 @@ import pytest
 
 from epix.api.request_id import RequestIdFilter, current_request_id
 from epix.cli.logs import JsonFormatter
-from tests.db.node_process import running_node
+from tests.conftest import REPO_ROOT
+from tests.db.node_process import epix, node_env, running_node
 
 KEYS = {"time", "level", "logger", "message"}
 PASSWORD = "correct-horse-battery-staple"
 API_KEY = "epix_k_not-a-real-key-but-a-credential"
 PERMIT_TOKEN = "permit-token-4f1c"
+# An EPIX_* variable that is no setting: the command line warns about it before the node starts.
+TYPO = {"EPIX_LOG_FORMATT": "text"}
+
+
+def _json_lines(output: str) -> list[dict[str, str]]:
+    """Each line of ``output`` as the JSON object it must be (a failure names the first line
+    that is not one)."""
+    lines = []
+    for line in output.splitlines():
+        try:
+            lines.append(json.loads(line))
+        except ValueError:
+            pytest.fail(f"not a JSON line: {line!r}\nin:\n{output}")
+    assert lines and all(line.keys() >= KEYS for line in lines), output
+    return lines
 
 
 def _leave_mid_body(url: str) -> None:
@@ -36,9 +56,11 @@ def _leave_mid_body(url: str) -> None:
 
 @pytest.mark.slow
 def test_every_line_of_a_json_logging_node_is_one_json_object(tmp_path: Path) -> None:
-    extra_env = {"EPIX_LOG_FORMAT": "json", "EPIX_LOG_LEVEL": "info"}
+    """A demo node with a misspelt variable, asked a few things (refused ones too), then
+    stopped with SIGTERM: everything it wrote, standard output and error, is JSON lines."""
+    extra_env = {"EPIX_LOG_FORMAT": "json", "EPIX_LOG_LEVEL": "info", **TYPO}
     with (
-        running_node(tmp_path / "data", extra_env=extra_env) as node,
+        running_node(tmp_path / "data", "--demo", extra_env=extra_env) as node,
         httpx.Client(base_url=node.url, timeout=30) as client,
     ):
         login = client.post(
@@ -55,9 +77,20 @@ def test_every_line_of_a_json_logging_node_is_one_json_object(tmp_path: Path) ->
             if "client left" in node.printed():
                 break
     assert (login.status_code, inbox.status_code) == (401, 401)
-    lines = [json.loads(line) for line in node.output.splitlines()]  # each one JSON object
-    assert lines and all(line.keys() >= KEYS for line in lines), node.output
-    assert {line["logger"] for line in lines} >= {"uvicorn.error", "uvicorn.access", "epix.api"}
+    lines = _json_lines(node.output)
+    assert {line["logger"] for line in lines} >= {
+        "uvicorn.error",
+        "uvicorn.access",
+        "epix.api",
+        "epix.cli",
+    }
+    said = [line for line in lines if line["logger"] == "epix.cli"]
+    assert said[0]["level"] == "WARNING" and "EPIX_LOG_FORMATT" in said[0]["message"]
+    demo_file = tmp_path / "data" / "demo" / "demo.json"
+    assert str(demo_file) in said[1]["message"]
+    demo_users = json.loads(demo_file.read_text())["users"]
+    for user in demo_users:  # the demo's credentials stay in their 0600 file
+        assert user["api_key"] not in node.output and user["password"] not in node.output
     by_id = {line["request_id"]: line for line in lines if "request_id" in line}
     assert 'POST /v1/auth/login HTTP/1.1" 401' in by_id["login-1"]["message"]
     assert by_id[inbox.headers["x-request-id"]]["logger"] == "uvicorn.access"
@@ -96,3 +129,52 @@ def test_a_json_line_carries_the_exception_and_the_request_id_on_one_line() -> N
     assert first["exception"].startswith("Traceback (most recent call last):")
     assert first["exception"].endswith("KeyError: 'missing'")
     assert second.keys() == KEYS and second["time"].endswith("Z")
+
+
+def test_the_worker_and_a_node_that_cannot_start_write_only_json_lines(tmp_path: Path) -> None:
+    """What the command line itself says (a misspelt variable, the error a command ends with)
+    is a JSON line under EPIX_LOG_FORMAT=json too, the database's password left out."""
+    json_env = {"EPIX_LOG_FORMAT": "json", "EPIX_LOG_LEVEL": "info", **TYPO}
+    worker = epix(tmp_path / "data", "worker", "--once", extra_env=json_env)
+    assert worker.returncode == 0, worker.stderr
+    assert worker.stdout == ""
+    assert "EPIX_LOG_FORMATT" in _json_lines(worker.stderr)[0]["message"]
+
+    unreachable = "postgresql+psycopg://epix:db-secret@127.0.0.1:1/epix"
+    failed = epix(tmp_path / "data", "worker", database_url=unreachable, extra_env=json_env)
+    assert failed.returncode == 1
+    error = _json_lines(failed.stderr)[-1]
+    assert (error["level"], error["logger"]) == ("ERROR", "epix.cli")
+    assert "cannot be used" in error["message"] and "db-secret" not in failed.stderr
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = str(taken.getsockname()[1])
+        busy = epix(tmp_path / "data", "serve", "--port", port, extra_env=json_env)
+        # Text stays text.
+        text_env = {**json_env, "EPIX_LOG_FORMAT": "text"}
+        as_text = epix(tmp_path / "data", "serve", "--port", port, extra_env=text_env)
+    assert busy.returncode == 1
+    assert "already in use" in _json_lines(busy.stderr)[-1]["message"]
+    assert as_text.stderr.startswith("Warning: EPIX_LOG_FORMATT is not an EPIX setting")
+    assert "Error: Cannot listen" in as_text.stderr
+
+
+def test_pythons_warnings_are_json_lines_of_a_json_logging_command(tmp_path: Path) -> None:
+    script = (
+        "import warnings; from epix.cli.logs import configure_command_logging; "
+        "configure_command_logging('INFO', 'json'); warnings.warn('old\\nthing', UserWarning)"
+    )
+    ran = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=REPO_ROOT,
+        env=node_env(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    (line,) = _json_lines(ran.stderr)
+    assert (line["level"], line["logger"]) == ("WARNING", "py.warnings")
+    assert "UserWarning: old\nthing" in line["message"]
