@@ -5,10 +5,12 @@ from __future__ import annotations
 import errno
 import logging.config
 import os
+import signal
 import socket
 import sys
 import threading
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 import click
@@ -123,6 +125,15 @@ def uvicorn_options(
     }
 
 
+def _end_command(_signum: int, _frame: FrameType | None) -> None:
+    """SIGTERM ends ``epix serve`` through its clean-up. uvicorn, serving in this process, shuts
+    down on SIGTERM and then sends it again to the process with the handler it found: the
+    default one ended the process there, skipping the clean-up, so the outbox worker thread
+    never let its deliveries in flight end (their rows waited for the lease to expire) and the
+    registry follower was not stopped."""
+    raise SystemExit(0)
+
+
 @click.command()
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option(
@@ -188,6 +199,7 @@ def serve(host: str, port: int, workers: int, demo: bool) -> None:
                 f"metrics: {exc.strerror or exc}."
             ) from None
         os.environ[MULTIPROCESS_DIRECTORY_VARIABLE] = str(shared)
+    signal.signal(signal.SIGTERM, _end_command)
     stop_following = threading.Event()
     try:
         follower = start_following(database, settings, stop_following)

@@ -62,6 +62,7 @@ class Node:
         self.url = url
         self.output = ""
         self.pid = 0
+        self.returncode: int | None = None
         self.printed: Callable[[], str] = lambda: self.output
 
 
@@ -109,5 +110,5 @@ def running_node(
             yield node
         finally:
             server.terminate()
-            server.wait(timeout=30)
+            node.returncode = server.wait(timeout=30)
             node.output = output()
