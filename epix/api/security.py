@@ -87,15 +87,15 @@ def check_same_origin(request: Request) -> None:
         )
 
 
-def check_login_origin(request: Request, database: DatabaseDep) -> None:
-    """Refuse a login sent by another site's page (EPIX-AUTH-012), as ``check_same_origin``
-    refuses any cookie-authenticated request: else that page could log the browser into the
-    other site's account, and what the person then enters would be recorded in it. The
+def check_same_origin_audited(request: Request, database: DatabaseDep, credential: str) -> None:
+    """``check_same_origin`` for a route that checks it before any session is read: a login
+    (``credential="password"``; else another site's page could log the browser into an account
+    of its choosing, which would then record what the person enters) and the logout. The
     refusal is audited and throttled as a refused session is (``auth.refused``)."""
-    _checked(request, database, _same_origin_login, credential="password")
+    _checked(request, database, _same_origin, credential=credential)
 
 
-def _same_origin_login(request: Request, _database: DatabaseDep) -> None:
+def _same_origin(request: Request, _database: DatabaseDep) -> None:
     check_same_origin(request)
 
 

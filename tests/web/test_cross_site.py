@@ -88,6 +88,13 @@ def test_another_site_cannot_log_the_officer_out(
     refused = client.post("/v1/auth/logout", headers=headers)
     assert (refused.status_code, refused.json()["code"]) == (403, "EPIX-AUTH-012")
     assert client.get("/v1/auth/whoami").json()["username"] == OFFICER
+    with sqlite_database.engine.connect() as connection:  # audited as other such refusals are
+        audited = connection.execute(
+            text("SELECT outcome, path, detail FROM audit_events WHERE action = 'auth.refused'")
+        ).all()
+    assert [tuple(row) for row in audited] == [
+        ("EPIX-AUTH-012", "/v1/auth/logout", '{"credential":"session"}')
+    ]
     assert client.post("/v1/auth/logout").status_code == 204  # from the node's own page
     assert client.get("/v1/auth/whoami").status_code == 401
 

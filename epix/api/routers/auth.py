@@ -16,8 +16,7 @@ from epix.api.openapi import refusals
 from epix.api.security import (
     SESSION_USER,
     CurrentPrincipal,
-    check_login_origin,
-    check_same_origin,
+    check_same_origin_audited,
     end_web_session,
     get_current_principal,
     record_denied,
@@ -238,7 +237,7 @@ def password_login(
     browser; the JSON login and the login page's own form both come here."""
     if web_session(request) is None:
         raise EpixError.of("EPIX-REQ-005", "This node has no web sessions.", "/v1/auth/login")
-    check_login_origin(request, database)
+    check_same_origin_audited(request, database, credential="password")
     throttle: Throttle = request.app.state.login_throttle
     address_throttle: Throttle = request.app.state.login_address_throttle
     address = request.client.host if request.client else ""
@@ -318,7 +317,8 @@ def logout(request: Request, database: DatabaseDep, context: RequestContextDep) 
     web = web_session(request)
     if not web or web.get(SESSION_USER) is None:
         return
-    check_same_origin(request)  # another site must not end the session either
+    # Another site must not end the session either (audited, as a refused session is).
+    check_same_origin_audited(request, database, credential="session")
     try:
         principal = get_current_principal(request, database)
     except EpixError:
