@@ -87,13 +87,22 @@ def uvicorn_log_config(level: str, log_format: str = "text") -> dict[str, Any]:
     for handler in ("default", "access"):
         config["handlers"][handler]["filters"] = ["request_id"]
     config["handlers"]["epix"] = {
-        "class": "logging.StreamHandler",
+        "()": "epix.cli.logs.node_log_handler",
+        "log_format": log_format,
         "formatter": "epix",
-        "stream": "ext://sys.stderr",
         "filters": ["request_id"],
     }
     config["loggers"]["epix"] = {"handlers": ["epix"], "level": level, "propagate": False}
     return config
+
+
+def node_log_handler(log_format: str) -> logging.Handler:
+    """The ``epix`` (and, under json, root) handler of ``uvicorn_log_config``: standard error.
+    Made here, not named by its class, so that applying the configuration also captures
+    Python's warnings under json, in ``epix serve`` and in each worker process uvicorn starts,
+    which runs nothing else of ``epix serve``."""
+    capture_warnings(log_format)
+    return logging.StreamHandler(sys.stderr)
 
 
 def configure_command_logging(level: str, log_format: str = "text") -> None:

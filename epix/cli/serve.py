@@ -18,7 +18,7 @@ import uvicorn
 
 from epix.api.http_protocol import BoundedHttpToolsProtocol
 from epix.api.metrics import MULTIPROCESS_DIRECTORY_VARIABLE, reset_multiprocess_directory
-from epix.cli.logs import capture_warnings, uvicorn_log_config
+from epix.cli.logs import uvicorn_log_config
 from epix.compliance import ReferenceDataError, load_reference_data
 from epix.db import Database
 from epix.delivery.worker import start_worker_thread
@@ -178,7 +178,6 @@ def serve(host: str, port: int, workers: int, demo: bool) -> None:
     # Before the outbox worker and the follower start in this process; uvicorn applies the same
     # configuration again in each process it starts.
     logging.config.dictConfig(uvicorn_log_config(settings.log_level, settings.log_format))
-    capture_warnings(settings.log_format)
     database = Database(settings.effective_database_url)
     database.migrate()
     ensure_node_identity(settings)

@@ -161,11 +161,20 @@ def test_the_worker_and_a_node_that_cannot_start_write_only_json_lines(tmp_path:
     assert "Error: Cannot listen" in as_text.stderr
 
 
-def test_pythons_warnings_are_json_lines_of_a_json_logging_command(tmp_path: Path) -> None:
-    script = (
-        "import warnings; from epix.cli.logs import configure_command_logging; "
-        "configure_command_logging('INFO', 'json'); warnings.warn('old\\nthing', UserWarning)"
-    )
+@pytest.mark.parametrize(
+    "configure",
+    [
+        "from epix.cli.logs import configure_command_logging as c; c('INFO', 'json')",
+        # As each worker process of `epix serve --workers N` applies it, and nothing else.
+        "import logging.config; from epix.cli.logs import uvicorn_log_config as c; "
+        "logging.config.dictConfig(c('INFO', 'json'))",
+    ],
+    ids=["worker", "serve"],
+)
+def test_pythons_warnings_are_json_lines_of_a_json_logging_command(
+    tmp_path: Path, configure: str
+) -> None:
+    script = f"import warnings; {configure}; warnings.warn('old\\nthing', UserWarning)"
     ran = subprocess.run(
         [sys.executable, "-c", script],
         cwd=REPO_ROOT,
