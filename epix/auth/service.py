@@ -19,6 +19,7 @@ from typing import Protocol
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import bindparam, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from epix.audit.context import RequestContext
@@ -138,6 +139,10 @@ def name_unavailable(username: str) -> EpixError:
     )
 
 
+def _name_taken(username: str) -> EpixError:
+    return EpixError.of("EPIX-AUTH-007", f"A user {username!r} already exists.", "username")
+
+
 def find_user(session: Session, username: str) -> User | None:
     return session.scalars(select(User).where(User.username == username)).one_or_none()
 
@@ -228,7 +233,7 @@ def create_user(
     _ensure_fits(authority.strip(), "authority", "The authority name")
     _ensure_fits(full_name, "full_name", "The full name")
     if user_exists(session, username):
-        raise EpixError.of("EPIX-AUTH-007", f"A user {username!r} already exists.", "username")
+        raise _name_taken(username)
     if password is not None:
         _validate_password(password)
     user = User(
@@ -241,8 +246,11 @@ def create_user(
         created_at=utcnow(),
         auth_epoch=0,
     )
-    session.add(user)
-    session.flush()
+    try:
+        with session.begin_nested():
+            session.add(user)
+    except IntegrityError:  # a transaction that committed meanwhile took the name
+        raise _name_taken(username) from None
     record_event(
         session,
         action="user_created",

@@ -8,6 +8,7 @@ Party's users, as its operator does."""
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -395,3 +396,40 @@ async def test_a_hubs_admin_is_told_any_taken_name_exists(
     admin = {"X-API-Key": _key(sqlite_database, "xa-admin")[1]}
     taken = await hub.post("/v1/users", json=_new_user("XC", "customs", "node-xb"), headers=admin)
     assert (taken.status_code, taken.json()["code"]) == (409, "EPIX-AUTH-007")
+
+
+async def test_a_name_taken_while_the_user_is_being_created_gets_the_same_answers(
+    party_node: httpx.AsyncClient, database: Database, make_user_in: MakeUser
+) -> None:
+    """XB's node account is being made (by the operator) in a transaction that commits only
+    after XA's admin asked for the same name: the admin's request, which found the name free,
+    meets the name at its insert. It gets the answer it would have got a moment later (409
+    EPIX-AUTH-013, audited), not a 500; so does a name one of XA's own users takes (409
+    EPIX-AUTH-007)."""
+    make_user_in(database, "xa-admin", party="XA", roles=(Role.NODE_ADMIN,))
+    admin = {"X-API-Key": _key(database, "xa-admin")[1]}
+    cases = (("node-xb", "XB", "EPIX-AUTH-013"), ("xa-new", "XA", "EPIX-AUTH-007"))
+    for name, party, code in cases:
+        inserted, commit = threading.Event(), threading.Event()
+        making = threading.Thread(
+            target=_make_user_committing_later, args=(database, name, party, inserted, commit)
+        )
+        making.start()
+        assert inserted.wait(30)
+        threading.Timer(1.0, commit.set).start()  # while the admin's insert waits for the row
+        body = _new_user("XA", "customs", name)
+        answer = await party_node.post("/v1/users", json=body, headers=admin)
+        making.join(30)
+        assert (answer.status_code, answer.json()["code"]) == (409, code), answer.text
+    assert _denials(database) == [("xa-admin", "EPIX-AUTH-005", "/v1/users")]
+
+
+def _make_user_committing_later(
+    database: Database, name: str, party: str, inserted: threading.Event, commit: threading.Event
+) -> None:
+    with database.unit_of_work() as session:
+        service.create_user(
+            session, username=name, party=party, authority="A", roles=[Role.CUSTOMS]
+        )
+        inserted.set()
+        commit.wait(30)

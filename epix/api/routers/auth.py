@@ -93,6 +93,20 @@ def administered_user(
     return user
 
 
+def ensure_name_not_concealed(
+    session: Session, username: str, principal: Principal, node_party: str | None
+) -> None:
+    """Refuse a new user's name that a user this admin may not manage has with EPIX-AUTH-013,
+    which does not say the name exists (``create_user``)."""
+    holder = service.find_user(session, username)
+    if holder is not None:
+        holder_party = holder.party
+        concealed(
+            lambda: ensure_may_administer(principal, holder_party, node_party, "username"),
+            service.name_unavailable(username),
+        )
+
+
 class LoginRequest(BaseModel):
     username: str = Field(min_length=1, max_length=150, examples=["xb-customs"])
     password: str = Field(min_length=1, max_length=1024, examples=["printed-by-make-run"])
@@ -395,24 +409,23 @@ def create_user(
     with party_refusals_audited(request, database, principal):
         ensure_may_administer(principal, body.party, node_party)
     with party_refusals_audited(request, database, principal), database.unit_of_work() as session:
-        holder = service.find_user(session, body.username)
-        if holder is not None:
-            holder_party = holder.party
-            concealed(
-                lambda: ensure_may_administer(principal, holder_party, node_party, "username"),
-                service.name_unavailable(body.username),
+        ensure_name_not_concealed(session, body.username, principal, node_party)
+        try:
+            user = service.create_user(
+                session,
+                username=body.username,
+                full_name=body.full_name,
+                party=body.party,
+                authority=body.authority,
+                roles=body.roles,
+                password=body.password,
+                actor=principal,
+                request=context,
             )
-        user = service.create_user(
-            session,
-            username=body.username,
-            full_name=body.full_name,
-            party=body.party,
-            authority=body.authority,
-            roles=body.roles,
-            password=body.password,
-            actor=principal,
-            request=context,
-        )
+        except EpixError as refusal:
+            if refusal.findings[0].code == "EPIX-AUTH-007":  # taken meanwhile: by whom?
+                ensure_name_not_concealed(session, body.username, principal, node_party)
+            raise
         return UserOut.of(user)
 
 
