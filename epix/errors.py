@@ -246,7 +246,8 @@ _TABLE: tuple[ErrorCode, ...] = (
         "EPIX-AUTH-011",
         E,
         429,
-        "Too many refused API keys or sessions from this address; wait before trying again.",
+        "Too many refused API keys, sessions or cross-site logins from this address; wait "
+        "before trying again.",
     ),
     _c(
         "EPIX-AUTH-012",
