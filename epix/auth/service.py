@@ -249,8 +249,10 @@ def create_user(
     try:
         with session.begin_nested():
             session.add(user)
-    except IntegrityError:  # a transaction that committed meanwhile took the name
-        raise _name_taken(username) from None
+    except IntegrityError:
+        if not user_exists(session, username):
+            raise
+        raise _name_taken(username) from None  # taken by a transaction committed meanwhile
     record_event(
         session,
         action="user_created",
