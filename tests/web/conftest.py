@@ -38,6 +38,21 @@ OFFICER = "officer-xb"
 OFFICER_PASSWORD = "correct horse battery staple"
 
 
+def create_officer(
+    database: Database, username: str = OFFICER, password: str = OFFICER_PASSWORD
+) -> None:
+    """A customs officer of XB, the importing Party of the permits on file."""
+    with database.unit_of_work() as session:
+        auth.create_user(
+            session,
+            username=username,
+            party="XB",
+            authority="XB Customs (DEMO)",
+            roles=[Role.CUSTOMS],
+            password=password,
+        )
+
+
 @dataclass
 class LiveNode:
     url: str
@@ -46,16 +61,7 @@ class LiveNode:
     database: Database
 
     def add_customs_officer(self, username: str, password: str) -> None:
-        """A customs officer of XB, the importing Party of the permits on file."""
-        with self.database.unit_of_work() as session:
-            auth.create_user(
-                session,
-                username=username,
-                party="XB",
-                authority="XB Customs (DEMO)",
-                roles=[Role.CUSTOMS],
-                password=password,
-            )
+        create_officer(self.database, username, password)
 
     def end_web_sessions(self, username: str) -> None:
         """Every web session of ``username`` ends (as a password change or a log-out does)."""

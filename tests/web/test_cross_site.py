@@ -18,8 +18,6 @@ from selenium.webdriver.support import expected_conditions as ec
 from sqlalchemy import text
 
 from epix.api.app import create_app
-from epix.auth import service as auth
-from epix.auth.principal import Role
 from epix.db import Database
 from epix.settings import Settings
 from tests.web.conftest import (
@@ -27,6 +25,7 @@ from tests.web.conftest import (
     OFFICER_PASSWORD,
     LiveNode,
     OtherOrigin,
+    create_officer,
     fill_border_details,
     log_in,
     wait,
@@ -73,15 +72,7 @@ def test_a_link_on_another_site_cannot_lease_the_partys_inbox(
 def test_another_site_cannot_log_the_officer_out(
     sqlite_database: Database, tmp_path: Path, headers: dict[str, str]
 ) -> None:
-    with sqlite_database.unit_of_work() as session:
-        auth.create_user(
-            session,
-            username=OFFICER,
-            party="XB",
-            authority="XB Customs",
-            roles=[Role.CUSTOMS],
-            password=OFFICER_PASSWORD,
-        )
+    create_officer(sqlite_database)
     client = TestClient(create_app(Settings(data_dir=tmp_path), sqlite_database))
     login = {"username": OFFICER, "password": OFFICER_PASSWORD}
     assert client.post("/v1/auth/login", json=login).status_code == 200
@@ -150,15 +141,7 @@ def test_a_write_refused_as_cross_site_is_shown_on_the_page_not_sent_to_log_in(
 
 
 def _officer_logged_in(database: Database, client: TestClient) -> None:
-    with database.unit_of_work() as session:
-        auth.create_user(
-            session,
-            username=OFFICER,
-            party="XB",
-            authority="XB Customs",
-            roles=[Role.CUSTOMS],
-            password=OFFICER_PASSWORD,
-        )
+    create_officer(database)
     login = {"username": OFFICER, "password": OFFICER_PASSWORD}
     assert client.post("/v1/auth/login", json=login).status_code == 200
 
@@ -226,15 +209,7 @@ def test_another_site_cannot_log_a_browser_into_an_account(
     records what they enter. Both logins are refused (403 EPIX-AUTH-012, no cookie) and each
     refusal is audited as another cross-site refusal is; a script sending neither Origin nor
     Referer, and the node's own pages, still log in."""
-    with database.unit_of_work() as session:
-        auth.create_user(
-            session,
-            username=OFFICER,
-            party="XB",
-            authority="XB Customs",
-            roles=[Role.CUSTOMS],
-            password=OFFICER_PASSWORD,
-        )
+    create_officer(database)
     client = TestClient(create_app(Settings(data_dir=tmp_path), database))
     login = {"username": OFFICER, "password": OFFICER_PASSWORD}
     refused = client.post("/v1/auth/login", json=login, headers=headers)

@@ -14,11 +14,16 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions as ec
 
 from epix.api.app import create_app
-from epix.auth import service as auth
-from epix.auth.principal import Role
 from epix.db import Database
 from epix.settings import Settings
-from tests.web.conftest import OFFICER, OFFICER_PASSWORD, LiveNode, submit_login, wait
+from tests.web.conftest import (
+    OFFICER,
+    OFFICER_PASSWORD,
+    LiveNode,
+    create_officer,
+    submit_login,
+    wait,
+)
 
 
 def _whoami(browser: WebDriver, node: LiveNode) -> httpx.Response:
@@ -106,15 +111,7 @@ def test_an_empty_form_is_refused_on_the_page(client: TestClient) -> None:
 
 @pytest.fixture
 def live_officer(sqlite_database: Database) -> None:
-    with sqlite_database.unit_of_work() as session:
-        auth.create_user(
-            session,
-            username=OFFICER,
-            party="XB",
-            authority="XB Customs",
-            roles=[Role.CUSTOMS],
-            password=OFFICER_PASSWORD,
-        )
+    create_officer(sqlite_database)
 
 
 @pytest.mark.browser

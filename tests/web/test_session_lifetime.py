@@ -8,25 +8,15 @@ from pathlib import Path
 from fastapi.testclient import TestClient
 
 from epix.api.app import create_app
-from epix.auth import service as auth
-from epix.auth.principal import Role
 from epix.db import Database
 from epix.settings import Settings
-from tests.web.conftest import OFFICER, OFFICER_PASSWORD
+from tests.web.conftest import OFFICER, OFFICER_PASSWORD, create_officer
 
 
 def test_a_busy_session_still_ends_its_lifetime_after_the_login(
     sqlite_database: Database, tmp_path: Path
 ) -> None:
-    with sqlite_database.unit_of_work() as session:
-        auth.create_user(
-            session,
-            username=OFFICER,
-            party="XB",
-            authority="XB Customs",
-            roles=[Role.CUSTOMS],
-            password=OFFICER_PASSWORD,
-        )
+    create_officer(sqlite_database)
     settings = Settings(data_dir=tmp_path, web_session_max_seconds=3)
     client = TestClient(create_app(settings, sqlite_database))
     login = {"username": OFFICER, "password": OFFICER_PASSWORD}
