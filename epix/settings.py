@@ -171,8 +171,9 @@ class Settings(BaseSettings):
         gt=0,
         description="How long an endorsement the importing Party's node refused for not holding "
         "its permit yet (EPIX-MSG-011) is sent again with the outbox's backoff, from the first "
-        "such refusal (and never past EPIX_OUTBOX_GIVE_UP_SECONDS); then it fails with that "
-        "refusal.",
+        "such refusal (and never past EPIX_OUTBOX_GIVE_UP_SECONDS); a refusal after it fails "
+        "the row with that refusal. Only while the refusal lasts: any other failure is retried "
+        "until the row's own give-up time.",
     )
     outbox_base_delay_seconds: float = Field(
         default=1.0, gt=0, description="First retry delay; doubles per attempt, with full jitter."

@@ -84,6 +84,10 @@ class OutboxMessage(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     next_attempt_at: Mapped[datetime] = mapped_column(default=utcnow)
     give_up_at: Mapped[datetime]
+    # An endorsement the importing Party's node refused for not holding its permit yet
+    # (EPIX-MSG-011): sent again until then (EPIX_OUTBOX_PERMIT_WAIT_SECONDS after the first such
+    # refusal), a bound applied only while the far end keeps refusing for that reason.
+    permit_wait_until: Mapped[datetime | None]
 
     lease_owner: Mapped[str | None] = mapped_column(String(64))
     lease_version: Mapped[int] = mapped_column(Integer, default=0)

@@ -129,6 +129,7 @@ class Claim:
     payload: bytes
     attempts: int
     give_up_at: datetime
+    permit_wait_until: datetime | None
     lease_expires_at: datetime
 
 
@@ -200,6 +201,7 @@ def claim_due(
                 payload=row.payload,
                 attempts=row.attempts,
                 give_up_at=row.give_up_at,
+                permit_wait_until=row.permit_wait_until,
                 lease_expires_at=expires,
             )
         )
@@ -298,17 +300,17 @@ def mark_attempt_failed(
     retry_at: datetime | None,
     response_status: int | None = None,
     now: datetime | None = None,
-    give_up_at: datetime | None = None,
+    permit_wait_until: datetime | None = None,
 ) -> bool:
     """Record a failed attempt: retry at ``retry_at``, or fail for good.
 
     The row becomes ``failed`` when ``retry_at`` is None (a permanent refusal) or falls after
-    the row's give-up time, which ``give_up_at`` replaces if given (a failure with a shorter
-    bound of its own). Returns True when the row is now ``failed``.
+    the row's give-up time. ``permit_wait_until`` is stored with a refusal for the permit
+    (``WAITING_FOR_PERMIT``), whose caller applies it; the give-up time never moves. Returns
+    True when the row is now ``failed``.
     """
     now = now or utcnow()
-    give_up_at = give_up_at or claim.give_up_at
-    give_up = retry_at is None or retry_at >= give_up_at
+    give_up = retry_at is None or retry_at >= claim.give_up_at
     values: dict[str, Any] = {
         "last_error_code": code,
         "last_error": reason,
@@ -316,14 +318,39 @@ def mark_attempt_failed(
         "lease_owner": None,
         "lease_expires_at": None,
     }
+    if permit_wait_until is not None:
+        values.update(permit_wait_until=permit_wait_until)
     if give_up:
         values.update(state=OutboxState.FAILED.value, failed_at=now)
     else:
-        values.update(next_attempt_at=retry_at, give_up_at=give_up_at)
+        values.update(next_attempt_at=retry_at)
     _fenced_update(session, claim, values)
     if give_up:
         _count(session, OutboxOutcome.GIVEN_UP)
     return give_up
+
+
+def gives_up_at(row: OutboxMessage) -> datetime:
+    """When a row fails for good if nothing changes: its give-up time, or the end of its wait
+    for the permit while the far end refuses it for that (``WAITING_FOR_PERMIT``)."""
+    if row.last_error_code == WAITING_FOR_PERMIT and row.permit_wait_until is not None:
+        return min(row.give_up_at, row.permit_wait_until)
+    return row.give_up_at
+
+
+def progress(row: OutboxMessage) -> dict[str, object]:
+    """How far a row got, as tracking and an endorsement's forwarding show it: its attempts,
+    the last error (none once delivered) and, while pending, when it is tried next and when it
+    fails for good (EPIX-DLV-014 while the importer's node waits for the permit)."""
+    delivered = row.state == OutboxState.DELIVERED.value
+    pending = row.state == OutboxState.PENDING.value
+    return {
+        "attempts": row.attempts,
+        "error_code": None if delivered else row.last_error_code,
+        "error": None if delivered else row.last_error,
+        "next_attempt_at": row.next_attempt_at.isoformat() if pending else None,
+        "give_up_at": gives_up_at(row).isoformat() if pending else None,
+    }
 
 
 def release(session: Session, claim: Claim, *, not_before: datetime) -> None:
@@ -452,6 +479,7 @@ def resend(
     row.state = OutboxState.PENDING.value
     row.next_attempt_at = now
     row.give_up_at = now + timedelta(seconds=give_up_seconds)
+    row.permit_wait_until = None
     row.failed_at = None
     row.resent_count += 1
     session.flush()

@@ -591,15 +591,16 @@ class Worker:
         """The importing Party's node refused the endorsement because it does not hold the
         permit yet (EPIX-MSG-011): the permit may still reach it (a resent delivery), so the
         row is retried with the outbox's backoff until ``outbox_permit_wait_seconds`` after
-        the first such refusal, then fails with that refusal as any other. The peer stores
-        nothing it refuses, and answers a retry of a message it took with the first receipt,
-        so the endorsement is recorded there once."""
+        the first such refusal, then fails with that refusal as any other. That bound holds
+        only while the far end refuses for the permit: any other failure meanwhile is retried
+        until the row's own give-up time. The peer stores nothing it refuses, and answers a
+        retry of a message it took with the first receipt, so the endorsement is recorded
+        there once."""
         now = self.clock()
         wait = timedelta(seconds=self.settings.outbox_permit_wait_seconds)
-        # The row's give-up time only moves earlier, so it stays that of the first refusal.
-        until = min(claim.give_up_at, now + wait)
+        until = claim.permit_wait_until or now + wait
         retry_at = self._retry_at(claim, now)
-        if retry_at >= until:
+        if retry_at >= min(claim.give_up_at, until):
             return self._record_failure(
                 claim, "EPIX-DLV-006", reason, now=now, retry_at=None, status=status
             )
@@ -610,7 +611,7 @@ class Worker:
             now=now,
             retry_at=retry_at,
             status=status,
-            give_up_at=until,
+            permit_wait_until=until,
         )
 
     def _retry_at(self, claim: Claim, now: datetime, retry_after: float | None = None) -> datetime:
@@ -634,7 +635,7 @@ class Worker:
         now: datetime,
         retry_at: datetime | None,
         status: int | None,
-        give_up_at: datetime | None = None,
+        permit_wait_until: datetime | None = None,
     ) -> Result:
         with self.database.unit_of_work() as session:
             gave_up = outbox.mark_attempt_failed(
@@ -645,7 +646,7 @@ class Worker:
                 retry_at=retry_at,
                 response_status=status,
                 now=now,
-                give_up_at=give_up_at,
+                permit_wait_until=permit_wait_until,
             )
             if gave_up:
                 self._record_give_up(session, claim, code, reason, status)

@@ -22,8 +22,8 @@ from sqlalchemy.orm import Session
 from epix.audit.context import RequestContext
 from epix.audit.service import record_event
 from epix.auth.principal import Principal
-from epix.delivery.models import OutboxKind, OutboxMessage, OutboxState
-from epix.delivery.outbox import DEFAULT_GIVE_UP_SECONDS, enqueue, permit_order_key
+from epix.delivery.models import OutboxKind, OutboxMessage
+from epix.delivery.outbox import DEFAULT_GIVE_UP_SECONDS, enqueue, permit_order_key, progress
 from epix.endorsements.checks import normalise_port, parse_quantity
 from epix.endorsements.document import (
     EndorsedLine,
@@ -962,17 +962,11 @@ def forwarding(session: Session, endorsement: Endorsement) -> list[dict[str, obj
     result: list[dict[str, object]] = []
     for row in rows:
         status, codes = receipt_outcome(row.receipt) if row.receipt else (None, [])
-        delivered = row.state == OutboxState.DELIVERED.value
-        pending = row.state == OutboxState.PENDING.value
         result.append(
             {
                 "to": row.destination_party,
                 "state": row.state,
-                "attempts": row.attempts,
-                "error_code": None if delivered else row.last_error_code,
-                "error": None if delivered else row.last_error,
-                "next_attempt_at": row.next_attempt_at.isoformat() if pending else None,
-                "give_up_at": row.give_up_at.isoformat() if pending else None,
+                **progress(row),
                 "receipt_status": status,
                 "receipt_codes": codes,
             }

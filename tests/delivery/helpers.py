@@ -8,6 +8,7 @@ be told to drop the answer after committing, to answer with an error, or to be d
 from __future__ import annotations
 
 import hashlib
+import json
 import socket
 import threading
 import time
@@ -67,6 +68,8 @@ class PeerState:
     delay_seconds: float = 0.0  # hold each answer this long (or until the peer stops)
     stopping: threading.Event = field(default_factory=threading.Event)
     retry_after: str | None = None  # a Retry-After header sent with a forced status
+    problem_code: str = "EPIX-MSG-001"  # the code of the refusal sent with a forced status
+    problem_detail: str = "refused by the test peer"
     drip_seconds: float = 0.0  # answer 200 with a body sent one byte per this many seconds
     flood_bytes: int = 0  # answer 200 with a body of this many bytes
     hosts: list[str] = field(default_factory=list)  # the Host header of every request
@@ -108,6 +111,10 @@ class _Handler(BaseHTTPRequestHandler):
         state = self.server.state
         body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
         message_id = self.headers.get("X-EPIX-Delivery") or self.headers.get("X-EPIX-Message-Id")
+        if state.stopping.is_set() and not state.delay_seconds:
+            # Stopped: a connection the sender kept open from before is cut, not answered.
+            self.close_connection = True
+            return
         if state.delay_seconds and state.stopping.wait(state.delay_seconds):
             self.close_connection = True  # stopped while holding the answer
             return
@@ -151,7 +158,9 @@ class _Handler(BaseHTTPRequestHandler):
             if lose and message_id is not None:
                 state.answered_once.add(message_id)
         if forced:
-            problem = b'{"errors":[{"code":"EPIX-MSG-001"}],"detail":"refused by the test peer"}'
+            problem = json.dumps(
+                {"errors": [{"code": state.problem_code}], "detail": state.problem_detail}
+            ).encode()
             self._answer(forced, problem, "application/problem+json", state.retry_after)
             return
         if lose:

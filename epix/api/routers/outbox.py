@@ -61,7 +61,7 @@ class OutboxRowOut(BaseModel):
             attempts=row.attempts,
             created_at=row.created_at,
             next_attempt_at=row.next_attempt_at,
-            give_up_at=row.give_up_at,
+            give_up_at=outbox.gives_up_at(row),
             delivered_at=row.delivered_at,
             failed_at=row.failed_at,
             last_error_code=row.last_error_code,

@@ -1,0 +1,149 @@
+"""An endorsement the importing Party's node refuses for not holding its permit yet
+(EPIX-MSG-011) waits for it for EPIX_OUTBOX_PERMIT_WAIT_SECONDS, a bound kept apart from the
+row's give-up time and applied only while that refusal lasts. Real HTTP peers on 127.0.0.1,
+SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+
+from epix.db import Database
+from epix.db.base import utcnow
+from epix.delivery import outbox
+from epix.delivery.models import OutboxMessage, OutboxState
+from epix.delivery.worker import Worker, default_worker
+from epix.settings import Settings
+from tests.delivery.helpers import (
+    PEER_PARTY,
+    Peer,
+    PeerState,
+    drain,
+    peer_identity,
+    register_peer,
+    sender_settings,
+)
+
+NOT_HELD = "The node of XB does not hold permit XA 24XA000001: the permit never reached it."
+
+
+@pytest.fixture
+def peer(database: Database) -> Iterator[Peer]:
+    """XB's node, refusing every endorsement for not holding its permit (EPIX-MSG-011)."""
+    identity = peer_identity()
+    node = Peer(
+        PeerState(
+            identity=identity, status=422, problem_code="EPIX-MSG-011", problem_detail=NOT_HELD
+        )
+    )
+    register_peer(database, endpoint=node.url, identity=identity)
+    node.start()
+    yield node
+    node.stop()
+
+
+def _settings(tmp_path: Path, give_up_seconds: int) -> Settings:
+    return sender_settings(
+        tmp_path, outbox_permit_wait_seconds=1, outbox_give_up_seconds=give_up_seconds
+    )
+
+
+def _enqueue(database: Database, settings: Settings) -> None:
+    with database.unit_of_work() as session:
+        outbox.enqueue(
+            session,
+            kind="endorsement",
+            destination_party=PEER_PARTY,
+            payload=b"<Endorsement/>",
+            message_id="end-1",
+            sender_party="XA",
+            give_up_seconds=settings.outbox_give_up_seconds,
+        )
+
+
+def _row(database: Database) -> OutboxMessage:
+    with database.read() as session:
+        (row,) = session.scalars(select(OutboxMessage))
+        session.expunge(row)
+        return row
+
+
+def _run_until(worker: Worker, moment: datetime) -> None:
+    """Let the worker retry whatever is due until ``moment``."""
+    while utcnow() < moment:
+        if worker.run_once() == 0:
+            time.sleep(0.02)
+
+
+def _refused_for_the_permit(database: Database, worker: Worker) -> OutboxMessage:
+    worker.run_once()
+    row = _row(database)
+    assert (row.state, row.last_error_code) == (OutboxState.PENDING, outbox.WAITING_FOR_PERMIT)
+    assert row.last_error is not None and NOT_HELD in row.last_error
+    return row
+
+
+def test_an_outage_after_the_refusal_is_retried_until_the_rows_own_give_up_time(
+    database: Database, peer: Peer, tmp_path: Path
+) -> None:
+    """The wait for the permit was written into the row's give-up time, so once the far end
+    stopped refusing for the permit (it went down, or took the permit) a later ordinary failure
+    gave the row up at first refusal + the wait, not at its own give-up age."""
+    settings = _settings(tmp_path, give_up_seconds=4)
+    _enqueue(database, settings)
+    created = _row(database)
+    worker = default_worker(database, settings)
+    try:
+        waiting = _refused_for_the_permit(database, worker)
+        assert waiting.give_up_at == created.give_up_at
+        assert (
+            outbox.progress(waiting)["give_up_at"]
+            == min(created.give_up_at, waiting.permit_wait_until or created.give_up_at).isoformat()
+        )
+        peer.stop()
+        _run_until(worker, utcnow() + timedelta(seconds=2))
+        down = _row(database)
+        assert (down.state, down.last_error_code) == (OutboxState.PENDING, "EPIX-DLV-001")
+        assert outbox.progress(down)["give_up_at"] == created.give_up_at.isoformat()
+        drain(worker.run_once, database, timeout=15)
+    finally:
+        worker.close()
+    failed = _row(database)
+    assert (failed.state, failed.last_error_code) == (OutboxState.FAILED, "EPIX-DLV-001")
+    # Its final words are the outage's, the last thing that happened, not the old refusal.
+    assert failed.last_error is not None and "MSG-011" not in failed.last_error
+    assert failed.failed_at is not None
+    max_delay = timedelta(seconds=settings.outbox_max_delay_seconds)
+    assert failed.failed_at >= created.give_up_at - max_delay
+
+
+def test_a_refusal_after_an_outage_counts_the_wait_from_the_first_refusal(
+    database: Database, peer: Peer, tmp_path: Path
+) -> None:
+    """Down past the end of the wait, then refusing for the permit again: the row fails at
+    once with that refusal (EPIX-DLV-006, its words), as the wait began at the first refusal;
+    the outage meanwhile neither gave it up nor restarted the wait."""
+    settings = _settings(tmp_path, give_up_seconds=60)
+    _enqueue(database, settings)
+    worker = default_worker(database, settings)
+    try:
+        waiting = _refused_for_the_permit(database, worker)
+        peer.stop()
+        _run_until(worker, utcnow() + timedelta(seconds=1.5))
+        down = _row(database)
+        assert (down.state, down.last_error_code) == (OutboxState.PENDING, "EPIX-DLV-001")
+        assert down.permit_wait_until == waiting.permit_wait_until
+        peer.start()
+        worker.breaker.record_success(down.peer_key)
+        drain(worker.run_once, database, timeout=15)
+    finally:
+        worker.close()
+    failed = _row(database)
+    assert (failed.state, failed.last_error_code) == (OutboxState.FAILED, "EPIX-DLV-006")
+    assert failed.last_error is not None and NOT_HELD in failed.last_error
+    assert failed.attempts == down.attempts + 1
