@@ -9,16 +9,15 @@ from sqlalchemy.orm import Session
 
 from epix.auth.principal import Principal
 from epix.delivery.models import OutboxMessage, OutboxState
+from epix.delivery.outbox import progress
 from epix.errors import EpixError
 from epix.exchange.models import Message, Receipt
 from epix.exchange.service import find_message
 
 
-def delivery_state(session: Session, message: Message) -> tuple[str, str | None]:
-    """pending, delivered, acknowledged or failed (with the reason), from the inbox or outbox."""
-    if message.delivery_state != "pending":
-        return message.delivery_state, message.delivery_detail
-    row = session.scalar(
+def _outbox_row(session: Session, message: Message) -> OutboxMessage | None:
+    """The outbox row that carries the message to its recipient's node (none in hub mode)."""
+    return session.scalar(
         select(OutboxMessage)
         .where(
             OutboxMessage.message_id == message.message_id,
@@ -27,6 +26,12 @@ def delivery_state(session: Session, message: Message) -> tuple[str, str | None]
         )
         .order_by(OutboxMessage.id)
     )
+
+
+def delivery_state(message: Message, row: OutboxMessage | None) -> tuple[str, str | None]:
+    """pending, delivered, acknowledged or failed (with the reason), from the inbox or outbox."""
+    if message.delivery_state != "pending":
+        return message.delivery_state, message.delivery_detail
     if row is None or row.state == OutboxState.PENDING.value:
         return "pending", None
     if row.state == OutboxState.FAILED.value:
@@ -43,7 +48,8 @@ def track(session: Session, *, message_id: str, principal: Principal) -> dict[st
             f"No message {message_id!r} sent by {principal.party}.",
             f"/v1/messages/{message_id}",
         )
-    state, detail = delivery_state(session, message)
+    row = _outbox_row(session, message) if message.delivery_state == "pending" else None
+    state, detail = delivery_state(message, row)
     receipts = session.scalars(
         select(Receipt).where(Receipt.message_pk == message.id).order_by(Receipt.id)
     ).all()
@@ -58,6 +64,8 @@ def track(session: Session, *, message_id: str, principal: Principal) -> dict[st
         "status": message.status,
         "state": state,
         "state_detail": detail,
+        # Its way to the recipient's node: the last refusal and when it is tried next.
+        "forwarding": progress(row) if row is not None else None,
         "receipts": [
             {
                 "status": receipt.status,

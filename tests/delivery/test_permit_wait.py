@@ -1,7 +1,7 @@
 """An endorsement the importing Party's node refuses for not holding its permit yet
 (EPIX-MSG-011) waits for it for EPIX_OUTBOX_PERMIT_WAIT_SECONDS, a bound kept apart from the
-row's give-up time and applied only while that refusal lasts. Real HTTP peers on 127.0.0.1,
-SQLite and PostgreSQL."""
+row's give-up time and applied only while that refusal lasts; and the sender's tracking shows
+why a message it sent is still pending. Real HTTP peers on 127.0.0.1, SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
@@ -13,11 +13,14 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
+from epix.auth.principal import Principal, Role
 from epix.db import Database
 from epix.db.base import utcnow
 from epix.delivery import outbox
 from epix.delivery.models import OutboxMessage, OutboxState
 from epix.delivery.worker import Worker, default_worker
+from epix.exchange.models import Message
+from epix.exchange.tracking import track
 from epix.settings import Settings
 from tests.delivery.helpers import (
     PEER_PARTY,
@@ -147,3 +150,56 @@ def test_a_refusal_after_an_outage_counts_the_wait_from_the_first_refusal(
     assert (failed.state, failed.last_error_code) == (OutboxState.FAILED, "EPIX-DLV-006")
     assert failed.last_error is not None and NOT_HELD in failed.last_error
     assert failed.attempts == down.attempts + 1
+
+
+def test_tracking_shows_why_a_message_is_still_pending_and_when_it_is_tried_next(
+    database: Database, tmp_path: Path
+) -> None:
+    """``GET /v1/messages/{id}`` said only ``pending`` for a message its node could not
+    deliver yet; it now shows the last refusal's code and words and the next attempt, as an
+    endorsement's forwarding and /v1/outbox do."""
+    identity = peer_identity()
+    node = Peer(PeerState(identity=identity, status=503))
+    register_peer(database, endpoint=node.url, identity=identity)
+    with database.unit_of_work() as session:
+        session.add(
+            Message(
+                sender_party="XA",
+                message_id="permit-1",
+                recipient_party=PEER_PARTY,
+                document_type="permit",
+                sha256="0" * 64,
+                body=b"<Permit/>",
+                received_at=utcnow(),
+                status="accepted",
+                delivery_state="pending",
+                submitted_by="ma",
+            )
+        )
+        outbox.enqueue(
+            session,
+            kind="permit",
+            destination_party=PEER_PARTY,
+            payload=b"<Permit/>",
+            message_id="permit-1",
+            sender_party="XA",
+        )
+    node.start()
+    worker = default_worker(database, sender_settings(tmp_path))
+    try:
+        worker.run_once()
+    finally:
+        worker.close()
+        node.stop()
+    principal = Principal(1, "ma", "XA", None, frozenset({Role.MANAGEMENT_AUTHORITY}))
+    with database.read() as session:
+        tracked = track(session, message_id="permit-1", principal=principal)
+    row = _row(database)
+    assert tracked["state"] == "pending"
+    assert tracked["forwarding"] == {
+        "attempts": 1,
+        "error_code": "EPIX-DLV-001",
+        "error": "The far end answered HTTP 503.",
+        "next_attempt_at": row.next_attempt_at.isoformat(),
+        "give_up_at": row.give_up_at.isoformat(),
+    }
