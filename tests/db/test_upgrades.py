@@ -249,3 +249,42 @@ def test_a_database_of_a_newer_version_is_refused_not_run(empty_url: str, tmp_pa
         assert "Traceback" not in refused.stderr + refused.stdout
     assert "delivery_9999" in current_heads(empty_url)
     assert row_counts(empty_url) == before
+
+
+def test_a_row_waiting_for_its_permit_keeps_its_wait_apart_from_its_give_up_time(
+    empty_url: str,
+) -> None:
+    """delivery_0008: a row waiting for its permit (EPIX-DLV-014) before the upgrade had the
+    wait written into its give-up time; it keeps it as its ``permit_wait_until``, which no
+    other row gets."""
+    before = tuple(sorted((set(_scripts().get_heads()) - {"delivery_0008"}) | {"delivery_0007"}))
+    database = Database(empty_url)
+    try:
+        migrate_to(database, before)
+        now = utcnow()
+        with database.engine.begin() as connection:
+            for name, code in (("waiting", "EPIX-DLV-014"), ("down", "EPIX-DLV-001")):
+                connection.execute(
+                    # Only columns delivery_0007 has (as put_rows does).
+                    insert(OutboxMessage).values(
+                        dedupe_key=name,
+                        kind="endorsement",
+                        message_id=name,
+                        sender_party="XA",
+                        destination_party="XB",
+                        peer_key="XB",
+                        content_type="application/xml",
+                        headers={},
+                        payload=b"<e/>",
+                        next_attempt_at=now,
+                        give_up_at=now + timedelta(hours=1),
+                        last_error_code=code,
+                    )
+                )
+        database.migrate()
+        with database.read() as session:
+            rows = {row.message_id: row for row in session.scalars(select(OutboxMessage))}
+    finally:
+        database.dispose()
+    assert rows["waiting"].permit_wait_until == rows["waiting"].give_up_at
+    assert rows["down"].permit_wait_until is None
