@@ -13,9 +13,10 @@ each trade record says what its quantity rests on:
 
 Each permit line falls in one year of the exporting Party's report (the year of its export
 endorsement, else of its import endorsement, else of issue) and, once imported, in one year of
-the importing Party's report: a permit is never counted twice. A node knows only the permits
-exchanged through it, so the report covers electronic permits only; paper permits are
-reported as before.
+the importing Party's report: a permit is never counted twice, nor is an Appendix I shipment
+whose import permit customs endorsed beside the export document that names it. A node knows
+only the permits exchanged through it, so the report covers electronic permits only; paper
+permits are reported as before.
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ from epix.errors import EpixError
 from epix.exchange.lookup import effective_status, verified_permit
 from epix.exchange.models import Permit
 from epix.exchange.status import CANCELLED, REPLACED
+from epix.permits.model import DOC_IMPORT_PERMIT
 from epix.permits.model import Permit as PermitBoxes
 from epix.reports.quota_use import QuotaUse, quota_use
 from epix.reports.records import COLUMNS, TradeRecord
@@ -159,6 +161,14 @@ def _records(
     return records
 
 
+def _endorsed_quantities(row: Permit, endorsement: Endorsement) -> list[_Quantity]:
+    """The line id, quantity and unit of each permit line ``endorsement`` recorded."""
+    line_ids = {line.id: line.line_id for line in row.lines}
+    return [
+        (line_ids.get(line.permit_line_id), line.quantity, line.unit) for line in endorsement.lines
+    ]
+
+
 def _endorsed_records(
     row: Permit,
     boxes: PermitBoxes,
@@ -169,20 +179,21 @@ def _endorsed_records(
     status: str,
 ) -> list[TradeRecord]:
     """One record per line the endorsement recorded (a line it leaves out did not cross)."""
-    line_ids = {line.id: line.line_id for line in row.lines}
-    endorsed = (
-        (line_ids.get(line.permit_line_id), line.quantity, line.unit) for line in endorsement.lines
-    )
     return _records(
         row,
         boxes,
-        endorsed,
+        _endorsed_quantities(row, endorsement),
         direction=direction,
         basis=basis,
         endorsement=endorsement,
         year=endorsement.endorsed_on.year,
         status=status,
     )
+
+
+# A permit in the report: its row, its verified boxes, its endorsements by side, and the
+# Party's import endorsement of it in the year (None if there is none).
+_Readable = tuple[Permit, PermitBoxes, dict[Side, Endorsement], Endorsement | None]
 
 
 def annual_report(
@@ -217,23 +228,29 @@ def annual_report(
     by_permit = _endorsements_by_permit(session, rows)
 
     unreadable: list[str] = []
-    granted: Counter[str] = Counter()
-    withdrawn: Counter[str] = Counter()
-    records: list[TradeRecord] = []
+    readable: list[_Readable] = []
     for row in sorted(rows.values(), key=lambda row: row.id):
         sides = by_permit.get(row.id, {})
         imported = sides.get(Side.IMPORT)
-        imported_in_year = (
+        if not (
             imported is not None
             and imported.endorsing_party == party
             and imported.endorsed_on.year == year
-        )
-        if row.issuing_party != party and not imported_in_year:
+        ):
+            imported = None  # not this Party's import in the year
+        if row.issuing_party != party and imported is None:
             continue  # endorsed in the year, but between other Parties: none of this report
         _, _, boxes = verified_permit(session, row)
         if boxes is None:
             unreadable.append(f"{row.issuing_party} {row.number}")
             continue
+        readable.append((row, boxes, sides, imported))
+
+    on_export_documents = _imported_on_export_documents(readable)
+    granted: Counter[str] = Counter()
+    withdrawn: Counter[str] = Counter()
+    records: list[TradeRecord] = []
+    for row, boxes, sides, imported in readable:
         status = effective_status(row, now)
         if row.issuing_party == party:
             issued_in_year = _issue_year(row, boxes) == year
@@ -243,10 +260,15 @@ def annual_report(
                     withdrawn[row.status] += 1
             if row.document_type in EXPORT_DOCUMENTS:
                 records += _export_records(row, boxes, sides, year, issued_in_year, status)
-        if imported is not None and imported_in_year:
-            records += _endorsed_records(
-                row, boxes, imported, direction="import", basis=IMPORT_ENDORSED, status=status
-            )
+        if imported is not None:
+            records += [
+                record
+                for record in _endorsed_records(
+                    row, boxes, imported, direction="import", basis=IMPORT_ENDORSED, status=status
+                )
+                if row.document_type != "I"
+                or (row.number, _taxon_key(record.taxon)) not in on_export_documents
+            ]
     return AnnualReport(
         party=party,
         year=year,
@@ -257,6 +279,37 @@ def annual_report(
         quota_use=tuple(quota_use(records, party)),
         unreadable=tuple(unreadable),
     )
+
+
+def _taxon_key(name: str | None) -> str:
+    return " ".join((name or "").split()).casefold()
+
+
+def _imported_on_export_documents(
+    readable: Iterable[_Readable],
+) -> set[tuple[str, str]]:
+    """(import permit number, taxon) of each line the Party's customs endorsed on import on an
+    export document that names its import permit (UN/EDIFACT 911, Appendix I).
+
+    Both documents of such a shipment may be endorsed on arrival. The import record rests on
+    the export document, as the annual-report guidelines have importers report it; the import
+    permit's own endorsement of the same taxon would count the shipment a second time.
+    """
+    found: set[tuple[str, str]] = set()
+    for row, boxes, _, imported in readable:
+        if imported is None or row.document_type not in EXPORT_DOCUMENTS:
+            continue
+        for_document = [
+            ref.id for ref in boxes.references if ref.type_code == DOC_IMPORT_PERMIT and ref.id
+        ]
+        crossed = {line_id for line_id, _, _ in _endorsed_quantities(row, imported)}
+        for line in boxes.lines:
+            if line.line_id not in crossed:
+                continue
+            on_line = line.import_permit.id if line.import_permit else None
+            numbers = [on_line] if on_line else for_document
+            found.update((number, _taxon_key(line.scientific_name)) for number in numbers)
+    return found
 
 
 def _endorsements_by_permit(

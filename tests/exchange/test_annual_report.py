@@ -24,6 +24,7 @@ from epix.auth.principal import Role
 from epix.cli.main import cli
 from epix.compliance.taxonomy import taxonomy
 from epix.exchange.models import Message, Permit
+from epix.permits.model import DOC_IMPORT_PERMIT, DocumentRef
 from epix.permits.model import Permit as PermitModel
 from epix.permits.samples import demo_permit
 from epix.permits.writer import write_permit
@@ -58,30 +59,44 @@ async def _submit(client: httpx.AsyncClient, node: Node, number: str) -> None:
     await _submit_permit(client, node, demo_permit(number=number, lines=2))
 
 
-async def _submit_permit(client: httpx.AsyncClient, node: Node, permit: PermitModel) -> None:
-    """``permit`` signed by XA's Management Authority and submitted for XB."""
-    key_pem, cert_pem = node.demo.signing_identity("XA")
+async def _submit_permit(
+    client: httpx.AsyncClient, node: Node, permit: PermitModel, issuer: str = "XA"
+) -> None:
+    """``permit`` signed by ``issuer``'s Management Authority and submitted for the other of XA
+    and XB."""
+    key_pem, cert_pem = node.demo.signing_identity(issuer)
     response = await client.post(
         "/v1/messages",
         content=sign_document(write_permit(permit), key_pem, cert_pem),
-        headers=headers(node.key("XA", MA)),
+        headers=headers(
+            node.key(issuer, MA), sender=issuer, recipient="XA" if issuer == "XB" else "XB"
+        ),
     )
     assert response.status_code == 201, response.text
 
 
 async def _endorse(
-    client: httpx.AsyncClient, node: Node, number: str, side: str, quantity: str
+    client: httpx.AsyncClient,
+    node: Node,
+    number: str,
+    side: str,
+    quantity: str,
+    *,
+    issuer: str = "XA",
+    line_ids: tuple[str, ...] = ("1",),
 ) -> None:
     party = "XA" if side == "export" else "XB"
     response = await client.post(
-        f"/v1/permits/XA/{number}/endorsements",
+        f"/v1/permits/{issuer}/{number}/endorsements",
         json={
             "side": side,
             "port": f"{party}ABC",
             "date": date.today().isoformat(),
             "officer": "Officer Jane Roe",
             "transport_document": "AWB 176-12345675",
-            "lines": [{"line_id": "1", "quantity": quantity, "unit": "NAR"}],
+            "lines": [
+                {"line_id": line_id, "quantity": quantity, "unit": "NAR"} for line_id in line_ids
+            ],
         },
         headers=auth(node, party, "customs"),
     )
@@ -151,6 +166,48 @@ async def test_the_importers_report_has_what_its_customs_found(
         [
             (trade.shipped, "import", python, "118", "NAR", "import endorsed"),
             (trade.arrived, "import", python, "150", "NAR", "import endorsed"),
+        ]
+    )
+
+
+async def test_a_shipment_endorsed_on_both_its_permits_is_imported_once(
+    client: httpx.AsyncClient, node: Node
+) -> None:
+    """XB's import permit covers a python and a crocodile; XA's export permit names it (911) and
+    carries the python only. XB's customs endorse both documents on arrival: the python is one
+    import in XB's report (on the export permit, as importers report), the crocodile, which came
+    on no export document here, stays on the import permit's record."""
+    import_permit = demo_permit(
+        number="XB-AR-IMPORT",
+        document_type="I",
+        exporter_country="XA",
+        importer_country="XB",
+        lines=2,
+    )
+    authority = import_permit.issuing_authority
+    import_permit = replace(
+        import_permit,
+        issuing_authority=replace(authority, address=replace(authority.address, country="XB")),
+        place_of_issue_id="XBNVC",
+    )
+    await _submit_permit(client, node, import_permit, issuer="XB")
+    export_permit = demo_permit(number="XA-AR-PAIRED", lines=1)
+    names_import_permit = DocumentRef(id="XB-AR-IMPORT", type_code=DOC_IMPORT_PERMIT)
+    export_permit = replace(
+        export_permit, lines=(replace(export_permit.lines[0], import_permit=names_import_permit),)
+    )
+    await _submit_permit(client, node, export_permit)
+    await _endorse(client, node, "XA-AR-PAIRED", "import", "100")
+    await _endorse(client, node, "XB-AR-IMPORT", "import", "100", issuer="XB", line_ids=("1", "2"))
+
+    response = await client.get(f"/v1/reports/annual/XB/{THIS_YEAR}", headers=auth(node, "XB", MA))
+    assert response.status_code == 200, response.text
+    report = response.json()
+    assert report["permits_granted"] == {"I": 1}
+    assert _records(report) == sorted(
+        [
+            ("XA-AR-PAIRED", "import", "Python reticulatus", "100", "NAR", "import endorsed"),
+            ("XB-AR-IMPORT", "import", "Crocodylus niloticus", "100", "NAR", "import endorsed"),
         ]
     )
 
