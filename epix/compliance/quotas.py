@@ -10,12 +10,12 @@ from decimal import Decimal, InvalidOperation
 from functools import cache
 from pathlib import Path
 
-from epix.compliance.taxonomy import HIGHER_RANKS, under_higher_taxon
 from epix.permits.sapi_dates import (
+    HIGHER_RANKS,
     ReferenceDataError,
+    covers_taxon,
     in_force,
     listed_name,
-    names_taxon,
     parse_sapi_date,
     party_code,
     read_sapi_table,
@@ -84,9 +84,8 @@ class Quota:
     def names(self, taxon: str, at: date, within: frozenset[str] = frozenset()) -> bool:
         """True when the quota, in force on ``at``, is listed under a name covering ``taxon``,
         or under a higher taxon Species+ places it ``within``."""
-        return in_force(self.start, self.end, at) and (
-            names_taxon(self.taxon, self.rank, taxon)
-            or under_higher_taxon(self.taxon, self.rank, within)
+        return in_force(self.start, self.end, at) and covers_taxon(
+            self.taxon, self.rank, taxon, within
         )
 
     def covers(
@@ -180,10 +179,10 @@ def quotas() -> tuple[Quota, ...]:
 class QuotaIndex:
     """Quotas keyed by (Party, listed name), so a permit line looks at its few candidates only.
 
-    ``names_taxon`` matches a listing only when the listed name is a whole-word prefix of the
-    permit's name, both as ``taxon_key`` gives them (species: the name or a prefix of it;
-    genus: the first word), so every quota that can cover a name sits under one of its word
-    prefixes, for the exporter or for every Party (``None``).
+    ``covers_taxon`` matches a listing by name only when the listed name is a whole-word prefix
+    of the permit's name, both as ``taxon_key`` gives them (genus: the first word; any other
+    rank: the name or a prefix of it), so every quota that can cover a name by name sits under
+    one of its word prefixes, for the exporter or for every Party (``None``).
 
     Only the longest of those prefixes that the table lists (for any Party, in force on the
     day) counts: a taxon the table gives its own quotas is listed apart from its species or

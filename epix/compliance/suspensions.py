@@ -24,11 +24,13 @@ from itertools import takewhile
 from pathlib import Path
 from typing import Any
 
-from epix.compliance.taxonomy import HIGHER_RANKS, Taxonomy, taxonomy, under_higher_taxon
+from epix.compliance.taxonomy import Taxonomy, taxonomy
 from epix.permits.codes import code_lists
 from epix.permits.sapi_dates import (
+    HIGHER_RANKS,
     RANKS,
     ReferenceDataError,
+    covers_taxon,
     in_force,
     names_taxon,
     parse_sapi_date,
@@ -182,11 +184,9 @@ class Suspension:
     rank: str = "SPECIES"  # of ``taxon``, as Species+ gives it
 
     def names(self, taxon: str, within: frozenset[str]) -> bool:
-        """True when the suspension's taxon covers the line's: every taxon, the same name or
-        a subspecies of it, or a higher taxon the line's taxon is ``within``."""
-        if self.taxon is None or under_higher_taxon(self.taxon, self.rank, within):
-            return True
-        return names_taxon(self.taxon, "GENUS" if self.rank == "GENUS" else "SPECIES", taxon)
+        """True when the suspension is for every taxon, or its taxon covers the line's as a
+        quota's does (``covers_taxon``: by name, or a higher taxon the line's is ``within``)."""
+        return self.taxon is None or covers_taxon(self.taxon, self.rank, taxon, within)
 
     @property
     def domestic(self) -> bool:

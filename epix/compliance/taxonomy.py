@@ -22,8 +22,6 @@ from epix.permits.sapi_dates import RANKS, ReferenceDataError, taxon_key
 from epix.settings import get_settings
 
 BUNDLED = Path(__file__).resolve().parent / "data" / "speciesplus"
-# Ranks above the genus: a listing at one of them covers the taxa Species+ places under it.
-HIGHER_RANKS = ("SUBFAMILY", "FAMILY", "ORDER", "CLASS", "PHYLUM", "KINGDOM")  # narrowest first
 # What ``cites_listing`` may hold, split at "/": the appendices and NC (not listed).
 LISTING_PARTS = frozenset({"I", "II", "III", "NC"})
 
@@ -67,12 +65,6 @@ def screened_as(name: str, naming: Naming | None) -> tuple[str, frozenset[str]]:
     if naming is None:
         return name, frozenset()
     return naming.screened_name or name, naming.within
-
-
-def under_higher_taxon(listed: str, rank: str, within: frozenset[str]) -> bool:
-    """True when a listing at a rank above the genus names one of the taxa (``within``, as
-    ``Naming.within`` gives them) Species+ places a line's taxon under."""
-    return rank.strip().upper() in HIGHER_RANKS and taxon_key(listed) in within
 
 
 def _text(value: object, field: str) -> str:

@@ -13,6 +13,8 @@ RANKS = frozenset(
     {"KINGDOM", "PHYLUM", "CLASS", "ORDER", "FAMILY", "SUBFAMILY", "GENUS", "SPECIES"}
     | {"SUBSPECIES", "VARIETY"}
 )
+# Ranks above the genus: a listing at one of them covers the taxa Species+ places under it.
+HIGHER_RANKS = ("SUBFAMILY", "FAMILY", "ORDER", "CLASS", "PHYLUM", "KINGDOM")  # narrowest first
 _PARTY = re.compile(r"[A-Z]{2}")
 
 
@@ -82,15 +84,25 @@ def taxon_key(name: str) -> str:
 
 
 def names_taxon(listed: str, rank: str, scientific_name: str) -> bool:
-    """True when a listing at ``rank`` covers the permit's scientific name.
+    """True when a listing at ``rank`` covers the permit's scientific name by the name alone.
 
-    Species and subspecies match by name (a species listing covers its subspecies), genera by
-    the first word. Higher ranks need a taxonomy EPIX does not hold, so they never match.
+    A genus matches by the first word; any other rank by the name, or a name it begins
+    (whole words): a species covers its subspecies and varieties, a family a box 7 naming it
+    ('Trochilidae spp.'). The taxa under a higher rank need the taxonomy (``covers_taxon``).
     """
     name, listed = taxon_key(scientific_name), taxon_key(listed)
-    rank = rank.strip().upper()
-    if rank in ("SPECIES", "SUBSPECIES"):
-        return name == listed or name.startswith(listed + " ")
-    if rank == "GENUS":
+    if rank.strip().upper() == "GENUS":
         return name.split(" ", 1)[0] == listed
-    return False
+    return name == listed or name.startswith(listed + " ")
+
+
+def covers_taxon(
+    listed: str, rank: str, scientific_name: str, within: frozenset[str] = frozenset()
+) -> bool:
+    """True when a listing (quota, suspension, reservation) at ``rank`` covers box 7's name:
+    by name (``names_taxon``), or, above the genus, because it is one of the taxa Species+
+    places the line's taxon ``within`` (``taxon_key`` names; empty for a taxon it does not
+    hold)."""
+    if names_taxon(listed, rank, scientific_name):
+        return True
+    return bool(within) and rank.strip().upper() in HIGHER_RANKS and taxon_key(listed) in within

@@ -16,11 +16,11 @@ from click.testing import CliRunner
 from epix.cli.main import cli
 from epix.compliance import screen_permit
 from epix.compliance.quotas import QuotaIndex, load_quotas
-from epix.compliance.suspensions import _by_country, suspensions
+from epix.compliance.suspensions import _by_country, load_suspensions, suspensions
 from epix.compliance.taxonomy import answer_files, load_taxonomy, taxonomy
 from epix.errors import ERROR_TABLE, Finding, Severity
 from epix.permits.model import Address, Permit, TradeParty
-from epix.permits.sapi_dates import ReferenceDataError
+from epix.permits.sapi_dates import ReferenceDataError, taxon_key
 from epix.permits.writer import write_permit
 from epix.reports.quota_use import quota_use
 from epix.settings import get_settings
@@ -277,3 +277,84 @@ def test_the_annual_reports_quota_use_counts_a_synonym_under_the_accepted_name(
         True,
     )
     assert use.permits == ["TZ-1", "TZ-2"]
+
+
+# A variety as Species+ gives one (rank VARIETY, "var." in its full name), under its species.
+CACTI = {"kingdom": "Plantae", "class": "Magnoliopsida", "order": "Caryophyllales"}
+VARIETY = _concept(
+    19500,
+    "Mammillaria carmenae var. rubrispina",
+    "VARIETY",
+    higher=CACTI | {"family": "Cactaceae", "genus": "Mammillaria"},
+)
+CACTACEAE = _concept(19501, "Cactaceae", "FAMILY", higher=CACTI)
+
+
+def _suspended(concept_id: int) -> dict[str, Any]:
+    """A Species+ ``cites_legislation`` suspension entry (the shape of the bundled ones) on
+    the concept ``concept_id``, for exports from Mexico."""
+    return {
+        "id": 900000 + concept_id,
+        "taxon_concept_id": concept_id,
+        "notes": "Exports of wild specimens suspended.",
+        "start_date": "2020-01-01",
+        "is_current": True,
+        "applies_to_import": False,
+        "geo_entity": {"iso_code2": "MX", "name": "Mexico", "type": "COUNTRY"},
+        "start_notification": {"name": "CITES Notif. No. 2020/001", "date": "2020-01-01"},
+    }
+
+
+def test_quotas_and_suspensions_on_a_variety_or_a_family_cover_the_same_lines(
+    tmp_path: Path,
+) -> None:
+    """A quota and a suspension set on the same taxon cover the same box 7 names: a variety
+    by its name, a family by its name ('Cactaceae spp.') and the taxa Species+ places in it.
+    A quota on a variety used to cover nothing, a suspension on one its name."""
+    table = tmp_path / "quotas.csv"
+    header = "quota_type,start_date,end_date,taxon_name,rank,iso_code2,quota,unit,term,source,"
+    table.write_text(
+        f"{header}purpose,notes\n"
+        "CoP_approved,01/01/2020,,Mammillaria carmenae var. rubrispina,VARIETY,MX,0,,LIV,W,T,\n"
+        "CoP_approved,01/01/2020,,Cactaceae,FAMILY,MX,0,,LIV,W,T,\n",
+        encoding="utf-8",
+    )
+    on_variety, on_family = load_quotas(table)
+    names = load_taxonomy([_answer(tmp_path / "answers", "cacti.json", VARIETY, CACTACEAE)])
+    legislation = tmp_path / "legislation"
+    legislation.mkdir()
+    for concept in (VARIETY, CACTACEAE):
+        answer = {"cites_listings": [], "cites_quotas": []}
+        answer["cites_suspensions"] = [_suspended(concept["id"])]
+        (legislation / f"cites_legislation_{concept['id']}.json").write_text(
+            json.dumps(answer), encoding="utf-8"
+        )
+    suspended = {s.rank: s for s in load_suspensions(legislation, (), names)}
+    assert sorted(suspended) == ["FAMILY", "VARIETY"]
+    at = date(2024, 3, 1)
+    for quota, suspension, covered in (
+        (on_variety, suspended["VARIETY"], ("Mammillaria carmenae var. rubrispina",)),
+        (
+            on_family,
+            suspended["FAMILY"],
+            ("Mammillaria carmenae var. rubrispina", "Cactaceae", "cactaceae  SPP."),
+        ),
+    ):
+        for name in (
+            "Mammillaria carmenae var. rubrispina",
+            "MAMMILLARIA carmenae var.  rubrispina",
+            "Mammillaria carmenae",
+            "Mammillaria carmenae var. rubrispinae",
+            "Cactaceae",
+            "cactaceae  SPP.",
+            "Cactaceaeae",
+        ):
+            naming = names.naming(name)
+            within = naming.within if naming is not None else frozenset()
+            expected = taxon_key(name) in {taxon_key(n) for n in covered}
+            assert quota.names(name, at, within) is expected, (quota.taxon, name)
+            assert suspension.names(name, within) is expected, (suspension.taxon, name)
+    index = QuotaIndex((on_variety,))
+    trade: dict[str, Any] = {"exporter": "MX", "appendix": "II", "term": "LIV", "source": "W"}
+    trade |= {"purpose": "T", "at": at}
+    assert index.covering(taxon="Mammillaria carmenae var. rubrispina", **trade) == [on_variety]
