@@ -214,12 +214,14 @@ def _taxonomy(index: int, line: PermitLine, naming: Naming) -> list[Finding]:
     concept = naming.concept
     if naming.synonym:
         written = " ".join(str(line.scientific_name).split())
+        if not naming.exact:  # a subspecies written under a synonym of its species
+            written = f"{written}: {' '.join(written.split()[:2])}"
         findings.append(
             Finding(
                 "EPIX-COMP-007",
                 f"Line {line.line_id}: {written} is a synonym of "
                 f"{concept.full_name} in the CITES taxonomy (Species+); the line was screened "
-                f"as {concept.full_name} for quotas, reservations and suspensions.",
+                f"as {naming.screened_name} for quotas, reservations and suspensions.",
                 loc.line(index, loc.SCIENTIFIC_NAME),
             )
         )

@@ -44,13 +44,17 @@ class Naming:
     """What the taxonomy makes of one box 7 name."""
 
     concept: TaxonConcept
-    synonym: bool  # box 7 names a synonym of ``concept``
+    synonym: bool  # box 7 names a synonym of ``concept``, or a subspecies of one
     exact: bool  # False: a subspecies or variety of ``concept`` the node does not hold apart
+    accepted: str | None = None  # a synonym's subspecies under the accepted species' name
 
     @property
     def screened_name(self) -> str | None:
-        """The accepted name box 7 stands for, when box 7 names a synonym."""
-        return self.concept.full_name if self.synonym else None
+        """The accepted name box 7 stands for, when box 7 names a synonym (or a subspecies
+        written under a synonym of its species)."""
+        if not self.synonym:
+            return None
+        return self.accepted or self.concept.full_name
 
     @property
     def within(self) -> frozenset[str]:
@@ -173,15 +177,23 @@ class Taxonomy:
 
     def naming(self, name: str) -> Naming | None:
         """What box 7's ``name`` is: a concept or one of its synonyms, else a subspecies or
-        variety of a species the node holds (for its higher taxa only), else None."""
+        variety of a species the node holds (for its higher taxa only), or of a synonym of
+        one (screened under the accepted species' name with its own epithets), else None."""
         key = taxon_key(name)
         found = self._by_name.get(key)
         if found is not None:
             return Naming(found[0], synonym=found[1], exact=True)
         if key.count(" ") > 1:
-            species = self._by_name.get(" ".join(key.split()[:2]))
-            if species is not None and not species[1]:
-                return Naming(species[0], synonym=False, exact=False)
+            words = key.split()
+            species = self._by_name.get(" ".join(words[:2]))
+            if species is None:
+                return None
+            concept, synonym = species
+            if not synonym:
+                return Naming(concept, synonym=False, exact=False)
+            if concept.rank == "SPECIES":  # 'Loxodonta cyclotis pumilio': a recombination
+                accepted = " ".join((concept.full_name, *words[2:]))
+                return Naming(concept, synonym=True, exact=False, accepted=accepted)
         return None
 
 

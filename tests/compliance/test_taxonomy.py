@@ -129,6 +129,23 @@ def test_a_synonym_meets_the_accepted_names_suspensions_and_is_told_that_name() 
     assert ERROR_TABLE["EPIX-COMP-007"].severity is Severity.WARNING
 
 
+def test_a_subspecies_written_under_a_synonym_is_screened_under_the_accepted_species() -> None:
+    # The forest elephant's subspecies written under Loxodonta cyclotis, which Species+ holds as
+    # a synonym of Loxodonta africana: it is the African elephant's, and meets its measures.
+    (told,) = _found(_elephant_trophies("Loxodonta  cyclotis PUMILIO"), "EPIX-COMP-007")
+    assert told.message == (
+        "Line 1: Loxodonta cyclotis PUMILIO: Loxodonta cyclotis is a synonym of Loxodonta "
+        "africana in the CITES taxonomy (Species+); the line was screened as Loxodonta africana "
+        "pumilio for quotas, reservations and suspensions."
+    )
+    suspended = _found(_elephant_trophies("Loxodonta cyclotis pumilio"), "EPIX-COMP-006")
+    assert len(suspended) == 3
+    assert all("Line 1: Loxodonta africana pumilio: " in f.message for f in suspended)
+    # A subspecies may be listed apart from its species: its appendix is not checked.
+    declared = exported_from("XA", scientific_name="Loxodonta cyclotis pumilio", appendix="III")
+    assert _found(declared, "EPIX-COMP-008") == []
+
+
 def test_an_appendix_the_taxons_listing_does_not_hold_warns() -> None:
     def declared(name: str, appendix: str) -> list[str]:
         permit = exported_from("XA", scientific_name=name, appendix=appendix)
