@@ -17,7 +17,12 @@ from pathlib import Path
 
 import click
 
-from epix.compliance import ReferenceDataError, load_reference_data, screen_permit
+from epix.compliance import (
+    ReferenceDataError,
+    has_reservation,
+    load_reference_data,
+    screen_permit,
+)
 from epix.errors import Finding
 from epix.permits.validation import validate_permit_bytes
 from epix.xml.parse import DEFAULT_MAX_BYTES
@@ -45,7 +50,7 @@ def _check(path: Path) -> tuple[bool, list[Finding]]:
             location="/",
         )
         return False, [too_large]
-    report = validate_permit_bytes(data)
+    report = validate_permit_bytes(data, has_reservation=has_reservation)
     findings = list(report.findings)
     if report.valid and report.permit is not None:
         findings += screen_permit(report.permit)

@@ -6,10 +6,10 @@ the importing Party's customs. The data are the curated SAPI lists copied into `
 """
 
 from epix.compliance.quotas import quota_index
-from epix.compliance.screening import screen_permit
+from epix.compliance.screening import has_reservation, screen_permit
 from epix.compliance.suspensions import suspensions
 from epix.compliance.taxonomy import taxonomy
-from epix.permits.reservations import has_reservation, reservations
+from epix.permits.reservations import reservations
 from epix.permits.sapi_dates import ReferenceDataError
 
 

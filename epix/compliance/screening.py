@@ -11,8 +11,9 @@ from epix.compliance.suspensions import Suspension, describe, suspensions_concer
 from epix.compliance.taxonomy import Naming, screened_as, taxonomy
 from epix.errors import Finding
 from epix.permits import locations as loc
+from epix.permits import reservations
 from epix.permits.model import Permit, PermitLine
-from epix.permits.reservations import has_reservation, reservations_in_force
+from epix.permits.reservations import reservations_in_force
 from epix.permits.rules import reserved_by_both, specimen_population
 
 # Units that count specimens: a quota (or box 11) without a unit is a number of specimens.
@@ -22,6 +23,17 @@ COUNT_UNITS = frozenset({"NAR", "PCS"})
 def same_measure(first: str | None, second: str | None) -> bool:
     """True when two quantities can be compared: the same unit, or both numbers of specimens."""
     return first == second or {first, second} <= COUNT_UNITS | {None}
+
+
+def has_reservation(
+    party: str, scientific_name: str, population: str | None, at: datetime | date
+) -> bool:
+    """The reservation lookup (``rules.ReservationCheck``) the node's rules and screening use:
+    box 7's name as the Species+ taxonomy reads it, a synonym under its accepted name. The
+    core's ``reservations.has_reservation`` takes names as written; only here is the
+    taxonomy known (epix.permits does not import epix.compliance)."""
+    taxon, _ = screened_as(scientific_name, taxonomy().naming(scientific_name))
+    return reservations.has_reservation(party, taxon, population, at)
 
 
 def _at(permit: Permit) -> date:

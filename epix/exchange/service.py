@@ -28,7 +28,7 @@ from sqlalchemy.orm import Session
 from epix.audit.context import RequestContext
 from epix.audit.service import record_event
 from epix.auth.principal import Principal
-from epix.compliance import screen_permit
+from epix.compliance import has_reservation, screen_permit
 from epix.db import Database
 from epix.db.base import table_of, utcnow
 from epix.db.prepared import Prepared
@@ -250,7 +250,7 @@ def check_document(
     if _fatal(findings):
         raise EpixError(findings)
     permit = read_permit(root)
-    findings += check_codes_and_rules(permit, root)
+    findings += check_codes_and_rules(permit, root, has_reservation=has_reservation)
     if _fatal(findings):
         raise EpixError(findings)
     findings += _ledger_findings(permit, root)

@@ -135,7 +135,12 @@ def check_codes_and_rules(
     *,
     has_reservation: ReservationCheck | None = published_reservation,
 ) -> list[Finding]:
-    """Code lists (EPIX-CODE-*) and business rules (EPIX-RULE-*), each finding with its line."""
+    """Code lists (EPIX-CODE-*) and business rules (EPIX-RULE-*), each finding with its line.
+
+    ``has_reservation`` decides the reservations that lift the Appendix I rules. The default
+    takes box 7's name as written; the node and ``epix validate`` pass
+    ``epix.compliance.has_reservation``, which reads it through the Species+ taxonomy (a
+    synonym under its accepted name), known only above this core package."""
     findings = check_codes(permit) + check_element_rules(element)
     findings += check_rules(permit, has_reservation=has_reservation)
     lines = loc.LineFinder(element)  # one for all findings: a permit may have one per line
@@ -147,8 +152,11 @@ def validate_permit_bytes(
     *,
     max_bytes: int = DEFAULT_MAX_BYTES,
     max_depth: int = DEFAULT_MAX_DEPTH,
+    has_reservation: ReservationCheck | None = published_reservation,
 ) -> ValidationReport:
-    """Parse, schema, codes and rules, stopping at the first step that reports an error."""
+    """Parse, schema, codes and rules, stopping at the first step that reports an error.
+
+    ``has_reservation`` as for ``check_codes_and_rules``."""
     try:
         root = parse_xml(data, max_bytes=max_bytes, max_depth=max_depth, keep_blank_text=False)
         element = extract_permit_element(root, max_bytes=max_bytes, max_depth=max_depth)
@@ -161,5 +169,5 @@ def validate_permit_bytes(
         permit = read_permit(element)
     except EpixError as error:
         return ValidationReport(tuple(error.findings), element=element)
-    findings = check_codes_and_rules(permit, element)
+    findings = check_codes_and_rules(permit, element, has_reservation=has_reservation)
     return ValidationReport(tuple(findings), permit=permit, element=element)

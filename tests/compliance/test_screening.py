@@ -4,18 +4,27 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
-from datetime import date
+from datetime import UTC, date, datetime
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
+import pytest
+from click.testing import CliRunner
+
+from epix.cli.main import cli
 from epix.compliance import has_reservation, screen_permit
 from epix.compliance.quotas import Quota, QuotaIndex, quota_index, quotas
-from epix.errors import ERROR_TABLE, Finding, Severity
+from epix.errors import ERROR_TABLE, EpixError, Finding, Severity
+from epix.exchange.envelope import Envelope
+from epix.exchange.service import check_document
 from epix.permits.model import Address, DocumentRef, Permit, TradeParty
 from epix.permits.reservations import reservations_in_force
 from epix.permits.rules import check_rules
 from epix.permits.samples import demo_permit
 from epix.permits.sapi_dates import taxon_key
+from epix.permits.writer import write_permit
+from epix.settings import Settings
 from tests.permits.helpers import change, change_line, validate
 
 ISSUED = date(2024, 3, 1)
@@ -575,3 +584,52 @@ def test_a_note_on_the_reservation_s_history_limits_nothing() -> None:
     # whale reservation was entered, not what it leaves out.
     (entry,) = reservations_in_force("NO", "Balaenoptera bonaerensis", ISSUED)
     assert entry.doubt(None) == "" and entry.exclusion("Balaenoptera bonaerensis", None) is None
+
+
+def _elephant_ivory_1995(name: str) -> Permit:
+    """Raw ivory of wild elephants for commercial purposes from Botswana to Zimbabwe in 1995,
+    without an import permit: UNEP-WCMC's table gives both Parties a reservation on Loxodonta
+    africana from 18 January 1990 until September 1997."""
+    permit = exported_from(
+        "BW", issued=date(1995, 6, 1), scientific_name=name, appendix="I", source="W", term="TUS"
+    )
+    permit = change(permit, purpose="T", references=())
+    return change(permit, importer=TradeParty(name="Importer", address=Address(country="ZW")))
+
+
+def _submitted(permit: Permit) -> set[str]:
+    """The codes the node's submit pipeline finds in ``permit`` (code lists and rules)."""
+    envelope = Envelope("m-1", "BW", "ZW", "permit")
+    try:
+        _, _, findings = check_document(write_permit(permit), envelope, Settings())
+    except EpixError as refused:
+        findings = list(refused.findings)
+    return {finding.code for finding in findings}
+
+
+@pytest.mark.parametrize(
+    "name", ["Loxodonta africana", "Loxodonta cyclotis", "loxodonta  CYCLOTIS"]
+)
+def test_a_synonym_of_a_taxon_both_parties_reserve_lifts_the_appendix_one_rules(
+    name: str, tmp_path: Path
+) -> None:
+    """Species+ holds Loxodonta cyclotis as a synonym of Loxodonta africana: between two
+    Parties reserving the African elephant, box 7's synonym is the same taxon, in the node's
+    rules, in ``epix validate`` and in screening's account of them."""
+    permit = _elephant_ivory_1995(name)
+    appendix_one = {"EPIX-RULE-011", "EPIX-RULE-012"}
+    assert appendix_one <= {f.code for f in check_rules(permit, has_reservation=None)}
+    assert not appendix_one & _submitted(permit)
+    path = tmp_path / "ivory.xml"
+    path.write_bytes(write_permit(permit))
+    validated = CliRunner().invoke(cli, ["validate", str(path)])
+    assert validated.exit_code == 0, validated.output
+    named = [f.message for f in screen_permit(permit) if f.code == "EPIX-COMP-003"]
+    assert [message.split(" holds ")[0] for message in named] == [
+        "Line 1: BW (exporter)",
+        "Line 1: ZW (importer)",
+    ]
+    assert all("Both Parties hold a reservation, so EPIX does not hold" in m for m in named)
+    # Zimbabwe's reservation ended on 17 September 1997: Botswana's alone lifts nothing.
+    later = change(permit, issued_at=datetime(1997, 9, 18, tzinfo=UTC))
+    assert appendix_one & _submitted(later)
