@@ -15,6 +15,7 @@ from epix.permits import reservations
 from epix.permits.model import Permit, PermitLine
 from epix.permits.reservations import reservations_in_force
 from epix.permits.rules import reserved_by_both, specimen_population
+from epix.permits.sapi_dates import taxon_in_words
 
 # Units that count specimens: a quota (or box 11) without a unit is a number of specimens.
 COUNT_UNITS = frozenset({"NAR", "PCS"})
@@ -29,11 +30,12 @@ def has_reservation(
     party: str, scientific_name: str, population: str | None, at: datetime | date
 ) -> bool:
     """The reservation lookup (``rules.ReservationCheck``) the node's rules and screening use:
-    box 7's name as the Species+ taxonomy reads it, a synonym under its accepted name. The
-    core's ``reservations.has_reservation`` takes names as written; only here is the
-    taxonomy known (epix.permits does not import epix.compliance)."""
-    taxon, _ = screened_as(scientific_name, taxonomy().naming(scientific_name))
-    return reservations.has_reservation(party, taxon, population, at)
+    box 7's name as the Species+ taxonomy reads it, a synonym under its accepted name, met by
+    reservations on the higher taxa Species+ places it under. The core's
+    ``reservations.has_reservation`` takes names as written; only here is the taxonomy known
+    (epix.permits does not import epix.compliance)."""
+    taxon, within = screened_as(scientific_name, taxonomy().naming(scientific_name))
+    return reservations.has_reservation(party, taxon, population, at, within)
 
 
 def _at(permit: Permit) -> date:
@@ -177,7 +179,7 @@ def _box_11a(index: int, line: PermitLine) -> list[Finding]:
 
 
 def _reservations(
-    index: int, line: PermitLine, taxon: str, permit: Permit, at: date
+    index: int, line: PermitLine, taxon: str, permit: Permit, at: date, within: frozenset[str]
 ) -> list[Finding]:
     """EPIX-COMP-003 for each Party of the trade holding a reservation for the taxon, with its
     note and what EPIX made of it: a species or population the note leaves out, seen on the
@@ -190,9 +192,12 @@ def _reservations(
     for role, party in parties:
         if not party:
             continue
-        for entry in reservations_in_force(party, taxon, at):
+        for entry in reservations_in_force(party, taxon, at, within):
             since = f" since {entry.start.isoformat()}" if entry.start is not None else ""
-            holds = f"Line {line.line_id}: {party} ({role}) holds a reservation for {entry.taxon}"
+            holds = (
+                f"Line {line.line_id}: {party} ({role}) holds a reservation for "
+                f"{taxon_in_words(entry.taxon, entry.rank)}"
+            )
             note = f" Reservation note: {entry.notes}" if entry.notes else ""
             excluded = entry.exclusion(taxon, population)
             if excluded is not None:
@@ -324,7 +329,7 @@ def screen_permit(permit: Permit) -> list[Finding]:
                 within=within,
             ):
                 under_quota.setdefault(quota, []).append((index, line))
-        findings += _reservations(index, line, taxon, permit, at)
+        findings += _reservations(index, line, taxon, permit, at, within)
         findings += _suspensions(index, line, taxon, permit, at, published, within)
     if exporter is not None:
         for quota, lines in under_quota.items():

@@ -27,7 +27,6 @@ from typing import Any
 from epix.compliance.taxonomy import Taxonomy, taxonomy
 from epix.permits.codes import code_lists
 from epix.permits.sapi_dates import (
-    HIGHER_RANKS,
     RANKS,
     ReferenceDataError,
     covers_taxon,
@@ -35,6 +34,7 @@ from epix.permits.sapi_dates import (
     names_taxon,
     parse_sapi_date,
     party_code,
+    taxon_in_words,
 )
 
 DATA = Path(__file__).resolve().parent / "data"
@@ -229,9 +229,11 @@ def describe(suspension: Suspension) -> str:
     """The suspension in words for a finding: who published it, on what basis, for what, and
     how far EPIX could check it."""
     role = "trade, imports included, with" if suspension.applies_to_import else "exports from"
-    what = suspension.taxon or "every CITES-listed species"
-    if suspension.taxon is not None and suspension.rank in HIGHER_RANKS:
-        what = f"the {suspension.rank.lower()} {suspension.taxon}"
+    what = (
+        "every CITES-listed species"
+        if suspension.taxon is None
+        else taxon_in_words(suspension.taxon, suspension.rank)
+    )
     published = f"{suspension.notification}, " if suspension.notification else ""
     notes = suspension.notes if suspension.notes.endswith(".") else f"{suspension.notes}."
     text = (

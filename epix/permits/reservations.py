@@ -17,9 +17,9 @@ from pathlib import Path
 
 from epix.permits.sapi_dates import (
     ReferenceDataError,
+    covers_taxon,
     in_force,
     listed_name,
-    names_taxon,
     parse_sapi_date,
     party_code,
     read_sapi_table,
@@ -159,8 +159,12 @@ def _by_party() -> dict[str, tuple[Reservation, ...]]:
     return {party: tuple(entries) for party, entries in groups.items()}
 
 
-def reservations_in_force(party: str, taxon: str, at: datetime | date) -> list[Reservation]:
-    """The reservations ``party`` held on the date ``at`` that cover ``taxon``."""
+def reservations_in_force(
+    party: str, taxon: str, at: datetime | date, within: frozenset[str] = frozenset()
+) -> list[Reservation]:
+    """The reservations ``party`` held on the date ``at`` that cover ``taxon``: by name, or
+    entered on a higher taxon (Canada's on the family Platysternidae) that Species+ places it
+    ``within`` (``Naming.within``; empty: not known, so not covered)."""
     entries = _by_party().get(party)
     if entries is None:  # most Parties hold none: no list to build
         return []
@@ -168,14 +172,22 @@ def reservations_in_force(party: str, taxon: str, at: datetime | date) -> list[R
     return [
         entry
         for entry in entries
-        if in_force(entry.start, entry.end, day) and names_taxon(entry.taxon, entry.rank, taxon)
+        if in_force(entry.start, entry.end, day)
+        and covers_taxon(entry.taxon, entry.rank, taxon, within)
     ]
 
 
-def has_reservation(party: str, taxon: str, population: str | None, at: datetime | date) -> bool:
-    """True when ``party`` held a reservation on the date ``at`` covering ``taxon``, unless its
-    note leaves out that taxon or the specimen's ``population`` (ISO country, None: unknown)."""
+def has_reservation(
+    party: str,
+    taxon: str,
+    population: str | None,
+    at: datetime | date,
+    within: frozenset[str] = frozenset(),
+) -> bool:
+    """True when ``party`` held a reservation on the date ``at`` covering ``taxon`` (or a taxon
+    it is ``within``), unless its note leaves out that taxon or the specimen's ``population``
+    (ISO country, None: unknown)."""
     return any(
         entry.exclusion(taxon, population) is None
-        for entry in reservations_in_force(party, taxon, at)
+        for entry in reservations_in_force(party, taxon, at, within)
     )

@@ -96,6 +96,12 @@ def names_taxon(listed: str, rank: str, scientific_name: str) -> bool:
     return name == listed or name.startswith(listed + " ")
 
 
+def taxon_in_words(taxon: str, rank: str) -> str:
+    """A listed taxon in a finding's words: 'the family Platysternidae' above the genus (a box
+    7 name under it does not show it), else the name."""
+    return f"the {rank.lower()} {taxon}" if rank in HIGHER_RANKS else taxon
+
+
 def covers_taxon(
     listed: str, rank: str, scientific_name: str, within: frozenset[str] = frozenset()
 ) -> bool:

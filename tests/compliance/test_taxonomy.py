@@ -14,7 +14,7 @@ import pytest
 from click.testing import CliRunner
 
 from epix.cli.main import cli
-from epix.compliance import screen_permit
+from epix.compliance import has_reservation, screen_permit
 from epix.compliance.quotas import QuotaIndex, load_quotas
 from epix.compliance.suspensions import _by_country, load_suspensions, suspensions
 from epix.compliance.taxonomy import answer_files, load_taxonomy, taxonomy
@@ -375,3 +375,43 @@ def test_quotas_and_suspensions_on_a_variety_or_a_family_cover_the_same_lines(
     trade: dict[str, Any] = {"exporter": "MX", "appendix": "II", "term": "LIV", "source": "W"}
     trade |= {"purpose": "T", "at": at}
     assert index.covering(taxon="Mammillaria carmenae var. rubrispina", **trade) == [on_variety]
+
+
+# Canada's reservation entered on the family Platysternidae (12 June 2013 - 20 May 2015, in
+# UNEP-WCMC's table beside its row for the family's one species, Platysternon megacephalum). An
+# answer splitting the family, here holding Platysternon peguense (Gray, 1870; CITES's reference
+# keeps it a subspecies) as a species, places a taxon under the family that no other row names.
+SPLIT_TURTLE = _concept(
+    19600,
+    "Platysternon peguense",
+    listing="I",
+    higher={"kingdom": "Animalia", "class": "Reptilia", "order": "Testudines"}
+    | {"family": "Platysternidae", "genus": "Platysternon"},
+)
+
+
+def test_a_reservation_on_a_family_covers_the_taxa_species_plus_places_in_it(
+    operator_dir: Path,
+) -> None:
+    def named(name: str, issued: date) -> list[str]:
+        permit = exported_from("CA", issued=issued, scientific_name=name, appendix="I")
+        return [finding.message for finding in _found(permit, "EPIX-COMP-003")]
+
+    in_force, withdrawn = date(2014, 3, 1), date(2015, 5, 21)
+    turtle = "Platysternon peguense"
+    assert named(turtle, in_force) == []  # the node cannot place it in the family: unknown
+    assert not has_reservation("CA", turtle, None, in_force)
+    _answer(operator_dir, "turtles.json", SPLIT_TURTLE)
+    _clear_caches()
+    (held,) = named(turtle, in_force)
+    assert held == (
+        "Line 1: CA (exporter) holds a reservation for the family Platysternidae since "
+        "2013-06-12; it trades this taxon as a non-Party (Art. XXIII)."
+    )
+    assert has_reservation("CA", turtle, None, in_force)  # what the Appendix I rules ask
+    assert named(turtle, withdrawn) == []
+    assert not has_reservation("CA", turtle, None, withdrawn)
+    assert not has_reservation("US", turtle, None, in_force)
+    # Box 7 naming the family itself meets the family's row by name.
+    (family,) = named("Platysternidae spp.", in_force)
+    assert "reservation for the family Platysternidae" in family
