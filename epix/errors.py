@@ -118,6 +118,13 @@ _TABLE: tuple[ErrorCode, ...] = (
         "The appendix declared in box 10 is not one the CITES taxonomy (Species+) lists the "
         "taxon in.",
     ),
+    _c(
+        "EPIX-COMP-009",
+        W,
+        200,
+        "Box 7 names a synonym of several taxa in the CITES taxonomy (Species+): the line was "
+        "screened under the name as written.",
+    ),
     # --- signatures (EPIX-DSIG-1) ---
     _c("EPIX-SIG-001", E, 422, "The document is not signed."),
     _c("EPIX-SIG-002", E, 422, "The document has more than one signature."),

@@ -266,6 +266,21 @@ def _taxonomy(index: int, line: PermitLine, naming: Naming) -> list[Finding]:
     return findings
 
 
+def _shared_synonym(index: int, line: PermitLine, accepted: tuple[str, ...]) -> Finding:
+    """EPIX-COMP-009: box 7 names a synonym of several accepted taxa, so EPIX cannot tell
+    which the specimen is; it screened the name as written (reservations then lift no
+    Appendix I rule), and the officer decides."""
+    written = " ".join(str(line.scientific_name).split())
+    return Finding(
+        "EPIX-COMP-009",
+        f"Line {line.line_id}: {written} is a synonym of {' and of '.join(accepted)} in the "
+        "CITES taxonomy (Species+); EPIX cannot tell which taxon the specimen is, so the line "
+        "was screened as written for quotas, reservations and suspensions: check them for "
+        "the taxon it is.",
+        loc.line(index, loc.SCIENTIFIC_NAME),
+    )
+
+
 def _suspensions(
     index: int,
     line: PermitLine,
@@ -314,6 +329,8 @@ def screen_permit(permit: Permit) -> list[Finding]:
         naming = names.naming(line.scientific_name)
         if naming is not None:
             findings += _taxonomy(index, line, naming)
+        elif accepted := names.accepted_names(line.scientific_name):
+            findings.append(_shared_synonym(index, line, accepted))
         taxon, within = screened_as(line.scientific_name, naming)
         if exporter is None:
             continue

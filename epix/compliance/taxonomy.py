@@ -156,16 +156,29 @@ class Taxonomy:
     """Concepts indexed by name (``taxon_key``), synonyms included, and by Species+ id, so a
     permit line costs a dictionary look-up or two."""
 
-    __slots__ = ("_by_id", "_by_name")
+    __slots__ = ("_by_id", "_by_name", "_shared")
 
     def __init__(self, concepts: Iterable[TaxonConcept]) -> None:
         by_id = {concept.id: concept for concept in concepts}  # a later answer replaces one
         by_name: dict[str, tuple[TaxonConcept, bool]] = {}
+        shared: dict[str, dict[int, TaxonConcept]] = {}
         for concept in by_id.values():
             for synonym in concept.synonyms:
-                by_name.setdefault(taxon_key(synonym), (concept, True))
+                key = taxon_key(synonym)
+                first = by_name.setdefault(key, (concept, True))[0]
+                if first is not concept:
+                    shared.setdefault(key, {first.id: first})[concept.id] = concept
         for concept in by_id.values():  # an accepted name is never read as another's synonym
             by_name[taxon_key(concept.full_name)] = (concept, False)
+        # A synonym of several accepted taxa (a name split between them) stands for none of
+        # them: reading it as one could lift Appendix I rules the other's Parties still apply.
+        self._shared = {
+            key: tuple(sorted(concept.full_name for concept in concepts.values()))
+            for key, concepts in shared.items()
+            if by_name[key][1]
+        }
+        for key in self._shared:
+            del by_name[key]
         self._by_id: Mapping[int, TaxonConcept] = by_id
         self._by_name = by_name
 
@@ -174,6 +187,11 @@ class Taxonomy:
 
     def concept(self, concept_id: int) -> TaxonConcept | None:
         return self._by_id.get(concept_id)
+
+    def accepted_names(self, name: str) -> tuple[str, ...]:
+        """The accepted names box 7's ``name`` is a synonym of when it is one of several
+        (``naming`` then holds it as no taxon: it is screened as written); else ()."""
+        return self._shared.get(taxon_key(name), ())
 
     def naming(self, name: str) -> Naming | None:
         """What box 7's ``name`` is: a concept or one of its synonyms, else a subspecies or

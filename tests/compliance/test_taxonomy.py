@@ -20,6 +20,7 @@ from epix.compliance.suspensions import _by_country, load_suspensions, suspensio
 from epix.compliance.taxonomy import answer_files, load_taxonomy, taxonomy
 from epix.errors import ERROR_TABLE, Finding, Severity
 from epix.permits.model import Address, Permit, TradeParty
+from epix.permits.rules import check_rules
 from epix.permits.sapi_dates import ReferenceDataError, taxon_key
 from epix.permits.writer import write_permit
 from epix.reports.quota_use import quota_use
@@ -415,3 +416,41 @@ def test_a_reservation_on_a_family_covers_the_taxa_species_plus_places_in_it(
     # Box 7 naming the family itself meets the family's row by name.
     (family,) = named("Platysternidae spp.", in_force)
     assert "reservation for the family Platysternidae" in family
+
+
+# Norway and Japan both reserve the sei whale (since 1981), only Japan Bryde's whale (1983).
+# Answers listing one synonym under both (as Species+ does for a name later split between
+# taxa) leave box 7's "Balaenoptera brydei" standing for neither.
+SEI_WHALE = _concept(9445, "Balaenoptera borealis", listing="I", synonyms=("Balaenoptera brydei",))
+BRYDES_WHALE = _concept(6352, "Balaenoptera edeni", listing="I", synonyms=("Balaenoptera brydei",))
+
+
+def test_a_synonym_of_several_taxa_is_screened_as_written_and_lifts_no_rule(
+    operator_dir: Path,
+) -> None:
+    def whale_meat(name: str) -> Permit:
+        permit = exported_from("NO", scientific_name=name, appendix="I", source="W", term="MEA")
+        to = TradeParty(name="Importer", address=Address(country="JP"))
+        return change(permit, purpose="T", importer=to, references=())
+
+    appendix_one = {"EPIX-RULE-011", "EPIX-RULE-012"}
+
+    def refused(name: str) -> set[str]:
+        found = check_rules(whale_meat(name), has_reservation=has_reservation)
+        return appendix_one & {finding.code for finding in found}
+
+    _answer(operator_dir, "whales.json", SEI_WHALE)
+    _clear_caches()
+    assert refused("Balaenoptera brydei") == set()  # the sei whale's synonym: both reserve it
+    _answer(operator_dir, "whales.json", SEI_WHALE, BRYDES_WHALE)
+    _clear_caches()
+    assert refused("Balaenoptera brydei") == appendix_one
+    assert refused("Balaenoptera borealis") == set()
+    screened = screen_permit(whale_meat("Balaenoptera  brydei"))
+    assert [finding.message for finding in screened] == [
+        "Line 1: Balaenoptera brydei is a synonym of Balaenoptera borealis and of Balaenoptera "
+        "edeni in the CITES taxonomy (Species+); EPIX cannot tell which taxon the specimen is, "
+        "so the line was screened as written for quotas, reservations and suspensions: check "
+        "them for the taxon it is."
+    ]
+    assert ERROR_TABLE["EPIX-COMP-009"].severity is Severity.WARNING
