@@ -5,10 +5,11 @@ Convention is an error; what is suspicious but common in real, template-generate
 as an origin permit referenced by date but without its number, as in the Toolkit v2 sample) is a
 warning, so the real instance validates.
 
-Reservations (Art. XXIII) live in the compliance data; the caller passes a lookup in, which keeps
-this module free of that data and easy to test. Appendix I trade between two Parties that both
-hold a reservation for the taxon needs neither an import permit (EPIX-RULE-011) nor a
-non-commercial purpose (EPIX-RULE-012).
+Reservations (Art. XXIII) live in ``epix.permits.reservations``; the caller passes a lookup in,
+which keeps this module free of that data and easy to test, and lets the node pass
+``epix.compliance.has_reservation``, which reads box 7 through the Species+ taxonomy. Appendix
+I trade between two Parties that both hold a reservation for the taxon needs neither an import
+permit (EPIX-RULE-011) nor a non-commercial purpose (EPIX-RULE-012).
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from epix.xml.namespaces import CITES_PERMIT, CITES_RAM
 
 ReservationCheck = Callable[[str, str, str | None, datetime], bool]
 """``(party, scientific_name, population, at) -> True`` when that Party holds a reservation
-covering the taxon and the specimen's population (ISO country, None: not shown)."""
+covering the taxon box 7 names and the specimen's population (ISO country, None: not shown)."""
 
 MAX_NUMBER_LENGTH = 35
 EXPORT_MONTHS = 6  # Art. VI.2
