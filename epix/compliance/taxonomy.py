@@ -191,6 +191,8 @@ class Taxonomy:
     def accepted_names(self, name: str) -> tuple[str, ...]:
         """The accepted names box 7's ``name`` is a synonym of when it is one of several
         (``naming`` then holds it as no taxon: it is screened as written); else ()."""
+        if not self._shared:  # the usual case: no answer lists a synonym twice
+            return ()
         return self._shared.get(taxon_key(name), ())
 
     def naming(self, name: str) -> Naming | None:
