@@ -271,6 +271,8 @@ def _shared_synonym(index: int, line: PermitLine, accepted: tuple[str, ...]) -> 
     which the specimen is; it screened the name as written (reservations then lift no
     Appendix I rule), and the officer decides."""
     written = " ".join(str(line.scientific_name).split())
+    if written.count(" ") > 1:  # a subspecies written under the shared synonym
+        written = f"{written}: {' '.join(written.split()[:2])}"
     return Finding(
         "EPIX-COMP-009",
         f"Line {line.line_id}: {written} is a synonym of {' and of '.join(accepted)} in the "

@@ -189,11 +189,16 @@ class Taxonomy:
         return self._by_id.get(concept_id)
 
     def accepted_names(self, name: str) -> tuple[str, ...]:
-        """The accepted names box 7's ``name`` is a synonym of when it is one of several
-        (``naming`` then holds it as no taxon: it is screened as written); else ()."""
+        """The accepted names box 7's ``name``, or the species part of a subspecies, is a
+        synonym of when it is one of several (``naming`` then holds it as no taxon: it is
+        screened as written); else ()."""
         if not self._shared:  # the usual case: no answer lists a synonym twice
             return ()
-        return self._shared.get(taxon_key(name), ())
+        key = taxon_key(name)
+        found = self._shared.get(key)
+        if found is None and key.count(" ") > 1:
+            found = self._shared.get(" ".join(key.split()[:2]))
+        return found or ()
 
     def naming(self, name: str) -> Naming | None:
         """What box 7's ``name`` is: a concept or one of its synonyms, else a subspecies or

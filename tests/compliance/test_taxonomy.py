@@ -454,3 +454,10 @@ def test_a_synonym_of_several_taxa_is_screened_as_written_and_lifts_no_rule(
         "them for the taxon it is."
     ]
     assert ERROR_TABLE["EPIX-COMP-009"].severity is Severity.WARNING
+    # A subspecies written under it is told the same, and lifts no rule either.
+    assert refused("Balaenoptera brydei brydei") == appendix_one
+    (told,) = screen_permit(whale_meat("Balaenoptera brydei brydei"))
+    assert told.message.startswith(
+        "Line 1: Balaenoptera brydei brydei: Balaenoptera brydei is a synonym of Balaenoptera "
+        "borealis and of Balaenoptera edeni in the CITES taxonomy (Species+);"
+    )
