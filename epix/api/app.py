@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from anyio import CapacityLimiter
 from fastapi import FastAPI
-from fastapi_offline import FastAPIOffline
 from starlette.middleware.sessions import SessionMiddleware
 
 from epix.api.access_log import redact_access_log
@@ -13,6 +12,7 @@ from epix.api.metrics import Metrics, MetricsMiddleware
 from epix.api.metrics import router as metrics_router
 from epix.api.openapi import install_openapi
 from epix.api.problems import install_problem_handlers
+from epix.api.reference import install_api_reference
 from epix.api.request_id import RequestId
 from epix.api.routers import audit, auth, health, messages, permits, reports
 from epix.api.routers import endorsements as endorsements_routes
@@ -34,9 +34,7 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
     settings = settings or get_settings()
     load_reference_data()  # a broken quota or reservation table stops the node here
     database = database or Database(settings.effective_database_url)
-    # The API reference (/docs, /redoc) from assets the node serves itself: it opens without
-    # internet, and no script from a CDN runs on the node's origin, where web sessions live.
-    app = FastAPIOffline(
+    app = FastAPI(
         title="EPIX",
         summary="Electronic permit information exchange for CITES permits and certificates.",
         description="Systems authenticate with `Authorization: Bearer <API key>`; the node's web "
@@ -44,8 +42,9 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
         "problem+json whose `code` comes from the node's one error table (`epix errors`); each "
         "operation below lists the codes it can answer with, by HTTP status.",
         version="1.0",
-        docs_url="/docs",
         openapi_url="/openapi.json",
+        docs_url=None,  # /docs and /redoc: install_api_reference
+        redoc_url=None,
     )
     app.state.settings = settings
     redact_access_log()  # a permit's security token comes as ?token=; uvicorn logs query strings
@@ -98,6 +97,7 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
     for router in api_routers[1:]:  # health's is included above, outside the sessions
         app.include_router(router)
     install_openapi(app, api_routers)
+    install_api_reference(app)
     mount_web(app)
     # Last added, so outermost: refusals of the other middlewares carry the headers too.
     app.add_middleware(SecurityHeaders, https=on_https)

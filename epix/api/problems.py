@@ -162,6 +162,4 @@ def install_problem_handlers(app: FastAPI) -> None:
         finding = Finding("EPIX-REQ-007", ERROR_TABLE["EPIX-REQ-007"].meaning, request.url.path)
         # Sent from outside the middleware stack, past SecurityHeaders: add its headers here.
         https = request.app.state.settings.node_base_url.startswith("https://")
-        return _refusal(
-            request, [finding], 500, headers=security_headers(request.url.path, https=https)
-        )
+        return _refusal(request, [finding], 500, headers=security_headers(https=https))
