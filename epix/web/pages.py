@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import io
+from functools import partial
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 from urllib.parse import urlencode, urlsplit
 
 import qrcode
@@ -15,7 +16,12 @@ from fastapi.staticfiles import StaticFiles
 
 from epix.api.deps import DatabaseDep, RequestContextDep, SettingsDep
 from epix.api.routers.auth import password_login
-from epix.errors import EpixError
+from epix.api.routers.permits import look_up_permit
+from epix.api.security import get_current_principal
+from epix.audit.context import RequestContext
+from epix.auth.principal import Principal
+from epix.db import Database
+from epix.errors import EpixError, Finding
 from epix.web.templating import templates
 
 _HERE = Path(__file__).resolve().parent
@@ -100,6 +106,75 @@ def login_form(
 @router.get("/lookup", response_class=HTMLResponse)
 def lookup_page(request: Request) -> HTMLResponse:
     return _page(request, "lookup.html", "Check a permit")
+
+
+@router.get("/check", response_class=HTMLResponse)
+def check_page(
+    request: Request,
+    database: DatabaseDep,
+    context: RequestContextDep,
+    party: Annotated[str, Query(max_length=35)] = "",
+    number: Annotated[str, Query(max_length=35)] = "",
+) -> Response:
+    """The check page's form as the browser sends it when the page's script does not run: the
+    permit is looked up here, by the same service call as GET /v1/permits/{party}/{number}
+    (the same Party scoping and audit, the printed form of the number tried as the script
+    tries it), and shown on the page. Not logged in: to the login page, and back here."""
+    page = partial(_page, request, "check.html", "Check a permit", party=party, number=number)
+    try:
+        principal = get_current_principal(request, database)
+    except EpixError as refusal:
+        if refusal.http_status != 401:  # another site's link (EPIX-AUTH-012), throttled
+            return page(refusal=refusal)
+        here = f"{request.url.path}?{request.url.query}"
+        return RedirectResponse("/web/login?" + urlencode({"next": here}), status_code=303)
+    try:
+        view = _checked_permit(database, context, principal, party.strip().upper(), number.strip())
+    except EpixError as refusal:
+        return page(refusal=refusal)
+    lines = (view.get("permit") or {}).get("lines") or []
+    return page(view=view, species={line.get("line_id"): line for line in lines})
+
+
+def _checked_permit(
+    database: Database,
+    context: RequestContext,
+    principal: Principal,
+    party: str,
+    number: str,
+) -> dict[str, Any]:
+    """The lookup answer for the permit typed, as epix.js lookUp gets it: the number as typed,
+    then, when no such permit is on file, as permit numbers are printed (capitals, no
+    spaces)."""
+    missing = [
+        Finding("EPIX-REQ-004", f"Enter the {label}.", field)
+        for field, label, value in (
+            ("party", "issuing Party", party),
+            ("number", "permit number", number),
+        )
+        if not value
+    ]
+    if missing:
+        raise EpixError(missing)
+
+    def look_up(as_typed: str) -> dict[str, Any]:
+        return look_up_permit(
+            database,
+            context,
+            principal,
+            party=party,
+            number=as_typed,
+            token=None,
+            base_path=f"/v1/permits/{party}/{as_typed}",
+        )
+
+    try:
+        return look_up(number)
+    except EpixError as refusal:
+        printed = "".join(number.split()).upper()
+        if refusal.findings[0].code != "EPIX-STATE-007" or printed == number:
+            raise
+    return look_up(printed)
 
 
 @router.get("/registry", response_class=HTMLResponse)

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from fastapi import Request
 from fastapi.responses import HTMLResponse
@@ -12,6 +14,33 @@ from fastapi.templating import Jinja2Templates
 from epix.errors import ERROR_TABLE
 
 templates = Jinja2Templates(directory=Path(__file__).resolve().parent / "templates")
+
+
+def utc_time(iso: str | None) -> str:
+    """An instant of the API ("2026-12-07T08:30:00+00:00") as a page shows it without script,
+    which cannot know the reader's time zone: "2026-12-07 08:30 UTC"."""
+    if not iso:
+        return "—"
+    try:
+        moment = datetime.fromisoformat(iso)
+    except ValueError:
+        return iso
+    if moment.tzinfo is not None:
+        moment = moment.astimezone(UTC)
+    return f"{moment:%Y-%m-%d %H:%M} UTC"
+
+
+def party_text(party: Mapping[str, Any] | None) -> str:
+    """A permit's exporter or importer: its name and country (as epix.js partyText)."""
+    if not party:
+        return "—"
+    address = party.get("address") or {}
+    country = f" ({address['country']})" if address.get("country") else ""
+    return f"{party.get('name') or ''}{country}" or "—"
+
+
+templates.env.filters["utc_time"] = utc_time
+templates.env.filters["party_text"] = party_text
 
 
 # What a person reads when the node refuses a page (title, then what to do), by HTTP status.

@@ -11,7 +11,9 @@ from pydantic import BaseModel, Field
 from epix.api.deps import DatabaseDep, RequestContextDep, SettingsDep
 from epix.api.openapi import refusals
 from epix.api.security import CurrentPrincipal, require_roles
+from epix.audit.context import RequestContext
 from epix.auth.principal import Principal, Role
+from epix.db import Database
 from epix.errors import EpixError
 from epix.exchange.lookup import lookup_permit, permit_bytes
 from epix.exchange.node_identity import node_identity
@@ -166,6 +168,30 @@ def get_permit(
     """Everything customs need: permit, signature verdict and signer, status, validity,
     per-line permitted and remaining quantities, compliance flags, receipts and history.
     A permit that does not exist and one you may not see give the same EPIX-STATE-007."""
+    return look_up_permit(
+        database,
+        context,
+        principal,
+        party=party,
+        number=number,
+        token=token,
+        base_path=request.url.path,
+    )
+
+
+def look_up_permit(
+    database: Database,
+    context: RequestContext,
+    principal: Principal,
+    *,
+    party: str,
+    number: str,
+    token: str | None,
+    base_path: str,
+) -> dict[str, Any]:
+    """A permit's lookup answer, for the API and the check page alike: the same Party scoping
+    and audit. A refusal is raised once its audit event is committed. ``base_path``: the
+    permit's API address, from which the answer's links are made."""
     refusal: EpixError | None = None
     view: dict[str, Any] = {}
     with database.unit_of_work() as session:
@@ -177,7 +203,7 @@ def get_permit(
                 token=token,
                 principal=principal,
                 request=context,
-                base_path=request.url.path,
+                base_path=base_path,
             )
         except EpixError as exc:
             refusal = exc  # the audit event of the refusal is committed first
