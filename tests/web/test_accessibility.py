@@ -95,6 +95,12 @@ def open_permit(browser: WebDriver, node: LiveNode) -> None:
     wait(browser).until(ec.visibility_of_element_located((By.ID, "result")))
 
 
+def open_checked_on_the_server(browser: WebDriver, node: LiveNode) -> None:
+    """The permit as /web/check answers it (the check page for a browser without script)."""
+    browser.get(f"{node.url}/web/check?party=XA&number={node.permit_number}")
+    wait(browser).until(ec.visibility_of_element_located((By.ID, "verdict")))
+
+
 def refuse_an_endorsement(browser: WebDriver) -> None:
     """More on line 1 than the permit allows: refused by the node (EPIX-QTY-001)."""
     fill_border_details(browser)
@@ -117,6 +123,9 @@ def test_every_control_has_a_name_and_every_page_a_language_and_ordered_headings
     open_permit(browser, live_node)
     assert accessibility_problems(browser) == []
     refuse_an_endorsement(browser)
+    assert accessibility_problems(browser) == []
+
+    open_checked_on_the_server(browser, live_node)
     assert accessibility_problems(browser) == []
 
     browser.get(f"{live_node.url}/web/registry")
@@ -298,6 +307,8 @@ def test_pages_reflow_without_sideways_scrolling(
     assert overflowing(browser) == []
     lines = browser.find_element(By.CSS_SELECTOR, ".table-scroll")
     assert lines.get_attribute("tabindex") == "0"  # its own scrolling works by keyboard
+    open_checked_on_the_server(browser, live_node)
+    assert overflowing(browser) == []
     browser.get(f"{live_node.url}/web/registry")
     wait(browser).until(
         ec.presence_of_element_located((By.CSS_SELECTOR, "#parties tr[data-party='XB']"))
