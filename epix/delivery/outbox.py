@@ -130,6 +130,7 @@ class Claim:
     attempts: int
     give_up_at: datetime
     permit_wait_until: datetime | None
+    claimed_at: datetime
     lease_expires_at: datetime
 
 
@@ -202,6 +203,7 @@ def claim_due(
                 attempts=row.attempts,
                 give_up_at=row.give_up_at,
                 permit_wait_until=row.permit_wait_until,
+                claimed_at=now,
                 lease_expires_at=expires,
             )
         )
@@ -328,6 +330,31 @@ def mark_attempt_failed(
     if give_up:
         _count(session, OutboxOutcome.GIVEN_UP)
     return give_up
+
+
+def permit_delivered_during(session: Session, claim: Claim) -> bool:
+    """Whether the permit ``claim``'s row is about reached the same Party after the row was
+    claimed: a refusal for not holding it (EPIX-MSG-011) then crossed that delivery, whose
+    wake-up (``mark_delivered``) found the row out for this attempt, so it is due again now.
+
+    Locks the permit's rows first, as ``mark_delivered`` does: on PostgreSQL a delivery
+    committing meanwhile is waited for and seen, or waits for this transaction and then wakes
+    the row it wrote (SQLite runs one writer at a time)."""
+    if claim.order_key is None:
+        return False
+    delivered = session.execute(
+        select(OutboxMessage.state, OutboxMessage.delivered_at)
+        .where(
+            OutboxMessage.kind == OutboxKind.PERMIT.value,
+            OutboxMessage.order_key == claim.order_key,
+            OutboxMessage.destination_party == claim.destination_party,
+        )
+        .with_for_update()
+    ).all()
+    return any(
+        state == OutboxState.DELIVERED.value and at is not None and at >= claim.claimed_at
+        for state, at in delivered
+    )
 
 
 def gives_up_at(row: OutboxMessage) -> datetime:

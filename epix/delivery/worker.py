@@ -593,26 +593,30 @@ class Worker:
         row is retried with the outbox's backoff until ``outbox_permit_wait_seconds`` after
         the first such refusal, then fails with that refusal as any other. That bound holds
         only while the far end refuses for the permit: any other failure meanwhile is retried
-        until the row's own give-up time. The peer stores nothing it refuses, and answers a
-        retry of a message it took with the first receipt, so the endorsement is recorded
-        there once."""
+        until the row's own give-up time. A refusal that crossed the permit's delivery (the
+        permit landed while this attempt was out) is retried at once. The peer stores
+        nothing it refuses, and answers a retry of a message it took with the first receipt,
+        so the endorsement is recorded there once."""
         now = self.clock()
         wait = timedelta(seconds=self.settings.outbox_permit_wait_seconds)
         until = claim.permit_wait_until or now + wait
-        retry_at = self._retry_at(claim, now)
-        if retry_at >= min(claim.give_up_at, until):
-            return self._record_failure(
-                claim, "EPIX-DLV-006", reason, now=now, retry_at=None, status=status
+        with self.database.unit_of_work() as session:
+            retry_at, bound = self._retry_at(claim, now), min(claim.give_up_at, until)
+            if outbox.permit_delivered_during(session, claim):
+                retry_at, bound = now, claim.give_up_at  # the permit is there now
+            waits = retry_at < bound
+            code = outbox.WAITING_FOR_PERMIT if waits else "EPIX-DLV-006"
+            gave_up = self._mark_failed(
+                session,
+                claim,
+                code,
+                reason,
+                now=now,
+                retry_at=retry_at if waits else None,
+                status=status,
+                permit_wait_until=until if waits else None,
             )
-        return self._record_failure(
-            claim,
-            outbox.WAITING_FOR_PERMIT,
-            reason,
-            now=now,
-            retry_at=retry_at,
-            status=status,
-            permit_wait_until=until,
-        )
+        return self._failure_result(claim, gave_up, code, reason)
 
     def _retry_at(self, claim: Claim, now: datetime, retry_after: float | None = None) -> datetime:
         """When to try a failed row again: the backoff for its attempts, or the far end's
@@ -635,33 +639,55 @@ class Worker:
         now: datetime,
         retry_at: datetime | None,
         status: int | None,
-        permit_wait_until: datetime | None = None,
     ) -> Result:
         with self.database.unit_of_work() as session:
-            gave_up = outbox.mark_attempt_failed(
+            gave_up = self._mark_failed(
+                session, claim, code, reason, now=now, retry_at=retry_at, status=status
+            )
+        return self._failure_result(claim, gave_up, code, reason)
+
+    def _mark_failed(
+        self,
+        session: Session,
+        claim: Claim,
+        code: str,
+        reason: str,
+        *,
+        now: datetime,
+        retry_at: datetime | None,
+        status: int | None,
+        permit_wait_until: datetime | None = None,
+    ) -> bool:
+        """Record the failed attempt and audit it (a final one also tells the sender's
+        systems); True when the row is now failed."""
+        gave_up = outbox.mark_attempt_failed(
+            session,
+            claim,
+            code=code,
+            reason=reason[:4000],
+            retry_at=retry_at,
+            response_status=status,
+            now=now,
+            permit_wait_until=permit_wait_until,
+        )
+        if gave_up:
+            self._record_give_up(session, claim, code, reason, status)
+        else:
+            self._audit_failure(
                 session,
                 claim,
-                code=code,
-                reason=reason[:4000],
-                retry_at=retry_at,
-                response_status=status,
-                now=now,
-                permit_wait_until=permit_wait_until,
+                "webhook.attempt_failed"
+                if claim.kind == OutboxKind.WEBHOOK.value
+                else "message.delivery_attempt_failed",
+                code,
+                reason,
+                status,
+                {"retry_at": retry_at.isoformat() if retry_at else None},
             )
-            if gave_up:
-                self._record_give_up(session, claim, code, reason, status)
-            else:
-                self._audit_failure(
-                    session,
-                    claim,
-                    "webhook.attempt_failed"
-                    if claim.kind == OutboxKind.WEBHOOK.value
-                    else "message.delivery_attempt_failed",
-                    code,
-                    reason,
-                    status,
-                    {"retry_at": retry_at.isoformat() if retry_at else None},
-                )
+        return gave_up
+
+    @staticmethod
+    def _failure_result(claim: Claim, gave_up: bool, code: str, reason: str) -> Result:
         if gave_up:
             log.warning("outbox row %s failed for good: %s %s", claim.id, code, reason)
             return Result.FAILED

@@ -5,6 +5,7 @@ why a message it sent is still pending. Real HTTP peers on 127.0.0.1, SQLite and
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterator
 from datetime import datetime, timedelta
@@ -203,3 +204,147 @@ def test_tracking_shows_why_a_message_is_still_pending_and_when_it_is_tried_next
         "next_attempt_at": row.next_attempt_at.isoformat(),
         "give_up_at": row.give_up_at.isoformat(),
     }
+
+
+def test_a_permit_delivered_while_its_endorsement_is_being_refused_still_wakes_it(
+    database: Database, tmp_path: Path
+) -> None:
+    """The permit's delivery wakes the endorsements waiting for it; one out for an attempt at
+    that moment (leased, already due) was not woken, and the refusal it then brought back (the
+    importer's node checked it a moment before the permit landed) set its next attempt a whole
+    backoff away, up to EPIX_OUTBOX_MAX_DELAY_SECONDS, or failed it near the end of the wait,
+    with the permit there. Now such a refusal is tried again at once; one that comes after the
+    permit's delivery waits out its backoff as before (no loop against a node that lost it)."""
+    identity = peer_identity()
+    node = Peer(
+        PeerState(
+            identity=identity,
+            status=422,
+            problem_code="EPIX-MSG-011",
+            problem_detail=NOT_HELD,
+            delay_seconds=1.0,  # the refusal is on its way while the permit is delivered
+        )
+    )
+    register_peer(database, endpoint=node.url, identity=identity)
+    key = outbox.permit_order_key("XA", "24XA000001")
+    with database.unit_of_work() as session:
+        for kind, message_id in (("permit", "permit-1"), ("endorsement", "end-1")):
+            outbox.enqueue(
+                session,
+                kind=kind,
+                destination_party=PEER_PARTY,
+                payload=b"<doc/>",
+                message_id=message_id,
+                sender_party="XA",
+                order_key=key,
+            )
+    # The permit's first delivery was given up (by another worker).
+    with database.unit_of_work() as session:
+        (permit,) = outbox.claim_due(session, owner="other", lease_seconds=30, limit=1)
+        outbox.mark_attempt_failed(
+            session, permit, code="EPIX-DLV-001", reason="down", retry_at=None
+        )
+    settings = sender_settings(
+        tmp_path,
+        outbox_base_delay_seconds=600.0,
+        outbox_max_delay_seconds=600.0,
+        outbox_http_timeout_seconds=5.0,
+    )
+    node.start()
+    worker = default_worker(database, settings)
+    try:
+        (job,) = worker.claim()
+        assert job.claim.message_id == "end-1"
+        attempt = threading.Thread(target=worker.process, args=(job,))
+        attempt.start()
+        # Meanwhile the operator resends the permit and another worker delivers it.
+        with database.unit_of_work() as session:
+            outbox.resend(session, permit.id)
+        with database.unit_of_work() as session:
+            (resent,) = outbox.claim_due(session, owner="other", lease_seconds=30, limit=1)
+            outbox.mark_delivered(session, resent)
+        attempt.join(30)
+        woken = {row.message_id: row for row in _rows(database)}["end-1"]
+        assert (woken.state, woken.last_error_code) == (
+            OutboxState.PENDING,
+            outbox.WAITING_FOR_PERMIT,
+        )
+        assert woken.next_attempt_at <= utcnow(), "the refusal crossing the permit slept"
+        # Tried again at once; still refused (the far end lost the permit): a backoff now.
+        node.state.delay_seconds = 0.0
+        assert worker.run_once() == 1
+    finally:
+        worker.close()
+        node.stop()
+    again = {row.message_id: row for row in _rows(database)}["end-1"]
+    assert again.last_error_code == outbox.WAITING_FOR_PERMIT
+    assert again.next_attempt_at > utcnow()
+
+
+def _rows(database: Database) -> list[OutboxMessage]:
+    with database.read() as session:
+        rows = list(session.scalars(select(OutboxMessage).order_by(OutboxMessage.id)))
+        session.expunge_all()
+        return rows
+
+
+def test_a_permit_delivery_committing_while_the_refusal_is_recorded_still_wakes_it(
+    database: Database, tmp_path: Path
+) -> None:
+    """The same crossing with the permit's delivery not committed yet when the endorsement's
+    refusal is recorded: its wake-up already passed over the leased row, so the refusal must
+    wait for that delivery to commit and see it (the permit's row is locked), not miss it."""
+    identity = peer_identity()
+    node = Peer(
+        PeerState(
+            identity=identity, status=422, problem_code="EPIX-MSG-011", problem_detail=NOT_HELD
+        )
+    )
+    register_peer(database, endpoint=node.url, identity=identity)
+    key = outbox.permit_order_key("XA", "24XA000001")
+    with database.unit_of_work() as session:
+        for kind, message_id in (("permit", "permit-1"), ("endorsement", "end-1")):
+            outbox.enqueue(
+                session,
+                kind=kind,
+                destination_party=PEER_PARTY,
+                payload=b"<doc/>",
+                message_id=message_id,
+                sender_party="XA",
+                order_key=key,
+            )
+    with database.unit_of_work() as session:
+        (permit,) = outbox.claim_due(session, owner="other", lease_seconds=30, limit=1)
+        outbox.mark_attempt_failed(
+            session, permit, code="EPIX-DLV-001", reason="down", retry_at=None
+        )
+    settings = sender_settings(
+        tmp_path, outbox_base_delay_seconds=600.0, outbox_max_delay_seconds=600.0
+    )
+    node.start()
+    worker = default_worker(database, settings)
+    marked, commit = threading.Event(), threading.Event()
+
+    def deliver_the_permit() -> None:
+        with database.unit_of_work() as session:
+            (resent,) = outbox.claim_due(session, owner="other", lease_seconds=30, limit=1)
+            outbox.mark_delivered(session, resent)
+            marked.set()
+            commit.wait(30)
+
+    try:
+        (job,) = worker.claim()
+        with database.unit_of_work() as session:
+            outbox.resend(session, permit.id)
+        delivering = threading.Thread(target=deliver_the_permit)
+        delivering.start()
+        assert marked.wait(30)
+        threading.Timer(1.0, commit.set).start()  # while the refusal is being recorded
+        worker.process(job)
+        delivering.join(30)
+    finally:
+        worker.close()
+        node.stop()
+    woken = {row.message_id: row for row in _rows(database)}["end-1"]
+    assert (woken.state, woken.last_error_code) == (OutboxState.PENDING, outbox.WAITING_FOR_PERMIT)
+    assert woken.next_attempt_at <= utcnow(), "the refusal missed the permit's delivery"
