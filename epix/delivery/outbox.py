@@ -259,8 +259,9 @@ def mark_delivered(
 ) -> None:
     """Record success; refused with EPIX-DLV-005 if the lease was lost.
 
-    A delivered permit wakes the rows about it to the same Party that wait for it
-    (``WAITING_FOR_PERMIT``): they are due now, not at the end of their backoff.
+    A delivered permit wakes the rows about it to the same Party that wait for it (refused
+    for not holding it, ``WAITING_FOR_PERMIT``, even if a later attempt met an outage): they
+    are due now, not at the end of their backoff.
     """
     now = now or utcnow()
     _fenced_update(
@@ -285,7 +286,11 @@ def mark_delivered(
                 OutboxMessage.order_key == claim.order_key,
                 OutboxMessage.destination_party == claim.destination_party,
                 OutboxMessage.state == OutboxState.PENDING.value,
-                OutboxMessage.last_error_code == WAITING_FOR_PERMIT,
+                # Refused for the permit, whatever its last attempt met since (an outage).
+                or_(
+                    OutboxMessage.last_error_code == WAITING_FOR_PERMIT,
+                    OutboxMessage.permit_wait_until.is_not(None),
+                ),
                 OutboxMessage.next_attempt_at > now,
             )
             .values(next_attempt_at=now)

@@ -296,3 +296,58 @@ def test_a_delivered_permit_makes_the_endorsements_waiting_for_it_due_at_once(
     with database.unit_of_work() as session:
         outbox.mark_delivered(session, resent["permit"])
     assert sorted(claim("w4")) == ["waiting"]
+
+
+def test_a_delivered_permit_wakes_an_endorsement_whose_last_try_after_the_refusal_met_an_outage(
+    database: Database,
+) -> None:
+    """Refused for not holding the permit, then tried again while the importer's node was
+    down (EPIX-DLV-001, its last error now): the endorsement still waits for its permit (the
+    wait's bound stays on the row), but the permit's delivery left it asleep for the rest of
+    its backoff, because only rows whose last error was EPIX-DLV-014 were woken."""
+    key = outbox.permit_order_key("XA", "P-1")
+    with database.unit_of_work() as session:
+        for kind, message_id in (("permit", "permit"), ("endorsement", "waiting")):
+            outbox.enqueue(
+                session,
+                kind=kind,
+                destination_party="XB",
+                payload=b"<doc/>",
+                message_id=message_id,
+                order_key=key,
+            )
+
+    def claim(owner: str) -> dict[str, outbox.Claim]:
+        with database.unit_of_work() as session:
+            claims = outbox.claim_due(session, owner=owner, lease_seconds=30, limit=10)
+        return {c.message_id: c for c in claims}
+
+    permit = claim("w1")["permit"]
+    with database.unit_of_work() as session:
+        outbox.mark_attempt_failed(
+            session, permit, code="EPIX-DLV-001", reason="down", retry_at=None
+        )
+    later = utcnow() + timedelta(hours=1)
+    with database.unit_of_work() as session:
+        outbox.mark_attempt_failed(
+            session,
+            claim("w2")["waiting"],
+            code=outbox.WAITING_FOR_PERMIT,
+            reason="HTTP 422 EPIX-MSG-011",
+            retry_at=utcnow(),
+            permit_wait_until=utcnow() + timedelta(days=1),
+        )
+    with database.unit_of_work() as session:
+        outbox.mark_attempt_failed(
+            session,
+            claim("w3")["waiting"],
+            code="EPIX-DLV-001",
+            reason="The far end answered HTTP 503.",
+            retry_at=later,
+        )
+        outbox.resend(session, permit.id)
+    resent = claim("w4")
+    assert sorted(resent) == ["permit"]
+    with database.unit_of_work() as session:
+        outbox.mark_delivered(session, resent["permit"])
+    assert sorted(claim("w5")) == ["waiting"]
