@@ -32,8 +32,9 @@ from epix.db.prepared import Prepared
 from epix.errors import EpixError
 
 KEY_SCHEME = "epix"
-_PARTY_RE = re.compile(r"^[A-Z]{2}$")
-_USERNAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,149}$")
+# Whole-string patterns (``fullmatch``): "$" would also match before a final line break.
+_PARTY_RE = re.compile(r"[A-Z]{2}")
+_USERNAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@-]{0,149}")
 _KEY_RE = re.compile(r"^epix_([0-9a-f]{16})_([A-Za-z0-9_-]{20,100})$")
 _hasher = PasswordHasher()
 # Verified against when the user does not exist, so both failures take the same time.
@@ -172,13 +173,13 @@ def list_api_keys(session: Session, user: User) -> Sequence[ApiKey]:
 
 
 def _validate_new_user(username: str, party: str, roles: frozenset[Role]) -> None:
-    if not _USERNAME_RE.match(username):
+    if not _USERNAME_RE.fullmatch(username):
         raise EpixError.of(
             "EPIX-REQ-004",
             "A username is 1–150 letters, digits or . _ @ -, starting with a letter or digit.",
             "username",
         )
-    if party != SECRETARIAT_PARTY and not _PARTY_RE.match(party):
+    if party != SECRETARIAT_PARTY and not _PARTY_RE.fullmatch(party):
         raise EpixError.of(
             "EPIX-REQ-004",
             f"Party must be an ISO 3166 alpha-2 code or {SECRETARIAT_PARTY!r}; got {party!r}.",

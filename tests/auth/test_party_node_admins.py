@@ -433,3 +433,25 @@ def _make_user_committing_later(
         )
         inserted.set()
         commit.wait(30)
+
+
+async def test_a_name_or_party_with_a_trailing_line_break_is_refused(
+    hub: httpx.AsyncClient, sqlite_database: Database, make_user: MakeUser
+) -> None:
+    """The checks ended in ``$``, which also matches before a final line break: "node-xb\\n",
+    a name shown exactly as XB's node account "node-xb" yet not taken by it (so neither
+    EPIX-AUTH-007 nor EPIX-AUTH-013), and a Party "XA\\n" that no scoping equals XA, were
+    stored."""
+    make_user("xa-admin", party="XA", roles=(Role.NODE_ADMIN,))
+    make_user("node-xb", party="XB", roles=(Role.PEER_NODE,))
+    admin = {"X-API-Key": _key(sqlite_database, "xa-admin")[1]}
+    for body, location in (
+        (_new_user("XA", "customs", "node-xb\n"), "username"),
+        (_new_user("XA\n", "customs", "xa-customs"), "party"),
+    ):
+        answer = await hub.post("/v1/users", json=body, headers=admin)
+        assert answer.status_code == 422, answer.text
+        assert answer.json()["errors"][0]["code"] == "EPIX-REQ-004", answer.text
+        assert answer.json()["errors"][0]["location"] == location
+    with sqlite_database.read() as session:
+        assert [user.username for user in service.list_users(session)] == ["xa-admin", "node-xb"]
