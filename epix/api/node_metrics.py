@@ -106,9 +106,10 @@ class NodeCollector:
         waiting.add_metric([], sum(row.waiting_for_permit for row in rows))
         oldest = GaugeMetricFamily(
             "epix_outbox_oldest_due_age_seconds",
-            "Age of the oldest outbox row waiting for a worker (0 when none waits).",
+            "How long the outbox row that has waited longest for a worker has been due, "
+            "since its next attempt came (0 when none waits).",
         )
-        firsts = [row.oldest_due_created_at for row in rows if row.oldest_due_created_at]
+        firsts = [row.longest_due_since for row in rows if row.longest_due_since]
         oldest.add_metric([], _age(now, min(firsts, default=None)))
         outcomes = CounterMetricFamily(
             "epix_outbox_outcomes",

@@ -449,7 +449,7 @@ class Backlog:
     due: int = 0
     waiting_for_permit: int = 0
     failed: int = 0
-    oldest_due_created_at: datetime | None = None
+    longest_due_since: datetime | None = None  # when the row due the longest became due
 
 
 def backlog(session: Session, *, now: datetime | None = None) -> list[Backlog]:
@@ -463,20 +463,30 @@ def backlog(session: Session, *, now: datetime | None = None) -> list[Backlog]:
         OutboxMessage.next_attempt_at <= now,
         or_(OutboxMessage.lease_expires_at.is_(None), OutboxMessage.lease_expires_at <= now),
     )
+    # A due row has waited for a worker since its next attempt came, or since the lease of a
+    # worker that stopped holding it ran out; not since it was queued: a row retried for hours
+    # (or waiting for its permit) is not a sign that workers are behind the moment it is due.
+    due_since = case(
+        (
+            OutboxMessage.lease_expires_at > OutboxMessage.next_attempt_at,
+            OutboxMessage.lease_expires_at,
+        ),
+        else_=OutboxMessage.next_attempt_at,
+    )
     rows = session.execute(
         select(
             OutboxMessage.destination_party,
             OutboxMessage.state,
             func.count(),
             func.sum(case((due, 1), else_=0)),
-            func.min(case((due, OutboxMessage.created_at))),
+            func.min(case((due, due_since))),
             func.sum(case((OutboxMessage.last_error_code == WAITING_FOR_PERMIT, 1), else_=0)),
         )
         .where(OutboxMessage.state.in_([OutboxState.PENDING.value, OutboxState.FAILED.value]))
         .group_by(OutboxMessage.destination_party, OutboxMessage.state)
     ).all()
     by_party: dict[str, Backlog] = {}
-    for party, state, count, due_count, oldest_due, waiting in rows:
+    for party, state, count, due_count, longest_due, waiting in rows:
         held = by_party.get(party, Backlog(party))
         if state == OutboxState.FAILED.value:
             held = replace(held, failed=int(count))
@@ -486,7 +496,7 @@ def backlog(session: Session, *, now: datetime | None = None) -> list[Backlog]:
                 pending=int(count),
                 due=int(due_count),
                 waiting_for_permit=int(waiting),
-                oldest_due_created_at=oldest_due,
+                longest_due_since=longest_due,
             )
         by_party[party] = held
     return sorted(by_party.values(), key=lambda item: item.destination_party)

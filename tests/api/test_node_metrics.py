@@ -105,9 +105,15 @@ def test_the_nodes_state_is_scraped_from_the_database(tmp_path: Path, database: 
         f"{first['url']}/ack", params={"lease": page["lease_id"]}, headers=_bearer(xb_customs)
     )
     assert acked.status_code == 200
-    # A worker delivers one webhook, gives up on another, and leaves the third due.
+    # A worker delivers one webhook, gives up on another, and leaves the third due, queued five
+    # hours ago (retried since) and due for one.
     with database.unit_of_work() as session:
-        session.execute(update(OutboxMessage).values(created_at=utcnow() - timedelta(hours=1)))
+        session.execute(
+            update(OutboxMessage).values(
+                created_at=utcnow() - timedelta(hours=5),
+                next_attempt_at=utcnow() - timedelta(hours=1),
+            )
+        )
         delivered, failed = outbox.claim_due(session, owner="test", lease_seconds=30, limit=2)
         outbox.mark_delivered(session, delivered)
         outbox.mark_attempt_failed(session, failed, code="EPIX-DLV-003", reason="", retry_at=None)
