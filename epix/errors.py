@@ -260,8 +260,9 @@ _TABLE: tuple[ErrorCode, ...] = (
         "EPIX-AUTH-012",
         E,
         403,
-        "The request came from another site: a logged-in browser acts on the node only from "
-        "the node's own pages. You are still logged in; open the page at the node's address.",
+        "The request came from another site: a browser acts on the node only from the node's "
+        "own pages. Nothing was done, and a login session stays as it was; open the page at "
+        "the node's address.",
     ),
     _c(
         "EPIX-AUTH-013",
