@@ -13,6 +13,7 @@ from pathlib import Path
 from epix.permits.sapi_dates import (
     HIGHER_RANKS,
     ReferenceDataError,
+    concept_id,
     covers_taxon,
     in_force,
     listed_name,
@@ -61,6 +62,7 @@ class Quota:
     start: date | None
     end: date | None
     notes: str
+    concept_id: int | None = None  # Species+ id of ``taxon`` (kept when Species+ renames it)
 
     @property
     def label(self) -> str:
@@ -81,11 +83,18 @@ class Quota:
         such as a subspecies listed there on its own (Panthera leo persica)."""
         return self.kind == "Listing_annotations"
 
-    def names(self, taxon: str, at: date, within: frozenset[str] = frozenset()) -> bool:
-        """True when the quota, in force on ``at``, is listed under a name covering ``taxon``,
-        or under a higher taxon Species+ places it ``within``."""
+    def names(
+        self,
+        taxon: str,
+        at: date,
+        within: frozenset[str] = frozenset(),
+        ids: frozenset[int] = frozenset(),
+    ) -> bool:
+        """True when the quota, in force on ``at``, is listed under a Species+ id among the
+        line's ``ids`` (``Naming.ids``), a name covering ``taxon``, or a higher taxon Species+
+        places it ``within``."""
         return in_force(self.start, self.end, at) and covers_taxon(
-            self.taxon, self.rank, taxon, within
+            self.taxon, self.rank, taxon, within, self.concept_id, ids
         )
 
     def covers(
@@ -99,10 +108,11 @@ class Quota:
         purpose: str | None,
         at: date,
         within: frozenset[str] = frozenset(),
+        ids: frozenset[int] = frozenset(),
     ) -> bool:
         return (
             (self.party is None or self.party == exporter)
-            and self.names(taxon, at, within)
+            and self.names(taxon, at, within, ids)
             and not (self.for_appendix_ii and appendix == "I")
             and (self.terms is None or term in self.terms)
             and (self.sources is None or source in self.sources)
@@ -156,6 +166,7 @@ def _quota(row: dict[str, str]) -> Quota:
         start=start,
         end=end,
         notes=readable_notes(row["notes"]),
+        concept_id=concept_id(row),
     )
 
 
@@ -188,41 +199,76 @@ class QuotaIndex:
     day) counts: a taxon the table gives its own quotas is listed apart from its species or
     genus, whose quotas then do not reach it (the zero quota for wild Saiga borealis mongolica
     is its own, not also the species'). Without one, the narrowest higher taxon (family,
-    order...) the taxonomy places the taxon ``within`` that the table lists counts.
+    order...) the taxonomy places the taxon ``within`` that the table lists counts. A name
+    whose quotas carry a Species+ id among the line's ``ids`` competes with those by how
+    narrow it is: its words below the genus, its rank above it (a quota on the taxon listed
+    under a name Species+ no longer gives it is the taxon's own).
     ``Quota.covers`` decides among that name's quotas.
     """
 
-    __slots__ = ("_by_key", "_by_name", "_higher")
+    __slots__ = ("_by_id", "_by_key", "_by_name", "_higher")
 
     def __init__(self, table: Iterable[Quota]) -> None:
         by_key: dict[tuple[str | None, str], list[tuple[int, Quota]]] = {}
         by_name: dict[str, list[Quota]] = {}
         higher: dict[str, int] = {}  # names listed above the genus: how narrow the rank is
+        by_id: dict[int, set[str]] = {}  # Species+ id: the names its quotas are listed under
         for position, quota in enumerate(table):
             key = taxon_key(quota.taxon)
             by_key.setdefault((quota.party, key), []).append((position, quota))
             by_name.setdefault(key, []).append(quota)
+            if quota.concept_id is not None:
+                by_id.setdefault(quota.concept_id, set()).add(key)
             if quota.rank in HIGHER_RANKS:
                 narrowness = HIGHER_RANKS.index(quota.rank)
                 higher[key] = min(narrowness, higher.get(key, narrowness))
+        self._by_id = by_id
         self._by_key = by_key
         self._by_name = by_name
         self._higher = higher
 
-    def listed_name(self, taxon: str, at: date, within: frozenset[str] = frozenset()) -> str | None:
-        """The most specific name under which the table lists quotas in force on ``at`` that
-        name ``taxon`` (as ``taxon_key`` gives it), or the higher taxon it is ``within``, or
-        None."""
+    def _narrowness(self, name: str) -> int:
+        """How narrow a listed name is: its words below the genus, less than nothing above."""
+        above = self._higher.get(name)
+        return len(name.split()) if above is None else -1 - above
+
+    def listed_names(
+        self,
+        taxon: str,
+        at: date,
+        within: frozenset[str] = frozenset(),
+        ids: frozenset[int] = frozenset(),
+    ) -> tuple[str, ...]:
+        """The most specific names under which the table lists quotas in force on ``at`` for
+        ``taxon``: by one of its Species+ ``ids``, by name (as ``taxon_key`` gives it), or as
+        the higher taxon it is ``within``. Several only when the table lists one taxon under
+        an old and a new name (met by id and by name alike)."""
+        found = None
         words = taxon_key(taxon).split()
-        for end in range(len(words), -1, -1):
+        for end in range(len(words), -1, -1):  # the longest word prefix listed
             prefix = " ".join(words[:end])
             if any(quota.names(taxon, at) for quota in self._by_name.get(prefix, ())):
-                return prefix
-        listed_above = within & self._higher.keys() if within and self._higher else ()
-        for name in sorted(listed_above, key=self._higher.__getitem__):
-            if any(quota.names(taxon, at, within) for quota in self._by_name[name]):
-                return name
-        return None
+                found = prefix
+                break
+        else:  # the narrowest higher taxon listed
+            listed_above = within & self._higher.keys() if within and self._higher else ()
+            for name in sorted(listed_above, key=self._higher.__getitem__):
+                if any(quota.names(taxon, at, within) for quota in self._by_name[name]):
+                    found = name
+                    break
+        listed_ids = ids & self._by_id.keys() if ids else ()
+        if not listed_ids:
+            return () if found is None else (found,)
+        listed = {
+            name
+            for concept_id in listed_ids
+            for name in self._by_id[concept_id]
+            if any(quota.names(taxon, at, within, ids) for quota in self._by_name[name])
+        }
+        if found is not None:
+            listed.add(found)
+        narrowest = max(map(self._narrowness, listed))
+        return tuple(sorted(name for name in listed if self._narrowness(name) == narrowest))
 
     def covering(
         self,
@@ -235,13 +281,15 @@ class QuotaIndex:
         purpose: str | None,
         at: date,
         within: frozenset[str] = frozenset(),
+        ids: frozenset[int] = frozenset(),
     ) -> list[Quota]:
         """The quotas covering this trade, in table order; ``within``: the higher taxa the
-        taxonomy places ``taxon`` under (``Naming.within``)."""
-        name = self.listed_name(taxon, at, within)
-        if name is None:
-            return []
-        candidates = [*self._by_key.get((exporter, name), ()), *self._by_key.get((None, name), ())]
+        taxonomy places ``taxon`` under (``Naming.within``), ``ids`` its Species+ ids
+        (``Naming.ids``)."""
+        candidates: list[tuple[int, Quota]] = []
+        for name in self.listed_names(taxon, at, within, ids):
+            candidates += self._by_key.get((exporter, name), ())
+            candidates += self._by_key.get((None, name), ())
         candidates.sort(key=_position)
         return [
             quota
@@ -255,6 +303,7 @@ class QuotaIndex:
                 purpose=purpose,
                 at=at,
                 within=within,
+                ids=ids,
             )
         ]
 

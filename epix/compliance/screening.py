@@ -34,8 +34,10 @@ def has_reservation(
     reservations on the higher taxa Species+ places it under. The core's
     ``reservations.has_reservation`` takes names as written; only here is the taxonomy known
     (epix.permits does not import epix.compliance)."""
-    taxon, within = screened_as(scientific_name, taxonomy().naming(scientific_name))
-    return reservations.has_reservation(party, taxon, population, at, within)
+    naming = taxonomy().naming(scientific_name)
+    taxon, within = screened_as(scientific_name, naming)
+    ids = naming.ids if naming is not None else frozenset()
+    return reservations.has_reservation(party, taxon, population, at, within, ids)
 
 
 def _at(permit: Permit) -> date:
@@ -179,7 +181,13 @@ def _box_11a(index: int, line: PermitLine) -> list[Finding]:
 
 
 def _reservations(
-    index: int, line: PermitLine, taxon: str, permit: Permit, at: date, within: frozenset[str]
+    index: int,
+    line: PermitLine,
+    taxon: str,
+    permit: Permit,
+    at: date,
+    within: frozenset[str],
+    ids: frozenset[int],
 ) -> list[Finding]:
     """EPIX-COMP-003 for each Party of the trade holding a reservation for the taxon, with its
     note and what EPIX made of it: a species or population the note leaves out, seen on the
@@ -192,7 +200,7 @@ def _reservations(
     for role, party in parties:
         if not party:
             continue
-        for entry in reservations_in_force(party, taxon, at, within):
+        for entry in reservations_in_force(party, taxon, at, within, ids):
             since = f" since {entry.start.isoformat()}" if entry.start is not None else ""
             holds = (
                 f"Line {line.line_id}: {party} ({role}) holds a reservation for "
@@ -291,6 +299,7 @@ def _suspensions(
     at: date,
     published: tuple[Suspension, ...],
     within: frozenset[str],
+    ids: frozenset[int],
 ) -> list[Finding]:
     """EPIX-COMP-006 for each published suspension the line is traded under, never a refusal:
     EPIX holds only the suspensions of its Species+ data, and most are in words alone."""
@@ -311,6 +320,7 @@ def _suspensions(
             purpose=permit.purpose,
             at=at,
             within=within,
+            ids=ids,
         )
     ]
 
@@ -334,6 +344,7 @@ def screen_permit(permit: Permit) -> list[Finding]:
         elif accepted := names.accepted_names(line.scientific_name):
             findings.append(_shared_synonym(index, line, accepted))
         taxon, within = screened_as(line.scientific_name, naming)
+        ids = naming.ids if naming is not None else frozenset()
         if exporter is None:
             continue
         if exporting:
@@ -346,10 +357,11 @@ def screen_permit(permit: Permit) -> list[Finding]:
                 purpose=permit.purpose,
                 at=at,
                 within=within,
+                ids=ids,
             ):
                 under_quota.setdefault(quota, []).append((index, line))
-        findings += _reservations(index, line, taxon, permit, at, within)
-        findings += _suspensions(index, line, taxon, permit, at, published, within)
+        findings += _reservations(index, line, taxon, permit, at, within, ids)
+        findings += _suspensions(index, line, taxon, permit, at, published, within, ids)
     if exporter is not None:
         for quota, lines in under_quota.items():
             findings += _quota_findings(lines, quota, exporter)

@@ -24,7 +24,7 @@ from itertools import takewhile
 from pathlib import Path
 from typing import Any
 
-from epix.compliance.taxonomy import Taxonomy, taxonomy
+from epix.compliance.taxonomy import TaxonConcept, Taxonomy, taxonomy
 from epix.permits.codes import code_lists
 from epix.permits.sapi_dates import (
     RANKS,
@@ -182,11 +182,15 @@ class Suspension:
     notification: str  # "CITES Notif. No. 2011/010"
     exemptions: tuple[Exemption, ...] = ()
     rank: str = "SPECIES"  # of ``taxon``, as Species+ gives it
+    concept_id: int | None = None  # Species+ id of ``taxon``
 
-    def names(self, taxon: str, within: frozenset[str]) -> bool:
+    def names(self, taxon: str, within: frozenset[str], ids: frozenset[int] = frozenset()) -> bool:
         """True when the suspension is for every taxon, or its taxon covers the line's as a
-        quota's does (``covers_taxon``: by name, or a higher taxon the line's is ``within``)."""
-        return self.taxon is None or covers_taxon(self.taxon, self.rank, taxon, within)
+        quota's does (``covers_taxon``: by Species+ id among the line's ``ids``, by name, or a
+        higher taxon the line's is ``within``)."""
+        return self.taxon is None or covers_taxon(
+            self.taxon, self.rank, taxon, within, self.concept_id, ids
+        )
 
     @property
     def domestic(self) -> bool:
@@ -212,15 +216,17 @@ class Suspension:
         purpose: str | None,
         at: date,
         within: frozenset[str] = frozenset(),
+        ids: frozenset[int] = frozenset(),
     ) -> bool:
         """True when the line is traded under this suspension: exported from the country (or
         imported into it, for an entry applying to imports), of its taxon (``within``: the
-        taxa Species+ places the line's under), in force, and not exempted."""
+        taxa Species+ places the line's under, ``ids`` their Species+ ids), in force, and not
+        exempted."""
         parties = (exporter, importer) if self.applies_to_import else (exporter,)
         return (
             self.country in parties
             and in_force(self.start, self.end, at)
-            and self.names(taxon, within)
+            and self.names(taxon, within, ids)
             and not any(entry.exempts(taxon, term, source, purpose) for entry in self.exemptions)
         )
 
@@ -271,15 +277,16 @@ def _json(path: Path) -> Any:
 
 
 def _suspension(
-    entry: dict[str, Any], taxon: tuple[str, str] | None, exemptions: tuple[Exemption, ...]
+    entry: dict[str, Any], taxon: TaxonConcept | None, exemptions: tuple[Exemption, ...]
 ) -> Suspension:
     country = party_code(entry["geo_entity"]["iso_code2"])
     start = date.fromisoformat(entry["start_date"])
     end = date.fromisoformat(entry["end_date"]) if entry.get("end_date") else None
     return Suspension(
         country=country,
-        taxon=None if taxon is None else taxon[0],
-        rank="SPECIES" if taxon is None else taxon[1],
+        taxon=None if taxon is None else taxon.full_name,
+        rank="SPECIES" if taxon is None else taxon.rank,
+        concept_id=None if taxon is None else taxon.id,
         start=start,
         end=end,
         applies_to_import=bool(entry["applies_to_import"]),
@@ -307,8 +314,7 @@ def load_suspensions(
                 concept = None if concept_id is None else names.concept(int(concept_id))
                 if concept_id is not None and concept is None:
                     continue  # a taxon no Species+ answer the node holds names
-                taxon = None if concept is None else (concept.full_name, concept.rank)
-                found[int(entry["id"])] = _suspension(entry, taxon, exemptions)
+                found[int(entry["id"])] = _suspension(entry, concept, exemptions)
             except (KeyError, TypeError, ValueError) as exc:
                 raise ReferenceDataError(
                     f"{path}: suspension {entry.get('id')!r} is malformed ({exc})."

@@ -37,6 +37,7 @@ class TaxonConcept:
     appendices: frozenset[str]  # those the listing names ("I/II": I and II; "NC": none)
     within: frozenset[str]  # itself and the taxa above it, as ``taxon_key`` gives them
     synonyms: tuple[str, ...]
+    synonym_ids: frozenset[int] = frozenset()  # the Species+ ids of those synonyms
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +48,7 @@ class Naming:
     synonym: bool  # box 7 names a synonym of ``concept``, or a subspecies of one
     exact: bool  # False: a subspecies or variety of ``concept`` the node does not hold apart
     accepted: str | None = None  # a synonym's subspecies under the accepted species' name
+    ids: frozenset[int] = frozenset()  # ``Taxonomy.lineage`` of ``concept``
 
     @property
     def screened_name(self) -> str | None:
@@ -109,6 +111,10 @@ def _concept(entry: object) -> TaxonConcept | None:
     if not isinstance(synonyms, list) or not all(isinstance(s, dict) for s in synonyms):
         raise ValueError("synonyms is not a list of objects")
     full_name = _text(entry.get("full_name"), "full_name")
+    synonym_ids = [s["id"] for s in synonyms if s.get("id") is not None]
+    for synonym_id in synonym_ids:
+        if not isinstance(synonym_id, int) or isinstance(synonym_id, bool):
+            raise ValueError(f"synonyms.id {synonym_id!r} is not a number")
     return TaxonConcept(
         id=concept_id,
         full_name=full_name,
@@ -122,6 +128,7 @@ def _concept(entry: object) -> TaxonConcept | None:
         )
         | {taxon_key(full_name)},
         synonyms=tuple(_text(s.get("full_name"), "synonyms.full_name") for s in synonyms),
+        synonym_ids=frozenset(synonym_ids),
     )
 
 
@@ -156,7 +163,7 @@ class Taxonomy:
     """Concepts indexed by name (``taxon_key``), synonyms included, and by Species+ id, so a
     permit line costs a dictionary look-up or two."""
 
-    __slots__ = ("_by_id", "_by_name", "_shared")
+    __slots__ = ("_by_id", "_by_name", "_lineage", "_shared")
 
     def __init__(self, concepts: Iterable[TaxonConcept]) -> None:
         by_id = {concept.id: concept for concept in concepts}  # a later answer replaces one
@@ -181,12 +188,19 @@ class Taxonomy:
             del by_name[key]
         self._by_id: Mapping[int, TaxonConcept] = by_id
         self._by_name = by_name
+        self._lineage = _lineages(by_id, by_name)
 
     def __len__(self) -> int:
         return len(self._by_id)
 
     def concept(self, concept_id: int) -> TaxonConcept | None:
         return self._by_id.get(concept_id)
+
+    def lineage(self, concept: TaxonConcept) -> frozenset[int]:
+        """The Species+ ids a listing of ``concept`` may carry: its own and its synonyms', and
+        those of the taxa above it (genus, species of a subspecies, ``within``) the answers
+        hold. A synonym id listed under several taxa stands for none of them."""
+        return self._lineage.get(concept.id, frozenset())
 
     def accepted_names(self, name: str) -> tuple[str, ...]:
         """The accepted names box 7's ``name``, or the species part of a subspecies, is a
@@ -207,19 +221,49 @@ class Taxonomy:
         key = taxon_key(name)
         found = self._by_name.get(key)
         if found is not None:
-            return Naming(found[0], synonym=found[1], exact=True)
+            concept, synonym = found
+            return Naming(concept, synonym, exact=True, ids=self.lineage(concept))
         if key.count(" ") > 1:
             words = key.split()
             species = self._by_name.get(" ".join(words[:2]))
             if species is None:
                 return None
             concept, synonym = species
+            ids = self.lineage(concept)
             if not synonym:
-                return Naming(concept, synonym=False, exact=False)
+                return Naming(concept, synonym=False, exact=False, ids=ids)
             if concept.rank == "SPECIES":  # 'Loxodonta cyclotis pumilio': a recombination
                 accepted = " ".join((concept.full_name, *words[2:]))
-                return Naming(concept, synonym=True, exact=False, accepted=accepted)
+                return Naming(concept, synonym=True, exact=False, accepted=accepted, ids=ids)
         return None
+
+
+def _lineages(
+    by_id: Mapping[int, TaxonConcept], by_name: Mapping[str, tuple[TaxonConcept, bool]]
+) -> dict[int, frozenset[int]]:
+    """``Taxonomy.lineage`` for every concept, built once: screening then matches a line's
+    listings by id with one set look-up each."""
+    listed: dict[int, int] = {}  # how many concepts list each synonym id
+    for concept in by_id.values():
+        for synonym_id in concept.synonym_ids:
+            listed[synonym_id] = listed.get(synonym_id, 0) + 1
+    own = {
+        concept.id: frozenset(
+            {concept.id} | {i for i in concept.synonym_ids if listed[i] == 1 and i not in by_id}
+        )
+        for concept in by_id.values()
+    }
+    lineages = {}
+    for concept in by_id.values():
+        words = taxon_key(concept.full_name).split()
+        above = {*concept.within, words[0], " ".join(words[:2])} - {" ".join(words)}
+        ids = set(own[concept.id])
+        for name in above:
+            found = by_name.get(name)
+            if found is not None and not found[1]:  # an accepted taxon, never a synonym
+                ids |= own[found[0].id]
+        lineages[concept.id] = frozenset(ids)
+    return lineages
 
 
 def answer_files(operator_dir: Path | None) -> list[Path]:

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from epix.permits.sapi_dates import (
     ReferenceDataError,
+    concept_id,
     covers_taxon,
     in_force,
     listed_name,
@@ -42,6 +43,7 @@ class Reservation:
     excluded_populations: frozenset[str] = frozenset()  # countries whose population it leaves out
     only_populations: frozenset[str] | None = None  # the only countries whose population it covers
     unchecked: str = ""  # the part of the note no box of a permit can show (a stock, an area)
+    concept_id: int | None = None  # Species+ id of ``taxon`` (kept when Species+ renames it)
 
     def exclusion(self, taxon: str, population: str | None) -> str | None:
         """What the note leaves out that this specimen is, in words ('Discocactus horstii',
@@ -127,6 +129,7 @@ def _reservation(row: dict[str, str]) -> Reservation:
             start=parse_sapi_date(row["start_date"]),
             end=parse_sapi_date(row["end_date"]),
             notes=" ".join(row["notes"].split()),
+            concept_id=concept_id(row),
         )
     )
 
@@ -160,11 +163,17 @@ def _by_party() -> dict[str, tuple[Reservation, ...]]:
 
 
 def reservations_in_force(
-    party: str, taxon: str, at: datetime | date, within: frozenset[str] = frozenset()
+    party: str,
+    taxon: str,
+    at: datetime | date,
+    within: frozenset[str] = frozenset(),
+    ids: frozenset[int] = frozenset(),
 ) -> list[Reservation]:
-    """The reservations ``party`` held on the date ``at`` that cover ``taxon``: by name, or
-    entered on a higher taxon (Canada's on the family Platysternidae) that Species+ places it
-    ``within`` (``Naming.within``; empty: not known, so not covered)."""
+    """The reservations ``party`` held on the date ``at`` that cover ``taxon``: by Species+ id
+    (one of the line's ``ids``, ``Naming.ids``: Canada's on 'Aonyx cinerea', a name Species+
+    now holds as a synonym of Aonyx cinereus), by name, or entered on a higher taxon (Canada's
+    on the family Platysternidae) that Species+ places it ``within`` (``Naming.within``;
+    empty: not known, so not covered)."""
     entries = _by_party().get(party)
     if entries is None:  # most Parties hold none: no list to build
         return []
@@ -173,7 +182,7 @@ def reservations_in_force(
         entry
         for entry in entries
         if in_force(entry.start, entry.end, day)
-        and covers_taxon(entry.taxon, entry.rank, taxon, within)
+        and covers_taxon(entry.taxon, entry.rank, taxon, within, entry.concept_id, ids)
     ]
 
 
@@ -183,11 +192,12 @@ def has_reservation(
     population: str | None,
     at: datetime | date,
     within: frozenset[str] = frozenset(),
+    ids: frozenset[int] = frozenset(),
 ) -> bool:
-    """True when ``party`` held a reservation on the date ``at`` covering ``taxon`` (or a taxon
-    it is ``within``), unless its note leaves out that taxon or the specimen's ``population``
-    (ISO country, None: unknown)."""
+    """True when ``party`` held a reservation on the date ``at`` covering ``taxon`` (one of
+    its Species+ ``ids``, or a taxon it is ``within``), unless its note leaves out that taxon
+    or the specimen's ``population`` (ISO country, None: unknown)."""
     return any(
         entry.exclusion(taxon, population) is None
-        for entry in reservations_in_force(party, taxon, at, within)
+        for entry in reservations_in_force(party, taxon, at, within, ids)
     )

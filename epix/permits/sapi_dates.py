@@ -65,6 +65,18 @@ def listed_name(row: dict[str, str]) -> tuple[str, str]:
     return taxon, rank
 
 
+def concept_id(row: dict[str, str]) -> int | None:
+    """The row's Species+ taxon concept id (``taxon_concept_id``), None when the table gives
+    none, or ValueError. UNEP-WCMC keeps a row's id when Species+ renames its taxon, so the id
+    still finds the taxon a row's name no longer does."""
+    value = (row.get("taxon_concept_id") or "").strip()
+    if not value:
+        return None
+    if not value.isascii() or not value.isdigit():
+        raise ValueError(f"taxon_concept_id {value!r} is not a Species+ id")
+    return int(value)
+
+
 def party_code(value: str) -> str:
     """An ISO 3166-1 alpha-2 Party code, or ValueError."""
     code = value.strip().upper()
@@ -103,12 +115,23 @@ def taxon_in_words(taxon: str, rank: str) -> str:
 
 
 def covers_taxon(
-    listed: str, rank: str, scientific_name: str, within: frozenset[str] = frozenset()
+    listed: str,
+    rank: str,
+    scientific_name: str,
+    within: frozenset[str] = frozenset(),
+    listed_id: int | None = None,
+    ids: frozenset[int] = frozenset(),
 ) -> bool:
-    """True when a listing (quota, suspension, reservation) at ``rank`` covers box 7's name:
-    by name (``names_taxon``), or, above the genus, because it is one of the taxa Species+
-    places the line's taxon ``within`` (``taxon_key`` names; empty for a taxon it does not
-    hold)."""
+    """True when a listing (quota, suspension, reservation) at ``rank`` covers box 7's name.
+
+    By id first: the listing's Species+ id (``listed_id``) is one of the line's ``ids`` (its
+    taxon, that taxon's synonyms and the taxa above it that Species+ answers hold), so a row
+    still named as Species+ no longer names the taxon meets it. Then by name
+    (``names_taxon``), or, above the genus, because it is one of the taxa Species+ places the
+    line's taxon ``within`` (``taxon_key`` names). ``ids`` and ``within`` are empty for a
+    taxon the taxonomy does not hold: names alone then decide."""
+    if listed_id is not None and listed_id in ids:
+        return True
     if names_taxon(listed, rank, scientific_name):
         return True
     return bool(within) and rank.strip().upper() in HIGHER_RANKS and taxon_key(listed) in within

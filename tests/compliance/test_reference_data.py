@@ -37,6 +37,9 @@ def _with(tmp_path: Path, name: str, text: str) -> Path:
 def test_the_packaged_tables_load_whole() -> None:
     assert len(load_quotas(quota_table.DATA)) == 72
     assert len(load_reservations(reservation_table.DATA)) == 386  # 388 less Japan's 2 withdrawn
+    # Every row carries its Species+ id, which screening matches first.
+    assert all(quota.concept_id for quota in load_quotas(quota_table.DATA))
+    assert all(entry.concept_id for entry in load_reservations(reservation_table.DATA))
 
 
 @pytest.mark.parametrize(
@@ -50,6 +53,7 @@ def test_the_packaged_tables_load_whole() -> None:
         (LEOPARDS.replace("Panthera pardus", " "), "no taxon name"),
         (LEOPARDS.replace(",SPECIES,", ",SPECIE,"), "rank 'SPECIE'"),
         (LEOPARDS.replace(",NA,", ",Namibia,"), "Party 'Namibia'"),
+        (LEOPARDS.replace(",8619,", ",8619a,"), "taxon_concept_id '8619a'"),
     ],
 )
 def test_a_malformed_quota_row_is_named_by_line(tmp_path: Path, broken: str, says: str) -> None:
@@ -66,6 +70,7 @@ def test_a_malformed_quota_row_is_named_by_line(tmp_path: Path, broken: str, say
     [
         (NORWAY_MINKE.replace("01/01/1986", "1986"), "'1986'"),
         (NORWAY_MINKE.replace(",Balaenoptera acutorostrata,", ",,"), "no taxon name"),
+        (NORWAY_MINKE.replace(",8288,", ",-8288,"), "taxon_concept_id '-8288'"),
     ],
 )
 def test_a_malformed_reservation_row_is_named(tmp_path: Path, broken: str, says: str) -> None:

@@ -15,6 +15,7 @@ from click.testing import CliRunner
 
 from epix.cli.main import cli
 from epix.compliance import has_reservation, screen_permit
+from epix.compliance import quotas as quota_table
 from epix.compliance.quotas import QuotaIndex, load_quotas
 from epix.compliance.suspensions import _by_country, load_suspensions, suspensions
 from epix.compliance.taxonomy import answer_files, load_taxonomy, taxonomy
@@ -246,6 +247,10 @@ def test_a_malformed_operator_answer_is_named_by_file_and_entry(tmp_path: Path) 
         ({**TORTOISE, "full_name": ""}, "full_name '' is not a name"),
         ({**TORTOISE, "higher_taxa": ["Reptilia"]}, "higher_taxa is not an object"),
         ({**TORTOISE, "id": "19200"}, "id '19200' is not a number"),
+        (
+            {**TORTOISE, "synonyms": [{"id": "5252", "full_name": "Testudo ibera"}]},
+            "synonyms.id '5252' is not a number",
+        ),
     ):
         _answer(folder, "reptiles.json", broken)
         with pytest.raises(ReferenceDataError, match=f"taxon_concepts\\[0\\].*: {says}"):
@@ -461,3 +466,94 @@ def test_a_synonym_of_several_taxa_is_screened_as_written_and_lifts_no_rule(
         "Line 1: Balaenoptera brydei brydei: Balaenoptera brydei is a synonym of Balaenoptera "
         "borealis and of Balaenoptera edeni in the CITES taxonomy (Species+);"
     )
+
+
+# Canada's reservation on the small-clawed otter (26 Nov 2019 - 2 Dec 2020), in UNEP-WCMC's
+# table as 'Aonyx cinerea', Species+ taxon 5252, with its note: "Originally listed as Aonyx
+# cinerea, which became a synonym of Aonyx cinereus in 2023". Species+ answers for Aonyx
+# cinereus list the old name among its synonyms with that id; the accepted concept's id
+# (19700) stands for the one Species+ gave the new name. In the other shape Species+ renames
+# a concept in place: the row's id is the accepted one, its name a synonym.
+OTTER_HIGHER = {"kingdom": "Animalia", "class": "Mammalia", "order": "Carnivora"}
+OTTER_RENAMED = _concept(19700, "Aonyx cinereus", listing="I", higher=OTTER_HIGHER)
+OTTER_RENAMED["synonyms"] = [
+    {"id": 5252, "full_name": "Aonyx cinerea", "author_year": "(Illiger, 1815)", "rank": "SPECIES"}
+]
+OTTER_IN_PLACE = _concept(
+    5252, "Aonyx cinereus", listing="I", higher=OTTER_HIGHER, synonyms=("Aonyx cinerea",)
+)
+
+
+@pytest.mark.parametrize("answer", [OTTER_RENAMED, OTTER_IN_PLACE], ids=["new id", "same id"])
+def test_a_reservation_still_named_as_species_plus_no_longer_names_its_taxon_meets_it_by_id(
+    operator_dir: Path, answer: dict[str, Any]
+) -> None:
+    def named(name: str, issued: date) -> list[str]:
+        permit = exported_from("CA", issued=issued, scientific_name=name, appendix="I")
+        return [finding.message for finding in _found(permit, "EPIX-COMP-003")]
+
+    in_force, withdrawn = date(2020, 6, 1), date(2020, 12, 3)
+    # Without the taxonomy, box 7's old name meets the row by name; the new one cannot.
+    assert len(named("Aonyx cinerea", in_force)) == 1
+    assert named("Aonyx cinereus", in_force) == []
+    _answer(operator_dir, "otters.json", answer)
+    _clear_caches()
+    for written in ("Aonyx cinereus", "Aonyx cinerea", "AONYX  cinereus"):
+        (held,) = named(written, in_force)
+        assert held.startswith(
+            "Line 1: CA (exporter) holds a reservation for Aonyx cinerea since 2019-11-26; it "
+            "trades this taxon as a non-Party (Art. XXIII). Reservation note: Originally listed"
+        ), written
+        assert has_reservation("CA", written, None, in_force)  # what the Appendix I rules ask
+    assert named("Aonyx cinereus", withdrawn) == []
+    assert not has_reservation("CA", "Aonyx cinereus", None, withdrawn)
+    assert not has_reservation("US", "Aonyx cinereus", None, in_force)
+    assert named("Aonyx capensis", in_force) == []  # another otter of the genus
+
+
+def test_quotas_listed_under_an_old_name_meet_the_taxon_by_id(
+    operator_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A quota row keeps its Species+ id when Species+ renames the taxon (a species, or a
+    family above it): the id finds the taxon, and a quota on the taxon itself counts before
+    one on its genus."""
+    table = tmp_path / "quotas.csv"
+    monkeypatch.setattr(quota_table, "DATA", table)
+
+    def published(*rows: str) -> None:
+        header = "quota_type,start_date,end_date,taxon_name,taxon_concept_id,rank,iso_code2,"
+        rows = tuple(f"CoP_approved,01/01/2020,,{row},,LIV,W,T,\n" for row in rows)
+        table.write_text(
+            f"{header}quota,unit,term,source,purpose,notes\n{''.join(rows)}", encoding="utf-8"
+        )
+        quota_table.quotas.cache_clear()
+        quota_table.quota_index.cache_clear()
+
+    def flagged(name: str) -> list[str]:
+        permit = exported_from("ID", scientific_name=name, term="LIV", source="W")
+        return [finding.code for finding in screen_permit(permit) if finding.code < "EPIX-COMP-003"]
+
+    placed = OTTER_RENAMED | {"higher_taxa": OTTER_HIGHER | {"family": "Mustelidae"}}
+    family = _concept(19720, "Mustelidae", "FAMILY", listing=None, higher=OTTER_HIGHER)
+    try:
+        published("Aonyx cinerea,5252,SPECIES,ID,0", "Lutridae,19720,FAMILY,ID,0")
+        assert flagged("Aonyx cinereus") == []
+        _answer(operator_dir, "otters.json", placed, family)
+        _clear_caches()
+        assert flagged("Aonyx cinereus") == ["EPIX-COMP-002"]
+        assert flagged("Aonyx cinerea") == ["EPIX-COMP-002"]
+        # The family row's id is the family the answer names Mustelidae.
+        published("Lutridae,19720,FAMILY,ID,0")
+        assert flagged("Aonyx cinereus") == ["EPIX-COMP-002"]
+        assert flagged("Aonyx capensis") == []  # not in the taxonomy: not placed
+        # A zero quota on the species by its id counts before a genus listed by name, whose
+        # quotas then do not reach it.
+        published("Aonyx,19710,GENUS,ID,1", "Aonyx cinerea,5252,SPECIES,ID,0")
+        assert flagged("Aonyx cinereus") == ["EPIX-COMP-002"]
+        assert flagged("Aonyx capensis") == ["EPIX-COMP-001"]  # the genus quota of 1
+        # Rows under the old and the new name are both the taxon's own.
+        published("Aonyx cinerea,5252,SPECIES,ID,0", "Aonyx cinereus,19700,SPECIES,ID,1")
+        assert flagged("Aonyx cinereus") == ["EPIX-COMP-002", "EPIX-COMP-001"]
+    finally:
+        quota_table.quotas.cache_clear()
+        quota_table.quota_index.cache_clear()
