@@ -47,16 +47,18 @@ class Naming:
     concept: TaxonConcept
     synonym: bool  # box 7 names a synonym of ``concept``, or a subspecies of one
     exact: bool  # False: a subspecies or variety of ``concept`` the node does not hold apart
-    accepted: str | None = None  # a synonym's subspecies under the accepted species' name
+    # What box 7 is screened under when not as written (a synonym's subspecies under the
+    # accepted species' name, a variety written without "var." under its full name).
+    accepted: str | None = None
     ids: frozenset[int] = frozenset()  # ``Taxonomy.lineage`` of ``concept``
 
     @property
     def screened_name(self) -> str | None:
         """The accepted name box 7 stands for, when box 7 names a synonym (or a subspecies
-        written under a synonym of its species)."""
-        if not self.synonym:
-            return None
-        return self.accepted or self.concept.full_name
+        written under a synonym of its species) or a variety without "var."."""
+        if self.accepted is not None:
+            return self.accepted
+        return self.concept.full_name if self.synonym else None
 
     @property
     def within(self) -> frozenset[str]:
@@ -163,7 +165,7 @@ class Taxonomy:
     """Concepts indexed by name (``taxon_key``), synonyms included, and by Species+ id, so a
     permit line costs a dictionary look-up or two."""
 
-    __slots__ = ("_by_id", "_by_name", "_lineage", "_shared")
+    __slots__ = ("_by_id", "_by_name", "_lineage", "_shared", "_unmarked")
 
     def __init__(self, concepts: Iterable[TaxonConcept]) -> None:
         by_id = {concept.id: concept for concept in concepts}  # a later answer replaces one
@@ -189,6 +191,7 @@ class Taxonomy:
         self._by_id: Mapping[int, TaxonConcept] = by_id
         self._by_name = by_name
         self._lineage = _lineages(by_id, by_name)
+        self._unmarked = _unmarked_varieties(by_id.values(), by_name.keys() | self._shared.keys())
 
     def __len__(self) -> int:
         return len(self._by_id)
@@ -224,6 +227,10 @@ class Taxonomy:
             concept, synonym = found
             return Naming(concept, synonym, exact=True, ids=self.lineage(concept))
         if key.count(" ") > 1:
+            variety = self._unmarked.get(key)
+            if variety is not None:  # 'Mammillaria carmenae rubrispina'
+                ids = self.lineage(variety)
+                return Naming(variety, False, exact=True, accepted=variety.full_name, ids=ids)
             words = key.split()
             species = self._by_name.get(" ".join(words[:2]))
             if species is None:
@@ -264,6 +271,23 @@ def _lineages(
                 ids |= own[found[0].id]
         lineages[concept.id] = frozenset(ids)
     return lineages
+
+
+def _unmarked_varieties(
+    concepts: Iterable[TaxonConcept], names: Iterable[str]
+) -> dict[str, TaxonConcept]:
+    """The varieties by their name without "var." ('mammillaria carmenae rubrispina'), as box
+    7 often writes them, where that name is no other taxon's or synonym's (``names``) and
+    stands for one variety only."""
+    taken = set(names)
+    found: dict[str, TaxonConcept | None] = {}
+    for concept in concepts:
+        words = taxon_key(concept.full_name).split()
+        if concept.rank == "VARIETY" and "var." in words:
+            key = " ".join(word for word in words if word != "var.")
+            if key not in taken:
+                found[key] = None if key in found else concept
+    return {key: concept for key, concept in found.items() if concept is not None}
 
 
 def answer_files(operator_dir: Path | None) -> list[Path]:

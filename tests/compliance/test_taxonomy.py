@@ -4,7 +4,7 @@ only), from the bundled Loxodonta answer and from an operator's directory of ans
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import date
 from decimal import Decimal
 from pathlib import Path
@@ -511,49 +511,86 @@ def test_a_reservation_still_named_as_species_plus_no_longer_names_its_taxon_mee
     assert named("Aonyx capensis", in_force) == []  # another otter of the genus
 
 
+@pytest.fixture
+def published(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., None]]:
+    """Replaces the quota table by rows 'name,id,rank,Party,quota' of live wild specimens
+    traded for commerce since 2020, in the packaged table's columns."""
+    table = tmp_path / "quotas.csv"
+    monkeypatch.setattr(quota_table, "DATA", table)
+
+    def publish(*rows: str) -> None:
+        header = "quota_type,start_date,end_date,taxon_name,taxon_concept_id,rank,iso_code2,"
+        lines = "".join(f"CoP_approved,01/01/2020,,{row},,LIV,W,T,\n" for row in rows)
+        table.write_text(f"{header}quota,unit,term,source,purpose,notes\n{lines}", "utf-8")
+        quota_table.quotas.cache_clear()
+        quota_table.quota_index.cache_clear()
+
+    yield publish
+    quota_table.quotas.cache_clear()
+    quota_table.quota_index.cache_clear()
+
+
+def _flagged(exporter: str, name: str) -> list[str]:
+    """The quota findings (EPIX-COMP-001/002) for live wild specimens exported for commerce."""
+    permit = exported_from(exporter, scientific_name=name, term="LIV", source="W")
+    return [finding.code for finding in screen_permit(permit) if finding.code < "EPIX-COMP-003"]
+
+
 def test_quotas_listed_under_an_old_name_meet_the_taxon_by_id(
-    operator_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    operator_dir: Path, published: Callable[..., None]
 ) -> None:
     """A quota row keeps its Species+ id when Species+ renames the taxon (a species, or a
     family above it): the id finds the taxon, and a quota on the taxon itself counts before
     one on its genus."""
-    table = tmp_path / "quotas.csv"
-    monkeypatch.setattr(quota_table, "DATA", table)
-
-    def published(*rows: str) -> None:
-        header = "quota_type,start_date,end_date,taxon_name,taxon_concept_id,rank,iso_code2,"
-        rows = tuple(f"CoP_approved,01/01/2020,,{row},,LIV,W,T,\n" for row in rows)
-        table.write_text(
-            f"{header}quota,unit,term,source,purpose,notes\n{''.join(rows)}", encoding="utf-8"
-        )
-        quota_table.quotas.cache_clear()
-        quota_table.quota_index.cache_clear()
 
     def flagged(name: str) -> list[str]:
-        permit = exported_from("ID", scientific_name=name, term="LIV", source="W")
-        return [finding.code for finding in screen_permit(permit) if finding.code < "EPIX-COMP-003"]
+        return _flagged("ID", name)
 
     placed = OTTER_RENAMED | {"higher_taxa": OTTER_HIGHER | {"family": "Mustelidae"}}
     family = _concept(19720, "Mustelidae", "FAMILY", listing=None, higher=OTTER_HIGHER)
-    try:
-        published("Aonyx cinerea,5252,SPECIES,ID,0", "Lutridae,19720,FAMILY,ID,0")
-        assert flagged("Aonyx cinereus") == []
-        _answer(operator_dir, "otters.json", placed, family)
-        _clear_caches()
-        assert flagged("Aonyx cinereus") == ["EPIX-COMP-002"]
-        assert flagged("Aonyx cinerea") == ["EPIX-COMP-002"]
-        # The family row's id is the family the answer names Mustelidae.
-        published("Lutridae,19720,FAMILY,ID,0")
-        assert flagged("Aonyx cinereus") == ["EPIX-COMP-002"]
-        assert flagged("Aonyx capensis") == []  # not in the taxonomy: not placed
-        # A zero quota on the species by its id counts before a genus listed by name, whose
-        # quotas then do not reach it.
-        published("Aonyx,19710,GENUS,ID,1", "Aonyx cinerea,5252,SPECIES,ID,0")
-        assert flagged("Aonyx cinereus") == ["EPIX-COMP-002"]
-        assert flagged("Aonyx capensis") == ["EPIX-COMP-001"]  # the genus quota of 1
-        # Rows under the old and the new name are both the taxon's own.
-        published("Aonyx cinerea,5252,SPECIES,ID,0", "Aonyx cinereus,19700,SPECIES,ID,1")
-        assert flagged("Aonyx cinereus") == ["EPIX-COMP-002", "EPIX-COMP-001"]
-    finally:
-        quota_table.quotas.cache_clear()
-        quota_table.quota_index.cache_clear()
+    published("Aonyx cinerea,5252,SPECIES,ID,0", "Lutridae,19720,FAMILY,ID,0")
+    assert flagged("Aonyx cinereus") == []
+    _answer(operator_dir, "otters.json", placed, family)
+    _clear_caches()
+    assert flagged("Aonyx cinereus") == ["EPIX-COMP-002"]
+    assert flagged("Aonyx cinerea") == ["EPIX-COMP-002"]
+    # The family row's id is the family the answer names Mustelidae.
+    published("Lutridae,19720,FAMILY,ID,0")
+    assert flagged("Aonyx cinereus") == ["EPIX-COMP-002"]
+    assert flagged("Aonyx capensis") == []  # not in the taxonomy: not placed
+    # A zero quota on the species by its id counts before a genus listed by name, whose
+    # quotas then do not reach it.
+    published("Aonyx,19710,GENUS,ID,1", "Aonyx cinerea,5252,SPECIES,ID,0")
+    assert flagged("Aonyx cinereus") == ["EPIX-COMP-002"]
+    assert flagged("Aonyx capensis") == ["EPIX-COMP-001"]  # the genus quota of 1
+    # Rows under the old and the new name are both the taxon's own.
+    published("Aonyx cinerea,5252,SPECIES,ID,0", "Aonyx cinereus,19700,SPECIES,ID,1")
+    assert flagged("Aonyx cinereus") == ["EPIX-COMP-002", "EPIX-COMP-001"]
+
+
+def test_a_variety_written_without_var_meets_the_quota_on_it(
+    operator_dir: Path, published: Callable[..., None]
+) -> None:
+    """Box 7 often leaves out "var.": 'Mammillaria carmenae rubrispina' is the variety
+    Species+ names 'Mammillaria carmenae var. rubrispina', when its answers hold it and that
+    name is no other taxon's."""
+    published("Mammillaria carmenae var. rubrispina,,VARIETY,MX,0")
+    written = "Mammillaria carmenae rubrispina"
+    assert _flagged("MX", written) == []  # a name the node does not hold: not checked
+    _answer(operator_dir, "cacti.json", VARIETY)
+    _clear_caches()
+    for name in (
+        written,
+        "MAMMILLARIA carmenae  rubrispina",
+        "Mammillaria carmenae var. rubrispina",
+    ):
+        assert _flagged("MX", name) == ["EPIX-COMP-002"], name
+    for name in ("Mammillaria carmenae", "Mammillaria carmenae rubrispinae"):
+        assert _flagged("MX", name) == [], name
+    permit = exported_from("MX", scientific_name=written, term="LIV", source="W", appendix="II")
+    assert "EPIX-COMP-007" not in {finding.code for finding in screen_permit(permit)}
+    # A subspecies of that name the answers hold is that taxon, not the variety.
+    subspecies = _concept(19502, written, "SUBSPECIES", higher=CACTI)
+    _answer(operator_dir, "cacti.json", VARIETY, subspecies)
+    _clear_caches()
+    assert _flagged("MX", written) == []
