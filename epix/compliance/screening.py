@@ -35,8 +35,7 @@ def has_reservation(
     ``reservations.has_reservation`` takes names as written; only here is the taxonomy known
     (epix.permits does not import epix.compliance)."""
     naming = taxonomy().naming(scientific_name)
-    taxon, within = screened_as(scientific_name, naming)
-    ids = naming.ids if naming is not None else frozenset()
+    taxon, within, ids = screened_as(scientific_name, naming)
     return reservations.has_reservation(party, taxon, population, at, within, ids)
 
 
@@ -343,8 +342,7 @@ def screen_permit(permit: Permit) -> list[Finding]:
             findings += _taxonomy(index, line, naming)
         elif accepted := names.accepted_names(line.scientific_name):
             findings.append(_shared_synonym(index, line, accepted))
-        taxon, within = screened_as(line.scientific_name, naming)
-        ids = naming.ids if naming is not None else frozenset()
+        taxon, within, ids = screened_as(line.scientific_name, naming)
         if exporter is None:
             continue
         if exporting:

@@ -66,13 +66,13 @@ class Naming:
         return self.concept.within
 
 
-def screened_as(name: str, naming: Naming | None) -> tuple[str, frozenset[str]]:
-    """The name box 7's ``name`` is screened under (the accepted name for a synonym) and the
-    taxa it belongs to (none known for a name the node does not hold): screening and the
-    annual report's quota use count a line under the same quotas."""
+def screened_as(name: str, naming: Naming | None) -> tuple[str, frozenset[str], frozenset[int]]:
+    """The name box 7's ``name`` is screened under (the accepted name for a synonym), the taxa
+    it belongs to and their Species+ ids (none known for a name the node does not hold):
+    screening and the annual report's quota use count a line under the same quotas."""
     if naming is None:
-        return name, frozenset()
-    return naming.screened_name or name, naming.within
+        return name, frozenset(), frozenset()
+    return naming.screened_name or name, naming.within, naming.ids
 
 
 def _text(value: object, field: str) -> str:

@@ -3,9 +3,10 @@
 Screening sees one permit at a time (and box 11a, the issuer's own count); only the year's
 records together show that two permits under the quota each add up to more than it. The
 quotas are the published ones ``epix.compliance`` screens with; a record counts against every
-quota that covers its taxon (a synonym as its accepted name, a family or class quota by the
-taxon's higher taxa, as screening counts it), appendix, term, source and purpose at its date
-(endorsement, else issue), in the quota's unit (a number of specimens: NAR, PCS or none).
+quota that covers its taxon (a synonym as its accepted name, a row by the taxon's Species+ id
+or name, a family or class quota by the taxon's higher taxa, as screening counts it),
+appendix, term, source and purpose at its date (endorsement, else issue), in the quota's unit
+(a number of specimens: NAR, PCS or none).
 """
 
 from __future__ import annotations
@@ -57,7 +58,7 @@ def quota_use(records: Iterable[TradeRecord], exporter: str) -> list[QuotaUse]:
         when = record.endorsed_on or record.issued_on
         if record.permit_type != "E" or record.taxon is None or when is None:
             continue
-        taxon, within = screened_as(record.taxon, taxonomy().naming(record.taxon))
+        taxon, within, ids = screened_as(record.taxon, taxonomy().naming(record.taxon))
         covering = quota_index().covering(
             exporter=exporter,
             taxon=taxon,
@@ -67,6 +68,7 @@ def quota_use(records: Iterable[TradeRecord], exporter: str) -> list[QuotaUse]:
             purpose=record.purpose,
             at=when,
             within=within,
+            ids=ids,
         )
         for quota in covering:
             use = uses.setdefault(id(quota), QuotaUse(quota))

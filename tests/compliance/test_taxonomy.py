@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from datetime import date
 from decimal import Decimal
 from pathlib import Path
@@ -566,6 +567,24 @@ def test_quotas_listed_under_an_old_name_meet_the_taxon_by_id(
     # Rows under the old and the new name are both the taxon's own.
     published("Aonyx cinerea,5252,SPECIES,ID,0", "Aonyx cinereus,19700,SPECIES,ID,1")
     assert flagged("Aonyx cinereus") == ["EPIX-COMP-002", "EPIX-COMP-001"]
+
+
+def test_the_annual_reports_quota_use_meets_a_quota_under_an_old_name_by_id(
+    operator_dir: Path, published: Callable[..., None]
+) -> None:
+    """A quota row still under the otter's old name holds Species+ id 5252: screening meets it
+    by id, and the year's quota use must count the same lines against it."""
+    published("Aonyx cinerea,5252,SPECIES,ID,1")
+    _answer(operator_dir, "otters.json", OTTER_RENAMED)
+    _clear_caches()
+    records = [
+        replace(exported(number, "Aonyx cinereus", 1), term="LIV", appendix="I")
+        for number in ("ID-1", "ID-2")
+    ]
+    assert _flagged("ID", "Aonyx cinereus") == ["EPIX-COMP-001"]  # 1 of 1 on one permit
+    [use] = quota_use(records, "ID")
+    assert (use.quota.taxon, use.used, use.over) == ("Aonyx cinerea", Decimal(2), True)
+    assert use.permits == ["ID-1", "ID-2"]
 
 
 def test_a_variety_written_without_var_meets_the_quota_on_it(
