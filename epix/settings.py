@@ -13,6 +13,8 @@ from urllib.parse import urlsplit
 
 from pydantic import Field, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 
 # A web session cookie is an HMAC under this key and the webhook secrets' sealing key is derived
 # from it, so a short key can be guessed offline from one cookie: at least 256 bits (the key the
@@ -27,7 +29,28 @@ class NodeMode(StrEnum):
     PARTY = "party"
 
 
-class Settings(BaseSettings):
+class LogFormatSetting(BaseSettings):
+    """``EPIX_LOG_FORMAT`` on its own, a part of ``Settings`` that the command line also reads
+    alone: when another setting is invalid, the refusal is still written in this format
+    (epix.cli.main)."""
+
+    model_config = SettingsConfigDict(env_prefix="EPIX_", extra="ignore")
+
+    log_format: Literal["text", "json"] = Field(
+        default="text",
+        description="text: one line `<time> <level> <logger> <message>` per record; json: one "
+        "JSON object per line with time, level, logger, message, and request_id and exception "
+        "when there are any (uvicorn's access and error lines too, and everything else `epix "
+        "serve` and `epix worker` write), for log collectors.",
+    )
+
+    @field_validator("log_format", mode="before")
+    @classmethod
+    def _format_in_lower_case(cls, value: object) -> object:
+        return value.lower() if isinstance(value, str) else value
+
+
+class Settings(LogFormatSetting):
     model_config = SettingsConfigDict(env_prefix="EPIX_", extra="ignore")
 
     data_dir: Path = Field(
@@ -301,13 +324,6 @@ class Settings(BaseSettings):
         description="Lowest level of the node's own log lines (epix serve, epix worker), "
         "written to standard error with time, level and logger.",
     )
-    log_format: Literal["text", "json"] = Field(
-        default="text",
-        description="text: one line `<time> <level> <logger> <message>` per record; json: one "
-        "JSON object per line with time, level, logger, message, and request_id and exception "
-        "when there are any (uvicorn's access and error lines too, and everything else `epix "
-        "serve` and `epix worker` write), for log collectors.",
-    )
     retention_years: int = Field(
         default=5,
         ge=5,  # the design brief's minimum: a purge must never reach a younger record
@@ -372,11 +388,6 @@ class Settings(BaseSettings):
     def _level_in_capitals(cls, value: object) -> object:
         return value.upper() if isinstance(value, str) else value
 
-    @field_validator("log_format", mode="before")
-    @classmethod
-    def _format_in_lower_case(cls, value: object) -> object:
-        return value.lower() if isinstance(value, str) else value
-
     @field_validator("outbound_deadline_seconds")
     @classmethod
     def _deadline_within_lease(cls, value: float, info: ValidationInfo) -> float:
@@ -385,6 +396,22 @@ class Settings(BaseSettings):
         lease = info.data.get("outbox_lease_seconds")
         if lease is not None and value >= lease:
             raise ValueError(f"must be below EPIX_OUTBOX_LEASE_SECONDS ({lease})")
+        return value
+
+    @field_validator("database_url")
+    @classmethod
+    def _database_url(cls, value: str | None) -> str | None:
+        """An unparsable URL is refused at start: met when the engine is made, it ended the
+        command with a traceback. The message never repeats the value, which carries the
+        database's password. Empty means unset (SQLite in the data directory)."""
+        if not value:
+            return None
+        try:
+            make_url(value)
+        except (ArgumentError, ValueError):  # ValueError: a port that is not a number
+            raise ValueError(
+                "is not a SQLAlchemy URL (e.g. postgresql+psycopg://user:password@host/database)"
+            ) from None
         return value
 
     @field_validator("outbound_proxy")

@@ -11,7 +11,7 @@ import click
 from pydantic import ValidationError
 from pydantic_settings import SettingsError
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError, SQLAlchemyError
+from sqlalchemy.exc import SQLAlchemyError
 
 from epix.errors import EpixError
 
@@ -24,12 +24,8 @@ def _database_problem(exc: SQLAlchemyError) -> str:
     from epix.db.trouble import driver_message
     from epix.settings import get_settings
 
-    url = get_settings().effective_database_url
-    try:
-        parsed = make_url(url)
-    except ArgumentError:
-        return "EPIX_DATABASE_URL is not a SQLAlchemy URL (e.g. postgresql+psycopg://...)."
-    shown = parsed.render_as_string(hide_password=True)
+    url = get_settings().effective_database_url  # a URL that parses (Settings._database_url)
+    shown = make_url(url).render_as_string(hide_password=True)
     return f"The database {shown} cannot be used: {driver_message(exc, url)}"
 
 
@@ -96,12 +92,14 @@ class _Cli(click.Group):
 
 
 def _log_format_is_json() -> bool:
-    from epix.settings import get_settings
+    """EPIX_LOG_FORMAT read alone, so that the refusal of another invalid setting is a JSON
+    line too."""
+    from epix.settings import LogFormatSetting
 
     try:
-        return get_settings().log_format == "json"
-    except (ValidationError, SettingsError):
-        return False  # the command reports the invalid configuration, as text
+        return LogFormatSetting().log_format == "json"
+    except ValidationError:
+        return False  # EPIX_LOG_FORMAT itself is invalid: the command reports it, as text
 
 
 def _say(ctx: click.Context, level: int, message: str) -> None:

@@ -94,6 +94,9 @@ BROKEN_SETTINGS = {
     "not a log level": {"EPIX_LOG_LEVEL": "chatty"},
     "not a mode": {"EPIX_NODE_MODE": "cluster"},
     "not JSON": {"EPIX_PEER_API_KEYS": '{"XB": s3cret'},
+    "a database port that is no number": {
+        "EPIX_DATABASE_URL": "postgresql+psycopg://epix:s3cret@127.0.0.1:five/epix"
+    },
     "data directory cannot be made": {"EPIX_DATA_DIR": "/proc/epix-data"},
 }
 DATABASE_COMMANDS = [
@@ -142,6 +145,7 @@ INVALID_SETTINGS = {
     "EPIX_PEER_API_KEYS": '{"XB": 5}',
     "EPIX_METRICS_TOKEN": "short",
     "EPIX_SECRET_KEY": "x",
+    "EPIX_DATABASE_URL": "not a URL",
 }
 
 

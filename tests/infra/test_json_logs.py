@@ -21,7 +21,7 @@ import pytest
 from epix.api.request_id import RequestIdFilter, current_request_id
 from epix.cli.logs import JsonFormatter
 from tests.conftest import REPO_ROOT
-from tests.db.node_process import epix, node_env, running_node
+from tests.db.node_process import epix, free_port, node_env, running_node
 
 KEYS = {"time", "level", "logger", "message"}
 PASSWORD = "correct-horse-battery-staple"
@@ -187,3 +187,39 @@ def test_pythons_warnings_are_json_lines_of_a_json_logging_command(
     (line,) = _json_lines(ran.stderr)
     assert (line["level"], line["logger"]) == ("WARNING", "py.warnings")
     assert "UserWarning: old\nthing" in line["message"]
+
+
+def test_an_invalid_configuration_is_refused_in_a_json_line_unless_the_format_is_invalid(
+    tmp_path: Path,
+) -> None:
+    """Another setting that cannot be used does not make the refusal text (exit status 2
+    still), and names each variable without its value; only an invalid EPIX_LOG_FORMAT leaves
+    the command no format but text."""
+    secret = "db-s3cret"
+    invalid = {
+        "EPIX_LOG_FORMAT": "JSON",
+        "EPIX_NODE_MODE": "cluster",
+        "EPIX_LOG_LEVEL": "chatty",
+        "EPIX_DATABASE_URL": f"postgresql+psycopg://epix:{secret}@127.0.0.1:five/epix",
+    }
+    worker = epix(tmp_path / "data", "worker", "--once", extra_env=invalid)
+    assert worker.returncode == 2, worker.stderr
+    (refusal,) = _json_lines(worker.stderr)
+    assert (refusal["level"], refusal["logger"]) == ("ERROR", "epix.cli")
+    assert refusal["message"].startswith("Invalid configuration: ")
+    for variable in ("EPIX_NODE_MODE", "EPIX_LOG_LEVEL", "EPIX_DATABASE_URL"):
+        assert variable in refusal["message"]
+    assert secret not in worker.stderr
+
+    not_json = {"EPIX_LOG_FORMAT": "json", "EPIX_PEER_API_KEYS": f'{{"XB": {secret}'}
+    serve = epix(tmp_path / "data", "serve", "--port", str(free_port()), extra_env=not_json)
+    assert serve.returncode == 2, serve.stderr
+    (refusal,) = _json_lines(serve.stderr)
+    assert "EPIX_PEER_API_KEYS cannot be parsed" in refusal["message"]
+    assert secret not in serve.stderr
+
+    unreadable = {"EPIX_LOG_FORMAT": "yaml", "EPIX_NODE_MODE": "cluster"}
+    as_text = epix(tmp_path / "data", "worker", "--once", extra_env=unreadable)
+    assert as_text.returncode == 2
+    assert as_text.stderr.startswith("Error: Invalid configuration: EPIX_LOG_FORMAT: ")
+    assert not (tmp_path / "data").exists()  # nothing was started with the rest
