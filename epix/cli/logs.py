@@ -9,8 +9,8 @@ every line, uvicorn's access and error lines and other libraries' warnings inclu
 JSON object with fixed keys, so a message with a newline or quotes cannot break a line apart.
 That holds for everything ``epix serve`` and ``epix worker`` write (``NODE_LOG_COMMANDS``):
 the warnings about EPIX_* variables before they start, the error they may end with, Python's
-warnings and ``serve --demo``'s greeting (which then names the file holding the demo
-credentials instead of printing them into the log).
+warnings and tracebacks (``log_python_output``) and ``serve --demo``'s greeting (which then
+names the file holding the demo credentials instead of printing them into the log).
 """
 
 from __future__ import annotations
@@ -19,7 +19,9 @@ import copy
 import json
 import logging
 import sys
+import threading
 from datetime import UTC, datetime
+from types import TracebackType
 from typing import Any
 
 from uvicorn.config import LOGGING_CONFIG
@@ -31,6 +33,7 @@ _REQUEST_ID_FILTER = {"()": "epix.api.request_id.RequestIdFilter"}
 _JSON_FORMATTER = {"()": "epix.cli.logs.JsonFormatter"}
 # The commands whose output is the node's log, all of it in EPIX_LOG_FORMAT.
 NODE_LOG_COMMANDS = frozenset({"serve", "worker"})
+ExcInfo = tuple[type[BaseException], BaseException | None, TracebackType | None]
 
 
 class JsonFormatter(logging.Formatter):
@@ -61,11 +64,19 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(line)
 
 
-def json_line(level: int, message: str, logger: str = "epix.cli") -> str:
+def json_line(
+    level: int, message: str, logger: str = "epix.cli", exc_info: ExcInfo | None = None
+) -> str:
     """``message`` as ``JsonFormatter`` writes it, for what a command says before its logging
-    is configured (or instead of starting)."""
+    is configured (or instead of starting), or as its last words (``log_python_output``)."""
     record = logging.makeLogRecord(
-        {"name": logger, "levelno": level, "levelname": logging.getLevelName(level), "msg": message}
+        {
+            "name": logger,
+            "levelno": level,
+            "levelname": logging.getLevelName(level),
+            "msg": message,
+            "exc_info": exc_info,
+        }
     )
     return JsonFormatter().format(record)
 
@@ -98,10 +109,10 @@ def uvicorn_log_config(level: str, log_format: str = "text") -> dict[str, Any]:
 
 def node_log_handler(log_format: str) -> logging.Handler:
     """The ``epix`` (and, under json, root) handler of ``uvicorn_log_config``: standard error.
-    Made here, not named by its class, so that applying the configuration also captures
-    Python's warnings under json, in ``epix serve`` and in each worker process uvicorn starts,
-    which runs nothing else of ``epix serve``."""
-    capture_warnings(log_format)
+    Made here, not named by its class, so that applying the configuration also makes Python's
+    own output JSON lines under json (``log_python_output``), in ``epix serve`` and in each
+    worker process uvicorn starts, which runs nothing else of ``epix serve``."""
+    log_python_output(log_format)
     return logging.StreamHandler(sys.stderr)
 
 
@@ -110,11 +121,43 @@ def configure_command_logging(level: str, log_format: str = "text") -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter() if log_format == "json" else logging.Formatter(LOG_FORMAT))
     logging.basicConfig(level=level, handlers=[handler])
-    capture_warnings(log_format)
+    log_python_output(log_format)
 
 
-def capture_warnings(log_format: str) -> None:
-    """Under json, Python's warnings (``warnings.warn``, written bare to standard error and over
-    several lines otherwise) go to the log as ``py.warnings`` lines."""
+def log_python_output(log_format: str) -> None:
+    """Under json, what Python itself would write to standard error as text, bare and over
+    several lines, is a JSON line too: its warnings (``warnings.warn``), as ``py.warnings``
+    lines, and the traceback of an exception nothing caught, in the main thread or in another
+    (the outbox worker thread, the registry follower), as one line of logger ``epix.uncaught``
+    with the traceback in ``exception``. Written straight to standard error, so that it holds
+    before the logging is configured too."""
     if log_format == "json":
         logging.captureWarnings(True)
+        sys.excepthook = _log_uncaught
+        threading.excepthook = _log_uncaught_in_thread
+
+
+def _log_uncaught(
+    kind: type[BaseException], exc: BaseException, traceback: TracebackType | None
+) -> None:
+    """``sys.excepthook``: the command ends with this line."""
+    _write_uncaught(
+        logging.CRITICAL, f"uncaught {kind.__name__}; the command ends", (kind, exc, traceback)
+    )
+
+
+def _log_uncaught_in_thread(args: threading.ExceptHookArgs) -> None:
+    """``threading.excepthook``: the thread has ended, the process goes on."""
+    if args.exc_type is SystemExit:  # ends a thread quietly, as Python's own hook lets it
+        return
+    name = args.thread.name if args.thread is not None else "?"
+    _write_uncaught(
+        logging.ERROR,
+        f"uncaught {args.exc_type.__name__}; thread {name} ended",
+        (args.exc_type, args.exc_value, args.exc_traceback),
+    )
+
+
+def _write_uncaught(level: int, message: str, exc_info: ExcInfo) -> None:
+    sys.stderr.write(json_line(level, message, "epix.uncaught", exc_info) + "\n")
+    sys.stderr.flush()

@@ -42,7 +42,8 @@ class _Cli(click.Group):
     status 2, never a traceback; settings values are not echoed (they may be keys). EPIX_*
     variables that are no setting (typos) are reported on standard error before the command
     runs. For ``epix serve`` and ``epix worker`` with EPIX_LOG_FORMAT=json those warnings and
-    that message are JSON log lines, as everything else they write."""
+    that message are JSON log lines, as everything else they write, the traceback of an
+    exception nothing caught included."""
 
     def resolve_command(
         self, ctx: click.Context, args: list[str]
@@ -50,10 +51,12 @@ class _Cli(click.Group):
         name, command, rest = super().resolve_command(ctx, args)
         if ctx.resilient_parsing:  # shell completion: nothing runs
             return name, command, rest
-        from epix.cli.logs import NODE_LOG_COMMANDS
+        from epix.cli.logs import NODE_LOG_COMMANDS, log_python_output
         from epix.settings import unknown_variables
 
         ctx.meta[_JSON_LINES] = name in NODE_LOG_COMMANDS and _log_format_is_json()
+        if ctx.meta[_JSON_LINES]:
+            log_python_output("json")  # a traceback before the logging is configured too
         for line in unknown_variables(os.environ):
             _say(ctx, logging.WARNING, line)
         return name, command, rest

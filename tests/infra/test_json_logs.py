@@ -1,7 +1,8 @@
 """EPIX_LOG_FORMAT=json: every line `epix serve` and `epix worker` write is one JSON object a log
 collector can read, with the request's id, and never a credential the request carried: their
-warnings before they start and the error they end with included, and `serve --demo`'s greeting,
-which then names the file holding the demo credentials instead of printing them."""
+warnings before they start, the error they end with (an invalid configuration's too) and the
+traceback of an exception nothing caught included, and `serve --demo`'s greeting, which then
+names the file holding the demo credentials instead of printing them."""
 
 from __future__ import annotations
 
@@ -56,11 +57,12 @@ def _leave_mid_body(url: str) -> None:
 
 @pytest.mark.slow
 def test_every_line_of_a_json_logging_node_is_one_json_object(tmp_path: Path) -> None:
-    """A demo node with a misspelt variable, asked a few things (refused ones too), then
-    stopped with SIGTERM: everything it wrote, standard output and error, is JSON lines."""
+    """A demo node in two web processes with a misspelt variable, asked a few things (refused
+    ones too), then stopped with SIGTERM: everything it and its web processes wrote, standard
+    output and error, is JSON lines."""
     extra_env = {"EPIX_LOG_FORMAT": "json", "EPIX_LOG_LEVEL": "info", **TYPO}
     with (
-        running_node(tmp_path / "data", "--demo", extra_env=extra_env) as node,
+        running_node(tmp_path / "data", "--demo", "--workers", "2", extra_env=extra_env) as node,
         httpx.Client(base_url=node.url, timeout=30) as client,
     ):
         login = client.post(
@@ -223,3 +225,137 @@ def test_an_invalid_configuration_is_refused_in_a_json_line_unless_the_format_is
     assert as_text.returncode == 2
     assert as_text.stderr.startswith("Error: Invalid configuration: EPIX_LOG_FORMAT: ")
     assert not (tmp_path / "data").exists()  # nothing was started with the rest
+
+
+def _run_python(tmp_path: Path, script: str, **extra_env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=REPO_ROOT,
+        env={**node_env(tmp_path), **extra_env},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+# A failure no EPIX code expects, put where it would happen for real: in epix worker's main
+# thread, and in epix serve's before its logging is configured.
+UNEXPECTED_FAILURES = {
+    "worker": ("epix.cli.worker", "default_worker", ["worker", "--once"]),
+    "serve": ("epix.cli.serve", "load_reference_data", ["serve", "--port", "PORT"]),
+}
+
+
+@pytest.mark.parametrize("command", list(UNEXPECTED_FAILURES))
+def test_an_exception_nothing_caught_ends_the_command_with_one_json_line(
+    tmp_path: Path, command: str
+) -> None:
+    module, function, args = UNEXPECTED_FAILURES[command]
+    args = [str(free_port()) if arg == "PORT" else arg for arg in args]
+    script = (
+        f"import {module} as m\n"
+        "def fail(*args, **kwargs):\n"
+        "    raise RuntimeError('broke\\nhere')\n"
+        f"m.{function} = fail\n"
+        "from epix.cli.main import cli\n"
+        f"cli({args!r})\n"
+    )
+    ran = _run_python(tmp_path / "data", script, EPIX_LOG_FORMAT="json")
+    assert ran.returncode == 1, ran.stderr
+    last = _json_lines(ran.stderr)[-1]
+    assert (last["level"], last["logger"]) == ("CRITICAL", "epix.uncaught")
+    assert last["message"] == "uncaught RuntimeError; the command ends"
+    assert last["exception"].startswith("Traceback (most recent call last):")
+    assert last["exception"].endswith("RuntimeError: broke\nhere")
+
+
+CRASHING_APP = """
+import asyncio
+import threading
+
+
+def fail(where):
+    raise RuntimeError(f"{where} broke")
+
+
+async def fail_later():
+    fail("task")
+
+
+async def app(scope, receive, send):
+    if scope["type"] != "http":
+        return
+    if scope["path"] == "/thread":
+        thread = threading.Thread(target=fail, args=("thread",), name="crashing-thread")
+        thread.start()
+        thread.join()
+    elif scope["path"] == "/task":
+        await asyncio.wait([asyncio.get_running_loop().create_task(fail_later())])
+    elif scope["path"] == "/app":
+        fail("app")
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    await send({"type": "http.response.body", "body": b"ok"})
+"""
+
+
+@pytest.mark.slow
+def test_exceptions_nothing_caught_in_web_worker_processes_are_json_lines(tmp_path: Path) -> None:
+    """With the configuration epix serve gives uvicorn, in worker processes that apply only
+    that: an exception that ends a thread, one no one retrieved from an asyncio task and one
+    uvicorn logs from the application (a 500) are one JSON line each, traceback included."""
+    (tmp_path / "crashing_app.py").write_text(CRASHING_APP)
+    port = free_port()
+    script = (
+        "import sys, uvicorn\n"
+        f"sys.path.insert(0, {str(tmp_path)!r})\n"
+        "from epix.cli.serve import uvicorn_options\n"
+        f"uvicorn.run('crashing_app:app', **uvicorn_options('127.0.0.1', {port}, 2, 'INFO', "
+        "'json'))\n"
+    )
+    url = f"http://127.0.0.1:{port}"
+    output = tmp_path / "output"
+    with output.open("wb") as printed:
+        server = subprocess.Popen(
+            [sys.executable, "-c", script],
+            cwd=REPO_ROOT,
+            env={**node_env(tmp_path / "data"), "PYTHONPATH": str(tmp_path)},
+            stdout=printed,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            deadline = time.monotonic() + 60
+            while True:
+                assert server.poll() is None, output.read_text()
+                try:
+                    if httpx.get(f"{url}/ok", timeout=1).status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+                assert time.monotonic() < deadline, "uvicorn did not start"
+                time.sleep(0.2)
+            paths = ["/thread", "/task", "/app"]
+            statuses = [httpx.get(f"{url}{path}", timeout=10).status_code for path in paths]
+            expected = ("thread broke", "task broke", "app broke")
+            while not all(broke in output.read_text() for broke in expected):
+                assert time.monotonic() < deadline + 30, output.read_text()
+                time.sleep(0.2)
+        finally:
+            server.terminate()
+            server.wait(timeout=30)
+    assert statuses == [200, 200, 500]
+    lines = _json_lines(output.read_text())
+    failures = {
+        line["exception"].splitlines()[-1]: (line["level"], line["logger"], line["message"])
+        for line in lines
+        if "exception" in line
+    }
+    assert failures == {
+        "RuntimeError: thread broke": (
+            "ERROR",
+            "epix.uncaught",
+            "uncaught RuntimeError; thread crashing-thread ended",
+        ),
+        "RuntimeError: task broke": failures["RuntimeError: task broke"],
+        "RuntimeError: app broke": ("ERROR", "uvicorn.error", "Exception in ASGI application\n"),
+    }
+    assert failures["RuntimeError: task broke"][:2] == ("ERROR", "asyncio")
