@@ -6,10 +6,10 @@ import difflib
 import re
 from collections.abc import Mapping
 from enum import StrEnum
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from pathlib import Path
 from typing import Literal
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 from pydantic import Field, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -429,6 +429,17 @@ class Settings(LogFormatSetting):
         except ValueError:
             raise ValueError("has a port that is not a number from 1 to 65535") from None
         return value
+
+    @cached_property
+    def credentials(self) -> frozenset[str]:
+        """The credentials among the settings, as text may carry them (a URL's password as
+        written and decoded), which the JSON log takes out of tracebacks (epix.cli.logs)."""
+        found = {self.secret_key, self.metrics_token, *self.peer_api_keys.values()}
+        for url in (self.database_url, self.outbound_proxy):
+            password = urlsplit(url).password if url else None
+            if password:
+                found |= {password, unquote(password)}
+        return frozenset(value for value in found if value)
 
     @property
     def effective_database_url(self) -> str:

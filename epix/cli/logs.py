@@ -24,7 +24,12 @@ from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any
 
+from pydantic import ValidationError
+from pydantic_settings import SettingsError
 from uvicorn.config import LOGGING_CONFIG
+
+from epix.api.access_log import REDACTED
+from epix.settings import get_settings
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s"
 # Under epix serve each line written while a request is answered ends with its id, as does
@@ -42,7 +47,8 @@ class JsonFormatter(logging.Formatter):
     ``stack_info``, which EPIX itself never asks for). Only these keys: a record's other
     attributes (``extra=`` arguments, uvicorn's scope) are never written, so nothing reaches
     the log that the message itself does not say (the access line's ``?token=`` is redacted
-    in the message, epix.api.access_log)."""
+    in the message, epix.api.access_log); a line with a traceback has the settings'
+    credentials taken out (``Settings.credentials``)."""
 
     def format(self, record: logging.LogRecord) -> str:
         moment = datetime.fromtimestamp(record.created, UTC)
@@ -61,7 +67,22 @@ class JsonFormatter(logging.Formatter):
             line["exception"] = record.exc_text
         if record.stack_info:
             line["stack"] = self.formatStack(record.stack_info)
+        if record.exc_info or record.exc_text or record.stack_info:
+            line = _without_credentials(line)
         return json.dumps(line)
+
+
+def _without_credentials(line: dict[str, str]) -> dict[str, str]:
+    """A traceback repeats whatever the code that raised put in its message (SQLAlchemy a URL
+    it cannot parse, password and all), and so may the message that comes with it (asyncio's
+    names the exception): the settings' credentials are taken out of both."""
+    try:
+        credentials = get_settings().credentials
+    except (ValidationError, SettingsError):  # the command is refused, with no traceback
+        return line
+    for credential in sorted(credentials, key=len, reverse=True):
+        line = {key: value.replace(credential, REDACTED) for key, value in line.items()}
+    return line
 
 
 def json_line(

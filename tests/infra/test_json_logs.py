@@ -30,6 +30,9 @@ API_KEY = "epix_k_not-a-real-key-but-a-credential"
 PERMIT_TOKEN = "permit-token-4f1c"
 # An EPIX_* variable that is no setting: the command line warns about it before the node starts.
 TYPO = {"EPIX_LOG_FORMATT": "text"}
+SECRET_KEY = "a-session-key-of-at-least-32-bytes-4c1d"
+DATABASE_PASSWORD = "db-s3cret"
+UNREACHABLE = f"postgresql+psycopg://epix:{DATABASE_PASSWORD}@127.0.0.1:1/epix"
 
 
 def _json_lines(output: str) -> list[dict[str, str]]:
@@ -142,12 +145,11 @@ def test_the_worker_and_a_node_that_cannot_start_write_only_json_lines(tmp_path:
     assert worker.stdout == ""
     assert "EPIX_LOG_FORMATT" in _json_lines(worker.stderr)[0]["message"]
 
-    unreachable = "postgresql+psycopg://epix:db-secret@127.0.0.1:1/epix"
-    failed = epix(tmp_path / "data", "worker", database_url=unreachable, extra_env=json_env)
+    failed = epix(tmp_path / "data", "worker", database_url=UNREACHABLE, extra_env=json_env)
     assert failed.returncode == 1
     error = _json_lines(failed.stderr)[-1]
     assert (error["level"], error["logger"]) == ("ERROR", "epix.cli")
-    assert "cannot be used" in error["message"] and "db-secret" not in failed.stderr
+    assert "cannot be used" in error["message"] and DATABASE_PASSWORD not in failed.stderr
 
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
@@ -197,7 +199,7 @@ def test_an_invalid_configuration_is_refused_in_a_json_line_unless_the_format_is
     """Another setting that cannot be used does not make the refusal text (exit status 2
     still), and names each variable without its value; only an invalid EPIX_LOG_FORMAT leaves
     the command no format but text."""
-    secret = "db-s3cret"
+    secret = DATABASE_PASSWORD
     invalid = {
         "EPIX_LOG_FORMAT": "JSON",
         "EPIX_NODE_MODE": "cluster",
@@ -253,29 +255,31 @@ def test_an_exception_nothing_caught_ends_the_command_with_one_json_line(
     module, function, args = UNEXPECTED_FAILURES[command]
     args = [str(free_port()) if arg == "PORT" else arg for arg in args]
     script = (
-        f"import {module} as m\n"
+        f"import os, {module} as m\n"
         "def fail(*args, **kwargs):\n"
-        "    raise RuntimeError('broke\\nhere')\n"
+        "    raise RuntimeError('broke\\nhere, key ' + os.environ['EPIX_SECRET_KEY'])\n"
         f"m.{function} = fail\n"
         "from epix.cli.main import cli\n"
         f"cli({args!r})\n"
     )
-    ran = _run_python(tmp_path / "data", script, EPIX_LOG_FORMAT="json")
+    ran = _run_python(tmp_path / "data", script, EPIX_LOG_FORMAT="json", EPIX_SECRET_KEY=SECRET_KEY)
     assert ran.returncode == 1, ran.stderr
     last = _json_lines(ran.stderr)[-1]
     assert (last["level"], last["logger"]) == ("CRITICAL", "epix.uncaught")
     assert last["message"] == "uncaught RuntimeError; the command ends"
     assert last["exception"].startswith("Traceback (most recent call last):")
-    assert last["exception"].endswith("RuntimeError: broke\nhere")
+    assert last["exception"].endswith("RuntimeError: broke\nhere, key [redacted]")
+    assert SECRET_KEY not in ran.stderr
 
 
 CRASHING_APP = """
 import asyncio
+import os
 import threading
 
 
 def fail(where):
-    raise RuntimeError(f"{where} broke")
+    raise RuntimeError(f"{where} broke, {os.environ['EPIX_DATABASE_URL']}")
 
 
 async def fail_later():
@@ -302,7 +306,8 @@ async def app(scope, receive, send):
 def test_exceptions_nothing_caught_in_web_worker_processes_are_json_lines(tmp_path: Path) -> None:
     """With the configuration epix serve gives uvicorn, in worker processes that apply only
     that: an exception that ends a thread, one no one retrieved from an asyncio task and one
-    uvicorn logs from the application (a 500) are one JSON line each, traceback included."""
+    uvicorn logs from the application (a 500) are one JSON line each, traceback included, and
+    with the database's password taken out of the exception's message."""
     (tmp_path / "crashing_app.py").write_text(CRASHING_APP)
     port = free_port()
     script = (
@@ -318,7 +323,7 @@ def test_exceptions_nothing_caught_in_web_worker_processes_are_json_lines(tmp_pa
         server = subprocess.Popen(
             [sys.executable, "-c", script],
             cwd=REPO_ROOT,
-            env={**node_env(tmp_path / "data"), "PYTHONPATH": str(tmp_path)},
+            env={**node_env(tmp_path / "data", UNREACHABLE), "PYTHONPATH": str(tmp_path)},
             stdout=printed,
             stderr=subprocess.STDOUT,
         )
@@ -343,19 +348,26 @@ def test_exceptions_nothing_caught_in_web_worker_processes_are_json_lines(tmp_pa
             server.terminate()
             server.wait(timeout=30)
     assert statuses == [200, 200, 500]
-    lines = _json_lines(output.read_text())
+    printed = output.read_text()
     failures = {
         line["exception"].splitlines()[-1]: (line["level"], line["logger"], line["message"])
-        for line in lines
+        for line in _json_lines(printed)
         if "exception" in line
     }
+    at = UNREACHABLE.replace(DATABASE_PASSWORD, "[redacted]")
+    task = failures[f"RuntimeError: task broke, {at}"]
     assert failures == {
-        "RuntimeError: thread broke": (
+        f"RuntimeError: thread broke, {at}": (
             "ERROR",
             "epix.uncaught",
             "uncaught RuntimeError; thread crashing-thread ended",
         ),
-        "RuntimeError: task broke": failures["RuntimeError: task broke"],
-        "RuntimeError: app broke": ("ERROR", "uvicorn.error", "Exception in ASGI application\n"),
+        f"RuntimeError: task broke, {at}": task,
+        f"RuntimeError: app broke, {at}": (
+            "ERROR",
+            "uvicorn.error",
+            "Exception in ASGI application\n",
+        ),
     }
-    assert failures["RuntimeError: task broke"][:2] == ("ERROR", "asyncio")
+    assert task[:2] == ("ERROR", "asyncio") and "Task exception was never retrieved" in task[2]
+    assert DATABASE_PASSWORD not in printed
