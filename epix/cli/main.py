@@ -69,6 +69,11 @@ class _Cli(click.Group):
                 raise
             _say(ctx, logging.ERROR, exc.format_message())
             raise click.exceptions.Exit(exc.exit_code) from None
+        except KeyboardInterrupt:  # Ctrl-C before the command handles SIGINT itself
+            if not ctx.meta.get(_JSON_LINES):
+                raise  # click says "Aborted!"
+            _say(ctx, logging.ERROR, "Aborted: interrupted (SIGINT).")
+            raise click.exceptions.Exit(1) from None  # as click's "Aborted!"
 
     def _invoke_explained(self, ctx: click.Context) -> Any:
         """Run the command, its known failures turned into one message each."""

@@ -272,6 +272,26 @@ def test_an_exception_nothing_caught_ends_the_command_with_one_json_line(
     assert SECRET_KEY not in ran.stderr
 
 
+def test_a_json_logging_command_interrupted_before_it_handles_sigint_says_so_in_json(
+    tmp_path: Path,
+) -> None:
+    """Ctrl-C while epix worker migrates, before its own SIGINT handler: click wrote
+    "Aborted!" as text."""
+    script = (
+        "import epix.db\n"
+        "def interrupted(*args, **kwargs):\n"
+        "    raise KeyboardInterrupt\n"
+        "epix.db.Database.migrate = interrupted\n"
+        "from epix.cli.main import cli\n"
+        "cli(['worker'])\n"
+    )
+    ran = _run_python(tmp_path / "data", script, EPIX_LOG_FORMAT="json")
+    assert ran.returncode == 1, ran.stderr
+    (line,) = _json_lines(ran.stderr)
+    assert (line["level"], line["logger"]) == ("ERROR", "epix.cli")
+    assert line["message"] == "Aborted: interrupted (SIGINT)."
+
+
 CRASHING_APP = """
 import asyncio
 import os
