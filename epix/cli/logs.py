@@ -149,7 +149,7 @@ def log_python_output(log_format: str) -> None:
     """Under json, what Python itself would write to standard error as text, bare and over
     several lines, is a JSON line too: its warnings (``warnings.warn``), as ``py.warnings``
     lines, and the traceback of an exception nothing caught, in the main thread or in another
-    (the outbox worker thread, the registry follower), as one line of logger ``epix.uncaught``
+    (the outbox worker thread, the registry follower), as one line of logger ``epix.cli.logs``
     with the traceback in ``exception``. Written straight to standard error, so that it holds
     before the logging is configured too."""
     if log_format == "json":
@@ -180,5 +180,5 @@ def _log_uncaught_in_thread(args: threading.ExceptHookArgs) -> None:
 
 
 def _write_uncaught(level: int, message: str, exc_info: ExcInfo) -> None:
-    sys.stderr.write(json_line(level, message, "epix.uncaught", exc_info) + "\n")
+    sys.stderr.write(json_line(level, message, __name__, exc_info) + "\n")
     sys.stderr.flush()

@@ -265,7 +265,7 @@ def test_an_exception_nothing_caught_ends_the_command_with_one_json_line(
     ran = _run_python(tmp_path / "data", script, EPIX_LOG_FORMAT="json", EPIX_SECRET_KEY=SECRET_KEY)
     assert ran.returncode == 1, ran.stderr
     last = _json_lines(ran.stderr)[-1]
-    assert (last["level"], last["logger"]) == ("CRITICAL", "epix.uncaught")
+    assert (last["level"], last["logger"]) == ("CRITICAL", "epix.cli.logs")
     assert last["message"] == "uncaught RuntimeError; the command ends"
     assert last["exception"].startswith("Traceback (most recent call last):")
     assert last["exception"].endswith("RuntimeError: broke\nhere, key [redacted]")
@@ -379,7 +379,7 @@ def test_exceptions_nothing_caught_in_web_worker_processes_are_json_lines(tmp_pa
     assert failures == {
         f"RuntimeError: thread broke, {at}": (
             "ERROR",
-            "epix.uncaught",
+            "epix.cli.logs",
             "uncaught RuntimeError; thread crashing-thread ended",
         ),
         f"RuntimeError: task broke, {at}": task,
