@@ -79,24 +79,35 @@ class _Cli(click.Group):
         """Run the command, its known failures turned into one message each."""
         try:
             return super().invoke(ctx)
-        except ValidationError as exc:
-            problems = "; ".join(
-                f"EPIX_{str(error['loc'][0]).upper()}: {error['msg']}" for error in exc.errors()
-            )
-            raise _InvalidConfiguration(f"Invalid configuration: {problems}") from None
-        except SettingsError as exc:  # e.g. EPIX_PEER_API_KEYS that is not JSON
-            named = re.search(r'field "(\w+)"', str(exc))
-            variable = f"EPIX_{named.group(1).upper()}" if named else "an EPIX_* variable"
-            raise _InvalidConfiguration(
-                f"Invalid configuration: {variable} cannot be parsed (JSON expected)"
-            ) from None
-        except SQLAlchemyError as exc:
-            raise click.ClickException(_database_problem(exc)) from None
-        except EpixError as refusal:  # e.g. a database migrated by a newer version
-            raise click.ClickException(str(refusal)) from None
-        except OSError as exc:
-            where = f": {exc.filename}" if exc.filename else ""
-            raise click.ClickException(f"{exc.strerror or exc}{where}") from None
+        except Exception as exc:
+            problem = explained(exc)
+            if problem is None:
+                raise
+            raise problem from None
+
+
+def explained(exc: Exception) -> click.ClickException | None:
+    """A known failure (invalid settings, a database that cannot be used, a file that cannot be
+    read or written, a refusal) as its one message, never a traceback; None for any other."""
+    if isinstance(exc, ValidationError):
+        problems = "; ".join(
+            f"EPIX_{str(error['loc'][0]).upper()}: {error['msg']}" for error in exc.errors()
+        )
+        return _InvalidConfiguration(f"Invalid configuration: {problems}")
+    if isinstance(exc, SettingsError):  # e.g. EPIX_PEER_API_KEYS that is not JSON
+        named = re.search(r'field "(\w+)"', str(exc))
+        variable = f"EPIX_{named.group(1).upper()}" if named else "an EPIX_* variable"
+        return _InvalidConfiguration(
+            f"Invalid configuration: {variable} cannot be parsed (JSON expected)"
+        )
+    if isinstance(exc, SQLAlchemyError):
+        return click.ClickException(_database_problem(exc))
+    if isinstance(exc, EpixError):  # e.g. a database migrated by a newer version
+        return click.ClickException(str(exc))
+    if isinstance(exc, OSError):
+        where = f": {exc.filename}" if exc.filename else ""
+        return click.ClickException(f"{exc.strerror or exc}{where}")
+    return None
 
 
 def _log_format_is_json() -> bool:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import logging.config
+import multiprocessing
 import os
 import signal
 import socket
@@ -11,10 +12,11 @@ import sys
 import threading
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 import uvicorn
+from uvicorn.config import STARTUP_FAILURE
 
 from epix.api.http_protocol import BoundedHttpToolsProtocol
 from epix.api.metrics import MULTIPROCESS_DIRECTORY_VARIABLE, reset_multiprocess_directory
@@ -27,6 +29,9 @@ from epix.exchange.demo import DemoSetup, bootstrap_demo, demo_file
 from epix.exchange.node_identity import node_identity
 from epix.registry.follower import start_following
 from epix.settings import Settings, get_settings
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
 
 
 def ensure_node_identity(settings: Settings) -> None:
@@ -125,6 +130,32 @@ def uvicorn_options(
     }
 
 
+def web_app() -> FastAPI:
+    """``create_app`` as uvicorn's factory. In a worker process of ``--workers N`` nothing
+    explained its failure (an unreadable session key file, a database gone): multiprocessing
+    printed the traceback as text, under EPIX_LOG_FORMAT=json too, and uvicorn started the
+    process again, failing the same way, every healthcheck interval. There it is one log line
+    (the message of a known failure, else the traceback) and exit status 3, uvicorn's startup
+    failure, on which uvicorn stops the node. In ``epix serve``'s own process (one worker)
+    the command line explains it, as any other failure (epix.cli.main)."""
+    from epix.api.app import create_app  # the application only where it is served
+
+    try:
+        return create_app()
+    except Exception as exc:
+        if multiprocessing.parent_process() is None:
+            raise
+        from epix.cli.main import explained  # epix.cli.main imports this module
+
+        problem = explained(exc)
+        log = logging.getLogger("epix.cli")
+        if problem is None:
+            log.critical("The web worker process cannot start", exc_info=True)
+        else:
+            log.critical("The web worker process cannot start: %s", problem.format_message())
+        sys.exit(STARTUP_FAILURE)
+
+
 def _end_command(_signum: int, _frame: FrameType | None) -> None:
     """SIGTERM ends ``epix serve`` through its clean-up. uvicorn, serving in this process, shuts
     down on SIGTERM and then sends it again to the process with the handler it found: the
@@ -207,7 +238,7 @@ def serve(host: str, port: int, workers: int, demo: bool) -> None:
     handle = start_worker_thread(database, settings) if settings.run_worker_in_process else None
     try:
         uvicorn.run(
-            "epix.api.app:create_app",
+            "epix.cli.serve:web_app",
             factory=True,
             **uvicorn_options(host, port, workers, settings.log_level, settings.log_format),
         )

@@ -391,3 +391,32 @@ def test_exceptions_nothing_caught_in_web_worker_processes_are_json_lines(tmp_pa
     }
     assert task[:2] == ("ERROR", "asyncio") and "Task exception was never retrieved" in task[2]
     assert DATABASE_PASSWORD not in printed
+
+
+@pytest.mark.slow
+def test_a_web_worker_process_that_cannot_start_says_why_in_json_and_stops_the_node(
+    tmp_path: Path,
+) -> None:
+    """A session key file that cannot be read (here a directory) fails the application in each
+    web process of --workers 2: multiprocessing printed that as a text traceback, and uvicorn
+    started the process again, failing the same way, for as long as the node ran."""
+    (tmp_path / "data" / "session-secret").mkdir(parents=True)
+    serve = epix(
+        tmp_path / "data",
+        "serve",
+        "--port",
+        str(free_port()),
+        "--workers",
+        "2",
+        extra_env={"EPIX_LOG_FORMAT": "json"},
+        timeout=150,
+    )
+    lines = _json_lines(serve.stdout + serve.stderr)
+    cannot = [line for line in lines if line["level"] == "CRITICAL"]
+    assert cannot, serve.stderr
+    for line in cannot:
+        assert line["logger"] == "epix.cli" and "exception" not in line
+        assert line["message"] == (
+            f"The web worker process cannot start: Is a directory: {tmp_path}/data/session-secret"
+        )
+    assert any("failed to start, stopping the parent" in line["message"] for line in lines)
