@@ -138,10 +138,11 @@ def node_log_handler(log_format: str) -> logging.Handler:
 
 
 def configure_command_logging(level: str, log_format: str = "text") -> None:
-    """The same lines for a command that runs without uvicorn (``epix worker``)."""
+    """The same lines for a command that runs without uvicorn (``epix worker``), and for any
+    node command until it configures its own (epix.cli.main), which this replaces."""
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter() if log_format == "json" else logging.Formatter(LOG_FORMAT))
-    logging.basicConfig(level=level, handlers=[handler])
+    logging.basicConfig(level=level, handlers=[handler], force=True)
     log_python_output(log_format)
 
 

@@ -60,12 +60,12 @@ def _leave_mid_body(url: str) -> None:
 
 @pytest.mark.slow
 def test_every_line_of_a_json_logging_node_is_one_json_object(tmp_path: Path) -> None:
-    """A demo node in two web processes with a misspelt variable, asked a few things (refused
-    ones too), then stopped with SIGTERM: everything it and its web processes wrote, standard
-    output and error, is JSON lines."""
+    """A demo node with a misspelt variable, asked a few things (refused ones too), then
+    stopped with SIGTERM: everything it wrote, standard output and error, is JSON lines (its
+    web processes under --workers N: test_exceptions_nothing_caught_in_web_worker_processes)."""
     extra_env = {"EPIX_LOG_FORMAT": "json", "EPIX_LOG_LEVEL": "info", **TYPO}
     with (
-        running_node(tmp_path / "data", "--demo", "--workers", "2", extra_env=extra_env) as node,
+        running_node(tmp_path / "data", "--demo", extra_env=extra_env) as node,
         httpx.Client(base_url=node.url, timeout=30) as client,
     ):
         login = client.post(
@@ -252,11 +252,13 @@ UNEXPECTED_FAILURES = {
 def test_an_exception_nothing_caught_ends_the_command_with_one_json_line(
     tmp_path: Path, command: str
 ) -> None:
+    """Python's warning before it is a JSON line too, even before the logging is configured."""
     module, function, args = UNEXPECTED_FAILURES[command]
     args = [str(free_port()) if arg == "PORT" else arg for arg in args]
     script = (
-        f"import os, {module} as m\n"
+        f"import os, warnings, {module} as m\n"
         "def fail(*args, **kwargs):\n"
+        "    warnings.warn('about to\\nbreak', UserWarning)\n"
         "    raise RuntimeError('broke\\nhere, key ' + os.environ['EPIX_SECRET_KEY'])\n"
         f"m.{function} = fail\n"
         "from epix.cli.main import cli\n"
@@ -264,7 +266,9 @@ def test_an_exception_nothing_caught_ends_the_command_with_one_json_line(
     )
     ran = _run_python(tmp_path / "data", script, EPIX_LOG_FORMAT="json", EPIX_SECRET_KEY=SECRET_KEY)
     assert ran.returncode == 1, ran.stderr
-    last = _json_lines(ran.stderr)[-1]
+    *_, warned, last = _json_lines(ran.stderr)
+    assert (warned["level"], warned["logger"]) == ("WARNING", "py.warnings")
+    assert "UserWarning: about to\nbreak" in warned["message"]
     assert (last["level"], last["logger"]) == ("CRITICAL", "epix.cli.logs")
     assert last["message"] == "uncaught RuntimeError; the command ends"
     assert last["exception"].startswith("Traceback (most recent call last):")
@@ -369,9 +373,11 @@ def test_exceptions_nothing_caught_in_web_worker_processes_are_json_lines(tmp_pa
             server.wait(timeout=30)
     assert statuses == [200, 200, 500]
     printed = output.read_text()
+    lines = _json_lines(printed)
+    assert {"uvicorn.access", "uvicorn.error"} <= {line["logger"] for line in lines}
     failures = {
         line["exception"].splitlines()[-1]: (line["level"], line["logger"], line["message"])
-        for line in _json_lines(printed)
+        for line in lines
         if "exception" in line
     }
     at = UNREACHABLE.replace(DATABASE_PASSWORD, "[redacted]")
