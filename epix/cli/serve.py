@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import logging.config
 import multiprocessing
@@ -17,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 import click
 import uvicorn
 from uvicorn.config import STARTUP_FAILURE
+from uvicorn.supervisors.multiprocess import Multiprocess
 
 from epix.api.http_protocol import BoundedHttpToolsProtocol
 from epix.api.metrics import MULTIPROCESS_DIRECTORY_VARIABLE, reset_multiprocess_directory
@@ -156,6 +158,19 @@ def web_app() -> FastAPI:
         sys.exit(STARTUP_FAILURE)
 
 
+def _run_web_processes(options: dict[str, Any]) -> None:
+    """``uvicorn.run`` with ``--workers N``, except for how it ends: when a web process cannot
+    start, uvicorn stops the node but returns as from a clean stop, so a service manager saw
+    exit status 0 and did not report (or restart) the node. Then the command ends with
+    uvicorn's startup failure status, 3, as a single process does."""
+    config = uvicorn.Config("epix.cli.serve:web_app", factory=True, **options)
+    supervisor = Multiprocess(config, sockets=[config.bind_socket()])
+    with contextlib.suppress(KeyboardInterrupt):  # as uvicorn.run: its processes are stopped
+        supervisor.run()
+    if any(process.exitcode == STARTUP_FAILURE for process in supervisor.processes):
+        raise click.exceptions.Exit(STARTUP_FAILURE)
+
+
 def _end_command(_signum: int, _frame: FrameType | None) -> None:
     """SIGTERM ends ``epix serve`` through its clean-up. uvicorn, serving in this process, shuts
     down on SIGTERM and then sends it again to the process with the handler it found: the
@@ -236,12 +251,12 @@ def serve(host: str, port: int, workers: int, demo: bool) -> None:
     except EpixError as exc:
         raise click.ClickException(str(exc)) from None
     handle = start_worker_thread(database, settings) if settings.run_worker_in_process else None
+    options = uvicorn_options(host, port, workers, settings.log_level, settings.log_format)
     try:
-        uvicorn.run(
-            "epix.cli.serve:web_app",
-            factory=True,
-            **uvicorn_options(host, port, workers, settings.log_level, settings.log_format),
-        )
+        if workers == 1:
+            uvicorn.run("epix.cli.serve:web_app", factory=True, **options)
+        else:
+            _run_web_processes(options)
     finally:
         stop_following.set()
         if handle is not None:

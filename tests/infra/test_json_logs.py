@@ -426,3 +426,4 @@ def test_a_web_worker_process_that_cannot_start_says_why_in_json_and_stops_the_n
             f"The web worker process cannot start: Is a directory: {tmp_path}/data/session-secret"
         )
     assert any("failed to start, stopping the parent" in line["message"] for line in lines)
+    assert serve.returncode == 3  # uvicorn's startup failure: not a clean stop
