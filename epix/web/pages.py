@@ -119,7 +119,19 @@ def check_page(
     """The check page's form as the browser sends it when the page's script does not run: the
     permit is looked up here, by the same service call as GET /v1/permits/{party}/{number}
     (the same Party scoping and audit, the printed form of the number tried as the script
-    tries it), and shown on the page. Not logged in: to the login page, and back here."""
+    tries it), and shown on the page. Not logged in: to the login page, and back here.
+
+    Every answer is ``Cache-Control: no-store``: a border post's browser is shared, and going
+    back in its history after logging out must ask the node again, not show the permit from
+    the browser's cache."""
+    response = _check_answer(request, database, context, party, number)
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+def _check_answer(
+    request: Request, database: Database, context: RequestContext, party: str, number: str
+) -> Response:
     page = partial(_page, request, "check.html", "Check a permit", party=party, number=number)
     try:
         principal = get_current_principal(request, database)

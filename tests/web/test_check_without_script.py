@@ -170,3 +170,21 @@ def test_the_check_page_shows_no_permit_the_api_would_not(live_node: LiveNode) -
     assert 'id="result"' not in page.text
     refused = [(event.outcome, event.actor_username) for event in _lookups(live_node, number)]
     assert refused == [("EPIX-STATE-007", "officer-xc")] * 2
+
+
+def test_a_checked_permit_is_not_shown_again_from_the_cache_after_logging_out(
+    browser: WebDriver, live_node: LiveNode
+) -> None:
+    """A border post's browser is shared: once the officer has logged out, going back in its
+    history must not show the permit checked before from the browser's cache (the page is
+    answered with Cache-Control: no-store and asked for again, without the session)."""
+    log_in(browser, live_node)
+    wait(browser).until(ec.url_contains("/web/lookup"))
+    browser.get(f"{live_node.url}/web/check?party=XA&number={live_node.permit_number}")
+    wait(browser).until(ec.visibility_of_element_located((By.ID, "verdict")))
+    wait(browser).until(ec.visibility_of_element_located((By.ID, "logout-button"))).click()
+    wait(browser).until(ec.url_contains("/web/login"))
+    browser.back()
+    wait(browser).until(ec.url_contains("/web/login?next="))
+    assert browser.find_elements(By.ID, "verdict") == []
+    assert live_node.permit_number not in browser.page_source
