@@ -105,3 +105,12 @@ def test_each_redoc_answer_has_its_own_nonce(live_node: LiveNode) -> None:
     ]
     assert len(nonces[0]) == 1 and nonces[0] != nonces[1]
     assert f'nonce="{nonces[0][0]}"' in first.text
+
+
+def test_a_redoc_answer_is_not_stored_so_its_nonce_is_never_served_twice(
+    live_node: LiveNode,
+) -> None:
+    """A nonce is good only if no one else gets the same one: a browser's or a proxy's cache
+    must not keep the page and hand its nonce out again."""
+    answer = httpx.get(f"{live_node.url}/redoc")
+    assert answer.headers["cache-control"] == "no-store"
