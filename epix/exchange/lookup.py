@@ -26,7 +26,7 @@ from epix.audit.service import record_event
 from epix.auth.principal import SECRETARIAT_PARTY, Principal, Role
 from epix.db.base import utcnow
 from epix.endorsements.ledger import ledger
-from epix.errors import EpixError
+from epix.errors import EpixError, Finding
 from epix.exchange.models import Message, Permit, PermitWatcher, Receipt
 from epix.exchange.repository import permit_not_found
 from epix.exchange.service import sha256_hex
@@ -38,6 +38,9 @@ from epix.signatures.verify import Verdict, verify_document
 from epix.xml import parse_xml
 
 ACTION_LOOKUP = "permit.lookup"
+# The longest issuing Party code and permit number a permit row, and a lookup's audit row, hold.
+PARTY_MAX_LENGTH = 8
+NUMBER_MAX_LENGTH = 64
 _HISTORY_ACTIONS = (
     "message.submit",
     "permit.cancel",
@@ -229,7 +232,22 @@ def _find_audited(
     request: RequestContext | None,
     detail: dict[str, object] | None = None,
 ) -> Permit:
-    """The permit the caller may see; a refused lookup is audited too (the caller commits it)."""
+    """The permit the caller may see; a refused lookup is audited too (the caller commits it).
+
+    A Party code or number longer than a permit row holds can be on file for no one, and its
+    audit row could not be stored (PostgreSQL refuses it, so the lookup went unaudited and was
+    answered with the database's words): such a lookup is refused as malformed, the same on
+    every backend, whether or not the caller may see permits."""
+    oversized = [
+        Finding("EPIX-REQ-004", f"A {label} has at most {longest} characters.", field)
+        for field, label, value, longest in (
+            ("party", "Party code", party, PARTY_MAX_LENGTH),
+            ("number", "permit number", number, NUMBER_MAX_LENGTH),
+        )
+        if len(value) > longest
+    ]
+    if oversized:
+        raise EpixError(oversized)
     try:
         return find_visible_permit(
             session, party=party, number=number, principal=principal, token=token

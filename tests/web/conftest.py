@@ -107,19 +107,25 @@ def _free_port() -> int:
 
 
 @pytest.fixture
-def live_node(tmp_path: Path, sqlite_database: Database) -> Iterator[LiveNode]:
+def live_database(sqlite_database: Database) -> Database:
+    """The live node's database: SQLite; a module overrides it to run on both backends."""
+    return sqlite_database
+
+
+@pytest.fixture
+def live_node(tmp_path: Path, live_database: Database) -> Iterator[LiveNode]:
     port = _free_port()
     url = f"http://127.0.0.1:{port}"
     settings = Settings(data_dir=tmp_path / "data", node_base_url=url, run_worker_in_process=False)
-    demo = bootstrap_demo(sqlite_database, settings)
-    app = create_app(settings, sqlite_database)
+    demo = bootstrap_demo(live_database, settings)
+    app = create_app(settings, live_database)
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 10
     while not server.started and time.monotonic() < deadline:
         time.sleep(0.05)
-    node = LiveNode(url, f"XA-{uuid.uuid4().hex[:10].upper()}", demo, sqlite_database)
+    node = LiveNode(url, f"XA-{uuid.uuid4().hex[:10].upper()}", demo, live_database)
     try:
         node.add_customs_officer(OFFICER, OFFICER_PASSWORD)
         node.submit_permit(node.permit_number)
