@@ -38,16 +38,24 @@ def _page(
     refusal: EpixError | None = None,
     **context: object,
 ) -> HTMLResponse:
-    """A page; with ``refusal``, its findings are shown in the page's error summary."""
+    """A page; with ``refusal``, its findings are shown in the page's error summary.
+
+    ``Cache-Control: no-store``: a border post's browser is shared, and going back in its
+    history after logging out must ask the node again, not bring back from the browser's
+    cache, or whole from its back/forward cache, the permit a page showed."""
+    headers = {"Cache-Control": "no-store"}
     if refusal is None:
-        return templates.TemplateResponse(request, name, {"title": title, **context})
-    wait = refusal.retry_after_seconds
+        return templates.TemplateResponse(
+            request, name, {"title": title, **context}, headers=headers
+        )
+    if refusal.retry_after_seconds is not None:
+        headers["Retry-After"] = str(refusal.retry_after_seconds)
     return templates.TemplateResponse(
         request,
         name,
         {"title": f"Error: {title}", "heading": title, "findings": refusal.findings, **context},
         status_code=refusal.http_status,
-        headers={"Retry-After": str(wait)} if wait is not None else None,
+        headers=headers,
     )
 
 
@@ -119,19 +127,7 @@ def check_page(
     """The check page's form as the browser sends it when the page's script does not run: the
     permit is looked up here, by the same service call as GET /v1/permits/{party}/{number}
     (the same Party scoping and audit, the printed form of the number tried as the script
-    tries it), and shown on the page. Not logged in: to the login page, and back here.
-
-    Every answer is ``Cache-Control: no-store``: a border post's browser is shared, and going
-    back in its history after logging out must ask the node again, not show the permit from
-    the browser's cache."""
-    response = _check_answer(request, database, context, party, number)
-    response.headers["Cache-Control"] = "no-store"
-    return response
-
-
-def _check_answer(
-    request: Request, database: Database, context: RequestContext, party: str, number: str
-) -> Response:
+    tries it), and shown on the page. Not logged in: to the login page, and back here."""
     page = partial(_page, request, "check.html", "Check a permit", party=party, number=number)
     try:
         principal = get_current_principal(request, database)

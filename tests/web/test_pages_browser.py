@@ -321,3 +321,21 @@ def test_the_endorsement_date_is_today_where_the_officer_is(
         wait(browser).until(ec.visibility_of_element_located((By.ID, "result")))
         after = datetime.now(ZoneInfo(zone)).date().isoformat()
         assert browser.find_element(By.ID, "date").get_attribute("value") in {before, after}
+
+
+def test_after_logging_out_going_back_does_not_show_the_permit_checked_before(
+    browser: WebDriver, live_node: LiveNode
+) -> None:
+    """A border post's browser is shared: going back after logging out must not bring the
+    check page back as it was (Chromium's back/forward cache keeps a page whole, the permit
+    the script drew included); the page is asked for again, and its script, finding no
+    session, sends the browser to the login page."""
+    log_in(browser, live_node)
+    wait(browser).until(ec.url_contains("/web/lookup"))
+    browser.get(f"{live_node.url}/web/lookup?party=XA&number={live_node.permit_number}")
+    wait(browser).until(ec.visibility_of_element_located((By.ID, "verdict")))
+    wait(browser).until(ec.visibility_of_element_located((By.ID, "logout-button"))).click()
+    wait(browser).until(ec.url_contains("/web/login"))
+    browser.back()
+    wait(browser).until(ec.url_contains("/web/login?next="))
+    assert browser.find_elements(By.ID, "verdict") == []
