@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import json
 
+from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from epix.errors import ERROR_TABLE
+from epix.web.templating import error_page, wants_page
 
 
 class BodyTooLarge(Exception):
@@ -66,11 +68,15 @@ class RefuseNulCharacters:
             if where is None and (b"%00" in query or b"\x00" in query):
                 where = "query"
             if where is not None:
-                status, body = problem_body(
-                    "EPIX-REQ-009",
-                    f"The request's {where} holds a NUL character (%00); no EPIX value has one.",
-                    where,
+                message = (
+                    f"The request's {where} holds a NUL character (%00); no EPIX value has one."
                 )
+                request = Request(scope)
+                if wants_page(request):  # a browser (the check page's form): a page, not JSON
+                    page = error_page(request, 400, "EPIX-REQ-009", message, None)
+                    await page(scope, receive, send)
+                    return
+                status, body = problem_body("EPIX-REQ-009", message, where)
                 await _send_problem(send, status, body)
                 return
         await self.app(scope, receive, send)

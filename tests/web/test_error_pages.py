@@ -37,6 +37,14 @@ def client(sqlite_database: Database, tmp_path: Path) -> TestClient:
         ("GET", "/no-such-page", 404, "EPIX-REQ-005", "Page not found"),
         ("POST", "/web/lookup", 405, "EPIX-REQ-006", "Page not found"),
         ("GET", "/web/boom", 500, "EPIX-REQ-007", "Something went wrong"),
+        # Refused before routing: the check page's number with a NUL pasted in.
+        (
+            "GET",
+            "/web/check?party=XA&number=26XA%000123",
+            400,
+            "EPIX-REQ-009",
+            "The request was refused",
+        ),
     ],
 )
 def test_a_refused_address_is_a_page_in_a_browser(
