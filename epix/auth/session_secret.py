@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import os
 import secrets
 from pathlib import Path
 
-from epix.settings import Settings
+from epix.settings import SECRET_KEY_MIN_BYTES, Settings
 
 SECRET_FILE_NAME = "session-secret"  # noqa: S105 (a file name, not a secret)
 
@@ -14,16 +16,38 @@ SECRET_FILE_NAME = "session-secret"  # noqa: S105 (a file name, not a secret)
 def session_secret(settings: Settings) -> str:
     """``settings.secret_key`` or a random key kept in the data directory (mode 0600).
 
-    Generated once so that cookies survive restarts and every worker process agrees.
+    Generated once so that cookies survive restarts and every worker process agrees. A key file
+    holding a shorter key (emptied, cut off) is refused rather than used: cookies signed with a
+    guessable key could be forged by anyone.
     """
     if settings.secret_key:
         return settings.secret_key
     path: Path = settings.data_dir / SECRET_FILE_NAME
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    if not path.exists():
+        _publish(path, secrets.token_urlsafe(48))
+    secret = path.read_text(encoding="ascii").strip()
+    if len(secret) < SECRET_KEY_MIN_BYTES:
+        raise OSError(
+            errno.EINVAL,
+            f"The session key file holds no key of {SECRET_KEY_MIN_BYTES} characters or more; "
+            "remove it to have a new one made (everyone is logged out)",
+            str(path),
+        )
+    return secret
+
+
+def _publish(path: Path, secret: str) -> None:
+    """Write ``secret`` to a file of its own, then link that in as ``path``: the web processes
+    of ``--workers N`` start at once and each makes the key on a first start, so a process
+    must never read the key file before it is written (it read an empty key), and when two
+    make one, the first link wins and both read its key."""
+    written = path.with_name(f".{path.name}.{secrets.token_hex(8)}")
+    fd = os.open(written, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        return path.read_text(encoding="ascii").strip()
-    with os.fdopen(fd, "w", encoding="ascii") as handle:
-        handle.write(secrets.token_urlsafe(48))
-    return path.read_text(encoding="ascii").strip()
+        with os.fdopen(fd, "w", encoding="ascii") as handle:
+            handle.write(secret)
+        with contextlib.suppress(FileExistsError):
+            os.link(written, path)
+    finally:
+        written.unlink()
