@@ -206,6 +206,29 @@ def test_tracking_shows_why_a_message_is_still_pending_and_when_it_is_tried_next
     }
 
 
+def _permit_given_up_before_its_endorsement(database: Database) -> OutboxMessage:
+    """A permit and its endorsement queued for the peer in one order, the permit's first
+    delivery given up by another worker: the permit's row."""
+    key = outbox.permit_order_key("XA", "24XA000001")
+    with database.unit_of_work() as session:
+        for kind, message_id in (("permit", "permit-1"), ("endorsement", "end-1")):
+            outbox.enqueue(
+                session,
+                kind=kind,
+                destination_party=PEER_PARTY,
+                payload=b"<doc/>",
+                message_id=message_id,
+                sender_party="XA",
+                order_key=key,
+            )
+    with database.unit_of_work() as session:
+        (permit,) = outbox.claim_due(session, owner="other", lease_seconds=30, limit=1)
+        outbox.mark_attempt_failed(
+            session, permit, code="EPIX-DLV-001", reason="down", retry_at=None
+        )
+    return permit
+
+
 def test_a_permit_delivered_while_its_endorsement_is_being_refused_still_wakes_it(
     database: Database, tmp_path: Path
 ) -> None:
@@ -226,24 +249,7 @@ def test_a_permit_delivered_while_its_endorsement_is_being_refused_still_wakes_i
         )
     )
     register_peer(database, endpoint=node.url, identity=identity)
-    key = outbox.permit_order_key("XA", "24XA000001")
-    with database.unit_of_work() as session:
-        for kind, message_id in (("permit", "permit-1"), ("endorsement", "end-1")):
-            outbox.enqueue(
-                session,
-                kind=kind,
-                destination_party=PEER_PARTY,
-                payload=b"<doc/>",
-                message_id=message_id,
-                sender_party="XA",
-                order_key=key,
-            )
-    # The permit's first delivery was given up (by another worker).
-    with database.unit_of_work() as session:
-        (permit,) = outbox.claim_due(session, owner="other", lease_seconds=30, limit=1)
-        outbox.mark_attempt_failed(
-            session, permit, code="EPIX-DLV-001", reason="down", retry_at=None
-        )
+    permit = _permit_given_up_before_its_endorsement(database)
     settings = sender_settings(
         tmp_path,
         outbox_base_delay_seconds=600.0,
@@ -301,23 +307,7 @@ def test_a_permit_delivery_committing_while_the_refusal_is_recorded_still_wakes_
         )
     )
     register_peer(database, endpoint=node.url, identity=identity)
-    key = outbox.permit_order_key("XA", "24XA000001")
-    with database.unit_of_work() as session:
-        for kind, message_id in (("permit", "permit-1"), ("endorsement", "end-1")):
-            outbox.enqueue(
-                session,
-                kind=kind,
-                destination_party=PEER_PARTY,
-                payload=b"<doc/>",
-                message_id=message_id,
-                sender_party="XA",
-                order_key=key,
-            )
-    with database.unit_of_work() as session:
-        (permit,) = outbox.claim_due(session, owner="other", lease_seconds=30, limit=1)
-        outbox.mark_attempt_failed(
-            session, permit, code="EPIX-DLV-001", reason="down", retry_at=None
-        )
+    permit = _permit_given_up_before_its_endorsement(database)
     settings = sender_settings(
         tmp_path, outbox_base_delay_seconds=600.0, outbox_max_delay_seconds=600.0
     )
