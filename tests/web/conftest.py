@@ -21,6 +21,7 @@ from selenium.common.exceptions import WebDriverException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.chrome.webdriver import WebDriver
 from selenium.webdriver.common.by import By
+from selenium.webdriver.support import expected_conditions as ec
 from selenium.webdriver.support.ui import WebDriverWait
 
 from epix.api.app import create_app
@@ -247,6 +248,20 @@ def submit_login(browser: WebDriver, password: str = OFFICER_PASSWORD) -> None:
     browser.find_element(By.ID, "username").send_keys(OFFICER)
     browser.find_element(By.ID, "password").send_keys(password)
     browser.find_element(By.ID, "login-button").click()
+
+
+def back_after_logging_out(browser: WebDriver, node: LiveNode, page: str) -> None:
+    """Log in, check the node's permit on ``page`` (/web/check or /web/lookup), log out and go
+    back in the browser's history, as the next person at a shared border post's browser may:
+    the login page is asked for again, the permit not shown."""
+    log_in(browser, node)
+    wait(browser).until(ec.url_contains("/web/lookup"))
+    browser.get(f"{node.url}{page}?party=XA&number={node.permit_number}")
+    wait(browser).until(ec.visibility_of_element_located((By.ID, "verdict")))
+    wait(browser).until(ec.visibility_of_element_located((By.ID, "logout-button"))).click()
+    wait(browser).until(ec.url_contains("/web/login"))
+    browser.back()
+    wait(browser).until(ec.url_contains("/web/login?next="))
 
 
 def fill_border_details(browser: WebDriver) -> None:

@@ -16,7 +16,15 @@ from epix.audit.models import AuditEvent
 from epix.auth import service as auth
 from epix.auth.principal import Role
 from epix.exchange.lookup import ACTION_LOOKUP
-from tests.web.conftest import OFFICER, LiveNode, log_in, rows_used, submit_login, wait
+from tests.web.conftest import (
+    OFFICER,
+    LiveNode,
+    back_after_logging_out,
+    log_in,
+    rows_used,
+    submit_login,
+    wait,
+)
 
 pytestmark = pytest.mark.browser
 
@@ -178,13 +186,6 @@ def test_a_checked_permit_is_not_shown_again_from_the_cache_after_logging_out(
     """A border post's browser is shared: once the officer has logged out, going back in its
     history must not show the permit checked before from the browser's cache (the page is
     answered with Cache-Control: no-store and asked for again, without the session)."""
-    log_in(browser, live_node)
-    wait(browser).until(ec.url_contains("/web/lookup"))
-    browser.get(f"{live_node.url}/web/check?party=XA&number={live_node.permit_number}")
-    wait(browser).until(ec.visibility_of_element_located((By.ID, "verdict")))
-    wait(browser).until(ec.visibility_of_element_located((By.ID, "logout-button"))).click()
-    wait(browser).until(ec.url_contains("/web/login"))
-    browser.back()
-    wait(browser).until(ec.url_contains("/web/login?next="))
+    back_after_logging_out(browser, live_node, "/web/check")
     assert browser.find_elements(By.ID, "verdict") == []
     assert live_node.permit_number not in browser.page_source

@@ -14,6 +14,7 @@ from selenium.webdriver.support.ui import Select
 from tests.web.conftest import (
     OFFICER,
     LiveNode,
+    back_after_logging_out,
     console_errors,
     fill_border_details,
     log_in,
@@ -330,12 +331,5 @@ def test_after_logging_out_going_back_does_not_show_the_permit_checked_before(
     check page back as it was (Chromium's back/forward cache keeps a page whole, the permit
     the script drew included); the page is asked for again, and its script, finding no
     session, sends the browser to the login page."""
-    log_in(browser, live_node)
-    wait(browser).until(ec.url_contains("/web/lookup"))
-    browser.get(f"{live_node.url}/web/lookup?party=XA&number={live_node.permit_number}")
-    wait(browser).until(ec.visibility_of_element_located((By.ID, "verdict")))
-    wait(browser).until(ec.visibility_of_element_located((By.ID, "logout-button"))).click()
-    wait(browser).until(ec.url_contains("/web/login"))
-    browser.back()
-    wait(browser).until(ec.url_contains("/web/login?next="))
+    back_after_logging_out(browser, live_node, "/web/lookup")
     assert browser.find_elements(By.ID, "verdict") == []
