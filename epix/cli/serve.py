@@ -195,7 +195,8 @@ def _end_command(_signum: int, _frame: FrameType | None) -> None:
     show_default=True,
     type=click.IntRange(1, 64),
     help="Web worker processes (on SQLite they queue for one write lock file). With more than "
-    "one, /metrics adds up their counters through files in DATA_DIR/metrics, emptied at start.",
+    "one, /metrics adds up their counters through files in DATA_DIR/metrics, emptied at start, "
+    "and one that cannot start stops the node (exit status 3).",
 )
 @click.option(
     "--demo",
