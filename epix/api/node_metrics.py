@@ -107,7 +107,7 @@ class NodeCollector:
         oldest = GaugeMetricFamily(
             "epix_outbox_oldest_due_age_seconds",
             "How long the outbox row that has waited longest for a worker has been due, "
-            "since its next attempt came (0 when none waits).",
+            "since its next attempt came or a stopped worker's lease ran out (0 when none waits).",
         )
         firsts = [row.longest_due_since for row in rows if row.longest_due_since]
         oldest.add_metric([], _age(now, min(firsts, default=None)))
