@@ -46,8 +46,10 @@ def _party_code(_ctx: click.Context, _param: click.Parameter, value: str) -> str
 def annual(party: str, year: int, output: str, target: Path | None) -> None:
     """PARTY's annual-report trade data for YEAR: the permits it granted, one record per
     permit line it exported, re-exported or imported (saying whether the quantity was endorsed
-    at the border or is what the permit allowed), and its use of each published export quota
-    summed across permits. Only permits exchanged through this node are covered. Audited."""
+    at the border or is what the permit allowed; an Appendix I shipment whose import permit was
+    endorsed beside its export document is imported once, on that document), and its use of
+    each published export quota summed across permits. Only permits exchanged through this
+    node are covered. Audited."""
     try:  # quota use reads the quota table and the Species+ taxonomy (EPIX_SPECIESPLUS_DIR)
         load_reference_data()
     except ReferenceDataError as exc:

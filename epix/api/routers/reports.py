@@ -45,9 +45,10 @@ def annual(
 ) -> Any:
     """Number and type of permits the Party granted in the year, and one trade record per
     permit line it exported, re-exported or imported, each saying whether its quantity was
-    endorsed at the border or is what the permit allowed (Res. Conf. 11.17), and the year's use
-    of each published export quota summed across permits (`quota_use`). Only permits exchanged
-    through this node are covered."""
+    endorsed at the border or is what the permit allowed (Res. Conf. 11.17; an Appendix I
+    shipment whose import permit was endorsed beside its export document is imported once, on
+    that document), and the year's use of each published export quota summed across permits
+    (`quota_use`). Only permits exchanged through this node are covered."""
     report = read_annual_report(
         database, party, year, reader=principal, request=context, output=output
     )
