@@ -22,7 +22,7 @@ from epix.audit.context import RequestContext
 from epix.auth.principal import Principal
 from epix.db import Database
 from epix.errors import EpixError, Finding
-from epix.web.templating import templates
+from epix.web.templating import PAGE_HEADERS, templates
 
 _HERE = Path(__file__).resolve().parent
 router = APIRouter(prefix="/web", include_in_schema=False)
@@ -38,12 +38,9 @@ def _page(
     refusal: EpixError | None = None,
     **context: object,
 ) -> HTMLResponse:
-    """A page; with ``refusal``, its findings are shown in the page's error summary.
-
-    ``Cache-Control: no-store``: a border post's browser is shared, and going back in its
-    history after logging out must ask the node again, not bring back from the browser's
-    cache, or whole from its back/forward cache, the permit a page showed."""
-    headers = {"Cache-Control": "no-store"}
+    """A page (``PAGE_HEADERS``); with ``refusal``, its findings are shown in the page's error
+    summary."""
+    headers = dict(PAGE_HEADERS)
     if refusal is None:
         return templates.TemplateResponse(
             request, name, {"title": title, **context}, headers=headers

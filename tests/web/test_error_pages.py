@@ -57,6 +57,7 @@ def test_a_refused_address_is_a_page_in_a_browser(
     assert f'data-code="{code}"' in response.text
     assert "Traceback" not in response.text and "secret detail" not in response.text
     assert "frame-ancestors 'none'" in response.headers["content-security-policy"]
+    assert response.headers["cache-control"] == "no-store"  # as every page
 
 
 def test_what_was_typed_into_the_address_is_only_text(client: TestClient) -> None:
