@@ -45,6 +45,7 @@ from epix.exchange.models import Permit
 from epix.exchange.status import CANCELLED, REPLACED
 from epix.permits.model import DOC_IMPORT_PERMIT
 from epix.permits.model import Permit as PermitBoxes
+from epix.permits.sapi_dates import taxon_key
 from epix.reports.quota_use import QuotaUse, quota_use
 from epix.reports.records import COLUMNS, TradeRecord
 
@@ -267,7 +268,7 @@ def annual_report(
                     row, boxes, imported, direction="import", basis=IMPORT_ENDORSED, status=status
                 )
                 if row.document_type != "I"
-                or (row.number, _taxon_key(record.taxon)) not in on_export_documents
+                or (row.number, taxon_key(record.taxon or "")) not in on_export_documents
             ]
     return AnnualReport(
         party=party,
@@ -279,10 +280,6 @@ def annual_report(
         quota_use=tuple(quota_use(records, party)),
         unreadable=tuple(unreadable),
     )
-
-
-def _taxon_key(name: str | None) -> str:
-    return " ".join((name or "").split()).casefold()
 
 
 def _imported_on_export_documents(
@@ -308,7 +305,7 @@ def _imported_on_export_documents(
                 continue
             on_line = line.import_permit.id if line.import_permit else None
             numbers = [on_line] if on_line else for_document
-            found.update((number, _taxon_key(line.scientific_name)) for number in numbers)
+            found.update((number, taxon_key(line.scientific_name or "")) for number in numbers)
     return found
 
 
