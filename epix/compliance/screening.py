@@ -237,9 +237,8 @@ def _taxonomy(index: int, line: PermitLine, naming: Naming) -> list[Finding]:
     findings = []
     concept = naming.concept
     if naming.synonym:
-        written = " ".join(str(line.scientific_name).split())
-        if not naming.exact:  # a subspecies written under a synonym of its species
-            written = f"{written}: {' '.join(written.split()[:2])}"
+        # not exact: a subspecies written under a synonym of its species
+        written = _synonym_as_written(line, under_species=not naming.exact)
         findings.append(
             Finding(
                 "EPIX-COMP-007",
@@ -273,13 +272,20 @@ def _taxonomy(index: int, line: PermitLine, naming: Naming) -> list[Finding]:
     return findings
 
 
+def _synonym_as_written(line: PermitLine, *, under_species: bool) -> str:
+    """Box 7 as written, for a finding on the synonym it names; ``under_species``: a subspecies
+    written under a synonym of its species, whose species part follows ('Loxodonta cyclotis
+    pumilio: Loxodonta cyclotis')."""
+    written = " ".join(str(line.scientific_name).split())
+    return f"{written}: {' '.join(written.split()[:2])}" if under_species else written
+
+
 def _shared_synonym(index: int, line: PermitLine, accepted: tuple[str, ...]) -> Finding:
     """EPIX-COMP-009: box 7 names a synonym of several accepted taxa, so EPIX cannot tell
     which the specimen is; it screened the name as written (reservations then lift no
     Appendix I rule), and the officer decides."""
-    written = " ".join(str(line.scientific_name).split())
-    if written.count(" ") > 1:  # a subspecies written under the shared synonym
-        written = f"{written}: {' '.join(written.split()[:2])}"
+    subspecies = len(str(line.scientific_name).split()) > 2  # under the shared synonym
+    written = _synonym_as_written(line, under_species=subspecies)
     return Finding(
         "EPIX-COMP-009",
         f"Line {line.line_id}: {written} is a synonym of {' and of '.join(accepted)} in the "
