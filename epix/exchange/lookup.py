@@ -27,7 +27,14 @@ from epix.auth.principal import SECRETARIAT_PARTY, Principal, Role
 from epix.db.base import utcnow
 from epix.endorsements.ledger import ledger
 from epix.errors import EpixError, Finding
-from epix.exchange.models import Message, Permit, PermitWatcher, Receipt
+from epix.exchange.models import (
+    NUMBER_MAX_LENGTH,
+    PARTY_MAX_LENGTH,
+    Message,
+    Permit,
+    PermitWatcher,
+    Receipt,
+)
 from epix.exchange.repository import permit_not_found
 from epix.exchange.service import sha256_hex
 from epix.permits.model import Permit as PermitBoxes
@@ -38,9 +45,6 @@ from epix.signatures.verify import Verdict, verify_document
 from epix.xml import parse_xml
 
 ACTION_LOOKUP = "permit.lookup"
-# The longest issuing Party code and permit number a permit row, and a lookup's audit row, hold.
-PARTY_MAX_LENGTH = 8
-NUMBER_MAX_LENGTH = 64
 _HISTORY_ACTIONS = (
     "message.submit",
     "permit.cancel",

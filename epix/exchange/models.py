@@ -64,14 +64,20 @@ class Receipt(Base):
     body: Mapped[bytes] = mapped_column(LargeBinary)
 
 
+# The longest issuing Party code and permit number a permit row holds (a lookup of a longer
+# one is refused as malformed, epix.exchange.lookup).
+PARTY_MAX_LENGTH = 8
+NUMBER_MAX_LENGTH = 64
+
+
 class Permit(Base):
     """A permit as received: one row per (issuing Party, number); status moves, bytes never do."""
 
     __tablename__ = "permits"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    issuing_party: Mapped[str] = mapped_column(String(8))
-    number: Mapped[str] = mapped_column(String(64))
+    issuing_party: Mapped[str] = mapped_column(String(PARTY_MAX_LENGTH))
+    number: Mapped[str] = mapped_column(String(NUMBER_MAX_LENGTH))
     document_type: Mapped[str] = mapped_column(String(4))
     recipient_party: Mapped[str] = mapped_column(String(8))
     message_pk: Mapped[int] = mapped_column(ForeignKey("messages.id"))
