@@ -278,15 +278,17 @@ def rows_used(browser: WebDriver) -> list[str]:
     ]
 
 
+def severe_console_messages(browser: WebDriver) -> list[str]:
+    """Every error in the browser console since it was last read (reading empties it)."""
+    return [entry["message"] for entry in browser.get_log("browser") if entry["level"] == "SEVERE"]
+
+
 def console_errors(browser: WebDriver) -> list[str]:
     """Errors in the browser console, less the API refusals the page itself shows (a refused
     fetch is always logged as a failed resource)."""
+    api = f"{browser.current_url.split('/web/')[0]}/v1/"
     return [
-        entry["message"]
-        for entry in browser.get_log("browser")
-        if entry["level"] == "SEVERE"
-        and not (
-            "Failed to load resource" in entry["message"]
-            and entry["message"].startswith(f"{browser.current_url.split('/web/')[0]}/v1/")
-        )
+        message
+        for message in severe_console_messages(browser)
+        if not ("Failed to load resource" in message and message.startswith(api))
     ]

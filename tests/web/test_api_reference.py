@@ -13,7 +13,7 @@ from selenium.webdriver.chrome.webdriver import WebDriver
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions as ec
 
-from tests.web.conftest import LiveNode, wait
+from tests.web.conftest import LiveNode, severe_console_messages, wait
 
 SUBMIT_OPERATION = "submit_message_v1_messages_post"  # POST /v1/messages
 # ReDoc's sidebar always links "API docs by Redocly" with a logo from Redocly's CDN: the
@@ -41,9 +41,7 @@ def watched_browser(browser: WebDriver) -> Iterator[WebDriver]:
 def _violations(browser: WebDriver) -> list[str]:
     """What the page reported as securitypolicyviolation, and the console's errors."""
     reported: list[str] = browser.execute_script("return window.cspViolations")
-    console = [
-        entry["message"] for entry in browser.get_log("browser") if entry["level"] == "SEVERE"
-    ]
+    console = severe_console_messages(browser)
     return [problem for problem in reported + console if REDOCLY_LOGO not in problem]
 
 

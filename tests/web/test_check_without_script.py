@@ -22,6 +22,7 @@ from tests.web.conftest import (
     back_after_logging_out,
     log_in,
     rows_used,
+    severe_console_messages,
     submit_login,
     wait,
 )
@@ -44,10 +45,6 @@ def _lookups(node: LiveNode, number: str) -> list[AuditEvent]:
                 .order_by(AuditEvent.sequence)
             )
         )
-
-
-def _severe(browser: WebDriver) -> list[str]:
-    return [entry["message"] for entry in browser.get_log("browser") if entry["level"] == "SEVERE"]
 
 
 def test_without_script_an_officer_checks_a_permit_on_a_page_the_node_answers(
@@ -77,7 +74,7 @@ def test_without_script_an_officer_checks_a_permit_on_a_page_the_node_answers(
     assert browser.find_element(By.CSS_SELECTOR, "nav a[aria-current=page]").text == (
         "Check a permit"
     )
-    assert _severe(browser) == []  # nothing refused by the policy, nothing broken
+    assert severe_console_messages(browser) == []  # nothing refused by the policy, nothing broken
 
     # As the script does it: the number as typed, then as printed, both in the officer's name.
     lookups = _lookups(live_node, live_node.permit_number)
