@@ -245,6 +245,13 @@ def test_rows_about_one_permit_to_one_party_are_claimed_in_queue_order(
     assert [c.message_id for c in claim("w3")] == ["cancel"]
 
 
+def _claims(database: Database, owner: str) -> dict[str, outbox.Claim]:
+    """What ``owner`` claims of the due rows, by message id."""
+    with database.unit_of_work() as session:
+        claims = outbox.claim_due(session, owner=owner, lease_seconds=30, limit=10)
+    return {c.message_id: c for c in claims}
+
+
 def test_a_delivered_permit_makes_the_endorsements_waiting_for_it_due_at_once(
     database: Database,
 ) -> None:
@@ -268,18 +275,13 @@ def test_a_delivered_permit_makes_the_endorsements_waiting_for_it_due_at_once(
                 order_key=order_key,
             )
 
-    def claim(owner: str) -> dict[str, outbox.Claim]:
-        with database.unit_of_work() as session:
-            claims = outbox.claim_due(session, owner=owner, lease_seconds=30, limit=10)
-        return {c.message_id: c for c in claims}
-
-    first = claim("w1")
+    first = _claims(database, "w1")
     later = utcnow() + timedelta(hours=1)
     with database.unit_of_work() as session:
         outbox.mark_attempt_failed(
             session, first["permit"], code="EPIX-DLV-001", reason="down", retry_at=None
         )
-    refused = claim("w2")
+    refused = _claims(database, "w2")
     assert sorted(refused) == ["waiting"]
     with database.unit_of_work() as session:
         for claimed in [refused["waiting"], first["waiting-elsewhere"], first["other-permit"]]:
@@ -291,11 +293,11 @@ def test_a_delivered_permit_makes_the_endorsements_waiting_for_it_due_at_once(
                 retry_at=later,
             )
         outbox.resend(session, first["permit"].id)
-    resent = claim("w3")
+    resent = _claims(database, "w3")
     assert sorted(resent) == ["permit"]
     with database.unit_of_work() as session:
         outbox.mark_delivered(session, resent["permit"])
-    assert sorted(claim("w4")) == ["waiting"]
+    assert sorted(_claims(database, "w4")) == ["waiting"]
 
 
 def test_a_delivered_permit_wakes_an_endorsement_whose_last_try_after_the_refusal_met_an_outage(
@@ -317,12 +319,7 @@ def test_a_delivered_permit_wakes_an_endorsement_whose_last_try_after_the_refusa
                 order_key=key,
             )
 
-    def claim(owner: str) -> dict[str, outbox.Claim]:
-        with database.unit_of_work() as session:
-            claims = outbox.claim_due(session, owner=owner, lease_seconds=30, limit=10)
-        return {c.message_id: c for c in claims}
-
-    permit = claim("w1")["permit"]
+    permit = _claims(database, "w1")["permit"]
     with database.unit_of_work() as session:
         outbox.mark_attempt_failed(
             session, permit, code="EPIX-DLV-001", reason="down", retry_at=None
@@ -331,7 +328,7 @@ def test_a_delivered_permit_wakes_an_endorsement_whose_last_try_after_the_refusa
     with database.unit_of_work() as session:
         outbox.mark_attempt_failed(
             session,
-            claim("w2")["waiting"],
+            _claims(database, "w2")["waiting"],
             code=outbox.WAITING_FOR_PERMIT,
             reason="HTTP 422 EPIX-MSG-011",
             retry_at=utcnow(),
@@ -340,14 +337,14 @@ def test_a_delivered_permit_wakes_an_endorsement_whose_last_try_after_the_refusa
     with database.unit_of_work() as session:
         outbox.mark_attempt_failed(
             session,
-            claim("w3")["waiting"],
+            _claims(database, "w3")["waiting"],
             code="EPIX-DLV-001",
             reason="The far end answered HTTP 503.",
             retry_at=later,
         )
         outbox.resend(session, permit.id)
-    resent = claim("w4")
+    resent = _claims(database, "w4")
     assert sorted(resent) == ["permit"]
     with database.unit_of_work() as session:
         outbox.mark_delivered(session, resent["permit"])
-    assert sorted(claim("w5")) == ["waiting"]
+    assert sorted(_claims(database, "w5")) == ["waiting"]
