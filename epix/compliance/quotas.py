@@ -267,6 +267,8 @@ class QuotaIndex:
         }
         if found is not None:
             listed.add(found)
+        if not listed:  # the quotas under its ids are not in force on ``at``
+            return ()
         narrowest = max(map(self._narrowness, listed))
         return tuple(sorted(name for name in listed if self._narrowness(name) == narrowest))
 

@@ -27,7 +27,7 @@ from epix.permits.sapi_dates import ReferenceDataError, taxon_key
 from epix.permits.writer import write_permit
 from epix.reports.quota_use import quota_use
 from epix.settings import get_settings
-from tests.compliance.test_screening import exported_from
+from tests.compliance.test_screening import codes, exported_from
 from tests.exchange.test_quota_use import exported
 from tests.permits.helpers import base, change
 
@@ -613,3 +613,21 @@ def test_a_variety_written_without_var_meets_the_quota_on_it(
     _answer(operator_dir, "cacti.json", VARIETY, subspecies)
     _clear_caches()
     assert _flagged("MX", written) == []
+
+
+def test_a_taxon_whose_quotas_by_id_are_not_in_force_has_no_quota(
+    operator_dir: Path, published: Callable[..., None]
+) -> None:
+    """The table lists quotas for the otter's Species+ id, in force from 2020 only: a permit
+    issued in 2019, and that year's quota use, meet no quota (they stopped screening with
+    'max() arg is an empty sequence', a 500 for the permit's submission)."""
+    published("Aonyx cinerea,5252,SPECIES,ID,0")
+    _answer(operator_dir, "otters.json", OTTER_RENAMED)
+    _clear_caches()
+    before = exported_from("ID", issued=date(2019, 6, 1), scientific_name="Aonyx cinereus")
+    assert _flagged("ID", "Aonyx cinereus") == ["EPIX-COMP-002"]  # in force on ISSUED
+    assert [code for code in codes(before) if code < "EPIX-COMP-003"] == []
+    record = replace(
+        exported("ID-1", "Aonyx cinereus", 1), issued_on=date(2019, 6, 1), endorsed_on=None
+    )
+    assert quota_use([replace(record, term="LIV", appendix="I")], "ID") == []
