@@ -64,8 +64,17 @@ def security_headers(*, https: bool) -> dict[str, str]:
     return headers
 
 
+# Every /v1 answer holds a Party's data (a permit and its XML, an audit trail, a report, an
+# inbox) or a refusal: no browser or proxy cache keeps one. Without it a shared border post's
+# browser showed a permit opened at its /v1 address again from its cache when someone went back
+# after logging out. An answer that sets its own (the public registry document) keeps it.
+API_PREFIX = "/v1/"
+API_CACHE_CONTROL = "no-store"
+
+
 class SecurityHeaders:
-    """Adds ``security_headers`` to every HTTP answer passing through (outermost middleware).
+    """Adds ``security_headers`` to every HTTP answer passing through (outermost middleware),
+    and to /v1 answers ``Cache-Control: no-store``.
 
     The 500 answer of an unexpected error is sent from outside the middleware stack, so the
     problem handlers add the same headers to it themselves.
@@ -80,6 +89,8 @@ class SecurityHeaders:
             await self.app(scope, receive, send)
             return
         added = security_headers(https=self.https)
+        if scope["path"].startswith(API_PREFIX):
+            added["Cache-Control"] = API_CACHE_CONTROL
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import httpx
 import pytest
 from fastapi.testclient import TestClient
 from selenium.webdriver.chrome.webdriver import WebDriver
+from selenium.webdriver.common.by import By
+from selenium.webdriver.support import expected_conditions as ec
 
 from epix.api.app import create_app
 from epix.db import Database
 from epix.settings import Settings
-from tests.web.conftest import LiveNode, OtherOrigin, wait
+from tests.web.conftest import LiveNode, OtherOrigin, log_in, wait
 
 ANSWERS = [
     ("GET", "/web/login"),
@@ -81,3 +84,42 @@ def test_another_site_cannot_frame_the_pages(
             "frame-ancestors" in entry["message"] for entry in driver.get_log("browser")
         )
     )
+
+
+def test_no_api_answer_is_kept_by_a_browser_cache(live_node: LiveNode) -> None:
+    """A Party's data from /v1 (a permit, its XML, a refusal alike) is not stored."""
+    permit = f"/v1/permits/XA/{live_node.permit_number}"
+    key = live_node.demo.api_key("XB", "customs")
+    with httpx.Client(base_url=live_node.url, headers={"Authorization": f"Bearer {key}"}) as api:
+        answers = [api.get(permit), api.get(f"{permit}/xml"), api.get("/v1/permits/XA/NONE")]
+    assert [answer.status_code for answer in answers] == [200, 200, 404]
+    assert [answer.headers.get("cache-control") for answer in answers] == ["no-store"] * 3
+
+
+@pytest.mark.browser
+def test_going_back_after_logging_out_does_not_show_a_permit_opened_from_the_api(
+    browser: WebDriver, live_node: LiveNode
+) -> None:
+    """An officer may open a permit's /v1 address in the shared browser (its JSON, its XML):
+    after logging out, going back in the history asks the node again (401), where Chromium
+    showed the permit from its cache."""
+    permit = f"{live_node.url}/v1/permits/XA/{live_node.permit_number}"
+    log_in(browser, live_node)
+    wait(browser).until(ec.url_contains("/web/lookup"))
+    for address in (permit, f"{permit}/xml"):
+        browser.get(address)
+        assert live_node.permit_number in browser.page_source  # logged in: shown
+    browser.get(f"{live_node.url}/web/lookup")
+    wait(browser).until(ec.visibility_of_element_located((By.ID, "logout-button"))).click()
+    wait(browser).until(ec.url_contains("/web/login"))
+    shown = {}
+    for _ in range(5):
+        browser.back()
+        if browser.current_url.startswith(permit):
+            shown[browser.current_url] = browser.page_source
+        if browser.current_url == permit:
+            break
+    assert set(shown) == {permit, f"{permit}/xml"}
+    for address, page in shown.items():
+        assert live_node.permit_number not in page, address
+        assert "EPIX-AUTH-" in page, address
