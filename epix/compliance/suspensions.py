@@ -31,9 +31,9 @@ from epix.permits.sapi_dates import (
     ReferenceDataError,
     covers_taxon,
     in_force,
-    names_taxon,
     parse_sapi_date,
     party_code,
+    species_plus_id,
     taxon_in_words,
 )
 
@@ -56,13 +56,25 @@ class Exemption:
     terms: frozenset[str] | None  # None: not limited by term
     sources: frozenset[str] | None
     purposes: frozenset[str] | None
+    concept_id: int | None = None  # Species+ id of ``taxon`` (kept when Species+ renames it)
 
     def exempts(
-        self, taxon: str, term: str | None, source: str | None, purpose: str | None
+        self,
+        taxon: str,
+        term: str | None,
+        source: str | None,
+        purpose: str | None,
+        within: frozenset[str] = frozenset(),
+        ids: frozenset[int] = frozenset(),
     ) -> bool:
         """True when the line is outside the suspension: of an exempted taxon whose row names
-        no code, or of a term, source or purpose the row names."""
-        if self.taxon is not None and not names_taxon(self.taxon, self.rank, taxon):
+        no code, or of a term, source or purpose the row names. The row's taxon meets the
+        line's as the suspension's does (``covers_taxon``: by Species+ id among the line's
+        ``ids``, by name, or a higher taxon the line's is ``within``), so a row still named as
+        Species+ no longer names its taxon exempts it all the same."""
+        if self.taxon is not None and not covers_taxon(
+            self.taxon, self.rank, taxon, within, self.concept_id, ids
+        ):
             return False
         limits = [
             (codes, code)
@@ -99,7 +111,7 @@ def _exemption(row: list[str]) -> Exemption:
     fields = _merged_fields(row)
     if len(fields) < 10:
         raise ValueError("too few fields")
-    start, _end, taxon, _id, rank, party, _unit = (field.strip() for field in fields[:7])
+    start, _end, taxon, listed_id, rank, party, _unit = (field.strip() for field in fields[:7])
     lists = code_lists().current
     slots: dict[str, frozenset[str] | None] = {}
     rest = iter(fields[7:])
@@ -140,6 +152,7 @@ def _exemption(row: list[str]) -> Exemption:
         party=None if party.upper() == ALL else party_code(party),
         taxon=None if taxon.upper() == ALL else " ".join(taxon.split()),
         rank=rank.upper(),
+        concept_id=None if listed_id.upper() == ALL else species_plus_id(listed_id),
         start=parse_sapi_date(start),
         terms=slots["term"],
         sources=slots["source"],
@@ -227,7 +240,10 @@ class Suspension:
             self.country in parties
             and in_force(self.start, self.end, at)
             and self.names(taxon, within, ids)
-            and not any(entry.exempts(taxon, term, source, purpose) for entry in self.exemptions)
+            and not any(
+                entry.exempts(taxon, term, source, purpose, within, ids)
+                for entry in self.exemptions
+            )
         )
 
 

@@ -69,7 +69,13 @@ def concept_id(row: dict[str, str]) -> int | None:
     """The row's Species+ taxon concept id (``taxon_concept_id``), None when the table gives
     none, or ValueError. UNEP-WCMC keeps a row's id when Species+ renames its taxon, so the id
     still finds the taxon a row's name no longer does."""
-    value = (row.get("taxon_concept_id") or "").strip()
+    return species_plus_id(row.get("taxon_concept_id") or "")
+
+
+def species_plus_id(field: str) -> int | None:
+    """A table field holding a Species+ taxon concept id: the id, None when empty, or
+    ValueError."""
+    value = field.strip()
     if not value:
         return None
     if not value.isascii() or not value.isdigit():
@@ -122,7 +128,8 @@ def covers_taxon(
     listed_id: int | None = None,
     ids: frozenset[int] = frozenset(),
 ) -> bool:
-    """True when a listing (quota, suspension, reservation) at ``rank`` covers box 7's name.
+    """True when a listing (quota, suspension, reservation, or an exemption narrowing a
+    suspension) at ``rank`` covers box 7's name.
 
     By id first: the listing's Species+ id (``listed_id``) is one of the line's ``ids`` (its
     taxon, that taxon's synonyms and the taxa above it that Species+ answers hold), so a row
