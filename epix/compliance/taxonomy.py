@@ -18,12 +18,15 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from epix.permits.sapi_dates import RANKS, ReferenceDataError, taxon_key
+from epix.permits.sapi_dates import HIGHER_RANKS, RANKS, ReferenceDataError, taxon_key
 from epix.settings import get_settings
 
 BUNDLED = Path(__file__).resolve().parent / "data" / "speciesplus"
 # What ``cites_listing`` may hold, split at "/": the appendices and NC (not listed).
 LISTING_PARTS = frozenset({"I", "II", "III", "NC"})
+# Ranks box 7 names as a whole with "spp." ('Trochilidae spp.', 'Dalbergia spp.').
+GROUP_RANKS = frozenset({"GENUS", *HIGHER_RANKS})
+WHOLE_GROUP = (" spp.", " spp")
 
 
 @dataclass(frozen=True, slots=True)
@@ -218,11 +221,14 @@ class Taxonomy:
         return found or ()
 
     def naming(self, name: str) -> Naming | None:
-        """What box 7's ``name`` is: a concept or one of its synonyms, else a subspecies or
+        """What box 7's ``name`` is: a concept or one of its synonyms (a genus or higher taxon
+        also as a whole, 'Trochilidae spp.'), else a subspecies or
         variety of a species the node holds (for its higher taxa only), or of a synonym of
         one (screened under the accepted species' name with its own epithets), else None."""
         key = taxon_key(name)
         found = self._by_name.get(key)
+        if found is None and key.endswith(WHOLE_GROUP):
+            found = self._group(key)
         if found is not None:
             concept, synonym = found
             return Naming(concept, synonym, exact=True, ids=self.lineage(concept))
@@ -243,6 +249,12 @@ class Taxonomy:
                 accepted = " ".join((concept.full_name, *words[2:]))
                 return Naming(concept, synonym=True, exact=False, accepted=accepted, ids=ids)
         return None
+
+    def _group(self, key: str) -> tuple[TaxonConcept, bool] | None:
+        """The genus or higher taxon box 7's ``key`` names as a whole ('trochilidae spp.'), so
+        the line meets the listings on the taxa above it as its species would; else None."""
+        found = self._by_name.get(key.rsplit(" ", 1)[0])
+        return found if found is not None and found[0].rank in GROUP_RANKS else None
 
 
 def _lineages(

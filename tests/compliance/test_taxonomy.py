@@ -206,6 +206,38 @@ def test_a_suspension_on_a_higher_taxon_the_operators_answers_name_covers_its_ta
     assert len(suspensions()) == 16
 
 
+# Species+ names a group the way box 7 does for specimens identified no further: the bundled
+# answer for taxon 3210 holds its listing as "[FAMILY listing Trochilidae spp.]".
+HUMMINGBIRDS = _concept(19110, "Trochilidae", "FAMILY", higher=BIRDS | {"order": "Apodiformes"})
+
+
+def test_a_line_naming_a_family_spp_meets_the_suspension_on_its_class(
+    operator_dir: Path,
+) -> None:
+    """Argentina's live-bird suspension hangs on the class Aves (Species+ id 32). A line
+    naming the family as a whole ('Trochilidae spp.') used to be no taxon at all, so it met
+    nothing above the family, while 'Trochilidae' alone met the class."""
+
+    def live_birds(name: str, country: str = "AR") -> list[str]:
+        permit = exported_from(country, scientific_name=name, term="LIV", source="W")
+        return [finding.message for finding in _found(permit, "EPIX-COMP-006")]
+
+    _answer(operator_dir, "birds.json", AVES, HUMMINGBIRDS)
+    _clear_caches()
+    for written in ("Trochilidae spp.", "TROCHILIDAE  spp", "Trochilidae"):
+        (warning,) = live_birds(written)
+        assert "CITES Notif. No. 2006/006" in warning and "from AR of the class Aves" in warning
+    assert live_birds("Trochilidae spp.", "CL") == []
+    # Only a genus or a higher taxon is named as a whole: an order the answers do not hold
+    # places nothing, and 'spp.' after a species stays a trinomial under it (not the species).
+    assert live_birds("Apodiformes spp.") == []
+    under_species = taxonomy().naming("Loxodonta africana spp.")
+    assert under_species is not None and not under_species.exact
+    naming = taxonomy().naming("Trochilidae spp.")
+    assert naming is not None and naming.concept.full_name == "Trochilidae"
+    assert naming.ids == frozenset({19110, 32})  # the family and the class it is under
+
+
 def test_a_quota_on_a_higher_taxon_covers_the_taxa_placed_under_it(tmp_path: Path) -> None:
     table = tmp_path / "quotas.csv"
     header = "quota_type,start_date,end_date,taxon_name,rank,iso_code2,quota,unit,term,source,"
@@ -585,6 +617,27 @@ def test_the_annual_reports_quota_use_meets_a_quota_under_an_old_name_by_id(
     [use] = quota_use(records, "ID")
     assert (use.quota.taxon, use.used, use.over) == ("Aonyx cinerea", Decimal(2), True)
     assert use.permits == ["ID-1", "ID-2"]
+
+
+def test_screening_and_the_annual_reports_quota_use_count_a_family_spp_under_its_class(
+    operator_dir: Path, published: Callable[..., None]
+) -> None:
+    """A quota on the class Aves: screening meets a 'Trochilidae spp.' line under it, so the
+    year's quota use must count the same lines, and neither counts a line placed elsewhere."""
+    published("Aves,32,CLASS,AR,1")
+    _answer(operator_dir, "birds.json", AVES, HUMMINGBIRDS, TORTOISE)
+    _clear_caches()
+    records = [
+        replace(exported(number, name, 1), term="LIV")
+        for number, name in (("AR-1", "Trochilidae spp."), ("AR-2", "Trochilidae"))
+    ]
+    records.append(replace(exported("AR-3", "Testudo graeca", 5), term="LIV"))
+    for record in records:
+        counted = record.taxon != "Testudo graeca"
+        assert (_flagged("AR", str(record.taxon)) != []) is counted, record.taxon
+    [use] = quota_use(records, "AR")
+    assert (use.quota.taxon, use.used, use.over) == ("Aves", Decimal(2), True)
+    assert use.permits == ["AR-1", "AR-2"]
 
 
 def test_a_variety_written_without_var_meets_the_quota_on_it(
