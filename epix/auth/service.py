@@ -12,7 +12,7 @@ import hmac
 import re
 import secrets
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Protocol
 
@@ -213,6 +213,22 @@ def _validate_password(password: str) -> None:
         )
 
 
+@dataclass(frozen=True, slots=True)
+class HashedPassword:
+    """A new password, long enough and Argon2-hashed by ``hash_password``; what ``create_user``
+    and ``set_password`` store."""
+
+    encoded: str = field(repr=False)
+
+
+def hash_password(password: str) -> HashedPassword:
+    """Hash a new password (refused, EPIX-REQ-004, when too short) before the unit of work that
+    stores it opens: the hash takes ~50 ms, which inside the transaction would hold SQLite's one
+    write lock that every other writer of the node (submissions, pulls, audit) waits for."""
+    _validate_password(password)
+    return HashedPassword(_hasher.hash(password))
+
+
 def create_user(
     session: Session,
     *,
@@ -220,12 +236,13 @@ def create_user(
     party: str,
     authority: str,
     roles: Iterable[Role],
-    password: str | None = None,
+    password: HashedPassword | None = None,
     full_name: str | None = None,
     actor: Principal | None = None,
     request: RequestContext | None = None,
 ) -> User:
-    """Create a person of one Party and authority; audited as ``user_created``."""
+    """Create a person of one Party and authority, with the web ``password`` if given (from
+    ``hash_password``, outside the transaction); audited as ``user_created``."""
     role_set = frozenset(roles)
     party = party.upper()
     _validate_new_user(username, party, role_set)
@@ -235,15 +252,13 @@ def create_user(
     _ensure_fits(full_name, "full_name", "The full name")
     if user_exists(session, username):
         raise _name_taken(username)
-    if password is not None:
-        _validate_password(password)
     user = User(
         username=username,
         full_name=full_name,
         party=party,
         authority=authority.strip(),
         roles=",".join(sorted(role.value for role in role_set)),
-        password_hash=_hasher.hash(password) if password is not None else None,
+        password_hash=password.encoded if password is not None else None,
         created_at=utcnow(),
         auth_epoch=0,
     )
@@ -269,14 +284,13 @@ def create_user(
 def set_password(
     session: Session,
     user: User,
-    password: str,
+    password: HashedPassword,
     *,
     actor: Principal | None = None,
     request: RequestContext | None = None,
 ) -> None:
-    """Replace the password; existing web sessions of that user end."""
-    _validate_password(password)
-    user.password_hash = _hasher.hash(password)
+    """Replace the password (``hash_password``); existing web sessions of that user end."""
+    user.password_hash = password.encoded
     user.auth_epoch += 1
     record_event(
         session,

@@ -88,18 +88,20 @@ def create(
 ) -> None:
     """Create a user (with a password for the web pages if --password-stdin)."""
     password = sys.stdin.readline().rstrip("\r\n") if password_stdin else None
-    with cli_session() as session:
-        user = service.create_user(
-            session,
-            username=username,
-            party=party,
-            authority=authority,
-            roles=[Role(role) for role in roles],
-            password=password,
-            full_name=full_name,
-            request=cli_context("epix users create"),
-        )
-        click.echo(f"created user {user.username} (id {user.id}) of {user.party}")
+    with cli_database() as database:
+        hashed = service.hash_password(password) if password is not None else None
+        with database.unit_of_work() as session:
+            user = service.create_user(
+                session,
+                username=username,
+                party=party,
+                authority=authority,
+                roles=[Role(role) for role in roles],
+                password=hashed,
+                full_name=full_name,
+                request=cli_context("epix users create"),
+            )
+            click.echo(f"created user {user.username} (id {user.id}) of {user.party}")
 
 
 @users.command("list")
@@ -163,11 +165,13 @@ def remove(username: str, reason: str | None) -> None:
 def set_password(username: str) -> None:
     """Set a user's web password, read from stdin (ends their web sessions)."""
     password = sys.stdin.readline().rstrip("\r\n")
-    with cli_session() as session:
-        user = service.get_user(session, username)
-        service.set_password(
-            session, user, password, request=cli_context("epix users set-password")
-        )
+    with cli_database() as database:
+        hashed = service.hash_password(password)
+        with database.unit_of_work() as session:
+            user = service.get_user(session, username)
+            service.set_password(
+                session, user, hashed, request=cli_context("epix users set-password")
+            )
     click.echo(f"password set for {username}")
 
 

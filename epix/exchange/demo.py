@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from sqlalchemy.orm import Session
@@ -74,18 +74,35 @@ def load_demo(settings: Settings) -> DemoSetup | None:
     return DemoSetup(tuple(DemoUser(**user) for user in data["users"]), data["keys_dir"])
 
 
-def _user(session: Session, username: str, party: str, authority: str, role: Role) -> DemoUser:
+@dataclass(frozen=True, slots=True)
+class _DemoAccount:
+    """A demo user to create, with its web password and that password's hash."""
+
+    username: str
+    party: str
+    authority: str
+    role: Role
+    password: str = field(repr=False)
+    hashed: auth.HashedPassword
+
+
+def _account(username: str, party: str, authority: str, role: Role) -> _DemoAccount:
+    """Hashed here, before the transaction (``auth.hash_password``: ~50 ms a password)."""
     password = secrets.token_urlsafe(12)
+    return _DemoAccount(username, party, authority, role, password, auth.hash_password(password))
+
+
+def _user(session: Session, account: _DemoAccount) -> DemoUser:
     user = auth.create_user(
         session,
-        username=username,
-        party=party,
-        authority=authority,
-        roles=[role],
-        password=password,
+        username=account.username,
+        party=account.party,
+        authority=account.authority,
+        roles=[account.role],
+        password=account.hashed,
     )
     _, raw_key = auth.issue_api_key(session, user, label="demo")
-    return DemoUser(username, party, role.value, raw_key, password)
+    return DemoUser(account.username, account.party, account.role.value, raw_key, account.password)
 
 
 def _register(
@@ -104,38 +121,37 @@ def bootstrap_demo(database: Database, settings: Settings) -> DemoSetup:
     # with the umask's mode (0755 as a rule) on the way to its keys directory.
     demo_dir(settings).mkdir(mode=0o700, parents=True, exist_ok=True)
     keys_dir = (demo_dir(settings) / "keys").resolve()
-    users: list[DemoUser] = []
-    with database.unit_of_work() as session:
-        users.append(
-            _user(
-                session,
-                "cites-secretariat",
-                SECRETARIAT_PARTY,
-                "CITES Secretariat",
-                Role.SECRETARIAT,
+    # Passwords hashed and keys made before the transaction, which holds SQLite's one write
+    # lock: Argon2 and key generation would keep every other writer waiting meanwhile.
+    secretariat = _account(
+        "cites-secretariat", SECRETARIAT_PARTY, "CITES Secretariat", Role.SECRETARIAT
+    )
+    authorities: list[tuple[str, str, str, bytes, _DemoAccount]] = []
+    for party in DEMO_PARTIES:
+        for kind, label, role in (
+            (MANAGEMENT_AUTHORITY, "Management Authority", Role.MANAGEMENT_AUTHORITY),
+            (CUSTOMS, "Customs", Role.CUSTOMS),
+        ):
+            name = f"{party} {label} (DEMO)"
+            _, cert_pem = ensure_identity(
+                keys_dir, f"{party}-{kind}", party=party, role=kind, common_name=name
             )
-        )
-        actor = auth.principal_of(auth.get_user(session, "cites-secretariat"))
+            account = _account(f"{party.lower()}-{kind}", party, name, role)
+            authorities.append((party, kind, name, cert_pem, account))
+    node = node_identity(settings.data_dir, settings.node_party)
+    node_admin = _account("node-admin", settings.node_party, "Node operator", Role.NODE_ADMIN)
+    with database.unit_of_work() as session:
+        users = [_user(session, secretariat)]
+        actor = auth.principal_of(auth.get_user(session, secretariat.username))
         parties = set(DEMO_PARTIES) | {settings.node_party}
         for party in sorted(parties):
             if repository.get_party(session, party) is None:
                 registry.add_party(session, code=party, name=f"Demo Party {party}", actor=actor)
-        for party in DEMO_PARTIES:
-            for kind, label, role in (
-                (MANAGEMENT_AUTHORITY, "Management Authority", Role.MANAGEMENT_AUTHORITY),
-                (CUSTOMS, "Customs", Role.CUSTOMS),
-            ):
-                name = f"{party} {label} (DEMO)"
-                _, cert_pem = ensure_identity(
-                    keys_dir, f"{party}-{kind}", party=party, role=kind, common_name=name
-                )
-                _register(session, actor, party, kind, name, cert_pem)
-                users.append(_user(session, f"{party.lower()}-{kind}", party, name, role))
-        node = node_identity(settings.data_dir, settings.node_party)
+        for party, kind, name, cert_pem, account in authorities:
+            _register(session, actor, party, kind, name, cert_pem)
+            users.append(_user(session, account))
         _register(session, actor, node.party, NODE_ROLE, f"EPIX node {node.party}", node.cert_pem)
-        users.append(
-            _user(session, "node-admin", settings.node_party, "Node operator", Role.NODE_ADMIN)
-        )
+        users.append(_user(session, node_admin))
     setup = DemoSetup(tuple(users), str(keys_dir))
     path = demo_file(settings)
     descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)

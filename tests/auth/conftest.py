@@ -44,6 +44,7 @@ def _make_user(
     roles: tuple[Role, ...] = (Role.MANAGEMENT_AUTHORITY,),
     password: str | None = PASSWORD,
 ) -> User:
+    hashed = service.hash_password(password) if password is not None else None
     with database.unit_of_work() as session:
         return service.create_user(
             session,
@@ -51,7 +52,7 @@ def _make_user(
             party=party,
             authority=f"{party} Management Authority",
             roles=roles,
-            password=password,
+            password=hashed,
         )
 
 

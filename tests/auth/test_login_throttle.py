@@ -288,8 +288,9 @@ def test_a_password_changed_or_a_user_disabled_during_the_check_does_not_log_in(
     with sqlite_database.read() as session:
         stored = service.stored_password_hash(session, "officer")
     checked = service.check_password("officer", stored, PASSWORD)
+    new_password = service.hash_password("another long password")
     with sqlite_database.unit_of_work() as session:
-        service.set_password(session, service.get_user(session, "officer"), "another long password")
+        service.set_password(session, service.get_user(session, "officer"), new_password)
     with pytest.raises(EpixError) as changed, sqlite_database.unit_of_work() as session:
         service.accept_password(session, checked)
     assert changed.value.findings[0].code == "EPIX-AUTH-002"

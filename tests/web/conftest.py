@@ -43,6 +43,7 @@ def create_officer(
     database: Database, username: str = OFFICER, password: str = OFFICER_PASSWORD
 ) -> None:
     """A customs officer of XB, the importing Party of the permits on file."""
+    hashed = auth.hash_password(password)
     with database.unit_of_work() as session:
         auth.create_user(
             session,
@@ -50,7 +51,7 @@ def create_officer(
             party="XB",
             authority="XB Customs (DEMO)",
             roles=[Role.CUSTOMS],
-            password=password,
+            password=hashed,
         )
 
 

@@ -152,6 +152,7 @@ def test_the_check_page_shows_no_permit_the_api_would_not(live_node: LiveNode) -
     """Party scoping as for the API: a user of a Party that is neither the issuer nor the
     destination, in a role that does not check permits, gets the same EPIX-STATE-007, and the
     refusal is audited the same way."""
+    password = auth.hash_password("another long passphrase")
     with live_node.database.unit_of_work() as session:
         auth.create_user(
             session,
@@ -159,7 +160,7 @@ def test_the_check_page_shows_no_permit_the_api_would_not(live_node: LiveNode) -
             party="XC",
             authority="XC node operator (DEMO)",
             roles=[Role.NODE_ADMIN],
-            password="another long passphrase",
+            password=password,
         )
     with httpx.Client(base_url=live_node.url, headers={"Accept": "text/html"}) as client:
         login = client.post(

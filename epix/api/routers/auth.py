@@ -408,6 +408,7 @@ def create_user(
     node_party = administered_party(settings)
     with party_refusals_audited(request, database, principal):
         ensure_may_administer(principal, body.party, node_party)
+    password = service.hash_password(body.password) if body.password is not None else None
     with party_refusals_audited(request, database, principal), database.unit_of_work() as session:
         ensure_name_not_concealed(session, body.username, principal, node_party)
         try:
@@ -418,7 +419,7 @@ def create_user(
                 party=body.party,
                 authority=body.authority,
                 roles=body.roles,
-                password=body.password,
+                password=password,
                 actor=principal,
                 request=context,
             )
