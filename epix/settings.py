@@ -22,6 +22,12 @@ from sqlalchemy.exc import ArgumentError
 SECRET_KEY_MIN_BYTES = 32
 
 
+class ConfigurationError(Exception):
+    """A configuration the node cannot use that is kept in a file rather than an ``EPIX_*``
+    variable (the data directory's session key): refused as an invalid setting is, by every
+    command (exit status 2), its message naming the file and what to do."""
+
+
 class NodeMode(StrEnum):
     """A hub keeps many Parties' inboxes; a Party node forwards to peers over HTTPS."""
 

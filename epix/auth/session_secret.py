@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import contextlib
-import errno
 import os
 import secrets
 from pathlib import Path
 
-from epix.settings import SECRET_KEY_MIN_BYTES, Settings
+from epix.settings import SECRET_KEY_MIN_BYTES, ConfigurationError, Settings
 
 SECRET_FILE_NAME = "session-secret"  # noqa: S105 (a file name, not a secret)
 
@@ -17,8 +16,9 @@ def session_secret(settings: Settings) -> str:
     """``settings.secret_key`` or a random key kept in the data directory (mode 0600).
 
     Generated once so that cookies survive restarts and every worker process agrees. A key file
-    holding a shorter key (emptied, cut off) is refused rather than used: cookies signed with a
-    guessable key could be forged by anyone.
+    holding a shorter key (emptied, cut off) or no text is refused as an invalid configuration,
+    as a short ``EPIX_SECRET_KEY`` is, rather than used: cookies signed with a guessable key
+    could be forged by anyone.
     """
     if settings.secret_key:
         return settings.secret_key
@@ -26,13 +26,16 @@ def session_secret(settings: Settings) -> str:
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     if not path.exists():
         _publish(path, secrets.token_urlsafe(48))
-    secret = path.read_text(encoding="ascii").strip()
-    if len(secret) < SECRET_KEY_MIN_BYTES:
-        raise OSError(
-            errno.EINVAL,
-            f"The session key file holds no key of {SECRET_KEY_MIN_BYTES} characters or more; "
-            "remove it to have a new one made (everyone is logged out)",
-            str(path),
+    try:
+        secret = path.read_bytes().decode("utf-8").strip()
+    except UnicodeDecodeError:
+        secret = ""
+    if len(secret.encode("utf-8")) < SECRET_KEY_MIN_BYTES:
+        raise ConfigurationError(
+            f"the session key file {path} must hold a key of at least {SECRET_KEY_MIN_BYTES} "
+            "bytes of text (was it emptied or cut off?); delete it to have a new one generated "
+            "(everyone is logged out, and webhook secrets stored under the old key can no "
+            "longer be read), or set EPIX_SECRET_KEY"
         )
     return secret
 

@@ -14,6 +14,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
 from epix.errors import EpixError
+from epix.settings import ConfigurationError
 
 # Set on the context once the command is known: what the command line says is a JSON line.
 _JSON_LINES = "epix.json_lines"
@@ -38,12 +39,12 @@ class _InvalidConfiguration(click.ClickException):
 class _Cli(click.Group):
     """Operational failures every command can meet (a database that cannot be reached or
     opened or that a newer version migrated, a file that cannot be read or written) end with a
-    message and exit status 1, invalid EPIX_* settings with one naming each variable and exit
-    status 2, never a traceback; settings values are not echoed (they may be keys). EPIX_*
-    variables that are no setting (typos) are reported on standard error before the command
-    runs. For ``epix serve`` and ``epix worker`` with EPIX_LOG_FORMAT=json those warnings and
-    that message are JSON log lines, as everything else they write, the traceback of an
-    exception nothing caught included."""
+    message and exit status 1, invalid EPIX_* settings (and a cut-off session key file) with
+    one naming each variable (the file) and exit status 2, never a traceback; settings values
+    are not echoed (they may be keys). EPIX_* variables that are no setting (typos) are
+    reported on standard error before the command runs. For ``epix serve`` and ``epix worker``
+    with EPIX_LOG_FORMAT=json those warnings and that message are JSON log lines, as everything
+    else they write, the traceback of an exception nothing caught included."""
 
     def resolve_command(
         self, ctx: click.Context, args: list[str]
@@ -96,6 +97,8 @@ def explained(exc: Exception) -> click.ClickException | None:
             f"EPIX_{str(error['loc'][0]).upper()}: {error['msg']}" for error in exc.errors()
         )
         return _InvalidConfiguration(f"Invalid configuration: {problems}")
+    if isinstance(exc, ConfigurationError):  # e.g. a cut-off session key file
+        return _InvalidConfiguration(f"Invalid configuration: {exc}")
     if isinstance(exc, SettingsError):  # e.g. EPIX_PEER_API_KEYS that is not JSON
         named = re.search(r'field "(\w+)"', str(exc))
         variable = f"EPIX_{named.group(1).upper()}" if named else "an EPIX_* variable"

@@ -22,6 +22,7 @@ from uvicorn.supervisors.multiprocess import Multiprocess
 
 from epix.api.http_protocol import BoundedHttpToolsProtocol
 from epix.api.metrics import MULTIPROCESS_DIRECTORY_VARIABLE, reset_multiprocess_directory
+from epix.auth.session_secret import session_secret
 from epix.cli.logs import uvicorn_log_config
 from epix.compliance import ReferenceDataError, load_reference_data
 from epix.db import Database
@@ -134,7 +135,7 @@ def uvicorn_options(
 
 def web_app() -> FastAPI:
     """``create_app`` as uvicorn's factory. In a worker process of ``--workers N`` nothing
-    explained its failure (an unreadable session key file, a database gone): multiprocessing
+    explained its failure (e.g. a file ``epix serve`` read before, changed since): multiprocessing
     printed the traceback as text, under EPIX_LOG_FORMAT=json too, and uvicorn started the
     process again, failing the same way, every healthcheck interval. There it is one log line
     (the message of a known failure, else the traceback) and exit status 3, uvicorn's startup
@@ -225,6 +226,11 @@ def serve(host: str, port: int, workers: int, demo: bool) -> None:
     # Before the outbox worker and the follower start in this process; uvicorn applies the same
     # configuration again in each process it starts.
     logging.config.dictConfig(uvicorn_log_config(settings.log_level, settings.log_format))
+    # Read (on a first start made) before anything is migrated or served, in this process: a
+    # key file refused as too short is an invalid configuration as a short EPIX_SECRET_KEY is
+    # (exit status 2) whatever --workers, not a failure of each web process (exit status 3),
+    # and the web processes of a first start find the key made.
+    session_secret(settings)
     database = Database(settings.effective_database_url)
     database.migrate()
     ensure_node_identity(settings)

@@ -38,9 +38,11 @@ def worker(once: bool) -> None:
     settings = get_settings()
     configure_command_logging(settings.log_level, settings.log_format)
     database = _database()
-    database.migrate()
+    # Before migrating: it reads the session key, which a refused configuration (a cut-off key
+    # file) should stop the command at, as a short EPIX_SECRET_KEY does, changing nothing.
     delivery_worker = default_worker(database, settings)
     try:
+        database.migrate()
         if once:
             while delivery_worker.run_once():
                 pass

@@ -13,6 +13,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -400,13 +401,29 @@ def test_exceptions_nothing_caught_in_web_worker_processes_are_json_lines(tmp_pa
 
 
 @pytest.mark.slow
-def test_a_web_worker_process_that_cannot_start_says_why_in_json_and_stops_the_node(
-    tmp_path: Path,
+@pytest.mark.parametrize(
+    ("make_key_file", "status", "problem"),
+    [
+        (lambda path: path.mkdir(), 1, "Is a directory: {path}"),
+        (
+            lambda path: path.write_text("cut-off"),
+            2,
+            "Invalid configuration: the session key file {path} must hold a key of at least 32 "
+            "bytes of text",
+        ),
+    ],
+    ids=["unreadable", "cut-off"],
+)
+def test_a_session_key_file_that_cannot_be_used_stops_serve_in_json_before_the_web_processes(
+    tmp_path: Path, make_key_file: Callable[[Path], object], status: int, problem: str
 ) -> None:
-    """A session key file that cannot be read (here a directory) fails the application in each
-    web process of --workers 2: multiprocessing printed that as a text traceback, and uvicorn
-    started the process again, failing the same way, for as long as the node ran."""
-    (tmp_path / "data" / "session-secret").mkdir(parents=True)
+    """The key file was first read in each web process of --workers 2, which failed one by one
+    (exit status 3); a cut-off one was an OSError (exit status 1) elsewhere. ``epix serve``
+    reads it before it migrates or starts any: one JSON line, exit status 1 for a file that
+    cannot be read, 2 (an invalid configuration, as a short EPIX_SECRET_KEY) for a cut-off key."""
+    path = tmp_path / "data" / "session-secret"
+    path.parent.mkdir()
+    make_key_file(path)
     serve = epix(
         tmp_path / "data",
         "serve",
@@ -417,13 +434,7 @@ def test_a_web_worker_process_that_cannot_start_says_why_in_json_and_stops_the_n
         extra_env={"EPIX_LOG_FORMAT": "json"},
         timeout=150,
     )
-    lines = _json_lines(serve.stdout + serve.stderr)
-    cannot = [line for line in lines if line["level"] == "CRITICAL"]
-    assert cannot, serve.stderr
-    for line in cannot:
-        assert line["logger"] == "epix.cli" and "exception" not in line
-        assert line["message"] == (
-            f"The web worker process cannot start: Is a directory: {tmp_path}/data/session-secret"
-        )
-    assert any("failed to start, stopping the parent" in line["message"] for line in lines)
-    assert serve.returncode == 3  # uvicorn's startup failure: not a clean stop
+    [line] = _json_lines(serve.stdout + serve.stderr)
+    assert (line["level"], line["logger"]) == ("ERROR", "epix.cli") and "exception" not in line
+    assert line["message"].startswith(problem.format(path=path)), line
+    assert serve.returncode == status
