@@ -82,7 +82,8 @@ class Settings(LogFormatSetting):
     )
     secret_key: str | None = Field(
         default=None,
-        description="Key for web session cookies and (via HKDF) for sealing webhook secrets, "
+        description="Key for web session cookies and (via HKDF) for sealing webhook secrets "
+        "and naming login throttle rows, "
         f"at least {SECRET_KEY_MIN_BYTES} bytes; generated into the data directory if unset.",
     )
     web_session_max_seconds: int = Field(

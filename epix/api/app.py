@@ -22,7 +22,8 @@ from epix.api.routers import registry as registry_routes
 from epix.api.routers import webhooks as webhook_routes
 from epix.api.security_headers import SecurityHeaders
 from epix.audit.service import AuditPolicy, configure_audit
-from epix.auth.session_secret import session_secret
+from epix.auth.session_secret import derived_key, session_secret
+from epix.auth.throttle import KEY_PURPOSE as THROTTLE_KEY_PURPOSE
 from epix.auth.throttle import Throttle
 from epix.compliance import load_reference_data
 from epix.db import Database
@@ -51,14 +52,24 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
     app.state.database = database
     # How many submissions run their pipeline at once (routers/messages.py); FIFO beyond that.
     app.state.pipeline_limiter = CapacityLimiter(settings.pipeline_concurrency)
+    throttle_key = derived_key(settings, THROTTLE_KEY_PURPOSE)
     app.state.login_throttle = Throttle(
-        "login", settings.login_max_failures, settings.login_failure_window_seconds
+        "login",
+        settings.login_max_failures,
+        settings.login_failure_window_seconds,
+        key=throttle_key,
     )
     app.state.login_address_throttle = Throttle(
-        "login-address", settings.login_address_max_failures, settings.login_failure_window_seconds
+        "login-address",
+        settings.login_address_max_failures,
+        settings.login_failure_window_seconds,
+        key=throttle_key,
     )
     app.state.credential_throttle = Throttle(
-        "credential", settings.refused_credential_max, settings.refused_credential_window_seconds
+        "credential",
+        settings.refused_credential_max,
+        settings.refused_credential_window_seconds,
+        key=throttle_key,
     )
     install_problem_handlers(app)
     # Behind a TLS proxy, EPIX_NODE_BASE_URL=https://... marks the session cookie Secure.

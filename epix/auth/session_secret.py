@@ -7,6 +7,9 @@ import os
 import secrets
 from pathlib import Path
 
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
 from epix.settings import SECRET_KEY_MIN_BYTES, ConfigurationError, Settings
 
 SECRET_FILE_NAME = "session-secret"  # noqa: S105 (a file name, not a secret)
@@ -38,6 +41,13 @@ def session_secret(settings: Settings) -> str:
             "longer be read), or set EPIX_SECRET_KEY"
         )
     return secret
+
+
+def derived_key(settings: Settings, purpose: bytes) -> bytes:
+    """A 256-bit key for one ``purpose`` derived (HKDF) from the session secret: the node's one
+    secret serves several uses without a second key store, and the ``info`` keeps them apart."""
+    hkdf = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=purpose)
+    return hkdf.derive(session_secret(settings).encode("utf-8"))
 
 
 def _publish(path: Path, secret: str) -> None:

@@ -14,10 +14,16 @@ times the guesses. A login is counted *before* its password is checked and forgi
 succeeds, so guesses sent in parallel cannot all pass the check before the first one fails.
 Each row is read and changed under a row lock (PostgreSQL ``FOR UPDATE``; SQLite runs one
 writer at a time), so concurrent attempts in several processes are counted exactly.
+
+A row is named by a keyed hash of its source, never the source itself: the user name of a login
+is often a password typed into the wrong field, and the table (and every backup of it) kept it
+as typed until a later attempt purged it.
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import math
 import time
 from collections.abc import Callable
@@ -29,6 +35,8 @@ from sqlalchemy.orm import Session
 
 from epix.auth.models import ThrottleRecord
 
+# What the key naming the rows is derived for (``epix.auth.session_secret.derived_key``).
+KEY_PURPOSE = b"epix throttle sources v1"
 # Attempts remembered per source at most; the setting is capped to it (``epix.settings``).
 MAX_ATTEMPTS = 100
 
@@ -53,11 +61,15 @@ class Throttle:
         max_attempts: int,
         window_seconds: int,
         *,
+        key: bytes,
         clock: Callable[[], float] = time.time,
     ) -> None:
+        """``key`` (``derived_key(settings, KEY_PURPOSE)``) names the rows: the same in every
+        process of the node, so that they count together."""
         if not 1 <= max_attempts <= MAX_ATTEMPTS:
             raise ValueError(f"max_attempts must be 1..{MAX_ATTEMPTS}")
         self._kind = kind
+        self._hmac_key = key
         self._max = max_attempts
         self._window = window_seconds
         self._clock = clock
@@ -132,7 +144,8 @@ class Throttle:
 
     def _key(self, source: tuple[str, ...]) -> str:
         # User names are matched as stored, but case variants must not multiply the guesses.
-        return "\n".join((self._kind, *(part.casefold() for part in source)))[:400]
+        named = "\n".join(part.casefold() for part in source).encode("utf-8")
+        return f"{self._kind}\n{hmac.new(self._hmac_key, named, hashlib.sha256).hexdigest()}"
 
     def _recent(self, attempts: str, now: float) -> list[float]:
         horizon = now - self._window

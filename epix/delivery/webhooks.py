@@ -29,13 +29,11 @@ from urllib.parse import urlsplit
 
 import httpcore
 from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
-from epix.auth.session_secret import session_secret
+from epix.auth.session_secret import derived_key
 from epix.db.base import table_of, utcnow
 from epix.db.prepared import Prepared
 from epix.delivery.models import OutboxKind, OutboxMessage, WebhookSubscription
@@ -71,8 +69,7 @@ def webhook_key(settings: Settings) -> bytes:
     Reuses the node's one secret (EPIX_SECRET_KEY or the data directory's session-secret)
     instead of a second key store; HKDF with its own ``info`` keeps the two uses apart.
     """
-    hkdf = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=b"epix webhook secrets v1")
-    return hkdf.derive(session_secret(settings).encode("utf-8"))
+    return derived_key(settings, b"epix webhook secrets v1")
 
 
 def seal_secret(key: bytes, secret: str, *, party: str) -> str:
