@@ -350,9 +350,7 @@ class Settings(LogFormatSetting):
     @classmethod
     def _base_url(cls, value: str) -> str:
         """QR codes, receipts and the node's registry endpoint carry this URL."""
-        parts = urlsplit(value)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError("must be an http:// or https:// URL with a host")
+        _check_http_url(value)
         return value
 
     @field_validator("data_dir", mode="before")
@@ -428,13 +426,24 @@ class Settings(LogFormatSetting):
         repeats the value, which may carry the proxy's password."""
         if not value:
             return None
+        _check_http_url(value)
+        return value
+
+    @field_validator("registry_source_url")
+    @classmethod
+    def _registry_source(cls, value: str | None) -> str | None:
+        """Refused at start, not at the first fetch. A user name or password in it would be
+        written into the log and into the audit trail (each registry update records its
+        source) for years: a follower identifies itself with EPIX_PEER_API_KEYS' CITES key."""
+        if not value:
+            return None
+        _check_http_url(value)
         parts = urlsplit(value)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError("must be an http:// or https:// URL with a host")
-        try:
-            parts.port  # noqa: B018 - raises on a port that is not a number in range
-        except ValueError:
-            raise ValueError("has a port that is not a number from 1 to 65535") from None
+        if parts.username is not None or parts.password is not None:
+            raise ValueError(
+                "must not carry a user name or password (it is logged and audited); give the "
+                "registry's API key as EPIX_PEER_API_KEYS' CITES entry"
+            )
         return value
 
     @cached_property
@@ -453,6 +462,18 @@ class Settings(LogFormatSetting):
         if self.database_url:
             return self.database_url
         return f"sqlite:///{(self.data_dir / 'epix.sqlite3').resolve()}"
+
+
+def _check_http_url(value: str) -> None:
+    """ValueError unless ``value`` is an http(s) URL with a host and, if any, a valid port; the
+    message never repeats the value, which may carry a password."""
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError("must be an http:// or https:// URL with a host")
+    try:
+        parts.port  # noqa: B018 - raises on a port that is not a number in range
+    except ValueError:
+        raise ValueError("has a port that is not a number from 1 to 65535") from None
 
 
 # Read by the test suite (tests/conftest.py and fuzzing tests), never by the node.

@@ -135,28 +135,32 @@ def test_a_broken_configuration_is_a_message_never_a_traceback(
     assert result.output.strip()
 
 
-INVALID_SETTINGS = {
-    "EPIX_RETENTION_YEARS": "five",
-    "EPIX_OUTBOX_LEASE_SECONDS": "-3",
-    "EPIX_MAX_BODY_BYTES": "",
-    "EPIX_NODE_PARTY": "XYZ",
-    "EPIX_NODE_BASE_URL": "",
-    "EPIX_DATA_DIR": "",
-    "EPIX_PEER_API_KEYS": '{"XB": 5}',
-    "EPIX_METRICS_TOKEN": "short",
-    "EPIX_SECRET_KEY": "x",
-    "EPIX_DATABASE_URL": "not a URL",
-}
+INVALID_SETTINGS = [
+    ("EPIX_RETENTION_YEARS", "five"),
+    ("EPIX_OUTBOX_LEASE_SECONDS", "-3"),
+    ("EPIX_MAX_BODY_BYTES", ""),
+    ("EPIX_NODE_PARTY", "XYZ"),
+    ("EPIX_NODE_BASE_URL", ""),
+    ("EPIX_DATA_DIR", ""),
+    ("EPIX_PEER_API_KEYS", '{"XB": 5}'),
+    ("EPIX_METRICS_TOKEN", "short"),
+    ("EPIX_SECRET_KEY", "x"),
+    ("EPIX_DATABASE_URL", "not a URL"),
+    ("EPIX_NODE_BASE_URL", "https://node.example:http/"),
+    ("EPIX_REGISTRY_SOURCE_URL", "registry.example/v1/registry"),
+    ("EPIX_REGISTRY_SOURCE_URL", "https://follower:s3cret@registry.example/v1/registry"),
+]
 
 
-@pytest.mark.parametrize("variable", list(INVALID_SETTINGS))
+@pytest.mark.parametrize(("variable", "value"), INVALID_SETTINGS)
 def test_an_invalid_setting_is_a_usage_error_naming_the_variable(
-    variable: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    variable: str, value: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Exit status 2, as for a bad option, with one line that names the variable; an empty data
-    directory, Party code or base URL is not taken as the working directory or ''."""
+    directory, Party code or base URL is not taken as the working directory or ''; a password
+    in a URL that would be logged is refused, and not repeated."""
     monkeypatch.setenv("EPIX_DATA_DIR", str(tmp_path / "data"))
-    monkeypatch.setenv(variable, INVALID_SETTINGS[variable])
+    monkeypatch.setenv(variable, value)
     get_settings.cache_clear()
     try:
         result = CliRunner().invoke(cli, ["users", "list"])
@@ -164,6 +168,7 @@ def test_an_invalid_setting_is_a_usage_error_naming_the_variable(
         get_settings.cache_clear()
     assert result.exit_code == 2, result.output
     assert result.output.startswith(f"Error: Invalid configuration: {variable}: ")
+    assert "s3cret" not in result.output
     assert len(result.output.strip().splitlines()) == 1
     assert not (tmp_path / "data").exists()  # nothing was made with the rest of the settings
 
