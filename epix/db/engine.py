@@ -421,7 +421,10 @@ def is_set_up(url: str) -> bool:
 
 
 class Database:
-    """One engine and its session factory; cheap to share across threads."""
+    """One engine and its session factory; cheap to share across threads.
+
+    The engine hides statement parameters from its errors' text: an unexpected database error
+    is logged with its traceback, which would otherwise repeat a password hash or a permit."""
 
     def __init__(self, url: str, *, echo: bool = False) -> None:
         self.url = url
@@ -436,6 +439,7 @@ class Database:
             self.engine = create_engine(
                 url,
                 echo=echo,
+                hide_parameters=True,
                 pool_size=2,
                 max_overflow=8,
                 pool_timeout=SQLITE_BUSY_TIMEOUT_MS / 1000,
@@ -450,6 +454,7 @@ class Database:
             self.engine = create_engine(
                 url,
                 echo=echo,
+                hide_parameters=True,
                 pool_size=10,
                 max_overflow=20,
                 connect_args=postgres_connect_args(url),
