@@ -449,7 +449,8 @@ class Settings(LogFormatSetting):
     @cached_property
     def credentials(self) -> frozenset[str]:
         """The credentials among the settings, as text may carry them (a URL's password as
-        written and decoded), which the JSON log takes out of tracebacks (epix.cli.logs)."""
+        written and decoded), which the log takes out of tracebacks in every format
+        (epix.cli.logs.without_credentials)."""
         found = {self.secret_key, self.metrics_token, *self.peer_api_keys.values()}
         for url in (self.database_url, self.outbound_proxy):
             password = urlsplit(url).password if url else None

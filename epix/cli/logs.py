@@ -11,6 +11,9 @@ That holds for everything ``epix serve`` and ``epix worker`` write (``NODE_LOG_C
 the warnings about EPIX_* variables before they start, the error they may end with, Python's
 warnings and tracebacks (``log_python_output``) and ``serve --demo``'s greeting (which then
 names the file holding the demo credentials instead of printing them into the log).
+
+In either format a line with a traceback, and a traceback Python prints, has the settings'
+credentials taken out (``without_credentials``); text lines are otherwise written as they were.
 """
 
 from __future__ import annotations
@@ -21,12 +24,14 @@ import logging
 import sys
 import threading
 from datetime import UTC, datetime
+from traceback import format_exception
 from types import TracebackType
 from typing import Any
 
 from pydantic import ValidationError
 from pydantic_settings import SettingsError
 from uvicorn.config import LOGGING_CONFIG
+from uvicorn.logging import DefaultFormatter
 
 from epix.api.access_log import REDACTED
 from epix.settings import get_settings
@@ -67,22 +72,42 @@ class JsonFormatter(logging.Formatter):
             line["exception"] = record.exc_text
         if record.stack_info:
             line["stack"] = self.formatStack(record.stack_info)
-        if record.exc_info or record.exc_text or record.stack_info:
-            line = _without_credentials(line)
+        if _has_traceback(record):
+            line = {key: without_credentials(value) for key, value in line.items()}
         return json.dumps(line)
 
 
-def _without_credentials(line: dict[str, str]) -> dict[str, str]:
-    """A traceback repeats whatever the code that raised put in its message (SQLAlchemy a URL
-    it cannot parse, password and all), and so may the message that comes with it (asyncio's
-    names the exception): the settings' credentials are taken out of both."""
+class TextFormatter(logging.Formatter):
+    """A text line (``LOG_FORMAT``, ``epix`` lines and other libraries'), with the settings'
+    credentials taken out of a line that has a traceback, as ``JsonFormatter`` does; any other
+    line is written as it is."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        text = super().format(record)
+        return without_credentials(text) if _has_traceback(record) else text
+
+
+class UvicornTextFormatter(TextFormatter, DefaultFormatter):
+    """uvicorn's own error-log formatter (``INFO:     ...``), redacting as ``TextFormatter``:
+    its ``Exception in ASGI application`` line carries the traceback of a request's 500."""
+
+
+def _has_traceback(record: logging.LogRecord) -> bool:
+    return bool(record.exc_info or record.exc_text or record.stack_info)
+
+
+def without_credentials(text: str) -> str:
+    """``text`` with the settings' credentials replaced by ``[redacted]``. A traceback repeats
+    whatever the code that raised put in its message (SQLAlchemy a URL it cannot parse,
+    password and all), and so may the message that comes with it (asyncio's names the
+    exception): every log format and Python's own traceback output take them out here."""
     try:
         credentials = get_settings().credentials
     except (ValidationError, SettingsError):  # the command is refused, with no traceback
-        return line
+        return text
     for credential in sorted(credentials, key=len, reverse=True):
-        line = {key: value.replace(credential, REDACTED) for key, value in line.items()}
-    return line
+        text = text.replace(credential, REDACTED)
+    return text
 
 
 def json_line(
@@ -111,11 +136,16 @@ def uvicorn_log_config(level: str, log_format: str = "text") -> dict[str, Any]:
         config["formatters"] = {
             name: dict(_JSON_FORMATTER) for name in ("default", "access", "epix")
         }
-        # Other libraries' warnings (Python's last-resort handler writes them bare otherwise).
-        config["root"] = {"handlers": ["epix"], "level": "WARNING"}
     else:
-        config["formatters"]["epix"] = {"format": LOG_FORMAT + "%(request_suffix)s"}
+        config["formatters"]["default"]["()"] = "epix.cli.logs.UvicornTextFormatter"
+        config["formatters"]["epix"] = {
+            "()": "epix.cli.logs.TextFormatter",
+            "fmt": LOG_FORMAT + "%(request_suffix)s",
+        }
         config["formatters"]["access"]["fmt"] += "%(request_suffix)s"
+    # Other libraries' warnings and errors (asyncio's "Task exception was never retrieved"):
+    # Python's last-resort handler writes them bare otherwise, traceback and credentials too.
+    config["root"] = {"handlers": ["epix"], "level": "WARNING"}
     for handler in ("default", "access"):
         config["handlers"][handler]["filters"] = ["request_id"]
     config["handlers"]["epix"] = {
@@ -141,22 +171,29 @@ def configure_command_logging(level: str, log_format: str = "text") -> None:
     """The same lines for a command that runs without uvicorn (``epix worker``), and for any
     node command until it configures its own (epix.cli.main), which this replaces."""
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(JsonFormatter() if log_format == "json" else logging.Formatter(LOG_FORMAT))
+    handler.setFormatter(JsonFormatter() if log_format == "json" else TextFormatter(LOG_FORMAT))
     logging.basicConfig(level=level, handlers=[handler], force=True)
     log_python_output(log_format)
 
 
+# The format of Python's own output in this process, as ``log_python_output`` last set it.
+_python_output_format = "text"
+
+
 def log_python_output(log_format: str) -> None:
-    """Under json, what Python itself would write to standard error as text, bare and over
-    several lines, is a JSON line too: its warnings (``warnings.warn``), as ``py.warnings``
-    lines, and the traceback of an exception nothing caught, in the main thread or in another
-    (the outbox worker thread, the registry follower), as one line of logger ``epix.cli.logs``
-    with the traceback in ``exception``. Written straight to standard error, so that it holds
-    before the logging is configured too."""
+    """What Python itself writes to standard error. Under json it would be text, bare and over
+    several lines: there its warnings (``warnings.warn``) are ``py.warnings`` lines, and the
+    traceback of an exception nothing caught, in the main thread or in another (the outbox worker
+    thread, the registry follower), is one line of logger ``epix.cli.logs``. Under text that
+    traceback is Python's own text; in both, with the settings' credentials taken out
+    (``without_credentials``). Written straight to standard error, so that it holds before the
+    logging is configured too."""
+    global _python_output_format
+    _python_output_format = log_format
     if log_format == "json":
         logging.captureWarnings(True)
-        sys.excepthook = _log_uncaught
-        threading.excepthook = _log_uncaught_in_thread
+    sys.excepthook = _log_uncaught
+    threading.excepthook = _log_uncaught_in_thread
 
 
 def _log_uncaught(
@@ -164,7 +201,10 @@ def _log_uncaught(
 ) -> None:
     """``sys.excepthook``: the command ends with this line."""
     _write_uncaught(
-        logging.CRITICAL, f"uncaught {kind.__name__}; the command ends", (kind, exc, traceback)
+        logging.CRITICAL,
+        f"uncaught {kind.__name__}; the command ends",
+        "",
+        (kind, exc, traceback),
     )
 
 
@@ -176,10 +216,16 @@ def _log_uncaught_in_thread(args: threading.ExceptHookArgs) -> None:
     _write_uncaught(
         logging.ERROR,
         f"uncaught {args.exc_type.__name__}; thread {name} ended",
+        f"Exception in thread {name}:\n",
         (args.exc_type, args.exc_value, args.exc_traceback),
     )
 
 
-def _write_uncaught(level: int, message: str, exc_info: ExcInfo) -> None:
-    sys.stderr.write(json_line(level, message, __name__, exc_info) + "\n")
+def _write_uncaught(level: int, message: str, text_heading: str, exc_info: ExcInfo) -> None:
+    """One JSON line, or what Python would print (``text_heading`` and the traceback)."""
+    if _python_output_format == "json":
+        written = json_line(level, message, __name__, exc_info) + "\n"
+    else:
+        written = without_credentials(text_heading + "".join(format_exception(*exc_info)))
+    sys.stderr.write(written)
     sys.stderr.flush()

@@ -52,7 +52,7 @@ class _Cli(click.Group):
         name, command, rest = super().resolve_command(ctx, args)
         if ctx.resilient_parsing:  # shell completion: nothing runs
             return name, command, rest
-        from epix.cli.logs import NODE_LOG_COMMANDS, configure_command_logging
+        from epix.cli.logs import NODE_LOG_COMMANDS, configure_command_logging, log_python_output
         from epix.settings import unknown_variables
 
         ctx.meta[_JSON_LINES] = name in NODE_LOG_COMMANDS and _log_format_is_json()
@@ -60,6 +60,8 @@ class _Cli(click.Group):
             # Until the command configures its logging: Python's warnings (else dropped) and
             # tracebacks are JSON lines too.
             configure_command_logging("WARNING", "json")
+        elif name in NODE_LOG_COMMANDS:  # a traceback without the credentials, from the start
+            log_python_output("text")
         for line in unknown_variables(os.environ):
             _say(ctx, logging.WARNING, line)
         return name, command, rest

@@ -9,12 +9,16 @@ from __future__ import annotations
 import io
 import json
 import logging
+import os
+import re
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import IO
 from urllib.parse import urlsplit
 
 import httpx
@@ -277,6 +281,77 @@ def test_an_exception_nothing_caught_ends_the_command_with_one_json_line(
     assert SECRET_KEY not in ran.stderr
 
 
+@pytest.mark.parametrize("command", list(UNEXPECTED_FAILURES))
+def test_an_exception_nothing_caught_ends_a_text_logging_command_without_the_credentials(
+    tmp_path: Path, command: str
+) -> None:
+    """In text, as Python prints it (Python's own hook printed the secret key)."""
+    module, function, args = UNEXPECTED_FAILURES[command]
+    args = [str(free_port()) if arg == "PORT" else arg for arg in args]
+    script = (
+        f"import os, {module} as m\n"
+        "def fail(*args, **kwargs):\n"
+        "    raise RuntimeError('broke\\nhere, key ' + os.environ['EPIX_SECRET_KEY'])\n"
+        f"m.{function} = fail\n"
+        "from epix.cli.main import cli\n"
+        f"cli({args!r})\n"
+    )
+    ran = _run_python(tmp_path / "data", script, EPIX_LOG_FORMAT="text", EPIX_SECRET_KEY=SECRET_KEY)
+    assert ran.returncode == 1, ran.stderr
+    assert "Traceback (most recent call last):\n" in ran.stderr, ran.stderr
+    assert ran.stderr.endswith("RuntimeError: broke\nhere, key [redacted]\n")
+    assert SECRET_KEY not in ran.stderr
+
+
+def test_epix_worker_logging_text_takes_the_credentials_out_of_a_logged_traceback(
+    tmp_path: Path,
+) -> None:
+    """A failing outbox loop logs its traceback in a text line (epix worker's own format),
+    the secret key its exception carries taken out; the line is otherwise as it was."""
+    script = (
+        "import os, epix.delivery.worker as w\n"
+        "def fail(*args, **kwargs):\n"
+        "    raise RuntimeError('claim broke, key ' + os.environ['EPIX_SECRET_KEY'])\n"
+        "w.Worker.claim = fail\n"
+        "from epix.cli.main import cli\n"
+        "cli(['worker'])\n"
+    )
+    env = {**node_env(tmp_path / "data"), "EPIX_LOG_FORMAT": "text", "EPIX_SECRET_KEY": SECRET_KEY}
+    with tempfile.TemporaryFile() as printed:
+        worker = subprocess.Popen(
+            [sys.executable, "-c", script],
+            cwd=REPO_ROOT,
+            env=env,
+            stdout=printed,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            deadline = time.monotonic() + 60
+            while b"RuntimeError: claim broke" not in _read(printed):
+                assert worker.poll() is None and time.monotonic() < deadline, _read(printed)
+                time.sleep(0.2)
+        finally:
+            worker.terminate()
+            worker.wait(timeout=30)
+        output = _read(printed).decode()
+    assert worker.returncode == 0, output
+    assert SECRET_KEY not in output
+    failed = re.search(
+        r"^\S+ \S+ ERROR epix.delivery outbox worker iteration failed; retrying\n"
+        r"Traceback \(most recent call last\):\n.*?\nRuntimeError: claim broke, key (\S+)$",
+        output,
+        re.MULTILINE | re.DOTALL,
+    )
+    assert failed and failed.group(1) == "[redacted]", output
+    assert re.search(r"^\S+ \S+ INFO epix.delivery outbox worker \S+ started$", output, re.M)
+
+
+def _read(file: IO[bytes]) -> bytes:
+    """What a running process wrote so far into ``file`` (pread: the offset stays theirs)."""
+    descriptor = file.fileno()
+    return os.pread(descriptor, os.fstat(descriptor).st_size, 0)
+
+
 def test_a_json_logging_command_interrupted_before_it_handles_sigint_says_so_in_json(
     tmp_path: Path,
 ) -> None:
@@ -328,11 +403,15 @@ async def app(scope, receive, send):
 
 
 @pytest.mark.slow
-def test_exceptions_nothing_caught_in_web_worker_processes_are_json_lines(tmp_path: Path) -> None:
+@pytest.mark.parametrize("log_format", ["json", "text"])
+def test_exceptions_nothing_caught_in_web_worker_processes_are_log_lines_without_credentials(
+    tmp_path: Path, log_format: str
+) -> None:
     """With the configuration epix serve gives uvicorn, in worker processes that apply only
     that: an exception that ends a thread, one no one retrieved from an asyncio task and one
     uvicorn logs from the application (a 500) are one JSON line each, traceback included, and
-    with the database's password taken out of the exception's message."""
+    with the database's password taken out of the exception's message; in text, the lines
+    they were, the password taken out as well (text printed it)."""
     (tmp_path / "crashing_app.py").write_text(CRASHING_APP)
     port = free_port()
     script = (
@@ -340,7 +419,7 @@ def test_exceptions_nothing_caught_in_web_worker_processes_are_json_lines(tmp_pa
         f"sys.path.insert(0, {str(tmp_path)!r})\n"
         "from epix.cli.serve import uvicorn_options\n"
         f"uvicorn.run('crashing_app:app', **uvicorn_options('127.0.0.1', {port}, 2, 'INFO', "
-        "'json'))\n"
+        f"{log_format!r}))\n"
     )
     url = f"http://127.0.0.1:{port}"
     output = tmp_path / "output"
@@ -374,6 +453,16 @@ def test_exceptions_nothing_caught_in_web_worker_processes_are_json_lines(tmp_pa
             server.wait(timeout=30)
     assert statuses == [200, 200, 500]
     printed = output.read_text()
+    at = UNREACHABLE.replace(DATABASE_PASSWORD, "[redacted]")
+    assert DATABASE_PASSWORD not in printed
+    if log_format == "text":
+        for heading, broke in [
+            ("Exception in thread crashing-thread:\nTraceback", "thread"),
+            (" ERROR asyncio Task exception was never retrieved", "task"),
+            ("ERROR:    Exception in ASGI application\nTraceback", "app"),
+        ]:
+            assert heading in printed and f"RuntimeError: {broke} broke, {at}\n" in printed
+        return
     lines = _json_lines(printed)
     assert {"uvicorn.access", "uvicorn.error"} <= {line["logger"] for line in lines}
     failures = {
@@ -381,7 +470,6 @@ def test_exceptions_nothing_caught_in_web_worker_processes_are_json_lines(tmp_pa
         for line in lines
         if "exception" in line
     }
-    at = UNREACHABLE.replace(DATABASE_PASSWORD, "[redacted]")
     task = failures[f"RuntimeError: task broke, {at}"]
     assert failures == {
         f"RuntimeError: thread broke, {at}": (
@@ -397,7 +485,6 @@ def test_exceptions_nothing_caught_in_web_worker_processes_are_json_lines(tmp_pa
         ),
     }
     assert task[:2] == ("ERROR", "asyncio") and "Task exception was never retrieved" in task[2]
-    assert DATABASE_PASSWORD not in printed
 
 
 @pytest.mark.slow
