@@ -21,6 +21,7 @@ from __future__ import annotations
 import copy
 import json
 import logging
+import multiprocessing
 import sys
 import threading
 from datetime import UTC, datetime
@@ -72,7 +73,7 @@ class JsonFormatter(logging.Formatter):
             line["exception"] = record.exc_text
         if record.stack_info:
             line["stack"] = self.formatStack(record.stack_info)
-        if _has_traceback(record):
+        if _has_traceback(record, line["message"]):
             line = {key: without_credentials(value) for key, value in line.items()}
         return json.dumps(line)
 
@@ -84,7 +85,7 @@ class TextFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         text = super().format(record)
-        return without_credentials(text) if _has_traceback(record) else text
+        return without_credentials(text) if _has_traceback(record, record.message) else text
 
 
 class UvicornTextFormatter(TextFormatter, DefaultFormatter):
@@ -92,8 +93,15 @@ class UvicornTextFormatter(TextFormatter, DefaultFormatter):
     its ``Exception in ASGI application`` line carries the traceback of a request's 500."""
 
 
-def _has_traceback(record: logging.LogRecord) -> bool:
-    return bool(record.exc_info or record.exc_text or record.stack_info)
+_TRACEBACK_HEADING = "Traceback (most recent call last):"
+
+
+def _has_traceback(record: logging.LogRecord, message: str) -> bool:
+    """Whether the line carries a traceback: the record's, or one its message holds as text
+    (uvicorn logs a lifespan failure so, as Starlette reports it)."""
+    return bool(record.exc_info or record.exc_text or record.stack_info) or (
+        _TRACEBACK_HEADING in message
+    )
 
 
 def without_credentials(text: str) -> str:
@@ -184,7 +192,8 @@ def log_python_output(log_format: str) -> None:
     """What Python itself writes to standard error. Under json it would be text, bare and over
     several lines: there its warnings (``warnings.warn``) are ``py.warnings`` lines, and the
     traceback of an exception nothing caught, in the main thread or in another (the outbox worker
-    thread, the registry follower), is one line of logger ``epix.cli.logs``. Under text that
+    thread, the registry follower) or in a web process of ``--workers N``
+    (``log_uncaught_in_process``), is one line of logger ``epix.cli.logs``. Under text that
     traceback is Python's own text; in both, with the settings' credentials taken out
     (``without_credentials``). Written straight to standard error, so that it holds before the
     logging is configured too."""
@@ -218,6 +227,19 @@ def _log_uncaught_in_thread(args: threading.ExceptHookArgs) -> None:
         f"uncaught {args.exc_type.__name__}; thread {name} ended",
         f"Exception in thread {name}:\n",
         (args.exc_type, args.exc_value, args.exc_traceback),
+    )
+
+
+def log_uncaught_in_process(exc: Exception) -> None:
+    """For a multiprocessing process ended by ``exc``: multiprocessing prints its traceback
+    itself (``BaseProcess._bootstrap``: ``Process <name>:`` and ``traceback.print_exc``), past
+    ``sys.excepthook``, so the process's code catches it and says it here instead."""
+    process = multiprocessing.current_process()
+    _write_uncaught(
+        logging.CRITICAL,
+        f"uncaught {type(exc).__name__}; process {process.name} [{process.pid}] ends",
+        f"Process {process.name}:\n",
+        (type(exc), exc, exc.__traceback__),
     )
 
 

@@ -18,12 +18,13 @@ from typing import TYPE_CHECKING, Any
 import click
 import uvicorn
 from uvicorn.config import STARTUP_FAILURE
+from uvicorn.supervisors import multiprocess
 from uvicorn.supervisors.multiprocess import Multiprocess
 
 from epix.api.http_protocol import BoundedHttpToolsProtocol
 from epix.api.metrics import MULTIPROCESS_DIRECTORY_VARIABLE, reset_multiprocess_directory
 from epix.auth.session_secret import session_secret
-from epix.cli.logs import uvicorn_log_config
+from epix.cli.logs import log_uncaught_in_process, uvicorn_log_config
 from epix.compliance import ReferenceDataError, load_reference_data
 from epix.db import Database
 from epix.delivery.worker import start_worker_thread
@@ -159,12 +160,27 @@ def web_app() -> FastAPI:
         sys.exit(STARTUP_FAILURE)
 
 
+class _WebProcess(multiprocess.Process):
+    """uvicorn's web process of ``--workers N``, whose end by an exception nothing caught is
+    said in the node's log format (``log_uncaught_in_process``) before uvicorn starts another:
+    multiprocessing printed it as text past every hook, credentials and all."""
+
+    def target(self, sockets: list[socket.socket] | None = None) -> None:
+        try:
+            super().target(sockets)
+        except Exception as exc:  # KeyboardInterrupt and SystemExit end it as uvicorn lets them
+            log_uncaught_in_process(exc)
+            sys.exit(1)  # as multiprocessing ends a process it printed a traceback for
+
+
 def _run_web_processes(options: dict[str, Any]) -> None:
     """``uvicorn.run`` with ``--workers N``, except for how it ends: when a web process cannot
     start, uvicorn stops the node but returns as from a clean stop, so a service manager saw
     exit status 0 and did not report (or restart) the node. Then the command ends with
     uvicorn's startup failure status, 3, as a single process does."""
     config = uvicorn.Config("epix.cli.serve:web_app", factory=True, **options)
+    # uvicorn makes each web process (at start and each restart) through this module name.
+    multiprocess.Process = _WebProcess  # type: ignore[misc]
     supervisor = Multiprocess(config, sockets=[config.bind_socket()])
     with contextlib.suppress(KeyboardInterrupt):  # as uvicorn.run: its processes are stopped
         supervisor.run()

@@ -11,6 +11,7 @@ import json
 import logging
 import os
 import re
+import signal
 import socket
 import subprocess
 import sys
@@ -525,3 +526,72 @@ def test_a_session_key_file_that_cannot_be_used_stops_serve_in_json_before_the_w
     assert (line["level"], line["logger"]) == ("ERROR", "epix.cli") and "exception" not in line
     assert line["message"].startswith(problem.format(path=path)), line
     assert serve.returncode == status
+
+
+
+# Loaded by every Python process started with this directory on PYTHONPATH, the web processes
+# of `epix serve --workers N` included. No failure a client or operator can cause ends a started
+# web process with an exception (uvloop, uvicorn and the application log each one and go on):
+# here uvicorn's own main loop fails at its next tick after SIGUSR1, which uvicorn leaves alone
+# in a web process, so that the exception reaches the process's top as a real one would.
+CRASH_ON_SIGUSR1 = """
+import os
+import signal
+
+import uvicorn.server
+
+signalled = []
+signal.signal(signal.SIGUSR1, lambda signum, frame: signalled.append(signum))
+tick = uvicorn.server.Server.on_tick
+
+
+async def crash_when_signalled(self, counter):
+    if signalled:
+        raise RuntimeError("process broke, key " + os.environ["EPIX_SECRET_KEY"])
+    return await tick(self, counter)
+
+
+uvicorn.server.Server.on_tick = crash_when_signalled
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("log_format", ["json", "text"])
+def test_a_started_web_process_that_dies_of_an_exception_says_so_in_the_log_format(
+    tmp_path: Path, log_format: str
+) -> None:
+    """multiprocessing printed such a process's traceback itself, as text past every hook,
+    and with the secret key its message carried; uvicorn then starts another process."""
+    (tmp_path / "hooks").mkdir()
+    (tmp_path / "hooks" / "sitecustomize.py").write_text(CRASH_ON_SIGUSR1)
+    extra_env = {
+        "EPIX_LOG_FORMAT": log_format,
+        "EPIX_SECRET_KEY": SECRET_KEY,
+        "PYTHONPATH": str(tmp_path / "hooks"),
+    }
+    with running_node(tmp_path / "data", "--workers", "2", extra_env=extra_env) as node:
+        deadline = time.monotonic() + 120
+        while node.printed().count("Application startup complete.") < 2:  # both started
+            assert time.monotonic() < deadline, node.printed()
+            time.sleep(0.2)
+        crashed = int(re.findall(r"Started server process \[(\d+)\]", node.printed())[0])
+        os.kill(crashed, signal.SIGUSR1)
+        while f"Child process [{crashed}] died" not in node.printed():
+            assert time.monotonic() < deadline, node.printed()
+            time.sleep(0.2)
+        assert httpx.get(f"{node.url}/readyz", timeout=10).status_code == 200
+    assert SECRET_KEY not in node.output
+    if log_format == "text":
+        assert re.search(
+            r"^Process SpawnProcess-\d+:\nTraceback \(most recent call last\):\n.*?\n"
+            r"RuntimeError: process broke, key \[redacted\]$",
+            node.output,
+            re.MULTILINE | re.DOTALL,
+        ), node.output
+        return
+    (died,) = [line for line in _json_lines(node.output) if "exception" in line]
+    assert (died["level"], died["logger"]) == ("CRITICAL", "epix.cli.logs")
+    assert re.fullmatch(
+        rf"uncaught RuntimeError; process SpawnProcess-\d+ \[{crashed}\] ends", died["message"]
+    )
+    assert died["exception"].endswith("RuntimeError: process broke, key [redacted]")
