@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import IO
 
 import httpx
 
@@ -54,6 +55,13 @@ def epix(
     )
 
 
+def written_so_far(file: IO[bytes]) -> bytes:
+    """What a running process wrote so far into ``file``. pread: the process shares the file's
+    offset, and a seek here would make it write over what it wrote before."""
+    descriptor = file.fileno()
+    return os.pread(descriptor, os.fstat(descriptor).st_size, 0)
+
+
 class Node:
     """A running ``epix serve``: its URL, what it printed so far (``printed``), and once
     stopped, everything it printed (``output``)."""
@@ -89,11 +97,7 @@ def running_node(
         node.pid = server.pid
 
         def output() -> str:
-            # pread: the node shares the file's offset, and a seek here would make it write
-            # over what it printed before.
-            descriptor = printed.fileno()
-            size = os.fstat(descriptor).st_size
-            return os.pread(descriptor, size, 0).decode(errors="replace")
+            return written_so_far(printed).decode(errors="replace")
 
         node.printed = output
         try:

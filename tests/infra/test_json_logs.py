@@ -19,7 +19,6 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import IO
 from urllib.parse import urlsplit
 
 import httpx
@@ -28,7 +27,7 @@ import pytest
 from epix.api.request_id import RequestIdFilter, current_request_id
 from epix.cli.logs import JsonFormatter
 from tests.conftest import REPO_ROOT
-from tests.db.node_process import epix, free_port, node_env, running_node
+from tests.db.node_process import epix, free_port, node_env, running_node, written_so_far
 
 KEYS = {"time", "level", "logger", "message"}
 PASSWORD = "correct-horse-battery-staple"
@@ -328,13 +327,13 @@ def test_epix_worker_logging_text_takes_the_credentials_out_of_a_logged_tracebac
         )
         try:
             deadline = time.monotonic() + 60
-            while b"RuntimeError: claim broke" not in _read(printed):
-                assert worker.poll() is None and time.monotonic() < deadline, _read(printed)
+            while b"RuntimeError: claim broke" not in (so_far := written_so_far(printed)):
+                assert worker.poll() is None and time.monotonic() < deadline, so_far
                 time.sleep(0.2)
         finally:
             worker.terminate()
             worker.wait(timeout=30)
-        output = _read(printed).decode()
+        output = written_so_far(printed).decode()
     assert worker.returncode == 0, output
     assert SECRET_KEY not in output
     failed = re.search(
@@ -345,12 +344,6 @@ def test_epix_worker_logging_text_takes_the_credentials_out_of_a_logged_tracebac
     )
     assert failed and failed.group(1) == "[redacted]", output
     assert re.search(r"^\S+ \S+ INFO epix.delivery outbox worker \S+ started$", output, re.M)
-
-
-def _read(file: IO[bytes]) -> bytes:
-    """What a running process wrote so far into ``file`` (pread: the offset stays theirs)."""
-    descriptor = file.fileno()
-    return os.pread(descriptor, os.fstat(descriptor).st_size, 0)
 
 
 def test_a_json_logging_command_interrupted_before_it_handles_sigint_says_so_in_json(
