@@ -193,7 +193,8 @@ def log_python_output(log_format: str) -> None:
     several lines: there its warnings (``warnings.warn``) are ``py.warnings`` lines, and the
     traceback of an exception nothing caught, in the main thread or in another (the outbox worker
     thread, the registry follower) or in a web process of ``--workers N``
-    (``log_uncaught_in_process``), is one line of logger ``epix.cli.logs``. Under text that
+    (``log_uncaught_in_process``), and one Python cannot raise to anyone ("Exception ignored
+    in", a warning), is one line of logger ``epix.cli.logs``. Under text that
     traceback is Python's own text; in both, with the settings' credentials taken out
     (``without_credentials``). Written straight to standard error, so that it holds before the
     logging is configured too."""
@@ -203,6 +204,7 @@ def log_python_output(log_format: str) -> None:
         logging.captureWarnings(True)
     sys.excepthook = _log_uncaught
     threading.excepthook = _log_uncaught_in_thread
+    sys.unraisablehook = _log_unraisable
 
 
 def _log_uncaught(
@@ -227,6 +229,20 @@ def _log_uncaught_in_thread(args: threading.ExceptHookArgs) -> None:
         f"uncaught {args.exc_type.__name__}; thread {name} ended",
         f"Exception in thread {name}:\n",
         (args.exc_type, args.exc_value, args.exc_traceback),
+    )
+
+
+def _log_unraisable(unraisable: sys.UnraisableHookArgs) -> None:
+    """``sys.unraisablehook``: an exception Python could not raise to anyone (in a ``__del__``,
+    a weakref callback, a generator the garbage collector closed); the process goes on."""
+    what = unraisable.err_msg or "Exception ignored in"
+    if unraisable.object is not None:
+        what = f"{what}: {unraisable.object!r}"
+    _write_uncaught(
+        logging.WARNING,
+        what,
+        f"{what}\n",
+        (unraisable.exc_type, unraisable.exc_value, unraisable.exc_traceback),
     )
 
 

@@ -588,3 +588,49 @@ def test_a_started_web_process_that_dies_of_an_exception_says_so_in_the_log_form
         rf"uncaught RuntimeError; process SpawnProcess-\d+ \[{crashed}\] ends", died["message"]
     )
     assert died["exception"].endswith("RuntimeError: process broke, key [redacted]")
+
+
+# An exception Python cannot raise to anyone (here in a __del__; at exit, in a weakref
+# callback or a generator closed by the garbage collector alike): sys.unraisablehook's.
+UNRAISABLE = """
+import os
+from epix.cli.logs import configure_command_logging
+
+configure_command_logging("INFO", os.environ["EPIX_LOG_FORMAT"])
+
+
+class Leaking:
+    def __del__(self):
+        raise RuntimeError("cleanup broke, key " + os.environ["EPIX_SECRET_KEY"])
+
+
+Leaking()
+print("still running")
+"""
+
+
+@pytest.mark.parametrize("log_format", ["json", "text"])
+def test_an_exception_python_cannot_raise_is_logged_in_the_format_without_credentials(
+    tmp_path: Path, log_format: str
+) -> None:
+    """Python printed it as text ("Exception ignored in: ..."), secret key and all."""
+    ran = _run_python(
+        tmp_path / "data", UNRAISABLE, EPIX_LOG_FORMAT=log_format, EPIX_SECRET_KEY=SECRET_KEY
+    )
+    assert (ran.returncode, ran.stdout) == (0, "still running\n"), ran.stderr
+    assert SECRET_KEY not in ran.stderr
+    if log_format == "text":
+        assert re.fullmatch(
+            r"Exception ignored in: <function Leaking.__del__ at 0x\w+>\n"
+            r"Traceback \(most recent call last\):\n.*\n"
+            r"RuntimeError: cleanup broke, key \[redacted\]\n",
+            ran.stderr,
+            re.DOTALL,
+        ), ran.stderr
+        return
+    (line,) = _json_lines(ran.stderr)
+    assert (line["level"], line["logger"]) == ("WARNING", "epix.cli.logs")
+    assert re.fullmatch(
+        r"Exception ignored in: <function Leaking.__del__ at 0x\w+>", line["message"]
+    )
+    assert line["exception"].endswith("RuntimeError: cleanup broke, key [redacted]")
