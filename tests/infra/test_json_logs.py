@@ -2,7 +2,8 @@
 collector can read, with the request's id, and never a credential the request carried: their
 warnings before they start, the error they end with (an invalid configuration's too) and the
 traceback of an exception nothing caught included, and `serve --demo`'s greeting, which then
-names the file holding the demo credentials instead of printing them."""
+names the file holding the demo credentials instead of printing them. In text as in JSON, a
+line with a traceback and a traceback Python prints have the settings' credentials taken out."""
 
 from __future__ import annotations
 
