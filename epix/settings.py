@@ -47,7 +47,8 @@ class LogFormatSetting(BaseSettings):
         description="text: one line `<time> <level> <logger> <message>` per record; json: one "
         "JSON object per line with time, level, logger, message, and request_id and exception "
         "when there are any (uvicorn's access and error lines too, and everything else `epix "
-        "serve` and `epix worker` write), for log collectors.",
+        "serve` and `epix worker` write), for log collectors. In both, a traceback has the "
+        "credentials among the settings replaced by [redacted].",
     )
 
     @field_validator("log_format", mode="before")
