@@ -522,7 +522,6 @@ def test_a_session_key_file_that_cannot_be_used_stops_serve_in_json_before_the_w
     assert serve.returncode == status
 
 
-
 # Loaded by every Python process started with this directory on PYTHONPATH, the web processes
 # of `epix serve --workers N` included. No failure a client or operator can cause ends a started
 # web process with an exception (uvloop, uvicorn and the application log each one and go on):
