@@ -14,6 +14,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
 from epix.errors import EpixError
+from epix.permits.sapi_dates import ReferenceDataError
 from epix.settings import ConfigurationError
 
 # Set on the context once the command is known: what the command line says is a JSON line.
@@ -109,7 +110,7 @@ def explained(exc: Exception) -> click.ClickException | None:
         )
     if isinstance(exc, SQLAlchemyError):
         return click.ClickException(_database_problem(exc))
-    if isinstance(exc, EpixError):  # e.g. a database migrated by a newer version
+    if isinstance(exc, EpixError | ReferenceDataError):  # e.g. a newer database, a bad table
         return click.ClickException(str(exc))
     if isinstance(exc, OSError):
         where = f": {exc.filename}" if exc.filename else ""

@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 
 from epix.cli.users import cli_context, cli_database
-from epix.compliance import ReferenceDataError, load_reference_data
+from epix.compliance import load_reference_data
 from epix.reports.annual import read_annual_report
 
 
@@ -50,10 +50,7 @@ def annual(party: str, year: int, output: str, target: Path | None) -> None:
     endorsed beside its export document is imported once, on that document), and its use of
     each published export quota summed across permits. Only permits exchanged through this
     node are covered. Audited."""
-    try:  # quota use reads the quota table and the Species+ taxonomy (EPIX_SPECIESPLUS_DIR)
-        load_reference_data()
-    except ReferenceDataError as exc:
-        raise click.ClickException(str(exc)) from None
+    load_reference_data()  # quota use reads the quota table and the Species+ taxonomy
     with cli_database() as database:
         found = read_annual_report(
             database, party, year, reader=None, request=cli_context("report annual"), output=output

@@ -25,7 +25,7 @@ from epix.api.http_protocol import BoundedHttpToolsProtocol
 from epix.api.metrics import MULTIPROCESS_DIRECTORY_VARIABLE, reset_multiprocess_directory
 from epix.auth.session_secret import session_secret
 from epix.cli.logs import log_uncaught_in_process, uvicorn_log_config
-from epix.compliance import ReferenceDataError, load_reference_data
+from epix.compliance import load_reference_data
 from epix.db import Database
 from epix.delivery.worker import start_worker_thread
 from epix.errors import EpixError
@@ -228,10 +228,7 @@ def serve(host: str, port: int, workers: int, demo: bool) -> None:
     (verified against EPIX_REGISTRY_ANCHOR_PATH) until it stops.
     """
     ensure_can_listen(host, port)
-    try:
-        load_reference_data()
-    except ReferenceDataError as exc:
-        raise click.ClickException(str(exc)) from None
+    load_reference_data()
     url = f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"  # IPv6 in []
     if "EPIX_NODE_BASE_URL" not in os.environ and host not in _ANY_ADDRESS:
         # The node's own URL (QR codes, its own endpoint among the peers') is where it listens,

@@ -18,7 +18,6 @@ from pathlib import Path
 import click
 
 from epix.compliance import (
-    ReferenceDataError,
     has_reservation,
     load_reference_data,
     screen_permit,
@@ -86,10 +85,7 @@ def _human(path: Path, valid: bool, findings: list[Finding]) -> None:
 def validate(files: tuple[Path, ...], as_json: bool) -> None:
     """Validate CITESEPermit files (bare, in an EPIX envelope or in a SOAP body); FILE "-"
     reads standard input. Exit 0: all valid (warnings allowed), 1: any invalid, 2: usage."""
-    try:
-        load_reference_data()
-    except ReferenceDataError as exc:
-        raise click.ClickException(str(exc)) from None
+    load_reference_data()
     results = [(path, *_check(path)) for path in files]
     if as_json:
         payload = [
