@@ -109,8 +109,20 @@ def login_form(
 
 
 @router.get("/lookup", response_class=HTMLResponse)
-def lookup_page(request: Request) -> HTMLResponse:
-    return _page(request, "lookup.html", "Check a permit")
+def lookup_page(
+    request: Request,
+    party: Annotated[str, Query(max_length=35)] = "",
+    number: Annotated[str, Query(max_length=35)] = "",
+    retype_token: bool = False,
+) -> HTMLResponse:
+    """The check page (the script fills it). ``retype_token``: back from the login a token
+    check was sent to; the token was not kept, so the page asks for it again."""
+    notice = (
+        "Type the security token again: it is not kept while you log in." if retype_token else ""
+    )
+    return _page(
+        request, "lookup.html", "Check a permit", party=party, number=number, notice=notice
+    )
 
 
 @router.get("/check", response_class=HTMLResponse)
@@ -121,20 +133,59 @@ def check_page(
     party: Annotated[str, Query(max_length=35)] = "",
     number: Annotated[str, Query(max_length=35)] = "",
 ) -> Response:
-    """The check page's form as the browser sends it when the page's script does not run: the
-    permit is looked up here, by the same service call as GET /v1/permits/{party}/{number}
-    (the same Party scoping and audit, the printed form of the number tried as the script
-    tries it), and shown on the page. Not logged in: to the login page, and back here."""
+    """A permit checked without the page's script, by its address (a link, the way back from
+    the login page). Not logged in: to the login page, and back here."""
+    here = f"{request.url.path}?{request.url.query}"
+    return _check_answer(request, database, context, party, number, token=None, login_next=here)
+
+
+@router.post("/check", response_class=HTMLResponse)
+def check_form(
+    request: Request,
+    database: DatabaseDep,
+    context: RequestContextDep,
+    party: Annotated[str, Form(max_length=35)] = "",
+    number: Annotated[str, Form(max_length=35)] = "",
+    token: Annotated[str, Form(max_length=128)] = "",
+) -> Response:
+    """The check form as the browser sends it when the page's script does not run. It is a
+    POST so that a permit's security token travels in the body, never in the address (history,
+    bookmarks, access log, Referer). Without a token: on to GET /web/check?party=&number=, an
+    address that can be reloaded and gone back to. Not logged in with a token: to the login
+    page, and back to the check page, which asks for the token again (it is kept nowhere)."""
+    token = token.strip()
+    address = urlencode({"party": party, "number": number})
+    if not token:
+        return RedirectResponse(f"/web/check?{address}", status_code=303)
+    back = f"/web/lookup?{address}&retype_token=true"
+    return _check_answer(request, database, context, party, number, token=token, login_next=back)
+
+
+def _check_answer(
+    request: Request,
+    database: Database,
+    context: RequestContext,
+    party: str,
+    number: str,
+    *,
+    token: str | None,
+    login_next: str,
+) -> Response:
+    """The permit looked up by the same service call as GET /v1/permits/{party}/{number}
+    (the same Party scoping, security token and audit; the printed form of the number tried
+    as the script tries it) and shown on the page. Not logged in: to the login page, which
+    then goes on to ``login_next``. The token is never put back into the page."""
     page = partial(_page, request, "check.html", "Check a permit", party=party, number=number)
     try:
         principal = get_current_principal(request, database)
     except EpixError as refusal:
         if refusal.http_status != 401:  # another site's link (EPIX-AUTH-012), throttled
             return page(refusal=refusal)
-        here = f"{request.url.path}?{request.url.query}"
-        return RedirectResponse("/web/login?" + urlencode({"next": here}), status_code=303)
+        return RedirectResponse("/web/login?" + urlencode({"next": login_next}), status_code=303)
     try:
-        view = _checked_permit(database, context, principal, party.strip().upper(), number.strip())
+        view = _checked_permit(
+            database, context, principal, party.strip().upper(), number.strip(), token
+        )
     except EpixError as refusal:
         return page(refusal=refusal)
     lines = (view.get("permit") or {}).get("lines") or []
@@ -147,6 +198,7 @@ def _checked_permit(
     principal: Principal,
     party: str,
     number: str,
+    token: str | None,
 ) -> dict[str, Any]:
     """The lookup answer for the permit typed, as epix.js lookUp gets it: the number as typed,
     then, when no such permit is on file, as permit numbers are printed (capitals, no
@@ -169,7 +221,7 @@ def _checked_permit(
             principal,
             party=party,
             number=as_typed,
-            token=None,
+            token=token,
             base_path=f"/v1/permits/{party}/{as_typed}",
         )
 

@@ -40,16 +40,16 @@ OFFICER_PASSWORD = "correct horse battery staple"
 
 
 def create_officer(
-    database: Database, username: str = OFFICER, password: str = OFFICER_PASSWORD
+    database: Database, username: str = OFFICER, password: str = OFFICER_PASSWORD, party: str = "XB"
 ) -> None:
-    """A customs officer of XB, the importing Party of the permits on file."""
+    """A customs officer of ``party``; XB is the importing Party of the permits on file."""
     hashed = auth.hash_password(password)
     with database.unit_of_work() as session:
         auth.create_user(
             session,
             username=username,
-            party="XB",
-            authority="XB Customs (DEMO)",
+            party=party,
+            authority=f"{party} Customs (DEMO)",
             roles=[Role.CUSTOMS],
             password=hashed,
         )
@@ -62,16 +62,17 @@ class LiveNode:
     demo: DemoSetup
     database: Database
 
-    def add_customs_officer(self, username: str, password: str) -> None:
-        create_officer(self.database, username, password)
+    def add_customs_officer(self, username: str, password: str, party: str = "XB") -> None:
+        create_officer(self.database, username, password, party)
 
     def end_web_sessions(self, username: str) -> None:
         """Every web session of ``username`` ends (as a password change or a log-out does)."""
         with self.database.unit_of_work() as session:
             auth.end_web_sessions(session, auth.get_user(session, username).id)
 
-    def submit_permit(self, number: str) -> None:
-        """XA's Management Authority signs permit ``number`` and submits it for XB.
+    def submit_permit(self, number: str, security_token: str | None = None) -> None:
+        """XA's Management Authority signs permit ``number`` and submits it for XB (with
+        ``security_token``, only XA, XB and those who present it may look it up).
 
         Issued yesterday: the demo permit is valid from 09:30 UTC on its issue day, so one
         issued today could not be endorsed before then (EPIX-STATE-002).
@@ -80,18 +81,17 @@ class LiveNode:
         yesterday = datetime.now(UTC).date() - timedelta(days=1)
         permit = demo_permit(number=number, issued=yesterday)
         signed = sign_document(write_permit(permit), key_pem, cert_pem)
-        response = httpx.post(
-            f"{self.url}/v1/messages",
-            content=signed,
-            headers={
-                "Authorization": f"Bearer {self.demo.api_key('XA', 'management_authority')}",
-                "Content-Type": "application/xml",
-                "X-EPIX-Message-Id": f"msg-{uuid.uuid4().hex}",
-                "X-EPIX-From": "XA",
-                "X-EPIX-To": "XB",
-                "X-EPIX-Document-Type": "permit",
-            },
-        )
+        headers = {
+            "Authorization": f"Bearer {self.demo.api_key('XA', 'management_authority')}",
+            "Content-Type": "application/xml",
+            "X-EPIX-Message-Id": f"msg-{uuid.uuid4().hex}",
+            "X-EPIX-From": "XA",
+            "X-EPIX-To": "XB",
+            "X-EPIX-Document-Type": "permit",
+        }
+        if security_token is not None:
+            headers["X-EPIX-Security-Token"] = security_token
+        response = httpx.post(f"{self.url}/v1/messages", content=signed, headers=headers)
         assert response.status_code in (200, 201), response.text
 
     def as_issuer(self, method: str, path: str, body: dict[str, object]) -> httpx.Response:
@@ -239,14 +239,18 @@ def wait(browser: WebDriver) -> WebDriverWait[WebDriver]:
     return _PageSwapTolerantWait(browser, 15)
 
 
-def log_in(browser: WebDriver, node: LiveNode, password: str = OFFICER_PASSWORD) -> None:
+def log_in(
+    browser: WebDriver, node: LiveNode, password: str = OFFICER_PASSWORD, username: str = OFFICER
+) -> None:
     browser.get(f"{node.url}/web/login")
-    submit_login(browser, password)
+    submit_login(browser, password, username)
 
 
-def submit_login(browser: WebDriver, password: str = OFFICER_PASSWORD) -> None:
+def submit_login(
+    browser: WebDriver, password: str = OFFICER_PASSWORD, username: str = OFFICER
+) -> None:
     """Type the officer's name and password into the login page that is open, and log in."""
-    browser.find_element(By.ID, "username").send_keys(OFFICER)
+    browser.find_element(By.ID, "username").send_keys(username)
     browser.find_element(By.ID, "password").send_keys(password)
     browser.find_element(By.ID, "login-button").click()
 

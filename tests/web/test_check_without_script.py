@@ -187,3 +187,110 @@ def test_a_checked_permit_is_not_shown_again_from_the_cache_after_logging_out(
     back_after_logging_out(browser, live_node, "/web/check")
     assert browser.find_elements(By.ID, "verdict") == []
     assert live_node.permit_number not in browser.page_source
+
+
+TOKEN = "issuer-secret-7f3a"
+THIRD = "officer-xc"  # customs of a Party that is neither the issuer nor the destination
+THIRD_PASSWORD = "another long passphrase"
+
+
+@pytest.fixture
+def permit_with_token(live_node: LiveNode) -> str:
+    """A permit whose issuer set a security token, and a customs officer of XC who needs it."""
+    number = f"{live_node.permit_number}-T"
+    live_node.submit_permit(number, security_token=TOKEN)
+    live_node.add_customs_officer(THIRD, THIRD_PASSWORD, party="XC")
+    return number
+
+
+def _check_with_token(browser: WebDriver, number: str, token: str) -> None:
+    browser.find_element(By.ID, "token").send_keys(token)
+    _check(browser, "XA", number)
+
+
+def test_without_script_a_permit_with_a_security_token_is_checked_with_it(
+    browser_without_script: WebDriver, live_node: LiveNode, permit_with_token: str
+) -> None:
+    """The token goes in the form's body (a POST), so it is in no address the browser keeps or
+    sends on, nor in the page or the audit trail; the permit is found as the API finds it."""
+    browser = browser_without_script
+    log_in(browser, live_node, THIRD_PASSWORD, THIRD)
+    wait(browser).until(ec.url_contains("/web/lookup"))
+    _check_with_token(browser, permit_with_token, TOKEN)
+    verdict = wait(browser).until(ec.visibility_of_element_located((By.ID, "verdict")))
+
+    assert verdict.text == "Signature valid"
+    assert browser.find_element(By.ID, "fact-number").text == f"XA {permit_with_token}"
+    assert browser.current_url == f"{live_node.url}/web/check"
+    assert TOKEN not in browser.page_source
+    assert browser.find_element(By.ID, "token").get_attribute("value") == ""
+    history = browser.execute_cdp_cmd("Page.getNavigationHistory", {})["entries"]
+    assert all(TOKEN not in entry["url"] for entry in history)
+    assert severe_console_messages(browser) == []
+    lookups = _lookups(live_node, permit_with_token)
+    assert [(event.outcome, event.actor_username) for event in lookups] == [("ok", THIRD)]
+    assert all(TOKEN not in repr(vars(event)) for event in lookups)
+
+
+def test_without_script_a_wrong_or_missing_token_is_refused_as_the_api_refuses_it(
+    live_node: LiveNode, permit_with_token: str
+) -> None:
+    with httpx.Client(base_url=live_node.url, headers={"Accept": "text/html"}) as client:
+        login = client.post("/web/login", data={"username": THIRD, "password": THIRD_PASSWORD})
+        assert login.status_code == 303, login.text
+        path = f"/v1/permits/XA/{permit_with_token}"
+        api = client.get(path, params={"token": "not-the-token"}, headers={"Accept": "*/*"})
+        wrong = client.post(
+            "/web/check", data={"party": "XA", "number": permit_with_token, "token": "nope-nope"}
+        )
+        without = client.post(
+            "/web/check", data={"party": "XA", "number": permit_with_token, "token": " "}
+        )
+        assert without.status_code == 303  # no token: the check's own address, which reloads
+        assert without.headers["location"] == f"/web/check?party=XA&number={permit_with_token}"
+        missing = client.get(without.headers["location"])
+        right = client.post(
+            "/web/check", data={"party": "xa", "number": permit_with_token, "token": TOKEN}
+        )
+    assert api.status_code == wrong.status_code == missing.status_code == 404
+    assert api.json()["code"] == "EPIX-STATE-007"
+    assert "EPIX-STATE-007" in wrong.text and "EPIX-STATE-007" in missing.text
+    assert right.status_code == 200 and 'id="verdict"' in right.text
+    assert right.headers["cache-control"] == "no-store"
+    assert TOKEN not in right.text
+
+
+def test_without_script_a_token_check_when_logged_out_asks_for_the_token_again(
+    browser_without_script: WebDriver, live_node: LiveNode, permit_with_token: str
+) -> None:
+    """The token is kept nowhere while the officer logs in: back on the check page, with the
+    permit filled in, the page says to type it again."""
+    browser = browser_without_script
+    browser.get(f"{live_node.url}/web/lookup")
+    _check_with_token(browser, permit_with_token, TOKEN)
+    wait(browser).until(ec.url_contains("/web/login"))
+    assert TOKEN not in browser.current_url
+    submit_login(browser, THIRD_PASSWORD, THIRD)
+    notice = wait(browser).until(ec.visibility_of_element_located((By.ID, "notice")))
+    assert "security token again" in notice.text
+    assert browser.find_element(By.ID, "number").get_attribute("value") == permit_with_token
+    assert _lookups(live_node, permit_with_token) == []
+    browser.find_element(By.ID, "token").send_keys(TOKEN)  # party and number are there
+    browser.find_element(By.ID, "lookup-button").click()
+    status = wait(browser).until(ec.visibility_of_element_located((By.ID, "status")))
+    assert status.text == "ISSUED"
+
+
+def test_a_token_check_posted_by_another_site_is_refused(
+    live_node: LiveNode, permit_with_token: str
+) -> None:
+    with httpx.Client(base_url=live_node.url, headers={"Accept": "text/html"}) as client:
+        client.post("/web/login", data={"username": THIRD, "password": THIRD_PASSWORD})
+        response = client.post(
+            "/web/check",
+            data={"party": "XA", "number": permit_with_token, "token": TOKEN},
+            headers={"Origin": "http://attacker.example", "Sec-Fetch-Site": "cross-site"},
+        )
+    assert response.status_code == 403
+    assert "EPIX-AUTH-012" in response.text
+    assert _lookups(live_node, permit_with_token) == []

@@ -158,8 +158,6 @@ function keepTypedValues() {
     if (form.closest("[hidden]")) continue; // not in view: nothing typed there
     const values = {};
     for (const field of form.elements) {
-      // By id where a field has no name (the security token: unnamed, so a form sent before
-      // this script runs never puts it into the address).
       const key = field.name || field.id;
       const typed = ["INPUT", "SELECT", "TEXTAREA"].includes(field.tagName);
       if (key && typed && field.type !== "password") values[key] = field.value;
