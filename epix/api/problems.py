@@ -79,6 +79,21 @@ def _validation_location(loc: tuple[Any, ...] | list[Any]) -> str:
     return "/".join(str(part) for part in loc)
 
 
+def validation_findings(errors: Sequence[Any]) -> list[Finding]:
+    """Pydantic's validation errors as findings: EPIX-REQ-001 for a body that is not JSON,
+    EPIX-REQ-004 for any other, each at its location (``body/lines/0/quantity``)."""
+    findings = []
+    for error in errors:
+        location = _validation_location(error["loc"]) or "request"
+        if error.get("type") == "json_invalid":
+            reason = (error.get("ctx") or {}).get("error", "it cannot be decoded")
+            message = f"The request body is not valid JSON: {reason}."
+            findings.append(Finding("EPIX-REQ-001", message, location))
+        else:
+            findings.append(Finding("EPIX-REQ-004", str(error.get("msg", "invalid")), location))
+    return findings or [Finding("EPIX-REQ-004", "The request is not valid.", "request")]
+
+
 def install_problem_handlers(app: FastAPI) -> None:
     @app.exception_handler(EpixError)
     async def _epix_error(request: Request, exc: EpixError) -> Response:
@@ -88,17 +103,7 @@ def install_problem_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> Response:
-        findings = []
-        for error in exc.errors():
-            location = _validation_location(error["loc"]) or "request"
-            if error.get("type") == "json_invalid":
-                reason = (error.get("ctx") or {}).get("error", "it cannot be decoded")
-                message = f"The request body is not valid JSON: {reason}."
-                findings.append(Finding("EPIX-REQ-001", message, location))
-            else:
-                findings.append(Finding("EPIX-REQ-004", str(error.get("msg", "invalid")), location))
-        if not findings:
-            findings = [Finding("EPIX-REQ-004", "The request is not valid.", "request")]
+        findings = validation_findings(exc.errors())
         status = 400 if findings[0].code == "EPIX-REQ-001" else 422
         return _refusal(request, findings, status)
 

@@ -19,6 +19,7 @@ from epix.api.openapi import error_codes, refusals
 from epix.api.security import require_roles
 from epix.audit.context import RequestContext
 from epix.auth.principal import Principal, Role
+from epix.db import Database
 from epix.db.base import utcnow
 from epix.endorsements import service
 from epix.endorsements.document import MAX_LINES, Side
@@ -361,6 +362,34 @@ def create_endorsement(
     idempotency_key: IdempotencyKeyHeader,
 ) -> dict[str, object]:
     """Endorse the consignment (export, box 14) or record the import inspection (Art. VI.6)."""
+    answer = endorse_once(
+        database,
+        settings,
+        context,
+        actor,
+        party=party,
+        number=number,
+        body=body,
+        key=keyed_request(idempotency_key, request, body),
+    )
+    mark_replayed(response, answer)
+    return answer.body
+
+
+def endorse_once(
+    database: Database,
+    settings: Settings,
+    context: RequestContext,
+    actor: Principal,
+    *,
+    party: str,
+    number: str,
+    body: EndorsementIn,
+    key: IdempotencyKey | None,
+) -> Answer:
+    """The endorsement, signed by the node and committed with its outbox row and audit event,
+    for the API and the page without script alike: the same rules and the same
+    ``Idempotency-Key`` record (``key``: a request sent again gets the first answer)."""
     signer = _node_signer(settings)
     with database.unit_of_work() as session:
 
@@ -383,9 +412,9 @@ def create_endorsement(
             endorsement = result.endorsement
             return endorsement.endorsement_id, service.describe_endorsement(session, endorsement)
 
-        answer = _answer_once(
+        return _answer_once(
             session,
-            keyed_request(idempotency_key, request, body),
+            key,
             Operation.ENDORSE,
             party=party,
             number=number,
@@ -394,8 +423,6 @@ def create_endorsement(
             context=context,
             create=endorse,
         )
-    mark_replayed(response, answer)
-    return answer.body
 
 
 @router.post(
