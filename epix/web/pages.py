@@ -1,8 +1,12 @@
-"""Routes serving the web pages, their static files and the permit QR code."""
+"""Routes serving the web pages (the check and the endorse forms are also answered here, for a
+browser that runs no script), their static files and the permit QR code."""
 
 from __future__ import annotations
 
 import io
+import uuid
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
 from typing import Annotated, Any
@@ -13,14 +17,22 @@ import qrcode.image.svg
 from fastapi import APIRouter, FastAPI, Form, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
+from pydantic import ValidationError
 
 from epix.api.deps import DatabaseDep, RequestContextDep, SettingsDep
+from epix.api.idempotency import keyed_request
+from epix.api.problems import validation_findings
 from epix.api.routers.auth import password_login
+from epix.api.routers.endorsements import EndorsementIn, endorse_once
 from epix.api.routers.permits import look_up_permit
-from epix.api.security import get_current_principal
+from epix.api.security import get_current_principal, record_denied
 from epix.audit.context import RequestContext
-from epix.auth.principal import Principal
+from epix.auth.principal import Principal, Role
+from epix.auth.scoping import ensure_role
 from epix.db import Database
+from epix.endorsements import service
+from epix.endorsements.document import MAX_LINES
+from epix.endorsements.idempotency import KEY_MAX_LENGTH, check_key
 from epix.errors import EpixError, Finding
 from epix.web.templating import PAGE_HEADERS, templates
 
@@ -189,7 +201,9 @@ def _check_answer(
     except EpixError as refusal:
         return page(refusal=refusal)
     lines = (view.get("permit") or {}).get("lines") or []
-    return page(view=view, species={line.get("line_id"): line for line in lines})
+    species = {line.get("line_id"): line for line in lines}
+    endorse = _endorse_form_of(database, principal, view, species)
+    return page(view=view, species=species, endorse=endorse)
 
 
 def _checked_permit(
@@ -232,6 +246,242 @@ def _checked_permit(
         if refusal.findings[0].code != "EPIX-STATE-007" or printed == number:
             raise
     return look_up(printed)
+
+
+@dataclass(frozen=True, slots=True)
+class EndorseLine:
+    """One line of the endorse form: the permit's line, its unit and species (shown), and the
+    quantity as typed. ``field``: its input's id."""
+
+    field: str
+    line_id: str
+    unit: str
+    species: str
+    quantity: str
+
+
+@dataclass(frozen=True, slots=True)
+class EndorseForm:
+    """What the endorse form of a page without script shows: the permit on screen, the sides
+    the officer's Party may record, the values (typed, or as first offered) and the
+    ``Idempotency-Key`` the form is sent with, made once when the form is first shown."""
+
+    party: str
+    number: str
+    key: str
+    sides: tuple[str, ...]
+    side: str
+    port: str
+    date: str
+    officer: str
+    transport_document: str
+    lines: tuple[EndorseLine, ...]
+
+
+# The endorse form's field for a refusal's location (as the script's FIELD_OF_LOCATION).
+_ENDORSE_FIELDS = {
+    "side": "side",
+    "port": "port",
+    "date": "date",
+    "officer": "officer",
+    "transport_document": "transport",
+}
+
+
+def _endorse_form_of(
+    database: Database, principal: Principal, view: dict[str, Any], species: dict[Any, Any]
+) -> EndorseForm | None:
+    """The endorse form for the permit checked, or None when the officer may not endorse it:
+    customs of its exporting or importing Party only (the service refuses anyone else too)."""
+    if Role.CUSTOMS not in principal.roles:
+        return None
+    with database.read() as session:
+        permit = service.find_permit(session, view["issuing_party"], view["number"])
+        sides = tuple(
+            side
+            for side, party in (
+                ("export", service.exporter_party(permit)),
+                ("import", service.importer_party(permit)),
+            )
+            if party == principal.party
+        )
+    if not sides:
+        return None
+    lines = tuple(
+        EndorseLine(
+            field=f"qty-{index}",
+            line_id=line["line_id"],
+            unit=line["unit"],
+            species=(species.get(line["line_id"]) or {}).get("scientific_name") or "",
+            quantity="" if line["remaining"] == "0" else line["remaining"],
+        )
+        for index, line in enumerate(view["lines"])
+    )
+    return EndorseForm(
+        party=view["issuing_party"],
+        number=view["number"],
+        key=str(uuid.uuid4()),
+        sides=sides,
+        side=sides[0],
+        port="",
+        date=datetime.now(UTC).date().isoformat(),  # no script: the browser's zone is unknown
+        officer="",
+        transport_document="",
+        lines=lines,
+    )
+
+
+FormText = Annotated[str, Form(max_length=200)]
+FormList = Annotated[list[str] | None, Form(max_length=MAX_LINES)]
+
+
+@router.post("/endorse", response_class=HTMLResponse)
+def endorse_form(
+    request: Request,
+    database: DatabaseDep,
+    settings: SettingsDep,
+    context: RequestContextDep,
+    party: Annotated[str, Form(max_length=35)] = "",
+    number: Annotated[str, Form(max_length=35)] = "",
+    idempotency_key: Annotated[str, Form(max_length=KEY_MAX_LENGTH)] = "",
+    side: Annotated[str, Form(max_length=16)] = "",
+    port: Annotated[str, Form(max_length=32)] = "",
+    date: Annotated[str, Form(max_length=32)] = "",
+    officer: FormText = "",
+    transport_document: FormText = "",
+    line_id: FormList = None,
+    unit: FormList = None,
+    species: FormList = None,
+    quantity: FormList = None,
+) -> Response:
+    """The endorse form of the check page as a browser without script sends it: the
+    endorsement is made by the API's own ``endorse_once`` (the same rules, audit and
+    ``Idempotency-Key`` record: the key is a hidden field, so the form sent again, by a reload
+    or Back and Endorse, records once and shows what was recorded). Protected as the API is:
+    the session cookie, another site's request refused (EPIX-AUTH-012), customs only. A
+    refusal shows the form again with what was typed, each problem linked to its field."""
+    back = "/web/check?" + urlencode({"party": party, "number": number})
+    title = f"Endorse permit {party} {number}"
+    try:
+        principal = get_current_principal(request, database)
+    except EpixError as refusal:
+        if refusal.http_status != 401:  # another site's form (EPIX-AUTH-012), throttled
+            return _page(request, "endorse.html", title, refusal=refusal)
+        return RedirectResponse("/web/login?" + urlencode({"next": back}), status_code=303)
+    try:
+        ensure_role(principal, Role.CUSTOMS)
+    except EpixError as refusal:
+        record_denied(request, database, principal, refusal)
+        return _page(request, "endorse.html", title, refusal=refusal)
+    typed = (line_id or [], unit or [], species or [], quantity or [])
+    form = EndorseForm(
+        party=party,
+        number=number,
+        key=idempotency_key,
+        sides=(side,) if side in ("export", "import") else ("export", "import"),
+        side=side,
+        port=port,
+        date=date,
+        officer=officer,
+        transport_document=transport_document,
+        lines=tuple(
+            EndorseLine(f"qty-{index}", *values)
+            for index, values in enumerate(zip(*typed, strict=False))
+        ),
+    )
+    sent = [line for line in form.lines if line.quantity.strip()]
+    try:
+        if len({len(values) for values in typed}) != 1:  # not a form this node made
+            raise EpixError.of(
+                "EPIX-REQ-004", "The form's lines are incomplete; check the permit again.", "lines"
+            )
+        body = _endorsement_request(form, sent)
+        answer = endorse_once(
+            database,
+            settings,
+            context,
+            principal,
+            party=party,
+            number=number,
+            body=body,
+            key=keyed_request(check_key(idempotency_key), request, body),
+        )
+    except EpixError as refusal:
+        if refusal.findings[0].code == "EPIX-REQ-013":
+            # This form's key answered another request (Back, values changed, Endorse): the
+            # form sent again is a new request, judged afresh, under a key of its own.
+            form = replace(form, key=str(uuid.uuid4()))
+        field_of = {
+            finding.location: field
+            for finding in refusal.findings
+            if (field := _endorse_field(finding.location, form, sent)) is not None
+        }
+        field_errors: dict[str, str] = {}
+        for finding in refusal.findings:
+            if finding.location in field_of:
+                field_errors.setdefault(
+                    field_of[finding.location], f"{finding.code}: {finding.message}"
+                )
+        return _page(
+            request,
+            "endorse.html",
+            title,
+            refusal=refusal,
+            endorse=form,
+            field_of=field_of,
+            field_errors=field_errors,
+        )
+    return _page(
+        request, "endorse.html", title, endorsement=answer.body, replayed=answer.replayed, back=back
+    )
+
+
+def _endorsement_request(form: EndorseForm, sent: list[EndorseLine]) -> EndorsementIn:
+    """The API's request body for the form, or the refusal: a field left empty (as the script
+    says it: "Enter the ..."), no quantity given, or what the API's validation refuses. The
+    quantities go as typed; the service reads them (EPIX-QTY-004 names what to write)."""
+    missing = [
+        Finding("EPIX-REQ-004", f"Enter the {label}.", location)
+        for location, label, value in (
+            ("port", "port (UN/LOCODE)", form.port),
+            ("date", "date", form.date),
+            ("officer", "officer", form.officer),
+            ("transport_document", "bill of lading / air waybill", form.transport_document),
+        )
+        if not value.strip()
+    ]
+    if not sent:
+        missing.append(Finding("EPIX-REQ-004", "Enter the quantity of at least one line.", "lines"))
+    if missing:
+        raise EpixError(missing)
+    try:
+        return EndorsementIn.model_validate(
+            {
+                "side": form.side,
+                "port": form.port,
+                "date": form.date,
+                "officer": form.officer,
+                "transport_document": form.transport_document,
+                "lines": [
+                    {"line_id": line.line_id, "quantity": line.quantity.strip(), "unit": line.unit}
+                    for line in sent
+                ],
+            }
+        )
+    except ValidationError as invalid:
+        raise EpixError(validation_findings(invalid.errors())) from None
+
+
+def _endorse_field(location: str | None, form: EndorseForm, sent: list[EndorseLine]) -> str | None:
+    """The id of the form field a refusal's location names: ``lines/<i>...`` is the i-th
+    quantity sent (``lines`` alone, the first line), the others by name."""
+    parts = (location or "").split("/")
+    if parts[0] != "lines":
+        return _ENDORSE_FIELDS.get(parts[0])
+    if len(parts) == 1:
+        return form.lines[0].field if form.lines else None
+    index = int(parts[1]) if parts[1].isdigit() else len(sent)
+    return sent[index].field if index < len(sent) else None
 
 
 @router.get("/registry", response_class=HTMLResponse)

@@ -101,10 +101,11 @@ def open_checked_on_the_server(browser: WebDriver, node: LiveNode) -> None:
     wait(browser).until(ec.visibility_of_element_located((By.ID, "verdict")))
 
 
-def refuse_an_endorsement(browser: WebDriver) -> None:
-    """More on line 1 than the permit allows: refused by the node (EPIX-QTY-001)."""
+def refuse_an_endorsement(browser: WebDriver, quantity_id: str = "qty-1") -> None:
+    """More on line 1 than the permit allows: refused by the node (EPIX-QTY-001).
+    ``quantity_id``: line 1's field (``qty-0`` on the page answered on the server)."""
     fill_border_details(browser)
-    quantity = browser.find_element(By.ID, "qty-1")
+    quantity = browser.find_element(By.ID, quantity_id)
     quantity.clear()
     quantity.send_keys("99999")
     browser.find_element(By.ID, "endorse-button").click()
@@ -126,6 +127,14 @@ def test_every_control_has_a_name_and_every_page_a_language_and_ordered_headings
     assert accessibility_problems(browser) == []
 
     open_checked_on_the_server(browser, live_node)
+    assert accessibility_problems(browser) == []
+    refuse_an_endorsement(browser, "qty-0")  # the endorse form answered on the server
+    assert accessibility_problems(browser) == []
+    quantity = browser.find_element(By.ID, "qty-0")
+    quantity.clear()
+    quantity.send_keys("1")
+    browser.find_element(By.ID, "endorse-button").click()
+    wait(browser).until(ec.visibility_of_element_located((By.ID, "endorse-result")))
     assert accessibility_problems(browser) == []
 
     browser.get(f"{live_node.url}/web/registry")

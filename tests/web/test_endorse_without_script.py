@@ -1,0 +1,256 @@
+"""Endorsing where the page's script does not run: the check page's endorse form is posted to
+/web/endorse, which endorses through the API's own ``endorse_once`` (the same rules, audit and
+Idempotency-Key record), protected against other sites as the API is."""
+
+from __future__ import annotations
+
+import html
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+
+import httpx
+import pytest
+from selenium.webdriver.chrome.webdriver import WebDriver
+from selenium.webdriver.common.by import By
+from selenium.webdriver.support import expected_conditions as ec
+from selenium.webdriver.support.ui import Select
+from sqlalchemy import select
+
+from epix.audit.models import AuditEvent
+from epix.endorsements.models import Endorsement
+from epix.exchange.models import Permit
+from tests.web.conftest import (
+    OFFICER,
+    OFFICER_PASSWORD,
+    LiveNode,
+    OtherOrigin,
+    fill_border_details,
+    log_in,
+    severe_console_messages,
+    submit_login,
+    wait,
+)
+
+
+def _endorsements(node: LiveNode) -> list[Endorsement]:
+    with node.database.read() as session:
+        permit = session.scalar(select(Permit).where(Permit.number == node.permit_number))
+        assert permit is not None
+        return list(session.scalars(select(Endorsement).where(Endorsement.permit_id == permit.id)))
+
+
+def _open_check_page(browser: WebDriver, node: LiveNode) -> None:
+    log_in(browser, node)
+    wait(browser).until(ec.url_contains("/web/lookup"))
+    browser.get(f"{node.url}/web/check?party=XA&number={node.permit_number}")
+    wait(browser).until(ec.visibility_of_element_located((By.ID, "endorse-form")))
+
+
+@pytest.mark.browser
+def test_without_script_an_officer_endorses_on_the_check_page(
+    browser_without_script: WebDriver, live_node: LiveNode
+) -> None:
+    browser = browser_without_script
+    _open_check_page(browser, live_node)
+    side = Select(browser.find_element(By.ID, "side"))
+    assert [option.get_attribute("value") for option in side.options] == ["import"]  # XB imports
+    today = datetime.now(UTC).date().isoformat()
+    assert browser.find_element(By.ID, "date").get_attribute("value") == today
+    remaining = browser.find_elements(By.CSS_SELECTOR, "#lines tbody tr td")[7].text
+    assert browser.find_element(By.ID, "qty-0").get_attribute("value") == remaining
+    fill_border_details(browser)
+    browser.find_element(By.ID, "endorse-button").click()
+
+    result = wait(browser).until(ec.visibility_of_element_located((By.ID, "endorse-result")))
+    (recorded,) = _endorsements(live_node)
+    assert result.text == f"Endorsed: {recorded.endorsement_id}"
+    assert browser.current_url == f"{live_node.url}/web/endorse"
+    assert browser.find_element(By.ID, "endorsed-port").text == "NLRTM"
+    assert browser.find_element(By.ID, "endorsed-officer").text == "Officer J. Jansen"
+    assert remaining in browser.find_element(By.ID, "endorsed-lines").text
+    assert (recorded.side, recorded.officer) == ("import", "Officer J. Jansen")
+    assert browser.find_elements(By.ID, "replayed") == []
+    assert severe_console_messages(browser) == []
+
+    # Back to the form and Endorse again (the answer seemed lost): the browser sends the same
+    # form with the same Idempotency-Key, and the node answers with what it recorded.
+    browser.back()
+    wait(browser).until(ec.visibility_of_element_located((By.ID, "endorse-form")))
+    browser.find_element(By.ID, "endorse-button").click()
+    wait(browser).until(ec.visibility_of_element_located((By.ID, "replayed")))
+    assert (
+        browser.find_element(By.ID, "endorse-result").text == f"Endorsed: {recorded.endorsement_id}"
+    )
+    assert len(_endorsements(live_node)) == 1
+
+    browser.find_element(By.ID, "check-again").click()
+    status = wait(browser).until(ec.visibility_of_element_located((By.ID, "status")))
+    assert status.text == "USED"
+
+
+@pytest.mark.browser
+def test_without_script_a_refused_endorsement_keeps_the_input_and_links_the_field(
+    browser_without_script: WebDriver, live_node: LiveNode
+) -> None:
+    browser = browser_without_script
+    _open_check_page(browser, live_node)
+    fill_border_details(browser)
+    quantity = browser.find_element(By.ID, "qty-0")
+    quantity.clear()
+    quantity.send_keys("999999")
+    browser.find_element(By.ID, "endorse-button").click()
+
+    problem = wait(browser).until(ec.visibility_of_element_located((By.ID, "problem")))
+    assert "EPIX-QTY-001" in problem.text
+    assert browser.title.startswith("Error:")
+    assert browser.switch_to.active_element == problem  # focused without script: read out
+    link = problem.find_element(By.CSS_SELECTOR, "a")
+    assert link.get_attribute("href") == f"{live_node.url}/web/endorse#qty-0"
+    quantity = browser.find_element(By.ID, "qty-0")
+    assert quantity.get_attribute("value") == "999999"
+    assert quantity.get_attribute("aria-invalid") == "true"
+    described = (quantity.get_attribute("aria-describedby") or "").split()
+    assert described == ["qty-hint", "qty-0-error"]
+    assert "EPIX-QTY-001" in browser.find_element(By.ID, "qty-0-error").text
+    assert browser.find_element(By.ID, "port").get_attribute("value") == "NLRTM"
+    assert browser.find_element(By.ID, "officer").get_attribute("value") == "Officer J. Jansen"
+    assert _endorsements(live_node) == []
+
+    # Corrected and sent again from the same page: recorded.
+    quantity.clear()
+    quantity.send_keys("1")
+    browser.find_element(By.ID, "endorse-button").click()
+    wait(browser).until(ec.visibility_of_element_located((By.ID, "endorse-result")))
+    assert len(_endorsements(live_node)) == 1
+
+
+@pytest.mark.browser
+def test_without_script_a_logged_out_officer_is_brought_to_log_in(
+    browser_without_script: WebDriver, live_node: LiveNode
+) -> None:
+    browser = browser_without_script
+    _open_check_page(browser, live_node)
+    live_node.end_web_sessions(OFFICER)  # a log-out in another tab, a password change
+    fill_border_details(browser)
+    browser.find_element(By.ID, "endorse-button").click()
+    wait(browser).until(ec.url_contains("/web/login?next="))
+    assert _endorsements(live_node) == []
+    submit_login(browser)
+    wait(browser).until(ec.visibility_of_element_located((By.ID, "endorse-form")))
+    assert browser.current_url.startswith(f"{live_node.url}/web/check?party=XA&number=")
+
+
+@pytest.mark.browser
+def test_an_endorse_form_on_another_site_is_refused(
+    browser_without_script: WebDriver, live_node: LiveNode, page_of_another_origin: OtherOrigin
+) -> None:
+    browser = browser_without_script
+    log_in(browser, live_node)
+    wait(browser).until(ec.url_contains("/web/lookup"))
+    fields = {
+        "party": "XA",
+        "number": live_node.permit_number,
+        "idempotency_key": "forged-1",
+        "side": "import",
+        "port": "NLRTM",
+        "date": datetime.now(UTC).date().isoformat(),
+        "officer": "Someone Else",
+        "transport_document": "X",
+        "line_id": "1",
+        "unit": "KGM",
+        "species": "",
+        "quantity": "1",
+    }
+    hidden = "".join(f'<input type="hidden" name="{k}" value="{v}">' for k, v in fields.items())
+    action = f"{live_node.url}/web/endorse"
+    browser.get(
+        page_of_another_origin(
+            f'<form method="post" action="{action}">{hidden}'
+            '<button id="go">Win a prize</button></form>'
+        )
+    )
+    browser.find_element(By.ID, "go").click()
+    problem = wait(browser).until(ec.visibility_of_element_located((By.ID, "problem")))
+    assert "EPIX-AUTH-012" in problem.text
+    assert browser.find_elements(By.ID, "endorse-form") == []  # nothing it sent is shown back
+    assert _endorsements(live_node) == []
+
+
+@contextmanager
+def _logged_in_client(node: LiveNode) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=node.url, headers={"Accept": "text/html"}) as client:
+        login = client.post("/web/login", data={"username": OFFICER, "password": OFFICER_PASSWORD})
+        assert login.status_code == 303, login.text
+        yield client
+
+
+def _form_of(page: str, **typed: str) -> dict[str, list[str]]:
+    """The endorse form's fields as the browser sends them: the values as offered (hidden
+    fields, the date, the quantities) and those in ``typed``."""
+    form = page[page.index('<form id="endorse-form"') :]
+    form = form[: form.index("</form>")]
+    fields: dict[str, list[str]] = {"side": ["import"]}
+    for name, value in re.findall(r'<input[^>]*?name="([^"]+)"[^>]*?value="([^"]*)"', form):
+        fields.setdefault(name, []).append(html.unescape(value))
+    return {**fields, **{name: [value] for name, value in typed.items()}}
+
+
+def test_the_same_endorse_form_posted_twice_records_once(live_node: LiveNode) -> None:
+    """A reload of the answer, or Back and Endorse again, sends the same form with the same
+    Idempotency-Key: the second answer is the first endorsement, not a second one."""
+    with _logged_in_client(live_node) as client:
+        page = client.get("/web/check", params={"party": "XA", "number": live_node.permit_number})
+        form = _form_of(page.text, port="NLRTM", officer="J. Jansen", transport_document="AWB 1")
+        assert form["idempotency_key"][0]
+        first = client.post("/web/endorse", data=form)
+        again = client.post("/web/endorse", data=form)
+    assert first.status_code == again.status_code == 200, first.text
+    (recorded,) = _endorsements(live_node)
+    assert f"Endorsed: {recorded.endorsement_id}" in first.text
+    assert f"Endorsed: {recorded.endorsement_id}" in again.text
+    assert 'id="replayed"' not in first.text and 'id="replayed"' in again.text
+    with live_node.database.read() as session:
+        actions = session.scalars(
+            select(AuditEvent.action).where(AuditEvent.action.like("endorsement.%"))
+        ).all()
+    assert sorted(actions) == ["endorsement.record", "endorsement.replay"]
+
+
+def test_a_form_sent_again_with_other_values_gets_a_key_of_its_own(live_node: LiveNode) -> None:
+    """Back, a value changed, Endorse: the key answered another request (EPIX-REQ-013); the
+    form shown with that refusal carries a new key, so sending it is judged afresh (here: the
+    side is endorsed already, EPIX-STATE-005), never stuck on the old key."""
+    with _logged_in_client(live_node) as client:
+        page = client.get("/web/check", params={"party": "XA", "number": live_node.permit_number})
+        form = _form_of(page.text, port="NLRTM", officer="J. Jansen", transport_document="AWB 1")
+        assert client.post("/web/endorse", data=form).status_code == 200
+        changed = client.post("/web/endorse", data={**form, "officer": ["K. Other"]})
+        resent = _form_of(changed.text)
+        again = client.post("/web/endorse", data=resent)
+    assert "EPIX-REQ-013" in changed.text
+    assert (
+        resent["officer"] == ["K. Other"] and resent["idempotency_key"] != form["idempotency_key"]
+    )
+    assert again.status_code == 409 and "EPIX-STATE-005" in again.text
+    assert len(_endorsements(live_node)) == 1
+
+
+def test_an_endorse_form_posted_by_another_origin_is_refused_over_http(
+    live_node: LiveNode,
+) -> None:
+    with _logged_in_client(live_node) as client:
+        refused = client.post(
+            "/web/endorse",
+            data={"party": "XA", "number": live_node.permit_number, "idempotency_key": "k"},
+            headers={"Origin": "http://evil.example"},
+        )
+        logged_out = httpx.post(
+            f"{live_node.url}/web/endorse",
+            data={"party": "XA", "number": live_node.permit_number},
+        )
+    assert refused.status_code == 403 and "EPIX-AUTH-012" in refused.text
+    assert logged_out.status_code == 303
+    assert logged_out.headers["location"].startswith("/web/login?next=%2Fweb%2Fcheck%3Fparty%3DXA")
+    assert _endorsements(live_node) == []
