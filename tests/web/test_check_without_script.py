@@ -5,6 +5,9 @@ Content-Security-Policy."""
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Iterator
+
 import httpx
 import pytest
 from selenium.webdriver.chrome.webdriver import WebDriver
@@ -232,14 +235,35 @@ def test_without_script_a_permit_with_a_security_token_is_checked_with_it(
     assert all(TOKEN not in repr(vars(event)) for event in lookups)
 
 
+@pytest.fixture
+def access_lines(live_node: LiveNode) -> Iterator[list[str]]:
+    """The live node's access log lines (uvicorn's, after its secret-query filter) while the
+    test runs."""
+    logger = logging.getLogger("uvicorn.access")
+    lines: list[str] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            lines.append(record.getMessage())
+
+    handler, level = Keep(), logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    try:
+        yield lines
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+
+
 def test_without_script_a_wrong_or_missing_token_is_refused_as_the_api_refuses_it(
-    live_node: LiveNode, permit_with_token: str
+    live_node: LiveNode, permit_with_token: str, access_lines: list[str]
 ) -> None:
     with httpx.Client(base_url=live_node.url, headers={"Accept": "text/html"}) as client:
         login = client.post("/web/login", data={"username": THIRD, "password": THIRD_PASSWORD})
         assert login.status_code == 303, login.text
         path = f"/v1/permits/XA/{permit_with_token}"
-        api = client.get(path, params={"token": "not-the-token"}, headers={"Accept": "*/*"})
+        api = client.get(path, params={"token": "nope-nope"}, headers={"Accept": "*/*"})
         wrong = client.post(
             "/web/check", data={"party": "XA", "number": permit_with_token, "token": "nope-nope"}
         )
@@ -258,6 +282,9 @@ def test_without_script_a_wrong_or_missing_token_is_refused_as_the_api_refuses_i
     assert right.status_code == 200 and 'id="verdict"' in right.text
     assert right.headers["cache-control"] == "no-store"
     assert TOKEN not in right.text
+    assert any("POST /web/check " in line for line in access_lines), access_lines
+    assert any("token=[redacted]" in line for line in access_lines)  # the API's lookup
+    assert not [line for line in access_lines if TOKEN in line or "nope-nope" in line]
 
 
 def test_without_script_a_token_check_when_logged_out_asks_for_the_token_again(

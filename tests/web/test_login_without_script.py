@@ -125,6 +125,6 @@ def test_a_lookup_sent_before_the_script_runs_keeps_the_security_token_out_of_th
     browser.find_element(By.ID, "number").send_keys(live_node.permit_number)
     browser.find_element(By.ID, "token").send_keys("issuer-secret-token")
     browser.find_element(By.ID, "lookup-button").click()
-    # Not logged in: on to the login page, to come back to /web/check?party=...&number=...
+    # Not logged in: on to the login page, to come back to the form (the token typed again).
     wait(browser).until(ec.url_contains("number%3D"))
     assert "issuer-secret-token" not in unquote(browser.current_url)
