@@ -19,6 +19,8 @@ from selenium.webdriver.support.ui import Select
 from sqlalchemy import select
 
 from epix.audit.models import AuditEvent
+from epix.auth import service as auth
+from epix.auth.principal import Role
 from epix.endorsements.models import Endorsement
 from epix.exchange.models import Permit
 from tests.web.conftest import (
@@ -253,4 +255,36 @@ def test_an_endorse_form_posted_by_another_origin_is_refused_over_http(
     assert refused.status_code == 403 and "EPIX-AUTH-012" in refused.text
     assert logged_out.status_code == 303
     assert logged_out.headers["location"].startswith("/web/login?next=%2Fweb%2Fcheck%3Fparty%3DXA")
+    assert _endorsements(live_node) == []
+
+
+def test_only_customs_get_the_endorse_form_and_may_post_it(live_node: LiveNode) -> None:
+    """XB's Management Authority sees the permit but no endorse form, and a form posted
+    anyway is refused for the role (EPIX-AUTH-004), audited as the API's refusal is."""
+    with live_node.database.unit_of_work() as session:
+        auth.create_user(
+            session,
+            username="ma-xb",
+            party="XB",
+            authority="XB Management Authority (DEMO)",
+            roles=[Role.MANAGEMENT_AUTHORITY],
+            password="a management passphrase",
+        )
+    with httpx.Client(base_url=live_node.url, headers={"Accept": "text/html"}) as client:
+        login = client.post(
+            "/web/login", data={"username": "ma-xb", "password": "a management passphrase"}
+        )
+        assert login.status_code == 303, login.text
+        page = client.get("/web/check", params={"party": "XA", "number": live_node.permit_number})
+        refused = client.post(
+            "/web/endorse", data={"party": "XA", "number": live_node.permit_number}
+        )
+    assert 'id="verdict"' in page.text and 'id="endorse-form"' not in page.text
+    assert refused.status_code == 403 and "EPIX-AUTH-004" in refused.text
+    assert 'id="endorse-form"' not in refused.text
+    with live_node.database.read() as session:
+        denied = session.scalars(
+            select(AuditEvent.actor_username).where(AuditEvent.action == "auth.denied")
+        ).all()
+    assert denied == ["ma-xb"]
     assert _endorsements(live_node) == []
