@@ -261,6 +261,7 @@ def test_an_endorse_form_posted_by_another_origin_is_refused_over_http(
 def test_only_customs_get_the_endorse_form_and_may_post_it(live_node: LiveNode) -> None:
     """XB's Management Authority sees the permit but no endorse form, and a form posted
     anyway is refused for the role (EPIX-AUTH-004), audited as the API's refusal is."""
+    password = auth.hash_password("a management passphrase")
     with live_node.database.unit_of_work() as session:
         auth.create_user(
             session,
@@ -268,7 +269,7 @@ def test_only_customs_get_the_endorse_form_and_may_post_it(live_node: LiveNode) 
             party="XB",
             authority="XB Management Authority (DEMO)",
             roles=[Role.MANAGEMENT_AUTHORITY],
-            password="a management passphrase",
+            password=password,
         )
     with httpx.Client(base_url=live_node.url, headers={"Accept": "text/html"}) as client:
         login = client.post(
