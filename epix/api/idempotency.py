@@ -61,15 +61,19 @@ async def _idempotency_key(
 IdempotencyKeyHeader = Annotated[str | None, Depends(_idempotency_key)]
 
 
-def keyed_request(key: str | None, request: Request, body: BaseModel) -> IdempotencyKey | None:
+def keyed_request(
+    key: str | None, request: Request, body: BaseModel, *, path: str | None = None
+) -> IdempotencyKey | None:
     """The key with the SHA-256 of method, path and body (parsed, keys sorted, defaults filled
-    in: spacing, key order or an explicit default do not make another request)."""
+    in: spacing, key order or an explicit default do not make another request). ``path``: the
+    API address the request stands for, where its own does not name the permit (a page's
+    form posted to /web/endorse)."""
     if key is None:
         return None
     canonical = json.dumps(
         body.model_dump(mode="json"), sort_keys=True, separators=(",", ":"), ensure_ascii=False
     )
-    fingerprint = "\n".join((request.method, request.url.path, canonical))
+    fingerprint = "\n".join((request.method, path or request.url.path, canonical))
     return IdempotencyKey(key, hashlib.sha256(fingerprint.encode()).hexdigest())
 
 

@@ -404,7 +404,14 @@ def endorse_form(
             party=party,
             number=number,
             body=body,
-            key=keyed_request(check_key(idempotency_key), request, body),
+            # Fingerprinted as the API's request for this permit: the form's key sent for
+            # another permit is another request (EPIX-REQ-013), not the first one's answer.
+            key=keyed_request(
+                check_key(idempotency_key),
+                request,
+                body,
+                path=f"/v1/permits/{party}/{number}/endorsements",
+            ),
         )
     except EpixError as refusal:
         if refusal.findings[0].code == "EPIX-REQ-013":

@@ -289,3 +289,23 @@ def test_only_customs_get_the_endorse_form_and_may_post_it(live_node: LiveNode) 
         ).all()
     assert denied == ["ma-xb"]
     assert _endorsements(live_node) == []
+
+
+def test_an_endorse_form_key_sent_for_another_permit_records_nothing_in_its_name(
+    live_node: LiveNode,
+) -> None:
+    """The form's key with the same values but another permit (a form kept from another
+    page, its hidden number changed) is another request, as it is for the API, whose path
+    names the permit: refused (EPIX-REQ-013), never the first permit's endorsement shown as
+    if it were this one's."""
+    other = f"{live_node.permit_number}-2"
+    live_node.submit_permit(other)
+    with _logged_in_client(live_node) as client:
+        page = client.get("/web/check", params={"party": "XA", "number": live_node.permit_number})
+        form = _form_of(page.text, port="NLRTM", officer="J. Jansen", transport_document="AWB 1")
+        assert client.post("/web/endorse", data=form).status_code == 200
+        elsewhere = client.post("/web/endorse", data={**form, "number": [other]})
+    assert elsewhere.status_code == 422, elsewhere.text
+    assert "EPIX-REQ-013" in elsewhere.text
+    assert 'id="endorsed"' not in elsewhere.text
+    assert len(_endorsements(live_node)) == 1
