@@ -137,3 +137,33 @@ def test_login_returns_only_to_a_page_of_this_node(browser: WebDriver, live_node
     browser.get(f"{live_node.url}/web/login?next={quote('/web/registry?x=1', safe='')}")
     submit_login(browser)
     wait(browser).until(ec.url_to_be(f"{live_node.url}/web/registry?x=1"))
+
+
+def test_a_security_token_is_not_kept_while_the_officer_logs_in_again(
+    browser: WebDriver, live_node: LiveNode
+) -> None:
+    """The token is a secret printed on the paper permit: it stays out of the tab's storage like
+    a password. Back from the login the permit is filled in, the officer is asked for the token
+    again, and nothing is looked up without it (that could be refused as an unknown permit)."""
+    token = "S3CRET-TOKEN-0042"
+    log_in(browser, live_node)
+    wait(browser).until(ec.text_to_be_present_in_element((By.ID, "who"), OFFICER))
+    browser.find_element(By.ID, "party").send_keys("XA")
+    browser.find_element(By.ID, "number").send_keys(live_node.permit_number)
+    browser.find_element(By.ID, "token").send_keys(token)
+    live_node.end_web_sessions(OFFICER)
+
+    browser.find_element(By.ID, "lookup-button").click()
+    wait(browser).until(ec.url_contains("/web/login"))
+    kept = browser.execute_script("return sessionStorage.getItem('epix.typed-values')")
+    assert live_node.permit_number in kept  # what was typed is kept ...
+    assert token not in kept  # ... but the token
+    submit_login(browser)
+    wait(browser).until(
+        ec.text_to_be_present_in_element((By.ID, "notice"), "Type the security token again")
+    )
+    assert value_of(browser, "party") == "XA"
+    assert value_of(browser, "number") == live_node.permit_number
+    assert value_of(browser, "token") == ""
+    assert browser.switch_to.active_element.get_attribute("id") == "token"
+    assert not browser.find_element(By.ID, "result").is_displayed()

@@ -148,7 +148,8 @@ async function api(method, path, body, { lineInputs, headers, noAnswer } = {}) {
 let me = null;
 
 // What the officer typed when their session ended, kept in this tab only (sessionStorage) until
-// they are back on the same page as the same person. Passwords are never kept.
+// they are back on the same page as the same person. Passwords are never kept, nor is a field
+// marked data-secret (a permit's security token): the form only notes that one was typed.
 const TYPED_KEY = "epix.typed-values";
 const TYPED_MAX_AGE_MS = 60 * 60 * 1000;
 
@@ -157,12 +158,15 @@ function keepTypedValues() {
   for (const form of document.querySelectorAll("form[data-keep]")) {
     if (form.closest("[hidden]")) continue; // not in view: nothing typed there
     const values = {};
+    let secretLeftOut = false;
     for (const field of form.elements) {
       const key = field.name || field.id;
       const typed = ["INPUT", "SELECT", "TEXTAREA"].includes(field.tagName);
-      if (key && typed && field.type !== "password") values[key] = field.value;
+      if (!key || !typed || field.type === "password") continue;
+      if ("secret" in field.dataset) secretLeftOut ||= field.value !== "";
+      else values[key] = field.value;
     }
-    forms[form.id] = { subject: form.dataset.subject || null, values };
+    forms[form.id] = { subject: form.dataset.subject || null, values, secretLeftOut };
   }
   const typed = { path: location.pathname + location.search, user: me ? me.username : null, at: Date.now(), forms };
   try { sessionStorage.setItem(TYPED_KEY, JSON.stringify(typed)); } catch (_) { /* storage off */ }
@@ -542,6 +546,13 @@ async function restoreTypedValues(who) {
   await who;
   const typed = takeTypedValues();
   if (typed) restoreForm($("lookup-form"), typed.forms["lookup-form"]);
+  const secretLeftOut = typed && typed.forms["lookup-form"] && typed.forms["lookup-form"].secretLeftOut;
+  if (secretLeftOut || params.get("retype_token")) {
+    // Looked up without the token the officer typed, the permit could be refused as unknown.
+    if (secretLeftOut) notice("Type the security token again: it is not kept while you log in.");
+    $("token").focus();
+    return;
+  }
   if (!(params.get("party") && params.get("number")) && !typed) return;
   const permit = typedPermit();
   if (!permit.party || !permit.number) return;
