@@ -335,6 +335,13 @@ FormText = Annotated[str, Form(max_length=200)]
 FormList = Annotated[list[str] | None, Form(max_length=MAX_LINES)]
 
 
+@router.get("/endorse", response_class=RedirectResponse)
+def endorse_address() -> RedirectResponse:
+    """The endorse answer's address opened again from the address bar or a bookmark: the form
+    is sent from a permit's check page, so on to the check page (it was a 405 refusal)."""
+    return RedirectResponse("/web/lookup", status_code=303)
+
+
 @router.post("/endorse", response_class=HTMLResponse)
 def endorse_form(
     request: Request,

@@ -60,6 +60,15 @@ def test_a_refused_address_is_a_page_in_a_browser(
     assert response.headers["cache-control"] == "no-store"  # as every page
 
 
+def test_the_endorse_answers_address_opened_again_leads_to_the_check_page(
+    client: TestClient,
+) -> None:
+    """Enter in the address bar on an endorsement's answer page sends a GET to the form's
+    address: not a refusal, but the way back to checking a permit."""
+    response = client.get("/web/endorse", follow_redirects=False)
+    assert (response.status_code, response.headers["location"]) == (303, "/web/lookup")
+
+
 def test_what_was_typed_into_the_address_is_only_text(client: TestClient) -> None:
     response = client.get("/web/<script>alert(1)</script>")
     assert response.status_code == 404
