@@ -31,6 +31,9 @@ HEADER_SECURITY_TOKEN = "x-epix-security-token"  # noqa: S105 - a header name, n
 
 _IDENTIFIER = re.compile(r"[A-Za-z0-9._:\-]{1,128}")
 _PARTY = re.compile(r"[A-Z]{2}|CITES")
+# Printed on the paper permit and typed at the border; an HTTP header carries only ISO-8859-1,
+# so a token beyond ASCII would be one string when submitted and another when typed.
+_TOKEN = re.compile(r"[!-~]{8,128}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,11 +110,12 @@ def envelope_from_headers(headers: Mapping[str, str]) -> Envelope:
     if conversation_id is not None:
         _check(findings, conversation_id, "X-EPIX-Conversation-Id", _IDENTIFIER)
     token = lowered.get(HEADER_SECURITY_TOKEN) or None
-    if token is not None and not 8 <= len(token) <= 128:
+    if token is not None and not _TOKEN.fullmatch(token):
         findings.append(
             Finding(
                 "EPIX-REQ-004",
-                "X-EPIX-Security-Token must be 8 to 128 characters.",
+                "X-EPIX-Security-Token must be 8 to 128 characters: ASCII letters, digits and "
+                "punctuation, no spaces.",
                 "X-EPIX-Security-Token",
             )
         )
