@@ -40,17 +40,22 @@ OFFICER_PASSWORD = "correct horse battery staple"
 
 
 def create_officer(
-    database: Database, username: str = OFFICER, password: str = OFFICER_PASSWORD, party: str = "XB"
+    database: Database,
+    username: str = OFFICER,
+    password: str = OFFICER_PASSWORD,
+    party: str = "XB",
+    role: Role = Role.CUSTOMS,
 ) -> None:
-    """A customs officer of ``party``; XB is the importing Party of the permits on file."""
+    """A person of ``party`` in ``role`` (customs unless said otherwise); XB is the importing
+    Party of the permits on file."""
     hashed = auth.hash_password(password)
     with database.unit_of_work() as session:
         auth.create_user(
             session,
             username=username,
             party=party,
-            authority=f"{party} Customs (DEMO)",
-            roles=[Role.CUSTOMS],
+            authority=f"{party} {role.value.replace('_', ' ').title()} (DEMO)",
+            roles=[role],
             password=hashed,
         )
 

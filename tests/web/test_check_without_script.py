@@ -16,13 +16,13 @@ from selenium.webdriver.support import expected_conditions as ec
 from sqlalchemy import select
 
 from epix.audit.models import AuditEvent
-from epix.auth import service as auth
 from epix.auth.principal import Role
 from epix.exchange.lookup import ACTION_LOOKUP
 from tests.web.conftest import (
     OFFICER,
     LiveNode,
     back_after_logging_out,
+    create_officer,
     log_in,
     rows_used,
     severe_console_messages,
@@ -155,16 +155,9 @@ def test_the_check_page_shows_no_permit_the_api_would_not(live_node: LiveNode) -
     """Party scoping as for the API: a user of a Party that is neither the issuer nor the
     destination, in a role that does not check permits, gets the same EPIX-STATE-007, and the
     refusal is audited the same way."""
-    password = auth.hash_password("another long passphrase")
-    with live_node.database.unit_of_work() as session:
-        auth.create_user(
-            session,
-            username="officer-xc",
-            party="XC",
-            authority="XC node operator (DEMO)",
-            roles=[Role.NODE_ADMIN],
-            password=password,
-        )
+    create_officer(
+        live_node.database, "officer-xc", "another long passphrase", "XC", Role.NODE_ADMIN
+    )
     with httpx.Client(base_url=live_node.url, headers={"Accept": "text/html"}) as client:
         login = client.post(
             "/web/login", data={"username": "officer-xc", "password": "another long passphrase"}

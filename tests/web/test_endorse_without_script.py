@@ -19,7 +19,6 @@ from selenium.webdriver.support.ui import Select
 from sqlalchemy import select
 
 from epix.audit.models import AuditEvent
-from epix.auth import service as auth
 from epix.auth.principal import Role
 from epix.endorsements.models import Endorsement
 from epix.exchange.models import Permit
@@ -28,6 +27,7 @@ from tests.web.conftest import (
     OFFICER_PASSWORD,
     LiveNode,
     OtherOrigin,
+    create_officer,
     fill_border_details,
     log_in,
     severe_console_messages,
@@ -261,16 +261,9 @@ def test_an_endorse_form_posted_by_another_origin_is_refused_over_http(
 def test_only_customs_get_the_endorse_form_and_may_post_it(live_node: LiveNode) -> None:
     """XB's Management Authority sees the permit but no endorse form, and a form posted
     anyway is refused for the role (EPIX-AUTH-004), audited as the API's refusal is."""
-    password = auth.hash_password("a management passphrase")
-    with live_node.database.unit_of_work() as session:
-        auth.create_user(
-            session,
-            username="ma-xb",
-            party="XB",
-            authority="XB Management Authority (DEMO)",
-            roles=[Role.MANAGEMENT_AUTHORITY],
-            password=password,
-        )
+    create_officer(
+        live_node.database, "ma-xb", "a management passphrase", "XB", Role.MANAGEMENT_AUTHORITY
+    )
     with httpx.Client(base_url=live_node.url, headers={"Accept": "text/html"}) as client:
         login = client.post(
             "/web/login", data={"username": "ma-xb", "password": "a management passphrase"}
