@@ -9,7 +9,7 @@ from enum import StrEnum
 from functools import cached_property, lru_cache
 from pathlib import Path
 from typing import Literal
-from urllib.parse import unquote, urlsplit
+from urllib.parse import SplitResult, unquote, urlsplit
 
 from pydantic import Field, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -438,8 +438,7 @@ class Settings(LogFormatSetting):
         source) for years: a follower identifies itself with EPIX_PEER_API_KEYS' CITES key."""
         if not value:
             return None
-        _check_http_url(value)
-        parts = urlsplit(value)
+        parts = _check_http_url(value)
         if parts.username is not None or parts.password is not None:
             raise ValueError(
                 "must not carry a user name or password (it is logged and audited); give the "
@@ -466,9 +465,9 @@ class Settings(LogFormatSetting):
         return f"sqlite:///{(self.data_dir / 'epix.sqlite3').resolve()}"
 
 
-def _check_http_url(value: str) -> None:
-    """ValueError unless ``value`` is an http(s) URL with a host and, if any, a valid port; the
-    message never repeats the value, which may carry a password."""
+def _check_http_url(value: str) -> SplitResult:
+    """``value``'s parts, or ValueError unless it is an http(s) URL with a host and, if any, a
+    valid port; the message never repeats the value, which may carry a password."""
     parts = urlsplit(value)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ValueError("must be an http:// or https:// URL with a host")
@@ -476,6 +475,7 @@ def _check_http_url(value: str) -> None:
         parts.port  # noqa: B018 - raises on a port that is not a number in range
     except ValueError:
         raise ValueError("has a port that is not a number from 1 to 65535") from None
+    return parts
 
 
 # Read by the test suite (tests/conftest.py and fuzzing tests), never by the node.

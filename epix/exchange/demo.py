@@ -126,7 +126,7 @@ def bootstrap_demo(database: Database, settings: Settings) -> DemoSetup:
     secretariat = _account(
         "cites-secretariat", SECRETARIAT_PARTY, "CITES Secretariat", Role.SECRETARIAT
     )
-    authorities: list[tuple[str, str, str, bytes, _DemoAccount]] = []
+    authorities: list[tuple[str, bytes, _DemoAccount]] = []
     for party in DEMO_PARTIES:
         for kind, label, role in (
             (MANAGEMENT_AUTHORITY, "Management Authority", Role.MANAGEMENT_AUTHORITY),
@@ -137,7 +137,7 @@ def bootstrap_demo(database: Database, settings: Settings) -> DemoSetup:
                 keys_dir, f"{party}-{kind}", party=party, role=kind, common_name=name
             )
             account = _account(f"{party.lower()}-{kind}", party, name, role)
-            authorities.append((party, kind, name, cert_pem, account))
+            authorities.append((kind, cert_pem, account))
     node = node_identity(settings.data_dir, settings.node_party)
     node_admin = _account("node-admin", settings.node_party, "Node operator", Role.NODE_ADMIN)
     with database.unit_of_work() as session:
@@ -147,8 +147,8 @@ def bootstrap_demo(database: Database, settings: Settings) -> DemoSetup:
         for party in sorted(parties):
             if repository.get_party(session, party) is None:
                 registry.add_party(session, code=party, name=f"Demo Party {party}", actor=actor)
-        for party, kind, name, cert_pem, account in authorities:
-            _register(session, actor, party, kind, name, cert_pem)
+        for kind, cert_pem, account in authorities:
+            _register(session, actor, account.party, kind, account.authority, cert_pem)
             users.append(_user(session, account))
         _register(session, actor, node.party, NODE_ROLE, f"EPIX node {node.party}", node.cert_pem)
         users.append(_user(session, node_admin))

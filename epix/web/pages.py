@@ -425,17 +425,13 @@ def endorse_form(
             # This form's key answered another request (Back, values changed, Endorse): the
             # form sent again is a new request, judged afresh, under a key of its own.
             form = replace(form, key=str(uuid.uuid4()))
-        field_of = {
-            finding.location: field
-            for finding in refusal.findings
-            if (field := _endorse_field(finding.location, form, sent)) is not None
-        }
-        field_errors: dict[str, str] = {}
+        field_of: dict[str | None, str] = {}  # a finding's location: its field's id
+        field_errors: dict[str, str] = {}  # a field's id: the first finding on it
         for finding in refusal.findings:
-            if finding.location in field_of:
-                field_errors.setdefault(
-                    field_of[finding.location], f"{finding.code}: {finding.message}"
-                )
+            field = _endorse_field(finding.location, form, sent)
+            if field is not None:
+                field_of[finding.location] = field
+                field_errors.setdefault(field, f"{finding.code}: {finding.message}")
         return _page(
             request,
             "endorse.html",
