@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import contextlib
+import fcntl
 import os
 import secrets
 from pathlib import Path
@@ -51,16 +51,26 @@ def derived_key(settings: Settings, purpose: bytes) -> bytes:
 
 
 def _publish(path: Path, secret: str) -> None:
-    """Write ``secret`` to a file of its own, then link that in as ``path``: the web processes
-    of ``--workers N`` start at once and each makes the key on a first start, so a process
-    must never read the key file before it is written (it read an empty key), and when two
-    make one, the first link wins and both read its key."""
-    written = path.with_name(f".{path.name}.{secrets.token_hex(8)}")
-    fd = os.open(written, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    """Write ``secret`` to a file of its own, then rename that to ``path``, under an exclusive
+    ``flock`` on the data directory: the web processes of ``--workers N`` start at once and
+    each makes the key on a first start, so a process must never read the key file before it
+    is written (it read an empty key), and the first to take the lock makes the key that all
+    then read. A rename, unlike a hard link, works on every volume a data directory may be on
+    (network shares and FAT-formatted disks have no hard links)."""
+    directory = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
-        with os.fdopen(fd, "w", encoding="ascii") as handle:
-            handle.write(secret)
-        with contextlib.suppress(FileExistsError):
-            os.link(written, path)
+        fcntl.flock(directory, fcntl.LOCK_EX)
+        if path.exists():
+            return
+        written = path.with_name(f".{path.name}.{secrets.token_hex(8)}")
+        fd = os.open(written, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            with os.fdopen(fd, "w", encoding="ascii") as handle:
+                handle.write(secret)
+                handle.flush()
+                os.fsync(handle.fileno())
+            written.replace(path)
+        finally:
+            written.unlink(missing_ok=True)
     finally:
-        written.unlink()
+        os.close(directory)  # releases the lock

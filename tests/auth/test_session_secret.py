@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import errno
+import os
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -41,6 +43,22 @@ def test_processes_making_the_key_at_once_all_get_the_one_kept(tmp_path: Path) -
         assert keys == {kept} and len(kept) >= SECRET_KEY_MIN_BYTES
         assert [path.name for path in data_dir.iterdir()] == [SECRET_FILE_NAME]
         assert (data_dir / SECRET_FILE_NAME).stat().st_mode & 0o777 == 0o600
+
+
+def test_the_key_is_made_on_a_volume_without_hard_links(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A data directory on a network share or a FAT-formatted disk has no hard links (``link``
+    fails with EPERM there): the node's first start stopped with an OSError traceback."""
+
+    def no_hard_links(source: object, target: object) -> None:
+        raise PermissionError(errno.EPERM, "Operation not permitted", str(target))
+
+    monkeypatch.setattr(os, "link", no_hard_links)
+    settings = Settings(data_dir=tmp_path)
+    key = session_secret(settings)
+    assert len(key) >= SECRET_KEY_MIN_BYTES and session_secret(settings) == key
+    assert [path.name for path in tmp_path.iterdir()] == [SECRET_FILE_NAME]
 
 
 def test_a_key_from_the_settings_is_used_as_it_is(tmp_path: Path) -> None:
