@@ -1,5 +1,5 @@
-"""Routes serving the web pages (the check and the endorse forms are also answered here, for a
-browser that runs no script), their static files and the permit QR code."""
+"""Routes serving the web pages (the check and the endorse forms and the key registry are also
+answered here, for a browser that runs no script), their static files and the permit QR code."""
 
 from __future__ import annotations
 
@@ -25,6 +25,7 @@ from epix.api.problems import validation_findings
 from epix.api.routers.auth import password_login
 from epix.api.routers.endorsements import EndorsementIn, endorse_once
 from epix.api.routers.permits import look_up_permit
+from epix.api.routers.registry import party_json
 from epix.api.security import get_current_principal, record_denied
 from epix.audit.context import RequestContext
 from epix.auth.principal import Principal, Role
@@ -34,6 +35,8 @@ from epix.endorsements import service
 from epix.endorsements.document import MAX_LINES
 from epix.endorsements.idempotency import KEY_MAX_LENGTH, check_key
 from epix.errors import EpixError, Finding
+from epix.registry import repository as registry_repository
+from epix.registry.service import expiring_certificates
 from epix.web.templating import PAGE_HEADERS, templates
 
 _HERE = Path(__file__).resolve().parent
@@ -494,9 +497,29 @@ def _endorse_field(location: str | None, form: EndorseForm, sent: list[EndorseLi
     return sent[index].field if index < len(sent) else None
 
 
+# The registry page's warning horizon: the certificates ending within it are listed.
+EXPIRING_WITHIN_DAYS = 60
+
+
 @router.get("/registry", response_class=HTMLResponse)
-def registry_page(request: Request) -> HTMLResponse:
-    return _page(request, "registry.html", "Key registry")
+def registry_page(request: Request, database: DatabaseDep) -> HTMLResponse:
+    """The key registry as GET /v1/registry/parties and /v1/registry/certificates/expiring
+    answer it, read by the same registry calls, on the page itself: a browser that runs no
+    script (a customs workstation) shows it too. No login, as for the API: public keys."""
+    with database.read() as session:
+        parties = [party_json(party) for party in registry_repository.list_parties(session)]
+        expiring = [
+            certificate.as_dict()
+            for certificate in expiring_certificates(session, within_days=EXPIRING_WITHIN_DAYS)
+        ]
+    return _page(
+        request,
+        "registry.html",
+        "Key registry",
+        parties=parties,
+        expiring=expiring,
+        within_days=EXPIRING_WITHIN_DAYS,
+    )
 
 
 @router.get("/qr.svg")

@@ -144,6 +144,18 @@ def test_every_control_has_a_name_and_every_page_a_language_and_ordered_headings
     assert accessibility_problems(browser) == []
 
 
+def test_the_registry_page_answered_on_the_server_is_accessible(
+    browser_without_script: WebDriver, live_node: LiveNode
+) -> None:
+    """Without script the node fills the registry page: it must be as usable as the script's."""
+    browser = browser_without_script
+    browser.get(f"{live_node.url}/web/registry")
+    assert browser.find_elements(By.CSS_SELECTOR, "#parties tr[data-party='XB']")
+    assert accessibility_problems(browser) == []
+    show_at(browser, 320, 1)
+    assert overflowing(browser) == []
+
+
 def ax_description(browser: WebDriver, element_id: str) -> str:
     """The accessible description Chromium computed for the element (what is read after it)."""
     backend = browser.execute_cdp_cmd(
