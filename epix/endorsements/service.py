@@ -89,20 +89,6 @@ class SignedEndorsement:
     ledger_entry: dict[str, object] | None = None
 
 
-def exporter_party(permit: Permit) -> str:
-    """The Party whose customs give the export endorsement.
-
-    An import permit (type I) is issued by the importing Party and sent to the exporting one;
-    every other document is issued by the exporting (or re-exporting) Party.
-    """
-    return permit.recipient_party if permit.document_type == "I" else permit.issuing_party
-
-
-def importer_party(permit: Permit) -> str:
-    """The Party whose customs inspect the consignment on import (Art. VI.6)."""
-    return permit.issuing_party if permit.document_type == "I" else permit.recipient_party
-
-
 def find_permit(session: Session, issuing_party: str, number: str) -> Permit:
     """The permit, unlocked (for reading the ledger), or ``EPIX-STATE-007``."""
     permit = session.scalar(
@@ -116,7 +102,7 @@ def find_permit(session: Session, issuing_party: str, number: str) -> Permit:
 def check_may_see(permit: Permit, actor: Principal) -> None:
     """Only the two Parties of a permit (issuer, exporter, importer) read its ledger; anyone
     else gets the very answer a missing permit gives."""
-    parties = {permit.issuing_party, exporter_party(permit), importer_party(permit)}
+    parties = {permit.issuing_party, permit.exporter_party, permit.importer_party}
     if actor.party not in parties:
         raise permit_not_found(permit.issuing_party, permit.number)
 
@@ -134,7 +120,7 @@ def check_usable(
     """
     permit = state.permit
     at = at or state.at
-    entitled = exporter_party(permit) if side is Side.EXPORT else importer_party(permit)
+    entitled = permit.exporter_party if side is Side.EXPORT else permit.importer_party
     if actor.party != entitled:
         role = "exporting" if side is Side.EXPORT else "importing"
         raise EpixError.of(
@@ -607,7 +593,7 @@ def forward_to(permit: Permit, side: Side, actor: Principal) -> list[str]:
     holds its own copy of the ledger and must limit the import inspection to what was
     exported, not to the permitted quantity."""
     destinations = [permit.issuing_party]
-    importer = importer_party(permit)
+    importer = permit.importer_party
     if side is Side.EXPORT and importer not in (permit.issuing_party, actor.party):
         destinations.append(importer)
     return destinations

@@ -267,7 +267,7 @@ def check_addressee(database: Database, document: EndorsementDocument, envelope:
             )
         if permit is None:
             raise _permit_never_arrived(document, envelope)
-        if endorsements.importer_party(permit) == envelope.recipient:
+        if permit.importer_party == envelope.recipient:
             return
     raise EpixError.of(
         "EPIX-MSG-009",

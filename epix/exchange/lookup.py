@@ -186,6 +186,8 @@ def permit_view(session: Session, permit: Permit, base_path: str) -> dict[str, A
         "number": permit.number,
         "document_type": permit.document_type,
         "recipient_party": permit.recipient_party,
+        "exporter_party": permit.exporter_party,
+        "importer_party": permit.importer_party,
         "status": effective_status(permit),
         "status_reason": permit.status_reason,
         "status_changed_at": _jsonable(permit.status_changed_at),

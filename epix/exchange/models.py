@@ -102,6 +102,20 @@ class Permit(Base):
 
     __table_args__ = (UniqueConstraint("issuing_party", "number"),)
 
+    @property
+    def exporter_party(self) -> str:
+        """The Party whose customs give the export endorsement.
+
+        An import permit (type I) is issued by the importing Party and sent to the exporting
+        one; every other document is issued by the exporting (or re-exporting) Party.
+        """
+        return self.recipient_party if self.document_type == "I" else self.issuing_party
+
+    @property
+    def importer_party(self) -> str:
+        """The Party whose customs inspect the consignment on import (Art. VI.6)."""
+        return self.issuing_party if self.document_type == "I" else self.recipient_party
+
 
 class PermitLine(Base):
     """One line item with its permitted quantity (box 11): the ledger's upper bound."""

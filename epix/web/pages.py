@@ -31,7 +31,6 @@ from epix.audit.context import RequestContext
 from epix.auth.principal import Principal, Role
 from epix.auth.scoping import ensure_role
 from epix.db import Database
-from epix.endorsements import service
 from epix.endorsements.document import MAX_LINES
 from epix.endorsements.idempotency import KEY_MAX_LENGTH, check_key
 from epix.errors import EpixError, Finding
@@ -205,7 +204,7 @@ def _check_answer(
         return page(refusal=refusal)
     lines = (view.get("permit") or {}).get("lines") or []
     species = {line.get("line_id"): line for line in lines}
-    endorse = _endorse_form_of(database, principal, view, species)
+    endorse = _endorse_form_of(principal, view, species)
     return page(view=view, species=species, endorse=endorse)
 
 
@@ -292,22 +291,18 @@ _ENDORSE_FIELDS = {
 
 
 def _endorse_form_of(
-    database: Database, principal: Principal, view: dict[str, Any], species: dict[Any, Any]
+    principal: Principal, view: dict[str, Any], species: dict[Any, Any]
 ) -> EndorseForm | None:
     """The endorse form for the permit checked, or None when the officer may not endorse it:
-    customs of its exporting or importing Party only (the service refuses anyone else too)."""
+    customs of its exporting or importing Party only (the service refuses anyone else too),
+    as the lookup answer names them (the script's page decides from the same answer)."""
     if Role.CUSTOMS not in principal.roles:
         return None
-    with database.read() as session:
-        permit = service.find_permit(session, view["issuing_party"], view["number"])
-        sides = tuple(
-            side
-            for side, party in (
-                ("export", service.exporter_party(permit)),
-                ("import", service.importer_party(permit)),
-            )
-            if party == principal.party
-        )
+    sides = tuple(
+        side
+        for side, party in (("export", view["exporter_party"]), ("import", view["importer_party"]))
+        if party == principal.party
+    )
     if not sides:
         return None
     lines = tuple(

@@ -9,6 +9,7 @@ import pytest
 from lxml import etree
 from sqlalchemy import select
 
+from epix.api.routers.permits import PermitLookup
 from epix.audit.models import AuditEvent
 from epix.auth import service as users
 from epix.auth.principal import Role
@@ -42,6 +43,11 @@ async def test_lookup_gives_permit_verdict_status_and_quantities(
     ]
     assert view["receipts"][0]["status"] in ("accepted", "accepted_with_warnings")
     assert [event["action"] for event in view["history"]] == ["message.submit"]
+    # Whose customs may endorse which side (the check page offers the form to them only).
+    assert (view["exporter_party"], view["importer_party"]) == ("XA", "XB")
+    # /openapi.json documents the answer as it is: every field, each of its type.
+    assert set(view) == set(PermitLookup.model_fields)
+    PermitLookup.model_validate(view)
     xml = await client.get(view["xml_url"], headers=auth(node, "XB", "customs"))
     assert xml.content == body
     with node.database.unit_of_work() as session:

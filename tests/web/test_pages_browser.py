@@ -11,11 +11,14 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions as ec
 from selenium.webdriver.support.ui import Select
 
+from epix.auth.principal import Role
 from tests.web.conftest import (
     OFFICER,
+    OFFICER_PASSWORD,
     LiveNode,
     back_after_logging_out,
     console_errors,
+    create_officer,
     fill_border_details,
     log_in,
     rows_used,
@@ -333,3 +336,31 @@ def test_after_logging_out_going_back_does_not_show_the_permit_checked_before(
     session, sends the browser to the login page."""
     back_after_logging_out(browser, live_node, "/web/lookup")
     assert browser.find_elements(By.ID, "verdict") == []
+
+
+def test_only_customs_of_the_permits_parties_see_the_endorse_form(
+    browser: WebDriver, live_node: LiveNode
+) -> None:
+    """The API lets customs of the exporting or importing Party endorse, no one else: the page
+    offers the form to them only, with the side their Party records; customs of another Party
+    and the importing Party's Management Authority see the permit without it."""
+    create_officer(live_node.database, "customs-xa", "an exporting passphrase", "XA")
+    create_officer(live_node.database, "customs-xc", "an unrelated passphrase", "XC")
+    create_officer(
+        live_node.database, "ma-xb", "a management passphrase", "XB", Role.MANAGEMENT_AUTHORITY
+    )
+    for username, password, sides in (
+        ("customs-xc", "an unrelated passphrase", []),
+        ("ma-xb", "a management passphrase", []),
+        (OFFICER, OFFICER_PASSWORD, ["import"]),  # XB imports
+        ("customs-xa", "an exporting passphrase", ["export"]),  # XA issued and exports
+    ):
+        browser.delete_all_cookies()
+        log_in(browser, live_node, password, username)
+        wait(browser).until(ec.text_to_be_present_in_element((By.ID, "who"), username))
+        browser.get(f"{live_node.url}/web/lookup?party=XA&number={live_node.permit_number}")
+        wait(browser).until(ec.visibility_of_element_located((By.ID, "result")))
+        form = browser.find_element(By.ID, "endorse-form")
+        assert form.is_displayed() == bool(sides), username
+        options = Select(browser.find_element(By.ID, "side")).options
+        assert [option.get_attribute("value") for option in options] == sides, username

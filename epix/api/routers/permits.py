@@ -40,6 +40,45 @@ class ReplaceRequest(BaseModel):
     reason: str | None = Field(default=None, max_length=2000, examples=["Quantity corrected."])
 
 
+class PermitLookup(BaseModel):
+    """The lookup answer as /openapi.json documents it (the route returns the service's own
+    JSON values unchanged; a test keeps the two in step)."""
+
+    issuing_party: str
+    number: str
+    document_type: str = Field(description="Box 1: E export, I import, R re-export, O other.")
+    recipient_party: str = Field(description="The Party the issuer sent the permit to.")
+    exporter_party: str = Field(
+        description="The Party whose customs give the export endorsement: the issuer, or the "
+        "recipient of an import permit (type I)."
+    )
+    importer_party: str = Field(
+        description="The Party whose customs inspect the consignment on import: the "
+        "recipient, or the issuer of an import permit (type I)."
+    )
+    status: str = Field(description="issued, endorsed, used, cancelled, replaced or expired.")
+    status_reason: str | None
+    status_changed_at: str | None
+    replaced_by: dict[str, str] | None = Field(description="issuing_party and number.")
+    valid_from: str | None
+    valid_until: str | None
+    sha256: str = Field(description="SHA-256 of the signed document, as received.")
+    xml_url: str
+    message_id: str
+    received_at: str
+    signature: dict[str, Any] = Field(description="The signature verdict and its signer.")
+    lines: list[dict[str, Any]] = Field(
+        description="Per line: permitted, reserved, used and remaining quantities."
+    )
+    compliance: list[Any] = Field(description="Compliance warnings found on submission.")
+    permit: dict[str, Any] | None = Field(
+        description="The permit's boxes, read from the signed bytes (null when the signature "
+        "did not verify)."
+    )
+    receipts: list[dict[str, Any]]
+    history: list[dict[str, Any]]
+
+
 def _status_answer(change: Any) -> dict[str, Any]:
     return {
         "issuing_party": change.permit.issuing_party,
@@ -155,6 +194,8 @@ def replace_permit(
     "/{party}/{number:path}",
     summary="Look a permit up: status, lines, signature",
     openapi_extra=refusals("EPIX-STATE-007"),
+    response_model=None,
+    responses={200: {"model": PermitLookup, "description": "The permit as customs see it."}},
 )
 def get_permit(
     party: str,

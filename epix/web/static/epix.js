@@ -146,6 +146,7 @@ async function api(method, path, body, { lineInputs, headers, noAnswer } = {}) {
 }
 
 let me = null;
+let whoKnown = Promise.resolve(); // settles once showWho has asked who is logged in
 
 // What the officer typed when their session ended, kept in this tab only (sessionStorage) until
 // they are back on the same page as the same person. Passwords are never kept, nor is a field
@@ -381,11 +382,24 @@ function renderPermit(view) {
       ` ${event.action} ${event.outcome} (${event.party || ""}${event.by ? ", " + event.by : ""})`);
     history.append(item);
   }
-  // Customs of the destination Party inspect on import; the exporting Party's customs endorse.
-  if (me && me.party === view.recipient_party) $("side").value = "import";
+  showEndorseForm(view);
   $("endorse-form").dataset.subject = `${view.issuing_party}/${view.number}`;
   $("result").hidden = false;
   notice(`Permit ${view.issuing_party} ${view.number}: ${verdict.textContent}, ${status.textContent}.`);
+}
+
+// The endorse form is for customs of the permit's exporting or importing Party only (the API
+// refuses anyone else, and the page without script shows it to no one else), offering the
+// sides their Party may record: the exporting Party's customs endorse, the importing Party's
+// inspect.
+function showEndorseForm(view) {
+  const customs = me !== null && me.roles.includes("customs");
+  const sides = [
+    ["export", "Export (box 14)", view.exporter_party],
+    ["import", "Import inspection", view.importer_party],
+  ].filter(([, , party]) => customs && me.party === party);
+  $("side").replaceChildren(...sides.map(([side, label]) => new Option(label, side)));
+  $("endorse-form").hidden = sides.length === 0;
 }
 
 // A quantity as typed, read the one way it can be meant. A point or a comma is the decimal
@@ -462,6 +476,7 @@ function lookupPath(permit) {
 async function lookUp(permit) {
   clearProblem();
   $("result").hidden = true;
+  await whoKnown; // who is logged in decides whether the endorse form is shown
   let view;
   try {
     view = await api("GET", lookupPath(permit));
@@ -577,7 +592,7 @@ document.addEventListener("DOMContentLoaded", () => {
     field.dataset.hint = field.getAttribute("aria-describedby"); // kept while an error is added
   }
   $("logout-button").addEventListener("click", () => { logOut().catch(() => {}); });
-  const who = showWho();
+  const who = whoKnown = showWho();
   const page = document.querySelector("[data-page]");
   const name = page ? page.dataset.page : "";
   if (name === "login") initLogin();
