@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from functools import partial
@@ -175,6 +176,20 @@ def check_form(
     return _check_answer(request, database, context, party, number, token=token, login_next=back)
 
 
+def _logged_in(
+    request: Request, database: Database, *, refused: Callable[..., Response], login_next: str
+) -> Principal | Response:
+    """The person logged in, or the answer for a request that has none: not logged in, to the
+    login page, which then goes on to ``login_next``; another site's link or form
+    (EPIX-AUTH-012) or a throttled one, its refusal on the ``refused`` page."""
+    try:
+        return get_current_principal(request, database)
+    except EpixError as refusal:
+        if refusal.http_status != 401:
+            return refused(refusal=refusal)
+        return RedirectResponse("/web/login?" + urlencode({"next": login_next}), status_code=303)
+
+
 def _check_answer(
     request: Request,
     database: Database,
@@ -190,12 +205,9 @@ def _check_answer(
     as the script tries it) and shown on the page. Not logged in: to the login page, which
     then goes on to ``login_next``. The token is never put back into the page."""
     page = partial(_page, request, "check.html", "Check a permit", party=party, number=number)
-    try:
-        principal = get_current_principal(request, database)
-    except EpixError as refusal:
-        if refusal.http_status != 401:  # another site's link (EPIX-AUTH-012), throttled
-            return page(refusal=refusal)
-        return RedirectResponse("/web/login?" + urlencode({"next": login_next}), status_code=303)
+    principal = _logged_in(request, database, refused=page, login_next=login_next)
+    if isinstance(principal, Response):
+        return principal
     try:
         view = _checked_permit(
             database, context, principal, party.strip().upper(), number.strip(), token
@@ -367,17 +379,15 @@ def endorse_form(
     refusal shows the form again with what was typed, each problem linked to its field."""
     back = "/web/check?" + urlencode({"party": party, "number": number})
     title = f"Endorse permit {party} {number}"
-    try:
-        principal = get_current_principal(request, database)
-    except EpixError as refusal:
-        if refusal.http_status != 401:  # another site's form (EPIX-AUTH-012), throttled
-            return _page(request, "endorse.html", title, refusal=refusal)
-        return RedirectResponse("/web/login?" + urlencode({"next": back}), status_code=303)
+    page = partial(_page, request, "endorse.html", title)
+    principal = _logged_in(request, database, refused=page, login_next=back)
+    if isinstance(principal, Response):
+        return principal
     try:
         ensure_role(principal, Role.CUSTOMS)
     except EpixError as refusal:
         record_denied(request, database, principal, refusal)
-        return _page(request, "endorse.html", title, refusal=refusal)
+        return page(refusal=refusal)
     typed = (line_id or [], unit or [], species or [], quantity or [])
     form = EndorseForm(
         party=party,
