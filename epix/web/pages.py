@@ -4,6 +4,7 @@ answered here, for a browser that runs no script), their static files and the pe
 from __future__ import annotations
 
 import io
+import re
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -264,14 +265,16 @@ def _checked_permit(
 
 @dataclass(frozen=True, slots=True)
 class EndorseLine:
-    """One line of the endorse form: the permit's line, its unit and species (shown), and the
-    quantity as typed. ``field``: its input's id."""
+    """One line of the endorse form: the permit's line, its unit and species (shown), the
+    quantity as typed and the remaining quantity the form offered (as the script's
+    ``data-remaining``). ``field``: its input's id."""
 
     field: str
     line_id: str
     unit: str
     species: str
     quantity: str
+    remaining: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -324,6 +327,7 @@ def _endorse_form_of(
             unit=line["unit"],
             species=(species.get(line["line_id"]) or {}).get("scientific_name") or "",
             quantity="" if line["remaining"] == "0" else line["remaining"],
+            remaining=line["remaining"],
         )
         for index, line in enumerate(view["lines"])
     )
@@ -341,6 +345,11 @@ def _endorse_form_of(
     )
 
 
+_FORM_SENT_BEFORE = (
+    "This form had already been sent with other values; what that recorded is on the "
+    "permit's check page. Check the values below and press Endorse to send them as a new "
+    "request."
+)
 FormText = Annotated[str, Form(max_length=200)]
 FormList = Annotated[list[str] | None, Form(max_length=MAX_LINES)]
 
@@ -370,6 +379,7 @@ def endorse_form(
     unit: FormList = None,
     species: FormList = None,
     quantity: FormList = None,
+    remaining: FormList = None,
 ) -> Response:
     """The endorse form of the check page as a browser without script sends it: the
     endorsement is made by the API's own ``endorse_once`` (the same rules, audit and
@@ -388,7 +398,7 @@ def endorse_form(
     except EpixError as refusal:
         record_denied(request, database, principal, refusal)
         return page(refusal=refusal)
-    typed = (line_id or [], unit or [], species or [], quantity or [])
+    typed = (line_id or [], unit or [], species or [], quantity or [], remaining or [])
     form = EndorseForm(
         party=party,
         number=number,
@@ -431,8 +441,11 @@ def endorse_form(
     except EpixError as refusal:
         if refusal.findings[0].code == "EPIX-REQ-013":
             # This form's key answered another request (Back, values changed, Endorse): the
-            # form sent again is a new request, judged afresh, under a key of its own.
+            # form sent again is a new request, judged afresh, under a key of its own. The
+            # API's words ("use a new key") are for a client that makes the key; here the
+            # page made it, and has made a new one.
             form = replace(form, key=str(uuid.uuid4()))
+            refusal = EpixError.of("EPIX-REQ-013", _FORM_SENT_BEFORE)
         field_of: dict[str | None, str] = {}  # a finding's location: its field's id
         field_errors: dict[str, str] = {}  # a field's id: the first finding on it
         for finding in refusal.findings:
@@ -454,10 +467,45 @@ def endorse_form(
     )
 
 
+# A quantity as a decimal keypad gives it: a point or a comma before decimals (epix.js
+# readQuantity); one that may be thousands grouping instead ("1,500", "1.500").
+_QUANTITY = re.compile(r"[0-9]+(?:[.,][0-9]+)?")
+_GROUPED = re.compile(r"[1-9][0-9]{0,2}[.,][0-9]{3}")
+
+
+def _read_quantity(line: EndorseLine, location: str) -> str:
+    """The quantity typed, read as the script's page reads it (epix.js ``readQuantity``): a
+    decimal comma is a point; a value that could be thousands grouping, or is no number, is
+    refused (EPIX-QTY-004) with what to write, never guessed. The remaining quantity the form
+    offered, unchanged, is the node's own and goes as it is."""
+    typed = line.quantity.strip()
+    if typed == line.remaining:
+        return typed
+    if _GROUPED.fullmatch(typed):
+        whole = typed.replace(",", "").replace(".", "")
+        decimal = typed.replace(",", ".").rstrip("0").rstrip(".")
+        unambiguous = decimal + "0" if _GROUPED.fullmatch(decimal) else decimal
+        raise EpixError.of(
+            "EPIX-QTY-004",
+            f"“{typed}” could mean {decimal} or {whole} {line.unit}: write {whole} for {whole}, "
+            f"or {unambiguous} for {decimal}.",
+            location,
+        )
+    if _QUANTITY.fullmatch(typed):
+        return typed.replace(",", ".")
+    raise EpixError.of(
+        "EPIX-QTY-004",
+        f"“{typed}” is not a quantity: write digits, with a point or a comma before decimals "
+        "(12.5 or 12,5), and no thousands separators.",
+        location,
+    )
+
+
 def _endorsement_request(form: EndorseForm, sent: list[EndorseLine]) -> EndorsementIn:
     """The API's request body for the form, or the refusal: a field left empty (as the script
-    says it: "Enter the ..."), no quantity given, or what the API's validation refuses. The
-    quantities go as typed; the service reads them (EPIX-QTY-004 names what to write)."""
+    says it: "Enter the ..."), no quantity given, a quantity the script's page would not read
+    either, or what the API's validation refuses. The quantities read go to the service, which
+    judges them (EPIX-QTY-004 names what to write)."""
     missing = [
         Finding("EPIX-REQ-004", f"Enter the {label}.", location)
         for location, label, value in (
@@ -470,6 +518,12 @@ def _endorsement_request(form: EndorseForm, sent: list[EndorseLine]) -> Endorsem
     ]
     if not sent:
         missing.append(Finding("EPIX-REQ-004", "Enter the quantity of at least one line.", "lines"))
+    quantities: list[str] = []
+    for index, line in enumerate(sent):
+        try:
+            quantities.append(_read_quantity(line, f"lines/{index}/quantity"))
+        except EpixError as unreadable:
+            missing += unreadable.findings
     if missing:
         raise EpixError(missing)
     try:
@@ -481,8 +535,8 @@ def _endorsement_request(form: EndorseForm, sent: list[EndorseLine]) -> Endorsem
                 "officer": form.officer,
                 "transport_document": form.transport_document,
                 "lines": [
-                    {"line_id": line.line_id, "quantity": line.quantity.strip(), "unit": line.unit}
-                    for line in sent
+                    {"line_id": line.line_id, "quantity": quantity, "unit": line.unit}
+                    for line, quantity in zip(sent, quantities, strict=True)
                 ],
             }
         )

@@ -21,7 +21,8 @@ def live_database(database: Database) -> Database:
         ({"side": "sideways"}, "EPIX-REQ-004"),
         ({"date": "2026-13-45"}, "EPIX-REQ-004"),
         ({"port": "ZZ"}, "EPIX-QTY-006"),
-        ({"quantity": "12,5"}, "EPIX-QTY-004"),
+        ({"quantity": "1.250"}, "EPIX-QTY-004"),
+        ({"quantity": "1 250"}, "EPIX-QTY-004"),
         ({"line_id": "no-such-line"}, "EPIX-QTY-003"),
         ({"unit": []}, "EPIX-REQ-004"),
         ({"idempotency_key": "has spaces"}, "EPIX-REQ-012"),
@@ -29,7 +30,19 @@ def live_database(database: Database) -> Database:
         ({"number": "NO-SUCH-PERMIT"}, "EPIX-STATE-007"),
         ({"number": "NUL\x00"}, "EPIX-"),
     ],
-    ids=["side", "date", "port", "comma", "line", "unit", "key", "nul", "permit", "nul-number"],
+    ids=[
+        "side",
+        "date",
+        "port",
+        "grouping",
+        "space",
+        "line",
+        "unit",
+        "key",
+        "nul",
+        "permit",
+        "nul-number",
+    ],
 )
 def test_a_refused_endorse_form_is_a_page_with_its_code(
     live_node: LiveNode, changes: dict[str, str | list[str]], code: str

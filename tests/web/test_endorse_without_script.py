@@ -232,6 +232,9 @@ def test_a_form_sent_again_with_other_values_gets_a_key_of_its_own(live_node: Li
         resent = _form_of(changed.text)
         again = client.post("/web/endorse", data=resent)
     assert "EPIX-REQ-013" in changed.text
+    # Said for the form, whose key the page makes: not the API's "use a new key".
+    assert "new key" not in changed.text
+    assert "press Endorse to send them as a new request" in changed.text
     assert (
         resent["officer"] == ["K. Other"] and resent["idempotency_key"] != form["idempotency_key"]
     )
@@ -302,3 +305,82 @@ def test_an_endorse_form_key_sent_for_another_permit_records_nothing_in_its_name
     assert "EPIX-REQ-013" in elsewhere.text
     assert 'id="endorsed"' not in elsewhere.text
     assert len(_endorsements(live_node)) == 1
+
+
+def _endorsed_quantities(page: str) -> list[tuple[str, str]]:
+    """(line, quantity) of the endorsement an answer page shows as recorded."""
+    table = page[page.index('<table id="endorsed-lines"') : page.index("</table>")]
+    return [
+        (line, quantity)
+        for line, quantity, _unit in re.findall(
+            r"<tr><td>([^<]*)</td><td>([^<]*)</td><td>([^<]*)</td></tr>", table
+        )
+    ]
+
+
+def test_the_form_reads_a_decimal_comma_as_the_scripts_page_does(live_node: LiveNode) -> None:
+    """A tablet's decimal keypad gives '12,5' in many Parties' locales: the form without
+    script records 12.5, as the page with script does (it was refused, EPIX-QTY-004)."""
+    with _logged_in_client(live_node) as client:
+        page = client.get("/web/check", params={"party": "XA", "number": live_node.permit_number})
+        form = _form_of(page.text, port="NLRTM", officer="J. Jansen", transport_document="AWB 1")
+        form["quantity"] = ["", "", "12,5", ""]  # line 3, in KGM
+        recorded = client.post("/web/endorse", data=form)
+    assert recorded.status_code == 200, recorded.text
+    assert _endorsed_quantities(recorded.text) == [("3", "12.5")]
+    assert len(_endorsements(live_node)) == 1
+
+
+@pytest.mark.parametrize(
+    ("typed", "expected"),
+    [
+        ("1.250", "could mean 1.25 or 1250 KGM: write 1250 for 1250, or 1.25 for 1.25."),
+        ("1,125", "write 1125 for 1125, or 1.1250 for 1.125."),
+        ("1 250", "is not a quantity"),
+        ("1.250,5", "(12.5 or 12,5), and no thousands separators."),
+    ],
+)
+def test_the_form_refuses_the_quantities_the_scripts_page_refuses(
+    live_node: LiveNode, typed: str, expected: str
+) -> None:
+    """What could be thousands grouping ('1.250': 1.25 in one locale, 1250 in another) is
+    never guessed: refused with what to write, in the script's words, beside the field (the
+    API took '1.250' as 1.25)."""
+    with _logged_in_client(live_node) as client:
+        page = client.get("/web/check", params={"party": "XA", "number": live_node.permit_number})
+        form = _form_of(page.text, port="NLRTM", officer="J. Jansen", transport_document="AWB 1")
+        form["quantity"] = ["", "", typed, ""]
+        refused = client.post("/web/endorse", data=form)
+    assert refused.status_code == 422, refused.text
+    summary = re.search(r'<a href="#qty-2">EPIX-QTY-004: ([^<]*)</a>', refused.text)
+    assert summary is not None and expected in html.unescape(summary.group(1))
+    assert f'value="{html.escape(typed)}" aria-invalid="true"' in refused.text
+    assert _endorsements(live_node) == []
+
+
+def test_the_remaining_quantity_offered_goes_as_it_is(live_node: LiveNode) -> None:
+    """The remaining quantity the form offers is the node's own: sent unchanged it is never
+    taken for thousands grouping, even when it reads like it (the import may take what was
+    exported: '1.125' kg), as on the page with script."""
+    path = f"/v1/permits/XA/{live_node.permit_number}/endorsements"
+    exported = httpx.post(
+        f"{live_node.url}{path}",
+        json={
+            "side": "export",
+            "port": "NLRTM",
+            "date": datetime.now(UTC).date().isoformat(),
+            "officer": "XA officer",
+            "transport_document": "AWB 1",
+            "lines": [{"line_id": "3", "quantity": "1.125", "unit": "KGM"}],
+        },
+        headers={"Authorization": f"Bearer {live_node.demo.api_key('XA', 'customs')}"},
+    )
+    assert exported.status_code == 201, exported.text
+    with _logged_in_client(live_node) as client:
+        page = client.get("/web/check", params={"party": "XA", "number": live_node.permit_number})
+        form = _form_of(page.text, port="NLRTM", officer="J. Jansen", transport_document="AWB 1")
+        assert form["quantity"][2] == "1.125"
+        form["quantity"] = ["", "", "1.125", ""]
+        recorded = client.post("/web/endorse", data=form)
+    assert recorded.status_code == 200, recorded.text
+    assert _endorsed_quantities(recorded.text) == [("3", "1.125")]
