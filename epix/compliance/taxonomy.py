@@ -24,9 +24,13 @@ from epix.settings import get_settings
 BUNDLED = Path(__file__).resolve().parent / "data" / "speciesplus"
 # What ``cites_listing`` may hold, split at "/": the appendices and NC (not listed).
 LISTING_PARTS = frozenset({"I", "II", "III", "NC"})
-# Ranks box 7 names as a whole with "spp." ('Trochilidae spp.', 'Dalbergia spp.').
+# Ranks box 7 names as a whole with "spp." ('Trochilidae spp.', 'Dalbergia spp.'), or names
+# one unidentified species in with "sp." ('Dalbergia sp.').
 GROUP_RANKS = frozenset({"GENUS", *HIGHER_RANKS})
-WHOLE_GROUP = (" spp.", " spp")
+# "spp.": the group's species; "sp.": one of them, not identified further. Either way the
+# specimen is within the group, so the measures on it and the taxa above it apply, and no
+# measure on one species of it does (EPIX cannot tell which species it is).
+GROUP_MARKS = (" spp.", " spp", " sp.", " sp")
 
 
 @dataclass(frozen=True, slots=True)
@@ -222,12 +226,13 @@ class Taxonomy:
 
     def naming(self, name: str) -> Naming | None:
         """What box 7's ``name`` is: a concept or one of its synonyms (a genus or higher taxon
-        also as a whole, 'Trochilidae spp.'), else a subspecies or
-        variety of a species the node holds (for its higher taxa only), or of a synonym of
-        one (screened under the accepted species' name with its own epithets), else None."""
+        also as a whole, 'Trochilidae spp.', or one unidentified species in it, 'Dalbergia
+        sp.'), else a subspecies or variety of a species the node holds (for its higher taxa
+        only), or of a synonym of one (screened under the accepted species' name with its own
+        epithets), else None."""
         key = taxon_key(name)
         found = self._by_name.get(key)
-        if found is None and key.endswith(WHOLE_GROUP):
+        if found is None and key.endswith(GROUP_MARKS):
             found = self._group(key)
         if found is not None:
             concept, synonym = found
@@ -251,8 +256,9 @@ class Taxonomy:
         return None
 
     def _group(self, key: str) -> tuple[TaxonConcept, bool] | None:
-        """The genus or higher taxon box 7's ``key`` names as a whole ('trochilidae spp.'), so
-        the line meets the listings on the taxa above it as its species would; else None."""
+        """The genus or higher taxon box 7's ``key`` names as a whole ('trochilidae spp.') or
+        one unidentified species in ('platysternon sp.'), so the line meets the listings on
+        that taxon and the taxa above it as its species would; else None."""
         found = self._by_name.get(key.rsplit(" ", 1)[0])
         return found if found is not None and found[0].rank in GROUP_RANKS else None
 

@@ -238,6 +238,65 @@ def test_a_line_naming_a_family_spp_meets_the_suspension_on_its_class(
     assert naming.ids == frozenset({19110, 32})  # the family and the class it is under
 
 
+# A hummingbird genus of Argentina, as a Species+ answer gives a genus concept.
+FIRECROWNS = _concept(
+    19120,
+    "Sephanoides",
+    "GENUS",
+    higher=BIRDS | {"order": "Apodiformes", "family": "Trochilidae"},
+)
+# The genus of the big-headed turtle, under the family Canada reserved (2013-2015, id 531).
+PLATYSTERNON = _concept(
+    19610,
+    "Platysternon",
+    "GENUS",
+    listing="I",
+    higher={"kingdom": "Animalia", "class": "Reptilia", "order": "Testudines"}
+    | {"family": "Platysternidae"},
+)
+
+
+def test_one_unidentified_species_of_a_genus_meets_the_measures_on_the_genus_and_above(
+    operator_dir: Path,
+) -> None:
+    """'Genus sp.' names one species of the genus, not identified further: it is within the
+    genus as 'Genus spp.' is, so the genus's measures and those of the taxa above it apply.
+    It used to be no taxon at all, so Argentina's live-bird suspension (class Aves, Species+
+    id 32) and Canada's reservation on the family Platysternidae (id 531) missed it."""
+
+    def live_birds(name: str, country: str = "AR") -> list[str]:
+        permit = exported_from(country, scientific_name=name, term="LIV", source="W")
+        return [finding.message for finding in _found(permit, "EPIX-COMP-006")]
+
+    _answer(operator_dir, "animals.json", AVES, FIRECROWNS, PLATYSTERNON)
+    _clear_caches()
+    for written in ("Sephanoides sp.", "SEPHANOIDES  sp", "Sephanoides spp."):
+        (warning,) = live_birds(written)
+        assert "CITES Notif. No. 2006/006" in warning and "from AR of the class Aves" in warning
+    assert live_birds("Sephanoides sp.", "CL") == []
+    naming = taxonomy().naming("Sephanoides sp.")
+    assert naming is not None and naming.concept.full_name == "Sephanoides" and naming.exact
+    assert naming.ids == frozenset({19120, 32})
+    # Box 10 is checked against the genus's listing, as for 'Sephanoides spp.'.
+    declared = exported_from("AR", scientific_name="Sephanoides sp.", appendix="I")
+    (appendix,) = _found(declared, "EPIX-COMP-008")
+    assert "lists Sephanoides in Appendix II" in appendix.message
+    in_force = date(2014, 3, 1)
+    assert has_reservation("CA", "Platysternon sp.", None, in_force)
+    turtle = exported_from("CA", issued=in_force, scientific_name="Platysternon sp.", appendix="I")
+    (held,) = _found(turtle, "EPIX-COMP-003")
+    assert "reservation for the family Platysternidae since 2013-06-12" in held.message
+    # Namibia's reservation on the genus Acinonyx (id 1929) meets it by name, held or not.
+    assert has_reservation("NA", "Acinonyx sp.", None, in_force)
+    # 'sp.' after a species is no group: a trinomial under the species, as 'spp.' is.
+    under_species = taxonomy().naming("Loxodonta africana sp.")
+    assert under_species is not None and not under_species.exact
+    # Nor does a measure on one species of the genus meet its unidentified species: Botswana's
+    # reservation on Loxodonta africana (1990-1997).
+    assert has_reservation("BW", "Loxodonta africana", None, date(1995, 1, 1))
+    assert not has_reservation("BW", "Loxodonta sp.", None, date(1995, 1, 1))
+
+
 def test_a_quota_on_a_higher_taxon_covers_the_taxa_placed_under_it(tmp_path: Path) -> None:
     table = tmp_path / "quotas.csv"
     header = "quota_type,start_date,end_date,taxon_name,rank,iso_code2,quota,unit,term,source,"
