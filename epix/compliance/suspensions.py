@@ -17,14 +17,14 @@ from __future__ import annotations
 import csv
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date
 from functools import cache
 from itertools import takewhile
 from pathlib import Path
 from typing import Any
 
-from epix.compliance.taxonomy import TaxonConcept, Taxonomy, taxonomy
+from epix.compliance.taxonomy import TaxonConcept, Taxonomy, screened_as, taxonomy
 from epix.permits.codes import code_lists
 from epix.permits.sapi_dates import (
     RANKS,
@@ -292,9 +292,8 @@ def _json(path: Path) -> Any:
         raise ReferenceDataError(f"{path} is not a readable JSON file: {exc}.") from None
 
 
-def _suspension(
-    entry: dict[str, Any], taxon: TaxonConcept | None, exemptions: tuple[Exemption, ...]
-) -> Suspension:
+def _suspension(entry: dict[str, Any], taxon: TaxonConcept | None) -> Suspension:
+    """The entry as a Suspension, without its exemptions (``load_suspensions`` adds them)."""
     country = party_code(entry["geo_entity"]["iso_code2"])
     start = date.fromisoformat(entry["start_date"])
     end = date.fromisoformat(entry["end_date"]) if entry.get("end_date") else None
@@ -308,34 +307,73 @@ def _suspension(
         applies_to_import=bool(entry["applies_to_import"]),
         notes=" ".join(_TAG.sub("", str(entry["notes"])).split()),
         notification=str((entry.get("start_notification") or {}).get("name") or ""),
-        exemptions=tuple(
-            exemption
-            for exemption in exemptions
-            if exemption.start == start and exemption.party in (None, country)
-        ),
     )
+
+
+def _narrows(
+    row: Exemption, suspension: Suspension, same_day: frozenset[int | None], names: Taxonomy
+) -> bool:
+    """True when the exemption ``row`` belongs to ``suspension``. A row carries no suspension
+    id, only what identifies one: its Party, start date and taxon (the Species+ id;
+    ALL for a country-wide suspension). ``same_day``: the taxon ids of every suspension the
+    answers hold for that Party and start date, named or not. A row whose id none of them is
+    on names a taxon a wider one leaves out (Paraguay's 2011 suspension of commercial trade,
+    not of the timber and oil of Bulnesia sarmientoi): it narrows those covering its taxon.
+    Party and date alone would let a row for one suspension (Argentina's on Caiman
+    latirostris, 2006) exempt the line from another of the same day."""
+    if row.start != suspension.start or row.party not in (None, suspension.country):
+        return False
+    if row.taxon is None:
+        return suspension.taxon is None
+    if row.concept_id is not None and row.concept_id in same_day:
+        return suspension.concept_id == row.concept_id
+    concept = None if row.concept_id is None else names.concept(row.concept_id)
+    if concept is not None:
+        within, ids = concept.within, names.lineage(concept)
+    else:
+        _, within, ids = screened_as(row.taxon, names.naming(row.taxon))
+    ids |= {row.concept_id} if row.concept_id is not None else frozenset()
+    return suspension.names(row.taxon, within, ids)
 
 
 def load_suspensions(
     folder: Path, exemptions: tuple[Exemption, ...], names: Taxonomy
 ) -> tuple[Suspension, ...]:
     """The suspensions of the Species+ answers in ``folder`` that EPIX can name (country-wide,
-    or on a taxon concept ``names`` holds), each with the exemptions that share its Party and
-    start date; ReferenceDataError names a malformed one."""
+    or on a taxon concept ``names`` holds), each with the exemptions that belong to it
+    (``_narrows``); ReferenceDataError names a malformed one."""
     found: dict[int, Suspension] = {}
+    days: dict[tuple[str, date], set[int | None]] = {}  # the taxa suspended by Party and day
     for path in sorted(folder.glob("cites_legislation_*.json")):
         for entry in _json(path).get("cites_suspensions", ()):
             try:
                 concept_id = entry["taxon_concept_id"]
-                concept = None if concept_id is None else names.concept(int(concept_id))
+                concept_id = None if concept_id is None else int(concept_id)
+                concept = None if concept_id is None else names.concept(concept_id)
+                day = (
+                    party_code(entry["geo_entity"]["iso_code2"]),
+                    date.fromisoformat(entry["start_date"]),
+                )
+                days.setdefault(day, set()).add(concept_id)
                 if concept_id is not None and concept is None:
                     continue  # a taxon no Species+ answer the node holds names
-                found[int(entry["id"])] = _suspension(entry, concept, exemptions)
+                found[int(entry["id"])] = _suspension(entry, concept)
             except (KeyError, TypeError, ValueError) as exc:
                 raise ReferenceDataError(
                     f"{path}: suspension {entry.get('id')!r} is malformed ({exc})."
                 ) from None
-    return tuple(found.values())
+    held = {day: frozenset(taxa) for day, taxa in days.items()}
+    return tuple(
+        replace(
+            suspension,
+            exemptions=tuple(
+                row
+                for row in exemptions
+                if _narrows(row, suspension, held[suspension.country, suspension.start], names)
+            ),
+        )
+        for suspension in found.values()
+    )
 
 
 @cache

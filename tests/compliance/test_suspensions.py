@@ -3,18 +3,29 @@
 from __future__ import annotations
 
 import importlib
+import json
 from collections.abc import Callable, Iterator
 from datetime import date
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from epix.compliance import screen_permit
-from epix.compliance.suspensions import EXEMPTIONS, _by_country, load_exemptions, suspensions
+from epix.compliance.suspensions import (
+    EXEMPTIONS,
+    Suspension,
+    _by_country,
+    load_exemptions,
+    load_suspensions,
+    suspensions,
+)
+from epix.compliance.taxonomy import Taxonomy, load_taxonomy
 from epix.errors import ERROR_TABLE, Severity
 from epix.permits.model import Address, Permit, TradeParty
 from epix.permits.sapi_dates import ReferenceDataError
 from tests.compliance.test_screening import exported_from
+from tests.compliance.test_taxonomy import _answer, _concept
 from tests.permits.helpers import change
 
 ISSUED = date(2024, 3, 1)
@@ -169,3 +180,78 @@ def test_an_exemption_named_under_a_synonym_meets_the_line_by_its_species_plus_i
     # Another taxon's id exempts nothing here.
     exempted(_trophy_exemption("Elephas maximus", "5690"))
     assert len(suspended(trophies("Loxodonta africana", "US", source="C"))) == 3
+
+
+def _suspension_entry(
+    entry_id: int, country: str, start: str, taxon_id: int | None
+) -> dict[str, Any]:
+    """A Species+ ``cites_legislation`` suspension entry (the shape of the bundled ones)."""
+    return {
+        "id": entry_id,
+        "taxon_concept_id": taxon_id,
+        "notes": "The export of live specimens, as well as of parts and derivatives.",
+        "start_date": start,
+        "end_date": None,
+        "is_current": True,
+        "applies_to_import": False,
+        "geo_entity": {"iso_code2": country, "name": country, "type": "COUNTRY"},
+        "start_notification": {"name": "CITES Notif. No. 2006/006", "date": start},
+    }
+
+
+# Species+ id 5390 as an answer gives it; UNEP-WCMC's table holds four rows for Argentina's
+# suspensions of 16 January 2006, one on Caiman latirostris (5390): source R is outside it.
+BROAD_SNOUTED_CAIMAN = _concept(
+    5390,
+    "Caiman latirostris",
+    higher={"kingdom": "Animalia", "class": "Reptilia", "order": "Crocodylia"},
+)
+BULNESIA = _concept(23851, "Bulnesia sarmientoi", higher={"kingdom": "Plantae"})
+
+
+def test_an_exemption_narrows_only_the_suspension_its_taxon_identifies(tmp_path: Path) -> None:
+    """The SAPI exemption rows were joined to suspensions by Party and start date only, so a
+    country-wide suspension of the same day as Argentina's on Caiman latirostris took the
+    caiman row too, and stopped warning on ranched caimans it still covers. A row carries its
+    suspension's Species+ id (ALL: a country-wide one), which now joins it; a row whose id no
+    suspension of that day is on names a taxon a wider one leaves out (Paraguay, 2011)."""
+    table = load_exemptions(EXEMPTIONS)  # the real rows
+    answers = tmp_path / "answers"
+    names = load_taxonomy([_answer(answers, "taxa.json", BROAD_SNOUTED_CAIMAN, BULNESIA)])
+    legislation = tmp_path / "legislation"
+    legislation.mkdir()
+
+    def published(*entries: dict[str, Any], held: Taxonomy = names) -> dict[int | None, Suspension]:
+        answer = {"cites_listings": [], "cites_quotas": [], "cites_suspensions": list(entries)}
+        (legislation / "cites_legislation_1.json").write_text(json.dumps(answer), "utf-8")
+        return {s.concept_id: s for s in load_suspensions(legislation, table, held)}
+
+    def covers(suspension: Suspension, name: str, source: str, **trade: str) -> bool:
+        kept = {"term": "SKI", "purpose": "T"} | trade
+        return suspension.covers(
+            exporter=suspension.country,
+            importer="DE",
+            taxon=name,
+            source=source,
+            at=date(2012, 3, 1),
+            **kept,
+        )
+
+    country_wide = _suspension_entry(1, "AR", "2006-01-16", None)
+    on_caiman = _suspension_entry(2, "AR", "2006-01-16", 5390)
+    held = published(country_wide, on_caiman)
+    assert covers(held[5390], "Caiman latirostris", "W")
+    assert not covers(held[5390], "Caiman latirostris", "R")  # the row's exemption
+    assert covers(held[None], "Caiman latirostris", "R")  # not this suspension's row
+    assert 5390 not in {row.concept_id for row in held[None].exemptions}
+    # The same when the caiman's suspension is one the node cannot name (no answer holds 5390).
+    unnamed = published(country_wide, on_caiman, held=load_taxonomy([]))
+    assert list(unnamed) == [None]
+    assert covers(unnamed[None], "Caiman latirostris", "R")
+    # Paraguay's commercial suspension (19 January 2011) leaves out the timber and essential
+    # oil of Bulnesia sarmientoi: the row carries that species' id, no suspension's.
+    (paraguay,) = published(_suspension_entry(3, "PY", "2011-01-19", None)).values()
+    assert len(paraguay.exemptions) == 3
+    assert not covers(paraguay, "Bulnesia sarmientoi", "W", term="TIM")
+    assert covers(paraguay, "Bulnesia sarmientoi", "W", term="LOG")
+    assert not covers(paraguay, "Bulnesia sarmientoi", "W", term="LOG", purpose="S")
