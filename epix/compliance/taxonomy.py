@@ -213,13 +213,15 @@ class Taxonomy:
         return self._lineage.get(concept.id, frozenset())
 
     def accepted_names(self, name: str) -> tuple[str, ...]:
-        """The accepted names box 7's ``name``, or the species part of a subspecies, is a
-        synonym of when it is one of several (``naming`` then holds it as no taxon: it is
-        screened as written); else ()."""
+        """The accepted names box 7's ``name``, the species part of a subspecies, or the group
+        'Genus spp.' and 'Genus sp.' name, is a synonym of when it is one of several
+        (``naming`` then holds it as no taxon: it is screened as written); else ()."""
         if not self._shared:  # the usual case: no answer lists a synonym twice
             return ()
         key = taxon_key(name)
         found = self._shared.get(key)
+        if found is None and key.endswith(GROUP_MARKS):
+            found = self._shared.get(key.rsplit(" ", 1)[0])
         if found is None and key.count(" ") > 1:
             found = self._shared.get(" ".join(key.split()[:2]))
         return found or ()

@@ -560,6 +560,42 @@ def test_a_synonym_of_several_taxa_is_screened_as_written_and_lifts_no_rule(
     )
 
 
+# Answers listing one genus name as a synonym under two accepted genera, as Species+ does for
+# a genus later split (here the whiptails once all in Cnemidophorus; the test's answers hold
+# no accepted Cnemidophorus).
+WHIPTAILS = {"kingdom": "Animalia", "class": "Reptilia", "family": "Teiidae"}
+ASPIDOSCELIS = _concept(
+    19800, "Aspidoscelis", "GENUS", higher=WHIPTAILS, synonyms=("Cnemidophorus",)
+)
+AMEIVULA = _concept(19801, "Ameivula", "GENUS", higher=WHIPTAILS, synonyms=("Cnemidophorus",))
+
+
+def test_a_group_named_under_a_genus_synonym_of_several_genera_is_told_it(
+    operator_dir: Path,
+) -> None:
+    """'Cnemidophorus spp.' names the whole of a genus synonym two accepted genera share: EPIX
+    cannot tell which genus the specimens are of. It used to pass without a word (the shared
+    synonym stands for no taxon, and only the bare name or a species part was looked up)."""
+    _answer(operator_dir, "whiptails.json", ASPIDOSCELIS, AMEIVULA)
+    _clear_caches()
+    for written in (
+        "Cnemidophorus spp.",
+        "cnemidophorus  SPP",
+        "Cnemidophorus sp.",
+        "Cnemidophorus",
+    ):
+        (told,) = screen_permit(exported_from("MX", scientific_name=written))
+        assert told.code == "EPIX-COMP-009", written
+        assert "is a synonym of Ameivula and of Aspidoscelis in the CITES taxonomy" in (
+            told.message
+        )
+        assert taxonomy().naming(written) is None  # screened as written
+    (told,) = screen_permit(exported_from("MX", scientific_name="Cnemidophorus spp."))
+    assert told.message.startswith("Line 1: Cnemidophorus spp. is a synonym of Ameivula")
+    # An accepted genus written as a group is that genus, and is told nothing.
+    assert screen_permit(exported_from("MX", scientific_name="Aspidoscelis spp.")) == []
+
+
 # Canada's reservation on the small-clawed otter (26 Nov 2019 - 2 Dec 2020), in UNEP-WCMC's
 # table as 'Aonyx cinerea', Species+ taxon 5252, with its note: "Originally listed as Aonyx
 # cinerea, which became a synonym of Aonyx cinereus in 2023". Species+ answers for Aonyx
