@@ -19,6 +19,13 @@ DOC_LAST_REEXPORT = "811"  # box 12a: certificate of the country of last re-expo
 DOC_IMPORT_PERMIT = "911"  # import permit an Appendix I export/re-export relies on
 
 
+def printed_number(number: str) -> str:
+    """A permit number as permits print it: capitals, no spaces. People type and write a
+    number as they read it ('xb-ar 0012', 'XB-AR0012'); compared in this form, one number is
+    one permit. (The check page tries it as epix.js ``printedForm`` does.)"""
+    return "".join(number.split()).upper()
+
+
 @dataclass(frozen=True, slots=True)
 class DocumentRef:
     """A referenced document: its number, kind (UN/EDIFACT 1001 code), date and validity."""

@@ -43,7 +43,7 @@ from epix.errors import EpixError
 from epix.exchange.lookup import effective_status, verified_permit
 from epix.exchange.models import Permit
 from epix.exchange.status import CANCELLED, REPLACED
-from epix.permits.model import DOC_IMPORT_PERMIT
+from epix.permits.model import DOC_IMPORT_PERMIT, printed_number
 from epix.permits.model import Permit as PermitBoxes
 from epix.permits.sapi_dates import taxon_key
 from epix.reports.quota_use import QuotaUse, quota_use
@@ -268,7 +268,8 @@ def annual_report(
                     row, boxes, imported, direction="import", basis=IMPORT_ENDORSED, status=status
                 )
                 if row.document_type != "I"
-                or (row.number, taxon_key(record.taxon or "")) not in on_export_documents
+                or (printed_number(row.number), taxon_key(record.taxon or ""))
+                not in on_export_documents
             ]
     return AnnualReport(
         party=party,
@@ -286,7 +287,8 @@ def _imported_on_export_documents(
     readable: Iterable[_Readable],
 ) -> set[tuple[str, str]]:
     """(import permit number, taxon) of each line the Party's customs endorsed on import on an
-    export document that names its import permit (UN/EDIFACT 911, Appendix I).
+    export document that names its import permit (UN/EDIFACT 911, Appendix I); the number in
+    its printed form (``printed_number``), as the export document may write it otherwise.
 
     Both documents of such a shipment may be endorsed on arrival. The import record rests on
     the export document, as the annual-report guidelines have importers report it; the import
@@ -305,7 +307,8 @@ def _imported_on_export_documents(
                 continue
             on_line = line.import_permit.id if line.import_permit else None
             numbers = [on_line] if on_line else for_document
-            found.update((number, taxon_key(line.scientific_name or "")) for number in numbers)
+            taxon = taxon_key(line.scientific_name or "")
+            found.update((printed_number(number), taxon) for number in numbers)
     return found
 
 

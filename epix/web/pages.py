@@ -36,6 +36,7 @@ from epix.db import Database
 from epix.endorsements.document import MAX_LINES
 from epix.endorsements.idempotency import KEY_MAX_LENGTH, check_key
 from epix.errors import EpixError, Finding
+from epix.permits.model import printed_number
 from epix.registry import repository as registry_repository
 from epix.registry.service import expiring_certificates
 from epix.web.templating import PAGE_HEADERS, templates
@@ -257,7 +258,7 @@ def _checked_permit(
     try:
         return look_up(number)
     except EpixError as refusal:
-        printed = "".join(number.split()).upper()
+        printed = printed_number(number)
         if refusal.findings[0].code != "EPIX-STATE-007" or printed == number:
             raise
     return look_up(printed)
