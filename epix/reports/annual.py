@@ -14,7 +14,8 @@ each trade record says what its quantity rests on:
 Each permit line falls in one year of the exporting Party's report (the year of its export
 endorsement, else of its import endorsement, else of issue) and, once imported, in one year of
 the importing Party's report: a permit is never counted twice, nor is an Appendix I shipment
-whose import permit customs endorsed beside the export document that names it. A node knows
+whose import permit customs endorsed beside the export document that names it (in the year of
+the export document's endorsement, when the two fall either side of New Year). A node knows
 only the permits exchanged through it, so the report covers electronic permits only; paper
 permits are reported as before.
 """
@@ -247,7 +248,9 @@ def annual_report(
             continue
         readable.append((row, boxes, sides, imported))
 
-    on_export_documents = _imported_on_export_documents(readable)
+    on_export_documents = _imported_on_export_documents(
+        [*readable, *_imported_in_other_years(session, party, year, readable)]
+    )
     granted: Counter[str] = Counter()
     withdrawn: Counter[str] = Counter()
     records: list[TradeRecord] = []
@@ -309,6 +312,57 @@ def _imported_on_export_documents(
             numbers = [on_line] if on_line else for_document
             taxon = taxon_key(line.scientific_name or "")
             found.update((printed_number(number), taxon) for number in numbers)
+    return found
+
+
+def _imported_in_other_years(
+    session: Session, party: str, year: int, readable: Iterable[_Readable]
+) -> list[_Readable]:
+    """The export documents the Party's customs endorsed on import in another year, while an
+    import permit it imported in ``year`` was valid (its box 2, else that endorsement's day).
+
+    The two documents of one Appendix I shipment may be endorsed either side of New Year (the
+    export permit on 31 December, the import permit on 2 January). The shipment is imported in
+    the year of its export document's endorsement, whose record it rests on; the import
+    permit's endorsement, in the other year, must add no record of the taxa that document
+    carried. Only such documents are read: those of other years are otherwise no part of the
+    report. One that no longer verifies is left out, as it names nothing EPIX can read.
+    """
+    spans = [
+        (
+            (row.valid_from.date() if row.valid_from else imported.endorsed_on),
+            (row.valid_until.date() if row.valid_until else imported.endorsed_on),
+        )
+        for row, _, _, imported in readable
+        if imported is not None and row.document_type == "I"
+    ]
+    if not spans:
+        return []
+    slack = timedelta(days=1)  # the endorsement's local date may differ from UTC's by a day
+    rows = {
+        row.id: row
+        for row in session.scalars(
+            select(Permit)
+            .join(Endorsement, Endorsement.permit_id == Permit.id)
+            .where(
+                Endorsement.side == Side.IMPORT.value,
+                Endorsement.endorsing_party == party,
+                Permit.document_type.in_(EXPORT_DOCUMENTS),
+                Endorsement.endorsed_on >= min(start for start, _ in spans) - slack,
+                Endorsement.endorsed_on <= max(end for _, end in spans) + slack,
+                or_(
+                    Endorsement.endorsed_on < date(year, 1, 1),
+                    Endorsement.endorsed_on >= date(year + 1, 1, 1),
+                ),
+            )
+        )
+    }
+    found: list[_Readable] = []
+    for permit_id, sides in _endorsements_by_permit(session, rows).items():
+        row = rows[permit_id]
+        _, _, boxes = verified_permit(session, row)
+        if boxes is not None:
+            found.append((row, boxes, sides, sides[Side.IMPORT]))
     return found
 
 

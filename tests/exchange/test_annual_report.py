@@ -84,6 +84,7 @@ async def _endorse(
     *,
     issuer: str = "XA",
     line_ids: tuple[str, ...] = ("1",),
+    on: date | None = None,
 ) -> None:
     party = "XA" if side == "export" else "XB"
     response = await client.post(
@@ -91,7 +92,7 @@ async def _endorse(
         json={
             "side": side,
             "port": f"{party}ABC",
-            "date": date.today().isoformat(),
+            "date": (on or date.today()).isoformat(),
             "officer": "Officer Jane Roe",
             "transport_document": "AWB 176-12345675",
             "lines": [
@@ -170,19 +171,14 @@ async def test_the_importers_report_has_what_its_customs_found(
     )
 
 
-@pytest.mark.parametrize("named_as", ["XB-AR-IMPORT", "xb - ar - import"])
-async def test_a_shipment_endorsed_on_both_its_permits_is_imported_once(
-    client: httpx.AsyncClient, node: Node, named_as: str
-) -> None:
-    """XB's import permit covers a python and a crocodile; XA's export permit names it (911) and
-    carries the python only. XB's customs endorse both documents on arrival: the python is one
-    import in XB's report (on the export permit, as importers report), the crocodile, which came
-    on no export document here, stays on the import permit's record. The export permit may write
-    the number otherwise than it is printed (case, spaces): it names the same permit, compared
-    as permit numbers are (``printed_number``); matched as written it used to count the python
-    twice."""
+def _shipment(
+    import_number: str, export_number: str, named_as: str | None = None, document_type: str = "E"
+) -> tuple[PermitModel, PermitModel]:
+    """An Appendix I shipment's two documents: XB's import permit for a python and a crocodile,
+    and XA's export document for the python, naming the import permit (911) as ``named_as``
+    (else by its number)."""
     import_permit = demo_permit(
-        number="XB-AR-IMPORT",
+        number=import_number,
         document_type="I",
         exporter_country="XA",
         importer_country="XB",
@@ -194,12 +190,25 @@ async def test_a_shipment_endorsed_on_both_its_permits_is_imported_once(
         issuing_authority=replace(authority, address=replace(authority.address, country="XB")),
         place_of_issue_id="XBNVC",
     )
+    export_document = demo_permit(number=export_number, document_type=document_type, lines=1)
+    names_import_permit = DocumentRef(id=named_as or import_number, type_code=DOC_IMPORT_PERMIT)
+    line = replace(export_document.lines[0], import_permit=names_import_permit)
+    return import_permit, replace(export_document, lines=(line,))
+
+
+@pytest.mark.parametrize("named_as", ["XB-AR-IMPORT", "xb - ar - import"])
+async def test_a_shipment_endorsed_on_both_its_permits_is_imported_once(
+    client: httpx.AsyncClient, node: Node, named_as: str
+) -> None:
+    """XB's import permit covers a python and a crocodile; XA's export permit names it (911) and
+    carries the python only. XB's customs endorse both documents on arrival: the python is one
+    import in XB's report (on the export permit, as importers report), the crocodile, which came
+    on no export document here, stays on the import permit's record. The export permit may write
+    the number otherwise than it is printed (case, spaces): it names the same permit, compared
+    as permit numbers are (``printed_number``); matched as written it used to count the python
+    twice."""
+    import_permit, export_permit = _shipment("XB-AR-IMPORT", "XA-AR-PAIRED", named_as)
     await _submit_permit(client, node, import_permit, issuer="XB")
-    export_permit = demo_permit(number="XA-AR-PAIRED", lines=1)
-    names_import_permit = DocumentRef(id=named_as, type_code=DOC_IMPORT_PERMIT)
-    export_permit = replace(
-        export_permit, lines=(replace(export_permit.lines[0], import_permit=names_import_permit),)
-    )
     await _submit_permit(client, node, export_permit)
     await _endorse(client, node, "XA-AR-PAIRED", "import", "100")
     await _endorse(client, node, "XB-AR-IMPORT", "import", "100", issuer="XB", line_ids=("1", "2"))
@@ -214,6 +223,65 @@ async def test_a_shipment_endorsed_on_both_its_permits_is_imported_once(
             ("XB-AR-IMPORT", "import", "Crocodylus niloticus", "100", "NAR", "import endorsed"),
         ]
     )
+
+
+def _valid_this_year(permit: PermitModel) -> PermitModel:
+    """``permit`` issued on 1 January at 00:30 in a zone three hours ahead of UTC (still 31
+    December in UTC) and valid to the end of the year: customs may endorse it on 31 December
+    (a day's slack for the officer's local date) and today."""
+    issued = datetime(THIS_YEAR, 1, 1, 0, 30, tzinfo=timezone(timedelta(hours=3)))
+    return replace(
+        permit,
+        issued_at=issued,
+        valid_from=issued,
+        valid_until=datetime(THIS_YEAR, 12, 31, 23, 59, tzinfo=issued.tzinfo),
+    )
+
+
+@pytest.mark.parametrize("export_document_first", [True, False])
+async def test_a_shipment_endorsed_either_side_of_new_year_is_imported_once(
+    client: httpx.AsyncClient, node: Node, export_document_first: bool
+) -> None:
+    """XB's customs endorse the two documents of one shipment on arrival, one on 31 December
+    and the other on 1 January: the python is imported in the year of its export document's
+    endorsement (its record rests on that document) and in no other; the crocodile, on the
+    import permit only, in the year of the import permit's. The import permit's endorsement
+    used to add the python again in its own year. (An export permit is valid six months, so
+    the export document here is a certificate, type O, valid through the year.)"""
+    import_permit, certificate = _shipment("XB-NY-IMPORT", "XA-NY-CERT", document_type="O")
+    await _submit_permit(client, node, _valid_this_year(import_permit), issuer="XB")
+    await _submit_permit(client, node, _valid_this_year(certificate))
+    new_years_eve, new_years_day = date(THIS_YEAR - 1, 12, 31), date(THIS_YEAR, 1, 1)
+    on_certificate, on_import_permit = (
+        (new_years_eve, new_years_day) if export_document_first else (new_years_day, new_years_eve)
+    )
+    await _endorse(client, node, "XA-NY-CERT", "import", "100", on=on_certificate)
+    await _endorse(
+        client,
+        node,
+        "XB-NY-IMPORT",
+        "import",
+        "100",
+        issuer="XB",
+        line_ids=("1", "2"),
+        on=on_import_permit,
+    )
+
+    imported = {}
+    for year in (THIS_YEAR - 1, THIS_YEAR):
+        response = await client.get(f"/v1/reports/annual/XB/{year}", headers=auth(node, "XB", MA))
+        assert response.status_code == 200, response.text
+        imported[year] = _records(response.json())
+    python = ("XA-NY-CERT", "import", "Python reticulatus", "100", "NAR", "import endorsed")
+    crocodile = ("XB-NY-IMPORT", "import", "Crocodylus niloticus", "100", "NAR", "import endorsed")
+    assert imported[on_certificate.year] == [python]
+    assert imported[on_import_permit.year] == [crocodile]
+    # XA's export of it: in the year of the only endorsement it has, the import inspection.
+    exported = []
+    for year in (THIS_YEAR - 1, THIS_YEAR):
+        response = await client.get(f"/v1/reports/annual/XA/{year}", headers=auth(node, "XA", MA))
+        exported += [(year, record[:3]) for record in _records(response.json())]
+    assert exported == [(on_certificate.year, ("XA-NY-CERT", "export", "Python reticulatus"))]
 
 
 async def test_a_permit_is_counted_in_one_year_only(
