@@ -5,6 +5,8 @@ from __future__ import annotations
 from anyio import CapacityLimiter
 from fastapi import FastAPI
 from starlette.middleware.sessions import SessionMiddleware
+from starlette.routing import Mount
+from starlette.staticfiles import StaticFiles
 
 from epix.api.access_log import redact_access_log
 from epix.api.limits import BodySizeLimit, RefuseCodings, RefuseNulCharacters
@@ -110,6 +112,11 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
     install_openapi(app, api_routers)
     install_api_reference(app)
     mount_web(app)
+    static = tuple(
+        f"{route.path}/"
+        for route in app.routes
+        if isinstance(route, Mount) and isinstance(route.app, StaticFiles)
+    )
     # Last added, so outermost: refusals of the other middlewares carry the headers too.
-    app.add_middleware(SecurityHeaders, https=on_https)
+    app.add_middleware(SecurityHeaders, https=on_https, static_prefixes=static)
     return app

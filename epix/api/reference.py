@@ -84,6 +84,6 @@ def install_api_reference(app: FastAPI) -> None:
         nonce = secrets.token_urlsafe(18)  # URL-safe base64: no quote or ';' to escape
         return HTMLResponse(
             redoc_page(nonce),
-            # Not stored: a cache would hand the same nonce out again.
-            headers={"Content-Security-Policy": redoc_policy(nonce), "Cache-Control": "no-store"},
+            # Not stored (SecurityHeaders): a cache would hand the same nonce out again.
+            headers={"Content-Security-Policy": redoc_policy(nonce)},
         )

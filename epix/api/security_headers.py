@@ -49,8 +49,14 @@ def redoc_policy(style_nonce: str) -> str:
 
 def security_headers(*, https: bool) -> dict[str, str]:
     """The headers every answer carries (HSTS only when the node is on https); an answer that
-    brings its own Content-Security-Policy (/redoc) keeps it."""
+    brings its own Content-Security-Policy (/redoc) or Cache-Control (the public registry
+    document) keeps it, and the node's static files are cacheable (``SecurityHeaders``)."""
     headers = {
+        # Pages, /v1 answers and refusals hold a Party's data: a border post's browser is
+        # shared, and going back in its history after logging out must ask the node again (and
+        # be sent to log in), not show a permit from its cache or whole from its back/forward
+        # cache. /redoc besides: a cache would hand its nonce out again.
+        "Cache-Control": "no-store",
         "Content-Security-Policy": PAGE_POLICY,
         "X-Content-Type-Options": "nosniff",
         "X-Frame-Options": "DENY",  # frame-ancestors for browsers without CSP level 2
@@ -64,33 +70,27 @@ def security_headers(*, https: bool) -> dict[str, str]:
     return headers
 
 
-# Every /v1 answer holds a Party's data (a permit and its XML, an audit trail, a report, an
-# inbox) or a refusal: no browser or proxy cache keeps one. Without it a shared border post's
-# browser showed a permit opened at its /v1 address again from its cache when someone went back
-# after logging out. An answer that sets its own (the public registry document) keeps it.
-API_PREFIX = "/v1/"
-API_CACHE_CONTROL = "no-store"
-
-
 class SecurityHeaders:
     """Adds ``security_headers`` to every HTTP answer passing through (outermost middleware),
-    and to /v1 answers ``Cache-Control: no-store``.
+    but no ``Cache-Control`` to the files under ``static_prefixes`` (the pages' script and
+    style, the API reference's bundles: the same for everyone, and kept by the browser).
 
     The 500 answer of an unexpected error is sent from outside the middleware stack, so the
     problem handlers add the same headers to it themselves.
     """
 
-    def __init__(self, app: ASGIApp, *, https: bool) -> None:
+    def __init__(self, app: ASGIApp, *, https: bool, static_prefixes: tuple[str, ...]) -> None:
         self.app = app
         self.https = https
+        self.static_prefixes = static_prefixes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         added = security_headers(https=self.https)
-        if scope["path"].startswith(API_PREFIX):
-            added["Cache-Control"] = API_CACHE_CONTROL
+        if scope["path"].startswith(self.static_prefixes):
+            del added["Cache-Control"]
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":

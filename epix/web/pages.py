@@ -39,7 +39,7 @@ from epix.errors import EpixError, Finding
 from epix.permits.model import printed_number
 from epix.registry import repository as registry_repository
 from epix.registry.service import expiring_certificates
-from epix.web.templating import PAGE_HEADERS, templates
+from epix.web.templating import templates
 
 _HERE = Path(__file__).resolve().parent
 router = APIRouter(prefix="/web", include_in_schema=False)
@@ -55,13 +55,10 @@ def _page(
     refusal: EpixError | None = None,
     **context: object,
 ) -> HTMLResponse:
-    """A page (``PAGE_HEADERS``); with ``refusal``, its findings are shown in the page's error
-    summary."""
-    headers = dict(PAGE_HEADERS)
+    """A page; with ``refusal``, its findings are shown in the page's error summary."""
     if refusal is None:
-        return templates.TemplateResponse(
-            request, name, {"title": title, **context}, headers=headers
-        )
+        return templates.TemplateResponse(request, name, {"title": title, **context})
+    headers = {}
     if refusal.retry_after_seconds is not None:
         headers["Retry-After"] = str(refusal.retry_after_seconds)
     return templates.TemplateResponse(

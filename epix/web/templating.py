@@ -52,12 +52,6 @@ _ERROR_PAGES = {
 }
 
 
-# Every page: a border post's browser is shared, and going back in its history after logging
-# out must ask the node again, not bring back from the browser's cache, or whole from its
-# back/forward cache, what a page showed.
-PAGE_HEADERS = {"Cache-Control": "no-store"}
-
-
 def error_page(
     request: Request, status: int, code: str, message: str, headers: Mapping[str, str] | None
 ) -> HTMLResponse:
@@ -73,7 +67,7 @@ def error_page(
             "meaning": ERROR_TABLE[code].meaning,
         },
         status_code=status,
-        headers={**PAGE_HEADERS, **(headers or {})},
+        headers=headers,
     )
 
 

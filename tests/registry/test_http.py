@@ -113,6 +113,9 @@ def test_the_document_answers_304_to_a_matching_etag(client: TestClient) -> None
     again = client.get("/v1/registry", headers={"If-None-Match": etag})
     assert again.status_code == 304 and again.content == b""
     assert again.headers["etag"] == etag
+    # Followers and browsers may keep the public document, but ask again each time (ETag):
+    # not the no-store of every other /v1 answer.
+    assert first.headers["cache-control"] == again.headers["cache-control"] == "no-cache"
     other = client.get("/v1/registry", headers={"If-None-Match": '"stale"'})
     assert other.status_code == 200 and other.content == first.content
 

@@ -14,7 +14,15 @@ from selenium.webdriver.support import expected_conditions as ec
 from epix.api.app import create_app
 from epix.db import Database
 from epix.settings import Settings
-from tests.web.conftest import LiveNode, OtherOrigin, log_in, wait
+from tests.web.conftest import (
+    OFFICER,
+    OFFICER_PASSWORD,
+    LiveNode,
+    OtherOrigin,
+    create_officer,
+    log_in,
+    wait,
+)
 
 ANSWERS = [
     ("GET", "/web/login"),
@@ -42,6 +50,7 @@ def _boom() -> None:
 def client(sqlite_database: Database, tmp_path: Path) -> TestClient:
     app = create_app(Settings(data_dir=tmp_path), sqlite_database)
     app.add_api_route("/web/boom", _boom)  # an unexpected error on a page
+    app.add_api_route("/v1/boom", _boom)  # and in the API
     return TestClient(app, raise_server_exceptions=False)
 
 
@@ -58,6 +67,42 @@ def test_every_answer_forbids_framing_sniffing_and_foreign_scripts(
     assert headers["x-frame-options"] == "DENY"
     assert headers["referrer-policy"] == "same-origin"
     assert "strict-transport-security" not in headers  # plain http: HSTS would mean nothing
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "status", "cache_control"),
+    [
+        ("GET", "/web/login", 200, "no-store"),  # a page
+        ("GET", "/web/no-such-page", 404, "no-store"),
+        ("GET", "/v1/permits/XA/N1", 401, "no-store"),  # an API refusal
+        ("GET", "/v1/boom", 500, "no-store"),  # sent from outside the middleware stack
+        ("GET", "/web/boom", 500, "no-store"),
+        ("POST", "/healthz?x=%00", 400, "no-store"),  # refused by a middleware
+        ("GET", "/redoc", 200, "no-store"),  # its nonce is of this answer only
+        ("GET", "/docs", 200, "no-store"),
+        # The same files for everyone: the browser keeps them.
+        ("GET", "/web/static/epix.js", 200, None),
+        ("GET", "/reference-assets/swagger-ui-start.js", 200, None),
+    ],
+)
+def test_no_answer_but_the_static_files_is_kept_by_a_cache(
+    client: TestClient, method: str, path: str, status: int, cache_control: str | None
+) -> None:
+    """One rule (SecurityHeaders): a shared browser going back after a log-out asks the node
+    again; the 500 of an unexpected error in the API was stored."""
+    answer = client.request(method, path)
+    assert answer.status_code == status
+    assert answer.headers.get("cache-control") == cache_control
+
+
+def test_an_api_answer_is_not_kept_by_a_cache(
+    client: TestClient, sqlite_database: Database
+) -> None:
+    create_officer(sqlite_database)
+    login = client.post("/v1/auth/login", json={"username": OFFICER, "password": OFFICER_PASSWORD})
+    whoami = client.get("/v1/auth/whoami")
+    assert [login.status_code, whoami.status_code] == [200, 200]
+    assert [login.headers["cache-control"], whoami.headers["cache-control"]] == ["no-store"] * 2
 
 
 def test_a_node_on_https_asks_browsers_to_stay_on_https(
