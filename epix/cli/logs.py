@@ -12,22 +12,26 @@ the warnings about EPIX_* variables before they start, the error they may end wi
 warnings and tracebacks (``log_python_output``) and ``serve --demo``'s greeting (which then
 names the file holding the demo credentials instead of printing them into the log).
 
-In either format a line with a traceback, and a traceback Python prints, has the settings'
-credentials taken out (``without_credentials``); text lines are otherwise written as they were.
+In either format a line with a traceback, a traceback Python prints and a Python warning have
+the settings' credentials taken out (``without_credentials``); text lines are otherwise written
+as they were.
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import logging
 import multiprocessing
+import re
 import sys
 import threading
+import warnings
 from datetime import UTC, datetime
 from traceback import format_exception
 from types import TracebackType
-from typing import Any
+from typing import Any, TextIO
 
 from pydantic import ValidationError
 from pydantic_settings import SettingsError
@@ -73,7 +77,7 @@ class JsonFormatter(logging.Formatter):
             line["exception"] = record.exc_text
         if record.stack_info:
             line["stack"] = self.formatStack(record.stack_info)
-        if _has_traceback(record, line["message"]):
+        if _may_repeat_credentials(record, line["message"]):
             line = {key: without_credentials(value) for key, value in line.items()}
         return json.dumps(line)
 
@@ -85,7 +89,8 @@ class TextFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         text = super().format(record)
-        return without_credentials(text) if _has_traceback(record, record.message) else text
+        redact = _may_repeat_credentials(record, record.message)
+        return without_credentials(text) if redact else text
 
 
 class UvicornTextFormatter(TextFormatter, DefaultFormatter):
@@ -94,13 +99,39 @@ class UvicornTextFormatter(TextFormatter, DefaultFormatter):
 
 
 _TRACEBACK_HEADING = "Traceback (most recent call last):"
+_WARNINGS_LOGGER = "py.warnings"  # logging.captureWarnings's
 
 
-def _has_traceback(record: logging.LogRecord, message: str) -> bool:
-    """Whether the line carries a traceback: the record's, or one its message holds as text
-    (uvicorn logs a lifespan failure so, as Starlette reports it)."""
-    return bool(record.exc_info or record.exc_text or record.stack_info) or (
-        _TRACEBACK_HEADING in message
+def _may_repeat_credentials(record: logging.LogRecord, message: str) -> bool:
+    """Whether the line carries a traceback (the record's, or one its message holds as text:
+    uvicorn logs a lifespan failure so, as Starlette reports it) or is a Python warning, each
+    saying whatever the code that raised or warned put in it; EPIX's own lines never name a
+    credential."""
+    return (
+        bool(record.exc_info or record.exc_text or record.stack_info)
+        or _TRACEBACK_HEADING in message
+        or record.name == _WARNINGS_LOGGER
+    )
+
+
+# A credential this long is taken out wherever it appears: no word or path is one by chance.
+_ANYWHERE_MIN_LENGTH = 12
+# Where a text gives a shorter one as a credential: after a name that says so (``password=``,
+# ``'password': '``, ``EPIX_METRICS_TOKEN=``, ``Authorization: Bearer``).
+_CREDENTIAL_NAME = r"(?:pass|pwd|secret|token|key|auth)[\w-]*['\"]?[ \t]*[=:][ \t]*['\"]?"
+_BEARER = r"bearer[ \t]+"
+
+
+def _as_credential(credential: str) -> re.Pattern[str]:
+    """Where ``credential``, too short to be taken out anywhere, stands as a credential: a
+    URL's ``user:credential@``, the value of a credential's name, or a whole quoted string (a
+    driver repeating part of a connection string it cannot parse: ``after "..."``)."""
+    value = re.escape(credential)
+    return re.compile(
+        rf"(?<=:){value}(?=@)"
+        rf"|(?<=['\"]){value}(?=['\"])"
+        rf"|(?P<name>(?:{_CREDENTIAL_NAME})(?:{_BEARER})?|{_BEARER}){value}(?![\w])",
+        re.IGNORECASE,
     )
 
 
@@ -108,13 +139,24 @@ def without_credentials(text: str) -> str:
     """``text`` with the settings' credentials replaced by ``[redacted]``. A traceback repeats
     whatever the code that raised put in its message (SQLAlchemy a URL it cannot parse,
     password and all), and so may the message that comes with it (asyncio's names the
-    exception): every log format and Python's own traceback output take them out here."""
+    exception) and a warning: every log format and Python's own output take them out here.
+
+    A credential of at least ``_ANYWHERE_MIN_LENGTH`` characters is taken out wherever it
+    appears. A shorter one only where it stands as a credential (``_as_credential``): taken
+    out as a substring, a database password ``epix`` made every path of a traceback
+    ``/work/[redacted]/...``. Where a URL, a connection string or a driver's message repeats it,
+    it stands so; said bare in other words it is not taken out."""
     try:
         credentials = get_settings().credentials
     except (ValidationError, SettingsError):  # the command is refused, with no traceback
         return text
     for credential in sorted(credentials, key=len, reverse=True):
-        text = text.replace(credential, REDACTED)
+        if len(credential) >= _ANYWHERE_MIN_LENGTH:
+            text = text.replace(credential, REDACTED)
+        else:
+            text = _as_credential(credential).sub(
+                lambda found: (found.group("name") or "") + REDACTED, text
+            )
     return text
 
 
@@ -195,16 +237,35 @@ def log_python_output(log_format: str) -> None:
     thread, the registry follower) or in a web process of ``--workers N``
     (``log_uncaught_in_process``), and one Python cannot raise to anyone ("Exception ignored
     in", a warning), is one line of logger ``epix.cli.logs``. Under text that
-    traceback is Python's own text; in both, with the settings' credentials taken out
+    traceback and a warning are Python's own text; in both, with the settings' credentials taken out
     (``without_credentials``). Written straight to standard error, so that it holds before the
     logging is configured too."""
     global _python_output_format
     _python_output_format = log_format
-    if log_format == "json":
-        logging.captureWarnings(True)
+    logging.captureWarnings(log_format == "json")
+    if log_format != "json":
+        warnings.showwarning = _show_warning
     sys.excepthook = _log_uncaught
     threading.excepthook = _log_uncaught_in_thread
     sys.unraisablehook = _log_unraisable
+
+
+def _show_warning(
+    message: Warning | str,
+    category: type[Warning],
+    filename: str,
+    lineno: int,
+    file: TextIO | None = None,
+    line: str | None = None,
+) -> None:
+    """``warnings.showwarning`` under text: Python's own text, without the credentials."""
+    stream = sys.stderr if file is None else file
+    if stream is None:  # pythonw: nowhere to write, as Python's own gives up
+        return
+    with contextlib.suppress(OSError):  # as Python's own: a warning never fails the command
+        stream.write(
+            without_credentials(warnings.formatwarning(message, category, filename, lineno, line))
+        )
 
 
 def _log_uncaught(

@@ -199,6 +199,21 @@ def test_pythons_warnings_are_json_lines_of_a_json_logging_command(
     assert "UserWarning: old\nthing" in line["message"]
 
 
+def test_pythons_warnings_in_a_web_process_logging_text_are_written_without_the_credentials(
+    tmp_path: Path,
+) -> None:
+    """As Python writes them, in a worker process of `epix serve --workers N` (which applies
+    only the logging configuration): with the key a warning repeated, which Python wrote."""
+    script = (
+        "import logging.config, os, warnings; from epix.cli.logs import uvicorn_log_config as c; "
+        "logging.config.dictConfig(c('INFO', 'text')); "
+        "warnings.warn('old thing, key ' + os.environ['EPIX_SECRET_KEY'], UserWarning)"
+    )
+    ran = _run_python(tmp_path, script, EPIX_SECRET_KEY=SECRET_KEY)
+    assert ran.returncode == 0, ran.stderr
+    assert ran.stderr == "<string>:1: UserWarning: old thing, key [redacted]\n"
+
+
 def test_an_invalid_configuration_is_refused_in_a_json_line_unless_the_format_is_invalid(
     tmp_path: Path,
 ) -> None:
@@ -258,13 +273,15 @@ UNEXPECTED_FAILURES = {
 def test_an_exception_nothing_caught_ends_the_command_with_one_json_line(
     tmp_path: Path, command: str
 ) -> None:
-    """Python's warning before it is a JSON line too, even before the logging is configured."""
+    """Python's warning before it is a JSON line too, even before the logging is configured,
+    without the credentials a warning may repeat as a traceback may (it was written as it
+    was)."""
     module, function, args = UNEXPECTED_FAILURES[command]
     args = [str(free_port()) if arg == "PORT" else arg for arg in args]
     script = (
         f"import os, warnings, {module} as m\n"
         "def fail(*args, **kwargs):\n"
-        "    warnings.warn('about to\\nbreak', UserWarning)\n"
+        "    warnings.warn('about to\\nbreak, key ' + os.environ['EPIX_SECRET_KEY'], UserWarning)\n"
         "    raise RuntimeError('broke\\nhere, key ' + os.environ['EPIX_SECRET_KEY'])\n"
         f"m.{function} = fail\n"
         "from epix.cli.main import cli\n"
@@ -274,7 +291,7 @@ def test_an_exception_nothing_caught_ends_the_command_with_one_json_line(
     assert ran.returncode == 1, ran.stderr
     *_, warned, last = _json_lines(ran.stderr)
     assert (warned["level"], warned["logger"]) == ("WARNING", "py.warnings")
-    assert "UserWarning: about to\nbreak" in warned["message"]
+    assert "UserWarning: about to\nbreak, key [redacted]" in warned["message"]
     assert (last["level"], last["logger"]) == ("CRITICAL", "epix.cli.logs")
     assert last["message"] == "uncaught RuntimeError; the command ends"
     assert last["exception"].startswith("Traceback (most recent call last):")
@@ -286,12 +303,14 @@ def test_an_exception_nothing_caught_ends_the_command_with_one_json_line(
 def test_an_exception_nothing_caught_ends_a_text_logging_command_without_the_credentials(
     tmp_path: Path, command: str
 ) -> None:
-    """In text, as Python prints it (Python's own hook printed the secret key)."""
+    """In text, as Python prints it (Python's own hook printed the secret key), and so is a
+    warning before it (Python printed it with the key)."""
     module, function, args = UNEXPECTED_FAILURES[command]
     args = [str(free_port()) if arg == "PORT" else arg for arg in args]
     script = (
-        f"import os, {module} as m\n"
+        f"import os, warnings, {module} as m\n"
         "def fail(*args, **kwargs):\n"
+        "    warnings.warn('about to break, key ' + os.environ['EPIX_SECRET_KEY'], UserWarning)\n"
         "    raise RuntimeError('broke\\nhere, key ' + os.environ['EPIX_SECRET_KEY'])\n"
         f"m.{function} = fail\n"
         "from epix.cli.main import cli\n"
@@ -301,6 +320,7 @@ def test_an_exception_nothing_caught_ends_a_text_logging_command_without_the_cre
     assert ran.returncode == 1, ran.stderr
     assert "Traceback (most recent call last):\n" in ran.stderr, ran.stderr
     assert ran.stderr.endswith("RuntimeError: broke\nhere, key [redacted]\n")
+    assert "UserWarning: about to break, key [redacted]\n" in ran.stderr
     assert SECRET_KEY not in ran.stderr
 
 
