@@ -11,12 +11,14 @@ import signal
 import socket
 import sys
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 import click
 import uvicorn
+from uvicorn._subprocess import spawn, subprocess_started
 from uvicorn.config import STARTUP_FAILURE
 from uvicorn.supervisors import multiprocess
 from uvicorn.supervisors.multiprocess import Multiprocess
@@ -24,7 +26,7 @@ from uvicorn.supervisors.multiprocess import Multiprocess
 from epix.api.http_protocol import BoundedHttpToolsProtocol
 from epix.api.metrics import MULTIPROCESS_DIRECTORY_VARIABLE, reset_multiprocess_directory
 from epix.auth.session_secret import session_secret
-from epix.cli.logs import log_uncaught_in_process, uvicorn_log_config
+from epix.cli.logs import log_python_output, log_uncaught_in_process, uvicorn_log_config
 from epix.compliance import load_reference_data
 from epix.db import Database
 from epix.delivery.worker import start_worker_thread
@@ -161,16 +163,34 @@ def web_app() -> FastAPI:
 
 
 class _WebProcess(multiprocess.Process):
-    """uvicorn's web process of ``--workers N``, whose end by an exception nothing caught is
-    said in the node's log format (``log_uncaught_in_process``) before uvicorn starts another:
-    multiprocessing printed it as text past every hook, credentials and all."""
+    """uvicorn's web process of ``--workers N``, started through ``_web_process_started``."""
 
-    def target(self, sockets: list[socket.socket] | None = None) -> None:
-        try:
-            super().target(sockets)
-        except Exception as exc:  # KeyboardInterrupt and SystemExit end it as uvicorn lets them
-            log_uncaught_in_process(exc)
-            sys.exit(1)  # as multiprocessing ends a process it printed a traceback for
+    def __init__(self, config: uvicorn.Config, sockets: list[socket.socket]) -> None:
+        super().__init__(config, sockets)
+        # No stdin, which uvicorn reopens in its web processes for debuggers: the node reads none.
+        self.process = spawn.Process(
+            target=_web_process_started,
+            args=(get_settings().log_format, config, self.target, sockets),
+        )
+
+
+def _web_process_started(
+    log_format: str,
+    config: uvicorn.Config,
+    target: Callable[..., None],
+    sockets: list[socket.socket],
+) -> None:
+    """A web process, from its start: its end by an exception nothing caught is said in the
+    node's log format (``log_uncaught_in_process``), before uvicorn starts another.
+    multiprocessing printed it as text past every hook, credentials and all, and so it did
+    when the process failed before its logging was configured (the first thing uvicorn does
+    in it), which the format, set here first, no longer waits for."""
+    log_python_output(log_format)
+    try:
+        subprocess_started(config, target, sockets, stdin_fileno=None)
+    except Exception as exc:  # KeyboardInterrupt and SystemExit end it as uvicorn lets them
+        log_uncaught_in_process(exc)
+        sys.exit(1)  # as multiprocessing ends a process it printed a traceback for
 
 
 def _run_web_processes(options: dict[str, Any]) -> None:

@@ -610,6 +610,74 @@ def test_a_started_web_process_that_dies_of_an_exception_says_so_in_the_log_form
     assert died["exception"].endswith("RuntimeError: process broke, key [redacted]")
 
 
+# uvicorn configures each web process's logging first of all: a failure there (here forced in
+# each web process multiprocessing starts, not in epix serve's own) came before every hook.
+FAIL_BEFORE_LOGGING = """
+import os
+import sys
+
+if "--multiprocessing-fork" in sys.argv:
+    import uvicorn.config
+
+    def broken(self):
+        raise RuntimeError("logging broke, key " + os.environ["EPIX_SECRET_KEY"])
+
+    uvicorn.config.Config.configure_logging = broken
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("log_format", ["json", "text"])
+def test_a_web_process_that_fails_before_its_logging_is_configured_says_so_in_the_log_format(
+    tmp_path: Path, log_format: str
+) -> None:
+    """multiprocessing printed its traceback as text, with the secret key its message
+    carried, under EPIX_LOG_FORMAT=json too."""
+    (tmp_path / "hooks").mkdir()
+    (tmp_path / "hooks" / "sitecustomize.py").write_text(FAIL_BEFORE_LOGGING)
+    env = {
+        **node_env(tmp_path / "data"),
+        "EPIX_LOG_FORMAT": log_format,
+        "EPIX_SECRET_KEY": SECRET_KEY,
+        "PYTHONPATH": str(tmp_path / "hooks"),
+    }
+    command = ["serve", "--port", str(free_port()), "--workers", "2"]
+    with tempfile.TemporaryFile() as printed:
+        server = subprocess.Popen(
+            [sys.executable, "-m", "epix.cli", *command],
+            cwd=REPO_ROOT,
+            env=env,
+            stdout=printed,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            deadline = time.monotonic() + 120
+            while (so_far := written_so_far(printed)).count(b"RuntimeError: logging broke") < 2:
+                assert server.poll() is None and time.monotonic() < deadline, so_far
+                time.sleep(0.2)
+        finally:
+            server.terminate()
+            server.wait(timeout=30)
+        output = written_so_far(printed).decode()
+    assert SECRET_KEY not in output
+    if log_format == "text":
+        assert re.search(
+            r"^Process SpawnProcess-\d+:\nTraceback \(most recent call last\):\n.*?\n"
+            r"RuntimeError: logging broke, key \[redacted\]$",
+            output,
+            re.MULTILINE | re.DOTALL,
+        ), output
+        return
+    died = [line for line in _json_lines(output) if "exception" in line]
+    assert len(died) >= 2, output
+    for line in died:
+        assert (line["level"], line["logger"]) == ("CRITICAL", "epix.cli.logs")
+        assert re.fullmatch(
+            r"uncaught RuntimeError; process SpawnProcess-\d+ \[\d+\] ends", line["message"]
+        )
+        assert line["exception"].endswith("RuntimeError: logging broke, key [redacted]")
+
+
 # An exception Python cannot raise to anyone (here in a __del__; at exit, in a weakref
 # callback or a generator closed by the garbage collector alike): sys.unraisablehook's.
 UNRAISABLE = """
