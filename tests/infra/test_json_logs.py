@@ -261,6 +261,26 @@ def _run_python(tmp_path: Path, script: str, **extra_env: str) -> subprocess.Com
     )
 
 
+def _printed_until(
+    command: list[str], env: dict[str, str], done: Callable[[bytes], bool]
+) -> tuple[int, str]:
+    """What ``command`` (run in the repository) prints until ``done`` says it printed enough,
+    then stopped (SIGTERM): its exit status and all it printed."""
+    with tempfile.TemporaryFile() as printed:
+        process = subprocess.Popen(
+            command, cwd=REPO_ROOT, env=env, stdout=printed, stderr=subprocess.STDOUT
+        )
+        try:
+            deadline = time.monotonic() + 120
+            while not done(so_far := written_so_far(printed)):
+                assert process.poll() is None and time.monotonic() < deadline, so_far
+                time.sleep(0.2)
+        finally:
+            process.terminate()
+            process.wait(timeout=30)
+        return process.returncode, written_so_far(printed).decode()
+
+
 # A failure no EPIX code expects, put where it would happen for real: in epix worker's main
 # thread, and in epix serve's before its logging is configured.
 UNEXPECTED_FAILURES = {
@@ -338,24 +358,10 @@ def test_epix_worker_logging_text_takes_the_credentials_out_of_a_logged_tracebac
         "cli(['worker'])\n"
     )
     env = {**node_env(tmp_path / "data"), "EPIX_LOG_FORMAT": "text", "EPIX_SECRET_KEY": SECRET_KEY}
-    with tempfile.TemporaryFile() as printed:
-        worker = subprocess.Popen(
-            [sys.executable, "-c", script],
-            cwd=REPO_ROOT,
-            env=env,
-            stdout=printed,
-            stderr=subprocess.STDOUT,
-        )
-        try:
-            deadline = time.monotonic() + 60
-            while b"RuntimeError: claim broke" not in (so_far := written_so_far(printed)):
-                assert worker.poll() is None and time.monotonic() < deadline, so_far
-                time.sleep(0.2)
-        finally:
-            worker.terminate()
-            worker.wait(timeout=30)
-        output = written_so_far(printed).decode()
-    assert worker.returncode == 0, output
+    status, output = _printed_until(
+        [sys.executable, "-c", script], env, lambda so_far: b"RuntimeError: claim broke" in so_far
+    )
+    assert status == 0, output
     assert SECRET_KEY not in output
     failed = re.search(
         r"^\S+ \S+ ERROR epix.delivery outbox worker iteration failed; retrying\n"
@@ -575,13 +581,7 @@ def test_a_started_web_process_that_dies_of_an_exception_says_so_in_the_log_form
 ) -> None:
     """multiprocessing printed such a process's traceback itself, as text past every hook,
     and with the secret key its message carried; uvicorn then starts another process."""
-    (tmp_path / "hooks").mkdir()
-    (tmp_path / "hooks" / "sitecustomize.py").write_text(CRASH_ON_SIGUSR1)
-    extra_env = {
-        "EPIX_LOG_FORMAT": log_format,
-        "EPIX_SECRET_KEY": SECRET_KEY,
-        "PYTHONPATH": str(tmp_path / "hooks"),
-    }
+    extra_env = _hooked(tmp_path, CRASH_ON_SIGUSR1, log_format)
     with running_node(tmp_path / "data", "--workers", "2", extra_env=extra_env) as node:
         deadline = time.monotonic() + 120
         while node.printed().count("Application startup complete.") < 2:  # both started
@@ -593,21 +593,44 @@ def test_a_started_web_process_that_dies_of_an_exception_says_so_in_the_log_form
             assert time.monotonic() < deadline, node.printed()
             time.sleep(0.2)
         assert httpx.get(f"{node.url}/readyz", timeout=10).status_code == 200
-    assert SECRET_KEY not in node.output
+    ended = _web_processes_ended(node.output, log_format, "process broke")
+    if log_format == "json":
+        (message,) = ended
+        assert re.fullmatch(
+            rf"uncaught RuntimeError; process SpawnProcess-\d+ \[{crashed}\] ends", message
+        )
+
+
+def _hooked(tmp_path: Path, hooks: str, log_format: str) -> dict[str, str]:
+    """The environment of a node logging in ``log_format`` whose every process first runs
+    ``hooks`` (as its sitecustomize)."""
+    (tmp_path / "hooks").mkdir()
+    (tmp_path / "hooks" / "sitecustomize.py").write_text(hooks)
+    return {
+        "EPIX_LOG_FORMAT": log_format,
+        "EPIX_SECRET_KEY": SECRET_KEY,
+        "PYTHONPATH": str(tmp_path / "hooks"),
+    }
+
+
+def _web_processes_ended(output: str, log_format: str, broke: str) -> list[str]:
+    """Web processes said they ended by ``RuntimeError(f"{broke}, key {the secret key}")``,
+    the key taken out: in text as multiprocessing prints it; in JSON, in lines of their own
+    (the only lines with an exception), whose messages are returned."""
+    assert SECRET_KEY not in output
     if log_format == "text":
         assert re.search(
             r"^Process SpawnProcess-\d+:\nTraceback \(most recent call last\):\n.*?\n"
-            r"RuntimeError: process broke, key \[redacted\]$",
-            node.output,
+            rf"RuntimeError: {broke}, key \[redacted\]$",
+            output,
             re.MULTILINE | re.DOTALL,
-        ), node.output
-        return
-    (died,) = [line for line in _json_lines(node.output) if "exception" in line]
-    assert (died["level"], died["logger"]) == ("CRITICAL", "epix.cli.logs")
-    assert re.fullmatch(
-        rf"uncaught RuntimeError; process SpawnProcess-\d+ \[{crashed}\] ends", died["message"]
-    )
-    assert died["exception"].endswith("RuntimeError: process broke, key [redacted]")
+        ), output
+        return []
+    ended = [line for line in _json_lines(output) if "exception" in line]
+    for line in ended:
+        assert (line["level"], line["logger"]) == ("CRITICAL", "epix.cli.logs")
+        assert line["exception"].endswith(f"RuntimeError: {broke}, key [redacted]")
+    return [line["message"] for line in ended]
 
 
 # uvicorn configures each web process's logging first of all: a failure there (here forced in
@@ -633,49 +656,20 @@ def test_a_web_process_that_fails_before_its_logging_is_configured_says_so_in_th
 ) -> None:
     """multiprocessing printed its traceback as text, with the secret key its message
     carried, under EPIX_LOG_FORMAT=json too."""
-    (tmp_path / "hooks").mkdir()
-    (tmp_path / "hooks" / "sitecustomize.py").write_text(FAIL_BEFORE_LOGGING)
-    env = {
-        **node_env(tmp_path / "data"),
-        "EPIX_LOG_FORMAT": log_format,
-        "EPIX_SECRET_KEY": SECRET_KEY,
-        "PYTHONPATH": str(tmp_path / "hooks"),
-    }
+    env = {**node_env(tmp_path / "data"), **_hooked(tmp_path, FAIL_BEFORE_LOGGING, log_format)}
     command = ["serve", "--port", str(free_port()), "--workers", "2"]
-    with tempfile.TemporaryFile() as printed:
-        server = subprocess.Popen(
-            [sys.executable, "-m", "epix.cli", *command],
-            cwd=REPO_ROOT,
-            env=env,
-            stdout=printed,
-            stderr=subprocess.STDOUT,
-        )
-        try:
-            deadline = time.monotonic() + 120
-            while (so_far := written_so_far(printed)).count(b"RuntimeError: logging broke") < 2:
-                assert server.poll() is None and time.monotonic() < deadline, so_far
-                time.sleep(0.2)
-        finally:
-            server.terminate()
-            server.wait(timeout=30)
-        output = written_so_far(printed).decode()
-    assert SECRET_KEY not in output
-    if log_format == "text":
-        assert re.search(
-            r"^Process SpawnProcess-\d+:\nTraceback \(most recent call last\):\n.*?\n"
-            r"RuntimeError: logging broke, key \[redacted\]$",
-            output,
-            re.MULTILINE | re.DOTALL,
-        ), output
-        return
-    died = [line for line in _json_lines(output) if "exception" in line]
-    assert len(died) >= 2, output
-    for line in died:
-        assert (line["level"], line["logger"]) == ("CRITICAL", "epix.cli.logs")
-        assert re.fullmatch(
-            r"uncaught RuntimeError; process SpawnProcess-\d+ \[\d+\] ends", line["message"]
-        )
-        assert line["exception"].endswith("RuntimeError: logging broke, key [redacted]")
+    _, output = _printed_until(
+        [sys.executable, "-m", "epix.cli", *command],
+        env,
+        lambda so_far: so_far.count(b"RuntimeError: logging broke") >= 2,  # both processes
+    )
+    ended = _web_processes_ended(output, log_format, "logging broke")
+    if log_format == "json":
+        assert len(ended) >= 2, output
+        for message in ended:
+            assert re.fullmatch(
+                r"uncaught RuntimeError; process SpawnProcess-\d+ \[\d+\] ends", message
+            )
 
 
 # An exception Python cannot raise to anyone (here in a __del__; at exit, in a weakref
