@@ -61,6 +61,7 @@ def test_a_short_password_said_as_no_credential_is_left_alone(text: str) -> None
         ),
         ('{"PASSWORD":"epix"}', '{"PASSWORD":"[redacted]"}'),
         ("EPIX_DATABASE_PASSWORD=epix; export", "EPIX_DATABASE_PASSWORD=[redacted]; export"),
+        ("Authorization: Bearer epix, user epix", "Authorization: Bearer [redacted], user epix"),
         (
             'missing "=" after "epix" in connection info string',
             'missing "=" after "[redacted]" in connection info string',
