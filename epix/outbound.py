@@ -219,6 +219,17 @@ class DeadlineTransport(httpx.HTTPTransport):
         return response
 
 
+def unsendable(url: str) -> str | None:
+    """Why no request can be sent to ``url`` (a control character, a host that is no valid
+    IDNA name: the client refuses it before connecting), or None. A URL checked only with
+    ``urlsplit``, which drops tabs and newlines and reads any host, may still be one."""
+    try:
+        httpx.Request("POST", url)
+    except (httpx.InvalidURL, UnicodeError) as exc:
+        return str(exc) or type(exc).__name__
+    return None
+
+
 def outbound_client(
     *,
     deadline_seconds: float,

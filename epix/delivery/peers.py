@@ -20,6 +20,7 @@ from epix.delivery.webhooks import http_origin
 from epix.errors import EpixError, Finding
 from epix.exchange.node_identity import NODE_ROLE
 from epix.exchange.receipts import REJECTED
+from epix.outbound import unsendable
 from epix.registry.service import endpoint_for, travels_in_clear
 from epix.registry.trust import RegistryTrustStore
 from epix.settings import NodeMode, Settings
@@ -105,7 +106,14 @@ def route_for(
             "http; the message and the API key would travel in clear.",
             code="EPIX-DLV-012",
         )
-    return PeerRoute(messages_url(endpoint), settings.peer_api_keys.get(destination_party))
+    url = messages_url(endpoint)
+    problem = unsendable(url)
+    if problem is not None:  # passed the registry's checks, yet no request can go there
+        return Unroutable(
+            f"The registry's endpoint for Party {destination_party}, {endpoint}, cannot be "
+            f"sent to: {problem}"
+        )
+    return PeerRoute(url, settings.peer_api_keys.get(destination_party))
 
 
 class RegistryReceiptVerifier:

@@ -39,7 +39,7 @@ from epix.db.prepared import Prepared
 from epix.delivery.models import OutboxKind, OutboxMessage, WebhookSubscription
 from epix.delivery.outbox import DEFAULT_GIVE_UP_SECONDS, enqueue
 from epix.errors import EpixError
-from epix.outbound import DeadlineBackend
+from epix.outbound import DeadlineBackend, unsendable
 from epix.settings import Settings
 
 SIGNATURE_HEADER = "X-EPIX-Signature"
@@ -223,6 +223,9 @@ def check_webhook_url(
             "The webhook URL must be an absolute http:// or https:// URL with a host.",
             "url",
         )
+    problem = unsendable(url.strip())
+    if problem is not None:
+        raise EpixError.of("EPIX-DLV-004", f"The webhook URL cannot be sent to: {problem}", "url")
     node = http_origin(node_base_url)
     _scheme, host, port = origin
     if node is not None:

@@ -57,7 +57,7 @@ from epix.delivery.webhooks import (
     webhook_key,
 )
 from epix.errors import EpixError
-from epix.outbound import DeadlineBackend, DeadlineExceeded, outbound_client
+from epix.outbound import DeadlineBackend, DeadlineExceeded, outbound_client, unsendable
 from epix.settings import Settings
 
 log = logging.getLogger("epix.delivery")
@@ -322,6 +322,13 @@ class Worker:
             )
             if subscription is None or not subscription.active or claim.target_url is None:
                 return Closed(f"Webhook subscription {claim.subscription_id} was disabled.")
+            problem = unsendable(claim.target_url)
+            if problem is not None:  # stored before subscribing checked it
+                return Closed(
+                    f"The URL of webhook subscription {subscription.id} cannot be sent to: "
+                    f"{problem}",
+                    code="EPIX-DLV-004",
+                )
             try:
                 secret = open_secret(
                     self.webhook_key, subscription.secret, party=subscription.party
