@@ -408,6 +408,16 @@ class Worker:
     def _deliver_http(self, claim: Claim, route: peers.PeerRoute | WebhookRoute) -> Result:
         now = self.clock()
         not_before = self.breaker.allow(claim.peer_key, now)
+        if not_before is not None and now >= claim.give_up_at:
+            # Only a tried row meets its give-up time otherwise: behind an open circuit (one
+            # probe per cool-down) a row would wait its turn as the probe, long past it.
+            return self._failed(
+                claim,
+                "EPIX-DLV-003",
+                f"Not tried again after its give-up time ({claim.give_up_at.isoformat()}): "
+                "the far end kept failing and its circuit is open.",
+                permanent=True,
+            )
         too_late = now + timedelta(seconds=self.settings.outbound_deadline_seconds)
         if not_before is None and too_late >= claim.lease_expires_at:
             self.breaker.release_probe(claim.peer_key)
