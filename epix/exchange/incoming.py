@@ -49,8 +49,10 @@ from epix.exchange.service import (
     Arrival,
     StorageUnavailable,
     SubmissionResult,
+    audit_replay,
     check_parties,
     is_hosted,
+    record_replay,
     reject,
     replay,
     replay_or_check_destination,
@@ -313,7 +315,7 @@ def receive(
         root = check_document(body, envelope, settings)
         trust = _trust(database, envelope, sha256)
         if isinstance(trust, SubmissionResult):
-            return trust
+            return audit_replay(arrival, trust)
         verified = verify(root, envelope, trust)
         if verified.endorsement is not None:
             check_addressee(database, verified.endorsement, envelope)
@@ -328,7 +330,7 @@ def receive(
         with database.unit_of_work() as session:
             existing = seen_message(session, envelope.sender, envelope.message_id)
             if existing is not None:
-                return replay(session, existing, sha256)
+                return record_replay(session, arrival, replay(session, existing, sha256))
         raise StorageUnavailable.conflict() from None
     except SQLAlchemyError as exc:
         if database_trouble(exc) is not None:

@@ -58,6 +58,8 @@ from epix.xml.namespaces import CITES_PERMIT
 
 log = logging.getLogger("epix.exchange")
 ACTION_SUBMIT = "message.submit"
+# A message id seen before with the same bytes, answered with its original receipt.
+ACTION_REPLAY = "message.replay"
 PERMIT_TAG = f"{{{CITES_PERMIT}}}CITESEPermit"
 # The webhook event a Party's system gets when a document of this type lands in its inbox.
 RECEIVED_EVENTS = {"endorsement": "endorsement.received", "status": "status.changed"}
@@ -390,6 +392,48 @@ def replay(session: Session, existing: SeenMessage, sha256: str) -> SubmissionRe
     )
 
 
+def record_replay(
+    session: Session,
+    arrival: Arrival,
+    result: SubmissionResult,
+    permit_number: str | None = None,
+    permit_valid_until: date | None = None,
+) -> SubmissionResult:
+    """Audit a transmission answered with its original receipt (``replay``): nothing is
+    stored again, but the node received it and sent that receipt again."""
+    envelope = arrival.envelope
+    record_event(
+        session,
+        action=ACTION_REPLAY,
+        outcome="ok",
+        actor=arrival.principal,
+        party=envelope.sender,
+        message_id=envelope.message_id,
+        permit_number=permit_number,
+        request=arrival.request,
+        payload_sha256=arrival.sha256,
+        detail={
+            "status": result.status,
+            "to": envelope.recipient,
+            "document_type": envelope.document_type,
+            "first_received_at": result.received_at.isoformat(),
+        },
+        permit_valid_until=permit_valid_until,
+    )
+    return result
+
+
+def audit_replay(
+    arrival: Arrival,
+    result: SubmissionResult,
+    permit_number: str | None = None,
+    permit_valid_until: date | None = None,
+) -> SubmissionResult:
+    """``record_replay`` in a transaction of its own (the read phase found the replay)."""
+    with arrival.database.unit_of_work() as session:
+        return record_replay(session, arrival, result, permit_number, permit_valid_until)
+
+
 def replay_or_check_destination(
     session: Session, envelope: Envelope, sha256: str
 ) -> SubmissionResult | None:
@@ -462,7 +506,7 @@ def submit(
         permit_number = permit.number
         trust_or_replay = _read_phase(database, envelope, arrival.sha256)
         if isinstance(trust_or_replay, SubmissionResult):
-            return trust_or_replay
+            return audit_replay(arrival, trust_or_replay, permit_number, _date(permit.valid_until))
         verdict = _verify(database, root, envelope, trust_or_replay)
         verdict.raise_if_invalid()
         assert verdict.signed_element is not None  # a valid verdict names what was signed
@@ -493,7 +537,13 @@ def _after_conflict(arrival: Arrival, permit: permit_model.Permit) -> Submission
         with arrival.database.unit_of_work() as session:
             existing = seen_message(session, envelope.sender, envelope.message_id)
             if existing is not None:
-                return replay(session, existing, arrival.sha256)
+                return record_replay(
+                    session,
+                    arrival,
+                    replay(session, existing, arrival.sha256),
+                    permit.number,
+                    _date(permit.valid_until),
+                )
             _check_permit_unique(session, permit, arrival.sha256)
     except EpixError as exc:
         return reject(arrival, exc, permit.number)

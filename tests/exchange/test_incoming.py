@@ -647,3 +647,27 @@ async def test_the_importers_node_takes_the_export_endorsement_into_its_ledger(
         )
     assert status_notes == []
     assert endorsements_in_inbox == 1
+
+
+async def test_a_peers_resent_endorsement_answered_with_the_first_receipt_is_audited(
+    issuer: Node, issuer_client: httpx.AsyncClient
+) -> None:
+    """The peer's retry of a delivered endorsement (its answer lost) left no event."""
+    peer = _add_peer(issuer, "XB")
+    permit = await _submit_permit(issuer, issuer_client, issuer.key("XA", MANAGEMENT_AUTHORITY))
+    body = _endorsement(permit, peer)
+    sent = _peer_headers(peer, "endorsement", "XA", message_id="end-replay-1")
+    first = await issuer_client.post("/v1/messages", content=body, headers=sent)
+    again = await issuer_client.post("/v1/messages", content=body, headers=sent)
+    assert (first.status_code, again.status_code) == (201, 200)
+    with issuer.database.read() as session:
+        events = session.scalars(
+            select(AuditEvent)
+            .where(AuditEvent.message_id == "end-replay-1")
+            .order_by(AuditEvent.sequence)
+        ).all()
+    assert [(e.action, e.actor_username) for e in events] == [
+        ("endorsement.receive", "node-xb"),
+        ("message.replay", "node-xb"),
+    ]
+    assert events[1].payload_sha256 == sha256_hex(body)

@@ -459,3 +459,31 @@ async def test_every_rejection_receipt_verifies_in_xmlsec1_and_repeats_the_probl
         assert [f.get("code") for f in findings] == codes(response), name
         assert receipt_field(etree.fromstring(receipt), "Status") == "rejected"
     assert stored(node) == (0, 0, 0)
+
+
+async def test_a_resubmission_answered_with_the_original_receipt_is_audited(
+    client: httpx.AsyncClient, node: Node
+) -> None:
+    """Every transmission and receipt is one audit event. A retry of an accepted message
+    (its answer lost) got the original receipt with nothing in the trail: the node received
+    it and sent a receipt again, and no event said so. It is a ``message.replay`` now, not a
+    second submission."""
+    body = node.signed_permit(number="XA-REPLAY-1")
+    sent = headers(node.key("XA", MA), message_id="replay-1")
+    first = await client.post("/v1/messages", content=body, headers=sent)
+    again = await client.post("/v1/messages", content=body, headers=sent)
+    assert (first.status_code, again.status_code) == (201, 200)
+    with node.database.read() as session:
+        events = session.scalars(
+            select(AuditEvent)
+            .where(AuditEvent.message_id == "replay-1")
+            .order_by(AuditEvent.sequence)
+        ).all()
+    assert [(e.action, e.outcome) for e in events] == [
+        ("message.submit", "ok"),
+        ("message.replay", "ok"),
+    ]
+    replayed = events[1]
+    assert replayed.actor_party == "XA" and replayed.permit_number == "XA-REPLAY-1"
+    assert replayed.payload_sha256 == hashlib.sha256(body).hexdigest()
+    assert replayed.purge_after == events[0].purge_after  # kept as long as the permit's own
