@@ -326,11 +326,15 @@ def receive(
         with database.unit_of_work() as session:
             status, receipt, findings = _store(session, arrival, body, verified, findings)
     except IntegrityError:
-        # A concurrent copy of the same message won: answer with its receipt.
-        with database.unit_of_work() as session:
-            existing = seen_message(session, envelope.sender, envelope.message_id)
-            if existing is not None:
-                return record_replay(session, arrival, replay(session, existing, sha256))
+        # A concurrent copy of the same message won: answer with its receipt, or refuse
+        # (signed and audited, as any refusal) when its bytes were other ones.
+        try:
+            with database.unit_of_work() as session:
+                existing = seen_message(session, envelope.sender, envelope.message_id)
+                if existing is not None:
+                    return record_replay(session, arrival, replay(session, existing, sha256))
+        except EpixError as exc:
+            return reject(arrival, exc, None, action=ACTIONS[envelope.document_type])
         raise StorageUnavailable.conflict() from None
     except SQLAlchemyError as exc:
         if database_trouble(exc) is not None:

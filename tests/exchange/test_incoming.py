@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import uuid
 from collections.abc import AsyncIterator
@@ -29,7 +30,10 @@ from epix.endorsements.document import (
     Side,
     write_endorsement,
 )
+from epix.exchange import incoming
+from epix.exchange.envelope import Envelope
 from epix.exchange.models import InboxEntry, Message, Permit
+from epix.exchange.node_identity import node_identity
 from epix.exchange.service import sha256_hex
 from epix.exchange.status import status_xml
 from epix.registry import repository
@@ -671,3 +675,51 @@ async def test_a_peers_resent_endorsement_answered_with_the_first_receipt_is_aud
         ("message.replay", "node-xb"),
     ]
     assert events[1].payload_sha256 == sha256_hex(body)
+
+
+async def test_a_copy_with_other_bytes_that_loses_the_race_is_refused_with_a_receipt(
+    issuer: Node, issuer_client: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two copies of one message id with different bytes at once: the one whose insert loses
+    to the other's commit was refused (EPIX-MSG-001) without the signed rejection receipt
+    and without the audit event every other refusal gets. The other copy commits here
+    between the loser's read phase and its write, as a concurrent request would."""
+    peer = _add_peer(issuer, "XB")
+    permit = await _submit_permit(issuer, issuer_client, issuer.key("XA", MANAGEMENT_AUTHORITY))
+    winner, loser = _endorsement(permit, peer), _endorsement(permit, peer)
+    sent = _peer_headers(peer, "endorsement", "XA", message_id="end-race-1")
+    real_trust = incoming._trust
+    with issuer.database.read() as session:
+        peer_principal = auth.principal_of(auth.get_user(session, "node-xb"))
+
+    def trust_then_lose_the_race(database: Database, envelope: Envelope, sha256: str) -> object:
+        found = real_trust(database, envelope, sha256)
+        monkeypatch.setattr(incoming, "_trust", real_trust)
+        won = incoming.receive(
+            database,
+            envelope=envelope,
+            body=winner,
+            principal=peer_principal,
+            settings=issuer.settings,
+            identity=node_identity(issuer.settings.data_dir, issuer.settings.node_party),
+        )
+        assert won.accepted
+        return found
+
+    monkeypatch.setattr(incoming, "_trust", trust_then_lose_the_race)
+    lost = await issuer_client.post("/v1/messages", content=loser, headers=sent)
+
+    assert lost.status_code == 409 and _codes(lost) == ["EPIX-MSG-001"], lost.text
+    receipt = etree.fromstring(base64.b64decode(lost.json()["receipt"]))
+    assert receipt.findtext(f"{{{EPIX_RECEIPT}}}Status") == "rejected"
+    with issuer.database.read() as session:
+        events = session.scalars(
+            select(AuditEvent)
+            .where(AuditEvent.message_id == "end-race-1")
+            .order_by(AuditEvent.sequence)
+        ).all()
+    assert [(e.action, e.outcome) for e in events] == [
+        ("endorsement.receive", "ok"),
+        ("endorsement.receive", "EPIX-MSG-001"),
+    ]
+    assert events[1].payload_sha256 == sha256_hex(loser)
