@@ -98,7 +98,12 @@ def route_for(
     if endpoint is None:
         return Unroutable(f"The registry lists no node endpoint for Party {destination_party}.")
     origin = http_origin(endpoint)
-    if origin is not None and origin == http_origin(settings.node_base_url):
+    if origin is None:  # a registry document's endpoint is checked only as https?://.+
+        return Unroutable(
+            f"The registry's endpoint for Party {destination_party}, {endpoint!r}, is not an "
+            "absolute http(s) URL with a host and a valid port."
+        )
+    if origin == http_origin(settings.node_base_url):
         return LocalRoute(destination_party)
     if travels_in_clear(endpoint):  # e.g. from a registry published before this was refused
         return Unroutable(

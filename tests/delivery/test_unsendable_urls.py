@@ -9,7 +9,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from epix.db import Database
 from epix.db.base import utcnow
@@ -18,6 +18,7 @@ from epix.delivery.models import OutboxMessage, OutboxState, WebhookSubscription
 from epix.delivery.webhooks import check_webhook_url, publish_event, seal_secret, webhook_key
 from epix.delivery.worker import default_worker
 from epix.errors import EpixError
+from epix.registry.models import RegistryParty
 from tests.delivery.helpers import PEER_PARTY, peer_identity, register_peer, sender_settings
 
 UNSENDABLE = [
@@ -106,3 +107,41 @@ def test_a_peer_endpoint_the_client_cannot_send_to_is_retried_until_give_up(
         )
         assert row.last_error is not None and "xn--zz.xb.example.org" in row.last_error
         assert row.give_up_at <= utcnow() + timedelta(seconds=1)
+
+
+def test_a_malformed_endpoint_in_the_registry_does_not_stop_every_other_delivery(
+    sqlite_database: Database, tmp_path: Path
+) -> None:
+    """A registry document the Secretariat signed carries endpoints as the schema's
+    ``https?://.+``, so one such as ``https://[::1`` reaches the node's copy. Routing it
+    raised in the claim's transaction, which rolled the whole batch back: the row stayed due
+    first, and no row to any destination was delivered again."""
+    settings = sender_settings(tmp_path)
+    register_peer(sqlite_database, endpoint="https://xb.example.org", identity=peer_identity())
+    with sqlite_database.unit_of_work() as session:
+        session.execute(
+            update(RegistryParty)
+            .where(RegistryParty.code == PEER_PARTY)
+            .values(endpoint_url="https://[::1")
+        )
+        for destination in (PEER_PARTY, "XA"):  # XA is this node's own Party: its inbox
+            outbox.enqueue(
+                session,
+                kind="endorsement",
+                destination_party=destination,
+                payload=b"<e/>",
+                message_id="e-1",
+                sender_party="XC",
+            )
+    worker = default_worker(sqlite_database, settings)
+    try:
+        assert worker.run_once() == 2
+    finally:
+        worker.close()
+    with sqlite_database.read() as session:
+        rows = {row.destination_party: row for row in session.scalars(select(OutboxMessage)).all()}
+    assert rows["XA"].state == OutboxState.DELIVERED
+    assert (rows[PEER_PARTY].state, rows[PEER_PARTY].last_error_code) == (
+        OutboxState.PENDING,
+        "EPIX-DLV-010",
+    )
