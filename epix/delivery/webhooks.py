@@ -471,7 +471,11 @@ def verify_webhook_signature(
     candidates: list[str] = []
     for part in header.split(","):
         name, _, value = part.strip().partition("=")
-        if name == "t" and value.isdigit():
+        # ASCII only: str.isdigit also takes "²", and compare_digest refuses non-ASCII text;
+        # at most 20 digits, past which int() refuses and no Unix time lies anyway.
+        if not value.isascii():
+            continue
+        if name == "t" and value.isdigit() and len(value) <= 20:
             timestamp = int(value)
         elif name == "v1" and value:
             candidates.append(value)

@@ -718,3 +718,19 @@ def test_a_credential_in_a_webhook_url_never_reaches_the_audit_trail(
         ("webhook.delivered", f"http://{host_and_port}/hook?***"),
     }
     assert "s3cret" not in repr([(e.detail, e.headers, e.path) for e in events])
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        "t=²,v1=abc",  # str.isdigit takes superscripts; int() does not
+        "t=" + "9" * 5000 + ",v1=abc",  # past Python's digit limit for int()
+        "t={t},v1=é",  # hmac.compare_digest refuses non-ASCII str
+    ],
+)
+def test_a_malformed_signature_header_is_refused_not_raised(header: str) -> None:
+    """Receivers call this in their HTTP handler on whatever header arrived: it answers
+    True or False, never an exception (a 500 on the receiver's side)."""
+    body = b'{"event":"message.received"}'
+    sent = header.format(t=int(NOW.timestamp()))
+    assert verify_webhook_signature("whsec_one", sent, body, NOW) is False
