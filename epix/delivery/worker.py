@@ -140,7 +140,7 @@ def _peer_problem(body: bytes) -> tuple[list[str], object]:
     """The EPIX codes and the detail of a peer's problem+json answer (none if it is not one)."""
     try:
         document = json.loads(body)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: arrays or objects nested deep
         return [], None
     if not isinstance(document, dict):
         return [], None
