@@ -734,3 +734,25 @@ def test_a_malformed_signature_header_is_refused_not_raised(header: str) -> None
     body = b'{"event":"message.received"}'
     sent = header.format(t=int(NOW.timestamp()))
     assert verify_webhook_signature("whsec_one", sent, body, NOW) is False
+
+
+def test_the_outbox_listing_never_shows_a_webhook_urls_credentials(
+    sqlite_database: Database, tmp_path: Path
+) -> None:
+    """The trail keeps webhook URLs without their user information and query, where receivers
+    put their tokens; the outbox listing showed them whole, on a hub to the node admins, who
+    see every Party's rows (another Party's subscribers' tokens)."""
+    ma = api_client(sqlite_database, tmp_path, "XA", Role.MANAGEMENT_AUTHORITY, node_mode="hub")
+    secret_url = "https://hook-user:pw-s3cret@ma.example.org/h?token=tok-s3cret"
+    created = ma.post("/v1/webhooks", json={"url": secret_url, "events": ["status.changed"]})
+    assert created.status_code == 201
+    with sqlite_database.unit_of_work() as session:
+        publish_event(session, party="XA", event="status.changed", event_id="p-1", data={})
+    admin = api_client(sqlite_database, tmp_path, "XB", Role.NODE_ADMIN, node_mode="hub")
+    listed = admin.get("/v1/outbox")
+    assert listed.status_code == 200
+    (row,) = listed.json()
+    assert row["target_url"] == "https://***@ma.example.org/h?***"
+    one = admin.get(f"/v1/outbox/{row['id']}")
+    assert one.status_code == 200 and one.json()["target_url"] == row["target_url"]
+    assert "s3cret" not in listed.text + one.text

@@ -16,6 +16,7 @@ from epix.api.deps import ROW_ID_MAX, DatabaseDep, RequestContextDep, RowId, Set
 from epix.api.openapi import refusals
 from epix.api.routers.auth import administered_party, party_refusals_audited
 from epix.api.security import CurrentPrincipal, require_roles
+from epix.audit.context import url_for_audit
 from epix.audit.service import record_event
 from epix.auth.principal import Principal, Role
 from epix.auth.scoping import ensure_administers_node
@@ -56,7 +57,8 @@ class OutboxRowOut(BaseModel):
             message_id=row.message_id,
             sender_party=row.sender_party,
             destination_party=row.destination_party,
-            target_url=row.target_url,
+            # As the audit trail keeps it: receivers put tokens in user information and query.
+            target_url=url_for_audit(row.target_url) if row.target_url else None,
             state=row.state,
             attempts=row.attempts,
             created_at=row.created_at,
