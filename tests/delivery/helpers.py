@@ -29,6 +29,7 @@ from epix.db import Database
 from epix.delivery import outbox
 from epix.delivery.models import OutboxMessage, OutboxState
 from epix.delivery.webhooks import SIGNATURE_HEADER, verify_webhook_signature
+from epix.delivery.worker import default_worker
 from epix.exchange.node_identity import NodeIdentity
 from epix.exchange.receipts import ReceiptFacts, sign_receipt
 from epix.registry import service as registry
@@ -321,6 +322,20 @@ def api_client(
     client = TestClient(create_app(app_settings, database))
     client.headers["Authorization"] = f"Bearer {raw}"
     return client
+
+
+def rows_after_one_pass(
+    database: Database, settings: Settings, *, claimed: int
+) -> list[OutboxMessage]:
+    """Every outbox row, oldest first, after one pass of a fresh worker that claimed
+    ``claimed`` of them (the pass itself must not raise)."""
+    worker = default_worker(database, settings)
+    try:
+        assert worker.run_once() == claimed
+    finally:
+        worker.close()
+    with database.read() as session:
+        return list(session.scalars(select(OutboxMessage).order_by(OutboxMessage.id)))
 
 
 def states(database: Database) -> dict[str, int]:

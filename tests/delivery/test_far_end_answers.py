@@ -11,14 +11,12 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
-from sqlalchemy import select
 
 from epix.db import Database
 from epix.delivery import webhooks
-from epix.delivery.models import OutboxMessage, OutboxState
+from epix.delivery.models import OutboxState
 from epix.delivery.webhooks import publish_event, webhook_key
-from epix.delivery.worker import default_worker
-from tests.delivery.helpers import sender_settings
+from tests.delivery.helpers import rows_after_one_pass, sender_settings
 
 NESTED = b"[" * 100_000
 
@@ -64,16 +62,10 @@ def test_a_refusal_with_deeply_nested_json_fails_the_row_once(
             allow_private_addresses=True,
         )
         publish_event(session, party="XA", event="status.changed", event_id="p-1", data={})
-    worker = default_worker(sqlite_database, settings)
-    try:
-        assert worker.run_once() == 1
-    finally:
-        worker.close()
-    with sqlite_database.read() as session:
-        row = session.scalars(select(OutboxMessage)).one()
-        assert (row.state, row.last_error_code, row.response_status, row.attempts) == (
-            OutboxState.FAILED,
-            "EPIX-DLV-006",
-            422,
-            1,
-        )
+    (row,) = rows_after_one_pass(sqlite_database, settings, claimed=1)
+    assert (row.state, row.last_error_code, row.response_status, row.attempts) == (
+        OutboxState.FAILED,
+        "EPIX-DLV-006",
+        422,
+        1,
+    )

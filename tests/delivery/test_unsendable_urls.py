@@ -9,17 +9,22 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import select, update
+from sqlalchemy import update
 
 from epix.db import Database
 from epix.db.base import utcnow
 from epix.delivery import outbox, webhooks
-from epix.delivery.models import OutboxMessage, OutboxState, WebhookSubscription
+from epix.delivery.models import OutboxState, WebhookSubscription
 from epix.delivery.webhooks import check_webhook_url, publish_event, seal_secret, webhook_key
-from epix.delivery.worker import default_worker
 from epix.errors import EpixError
 from epix.registry.models import RegistryParty
-from tests.delivery.helpers import PEER_PARTY, peer_identity, register_peer, sender_settings
+from tests.delivery.helpers import (
+    PEER_PARTY,
+    peer_identity,
+    register_peer,
+    rows_after_one_pass,
+    sender_settings,
+)
 
 UNSENDABLE = [
     "https://hooks.xa.example.org/a\tb",  # urlsplit drops the tab, httpx refuses it
@@ -58,19 +63,13 @@ def test_a_stored_webhook_url_the_client_cannot_send_to_fails_the_row_once(
         )
         session.flush()
         publish_event(session, party="XA", event="status.changed", event_id="p-1", data={})
-    worker = default_worker(sqlite_database, settings)
-    try:
-        assert worker.run_once() == 1
-    finally:
-        worker.close()
-    with sqlite_database.read() as session:
-        row = session.scalars(select(OutboxMessage)).one()
-        assert (row.state, row.last_error_code, row.attempts) == (
-            OutboxState.FAILED,
-            "EPIX-DLV-004",
-            1,
-        )
-        assert row.lease_owner is None
+    (row,) = rows_after_one_pass(sqlite_database, settings, claimed=1)
+    assert (row.state, row.last_error_code, row.attempts) == (
+        OutboxState.FAILED,
+        "EPIX-DLV-004",
+        1,
+    )
+    assert row.lease_owner is None
 
 
 def test_a_peer_endpoint_the_client_cannot_send_to_is_retried_until_give_up(
@@ -93,20 +92,14 @@ def test_a_peer_endpoint_the_client_cannot_send_to_is_retried_until_give_up(
             sender_party="XA",
             give_up_seconds=0,
         )
-    worker = default_worker(sqlite_database, settings)
-    try:
-        assert worker.run_once() == 1
-    finally:
-        worker.close()
-    with sqlite_database.read() as session:
-        row = session.scalars(select(OutboxMessage)).one()
-        assert (row.state, row.last_error_code, row.attempts) == (
-            OutboxState.FAILED,
-            "EPIX-DLV-010",
-            1,
-        )
-        assert row.last_error is not None and "xn--zz.xb.example.org" in row.last_error
-        assert row.give_up_at <= utcnow() + timedelta(seconds=1)
+    (row,) = rows_after_one_pass(sqlite_database, settings, claimed=1)
+    assert (row.state, row.last_error_code, row.attempts) == (
+        OutboxState.FAILED,
+        "EPIX-DLV-010",
+        1,
+    )
+    assert row.last_error is not None and "xn--zz.xb.example.org" in row.last_error
+    assert row.give_up_at <= utcnow() + timedelta(seconds=1)
 
 
 def test_a_malformed_endpoint_in_the_registry_does_not_stop_every_other_delivery(
@@ -133,13 +126,8 @@ def test_a_malformed_endpoint_in_the_registry_does_not_stop_every_other_delivery
                 message_id="e-1",
                 sender_party="XC",
             )
-    worker = default_worker(sqlite_database, settings)
-    try:
-        assert worker.run_once() == 2
-    finally:
-        worker.close()
-    with sqlite_database.read() as session:
-        rows = {row.destination_party: row for row in session.scalars(select(OutboxMessage)).all()}
+    passed = rows_after_one_pass(sqlite_database, settings, claimed=2)
+    rows = {row.destination_party: row for row in passed}
     assert rows["XA"].state == OutboxState.DELIVERED
     assert (rows[PEER_PARTY].state, rows[PEER_PARTY].last_error_code) == (
         OutboxState.PENDING,
