@@ -9,11 +9,13 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import func, select
 
 from epix.api.app import create_app
 from epix.auth import service as auth_service
 from epix.auth.principal import Role
 from epix.db import Database, utcnow
+from epix.endorsements.models import Reservation
 from epix.exchange.models import Permit
 from epix.settings import Settings
 from tests.endorsements.conftest import MakePermit, StoredPermit
@@ -301,3 +303,29 @@ def test_a_permit_the_caller_may_not_see_answers_like_a_missing_one(
         seen, missing = (answer.text.replace("ABSENT", "HIDDEN") for answer in answers)
         assert [a.status_code for a in answers] == [404, 404], (suffix, seen)
         assert seen == missing, suffix
+
+
+def test_a_reservation_on_a_permit_numbered_beyond_latin_1_answers_201_once(
+    client: TestClient, key_for: Callable[..., Headers], make_permit: MakePermit, db: Database
+) -> None:
+    """A permit number is any text up to 35 characters. The reservation's Location header
+    carried the number as it is, which an HTTP header cannot (Latin-1 only): the reservation
+    was committed, then the answer failed with a 500, and a client sending it again reserved
+    the quantities twice."""
+    permit = make_permit(number="XA/Ω/0001")
+    reserved = client.post(
+        url(permit, "reservations"),
+        headers=key_for("XB"),
+        json={
+            "side": "import",
+            "declaration_reference": "MRN-26XB-Ω",
+            "lines": [{"line_id": "1", "quantity": 6, "unit": "PCS"}],
+        },
+    )
+    assert reserved.status_code == 201, reserved.text
+    reservation_id = reserved.json()["reservation_id"]
+    assert reserved.headers["location"] == (
+        f"/v1/permits/XA/XA/%CE%A9/0001/reservations/{reservation_id}"
+    )
+    with db.read() as session:
+        assert session.scalar(select(func.count()).select_from(Reservation)) == 1

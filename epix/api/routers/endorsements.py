@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from datetime import date, timedelta
 from typing import Annotated, Literal
+from urllib.parse import quote
 
 from fastapi import APIRouter, Depends, Request, Response
 from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, StrictStr
@@ -254,7 +255,9 @@ def create_reservation(
             context=context,
             create=reserve,
         )
-    response.headers["Location"] = (
+    # Percent-encoded: a permit number is any text, a header only Latin-1 (and this one is
+    # sent after the reservation was committed).
+    response.headers["Location"] = quote(
         f"/v1/permits/{party.upper()}/{number}/reservations/{answer.body['reservation_id']}"
     )
     mark_replayed(response, answer)
