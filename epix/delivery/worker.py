@@ -389,7 +389,15 @@ class Worker:
     # --- delivering ---------------------------------------------------------------------------
 
     def process(self, job: Job) -> Result:
-        """Deliver one claimed row and record the outcome; never raises for a delivery problem."""
+        """Deliver one claimed row and record the outcome; never raises for a delivery problem.
+
+        A fault of this node's own (a bug, a library raising what it should not) fails the row
+        like an unanswered attempt: it is retried with backoff until its give-up time and
+        audited, and a circuit probe it held is released. Raised instead, it left the row to be
+        claimed again untouched at every lease, never given up, and kept its peer's probe
+        taken, so nothing more went to that peer. Only a database outage is raised: the loop
+        logs it once and the lease runs out for a retry.
+        """
         claim, route = job.claim, job.route
         try:
             if isinstance(route, peers.LocalRoute):
@@ -399,11 +407,15 @@ class Worker:
             if isinstance(route, Closed):
                 return self._failed(claim, route.code, route.reason, permanent=True)
             return self._deliver_http(claim, route)
-        except EpixError as error:
-            if any(f.code == "EPIX-DLV-005" for f in error.findings):
-                log.warning("%s", error)
+        except Exception as exc:
+            if isinstance(exc, EpixError) and any(f.code == "EPIX-DLV-005" for f in exc.findings):
+                log.warning("%s", exc)
                 return Result.LEASE_LOST
-            raise
+            if database_trouble(exc) is not None:
+                raise
+            log.exception("delivery of outbox row %s failed", claim.id)
+            self.breaker.release_probe(claim.peer_key)
+            return self._failed(claim, "EPIX-DLV-001", type(exc).__name__, permanent=False)
 
     def _deliver_http(self, claim: Claim, route: peers.PeerRoute | WebhookRoute) -> Result:
         now = self.clock()
@@ -531,11 +543,6 @@ class Worker:
                 raise
             reason = "; ".join(f"{f.code}: {f.message}" for f in error.findings)
             return self._failed(claim, "EPIX-DLV-006", reason, permanent=True)
-        except Exception as exc:
-            if database_trouble(exc) is not None:
-                raise  # an outage: the loop logs it once, and the row's lease runs out for a retry
-            log.exception("local delivery of outbox row %s failed", claim.id)
-            return self._failed(claim, "EPIX-DLV-001", f"{type(exc).__name__}", permanent=False)
         return Result.DELIVERED
 
     # --- recording outcomes -------------------------------------------------------------------
