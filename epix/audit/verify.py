@@ -114,12 +114,18 @@ def _signed_purge_through(
 
 
 def verify_chain(
-    session: Session, *, trusted_fingerprints: Sequence[str] | None = None
+    session: Session,
+    *,
+    trusted_fingerprints: Sequence[str] | None = None,
+    checkpoint_every: int = 0,
 ) -> ChainReport:
     """Recompute every hash and link; check the head and the signed checkpoints.
 
     ``trusted_fingerprints`` are the SHA-256 fingerprints of the node certificates allowed to
     sign checkpoints; without them a checkpoint only has to verify with its own certificate.
+    ``checkpoint_every`` (the node's EPIX_AUDIT_CHECKPOINT_EVERY, 0: not checked) requires a
+    trusted checkpoint at or after the last multiple of it: the hash is unkeyed, so a trail
+    whose checkpoints were deleted could otherwise be rewritten from its first event.
     """
     report = ChainReport()
     checkpoints = {
@@ -199,7 +205,34 @@ def verify_chain(
             report._break(last, f"The chain head does not name event {last}.")
         return report
     _check_checkpoints(report, checkpoints.values(), head_sequence, trusted_fingerprints)
+    if report.ok and checkpoint_every > 0:
+        _check_checkpoint_due(
+            report, checkpoints, head_sequence, checkpoint_every, trusted_fingerprints
+        )
     return report
+
+
+def _check_checkpoint_due(
+    report: ChainReport,
+    checkpoints: dict[int, AuditCheckpoint],
+    head_sequence: int,
+    every: int,
+    trusted_fingerprints: Sequence[str] | None,
+) -> None:
+    """A trusted checkpoint at or after the last multiple of ``every`` (the newest one pins
+    every event before it; only the events after it are open to an undetected rewrite)."""
+    due = head_sequence - head_sequence % every
+    if due == 0 or any(
+        sequence >= due and trusted(checkpoint, trusted_fingerprints)
+        for sequence, checkpoint in checkpoints.items()
+    ):
+        return
+    report._bad_checkpoint(
+        due,
+        f"No checkpoint signed by the node covers event {due}, though one is signed every "
+        f"{every} events: checkpoints deleted would hide a rewritten trail. If the node ran "
+        "without its key, `epix audit checkpoint` signs one at the head.",
+    )
 
 
 def _check_checkpoints(

@@ -81,7 +81,11 @@ def verify(trust_certs: tuple[Path, ...], export_file: Path | None) -> None:
         else:
             fingerprints = [certificate_fingerprint(_node_signer().cert_pem)]
         with cli_session() as session:
-            report = verify_chain(session, trusted_fingerprints=fingerprints)
+            report = verify_chain(
+                session,
+                trusted_fingerprints=fingerprints,
+                checkpoint_every=get_settings().audit_checkpoint_every,
+            )
     for finding in report.findings:
         click.echo(f"{finding.code}: {finding.message} ({finding.location})", err=True)
     if not report.ok:

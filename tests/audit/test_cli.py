@@ -9,7 +9,15 @@ import pytest
 from click.testing import CliRunner
 from sqlalchemy import delete, update
 
-from epix.audit.models import AuditEvent
+from epix.audit.models import AuditChainHead, AuditCheckpoint, AuditEvent
+from epix.audit.service import (
+    GENESIS_HASH,
+    HEAD_ROW_ID,
+    AuditPolicy,
+    compute_hash,
+    configure_audit,
+)
+from epix.audit.signing import node_checkpoint_signer
 from epix.cli.main import cli
 from epix.db import Database
 from epix.settings import get_settings
@@ -38,6 +46,39 @@ def test_verify_names_a_deleted_event(runner: CliRunner, database: Database) -> 
     result = runner.invoke(cli, ["audit", "verify"])
     assert result.exit_code == 1
     assert "first broken event: 2" in result.output
+
+
+def test_verify_notices_deleted_checkpoints_hiding_a_rewritten_trail(
+    runner: CliRunner,
+    database: Database,
+    policy: None,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The node signs a checkpoint every N events; whoever can write the database could delete
+    them all and then rewrite any event, recomputing every later hash (the hash is unkeyed).
+    Verification must notice that the checkpoint due at the last multiple of N is gone."""
+    monkeypatch.setenv("EPIX_AUDIT_CHECKPOINT_EVERY", "4")
+    get_settings.cache_clear()
+    configure_audit(
+        AuditPolicy(checkpoint_every=4, signer=lambda: node_checkpoint_signer(get_settings()))
+    )
+    fill(database, 10)
+    assert runner.invoke(cli, ["audit", "verify"]).exit_code == 0
+    with database.unit_of_work() as session:
+        session.execute(delete(AuditCheckpoint))
+        previous = GENESIS_HASH
+        for event in session.query(AuditEvent).order_by(AuditEvent.sequence):
+            if event.sequence == 2:
+                event.permit_number = "FORGED"
+            event.prev_hash = previous
+            event.hash = previous = compute_hash(event)
+        session.execute(
+            update(AuditChainHead).where(AuditChainHead.id == HEAD_ROW_ID).values(hash=previous)
+        )
+    result = runner.invoke(cli, ["audit", "verify"])
+    assert result.exit_code == 1, result.output
+    assert "EPIX-AUDIT-002" in result.output
+    assert "audit_checkpoints[sequence=8]" in result.output
 
 
 def test_checkpoint_export_and_purge_dry_run(runner: CliRunner, database: Database) -> None:

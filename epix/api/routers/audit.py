@@ -28,7 +28,11 @@ def verify(principal: NodeAdmin, settings: SettingsDep, database: DatabaseDep) -
     broken event (the same report as ``epix audit verify``)."""
     fingerprint = certificate_fingerprint(node_checkpoint_signer(settings).cert_pem)
     with database.read() as session:
-        report = verify_chain(session, trusted_fingerprints=[fingerprint])
+        report = verify_chain(
+            session,
+            trusted_fingerprints=[fingerprint],
+            checkpoint_every=settings.audit_checkpoint_every,
+        )
     return {
         "ok": report.ok,
         "events_checked": report.events_checked,
