@@ -9,6 +9,9 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from epix.db.base import Base
 
+# Characters of a request path the trail keeps; ``record_event`` cuts a longer one to fit.
+PATH_LENGTH = 2000
+
 
 class AuditEvent(Base):
     """One event. Rows are only ever inserted; ``hash`` covers the content and ``prev_hash``."""
@@ -28,7 +31,7 @@ class AuditEvent(Base):
     message_id: Mapped[str | None] = mapped_column(String(200))
     permit_number: Mapped[str | None] = mapped_column(String(64))
     method: Mapped[str | None] = mapped_column(String(16))
-    path: Mapped[str | None] = mapped_column(String(2000))
+    path: Mapped[str | None] = mapped_column(String(PATH_LENGTH))
     headers: Mapped[str] = mapped_column(Text)
     remote_addr: Mapped[str | None] = mapped_column(String(64))
     payload_sha256: Mapped[str | None] = mapped_column(String(64))

@@ -20,7 +20,7 @@ from sqlalchemy import bindparam, func, insert, select, text, update
 from sqlalchemy.orm import Session
 
 from epix.audit.context import HEADER_ALLOWLIST, RequestContext
-from epix.audit.models import AuditChainHead, AuditCheckpoint, AuditEvent
+from epix.audit.models import PATH_LENGTH, AuditChainHead, AuditCheckpoint, AuditEvent
 from epix.audit.signing import CheckpointSigner, node_checkpoint_signer, sign_checkpoint
 from epix.auth.principal import Principal
 from epix.db.base import table_of, utcnow
@@ -204,6 +204,16 @@ def _safe_headers(request: RequestContext | None) -> str:
     return canonical_json(kept)
 
 
+def _path(request: RequestContext | None) -> str | None:
+    """The request path, cut to what the column holds: a longer one (any caller can send one)
+    failed the insert on PostgreSQL, so the refusal it came with went unaudited."""
+    if request is None:
+        return None
+    if len(request.path) <= PATH_LENGTH:
+        return request.path
+    return request.path[: PATH_LENGTH - 1] + "…"
+
+
 def _chain_time(session: Session, head: ChainHead) -> datetime:
     """Now, but never before the previous event: if the clock steps back (an NTP correction, a
     restored virtual machine), events keep the last time until it catches up, so ordering the
@@ -255,7 +265,7 @@ def record_event(
         message_id=message_id,
         permit_number=permit_number,
         method=request.method if request else None,
-        path=request.path if request else None,
+        path=_path(request),
         headers=_safe_headers(request),
         remote_addr=request.remote_addr if request else None,
         payload_sha256=payload_sha256,

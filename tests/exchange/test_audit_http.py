@@ -72,3 +72,28 @@ async def test_only_node_admins_reach_the_audit_routes(
         "EPIX-AUTH-004",
         "EPIX-AUTH-001",
     ]
+
+
+async def test_a_refusal_on_a_long_path_is_audited_with_the_path_cut_short(
+    node: Node, client: httpx.AsyncClient
+) -> None:
+    """The path column holds 2,000 characters: on PostgreSQL a longer path made the audit
+    insert fail, so a wrong credential (or a refused registry change) sent to a long URL was
+    neither audited nor counted by the credential throttle, and was answered 400 instead."""
+    long_number = "A" * 3000
+    wrong = await client.get(f"/v1/permits/XA/{long_number}", headers=_bearer("epix_wrong"))
+    change = await client.put(
+        f"/v1/registry/parties/{long_number}/endpoint",
+        json={"url": "https://epix.example.org"},
+        headers=_bearer(node.key("XA", MANAGEMENT_AUTHORITY)),
+    )
+    assert [wrong.status_code, change.status_code] == [401, 403]
+    with node.database.unit_of_work() as session:
+        paths = session.execute(
+            select(AuditEvent.action, AuditEvent.path).where(
+                AuditEvent.action.in_(["auth.refused", "registry.change"])
+            )
+        ).all()
+    assert [action for action, _ in paths] == ["auth.refused", "registry.change"]
+    assert all(len(path) == 2000 and path.endswith("…") for _, path in paths)
+    assert paths[0][1].startswith("/v1/permits/XA/AAAA")
