@@ -39,14 +39,21 @@ def generate_identity(
     The subject names the Party (as C when it is a two-letter code) and the role (as OU), so a
     certificate read on its own still says whose it is.
     """
+    if valid_days < 1:
+        raise ValueError("A certificate must be valid for at least one day.")
+    start = (not_before or datetime.now(UTC)).replace(microsecond=0)
+    try:
+        end = start + timedelta(days=valid_days)
+    except OverflowError:
+        raise ValueError(
+            f"{valid_days} days from {start.date()} runs past the year 9999."
+        ) from None
     if kind == "ec":
         key: SigningKey = ec.generate_private_key(ec.SECP256R1())
     elif kind == "rsa":
         key = rsa.generate_private_key(public_exponent=65537, key_size=RSA_BITS)
     else:
         raise ValueError(f"Unknown key kind {kind!r}; use one of {', '.join(KEY_KINDS)}.")
-    if valid_days < 1:
-        raise ValueError("A certificate must be valid for at least one day.")
     role = normalise_role(role)
     attributes = []
     if len(party) == 2 and party.isalpha():
@@ -57,7 +64,6 @@ def generate_identity(
         x509.NameAttribute(NameOID.COMMON_NAME, common_name),
     ]
     name = x509.Name(attributes)
-    start = (not_before or datetime.now(UTC)).replace(microsecond=0)
     public_key = key.public_key()
     certificate = (
         x509.CertificateBuilder()
@@ -66,7 +72,7 @@ def generate_identity(
         .public_key(public_key)
         .serial_number(x509.random_serial_number())
         .not_valid_before(start)
-        .not_valid_after(start + timedelta(days=valid_days))
+        .not_valid_after(end)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(
             x509.KeyUsage(

@@ -148,6 +148,16 @@ def test_cli_rejects_a_party_that_is_not_an_iso_code(tmp_path: Path) -> None:
     assert "ISO 3166" in result.output
 
 
+@pytest.mark.parametrize("days", ["3000000", "99999999999999999999"])
+def test_cli_refuses_a_validity_past_the_year_9999(tmp_path: Path, days: str) -> None:
+    """The end date overflowed: a traceback (OverflowError) instead of a message."""
+    arguments = ["keys", "generate", "--party", "XA", "--role", "customs", "--days", days]
+    result = CliRunner().invoke(cli, [*arguments, "--out", str(tmp_path)])
+    assert result.exit_code == 1, result.output
+    assert "9999" in result.output
+    assert not list(tmp_path.iterdir())
+
+
 def test_cli_sign_reports_bad_input_with_a_code(tmp_path: Path) -> None:
     key_pem, cert_pem = generate_identity("XA", ROLE, "XA MA")
     (tmp_path / "k.pem").write_bytes(key_pem)
