@@ -44,6 +44,19 @@ def _utc(moment: datetime | None) -> datetime | None:
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
+def _fingerprints(paths: tuple[Path, ...]) -> list[str]:
+    """The SHA-256 fingerprints of the --trust-cert files, each a PEM certificate."""
+    fingerprints = []
+    for path in paths:
+        try:
+            fingerprints.append(certificate_fingerprint(path.read_bytes()))
+        except ValueError:  # not PEM, or not a certificate (UnicodeError is one too)
+            raise click.BadParameter(
+                f"{path} is not a PEM certificate.", param_hint="--trust-cert"
+            ) from None
+    return fingerprints
+
+
 @click.group()
 def audit() -> None:
     """The audit trail: append-only, hash-chained, with node-signed checkpoints."""
@@ -71,13 +84,13 @@ def verify(trust_certs: tuple[Path, ...], export_file: Path | None) -> None:
     if export_file is not None:
         if not trust_certs:
             raise click.UsageError("--export needs --trust-cert: the node's published certificate.")
-        fingerprints = [certificate_fingerprint(path.read_bytes()) for path in trust_certs]
+        fingerprints = _fingerprints(trust_certs)
         with export_file.open("rb") as lines:
             report = verify_export(lines, fingerprints)
     else:
         _require_trail()
         if trust_certs:
-            fingerprints = [certificate_fingerprint(path.read_bytes()) for path in trust_certs]
+            fingerprints = _fingerprints(trust_certs)
         else:
             fingerprints = [certificate_fingerprint(_node_signer().cert_pem)]
         with cli_session() as session:

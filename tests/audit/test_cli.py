@@ -81,6 +81,23 @@ def test_verify_notices_deleted_checkpoints_hiding_a_rewritten_trail(
     assert "audit_checkpoints[sequence=8]" in result.output
 
 
+@pytest.mark.parametrize("with_export", [False, True])
+def test_verify_names_a_trust_cert_that_is_not_a_certificate(
+    runner: CliRunner, database: Database, tmp_path: Path, with_export: bool
+) -> None:
+    """A wrong file given as --trust-cert ended in a ValueError traceback."""
+    fill(database, 2)
+    not_a_certificate = tmp_path / "node.key.pem"
+    not_a_certificate.write_bytes(b"-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n")
+    arguments = ["audit", "verify", "--trust-cert", str(not_a_certificate)]
+    if with_export:
+        arguments += ["--export", str(not_a_certificate)]
+    result = runner.invoke(cli, arguments)
+    assert result.exit_code == 2, result.output
+    assert "is not a PEM certificate" in result.output
+    assert "--trust-cert" in result.output
+
+
 def test_checkpoint_export_and_purge_dry_run(runner: CliRunner, database: Database) -> None:
     fill(database, 3)
     made = runner.invoke(cli, ["audit", "checkpoint"])
