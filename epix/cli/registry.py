@@ -24,6 +24,7 @@ from epix.auth import service as auth_service
 from epix.auth.principal import SECRETARIAT_PARTY, Principal, Role
 from epix.cli.users import cli_context, cli_session
 from epix.db import Database
+from epix.db.base import ROW_ID_MAX
 from epix.errors import EpixError
 from epix.outbound import outbound_client
 from epix.registry import repository, service
@@ -184,7 +185,13 @@ def add_authority(
 
 
 @registry.command("add-certificate")
-@click.option("--authority", "authority_id", required=True, type=int, help="Authority id.")
+@click.option(
+    "--authority",
+    "authority_id",
+    required=True,
+    type=click.IntRange(1, ROW_ID_MAX),
+    help="Authority id.",
+)
 @click.option(
     "--role",
     "roles",

@@ -280,3 +280,16 @@ def test_bad_keys_and_times_are_messages_never_tracebacks(
         result = runner.invoke(cli, [*command, "--at", "9999-12-31T23:59:59-14:00"])
         assert result.exit_code == 2 and isinstance(result.exception, SystemExit), result.output
         assert "--at" in result.output
+
+
+def test_an_authority_id_beyond_the_database_integer_is_a_usage_error(
+    runner: CliRunner, files: dict[str, str]
+) -> None:
+    """``--authority 99999999999999999999`` reached the database: an OverflowError traceback
+    (the API refuses the same id in its path with EPIX-REQ-004)."""
+    result = runner.invoke(
+        cli,
+        ["registry", "add-certificate", "--authority", "99999999999999999999", files["ma_cert"]],
+    )
+    assert result.exit_code == 2 and isinstance(result.exception, SystemExit), result.output
+    assert "--authority" in result.output
