@@ -98,6 +98,55 @@ def test_verify_names_a_trust_cert_that_is_not_a_certificate(
     assert "--trust-cert" in result.output
 
 
+def test_checkpoint_refuses_to_sign_a_planted_checkpoint_of_a_forged_trail(
+    runner: CliRunner,
+    database: Database,
+    policy: None,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """`epix audit checkpoint` signed every pending checkpoint row as it found it: whoever
+    could write the database planted one naming the head of a rewritten trail, had the node
+    sign it at the operator's next routine checkpoint, then swapped the rewritten events in,
+    and `epix audit verify` found a node-signed checkpoint vouching for them."""
+    monkeypatch.setenv("EPIX_AUDIT_CHECKPOINT_EVERY", "4")
+    get_settings.cache_clear()
+    configure_audit(
+        AuditPolicy(checkpoint_every=4, signer=lambda: node_checkpoint_signer(get_settings()))
+    )
+    fill(database, 6)
+    with database.unit_of_work() as session:
+        forged = session.query(AuditEvent).order_by(AuditEvent.sequence).all()
+        session.expunge_all()
+    previous = GENESIS_HASH
+    for event in forged:
+        if event.sequence == 2:
+            event.permit_number = "FORGED"
+        event.prev_hash = previous
+        event.hash = previous = compute_hash(event)
+    with database.unit_of_work() as session:
+        session.execute(delete(AuditCheckpoint))
+        session.add(
+            AuditCheckpoint(sequence=6, head_hash=previous, created_at=forged[-1].occurred_at)
+        )
+    made = runner.invoke(cli, ["audit", "checkpoint"])
+    assert made.exit_code == 1, made.output
+    assert "EPIX-AUDIT-001" in made.output and "audit_checkpoints[sequence=6]" in made.output
+    with database.unit_of_work() as session:  # the attacker swaps the rewritten trail in
+        for event in session.query(AuditEvent).order_by(AuditEvent.sequence):
+            copy = forged[event.sequence - 1] if event.sequence <= len(forged) else None
+            if copy is not None:
+                event.permit_number, event.prev_hash = copy.permit_number, copy.prev_hash
+                event.hash = copy.hash
+            else:
+                event.prev_hash = previous
+                event.hash = previous = compute_hash(event)
+        session.execute(
+            update(AuditChainHead).where(AuditChainHead.id == HEAD_ROW_ID).values(hash=previous)
+        )
+    result = runner.invoke(cli, ["audit", "verify"])
+    assert result.exit_code == 1, result.output
+
+
 def test_checkpoint_export_and_purge_dry_run(runner: CliRunner, database: Database) -> None:
     fill(database, 3)
     made = runner.invoke(cli, ["audit", "checkpoint"])
