@@ -20,6 +20,7 @@ from typing import Any
 import click
 from sqlalchemy.orm import Session
 
+from epix.audit.service import AuditPolicy, configure_audit
 from epix.auth import service as auth_service
 from epix.auth.principal import SECRETARIAT_PARTY, Principal, Role
 from epix.cli.users import cli_context, cli_session
@@ -565,6 +566,7 @@ def follow(once: bool) -> None:
     is accepted and this node trusts it, and no longer the pinned certificate, from then on.
     """
     settings = get_settings()
+    configure_audit(AuditPolicy.for_node(settings))  # imports are audited: sign checkpoints
     database = Database(settings.effective_database_url)
     try:
         database.migrate()

@@ -10,6 +10,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 from sqlalchemy import func, select, update
 
 from epix.audit.checkpoints import create_checkpoint, sign_pending_checkpoints
@@ -27,6 +28,7 @@ from epix.audit.service import (
 )
 from epix.audit.signing import CheckpointSigner, certificate_fingerprint
 from epix.audit.verify import ChainReport, verify_chain
+from epix.cli.main import cli
 from epix.cli.users import cli_session
 from epix.cli.worker import _database as worker_database
 from epix.db import Database
@@ -326,20 +328,31 @@ def test_checkpoints_are_signed_as_they_are_written_when_the_node_key_is_configu
     assert (report.checkpoints_verified, report.checkpoints_pending) == (2, 0)
 
 
-@pytest.mark.parametrize("command", ["worker", "users"])
+@pytest.mark.parametrize("command", ["worker", "users", "registry follow"])
 def test_node_processes_sign_checkpoints_with_the_node_key(
     database: Database, policy: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, command: str
 ) -> None:
-    """``epix worker`` and ``epix users`` used to leave checkpoints unsigned."""
+    """``epix worker``, ``epix users`` and ``epix registry follow`` (whose imports are audited)
+    used to leave checkpoints unsigned."""
     monkeypatch.setenv("EPIX_DATA_DIR", str(tmp_path / "data"))
     monkeypatch.setenv("EPIX_AUDIT_CHECKPOINT_EVERY", "3")
     get_settings.cache_clear()
     try:
         if command == "worker":
             worker_database().dispose()
-        else:
+        elif command == "users":
             with cli_session():
                 pass
+        else:
+            anchor = tmp_path / "secretariat.cert.pem"
+            anchor.write_bytes(
+                make_identity("CITES Secretariat (TEST)", kind="ec", size=256).cert_pem
+            )
+            monkeypatch.setenv("EPIX_REGISTRY_ANCHOR_PATH", str(anchor))
+            monkeypatch.setenv("EPIX_REGISTRY_SOURCE_URL", "http://127.0.0.1:9/v1/registry")
+            get_settings.cache_clear()
+            followed = CliRunner().invoke(cli, ["registry", "follow", "--once"])
+            assert "EPIX-REG-009" in followed.output  # the source is unreachable: no copy yet
         fill(database, 3)
     finally:
         get_settings.cache_clear()
