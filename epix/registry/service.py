@@ -368,7 +368,11 @@ def _usage_problem(certificate: x509.Certificate) -> str | None:
     """Why the certificate is not a document-signing leaf (EPIX-DSIG-1's KeyInfo carries the
     leaf; a CA key signs certificates, not permits), or None."""
     try:
-        constraints = certificate.extensions.get_extension_for_class(x509.BasicConstraints)
+        extensions = certificate.extensions
+    except (ValueError, x509.DuplicateExtension, x509.UnsupportedGeneralNameType):
+        return "The certificate's extensions cannot be read: it is malformed."
+    try:
+        constraints = extensions.get_extension_for_class(x509.BasicConstraints)
         if constraints.value.ca:
             return (
                 "This is a CA certificate (basicConstraints CA:TRUE); register the authority's "
@@ -378,7 +382,7 @@ def _usage_problem(certificate: x509.Certificate) -> str | None:
     except x509.ExtensionNotFound:
         pass
     try:
-        usage = certificate.extensions.get_extension_for_class(x509.KeyUsage).value
+        usage = extensions.get_extension_for_class(x509.KeyUsage).value
     except x509.ExtensionNotFound:
         return None
     if not (usage.digital_signature or usage.content_commitment):
