@@ -29,7 +29,7 @@ from epix.auth.principal import SECRETARIAT_PARTY, Principal
 from epix.db.base import utcnow
 from epix.errors import EpixError, Finding
 from epix.registry import repository
-from epix.registry.models import RegistryAnchorLink, RegistryDocument
+from epix.registry.models import ETAG_LENGTH, RegistryAnchorLink, RegistryDocument
 from epix.registry.roles import SECRETARIAT
 from epix.registry.service import one_certificate
 from epix.registry.snapshot import AuthorityEntry, CertificateEntry, PartyEntry, RegistrySnapshot
@@ -513,6 +513,8 @@ def import_registry(
     The same version with the same bytes is a no-op; an older version, or the same version
     with different bytes, is refused with EPIX-REG-008 (a rollback or a forked registry).
     """
+    if etag is not None and len(etag) > ETAG_LENGTH:
+        etag = None  # HTTP sets no limit; not kept, the next fetch is a plain GET
     state = repository.lock_state(session)
     incoming = verified.snapshot.version
     latest = repository.latest_document(session)

@@ -13,6 +13,9 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from epix.db.base import Base
 
+# The longest source ETag kept for the next conditional fetch (a longer one is not kept).
+ETAG_LENGTH = 200
+
 
 class RegistryParty(Base):
     """A Party (ISO 3166 alpha-2) and the endpoint of its node, if it runs one."""
@@ -122,7 +125,7 @@ class RegistryDocument(Base):
     content: Mapped[bytes] = mapped_column(LargeBinary)
     sha256: Mapped[str] = mapped_column(String(64))
     source_url: Mapped[str | None] = mapped_column(String(2000))
-    source_etag: Mapped[str | None] = mapped_column(String(200))
+    source_etag: Mapped[str | None] = mapped_column(String(ETAG_LENGTH))
     stored_at: Mapped[datetime]
     # SHA-256 of the Secretariat certificate that signed it (None: stored before rotation).
     signer_fingerprint: Mapped[str | None] = mapped_column(String(64))

@@ -427,3 +427,26 @@ def test_a_peer_receipt_is_not_accepted_while_the_registry_copy_has_lapsed(
             session, peer_party="XB", message_id="m-1", receipt=b"<Receipt/>"
         )
     assert [f.code for f in findings] == ["EPIX-REG-017"]
+
+
+def test_a_source_etag_too_long_to_keep_does_not_stop_the_import(
+    database: Database,
+    secretariat_database: Database,
+    secretariat_identity: Identity,
+    source: tuple[Source, str, ThreadingHTTPServer],
+) -> None:
+    """The ETag is kept for the next conditional fetch in a column of 200 characters: a longer
+    one (HTTP sets no limit) failed the import on PostgreSQL at every refresh, so the follower
+    never took a newer registry (revocations included). Such an ETag is now not kept."""
+    state, url, _server = source
+    with secretariat_database.unit_of_work() as session:
+        populate(session)
+    state.body, state.etag = published(secretariat_database, secretariat_identity), f'"{"e" * 300}"'
+    follower = RegistryFollower(
+        database, source_url=url, anchor_pem=secretariat_identity.cert_pem, deadline_seconds=5
+    )
+    first = follower.refresh()
+    assert (first.version, first.changed) == (7, True)
+    again = follower.refresh()
+    assert (again.version, again.changed) == (7, False)
+    assert state.requests == [None, None]  # without a kept ETag, both fetches are plain GETs
