@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
-from cryptography.x509.oid import NameOID
+from cryptography.x509.oid import ExtensionOID, NameOID
 
 PrivateKey = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
 PublicKey = rsa.RSAPublicKey | ec.EllipticCurvePublicKey
@@ -111,3 +111,25 @@ def make_certificate(
             x509.UnrecognizedExtension(private, b"\0" * padding), critical=False
         )
     return builder.sign(signing_key, hash_algorithm or hashes.SHA256())
+
+
+def garbled_extension_certificate() -> x509.Certificate:
+    """A self-signed certificate whose basicConstraints value is not DER: the certificate
+    parses, its extensions do not (cryptography raises ValueError on reading them)."""
+    key = make_key("ec", 256)
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "XA garbled (TEST)")])
+    now = datetime.now(UTC)
+    return (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(days=1))
+        .not_valid_after(now + timedelta(days=365))
+        .add_extension(
+            x509.UnrecognizedExtension(ExtensionOID.BASIC_CONSTRAINTS, b"\x01\x02\x03"),
+            critical=True,
+        )
+        .sign(key, hashes.SHA256())
+    )

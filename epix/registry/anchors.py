@@ -56,6 +56,10 @@ def _require_acceptable(
         is_ca = successor.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
     except x509.ExtensionNotFound:
         is_ca = False
+    except (ValueError, x509.DuplicateExtension, x509.UnsupportedGeneralNameType):
+        raise EpixError.of(
+            UNACCEPTABLE, "The next anchor certificate's extensions cannot be read.", "cert"
+        ) from None
     public = serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
     if is_ca:
         problem = "is a CA certificate; announce the leaf certificate that signs the registry"

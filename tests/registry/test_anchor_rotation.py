@@ -29,7 +29,7 @@ from epix.registry.follower import RegistryFollower
 from epix.settings import Settings
 from epix.signatures import sign_document
 from epix.xml.namespaces import EPIX_REGISTRY
-from tests.pki import Identity, make_certificate, make_key
+from tests.pki import Identity, garbled_extension_certificate, make_certificate, make_key
 from tests.registry.conftest import MA_USER, SECRETARIAT, WEEK, ec_identity, now, populate
 from tests.registry.test_follower import Source, published, secretariat_database, source
 
@@ -218,7 +218,9 @@ def test_the_secretariat_signs_only_with_the_chain_head(
     assert read_registry(published(secretariat_database, new), old.cert_pem).passed
 
 
-@pytest.mark.parametrize("problem", ["ca", "expired", "same-key", "current", "private-key"])
+@pytest.mark.parametrize(
+    "problem", ["ca", "expired", "same-key", "current", "private-key", "garbled"]
+)
 def test_an_unacceptable_next_anchor_is_refused_at_announcement(
     secretariat_database: Database, secretariat_identity: Identity, problem: str
 ) -> None:
@@ -241,6 +243,8 @@ def test_an_unacceptable_next_anchor_is_refused_at_announcement(
         ).public_bytes(serialization.Encoding.PEM)
     elif problem == "current":
         pem = current.cert_pem
+    elif problem == "garbled":  # its extensions cannot be read: was a ValueError, no code
+        pem = garbled_extension_certificate().public_bytes(serialization.Encoding.PEM)
     else:
         pem = current.key_pem + current.cert_pem
     with secretariat_database.unit_of_work() as session:

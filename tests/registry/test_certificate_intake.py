@@ -7,14 +7,12 @@ from __future__ import annotations
 import base64
 import logging
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.x509.oid import ExtensionOID, NameOID
+from cryptography.hazmat.primitives import serialization
 from lxml import etree
 from sqlalchemy import select
 
@@ -27,7 +25,7 @@ from epix.registry.trust import RegistryTrustStore
 from epix.settings import get_settings
 from epix.signatures import sign_document, verify_document
 from epix.xml.namespaces import DSIG
-from tests.pki import make_certificate, make_key
+from tests.pki import garbled_extension_certificate, make_certificate, make_key
 from tests.registry.conftest import PERMIT_XML, SECRETARIAT, Populated, ec_identity
 
 
@@ -106,7 +104,7 @@ def test_a_private_key_is_refused_and_never_echoed_stored_or_logged(
         ),
         pytest.param(lambda: pem_of(_bulky_certificate()), "bytes", id="oversized"),
         pytest.param(
-            lambda: pem_of(_unreadable_extension_certificate()),
+            lambda: pem_of(garbled_extension_certificate()),
             "extensions cannot be read",
             id="unreadable-extension",  # was a ValueError: a 500, a CLI traceback
         ),
@@ -133,28 +131,6 @@ def _leaf_certificate(usage: x509.KeyUsage) -> x509.Certificate:
 def _bulky_certificate() -> x509.Certificate:
     key = make_key("ec", 256)
     return make_certificate(key.public_key(), key, "XA bulky (TEST)", padding=60_000)
-
-
-def _unreadable_extension_certificate() -> x509.Certificate:
-    """A basicConstraints extension whose value is not DER: the certificate parses, its
-    extensions do not."""
-    key = make_key("ec", 256)
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "XA garbled (TEST)")])
-    now = datetime.now(UTC)
-    return (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - timedelta(days=1))
-        .not_valid_after(now + timedelta(days=365))
-        .add_extension(
-            x509.UnrecognizedExtension(ExtensionOID.BASIC_CONSTRAINTS, b"\x01\x02\x03"),
-            critical=True,
-        )
-        .sign(key, hashes.SHA256())
-    )
 
 
 def test_a_leaf_whose_key_usage_allows_signing_is_registered(
