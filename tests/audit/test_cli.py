@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 from sqlalchemy import delete, update
+from sqlalchemy.orm import Session
 
 from epix.audit.models import AuditChainHead, AuditCheckpoint, AuditEvent
 from epix.audit.service import (
@@ -48,33 +50,45 @@ def test_verify_names_a_deleted_event(runner: CliRunner, database: Database) -> 
     assert "first broken event: 2" in result.output
 
 
-def test_verify_notices_deleted_checkpoints_hiding_a_rewritten_trail(
-    runner: CliRunner,
-    database: Database,
-    policy: None,
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    """The node signs a checkpoint every N events; whoever can write the database could delete
-    them all and then rewrite any event, recomputing every later hash (the hash is unkeyed).
-    Verification must notice that the checkpoint due at the last multiple of N is gone."""
+@pytest.fixture
+def signing_every_4(policy: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The node signs a checkpoint every 4 events with its key, as node processes do."""
     monkeypatch.setenv("EPIX_AUDIT_CHECKPOINT_EVERY", "4")
     get_settings.cache_clear()
     configure_audit(
         AuditPolicy(checkpoint_every=4, signer=lambda: node_checkpoint_signer(get_settings()))
     )
+
+
+def _forge(events: Iterable[AuditEvent]) -> str:
+    """What whoever can write the database can do: change event 2 and relink the events from
+    the start (the hash is unkeyed); returns the last hash."""
+    previous = GENESIS_HASH
+    for event in events:
+        if event.sequence == 2:
+            event.permit_number = "FORGED"
+        event.prev_hash = previous
+        event.hash = previous = compute_hash(event)
+    return previous
+
+
+def _move_head(session: Session, head_hash: str) -> None:
+    session.execute(
+        update(AuditChainHead).where(AuditChainHead.id == HEAD_ROW_ID).values(hash=head_hash)
+    )
+
+
+def test_verify_notices_deleted_checkpoints_hiding_a_rewritten_trail(
+    runner: CliRunner, database: Database, signing_every_4: None
+) -> None:
+    """The node signs a checkpoint every N events; whoever can write the database could delete
+    them all and then rewrite any event, recomputing every later hash (the hash is unkeyed).
+    Verification must notice that the checkpoint due at the last multiple of N is gone."""
     fill(database, 10)
     assert runner.invoke(cli, ["audit", "verify"]).exit_code == 0
     with database.unit_of_work() as session:
         session.execute(delete(AuditCheckpoint))
-        previous = GENESIS_HASH
-        for event in session.query(AuditEvent).order_by(AuditEvent.sequence):
-            if event.sequence == 2:
-                event.permit_number = "FORGED"
-            event.prev_hash = previous
-            event.hash = previous = compute_hash(event)
-        session.execute(
-            update(AuditChainHead).where(AuditChainHead.id == HEAD_ROW_ID).values(hash=previous)
-        )
+        _move_head(session, _forge(session.query(AuditEvent).order_by(AuditEvent.sequence)))
     result = runner.invoke(cli, ["audit", "verify"])
     assert result.exit_code == 1, result.output
     assert "EPIX-AUDIT-002" in result.output
@@ -99,50 +113,27 @@ def test_verify_names_a_trust_cert_that_is_not_a_certificate(
 
 
 def test_checkpoint_refuses_to_sign_a_planted_checkpoint_of_a_forged_trail(
-    runner: CliRunner,
-    database: Database,
-    policy: None,
-    monkeypatch: pytest.MonkeyPatch,
+    runner: CliRunner, database: Database, signing_every_4: None
 ) -> None:
     """`epix audit checkpoint` signed every pending checkpoint row as it found it: whoever
     could write the database planted one naming the head of a rewritten trail, had the node
     sign it at the operator's next routine checkpoint, then swapped the rewritten events in,
     and `epix audit verify` found a node-signed checkpoint vouching for them."""
-    monkeypatch.setenv("EPIX_AUDIT_CHECKPOINT_EVERY", "4")
-    get_settings.cache_clear()
-    configure_audit(
-        AuditPolicy(checkpoint_every=4, signer=lambda: node_checkpoint_signer(get_settings()))
-    )
     fill(database, 6)
     with database.unit_of_work() as session:
         forged = session.query(AuditEvent).order_by(AuditEvent.sequence).all()
         session.expunge_all()
-    previous = GENESIS_HASH
-    for event in forged:
-        if event.sequence == 2:
-            event.permit_number = "FORGED"
-        event.prev_hash = previous
-        event.hash = previous = compute_hash(event)
+    forged_head = _forge(forged)
     with database.unit_of_work() as session:
         session.execute(delete(AuditCheckpoint))
         session.add(
-            AuditCheckpoint(sequence=6, head_hash=previous, created_at=forged[-1].occurred_at)
+            AuditCheckpoint(sequence=6, head_hash=forged_head, created_at=forged[-1].occurred_at)
         )
     made = runner.invoke(cli, ["audit", "checkpoint"])
     assert made.exit_code == 1, made.output
     assert "EPIX-AUDIT-001" in made.output and "audit_checkpoints[sequence=6]" in made.output
     with database.unit_of_work() as session:  # the attacker swaps the rewritten trail in
-        for event in session.query(AuditEvent).order_by(AuditEvent.sequence):
-            copy = forged[event.sequence - 1] if event.sequence <= len(forged) else None
-            if copy is not None:
-                event.permit_number, event.prev_hash = copy.permit_number, copy.prev_hash
-                event.hash = copy.hash
-            else:
-                event.prev_hash = previous
-                event.hash = previous = compute_hash(event)
-        session.execute(
-            update(AuditChainHead).where(AuditChainHead.id == HEAD_ROW_ID).values(hash=previous)
-        )
+        _move_head(session, _forge(session.query(AuditEvent).order_by(AuditEvent.sequence)))
     result = runner.invoke(cli, ["audit", "verify"])
     assert result.exit_code == 1, result.output
 
