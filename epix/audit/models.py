@@ -9,8 +9,10 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from epix.db.base import Base
 
-# Characters of a request path the trail keeps; ``record_event`` cuts a longer one to fit.
+# Characters of a request path and of a client address the trail keeps; ``record_event`` cuts
+# longer ones to fit.
 PATH_LENGTH = 2000
+REMOTE_ADDR_LENGTH = 64
 
 
 class AuditEvent(Base):
@@ -33,7 +35,7 @@ class AuditEvent(Base):
     method: Mapped[str | None] = mapped_column(String(16))
     path: Mapped[str | None] = mapped_column(String(PATH_LENGTH))
     headers: Mapped[str] = mapped_column(Text)
-    remote_addr: Mapped[str | None] = mapped_column(String(64))
+    remote_addr: Mapped[str | None] = mapped_column(String(REMOTE_ADDR_LENGTH))
     payload_sha256: Mapped[str | None] = mapped_column(String(64))
     detail: Mapped[str] = mapped_column(Text)
     purge_after: Mapped[date] = mapped_column(Date)

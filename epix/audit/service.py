@@ -20,7 +20,13 @@ from sqlalchemy import bindparam, func, insert, select, text, update
 from sqlalchemy.orm import Session
 
 from epix.audit.context import HEADER_ALLOWLIST, RequestContext
-from epix.audit.models import PATH_LENGTH, AuditChainHead, AuditCheckpoint, AuditEvent
+from epix.audit.models import (
+    PATH_LENGTH,
+    REMOTE_ADDR_LENGTH,
+    AuditChainHead,
+    AuditCheckpoint,
+    AuditEvent,
+)
 from epix.audit.signing import CheckpointSigner, node_checkpoint_signer, sign_checkpoint
 from epix.auth.principal import Principal
 from epix.db.base import table_of, utcnow
@@ -204,14 +210,13 @@ def _safe_headers(request: RequestContext | None) -> str:
     return canonical_json(kept)
 
 
-def _path(request: RequestContext | None) -> str | None:
-    """The request path, cut to what the column holds: a longer one (any caller can send one)
-    failed the insert on PostgreSQL, so the refusal it came with went unaudited."""
-    if request is None:
-        return None
-    if len(request.path) <= PATH_LENGTH:
-        return request.path
-    return request.path[: PATH_LENGTH - 1] + "…"
+def _fitted(text: str | None, length: int) -> str | None:
+    """A request's path or client address cut to what its column holds: any caller can send a
+    long path, and a proxy passing X-Forwarded-For through sets the address; too long, they
+    failed the insert on PostgreSQL, so the refusal they came with went unaudited."""
+    if text is None or len(text) <= length:
+        return text
+    return text[: length - 1] + "…"
 
 
 def _chain_time(session: Session, head: ChainHead) -> datetime:
@@ -265,9 +270,9 @@ def record_event(
         message_id=message_id,
         permit_number=permit_number,
         method=request.method if request else None,
-        path=_path(request),
+        path=_fitted(request.path, PATH_LENGTH) if request else None,
         headers=_safe_headers(request),
-        remote_addr=request.remote_addr if request else None,
+        remote_addr=_fitted(request.remote_addr, REMOTE_ADDR_LENGTH) if request else None,
         payload_sha256=payload_sha256,
         detail=canonical_json(detail or {}),
         purge_after=earliest_purge_date(

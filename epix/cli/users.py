@@ -26,7 +26,7 @@ from epix.settings import get_settings
 def cli_context(command: str) -> RequestContext:
     """How a command-line action appears in the audit trail: who ran what, locally."""
     return RequestContext(
-        method="CLI", path=command, remote_addr=f"local:{getpass.getuser()}"[:64], headers={}
+        method="CLI", path=command, remote_addr=f"local:{getpass.getuser()}", headers={}
     )
 
 

@@ -97,3 +97,22 @@ async def test_a_refusal_on_a_long_path_is_audited_with_the_path_cut_short(
     assert [action for action, _ in paths] == ["auth.refused", "registry.change"]
     assert all(len(path) == 2000 and path.endswith("…") for _, path in paths)
     assert paths[0][1].startswith("/v1/permits/XA/AAAA")
+
+
+async def test_a_refusal_from_a_long_client_address_is_audited_with_it_cut_short(
+    node: Node,
+) -> None:
+    """The address column holds 64 characters, but behind a proxy that passes X-Forwarded-For
+    through (uvicorn trusts it from 127.0.0.1) the client names its own address: a longer one
+    made the audit insert fail on PostgreSQL (a wrong credential answered 400, unaudited,
+    uncounted by the throttle) and was kept whole on SQLite."""
+    address = "203.0.113.7, " * 10
+    transport = httpx.ASGITransport(app=node.app, client=(address, 50000))
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+        wrong = await client.get("/v1/permits/XA/XA-0001", headers=_bearer("epix_wrong"))
+    assert wrong.status_code == 401
+    with node.database.unit_of_work() as session:
+        kept = session.scalars(
+            select(AuditEvent.remote_addr).where(AuditEvent.action == "auth.refused")
+        ).all()
+    assert kept == [address[:63] + "…"]
