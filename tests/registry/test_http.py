@@ -242,3 +242,25 @@ def test_refused_registry_changes_over_http_are_audited_with_their_code(
         ("registry.certificate.add", "EPIX-REG-004"),
     ]
     assert [p["code"] for p in client.get("/v1/registry/parties").json()["parties"]] == ["XA"]
+
+
+def test_a_signing_key_not_the_certificates_is_a_503_naming_the_setting_not_a_500(
+    database: Database, tmp_path: Path, secretariat_files: tuple[Path, Path]
+) -> None:
+    """The Secretariat's node with a registry signing key that is not its certificate's (a
+    key rolled over without its certificate) answered the public GET /v1/registry with a 500."""
+    other_key = tmp_path / "other.key.pem"
+    other_key.write_bytes(ec_identity("CITES").key_pem)
+    settings = Settings(
+        data_dir=tmp_path / "data",
+        registry_signing_key_path=other_key,
+        registry_signing_cert_path=secretariat_files[1],
+    )
+    client = TestClient(create_app(settings, database))  # a server exception fails the test
+    answer = client.get("/v1/registry")
+    problem = answer.json()
+    assert (answer.status_code, problem["code"]) == (503, "EPIX-REG-009")
+    assert problem["detail"].startswith(
+        "The registry cannot be signed with this node's registry signing key: "
+    )
+    assert "PRIVATE KEY" not in answer.text

@@ -149,10 +149,17 @@ def _served_document(
             return served, identity is not None
     if identity is None:
         raise EpixError.of("EPIX-REG-009", "This node holds no registry document yet.", "/")
-    with database.unit_of_work() as session:
-        document = publish(session, *identity, validity=validity, request=context)
-        newest = repository.newest_announced_anchor(session)
-        return _Served(document.content, document.sha256, document.version, newest), True
+    try:
+        with database.unit_of_work() as session:
+            document = publish(session, *identity, validity=validity, request=context)
+            newest = repository.newest_announced_anchor(session)
+            return _Served(document.content, document.sha256, document.version, newest), True
+    except ValueError as exc:  # an unreadable key, or one that is not the certificate's
+        raise EpixError.of(
+            "EPIX-REG-009",
+            f"The registry cannot be signed with this node's registry signing key: {exc}",
+            "settings.registry_signing_key_path",
+        ) from None
 
 
 @router.get(
