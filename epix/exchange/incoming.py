@@ -312,10 +312,12 @@ def receive(
     sha256 = arrival.sha256
     try:
         check_sender(envelope, principal, settings)
-        root = check_document(body, envelope, settings)
+        # A copy of a message already received gets the first receipt before the document is
+        # judged again (as a resubmitted permit, ``service.submit``).
         trust = _trust(database, envelope, sha256)
         if isinstance(trust, SubmissionResult):
             return audit_replay(arrival, trust)
+        root = check_document(body, envelope, settings)
         verified = verify(root, envelope, trust)
         if verified.endorsement is not None:
             check_addressee(database, verified.endorsement, envelope)

@@ -392,16 +392,16 @@ def replay(session: Session, existing: SeenMessage, sha256: str) -> SubmissionRe
     )
 
 
-def record_replay(
-    session: Session,
-    arrival: Arrival,
-    result: SubmissionResult,
-    permit_number: str | None = None,
-    permit_valid_until: date | None = None,
-) -> SubmissionResult:
+def record_replay(session: Session, arrival: Arrival, result: SubmissionResult) -> SubmissionResult:
     """Audit a transmission answered with its original receipt (``replay``): nothing is
-    stored again, but the node received it and sent that receipt again."""
+    stored again, but the node received it and sent that receipt again. The permit it carried
+    (number, and validity for the event's retention) is the one stored with the first copy."""
     envelope = arrival.envelope
+    stored = session.execute(
+        select(Permit.number, Permit.valid_until)
+        .join(Message, Permit.message_pk == Message.id)
+        .where(Message.sender_party == envelope.sender, Message.message_id == envelope.message_id)
+    ).first()
     record_event(
         session,
         action=ACTION_REPLAY,
@@ -409,7 +409,7 @@ def record_replay(
         actor=arrival.principal,
         party=envelope.sender,
         message_id=envelope.message_id,
-        permit_number=permit_number,
+        permit_number=stored.number if stored else None,
         request=arrival.request,
         payload_sha256=arrival.sha256,
         detail={
@@ -418,20 +418,15 @@ def record_replay(
             "document_type": envelope.document_type,
             "first_received_at": result.received_at.isoformat(),
         },
-        permit_valid_until=permit_valid_until,
+        permit_valid_until=_date(stored.valid_until) if stored else None,
     )
     return result
 
 
-def audit_replay(
-    arrival: Arrival,
-    result: SubmissionResult,
-    permit_number: str | None = None,
-    permit_valid_until: date | None = None,
-) -> SubmissionResult:
+def audit_replay(arrival: Arrival, result: SubmissionResult) -> SubmissionResult:
     """``record_replay`` in a transaction of its own (the read phase found the replay)."""
     with arrival.database.unit_of_work() as session:
-        return record_replay(session, arrival, result, permit_number, permit_valid_until)
+        return record_replay(session, arrival, result)
 
 
 def replay_or_check_destination(
@@ -502,11 +497,14 @@ def submit(
     permit_number: str | None = None
     try:
         check_envelope(envelope, principal, settings)
-        root, permit, findings = check_document(body, envelope, settings)
-        permit_number = permit.number
+        # A copy of an accepted message (a retry whose answer was lost) gets the first receipt
+        # before the document is judged again: code lists or rules updated since must not
+        # refuse what was accepted.
         trust_or_replay = _read_phase(database, envelope, arrival.sha256)
         if isinstance(trust_or_replay, SubmissionResult):
-            return audit_replay(arrival, trust_or_replay, permit_number, _date(permit.valid_until))
+            return audit_replay(arrival, trust_or_replay)
+        root, permit, findings = check_document(body, envelope, settings)
+        permit_number = permit.number
         verdict = _verify(database, root, envelope, trust_or_replay)
         verdict.raise_if_invalid()
         assert verdict.signed_element is not None  # a valid verdict names what was signed
@@ -537,13 +535,7 @@ def _after_conflict(arrival: Arrival, permit: permit_model.Permit) -> Submission
         with arrival.database.unit_of_work() as session:
             existing = seen_message(session, envelope.sender, envelope.message_id)
             if existing is not None:
-                return record_replay(
-                    session,
-                    arrival,
-                    replay(session, existing, arrival.sha256),
-                    permit.number,
-                    _date(permit.valid_until),
-                )
+                return record_replay(session, arrival, replay(session, existing, arrival.sha256))
             _check_permit_unique(session, permit, arrival.sha256)
     except EpixError as exc:
         return reject(arrival, exc, permit.number)

@@ -677,6 +677,22 @@ async def test_a_peers_resent_endorsement_answered_with_the_first_receipt_is_aud
     assert events[1].payload_sha256 == sha256_hex(body)
 
 
+async def test_a_peers_resent_endorsement_gets_its_receipt_though_the_checks_changed_since(
+    issuer: Node, issuer_client: httpx.AsyncClient
+) -> None:
+    """The copy was judged again before the node looked for it: a check tightened in between
+    (the nesting limit, as an operator's restart would) refused what the node holds."""
+    peer = _add_peer(issuer, "XB")
+    permit = await _submit_permit(issuer, issuer_client, issuer.key("XA", MANAGEMENT_AUTHORITY))
+    body = _endorsement(permit, peer)
+    sent = _peer_headers(peer, "endorsement", "XA", message_id="end-replay-2")
+    first = await issuer_client.post("/v1/messages", content=body, headers=sent)
+    assert first.status_code == 201
+    issuer.app.state.settings = issuer.settings.model_copy(update={"max_xml_depth": 2})
+    again = await issuer_client.post("/v1/messages", content=body, headers=sent)
+    assert again.status_code == 200 and again.content == first.content
+
+
 async def test_a_copy_with_other_bytes_that_loses_the_race_is_refused_with_a_receipt(
     issuer: Node, issuer_client: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:

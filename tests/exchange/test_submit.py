@@ -487,3 +487,23 @@ async def test_a_resubmission_answered_with_the_original_receipt_is_audited(
     assert replayed.actor_party == "XA" and replayed.permit_number == "XA-REPLAY-1"
     assert replayed.payload_sha256 == hashlib.sha256(body).hexdigest()
     assert replayed.purge_after == events[0].purge_after  # kept as long as the permit's own
+
+
+async def test_a_resubmission_gets_its_receipt_though_the_checks_changed_since(
+    client: httpx.AsyncClient, node: Node
+) -> None:
+    """A retry of an accepted message (its answer lost) was judged again before the node
+    looked for it: a check tightened in between (here the nesting limit, as an operator's
+    restart would; updated code lists alike) refused what the node had accepted and holds.
+    The copy gets the first receipt; a new message is judged by the new checks."""
+    body = node.signed_permit(number="XA-REPLAY-2")
+    sent = headers(node.key("XA", MA), message_id="replay-2")
+    first = await client.post("/v1/messages", content=body, headers=sent)
+    assert first.status_code == 201
+    node.app.state.settings = node.settings.model_copy(update={"max_xml_depth": 3})
+    again = await client.post("/v1/messages", content=body, headers=sent)
+    assert again.status_code == 200 and again.content == first.content
+    other = await client.post(
+        "/v1/messages", content=body, headers=headers(node.key("XA", MA), message_id="replay-3")
+    )
+    assert other.status_code == 400 and other.json()["code"] == "EPIX-XML-003"
