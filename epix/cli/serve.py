@@ -25,6 +25,7 @@ from uvicorn.supervisors.multiprocess import Multiprocess
 
 from epix.api.http_protocol import BoundedHttpToolsProtocol
 from epix.api.metrics import MULTIPROCESS_DIRECTORY_VARIABLE, reset_multiprocess_directory
+from epix.audit.service import AuditPolicy, configure_audit
 from epix.auth.session_secret import session_secret
 from epix.cli.logs import log_python_output, log_uncaught_in_process, uvicorn_log_config
 from epix.compliance import load_reference_data
@@ -267,6 +268,10 @@ def serve(host: str, port: int, workers: int, demo: bool) -> None:
     database = Database(settings.effective_database_url)
     database.migrate()
     ensure_node_identity(settings)
+    # This process audits too (the demo's registry entries, the in-process outbox worker, the
+    # follower), with --workers N apart from the web processes: checkpoints falling due here
+    # are signed with the node key like theirs (`epix audit verify` asks for each).
+    configure_audit(AuditPolicy.for_node(settings))
     if demo:
         setup = bootstrap_demo(database, settings)
         if settings.log_format == "json":

@@ -36,6 +36,7 @@ from epix.db.base import utcnow
 from epix.errors import EpixError
 from epix.exchange.node_identity import node_identity
 from epix.settings import get_settings
+from tests.db.node_process import epix, running_node
 from tests.pki import make_identity
 
 from .conftest import fill
@@ -475,3 +476,16 @@ def test_a_purge_event_forged_without_the_node_key_does_not_anchor_a_cut(
         report = verify_chain(session, trusted_fingerprints=trusted)
     assert report.broken_at == 5
     assert "signed by the node" in report.findings[0].message
+
+
+def test_epix_serve_signs_the_checkpoints_of_what_its_own_process_audits(tmp_path: Path) -> None:
+    """``epix serve`` audits in its own process before (and, with --workers N, apart from) the
+    web application: the demo's registry entries, the in-process outbox worker's deliveries,
+    the follower's imports. It never configured the node's audit policy, so a checkpoint
+    falling due there was left unsigned, and ``epix audit verify`` (which asks for a signed one
+    at every multiple of EPIX_AUDIT_CHECKPOINT_EVERY) reported a normal node as altered."""
+    every = {"EPIX_AUDIT_CHECKPOINT_EVERY": "2"}
+    with running_node(tmp_path, "--demo", extra_env=every):
+        pass
+    verified = epix(tmp_path, "audit", "verify", extra_env=every)
+    assert verified.returncode == 0, verified.stderr
