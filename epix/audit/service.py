@@ -151,12 +151,17 @@ def earliest_purge_date(
     anniversary itself, an event of 23:59 or a permit valid through that day went hours early.
     """
     after_day = timedelta(days=1)
-    candidates = [add_years(occurred_on, retention_years) + after_day]
-    if permit_valid_until is not None:
-        candidates.append(add_years(permit_valid_until, retention_years) + after_day)
     if trade_year is None:
         trade_year = permit_valid_until.year if permit_valid_until else occurred_on.year
-    candidates.append(date(trade_year + 1 + retention_years, 1, 1))
+    try:
+        candidates = [add_years(occurred_on, retention_years) + after_day]
+        if permit_valid_until is not None:
+            candidates.append(add_years(permit_valid_until, retention_years) + after_day)
+        candidates.append(date(trade_year + 1 + retention_years, 1, 1))
+    except (ValueError, OverflowError):
+        # A period ending past 9999-12-31 (a permit valid into the year 9999, which the rules
+        # allow): kept to the last day a date can name. Raised, it failed the permit's storing.
+        return date.max
     return max(candidates)
 
 

@@ -316,6 +316,16 @@ def test_record_event_keeps_permit_records_long_enough(database: Database) -> No
     assert event.purge_after == date(2037, 1, 1)
 
 
+def test_a_permit_valid_into_the_year_9999_is_kept_to_the_last_day(database: Database) -> None:
+    """The rules accept an import permit issued in 9999 and valid to its end; its retention
+    ran past the calendar (a ValueError: its submission was answered 500, not stored)."""
+    with database.unit_of_work() as session:
+        event = record_event(
+            session, action="submit", outcome="ok", permit_valid_until=date(9999, 12, 31)
+        )
+    assert event.purge_after == date.max
+
+
 def test_checkpoints_are_signed_as_they_are_written_when_the_node_key_is_configured(
     database: Database, node_signer: CheckpointSigner, policy: None
 ) -> None:
