@@ -339,6 +339,9 @@ def _imported_in_other_years(
     if not spans:
         return []
     slack = timedelta(days=1)  # the endorsement's local date may differ from UTC's by a day
+    # Never past the calendar's ends: an import permit may be valid to 31 December 9999.
+    earliest = max(min(start for start, _ in spans), date.min + slack) - slack
+    latest = min(max(end for _, end in spans), date.max - slack) + slack
     rows = {
         row.id: row
         for row in session.scalars(
@@ -348,8 +351,8 @@ def _imported_in_other_years(
                 Endorsement.side == Side.IMPORT.value,
                 Endorsement.endorsing_party == party,
                 Permit.document_type.in_(EXPORT_DOCUMENTS),
-                Endorsement.endorsed_on >= min(start for start, _ in spans) - slack,
-                Endorsement.endorsed_on <= max(end for _, end in spans) + slack,
+                Endorsement.endorsed_on >= earliest,
+                Endorsement.endorsed_on <= latest,
                 or_(
                     Endorsement.endorsed_on < date(year, 1, 1),
                     Endorsement.endorsed_on >= date(year + 1, 1, 1),

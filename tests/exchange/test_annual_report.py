@@ -586,3 +586,26 @@ async def test_the_command_refuses_what_names_no_party(
             session.scalars(select(AuditEvent).where(AuditEvent.action == "report.annual")).all()
             == []
         )
+
+
+async def test_an_import_permit_valid_to_the_last_day_of_the_calendar_reports(
+    client: httpx.AsyncClient, node: Node
+) -> None:
+    """An import permit valid to 31 December 9999 (box 2 names no start; issued in 9999, within
+    the twelve months an import permit may run), imported this year: the report looks for
+    export documents endorsed on import while it was valid, a day's slack either side. The
+    day after the last one could not be computed: a 500 instead of the report."""
+    import_permit, _ = _shipment("XB-LATE-IMPORT", "XA-LATE-UNUSED")
+    late = replace(
+        import_permit,
+        issued_at=datetime(9999, 6, 1, tzinfo=UTC),
+        valid_from=None,
+        valid_until=datetime(9999, 12, 31, tzinfo=UTC),
+    )
+    await _submit_permit(client, node, late, issuer="XB")
+    await _endorse(
+        client, node, "XB-LATE-IMPORT", "import", "100", issuer="XB", line_ids=("1", "2")
+    )
+    response = await client.get(f"/v1/reports/annual/XB/{THIS_YEAR}", headers=auth(node, "XB", MA))
+    assert response.status_code == 200, response.text
+    assert [record[0] for record in _records(response.json())] == ["XB-LATE-IMPORT"] * 2
