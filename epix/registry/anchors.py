@@ -39,7 +39,12 @@ from epix.registry.document import (
     require_chain_signer,
 )
 from epix.registry.models import RegistryAnchor, RegistryAnchorLink
-from epix.registry.service import one_certificate, refusal_audited, require_secretariat
+from epix.registry.service import (
+    UNREADABLE_EXTENSIONS,
+    one_certificate,
+    refusal_audited,
+    require_secretariat,
+)
 from epix.signatures import sign_document
 from epix.signatures.trust import as_utc, fingerprint_of
 
@@ -56,7 +61,7 @@ def _require_acceptable(
         is_ca = successor.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
     except x509.ExtensionNotFound:
         is_ca = False
-    except (ValueError, x509.DuplicateExtension, x509.UnsupportedGeneralNameType):
+    except UNREADABLE_EXTENSIONS:
         raise EpixError.of(
             UNACCEPTABLE, "The next anchor certificate's extensions cannot be read.", "cert"
         ) from None

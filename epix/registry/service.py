@@ -364,12 +364,16 @@ def acceptable_certificate(
     return certificate
 
 
+# What cryptography raises reading a certificate's extensions that are not well-formed DER.
+UNREADABLE_EXTENSIONS = (ValueError, x509.DuplicateExtension, x509.UnsupportedGeneralNameType)
+
+
 def _usage_problem(certificate: x509.Certificate) -> str | None:
     """Why the certificate is not a document-signing leaf (EPIX-DSIG-1's KeyInfo carries the
     leaf; a CA key signs certificates, not permits), or None."""
     try:
         extensions = certificate.extensions
-    except (ValueError, x509.DuplicateExtension, x509.UnsupportedGeneralNameType):
+    except UNREADABLE_EXTENSIONS:
         return "The certificate's extensions cannot be read: it is malformed."
     try:
         constraints = extensions.get_extension_for_class(x509.BasicConstraints)
@@ -651,8 +655,12 @@ class ExpiringCertificate:
         }
 
 
+# How far ahead certificates ending are listed, unless asked otherwise (API and registry page).
+EXPIRING_WITHIN_DAYS = 60
+
+
 def expiring_certificates(
-    session: Session, *, now: datetime | None = None, within_days: int = 60
+    session: Session, *, now: datetime | None = None, within_days: int = EXPIRING_WITHIN_DAYS
 ) -> list[ExpiringCertificate]:
     """Unrevoked certificates ending within ``within_days``, bucketed at 7, 30 and 60 days."""
     moment = as_utc(now) if now else utcnow()

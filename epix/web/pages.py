@@ -38,7 +38,7 @@ from epix.endorsements.idempotency import KEY_MAX_LENGTH, check_key
 from epix.errors import EpixError, Finding
 from epix.permits.model import printed_number
 from epix.registry import repository as registry_repository
-from epix.registry.service import expiring_certificates
+from epix.registry.service import EXPIRING_WITHIN_DAYS, expiring_certificates
 from epix.web.templating import templates
 
 _HERE = Path(__file__).resolve().parent
@@ -552,10 +552,6 @@ def _endorse_field(location: str | None, form: EndorseForm, sent: list[EndorseLi
         return form.lines[0].field if form.lines else None
     index = int(parts[1]) if parts[1].isdigit() else len(sent)
     return sent[index].field if index < len(sent) else None
-
-
-# The registry page's warning horizon: the certificates ending within it are listed.
-EXPIRING_WITHIN_DAYS = 60
 
 
 @router.get("/registry", response_class=HTMLResponse)

@@ -250,7 +250,8 @@ def get_party(code: str, database: DatabaseDep) -> dict[str, object]:
 
 @router.get("/certificates/expiring", summary="Certificates ending soon")
 def expiring(
-    database: DatabaseDep, within_days: Annotated[int, Query(ge=1, le=3660)] = 60
+    database: DatabaseDep,
+    within_days: Annotated[int, Query(ge=1, le=3660)] = service.EXPIRING_WITHIN_DAYS,
 ) -> dict[str, object]:
     """Unrevoked certificates ending within ``within_days``, with their 7/30/60-day bucket."""
     with database.unit_of_work() as session:
