@@ -1,10 +1,14 @@
 # EPIX node image. Configuration is only through EPIX_* environment variables (see README).
 FROM python:3.11-slim-bookworm AS build
 ENV UV_LINK_MODE=copy UV_COMPILE_BYTECODE=1 UV_PYTHON_DOWNLOADS=never
+# gcc builds the one compiled module (epix/permits/mapping.pyx); the runtime image needs none.
+RUN apt-get update && apt-get install -y --no-install-recommends gcc libc6-dev \
+    && rm -rf /var/lib/apt/lists/*
 RUN pip install --no-cache-dir uv==0.13.8
 WORKDIR /app
 COPY pyproject.toml uv.lock README.md ./
 RUN uv sync --frozen --no-dev --no-install-project
+COPY setup.py ./
 COPY epix ./epix
 COPY schemas ./schemas
 COPY keys ./keys

@@ -29,3 +29,13 @@ def test_the_data_volume_is_owner_only_and_watched() -> None:
     assert "install -d -m 0700 -o epix -g epix /data" in RUNTIME
     assert 'VOLUME ["/data"]' in RUNTIME and "EPIX_DATA_DIR=/data" in RUNTIME
     assert "HEALTHCHECK" in RUNTIME and "/healthz" in RUNTIME
+
+
+def test_the_build_stage_compiles_the_box_mapping_and_the_image_carries_no_compiler() -> None:
+    """``uv sync`` builds epix/permits/mapping.pyx through setup.py, with gcc, in the build stage."""
+    build = DOCKERFILE.rsplit("\nFROM ", 1)[0]
+    last_sync = build.rindex("uv sync")
+    assert "gcc" in build and "gcc" not in RUNTIME
+    assert build.index("COPY setup.py") < last_sync and build.index("COPY epix") < last_sync
+    ignored = (REPO_ROOT / ".dockerignore").read_text().split()
+    assert "epix/**/*.so" in ignored  # the image builds its own, never the host's

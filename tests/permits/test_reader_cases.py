@@ -417,3 +417,59 @@ def test_an_unknown_namespace_root_child_leaves_the_permit_empty() -> None:
     permit = _read(data)
     assert (permit.number, permit.issued_at, permit.issuing_authority) == (None, None, TradeParty())
     assert len(permit.lines) == 2
+
+
+# --- lxml's text and attribute rules, as the compiled mapping reads libxml2's nodes ------------
+
+
+@pytest.mark.parametrize(
+    ("city", "expected"),
+    [
+        (b"<![CDATA[Port ]]>Never", "Port Never"),  # CDATA and text nodes make one text
+        (b"Port<!--c--> Never", "Port"),  # the text ends at the first other node
+        (b"A &amp; B &#x263A;", "A & B \u263a"),  # references are resolved by the parser
+        (b"\xc2\xa0Z\xc3\xbcrich\xe2\x80\x83", "Z\u00fcrich"),  # str.strip's Unicode spaces
+        (b"<![CDATA[]]>", None),
+    ],
+)
+def test_text_is_what_lxml_gives_stripped(city: bytes, expected: str | None) -> None:
+    data = _edit(
+        b"<ram:CityName>Port Never</ram:CityName>", b"<ram:CityName>" + city + b"</ram:CityName>"
+    )
+    assert _read(data).exporter.address.city == expected
+
+
+def test_the_unit_is_the_unit_code_attribute_in_no_namespace() -> None:
+    data = _edit(b'unitCode="NAR">400<', b'unitCode=" K&amp;G ">400<')
+    assert _read(data).lines[1].unit == "K&G"
+    foreign = _edit(b'unitCode="NAR">400<', b'xmlns:x="urn:x" x:unitCode="KGM">400<')
+    assert _read(foreign).lines[1].unit is None
+
+
+def test_a_bad_value_is_located_among_its_namesakes_in_its_own_namespace_only() -> None:
+    data = write_permit(base(lines=2))
+    data = data.replace(b'unitCode="NAR">400<', b'unitCode="NAR">lots<', 1)
+    foreign_item = b'<x:IncludedSupplyChainConsignmentItem xmlns:x="urn:x"/>'
+    data = data.replace(
+        b"<ram:IncludedSupplyChainConsignmentItem>",
+        foreign_item + b"<ram:IncludedSupplyChainConsignmentItem>",
+        1,
+    )
+    assert _error(data)[1] == (
+        "/CITESEPermit/SpecifiedSupplyChainConsignment/IncludedSupplyChainConsignmentItem[2]"
+        "/TransportLogisticsPackage/ItemQuantity"
+    )
+
+
+def test_a_bad_value_beyond_line_65535_reports_its_line() -> None:
+    """libxml2 keeps line numbers above 65535 outside the node's 16-bit field."""
+    data = _edit(b"<ram:IssueDateTime>2024-03-01T09:30:00+00:00", b"<ram:IssueDateTime>later")
+    data = data.replace(
+        b"<rsm:HeaderExchangedDocument>", b"\n" * 70_000 + b"<rsm:HeaderExchangedDocument>", 1
+    )
+    assert _error(data)[2] == data.split(b">later")[0].count(b"\n") + 1
+
+
+def test_only_an_element_is_mapped() -> None:
+    with pytest.raises(TypeError):
+        read_permit(None)  # type: ignore[arg-type]
