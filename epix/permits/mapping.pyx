@@ -119,12 +119,8 @@ cdef inline bint _named(xmlNode* node, const char* namespace, const char* name) 
     )
 
 
-cdef xmlNode* _child_in(xmlNode* parent, const char* namespace, const char* name) noexcept:
-    """The first child element ``{namespace}name`` of ``parent`` (NULL for none or no parent)."""
-    cdef xmlNode* node
-    if parent is NULL:
-        return NULL
-    node = parent.children
+cdef xmlNode* _first_from(xmlNode* node, const char* namespace, const char* name) noexcept:
+    """``node`` or the first of its next siblings that is the element ``{namespace}name``."""
     while node is not NULL:
         if _named(node, namespace, name):
             return node
@@ -132,18 +128,18 @@ cdef xmlNode* _child_in(xmlNode* parent, const char* namespace, const char* name
     return NULL
 
 
+cdef inline xmlNode* _child_in(xmlNode* parent, const char* namespace, const char* name) noexcept:
+    """The first child element ``{namespace}name`` of ``parent`` (NULL for none or no parent)."""
+    return NULL if parent is NULL else _first_from(parent.children, namespace, name)
+
+
 cdef inline xmlNode* _child(xmlNode* parent, const char* name) noexcept:
     return _child_in(parent, R, name)
 
 
-cdef xmlNode* _next(xmlNode* node, const char* name) noexcept:
+cdef inline xmlNode* _next(xmlNode* node, const char* name) noexcept:
     """The next sibling element named like ``node`` (in the RAM namespace), or NULL."""
-    node = node.next
-    while node is not NULL:
-        if _named(node, R, name):
-            return node
-        node = node.next
-    return NULL
+    return _first_from(node.next, R, name)
 
 
 cdef inline xmlNode* _text_node_or_skip(xmlNode* node) noexcept:
