@@ -77,9 +77,10 @@ def validate_bench(seconds: float, lines: int, signed: bool) -> None:
     click.echo(f"baseline (lxml parse + XMLSchema): {base_rate:,.0f} permits/s")
     click.echo(f"epix (parse + schema + model + codes + rules): {full_rate:,.0f} permits/s")
     click.echo(f"ratio: {ratio:.2f} (target >= 0.50)")
-    # Where the time goes, so the ratio can be read: the model step is Python work per
-    # element and field, the baseline's steps are C (see docs/performance.md). The steps run
-    # on the tree validate_permit_bytes builds (no whitespace-only text between elements).
+    # Where the time goes, so the ratio can be read: the model step (compiled, reading
+    # libxml2's tree) builds the permit's Python values, codes and rules are Python, the
+    # baseline's steps are C (see docs/performance.md). The steps run on the tree
+    # validate_permit_bytes builds (no whitespace-only text between elements).
     root = extract_permit_element(parse_xml(data, keep_blank_text=False))
     permit = read_permit(root)
     steps: list[tuple[str, Callable[[], object]]] = [
