@@ -32,7 +32,7 @@ def test_the_data_volume_is_owner_only_and_watched() -> None:
 
 
 def test_the_build_stage_compiles_the_box_mapping_and_the_image_carries_no_compiler() -> None:
-    """``uv sync`` builds epix/permits/mapping.pyx through setup.py, with gcc, in the build stage."""
+    """``uv sync`` builds epix/permits/mapping.pyx through setup.py with gcc, in the build stage."""
     build = DOCKERFILE.rsplit("\nFROM ", 1)[0]
     last_sync = build.rindex("uv sync")
     assert "gcc" in build and "gcc" not in RUNTIME
