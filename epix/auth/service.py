@@ -29,6 +29,7 @@ from epix.auth.notify import notify_secretariat
 from epix.auth.principal import SECRETARIAT_PARTY, Principal, Role
 from epix.db.base import table_of, utcnow
 from epix.db.prepared import Prepared
+from epix.delivery.webhooks import stop_subscriptions_of
 from epix.errors import EpixError
 
 KEY_SCHEME = "epix"
@@ -489,13 +490,15 @@ def disable_user(
     actor: Principal | None = None,
     request: RequestContext | None = None,
 ) -> bool:
-    """Disable a user: keys and sessions stop working and the Secretariat is told.
+    """Disable a user: keys, sessions and the webhook subscriptions they made stop working
+    (``webhooks_stopped`` in the audit event) and the Secretariat is told.
 
     False (and nothing recorded or sent) when the user was disabled already."""
     if user.disabled_at is not None:
         return False
     user.disabled_at = utcnow()
     user.auth_epoch += 1
+    stopped = stop_subscriptions_of(session, user.username)
     notification = _notify_user_change(session, user, "user_disabled", reason)
     record_event(
         session,
@@ -504,7 +507,12 @@ def disable_user(
         actor=actor,
         party=user.party,
         request=request,
-        detail={"user": user.username, "reason": reason, "secretariat_notification": notification},
+        detail={
+            "user": user.username,
+            "reason": reason,
+            "secretariat_notification": notification,
+            "webhooks_stopped": stopped,
+        },
     )
     return True
 
@@ -554,6 +562,7 @@ def remove_user(
     for key in list_api_keys(session, user):
         if key.revoked_at is None:
             key.revoked_at = now
+    stopped = stop_subscriptions_of(session, user.username)
     notification = _notify_user_change(session, user, "user_removed", reason)
     record_event(
         session,
@@ -562,6 +571,11 @@ def remove_user(
         actor=actor,
         party=user.party,
         request=request,
-        detail={"user": user.username, "reason": reason, "secretariat_notification": notification},
+        detail={
+            "user": user.username,
+            "reason": reason,
+            "secretariat_notification": notification,
+            "webhooks_stopped": stopped,
+        },
     )
     return True

@@ -337,6 +337,22 @@ def disable_subscription(
     return subscription
 
 
+def stop_subscriptions_of(session: Session, username: str) -> list[int]:
+    """Stop every active subscription ``username`` made, as their user is disabled or removed
+    (their queued deliveries are dropped too): a standing feed of the Party's events to a URL
+    of that person's choosing must end with their keys and sessions. The ids stopped."""
+    rows = session.scalars(
+        select(WebhookSubscription)
+        .where(WebhookSubscription.created_by == username, WebhookSubscription.active.is_(True))
+        .order_by(WebhookSubscription.id)
+    ).all()
+    now = utcnow()
+    for row in rows:
+        row.active = False
+        row.disabled_at = now
+    return [row.id for row in rows]
+
+
 def rotate_secret(
     session: Session,
     subscription_id: int,

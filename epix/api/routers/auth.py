@@ -445,7 +445,8 @@ def disable_user(
     settings: SettingsDep,
     context: RequestContextDep,
 ) -> UserOut:
-    """Disable a user; the Secretariat is notified."""
+    """Disable a user: their keys, sessions and the webhook subscriptions they made stop;
+    the Secretariat is notified."""
     with party_refusals_audited(request, database, principal), database.unit_of_work() as session:
         user = administered_user(session, username, principal, settings)
         service.disable_user(session, user, reason=body.reason, actor=principal, request=context)
@@ -487,7 +488,8 @@ def remove_user(
     settings: SettingsDep,
     context: RequestContextDep,
 ) -> UserOut:
-    """Remove a user for good (kept for the audit trail); the Secretariat is notified."""
+    """Remove a user for good (kept for the audit trail): their keys, sessions and webhook
+    subscriptions stop; the Secretariat is notified."""
     with party_refusals_audited(request, database, principal), database.unit_of_work() as session:
         user = administered_user(session, username, principal, settings)
         service.remove_user(session, user, actor=principal, request=context)
