@@ -17,7 +17,7 @@ from datetime import date, datetime, timedelta
 from decimal import Decimal
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, lazyload
 
 from epix.audit.context import RequestContext
 from epix.audit.service import record_event
@@ -44,7 +44,7 @@ from epix.errors import EpixError, Finding, Severity
 from epix.exchange.lookup import may_look_up
 from epix.exchange.models import Permit, PermitLine
 from epix.exchange.receipts import receipt_outcome
-from epix.exchange.repository import lock_permit, permit_not_found
+from epix.exchange.repository import LINES_WHEN_USED, lock_permit, permit_not_found
 from epix.exchange.status import CANCELLED, REPLACED
 from epix.registry.roles import CUSTOMS as CUSTOMS_ROLE
 from epix.signatures import TrustStore, verify_document
@@ -92,7 +92,9 @@ class SignedEndorsement:
 def find_permit(session: Session, issuing_party: str, number: str) -> Permit:
     """The permit, unlocked (for reading the ledger), or ``EPIX-STATE-007``."""
     permit = session.scalar(
-        select(Permit).where(Permit.issuing_party == issuing_party, Permit.number == number)
+        select(Permit)
+        .where(Permit.issuing_party == issuing_party, Permit.number == number)
+        .options(LINES_WHEN_USED)
     )
     if permit is None:
         raise permit_not_found(issuing_party, number)
@@ -372,6 +374,8 @@ def _open_reservation(
             Reservation.reservation_id == reservation_id,
             Reservation.permit_id == state.permit.id,
         )
+        # Its lines once it is found to be the caller's Party's (as LINES_WHEN_USED).
+        .options(lazyload(Reservation.lines))
         .execution_options(populate_existing=True)
     )
     if reservation is None or reservation.party != actor.party:

@@ -35,7 +35,7 @@ from epix.exchange.models import (
     PermitWatcher,
     Receipt,
 )
-from epix.exchange.repository import permit_not_found
+from epix.exchange.repository import LINES_WHEN_USED, permit_not_found
 from epix.exchange.service import sha256_hex
 from epix.permits.model import Permit as PermitBoxes
 from epix.permits.reader import read_permit
@@ -86,7 +86,9 @@ def find_visible_permit(
 ) -> Permit:
     """The permit if the caller may see it, else the same EPIX-STATE-007 as a missing one."""
     permit = session.scalar(
-        select(Permit).where(Permit.issuing_party == party, Permit.number == number)
+        select(Permit)
+        .where(Permit.issuing_party == party, Permit.number == number)
+        .options(LINES_WHEN_USED)
     )
     if permit is None or not may_look_up(permit, principal, token):
         raise permit_not_found(party, number)

@@ -5,10 +5,15 @@ from __future__ import annotations
 from collections.abc import Collection
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, lazyload
 
 from epix.errors import EpixError
 from epix.exchange.models import Permit
+
+# A permit's lines load when first used, once the caller is known to be allowed to see it, not
+# with its row: else a permit the caller may not see costs a query more than one that does not
+# exist, and the time that takes tells it exists (EPIX-STATE-007 is one answer for both).
+LINES_WHEN_USED = lazyload(Permit.lines)
 
 
 def lock_permit(session: Session, issuing_party: str, number: str) -> Permit:
@@ -30,6 +35,7 @@ def lock_permits(
         select(Permit)
         .where(Permit.issuing_party == issuing_party, Permit.number.in_(list(numbers)))
         .order_by(Permit.id)
+        .options(LINES_WHEN_USED)
         .with_for_update()
         .execution_options(populate_existing=True)
     )
