@@ -108,10 +108,16 @@ TABLE: dict[str, tuple[Access, str]] = {
         roles(CUSTOMS, MA),
         "issuer/exporter/importer (else STATE-007)",
     ),
-    f"GET {PERMIT}/xml": (CALLER, "its Parties, Secretariat, MA/customs with token (STATE-007)"),
+    f"GET {PERMIT}/xml": (
+        CALLER,
+        "its Parties, Secretariat; other MA/customs with its token if set (STATE-007)",
+    ),
     f"POST {PERMIT}/cancel": (roles(MA), "issuing Party (AUTH-005)"),
     f"POST {PERMIT}/replace": (roles(MA), "issuing Party (AUTH-005)"),
-    f"GET {PERMIT}": (CALLER, "its Parties, Secretariat, MA/customs with token (STATE-007)"),
+    f"GET {PERMIT}": (
+        CALLER,
+        "its Parties, Secretariat; other MA/customs with its token if set (STATE-007)",
+    ),
     "POST /v1/webhooks": (roles(MA, CUSTOMS, SECRETARIAT, NODE_ADMIN), "the caller's Party"),
     "GET /v1/webhooks": (roles(MA, CUSTOMS, SECRETARIAT, NODE_ADMIN), "the caller's Party"),
     "POST /v1/webhooks/{subscription_id}/secret": (
