@@ -26,6 +26,7 @@ from epix.db import Database
 from epix.delivery import outbox
 from epix.delivery.models import OutboxMessage, OutboxState
 from epix.settings import NodeMode, Settings
+from tests.database_work import database_work, writes
 
 from .conftest import MakeUser
 
@@ -188,17 +189,24 @@ async def test_another_partys_user_names_and_keys_cannot_be_told_from_ones_nobod
     assert json.dumps(existing_key.json()).replace(str(peer_key_id), "ID") == json.dumps(
         missing_key.json()
     ).replace(str(missing_key_id), "ID")
-    # Only the attempts on XB's account are in the audit trail, as what they were.
+    # Both kinds of attempt are in the audit trail, each as what it was (so that the audit
+    # row's time tells them apart no more than the answer does).
     denials = _denials(database)
-    assert [outcome for _, outcome, _ in denials] == ["EPIX-AUTH-005"] * (len(calls) + 1)
+    assert [outcome for _, outcome, _ in denials] == ["EPIX-AUTH-005", "EPIX-AUTH-008"] * (
+        len(calls) + 1
+    )
     assert [path for _, _, path in denials] == [
-        *(path.format("node-xb") for _, path, _ in calls),
+        *(path.format(name) for _, path, _ in calls for name in ("node-xb", "no-such-user")),
         f"/v1/api-keys/{peer_key_id}/revoke",
+        f"/v1/api-keys/{missing_key_id}/revoke",
     ]
     with database.read() as session:
         details = session.scalars(
-            select(AuditEvent.detail).where(AuditEvent.action == "auth.denied")
+            select(AuditEvent.detail).where(
+                AuditEvent.action == "auth.denied", AuditEvent.outcome == "EPIX-AUTH-005"
+            )
         ).all()
+        assert len(details) == len(calls) + 1
         assert all("only XA's users, not XB's" in detail for detail in details)
 
 
@@ -308,8 +316,11 @@ async def test_a_party_nodes_admin_sees_and_resends_only_its_own_partys_outbox(
         assert json.dumps(other.json()).replace(str(ids["XB"]), "ID") == json.dumps(
             nobody.json()
         ).replace(str(missing), "ID")
-    # The refused resend is audited as what it was; the refused read, like any read, is not.
-    assert _denials(database) == [("xa-admin", "EPIX-AUTH-005", f"/v1/outbox/{ids['XB']}/resend")]
+    # The refused resends are audited as what they were; the refused reads, like any read, not.
+    assert _denials(database) == [
+        ("xa-admin", "EPIX-AUTH-005", f"/v1/outbox/{ids['XB']}/resend"),
+        ("xa-admin", "EPIX-DLV-009", f"/v1/outbox/{missing}/resend"),
+    ]
     with database.read() as session:
         assert session.get_one(OutboxMessage, ids["XB"]).state == OutboxState.FAILED.value
     resent = await party_node.post(f"/v1/outbox/{ids['XA']}/resend", headers=admin)
@@ -455,3 +466,41 @@ async def test_a_name_or_party_with_a_trailing_line_break_is_refused(
         assert answer.json()["errors"][0]["location"] == location
     with sqlite_database.read() as session:
         assert [user.username for user in service.list_users(session)] == ["xa-admin", "node-xb"]
+
+
+async def test_another_partys_user_key_or_row_costs_what_one_nobody_has_costs(
+    party_node: httpx.AsyncClient, database: Database, make_user_in: MakeUser
+) -> None:
+    """The answers are the same (above) and so are the transactions and writes behind them: the
+    attempt on XB's account is audited, so the attempt on a name nobody has is too; else the
+    time the audit row takes would tell which names exist. Names and ids of the same length,
+    so that only the outcome in the audit row differs."""
+    make_user_in(database, "xa-admin", party="XA", roles=(Role.NODE_ADMIN,))
+    make_user_in(database, "node-xb", party="XB", roles=(Role.PEER_NODE,))
+    admin = {"X-API-Key": _key(database, "xa-admin")[1]}
+    peer_key_id = _key(database, "node-xb")[0]
+    ids = _failed_outbox_rows(database, "XB")
+    calls = [
+        ("POST", "/v1/users/{}/disable", {}, "node-xb", "node-xc"),
+        ("POST", "/v1/users/{}/enable", None, "node-xb", "node-xc"),
+        ("GET", "/v1/users/{}/api-keys", None, "node-xb", "node-xc"),
+        ("POST", "/v1/users/{}/api-keys", {}, "node-xb", "node-xc"),
+        ("DELETE", "/v1/users/{}", None, "node-xb", "node-xc"),
+        ("POST", "/v1/api-keys/{}/revoke", None, str(peer_key_id), str(peer_key_id + 7)),
+        ("POST", "/v1/outbox/{}/resend", None, str(ids["XB"]), str(ids["XB"] + 7)),
+    ]
+    different = []
+    for method, path, body, theirs, nobodys in calls:
+        answers = []
+        for name in (theirs, nobodys):
+            with database_work(database) as seen:
+                got = await party_node.request(method, path.format(name), json=body, headers=admin)
+            answers.append(
+                (got.status_code, got.content.replace(name.encode(), b"NAME"), writes(seen))
+            )
+        if answers[0] != answers[1]:
+            different.append(f"{method} {path}: {answers[0]} != {answers[1]}")
+    assert not different, different
+    # Both are on record, each as what it was.
+    outcomes = [outcome for _, outcome, _ in _denials(database)]
+    assert outcomes == ["EPIX-AUTH-005", "EPIX-AUTH-008"] * 6 + ["EPIX-AUTH-005", "EPIX-DLV-009"]

@@ -9,20 +9,17 @@ must agree."""
 
 from __future__ import annotations
 
-import re
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import event
 from starlette.testclient import TestClient
 
 from epix.auth import service as auth
 from epix.auth.principal import Role
 from epix.permits.samples import demo_permit
 from epix.permits.writer import write_permit
+from tests.database_work import database_work
 from tests.robustness.conftest import PERMIT_NUMBER, Node
 from tests.robustness.documents import sign_as_xa
 
@@ -38,21 +35,6 @@ class Answer:
     headers: dict[str, str]
     body: bytes
     statements: list[str]
-
-
-@contextmanager
-def _statements(node: Node) -> Iterator[list[str]]:
-    """The SQL the node runs meanwhile, without its parameters."""
-    seen: list[str] = []
-
-    def record(*args: Any) -> None:
-        seen.append(re.sub(r"\s+", " ", args[2]))
-
-    event.listen(node.database.engine, "before_cursor_execute", record)
-    try:
-        yield seen
-    finally:
-        event.remove(node.database.engine, "before_cursor_execute", record)
 
 
 def _key_of_new_user(node: Node, username: str, party: str, role: Role) -> str:
@@ -184,7 +166,7 @@ def test_another_partys_things_are_answered_as_things_that_do_not_exist(node: No
         answers = []
         for each in (real, fake):
             headers = {"Authorization": f"Bearer {caller}", **extra_headers}
-            with _statements(node) as seen:
+            with database_work(node.database) as seen:
                 response = client.request(
                     method, address.format(id=each), headers=headers, **keywords
                 )

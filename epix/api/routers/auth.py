@@ -38,6 +38,8 @@ from epix.settings import NodeMode, Settings
 router = APIRouter(prefix="/v1", tags=["auth"])
 NodeAdmin = Annotated[Principal, Depends(require_roles(Role.NODE_ADMIN))]
 UserReader = Annotated[Principal, Depends(require_roles(Role.NODE_ADMIN, Role.SECRETARIAT))]
+# The answers for a user, API key or outbox row that does not exist (or that is concealed).
+NOTHING_THERE = frozenset({"EPIX-AUTH-008", "EPIX-DLV-009"})
 
 
 def administered_party(settings: Settings) -> str | None:
@@ -55,12 +57,19 @@ def party_refusals_audited(
 
     A refusal answered as one for a user, key or outbox row that does not exist carries the
     EPIX-AUTH-005 it stands for as its cause (``raise ... from``, as ``concealed`` does) and is
-    audited as that: the caller is not told, the audit trail is."""
+    audited as that: the caller is not told, the audit trail is. On a Party node, where such
+    answers stand for other Parties' users, keys and rows, the same answer for one that really
+    does not exist is audited too (as what it is): else the time the audit row takes would
+    tell the two apart."""
     try:
         yield
     except EpixError as refusal:
         denied = refusal.__cause__ if isinstance(refusal.__cause__, EpixError) else refusal
-        if denied.findings[0].code == "EPIX-AUTH-005":
+        code = denied.findings[0].code
+        settings: Settings = request.app.state.settings
+        if code == "EPIX-AUTH-005" or (
+            code in NOTHING_THERE and administered_party(settings) is not None
+        ):
             record_denied(request, database, principal, denied, why=True)
         raise
 
