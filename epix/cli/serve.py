@@ -11,7 +11,6 @@ import signal
 import socket
 import sys
 import threading
-from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any
@@ -171,27 +170,40 @@ class _WebProcess(multiprocess.Process):
         # No stdin, which uvicorn reopens in its web processes for debuggers: the node reads none.
         self.process = spawn.Process(
             target=_web_process_started,
-            args=(get_settings().log_format, config, self.target, sockets),
+            args=(get_settings().log_format, config, self, sockets),
         )
+
+    def start(self) -> None:
+        """Start the process, then close this process's copy of its end of the healthcheck
+        pipe (the child has its own). With it open, a process that ended with a ping
+        unanswered (one that cannot start ends seconds after it began answering) was noticed
+        only when the ping timed out, 30 s later; closed, the ping meets the end of the pipe."""
+        super().start()
+        self.child_conn.close()
 
 
 def _web_process_started(
     log_format: str,
     config: uvicorn.Config,
-    target: Callable[..., None],
+    web_process: multiprocess.Process,
     sockets: list[socket.socket],
 ) -> None:
     """A web process, from its start: its end by an exception nothing caught is said in the
     node's log format (``log_uncaught_in_process``), before uvicorn starts another.
     multiprocessing printed it as text past every hook, credentials and all, and so it did
     when the process failed before its logging was configured (the first thing uvicorn does
-    in it), which the format, set here first, no longer waits for."""
+    in it), which the format, set here first, no longer waits for. Before the server has
+    started (its logging, the application's code and the application itself), such an
+    exception ends the process with uvicorn's startup failure status, 3, as ``web_app`` does
+    for the application: with status 1 uvicorn started the process again, failing the same
+    way, for as long as the node ran."""
     log_python_output(log_format)
     try:
-        subprocess_started(config, target, sockets, stdin_fileno=None)
+        subprocess_started(config, web_process.target, sockets, stdin_fileno=None)
     except Exception as exc:  # KeyboardInterrupt and SystemExit end it as uvicorn lets them
         log_uncaught_in_process(exc)
-        sys.exit(1)  # as multiprocessing ends a process it printed a traceback for
+        # 1 as multiprocessing ends a process it printed a traceback for: uvicorn starts another
+        sys.exit(1 if web_process.server.started else STARTUP_FAILURE)
 
 
 def _run_web_processes(options: dict[str, Any]) -> None:
