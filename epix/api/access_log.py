@@ -10,9 +10,10 @@ from __future__ import annotations
 import logging
 from urllib.parse import unquote_plus
 
+from epix.audit.context import REDACTED
+
 ACCESS_LOGGER = "uvicorn.access"
 SECRET_PARAMETERS = frozenset({"token"})
-REDACTED = "[redacted]"
 
 
 def redact_query(path: str) -> str:

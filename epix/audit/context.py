@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit, urlunsplit
+
+REDACTED = "[redacted]"  # what stands for a credential taken out of a text or a log line
 
 # Headers worth keeping as evidence. Anything else, and every credential, is never recorded.
 HEADER_ALLOWLIST = frozenset(
@@ -52,3 +55,34 @@ def url_for_audit(url: str) -> str:
     if parts.username is not None:  # a user name alone can be the token
         netloc = f"***@{netloc}"
     return urlunsplit((parts.scheme, netloc, parts.path, "***" if parts.query else "", ""))
+
+
+# How much of a far end's words the node keeps with a failed delivery: enough for its codes and
+# the start of its explanation; its whole answer, up to the body cap, helps no operator.
+FAR_END_TEXT_LIMIT = 500
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_URL = re.compile(r"\b[a-z][a-z0-9+.-]*://[^\s\"'<>`]+", re.IGNORECASE)
+# A value a text gives as a credential: after ``Bearer``/``Basic`` or a name that says so
+# (``token=``, ``"api_key": "``, ``Authorization:``, ``password``). Unlike the logs' redaction
+# (epix.cli.logs), which looks for the node's own credentials, this one knows no value: the far
+# end may repeat one of its own, or the one this node sent it.
+_GIVEN_CREDENTIAL = re.compile(
+    r"(?P<name>\b(?:bearer|basic)[ \t]+"
+    r"|\b[\w-]*(?:password|passwd|pwd|secret|token|api[_-]?key|authorization|credentials?)"
+    r"['\"]?[ \t]*[=:][ \t]*['\"]?(?:(?:bearer|basic)[ \t]+)?)"
+    r"[^\s'\",;&]+",
+    re.IGNORECASE,
+)
+
+
+def far_end_text_for_audit(text: str) -> str:
+    """What a far end said (a peer's refusal, a transport error) as the node keeps, audits and
+    shows it with a failed delivery: every URL as ``url_for_audit`` keeps one, every value given
+    as a credential ``[redacted]``, on one line and at most ``FAR_END_TEXT_LIMIT`` characters.
+    The hub's node admins read every Party's failures, and the trail cannot be edited later."""
+    text = _URL.sub(lambda found: url_for_audit(found.group()), text)
+    text = _GIVEN_CREDENTIAL.sub(lambda found: found.group("name") + REDACTED, text)
+    text = " ".join(_CONTROL.sub(" ", text).split())
+    if len(text) <= FAR_END_TEXT_LIMIT:
+        return text
+    return text[: FAR_END_TEXT_LIMIT - 1] + "…"

@@ -38,7 +38,7 @@ from pydantic_settings import SettingsError
 from uvicorn.config import LOGGING_CONFIG
 from uvicorn.logging import DefaultFormatter
 
-from epix.api.access_log import REDACTED
+from epix.audit.context import REDACTED
 from epix.settings import get_settings
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s"

@@ -33,7 +33,7 @@ import httpx
 from sqlalchemy import update
 from sqlalchemy.orm import Session
 
-from epix.audit.context import url_for_audit
+from epix.audit.context import far_end_text_for_audit, url_for_audit
 from epix.audit.service import record_event
 from epix.db import Database
 from epix.db.base import utcnow
@@ -609,6 +609,7 @@ class Worker:
     ) -> Result:
         now = self.clock()
         retry_at = None if permanent else self._retry_at(claim, now, retry_after)
+        reason = far_end_text_for_audit(reason)
         return self._record_failure(claim, code, reason, now=now, retry_at=retry_at, status=status)
 
     def _waiting_for_permit(self, claim: Claim, reason: str, status: int) -> Result:
@@ -622,6 +623,7 @@ class Worker:
         nothing it refuses, and answers a retry of a message it took with the first receipt,
         so the endorsement is recorded there once."""
         now = self.clock()
+        reason = far_end_text_for_audit(reason)
         wait = timedelta(seconds=self.settings.outbox_permit_wait_seconds)
         until = claim.permit_wait_until or now + wait
         with self.database.unit_of_work() as session:
@@ -688,7 +690,7 @@ class Worker:
             session,
             claim,
             code=code,
-            reason=reason[:4000],
+            reason=reason,
             retry_at=retry_at,
             response_status=status,
             now=now,
@@ -739,7 +741,7 @@ class Worker:
                 "outbox_id": claim.id,
                 "kind": claim.kind,
                 "to": claim.destination_party,
-                "reason": reason[:1000],
+                "reason": reason,
                 "attempts": claim.attempts,
                 "response_status": status,
                 **(extra or {}),
@@ -771,7 +773,7 @@ class Worker:
                     "to": claim.destination_party,
                     "kind": claim.kind,
                     "code": code,
-                    "reason": reason[:1000],
+                    "reason": reason,
                 },
                 give_up_seconds=self.settings.outbox_give_up_seconds,
             )
