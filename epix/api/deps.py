@@ -6,13 +6,17 @@ response (a receipt is only sent after bytes, hash and audit event are committed
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Annotated
 
 from fastapi import Depends, Path, Request
+from sqlalchemy.orm import Session
 
 from epix.audit.context import RequestContext
 from epix.db import Database
 from epix.db.base import ROW_ID_MAX as ROW_ID_MAX  # routers import it from here
+from epix.errors import EpixError
 from epix.settings import Settings
 
 # The three below only read the request, so they are ``async def``: FastAPI runs a plain ``def``
@@ -52,3 +56,18 @@ SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
 DatabaseDep = Annotated[Database, Depends(get_database)]
 RequestContextDep = Annotated[RequestContext, Depends(get_request_context)]
 RawBody = Annotated[bytes, Depends(raw_body)]
+
+
+@contextmanager
+def audited_reading(database: Database) -> Iterator[Session]:
+    """A unit of work whose refusal (``EpixError``) is raised once the work is committed: a
+    refused lookup is answered after its audit event is stored, where a plain unit of work
+    would roll it back with the refusal."""
+    refusal: EpixError | None = None
+    with database.unit_of_work() as session:
+        try:
+            yield session
+        except EpixError as exc:
+            refusal = exc
+    if refusal is not None:
+        raise refusal

@@ -41,7 +41,7 @@ from epix.endorsements.models import (
     ReservationStatus,
 )
 from epix.errors import EpixError, Finding, Severity
-from epix.exchange.lookup import may_look_up
+from epix.exchange.lookup import find_audited, may_look_up, record_lookup
 from epix.exchange.models import Permit, PermitLine
 from epix.exchange.receipts import receipt_outcome
 from epix.exchange.repository import LINES_WHEN_USED, lock_permit, permit_not_found
@@ -107,6 +107,93 @@ def check_may_see(permit: Permit, actor: Principal) -> None:
     parties = {permit.issuing_party, permit.exporter_party, permit.importer_party}
     if actor.party not in parties:
         raise permit_not_found(permit.issuing_party, permit.number)
+
+
+def permit_read(
+    session: Session,
+    *,
+    party: str,
+    number: str,
+    actor: Principal,
+    request: RequestContext | None,
+    read: str,
+) -> Permit:
+    """The permit whose ``read`` (its ledger, its endorsements) ``actor`` is shown, audited as
+    a lookup (``permit.lookup``, refusals too; the caller commits them): a permit's ledger
+    and endorsements tell as much as its lookup, and every access to a permit must be
+    attributable."""
+
+    def find() -> Permit:
+        permit = find_permit(session, party, number)
+        check_may_see(permit, actor)
+        return permit
+
+    detail: dict[str, object] = {"read": read}
+    permit = find_audited(
+        session,
+        party=party,
+        number=number,
+        principal=actor,
+        request=request,
+        find=find,
+        detail=detail,
+    )
+    record_lookup(
+        session,
+        permit,
+        principal=actor,
+        request=request,
+        payload_sha256=permit.signed_sha256,
+        detail=detail,
+    )
+    return permit
+
+
+def endorsement_read(
+    session: Session,
+    *,
+    party: str,
+    number: str,
+    endorsement_id: str,
+    actor: Principal,
+    request: RequestContext | None,
+) -> Endorsement:
+    """One endorsement's signed document shown to ``actor``, audited as ``permit_read`` is,
+    with the document's hash."""
+
+    def find() -> tuple[Permit, Endorsement]:
+        permit = find_permit(session, party, number)
+        check_may_see(permit, actor)
+        endorsement = session.scalar(
+            select(Endorsement).where(
+                Endorsement.permit_id == permit.id, Endorsement.endorsement_id == endorsement_id
+            )
+        )
+        if endorsement is None:
+            raise EpixError.of(
+                "EPIX-REQ-005", f"No endorsement {endorsement_id} on this permit.", "endorsement_id"
+            )
+        return permit, endorsement
+
+    detail: dict[str, object] = {"read": "endorsement", "endorsement_id": endorsement_id}
+    permit, endorsement = find_audited(
+        session,
+        party=party,
+        number=number,
+        principal=actor,
+        request=request,
+        find=find,
+        detail=detail,
+    )
+    record_lookup(
+        session,
+        permit,
+        principal=actor,
+        request=request,
+        payload_sha256=endorsement.document_sha256,
+        detail=detail,
+    )
+    return endorsement
 
 
 # A late endorsement (made before the last change of status) leaves these as they are.

@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import hmac
 import json
+from collections.abc import Callable
 from dataclasses import asdict
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
@@ -45,6 +46,7 @@ from epix.signatures.verify import Verdict, verify_document
 from epix.xml import parse_xml
 
 ACTION_LOOKUP = "permit.lookup"
+Found = TypeVar("Found")
 _HISTORY_ACTIONS = (
     "message.submit",
     "permit.cancel",
@@ -232,17 +234,20 @@ def permit_view(session: Session, permit: Permit, base_path: str) -> dict[str, A
     }
 
 
-def _find_audited(
+def find_audited(
     session: Session,
     *,
     party: str,
     number: str,
-    token: str | None,
     principal: Principal,
     request: RequestContext | None,
+    find: Callable[[], Found],
     detail: dict[str, object] | None = None,
-) -> Permit:
-    """The permit the caller may see; a refused lookup is audited too (the caller commits it).
+) -> Found:
+    """What ``find`` gives the caller of the permit; a refused lookup is audited too (the
+    caller commits it). ``find`` decides who may see it: the lookup's rule
+    (``find_visible_permit``) or, for the ledger and the endorsements, the permit's two
+    Parties.
 
     A Party code or number longer than a permit row holds can be on file for no one, and its
     audit row could not be stored (PostgreSQL refuses it, so the lookup went unaudited and was
@@ -259,9 +264,7 @@ def _find_audited(
     if oversized:
         raise EpixError(oversized)
     try:
-        return find_visible_permit(
-            session, party=party, number=number, principal=principal, token=token
-        )
+        return find()
     except EpixError as exc:
         record_event(
             session,
@@ -276,6 +279,31 @@ def _find_audited(
         raise
 
 
+def record_lookup(
+    session: Session,
+    permit: Permit,
+    *,
+    principal: Principal,
+    request: RequestContext | None,
+    payload_sha256: str,
+    detail: dict[str, object],
+) -> None:
+    """Audit what ``principal`` was shown of ``permit`` (its lookup answer, its signed bytes,
+    its ledger, its endorsements) as a lookup: every access to a permit is attributable."""
+    record_event(
+        session,
+        action=ACTION_LOOKUP,
+        outcome="ok",
+        actor=principal,
+        party=permit.issuing_party,
+        permit_number=permit.number,
+        request=request,
+        payload_sha256=payload_sha256,
+        detail=detail,
+        permit_valid_until=permit.valid_until.date() if permit.valid_until else None,
+    )
+
+
 def lookup_permit(
     session: Session,
     *,
@@ -287,22 +315,25 @@ def lookup_permit(
     base_path: str,
 ) -> dict[str, Any]:
     """Look a permit up, audit it (refusals too) and subscribe the caller's Party."""
-    permit = _find_audited(
-        session, party=party, number=number, token=token, principal=principal, request=request
+    permit = find_audited(
+        session,
+        party=party,
+        number=number,
+        principal=principal,
+        request=request,
+        find=lambda: find_visible_permit(
+            session, party=party, number=number, principal=principal, token=token
+        ),
     )
     view = permit_view(session, permit, base_path)
     _watch(session, permit, principal.party, "lookup")
-    record_event(
+    record_lookup(
         session,
-        action=ACTION_LOOKUP,
-        outcome="ok",
-        actor=principal,
-        party=party,
-        permit_number=number,
+        permit,
+        principal=principal,
         request=request,
         payload_sha256=permit.signed_sha256,
         detail={"status": view["status"], "signature_valid": view["signature"]["valid"]},
-        permit_valid_until=permit.valid_until.date() if permit.valid_until else None,
     )
     return view
 
@@ -317,25 +348,24 @@ def permit_bytes(
     request: RequestContext | None,
 ) -> tuple[Permit, bytes]:
     """The byte-exact signed permit (audited as a lookup)."""
-    permit = _find_audited(
+    permit = find_audited(
         session,
         party=party,
         number=number,
-        token=token,
         principal=principal,
         request=request,
+        find=lambda: find_visible_permit(
+            session, party=party, number=number, principal=principal, token=token
+        ),
         detail={"format": "xml"},
     )
     message = session.get(Message, permit.message_pk)
     assert message is not None
     _watch(session, permit, principal.party, "lookup")
-    record_event(
+    record_lookup(
         session,
-        action=ACTION_LOOKUP,
-        outcome="ok",
-        actor=principal,
-        party=party,
-        permit_number=number,
+        permit,
+        principal=principal,
         request=request,
         payload_sha256=message.sha256,
         detail={"format": "xml"},

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -12,6 +13,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
 from epix.api.app import create_app
+from epix.audit.models import AuditEvent
 from epix.auth import service as auth_service
 from epix.auth.principal import Role
 from epix.db import Database, utcnow
@@ -329,3 +331,110 @@ def test_a_reservation_on_a_permit_numbered_beyond_latin_1_answers_201_once(
     )
     with db.read() as session:
         assert session.scalar(select(func.count()).select_from(Reservation)) == 1
+
+
+def test_reading_the_ledger_and_the_endorsements_is_audited_as_a_lookup(
+    client: TestClient, db: Database, key_for: Callable[..., Headers], make_permit: MakePermit
+) -> None:
+    """A permit's lookup was audited, its ledger and endorsements (which tell as much) were
+    not: a customs officer could read them and no event named them."""
+    permit = make_permit()
+    customs, management = key_for("XB"), key_for("XA", Role.MANAGEMENT_AUTHORITY)
+    third_party = key_for("XC")
+    made = client.post(url(permit, "endorsements"), headers=customs, json=endorsement_body())
+    assert made.status_code == 201, made.text
+    endorsement = made.json()
+    endorsement_id, document_sha256 = endorsement["endorsement_id"], endorsement["document_sha256"]
+    with db.read() as session:
+        before = session.scalar(select(func.max(AuditEvent.sequence)))
+
+    reads = [
+        (customs, "ledger", 200),
+        (management, "endorsements", 200),
+        (customs, f"endorsements/{endorsement_id}/xml", 200),
+        (customs, "endorsements/nope/xml", 404),
+        (third_party, "ledger", 404),
+    ]
+    for headers, suffix, status in reads:
+        assert client.get(url(permit, suffix), headers=headers).status_code == status, suffix
+
+    with db.read() as session:
+        events = session.scalars(
+            select(AuditEvent).where(AuditEvent.sequence > before).order_by(AuditEvent.sequence)
+        ).all()
+    assert [
+        (
+            e.action,
+            e.outcome,
+            e.actor_username,
+            e.actor_party,
+            e.party,
+            e.permit_number,
+            e.method,
+            e.path,
+            e.payload_sha256,
+            json.loads(e.detail),
+        )
+        for e in events
+    ] == [
+        (
+            "permit.lookup",
+            "ok",
+            "customs-xb",
+            "XB",
+            "XA",
+            permit.number,
+            "GET",
+            url(permit, "ledger"),
+            permit.sha256,
+            {"read": "ledger"},
+        ),
+        (
+            "permit.lookup",
+            "ok",
+            "management_authority-xa",
+            "XA",
+            "XA",
+            permit.number,
+            "GET",
+            url(permit, "endorsements"),
+            permit.sha256,
+            {"read": "endorsements"},
+        ),
+        (
+            "permit.lookup",
+            "ok",
+            "customs-xb",
+            "XB",
+            "XA",
+            permit.number,
+            "GET",
+            url(permit, f"endorsements/{endorsement_id}/xml"),
+            document_sha256,
+            {"read": "endorsement", "endorsement_id": endorsement_id},
+        ),
+        (
+            "permit.lookup",
+            "EPIX-REQ-005",
+            "customs-xb",
+            "XB",
+            "XA",
+            permit.number,
+            "GET",
+            url(permit, "endorsements/nope/xml"),
+            None,
+            {"read": "endorsement", "endorsement_id": "nope"},
+        ),
+        (
+            "permit.lookup",
+            "EPIX-STATE-007",
+            "customs-xc",
+            "XC",
+            "XA",
+            permit.number,
+            "GET",
+            url(permit, "ledger"),
+            None,
+            {"read": "ledger"},
+        ),
+    ]

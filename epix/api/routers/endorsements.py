@@ -14,7 +14,13 @@ from fastapi import APIRouter, Depends, Request, Response
 from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, StrictStr
 from sqlalchemy.orm import Session
 
-from epix.api.deps import DatabaseDep, RawBody, RequestContextDep, SettingsDep
+from epix.api.deps import (
+    DatabaseDep,
+    RawBody,
+    RequestContextDep,
+    SettingsDep,
+    audited_reading,
+)
 from epix.api.idempotency import IdempotencyKeyHeader, keyed_request, mark_replayed
 from epix.api.openapi import error_codes, refusals
 from epix.api.security import require_roles
@@ -188,12 +194,13 @@ def _answer_once(
     openapi_extra=refusals("EPIX-STATE-007"),
 )
 def get_ledger(
-    party: str, number: str, actor: LedgerReader, database: DatabaseDep
+    party: str, number: str, actor: LedgerReader, database: DatabaseDep, context: RequestContextDep
 ) -> dict[str, object]:
     """Per line: permitted, reserved, used and what remains (per side and overall)."""
-    with database.unit_of_work() as session:
-        permit = service.find_permit(session, party.upper(), number)
-        service.check_may_see(permit, actor)
+    with audited_reading(database) as session:
+        permit = service.permit_read(
+            session, party=party.upper(), number=number, actor=actor, request=context, read="ledger"
+        )
         at = utcnow()
         return {
             "permit": {
@@ -492,12 +499,18 @@ def submit_signed_endorsement(
     openapi_extra=refusals("EPIX-STATE-007"),
 )
 def list_endorsements(
-    party: str, number: str, actor: LedgerReader, database: DatabaseDep
+    party: str, number: str, actor: LedgerReader, database: DatabaseDep, context: RequestContextDep
 ) -> list[dict[str, object]]:
     """The permit's endorsements (export and import), for its Parties."""
-    with database.unit_of_work() as session:
-        permit = service.find_permit(session, party.upper(), number)
-        service.check_may_see(permit, actor)
+    with audited_reading(database) as session:
+        permit = service.permit_read(
+            session,
+            party=party.upper(),
+            number=number,
+            actor=actor,
+            request=context,
+            read="endorsements",
+        )
         return [
             service.describe_endorsement(session, endorsement)
             for endorsement in service.endorsements_of(session, permit)
@@ -512,24 +525,23 @@ def list_endorsements(
     responses={200: {"description": "The signed endorsement.", "content": {"application/xml": {}}}},
 )
 def endorsement_xml(
-    party: str, number: str, endorsement_id: str, actor: LedgerReader, database: DatabaseDep
+    party: str,
+    number: str,
+    endorsement_id: str,
+    actor: LedgerReader,
+    database: DatabaseDep,
+    context: RequestContextDep,
 ) -> Response:
     """The signed endorsement document, byte-exact as it was forwarded."""
-    with database.unit_of_work() as session:
-        permit = service.find_permit(session, party.upper(), number)
-        service.check_may_see(permit, actor)
-        endorsement = next(
-            (
-                e
-                for e in service.endorsements_of(session, permit)
-                if e.endorsement_id == endorsement_id
-            ),
-            None,
+    with audited_reading(database) as session:
+        endorsement = service.endorsement_read(
+            session,
+            party=party.upper(),
+            number=number,
+            endorsement_id=endorsement_id,
+            actor=actor,
+            request=context,
         )
-        if endorsement is None:
-            raise EpixError.of(
-                "EPIX-REQ-005", f"No endorsement {endorsement_id} on this permit.", "endorsement_id"
-            )
         return Response(
             endorsement.document,
             media_type="application/xml",

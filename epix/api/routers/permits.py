@@ -8,13 +8,12 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
-from epix.api.deps import DatabaseDep, RequestContextDep, SettingsDep
+from epix.api.deps import DatabaseDep, RequestContextDep, SettingsDep, audited_reading
 from epix.api.openapi import refusals
 from epix.api.security import CurrentPrincipal, require_roles
 from epix.audit.context import RequestContext
 from epix.auth.principal import Principal, Role
 from epix.db import Database
-from epix.errors import EpixError
 from epix.exchange.lookup import lookup_permit, permit_bytes
 from epix.exchange.node_identity import node_identity
 from epix.exchange.status import CANCELLED, REPLACED, change_status
@@ -107,21 +106,15 @@ def permit_xml(
     token: Token = None,
 ) -> Response:
     """The exact signed bytes the node received (their SHA-256 is in the header)."""
-    refusal: EpixError | None = None
-    with database.unit_of_work() as session:
-        try:
-            permit, data = permit_bytes(
-                session,
-                party=party.upper(),
-                number=number,
-                token=token,
-                principal=principal,
-                request=context,
-            )
-        except EpixError as exc:
-            refusal = exc  # the audit event of the refusal is committed first
-    if refusal is not None:
-        raise refusal
+    with audited_reading(database) as session:
+        permit, data = permit_bytes(
+            session,
+            party=party.upper(),
+            number=number,
+            token=token,
+            principal=principal,
+            request=context,
+        )
     return Response(
         data,
         media_type="application/xml",
@@ -233,21 +226,13 @@ def look_up_permit(
     """A permit's lookup answer, for the API and the check page alike: the same Party scoping
     and audit. A refusal is raised once its audit event is committed. ``base_path``: the
     permit's API address, from which the answer's links are made."""
-    refusal: EpixError | None = None
-    view: dict[str, Any] = {}
-    with database.unit_of_work() as session:
-        try:
-            view = lookup_permit(
-                session,
-                party=party.upper(),
-                number=number,
-                token=token,
-                principal=principal,
-                request=context,
-                base_path=base_path,
-            )
-        except EpixError as exc:
-            refusal = exc  # the audit event of the refusal is committed first
-    if refusal is not None:
-        raise refusal
-    return view
+    with audited_reading(database) as session:
+        return lookup_permit(
+            session,
+            party=party.upper(),
+            number=number,
+            token=token,
+            principal=principal,
+            request=context,
+            base_path=base_path,
+        )
