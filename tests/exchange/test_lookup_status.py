@@ -51,10 +51,12 @@ async def test_lookup_gives_permit_verdict_status_and_quantities(
     xml = await client.get(view["xml_url"], headers=auth(node, "XB", "customs"))
     assert xml.content == body
     with node.database.unit_of_work() as session:
-        actions = session.scalars(
-            select(AuditEvent.action).where(AuditEvent.action == "permit.lookup")
+        kept_until = session.scalars(
+            select(AuditEvent.purge_after).where(AuditEvent.action == "permit.lookup")
         ).all()
-        assert len(actions) == 2
+    # Both kept as long as the permit's records: the signed bytes' lookup was kept five years
+    # after the lookup only, not after the permit's expiry (it did not give the validity).
+    assert len(kept_until) == 2 and kept_until[0] == kept_until[1], kept_until
 
 
 async def test_missing_and_forbidden_permits_look_the_same(
