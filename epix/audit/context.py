@@ -61,15 +61,17 @@ def url_for_audit(url: str) -> str:
 # the start of its explanation; its whole answer, up to the body cap, helps no operator.
 FAR_END_TEXT_LIMIT = 500
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
-_URL = re.compile(r"\b[a-z][a-z0-9+.-]*://[^\s\"'<>`]+", re.IGNORECASE)
+# Each pattern starts only where a word (a scheme, a name) starts and reads it once: started
+# at every letter of a long word, each reread the rest of it (minutes for 20 KB of ``a-a-``).
+_URL = re.compile(r"(?<![a-z0-9+.-])[a-z][a-z0-9+.-]*+://[^\s\"'<>`]+", re.IGNORECASE)
 # A value a text gives as a credential: after ``Bearer``/``Basic`` or a name that says so
-# (``token=``, ``"api_key": "``, ``Authorization:``, ``password``). Unlike the logs' redaction
-# (epix.cli.logs), which looks for the node's own credentials, this one knows no value: the far
-# end may repeat one of its own, or the one this node sent it.
+# (``token=``, ``"api_key": "``, ``Authorization:``, ``X-Auth-Token:``). Unlike the logs'
+# redaction (epix.cli.logs), which looks for the node's own credentials, this one knows no
+# value: the far end may repeat one of its own, or the one this node sent it.
 _GIVEN_CREDENTIAL = re.compile(
-    r"(?P<name>\b(?:bearer|basic)[ \t]+"
-    r"|\b[\w-]*(?:password|passwd|pwd|secret|token|api[_-]?key|authorization|credentials?)"
-    r"['\"]?[ \t]*[=:][ \t]*['\"]?(?:(?:bearer|basic)[ \t]+)?)"
+    r"(?P<name>(?<![\w-])(?:bearer|basic)[ \t]+"
+    r"|(?<![\w-])[\w-]*?(?:password|passwd|pwd|secret|token|api[_-]?key|authorization"
+    r"|credentials?)['\"]?[ \t]*[=:][ \t]*['\"]?(?:(?:bearer|basic)[ \t]+)?)"
     r"[^\s'\",;&]+",
     re.IGNORECASE,
 )
@@ -79,7 +81,9 @@ def far_end_text_for_audit(text: str) -> str:
     """What a far end said (a peer's refusal, a transport error) as the node keeps, audits and
     shows it with a failed delivery: every URL as ``url_for_audit`` keeps one, every value given
     as a credential ``[redacted]``, on one line and at most ``FAR_END_TEXT_LIMIT`` characters.
-    The hub's node admins read every Party's failures, and the trail cannot be edited later."""
+    The hub's node admins read every Party's failures, and the trail cannot be edited later.
+    Only the start of a long text is read (a peer's answer may be megabytes)."""
+    text = text[: FAR_END_TEXT_LIMIT * 4]
     text = _URL.sub(lambda found: url_for_audit(found.group()), text)
     text = _GIVEN_CREDENTIAL.sub(lambda found: found.group("name") + REDACTED, text)
     text = " ".join(_CONTROL.sub(" ", text).split())

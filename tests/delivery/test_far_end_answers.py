@@ -6,6 +6,8 @@ ever, never given up nor audited."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -147,3 +149,18 @@ def test_a_far_ends_refusal_is_kept_shown_and_audited_bounded_and_without_creden
         ).one()
     assert json.loads(audited or "{}")["reason"] == row.last_error
     assert "s3cret" not in (audited or "") + json.dumps(shown)
+
+
+@pytest.mark.parametrize("word", ["a-", "a.", "x-token-"])
+def test_an_excerpt_of_a_megabyte_of_one_long_word_takes_no_time(word: str) -> None:
+    """Patterns that started at every letter of a long word and read the rest of it each
+    time: a peer's 20 KB of ``a-a-a-`` held the worker for minutes (in a process of its own
+    here: the regular expression engine holds the interpreter until it is done)."""
+    script = (
+        "from epix.audit.context import far_end_text_for_audit\n"
+        f"print(far_end_text_for_audit({word!r} * (1_000_000 // {len(word)})))"
+    )
+    ran = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=30, check=True
+    )
+    assert ran.stdout == (word * FAR_END_TEXT_LIMIT)[: FAR_END_TEXT_LIMIT - 1] + "…\n"
