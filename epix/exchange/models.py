@@ -23,6 +23,8 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from epix.db.base import Base
 
+MESSAGE_ID_MAX_LENGTH = 128
+
 
 class Message(Base):
     """One accepted submission: the exact signed bytes, their SHA-256 and the envelope."""
@@ -31,7 +33,7 @@ class Message(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     sender_party: Mapped[str] = mapped_column(String(8))
-    message_id: Mapped[str] = mapped_column(String(128))
+    message_id: Mapped[str] = mapped_column(String(MESSAGE_ID_MAX_LENGTH))
     recipient_party: Mapped[str] = mapped_column(String(8))
     document_type: Mapped[str] = mapped_column(String(32))
     conversation_id: Mapped[str | None] = mapped_column(String(128))

@@ -7,11 +7,14 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from epix.audit.context import RequestContext
+from epix.audit.service import record_event
 from epix.auth.principal import Principal
 from epix.delivery.models import OutboxMessage, OutboxState
 from epix.delivery.outbox import progress
 from epix.errors import EpixError
-from epix.exchange.models import Message, Receipt
+from epix.exchange.lookup import ACTION_LOOKUP
+from epix.exchange.models import MESSAGE_ID_MAX_LENGTH, Message, Permit, Receipt
 from epix.exchange.service import find_message
 
 
@@ -39,15 +42,45 @@ def delivery_state(message: Message, row: OutboxMessage | None) -> tuple[str, st
     return "delivered", None
 
 
-def track(session: Session, *, message_id: str, principal: Principal) -> dict[str, Any]:
-    """A message of the caller's own Party; someone else's looks like a missing one."""
+def track(
+    session: Session, *, message_id: str, principal: Principal, request: RequestContext | None
+) -> dict[str, Any]:
+    """A message of the caller's own Party; someone else's looks like a missing one. Audited
+    as a lookup (refusals too; the caller commits them): it shows the message's receipts."""
+    # An id longer than a message's is on file for no one, nor fits the audit row's column.
+    on_file = message_id if len(message_id) <= MESSAGE_ID_MAX_LENGTH else None
+    read: dict[str, object] = {"read": "message"}
     message = find_message(session, principal.party, message_id)
     if message is None:
+        record_event(
+            session,
+            action=ACTION_LOOKUP,
+            outcome="EPIX-REQ-005",
+            actor=principal,
+            party=principal.party,
+            message_id=on_file,
+            request=request,
+            detail=read,
+        )
         raise EpixError.of(
             "EPIX-REQ-005",
             f"No message {message_id!r} sent by {principal.party}.",
             f"/v1/messages/{message_id}",
         )
+    permit = session.scalar(select(Permit).where(Permit.message_pk == message.id))
+    record_event(
+        session,
+        action=ACTION_LOOKUP,
+        outcome="ok",
+        actor=principal,
+        party=permit.issuing_party if permit else message.sender_party,
+        permit_number=permit.number if permit else None,
+        message_id=message.message_id,
+        request=request,
+        payload_sha256=message.sha256,
+        detail=read,
+        permit_valid_until=permit.valid_until.date() if permit and permit.valid_until else None,
+    )
     row = _outbox_row(session, message) if message.delivery_state == "pending" else None
     state, detail = delivery_state(message, row)
     receipts = session.scalars(

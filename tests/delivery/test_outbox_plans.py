@@ -71,7 +71,7 @@ def test_tracking_searches_the_outbox_by_message_id(sqlite_database: Database) -
 
     def run() -> None:
         with sqlite_database.read() as session:
-            tracked = track(session, message_id=f"m{ROWS}", principal=principal)
+            tracked = track(session, message_id=f"m{ROWS}", principal=principal, request=None)
         assert tracked["state"] == "failed"
 
     for plan in _outbox_plans(sqlite_database, run):

@@ -194,7 +194,7 @@ def test_tracking_shows_why_a_message_is_still_pending_and_when_it_is_tried_next
         node.stop()
     principal = Principal(1, "ma", "XA", None, frozenset({Role.MANAGEMENT_AUTHORITY}))
     with database.read() as session:
-        tracked = track(session, message_id="permit-1", principal=principal)
+        tracked = track(session, message_id="permit-1", principal=principal, request=None)
     row = _row(database)
     assert tracked["state"] == "pending"
     assert tracked["forwarding"] == {

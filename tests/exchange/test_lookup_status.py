@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 from datetime import date, timedelta
 
 import httpx
 import pytest
 from lxml import etree
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from epix.api.routers.permits import PermitLookup
 from epix.audit.models import AuditEvent
@@ -298,3 +300,75 @@ async def test_an_export_endorsed_permit_can_be_cancelled_but_not_replaced(
     assert "Cancel it instead" in refused.json()["detail"]
     cancelled = await client.post("/v1/permits/XA/XA-SHIPPED/cancel", json={}, headers=ma)
     assert cancelled.status_code == 200, cancelled.text
+
+
+async def test_tracking_a_message_is_audited_as_a_lookup(
+    client: httpx.AsyncClient, node: Node
+) -> None:
+    """GET /v1/messages/{id} shows a permit's receipts, and no event said who read them."""
+    body = node.signed_permit(number="XA-TRACK")
+    sent = headers(node.key("XA", MA), message_id="track-1")
+    assert (await client.post("/v1/messages", content=body, headers=sent)).status_code == 201
+    with node.database.read() as session:
+        before = session.scalar(select(func.max(AuditEvent.sequence)))
+    too_long = "m" * 300
+    reads = [
+        (auth(node, "XA", MA), "track-1", 200),
+        (auth(node, "XB", MA), "track-1", 404),  # XB sent no such message
+        (auth(node, "XA", MA), too_long, 404),
+    ]
+    for caller, message_id, status in reads:
+        answer = await client.get(f"/v1/messages/{message_id}", headers=caller)
+        assert answer.status_code == status, answer.text
+    with node.database.read() as session:
+        events = session.scalars(
+            select(AuditEvent).where(AuditEvent.sequence > before).order_by(AuditEvent.sequence)
+        ).all()
+    assert [
+        (
+            e.action,
+            e.outcome,
+            e.actor_party,
+            e.party,
+            e.permit_number,
+            e.message_id,
+            e.path,
+            e.payload_sha256,
+            json.loads(e.detail),
+        )
+        for e in events
+    ] == [
+        (
+            "permit.lookup",
+            "ok",
+            "XA",
+            "XA",
+            "XA-TRACK",
+            "track-1",
+            "/v1/messages/track-1",
+            hashlib.sha256(body).hexdigest(),
+            {"read": "message"},
+        ),
+        (
+            "permit.lookup",
+            "EPIX-REQ-005",
+            "XB",
+            "XB",
+            None,
+            "track-1",
+            "/v1/messages/track-1",
+            None,
+            {"read": "message"},
+        ),
+        (
+            "permit.lookup",
+            "EPIX-REQ-005",
+            "XA",
+            "XA",
+            None,
+            None,
+            f"/v1/messages/{too_long}",
+            None,
+            {"read": "message"},
+        ),
+    ]

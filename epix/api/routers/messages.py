@@ -19,7 +19,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from sqlalchemy.exc import SQLAlchemyError
 
-from epix.api.deps import DatabaseDep, request_context
+from epix.api.deps import DatabaseDep, RequestContextDep, audited_reading, request_context
 from epix.api.metrics import Metrics
 from epix.api.openapi import (
     AUTHENTICATION_CODES,
@@ -220,9 +220,9 @@ def _submit(
     openapi_extra=refusals("EPIX-REQ-005"),
 )
 def get_message(
-    message_id: str, principal: CurrentPrincipal, database: DatabaseDep
+    message_id: str, principal: CurrentPrincipal, database: DatabaseDep, context: RequestContextDep
 ) -> dict[str, Any]:
     """Tracking for the sender: delivery state (pending, delivered, acknowledged, failed)
     and the node's receipts."""
-    with database.unit_of_work() as session:
-        return track(session, message_id=message_id, principal=principal)
+    with audited_reading(database) as session:
+        return track(session, message_id=message_id, principal=principal, request=context)
