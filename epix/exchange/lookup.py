@@ -304,6 +304,30 @@ def record_lookup(
     )
 
 
+def _find_visible_audited(
+    session: Session,
+    *,
+    party: str,
+    number: str,
+    token: str | None,
+    principal: Principal,
+    request: RequestContext | None,
+    detail: dict[str, object] | None = None,
+) -> Permit:
+    """The permit the caller may look up (``find_visible_permit``), a refusal audited."""
+    return find_audited(
+        session,
+        party=party,
+        number=number,
+        principal=principal,
+        request=request,
+        find=lambda: find_visible_permit(
+            session, party=party, number=number, principal=principal, token=token
+        ),
+        detail=detail,
+    )
+
+
 def lookup_permit(
     session: Session,
     *,
@@ -315,15 +339,8 @@ def lookup_permit(
     base_path: str,
 ) -> dict[str, Any]:
     """Look a permit up, audit it (refusals too) and subscribe the caller's Party."""
-    permit = find_audited(
-        session,
-        party=party,
-        number=number,
-        principal=principal,
-        request=request,
-        find=lambda: find_visible_permit(
-            session, party=party, number=number, principal=principal, token=token
-        ),
+    permit = _find_visible_audited(
+        session, party=party, number=number, token=token, principal=principal, request=request
     )
     view = permit_view(session, permit, base_path)
     _watch(session, permit, principal.party, "lookup")
@@ -348,15 +365,13 @@ def permit_bytes(
     request: RequestContext | None,
 ) -> tuple[Permit, bytes]:
     """The byte-exact signed permit (audited as a lookup)."""
-    permit = find_audited(
+    permit = _find_visible_audited(
         session,
         party=party,
         number=number,
+        token=token,
         principal=principal,
         request=request,
-        find=lambda: find_visible_permit(
-            session, party=party, number=number, principal=principal, token=token
-        ),
         detail={"format": "xml"},
     )
     message = session.get(Message, permit.message_pk)
