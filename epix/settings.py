@@ -10,6 +10,7 @@ from functools import cached_property, lru_cache
 from pathlib import Path
 from typing import Literal
 from urllib.parse import SplitResult, unquote, urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -93,6 +94,14 @@ class Settings(LogFormatSetting):
         le=7 * 24 * 3600,
         description="Longest a web session lasts from its login, however busy; then the person "
         "logs in again (EPIX-AUTH-009). A session unused for 8 hours ends before that.",
+    )
+    web_time_zones: dict[str, str] = Field(
+        default={},
+        description="The time zone (IANA name) of each Party's border posts, as JSON, e.g. "
+        '`{"XB": "Europe/Amsterdam"}`: the endorse form of a page without script fills in '
+        "today's date there, and says so. A Party not named (one spanning several zones) gets "
+        "no date filled in: the officer types it, the form saying the day in UTC. With the "
+        "script, the browser's own zone is used.",
     )
 
     # Bounded resources (guarantee 7).
@@ -346,6 +355,23 @@ class Settings(LogFormatSetting):
         if isinstance(value, str) and not re.fullmatch(r"[A-Za-z]{2}", value):
             raise ValueError("must be an ISO 3166 alpha-2 code, two letters such as XA")
         return value.upper() if isinstance(value, str) else value
+
+    @field_validator("web_time_zones")
+    @classmethod
+    def _known_zones(cls, value: dict[str, str]) -> dict[str, str]:
+        """A zone name the node cannot read would only fail at the border, at the first form."""
+        zones: dict[str, str] = {}
+        for party, zone in value.items():
+            if not re.fullmatch(r"[A-Za-z]{2}", party):
+                raise ValueError(f"{party!r} is not a Party code (two letters such as XB)")
+            try:
+                ZoneInfo(zone)
+            except (ValueError, ZoneInfoNotFoundError):
+                raise ValueError(
+                    f"{zone!r} is not a time zone name such as Europe/Amsterdam"
+                ) from None
+            zones[party.upper()] = zone
+        return zones
 
     @field_validator("node_base_url")
     @classmethod

@@ -13,13 +13,14 @@ from functools import partial
 from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import urlencode, urlsplit
+from zoneinfo import ZoneInfo
 
 import qrcode
 import qrcode.image.svg
 from fastapi import APIRouter, FastAPI, Form, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
-from pydantic import ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from epix.api.deps import DatabaseDep, RequestContextDep, SettingsDep
 from epix.api.idempotency import keyed_request
@@ -28,7 +29,13 @@ from epix.api.routers.auth import password_login
 from epix.api.routers.endorsements import EndorsementIn, endorse_once
 from epix.api.routers.permits import look_up_permit
 from epix.api.routers.registry import party_json
-from epix.api.security import get_current_principal, record_denied
+from epix.api.security import (
+    SESSION_USER,
+    check_same_origin,
+    get_current_principal,
+    record_denied,
+    web_session,
+)
 from epix.audit.context import RequestContext
 from epix.auth.principal import Principal, Role
 from epix.auth.scoping import ensure_role
@@ -39,6 +46,7 @@ from epix.errors import EpixError, Finding
 from epix.permits.model import printed_number
 from epix.registry import repository as registry_repository
 from epix.registry.service import EXPIRING_WITHIN_DAYS, expiring_certificates
+from epix.settings import Settings
 from epix.web.templating import templates
 
 _HERE = Path(__file__).resolve().parent
@@ -102,24 +110,103 @@ def login_page(request: Request) -> HTMLResponse:
 def login_form(
     request: Request,
     database: DatabaseDep,
+    settings: SettingsDep,
     context: RequestContextDep,
     username: Annotated[str, Form(max_length=150)] = "",
     password: Annotated[str, Form(max_length=1024)] = "",
+    kept: Annotated[str, Form()] = "",
     next_page: Annotated[str | None, Query(alias="next")] = None,
 ) -> Response:
     """The login form as the browser sends it when the page's script has not run (switched
     off, not loaded yet, blocked): the password goes in the body, never the address, and is
     checked as POST /v1/auth/login checks it (another site's form is refused there too); then
-    on to the page the person came from."""
+    on to the page the person came from. ``kept``: an endorse form whose session had ended
+    (``KeptEndorsement``); logged in as the person who typed it, the answer is the permit's
+    check page with the form filled in again, not sent."""
     try:
         if not username.strip() or not password:
             raise EpixError.of(
                 "EPIX-REQ-004", "Enter the user name and the password.", "credentials"
             )
-        password_login(request, database, context, username, password)
+        principal = password_login(request, database, context, username, password)
     except EpixError as refusal:
-        return _page(request, "login.html", "Log in", refusal=refusal, username=username)
+        return _login_page(request, kept=kept, refusal=refusal, username=username)
+    endorsement = KeptEndorsement.read(kept)
+    if endorsement is not None and endorsement.user in (None, principal.user_id):
+        return _check_answer(
+            request,
+            database,
+            settings,
+            context,
+            endorsement.party,
+            endorsement.number,
+            token=None,
+            login_next=return_path(next_page),
+            kept=endorsement,
+        )
     return RedirectResponse(return_path(next_page), status_code=303)
+
+
+class KeptEndorsement(BaseModel):
+    """An endorse form sent after its session had ended, carried through the login in the
+    login form's hidden ``kept`` field (in the body: never an address or a log; no credential
+    in it), so that what the officer typed is not lost. ``user``: whose session had ended, if
+    the cookie still said so; the form comes back only to them (a shared border browser).
+    Nothing in it is trusted: it only fills a form the officer reads and sends again."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    party: str = Field(max_length=35)
+    number: str = Field(max_length=35)
+    key: str = Field(max_length=KEY_MAX_LENGTH)
+    side: str = Field(max_length=16)
+    port: str = Field(max_length=32)
+    date: str = Field(max_length=32)
+    officer: str = Field(max_length=200)
+    transport_document: str = Field(max_length=200)
+    quantities: dict[str, str] = Field(max_length=MAX_LINES)  # by line id
+    user: int | None
+
+    @classmethod
+    def read(cls, kept: str) -> KeptEndorsement | None:
+        """The kept form, or None for none or one this node did not write (ignored: the login
+        itself goes on as without)."""
+        if not kept:
+            return None
+        try:
+            return cls.model_validate_json(kept)
+        except ValidationError:
+            return None
+
+    def filled_in(self, form: EndorseForm) -> EndorseForm:
+        """``form`` (the permit's endorse form as first offered) with the values kept."""
+        return replace(
+            form,
+            key=self.key or form.key,
+            side=self.side if self.side in form.sides else form.side,
+            port=self.port,
+            date=self.date,
+            officer=self.officer,
+            transport_document=self.transport_document,
+            lines=tuple(
+                replace(line, quantity=self.quantities.get(line.line_id, line.quantity))
+                for line in form.lines
+            ),
+        )
+
+
+def _login_page(
+    request: Request, *, kept: str = "", refusal: EpixError | None = None, **context: object
+) -> HTMLResponse:
+    """The login page; with ``kept`` (an endorse form whose session had ended, as JSON), the
+    form carries it through the login, and the page says so."""
+    if KeptEndorsement.read(kept) is not None:
+        context["kept"] = kept
+        context["notice"] = (
+            "Your session has ended. Log in again to go back to the permit; what you typed "
+            "is kept, and is not sent until you press Endorse."
+        )
+    return _page(request, "login.html", "Log in", refusal=refusal, **context)
 
 
 @router.get("/lookup", response_class=HTMLResponse)
@@ -143,6 +230,7 @@ def lookup_page(
 def check_page(
     request: Request,
     database: DatabaseDep,
+    settings: SettingsDep,
     context: RequestContextDep,
     party: Annotated[str, Query(max_length=35)] = "",
     number: Annotated[str, Query(max_length=35)] = "",
@@ -150,13 +238,16 @@ def check_page(
     """A permit checked without the page's script, by its address (a link, the way back from
     the login page). Not logged in: to the login page, and back here."""
     here = f"{request.url.path}?{request.url.query}"
-    return _check_answer(request, database, context, party, number, token=None, login_next=here)
+    return _check_answer(
+        request, database, settings, context, party, number, token=None, login_next=here
+    )
 
 
 @router.post("/check", response_class=HTMLResponse)
 def check_form(
     request: Request,
     database: DatabaseDep,
+    settings: SettingsDep,
     context: RequestContextDep,
     party: Annotated[str, Form(max_length=35)] = "",
     number: Annotated[str, Form(max_length=35)] = "",
@@ -172,37 +263,50 @@ def check_form(
     if not token:
         return RedirectResponse(f"/web/check?{address}", status_code=303)
     back = f"/web/lookup?{address}&retype_token=true"
-    return _check_answer(request, database, context, party, number, token=token, login_next=back)
+    return _check_answer(
+        request, database, settings, context, party, number, token=token, login_next=back
+    )
 
 
 def _logged_in(
-    request: Request, database: Database, *, refused: Callable[..., Response], login_next: str
+    request: Request,
+    database: Database,
+    *,
+    refused: Callable[..., Response],
+    login_next: str,
+    to_log_in: Callable[[], Response] | None = None,
 ) -> Principal | Response:
     """The person logged in, or the answer for a request that has none: not logged in, to the
-    login page, which then goes on to ``login_next``; another site's link or form
-    (EPIX-AUTH-012) or a throttled one, its refusal on the ``refused`` page."""
+    login page (``to_log_in``'s, if given), which then goes on to ``login_next``; another
+    site's link or form (EPIX-AUTH-012) or a throttled one, its refusal on the ``refused``
+    page."""
     try:
         return get_current_principal(request, database)
     except EpixError as refusal:
         if refusal.http_status != 401:
             return refused(refusal=refusal)
+        if to_log_in is not None:
+            return to_log_in()
         return RedirectResponse("/web/login?" + urlencode({"next": login_next}), status_code=303)
 
 
 def _check_answer(
     request: Request,
     database: Database,
+    settings: Settings,
     context: RequestContext,
     party: str,
     number: str,
     *,
     token: str | None,
     login_next: str,
+    kept: KeptEndorsement | None = None,
 ) -> Response:
     """The permit looked up by the same service call as GET /v1/permits/{party}/{number}
     (the same Party scoping, security token and audit; the printed form of the number tried
     as the script tries it) and shown on the page. Not logged in: to the login page, which
-    then goes on to ``login_next``. The token is never put back into the page."""
+    then goes on to ``login_next``. The token is never put back into the page. ``kept``: the
+    endorse form as typed before the session ended, filled in again."""
     page = partial(_page, request, "check.html", "Check a permit", party=party, number=number)
     principal = _logged_in(request, database, refused=page, login_next=login_next)
     if isinstance(principal, Response):
@@ -215,8 +319,16 @@ def _check_answer(
         return page(refusal=refusal)
     lines = (view.get("permit") or {}).get("lines") or []
     species = {line.get("line_id"): line for line in lines}
-    endorse = _endorse_form_of(principal, view, species)
-    return page(view=view, species=species, endorse=endorse)
+    endorse = _endorse_form_of(principal, view, species, settings)
+    if endorse is None or kept is None:
+        return page(view=view, species=species, endorse=endorse)
+    return page(
+        view=view,
+        species=species,
+        endorse=kept.filled_in(endorse),
+        notice="Your session had ended. What you typed is back: check it and press Endorse "
+        "again; it was not sent.",
+    )
 
 
 def _checked_permit(
@@ -291,6 +403,7 @@ class EndorseForm:
     officer: str
     transport_document: str
     lines: tuple[EndorseLine, ...]
+    date_hint: str
 
 
 # The endorse form's field for a refusal's location (as the script's FIELD_OF_LOCATION).
@@ -303,8 +416,25 @@ _ENDORSE_FIELDS = {
 }
 
 
+def border_day(settings: Settings, party: str, now: datetime | None = None) -> tuple[str, str]:
+    """The endorse form's date as first offered, and its hint, for an officer of ``party`` on
+    a page without script (the browser's zone is unknown there). Filled in only where the node
+    knows the Party's time zone (EPIX_WEB_TIME_ZONES): UTC's date is the wrong day at a border
+    far from UTC near midnight, and a wrong date on an endorsement is not seen by a tired
+    officer. Else left to type, the hint saying the day and time in UTC."""
+    now = now or datetime.now(UTC)
+    zone = settings.web_time_zones.get(party)
+    if zone is None:
+        return "", (
+            "The date of the inspection at your border: type it "
+            f"(in UTC it is {now:%Y-%m-%d %H:%M} now; at your border it may be another day)"
+        )
+    today = now.astimezone(ZoneInfo(zone)).date().isoformat()
+    return today, f"The date of the inspection (today in {zone}, {today}, is filled in)"
+
+
 def _endorse_form_of(
-    principal: Principal, view: dict[str, Any], species: dict[Any, Any]
+    principal: Principal, view: dict[str, Any], species: dict[Any, Any], settings: Settings
 ) -> EndorseForm | None:
     """The endorse form for the permit checked, or None when the officer may not endorse it:
     customs of its exporting or importing Party only (the service refuses anyone else too),
@@ -329,6 +459,7 @@ def _endorse_form_of(
         )
         for index, line in enumerate(view["lines"])
     )
+    date, date_hint = border_day(settings, principal.party)
     return EndorseForm(
         party=view["issuing_party"],
         number=view["number"],
@@ -336,10 +467,11 @@ def _endorse_form_of(
         sides=sides,
         side=sides[0],
         port="",
-        date=datetime.now(UTC).date().isoformat(),  # no script: the browser's zone is unknown
+        date=date,
         officer="",
         transport_document="",
         lines=lines,
+        date_hint=date_hint,
     )
 
 
@@ -388,7 +520,31 @@ def endorse_form(
     back = "/web/check?" + urlencode({"party": party, "number": number})
     title = f"Endorse permit {party} {number}"
     page = partial(_page, request, "endorse.html", title)
-    principal = _logged_in(request, database, refused=page, login_next=back)
+    session_user = (web_session(request) or {}).get(SESSION_USER)
+
+    def to_log_in() -> Response:
+        """The session had ended: the login page, carrying what was typed through the login
+        (``KeptEndorsement``); another site's form is refused instead, nothing of it kept."""
+        try:
+            check_same_origin(request)
+        except EpixError as refusal:
+            return page(refusal=refusal)
+        kept = KeptEndorsement(
+            party=party,
+            number=number,
+            key=idempotency_key,
+            side=side,
+            port=port,
+            date=date,
+            officer=officer,
+            transport_document=transport_document,
+            quantities=dict(zip(line_id or [], quantity or [], strict=False)),
+            user=session_user if isinstance(session_user, int) else None,
+        )
+        login = "/web/login?" + urlencode({"next": back})
+        return _login_page(request, kept=kept.model_dump_json(), action=login)
+
+    principal = _logged_in(request, database, refused=page, login_next=back, to_log_in=to_log_in)
     if isinstance(principal, Response):
         return principal
     try:
@@ -411,6 +567,7 @@ def endorse_form(
             EndorseLine(f"qty-{index}", *values)
             for index, values in enumerate(zip(*typed, strict=False))
         ),
+        date_hint=border_day(settings, principal.party)[1],
     )
     sent = [line for line in form.lines if line.quantity.strip()]
     try:

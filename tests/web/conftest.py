@@ -120,10 +120,24 @@ def live_database(sqlite_database: Database) -> Database:
 
 
 @pytest.fixture
-def live_node(tmp_path: Path, live_database: Database) -> Iterator[LiveNode]:
+def web_time_zones() -> dict[str, str]:
+    """EPIX_WEB_TIME_ZONES of the live node: its Parties' border posts keep UTC (a test
+    parametrizes it to try others)."""
+    return {"XA": "UTC", "XB": "UTC"}
+
+
+@pytest.fixture
+def live_node(
+    tmp_path: Path, live_database: Database, web_time_zones: dict[str, str]
+) -> Iterator[LiveNode]:
     port = _free_port()
     url = f"http://127.0.0.1:{port}"
-    settings = Settings(data_dir=tmp_path / "data", node_base_url=url, run_worker_in_process=False)
+    settings = Settings(
+        data_dir=tmp_path / "data",
+        node_base_url=url,
+        run_worker_in_process=False,
+        web_time_zones=web_time_zones,
+    )
     demo = bootstrap_demo(live_database, settings)
     app = create_app(settings, live_database)
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))

@@ -9,6 +9,7 @@ import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
+from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
@@ -92,6 +93,52 @@ def test_without_script_an_officer_endorses_on_the_check_page(
     assert status.text == "USED"
 
 
+def _far_from_utc() -> str:
+    """A zone whose date is not UTC's now: 14 hours ahead from 10:00 UTC, 12 behind until
+    12:00 UTC (a border post near midnight, seen from UTC)."""
+    return "Pacific/Kiritimati" if datetime.now(UTC).hour >= 12 else "Etc/GMT+12"
+
+
+@pytest.mark.browser
+@pytest.mark.parametrize("web_time_zones", [{"XB": _far_from_utc()}])
+def test_without_script_the_date_is_today_at_the_officers_border(
+    browser_without_script: WebDriver, live_node: LiveNode, web_time_zones: dict[str, str]
+) -> None:
+    """The form fills in today in the officer's Party's time zone and names it; UTC's date
+    (filled in before) is another day there."""
+    browser = browser_without_script
+    zone = web_time_zones["XB"]
+    _open_check_page(browser, live_node)
+    there = datetime.now(ZoneInfo(zone)).date().isoformat()
+    assert there != datetime.now(UTC).date().isoformat()
+    assert browser.find_element(By.ID, "date").get_attribute("value") == there
+    assert f"today in {zone}, {there}" in browser.find_element(By.ID, "date-hint").text
+    fill_border_details(browser)
+    browser.find_element(By.ID, "endorse-button").click()
+    wait(browser).until(ec.visibility_of_element_located((By.ID, "endorse-result")))
+    (recorded,) = _endorsements(live_node)
+    assert recorded.endorsed_on.isoformat() == there
+
+
+@pytest.mark.parametrize("web_time_zones", [{}])
+def test_without_a_known_zone_the_officer_types_the_date(live_node: LiveNode) -> None:
+    """A Party whose zone the node does not know (one spanning several): no date is filled
+    in, which could be the wrong day; the hint says the day in UTC, and a form sent without a
+    date is refused at its field."""
+    with _logged_in_client(live_node) as client:
+        page = client.get("/web/check", params={"party": "XA", "number": live_node.permit_number})
+        assert re.search(r'<input id="date" name="date" type="date" required value=""', page.text)
+        hint = re.search(r'<span class="hint" id="date-hint">([^<]*)</span>', page.text)
+        assert hint is not None
+        assert f"in UTC it is {datetime.now(UTC):%Y-%m-%d}" in hint[1]
+        assert "may be another day" in hint[1]
+        form = _form_of(page.text, port="NLRTM", officer="J. Jansen", transport_document="AWB 1")
+        refused = client.post("/web/endorse", data=form)
+    assert refused.status_code == 422 and "EPIX-REQ-004: Enter the date." in refused.text
+    assert '<a href="#date">EPIX-REQ-004: Enter the date.</a>' in refused.text
+    assert _endorsements(live_node) == []
+
+
 @pytest.mark.browser
 def test_without_script_a_refused_endorsement_keeps_the_input_and_links_the_field(
     browser_without_script: WebDriver, live_node: LiveNode
@@ -129,19 +176,42 @@ def test_without_script_a_refused_endorsement_keeps_the_input_and_links_the_fiel
 
 
 @pytest.mark.browser
-def test_without_script_a_logged_out_officer_is_brought_to_log_in(
+def test_without_script_an_endorse_form_survives_the_session_ending(
     browser_without_script: WebDriver, live_node: LiveNode
 ) -> None:
+    """The session ended while the officer typed (a log-out in another tab, a password change,
+    its lifetime): Endorse brings the login page, and after logging in the permit's page with
+    everything typed back, sent only when Endorse is pressed again (it was lost before)."""
     browser = browser_without_script
     _open_check_page(browser, live_node)
-    live_node.end_web_sessions(OFFICER)  # a log-out in another tab, a password change
+    live_node.end_web_sessions(OFFICER)
     fill_border_details(browser)
+    quantity = browser.find_element(By.ID, "qty-0")
+    quantity.clear()
+    quantity.send_keys("1,5")
     browser.find_element(By.ID, "endorse-button").click()
-    wait(browser).until(ec.url_contains("/web/login?next="))
+
+    wait(browser).until(ec.visibility_of_element_located((By.ID, "login-form")))
+    assert "what you typed is kept" in browser.find_element(By.ID, "notice").text
+    assert "NLRTM" not in browser.current_url and "Jansen" not in browser.current_url
     assert _endorsements(live_node) == []
     submit_login(browser)
-    wait(browser).until(ec.visibility_of_element_located((By.ID, "endorse-form")))
-    assert browser.current_url.startswith(f"{live_node.url}/web/check?party=XA&number=")
+
+    form = wait(browser).until(ec.visibility_of_element_located((By.ID, "endorse-form")))
+    assert "it was not sent" in browser.find_element(By.ID, "notice").text
+    assert browser.find_element(By.ID, "fact-number").text == f"XA {live_node.permit_number}"
+    assert browser.find_element(By.ID, "port").get_attribute("value") == "NLRTM"
+    assert browser.find_element(By.ID, "officer").get_attribute("value") == "Officer J. Jansen"
+    assert browser.find_element(By.ID, "transport").get_attribute("value") == "AWB 074-12345675"
+    assert browser.find_element(By.ID, "qty-0").get_attribute("value") == "1,5"
+    assert "Jansen" not in browser.current_url
+    assert _endorsements(live_node) == []  # nothing was sent for them
+
+    form.find_element(By.ID, "endorse-button").click()
+    wait(browser).until(ec.visibility_of_element_located((By.ID, "endorse-result")))
+    (recorded,) = _endorsements(live_node)
+    assert (recorded.officer, recorded.port) == ("Officer J. Jansen", "NLRTM")
+    assert browser.find_element(By.ID, "endorsed-lines").text.split("\n")[1].split()[1] == "1.5"
 
 
 @pytest.mark.browser
@@ -251,13 +321,51 @@ def test_an_endorse_form_posted_by_another_origin_is_refused_over_http(
             data={"party": "XA", "number": live_node.permit_number, "idempotency_key": "k"},
             headers={"Origin": "http://evil.example"},
         )
+        # Logged out, another site's form is refused too, and nothing it sent is kept or shown.
         logged_out = httpx.post(
             f"{live_node.url}/web/endorse",
-            data={"party": "XA", "number": live_node.permit_number},
+            data={"party": "XA", "number": live_node.permit_number, "officer": "Forged"},
+            headers={"Origin": "http://evil.example"},
         )
     assert refused.status_code == 403 and "EPIX-AUTH-012" in refused.text
-    assert logged_out.status_code == 303
-    assert logged_out.headers["location"].startswith("/web/login?next=%2Fweb%2Fcheck%3Fparty%3DXA")
+    assert logged_out.status_code == 403 and "EPIX-AUTH-012" in logged_out.text
+    assert "Forged" not in logged_out.text and 'name="kept"' not in logged_out.text
+    assert _endorsements(live_node) == []
+
+
+def test_a_kept_endorse_form_comes_back_only_to_whose_session_ended(live_node: LiveNode) -> None:
+    """The form of a session that ended is carried through the login in the login form's
+    body (never an address) and filled in again for the same officer; another person logging
+    in at that browser gets the permit's page without it (a shared border post)."""
+    live_node.add_customs_officer("officer-xb-2", "another long passphrase")
+    with _logged_in_client(live_node) as client:
+        page = client.get("/web/check", params={"party": "XA", "number": live_node.permit_number})
+        form = _form_of(page.text, port="NLRTM", officer="J. Jansen", transport_document="AWB 1")
+        live_node.end_web_sessions(OFFICER)
+        login_page = client.post("/web/endorse", data=form)
+    assert login_page.status_code == 200 and 'id="login-form"' in login_page.text
+    action = re.search(r'<form id="login-form"[^>]*action="([^"]+)"', login_page.text)
+    assert action is not None
+    assert html.unescape(action[1]).startswith("/web/login?next=%2Fweb%2Fcheck%3Fparty%3DXA")
+    assert "Jansen" not in action[1]
+    kept = re.search(r'name="kept" value="([^"]+)"', login_page.text)
+    assert kept is not None and "J. Jansen" in html.unescape(kept[1])
+    cookies = dict(client.cookies)
+
+    def log_in_keeping(username: str, password: str) -> httpx.Response:
+        with httpx.Client(base_url=live_node.url, cookies=cookies) as browser:
+            return browser.post(
+                html.unescape(action[1]),
+                data={"username": username, "password": password, "kept": html.unescape(kept[1])},
+            )
+
+    wrong = log_in_keeping(OFFICER, "not the password")
+    assert wrong.status_code == 401 and html.unescape(kept[1]) in html.unescape(wrong.text)
+    other = log_in_keeping("officer-xb-2", "another long passphrase")
+    assert other.status_code == 303 and other.headers["location"].startswith("/web/check?")
+    same = log_in_keeping(OFFICER, OFFICER_PASSWORD)
+    assert same.status_code == 200 and 'value="J. Jansen"' in same.text
+    assert f'name="idempotency_key" value="{form["idempotency_key"][0]}"' in same.text
     assert _endorsements(live_node) == []
 
 

@@ -237,6 +237,9 @@ async function logOut() {
 }
 
 function initLogin() {
+  // An endorse form the node carries through this login (sent from a page without script): the
+  // form is posted as it is, so that what was typed comes back on the permit's page.
+  if ($("login-form").elements.namedItem("kept")) return;
   if (keptFor()) notice("Your session has ended. Log in again to go back to where you were; what you typed is kept.");
   $("login-form").addEventListener("submit", async (event) => {
     event.preventDefault();
