@@ -167,3 +167,27 @@ def test_a_security_token_is_not_kept_while_the_officer_logs_in_again(
     assert value_of(browser, "token") == ""
     assert browser.switch_to.active_element.get_attribute("id") == "token"
     assert not browser.find_element(By.ID, "result").is_displayed()
+
+
+def test_the_check_pages_endorse_form_survives_the_session_ending_with_the_script_running(
+    browser: WebDriver, live_node: LiveNode
+) -> None:
+    """The check page (/web/check, a link, the QR code's way back) posts its endorse form to the
+    node even where the script runs; the login page the node answers with carries what was
+    typed, and its script must post it as it is, not log in by itself and lose it."""
+    log_in(browser, live_node)
+    wait(browser).until(ec.text_to_be_present_in_element((By.ID, "who"), OFFICER))
+    browser.get(f"{live_node.url}/web/check?party=XA&number={live_node.permit_number}")
+    wait(browser).until(ec.visibility_of_element_located((By.ID, "endorse-form")))
+    type_into(browser, "port", "NLRTM")
+    type_into(browser, "officer", "Officer J. Jansen")
+    live_node.end_web_sessions(OFFICER)
+    browser.find_element(By.ID, "endorse-button").click()
+
+    wait(browser).until(ec.visibility_of_element_located((By.ID, "login-form")))
+    assert "what you typed is kept" in browser.find_element(By.ID, "notice").text
+    submit_login(browser)
+    wait(browser).until(ec.visibility_of_element_located((By.ID, "endorse-form")))
+    assert value_of(browser, "port") == "NLRTM"
+    assert value_of(browser, "officer") == "Officer J. Jansen"
+    assert "it was not sent" in browser.find_element(By.ID, "notice").text
