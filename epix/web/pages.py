@@ -25,7 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from epix.api.deps import DatabaseDep, RequestContextDep, SettingsDep
 from epix.api.idempotency import keyed_request
 from epix.api.problems import validation_findings
-from epix.api.routers.auth import password_login
+from epix.api.routers.auth import logout, password_login
 from epix.api.routers.endorsements import EndorsementIn, endorse_once
 from epix.api.routers.permits import look_up_permit
 from epix.api.routers.registry import party_json
@@ -47,7 +47,7 @@ from epix.permits.model import printed_number
 from epix.registry import repository as registry_repository
 from epix.registry.service import EXPIRING_WITHIN_DAYS, expiring_certificates
 from epix.settings import Settings
-from epix.web.templating import templates
+from epix.web.templating import error_page, templates
 
 _HERE = Path(__file__).resolve().parent
 router = APIRouter(prefix="/web", include_in_schema=False)
@@ -207,6 +207,19 @@ def _login_page(
             "is kept, and is not sent until you press Endorse."
         )
     return _page(request, "login.html", "Log in", refusal=refusal, **context)
+
+
+@router.post("/logout", response_class=HTMLResponse)
+def logout_form(request: Request, database: DatabaseDep, context: RequestContextDep) -> Response:
+    """The Log out button where the page's script does not run (a border post's browser is
+    shared): the session ends as POST /v1/auth/logout ends it (every session of the person,
+    audited; another site's form refused, EPIX-AUTH-012), then the login page."""
+    try:
+        logout(request, database, context)
+    except EpixError as refusal:
+        finding = refusal.findings[0]
+        return error_page(request, refusal.http_status, finding.code, finding.message, None)
+    return RedirectResponse("/web/login", status_code=303)
 
 
 @router.get("/lookup", response_class=HTMLResponse)

@@ -128,3 +128,40 @@ def test_a_lookup_sent_before_the_script_runs_keeps_the_security_token_out_of_th
     # Not logged in: on to the login page, to come back to the form (the token typed again).
     wait(browser).until(ec.url_contains("number%3D"))
     assert "issuer-secret-token" not in unquote(browser.current_url)
+
+
+@pytest.mark.browser
+def test_without_script_an_officer_logs_out_and_the_session_ends_on_the_node(
+    browser_without_script: WebDriver, live_node: LiveNode
+) -> None:
+    """At a shared border post without script the next person must not find the officer
+    logged in: the Log out button is a form, and the node ends the session (a copy of the
+    cookie kept from before is refused too), not only the browser's cookie."""
+    browser = browser_without_script
+    browser.get(f"{live_node.url}/web/login")
+    assert not browser.find_element(By.ID, "logout-button").is_displayed()  # no one to log out
+    submit_login(browser)
+    wait(browser).until(ec.url_contains("/web/lookup"))
+    cookie = browser.get_cookie("epix_session")
+    assert cookie is not None
+    wait(browser).until(ec.element_to_be_clickable((By.ID, "logout-button"))).click()
+
+    wait(browser).until(ec.url_to_be(f"{live_node.url}/web/login"))
+    assert not browser.find_element(By.ID, "logout-button").is_displayed()
+    assert _whoami(browser, live_node).status_code == 401
+    copied = httpx.get(f"{live_node.url}/v1/auth/whoami", cookies={"epix_session": cookie["value"]})
+    assert copied.status_code == 401
+    browser.get(f"{live_node.url}/web/check?party=XA&number={live_node.permit_number}")
+    wait(browser).until(ec.url_contains("/web/login?next="))
+
+
+def test_a_log_out_form_on_another_site_is_refused(live_node: LiveNode) -> None:
+    """Another site's page must not end the officer's session either (EPIX-AUTH-012)."""
+    with httpx.Client(base_url=live_node.url, headers={"Accept": "text/html"}) as client:
+        client.post("/web/login", data={"username": OFFICER, "password": OFFICER_PASSWORD})
+        refused = client.post("/web/logout", headers={"Origin": "http://evil.example"})
+        assert refused.status_code == 403 and "EPIX-AUTH-012" in refused.text
+        assert client.get("/v1/auth/whoami").status_code == 200
+        ended = client.post("/web/logout")
+        assert ended.status_code == 303 and ended.headers["location"] == "/web/login"
+        assert client.get("/v1/auth/whoami").status_code == 401

@@ -216,7 +216,7 @@ async function showWho() {
     if (!who.ok) return;
     me = await who.json();
     text($("who"), `${me.username} · ${me.party} · ${me.roles.join(", ")}`);
-    $("logout-button").hidden = false;
+    $("logout-form").hidden = false;
   } catch (_) { /* not logged in: the header stays empty */ }
 }
 
@@ -594,7 +594,10 @@ document.addEventListener("DOMContentLoaded", () => {
   for (const field of document.querySelectorAll("input[aria-describedby]")) {
     field.dataset.hint = field.getAttribute("aria-describedby"); // kept while an error is added
   }
-  $("logout-button").addEventListener("click", () => { logOut().catch(() => {}); });
+  $("logout-form").addEventListener("submit", (event) => {
+    event.preventDefault(); // the script's log-out shows a refusal on this page
+    logOut().catch(() => {});
+  });
   const who = whoKnown = showWho();
   const page = document.querySelector("[data-page]");
   const name = page ? page.dataset.page : "";
