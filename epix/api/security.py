@@ -18,7 +18,7 @@ from epix.audit.service import record_event
 from epix.auth.principal import Principal, Role
 from epix.auth.scoping import ensure_role
 from epix.auth.service import authenticate_api_key, authenticate_session
-from epix.auth.throttle import Refusal, Throttle
+from epix.auth.throttle import Refusal, Throttle, address_source
 from epix.db import Database
 from epix.delivery.webhooks import http_origin
 from epix.errors import EpixError, Finding
@@ -109,6 +109,11 @@ def own_origins(request: Request) -> set[tuple[str, str, int] | None]:
     base = http_origin(settings.node_base_url)
     scheme = "https" if base is not None and base[0] == "https" else request.url.scheme
     return {base, http_origin(f"{scheme}://{request.headers.get('host', '')}")} - {None}
+
+
+def throttled_address(request: Request) -> str:
+    """The client's address as the throttles count it (``address_source``: IPv6 by its /64)."""
+    return address_source(request.client.host) if request.client else ""
 
 
 def start_web_session(request: Request, principal: Principal, epoch: int) -> None:
@@ -245,7 +250,7 @@ def _record_refused_credential(
         "session" if not ({"authorization", "x-api-key"} & headers.keys()) else "api_key"
     )
     throttle: Throttle = request.app.state.credential_throttle
-    address = request.client.host if request.client else ""
+    address = throttled_address(request)
     with database.read() as session:
         throttled = throttle.is_refusing(session, address)
     if throttled is not None:

@@ -5,8 +5,9 @@ Three kinds use it: web logins per (user name, client address) and, with a highe
 client address whatever the name, and refused API keys or session cookies per client address.
 Counting logins per pair (not per user name alone) keeps a stranger from locking an officer out
 by typing wrong passwords for their name from elsewhere; the price is that guesses spread over
-many addresses are slowed only per address. The per-address count bounds how many passwords one
-address can make the node check by trying many names (each check is ~50 ms of Argon2).
+many addresses are slowed only per address (an IPv6 client's /64 counting as one address,
+``address_source``). The per-address count bounds how many passwords one address can make
+the node check by trying many names (each check is ~50 ms of Argon2).
 
 The counts live in the ``auth_throttle`` table, not in a process's memory: every ``epix serve``
 worker process (and a restart) sees the same attempts, so ``--workers 4`` does not give four
@@ -24,6 +25,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import ipaddress
 import math
 import time
 from collections.abc import Callable
@@ -34,6 +36,22 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from epix.auth.models import ThrottleRecord
+
+
+def address_source(host: str) -> str:
+    """The source a client address is counted as: an IPv4 address itself, an IPv6 address by
+    its /64. One host is given a whole /64 (SLAAC and privacy addresses, any cloud machine)
+    and may send from any address in it, so counted one by one its guesses had no limit."""
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return host  # not an address (a test client's name, a proxy's label): as it is
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            return str(address.ipv4_mapped)
+        return str(ipaddress.IPv6Network((address, 64), strict=False))
+    return str(address)
+
 
 # What the key naming the rows is derived for (``epix.auth.session_secret.derived_key``).
 KEY_PURPOSE = b"epix throttle sources v1"

@@ -96,6 +96,22 @@ async def test_past_the_limit_even_the_right_password_waits_but_not_from_elsewhe
     assert _login_outcomes(sqlite_database) == ["EPIX-AUTH-002"] * 3 + ["EPIX-AUTH-010", "ok"]
 
 
+async def test_an_ipv6_client_is_counted_by_its_64_not_by_each_address(
+    throttled_app: FastAPI, make_user: MakeUser
+) -> None:
+    """A host is given a whole /64 and may send from any address in it: counted address by
+    address, it could guess one officer's password without limit. Another /64 still logs in."""
+    make_user("officer")
+    for host in range(1, 4):
+        async with _client_from(throttled_app, f"2001:db8:1:2::{host:x}") as guesser:
+            assert (await _login(guesser, "officer", "a guess")).status_code == 401
+    async with _client_from(throttled_app, "2001:db8:1:2:aaaa:bbbb:cccc:dddd") as guesser:
+        refused = await _login(guesser, "officer", PASSWORD)
+    assert refused.status_code == 429 and refused.json()["code"] == "EPIX-AUTH-010"
+    async with _client_from(throttled_app, "2001:db8:1:3::1") as officer:
+        assert (await _login(officer, "officer", PASSWORD)).status_code == 200
+
+
 async def test_a_successful_login_clears_the_count(
     attacker: httpx.AsyncClient, make_user: MakeUser
 ) -> None:

@@ -22,6 +22,7 @@ from epix.api.security import (
     record_denied,
     require_roles,
     start_web_session,
+    throttled_address,
     web_session,
 )
 from epix.audit.context import RequestContext
@@ -263,7 +264,7 @@ def password_login(
     check_same_origin_audited(request, database, credential="password")
     throttle: Throttle = request.app.state.login_throttle
     address_throttle: Throttle = request.app.state.login_address_throttle
-    address = request.client.host if request.client else ""
+    address = throttled_address(request)
     refusal: Refusal | None = None
     whose = "for this user name from your address"
     try:
