@@ -281,6 +281,13 @@ def check_form(
     )
 
 
+def who_text(principal: Principal) -> str:
+    """Who is logged in, as the page's header says it (as epix.js showWho): on a shared border
+    browser without script the officer sees in whose name an endorsement is recorded."""
+    roles = ", ".join(sorted(role.value for role in principal.roles))
+    return f"{principal.username} · {principal.party} · {roles}"
+
+
 def _logged_in(
     request: Request,
     database: Database,
@@ -324,6 +331,7 @@ def _check_answer(
     principal = _logged_in(request, database, refused=page, login_next=login_next)
     if isinstance(principal, Response):
         return principal
+    page = partial(page, who=who_text(principal))
     try:
         view = _checked_permit(
             database, context, principal, party.strip().upper(), number.strip(), token
@@ -560,6 +568,7 @@ def endorse_form(
     principal = _logged_in(request, database, refused=page, login_next=back, to_log_in=to_log_in)
     if isinstance(principal, Response):
         return principal
+    page = partial(page, who=who_text(principal))
     try:
         ensure_role(principal, Role.CUSTOMS)
     except EpixError as refusal:
@@ -621,18 +630,8 @@ def endorse_form(
             if field is not None:
                 field_of[finding.location] = field
                 field_errors.setdefault(field, f"{finding.code}: {finding.message}")
-        return _page(
-            request,
-            "endorse.html",
-            title,
-            refusal=refusal,
-            endorse=form,
-            field_of=field_of,
-            field_errors=field_errors,
-        )
-    return _page(
-        request, "endorse.html", title, endorsement=answer.body, replayed=answer.replayed, back=back
-    )
+        return page(refusal=refusal, endorse=form, field_of=field_of, field_errors=field_errors)
+    return page(endorsement=answer.body, replayed=answer.replayed, back=back)
 
 
 # A quantity as a decimal keypad gives it: a point or a comma before decimals (epix.js

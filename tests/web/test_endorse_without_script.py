@@ -93,6 +93,21 @@ def test_without_script_an_officer_endorses_on_the_check_page(
     assert status.text == "USED"
 
 
+@pytest.mark.browser
+def test_without_script_the_pages_say_who_is_logged_in(
+    browser_without_script: WebDriver, live_node: LiveNode
+) -> None:
+    """A shared border browser without script: the check page and the endorse answer name
+    the person the endorsement is recorded for (the header was left empty for the script)."""
+    browser = browser_without_script
+    _open_check_page(browser, live_node)
+    assert browser.find_element(By.ID, "who").text == f"{OFFICER} · XB · customs"
+    fill_border_details(browser)
+    browser.find_element(By.ID, "endorse-button").click()
+    wait(browser).until(ec.visibility_of_element_located((By.ID, "endorse-result")))
+    assert browser.find_element(By.ID, "who").text == f"{OFFICER} · XB · customs"
+
+
 def _far_from_utc() -> str:
     """A zone whose date is not UTC's now: 14 hours ahead from 10:00 UTC, 12 behind until
     12:00 UTC (a border post near midnight, seen from UTC)."""
