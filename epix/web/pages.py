@@ -81,19 +81,43 @@ def _page(
 def return_path(next_page: str | None) -> str:
     """Where to go after logging in: a page of ours, never another site (no open redirect).
 
-    The same rule as ``returnPath`` in epix.js: a path under /web/ other than the login page.
+    The same rule as ``returnPath`` in epix.js: a path under /web/ other than the login page,
+    judged once its dot segments are resolved as the browser resolves them ("/web/../v1/..."
+    is not under /web/).
     """
     target = urlsplit(next_page or "")
+    path = _resolved(target.path)
     if (
         not next_page
         or target.scheme
         or target.netloc
-        or not target.path.startswith("/web/")
-        or target.path == "/web/login"
+        or not path.startswith("/web/")
+        or path == "/web/login"
         or any(char == "\\" or ord(char) < 0x20 for char in next_page)
     ):
         return "/web/lookup"
-    return target.path + (f"?{target.query}" if target.query else "")
+    return path + (f"?{target.query}" if target.query else "")
+
+
+def _resolved(path: str) -> str:
+    """``path`` with its "." and ".." segments (a dot also written %2e) resolved, as the URL
+    standard does."""
+    segments: list[str] = []
+    parts = path.split("/")[1:]
+    for index, segment in enumerate(parts):
+        dots = segment.lower().replace("%2e", ".")
+        last = index == len(parts) - 1
+        if dots == "..":
+            if segments:
+                segments.pop()
+            if last:
+                segments.append("")
+        elif dots == ".":
+            if last:
+                segments.append("")
+        else:
+            segments.append(segment)
+    return "/" + "/".join(segments)
 
 
 @router.get("/", response_class=HTMLResponse)

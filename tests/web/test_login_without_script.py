@@ -76,6 +76,11 @@ def client(sqlite_database: Database, tmp_path: Path) -> TestClient:
         ("/\\evil.example/web/x", "/web/lookup"),
         ("/web/login", "/web/lookup"),
         ("/v1/users", "/web/lookup"),
+        # Dot segments, as the browser (and epix.js returnPath) resolve them: not under /web/.
+        ("/web/../v1/users", "/web/lookup"),
+        ("/web/%2E%2e/v1/users", "/web/lookup"),
+        ("/web/./../web/login", "/web/lookup"),
+        ("/web/./registry", "/web/registry"),
     ],
 )
 def test_the_form_login_returns_only_to_a_page_of_this_node(
