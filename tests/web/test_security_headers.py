@@ -32,6 +32,8 @@ ANSWERS = [
     ("GET", "/web/qr.svg?party=XA&number=N1"),
     ("GET", "/web/no-such-page"),
     ("POST", "/web/lookup"),
+    ("POST", "/web/endorse"),  # not logged in: the login page keeping the form
+    ("POST", "/web/logout"),
     ("GET", "/v1/permits/XA/N1"),  # 401
     ("GET", "/healthz"),
     ("GET", "/docs"),
