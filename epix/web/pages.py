@@ -305,7 +305,7 @@ def check_form(
     )
 
 
-def who_text(principal: Principal) -> str:
+def _who_text(principal: Principal) -> str:
     """Who is logged in, as the page's header says it (as epix.js showWho): on a shared border
     browser without script the officer sees in whose name an endorsement is recorded."""
     roles = ", ".join(sorted(role.value for role in principal.roles))
@@ -355,7 +355,7 @@ def _check_answer(
     principal = _logged_in(request, database, refused=page, login_next=login_next)
     if isinstance(principal, Response):
         return principal
-    page = partial(page, who=who_text(principal))
+    page = partial(page, who=_who_text(principal))
     try:
         view = _checked_permit(
             database, context, principal, party.strip().upper(), number.strip(), token
@@ -461,7 +461,7 @@ _ENDORSE_FIELDS = {
 }
 
 
-def border_day(settings: Settings, party: str, now: datetime | None = None) -> tuple[str, str]:
+def _border_day(settings: Settings, party: str, now: datetime | None = None) -> tuple[str, str]:
     """The endorse form's date as first offered, and its hint, for an officer of ``party`` on
     a page without script (the browser's zone is unknown there). Filled in only where the node
     knows the Party's time zone (EPIX_WEB_TIME_ZONES): UTC's date is the wrong day at a border
@@ -504,7 +504,7 @@ def _endorse_form_of(
         )
         for index, line in enumerate(view["lines"])
     )
-    date, date_hint = border_day(settings, principal.party)
+    date, date_hint = _border_day(settings, principal.party)
     return EndorseForm(
         party=view["issuing_party"],
         number=view["number"],
@@ -592,7 +592,7 @@ def endorse_form(
     principal = _logged_in(request, database, refused=page, login_next=back, to_log_in=to_log_in)
     if isinstance(principal, Response):
         return principal
-    page = partial(page, who=who_text(principal))
+    page = partial(page, who=_who_text(principal))
     try:
         ensure_role(principal, Role.CUSTOMS)
     except EpixError as refusal:
@@ -613,7 +613,7 @@ def endorse_form(
             EndorseLine(f"qty-{index}", *values)
             for index, values in enumerate(zip(*typed, strict=False))
         ),
-        date_hint=border_day(settings, principal.party)[1],
+        date_hint=_border_day(settings, principal.party)[1],
     )
     sent = [line for line in form.lines if line.quantity.strip()]
     try:
