@@ -25,6 +25,15 @@ def type_into(browser: WebDriver, name: str, value: str) -> None:
     field.send_keys(value)
 
 
+def open_permit_page(browser: WebDriver, node: LiveNode, page: str, shown: str) -> None:
+    """Log in and open the node's permit on ``page`` (/web/lookup or /web/check), until the
+    element ``shown`` is."""
+    log_in(browser, node)
+    wait(browser).until(ec.text_to_be_present_in_element((By.ID, "who"), OFFICER))
+    browser.get(f"{node.url}{page}?party=XA&number={node.permit_number}")
+    wait(browser).until(ec.visibility_of_element_located((By.ID, shown)))
+
+
 def endorsements_in_history(browser: WebDriver) -> int:
     return sum(
         "endorsement.record" in item.text
@@ -35,10 +44,7 @@ def endorsements_in_history(browser: WebDriver) -> int:
 def test_endorse_form_survives_the_session_ending_and_is_sent_once(
     browser: WebDriver, live_node: LiveNode
 ) -> None:
-    log_in(browser, live_node)
-    wait(browser).until(ec.text_to_be_present_in_element((By.ID, "who"), OFFICER))
-    browser.get(f"{live_node.url}/web/lookup?party=XA&number={live_node.permit_number}")
-    wait(browser).until(ec.visibility_of_element_located((By.ID, "result")))
+    open_permit_page(browser, live_node, "/web/lookup", "result")
     type_into(browser, "port", "NLRTM")
     type_into(browser, "officer", "Officer J. Jansen")
     type_into(browser, "transport", "AWB 074-12345675")
@@ -99,10 +105,7 @@ def test_typed_values_go_back_only_to_the_person_who_typed_them(
     browser: WebDriver, live_node: LiveNode
 ) -> None:
     """On a shared tablet the next officer to log in does not get the previous one's form."""
-    log_in(browser, live_node)
-    wait(browser).until(ec.text_to_be_present_in_element((By.ID, "who"), OFFICER))
-    browser.get(f"{live_node.url}/web/lookup?party=XA&number={live_node.permit_number}")
-    wait(browser).until(ec.visibility_of_element_located((By.ID, "result")))
+    open_permit_page(browser, live_node, "/web/lookup", "result")
     type_into(browser, "port", "NLRTM")
     type_into(browser, "officer", "Officer J. Jansen")
     type_into(browser, "transport", "AWB 074-12345675")
@@ -175,10 +178,7 @@ def test_the_check_pages_endorse_form_survives_the_session_ending_with_the_scrip
     """The check page (/web/check, a link, the QR code's way back) posts its endorse form to the
     node even where the script runs; the login page the node answers with carries what was
     typed, and its script must post it as it is, not log in by itself and lose it."""
-    log_in(browser, live_node)
-    wait(browser).until(ec.text_to_be_present_in_element((By.ID, "who"), OFFICER))
-    browser.get(f"{live_node.url}/web/check?party=XA&number={live_node.permit_number}")
-    wait(browser).until(ec.visibility_of_element_located((By.ID, "endorse-form")))
+    open_permit_page(browser, live_node, "/web/check", "endorse-form")
     type_into(browser, "port", "NLRTM")
     type_into(browser, "officer", "Officer J. Jansen")
     live_node.end_web_sessions(OFFICER)
