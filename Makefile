@@ -20,6 +20,9 @@ $(UV):
 	$(TOOLS)/bin/pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
 
 $(VENV)/.synced: $(UV) uv.lock pyproject.toml setup.py epix/permits/mapping.pyx
+	@command -v cc >/dev/null || command -v gcc >/dev/null || { echo "make: a C compiler is \
+	needed to build epix/permits/mapping.pyx: install gcc and Python's headers (Debian, Ubuntu: \
+	apt-get install gcc python3-dev)" >&2; exit 1; }
 	$(UV) sync --frozen --quiet
 	touch $@
 
