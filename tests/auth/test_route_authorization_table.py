@@ -150,6 +150,7 @@ TABLE: dict[str, tuple[Access, str]] = {
     "GET /web/": (PUBLIC, "redirect"),
     "GET /web/login": (PUBLIC, "-"),
     "POST /web/login": (PUBLIC, "password checked, throttled"),
+    "POST /web/logout": (PUBLIC, "ends the caller's own session, as POST /v1/auth/logout"),
     "GET /web/lookup": (PUBLIC, "the page; its script calls the API"),
     "GET /web/check": (IN_HANDLER, "as GET /v1/permits/{party}/{number}"),
     "POST /web/check": (IN_HANDLER, "as GET /v1/permits/{party}/{number}"),
@@ -218,7 +219,8 @@ def test_each_route_applies_what_its_row_declares(app: FastAPI) -> None:
 
 
 async def test_without_a_credential_no_declared_route_answers(client: httpx.AsyncClient) -> None:
-    """401, or for a web page the way to the login page; never the thing itself."""
+    """401, or for a web page the way to the login page; never the thing itself. The endorse
+    form answers with the login page in place, which keeps what was typed for after the login."""
     wrong = []
     for name, (access, _) in sorted(TABLE.items()):
         if access is PUBLIC:
@@ -226,8 +228,12 @@ async def test_without_a_credential_no_declared_route_answers(client: httpx.Asyn
         method = name.split(" ", 1)[0]
         form = {"party": "XA", "number": "XA-0001", "token": "t"}
         answer = await client.request(method, _url(name), data=form)
-        login = answer.headers.get("location", "").split("?")[0] == "/web/login"
-        expected = (303, True) if name.startswith(("GET /web", "POST /web")) else (401, False)
+        if name == "POST /web/endorse":
+            login = 'id="login-form"' in answer.text and 'action="/web/login?' in answer.text
+            expected = (200, True)
+        else:
+            login = answer.headers.get("location", "").split("?")[0] == "/web/login"
+            expected = (303, True) if name.startswith(("GET /web", "POST /web")) else (401, False)
         if (answer.status_code, login) != expected:
             wrong.append(f"{name}: {answer.status_code} {answer.text[:120]}")
     assert not wrong, wrong
